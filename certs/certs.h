@@ -1,0 +1,96 @@
+/*
+ * certs: `ferry certs ...` and `ferry check` (CONTRACT.md §2).  Uses tls/ and config/ only.
+ *
+ * Everything goes through the OpenSSL library; nothing shells out.  Private keys are written
+ * 0600, atomically (temporary file in the same directory, fsync, rename), so a crash never
+ * leaves a half-written or world-readable key.  Functions return 0/-1 and describe a failure
+ * in the caller's buffer; they never print or exit.
+ */
+#ifndef FERRY_CERTS_H
+#define FERRY_CERTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+enum certs_key_type {
+    CERTS_KEY_EC,  /* ECDSA P-256 (default) */
+    CERTS_KEY_RSA, /* RSA 3072 */
+};
+
+#define CERTS_DEFAULT_CA_DAYS   3650
+#define CERTS_DEFAULT_LEAF_DAYS 397
+#define CERTS_DEFAULT_CA_NAME   "ferry private CA"
+
+struct certs_ca_params {
+    const char *dir;  /* writes DIR/ca.crt and DIR/ca.key (0600); DIR is created (0700) */
+    const char *name; /* the CA's CN; NULL = CERTS_DEFAULT_CA_NAME */
+    int days;         /* 0 = CERTS_DEFAULT_CA_DAYS */
+    enum certs_key_type key_type;
+};
+
+struct certs_issue_params {
+    const char *ca_dir; /* reads CA_DIR/ca.crt and CA_DIR/ca.key */
+    const char *name;   /* FQDN: the CN and the first DNS SAN (an IP literal becomes an IP SAN) */
+    const char *const *dns;
+    size_t n_dns;
+    const char *const *ips;
+    size_t n_ips;
+    int days; /* 0 = CERTS_DEFAULT_LEAF_DAYS */
+    enum certs_key_type key_type;
+    const char *out_dir; /* writes OUT/NAME.crt (leaf + intermediates), OUT/NAME.key (0600)
+                            and OUT/ca.crt (the root); OUT is created (0700) */
+};
+
+/*
+ * certs_init_ca(p, err, errlen):
+ * Make a self-signed CA (basicConstraints critical CA:TRUE, keyUsage keyCertSign+cRLSign,
+ * subject key identifier).  Refuses to overwrite an existing DIR/ca.key.
+ * Returns 0, or -1 with the reason in ${err}.
+ */
+int certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen);
+
+/*
+ * certs_issue(p, err, errlen):
+ * Issue a leaf signed by the CA in ${p}->ca_dir: EKU serverAuth+clientAuth, SAN = name +
+ * every dns + every ip, basicConstraints CA:FALSE, keyUsage digitalSignature (+
+ * keyEncipherment for RSA), authority/subject key identifiers, a random 128-bit serial.
+ * When CA_DIR/ca.crt holds an intermediate followed by its issuers, NAME.crt carries the
+ * intermediates and OUT/ca.crt the root.  Returns 0, or -1 with the reason in ${err}.
+ */
+int certs_issue(const struct certs_issue_params *p, char *err, size_t errlen);
+
+/*
+ * certs_ensure_dev(dir, hostname, created, err, errlen):
+ * The embedded development default: make sure DIR holds a development CA (ca.crt, ca.key)
+ * and a node certificate (node.crt, node.key) for ${hostname}, "localhost", 127.0.0.1 and
+ * ::1.  Existing files are reused as they are; *${created} tells whether anything was made.
+ * Returns 0, or -1 with the reason in ${err}.
+ */
+int certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err,
+                     size_t errlen);
+
+/*
+ * certs_write_file(path, data, len, mode, err, errlen):
+ * Write ${data} to ${path} atomically with permissions ${mode} (temporary file created with
+ * ${mode} from the start, fsync, rename).  Returns 0, or -1 with the reason in ${err}.
+ */
+int certs_write_file(const char *path, const void *data, size_t len, mode_t mode, char *err,
+                     size_t errlen);
+
+/*
+ * certs_cli(argc, argv, out, err):
+ * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" (| "inspect", a later
+ * issue): parse the options of CONTRACT.md §2, run, print results to ${out} and problems to
+ * ${err}.  Returns the exit code: 0 success, 1 failure, 2 usage error.
+ */
+int certs_cli(int argc, char **argv, FILE *out, FILE *err);
+
+/*
+ * certs_cli_usage(out):
+ * Print the usage of `ferry certs` to ${out} (for `ferry help certs`).
+ */
+void certs_cli_usage(FILE *out);
+
+#endif /* FERRY_CERTS_H */

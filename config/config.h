@@ -1,0 +1,205 @@
+/*
+ * config: YAML file -> validated, immutable struct config (CONTRACT.md §3).
+ *
+ * libyaml events are turned into a small node tree that keeps file:line:column, then a
+ * schema walk checks every mapping against its list of known keys.  Every problem of the
+ * file is collected (never just the first) as a struct config_error.  This layer depends
+ * on libyaml only: it does not open sockets, load certificates or log.
+ *
+ * Ownership: a struct config returned by config_load*() is owned by the caller and
+ * released with config_free().  It is never mutated after load; a reload builds a new one.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH_LOCAL  "./ferry.yaml"
+#define CONFIG_DEFAULT_PATH_SYSTEM "/etc/ferry/ferry.yaml"
+
+enum config_mode {
+    CONFIG_MODE_INBOUND,
+    CONFIG_MODE_OUTBOUND,
+};
+
+enum config_protocol {
+    CONFIG_PROTOCOL_HTTP,
+    CONFIG_PROTOCOL_TCP,
+};
+
+enum config_client_cert {
+    CONFIG_CLIENT_CERT_REQUIRED,
+    CONFIG_CLIENT_CERT_NONE,
+};
+
+enum config_log_level {
+    CONFIG_LOG_ERROR,
+    CONFIG_LOG_WARN,
+    CONFIG_LOG_INFO,
+    CONFIG_LOG_DEBUG,
+};
+
+enum config_log_format {
+    CONFIG_LOG_TEXT,
+    CONFIG_LOG_JSON,
+};
+
+/* Where a value came from, for messages like "ferry.yaml:12:9". line/col are 1-based. */
+struct config_pos {
+    unsigned line;
+    unsigned col;
+};
+
+/*
+ * A "host:port" address.  host is an IPv4 literal, an IPv6 literal (written "[::1]:80" in
+ * YAML; stored here without the brackets) or, where allowed, a DNS name.
+ */
+struct config_addr {
+    char host[256];
+    uint16_t port;
+    bool is_ip; /* host is an IPv4 or IPv6 literal */
+    bool is_ipv6;
+};
+
+/* A file named by the config, with the position of its YAML value. */
+struct config_file {
+    char *path; /* NULL when not set */
+    struct config_pos pos;
+};
+
+/* TLS settings: the top-level `tls:` defaults merged with a listener's `tls:` override. */
+struct config_tls {
+    struct config_file cert;
+    struct config_file key;
+    struct config_file key_passphrase_file;
+    struct config_file ca;
+    struct config_file crl;
+    int min_version; /* 0x0303 for "1.2" (default) or 0x0304 for "1.3" (OpenSSL's values) */
+    int verify_depth; /* default 4 */
+    bool cn_fallback; /* default false */
+    bool session_resumption; /* default true */
+};
+
+struct config_listener {
+    char *name;
+    struct config_pos pos; /* the listener's mapping */
+    enum config_mode mode;
+    struct config_addr listen;
+    /* inbound only (required there) */
+    struct config_addr backend;
+    /* outbound only: peer is required (host may be a DNS name); connect is optional */
+    struct config_addr peer;
+    struct config_addr connect;
+    bool has_connect;
+    enum config_protocol protocol; /* default http */
+    enum config_client_cert client_cert; /* inbound; default required */
+    char **allow; /* inbound; NULL when absent (= any cert this CA issued) */
+    size_t n_allow;
+    struct config_tls tls; /* effective settings: defaults + this listener's override */
+};
+
+struct config_limits {
+    unsigned max_connections; /* default 10000 */
+    uint64_t handshake_timeout_ms; /* default 10s */
+    uint64_t idle_timeout_ms; /* default 300s */
+};
+
+struct config {
+    char *path; /* the file it was loaded from, or the name given to config_load_string() */
+    struct config_listener *listeners;
+    size_t n_listeners;
+    enum config_log_level log_level; /* default info */
+    enum config_log_format log_format; /* default text */
+    struct config_limits limits;
+};
+
+struct config_error {
+    char *file;
+    unsigned line; /* 0 when the error is about the file as a whole (unreadable, empty) */
+    unsigned col;
+    char *msg;
+};
+
+/* A list of errors; zero-initialise before the first use. */
+struct config_errors {
+    struct config_error *v;
+    size_t n;
+};
+
+/*
+ * config_load(path, errs):
+ * Read and validate the YAML file ${path}.  Every key of CONTRACT.md §3 is checked: unknown
+ * keys, wrong types, bad durations/addresses/enums, missing required keys, duplicate listener
+ * names or listen ports, and files that do not exist or cannot be read are errors.  Keys that
+ * a later release brings (admin, user, workers, pool, access, couchdb_proxy_auth,
+ * client_cert_header, host_header, limits.drain_timeout, limits.backend_timeout,
+ * limits.header_timeout) are errors saying "not supported yet".
+ * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
+ * frees with config_errors_clear()).  Relative file paths in the config are resolved
+ * against the directory of ${path}.
+ */
+struct config *config_load(const char *path, struct config_errors *errs);
+
+/*
+ * config_load_string(name, text, len, errs):
+ * As config_load(), from memory; ${name} is used in error messages and relative file paths
+ * are taken as they are (relative to the working directory).
+ */
+struct config *config_load_string(const char *name, const char *text, size_t len,
+                                  struct config_errors *errs);
+
+/*
+ * config_free(cfg):
+ * Release ${cfg} and everything it owns.  config_free(NULL) does nothing.
+ */
+void config_free(struct config *cfg);
+
+/*
+ * config_errors_clear(errs):
+ * Free every error in ${errs} and reset it to empty.
+ */
+void config_errors_clear(struct config_errors *errs);
+
+/*
+ * config_error_format(err, buf, len):
+ * Write "file:line:col: msg" (or "file: msg" when line is 0) into ${buf}.  Returns ${buf}.
+ */
+const char *config_error_format(const struct config_error *err, char *buf, size_t len);
+
+/*
+ * config_listener_find(cfg, name):
+ * The listener called ${name}, or NULL.
+ */
+const struct config_listener *config_listener_find(const struct config *cfg, const char *name);
+
+/* ---- values (config_value.c); pure functions, exported for the other layers and tests ---- */
+
+/*
+ * config_parse_duration(text, ms):
+ * Parse "250ms", "10s", "5m", "1h" (a non-negative integer and a unit; a bare "0" is allowed)
+ * into milliseconds in ${ms}.  Returns 0, or -1 when ${text} is not a duration or overflows.
+ */
+int config_parse_duration(const char *text, uint64_t *ms);
+
+/*
+ * config_parse_addr(text, allow_name, addr, why, whylen):
+ * Parse "1.2.3.4:80", "[::1]:80" or, when ${allow_name}, "host.example.org:80" into ${addr}.
+ * The port must be 1-65535.  Returns 0, or -1 with the reason in ${why}.
+ */
+int config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
+                      size_t whylen);
+
+/*
+ * config_addr_format(addr, buf, len):
+ * "host:port", with brackets around IPv6 hosts.  Returns ${buf}.
+ */
+const char *config_addr_format(const struct config_addr *addr, char *buf, size_t len);
+
+/* String names of the enums, as written in YAML ("inbound", "http", "warn", ...). */
+const char *config_mode_str(enum config_mode mode);
+const char *config_protocol_str(enum config_protocol protocol);
+const char *config_log_level_str(enum config_log_level level);
+
+#endif /* FERRY_CONFIG_H */

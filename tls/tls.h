@@ -1,0 +1,219 @@
+/*
+ * tls: OpenSSL only; no libevent, no sockets, no logging.
+ *
+ * One struct tls_ctx per listener wraps an SSL_CTX set up for its role, plus the policy of
+ * CONTRACT.md §4 (chain, then EKU, then name).  The proxy asks it for one SSL per
+ * connection (tls_ssl_new()) and, when the handshake ends, reads back why a peer was
+ * rejected as an enum tls_reject and the peer's subject and SANs.  Lower layers return
+ * reasons; proxy/ logs them.
+ *
+ * Dirty shutdown policy: a peer that closes TCP without a close_notify is treated as a
+ * normal end of stream (the proxy sets allow_dirty_shutdown on its bufferevents).  The
+ * database protocols ferry carries frame their own messages (HTTP Content-Length, chunked
+ * encoding, CouchDB replication checkpoints), so truncation is detected above TLS, and many
+ * real clients (curl, CouchDB's ibrowse) do not always send close_notify.  ferry itself always
+ * sends close_notify (SSL_shutdown) before it closes a TLS connection.
+ *
+ * Session resumption: inbound contexts issue session tickets (and keep a session id context so
+ * that resumption works with client certificates); outbound contexts keep the last session of
+ * their peer and offer it on the next connection.  A resumed session keeps the verification
+ * result of the full handshake that created it.
+ */
+#ifndef FERRY_TLS_H
+#define FERRY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/* The side we play: SERVER for an inbound listener, CLIENT for an outbound one. */
+enum tls_role {
+    TLS_ROLE_SERVER,
+    TLS_ROLE_CLIENT,
+};
+
+/*
+ * Why a peer certificate was rejected.  One string table (tls_reject_str) feeds log lines,
+ * /metrics labels and the 502 JSON reason.  Chain reasons come first (rule 1), then EKU
+ * (rule 2), then name (rule 3).
+ */
+enum tls_reject {
+    TLS_REJECT_NONE = 0,
+    TLS_REJECT_NO_CERT,          /* the peer sent no certificate */
+    TLS_REJECT_UNKNOWN_CA,       /* no issuer found in the peer's chain or in `ca` */
+    TLS_REJECT_SELF_SIGNED,      /* a self-signed certificate that is not in `ca` */
+    TLS_REJECT_NOT_CA,           /* an issuer in the chain is not a CA */
+    TLS_REJECT_EXPIRED,          /* a certificate in the chain has expired */
+    TLS_REJECT_NOT_YET_VALID,    /* a certificate in the chain is not valid yet */
+    TLS_REJECT_REVOKED,          /* a certificate in the chain is revoked by `crl` */
+    TLS_REJECT_CRL,              /* a CRL is missing for an issuer, expired, or badly signed */
+    TLS_REJECT_CHAIN_TOO_LONG,   /* deeper than verify_depth */
+    TLS_REJECT_BAD_SIGNATURE,    /* a signature in the chain does not verify */
+    TLS_REJECT_CHAIN_OTHER,      /* any other chain error (detail has OpenSSL's text) */
+    TLS_REJECT_EKU_MISSING,      /* the leaf has no extendedKeyUsage extension */
+    TLS_REJECT_EKU_WRONG,        /* the leaf's EKU lacks clientAuth (inbound) / serverAuth */
+    TLS_REJECT_NO_NAME,          /* no DNS/IP SAN, and CN fallback is off (or no CN) */
+    TLS_REJECT_NAME_MISMATCH,    /* outbound: no SAN covers the peer host */
+    TLS_REJECT_NAME_NOT_ALLOWED, /* inbound: no SAN matches an `allow` entry */
+    TLS_REJECT__COUNT
+};
+
+/* What the peer presented, for logs.  Strings are always NUL-terminated (maybe empty). */
+struct tls_peer_info {
+    char subject[256]; /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
+    char issuer[256];  /* RFC 2253 */
+    char sans[512];    /* "DNS:node2.example.org,IP:10.0.0.2" */
+    char name[256];    /* the peer's identity: first DNS SAN, else first IP SAN, else CN
+                          (CN only with cn_fallback); the name that matched when one did */
+    char detail[256];  /* for chain rejections: OpenSSL's verify text and the subject of the
+                          certificate at fault when it is not the leaf */
+    int x509_error;    /* X509_V_ERR_* for chain rejections, else 0 */
+    int depth;         /* chain depth of the certificate at fault (0 = leaf) */
+};
+
+/* The outcome of verifying one peer; owned by the caller of tls_ssl_new(). */
+struct tls_verify_result {
+    enum tls_reject reject;
+    bool verified; /* the §4 rules ran to the end and passed */
+    struct tls_peer_info peer;
+};
+
+struct tls_ctx_params {
+    enum tls_role role;
+    const char *cert_file;           /* PEM: leaf first, then intermediates */
+    const char *key_file;            /* PEM, possibly encrypted */
+    const char *key_passphrase_file; /* NULL: an encrypted key is an error, never a prompt */
+    const char *ca_file;             /* PEM bundle of trusted CAs */
+    const char *crl_file;            /* NULL or a PEM file with one or more CRLs */
+    int min_version;                 /* TLS1_2_VERSION or TLS1_3_VERSION */
+    int verify_depth;
+    bool cn_fallback;
+    bool session_resumption;
+    bool client_cert_required;       /* SERVER: require and verify a client certificate */
+    const char *peer_host;           /* CLIENT: host checked against the server's SAN; sent
+                                        as SNI unless it is an IP literal */
+    const char *const *allow;        /* SERVER: allowed peer names (NULL = any) */
+    size_t n_allow;
+};
+
+struct tls_ctx;
+
+/*
+ * tls_ctx_new(p, err, errlen):
+ * Build a context for one listener from ${p}: TLS 1.2 minimum (or ${p}->min_version), no
+ * legacy ciphers, no renegotiation or compression, the certificate chain and key, the CA
+ * bundle, the CRLs (every CA's CRL is then required: X509_V_FLAG_CRL_CHECK_ALL) and
+ * verify_depth.  It refuses, naming the file and the reason in ${err}: unreadable or non-PEM
+ * files, an encrypted key without a passphrase file or with a wrong one, a key that does not
+ * match the certificate, a certificate that our own peers would reject (expired, not yet
+ * valid, or lacking the EKU of our role: serverAuth for SERVER, clientAuth for CLIENT).
+ * Strings in ${p} are copied.  Returns the context, or NULL.
+ */
+struct tls_ctx *tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen);
+
+/*
+ * tls_ctx_free(t):
+ * Release ${t}.  SSL objects made from it keep the SSL_CTX alive by reference counting, so
+ * it may be freed while connections still run.  tls_ctx_free(NULL) does nothing.
+ */
+void tls_ctx_free(struct tls_ctx *t);
+
+/*
+ * tls_ssl_new(t, result):
+ * A new SSL for one connection, in the role of ${t}.  The §4 verification writes its outcome
+ * to ${result} during the handshake, so ${result} must outlive the handshake (keep it in the
+ * connection object).  A CLIENT SSL has SNI set and offers the last session of its peer.
+ * Returns the SSL (owned by the caller), or NULL on OOM.
+ */
+SSL *tls_ssl_new(struct tls_ctx *t, struct tls_verify_result *result);
+
+/*
+ * tls_ssl_done(ssl, result):
+ * Call once the handshake of ${ssl} succeeded.  Fills ${result}->peer from the peer
+ * certificate when the verification callback did not run (a resumed session).
+ */
+void tls_ssl_done(SSL *ssl, struct tls_verify_result *result);
+
+/* ---- tls_verify.c: the §4 rules as pure functions ---- */
+
+/*
+ * tls_reject_from_x509(x509_err):
+ * Map an X509_V_ERR_* code from chain building to the rule that failed.
+ */
+enum tls_reject tls_reject_from_x509(int x509_err);
+
+/*
+ * tls_check_leaf(leaf, need_server_auth, peer_host, allow, n_allow, cn_fallback, info):
+ * Rules 2 and 3 of CONTRACT.md §4 on an already chain-verified ${leaf}.  EKU: the leaf must
+ * have the extension and list serverAuth (${need_server_auth}) or clientAuth.  Name: when
+ * ${peer_host} is set, a SAN must cover it (DNS name or IP literal); when ${allow} is set, one
+ * of the leaf's names must match an entry.  The CN counts as a name only when the leaf has no
+ * DNS or IP SAN and ${cn_fallback}.  Fills ${info} (see tls_peer_info_fill()).
+ * Returns TLS_REJECT_NONE or the first rule that fails.
+ */
+enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host,
+                               const char *const *allow, size_t n_allow, bool cn_fallback,
+                               struct tls_peer_info *info);
+
+/*
+ * tls_peer_info_fill(cert, cn_fallback, info):
+ * Fill ${info}'s subject, issuer, sans and name from ${cert}; leaves detail, x509_error and
+ * depth untouched.
+ */
+void tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info);
+
+/*
+ * tls_reject_str(r):
+ * The stable snake_case label of ${r} ("eku_wrong"), for metrics and JSON.
+ */
+const char *tls_reject_str(enum tls_reject r);
+
+/*
+ * tls_reject_describe(r, role, info, buf, len):
+ * The rule that failed in plain words, naming the peer, e.g. "certificate for node3.test
+ * lacks extendedKeyUsage clientAuth" or "certificate for node2.test (CN=node2.test) was issued
+ * by CN=Other CA, which is not in tls.ca".  ${role} is OUR role (SERVER checks clients).
+ * Returns ${buf}.
+ */
+const char *tls_reject_describe(enum tls_reject r, enum tls_role role,
+                                const struct tls_peer_info *info, char *buf, size_t len);
+
+/* ---- tls_name.c ---- */
+
+/*
+ * tls_name_match_san(san, host):
+ * Does the DNS SAN ${san} cover ${host}?  Case-insensitive; a wildcard only as the whole
+ * left-most label ("*.example.org" covers "a.example.org", not "example.org" nor
+ * "a.b.example.org"; "f*.example.org" and "*.org"-style two-label wildcards never match).
+ * A trailing dot on either side is ignored.
+ */
+bool tls_name_match_san(const char *san, const char *host);
+
+/*
+ * tls_name_match_allow(entry, name):
+ * Does the `allow` / `peers` entry ${entry} match the peer name ${name}?  Exactly
+ * (case-insensitive), or "*.suffix" covering exactly one more label.  IP literals match only
+ * themselves, compared as addresses ("::1" equals "0:0::1").
+ */
+bool tls_name_match_allow(const char *entry, const char *name);
+
+/*
+ * tls_name_is_ip(host, out, outlen):
+ * Is ${host} an IPv4 or IPv6 literal?  When it is and ${out} is not NULL, writes its binary
+ * form (4 or 16 bytes) and sets *${outlen}.
+ */
+bool tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen);
+
+/* ---- tls_error.c ---- */
+
+/*
+ * tls_error_string(buf, len):
+ * Drain this thread's OpenSSL error queue into one human-readable line in ${buf} (the
+ * last, most specific reasons first, without OpenSSL's file:line noise).  Writes "" when the
+ * queue is empty.  Returns ${buf}.
+ */
+const char *tls_error_string(char *buf, size_t len);
+
+#endif /* FERRY_TLS_H */
