@@ -58,8 +58,7 @@ void log_kvv(enum log_level level, const char *event, va_list ap);
  * A free-form line: event=message msg="<formatted text>".  For start-up and shutdown
  * messages, never per-connection ones (use log_kv with keys there).
  */
-void log_msg(enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * log_format_line(buf, len, format, ts, level, event, ap):
@@ -68,6 +67,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
  */
 size_t log_format_line(char *buf, size_t len, enum log_format format, const char *ts,
                        enum log_level level, const char *event, va_list ap);
+
+/*
+ * log_json_escape(dst, len, src):
+ * Copy ${src} into ${dst} escaped for the inside of a JSON string (also used for response
+ * bodies).  Always NUL-terminates; a value that does not fit is cut.  Returns ${dst}.
+ */
+const char *log_json_escape(char *dst, size_t len, const char *src);
 
 /* "error", "warn", "info", "debug" */
 const char *log_level_str(enum log_level level);

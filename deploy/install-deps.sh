@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what ferry needs on Debian 12 (bookworm).
+#   deploy/install-deps.sh          build dependencies only
+#   deploy/install-deps.sh --test   plus what the tests use: curl, openssl, python3, valgrind,
+#                                   Node.js + npm (for pouchdb-server), and the npm packages
+#                                   pinned in tests/package-lock.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libhttp-parser-dev
+      libyaml-dev libcmocka-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(curl openssl python3 valgrind procps psmisc)
+  # Node.js may already come from another source (e.g. NodeSource, which bundles npm and
+  # conflicts with Debian's npm package): install Debian's only when node or npm is missing.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    pkgs+=(nodejs npm)
+  fi
+fi
+
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+
+if [ "${1:-}" = "--test" ] && [ -f tests/package-lock.json ]; then
+  npm ci --prefix tests --no-audit --no-fund --loglevel=error
+fi

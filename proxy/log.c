@@ -1,0 +1,293 @@
+/*
+ * log: key=value text or JSON lines on one stream (see log.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Process-wide settings, written at start and on reload from the main thread only. */
+static enum log_level log_threshold = LOG_INFO;
+static enum log_format log_fmt = LOG_TEXT;
+static FILE *log_out;
+
+/* One line is built in a fixed buffer and written with one fwrite, so lines never interleave. */
+#define LOG_LINE_MAX 4096
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+
+/*
+ * log_setup(level, format, out):
+ * Set the threshold, the format and the stream (NULL = stderr).
+ */
+void
+log_setup(enum log_level level, enum log_format format, FILE *out)
+{
+    log_threshold = level;
+    log_fmt = format;
+    log_out = out;
+}
+
+/*
+ * log_enabled(level):
+ * Would a line at ${level} be written?
+ */
+bool
+log_enabled(enum log_level level)
+{
+    return level <= log_threshold;
+}
+
+/*
+ * log_level_str(level):
+ * The lower-case name of ${level}.
+ */
+const char *
+log_level_str(enum log_level level)
+{
+    if ((unsigned)level >= sizeof(log_level_names) / sizeof(log_level_names[0])) {
+        return "unknown";
+    }
+    return log_level_names[level];
+}
+
+/* A cursor over the line buffer that never overruns and remembers truncation. */
+struct log_buf {
+    char *p;
+    size_t len;
+    size_t used;
+    bool truncated;
+};
+
+static void
+lb_putc(struct log_buf *b, char c)
+{
+    if (!b->truncated && b->used + 1 < b->len) {
+        b->p[b->used++] = c;
+        b->p[b->used] = '\0';
+    } else {
+        b->truncated = true;
+    }
+}
+
+/* All of ${s} or none of it, so an escape sequence is never cut in half. */
+static void
+lb_puts(struct log_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (b->truncated || b->used + n >= b->len) {
+        b->truncated = true;
+        return;
+    }
+    memcpy(b->p + b->used, s, n + 1);
+    b->used += n;
+}
+
+static bool
+text_needs_quotes(const char *v)
+{
+    if (*v == '\0') {
+        return true;
+    }
+    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
+        if (*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' || *s == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Escape ${v} for a double-quoted string; shared by text (when quoted) and JSON. */
+static void
+lb_put_escaped(struct log_buf *b, const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
+        switch (*s) {
+        case '"':
+            lb_puts(b, "\\\"");
+            break;
+        case '\\':
+            lb_puts(b, "\\\\");
+            break;
+        case '\n':
+            lb_puts(b, "\\n");
+            break;
+        case '\r':
+            lb_puts(b, "\\r");
+            break;
+        case '\t':
+            lb_puts(b, "\\t");
+            break;
+        default:
+            if (*s < 0x20 || *s == 0x7f) {
+                lb_puts(b, "\\u00");
+                lb_putc(b, hex[*s >> 4]);
+                lb_putc(b, hex[*s & 0xf]);
+            } else {
+                lb_putc(b, (char)*s);
+            }
+        }
+    }
+}
+
+/*
+ * log_json_escape(dst, len, src):
+ * Copy ${src} into ${dst} escaped for the inside of a JSON string.  Returns ${dst}.
+ */
+const char *
+log_json_escape(char *dst, size_t len, const char *src)
+{
+    struct log_buf b = {dst, len, 0, false};
+
+    if (len > 0) {
+        dst[0] = '\0';
+        lb_put_escaped(&b, src);
+    }
+    return dst;
+}
+
+static void
+lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const char *value)
+{
+    if (format == LOG_JSON) {
+        lb_puts(b, ",\"");
+        lb_put_escaped(b, key);
+        lb_puts(b, "\":\"");
+        lb_put_escaped(b, value);
+        lb_putc(b, '"');
+        return;
+    }
+    lb_putc(b, ' ');
+    lb_puts(b, key);
+    lb_putc(b, '=');
+    if (text_needs_quotes(value)) {
+        lb_putc(b, '"');
+        lb_put_escaped(b, value);
+        lb_putc(b, '"');
+    } else {
+        lb_puts(b, value);
+    }
+}
+
+/*
+ * log_format_line(buf, len, format, ts, level, event, ap):
+ * Format one line without the newline into ${buf}; the pairs in ${ap} end with NULL.
+ * Returns the length written; a truncated line ends in "...".
+ */
+size_t
+log_format_line(char *buf, size_t len, enum log_format format, const char *ts, enum log_level level,
+                const char *event, va_list ap)
+{
+    struct log_buf b = {buf, len, 0, false};
+    const char *key;
+
+    if (len == 0) {
+        return 0;
+    }
+    buf[0] = '\0';
+    if (format == LOG_JSON) {
+        lb_puts(&b, "{\"ts\":\"");
+        lb_put_escaped(&b, ts);
+        lb_puts(&b, "\",\"level\":\"");
+        lb_puts(&b, log_level_str(level));
+        lb_puts(&b, "\"");
+        lb_put_pair(&b, format, "event", event);
+    } else {
+        lb_puts(&b, ts);
+        lb_putc(&b, ' ');
+        lb_puts(&b, log_level_str(level));
+        lb_put_pair(&b, format, "event", event);
+    }
+    while ((key = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+
+        if (value == NULL || value[0] == '\0') {
+            continue;
+        }
+        lb_put_pair(&b, format, key, value);
+    }
+    if (format == LOG_JSON) {
+        lb_putc(&b, '}');
+    }
+    if (b.truncated && len > 4) {
+        /* Mark the cut explicitly, right after the last whole piece. */
+        size_t at = b.used + 4 <= len ? b.used : len - 4;
+
+        memcpy(buf + at, "...", 4);
+        b.used = at + 3;
+    }
+    return b.used;
+}
+
+static void
+log_timestamp(char *ts, size_t len)
+{
+    struct timeval tv;
+    struct tm tm;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(ts, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+/*
+ * log_kvv(level, event, ap):
+ * As log_kv() with a va_list.
+ */
+void
+log_kvv(enum log_level level, const char *event, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    char ts[40];
+    size_t n;
+    FILE *out = log_out != NULL ? log_out : stderr;
+
+    if (!log_enabled(level)) {
+        return;
+    }
+    log_timestamp(ts, sizeof(ts));
+    n = log_format_line(line, sizeof(line) - 1, log_fmt, ts, level, event, ap);
+    line[n++] = '\n';
+    fwrite(line, 1, n, out);
+    fflush(out);
+}
+
+/*
+ * log_kv(level, event, ...):
+ * Write one line with key/value string pairs ending with NULL.
+ */
+void
+log_kv(enum log_level level, const char *event, ...)
+{
+    va_list ap;
+
+    va_start(ap, event);
+    log_kvv(level, event, ap);
+    va_end(ap);
+}
+
+/*
+ * log_msg(level, fmt, ...):
+ * A free-form line: event=message msg="<text>".
+ */
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+    char text[LOG_LINE_MAX / 2];
+    va_list ap;
+
+    if (!log_enabled(level)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    log_kv(level, "message", "msg", text, (const char *)NULL);
+}

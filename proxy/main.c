@@ -1,0 +1,305 @@
+/*
+ * main: argv -> subcommand.  The only place that calls exit().
+ *
+ * Exit codes (CONTRACT §2): 0 success; 1 a problem was found or a runtime failure; 2 a usage
+ * error.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <http_parser.h>
+#include <openssl/crypto.h>
+#include <yaml.h>
+
+#include "certs.h"
+#include "config.h"
+#include "log.h"
+#include "proxy.h"
+
+#define EXIT_PROBLEM 1
+#define EXIT_USAGE   2
+
+#define DEV_DATA_DIR "./ferry-data"
+
+static const char embedded_config[] = "# ferry's embedded development default (no ferry.yaml)\n"
+                                      "tls:\n"
+                                      "  cert: " DEV_DATA_DIR "/node.crt\n"
+                                      "  key: " DEV_DATA_DIR "/node.key\n"
+                                      "  ca: " DEV_DATA_DIR "/ca.crt\n"
+                                      "listeners:\n"
+                                      "  - name: inbound\n"
+                                      "    mode: inbound\n"
+                                      "    listen: \"0.0.0.0:6984\"\n"
+                                      "    backend: \"127.0.0.1:5984\"\n";
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry COMMAND [OPTIONS]\n"
+            "\n"
+            "  run   [-c FILE]      run in the foreground until SIGTERM/SIGINT\n"
+            "  check [-c FILE]      validate the config and every file it names, then exit\n"
+            "  certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
+            "  certs issue   --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"
+            "                [--days N] [--key-type ec|rsa] --out DIR\n"
+            "  version              print the versions of ferry and its libraries\n"
+            "  help [COMMAND]       this text, or the help of COMMAND\n"
+            "\n"
+            "Without -c, ferry reads ./ferry.yaml, then /etc/ferry/ferry.yaml; `ferry run`\n"
+            "with neither uses an embedded development default (certificates in " DEV_DATA_DIR ",\n"
+            "inbound 0.0.0.0:6984 -> 127.0.0.1:5984).\n"
+            "Exit codes: 0 success, 1 a problem was found, 2 usage error.\n");
+}
+
+static int
+help(int argc, char **argv)
+{
+    if (argc < 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "certs") == 0) {
+        certs_cli_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "run") == 0) {
+        printf("usage: ferry run [-c FILE]\n\n"
+               "Serve the listeners of FILE (default ./ferry.yaml, then /etc/ferry/ferry.yaml,\n"
+               "then the embedded development default) until SIGTERM or SIGINT.\n");
+        return 0;
+    }
+    if (strcmp(argv[0], "check") == 0) {
+        printf("usage: ferry check [-c FILE]\n\n"
+               "Load FILE and every certificate, key, CA and CRL it names the way `ferry run`\n"
+               "would; print each problem with its file and line. Exit 0 when ferry would\n"
+               "start, 1 otherwise.\n");
+        return 0;
+    }
+    if (strcmp(argv[0], "version") == 0 || strcmp(argv[0], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "ferry help: unknown command \"%s\"\n", argv[0]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+static int
+version(void)
+{
+    unsigned long hp = http_parser_version();
+
+    printf("ferry %s\n", FERRY_VERSION);
+    printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+    printf("libevent %s\n", event_get_version());
+    printf("libyaml %s\n", yaml_get_version_string());
+    printf("http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
+    return 0;
+}
+
+/* Parse `[-c FILE]`; returns 0, or -1 after printing a usage error. */
+static int
+parse_config_opt(const char *cmd, int argc, char **argv, const char **path)
+{
+    *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ferry %s: %s needs a file name\n", cmd, argv[i]);
+                return -1;
+            }
+            *path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            *path = argv[i] + 9;
+        } else {
+            fprintf(stderr, "ferry %s: unknown option \"%s\"\n", cmd, argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static bool
+file_exists(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0;
+}
+
+/* The config file to use: -c, else ./ferry.yaml, else /etc/ferry/ferry.yaml, else NULL. */
+static const char *
+find_config(const char *given)
+{
+    if (given != NULL) {
+        return given;
+    }
+    if (file_exists(CONFIG_DEFAULT_PATH_LOCAL)) {
+        return CONFIG_DEFAULT_PATH_LOCAL;
+    }
+    if (file_exists(CONFIG_DEFAULT_PATH_SYSTEM)) {
+        return CONFIG_DEFAULT_PATH_SYSTEM;
+    }
+    return NULL;
+}
+
+static void
+print_config_errors(const struct config_errors *errs, const char *path)
+{
+    char line[1024];
+
+    for (size_t i = 0; i < errs->n; i++) {
+        fprintf(stderr, "%s\n", config_error_format(&errs->v[i], line, sizeof(line)));
+    }
+    fprintf(stderr, "ferry: %zu error%s in %s\n", errs->n, errs->n == 1 ? "" : "s", path);
+}
+
+/* The embedded default: make or reuse the development PKI, then load the built-in YAML. */
+static struct config *
+load_embedded(void)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+    char host[256], err[512];
+    bool created = false;
+
+    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0') {
+        snprintf(host, sizeof(host), "localhost");
+    }
+    host[sizeof(host) - 1] = '\0';
+    if (certs_ensure_dev(DEV_DATA_DIR, host, &created, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ferry: cannot prepare the development certificates in %s: %s\n",
+                DEV_DATA_DIR, err);
+        return NULL;
+    }
+    fprintf(stderr,
+            "ferry: WARNING: no ferry.yaml found (looked for %s and %s); running the embedded\n"
+            "  development default: inbound 0.0.0.0:6984 -> 127.0.0.1:5984 with a development\n"
+            "  CA and node certificate %s in %s/ (keys mode 0600).\n"
+            "  These certificates are for development only. For production, make your own:\n"
+            "    ferry certs init-ca --dir /etc/ferry/ca --name \"Site A CA\"\n"
+            "    ferry certs issue --ca /etc/ferry/ca --name node1.example.org --out /etc/ferry\n"
+            "  and write /etc/ferry/ferry.yaml (see deploy/ferry.example.yaml).\n",
+            CONFIG_DEFAULT_PATH_LOCAL, CONFIG_DEFAULT_PATH_SYSTEM,
+            created ? "(just created)" : "(reused)", DEV_DATA_DIR);
+    cfg = config_load_string("<embedded default>", embedded_config, strlen(embedded_config), &errs);
+    if (cfg == NULL) {
+        print_config_errors(&errs, "<embedded default>");
+        config_errors_clear(&errs);
+    }
+    return cfg;
+}
+
+static struct config *
+load_config(const char *path)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+
+    if (cfg == NULL) {
+        print_config_errors(&errs, path);
+        config_errors_clear(&errs);
+    }
+    return cfg;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+    const char *given, *path;
+    struct config *cfg;
+    struct proxy *p;
+    char err[1024];
+    int rc;
+
+    if (parse_config_opt("run", argc, argv, &given) < 0) {
+        return EXIT_USAGE;
+    }
+    path = find_config(given);
+    cfg = path != NULL ? load_config(path) : load_embedded();
+    if (cfg == NULL) {
+        return EXIT_PROBLEM;
+    }
+    log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
+    p = proxy_new(cfg, err, sizeof(err));
+    if (p == NULL) {
+        log_kv(LOG_ERROR, "start_failed", "config", cfg->path, "msg", err, (const char *)NULL);
+        fprintf(stderr, "ferry: cannot start: %s\n", err);
+        config_free(cfg);
+        return EXIT_PROBLEM;
+    }
+    rc = proxy_run(p);
+    proxy_free(p);
+    config_free(cfg);
+    return rc == 0 ? 0 : EXIT_PROBLEM;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+    const char *given, *path;
+    struct config *cfg;
+    int errors;
+
+    if (parse_config_opt("check", argc, argv, &given) < 0) {
+        return EXIT_USAGE;
+    }
+    path = find_config(given);
+    if (path == NULL) {
+        fprintf(stderr, "ferry check: no config file: looked for %s and %s (use -c FILE)\n",
+                CONFIG_DEFAULT_PATH_LOCAL, CONFIG_DEFAULT_PATH_SYSTEM);
+        return EXIT_PROBLEM;
+    }
+    cfg = load_config(path);
+    if (cfg == NULL) {
+        return EXIT_PROBLEM;
+    }
+    printf("ok: %s: configuration is valid (%zu listener%s)\n", path, cfg->n_listeners,
+           cfg->n_listeners == 1 ? "" : "s");
+    errors = proxy_check(cfg, stdout);
+    config_free(cfg);
+    if (errors > 0) {
+        printf("%d error%s: ferry would not start\n", errors, errors == 1 ? "" : "s");
+        return EXIT_PROBLEM;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *cmd;
+
+    /* A peer that resets mid-write must cost one connection, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        exit(EXIT_USAGE);
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "run") == 0) {
+        exit(cmd_run(argc - 2, argv + 2));
+    }
+    if (strcmp(cmd, "check") == 0) {
+        exit(cmd_check(argc - 2, argv + 2));
+    }
+    if (strcmp(cmd, "certs") == 0) {
+        exit(certs_cli(argc - 2, argv + 2, stdout, stderr));
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        exit(version());
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        exit(help(argc - 2, argv + 2));
+    }
+    fprintf(stderr, "ferry: unknown command \"%s\"\n", cmd);
+    usage(stderr);
+    exit(EXIT_USAGE);
+}

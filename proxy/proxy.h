@@ -1,0 +1,58 @@
+/*
+ * proxy: the daemon.  One libevent loop, the listeners of a config, their connections.
+ *
+ * Layering: proxy/ uses config/ (what to run) and tls/ (how to verify); it is the only layer
+ * that logs.  Nothing per-connection lives in globals: a struct proxy owns its event base,
+ * listeners and connections, so a later release can run one struct proxy per core.
+ */
+#ifndef FERRY_PROXY_H
+#define FERRY_PROXY_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config;
+struct config_listener;
+struct tls_ctx;
+struct proxy;
+
+/*
+ * proxy_new(cfg, err, errlen):
+ * Build everything ${cfg} describes: one TLS context per listener (refusing bad files, key
+ * mismatches and certificates our peers would reject), resolved backend addresses and bound
+ * listening sockets.  ${cfg} must outlive the proxy.  Returns the proxy, or NULL with a
+ * message naming the listener, file or address in ${err}.
+ */
+struct proxy *proxy_new(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * proxy_run(p):
+ * Serve until SIGTERM or SIGINT, then close the listeners and every connection (sending TLS
+ * close_notify) and return 0.  Returns -1 when the event loop fails.
+ */
+int proxy_run(struct proxy *p);
+
+/*
+ * proxy_free(p):
+ * Release ${p}, its listeners and any connection still open.  proxy_free(NULL) is a no-op.
+ */
+void proxy_free(struct proxy *p);
+
+/*
+ * proxy_listener_tls(cl, out, err, errlen):
+ * The one place that turns a listener's config into a TLS context (used by `ferry run` and
+ * `ferry check`).  Returns 0 with the context in *${out}, or -1 with the reason (naming the
+ * listener and file) in ${err}.
+ */
+int proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char *err,
+                       size_t errlen);
+
+/*
+ * proxy_check(cfg, out):
+ * `ferry check` for what `ferry run` would load: build every listener's TLS context without
+ * binding, print "ok: listener NAME ..." or "error: ..." lines to ${out}.  Returns the number
+ * of errors.
+ */
+int proxy_check(const struct config *cfg, FILE *out);
+
+#endif /* FERRY_PROXY_H */

@@ -1,0 +1,939 @@
+/*
+ * proxy_conn: one proxied connection, from accept() to the summary line.
+ *
+ * inbound:  SNIFF -> HANDSHAKE (TLS with the client) -> CONNECTING (backend) -> RELAY
+ * outbound: CONNECTING (TCP + TLS with the peer) -> RELAY
+ * any:      -> DRAINING (our own 400/502 answer, then close) -> CLOSED
+ *
+ * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
+ * Callbacks that call proxy_conn_drop() return at once without touching the connection: the
+ * bufferevents are freed through libevent's reference counting (BEV_OPT_DEFER_CALLBACKS), so
+ * freeing them from inside their own callbacks is safe.
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "log.h"
+#include "proxy_internal.h"
+
+#define TLS_RECORD_HANDSHAKE 0x16
+
+static const char *const close_reason_names[PROXY_CLOSE__COUNT] = {
+    [PROXY_CLOSE_DONE] = "done",
+    [PROXY_CLOSE_CLIENT_CLOSED] = "client_closed",
+    [PROXY_CLOSE_NOT_TLS] = "not_tls",
+    [PROXY_CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [PROXY_CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
+    [PROXY_CLOSE_REJECTED] = "rejected",
+    [PROXY_CLOSE_BACKEND_UNREACHABLE] = "backend_unreachable",
+    [PROXY_CLOSE_PEER_UNREACHABLE] = "peer_unreachable",
+    [PROXY_CLOSE_PEER_HANDSHAKE_FAILED] = "peer_handshake_failed",
+    [PROXY_CLOSE_IDLE_TIMEOUT] = "idle_timeout",
+    [PROXY_CLOSE_CLIENT_ERROR] = "client_error",
+    [PROXY_CLOSE_SERVER_ERROR] = "server_error",
+    [PROXY_CLOSE_OOM] = "out_of_memory",
+    [PROXY_CLOSE_SHUTDOWN] = "shutdown",
+};
+
+static const char *const state_names[] = {
+    [PROXY_CONN_SNIFF] = "sniff",           [PROXY_CONN_HANDSHAKE] = "handshake",
+    [PROXY_CONN_CONNECTING] = "connecting", [PROXY_CONN_RELAY] = "relay",
+    [PROXY_CONN_DRAINING] = "draining",     [PROXY_CONN_CLOSED] = "closed",
+};
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * proxy_close_reason_str(reason):
+ * The stable snake_case name of ${reason}, for logs and metrics.
+ */
+const char *
+proxy_close_reason_str(enum proxy_close_reason reason)
+{
+    if ((unsigned)reason >= PROXY_CLOSE__COUNT) {
+        return "unknown";
+    }
+    return close_reason_names[reason];
+}
+
+static bool
+conn_inbound(const struct proxy_conn *c)
+{
+    return c->l->cfg->mode == CONFIG_MODE_INBOUND;
+}
+
+static bool
+conn_http(const struct proxy_conn *c)
+{
+    return c->l->cfg->protocol == CONFIG_PROTOCOL_HTTP;
+}
+
+static struct event_base *
+conn_base(const struct proxy_conn *c)
+{
+    return c->l->proxy->base;
+}
+
+static void
+conn_check(const struct proxy_conn *c)
+{
+    assert(c != NULL && c->magic == PROXY_CONN_MAGIC);
+    (void)c;
+}
+
+/* Legal moves only; anything else is a programming error. */
+static void
+conn_set_state(struct proxy_conn *c, enum proxy_state to)
+{
+    static const unsigned legal[] = {
+        /* SNIFF is also the "just accepted" state of outbound, which dials at once. */
+        [PROXY_CONN_SNIFF] = (1u << PROXY_CONN_HANDSHAKE) | (1u << PROXY_CONN_DRAINING) |
+                             (1u << PROXY_CONN_CONNECTING),
+        [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING),
+        [PROXY_CONN_CONNECTING] = (1u << PROXY_CONN_RELAY) | (1u << PROXY_CONN_DRAINING),
+        [PROXY_CONN_RELAY] = 0,
+        [PROXY_CONN_DRAINING] = 0,
+        [PROXY_CONN_CLOSED] = 0,
+    };
+
+    assert(to == PROXY_CONN_CLOSED || (legal[c->state] & (1u << to)) != 0);
+    if (log_enabled(LOG_DEBUG)) {
+        log_kv(LOG_DEBUG, "state", "listener", c->l->cfg->name, "remote", c->remote, "from",
+               state_names[c->state], "to", state_names[to], (const char *)NULL);
+    }
+    c->state = to;
+}
+
+static void
+conn_timer_in(struct proxy_conn *c, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+    evtimer_add(c->timer, &tv);
+}
+
+static uint64_t
+tv_ms(const struct timeval *tv)
+{
+    return (uint64_t)tv->tv_sec * 1000u + (uint64_t)tv->tv_usec / 1000u;
+}
+
+static void
+conn_touch(struct proxy_conn *c)
+{
+    event_base_gettimeofday_cached(conn_base(c), &c->last_active);
+}
+
+static void
+format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        port = ntohs(sin->sin_port);
+        snprintf(buf, len, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        port = ntohs(sin6->sin6_port);
+        snprintf(buf, len, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, len, "unknown");
+    }
+}
+
+static void
+set_nodelay(evutil_socket_t fd)
+{
+    int one = 1;
+
+    if (fd >= 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+}
+
+/* Free one side: close_notify first when its TLS session is open and healthy. */
+static void
+conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
+{
+    if (*bevp == NULL) {
+        return;
+    }
+    if (tls && send_close_notify) {
+        proxy_shutdown_write(*bevp, true);
+    }
+    bufferevent_free(*bevp);
+    *bevp = NULL;
+}
+
+/*
+ * proxy_conn_drop(c, reason):
+ * The one teardown: log the summary line, cancel timers, send close_notify where a TLS
+ * session is open and not already shut, free both bufferevents (closing the sockets),
+ * update the listener accounting and free ${c}.  ${c} is invalid afterwards.
+ */
+void
+proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    struct proxy *p = c->l->proxy;
+    struct timeval now;
+    char dur[32], in[32], out[32];
+
+    conn_check(c);
+    c->reason = reason;
+    event_base_gettimeofday_cached(p->base, &now);
+    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
+    snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
+    log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+           c->verify.peer.name, "target", c->l->target_text, "bytes_in", in, "bytes_out", out,
+           "duration_ms", dur, "reason", proxy_close_reason_str(reason), "detail", c->detail,
+           (const char *)NULL);
+    conn_set_state(c, PROXY_CONN_CLOSED);
+
+    if (c->sniff != NULL) {
+        event_free(c->sniff);
+        c->sniff = NULL;
+    }
+    if (c->timer != NULL) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+    /* A side that failed (reset, TLS error) must not see SSL_shutdown after a fatal error. */
+    conn_free_side(&c->client, conn_inbound(c),
+                   c->tls_up && reason != PROXY_CLOSE_CLIENT_ERROR && !c->down.shut_sent);
+    conn_free_side(&c->server, !conn_inbound(c),
+                   c->tls_up && reason != PROXY_CLOSE_SERVER_ERROR && !c->up.shut_sent);
+    if (c->fd >= 0) {
+        evutil_closesocket(c->fd);
+        c->fd = -1;
+    }
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        p->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    p->n_conns--;
+    c->magic = 0;
+    free(c);
+    proxy_listeners_update(p);
+}
+
+/* Both directions have passed their FIN on: the connection ended normally. */
+static bool
+conn_relay_finished(struct proxy_conn *c)
+{
+    if (c->up.shut_sent && c->down.shut_sent) {
+        proxy_conn_drop(c, PROXY_CLOSE_DONE);
+        return true;
+    }
+    return false;
+}
+
+/* ---- our own answers: 400 on a TLS port, 502 when the other side fails ---- */
+
+/*
+ * Queue ${head}${body} to the client and move to DRAINING: once written, the client's side
+ * is half-closed and whatever the client still sends is read and dropped until it closes or
+ * PROXY_LINGER_MS pass, so it sees our answer rather than a reset.
+ */
+static void
+conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status, const char *phrase,
+            const char *ctype, const char *body)
+{
+    struct evbuffer *out = bufferevent_get_output(c->client);
+
+    c->reason = reason;
+    if (c->server != NULL) {
+        bufferevent_free(c->server);
+        c->server = NULL;
+    }
+    conn_set_state(c, PROXY_CONN_DRAINING);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\nServer: ferry\r\n\r\n%s",
+                        status, phrase, ctype, strlen(body), body);
+    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    event_del(c->timer);
+    conn_timer_in(c, PROXY_LINGER_MS);
+}
+
+static void
+conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    char esc[512], body[700];
+
+    log_json_escape(esc, sizeof(esc), c->detail);
+    snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
+    conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
+}
+
+/*
+ * The other side (backend or peer) could not be reached or verified: log it once at warn,
+ * answer 502 for protocol http, or just close for protocol tcp.
+ */
+static void
+conn_upstream_failed(struct proxy_conn *c, enum proxy_close_reason reason, const char *event)
+{
+    log_kv(LOG_WARN, event, "listener", c->l->cfg->name, "remote", c->remote, "target",
+           c->l->target_text, "subject", c->verify.peer.subject, "sans", c->verify.peer.sans,
+           "reason",
+           c->verify.reject != TLS_REJECT_NONE ? tls_reject_str(c->verify.reject)
+                                               : proxy_close_reason_str(reason),
+           "msg", c->detail, (const char *)NULL);
+    if (conn_http(c) && c->client != NULL) {
+        conn_answer_502(c, reason);
+        return;
+    }
+    proxy_conn_drop(c, reason);
+}
+
+/* ---- timers ---- */
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    const struct config_limits *lim = &c->l->proxy->cfg->limits;
+    struct timeval now;
+    uint64_t idle;
+
+    (void)fd;
+    (void)what;
+    conn_check(c);
+    switch (c->state) {
+    case PROXY_CONN_SNIFF:
+    case PROXY_CONN_HANDSHAKE:
+        snprintf(c->detail, sizeof(c->detail), "TLS handshake not finished within %llums",
+                 (unsigned long long)lim->handshake_timeout_ms);
+        proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_TIMEOUT);
+        return;
+    case PROXY_CONN_CONNECTING:
+        snprintf(c->detail, sizeof(c->detail), "%s %s did not %s within %llums",
+                 conn_inbound(c) ? "backend" : "peer", c->l->target_text,
+                 conn_inbound(c) ? "accept the connection" : "complete the TLS handshake",
+                 (unsigned long long)lim->handshake_timeout_ms);
+        conn_upstream_failed(
+            c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
+            conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
+        return;
+    case PROXY_CONN_RELAY:
+        event_base_gettimeofday_cached(conn_base(c), &now);
+        idle = tv_ms(&now) - tv_ms(&c->last_active);
+        if (idle >= lim->idle_timeout_ms) {
+            snprintf(c->detail, sizeof(c->detail), "no data either way for %llums",
+                     (unsigned long long)idle);
+            proxy_conn_drop(c, PROXY_CLOSE_IDLE_TIMEOUT);
+            return;
+        }
+        conn_timer_in(c, lim->idle_timeout_ms - idle);
+        return;
+    case PROXY_CONN_DRAINING:
+    case PROXY_CONN_CLOSED:
+        proxy_conn_drop(c, c->reason);
+        return;
+    }
+}
+
+/* ---- relay ---- */
+
+static void
+conn_start_relay(struct proxy_conn *c)
+{
+    conn_set_state(c, PROXY_CONN_RELAY);
+    proxy_relay_init(&c->up, c->client, c->server, !conn_inbound(c));
+    proxy_relay_init(&c->down, c->server, c->client, conn_inbound(c));
+    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    bufferevent_enable(c->server, EV_READ | EV_WRITE);
+    conn_touch(c);
+    event_del(c->timer);
+    conn_timer_in(c, c->l->proxy->cfg->limits.idle_timeout_ms);
+    /* Bytes the client sent while we connected are waiting in its input buffer. */
+    proxy_relay_pump(&c->up);
+    if (c->client_eof) {
+        proxy_relay_src_eof(&c->up);
+    }
+}
+
+/*
+ * EOF on one side while relaying.  libevent's TLS bufferevent stops writing when it sees EOF
+ * (be_openssl conn_closed); re-enable EV_WRITE so output still pending goes out.
+ */
+static void
+conn_side_eof(struct proxy_conn *c, struct bufferevent *bev, struct proxy_relay *r)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        bufferevent_disable(bev, EV_WRITE);
+        bufferevent_enable(bev, EV_WRITE);
+    }
+    proxy_relay_src_eof(r);
+    (void)conn_relay_finished(c);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    conn_check(c);
+    if (c->state == PROXY_CONN_DRAINING) {
+        /* The request we are refusing: read and drop it. */
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
+    if (c->state != PROXY_CONN_RELAY) {
+        /* Keep it until the other side is up; the read high-watermark bounds it. */
+        return;
+    }
+    conn_touch(c);
+    proxy_relay_pump(&c->up);
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    conn_check(c);
+    if (c->state == PROXY_CONN_DRAINING) {
+        /* Our answer is out: half-close and wait for the client to go (or the linger timer). */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->down.shut_sent) {
+            proxy_shutdown_write(bev, conn_inbound(c) && c->tls_up);
+            c->down.shut_sent = true;
+        }
+        return;
+    }
+    if (c->state == PROXY_CONN_RELAY) {
+        proxy_relay_dst_drained(&c->down);
+        (void)conn_relay_finished(c);
+    }
+}
+
+static void
+server_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    (void)bev;
+    conn_check(c);
+    if (c->state != PROXY_CONN_RELAY) {
+        return;
+    }
+    conn_touch(c);
+    proxy_relay_pump(&c->down);
+}
+
+static void
+server_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    (void)bev;
+    conn_check(c);
+    if (c->state == PROXY_CONN_RELAY) {
+        proxy_relay_dst_drained(&c->up);
+        (void)conn_relay_finished(c);
+    }
+}
+
+/* ---- TLS failure reporting ---- */
+
+/* libevent moved OpenSSL's errors for this bufferevent into its own queue; drain them. */
+static unsigned long
+bev_tls_errors(struct bufferevent *bev, char *buf, size_t len)
+{
+    unsigned long e, first = 0;
+    size_t used = 0;
+
+    buf[0] = '\0';
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        const char *reason = ERR_reason_error_string(e);
+        int n;
+
+        if (first == 0) {
+            first = e;
+        }
+        n = snprintf(buf + used, len - used, "%s%s", used > 0 ? ": " : "",
+                     reason != NULL ? reason : "unknown TLS error");
+        if (n > 0 && (size_t)n < len - used) {
+            used += (size_t)n;
+        }
+    }
+    return first;
+}
+
+/* A §4 rule refused the peer: the one warn line of CONTRACT §4. */
+static void
+conn_log_rejection(struct proxy_conn *c, enum tls_role role)
+{
+    tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
+    log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
+           "target", role == TLS_ROLE_CLIENT ? c->l->target_text : NULL, "subject",
+           c->verify.peer.subject, "sans", c->verify.peer.sans, "reason",
+           tls_reject_str(c->verify.reject), "msg", c->detail, (const char *)NULL);
+}
+
+/* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
+static void
+conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
+{
+    char errs[256];
+    unsigned long e = bev_tls_errors(bev, errs, sizeof(errs));
+
+    if (c->verify.reject == TLS_REJECT_NONE && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        c->verify.reject = TLS_REJECT_NO_CERT;
+    }
+    if (c->verify.reject != TLS_REJECT_NONE) {
+        conn_log_rejection(c, TLS_ROLE_SERVER);
+        proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
+        return;
+    }
+    if (errs[0] != '\0') {
+        snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %s", errs);
+    } else if ((what & BEV_EVENT_EOF) != 0) {
+        snprintf(c->detail, sizeof(c->detail),
+                 "client closed the connection during the "
+                 "TLS handshake");
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
+        return;
+    } else {
+        snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
+    log_kv(LOG_INFO, "handshake_failed", "listener", c->l->cfg->name, "remote", c->remote, "msg",
+           c->detail, (const char *)NULL);
+    proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
+}
+
+/* ---- the backend / peer side ---- */
+
+static struct bufferevent *
+conn_new_server_bev(struct proxy_conn *c)
+{
+    struct bufferevent *bev;
+    const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+
+    if (conn_inbound(c)) {
+        bev = bufferevent_socket_new(conn_base(c), -1, opts);
+    } else {
+        SSL *ssl = tls_ssl_new(c->l->tls, &c->verify);
+
+        if (ssl == NULL) {
+            return NULL;
+        }
+        bev =
+            bufferevent_openssl_socket_new(conn_base(c), -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+        if (bev == NULL) {
+            SSL_free(ssl);
+            return NULL;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    }
+    return bev;
+}
+
+/* Dial the backend (inbound) or the peer (outbound); the result arrives in server_event_cb. */
+static void
+conn_connect(struct proxy_conn *c)
+{
+    struct proxy_listener *l = c->l;
+    int rc;
+
+    conn_set_state(c, PROXY_CONN_CONNECTING);
+    event_del(c->timer);
+    conn_timer_in(c, l->proxy->cfg->limits.handshake_timeout_ms);
+    c->server = conn_new_server_bev(c);
+    if (c->server == NULL) {
+        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    bufferevent_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
+    bufferevent_setwatermark(c->server, EV_READ, 0, PROXY_RELAY_HIGH);
+    bufferevent_enable(c->server, EV_READ | EV_WRITE);
+    if (l->target_host[0] != '\0') {
+        struct evdns_base *dns = proxy_dns(l->proxy);
+
+        rc = dns == NULL ? -1
+                         : bufferevent_socket_connect_hostname(c->server, dns, AF_UNSPEC,
+                                                               l->target_host, l->target_port);
+    } else {
+        rc = bufferevent_socket_connect(c->server, (const struct sockaddr *)&l->target,
+                                        (int)l->target_len);
+    }
+    if (rc < 0 && c->state == PROXY_CONN_CONNECTING && c->server != NULL) {
+        /* Failed before any callback (no route, out of fds): report it the same way. */
+        snprintf(c->detail, sizeof(c->detail), "cannot connect to %s %s: %s",
+                 conn_inbound(c) ? "backend" : "peer", l->target_text,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_upstream_failed(
+            c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
+            conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
+    }
+}
+
+/* The connection to the backend or peer failed while CONNECTING. */
+static void
+conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
+{
+    const char *kind = conn_inbound(c) ? "backend" : "peer";
+    int dns_err = bufferevent_socket_get_dns_error(bev);
+    int sock_err = EVUTIL_SOCKET_ERROR();
+    char errs[256];
+    unsigned long e = 0;
+
+    if (!conn_inbound(c)) {
+        e = bev_tls_errors(bev, errs, sizeof(errs));
+    }
+    if (dns_err != 0) {
+        snprintf(c->detail, sizeof(c->detail), "cannot resolve peer %s: %s", c->l->target_text,
+                 evutil_gai_strerror(dns_err));
+        conn_upstream_failed(c, PROXY_CLOSE_PEER_UNREACHABLE, "peer_unreachable");
+        return;
+    }
+    if (!conn_inbound(c) && c->verify.reject != TLS_REJECT_NONE) {
+        /* We refused the peer's certificate: log the rule, then answer 502 with it. */
+        conn_log_rejection(c, TLS_ROLE_CLIENT);
+        if (conn_http(c)) {
+            conn_answer_502(c, PROXY_CLOSE_REJECTED);
+        } else {
+            proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
+        }
+        return;
+    }
+    if (!conn_inbound(c) && e != 0) {
+        snprintf(c->detail, sizeof(c->detail), "TLS handshake with peer %s failed: %s",
+                 c->l->target_text, errs);
+        conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_handshake_failed");
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) != 0 || sock_err == 0) {
+        snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection %s", kind,
+                 c->l->target_text, conn_inbound(c) ? "at once" : "during the TLS handshake");
+    } else {
+        snprintf(c->detail, sizeof(c->detail), "cannot connect to %s %s: %s", kind,
+                 c->l->target_text, evutil_socket_error_to_string(sock_err));
+    }
+    conn_upstream_failed(
+        c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
+        conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
+}
+
+static void
+server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    conn_check(c);
+    if ((what & BEV_EVENT_CONNECTED) != 0) {
+        set_nodelay(bufferevent_getfd(bev));
+        if (!conn_inbound(c)) {
+            /* Outbound: CONNECTED means the TLS handshake and our §4 checks passed. */
+            tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+            c->tls_up = true;
+        }
+        conn_start_relay(c);
+        return;
+    }
+    if (c->state == PROXY_CONN_CONNECTING) {
+        conn_server_connect_failed(c, bev, what);
+        return;
+    }
+    if (c->state != PROXY_CONN_RELAY) {
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) != 0) {
+        conn_side_eof(c, bev, &c->down);
+        return;
+    }
+    if ((what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+        snprintf(c->detail, sizeof(c->detail), "%s %s: %s", conn_inbound(c) ? "backend" : "peer",
+                 c->l->target_text, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+    }
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    conn_check(c);
+    if ((what & BEV_EVENT_CONNECTED) != 0) {
+        /* Inbound: the client's handshake passed every §4 rule. */
+        tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+        c->tls_up = true;
+        conn_connect(c);
+        return;
+    }
+    switch (c->state) {
+    case PROXY_CONN_HANDSHAKE:
+        conn_client_handshake_failed(c, bev, what);
+        return;
+    case PROXY_CONN_CONNECTING:
+        if ((what & BEV_EVENT_EOF) != 0) {
+            /* Half-closed early (request sent, then FIN): pass it on once relaying. */
+            c->client_eof = true;
+            return;
+        }
+        snprintf(c->detail, sizeof(c->detail), "client: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
+        return;
+    case PROXY_CONN_RELAY:
+        if ((what & BEV_EVENT_EOF) != 0) {
+            conn_side_eof(c, bev, &c->up);
+            return;
+        }
+        snprintf(c->detail, sizeof(c->detail), "client: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
+        return;
+    case PROXY_CONN_DRAINING:
+        /* The client has read our answer and gone. */
+        proxy_conn_drop(c, c->reason);
+        return;
+    case PROXY_CONN_SNIFF:
+    case PROXY_CONN_CLOSED:
+        return;
+    }
+}
+
+/* ---- inbound: SNIFF ---- */
+
+/* The Host header of a peeked plaintext request, reduced to safe characters, or "". */
+static void
+sniff_host(const char *req, char *host, size_t len)
+{
+    const char *h = req;
+    size_t n = 0;
+
+    host[0] = '\0';
+    while ((h = strchr(h, '\n')) != NULL) {
+        h++;
+        if (strncasecmp(h, "host:", 5) == 0) {
+            h += 5;
+            while (*h == ' ' || *h == '\t') {
+                h++;
+            }
+            while (n + 1 < len && (isalnum((unsigned char)*h) || strchr(".-:[]", *h) != NULL) &&
+                   *h != '\0') {
+                host[n++] = *h++;
+            }
+            host[n] = '\0';
+            return;
+        }
+    }
+}
+
+/* Plaintext on a TLS port: the 400 of CONTRACT §5, naming the https URL. */
+static void
+sniff_plaintext(struct proxy_conn *c, const char *peeked)
+{
+    char host[256], local[80], body[512];
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+
+    sniff_host(peeked, host, sizeof(host));
+    if (host[0] == '\0') {
+        if (getsockname(c->fd, (struct sockaddr *)&ss, &sslen) == 0) {
+            format_sockaddr((struct sockaddr *)&ss, local, sizeof(local));
+        } else {
+            snprintf(local, sizeof(local), "%s", c->l->listen_text);
+        }
+        snprintf(host, sizeof(host), "%s", local);
+    }
+    snprintf(body, sizeof(body), "This port requires TLS%s. Use https://%s/ instead of http://.\n",
+             c->l->cfg->client_cert == CONFIG_CLIENT_CERT_REQUIRED
+                 ? " with a client certificate issued by this site's CA"
+                 : "",
+             host);
+    snprintf(c->detail, sizeof(c->detail), "plaintext on a TLS port");
+    c->client = bufferevent_socket_new(conn_base(c), c->fd,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->client == NULL) {
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    c->fd = -1; /* owned by the bufferevent now */
+    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    conn_answer(c, PROXY_CLOSE_NOT_TLS, 400, "Bad Request", "text/plain; charset=utf-8", body);
+}
+
+static void
+sniff_start_tls(struct proxy_conn *c)
+{
+    SSL *ssl = tls_ssl_new(c->l->tls, &c->verify);
+
+    if (ssl == NULL) {
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    c->client = bufferevent_openssl_socket_new(conn_base(c), c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->client == NULL) {
+        SSL_free(ssl);
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    c->fd = -1; /* owned by the bufferevent (and its SSL) now */
+    bufferevent_openssl_set_allow_dirty_shutdown(c->client, 1);
+    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->client, EV_READ, 0, PROXY_RELAY_HIGH);
+    conn_set_state(c, PROXY_CONN_HANDSHAKE);
+    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+}
+
+static void
+sniff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    char peek[1024];
+    ssize_t n;
+
+    (void)what;
+    conn_check(c);
+    /* Peek, do not read: the TLS library must see the ClientHello from its first byte. */
+    n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(c->sniff, NULL);
+        return;
+    }
+    if (n <= 0) {
+        snprintf(c->detail, sizeof(c->detail), "%s",
+                 n == 0 ? "closed before sending anything" : strerror(errno));
+        proxy_conn_drop(c, n == 0 ? PROXY_CLOSE_CLIENT_CLOSED : PROXY_CLOSE_CLIENT_ERROR);
+        return;
+    }
+    peek[n] = '\0';
+    event_free(c->sniff); /* safe inside its own callback: libevent does not touch it after */
+    c->sniff = NULL;
+    if ((unsigned char)peek[0] == TLS_RECORD_HANDSHAKE) {
+        sniff_start_tls(c);
+    } else {
+        sniff_plaintext(c, peek);
+    }
+}
+
+/* ---- accept ---- */
+
+static int
+conn_start_outbound(struct proxy_conn *c)
+{
+    c->client = bufferevent_socket_new(conn_base(c), c->fd,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->client == NULL) {
+        return -1;
+    }
+    c->fd = -1; /* owned by the bufferevent now */
+    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->client, EV_READ, 0, PROXY_RELAY_HIGH);
+    /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
+    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    conn_connect(c);
+    return 0;
+}
+
+/*
+ * proxy_conn_accept(l, fd, sa, salen):
+ * Take ownership of the accepted socket ${fd} and start its connection: inbound sniffs for
+ * TLS, outbound dials the peer.  On OOM the socket is closed and the event logged.
+ */
+void
+proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
+                  int salen)
+{
+    struct proxy *p = l->proxy;
+    struct proxy_conn *c;
+
+    (void)salen;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_kv(LOG_WARN, "oom", "listener", l->cfg->name, "msg",
+               "out of memory accepting a connection; closed it", (const char *)NULL);
+        evutil_closesocket(fd);
+        return;
+    }
+    c->magic = PROXY_CONN_MAGIC;
+    c->l = l;
+    c->fd = fd;
+    c->state = PROXY_CONN_SNIFF;
+    format_sockaddr(sa, c->remote, sizeof(c->remote));
+    event_base_gettimeofday_cached(p->base, &c->started);
+    c->last_active = c->started;
+    set_nodelay(fd);
+
+    c->next = p->conns;
+    if (p->conns != NULL) {
+        p->conns->prev = c;
+    }
+    p->conns = c;
+    p->n_conns++;
+    proxy_listeners_update(p);
+
+    c->timer = evtimer_new(p->base, conn_timer_cb, c);
+    if (c->timer == NULL) {
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    if (!conn_inbound(c)) {
+        if (conn_start_outbound(c) < 0) {
+            proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        }
+        return;
+    }
+    c->sniff = event_new(p->base, fd, EV_READ, sniff_cb, c);
+    if (c->sniff == NULL) {
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    event_add(c->sniff, NULL);
+    conn_timer_in(c, p->cfg->limits.handshake_timeout_ms);
+}
+
+/*
+ * proxy_conn_drop_all(p, reason):
+ * Drop every open connection of ${p} (shutdown).
+ */
+void
+proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason)
+{
+    while (p->conns != NULL) {
+        proxy_conn_drop(p->conns, reason);
+    }
+}

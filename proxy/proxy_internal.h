@@ -1,0 +1,169 @@
+/*
+ * proxy_internal: the structs shared by the files of proxy/ (not by other layers).
+ *
+ * Ownership:
+ *   struct proxy          owns its event base, the listeners, the list of open connections.
+ *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
+ *   struct proxy_conn     owns both bufferevents (and through BEV_OPT_CLOSE_ON_FREE their
+ *                         sockets and SSL objects), its timer and sniff event.
+ */
+#ifndef FERRY_PROXY_INTERNAL_H
+#define FERRY_PROXY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "tls.h"
+
+#define PROXY_MAGIC          0x50525859u /* "PRXY" */
+#define PROXY_LISTENER_MAGIC 0x4c53544eu /* "LSTN" */
+#define PROXY_CONN_MAGIC     0x434f4e4eu /* "CONN" */
+
+/*
+ * Per-direction buffering cap.  A relay stops reading its source while its destination holds
+ * more than this, so one connection holds at most about 2 x 2 x 64 KiB of relay data (input
+ * and output buffers, both directions) = 256 KiB at full speed; an idle one holds none.
+ */
+#define PROXY_RELAY_HIGH (64 * 1024)
+
+/* How long a connection we are closing on purpose (400, 502) may linger to read the client's
+ * rest before the socket closes, so the client sees our answer rather than a reset. */
+#define PROXY_LINGER_MS 2000
+
+/* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
+#define PROXY_ACCEPT_BACKOFF_MS 100
+
+/* The life of a connection; changed only by proxy_conn_set_state(), which logs at debug. */
+enum proxy_state {
+    PROXY_CONN_SNIFF,      /* inbound: waiting for the first byte (TLS record or not) */
+    PROXY_CONN_HANDSHAKE,  /* inbound: TLS handshake with the client */
+    PROXY_CONN_CONNECTING, /* connecting to the backend (inbound) or peer (outbound, + TLS) */
+    PROXY_CONN_RELAY,      /* both sides up; bytes flow */
+    PROXY_CONN_DRAINING,   /* sending our own answer (400/502), then closing */
+    PROXY_CONN_CLOSED,
+};
+
+/* Why a connection ended: one string table feeds the log line and (later) /metrics. */
+enum proxy_close_reason {
+    PROXY_CLOSE_DONE,                  /* both directions ended normally */
+    PROXY_CLOSE_CLIENT_CLOSED,         /* the client went away before the relay started */
+    PROXY_CLOSE_NOT_TLS,               /* plaintext on a TLS port: answered 400 */
+    PROXY_CLOSE_HANDSHAKE_TIMEOUT,     /* handshake/connect not done in handshake_timeout */
+    PROXY_CLOSE_HANDSHAKE_FAILED,      /* client TLS handshake failed (protocol, cipher...) */
+    PROXY_CLOSE_REJECTED,              /* the peer's certificate broke a §4 rule */
+    PROXY_CLOSE_BACKEND_UNREACHABLE,   /* inbound: backend connect failed */
+    PROXY_CLOSE_PEER_UNREACHABLE,      /* outbound: peer connect or name resolution failed */
+    PROXY_CLOSE_PEER_HANDSHAKE_FAILED, /* outbound: TLS with the peer failed (its alert...) */
+    PROXY_CLOSE_IDLE_TIMEOUT,          /* no byte either way for idle_timeout */
+    PROXY_CLOSE_CLIENT_ERROR,          /* read/write error or reset on the client side */
+    PROXY_CLOSE_SERVER_ERROR,          /* read/write error or reset on the backend/peer side */
+    PROXY_CLOSE_OOM,                   /* out of memory for this connection */
+    PROXY_CLOSE_SHUTDOWN,              /* ferry is stopping */
+    PROXY_CLOSE__COUNT
+};
+
+struct proxy_listener;
+struct proxy_conn;
+
+/*
+ * One direction of a relay: bytes read from src are written to dst.  eof_seen: src ended;
+ * shut_sent: dst got its FIN (after close_notify when dst is TLS).
+ */
+struct proxy_relay {
+    struct bufferevent *src;
+    struct bufferevent *dst;
+    bool dst_tls;
+    bool eof_seen;
+    bool shut_sent;
+    bool throttled; /* src reading is off because dst is over PROXY_RELAY_HIGH */
+    uint64_t bytes;
+};
+
+struct proxy {
+    uint32_t magic;
+    struct event_base *base;
+    struct evdns_base *dns; /* created on first use by an outbound listener with a DNS peer */
+    const struct config *cfg;
+    struct proxy_listener **listeners;
+    size_t n_listeners;
+    struct event *sig_term;
+    struct event *sig_int;
+    struct event *sig_hup;
+    struct event *accept_resume; /* EMFILE backoff timer */
+    bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
+    bool accept_paused_max;      /* paused by limits.max_connections */
+    unsigned n_conns;
+    struct proxy_conn *conns; /* doubly linked list of open connections */
+};
+
+struct proxy_listener {
+    uint32_t magic;
+    struct proxy *proxy;
+    const struct config_listener *cfg;
+    struct tls_ctx *tls;
+    struct evconnlistener *lev;
+    char listen_text[300];
+    char target_text[300]; /* backend or peer, as written in the config */
+    /* where to connect: resolved at start unless target_host is set */
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    char target_host[256]; /* outbound peer by DNS name, resolved per connection (evdns) */
+    uint16_t target_port;
+};
+
+struct proxy_conn {
+    uint32_t magic;
+    struct proxy_listener *l;
+    struct proxy_conn *prev, *next; /* in proxy->conns */
+    enum proxy_state state;
+    enum proxy_close_reason reason;
+    evutil_socket_t fd;         /* the client socket until a bufferevent owns it */
+    struct event *sniff;        /* inbound SNIFF: waits for the first byte */
+    struct bufferevent *client; /* the accepted side (TLS on inbound, plain on outbound) */
+    struct bufferevent *server; /* the backend (plain) or the peer (TLS) */
+    struct event *timer;        /* handshake deadline, then idle check, then linger */
+    struct tls_verify_result verify;
+    struct proxy_relay up;   /* client -> server */
+    struct proxy_relay down; /* server -> client */
+    struct timeval started;
+    struct timeval last_active;
+    bool client_eof;  /* the client half-closed before the relay started */
+    bool tls_up;      /* the client-side (inbound) or server-side (outbound) TLS is open */
+    char remote[64];  /* client address "ip:port" */
+    char detail[384]; /* the reason in plain words for the close line / 502 body */
+};
+
+/* proxy.c */
+struct evdns_base *proxy_dns(struct proxy *p);
+
+/* proxy_listener.c */
+int proxy_listener_open(struct proxy *p, const struct config_listener *cl,
+                        struct proxy_listener **out, char *err, size_t errlen);
+void proxy_listener_free(struct proxy_listener *l);
+void proxy_listeners_update(struct proxy *p);
+void proxy_accept_error(struct proxy *p, int err);
+struct event *proxy_accept_resume_new(struct proxy *p);
+
+/* proxy_conn.c */
+void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
+                       int salen);
+void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
+void proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason);
+const char *proxy_close_reason_str(enum proxy_close_reason reason);
+
+/* proxy_relay.c */
+void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
+                      bool dst_tls);
+void proxy_relay_pump(struct proxy_relay *r);
+void proxy_relay_src_eof(struct proxy_relay *r);
+void proxy_relay_dst_drained(struct proxy_relay *r);
+void proxy_shutdown_write(struct bufferevent *bev, bool tls);
+
+#endif /* FERRY_PROXY_INTERNAL_H */

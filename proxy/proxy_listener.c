@@ -1,0 +1,317 @@
+/*
+ * proxy_listener: one configured listener: its TLS context, its bound socket, where it
+ * forwards to, and accept() with the max_connections and EMFILE policies.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "proxy_internal.h"
+
+/* The kernel backlog: connections over max_connections wait here (CONTRACT §5). */
+#define PROXY_LISTEN_BACKLOG 1024
+
+/*
+ * proxy_listener_tls(cl, out, err, errlen):
+ * Turn ${cl}'s effective tls settings into a TLS context.  Returns 0 or -1 with ${err}
+ * naming the listener.
+ */
+int
+proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char *err, size_t errlen)
+{
+    struct tls_ctx_params tp;
+    char why[768];
+
+    memset(&tp, 0, sizeof(tp));
+    tp.role = cl->mode == CONFIG_MODE_INBOUND ? TLS_ROLE_SERVER : TLS_ROLE_CLIENT;
+    tp.cert_file = cl->tls.cert.path;
+    tp.key_file = cl->tls.key.path;
+    tp.key_passphrase_file = cl->tls.key_passphrase_file.path;
+    tp.ca_file = cl->tls.ca.path;
+    tp.crl_file = cl->tls.crl.path;
+    tp.min_version = cl->tls.min_version;
+    tp.verify_depth = cl->tls.verify_depth;
+    tp.cn_fallback = cl->tls.cn_fallback;
+    tp.session_resumption = cl->tls.session_resumption;
+    if (cl->mode == CONFIG_MODE_INBOUND) {
+        tp.client_cert_required = cl->client_cert == CONFIG_CLIENT_CERT_REQUIRED;
+        tp.allow = (const char *const *)cl->allow;
+        tp.n_allow = cl->n_allow;
+    } else {
+        tp.peer_host = cl->peer.host;
+    }
+    *out = tls_ctx_new(&tp, why, sizeof(why));
+    if (*out == NULL) {
+        snprintf(err, errlen, "listener %s: %s", cl->name, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Resolve a numeric address (or, at start, a backend name) to a sockaddr. */
+static int
+resolve(const struct config_addr *a, bool numeric, struct sockaddr_storage *ss, socklen_t *len,
+        char *why, size_t whylen)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0);
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(why, whylen, "cannot resolve %s: %s", a->host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* socket + bind + listen, with errors naming the listener and the address. */
+static evutil_socket_t
+bind_listener(const struct config_listener *cl, const char *text, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    evutil_socket_t fd;
+    char why[256];
+
+    if (resolve(&cl->listen, true, &ss, &len, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text, why);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text,
+                 strerror(errno));
+        return -1;
+    }
+    if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0 ||
+        evutil_make_listen_socket_reuseable(fd) < 0) {
+        snprintf(err, errlen, "listener %s: cannot set up a socket for %s: %s", cl->name, text,
+                 strerror(errno));
+        goto err0;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        int e = errno;
+
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s%s", cl->name, text, strerror(e),
+                 e == EADDRINUSE      ? " (another process, or another ferry, holds this port)"
+                 : e == EACCES        ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                 : e == EADDRNOTAVAIL ? " (no interface on this machine has that address)"
+                                      : "");
+        goto err0;
+    }
+    if (listen(fd, PROXY_LISTEN_BACKLOG) < 0) {
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text,
+                 strerror(errno));
+        goto err0;
+    }
+    return fd;
+
+err0:
+    evutil_closesocket(fd);
+    return -1;
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    struct proxy_listener *l = arg;
+
+    (void)lev;
+    proxy_conn_accept(l, fd, sa, salen);
+}
+
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+    struct proxy_listener *l = arg;
+
+    (void)lev;
+    proxy_accept_error(l->proxy, EVUTIL_SOCKET_ERROR());
+}
+
+/*
+ * proxy_listener_open(p, cl, out, err, errlen):
+ * Build listener ${cl}: TLS context, target address, bound socket, evconnlistener (enabled).
+ * Returns 0 with *${out} owned by the caller (proxy_listener_free), or -1 with ${err}.
+ */
+int
+proxy_listener_open(struct proxy *p, const struct config_listener *cl, struct proxy_listener **out,
+                    char *err, size_t errlen)
+{
+    struct proxy_listener *l;
+    evutil_socket_t fd;
+    char why[256];
+
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    l->magic = PROXY_LISTENER_MAGIC;
+    l->proxy = p;
+    l->cfg = cl;
+    config_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
+    if (proxy_listener_tls(cl, &l->tls, err, errlen) < 0) {
+        goto err1;
+    }
+    if (cl->mode == CONFIG_MODE_INBOUND) {
+        config_addr_format(&cl->backend, l->target_text, sizeof(l->target_text));
+        /* A backend name is resolved once here (blocking is fine at start, never later). */
+        if (resolve(&cl->backend, cl->backend.is_ip, &l->target, &l->target_len, why, sizeof(why)) <
+            0) {
+            snprintf(err, errlen, "listener %s: backend %s: %s", cl->name, l->target_text, why);
+            goto err1;
+        }
+    } else {
+        config_addr_format(&cl->peer, l->target_text, sizeof(l->target_text));
+        if (cl->has_connect || cl->peer.is_ip) {
+            const struct config_addr *a = cl->has_connect ? &cl->connect : &cl->peer;
+
+            if (resolve(a, true, &l->target, &l->target_len, why, sizeof(why)) < 0) {
+                snprintf(err, errlen, "listener %s: %s", cl->name, why);
+                goto err1;
+            }
+        } else {
+            /* A DNS peer is resolved per connection without blocking (evdns). */
+            snprintf(l->target_host, sizeof(l->target_host), "%s", cl->peer.host);
+            l->target_port = cl->peer.port;
+        }
+    }
+    fd = bind_listener(cl, l->listen_text, err, errlen);
+    if (fd < 0) {
+        goto err1;
+    }
+    l->lev = evconnlistener_new(p->base, accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (l->lev == NULL) {
+        evutil_closesocket(fd);
+        snprintf(err, errlen, "listener %s: cannot watch %s", cl->name, l->listen_text);
+        goto err1;
+    }
+    evconnlistener_set_error_cb(l->lev, accept_error_cb);
+    *out = l;
+    return 0;
+
+err1:
+    proxy_listener_free(l);
+    return -1;
+}
+
+/*
+ * proxy_listener_free(l):
+ * Close ${l}'s socket and release its TLS context (connections keep theirs by reference).
+ */
+void
+proxy_listener_free(struct proxy_listener *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    if (l->lev != NULL) {
+        evconnlistener_free(l->lev);
+        l->lev = NULL;
+    }
+    tls_ctx_free(l->tls);
+    l->tls = NULL;
+    l->magic = 0;
+    free(l);
+}
+
+/*
+ * proxy_listeners_update(p):
+ * Accept while under limits.max_connections and not backing off after EMFILE; otherwise
+ * leave new connections in the kernel backlog (CONTRACT §5), never refuse in a busy loop.
+ */
+void
+proxy_listeners_update(struct proxy *p)
+{
+    bool over = p->n_conns >= p->cfg->limits.max_connections;
+    bool enable;
+
+    if (over != p->accept_paused_max) {
+        p->accept_paused_max = over;
+        char n[16];
+        snprintf(n, sizeof(n), "%u", p->cfg->limits.max_connections);
+        log_kv(over ? LOG_WARN : LOG_INFO, over ? "accept_paused" : "accept_resumed",
+               "max_connections", n, "msg",
+               over ? "limits.max_connections reached; new connections wait in the backlog"
+                    : "below limits.max_connections again; accepting",
+               (const char *)NULL);
+    }
+    enable = !p->accept_paused_max && !p->accept_paused_fd;
+    for (size_t i = 0; i < p->n_listeners; i++) {
+        if (p->listeners[i] == NULL || p->listeners[i]->lev == NULL) {
+            continue;
+        }
+        if (enable) {
+            evconnlistener_enable(p->listeners[i]->lev);
+        } else {
+            evconnlistener_disable(p->listeners[i]->lev);
+        }
+    }
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *p = arg;
+
+    (void)fd;
+    (void)what;
+    p->accept_paused_fd = false;
+    proxy_listeners_update(p);
+}
+
+/*
+ * proxy_accept_error(p, err):
+ * accept() failed with ${err}.  Out of descriptors or memory: pause every listener for
+ * PROXY_ACCEPT_BACKOFF_MS (the connection stays in the backlog); anything else is logged.
+ */
+void
+proxy_accept_error(struct proxy *p, int err)
+{
+    struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
+
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        if (!p->accept_paused_fd) {
+            log_kv(LOG_WARN, "accept_failed", "error", strerror(err), "msg",
+                   "out of file descriptors or memory; pausing accept for 100ms (raise "
+                   "LimitNOFILE / ulimit -n, or lower limits.max_connections)",
+                   (const char *)NULL);
+        }
+        p->accept_paused_fd = true;
+        proxy_listeners_update(p);
+        evtimer_add(p->accept_resume, &tv);
+        return;
+    }
+    log_kv(LOG_WARN, "accept_failed", "error", strerror(err), (const char *)NULL);
+}
+
+/*
+ * proxy_accept_resume_new(p):
+ * The EMFILE backoff timer of ${p}; NULL on OOM.
+ */
+struct event *
+proxy_accept_resume_new(struct proxy *p)
+{
+    return evtimer_new(p->base, accept_resume_cb, p);
+}
