@@ -76,9 +76,9 @@ struct config_tls {
     struct config_file key_passphrase_file;
     struct config_file ca;
     struct config_file crl;
-    int min_version; /* 0x0303 for "1.2" (default) or 0x0304 for "1.3" (OpenSSL's values) */
-    int verify_depth; /* default 4 */
-    bool cn_fallback; /* default false */
+    int min_version;         /* 0x0303 for "1.2" (default) or 0x0304 for "1.3" (OpenSSL's values) */
+    int verify_depth;        /* default 4 */
+    bool cn_fallback;        /* default false */
     bool session_resumption; /* default true */
 };
 
@@ -93,24 +93,24 @@ struct config_listener {
     struct config_addr peer;
     struct config_addr connect;
     bool has_connect;
-    enum config_protocol protocol; /* default http */
+    enum config_protocol protocol;       /* default http */
     enum config_client_cert client_cert; /* inbound; default required */
-    char **allow; /* inbound; NULL when absent (= any cert this CA issued) */
+    char **allow;                        /* inbound; NULL when absent (= any cert this CA issued) */
     size_t n_allow;
     struct config_tls tls; /* effective settings: defaults + this listener's override */
 };
 
 struct config_limits {
-    unsigned max_connections; /* default 10000 */
+    unsigned max_connections;      /* default 10000 */
     uint64_t handshake_timeout_ms; /* default 10s */
-    uint64_t idle_timeout_ms; /* default 300s */
+    uint64_t idle_timeout_ms;      /* default 300s */
 };
 
 struct config {
     char *path; /* the file it was loaded from, or the name given to config_load_string() */
     struct config_listener *listeners;
     size_t n_listeners;
-    enum config_log_level log_level; /* default info */
+    enum config_log_level log_level;   /* default info */
     enum config_log_format log_format; /* default text */
     struct config_limits limits;
 };

@@ -115,12 +115,14 @@ conn_set_state(struct proxy_conn *c, enum proxy_state to)
                              (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_CONNECTING] = (1u << PROXY_CONN_RELAY) | (1u << PROXY_CONN_DRAINING),
-        [PROXY_CONN_RELAY] = 0,
+        /* RELAY -> DRAINING: the other side failed before any response byte (502). */
+        [PROXY_CONN_RELAY] = (1u << PROXY_CONN_DRAINING),
         [PROXY_CONN_DRAINING] = 0,
         [PROXY_CONN_CLOSED] = 0,
     };
 
     assert(to == PROXY_CONN_CLOSED || (legal[c->state] & (1u << to)) != 0);
+    (void)legal; /* only read by assert() */
     if (log_enabled(LOG_DEBUG)) {
         log_kv(LOG_DEBUG, "state", "listener", c->l->cfg->name, "remote", c->remote, "from",
                state_names[c->state], "to", state_names[to], (const char *)NULL);
@@ -434,6 +436,10 @@ client_write_cb(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->down.shut_sent) {
             proxy_shutdown_write(bev, conn_inbound(c) && c->tls_up);
             c->down.shut_sent = true;
+            if (c->up.eof_seen || c->client_eof) {
+                /* The client has finished sending too: nothing left to wait for. */
+                proxy_conn_drop(c, c->reason);
+            }
         }
         return;
     }
@@ -483,6 +489,11 @@ bev_tls_errors(struct bufferevent *bev, char *buf, size_t len)
     while ((e = bufferevent_get_openssl_error(bev)) != 0) {
         const char *reason = ERR_reason_error_string(e);
         int n;
+
+        if (ERR_GET_LIB(e) == 0) {
+            /* libevent also queues SSL_get_error()'s small code (SSL_ERROR_SYSCALL...). */
+            continue;
+        }
 
         if (first == 0) {
             first = e;
@@ -642,7 +653,9 @@ conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short 
         conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_handshake_failed");
         return;
     }
-    if ((what & BEV_EVENT_EOF) != 0 || sock_err == 0) {
+    if (sock_err == 0 || sock_err == EAGAIN || sock_err == EWOULDBLOCK || sock_err == EINTR) {
+        /* No socket error: the other side closed (a TLS EOF leaves errno stale). */
+        (void)what;
         snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection %s", kind,
                  c->l->target_text, conn_inbound(c) ? "at once" : "during the TLS handshake");
     } else {
@@ -682,8 +695,26 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+        char errs[256] = "";
+        int sock_err = EVUTIL_SOCKET_ERROR();
+
+        if (!conn_inbound(c)) {
+            (void)bev_tls_errors(bev, errs, sizeof(errs));
+        }
         snprintf(c->detail, sizeof(c->detail), "%s %s: %s", conn_inbound(c) ? "backend" : "peer",
-                 c->l->target_text, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+                 c->l->target_text,
+                 errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
+        if (conn_http(c) && c->down.bytes == 0) {
+            /*
+             * Nothing of a response has reached the client yet, so it can still be told why.
+             * This is also how a peer's rejection of our certificate arrives under TLS 1.3:
+             * its alert comes after our side of the handshake has finished.
+             */
+            conn_upstream_failed(
+                c, conn_inbound(c) ? PROXY_CLOSE_SERVER_ERROR : PROXY_CLOSE_PEER_HANDSHAKE_FAILED,
+                conn_inbound(c) ? "backend_failed" : "peer_failed");
+            return;
+        }
         proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
     }
 }

@@ -1,0 +1,582 @@
+/*
+ * config_load: read the file, turn libyaml events into a node tree that remembers
+ * file:line:column, hand the tree to the schema walk (config_check.c), and manage the error
+ * list.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "config_internal.h"
+
+#include "config.h"
+
+/*
+ * config_errors_addv(errs, file, line, col, fmt, ap):
+ * As config_errors_add(), with a va_list.
+ */
+int
+config_errors_addv(struct config_errors *errs, const char *file, unsigned line, unsigned col,
+                   const char *fmt, va_list ap)
+{
+    struct config_error *v;
+    char msg[1024];
+    char *f;
+    char *m;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if ((f = strdup(file)) == NULL)
+        goto err0;
+    if ((m = strdup(msg)) == NULL)
+        goto err1;
+    if ((v = realloc(errs->v, (errs->n + 1) * sizeof(*v))) == NULL)
+        goto err2;
+    errs->v = v;
+    v[errs->n].file = f;
+    v[errs->n].line = line;
+    v[errs->n].col = col;
+    v[errs->n].msg = m;
+    errs->n++;
+    return (0);
+
+err2:
+    free(m);
+err1:
+    free(f);
+err0:
+    return (-1);
+}
+
+/*
+ * config_errors_add(errs, file, line, col, fmt, ...):
+ * Append one error to ${errs} with a printf-formatted message.  Returns 0, or -1 when out of
+ * memory (then ${errs} is unchanged).
+ */
+int
+config_errors_add(struct config_errors *errs, const char *file, unsigned line, unsigned col,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = config_errors_addv(errs, file, line, col, fmt, ap);
+    va_end(ap);
+    return (rc);
+}
+
+/*
+ * config_errors_clear(errs):
+ * Free every error in ${errs} and reset it to empty.
+ */
+void
+config_errors_clear(struct config_errors *errs)
+{
+    size_t i;
+
+    for (i = 0; i < errs->n; i++) {
+        free(errs->v[i].file);
+        free(errs->v[i].msg);
+    }
+    free(errs->v);
+    errs->v = NULL;
+    errs->n = 0;
+}
+
+/*
+ * config_error_format(err, buf, len):
+ * Write "file:line:col: msg" (or "file: msg" when line is 0) into ${buf}.  Returns ${buf}.
+ */
+const char *
+config_error_format(const struct config_error *err, char *buf, size_t len)
+{
+    if (err->line == 0)
+        snprintf(buf, len, "%s: %s", err->file, err->msg);
+    else
+        snprintf(buf, len, "%s:%u:%u: %s", err->file, err->line, err->col, err->msg);
+    return (buf);
+}
+
+/*
+ * config_node_free(node):
+ * Release ${node} and its children.  config_node_free(NULL) does nothing.
+ */
+void
+config_node_free(struct config_node *node)
+{
+    size_t i;
+
+    if (node == NULL)
+        return;
+    /* Recursion is bounded by CONFIG_MAX_DEPTH, enforced while parsing. */
+    for (i = 0; i < node->n_items; i++)
+        config_node_free(node->items[i]);
+    free(node->items);
+    free(node->text);
+    free(node);
+}
+
+/*
+ * config_node_is_null(node):
+ * True when ${node} is a plain scalar "", "~", "null", "Null" or "NULL".
+ */
+bool
+config_node_is_null(const struct config_node *node)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    size_t i;
+
+    if (node->type != CONFIG_NODE_SCALAR || !node->plain)
+        return (false);
+    for (i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
+        if (strcmp(node->text, nulls[i]) == 0)
+            return (true);
+    }
+    return (false);
+}
+
+/* The tree being built from the event stream. */
+struct builder {
+    const char *file;
+    struct config_errors *errs;
+    struct config_node *root;
+    struct config_node *stack[CONFIG_MAX_DEPTH]; /* open sequences and mappings */
+    size_t depth;
+    size_t n_errors; /* errors appended by this parse */
+};
+
+static void build_err(struct builder *b, yaml_mark_t mark, const char *fmt, ...)
+    CONFIG_PRINTF(3, 4);
+
+/* Append an error at libyaml's 0-based ${mark}. */
+static void
+build_err(struct builder *b, yaml_mark_t mark, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    config_errors_addv(b->errs, b->file, (unsigned)mark.line + 1, (unsigned)mark.column + 1, fmt,
+                       ap);
+    va_end(ap);
+    b->n_errors++;
+}
+
+/* A new node of ${type} at ${mark}, or NULL when out of memory. */
+static struct config_node *
+node_new(enum config_node_type type, yaml_mark_t mark)
+{
+    struct config_node *n;
+
+    if ((n = calloc(1, sizeof(*n))) == NULL)
+        return (NULL);
+    n->type = type;
+    n->pos.line = (unsigned)mark.line + 1;
+    n->pos.col = (unsigned)mark.column + 1;
+    return (n);
+}
+
+/*
+ * Attach ${n} to the innermost open container, or make it the root.  On failure ${n} is
+ * freed.  Returns 0 or -1 (out of memory).
+ */
+static int
+attach(struct builder *b, struct config_node *n)
+{
+    struct config_node *parent;
+    struct config_node **items;
+
+    if (b->depth == 0) {
+        /* One document has one root; config_node_parse() stops at a second document. */
+        config_node_free(b->root);
+        b->root = n;
+        return (0);
+    }
+    parent = b->stack[b->depth - 1];
+    if ((items = realloc(parent->items, (parent->n_items + 1) * sizeof(*items))) == NULL) {
+        config_node_free(n);
+        return (-1);
+    }
+    parent->items = items;
+    parent->items[parent->n_items++] = n;
+    return (0);
+}
+
+/* Handle one event.  Returns 0 to go on, 1 at the end of the stream, -1 to stop. */
+static int
+build_event(struct builder *b, const yaml_event_t *ev, int *docs)
+{
+    struct config_node *n;
+    const yaml_char_t *anchor = NULL;
+
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return (1);
+    case YAML_DOCUMENT_START_EVENT:
+        if (++*docs > 1) {
+            build_err(b, ev->start_mark,
+                      "expected one YAML document, got a second one (\"---\"); ferry reads "
+                      "its whole configuration from one document");
+            return (-1);
+        }
+        return (0);
+    case YAML_ALIAS_EVENT:
+        build_err(b, ev->start_mark, "YAML aliases (*%s) are not supported; write the value out",
+                  (const char *)ev->data.alias.anchor);
+        if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL)
+            goto oom;
+        return (attach(b, n) == 0 ? 0 : -1);
+    case YAML_SCALAR_EVENT:
+        anchor = ev->data.scalar.anchor;
+        if (anchor != NULL)
+            build_err(b, ev->start_mark, "YAML anchors (&%s) are not supported",
+                      (const char *)anchor);
+        if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length) != NULL) {
+            build_err(b, ev->start_mark, "expected text, got a string containing a NUL byte");
+            if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL)
+                goto oom;
+            return (attach(b, n) == 0 ? 0 : -1);
+        }
+        if ((n = node_new(CONFIG_NODE_SCALAR, ev->start_mark)) == NULL)
+            goto oom;
+        if ((n->text = malloc(ev->data.scalar.length + 1)) == NULL) {
+            config_node_free(n);
+            goto oom;
+        }
+        memcpy(n->text, ev->data.scalar.value, ev->data.scalar.length);
+        n->text[ev->data.scalar.length] = '\0';
+        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        return (attach(b, n) == 0 ? 0 : -1);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        anchor = ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor
+                                                       : ev->data.mapping_start.anchor;
+        if (anchor != NULL)
+            build_err(b, ev->start_mark, "YAML anchors (&%s) are not supported",
+                      (const char *)anchor);
+        if (b->depth == CONFIG_MAX_DEPTH) {
+            build_err(b, ev->start_mark, "expected at most %d nested levels, got more",
+                      CONFIG_MAX_DEPTH);
+            return (-1);
+        }
+        n = node_new(ev->type == YAML_SEQUENCE_START_EVENT ? CONFIG_NODE_SEQUENCE
+                                                           : CONFIG_NODE_MAPPING,
+                     ev->start_mark);
+        if (n == NULL)
+            goto oom;
+        if (attach(b, n) != 0)
+            goto oom;
+        b->stack[b->depth++] = n;
+        return (0);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (b->depth > 0)
+            b->depth--;
+        return (0);
+    case YAML_NO_EVENT:
+    case YAML_STREAM_START_EVENT:
+    case YAML_DOCUMENT_END_EVENT:
+        return (0);
+    }
+    return (0);
+
+oom:
+    build_err(b, ev->start_mark, "out of memory");
+    return (-1);
+}
+
+/*
+ * config_node_parse(file, text, len, errs):
+ * Parse ${len} bytes of YAML at ${text} into a node tree, using libyaml's event API.
+ * Aliases, anchors, several documents, nesting deeper than CONFIG_MAX_DEPTH and syntax
+ * errors are appended to ${errs} as "file:line:col" errors.  Returns the root node (owned by
+ * the caller, released with config_node_free()), or NULL after appending at least one error.
+ */
+struct config_node *
+config_node_parse(const char *file, const char *text, size_t len, struct config_errors *errs)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    struct builder b;
+    int docs = 0;
+    int rc;
+
+    memset(&b, 0, sizeof(b));
+    b.file = file;
+    b.errs = errs;
+
+    if (!yaml_parser_initialize(&parser)) {
+        config_errors_add(errs, file, 0, 0, "out of memory");
+        goto err0;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_MEMORY_ERROR) {
+                config_errors_add(errs, file, 0, 0, "out of memory");
+            } else if (parser.error == YAML_READER_ERROR) {
+                /* The reader knows only a byte offset: bad UTF-8 or a control character. */
+                config_errors_add(errs, file, 0, 0, "YAML error at byte %zu: %s",
+                                  parser.problem_offset,
+                                  parser.problem != NULL ? parser.problem : "unreadable input");
+            } else if (parser.context != NULL) {
+                config_errors_add(errs, file, (unsigned)parser.problem_mark.line + 1,
+                                  (unsigned)parser.problem_mark.column + 1,
+                                  "YAML syntax error: %s (%s at %u:%u)",
+                                  parser.problem != NULL ? parser.problem : "unknown problem",
+                                  parser.context, (unsigned)parser.context_mark.line + 1,
+                                  (unsigned)parser.context_mark.column + 1);
+            } else {
+                config_errors_add(errs, file, (unsigned)parser.problem_mark.line + 1,
+                                  (unsigned)parser.problem_mark.column + 1, "YAML syntax error: %s",
+                                  parser.problem != NULL ? parser.problem : "unknown problem");
+            }
+            b.n_errors++;
+            goto err1;
+        }
+        rc = build_event(&b, &ev, &docs);
+        yaml_event_delete(&ev);
+        if (rc < 0)
+            goto err1;
+        if (rc > 0)
+            break;
+    }
+
+    if (b.n_errors > 0)
+        goto err1;
+    if (b.root == NULL || config_node_is_null(b.root)) {
+        config_errors_add(errs, file, 0, 0,
+                          "the configuration is empty; expected a mapping with at least "
+                          "listeners:");
+        goto err1;
+    }
+
+    yaml_parser_delete(&parser);
+    return (b.root);
+
+err1:
+    config_node_free(b.root);
+    yaml_parser_delete(&parser);
+err0:
+    return (NULL);
+}
+
+/* Sort errors ${from}.. of ${errs} by position, keeping the order of equal positions. */
+static void
+sort_errors(struct config_errors *errs, size_t from)
+{
+    size_t i;
+    size_t j;
+
+    for (i = from + 1; i < errs->n; i++) {
+        struct config_error e = errs->v[i];
+
+        for (j = i; j > from; j--) {
+            const struct config_error *p = &errs->v[j - 1];
+
+            if (p->line < e.line || (p->line == e.line && p->col <= e.col))
+                break;
+            errs->v[j] = errs->v[j - 1];
+        }
+        errs->v[j] = e;
+    }
+}
+
+/* Parse and check ${text}; see config_load_string(). */
+static struct config *
+load_text(const char *name, const char *text, size_t len, const char *basedir,
+          struct config_errors *errs)
+{
+    struct config_node *root;
+    struct config *cfg;
+    size_t first = errs->n;
+
+    if ((root = config_node_parse(name, text, len, errs)) == NULL)
+        goto err0;
+    cfg = config_check(root, name, basedir, errs);
+    config_node_free(root);
+    if (cfg == NULL)
+        goto err0;
+    return (cfg);
+
+err0:
+    /* Report like a compiler: in the order of the file. */
+    sort_errors(errs, first);
+    return (NULL);
+}
+
+/*
+ * config_load_string(name, text, len, errs):
+ * As config_load(), from memory; ${name} is used in error messages and relative file paths
+ * are taken as they are (relative to the working directory).
+ */
+struct config *
+config_load_string(const char *name, const char *text, size_t len, struct config_errors *errs)
+{
+    return (load_text(name, text, len, NULL, errs));
+}
+
+/*
+ * The directory relative paths of ${path} resolve against: absolute (the working directory is
+ * prepended to a relative ${path}), so that a later chdir() does not change its meaning.
+ * Returns a new string, or NULL when out of memory or the working directory is unknown.
+ */
+static char *
+config_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash == NULL ? 0 : (size_t)(slash - path);
+    char cwd[4096];
+    char *dir;
+    size_t cwdlen = 0;
+
+    if (slash == path)
+        return (strdup("/"));
+    if (path[0] != '/') {
+        if (getcwd(cwd, sizeof(cwd)) == NULL)
+            return (NULL);
+        cwdlen = strlen(cwd);
+    }
+    if ((dir = malloc(cwdlen + 1 + dirlen + 1)) == NULL)
+        return (NULL);
+    memcpy(dir, cwd, cwdlen);
+    if (cwdlen > 0 && dirlen > 0)
+        dir[cwdlen++] = '/';
+    memcpy(dir + cwdlen, path, dirlen);
+    dir[cwdlen + dirlen] = '\0';
+    return (dir);
+}
+
+/* Thread-safe strerror(): a reload may run beside other threads. */
+static const char *
+errstr(int e, char *buf, size_t len)
+{
+    if (strerror_r(e, buf, len) != 0)
+        snprintf(buf, len, "error %d", e);
+    return (buf);
+}
+
+/*
+ * config_load(path, errs):
+ * Read and validate the YAML file ${path}.  Every key of CONTRACT.md §3 is checked: unknown
+ * keys, wrong types, bad durations/addresses/enums, missing required keys, duplicate listener
+ * names or listen ports, and files that do not exist or cannot be read are errors.  Keys that
+ * a later release brings (admin, user, workers, pool, access, couchdb_proxy_auth,
+ * client_cert_header, host_header, limits.drain_timeout, limits.backend_timeout,
+ * limits.header_timeout) are errors saying "not supported yet".
+ * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
+ * frees with config_errors_clear()).  Relative file paths in the config are resolved
+ * against the directory of ${path}.
+ */
+struct config *
+config_load(const char *path, struct config_errors *errs)
+{
+    struct config *cfg;
+    struct stat st;
+    char ebuf[128];
+    FILE *f;
+    char *text;
+    char *dir;
+    size_t len;
+
+    if ((f = fopen(path, "rb")) == NULL) {
+        config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
+        goto err0;
+    }
+    if (fstat(fileno(f), &st) != 0) {
+        config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
+        goto err1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        config_errors_add(errs, path, 0, 0, "expected a YAML file, got a directory");
+        goto err1;
+    }
+    if ((text = malloc(CONFIG_MAX_FILE_SIZE + 1)) == NULL) {
+        config_errors_add(errs, path, 0, 0, "out of memory");
+        goto err1;
+    }
+    len = fread(text, 1, CONFIG_MAX_FILE_SIZE + 1, f);
+    if (ferror(f)) {
+        config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
+        goto err2;
+    }
+    if (len > CONFIG_MAX_FILE_SIZE) {
+        config_errors_add(errs, path, 0, 0, "expected a file of at most %d bytes, got a larger one",
+                          CONFIG_MAX_FILE_SIZE);
+        goto err2;
+    }
+    if ((dir = config_dir(path)) == NULL) {
+        config_errors_add(errs, path, 0, 0, "cannot find the directory of the file: %s",
+                          errstr(errno, ebuf, sizeof(ebuf)));
+        goto err2;
+    }
+
+    if ((cfg = load_text(path, text, len, dir, errs)) == NULL)
+        goto err3;
+
+    free(dir);
+    free(text);
+    fclose(f);
+    return (cfg);
+
+err3:
+    free(dir);
+err2:
+    free(text);
+err1:
+    fclose(f);
+err0:
+    return (NULL);
+}
+
+/*
+ * config_free(cfg):
+ * Release ${cfg} and everything it owns.  config_free(NULL) does nothing.
+ */
+void
+config_free(struct config *cfg)
+{
+    size_t i;
+    size_t j;
+
+    if (cfg == NULL)
+        return;
+    for (i = 0; i < cfg->n_listeners; i++) {
+        struct config_listener *l = &cfg->listeners[i];
+
+        free(l->name);
+        for (j = 0; j < l->n_allow; j++)
+            free(l->allow[j]);
+        free(l->allow);
+        free(l->tls.cert.path);
+        free(l->tls.key.path);
+        free(l->tls.key_passphrase_file.path);
+        free(l->tls.ca.path);
+        free(l->tls.crl.path);
+    }
+    free(cfg->listeners);
+    free(cfg->path);
+    free(cfg);
+}
+
+/*
+ * config_listener_find(cfg, name):
+ * The listener called ${name}, or NULL.
+ */
+const struct config_listener *
+config_listener_find(const struct config *cfg, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].name != NULL && strcmp(cfg->listeners[i].name, name) == 0)
+            return (&cfg->listeners[i]);
+    }
+    return (NULL);
+}

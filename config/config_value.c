@@ -1,0 +1,315 @@
+/*
+ * config_value: pure parsers for the scalar values of the configuration (durations,
+ * host:port addresses, host names) and the string names of the enums.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config_internal.h"
+
+#include "config.h"
+
+/*
+ * config_parse_duration(text, ms):
+ * Parse "250ms", "10s", "5m", "1h" (a non-negative integer and a unit; a bare "0" is allowed)
+ * into milliseconds in ${ms}.  Returns 0, or -1 when ${text} is not a duration or overflows.
+ */
+int
+config_parse_duration(const char *text, uint64_t *ms)
+{
+    const char *p = text;
+    uint64_t n = 0;
+    uint64_t mult;
+
+    if (*p < '0' || *p > '9')
+        return (-1);
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return (-1);
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+
+    if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "s") == 0)
+        mult = 1000;
+    else if (strcmp(p, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(p, "h") == 0)
+        mult = 60 * 60 * 1000;
+    else if (*p == '\0' && n == 0)
+        mult = 1; /* "0" needs no unit: zero is zero in every unit */
+    else
+        return (-1);
+
+    if (n > UINT64_MAX / mult)
+        return (-1);
+    *ms = n * mult;
+    return (0);
+}
+
+/*
+ * config_ip_parse(text, bytes, family):
+ * Parse an IPv4 or IPv6 literal (without brackets) into ${bytes} (4 or 16 bytes used) and
+ * ${family} (4 or 6).  Returns 0, or -1 when ${text} is not an IP literal.
+ */
+int
+config_ip_parse(const char *text, unsigned char bytes[16], int *family)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        memset(bytes, 0, 16);
+        memcpy(bytes, &a4, 4);
+        *family = 4;
+        return (0);
+    }
+    if (inet_pton(AF_INET6, text, &a6) == 1) {
+        memcpy(bytes, &a6, 16);
+        *family = 6;
+        return (0);
+    }
+    return (-1);
+}
+
+/* True for an ASCII letter or digit. */
+static bool
+is_alnum(char c)
+{
+    return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'));
+}
+
+/*
+ * config_name_is_dns(name):
+ * True when ${name} is a host name: dot-separated labels of letters, digits and "-" (1-63
+ * characters, not starting or ending with "-"), 253 characters at most, and a last label that
+ * is not all digits (so "1.2.3.999" is not taken for a name).
+ */
+bool
+config_name_is_dns(const char *name)
+{
+    size_t len = strlen(name);
+    size_t label = 0;
+    bool all_digits = true;
+    size_t i;
+
+    if (len == 0 || len > 253)
+        return (false);
+    for (i = 0; i <= len; i++) {
+        char c = name[i];
+
+        if (c == '.' || c == '\0') {
+            /* End of a label: not empty, not too long, no '-' at either end. */
+            if (label == 0 || label > 63 || name[i - 1] == '-')
+                return (false);
+            if (c == '\0')
+                break;
+            label = 0;
+            all_digits = true;
+            continue;
+        }
+        if (!is_alnum(c) && c != '-')
+            return (false);
+        if (c == '-' && label == 0)
+            return (false);
+        if (c < '0' || c > '9')
+            all_digits = false;
+        label++;
+    }
+    return (!all_digits);
+}
+
+/* True when ${s} looks like an attempt at an IPv4 literal: only digits and dots. */
+static bool
+looks_ipv4(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((*s < '0' || *s > '9') && *s != '.')
+            return (false);
+    }
+    return (true);
+}
+
+/*
+ * config_parse_addr(text, allow_name, addr, why, whylen):
+ * Parse "1.2.3.4:80", "[::1]:80" or, when ${allow_name}, "host.example.org:80" into ${addr}.
+ * The port must be 1-65535.  Returns 0, or -1 with the reason in ${why}.
+ */
+int
+config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
+                  size_t whylen)
+{
+    struct config_addr a;
+    const char *host;
+    size_t hostlen;
+    const char *port;
+    unsigned char bytes[16];
+    int family;
+    unsigned long pn = 0;
+    const char *p;
+
+    memset(&a, 0, sizeof(a));
+    if (text[0] == '\0') {
+        snprintf(why, whylen, "expected host:port, got an empty string");
+        goto err0;
+    }
+
+    if (text[0] == '[') {
+        /* "[v6]:port" */
+        const char *close = strchr(text, ']');
+
+        if (close == NULL) {
+            snprintf(why, whylen, "expected \"]\" after the IPv6 address, got \"%s\"", text);
+            goto err0;
+        }
+        host = text + 1;
+        hostlen = (size_t)(close - host);
+        if (close[1] != ':') {
+            snprintf(why, whylen, "expected host:port like [::1]:80, got \"%s\"%s", text,
+                     close[1] == '\0' ? " (no port)" : "");
+            goto err0;
+        }
+        port = close + 2;
+        if (hostlen >= sizeof(a.host)) {
+            snprintf(why, whylen, "expected an IPv6 address inside [ ], got \"%s\"", text);
+            goto err0;
+        }
+        memcpy(a.host, host, hostlen);
+        a.host[hostlen] = '\0';
+        if (config_ip_parse(a.host, bytes, &family) != 0 || family != 6) {
+            snprintf(why, whylen, "expected an IPv6 address inside [ ], got \"%s\"", a.host);
+            goto err0;
+        }
+        a.is_ip = true;
+        a.is_ipv6 = true;
+    } else {
+        const char *colon = strrchr(text, ':');
+
+        if (colon == NULL) {
+            snprintf(why, whylen, "expected host:port, got \"%s\" (no port)", text);
+            goto err0;
+        }
+        host = text;
+        hostlen = (size_t)(colon - text);
+        port = colon + 1;
+        if (hostlen == 0) {
+            snprintf(why, whylen, "expected host:port, got \"%s\" (no host)", text);
+            goto err0;
+        }
+        if (memchr(host, ':', hostlen) != NULL) {
+            snprintf(why, whylen, "expected an IPv6 address in brackets like [::1]:80, got \"%s\"",
+                     text);
+            goto err0;
+        }
+        if (hostlen >= sizeof(a.host)) {
+            snprintf(why, whylen, "expected a host of at most 253 characters, got %zu", hostlen);
+            goto err0;
+        }
+        memcpy(a.host, host, hostlen);
+        a.host[hostlen] = '\0';
+        if (config_ip_parse(a.host, bytes, &family) == 0) {
+            a.is_ip = true;
+        } else if (looks_ipv4(a.host)) {
+            snprintf(why, whylen, "expected an IPv4 address, got \"%s\"", a.host);
+            goto err0;
+        } else if (!allow_name) {
+            snprintf(why, whylen,
+                     "expected an IP address like 127.0.0.1 or [::1], got the name \"%s\" "
+                     "(host names are not allowed here)",
+                     a.host);
+            goto err0;
+        } else if (!config_name_is_dns(a.host)) {
+            snprintf(why, whylen, "expected an IP address or a host name, got \"%s\"", a.host);
+            goto err0;
+        }
+    }
+
+    /* The port: 1 to 5 decimal digits, 1-65535. */
+    for (p = port; *p >= '0' && *p <= '9' && p - port < 6; p++)
+        pn = pn * 10 + (unsigned long)(*p - '0');
+    if (*port == '\0') {
+        snprintf(why, whylen, "expected host:port, got \"%s\" (no port)", text);
+        goto err0;
+    }
+    if (*p != '\0' || pn == 0 || pn > 65535) {
+        snprintf(why, whylen, "expected a port from 1 to 65535, got \"%s\"", port);
+        goto err0;
+    }
+    a.port = (uint16_t)pn;
+
+    *addr = a;
+    return (0);
+
+err0:
+    return (-1);
+}
+
+/*
+ * config_addr_format(addr, buf, len):
+ * "host:port", with brackets around IPv6 hosts.  Returns ${buf}.
+ */
+const char *
+config_addr_format(const struct config_addr *addr, char *buf, size_t len)
+{
+    if (addr->is_ipv6)
+        snprintf(buf, len, "[%s]:%u", addr->host, (unsigned)addr->port);
+    else
+        snprintf(buf, len, "%s:%u", addr->host, (unsigned)addr->port);
+    return (buf);
+}
+
+/*
+ * config_mode_str(mode):
+ * "inbound" or "outbound".
+ */
+const char *
+config_mode_str(enum config_mode mode)
+{
+    switch (mode) {
+    case CONFIG_MODE_INBOUND:
+        return ("inbound");
+    case CONFIG_MODE_OUTBOUND:
+        return ("outbound");
+    }
+    return ("unknown");
+}
+
+/*
+ * config_protocol_str(protocol):
+ * "http" or "tcp".
+ */
+const char *
+config_protocol_str(enum config_protocol protocol)
+{
+    switch (protocol) {
+    case CONFIG_PROTOCOL_HTTP:
+        return ("http");
+    case CONFIG_PROTOCOL_TCP:
+        return ("tcp");
+    }
+    return ("unknown");
+}
+
+/*
+ * config_log_level_str(level):
+ * "error", "warn", "info" or "debug".
+ */
+const char *
+config_log_level_str(enum config_log_level level)
+{
+    switch (level) {
+    case CONFIG_LOG_ERROR:
+        return ("error");
+    case CONFIG_LOG_WARN:
+        return ("warn");
+    case CONFIG_LOG_INFO:
+        return ("info");
+    case CONFIG_LOG_DEBUG:
+        return ("debug");
+    }
+    return ("unknown");
+}

@@ -1,0 +1,1312 @@
+/*
+ * Unit tests for config/: YAML -> struct config, every error class with its exact
+ * file:line:col, and the value parsers (durations, addresses).
+ *
+ * The tests run inside $FERRY_TEST_TMP/config-unit, where the group setup writes stand-in
+ * certificate files (config/ only checks that they are readable), so the YAML below can name
+ * them with short relative paths and keep its columns easy to count.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config_internal.h"
+
+#include "config.h"
+
+static char tmpdir[4096];
+
+/* mkdir -p ${path}. */
+static int
+mkdir_p(const char *path)
+{
+    char buf[4096];
+    char *p;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return (-1);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return (-1);
+    return (0);
+}
+
+/* Write ${text} to ${path}. */
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int
+group_setup(void **state)
+{
+    const char *t = getenv("FERRY_TEST_TMP");
+    static const char *const files[] = {"node.crt", "node.key",   "ca.crt",    "ca.crl",
+                                        "key.pass", "site-a.crt", "site-a.key"};
+    size_t i;
+
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "%s/config-unit", t != NULL ? t : "/tmp/ferry-test-tmp");
+    if (mkdir_p(tmpdir) != 0 || chdir(tmpdir) != 0)
+        return (-1);
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        write_file(files[i], "stand-in\n");
+    if (mkdir_p("a-directory") != 0)
+        return (-1);
+    return (0);
+}
+
+/* Print every error (shown by cmocka only when a test fails). */
+static void
+dump(const struct config_errors *errs)
+{
+    char buf[1200];
+    size_t i;
+
+    for (i = 0; i < errs->n; i++)
+        print_message("  error %zu: %s\n", i, config_error_format(&errs->v[i], buf, sizeof(buf)));
+}
+
+/* Load ${yaml} as "t.yaml"; the config must load without error. */
+static struct config *
+load_ok(const char *yaml)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+
+    cfg = config_load_string("t.yaml", yaml, strlen(yaml), &errs);
+    dump(&errs);
+    assert_int_equal(errs.n, 0);
+    assert_non_null(cfg);
+    return (cfg);
+}
+
+/* Load ${yaml} as "t.yaml"; it must fail with exactly ${n} errors (any number when n < 0). */
+static void
+load_bad(const char *yaml, int n, struct config_errors *errs)
+{
+    struct config *cfg;
+
+    memset(errs, 0, sizeof(*errs));
+    cfg = config_load_string("t.yaml", yaml, strlen(yaml), errs);
+    dump(errs);
+    assert_null(cfg);
+    assert_true(errs->n > 0);
+    if (n >= 0)
+        assert_int_equal(errs->n, (size_t)n);
+}
+
+/* Error ${i} of ${errs} is at ${line}:${col} and its message contains ${sub}. */
+static void
+expect_err(const struct config_errors *errs, size_t i, unsigned line, unsigned col, const char *sub)
+{
+    char buf[1200];
+
+    assert_true(i < errs->n);
+    config_error_format(&errs->v[i], buf, sizeof(buf));
+    if (errs->v[i].line != line || errs->v[i].col != col || strstr(errs->v[i].msg, sub) == NULL)
+        print_message("want %u:%u containing [%s]\n got %s\n", line, col, sub, buf);
+    assert_int_equal(errs->v[i].line, line);
+    assert_int_equal(errs->v[i].col, col);
+    assert_non_null(strstr(errs->v[i].msg, sub));
+}
+
+/* Load ${yaml}; expect exactly one error, at ${line}:${col}, containing ${sub}. */
+static void
+one_err(const char *yaml, unsigned line, unsigned col, const char *sub)
+{
+    struct config_errors errs;
+
+    load_bad(yaml, 1, &errs);
+    expect_err(&errs, 0, line, col, sub);
+    config_errors_clear(&errs);
+}
+
+#define TLS_OK           \
+    "tls:\n"             \
+    "  cert: node.crt\n" \
+    "  key: node.key\n"  \
+    "  ca: ca.crt\n"
+
+/* One inbound listener, lines 5-9 (the listener mapping starts at 6:5). */
+#define INBOUND_OK                   \
+    "listeners:\n"                   \
+    "  - name: in\n"                 \
+    "    mode: inbound\n"            \
+    "    listen: \"0.0.0.0:6984\"\n" \
+    "    backend: \"127.0.0.1:5984\"\n"
+
+/* ---- good files ---- */
+
+static void
+test_minimal_defaults(void **state)
+{
+    struct config *cfg;
+    const struct config_listener *l;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_string_equal(cfg->path, "t.yaml");
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_int_equal(cfg->log_level, CONFIG_LOG_INFO);
+    assert_int_equal(cfg->log_format, CONFIG_LOG_TEXT);
+    assert_int_equal(cfg->limits.max_connections, 10000);
+    assert_int_equal(cfg->limits.handshake_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
+
+    l = config_listener_find(cfg, "in");
+    assert_ptr_equal(l, &cfg->listeners[0]);
+    assert_null(config_listener_find(cfg, "out"));
+    assert_string_equal(l->name, "in");
+    assert_int_equal(l->pos.line, 6);
+    assert_int_equal(l->pos.col, 5);
+    assert_int_equal(l->mode, CONFIG_MODE_INBOUND);
+    assert_string_equal(l->listen.host, "0.0.0.0");
+    assert_int_equal(l->listen.port, 6984);
+    assert_true(l->listen.is_ip);
+    assert_false(l->listen.is_ipv6);
+    assert_string_equal(l->backend.host, "127.0.0.1");
+    assert_int_equal(l->backend.port, 5984);
+    assert_false(l->has_connect);
+    assert_int_equal(l->protocol, CONFIG_PROTOCOL_HTTP);
+    assert_int_equal(l->client_cert, CONFIG_CLIENT_CERT_REQUIRED);
+    assert_null(l->allow);
+    assert_int_equal(l->n_allow, 0);
+
+    assert_string_equal(l->tls.cert.path, "node.crt");
+    assert_int_equal(l->tls.cert.pos.line, 2);
+    assert_int_equal(l->tls.cert.pos.col, 9);
+    assert_string_equal(l->tls.key.path, "node.key");
+    assert_string_equal(l->tls.ca.path, "ca.crt");
+    assert_null(l->tls.crl.path);
+    assert_null(l->tls.key_passphrase_file.path);
+    assert_int_equal(l->tls.min_version, 0x0303);
+    assert_int_equal(l->tls.verify_depth, 4);
+    assert_false(l->tls.cn_fallback);
+    assert_true(l->tls.session_resumption);
+    config_free(cfg);
+}
+
+static void
+test_full_file(void **state)
+{
+    static const char yaml[] =
+        "# every key of this release\n"
+        "tls:\n"
+        "  cert: node.crt\n"
+        "  key: node.key\n"
+        "  key_passphrase_file: key.pass\n"
+        "  ca: ca.crt\n"
+        "  crl: ca.crl\n"
+        "  min_version: \"1.3\"\n"
+        "  verify_depth: 7\n"
+        "  cn_fallback: true\n"
+        "  session_resumption: false\n"
+        "listeners:\n"
+        "  - name: from-peers\n"
+        "    mode: inbound\n"
+        "    listen: \"[::]:6984\"\n"
+        "    backend: \"localhost:5984\"\n"
+        "    protocol: tcp\n"
+        "    client_cert: none\n"
+        "    allow: [\"node2.example.org\", \"*.site-b.example.org\", 10.0.0.1, \"::1\"]\n"
+        "  - name: to_node2.x\n"
+        "    mode: outbound\n"
+        "    listen: 127.0.0.1:7001\n"
+        "    peer: node2.example.org:6984\n"
+        "    connect: \"[2001:db8::1]:6984\"\n"
+        "    protocol: http\n"
+        "log:\n"
+        "  level: debug\n"
+        "  format: json\n"
+        "limits:\n"
+        "  max_connections: 1000000\n"
+        "  handshake_timeout: 500ms\n"
+        "  idle_timeout: 2h\n";
+    struct config *cfg;
+    const struct config_listener *in;
+    const struct config_listener *out;
+
+    (void)state;
+    cfg = load_ok(yaml);
+    assert_int_equal(cfg->log_level, CONFIG_LOG_DEBUG);
+    assert_int_equal(cfg->log_format, CONFIG_LOG_JSON);
+    assert_int_equal(cfg->limits.max_connections, 1000000);
+    assert_int_equal(cfg->limits.handshake_timeout_ms, 500);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 2 * 3600 * 1000);
+
+    assert_non_null(in = config_listener_find(cfg, "from-peers"));
+    assert_non_null(out = config_listener_find(cfg, "to_node2.x"));
+    assert_string_equal(in->listen.host, "::");
+    assert_true(in->listen.is_ipv6);
+    assert_string_equal(in->backend.host, "localhost");
+    assert_false(in->backend.is_ip);
+    assert_int_equal(in->protocol, CONFIG_PROTOCOL_TCP);
+    assert_int_equal(in->client_cert, CONFIG_CLIENT_CERT_NONE);
+    assert_int_equal(in->n_allow, 4);
+    assert_string_equal(in->allow[0], "node2.example.org");
+    assert_string_equal(in->allow[1], "*.site-b.example.org");
+    assert_string_equal(in->allow[2], "10.0.0.1");
+    assert_string_equal(in->allow[3], "::1");
+
+    assert_int_equal(out->mode, CONFIG_MODE_OUTBOUND);
+    assert_string_equal(out->peer.host, "node2.example.org");
+    assert_int_equal(out->peer.port, 6984);
+    assert_false(out->peer.is_ip);
+    assert_true(out->has_connect);
+    assert_string_equal(out->connect.host, "2001:db8::1");
+    assert_true(out->connect.is_ipv6);
+    assert_int_equal(out->protocol, CONFIG_PROTOCOL_HTTP);
+
+    assert_string_equal(out->tls.key_passphrase_file.path, "key.pass");
+    assert_string_equal(out->tls.crl.path, "ca.crl");
+    assert_int_equal(out->tls.min_version, 0x0304);
+    assert_int_equal(out->tls.verify_depth, 7);
+    assert_true(out->tls.cn_fallback);
+    assert_false(out->tls.session_resumption);
+    config_free(cfg);
+}
+
+static void
+test_min_version_plain(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(TLS_OK "  min_version: 1.2\n" INBOUND_OK);
+    assert_int_equal(cfg->listeners[0].tls.min_version, 0x0303);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK "  min_version: 1.3\n" INBOUND_OK);
+    assert_int_equal(cfg->listeners[0].tls.min_version, 0x0304);
+    config_free(cfg);
+    one_err(TLS_OK "  min_version: 1.1\n" INBOUND_OK, 5, 16,
+            "tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"");
+    one_err(TLS_OK "  min_version: 1.20\n" INBOUND_OK, 5, 16, "got \"1.20\"");
+}
+
+static void
+test_tls_override_merge(void **state)
+{
+    static const char yaml[] = "tls:\n"
+                               "  cert: node.crt\n"
+                               "  key: node.key\n"
+                               "  ca: ca.crt\n"
+                               "  verify_depth: 2\n"
+                               "  session_resumption: false\n"
+                               "listeners:\n"
+                               "  - name: in\n"
+                               "    mode: inbound\n"
+                               "    listen: 0.0.0.0:6984\n"
+                               "    backend: 127.0.0.1:5984\n"
+                               "  - name: out\n"
+                               "    mode: outbound\n"
+                               "    listen: 127.0.0.1:7001\n"
+                               "    peer: node2.example.org:6984\n"
+                               "    tls: { cert: site-a.crt, key: site-a.key, "
+                               "session_resumption: true, min_version: \"1.3\" }\n";
+    struct config *cfg;
+    const struct config_listener *in;
+    const struct config_listener *out;
+
+    (void)state;
+    cfg = load_ok(yaml);
+    in = config_listener_find(cfg, "in");
+    out = config_listener_find(cfg, "out");
+    assert_non_null(in);
+    assert_non_null(out);
+
+    /* The inbound listener has the defaults only. */
+    assert_string_equal(in->tls.cert.path, "node.crt");
+    assert_string_equal(in->tls.key.path, "node.key");
+    assert_false(in->tls.session_resumption);
+    assert_int_equal(in->tls.verify_depth, 2);
+    assert_int_equal(in->tls.min_version, 0x0303);
+
+    /* The outbound one replaces exactly the keys its tls: sets. */
+    assert_string_equal(out->tls.cert.path, "site-a.crt");
+    assert_int_equal(out->tls.cert.pos.line, 16);
+    assert_int_equal(out->tls.cert.pos.col, 18);
+    assert_string_equal(out->tls.key.path, "site-a.key");
+    assert_string_equal(out->tls.ca.path, "ca.crt");
+    assert_int_equal(out->tls.ca.pos.line, 4);
+    assert_true(out->tls.session_resumption);
+    assert_int_equal(out->tls.verify_depth, 2);
+    assert_int_equal(out->tls.min_version, 0x0304);
+    config_free(cfg);
+}
+
+static void
+test_tls_only_in_listeners(void **state)
+{
+    /* No top-level tls: at all; each listener brings its own. */
+    static const char yaml[] = "listeners:\n"
+                               "  - name: in\n"
+                               "    mode: inbound\n"
+                               "    listen: 0.0.0.0:6984\n"
+                               "    backend: 127.0.0.1:5984\n"
+                               "    client_cert: none\n"
+                               "    tls:\n"
+                               "      cert: node.crt\n"
+                               "      key: node.key\n";
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->listeners[0].tls.cert.path, "node.crt");
+    assert_null(cfg->listeners[0].tls.ca.path);
+    assert_int_equal(cfg->listeners[0].tls.verify_depth, 4);
+    config_free(cfg);
+}
+
+static void
+test_relative_paths(void **state)
+{
+    char dir[4200];
+    char path[4300];
+    char want[4300];
+    struct config_errors errs = {0};
+    struct config *cfg;
+
+    (void)state;
+    /* Relative to the config file's directory, made absolute. */
+    snprintf(dir, sizeof(dir), "%s/rel/certs", tmpdir);
+    assert_int_equal(mkdir_p(dir), 0);
+    snprintf(path, sizeof(path), "%s/rel/certs/node.crt", tmpdir);
+    write_file(path, "stand-in\n");
+    snprintf(path, sizeof(path), "%s/rel/ferry.yaml", tmpdir);
+    write_file(path, "tls:\n"
+                     "  cert: certs/node.crt\n"
+                     "  key: ./certs/node.crt\n"
+                     "  ca: ../ca.crt\n" INBOUND_OK);
+    cfg = config_load(path, &errs);
+    dump(&errs);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->path, path);
+    snprintf(want, sizeof(want), "%s/rel/certs/node.crt", tmpdir);
+    assert_string_equal(cfg->listeners[0].tls.cert.path, want);
+    assert_string_equal(cfg->listeners[0].tls.key.path, want);
+    snprintf(want, sizeof(want), "%s/rel/../ca.crt", tmpdir);
+    assert_string_equal(cfg->listeners[0].tls.ca.path, want);
+    config_free(cfg);
+
+    /* A relative config path: still absolute results (the cwd is tmpdir). */
+    cfg = config_load("./rel/ferry.yaml", &errs);
+    dump(&errs);
+    assert_non_null(cfg);
+    snprintf(want, sizeof(want), "%s/rel/certs/node.crt", tmpdir);
+    assert_string_equal(cfg->listeners[0].tls.cert.path, want);
+    config_free(cfg);
+
+    /* config_load_string() takes them as they are. */
+    cfg = load_ok("tls:\n"
+                  "  cert: ./node.crt\n"
+                  "  key: rel/certs/node.crt\n"
+                  "  ca: ca.crt\n" INBOUND_OK);
+    assert_string_equal(cfg->listeners[0].tls.cert.path, "./node.crt");
+    assert_string_equal(cfg->listeners[0].tls.key.path, "rel/certs/node.crt");
+    config_free(cfg);
+}
+
+static void
+test_load_from_data_dir(void **state)
+{
+    const char *data = getenv("FERRY_TEST_DATA");
+    char path[4096];
+    struct config_errors errs = {0};
+    struct config *cfg;
+
+    (void)state;
+    if (data == NULL)
+        skip();
+    snprintf(path, sizeof(path), "%s/config/syntax-error.yaml", data);
+    cfg = config_load(path, &errs);
+    dump(&errs);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.v[0].file, path);
+    expect_err(&errs, 0, 6, 1,
+               "YAML syntax error: found unexpected end of stream (while scanning a quoted "
+               "scalar at 4:13)");
+    config_errors_clear(&errs);
+}
+
+/* CONTRACT.md §3 as written: every key of a later release is refused, and /etc/ferry files. */
+static void
+test_contract_example(void **state)
+{
+    const char *data = getenv("FERRY_TEST_DATA");
+    char path[4096];
+    struct config_errors errs = {0};
+    struct config *cfg;
+    struct stat st;
+
+    (void)state;
+    if (data == NULL || stat("/etc/ferry", &st) == 0)
+        skip();
+    snprintf(path, sizeof(path), "%s/config/contract-example.yaml", data);
+    cfg = config_load(path, &errs);
+    dump(&errs);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 14);
+    expect_err(&errs, 0, 2, 9, "tls.cert: cannot read /etc/ferry/node.crt: No such file or");
+    expect_err(&errs, 1, 3, 8, "tls.key: cannot read /etc/ferry/node.key");
+    expect_err(&errs, 2, 4, 24, "tls.key_passphrase_file: cannot read /etc/ferry/key.pass");
+    expect_err(&errs, 3, 5, 7, "tls.ca: cannot read /etc/ferry/ca.crt");
+    expect_err(&errs, 4, 6, 8, "tls.crl: cannot read /etc/ferry/ca.crl");
+    expect_err(&errs, 5, 24, 18, "listeners[1].tls.cert: cannot read /etc/ferry/site-a.crt");
+    expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
+    expect_err(&errs, 7, 25, 5, "\"pool\" is not supported yet in this release");
+    expect_err(&errs, 8, 26, 1, "\"admin\" is not supported yet in this release");
+    expect_err(&errs, 9, 35, 3, "\"header_timeout\" is not supported yet in this release");
+    expect_err(&errs, 10, 36, 3, "\"backend_timeout\" is not supported yet");
+    expect_err(&errs, 11, 37, 3, "\"drain_timeout\" is not supported yet");
+    expect_err(&errs, 12, 38, 1, "\"user\" is not supported yet");
+    expect_err(&errs, 13, 39, 1, "\"workers\" is not supported yet");
+    config_errors_clear(&errs);
+}
+
+static void
+test_load_unreadable(void **state)
+{
+    struct config_errors errs = {0};
+    char buf[512];
+
+    (void)state;
+    assert_null(config_load("does-not-exist.yaml", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_int_equal(errs.v[0].line, 0);
+    assert_string_equal(config_error_format(&errs.v[0], buf, sizeof(buf)),
+                        "does-not-exist.yaml: cannot read: No such file or directory");
+    config_errors_clear(&errs);
+    assert_int_equal(errs.n, 0);
+    assert_null(errs.v);
+
+    assert_null(config_load("a-directory", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.v[0].msg, "got a directory"));
+    config_errors_clear(&errs);
+}
+
+/* ---- YAML-level errors ---- */
+
+static void
+test_syntax_error(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    load_bad("tls:\n  cert: [a, b\n", 1, &errs);
+    assert_int_equal(errs.v[0].line, 3);
+    assert_non_null(strstr(errs.v[0].msg, "YAML syntax error: did not find expected ',' or ']'"));
+    assert_non_null(strstr(errs.v[0].msg, "while parsing a flow sequence at 2:9"));
+    config_errors_clear(&errs);
+
+    one_err("tls:\n  cert: a\n key: b\n", 3, 2, "YAML syntax error");
+    one_err("a: b: c\n", 1, 5, "mapping values are not allowed");
+    one_err("\t- x\n", 1, 1, "YAML syntax error");
+}
+
+static void
+test_empty(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    load_bad("", 1, &errs);
+    assert_int_equal(errs.v[0].line, 0);
+    assert_non_null(strstr(errs.v[0].msg, "the configuration is empty"));
+    config_errors_clear(&errs);
+    load_bad("# only a comment\n---\n", 1, &errs);
+    assert_int_equal(errs.v[0].line, 0);
+    config_errors_clear(&errs);
+    one_err("- a\n- b\n", 1, 1,
+            "expected a mapping at the top level (with listeners:), got a sequence");
+    one_err("hello\n", 1, 1,
+            "expected a mapping at the top level (with listeners:), got \"hello\"");
+}
+
+static void
+test_anchor_alias(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    load_bad("tls: &t\n  cert: node.crt\nlisteners:\n  - tls: *t\n", 2, &errs);
+    expect_err(&errs, 0, 1, 6, "YAML anchors (&t) are not supported");
+    expect_err(&errs, 1, 4, 10, "YAML aliases (*t) are not supported");
+    config_errors_clear(&errs);
+    one_err("a: &x b\n", 1, 4, "anchors (&x)");
+}
+
+static void
+test_multiple_documents(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "---\n" TLS_OK, 10, 1,
+            "expected one YAML document, got a second one");
+}
+
+static void
+test_nul_and_bad_utf8(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err(TLS_OK "  crl: \"a\\0b\"\n" INBOUND_OK, 5, 8, "NUL byte");
+    load_bad("tls: \"\xff\"\n", 1, &errs);
+    assert_int_equal(errs.v[0].line, 0);
+    assert_non_null(strstr(errs.v[0].msg, "YAML error at byte 6"));
+    config_errors_clear(&errs);
+}
+
+static void
+test_too_deep(void **state)
+{
+    char yaml[400];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 70; i++)
+        yaml[i] = '[';
+    yaml[i] = '\0';
+    one_err(yaml, 1, 65, "expected at most 64 nested levels");
+}
+
+/* ---- schema errors ---- */
+
+static void
+test_unknown_keys(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    foo: 1\n", 10, 5,
+            "unknown key \"foo\" in listeners[0] (in); expected one of: name, mode, listen, "
+            "backend, peer, connect, protocol, client_cert, allow, tls");
+    one_err("bar: 1\n" TLS_OK INBOUND_OK, 1, 1,
+            "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits");
+    one_err(TLS_OK "  certificate: x\n" INBOUND_OK, 5, 3,
+            "unknown key \"certificate\" in tls; expected one of: cert, key, key_passphrase_file, "
+            "ca, crl, min_version, verify_depth, cn_fallback, session_resumption");
+    one_err(TLS_OK INBOUND_OK "    tls: { crt: x }\n", 10, 12,
+            "unknown key \"crt\" in listeners[0].tls; expected one of: cert,");
+    one_err(TLS_OK INBOUND_OK "log: { levle: info }\n", 10, 8, "unknown key \"levle\" in log");
+    one_err(TLS_OK INBOUND_OK "limits: { max_conn: 1 }\n", 10, 11,
+            "unknown key \"max_conn\" in limits; expected one of: max_connections, "
+            "handshake_timeout, idle_timeout");
+
+    /* A key that is not a string. */
+    load_bad(TLS_OK INBOUND_OK "? [a]\n: b\n", 1, &errs);
+    expect_err(&errs, 0, 10, 3, "expected a key name at the top level, got a sequence");
+    config_errors_clear(&errs);
+}
+
+static void
+test_duplicate_keys(void **state)
+{
+    one_err(TLS_OK INBOUND_OK "    mode: outbound\n", 10, 5,
+            "duplicate key \"mode\" in listeners[0] (in); the first is at 7:5");
+    (void)state;
+}
+
+static void
+test_not_supported_yet(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    load_bad("admin:\n"
+             "  listen: \"127.0.0.1:9901\"\n"
+             "user: ferry\n"
+             "workers: auto\n" TLS_OK INBOUND_OK "    pool: { max_idle: 64 }\n"
+             "    access: []\n"
+             "    couchdb_proxy_auth: {}\n"
+             "    client_cert_header: xfcc\n"
+             "    host_header: x\n"
+             "limits:\n"
+             "  drain_timeout: 30s\n"
+             "  backend_timeout: 60s\n"
+             "  header_timeout: 15s\n",
+             11, &errs);
+    expect_err(&errs, 0, 1, 1, "\"admin\" is not supported yet in this release");
+    expect_err(&errs, 1, 3, 1, "\"user\" is not supported yet in this release");
+    expect_err(&errs, 2, 4, 1, "\"workers\" is not supported yet in this release");
+    expect_err(&errs, 3, 14, 5, "\"pool\" is not supported yet in this release");
+    expect_err(&errs, 4, 15, 5, "\"access\" is not supported yet");
+    expect_err(&errs, 5, 16, 5, "\"couchdb_proxy_auth\" is not supported yet");
+    expect_err(&errs, 6, 17, 5, "\"client_cert_header\" is not supported yet");
+    expect_err(&errs, 7, 18, 5, "\"host_header\" is not supported yet");
+    expect_err(&errs, 8, 20, 3, "\"drain_timeout\" is not supported yet");
+    expect_err(&errs, 9, 21, 3, "\"backend_timeout\" is not supported yet");
+    expect_err(&errs, 10, 22, 3, "\"header_timeout\" is not supported yet");
+    config_errors_clear(&errs);
+}
+
+static void
+test_wrong_types(void **state)
+{
+    (void)state;
+    one_err("tls: [a]\n" INBOUND_OK, 1, 6, "tls: expected a mapping, got a sequence");
+    one_err("tls:\n" INBOUND_OK, 1, 5, "tls: expected a mapping, got nothing");
+    one_err(TLS_OK "listeners: {a: b}\n", 5, 12, "listeners: expected a sequence, got a mapping");
+    one_err(TLS_OK "listeners:\n  - in\n", 6, 5, "listeners[0]: expected a mapping, got \"in\"");
+    one_err(TLS_OK "  cert: [a]\n" INBOUND_OK, 5, 3,
+            "duplicate key \"cert\" in tls; the first is at 2:3");
+    one_err("tls:\n  cert: [a]\n  key: node.key\n  ca: ca.crt\n" INBOUND_OK, 2, 9,
+            "tls.cert: expected a file path, got a sequence");
+    one_err(TLS_OK "  verify_depth: four\n" INBOUND_OK, 5, 17,
+            "tls.verify_depth: expected an integer from 1 to 32, got \"four\"");
+    one_err(TLS_OK "  verify_depth: 33\n" INBOUND_OK, 5, 17,
+            "tls.verify_depth: expected an integer from 1 to 32, got \"33\"");
+    one_err(TLS_OK "  verify_depth: 0\n" INBOUND_OK, 5, 17, "from 1 to 32, got \"0\"");
+    one_err(TLS_OK "  verify_depth: -1\n" INBOUND_OK, 5, 17, "from 1 to 32, got \"-1\"");
+    one_err(TLS_OK "  verify_depth: 99999999999999999999999\n" INBOUND_OK, 5, 17,
+            "from 1 to 32, got \"99999999999999999999999\"");
+    one_err(TLS_OK "  cn_fallback: yes\n" INBOUND_OK, 5, 16,
+            "tls.cn_fallback: expected true or false, got \"yes\"");
+    one_err(TLS_OK "  session_resumption: On\n" INBOUND_OK, 5, 23,
+            "expected true or false, got \"On\"");
+    one_err(TLS_OK "  session_resumption: TRUE\n" INBOUND_OK, 5, 23,
+            "expected true or false, got \"TRUE\"");
+    one_err(TLS_OK "  cn_fallback:\n" INBOUND_OK, 5, 15, "expected true or false, got nothing");
+    one_err(TLS_OK INBOUND_OK "    protocol: udp\n", 10, 15,
+            "listeners[0].protocol: expected http or tcp, got \"udp\"");
+    one_err(TLS_OK INBOUND_OK "    client_cert: optional\n", 10, 18,
+            "listeners[0].client_cert: expected required or none, got \"optional\"");
+    one_err(TLS_OK INBOUND_OK "log:\n  level: trace\n", 11, 10,
+            "log.level: expected error, warn, info or debug, got \"trace\"");
+    one_err(TLS_OK INBOUND_OK "log:\n  format: xml\n", 11, 11,
+            "log.format: expected text or json, got \"xml\"");
+    one_err(TLS_OK INBOUND_OK "log: info\n", 10, 6, "log: expected a mapping, got \"info\"");
+    one_err(TLS_OK INBOUND_OK "    name2: x\n", 10, 5, "unknown key \"name2\"");
+}
+
+static void
+test_listener_values(void **state)
+{
+    (void)state;
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: \"a b\"\n"
+                   "    mode: inbound\n"
+                   "    listen: 0.0.0.0:6984\n"
+                   "    backend: 127.0.0.1:5984\n",
+            6, 11,
+            "listeners[0].name: expected a name of letters, digits, \"_\", \".\" and \"-\", got "
+            "\"a b\"");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: both\n"
+                   "    listen: 0.0.0.0:6984\n",
+            7, 11, "listeners[0].mode: expected inbound or outbound, got \"both\"");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: inbound\n"
+                   "    listen: localhost:6984\n"
+                   "    backend: 127.0.0.1:5984\n",
+            8, 13,
+            "listeners[0].listen: expected an IP address like 127.0.0.1 or [::1], got the name "
+            "\"localhost\"");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: inbound\n"
+                   "    listen: 0.0.0.0:0\n"
+                   "    backend: 127.0.0.1:5984\n",
+            8, 13, "listeners[0].listen: expected a port from 1 to 65535, got \"0\"");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: inbound\n"
+                   "    listen: 0.0.0.0:6984\n"
+                   "    backend: 127.0.0.1\n",
+            9, 14, "listeners[0].backend: expected host:port, got \"127.0.0.1\" (no port)");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: out\n"
+                   "    mode: outbound\n"
+                   "    listen: 127.0.0.1:7001\n"
+                   "    peer: node2.example.org:6984\n"
+                   "    connect: node2.example.org:6984\n",
+            10, 14, "listeners[0].connect: expected an IP address like 127.0.0.1");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: out\n"
+                   "    mode: outbound\n"
+                   "    listen: 127.0.0.1:7001\n"
+                   "    peer: node2_example.org:6984\n",
+            9, 11,
+            "listeners[0].peer: expected an IP address or a host name, got \"node2_example.org\"");
+}
+
+static void
+test_allow_entries(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    allow: [good.example.org, \"*.ok.example\", \"bad name\"]\n", 10,
+            47,
+            "listeners[0].allow[2]: expected a host name, a *.domain wildcard or an IP address, "
+            "got \"bad name\"");
+    one_err(TLS_OK INBOUND_OK "    allow: [\"*\"]\n", 10, 13, "got \"*\"");
+    one_err(TLS_OK INBOUND_OK "    allow: [\"a.*.example\"]\n", 10, 13, "got \"a.*.example\"");
+    one_err(TLS_OK INBOUND_OK "    allow: []\n", 10, 12,
+            "listeners[0].allow: expected at least one name, got an empty sequence");
+    one_err(TLS_OK INBOUND_OK "    allow: node2.example.org\n", 10, 12,
+            "listeners[0].allow: expected a sequence, got \"node2.example.org\"");
+    one_err(TLS_OK INBOUND_OK "    allow: [[a]]\n", 10, 13,
+            "listeners[0].allow[0]: expected a host name, a *.domain wildcard or an IP address, "
+            "got a sequence");
+}
+
+static void
+test_missing_required(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err(TLS_OK, 1, 1, "missing required key \"listeners\" at the top level");
+    one_err(TLS_OK "listeners: []\n", 5, 12,
+            "listeners: expected at least one listener, got an empty sequence");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    listen: 0.0.0.0:6984\n",
+            6, 5, "missing required key \"mode\" in listeners[0] (in)");
+    one_err(TLS_OK "listeners:\n"
+                   "  - mode: inbound\n"
+                   "    listen: 0.0.0.0:6984\n"
+                   "    backend: 127.0.0.1:5984\n",
+            6, 5, "missing required key \"name\" in listeners[0]");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: inbound\n"
+                   "    listen: 0.0.0.0:6984\n",
+            6, 5, "missing required key \"backend\" in listeners[0] (in)");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: out\n"
+                   "    mode: outbound\n"
+                   "    listen: 0.0.0.0:7001\n",
+            6, 5, "missing required key \"peer\" in listeners[0] (out)");
+
+    /* An empty listener mapping: three missing keys, all at the mapping. */
+    load_bad(TLS_OK "listeners:\n  - {}\n", 3, &errs);
+    expect_err(&errs, 0, 6, 5, "missing required key \"name\"");
+    expect_err(&errs, 1, 6, 5, "missing required key \"mode\"");
+    expect_err(&errs, 2, 6, 5, "missing required key \"listen\"");
+    config_errors_clear(&errs);
+}
+
+static void
+test_mode_keys(void **state)
+{
+    static const char out[] = TLS_OK "listeners:\n"
+                                     "  - name: out\n"
+                                     "    mode: outbound\n"
+                                     "    listen: 127.0.0.1:7001\n"
+                                     "    peer: node2.example.org:6984\n";
+    char yaml[1024];
+    struct config_errors errs;
+
+    (void)state;
+    snprintf(yaml, sizeof(yaml), "%s    backend: 127.0.0.1:5984\n", out);
+    one_err(yaml, 10, 5,
+            "backend applies only to inbound listeners; an outbound listener uses peer");
+    snprintf(yaml, sizeof(yaml), "%s    client_cert: none\n", out);
+    one_err(yaml, 10, 5, "client_cert applies only to inbound listeners");
+    snprintf(yaml, sizeof(yaml), "%s    allow: [a.example]\n", out);
+    one_err(yaml, 10, 5, "allow applies only to inbound listeners");
+    one_err(TLS_OK INBOUND_OK "    peer: node2.example.org:6984\n", 10, 5,
+            "peer applies only to outbound listeners; an inbound listener uses backend");
+    one_err(TLS_OK INBOUND_OK "    connect: 10.1.2.3:6984\n", 10, 5,
+            "connect applies only to outbound listeners");
+
+    /* A bad mode: no mode-specific errors on top of it. */
+    load_bad(TLS_OK "listeners:\n"
+                    "  - name: x\n"
+                    "    mode: sideways\n"
+                    "    listen: 127.0.0.1:7001\n"
+                    "    peer: a.example:1\n"
+                    "    backend: 127.0.0.1:2\n",
+             1, &errs);
+    expect_err(&errs, 0, 7, 11, "expected inbound or outbound");
+    config_errors_clear(&errs);
+}
+
+static void
+test_missing_tls(void **state)
+{
+    static const char two[] = "listeners:\n"
+                              "  - name: in\n"
+                              "    mode: inbound\n"
+                              "    listen: 0.0.0.0:6984\n"
+                              "    backend: 127.0.0.1:5984\n"
+                              "    tls: { cert: node.crt, key: node.key, ca: ca.crt }\n"
+                              "  - name: to-node2\n"
+                              "    mode: outbound\n"
+                              "    listen: 127.0.0.1:7001\n"
+                              "    peer: node2.example.org:6984\n";
+    struct config_errors errs;
+    struct config *cfg;
+
+    (void)state;
+    load_bad(two, 3, &errs);
+    expect_err(&errs, 0, 7, 5,
+               "listeners[1] (to-node2): no tls.cert: set it under tls: or in the listener's "
+               "tls:");
+    expect_err(&errs, 1, 7, 5, "listeners[1] (to-node2): no tls.key:");
+    expect_err(&errs, 2, 7, 5, "listeners[1] (to-node2): no tls.ca: set it under tls:");
+    config_errors_clear(&errs);
+
+    /* ca is required for inbound with client_cert: required (the default)... */
+    one_err("tls: { cert: node.crt, key: node.key }\n" INBOUND_OK, 3, 5,
+            "listeners[0] (in): no tls.ca: set it under tls: or in the listener's tls: (an "
+            "inbound listener with client_cert: required verifies clients against it)");
+    /* ...and not with client_cert: none. */
+    cfg = load_ok("tls: { cert: node.crt, key: node.key }\n" INBOUND_OK "    client_cert: none\n");
+    config_free(cfg);
+
+    /* A tls.cert that is set but unreadable is one error, not two. */
+    one_err("tls: { cert: nope.crt, key: node.key, ca: ca.crt }\n" INBOUND_OK, 1, 14,
+            "tls.cert: cannot read nope.crt: No such file or directory");
+}
+
+static void
+test_files(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err("tls:\n"
+            "  cert: /nonexistent/ferry/node.crt\n"
+            "  key: node.key\n"
+            "  ca: ca.crt\n" INBOUND_OK,
+            2, 9, "tls.cert: cannot read /nonexistent/ferry/node.crt: No such file or directory");
+    one_err(TLS_OK "  crl: a-directory\n" INBOUND_OK, 5, 8,
+            "tls.crl: expected a file, got the directory a-directory");
+    one_err(TLS_OK "  crl: \"\"\n" INBOUND_OK, 5, 8,
+            "tls.crl: cannot read : No such file or directory");
+    one_err(TLS_OK INBOUND_OK "    tls:\n      key_passphrase_file: nope.pass\n", 11, 28,
+            "listeners[0].tls.key_passphrase_file: cannot read nope.pass: No such file");
+
+    /* Unreadable (root reads everything, so only as another user). */
+    if (geteuid() != 0) {
+        write_file("unreadable.key", "x\n");
+        assert_int_equal(chmod("unreadable.key", 0), 0);
+        load_bad("tls:\n  cert: node.crt\n  key: unreadable.key\n  ca: ca.crt\n" INBOUND_OK, 1,
+                 &errs);
+        expect_err(&errs, 0, 3, 8, "tls.key: cannot read unreadable.key: Permission denied");
+        config_errors_clear(&errs);
+    }
+}
+
+static void
+test_limits(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "limits:\n  handshake_timeout: 10 seconds\n", 11, 22,
+            "limits.handshake_timeout: expected a duration like 10s or 500ms, got \"10 seconds\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  idle_timeout: 0s\n", 11, 17,
+            "limits.idle_timeout: expected a duration greater than 0, got \"0s\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  idle_timeout: 0\n", 11, 17,
+            "expected a duration greater than 0, got \"0\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  idle_timeout: -5s\n", 11, 17,
+            "expected a duration like 10s or 500ms, got \"-5s\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  max_connections: 0\n", 11, 20,
+            "limits.max_connections: expected an integer from 1 to 1000000, got \"0\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  max_connections: 1000001\n", 11, 20,
+            "expected an integer from 1 to 1000000, got \"1000001\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  max_connections: 1e4\n", 11, 20, "got \"1e4\"");
+}
+
+static void
+test_duplicate_listeners(void **state)
+{
+    static const char head[] = TLS_OK "listeners:\n"
+                                      "  - name: a\n"
+                                      "    mode: inbound\n"
+                                      "    listen: %s\n"
+                                      "    backend: 127.0.0.1:5984\n"
+                                      "  - name: %s\n"
+                                      "    mode: inbound\n"
+                                      "    listen: %s\n"
+                                      "    backend: 127.0.0.1:5984\n";
+    static const struct {
+        const char *a;
+        const char *b;
+        bool conflict;
+    } cases[] = {
+        {"127.0.0.1:6984", "127.0.0.1:6984", true},  {"0.0.0.0:6984", "127.0.0.1:6984", true},
+        {"127.0.0.1:6984", "0.0.0.0:6984", true},    {"\"[::]:6984\"", "127.0.0.1:6984", true},
+        {"\"[::1]:6984\"", "\"[::]:6984\"", true},   {"\"[::1]:6984\"", "\"[0::1]:6984\"", true},
+        {"127.0.0.1:6984", "127.0.0.2:6984", false}, {"127.0.0.1:6984", "\"[::1]:6984\"", false},
+        {"0.0.0.0:6984", "0.0.0.0:6985", false},
+    };
+    char yaml[1024];
+    struct config_errors errs;
+    struct config *cfg;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(yaml, sizeof(yaml), head, cases[i].a, "b", cases[i].b);
+        if (cases[i].conflict) {
+            one_err(yaml, 12, 13, "listeners[1].listen: ");
+            load_bad(yaml, 1, &errs);
+            assert_non_null(strstr(errs.v[0].msg, "of listeners[0] (a) at 8:13; each listener "
+                                                  "needs its own port"));
+            config_errors_clear(&errs);
+        } else {
+            cfg = load_ok(yaml);
+            config_free(cfg);
+        }
+    }
+
+    /* Same name, different ports. */
+    snprintf(yaml, sizeof(yaml), head, "127.0.0.1:1", "a", "127.0.0.1:2");
+    one_err(yaml, 10, 11,
+            "listeners[1].name: duplicate listener name \"a\"; listeners[0] at 6:11 already has "
+            "it");
+
+    /* Same name and same port: two errors. */
+    snprintf(yaml, sizeof(yaml), head, "127.0.0.1:1", "a", "127.0.0.1:1");
+    load_bad(yaml, 2, &errs);
+    expect_err(&errs, 0, 10, 11, "duplicate listener name \"a\"");
+    expect_err(&errs, 1, 12, 13,
+               "listeners[1].listen: 127.0.0.1:1 conflicts with 127.0.0.1:1 of listeners[0] (a)");
+    config_errors_clear(&errs);
+}
+
+/* Three unrelated mistakes give three errors, in file order. */
+static void
+test_all_errors_at_once(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    load_bad("tls:\n"
+             "  cert: node.crt\n"
+             "  key: node.key\n"
+             "  ca: ca.crt\n"
+             "  verify_depth: 64\n"
+             "listeners:\n"
+             "  - name: in\n"
+             "    mode: inbound\n"
+             "    listen: \"0.0.0.0:65536\"\n"
+             "    backend: \"127.0.0.1:5984\"\n"
+             "limits:\n"
+             "  idle_timeout: 5 min\n",
+             3, &errs);
+    expect_err(&errs, 0, 5, 17, "tls.verify_depth: expected an integer from 1 to 32, got \"64\"");
+    expect_err(&errs, 1, 9, 13,
+               "listeners[0].listen: expected a port from 1 to 65535, got \"65536\"");
+    expect_err(&errs, 2, 12, 17, "limits.idle_timeout: expected a duration like 10s or 500ms");
+    config_errors_clear(&errs);
+
+    /* Errors append to a list that already holds some. */
+    load_bad("x: 1\n", 2, &errs);
+    assert_null(config_load_string("u.yaml", "y: 1\n", 5, &errs));
+    assert_int_equal(errs.n, 4);
+    assert_string_equal(errs.v[2].file, "u.yaml");
+    config_errors_clear(&errs);
+}
+
+/* ---- values ---- */
+
+static void
+test_parse_duration(void **state)
+{
+    static const struct {
+        const char *text;
+        int rc;
+        uint64_t ms;
+    } cases[] = {
+        {"0", 0, 0},
+        {"0ms", 0, 0},
+        {"0s", 0, 0},
+        {"1ms", 0, 1},
+        {"250ms", 0, 250},
+        {"10s", 0, 10000},
+        {"5m", 0, 300000},
+        {"1h", 0, 3600000},
+        {"48h", 0, 48ull * 3600000},
+        {"007s", 0, 7000},
+        {"18446744073709551615ms", 0, UINT64_MAX},
+        {"18446744073709551616ms", -1, 0},
+        {"18446744073709551615s", -1, 0},
+        {"5124095576031h", -1, 0},
+        {"5124095576030h", 0, 5124095576030ull * 3600000},
+        {"", -1, 0},
+        {"10", -1, 0},
+        {"s", -1, 0},
+        {"-1s", -1, 0},
+        {"+1s", -1, 0},
+        {"1.5s", -1, 0},
+        {"10 s", -1, 0},
+        {" 10s", -1, 0},
+        {"10s ", -1, 0},
+        {"10S", -1, 0},
+        {"10d", -1, 0},
+        {"10us", -1, 0},
+        {"10sec", -1, 0},
+        {"1h30m", -1, 0},
+    };
+    uint64_t ms;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ms = 12345;
+        if (config_parse_duration(cases[i].text, &ms) != cases[i].rc)
+            print_message("duration \"%s\"\n", cases[i].text);
+        assert_int_equal(config_parse_duration(cases[i].text, &ms), cases[i].rc);
+        if (cases[i].rc == 0)
+            assert_true(ms == cases[i].ms);
+        else
+            assert_true(ms == 12345);
+    }
+}
+
+static void
+test_parse_addr(void **state)
+{
+    static const struct {
+        const char *text;
+        bool allow_name;
+        int rc;
+        const char *host;
+        unsigned port;
+        bool is_ip;
+        bool is_ipv6;
+        const char *why;
+    } cases[] = {
+        {"127.0.0.1:5984", false, 0, "127.0.0.1", 5984, true, false, NULL},
+        {"0.0.0.0:1", false, 0, "0.0.0.0", 1, true, false, NULL},
+        {"10.1.2.3:65535", false, 0, "10.1.2.3", 65535, true, false, NULL},
+        {"[::1]:7001", false, 0, "::1", 7001, true, true, NULL},
+        {"[::]:6984", false, 0, "::", 6984, true, true, NULL},
+        {"[2001:db8::1]:443", false, 0, "2001:db8::1", 443, true, true, NULL},
+        {"[::ffff:10.0.0.1]:80", false, 0, "::ffff:10.0.0.1", 80, true, true, NULL},
+        {"node2.example.org:6984", true, 0, "node2.example.org", 6984, false, false, NULL},
+        {"localhost:5984", true, 0, "localhost", 5984, false, false, NULL},
+        {"Node-2.Example.ORG:1", true, 0, "Node-2.Example.ORG", 1, false, false, NULL},
+        {"127.0.0.1:5984", true, 0, "127.0.0.1", 5984, true, false, NULL},
+        {"node2.example.org:6984", false, -1, NULL, 0, false, false,
+         "expected an IP address like 127.0.0.1 or [::1], got the name \"node2.example.org\""},
+        {"127.0.0.1:0", false, -1, NULL, 0, false, false,
+         "expected a port from 1 to 65535, got \"0\""},
+        {"127.0.0.1:65536", false, -1, NULL, 0, false, false,
+         "expected a port from 1 to 65535, got \"65536\""},
+        {"127.0.0.1:99999999999", false, -1, NULL, 0, false, false,
+         "expected a port from 1 to 65535, got \"99999999999\""},
+        {"127.0.0.1:-1", false, -1, NULL, 0, false, false, "expected a port from 1 to 65535"},
+        {"127.0.0.1:80a", false, -1, NULL, 0, false, false, "got \"80a\""},
+        {"127.0.0.1", false, -1, NULL, 0, false, false,
+         "expected host:port, got \"127.0.0.1\" (no port)"},
+        {"127.0.0.1:", false, -1, NULL, 0, false, false,
+         "expected host:port, got \"127.0.0.1:\" (no port)"},
+        {":80", false, -1, NULL, 0, false, false, "expected host:port, got \":80\" (no host)"},
+        {"", false, -1, NULL, 0, false, false, "expected host:port, got an empty string"},
+        {"::1:80", false, -1, NULL, 0, false, false,
+         "expected an IPv6 address in brackets like [::1]:80, got \"::1:80\""},
+        {"[::1]", false, -1, NULL, 0, false, false, "got \"[::1]\" (no port)"},
+        {"[::1]80", false, -1, NULL, 0, false, false, "expected host:port like [::1]:80"},
+        {"[::1:80", false, -1, NULL, 0, false, false, "expected \"]\" after the IPv6 address"},
+        {"[1.2.3.4]:80", false, -1, NULL, 0, false, false,
+         "expected an IPv6 address inside [ ], got \"1.2.3.4\""},
+        {"[fe80::1%eth0]:80", false, -1, NULL, 0, false, false, "inside [ ]"},
+        {"1.2.3.256:80", true, -1, NULL, 0, false, false,
+         "expected an IPv4 address, got \"1.2.3.256\""},
+        {"1.2.3:80", true, -1, NULL, 0, false, false, "expected an IPv4 address"},
+        {"bad_name:80", true, -1, NULL, 0, false, false,
+         "expected an IP address or a host name, got \"bad_name\""},
+        {"-a.example:80", true, -1, NULL, 0, false, false, "host name"},
+        {"a..example:80", true, -1, NULL, 0, false, false, "host name"},
+        {"a.example.:80", true, -1, NULL, 0, false, false, "host name"},
+        {"*.example:80", true, -1, NULL, 0, false, false, "host name"},
+    };
+    struct config_addr a;
+    char why[512];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc;
+
+        why[0] = '\0';
+        rc = config_parse_addr(cases[i].text, cases[i].allow_name, &a, why, sizeof(why));
+        if (rc != cases[i].rc || (cases[i].why != NULL && strstr(why, cases[i].why) == NULL))
+            print_message("addr \"%s\": rc %d why [%s]\n", cases[i].text, rc, why);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc != 0) {
+            assert_non_null(strstr(why, cases[i].why));
+            continue;
+        }
+        assert_string_equal(a.host, cases[i].host);
+        assert_int_equal(a.port, cases[i].port);
+        assert_int_equal(a.is_ip, cases[i].is_ip);
+        assert_int_equal(a.is_ipv6, cases[i].is_ipv6);
+    }
+
+    /* A host name of 253 characters is accepted, 254 is not. */
+    {
+        char text[300];
+        size_t n = 0;
+
+        /* Three labels of 63 and one of 61: 253 characters. */
+        for (i = 0; i < 3; i++) {
+            memset(text + n, 'a', 63);
+            n += 63;
+            text[n++] = '.';
+        }
+        memset(text + n, 'b', 61);
+        n += 61;
+        memcpy(text + n, ":80", 4);
+        assert_int_equal(config_parse_addr(text, true, &a, why, sizeof(why)), 0);
+        assert_int_equal(strlen(a.host), 253);
+        memcpy(text + n, "c:80", 5);
+        assert_int_equal(config_parse_addr(text, true, &a, why, sizeof(why)), -1);
+    }
+}
+
+static void
+test_addr_format(void **state)
+{
+    struct config_addr a;
+    char why[256];
+    char buf[300];
+
+    (void)state;
+    assert_int_equal(config_parse_addr("[::1]:7001", false, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "[::1]:7001");
+    assert_int_equal(config_parse_addr("10.0.0.1:80", false, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "10.0.0.1:80");
+    assert_int_equal(config_parse_addr("node2.test:6984", true, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "node2.test:6984");
+}
+
+static void
+test_dns_names(void **state)
+{
+    (void)state;
+    assert_true(config_name_is_dns("a"));
+    assert_true(config_name_is_dns("node2.example.org"));
+    assert_true(config_name_is_dns("x-1.y2"));
+    assert_true(config_name_is_dns("1.2.3.a"));
+    assert_false(config_name_is_dns(""));
+    assert_false(config_name_is_dns("1.2.3.4"));
+    assert_false(config_name_is_dns("a-.b"));
+    assert_false(config_name_is_dns("-a.b"));
+    assert_false(config_name_is_dns("a.b."));
+    assert_false(config_name_is_dns(".a"));
+    assert_false(config_name_is_dns("a b"));
+    assert_false(config_name_is_dns("a_b"));
+    assert_false(config_name_is_dns("*.a"));
+    assert_true(
+        config_name_is_dns("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_false(
+        config_name_is_dns("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
+static void
+test_enum_strings(void **state)
+{
+    (void)state;
+    assert_string_equal(config_mode_str(CONFIG_MODE_INBOUND), "inbound");
+    assert_string_equal(config_mode_str(CONFIG_MODE_OUTBOUND), "outbound");
+    assert_string_equal(config_protocol_str(CONFIG_PROTOCOL_HTTP), "http");
+    assert_string_equal(config_protocol_str(CONFIG_PROTOCOL_TCP), "tcp");
+    assert_string_equal(config_log_level_str(CONFIG_LOG_ERROR), "error");
+    assert_string_equal(config_log_level_str(CONFIG_LOG_WARN), "warn");
+    assert_string_equal(config_log_level_str(CONFIG_LOG_INFO), "info");
+    assert_string_equal(config_log_level_str(CONFIG_LOG_DEBUG), "debug");
+}
+
+static void
+test_error_format(void **state)
+{
+    struct config_error e = {0};
+    char buf[64];
+    char small[12];
+
+    (void)state;
+    e.file = (char[]){"ferry.yaml"};
+    e.line = 4;
+    e.col = 9;
+    e.msg = (char[]){"tls.cert: cannot read"};
+    assert_string_equal(config_error_format(&e, buf, sizeof(buf)),
+                        "ferry.yaml:4:9: tls.cert: cannot read");
+    assert_string_equal(config_error_format(&e, small, sizeof(small)), "ferry.yaml:");
+    e.line = 0;
+    assert_string_equal(config_error_format(&e, buf, sizeof(buf)),
+                        "ferry.yaml: tls.cert: cannot read");
+
+    config_free(NULL);
+}
+
+/* Control characters in a value are escaped in messages. */
+static void
+test_message_escaping(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    protocol: \"ht\\ttp\\\"\"\n", 10, 15,
+            "expected http or tcp, got \"ht\\x09tp\\\"\"");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_min_version_plain),
+        cmocka_unit_test(test_tls_override_merge),
+        cmocka_unit_test(test_tls_only_in_listeners),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_load_from_data_dir),
+        cmocka_unit_test(test_contract_example),
+        cmocka_unit_test(test_load_unreadable),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_anchor_alias),
+        cmocka_unit_test(test_multiple_documents),
+        cmocka_unit_test(test_nul_and_bad_utf8),
+        cmocka_unit_test(test_too_deep),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_listener_values),
+        cmocka_unit_test(test_allow_entries),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_mode_keys),
+        cmocka_unit_test(test_missing_tls),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_duplicate_listeners),
+        cmocka_unit_test(test_all_errors_at_once),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_addr_format),
+        cmocka_unit_test(test_dns_names),
+        cmocka_unit_test(test_enum_strings),
+        cmocka_unit_test(test_error_format),
+        cmocka_unit_test(test_message_escaping),
+    };
+
+    return (cmocka_run_group_tests(tests, group_setup, NULL));
+}
