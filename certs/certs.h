@@ -58,6 +58,11 @@ int certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen);
  * keyEncipherment for RSA), authority/subject key identifiers, a random 128-bit serial.
  * When CA_DIR/ca.crt holds an intermediate followed by its issuers, NAME.crt carries the
  * intermediates and OUT/ca.crt the root.  Returns 0, or -1 with the reason in ${err}.
+ * Names are checked before any file is written: DNS names as RFC 1123 labels (a "*." first
+ * label allowed), IPs as IPv4/IPv6 literals; NAME must be a safe file name other than "ca".
+ * The leaf never outlives the CA (notAfter is clamped to the CA's).  Existing OUT/NAME.*
+ * files are replaced.  When OUT is CA_DIR and the CA is a root, CA_DIR/ca.crt is left as it
+ * is; when it is an intermediate, this is refused (its bundle would be lost).
  */
 int certs_issue(const struct certs_issue_params *p, char *err, size_t errlen);
 
@@ -67,6 +72,10 @@ int certs_issue(const struct certs_issue_params *p, char *err, size_t errlen);
  * and a node certificate (node.crt, node.key) for ${hostname}, "localhost", 127.0.0.1 and
  * ::1.  Existing files are reused as they are; *${created} tells whether anything was made.
  * Returns 0, or -1 with the reason in ${err}.
+ * A ${hostname} that is NULL or cannot be certified (e.g. "my_host") is replaced by
+ * "localhost".  A missing ca.key makes a new CA and node certificate; ca.key without ca.crt
+ * is an error (never guessed at).  A missing, unreadable or expired node.crt or a missing
+ * node.key is reissued from the existing CA.  ${created} may be NULL.
  */
 int certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err,
                      size_t errlen);
@@ -81,9 +90,11 @@ int certs_write_file(const char *path, const void *data, size_t len, mode_t mode
 
 /*
  * certs_cli(argc, argv, out, err):
- * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" (| "inspect", a later
- * issue): parse the options of CONTRACT.md §2, run, print results to ${out} and problems to
- * ${err}.  Returns the exit code: 0 success, 1 failure, 2 usage error.
+ * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" ("inspect" is a later
+ * issue and, until then, a usage error): parse the options of CONTRACT.md §2 ("--opt value"
+ * or "--opt=value"), run, print results to ${out} and problems to ${err}.  -h/--help prints
+ * the usage to ${out} and returns 0.  Returns the exit code: 0 success, 1 failure, 2 usage
+ * error.
  */
 int certs_cli(int argc, char **argv, FILE *out, FILE *err);
 
