@@ -31,11 +31,14 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
     proxy_check_magic(p);
     log_kv(LOG_INFO, "stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
            (const char *)NULL);
+    /* Connections point at their listener: drop them first, then close the listeners. */
+    p->stopping = true;
+    proxy_listeners_update(p);
+    proxy_conn_drop_all(p, PROXY_CLOSE_SHUTDOWN);
     for (size_t i = 0; i < p->n_listeners; i++) {
         proxy_listener_free(p->listeners[i]);
         p->listeners[i] = NULL;
     }
-    proxy_conn_drop_all(p, PROXY_CLOSE_SHUTDOWN);
     event_base_loopexit(p->base, NULL);
 }
 

@@ -98,7 +98,9 @@ struct proxy {
     struct event *sig_hup;
     struct event *accept_resume; /* EMFILE backoff timer */
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
+    unsigned accept_failures;    /* EMFILE/ENFILE since the last accepted connection */
     bool accept_paused_max;      /* paused by limits.max_connections */
+    bool stopping;               /* SIGTERM/SIGINT seen: never accept again */
     unsigned n_conns;
     struct proxy_conn *conns; /* doubly linked list of open connections */
 };

@@ -136,6 +136,14 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     struct proxy_listener *l = arg;
 
     (void)lev;
+    if (l->proxy->accept_failures > 0) {
+        char n[16];
+
+        snprintf(n, sizeof(n), "%u", l->proxy->accept_failures);
+        log_kv(LOG_INFO, "accept_recovered", "failures", n, "msg",
+               "file descriptors available again; accepting", (const char *)NULL);
+        l->proxy->accept_failures = 0;
+    }
     proxy_conn_accept(l, fd, sa, salen);
 }
 
@@ -257,7 +265,7 @@ proxy_listeners_update(struct proxy *p)
                     : "below limits.max_connections again; accepting",
                (const char *)NULL);
     }
-    enable = !p->accept_paused_max && !p->accept_paused_fd;
+    enable = !p->accept_paused_max && !p->accept_paused_fd && !p->stopping;
     for (size_t i = 0; i < p->n_listeners; i++) {
         if (p->listeners[i] == NULL || p->listeners[i]->lev == NULL) {
             continue;
@@ -292,7 +300,8 @@ proxy_accept_error(struct proxy *p, int err)
     struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
 
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        if (!p->accept_paused_fd) {
+        /* One warning per episode; accept_recovered reports how many attempts failed. */
+        if (p->accept_failures++ == 0) {
             log_kv(LOG_WARN, "accept_failed", "error", strerror(err), "msg",
                    "out of file descriptors or memory; pausing accept for 100ms (raise "
                    "LimitNOFILE / ulimit -n, or lower limits.max_connections)",
