@@ -12,12 +12,16 @@
  * database protocols ferry carries frame their own messages (HTTP Content-Length, chunked
  * encoding, CouchDB replication checkpoints), so truncation is detected above TLS, and many
  * real clients (curl, CouchDB's ibrowse) do not always send close_notify.  ferry itself always
- * sends close_notify (SSL_shutdown) before it closes a TLS connection.
+ * sends close_notify (SSL_shutdown) before it closes a TLS connection.  tls_ctx_new() sets
+ * SSL_OP_IGNORE_UNEXPECTED_EOF, so OpenSSL 3 reports such an EOF as SSL_ERROR_ZERO_RETURN (a
+ * clean end) rather than as an SSL error that libevent would turn into BEV_EVENT_ERROR.
  *
  * Session resumption: inbound contexts issue session tickets (and keep a session id context so
  * that resumption works with client certificates); outbound contexts keep the last session of
  * their peer and offer it on the next connection.  A resumed session keeps the verification
- * result of the full handshake that created it.
+ * result of the full handshake that created it.  OpenSSL marks the session of an SSL freed
+ * without SSL_shutdown() as not resumable, so only cleanly closed connections leave a session
+ * to resume.
  */
 #ifndef FERRY_TLS_H
 #define FERRY_TLS_H
@@ -62,15 +66,18 @@ enum tls_reject {
 
 /* What the peer presented, for logs.  Strings are always NUL-terminated (maybe empty). */
 struct tls_peer_info {
-    char subject[256]; /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
-    char issuer[256];  /* RFC 2253 */
-    char sans[512];    /* "DNS:node2.example.org,IP:10.0.0.2" */
-    char name[256];    /* the peer's identity: first DNS SAN, else first IP SAN, else CN
-                          (CN only with cn_fallback); the name that matched when one did */
-    char detail[256];  /* for chain rejections: OpenSSL's verify text and the subject of the
-                          certificate at fault when it is not the leaf */
-    int x509_error;    /* X509_V_ERR_* for chain rejections, else 0 */
-    int depth;         /* chain depth of the certificate at fault (0 = leaf) */
+    char subject[256];   /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
+    char issuer[256];    /* RFC 2253 */
+    char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2" */
+    char name[256];      /* the peer's identity: first DNS SAN, else first IP SAN, else CN
+                            (CN only with cn_fallback); the name that matched when one did */
+    char not_before[32]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
+    char not_after[32];
+    char detail[256]; /* for chain rejections: OpenSSL's verify text and the subject of the
+                         certificate at fault when it is not the leaf; for NAME_MISMATCH: the
+                         peer host that was checked */
+    int x509_error;   /* X509_V_ERR_* for chain rejections, else 0 */
+    int depth;        /* chain depth of the certificate at fault (0 = leaf) */
 };
 
 /* The outcome of verifying one peer; owned by the caller of tls_ssl_new(). */
@@ -91,10 +98,10 @@ struct tls_ctx_params {
     int verify_depth;
     bool cn_fallback;
     bool session_resumption;
-    bool client_cert_required;       /* SERVER: require and verify a client certificate */
-    const char *peer_host;           /* CLIENT: host checked against the server's SAN; sent
-                                        as SNI unless it is an IP literal */
-    const char *const *allow;        /* SERVER: allowed peer names (NULL = any) */
+    bool client_cert_required; /* SERVER: require and verify a client certificate */
+    const char *peer_host;     /* CLIENT: host checked against the server's SAN; sent
+                                  as SNI unless it is an IP literal */
+    const char *const *allow;  /* SERVER: allowed peer names (NULL = any) */
     size_t n_allow;
 };
 
@@ -109,7 +116,7 @@ struct tls_ctx;
  * files, an encrypted key without a passphrase file or with a wrong one, a key that does not
  * match the certificate, a certificate that our own peers would reject (expired, not yet
  * valid, or lacking the EKU of our role: serverAuth for SERVER, clientAuth for CLIENT).
- * Strings in ${p} are copied.  Returns the context, or NULL.
+ * A verify_depth <= 0 means 4.  Strings in ${p} are copied.  Returns the context, or NULL.
  */
 struct tls_ctx *tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen);
 
@@ -125,6 +132,8 @@ void tls_ctx_free(struct tls_ctx *t);
  * A new SSL for one connection, in the role of ${t}.  The §4 verification writes its outcome
  * to ${result} during the handshake, so ${result} must outlive the handshake (keep it in the
  * connection object).  A CLIENT SSL has SNI set and offers the last session of its peer.
+ * An inbound SSL that requires client certificates records TLS_REJECT_NO_CERT from the
+ * context's info callback: do not replace it with SSL_set_info_callback().
  * Returns the SSL (owned by the caller), or NULL on OOM.
  */
 SSL *tls_ssl_new(struct tls_ctx *t, struct tls_verify_result *result);
@@ -132,7 +141,9 @@ SSL *tls_ssl_new(struct tls_ctx *t, struct tls_verify_result *result);
 /*
  * tls_ssl_done(ssl, result):
  * Call once the handshake of ${ssl} succeeded.  Fills ${result}->peer from the peer
- * certificate when the verification callback did not run (a resumed session).
+ * certificate when the verification callback did not run (a resumed session): rules 2 and 3
+ * run again on it and set reject/verified.  After it, verified is true exactly when a peer
+ * certificate passed §4; an inbound listener with client_cert: none leaves it false.
  */
 void tls_ssl_done(SSL *ssl, struct tls_verify_result *result);
 
@@ -150,7 +161,9 @@ enum tls_reject tls_reject_from_x509(int x509_err);
  * have the extension and list serverAuth (${need_server_auth}) or clientAuth.  Name: when
  * ${peer_host} is set, a SAN must cover it (DNS name or IP literal); when ${allow} is set, one
  * of the leaf's names must match an entry.  The CN counts as a name only when the leaf has no
- * DNS or IP SAN and ${cn_fallback}.  Fills ${info} (see tls_peer_info_fill()).
+ * DNS or IP SAN and ${cn_fallback}; a leaf without any name is TLS_REJECT_NO_NAME only where
+ * a name is checked (${peer_host} or ${allow} set).  Fills ${info} (see tls_peer_info_fill());
+ * info->name becomes the name that matched, and on NAME_MISMATCH info->detail = ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
  */
 enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host,
@@ -159,8 +172,8 @@ enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *pe
 
 /*
  * tls_peer_info_fill(cert, cn_fallback, info):
- * Fill ${info}'s subject, issuer, sans and name from ${cert}; leaves detail, x509_error and
- * depth untouched.
+ * Fill ${info}'s subject, issuer, sans, name, not_before and not_after from ${cert}; leaves
+ * detail, x509_error and depth untouched.
  */
 void tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info);
 
@@ -210,9 +223,9 @@ bool tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen);
 
 /*
  * tls_error_string(buf, len):
- * Drain this thread's OpenSSL error queue into one human-readable line in ${buf} (the
- * last, most specific reasons first, without OpenSSL's file:line noise).  Writes "" when the
- * queue is empty.  Returns ${buf}.
+ * Drain this thread's OpenSSL error queue into one human-readable line in ${buf} (in queue
+ * order: OpenSSL raises the innermost, most specific reason first; without OpenSSL's
+ * file:line noise).  Writes "" when the queue is empty.  Returns ${buf}.
  */
 const char *tls_error_string(char *buf, size_t len);
 

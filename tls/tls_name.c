@@ -1,0 +1,187 @@
+/*
+ * tls_name.c: host name and IP matching for rule 3 of CONTRACT.md §4.
+ *
+ * Comparisons are ASCII case-insensitive and independent of the locale: certificate names
+ * are IA5 strings, and internationalised names arrive here already as A-labels (xn--).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "tls.h"
+
+/* The longest IPv6 literal we accept, with brackets and NUL. */
+#define IP_TEXT_MAX (INET6_ADDRSTRLEN + 2)
+
+static char
+ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Do a[0..alen) and b[0..blen) hold the same name, ignoring ASCII case? */
+static bool
+ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t i;
+
+    if (alen != blen) {
+        return false;
+    }
+    for (i = 0; i < alen; i++) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The length of ${s} without one trailing dot (an absolute name equals the relative one). */
+static size_t
+name_len(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n > 0 && s[n - 1] == '.') {
+        n--;
+    }
+    return n;
+}
+
+/*
+ * Does the name s[0..n) end in ".suffix" where suffix[0..slen) follows a single non-empty
+ * left-most label of s?  That is: s = "<label>.<suffix>".
+ */
+static bool
+one_label_then(const char *s, size_t n, const char *suffix, size_t slen)
+{
+    const char *dot = memchr(s, '.', n);
+
+    /* The label the wildcard stands for must be non-empty and must not itself be a '*'. */
+    if (dot == NULL || dot == s || memchr(s, '*', (size_t)(dot - s)) != NULL) {
+        return false;
+    }
+    return ascii_ieq(dot + 1, n - (size_t)(dot - s) - 1, suffix, slen);
+}
+
+/*
+ * tls_name_is_ip(host, out, outlen):
+ * Is ${host} an IPv4 or IPv6 literal (an IPv6 literal may be written in brackets)?  When it
+ * is and ${out} is not NULL, writes its binary form (4 or 16 bytes; ${out} must hold 16) and
+ * sets *${outlen}.
+ */
+bool
+tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen)
+{
+    char text[IP_TEXT_MAX];
+    unsigned char bin[16];
+    size_t n;
+
+    if (host == NULL) {
+        return false;
+    }
+    n = strlen(host);
+    if (n == 0 || n >= sizeof(text)) {
+        return false;
+    }
+    /* "[::1]" is how URLs and our config write IPv6 hosts; accept it here too. */
+    if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+        memcpy(text, host + 1, n - 2);
+        text[n - 2] = '\0';
+    } else {
+        memcpy(text, host, n + 1);
+    }
+    if (inet_pton(AF_INET, text, bin) == 1) {
+        n = 4;
+    } else if (inet_pton(AF_INET6, text, bin) == 1) {
+        n = 16;
+    } else {
+        return false;
+    }
+    if (out != NULL) {
+        memcpy(out, bin, n);
+        if (outlen != NULL) {
+            *outlen = n;
+        }
+    }
+    return true;
+}
+
+/*
+ * tls_name_match_san(san, host):
+ * Does the DNS SAN ${san} cover ${host}?  Case-insensitive; a wildcard only as the whole
+ * left-most label, followed by at least two labels.  An IP literal ${host} never matches a
+ * DNS SAN (IP SANs are compared by tls_check_leaf()).  A trailing dot on either side is
+ * ignored.
+ */
+bool
+tls_name_match_san(const char *san, const char *host)
+{
+    size_t slen, hlen;
+
+    if (san == NULL || host == NULL || tls_name_is_ip(host, NULL, NULL)) {
+        return false;
+    }
+    slen = name_len(san);
+    hlen = name_len(host);
+    if (slen == 0 || hlen == 0 || memchr(host, '*', hlen) != NULL) {
+        return false;
+    }
+    if (slen > 2 && san[0] == '*' && san[1] == '.') {
+        const char *rest = san + 2;
+        size_t rlen = slen - 2;
+
+        /* "*.org": the wildcard must be followed by two labels or more. */
+        if (memchr(rest, '.', rlen) == NULL || memchr(rest, '*', rlen) != NULL) {
+            return false;
+        }
+        return one_label_then(host, hlen, rest, rlen);
+    }
+    /* "f*.example.org", "*", "a.*.org": partial or inner wildcards are never honoured. */
+    if (memchr(san, '*', slen) != NULL) {
+        return false;
+    }
+    return ascii_ieq(san, slen, host, hlen);
+}
+
+/*
+ * tls_name_match_allow(entry, name):
+ * Does the `allow` / `peers` entry ${entry} match the peer name ${name}?  Exactly
+ * (case-insensitive, trailing dot ignored), or "*.suffix" covering exactly one more label.
+ * IP literals match only themselves, compared as addresses ("::1" equals "0:0::1").
+ */
+bool
+tls_name_match_allow(const char *entry, const char *name)
+{
+    unsigned char ebin[16], nbin[16];
+    size_t ebinlen = 0, nbinlen = 0;
+    bool eip, nip;
+    size_t elen, nlen;
+
+    if (entry == NULL || name == NULL) {
+        return false;
+    }
+    eip = tls_name_is_ip(entry, ebin, &ebinlen);
+    nip = tls_name_is_ip(name, nbin, &nbinlen);
+    if (eip || nip) {
+        return eip && nip && ebinlen == nbinlen && memcmp(ebin, nbin, ebinlen) == 0;
+    }
+    elen = name_len(entry);
+    nlen = name_len(name);
+    if (elen == 0 || nlen == 0) {
+        return false;
+    }
+    if (elen > 2 && entry[0] == '*' && entry[1] == '.') {
+        if (memchr(entry + 2, '*', elen - 2) != NULL) {
+            return false;
+        }
+        return one_label_then(name, nlen, entry + 2, elen - 2);
+    }
+    if (memchr(entry, '*', elen) != NULL || memchr(name, '*', nlen) != NULL) {
+        return false;
+    }
+    return ascii_ieq(entry, elen, name, nlen);
+}
