@@ -104,4 +104,45 @@ int certs_cli(int argc, char **argv, FILE *out, FILE *err);
  */
 void certs_cli_usage(FILE *out);
 
+/* ---- diagnosis: `ferry check` and `ferry certs inspect` (CONTRACT §2, §8) ---- */
+
+struct config;
+struct config_listener;
+struct tls_ctx;
+
+/*
+ * The one mapping from a listener's config to its TLS context lives in proxy/
+ * (proxy_listener_tls); main.c hands it to the checks so that `ferry check` loads files
+ * exactly as `ferry run` does, without certs/ depending on proxy/.
+ */
+typedef int (*certs_tls_builder)(const struct config_listener *cl, struct tls_ctx **out, char *err,
+                                 size_t errlen);
+
+/* Options of `ferry check`, parsed by main.c. */
+struct certs_check_opts {
+    const char *config_path; /* resolved: -c, ./ferry.yaml or /etc/ferry/ferry.yaml */
+    const char *peer;        /* --peer HOST:PORT, or NULL */
+    const char *listener;    /* --listener NAME, or NULL (the first outbound listener) */
+    bool json;               /* --json: one JSON document on out */
+    bool color;              /* out is a terminal and NO_COLOR is unset */
+};
+
+/*
+ * certs_check_run(o, build, out, err):
+ * `ferry check` without --peer: the config (every config error becomes a finding with
+ * file:line:col), then every file it names, then what each listener needs.  Prints the
+ * findings (text or JSON) to ${out}.  Returns the exit code: 0 no error, 1 any error.
+ */
+int certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out,
+                    FILE *err);
+
+/*
+ * certs_check_peer(cfg, o, build, out):
+ * `ferry check --peer HOST:PORT`: handshake with the live peer as the outbound listener
+ * ${o}->listener of ${cfg} would, print what the peer presented and the verdict of
+ * CONTRACT §4 (text or JSON).  Returns the exit code: 0 the peer passes, 1 otherwise.
+ */
+int certs_check_peer(const struct config *cfg, const struct certs_check_opts *o,
+                     certs_tls_builder build, FILE *out);
+
 #endif /* FERRY_CERTS_H */

@@ -523,12 +523,9 @@ static void
 conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
 {
     char errs[256];
-    unsigned long e = bev_tls_errors(bev, errs, sizeof(errs));
 
-    if (c->verify.reject == TLS_REJECT_NONE && ERR_GET_LIB(e) == ERR_LIB_SSL &&
-        ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-        c->verify.reject = TLS_REJECT_NO_CERT;
-    }
+    (void)bev_tls_errors(bev, errs, sizeof(errs));
+    /* tls/ records every §4 refusal, including "no client certificate", in c->verify. */
     if (c->verify.reject != TLS_REJECT_NONE) {
         conn_log_rejection(c, TLS_ROLE_SERVER);
         proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
