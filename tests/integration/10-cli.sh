@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Goal: the command line of CONTRACT §2: version, help, usage errors (exit 2), `ferry check`
+# on good and bad configs (file:line:col), and `ferry certs init-ca/issue` making a CA and a
+# leaf that openssl accepts for both purposes, keys 0600, SAN = --name/--dns/--ip.
+# valgrind: yes
+# timeout: 120
+source "$(dirname "$0")/lib.sh"
+
+pki_make "$T/pki"
+P=$T/pki
+
+# ---- version / help / usage ----
+out=$(ferry_cmd version 2>&1) || fail "ferry version exited $?: $out"
+for w in ferry openssl libevent libyaml http.parser; do
+    grep -Eqi "$w" <<<"$out" || fail "ferry version does not mention $w: $out"
+done
+grep -Eq '[0-9]+\.[0-9]+' <<<"$out" || fail "ferry version prints no version number: $out"
+pass "version"
+
+out=$(ferry_cmd help 2>&1) || fail "ferry help exited $?"
+for w in run check certs version; do
+    grep -q "$w" <<<"$out" || fail "ferry help does not mention '$w': $out"
+done
+rc=0
+ferry_cmd help certs >/dev/null 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "ferry help certs exited $rc"
+pass "help"
+
+rc=0
+out=$(ferry_cmd frobnicate 2>&1) || rc=$?
+[ "$rc" = 2 ] || fail "unknown command: exit $rc, expected 2 ($out)"
+[ -n "$out" ] || fail "unknown command: no message"
+rc=0
+ferry_cmd run --no-such-option >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "unknown option: exit $rc, expected 2"
+rc=0
+ferry_cmd certs issue --name x.test >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "certs issue without --ca/--out: exit $rc, expected 2"
+rc=0
+ferry_cmd >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "no command: exit $rc, expected 2"
+pass "usage errors exit 2"
+
+# ---- ferry check ----
+PIN=$(free_port)
+PB=$(free_port)
+POUT=$(free_port)
+cat >"$P/good.yaml" <<YAML
+tls:
+  cert: node1.crt
+  key: node1.key
+  ca: ca.crt
+log: {level: debug}
+limits: {handshake_timeout: 2s, idle_timeout: 30s, max_connections: 100}
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB", protocol: http}
+  - {name: out, mode: outbound, listen: "127.0.0.1:$POUT", peer: "node2.test:$PB", connect: "127.0.0.1:$PB"}
+YAML
+rc=0
+out=$(ferry_cmd check -c "$P/good.yaml" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "ferry check good.yaml: exit $rc: $out"
+pass "check good.yaml"
+
+# Line 10 col 5: an unknown key; line 12 col 22: a bad duration.
+cat >"$P/bad.yaml" <<YAML
+tls:
+  cert: node1.crt
+  key: node1.key
+  ca: ca.crt
+listeners:
+  - name: in
+    mode: inbound
+    listen: "127.0.0.1:$PIN"
+    backend: "127.0.0.1:$PB"
+    bogus_key: 1
+limits:
+  handshake_timeout: 10 parsecs
+YAML
+rc=0
+out=$(ferry_cmd check -c "$P/bad.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "ferry check bad.yaml: exit $rc, expected 1: $out"
+grep -q 'bad.yaml:10:5' <<<"$out" || fail "check bad.yaml: no bad.yaml:10:5 for the unknown key: $out"
+grep -q 'bogus_key' <<<"$out" || fail "check bad.yaml: the unknown key is not named: $out"
+grep -q 'bad.yaml:12:' <<<"$out" || fail "check bad.yaml: the bad duration (line 12) is not reported: $out"
+pass "check bad.yaml names file:line:col"
+
+cat >"$P/unsupported.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
+admin:
+  listen: "127.0.0.1:$POUT"
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
+YAML
+rc=0
+out=$(ferry_cmd check -c "$P/unsupported.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "check with admin: (not in this release): exit $rc, expected 1: $out"
+grep -q 'unsupported.yaml:2:1' <<<"$out" || fail "check unsupported.yaml: no unsupported.yaml:2:1: $out"
+pass "check rejects keys not in this release"
+
+cat >"$P/dup.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
+  - {name: in, mode: inbound, listen: "127.0.0.1:$POUT", backend: "127.0.0.1:$PB"}
+YAML
+rc=0
+out=$(ferry_cmd check -c "$P/dup.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "check with duplicate listener names: exit $rc, expected 1: $out"
+grep -q 'dup.yaml:4:' <<<"$out" || fail "check dup.yaml: the duplicate (line 4) is not located: $out"
+pass "check rejects duplicate listener names"
+
+cat >"$P/missing.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: no-such-ca.crt}
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
+YAML
+rc=0
+out=$(ferry_cmd check -c "$P/missing.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "check with a missing CA file: exit $rc, expected 1: $out"
+grep -q 'no-such-ca.crt' <<<"$out" || fail "check missing.yaml: the missing file is not named: $out"
+pass "check names a missing file"
+
+rc=0
+out=$(ferry_cmd check -c "$P/no-such-config.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "check -c on a missing config: exit $rc, expected 1: $out"
+
+# ---- certs init-ca / issue ----
+C=$T/ca
+rc=0
+out=$(ferry_cmd certs init-ca --dir "$C" --name "IT Test CA" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "certs init-ca: exit $rc: $out"
+[ -f "$C/ca.crt" ] && [ -f "$C/ca.key" ] || fail "certs init-ca: no $C/ca.crt or ca.key"
+[ "$(stat -c %a "$C/ca.key")" = 600 ] || fail "ca.key mode $(stat -c %a "$C/ca.key"), expected 600"
+openssl x509 -in "$C/ca.crt" -noout -subject | grep -q 'IT Test CA' || fail "CA subject lacks --name"
+openssl x509 -in "$C/ca.crt" -noout -ext basicConstraints | grep -q 'CA:TRUE' ||
+    fail "CA lacks basicConstraints CA:TRUE"
+rc=0
+ferry_cmd certs init-ca --dir "$C" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "certs init-ca over an existing CA: exit $rc, expected 1 (must not overwrite)"
+pass "certs init-ca"
+
+O=$T/issued
+rc=0
+out=$(ferry_cmd certs issue --ca "$C" --name node9.test --dns alt9.test --dns other9.test \
+    --ip 127.0.0.1 --out "$O" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "certs issue: exit $rc: $out"
+for f in node9.test.crt node9.test.key ca.crt; do
+    [ -f "$O/$f" ] || fail "certs issue did not write $O/$f"
+done
+[ "$(stat -c %a "$O/node9.test.key")" = 600 ] || fail "node9.test.key mode $(stat -c %a "$O/node9.test.key")"
+for purpose in sslserver sslclient; do
+    v=$(openssl verify -CAfile "$C/ca.crt" -purpose "$purpose" "$O/node9.test.crt" 2>&1) ||
+        fail "openssl verify -purpose $purpose: $v"
+done
+cmp -s "$C/ca.crt" "$O/ca.crt" || fail "OUT/ca.crt differs from the CA's ca.crt"
+san=$(openssl x509 -in "$O/node9.test.crt" -noout -ext subjectAltName)
+for s in DNS:node9.test DNS:alt9.test DNS:other9.test 'IP Address:127.0.0.1'; do
+    grep -q "$s" <<<"$san" || fail "issued SAN lacks $s: $san"
+done
+txt=$(openssl x509 -in "$O/node9.test.crt" -noout -text)
+grep -q 'CA:FALSE' <<<"$txt" || fail "issued leaf lacks CA:FALSE"
+grep -q 'TLS Web Server Authentication' <<<"$txt" || fail "issued leaf lacks serverAuth"
+grep -q 'TLS Web Client Authentication' <<<"$txt" || fail "issued leaf lacks clientAuth"
+grep -Eq 'prime256v1|P-256' <<<"$txt" || fail "default key type is not ECDSA P-256"
+pub1=$(openssl x509 -in "$O/node9.test.crt" -noout -pubkey)
+pub2=$(openssl pkey -in "$O/node9.test.key" -pubout)
+[ "$pub1" = "$pub2" ] || fail "issued key does not match the certificate"
+rc=0
+out=$(ferry_cmd certs issue --ca "$C" --name rsa9.test --key-type rsa --days 30 --out "$O" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "certs issue --key-type rsa: exit $rc: $out"
+openssl x509 -in "$O/rsa9.test.crt" -noout -text | grep -q 'rsaEncryption' || fail "--key-type rsa gave no RSA key"
+end=$(openssl x509 -in "$O/rsa9.test.crt" -noout -enddate | cut -d= -f2)
+days=$(( ($(date -d "$end" +%s) - $(date +%s)) / 86400 ))
+[ "$days" -ge 29 ] && [ "$days" -le 31 ] || fail "--days 30 gave $days days"
+pass "certs issue"
+
+# ---- the issued certificates work for a real run ----
+PB2=$(free_port)
+http_backend "$PB2"
+cat >"$O/run.yaml" <<YAML
+tls: {cert: node9.test.crt, key: node9.test.key, ca: ca.crt}
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB2"}
+YAML
+ferry_start run "$O/run.yaml"
+expect_log run "event=listening.*listener=in.*127\.0\.0\.1:$PIN|event=listening.*127\.0\.0\.1:$PIN.*listener=in"
+code=$(curl_code --cacert "$O/ca.crt" --cert "$O/node9.test.crt" --key "$O/node9.test.key" \
+    --resolve "node9.test:$PIN:127.0.0.1" "https://node9.test:$PIN/cli-check")
+[ "$code" = 200 ] || fail "curl through ferry with issued certs: HTTP $code"
+grep -q '/cli-check' "$T/curl.body" || fail "backend body does not echo the path: $(cat "$T/curl.body")"
+ferry_stop run
+pass "ferry run with issued certificates"

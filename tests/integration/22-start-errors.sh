@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Goal: ferry refuses to start (exit 1, a message naming the file or listener) on a key/cert
+# mismatch, an encrypted key without a passphrase file (no prompt, no hang), a wrong
+# passphrase, an expired own certificate, an own certificate lacking the EKU of its role, a
+# listen address in use and a missing file; it starts with the right passphrase file.
+# `ferry check` finds the same problems (exit 1).
+# valgrind: yes
+# timeout: 180
+source "$(dirname "$0")/lib.sh"
+
+pki_make "$T/pki"
+P=$T/pki
+PIN=$(free_port)
+POUT=$(free_port)
+PB=$(free_port)
+
+# conf NAME TLS-FLOW-MAPPING [MODE]: write $P/NAME.yaml with one listener
+conf() {
+    local name=$1 tls=$2 mode=${3:-inbound}
+    {
+        echo "tls: {$tls}"
+        echo "log: {level: debug}"
+        echo "listeners:"
+        if [ "$mode" = inbound ]; then
+            echo "  - {name: in-$name, mode: inbound, listen: \"127.0.0.1:$PIN\", backend: \"127.0.0.1:$PB\"}"
+        else
+            echo "  - {name: out-$name, mode: outbound, listen: \"127.0.0.1:$POUT\", peer: \"node2.test:$PB\", connect: \"127.0.0.1:$PB\"}"
+        fi
+    } >"$P/$name.yaml"
+}
+
+# refuse NAME PATTERN...: `ferry run` and `ferry check` both exit 1, the run log matches every ERE
+refuse() {
+    local name=$1 p rc
+    shift
+    ferry_expect_exit 1 "$name" "$P/$name.yaml" 15
+    for p in "$@"; do
+        grep -Eq -- "$p" "$T/$name.log" || { cat "$T/$name.log" >&2; fail "$name: message lacks /$p/"; }
+    done
+    wait_port_closed "$PIN" 2
+    rc=0
+    ferry_cmd check -c "$P/$name.yaml" >"$T/check-$name.log" 2>&1 || rc=$?
+    [ "$rc" = 1 ] || { cat "$T/check-$name.log" >&2; fail "ferry check $name: exit $rc, expected 1"; }
+    pass "$name refused: $(grep -Ev 'event=(listening|ready)' "$T/$name.log" | head -n1 | cut -c1-160)"
+}
+
+conf mismatch "cert: mismatch.crt, key: mismatch.key, ca: ca.crt"
+refuse mismatch 'mismatch\.(key|crt)'
+
+conf nopass "cert: node1.crt, key: node1-enc.key, ca: ca.crt"
+start=$SECONDS
+refuse nopass 'node1-enc\.key'
+[ $((SECONDS - start)) -lt $((VG == 1 ? 120 : 10)) ] || fail "nopass took $((SECONDS - start))s"
+
+conf wrongpass "cert: node1.crt, key: node1-enc.key, key_passphrase_file: node1-wrong.pass, ca: ca.crt"
+refuse wrongpass 'node1-enc\.key|node1-wrong\.pass'
+
+conf expired "cert: node1-expired.crt, key: node1-expired.key, ca: ca.crt"
+refuse expired 'node1-expired\.crt' 'expired'
+
+conf noserverauth "cert: node1-client.crt, key: node1-client.key, ca: ca.crt" inbound
+refuse noserverauth 'node1-client\.crt' 'serverAuth'
+
+conf noclientauth "cert: node1-server.crt, key: node1-server.key, ca: ca.crt" outbound
+refuse noclientauth 'node1-server\.crt' 'clientAuth'
+
+conf missingca "cert: node1.crt, key: node1.key, ca: no-such-ca.crt"
+refuse missingca 'no-such-ca\.crt'
+
+conf missingkey "cert: node1.crt, key: no-such.key, ca: ca.crt"
+refuse missingkey 'no-such\.key'
+
+conf missingcrl "cert: node1.crt, key: node1.key, ca: ca.crt, crl: no-such.crl"
+refuse missingcrl 'no-such\.crl'
+
+# ---- listen address in use: names the listener and the address ----
+bg_run holder python3 -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $PIN)); s.listen(1)
+print('holding', flush=True); time.sleep(600)"
+holder=$BG_PID
+wait_port "$PIN"
+conf inuse "cert: node1.crt, key: node1.key, ca: ca.crt"
+ferry_expect_exit 1 inuse "$P/inuse.yaml" 15
+grep -q 'in-inuse' "$T/inuse.log" || fail "address in use: the listener is not named: $(cat "$T/inuse.log")"
+grep -q "127.0.0.1:$PIN" "$T/inuse.log" || fail "address in use: the address is not named: $(cat "$T/inuse.log")"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+wait_port_closed "$PIN"
+pass "address in use refused"
+
+# ---- a missing config file ----
+rc=0
+timeout 15 "$FERRY_BIN" run -c "$P/no-such.yaml" </dev/null >"$T/noconf.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "run -c missing.yaml: exit $rc, expected 1"
+grep -q 'no-such.yaml' "$T/noconf.log" || fail "run -c missing.yaml: file not named"
+pass "missing config refused"
+
+# ---- the right passphrase starts, serves, and stops with 0 ----
+http_backend "$PB"
+conf goodpass "cert: node1.crt, key: node1-enc.key, key_passphrase_file: node1.pass, ca: ca.crt"
+ferry_start goodpass "$P/goodpass.yaml"
+code=$(curl_code --cacert "$P/root.crt" --cert "$P/good.crt" --key "$P/good.key" \
+    --resolve "node1.test:$PIN:127.0.0.1" "https://node1.test:$PIN/pass")
+[ "$code" = 200 ] || fail "with the passphrase file: HTTP $code"
+grep -q 'correct horse' "$T/goodpass.log" && fail "the passphrase appears in the log"
+ferry_stop goodpass
+rc=0
+ferry_cmd check -c "$P/goodpass.yaml" >"$T/check-goodpass.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { cat "$T/check-goodpass.log" >&2; fail "ferry check goodpass: exit $rc"; }
+pass "encrypted key with the right passphrase file"
