@@ -82,6 +82,49 @@ struct config_tls {
     bool session_resumption; /* default true */
 };
 
+/* CONTRACT §7: what a matching access rule lets a peer do. */
+enum config_allow {
+    CONFIG_ALLOW_READ,  /* GET/HEAD (+ POST _all_docs, _bulk_get, _revs_diff, _changes, _find) */
+    CONFIG_ALLOW_WRITE, /* read + PUT/POST/DELETE/COPY on documents */
+    CONFIG_ALLOW_REPLICATE, /* exactly the CouchDB replication protocol, as source or target */
+    CONFIG_ALLOW_ALL,       /* everything, server-wide paths included */
+};
+
+/* One entry of a listener's `access:` list; the first rule whose peers match wins. */
+struct config_access_rule {
+    struct config_pos pos;
+    char **peers; /* names, or "*.suffix" wildcards, matched like `allow` */
+    size_t n_peers;
+    enum config_allow allow;
+    char **databases; /* globs ('*' and '?'); NULL when absent (= every database) */
+    size_t n_databases;
+};
+
+enum config_client_cert_header {
+    CONFIG_CLIENT_CERT_HEADER_XFCC,    /* X-Forwarded-Client-Cert, Envoy syntax (default) */
+    CONFIG_CLIENT_CERT_HEADER_RFC9440, /* Client-Cert / Client-Cert-Chain */
+    CONFIG_CLIENT_CERT_HEADER_NONE,
+};
+
+enum config_host_header {
+    CONFIG_HOST_HEADER_KEEP, /* default: forward the client's Host */
+    CONFIG_HOST_HEADER_PEER, /* rewrite Host to the peer's host:port */
+};
+
+enum config_hash {
+    CONFIG_HASH_SHA256,
+    CONFIG_HASH_SHA1,
+};
+
+/* CONTRACT §6: CouchDB proxy authentication, per inbound http listener. */
+struct config_proxy_auth {
+    bool enabled;
+    struct config_file secret_file; /* must exist, be non-empty, not readable by group/other */
+    enum config_hash hash;          /* default sha256 */
+    char **roles;                   /* sent comma-separated as X-Auth-CouchDB-Roles */
+    size_t n_roles;
+};
+
 struct config_listener {
     char *name;
     struct config_pos pos; /* the listener's mapping */
@@ -98,12 +141,21 @@ struct config_listener {
     char **allow;                        /* inbound; NULL when absent (= any cert this CA issued) */
     size_t n_allow;
     struct config_tls tls; /* effective settings: defaults + this listener's override */
+    /* protocol http only: */
+    struct config_access_rule *access; /* inbound; NULL when absent (= every verified peer
+                                          may do anything) */
+    size_t n_access;
+    enum config_client_cert_header client_cert_header; /* inbound */
+    struct config_proxy_auth proxy_auth;               /* inbound */
+    enum config_host_header host_header;               /* outbound */
 };
 
 struct config_limits {
     unsigned max_connections;      /* default 10000 */
     uint64_t handshake_timeout_ms; /* default 10s */
     uint64_t idle_timeout_ms;      /* default 300s */
+    uint64_t header_timeout_ms;    /* protocol http: a request head must arrive (default 15s) */
+    uint64_t backend_timeout_ms;   /* protocol http: first response byte (default 60s) */
 };
 
 struct config {
@@ -132,10 +184,13 @@ struct config_errors {
  * config_load(path, errs):
  * Read and validate the YAML file ${path}.  Every key of CONTRACT.md §3 is checked: unknown
  * keys, wrong types, bad durations/addresses/enums, missing required keys, duplicate listener
- * names or listen ports, and files that do not exist or cannot be read are errors.  Keys that
- * a later release brings (admin, user, workers, pool, access, couchdb_proxy_auth,
- * client_cert_header, host_header, limits.drain_timeout, limits.backend_timeout,
- * limits.header_timeout) are errors saying "not supported yet".
+ * names or listen ports, and files that do not exist or cannot be read are errors.  The
+ * protocol-http keys of CONTRACT §6/§7 (access, couchdb_proxy_auth, client_cert_header on
+ * inbound listeners; host_header on outbound ones) are errors on the other mode and on
+ * protocol: tcp; couchdb_proxy_auth.secret_file must be a non-empty regular file that group
+ * and others can neither read nor write (its content is not read here).  Keys that a later
+ * release brings (admin, user, workers, pool, limits.drain_timeout) are errors saying "not
+ * supported yet".
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved
  * against the directory of ${path}.

@@ -1,0 +1,101 @@
+/*
+ * proxy_access: the pure functions of CONTRACT §6 and §7, kept apart from the event loop so
+ * that unit tests and fuzzers can call them directly.
+ *
+ *   - access rules: which verified peer may make which CouchDB request (§7);
+ *   - path parsing: split, then percent-decode once, so "%2F", ".." and "//" cannot escape
+ *     a rule;
+ *   - identity headers: X-Forwarded-Client-Cert (Envoy syntax), RFC 9440 Client-Cert;
+ *   - CouchDB proxy authentication token (HMAC of the user name, lowercase hex).
+ *
+ * Nothing here logs, allocates per request or touches sockets.
+ */
+#ifndef FERRY_PROXY_ACCESS_H
+#define FERRY_PROXY_ACCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/x509.h>
+
+#include "config.h"
+
+/* The verified names of a peer: DNS and IP SANs, or the CN with cn_fallback. */
+#define PROXY_ACCESS_MAX_NAMES 16
+
+struct proxy_peer_names {
+    const char *v[PROXY_ACCESS_MAX_NAMES];
+    size_t n;
+    char storage[1024]; /* v[] point into it */
+};
+
+/*
+ * proxy_peer_names_parse(sans, cn, names):
+ * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4" string ${sans}; when it holds no DNS
+ * or IP name and ${cn} is not NULL (cn_fallback), from ${cn}.  Extra names are ignored.
+ */
+void proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names);
+
+/* A request path split into segments, each percent-decoded exactly once. */
+#define PROXY_PATH_MAX_SEGS 16
+
+struct proxy_path {
+    const char *seg[PROXY_PATH_MAX_SEGS]; /* seg[0] = database (or "_all_dbs", "" for "/") */
+    size_t n;
+    char buf[4096]; /* seg[] point into it */
+};
+
+/*
+ * proxy_path_parse(target, path):
+ * Split the path of request target ${target} (up to '?' or '#') on '/' and percent-decode each
+ * segment once, as CouchDB does: a database or document name may hold '/' written "%2F", yet
+ * cannot add a segment.  Refused (-1): a target that is not origin-form ("/..."), a bad
+ * escape, an encoded or raw NUL or control character, a "." or ".." segment (raw or encoded),
+ * an empty segment inside the path ("//"), more than PROXY_PATH_MAX_SEGS segments, or a path
+ * that does not fit.  "/" gives n = 0; "/db/" gives n = 1.  Returns 0.
+ */
+int proxy_path_parse(const char *target, struct proxy_path *path);
+
+/*
+ * proxy_access_check(rules, n_rules, names, method, target, why, whylen, matched):
+ * CONTRACT §7 for one request: the first rule whose `peers` match one of ${names} decides;
+ * it allows the request when ${method} on ${target} (the raw request target, query included)
+ * is within its `allow` level and database globs.  No rule for the peer, or a request outside
+ * the first matching rule, is a refusal.  ${rules} NULL = no `access:` = allow everything.
+ * On refusal writes to ${why} the rule in plain words (e.g. "rule 1 (ferry.yaml:14:9) allows
+ * node2.example.org to replicate patients, visits*, not DELETE /patients/doc1") and returns -1;
+ * returns 0 when allowed.  *${matched} (may be NULL) gets the deciding rule or NULL.
+ */
+int proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
+                       const struct proxy_peer_names *names, const char *method, const char *target,
+                       char *why, size_t whylen, const struct config_access_rule **matched);
+
+/*
+ * proxy_xfcc_value(cert, buf, len):
+ * The X-Forwarded-Client-Cert value for ${cert} in Envoy's syntax:
+ * Hash=<sha256 of DER, lowercase hex>;Subject="<RFC 2253, quotes and backslashes escaped>"
+ * then ;DNS=<name> for each DNS SAN and ;URI=<uri> for each URI SAN.  Returns 0, or -1 when
+ * it does not fit in ${len}.
+ */
+int proxy_xfcc_value(X509 *cert, char *buf, size_t len);
+
+/*
+ * proxy_rfc9440_value(cert, buf, len):
+ * The RFC 9440 Client-Cert value for ${cert}: ":" base64(DER) ":".  For Client-Cert-Chain the
+ * caller joins the values of the intermediates with ", ".  Returns 0, or -1 when it does not
+ * fit.
+ */
+int proxy_rfc9440_value(X509 *cert, char *buf, size_t len);
+
+/*
+ * proxy_couchdb_token(hash, secret, secret_len, user, hex, len):
+ * CouchDB's proxy-authentication token: lowercase hex HMAC-${hash}(key=${secret}, ${user}),
+ * as couch_httpd_auth:proxy_authentication_handler computes it.  Known vector: user "foo",
+ * secret "the_secret", sha256 ->
+ * 3f0786e96b20b0102b77f1a49c041be6977cfb3bf78c41a12adc121cd9b4e68a.
+ * Returns 0, or -1 when ${len} is too small (65 bytes needed for sha256, 41 for sha1).
+ */
+int proxy_couchdb_token(enum config_hash hash, const unsigned char *secret, size_t secret_len,
+                        const char *user, char *hex, size_t len);
+
+#endif /* FERRY_PROXY_ACCESS_H */
