@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,6 +462,51 @@ get_file(struct check *ck, const struct config_node *n, const char *path, struct
     return (0);
 }
 
+/*
+ * The secret_file of couchdb_proxy_auth (CONTRACT §6): a readable, non-empty regular file that
+ * neither its group nor others may read or write.  Only its metadata is looked at here: the
+ * secret itself never reaches a message.  Returns 0 or -1.
+ */
+static int
+get_secret_file(struct check *ck, const struct config_node *n, const char *path,
+                struct config_file *out)
+{
+    struct stat st;
+    char ebuf[128];
+    const char *who;
+    unsigned mode;
+
+    if (get_file(ck, n, path, out) != 0)
+        return (-1);
+    if (stat(out->path, &st) != 0) {
+        ck_err(ck, n, "%s: cannot read %s: %s", path, out->path, errstr(errno, ebuf, sizeof(ebuf)));
+        return (-1);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ck_err(ck, n, "%s: expected a regular file, got %s, which is not one", path, out->path);
+        return (-1);
+    }
+    if (st.st_size == 0) {
+        ck_err(ck, n, "%s: secret file %s is empty; write CouchDB's [chttpd_auth] secret in it",
+               path, out->path);
+        return (-1);
+    }
+    mode = (unsigned)st.st_mode & 07777u;
+    if (mode & 0004u)
+        who = "readable by others";
+    else if (mode & 0040u)
+        who = "readable by its group";
+    else if (mode & 0002u)
+        who = "writable by others";
+    else if (mode & 0020u)
+        who = "writable by its group";
+    else
+        return (0);
+    ck_err(ck, n, "%s: secret file %s is %s (mode %04o); chmod 600 %s", path, out->path, who, mode,
+           out->path);
+    return (-1);
+}
+
 /* Defaults of a tls: mapping with nothing set. */
 static void
 tls_init(struct tls_set *t)
@@ -598,8 +644,8 @@ static void
 check_limits(struct check *ck, const struct config_node *n, struct config *cfg)
 {
     static const struct key_spec specs[] = {
-        {"max_connections", 0},        {"handshake_timeout", 0},       {"idle_timeout", 0},
-        {"header_timeout", KEY_LATER}, {"backend_timeout", KEY_LATER}, {"drain_timeout", KEY_LATER},
+        {"max_connections", 0}, {"handshake_timeout", 0}, {"idle_timeout", 0},
+        {"header_timeout", 0},  {"backend_timeout", 0},   {"drain_timeout", KEY_LATER},
     };
     const struct config_node *keys[6];
     const struct config_node *vals[6];
@@ -614,6 +660,10 @@ check_limits(struct check *ck, const struct config_node *n, struct config *cfg)
         get_duration(ck, vals[1], "limits.handshake_timeout", &cfg->limits.handshake_timeout_ms);
     if (vals[2] != NULL)
         get_duration(ck, vals[2], "limits.idle_timeout", &cfg->limits.idle_timeout_ms);
+    if (vals[3] != NULL)
+        get_duration(ck, vals[3], "limits.header_timeout", &cfg->limits.header_timeout_ms);
+    if (vals[4] != NULL)
+        get_duration(ck, vals[4], "limits.backend_timeout", &cfg->limits.backend_timeout_ms);
 }
 
 /* True when ${s} is a listener name: [A-Za-z0-9_.-]+. */
@@ -644,32 +694,31 @@ valid_allow(const char *s)
     return (config_name_is_dns(s));
 }
 
-/* Check listener ${l}'s allow: sequence ${n}. */
+/*
+ * A sequence of peer names as in allow: (host names, "*.domain" wildcards, IP literals) at
+ * ${path}, copied into ${out}/${n_out}.  ${empty_hint} follows the error for an empty
+ * sequence.
+ */
 static void
-check_allow(struct check *ck, const struct config_node *n, const char *lp,
-            struct config_listener *l)
+check_names(struct check *ck, const struct config_node *n, const char *path, const char *empty_hint,
+            char ***out, size_t *n_out)
 {
-    char path[192];
     char got[128];
     size_t i;
 
-    snprintf(path, sizeof(path), "%s.allow", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
         return;
     if (n->n_items == 0) {
-        ck_err(ck, n,
-               "%s: expected at least one name, got an empty sequence; remove allow: to accept "
-               "any certificate the CA issued",
-               path);
+        ck_err(ck, n, "%s: expected at least one name, got an empty sequence%s", path, empty_hint);
         return;
     }
-    if ((l->allow = calloc(n->n_items, sizeof(*l->allow))) == NULL) {
+    if ((*out = calloc(n->n_items, sizeof(**out))) == NULL) {
         ck_err(ck, n, "out of memory");
         return;
     }
     for (i = 0; i < n->n_items; i++) {
         const struct config_node *e = n->items[i];
-        char ep[224];
+        char ep[256];
 
         snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
         if (!want_scalar(ck, e, ep, "a host name, a *.domain wildcard or an IP address"))
@@ -679,11 +728,230 @@ check_allow(struct check *ck, const struct config_node *n, const char *lp,
                    ep, what(e, got, sizeof(got)));
             continue;
         }
-        if ((l->allow[l->n_allow] = strdup(e->text)) == NULL) {
+        if (((*out)[*n_out] = strdup(e->text)) == NULL) {
             ck_err(ck, e, "out of memory");
             continue;
         }
-        l->n_allow++;
+        (*n_out)++;
+    }
+}
+
+/* Check listener ${l}'s allow: sequence ${n}. */
+static void
+check_allow(struct check *ck, const struct config_node *n, const char *lp,
+            struct config_listener *l)
+{
+    char path[192];
+
+    snprintf(path, sizeof(path), "%s.allow", lp);
+    check_names(ck, n, path, "; remove allow: to accept any certificate the CA issued", &l->allow,
+                &l->n_allow);
+}
+
+/* The databases: globs of access rule ${r}, at ${path}. */
+static void
+check_databases(struct check *ck, const struct config_node *n, const char *path,
+                struct config_access_rule *r)
+{
+    static const char expected[] =
+        "a database name or glob (a lowercase letter, then lowercase letters, digits and "
+        "_$()+-/; * and ? as wildcards)";
+    char got[128];
+    char why[128];
+    size_t i;
+
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+        return;
+    if (n->n_items == 0) {
+        ck_err(ck, n,
+               "%s: expected at least one database name or glob, got an empty sequence; remove "
+               "databases: to cover every database",
+               path);
+        return;
+    }
+    if ((r->databases = calloc(n->n_items, sizeof(*r->databases))) == NULL) {
+        ck_err(ck, n, "out of memory");
+        return;
+    }
+    for (i = 0; i < n->n_items; i++) {
+        const struct config_node *e = n->items[i];
+        char ep[256];
+
+        snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
+        if (!want_scalar(ck, e, ep, expected))
+            continue;
+        if (config_db_glob_check(e->text, why, sizeof(why)) != 0) {
+            ck_err(ck, e, "%s: expected %s, got %s: %s", ep, expected, what(e, got, sizeof(got)),
+                   why);
+            continue;
+        }
+        if ((r->databases[r->n_databases] = strdup(e->text)) == NULL) {
+            ck_err(ck, e, "out of memory");
+            continue;
+        }
+        r->n_databases++;
+    }
+}
+
+/* The keys of an access rule. */
+enum rule_key { R_PEERS, R_ALLOW, R_DATABASES, R_NKEYS };
+
+static const struct key_spec rule_keys[R_NKEYS] = {
+    {"peers", KEY_REQUIRED},
+    {"allow", KEY_REQUIRED},
+    {"databases", 0},
+};
+
+/* Check access rule mapping ${n} at ${path} ("listeners[0].access[1]") into ${r}. */
+static void
+check_rule(struct check *ck, const struct config_node *n, const char *path,
+           struct config_access_rule *r)
+{
+    /* In the order of enum config_allow. */
+    static const char *const allows[] = {"read", "write", "replicate", "all"};
+    const struct config_node *keys[R_NKEYS];
+    const struct config_node *vals[R_NKEYS];
+    char where[224];
+    char kp[256];
+    int v;
+
+    r->pos = n->pos;
+    r->allow = CONFIG_ALLOW_READ;
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+        return;
+    snprintf(where, sizeof(where), "in %s", path);
+    check_keys(ck, n, where, rule_keys, R_NKEYS, keys, vals);
+    if (vals[R_PEERS] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.peers", path);
+        check_names(ck, vals[R_PEERS], kp, "", &r->peers, &r->n_peers);
+    }
+    if (vals[R_ALLOW] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.allow", path);
+        if (get_enum(ck, vals[R_ALLOW], kp, allows, 4, "replicate, read, write or all", &v) == 0)
+            r->allow = (enum config_allow)v;
+    }
+    if (vals[R_DATABASES] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.databases", path);
+        check_databases(ck, vals[R_DATABASES], kp, r);
+    }
+}
+
+/* Check listener ${l}'s access: sequence ${n}. */
+static void
+check_access(struct check *ck, const struct config_node *n, const char *lp,
+             struct config_listener *l)
+{
+    char path[192];
+    char rp[224];
+    size_t i;
+
+    snprintf(path, sizeof(path), "%s.access", lp);
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+        return;
+    if (n->n_items == 0) {
+        ck_err(ck, n,
+               "%s: expected at least one rule, got an empty sequence; remove access: to let "
+               "every verified peer do anything",
+               path);
+        return;
+    }
+    if ((l->access = calloc(n->n_items, sizeof(*l->access))) == NULL) {
+        ck_err(ck, n, "out of memory");
+        return;
+    }
+    /* Every rule is counted, so that config_free() releases what a bad one holds. */
+    for (i = 0; i < n->n_items; i++) {
+        snprintf(rp, sizeof(rp), "%s[%zu]", path, i);
+        check_rule(ck, n->items[i], rp, &l->access[i]);
+        l->n_access++;
+    }
+}
+
+/* The roles: of couchdb_proxy_auth, at ${path}. */
+static void
+check_roles(struct check *ck, const struct config_node *n, const char *path,
+            struct config_proxy_auth *pa)
+{
+    static const char expected[] = "a role name (not empty; no commas or control characters)";
+    char got[128];
+    size_t i;
+
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+        return;
+    if (n->n_items == 0)
+        return; /* roles: [] sends an empty X-Auth-CouchDB-Roles */
+    if ((pa->roles = calloc(n->n_items, sizeof(*pa->roles))) == NULL) {
+        ck_err(ck, n, "out of memory");
+        return;
+    }
+    for (i = 0; i < n->n_items; i++) {
+        const struct config_node *e = n->items[i];
+        const unsigned char *p;
+        const char *why = NULL;
+        char ep[256];
+
+        snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
+        if (!want_scalar(ck, e, ep, expected))
+            continue;
+        if (e->text[0] == '\0')
+            why = "a role name cannot be empty";
+        for (p = (const unsigned char *)e->text; why == NULL && *p != '\0'; p++) {
+            if (*p == ',')
+                why = "X-Auth-CouchDB-Roles separates roles with commas";
+            else if (*p < 0x20 || *p == 0x7f)
+                why = "a header value cannot hold control characters";
+        }
+        if (why != NULL) {
+            ck_err(ck, e, "%s: expected %s, got %s: %s", ep, expected, what(e, got, sizeof(got)),
+                   why);
+            continue;
+        }
+        if ((pa->roles[pa->n_roles] = strdup(e->text)) == NULL) {
+            ck_err(ck, e, "out of memory");
+            continue;
+        }
+        pa->n_roles++;
+    }
+}
+
+/* Check listener ${l}'s couchdb_proxy_auth: mapping ${n}. */
+static void
+check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
+                 struct config_listener *l)
+{
+    static const struct key_spec specs[] = {
+        {"secret_file", KEY_REQUIRED},
+        {"hash", 0},
+        {"roles", 0},
+    };
+    static const char *const hashes[] = {"sha256", "sha1"}; /* in the order of enum config_hash */
+    struct config_proxy_auth *pa = &l->proxy_auth;
+    const struct config_node *keys[3];
+    const struct config_node *vals[3];
+    char path[192];
+    char where[224];
+    char kp[256];
+    int v;
+
+    snprintf(path, sizeof(path), "%s.couchdb_proxy_auth", lp);
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+        return;
+    pa->enabled = true;
+    pa->hash = CONFIG_HASH_SHA256;
+    snprintf(where, sizeof(where), "in %s", path);
+    check_keys(ck, n, where, specs, 3, keys, vals);
+    if (vals[0] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.secret_file", path);
+        get_secret_file(ck, vals[0], kp, &pa->secret_file);
+    }
+    if (vals[1] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.hash", path);
+        if (get_enum(ck, vals[1], kp, hashes, 2, "sha256 or sha1", &v) == 0)
+            pa->hash = (enum config_hash)v;
+    }
+    if (vals[2] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.roles", path);
+        check_roles(ck, vals[2], kp, pa);
     }
 }
 
@@ -719,11 +987,43 @@ static const struct key_spec listener_keys[L_NKEYS] = {
     {"allow", 0},
     {"tls", 0},
     {"pool", KEY_LATER},
-    {"access", KEY_LATER},
-    {"couchdb_proxy_auth", KEY_LATER},
-    {"client_cert_header", KEY_LATER},
-    {"host_header", KEY_LATER},
+    {"access", 0},
+    {"couchdb_proxy_auth", 0},
+    {"client_cert_header", 0},
+    {"host_header", 0},
 };
+
+/*
+ * The listener keys that need protocol: http and one mode: why they need each, for the
+ * errors on a listener that has the other mode or protocol: tcp.
+ */
+struct http_key {
+    enum listener_key key;
+    enum config_mode mode;
+    const char *why_mode;
+    const char *why_http;
+};
+
+static const struct http_key http_keys[] = {
+    {L_ACCESS, CONFIG_MODE_INBOUND,
+     "access applies only to inbound listeners: its rules limit what connecting peers may do; "
+     "set them on the peer's inbound listener",
+     "access rules need protocol: http: ferry must read the request to apply them"},
+    {L_COUCHDB_PROXY_AUTH, CONFIG_MODE_INBOUND,
+     "couchdb_proxy_auth applies only to inbound listeners: the inbound listener in front of "
+     "CouchDB adds the X-Auth-CouchDB-* headers",
+     "couchdb_proxy_auth needs protocol: http: ferry must add X-Auth-CouchDB-* headers to each "
+     "request"},
+    {L_CLIENT_CERT_HEADER, CONFIG_MODE_INBOUND,
+     "client_cert_header applies only to inbound listeners: it tells the backend which "
+     "certificate the connecting peer presented",
+     "client_cert_header needs protocol: http: ferry must add the header to each request"},
+    {L_HOST_HEADER, CONFIG_MODE_OUTBOUND,
+     "host_header applies only to outbound listeners: an inbound listener forwards Host as the "
+     "peer sent it",
+     "host_header needs protocol: http: ferry must rewrite the Host header of each request"},
+};
+#define HTTP_NKEYS (sizeof(http_keys) / sizeof(http_keys[0]))
 
 /* Check listeners[${idx}] mapping ${n} into ${l} and ${aux}. */
 static void
@@ -733,6 +1033,8 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     static const char *const modes[] = {"inbound", "outbound"};
     static const char *const protocols[] = {"http", "tcp"};
     static const char *const client_certs[] = {"required", "none"};
+    static const char *const cert_headers[] = {"xfcc", "rfc9440", "none"};
+    static const char *const host_headers[] = {"keep", "peer"};
     const struct config_node *keys[L_NKEYS];
     const struct config_node *vals[L_NKEYS];
     const char *name;
@@ -740,10 +1042,18 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     char where[192];
     char kp[192];
     char got[128];
+    bool protocol_ok = true; /* absent is http */
+    bool client_cert_ok = true;
+    size_t h;
     int v;
 
     snprintf(lp, sizeof(lp), "listeners[%zu]", idx);
     l->pos = n->pos;
+    l->protocol = CONFIG_PROTOCOL_HTTP;
+    l->client_cert = CONFIG_CLIENT_CERT_REQUIRED;
+    l->client_cert_header = CONFIG_CLIENT_CERT_HEADER_XFCC;
+    l->host_header = CONFIG_HOST_HEADER_KEEP;
+    l->proxy_auth.hash = CONFIG_HASH_SHA256;
     tls_init(&aux->tls);
     if (!want_type(ck, n, lp, CONFIG_NODE_MAPPING)) {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
@@ -784,6 +1094,33 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
         if (get_addr(ck, vals[L_LISTEN], kp, false, &l->listen) == 0) {
             aux->listen_ok = true;
             aux->listen_node = vals[L_LISTEN];
+        }
+    }
+
+    if (vals[L_PROTOCOL] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.protocol", lp);
+        if (get_enum(ck, vals[L_PROTOCOL], kp, protocols, 2, "http or tcp", &v) == 0)
+            l->protocol = (enum config_protocol)v;
+        else
+            protocol_ok = false;
+    }
+
+    /*
+     * The keys of protocol: http, each for one mode: refuse them on the other mode (only that
+     * error when both are wrong) and on protocol: tcp, which relays bytes without reading them.
+     * With a mode or protocol that is itself wrong, the value is still checked.
+     */
+    for (h = 0; h < HTTP_NKEYS; h++) {
+        const struct http_key *hk = &http_keys[h];
+
+        if (keys[hk->key] == NULL)
+            continue;
+        if (aux->mode_ok && l->mode != hk->mode) {
+            ck_err(ck, keys[hk->key], "%s", hk->why_mode);
+            vals[hk->key] = NULL;
+        } else if (protocol_ok && l->protocol == CONFIG_PROTOCOL_TCP) {
+            ck_err(ck, keys[hk->key], "%s, and %s has protocol: tcp", hk->why_http, aux->label);
+            vals[hk->key] = NULL;
         }
     }
 
@@ -830,18 +1167,45 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
         if (get_addr(ck, vals[L_CONNECT], kp, false, &l->connect) == 0)
             l->has_connect = true;
     }
-    if (vals[L_PROTOCOL] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.protocol", lp);
-        if (get_enum(ck, vals[L_PROTOCOL], kp, protocols, 2, "http or tcp", &v) == 0)
-            l->protocol = (enum config_protocol)v;
-    }
     if (vals[L_CLIENT_CERT] != NULL) {
         snprintf(kp, sizeof(kp), "%s.client_cert", lp);
         if (get_enum(ck, vals[L_CLIENT_CERT], kp, client_certs, 2, "required or none", &v) == 0)
             l->client_cert = (enum config_client_cert)v;
+        else
+            client_cert_ok = false;
     }
     if (vals[L_ALLOW] != NULL)
         check_allow(ck, vals[L_ALLOW], lp, l);
+
+    /* Peer identities come from client certificates: nothing to match without them. */
+    if (client_cert_ok && l->client_cert == CONFIG_CLIENT_CERT_NONE) {
+        if (vals[L_ACCESS] != NULL)
+            ck_err(ck, keys[L_ACCESS],
+                   "access rules match the names of verified peers, and with client_cert: none "
+                   "no peer is verified, so every request would be refused; set client_cert: "
+                   "required or remove access:");
+        if (vals[L_COUCHDB_PROXY_AUTH] != NULL)
+            ck_err(ck, keys[L_COUCHDB_PROXY_AUTH],
+                   "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, "
+                   "and with client_cert: none there is none; set client_cert: required or "
+                   "remove couchdb_proxy_auth:");
+        vals[L_ACCESS] = vals[L_COUCHDB_PROXY_AUTH] = NULL;
+    }
+    if (vals[L_ACCESS] != NULL)
+        check_access(ck, vals[L_ACCESS], lp, l);
+    if (vals[L_COUCHDB_PROXY_AUTH] != NULL)
+        check_proxy_auth(ck, vals[L_COUCHDB_PROXY_AUTH], lp, l);
+    if (vals[L_CLIENT_CERT_HEADER] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.client_cert_header", lp);
+        if (get_enum(ck, vals[L_CLIENT_CERT_HEADER], kp, cert_headers, 3, "xfcc, rfc9440 or none",
+                     &v) == 0)
+            l->client_cert_header = (enum config_client_cert_header)v;
+    }
+    if (vals[L_HOST_HEADER] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.host_header", lp);
+        if (get_enum(ck, vals[L_HOST_HEADER], kp, host_headers, 2, "keep or peer", &v) == 0)
+            l->host_header = (enum config_host_header)v;
+    }
     if (vals[L_TLS] != NULL) {
         snprintf(kp, sizeof(kp), "%s.tls", lp);
         check_tls(ck, vals[L_TLS], kp, &aux->tls);
@@ -1016,8 +1380,10 @@ config_check(const struct config_node *root, const char *file, const char *based
     cfg->log_level = CONFIG_LOG_INFO;
     cfg->log_format = CONFIG_LOG_TEXT;
     cfg->limits.max_connections = 10000;
-    cfg->limits.handshake_timeout_ms = 10 * 1000;
-    cfg->limits.idle_timeout_ms = 300 * 1000;
+    cfg->limits.handshake_timeout_ms = UINT64_C(10) * 1000;
+    cfg->limits.idle_timeout_ms = UINT64_C(300) * 1000;
+    cfg->limits.header_timeout_ms = UINT64_C(15) * 1000;
+    cfg->limits.backend_timeout_ms = UINT64_C(60) * 1000;
 
     if (root->type != CONFIG_NODE_MAPPING) {
         ck_err(&ck, root, "expected a mapping at the top level (with listeners:), got %s",

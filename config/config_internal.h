@@ -100,6 +100,15 @@ int config_errors_addv(struct config_errors *errs, const char *file, unsigned li
 bool config_name_is_dns(const char *name);
 
 /*
+ * config_db_glob_check(glob, why, whylen):
+ * Check that ${glob} could match a CouchDB database name: its literal characters are those of
+ * a database name (lowercase letters, digits and _$()+-/, the first a letter), and "*" and "?"
+ * are wildcards.  Returns 0, or -1 with the reason in ${why} (like "database names are
+ * lowercase (\"P\")").
+ */
+int config_db_glob_check(const char *glob, char *why, size_t whylen);
+
+/*
  * config_ip_parse(text, bytes, family):
  * Parse an IPv4 or IPv6 literal (without brackets) into ${bytes} (4 or 16 bytes used) and
  * ${family} (4 or 6).  Returns 0, or -1 when ${text} is not an IP literal.

@@ -544,6 +544,7 @@ config_free(struct config *cfg)
 {
     size_t i;
     size_t j;
+    size_t k;
 
     if (cfg == NULL)
         return;
@@ -559,6 +560,21 @@ config_free(struct config *cfg)
         free(l->tls.key_passphrase_file.path);
         free(l->tls.ca.path);
         free(l->tls.crl.path);
+        for (j = 0; j < l->n_access; j++) {
+            struct config_access_rule *r = &l->access[j];
+
+            for (k = 0; k < r->n_peers; k++)
+                free(r->peers[k]);
+            free(r->peers);
+            for (k = 0; k < r->n_databases; k++)
+                free(r->databases[k]);
+            free(r->databases);
+        }
+        free(l->access);
+        free(l->proxy_auth.secret_file.path);
+        for (j = 0; j < l->proxy_auth.n_roles; j++)
+            free(l->proxy_auth.roles[j]);
+        free(l->proxy_auth.roles);
     }
     free(cfg->listeners);
     free(cfg->path);

@@ -123,6 +123,58 @@ config_name_is_dns(const char *name)
     return (!all_digits);
 }
 
+/* True for a character of a CouchDB database name other than the first: [a-z0-9_$()+/-]. */
+static bool
+is_db_char(char c)
+{
+    return ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("_$()+-/", c) != NULL);
+}
+
+/*
+ * config_db_glob_check(glob, why, whylen):
+ * Check that ${glob} could match a CouchDB database name: its literal characters are those of
+ * a database name (lowercase letters, digits and _$()+-/, the first a letter), and "*" and "?"
+ * are wildcards.  Returns 0, or -1 with the reason in ${why} (like "database names are
+ * lowercase (\"P\")").
+ */
+int
+config_db_glob_check(const char *glob, char *why, size_t whylen)
+{
+    const unsigned char *p = (const unsigned char *)glob;
+    char shown[8];
+
+    if (*p == '\0') {
+        snprintf(why, whylen, "a database name cannot be empty");
+        return (-1);
+    }
+    for (; *p != '\0'; p++) {
+        char c = (char)*p;
+
+        if (c == '*' || c == '?')
+            continue;
+        if (p == (const unsigned char *)glob && !(c >= 'a' && c <= 'z')) {
+            if (c >= 'A' && c <= 'Z')
+                snprintf(why, whylen, "database names are lowercase (\"%c\")", c);
+            else
+                snprintf(why, whylen, "a database name starts with a lowercase letter");
+            return (-1);
+        }
+        if (is_db_char(c))
+            continue;
+        if (c >= 'A' && c <= 'Z') {
+            snprintf(why, whylen, "database names are lowercase (\"%c\")", c);
+            return (-1);
+        }
+        if (*p < 0x20 || *p >= 0x7f)
+            snprintf(shown, sizeof(shown), "\\x%02x", *p);
+        else
+            snprintf(shown, sizeof(shown), "%c", c);
+        snprintf(why, whylen, "\"%s\" cannot appear in a CouchDB database name", shown);
+        return (-1);
+    }
+    return (0);
+}
+
 /* True when ${s} looks like an attempt at an IPv4 literal: only digits and dots. */
 static bool
 looks_ipv4(const char *s)

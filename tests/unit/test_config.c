@@ -58,6 +58,14 @@ write_file(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
+/* Write ${text} to ${path} with permissions ${mode} (whatever the umask). */
+static void
+write_file_mode(const char *path, const char *text, mode_t mode)
+{
+    write_file(path, text);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
 static int
 group_setup(void **state)
 {
@@ -73,6 +81,10 @@ group_setup(void **state)
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         write_file(files[i], "stand-in\n");
     if (mkdir_p("a-directory") != 0)
+        return (-1);
+    /* couchdb_proxy_auth secrets: only the owner may read a good one. */
+    write_file("couchdb.secret", "the_secret");
+    if (chmod("couchdb.secret", 0600) != 0)
         return (-1);
     return (0);
 }
@@ -174,6 +186,8 @@ test_minimal_defaults(void **state)
     assert_int_equal(cfg->limits.max_connections, 10000);
     assert_int_equal(cfg->limits.handshake_timeout_ms, 10000);
     assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
+    assert_int_equal(cfg->limits.header_timeout_ms, 15000);
+    assert_int_equal(cfg->limits.backend_timeout_ms, 60000);
 
     l = config_listener_find(cfg, "in");
     assert_ptr_equal(l, &cfg->listeners[0]);
@@ -193,6 +207,14 @@ test_minimal_defaults(void **state)
     assert_int_equal(l->client_cert, CONFIG_CLIENT_CERT_REQUIRED);
     assert_null(l->allow);
     assert_int_equal(l->n_allow, 0);
+    assert_null(l->access);
+    assert_int_equal(l->n_access, 0);
+    assert_int_equal(l->client_cert_header, CONFIG_CLIENT_CERT_HEADER_XFCC);
+    assert_int_equal(l->host_header, CONFIG_HOST_HEADER_KEEP);
+    assert_false(l->proxy_auth.enabled);
+    assert_null(l->proxy_auth.secret_file.path);
+    assert_null(l->proxy_auth.roles);
+    assert_int_equal(l->proxy_auth.n_roles, 0);
 
     assert_string_equal(l->tls.cert.path, "node.crt");
     assert_int_equal(l->tls.cert.pos.line, 2);
@@ -451,7 +473,7 @@ test_load_from_data_dir(void **state)
     config_errors_clear(&errs);
 }
 
-/* CONTRACT.md §3 as written: every key of a later release is refused, and /etc/ferry files. */
+/* CONTRACT.md §3 as written: the keys of a later release are refused, and /etc/ferry files. */
 static void
 test_contract_example(void **state)
 {
@@ -468,7 +490,7 @@ test_contract_example(void **state)
     cfg = config_load(path, &errs);
     dump(&errs);
     assert_null(cfg);
-    assert_int_equal(errs.n, 14);
+    assert_int_equal(errs.n, 12);
     expect_err(&errs, 0, 2, 9, "tls.cert: cannot read /etc/ferry/node.crt: No such file or");
     expect_err(&errs, 1, 3, 8, "tls.key: cannot read /etc/ferry/node.key");
     expect_err(&errs, 2, 4, 24, "tls.key_passphrase_file: cannot read /etc/ferry/key.pass");
@@ -478,11 +500,10 @@ test_contract_example(void **state)
     expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
     expect_err(&errs, 7, 25, 5, "\"pool\" is not supported yet in this release");
     expect_err(&errs, 8, 26, 1, "\"admin\" is not supported yet in this release");
-    expect_err(&errs, 9, 35, 3, "\"header_timeout\" is not supported yet in this release");
-    expect_err(&errs, 10, 36, 3, "\"backend_timeout\" is not supported yet");
-    expect_err(&errs, 11, 37, 3, "\"drain_timeout\" is not supported yet");
-    expect_err(&errs, 12, 38, 1, "\"user\" is not supported yet");
-    expect_err(&errs, 13, 39, 1, "\"workers\" is not supported yet");
+    /* header_timeout (35) and backend_timeout (36) are accepted. */
+    expect_err(&errs, 9, 37, 3, "\"drain_timeout\" is not supported yet");
+    expect_err(&errs, 10, 38, 1, "\"user\" is not supported yet");
+    expect_err(&errs, 11, 39, 1, "\"workers\" is not supported yet");
     config_errors_clear(&errs);
 }
 
@@ -603,7 +624,8 @@ test_unknown_keys(void **state)
     (void)state;
     one_err(TLS_OK INBOUND_OK "    foo: 1\n", 10, 5,
             "unknown key \"foo\" in listeners[0] (in); expected one of: name, mode, listen, "
-            "backend, peer, connect, protocol, client_cert, allow, tls");
+            "backend, peer, connect, protocol, client_cert, allow, tls, access, "
+            "couchdb_proxy_auth, client_cert_header, host_header");
     one_err("bar: 1\n" TLS_OK INBOUND_OK, 1, 1,
             "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits");
     one_err(TLS_OK "  certificate: x\n" INBOUND_OK, 5, 3,
@@ -614,7 +636,7 @@ test_unknown_keys(void **state)
     one_err(TLS_OK INBOUND_OK "log: { levle: info }\n", 10, 8, "unknown key \"levle\" in log");
     one_err(TLS_OK INBOUND_OK "limits: { max_conn: 1 }\n", 10, 11,
             "unknown key \"max_conn\" in limits; expected one of: max_connections, "
-            "handshake_timeout, idle_timeout");
+            "handshake_timeout, idle_timeout, header_timeout, backend_timeout");
 
     /* A key that is not a string. */
     load_bad(TLS_OK INBOUND_OK "? [a]\n: b\n", 1, &errs);
@@ -640,26 +662,17 @@ test_not_supported_yet(void **state)
              "  listen: \"127.0.0.1:9901\"\n"
              "user: ferry\n"
              "workers: auto\n" TLS_OK INBOUND_OK "    pool: { max_idle: 64 }\n"
-             "    access: []\n"
-             "    couchdb_proxy_auth: {}\n"
              "    client_cert_header: xfcc\n"
-             "    host_header: x\n"
              "limits:\n"
              "  drain_timeout: 30s\n"
              "  backend_timeout: 60s\n"
              "  header_timeout: 15s\n",
-             11, &errs);
+             5, &errs);
     expect_err(&errs, 0, 1, 1, "\"admin\" is not supported yet in this release");
     expect_err(&errs, 1, 3, 1, "\"user\" is not supported yet in this release");
     expect_err(&errs, 2, 4, 1, "\"workers\" is not supported yet in this release");
     expect_err(&errs, 3, 14, 5, "\"pool\" is not supported yet in this release");
-    expect_err(&errs, 4, 15, 5, "\"access\" is not supported yet");
-    expect_err(&errs, 5, 16, 5, "\"couchdb_proxy_auth\" is not supported yet");
-    expect_err(&errs, 6, 17, 5, "\"client_cert_header\" is not supported yet");
-    expect_err(&errs, 7, 18, 5, "\"host_header\" is not supported yet");
-    expect_err(&errs, 8, 20, 3, "\"drain_timeout\" is not supported yet");
-    expect_err(&errs, 9, 21, 3, "\"backend_timeout\" is not supported yet");
-    expect_err(&errs, 10, 22, 3, "\"header_timeout\" is not supported yet");
+    expect_err(&errs, 4, 17, 3, "\"drain_timeout\" is not supported yet");
     config_errors_clear(&errs);
 }
 
@@ -931,6 +944,14 @@ test_limits(void **state)
     one_err(TLS_OK INBOUND_OK "limits:\n  max_connections: 1000001\n", 11, 20,
             "expected an integer from 1 to 1000000, got \"1000001\"");
     one_err(TLS_OK INBOUND_OK "limits:\n  max_connections: 1e4\n", 11, 20, "got \"1e4\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  header_timeout: 0s\n", 11, 19,
+            "limits.header_timeout: expected a duration greater than 0, got \"0s\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  header_timeout: 15\n", 11, 19,
+            "limits.header_timeout: expected a duration like 10s or 500ms, got \"15\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  backend_timeout: 1 min\n", 11, 20,
+            "limits.backend_timeout: expected a duration like 10s or 500ms, got \"1 min\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  backend_timeout: 0\n", 11, 20,
+            "limits.backend_timeout: expected a duration greater than 0, got \"0\"");
 }
 
 static void
@@ -1023,6 +1044,490 @@ test_all_errors_at_once(void **state)
     assert_int_equal(errs.n, 4);
     assert_string_equal(errs.v[2].file, "u.yaml");
     config_errors_clear(&errs);
+}
+
+/* ---- protocol http keys (CONTRACT §6, §7) ---- */
+
+/* Every key of §6/§7 on a good file: parsed values, positions and defaults. */
+static void
+test_http_keys(void **state)
+{
+    static const char yaml[] =
+        TLS_OK "listeners:\n"
+               "  - name: from-peers\n"
+               "    mode: inbound\n"
+               "    listen: 0.0.0.0:6984\n"
+               "    backend: 127.0.0.1:5984\n"
+               "    protocol: http\n"
+               "    client_cert_header: rfc9440\n"
+               "    access:                     # first match wins\n"
+               "      - peers: [\"node2.example.org\", \"*.site-b.example.org\"]\n"
+               "        allow: replicate\n"
+               "        databases: [\"patients\", \"visits*\"]\n"
+               "      - peers: [ops.example.org, 10.0.0.7, \"::1\"]\n"
+               "        allow: all\n"
+               "      - { peers: [\"*.ro.example\"], allow: read, databases: [\"a?c\", \"*\", "
+               "\"x(1)+y$_-/z9\"] }\n"
+               "      - peers: [w.example]\n"
+               "        allow: write\n"
+               "    couchdb_proxy_auth:\n"
+               "      secret_file: couchdb.secret\n"
+               "      hash: sha1\n"
+               "      roles: [\"replicator\", \"_admin\", \"r 2\"]\n"
+               "  - name: to-node2\n"
+               "    mode: outbound\n"
+               "    listen: 127.0.0.1:7001\n"
+               "    peer: node2.example.org:6984\n"
+               "    host_header: peer\n"
+               "limits:\n"
+               "  header_timeout: 500ms\n"
+               "  backend_timeout: 2m\n";
+    struct config *cfg;
+    const struct config_listener *in;
+    const struct config_listener *out;
+    const struct config_access_rule *r;
+
+    (void)state;
+    cfg = load_ok(yaml);
+    assert_int_equal(cfg->limits.header_timeout_ms, 500);
+    assert_int_equal(cfg->limits.backend_timeout_ms, 120000);
+    assert_non_null(in = config_listener_find(cfg, "from-peers"));
+    assert_non_null(out = config_listener_find(cfg, "to-node2"));
+
+    assert_int_equal(in->client_cert_header, CONFIG_CLIENT_CERT_HEADER_RFC9440);
+    assert_int_equal(in->n_access, 4);
+    r = &in->access[0];
+    assert_int_equal(r->pos.line, 13);
+    assert_int_equal(r->pos.col, 9);
+    assert_int_equal(r->n_peers, 2);
+    assert_string_equal(r->peers[0], "node2.example.org");
+    assert_string_equal(r->peers[1], "*.site-b.example.org");
+    assert_int_equal(r->allow, CONFIG_ALLOW_REPLICATE);
+    assert_int_equal(r->n_databases, 2);
+    assert_string_equal(r->databases[0], "patients");
+    assert_string_equal(r->databases[1], "visits*");
+    r = &in->access[1];
+    assert_int_equal(r->pos.line, 16);
+    assert_int_equal(r->pos.col, 9);
+    assert_int_equal(r->n_peers, 3);
+    assert_string_equal(r->peers[1], "10.0.0.7");
+    assert_string_equal(r->peers[2], "::1");
+    assert_int_equal(r->allow, CONFIG_ALLOW_ALL);
+    assert_null(r->databases);
+    assert_int_equal(r->n_databases, 0);
+    r = &in->access[2];
+    assert_int_equal(r->pos.line, 18);
+    assert_int_equal(r->pos.col, 9);
+    assert_int_equal(r->allow, CONFIG_ALLOW_READ);
+    assert_int_equal(r->n_databases, 3);
+    assert_string_equal(r->databases[0], "a?c");
+    assert_string_equal(r->databases[1], "*");
+    assert_string_equal(r->databases[2], "x(1)+y$_-/z9");
+    r = &in->access[3];
+    assert_int_equal(r->pos.line, 19);
+    assert_int_equal(r->allow, CONFIG_ALLOW_WRITE);
+
+    assert_true(in->proxy_auth.enabled);
+    assert_string_equal(in->proxy_auth.secret_file.path, "couchdb.secret");
+    assert_int_equal(in->proxy_auth.secret_file.pos.line, 22);
+    assert_int_equal(in->proxy_auth.secret_file.pos.col, 20);
+    assert_int_equal(in->proxy_auth.hash, CONFIG_HASH_SHA1);
+    assert_int_equal(in->proxy_auth.n_roles, 3);
+    assert_string_equal(in->proxy_auth.roles[0], "replicator");
+    assert_string_equal(in->proxy_auth.roles[1], "_admin");
+    assert_string_equal(in->proxy_auth.roles[2], "r 2");
+    assert_int_equal(in->host_header, CONFIG_HOST_HEADER_KEEP);
+
+    assert_int_equal(out->host_header, CONFIG_HOST_HEADER_PEER);
+    assert_int_equal(out->client_cert_header, CONFIG_CLIENT_CERT_HEADER_XFCC);
+    assert_null(out->access);
+    assert_false(out->proxy_auth.enabled);
+    config_free(cfg);
+}
+
+/* The §6 and §7 examples as written (with a secret file that exists), and the other values. */
+static void
+test_http_keys_defaults(void **state)
+{
+    struct config *cfg;
+    const struct config_listener *l;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK
+                  "    couchdb_proxy_auth:\n"
+                  "      secret_file: couchdb.secret   # CouchDB's [chttpd_auth] secret\n"
+                  "      hash: sha256                # sha256 (CouchDB >= 3.3.2) | sha1\n"
+                  "      roles: [\"replicator\"]       # sent as X-Auth-CouchDB-Roles\n"
+                  "    access:                     # first match wins\n"
+                  "      - peers: [\"node2.example.org\", \"*.site-b.example.org\"]\n"
+                  "        allow: replicate        # replicate | read | write | all\n"
+                  "        databases: [\"patients\", \"visits*\"]   # globs\n"
+                  "      - peers: [\"ops.example.org\"]\n"
+                  "        allow: all\n"
+                  "    client_cert_header: none\n");
+    l = &cfg->listeners[0];
+    assert_int_equal(l->proxy_auth.hash, CONFIG_HASH_SHA256);
+    assert_int_equal(l->proxy_auth.n_roles, 1);
+    assert_int_equal(l->n_access, 2);
+    assert_int_equal(l->client_cert_header, CONFIG_CLIENT_CERT_HEADER_NONE);
+    config_free(cfg);
+
+    /* hash defaults to sha256; roles: [] is no roles; client_cert_header: xfcc. */
+    cfg = load_ok(TLS_OK INBOUND_OK "    couchdb_proxy_auth: { secret_file: couchdb.secret, "
+                                    "roles: [] }\n"
+                                    "    client_cert_header: xfcc\n");
+    l = &cfg->listeners[0];
+    assert_true(l->proxy_auth.enabled);
+    assert_int_equal(l->proxy_auth.hash, CONFIG_HASH_SHA256);
+    assert_null(l->proxy_auth.roles);
+    assert_int_equal(l->proxy_auth.n_roles, 0);
+    assert_int_equal(l->client_cert_header, CONFIG_CLIENT_CERT_HEADER_XFCC);
+    config_free(cfg);
+
+    /* host_header: keep, written out, on an outbound listener with protocol: http. */
+    cfg = load_ok(TLS_OK "listeners:\n"
+                         "  - name: out\n"
+                         "    mode: outbound\n"
+                         "    listen: 127.0.0.1:7001\n"
+                         "    peer: node2.example.org:6984\n"
+                         "    protocol: http\n"
+                         "    host_header: keep\n");
+    assert_int_equal(cfg->listeners[0].host_header, CONFIG_HOST_HEADER_KEEP);
+    config_free(cfg);
+
+    /* A secret file readable by its owner only: 0400 is as good as 0600. */
+    write_file_mode("secret-0400", "s", 0400);
+    cfg = load_ok(TLS_OK INBOUND_OK "    couchdb_proxy_auth: { secret_file: secret-0400 }\n");
+    config_free(cfg);
+}
+
+static void
+test_access_errors(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    access: []\n", 10, 13,
+            "listeners[0].access: expected at least one rule, got an empty sequence; remove "
+            "access: to let every verified peer do anything");
+    one_err(TLS_OK INBOUND_OK "    access: replicate\n", 10, 13,
+            "listeners[0].access: expected a sequence, got \"replicate\"");
+    one_err(TLS_OK INBOUND_OK "    access: [replicate]\n", 10, 14,
+            "listeners[0].access[0]: expected a mapping, got \"replicate\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - allow: read\n", 11, 9,
+            "missing required key \"peers\" in listeners[0].access[0]");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n", 11, 9,
+            "missing required key \"allow\" in listeners[0].access[0]");
+    one_err(TLS_OK INBOUND_OK "    access:\n"
+                              "      - peers: [a.example]\n"
+                              "        allow: read\n"
+                              "        database: [x]\n",
+            13, 9,
+            "unknown key \"database\" in listeners[0].access[0]; expected one of: peers, allow, "
+            "databases");
+
+    /* peers */
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: []\n        allow: read\n", 11, 16,
+            "listeners[0].access[0].peers: expected at least one name, got an empty sequence");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: a.example\n        allow: read\n", 11,
+            16, "listeners[0].access[0].peers: expected a sequence, got \"a.example\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"bad name\"]\n        allow: read\n",
+            11, 17,
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
+            "address, got \"bad name\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"*\"]\n        allow: read\n", 11, 17,
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
+            "address, got \"*\"");
+
+    /* allow */
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: replicat\n",
+            12, 16,
+            "listeners[0].access[0].allow: expected replicate, read, write or all, got "
+            "\"replicat\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: ALL\n", 12,
+            16, "expected replicate, read, write or all, got \"ALL\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: [read]\n",
+            12, 16,
+            "listeners[0].access[0].allow: expected replicate, read, write or all, got a "
+            "sequence");
+
+    /* Two bad rules: both reported, in file order. */
+    load_bad(TLS_OK INBOUND_OK "    access:\n"
+                               "      - peers: [a.example]\n"
+                               "        allow: everything\n"
+                               "      - peers: [b.example]\n",
+             2, &errs);
+    expect_err(&errs, 0, 12, 16, "listeners[0].access[0].allow: expected replicate");
+    expect_err(&errs, 1, 13, 9, "missing required key \"allow\" in listeners[0].access[1]");
+    config_errors_clear(&errs);
+}
+
+static void
+test_access_databases(void **state)
+{
+#define DB_RULE TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: read\n"
+    static const char expected[] =
+        "listeners[0].access[0].databases[0]: expected a database name or glob (a lowercase "
+        "letter, then lowercase letters, digits and _$()+-/; * and ? as wildcards), got ";
+
+    (void)state;
+    one_err(DB_RULE "        databases: []\n", 13, 20,
+            "listeners[0].access[0].databases: expected at least one database name or glob, got "
+            "an empty sequence; remove databases: to cover every database");
+    one_err(DB_RULE "        databases: patients\n", 13, 20,
+            "listeners[0].access[0].databases: expected a sequence, got \"patients\"");
+    one_err(DB_RULE "        databases: [Patients]\n", 13, 21, expected);
+    one_err(DB_RULE "        databases: [Patients]\n", 13, 21,
+            "got \"Patients\": database names are lowercase (\"P\")");
+    one_err(DB_RULE "        databases: [\"*User*\"]\n", 13, 21,
+            "got \"*User*\": database names are lowercase (\"U\")");
+    one_err(DB_RULE "        databases: [ok, _users]\n", 13, 25,
+            "listeners[0].access[0].databases[1]: expected a database name or glob");
+    one_err(DB_RULE "        databases: [ok, _users]\n", 13, 25,
+            "got \"_users\": a database name starts with a lowercase letter");
+    one_err(DB_RULE "        databases: [\"1db\"]\n", 13, 21, "starts with a lowercase letter");
+    one_err(DB_RULE "        databases: [\"a b\"]\n", 13, 21,
+            "got \"a b\": \" \" cannot appear in a CouchDB database name");
+    one_err(DB_RULE "        databases: [\"a.b\"]\n", 13, 21,
+            "\".\" cannot appear in a CouchDB database name");
+    one_err(DB_RULE "        databases: [\"a\\tb\"]\n", 13, 21,
+            "got \"a\\x09b\": \"\\x09\" cannot appear in a CouchDB database name");
+    one_err(DB_RULE "        databases: [\"caf\xc3\xa9\"]\n", 13, 21,
+            "\"\\xc3\" cannot appear in a CouchDB database name");
+    one_err(DB_RULE "        databases: [\"\"]\n", 13, 21,
+            "got \"\": a database name cannot be empty");
+    one_err(DB_RULE "        databases: [[a]]\n", 13, 21, "got a sequence");
+#undef DB_RULE
+}
+
+static void
+test_db_glob_check(void **state)
+{
+    static const struct {
+        const char *glob;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {"patients", NULL},
+        {"visits*", NULL},
+        {"*", NULL},
+        {"?", NULL},
+        {"**", NULL},
+        {"*_users", NULL},
+        {"a0_$()+-/z", NULL},
+        {"?b", NULL},
+        {"", "a database name cannot be empty"},
+        {"_users", "a database name starts with a lowercase letter"},
+        {"0a", "a database name starts with a lowercase letter"},
+        {"$a", "a database name starts with a lowercase letter"},
+        {"Abc", "database names are lowercase (\"A\")"},
+        {"aBc", "database names are lowercase (\"B\")"},
+        {"a b", "\" \" cannot appear in a CouchDB database name"},
+        {"a,b", "\",\" cannot appear"},
+        {"a%2Fb", "\"%\" cannot appear"},
+        {"a[bc]", "\"[\" cannot appear"},
+        {"a\\b", "\"\\\" cannot appear"},
+        {"a\x7f", "\"\\x7f\" cannot appear"},
+    };
+    char why[128];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc;
+
+        why[0] = '\0';
+        rc = config_db_glob_check(cases[i].glob, why, sizeof(why));
+        if ((rc == 0) != (cases[i].why == NULL) ||
+            (cases[i].why != NULL && strstr(why, cases[i].why) == NULL))
+            print_message("glob \"%s\": rc %d why [%s]\n", cases[i].glob, rc, why);
+        assert_int_equal(rc, cases[i].why == NULL ? 0 : -1);
+        if (cases[i].why != NULL)
+            assert_non_null(strstr(why, cases[i].why));
+    }
+}
+
+#define PROXY_AUTH TLS_OK INBOUND_OK "    couchdb_proxy_auth:\n      secret_file: "
+
+static void
+test_proxy_auth_secret_file(void **state)
+{
+    struct config_errors errs;
+    char buf[1200];
+    size_t i;
+
+    (void)state;
+    write_file_mode("secret-0644", "TOPSECRET-0644", 0644);
+    one_err(PROXY_AUTH "secret-0644\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: secret file secret-0644 is readable by "
+            "others (mode 0644); chmod 600 secret-0644");
+    write_file_mode("secret-0640", "s", 0640);
+    one_err(PROXY_AUTH "secret-0640\n", 11, 20,
+            "secret file secret-0640 is readable by its group (mode 0640); chmod 600 secret-0640");
+    write_file_mode("secret-0602", "s", 0602);
+    one_err(PROXY_AUTH "secret-0602\n", 11, 20,
+            "secret file secret-0602 is writable by others (mode 0602); chmod 600 secret-0602");
+    write_file_mode("secret-0620", "s", 0620);
+    one_err(PROXY_AUTH "secret-0620\n", 11, 20,
+            "secret file secret-0620 is writable by its group (mode 0620); chmod 600");
+    write_file_mode("secret-0600", "s", 0600);
+    config_free(load_ok(PROXY_AUTH "secret-0600\n"));
+
+    /* The secret itself never reaches a message. */
+    load_bad(PROXY_AUTH "secret-0644\n", 1, &errs);
+    for (i = 0; i < errs.n; i++)
+        assert_null(strstr(config_error_format(&errs.v[i], buf, sizeof(buf)), "TOPSECRET"));
+    config_errors_clear(&errs);
+
+    write_file_mode("secret-empty", "", 0600);
+    one_err(PROXY_AUTH "secret-empty\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: secret file secret-empty is empty; "
+            "write CouchDB's [chttpd_auth] secret in it");
+    one_err(PROXY_AUTH "nope.secret\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: cannot read nope.secret: No such file "
+            "or directory");
+    one_err(PROXY_AUTH "a-directory\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: expected a file, got the directory "
+            "a-directory");
+    one_err(PROXY_AUTH "/dev/null\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: expected a regular file, got /dev/null, "
+            "which is not one");
+    one_err(PROXY_AUTH "[a]\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: expected a file path, got a sequence");
+}
+
+static void
+test_proxy_auth_errors(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    couchdb_proxy_auth: {}\n", 10, 25,
+            "missing required key \"secret_file\" in listeners[0].couchdb_proxy_auth");
+    one_err(TLS_OK INBOUND_OK "    couchdb_proxy_auth: couchdb.secret\n", 10, 25,
+            "listeners[0].couchdb_proxy_auth: expected a mapping, got \"couchdb.secret\"");
+    one_err(PROXY_AUTH "couchdb.secret\n      secret: x\n", 12, 7,
+            "unknown key \"secret\" in listeners[0].couchdb_proxy_auth; expected one of: "
+            "secret_file, hash, roles");
+    one_err(PROXY_AUTH "couchdb.secret\n      hash: md5\n", 12, 13,
+            "listeners[0].couchdb_proxy_auth.hash: expected sha256 or sha1, got \"md5\"");
+    one_err(PROXY_AUTH "couchdb.secret\n      hash: SHA256\n", 12, 13,
+            "expected sha256 or sha1, got \"SHA256\"");
+    one_err(PROXY_AUTH "couchdb.secret\n      roles: replicator\n", 12, 14,
+            "listeners[0].couchdb_proxy_auth.roles: expected a sequence, got \"replicator\"");
+    one_err(PROXY_AUTH "couchdb.secret\n      roles: [\"a,b\"]\n", 12, 15,
+            "listeners[0].couchdb_proxy_auth.roles[0]: expected a role name (not empty; no commas "
+            "or control characters), got \"a,b\": X-Auth-CouchDB-Roles separates roles with "
+            "commas");
+    one_err(PROXY_AUTH "couchdb.secret\n      roles: [ok, \"\"]\n", 12, 19,
+            "listeners[0].couchdb_proxy_auth.roles[1]: expected a role name (not empty; no "
+            "commas or control characters), got \"\": a role name cannot be empty");
+    one_err(PROXY_AUTH "couchdb.secret\n      roles: [\"a\\r\\nX-Evil: 1\"]\n", 12, 15,
+            "got \"a\\x0d\\x0aX-Evil: 1\": a header value cannot hold control characters");
+    one_err(PROXY_AUTH "couchdb.secret\n      roles: [~]\n", 12, 15,
+            "listeners[0].couchdb_proxy_auth.roles[0]: expected a role name (not empty; no "
+            "commas or control characters), got nothing");
+}
+
+/* The http keys on the wrong mode, on protocol: tcp, and without client certificates. */
+static void
+test_http_keys_misplaced(void **state)
+{
+#define OUTBOUND_OK                       \
+    TLS_OK "listeners:\n"                 \
+           "  - name: out\n"              \
+           "    mode: outbound\n"         \
+           "    listen: 127.0.0.1:7001\n" \
+           "    peer: node2.example.org:6984\n"
+    struct config_errors errs;
+    struct config *cfg;
+
+    (void)state;
+    /* protocol: tcp, inbound: each key is one error naming the protocol. */
+    load_bad(TLS_OK INBOUND_OK "    protocol: tcp\n"
+                               "    access:\n"
+                               "      - { peers: [a.example], allow: all }\n"
+                               "    couchdb_proxy_auth: { secret_file: couchdb.secret }\n"
+                               "    client_cert_header: none\n",
+             3, &errs);
+    expect_err(&errs, 0, 11, 5,
+               "access rules need protocol: http: ferry must read the request to apply them, "
+               "and listeners[0] (in) has protocol: tcp");
+    expect_err(&errs, 1, 13, 5,
+               "couchdb_proxy_auth needs protocol: http: ferry must add X-Auth-CouchDB-* headers "
+               "to each request, and listeners[0] (in) has protocol: tcp");
+    expect_err(&errs, 2, 14, 5,
+               "client_cert_header needs protocol: http: ferry must add the header to each "
+               "request, and listeners[0] (in) has protocol: tcp");
+    config_errors_clear(&errs);
+
+    /* protocol: tcp, outbound. */
+    one_err(OUTBOUND_OK "    protocol: tcp\n    host_header: peer\n", 11, 5,
+            "host_header needs protocol: http: ferry must rewrite the Host header of each "
+            "request, and listeners[0] (out) has protocol: tcp");
+
+    /* The wrong mode (only that error when the protocol is wrong too). */
+    load_bad(OUTBOUND_OK "    access: [{ peers: [a.example], allow: all }]\n"
+                         "    couchdb_proxy_auth: { secret_file: couchdb.secret }\n"
+                         "    client_cert_header: xfcc\n"
+                         "    protocol: tcp\n",
+             3, &errs);
+    expect_err(&errs, 0, 10, 5,
+               "access applies only to inbound listeners: its rules limit what connecting peers "
+               "may do; set them on the peer's inbound listener");
+    expect_err(&errs, 1, 11, 5, "couchdb_proxy_auth applies only to inbound listeners");
+    expect_err(&errs, 2, 12, 5, "client_cert_header applies only to inbound listeners");
+    config_errors_clear(&errs);
+    one_err(TLS_OK INBOUND_OK "    host_header: peer\n", 10, 5,
+            "host_header applies only to outbound listeners: an inbound listener forwards Host "
+            "as the peer sent it");
+
+    /* A bad protocol: no protocol errors on top, yet the values are still checked. */
+    load_bad(TLS_OK INBOUND_OK "    protocol: udp\n    client_cert_header: XFCC\n", 2, &errs);
+    expect_err(&errs, 0, 10, 15, "listeners[0].protocol: expected http or tcp, got \"udp\"");
+    expect_err(&errs, 1, 11, 25, "listeners[0].client_cert_header: expected xfcc, rfc9440");
+    config_errors_clear(&errs);
+
+    /* Peer names come from client certificates. */
+    load_bad(TLS_OK INBOUND_OK "    client_cert: none\n"
+                               "    access: [{ peers: [a.example], allow: all }]\n"
+                               "    couchdb_proxy_auth: { secret_file: couchdb.secret }\n",
+             2, &errs);
+    expect_err(&errs, 0, 11, 5,
+               "access rules match the names of verified peers, and with client_cert: none no "
+               "peer is verified, so every request would be refused; set client_cert: required "
+               "or remove access:");
+    expect_err(&errs, 1, 12, 5,
+               "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, and "
+               "with client_cert: none there is none; set client_cert: required or remove "
+               "couchdb_proxy_auth:");
+    config_errors_clear(&errs);
+    cfg = load_ok(TLS_OK INBOUND_OK "    client_cert: none\n    client_cert_header: none\n");
+    config_free(cfg);
+#undef OUTBOUND_OK
+}
+
+static void
+test_http_enum_values(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "    client_cert_header: XFCC\n", 10, 25,
+            "listeners[0].client_cert_header: expected xfcc, rfc9440 or none, got \"XFCC\"");
+    one_err(TLS_OK INBOUND_OK "    client_cert_header: rfc8446\n", 10, 25,
+            "expected xfcc, rfc9440 or none, got \"rfc8446\"");
+    one_err(TLS_OK INBOUND_OK "    client_cert_header:\n", 10, 24,
+            "listeners[0].client_cert_header: expected xfcc, rfc9440 or none, got nothing");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: out\n"
+                   "    mode: outbound\n"
+                   "    listen: 127.0.0.1:7001\n"
+                   "    peer: node2.example.org:6984\n"
+                   "    host_header: Peer\n",
+            10, 18, "listeners[0].host_header: expected keep or peer, got \"Peer\"");
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: out\n"
+                   "    mode: outbound\n"
+                   "    listen: 127.0.0.1:7001\n"
+                   "    peer: node2.example.org:6984\n"
+                   "    host_header: [peer]\n",
+            10, 18, "listeners[0].host_header: expected keep or peer, got a sequence");
 }
 
 /* ---- values ---- */
@@ -1299,6 +1804,15 @@ main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_duplicate_listeners),
         cmocka_unit_test(test_all_errors_at_once),
+        cmocka_unit_test(test_http_keys),
+        cmocka_unit_test(test_http_keys_defaults),
+        cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_access_databases),
+        cmocka_unit_test(test_db_glob_check),
+        cmocka_unit_test(test_proxy_auth_secret_file),
+        cmocka_unit_test(test_proxy_auth_errors),
+        cmocka_unit_test(test_http_keys_misplaced),
+        cmocka_unit_test(test_http_enum_values),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_addr_format),
