@@ -90,11 +90,10 @@ int certs_write_file(const char *path, const void *data, size_t len, mode_t mode
 
 /*
  * certs_cli(argc, argv, out, err):
- * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" ("inspect" is a later
- * issue and, until then, a usage error): parse the options of CONTRACT.md §2 ("--opt value"
- * or "--opt=value"), run, print results to ${out} and problems to ${err}.  -h/--help prints
- * the usage to ${out} and returns 0.  Returns the exit code: 0 success, 1 failure, 2 usage
- * error.
+ * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" | "inspect": parse the
+ * options of CONTRACT.md §2 ("--opt value" or "--opt=value"), run, print results to ${out}
+ * and problems to ${err}.  -h/--help prints the usage to ${out} and returns 0.  Returns the
+ * exit code: 0 success (inspect: no error finding), 1 failure, 2 usage error.
  */
 int certs_cli(int argc, char **argv, FILE *out, FILE *err);
 
@@ -125,6 +124,7 @@ struct certs_check_opts {
     const char *listener;    /* --listener NAME, or NULL (the first outbound listener) */
     bool json;               /* --json: one JSON document on out */
     bool color;              /* out is a terminal and NO_COLOR is unset */
+    const char *hostname;    /* this machine's name for `san-hostname`; NULL = gethostname() */
 };
 
 /*
@@ -144,5 +144,115 @@ int certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, F
  */
 int certs_check_peer(const struct config *cfg, const struct certs_check_opts *o,
                      certs_tls_builder build, FILE *out);
+
+/* ---- findings: one diagnosed problem each (certs_finding.c) ---- */
+
+enum certs_severity {
+    CERTS_SEV_ERROR,   /* ferry would not start, or its peers would reject it */
+    CERTS_SEV_WARNING, /* works today, but is likely to break or to surprise */
+};
+
+/*
+ * One finding: a stable id from docs/findings.md ("key-mismatch"), a severity, the file at
+ * fault (NULL when none), its line/column (0 unless the finding is about a config line), the
+ * problem in one line and the fix in one line.  Strings are owned by the list.
+ */
+struct certs_finding {
+    const char *id; /* static text */
+    enum certs_severity severity;
+    char *file;
+    unsigned line;
+    unsigned col;
+    char *message;
+    char *fix;
+};
+
+/* A list of findings in the order found; zero-initialise before the first use. */
+struct certs_findings {
+    struct certs_finding *v;
+    size_t n;
+};
+
+/*
+ * certs_findings_add(fs, id, sev, file, line, col, message, fix):
+ * Append a finding to ${fs}, copying the strings (${id} must be static text).  A finding
+ * equal to one already in the list (same id, file and message) is not added twice, so
+ * files shared by several listeners are reported once.  Returns 0, or -1 on OOM.
+ */
+int certs_findings_add(struct certs_findings *fs, const char *id, enum certs_severity sev,
+                       const char *file, unsigned line, unsigned col, const char *message,
+                       const char *fix);
+
+/*
+ * certs_findings_clear(fs):
+ * Free every finding of ${fs} and reset it to empty.
+ */
+void certs_findings_clear(struct certs_findings *fs);
+
+/*
+ * certs_findings_count(fs, sev):
+ * How many findings of ${fs} have severity ${sev}.
+ */
+size_t certs_findings_count(const struct certs_findings *fs, enum certs_severity sev);
+
+/*
+ * certs_findings_find(fs, id, file):
+ * The first finding with ${id} (and, when ${file} is not NULL, that file), or NULL.
+ */
+const struct certs_finding *certs_findings_find(const struct certs_findings *fs, const char *id,
+                                                const char *file);
+
+/*
+ * certs_findings_print(fs, color, out):
+ * The findings as text for people, one block each:
+ * "error    key-mismatch  FILE[:LINE:COL]: problem" then "         fix: ...".
+ * ANSI colour on the severity only when ${color}.
+ */
+void certs_findings_print(const struct certs_findings *fs, bool color, FILE *out);
+
+/*
+ * certs_findings_print_json(fs, out):
+ * The findings as the members of a JSON object, without the braces:
+ * "findings":[{"id","severity","file","line","message","fix"},...],"errors":N,"warnings":N
+ * (file is null when the finding names none; line is 0 unless it names a config line).
+ */
+void certs_findings_print_json(const struct certs_findings *fs, FILE *out);
+
+/* ---- diagnosing one set of files (certs_inspect.c) ---- */
+
+/* What to check for one certificate, key, CA bundle and CRL. */
+struct certs_diag_params {
+    const char *cert;                /* PEM: leaf first, then intermediates (required) */
+    const char *key;                 /* the private key, or NULL */
+    const char *key_passphrase_file; /* or NULL: an encrypted key is then a finding */
+    const char *ca;                  /* the CA bundle the chain must verify against, or NULL */
+    const char *crl;                 /* PEM CRLs, or NULL */
+    bool need_server_auth;           /* EKU serverAuth required (inbound, or inspect) */
+    bool need_client_auth;           /* EKU clientAuth required (outbound, or inspect) */
+    const char *name;                /* a name the SAN must cover (error), or NULL */
+    const char *hostname;            /* this machine's name (warning when uncovered), or NULL */
+    bool note_multiple_roots;        /* warn when ${ca} holds more than one root */
+};
+
+/*
+ * certs_diagnose(p, fs):
+ * Read the files of ${p} the way `ferry run` would and append to ${fs} every problem of
+ * docs/findings.md they show: unreadable, empty, DER or PKCS#12 instead of PEM, not a
+ * certificate; key mismatch, encryption, passphrase and permissions; chain order, missing
+ * intermediate or root, untrusted root, self-signed leaf, issuer that is not a CA; EKU, SAN,
+ * validity, weak key, SHA-1 signature; CRL expiry, signature and self-revocation.  Never
+ * prompts for a passphrase.  Returns 0, or -1 on OOM (${fs} then holds what was found).
+ */
+int certs_diagnose(const struct certs_diag_params *p, struct certs_findings *fs);
+
+/*
+ * certs_inspect(p, json, color, out):
+ * `ferry certs inspect`: describe every certificate of ${p}->cert (subject, issuer, serial,
+ * SANs, EKUs, key, signature, validity, SHA-256 fingerprint, CA or not) and whether the
+ * chain is in order, whether ${p}->key matches and whether the chain verifies against
+ * ${p}->ca, then the findings of certs_diagnose(); as text, or one JSON document with
+ * ${json}.  Returns the exit code: 0 no error finding, 1 otherwise.
+ */
+int certs_inspect(const struct certs_diag_params *p, bool json, bool color, FILE *out);
 
 #endif /* FERRY_CERTS_H */

@@ -1,6 +1,6 @@
 /*
- * certs_cli.c: the command line of `ferry certs init-ca` and `ferry certs issue`
- * (CONTRACT.md §2).  Parsing is by hand: getopt_long() is a GNU extension.
+ * certs_cli.c: the command line of `ferry certs init-ca`, `ferry certs issue` and
+ * `ferry certs inspect` (CONTRACT.md §2).  Parsing is by hand: getopt_long() is a GNU extension.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/safestack.h>
 #include <openssl/x509.h>
@@ -86,6 +87,7 @@ certs_cli_usage(FILE *out)
     fputs("usage: ferry certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
           "       ferry certs issue --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"
           "                         [--days N] [--key-type ec|rsa] --out DIR\n"
+          "       ferry certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]\n"
           "\n"
           "init-ca  make a private CA: DIR/ca.crt and DIR/ca.key (mode 0600).\n"
           "         NAME is its common name (default \"" CERTS_DEFAULT_CA_NAME "\");\n"
@@ -97,6 +99,13 @@ certs_cli_usage(FILE *out)
           "         Writes OUT/FQDN.crt (certificate, then any intermediates), OUT/FQDN.key\n"
           "         (mode 0600) and OUT/ca.crt (the root to trust); valid for N days\n"
           "         (default 397, never past the CA's own expiry).\n"
+          "inspect  show every certificate of CERT (subject, issuer, serial, SAN, EKU, key,\n"
+          "         signature, validity, SHA-256 fingerprint, CA or not) and whether the\n"
+          "         chain is in order; with --key whether KEY matches, with --ca whether the\n"
+          "         chain verifies against BUNDLE (and the missing link if not), with --name\n"
+          "         whether the SAN covers NAME.  Then every problem found, with its id and\n"
+          "         fix (see docs/findings.md); --json for scripts.  Exit 0 when no problem\n"
+          "         is an error, 1 otherwise.\n"
           "\n"
           "Keys are ECDSA P-256 by default, or RSA 3072 with --key-type rsa.  Options take\n"
           "their value as \"--opt value\" or \"--opt=value\"; N is 1 to 36500.\n",
@@ -381,13 +390,75 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     return CLI_OK;
 }
 
+/* `ferry certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]`. */
+static int
+run_inspect(int argc, char **argv, FILE *out, FILE *err)
+{
+    static const char *const with_value[] = {"key", "ca", "name"};
+    struct certs_diag_params p;
+    const char **slot[3];
+    const char *arg, *opt, *eq, *value;
+    size_t namelen, k;
+    bool json = false, color;
+    int i;
+
+    memset(&p, 0, sizeof(p));
+    slot[0] = &p.key;
+    slot[1] = &p.ca;
+    slot[2] = &p.name;
+    for (i = 1; i < argc; i++) {
+        arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            certs_cli_usage(out);
+            return CLI_OK;
+        }
+        if (strcmp(arg, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            if (p.cert != NULL)
+                return usage_error(err, "inspect", "more than one certificate file: ", arg);
+            p.cert = arg;
+            continue;
+        }
+        opt = arg + 2;
+        eq = strchr(opt, '=');
+        namelen = (eq != NULL) ? (size_t)(eq - opt) : strlen(opt);
+        for (k = 0; k < 3; k++) {
+            if (strlen(with_value[k]) == namelen && strncmp(with_value[k], opt, namelen) == 0)
+                break;
+        }
+        if (k == 3)
+            return usage_error(err, "inspect", "unknown option ", arg);
+        if (eq != NULL) {
+            value = eq + 1;
+        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            value = argv[++i];
+        } else {
+            value = NULL;
+        }
+        if (value == NULL || value[0] == '\0')
+            return usage_error(err, "inspect", "missing value for --", with_value[k]);
+        if (*slot[k] != NULL)
+            return usage_error(err, "inspect", "option given twice: --", with_value[k]);
+        *slot[k] = value;
+    }
+    if (p.cert == NULL)
+        return usage_error(err, "inspect", "missing the certificate file (CERT)", NULL);
+    /* A certificate for ferry serves both roles (certs issue gives both EKUs). */
+    p.need_server_auth = true;
+    p.need_client_auth = true;
+    color = !json && isatty(fileno(out)) && getenv("NO_COLOR") == NULL;
+    return certs_inspect(&p, json, color, out);
+}
+
 /*
  * certs_cli(argc, argv, out, err):
- * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" ("inspect" is a later
- * issue and, until then, a usage error): parse the options of CONTRACT.md §2 ("--opt value"
- * or "--opt=value"), run, print results to ${out} and problems to ${err}.  -h/--help prints
- * the usage to ${out} and returns 0.  Returns the exit code: 0 success, 1 failure, 2 usage
- * error.
+ * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" | "inspect": parse the
+ * options of CONTRACT.md §2 ("--opt value" or "--opt=value"), run, print results to ${out}
+ * and problems to ${err}.  -h/--help prints the usage to ${out} and returns 0.  Returns the
+ * exit code: 0 success (inspect: no error finding), 1 failure, 2 usage error.
  */
 int
 certs_cli(int argc, char **argv, FILE *out, FILE *err)
@@ -398,18 +469,21 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
     int rc;
 
     if (argc < 1 || argv == NULL || argv[0] == NULL)
-        return usage_error(err, NULL, "missing subcommand (init-ca or issue)", NULL);
+        return usage_error(err, NULL, "missing subcommand (init-ca, issue or inspect)", NULL);
     cmdname = argv[0];
     if (strcmp(cmdname, "init-ca") == 0) {
         cmd = CLI_INIT_CA;
     } else if (strcmp(cmdname, "issue") == 0) {
         cmd = CLI_ISSUE;
+    } else if (strcmp(cmdname, "inspect") == 0) {
+        return run_inspect(argc, argv, out, err);
     } else if (strcmp(cmdname, "-h") == 0 || strcmp(cmdname, "--help") == 0 ||
                strcmp(cmdname, "help") == 0) {
         certs_cli_usage(out);
         return CLI_OK;
     } else {
-        return usage_error(err, NULL, "unknown subcommand (expected init-ca or issue): ", cmdname);
+        return usage_error(err, NULL,
+                           "unknown subcommand (expected init-ca, issue or inspect): ", cmdname);
     }
 
     memset(&a, 0, sizeof(a));

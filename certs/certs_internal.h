@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -143,5 +144,42 @@ EVP_PKEY *certs_read_key(const char *path, char *err, size_t errlen);
  * Write ${t} as YYYY-MM-DD (UTC) into ${buf}.  Returns 0 or -1.
  */
 int certs_date_str(const ASN1_TIME *t, char *buf, size_t len);
+
+/* ---- diagnosis (certs_finding.c, certs_inspect.c) ---- */
+
+/* Days before expiry from which a certificate is reported as `cert-expiring`. */
+#define CERTS_EXPIRING_DAYS 30
+
+/*
+ * certs_json_string(s, out):
+ * Write ${s} as a JSON string literal to ${out} (NULL as null).
+ */
+void certs_json_string(const char *s, FILE *out);
+
+/*
+ * What certs_diag_run() learnt besides the findings, for `certs inspect` to show.
+ * Zero-initialise; release with certs_diag_report_clear().
+ */
+struct certs_diag_report {
+    STACK_OF(X509) * certs; /* the certificates of the cert file, in file order (owned) */
+    bool order_ok;          /* leaf first, each next certificate the issuer of the one before */
+    int key_state;          /* -1 not checked, 0 does not match, 1 matches */
+    int chain_state;        /* -1 not checked (no CA bundle), 0 does not verify, 1 verifies */
+    char chain_text[1024];  /* the path found: "CN=leaf <- CN=int (node.crt) <- CN=root
+                               (ca.crt)", or why it stops */
+};
+
+/*
+ * certs_diag_run(p, fs, report):
+ * certs_diagnose() that also fills ${report} (may be NULL).  Returns 0, or -1 on OOM.
+ */
+int certs_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
+                   struct certs_diag_report *report);
+
+/*
+ * certs_diag_report_clear(r):
+ * Free what ${r} owns and zero it.
+ */
+void certs_diag_report_clear(struct certs_diag_report *r);
 
 #endif /* FERRY_CERTS_INTERNAL_H */

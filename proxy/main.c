@@ -45,7 +45,12 @@ usage(FILE *out)
             "usage: ferry COMMAND [OPTIONS]\n"
             "\n"
             "  run   [-c FILE]      run in the foreground until SIGTERM/SIGINT\n"
-            "  check [-c FILE]      validate the config and every file it names, then exit\n"
+            "  check [-c FILE] [--json]\n"
+            "                       validate the config and every file it names, then exit\n"
+            "  check --peer HOST:PORT [-c FILE] [--listener NAME]\n"
+            "                       handshake with a live peer and explain the result\n"
+            "  certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]\n"
+            "                       explain a certificate, its key and its chain\n"
             "  certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
             "  certs issue   --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"
             "                [--days N] [--key-type ec|rsa] --out DIR\n"
@@ -76,10 +81,15 @@ help(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[0], "check") == 0) {
-        printf("usage: ferry check [-c FILE]\n\n"
+        printf("usage: ferry check [-c FILE] [--json]\n"
+               "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] [--json]\n\n"
                "Load FILE and every certificate, key, CA and CRL it names the way `ferry run`\n"
-               "would; print each problem with its file and line. Exit 0 when ferry would\n"
-               "start, 1 otherwise.\n");
+               "would, and check what each listener needs (EKU, SAN, chain, dates, key match\n"
+               "and permissions, CRLs). Each problem is printed with its id, file and fix\n"
+               "(see docs/findings.md); --json prints one JSON document for scripts.\n"
+               "With --peer, handshake with HOST:PORT as the outbound listener NAME (default:\n"
+               "the first outbound listener) would, and explain the result.\n"
+               "Exit 0 when no problem is an error, 1 otherwise, 2 on a usage error.\n");
         return 0;
     }
     if (strcmp(argv[0], "version") == 0 || strcmp(argv[0], "help") == 0) {
@@ -241,35 +251,91 @@ cmd_run(int argc, char **argv)
     return rc == 0 ? 0 : EXIT_PROBLEM;
 }
 
+/* Parse the value of option ${argv}[*i] ("--opt value" or "--opt=value") into *${out}. */
+static int
+check_opt_value(const char *opt, int argc, char **argv, int *i, const char **out)
+{
+    size_t n = strlen(opt);
+
+    if (strncmp(argv[*i], opt, n) == 0 && argv[*i][n] == '=') {
+        *out = argv[*i] + n + 1;
+    } else if (*i + 1 < argc) {
+        *out = argv[++*i];
+    } else {
+        *out = NULL;
+    }
+    if (*out == NULL || (*out)[0] == '\0') {
+        fprintf(stderr, "ferry check: %s needs a value\n", opt);
+        return -1;
+    }
+    return 0;
+}
+
+static bool
+check_opt_is(const char *arg, const char *opt)
+{
+    size_t n = strlen(opt);
+
+    return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
+}
+
 static int
 cmd_check(int argc, char **argv)
 {
-    const char *given, *path;
+    struct certs_check_opts o;
+    const char *given = NULL;
     struct config *cfg;
-    int errors;
+    int rc;
 
-    if (parse_config_opt("check", argc, argv, &given) < 0) {
+    memset(&o, 0, sizeof(o));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int bad = 0;
+
+        if (strcmp(a, "--json") == 0) {
+            o.json = true;
+        } else if (strcmp(a, "-c") == 0 || check_opt_is(a, "--config")) {
+            bad = check_opt_value(strcmp(a, "-c") == 0 ? "-c" : "--config", argc, argv, &i, &given);
+        } else if (check_opt_is(a, "--peer")) {
+            bad = check_opt_value("--peer", argc, argv, &i, &o.peer);
+        } else if (check_opt_is(a, "--listener")) {
+            bad = check_opt_value("--listener", argc, argv, &i, &o.listener);
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            static char word[] = "check";
+            char *hv[] = {word, NULL};
+
+            return help(1, hv);
+        } else {
+            fprintf(stderr, "ferry check: unknown option \"%s\"\n", a);
+            bad = -1;
+        }
+        if (bad < 0) {
+            fprintf(stderr, "usage: ferry check [-c FILE] [--json]\n"
+                            "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] "
+                            "[--json]\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (o.listener != NULL && o.peer == NULL) {
+        fprintf(stderr, "ferry check: --listener needs --peer HOST:PORT\n");
         return EXIT_USAGE;
     }
-    path = find_config(given);
-    if (path == NULL) {
+    o.config_path = find_config(given);
+    o.color = !o.json && isatty(fileno(stdout)) && getenv("NO_COLOR") == NULL;
+    if (o.peer == NULL) {
+        return certs_check_run(&o, proxy_listener_tls, stdout, stderr);
+    }
+    if (o.config_path == NULL) {
         fprintf(stderr, "ferry check: no config file: looked for %s and %s (use -c FILE)\n",
                 CONFIG_DEFAULT_PATH_LOCAL, CONFIG_DEFAULT_PATH_SYSTEM);
         return EXIT_PROBLEM;
     }
-    cfg = load_config(path);
-    if (cfg == NULL) {
+    if ((cfg = load_config(o.config_path)) == NULL) {
         return EXIT_PROBLEM;
     }
-    printf("ok: %s: configuration is valid (%zu listener%s)\n", path, cfg->n_listeners,
-           cfg->n_listeners == 1 ? "" : "s");
-    errors = proxy_check(cfg, stdout);
+    rc = certs_check_peer(cfg, &o, proxy_listener_tls, stdout);
     config_free(cfg);
-    if (errors > 0) {
-        printf("%d error%s: ferry would not start\n", errors, errors == 1 ? "" : "s");
-        return EXIT_PROBLEM;
-    }
-    return 0;
+    return rc;
 }
 
 int

@@ -185,32 +185,3 @@ proxy_free(struct proxy *p)
     p->magic = 0;
     free(p);
 }
-
-/*
- * proxy_check(cfg, out):
- * Build every listener's TLS context as `ferry run` would, without binding.  Prints one line
- * per listener to ${out}; returns the number of errors.
- */
-int
-proxy_check(const struct config *cfg, FILE *out)
-{
-    int errors = 0;
-
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct config_listener *cl = &cfg->listeners[i];
-        struct tls_ctx *t = NULL;
-        char err[1024];
-
-        if (proxy_listener_tls(cl, &t, err, sizeof(err)) < 0) {
-            fprintf(out, "error: %s\n", err);
-            errors++;
-            continue;
-        }
-        tls_ctx_free(t);
-        fprintf(out,
-                "ok: listener %s (%s): certificate, key and CA load and pass the "
-                "start checks\n",
-                cl->name, config_mode_str(cl->mode));
-    }
-    return errors;
-}

@@ -47,12 +47,4 @@ void proxy_free(struct proxy *p);
 int proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char *err,
                        size_t errlen);
 
-/*
- * proxy_check(cfg, out):
- * `ferry check` for what `ferry run` would load: build every listener's TLS context without
- * binding, print "ok: listener NAME ..." or "error: ..." lines to ${out}.  Returns the number
- * of errors.
- */
-int proxy_check(const struct config *cfg, FILE *out);
-
 #endif /* FERRY_PROXY_H */

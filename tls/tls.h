@@ -85,6 +85,17 @@ struct tls_verify_result {
     enum tls_reject reject;
     bool verified; /* the §4 rules ran to the end and passed */
     struct tls_peer_info peer;
+    /*
+     * What the peer itself said, recorded by the context's info and message callbacks (both
+     * roles).  alert_received: the peer sent us a fatal alert (its first one is in alert,
+     * an SSL_AD_* / TLS AlertDescription code), during the handshake or, under TLS 1.3, as
+     * the first record after it.  first_record: the first 5 bytes the peer sent (a TLS record
+     * header, or the start of a plaintext answer such as "HTTP/"), n_first_record of them.
+     */
+    bool alert_received;
+    int alert;
+    unsigned char first_record[5];
+    size_t n_first_record;
 };
 
 struct tls_ctx_params {
@@ -228,5 +239,97 @@ bool tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen);
  * file:line noise).  Writes "" when the queue is empty.  Returns ${buf}.
  */
 const char *tls_error_string(char *buf, size_t len);
+
+/* ---- tls_alert.c: what the peer said, in plain words (CONTRACT.md §8) ---- */
+
+/*
+ * Our own side of a context, for explanations: which file holds our certificate, who issued
+ * it, what we offer.  Filled by tls_ctx_self_info(); tests may fill it by hand.  Strings are
+ * always NUL-terminated (maybe empty).
+ */
+struct tls_self_info {
+    enum tls_role role;
+    char cert_file[256]; /* tls.cert of the listener */
+    char key_file[256];  /* tls.key */
+    char ca_file[256];   /* tls.ca */
+    char subject[256];   /* our leaf, RFC 2253 */
+    char issuer[256];    /* our leaf's issuer, RFC 2253 */
+    char sans[512];      /* "DNS:node1.test,IP:127.0.0.1" */
+    char ekus[64];       /* "serverAuth,clientAuth", or "" when the leaf has no EKU */
+    char not_before[32];
+    char not_after[32];
+    char key_type[32];   /* "EC P-256", "RSA 3072" */
+    char peer_host[256]; /* CLIENT: the host we check and send as SNI */
+    char versions[64];   /* "TLS 1.2 and TLS 1.3" (from tls.min_version) */
+    char ciphers[512];   /* the TLS 1.2 suites we offer (TLS 1.3 uses OpenSSL's defaults) */
+};
+
+/*
+ * tls_cert_ekus(cert, buf, len):
+ * The extendedKeyUsage purposes of ${cert} as "serverAuth,clientAuth" (other purposes by
+ * their short names or OIDs); "" when it has no EKU extension.  Returns ${buf}.
+ */
+const char *tls_cert_ekus(X509 *cert, char *buf, size_t len);
+
+/*
+ * tls_cert_key_type(cert, buf, len):
+ * The public key of ${cert} in words: "EC P-256", "RSA 2048", "Ed25519".  Returns ${buf}.
+ */
+const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
+
+/*
+ * tls_ctx_self_info(t, self):
+ * Fill ${self} from ${t}: its role, files, leaf certificate, versions and ciphers.
+ */
+void tls_ctx_self_info(const struct tls_ctx *t, struct tls_self_info *self);
+
+/*
+ * tls_alert_name(alert):
+ * The RFC 8446 name of the TLS alert ${alert} ("unknown_ca", "certificate_required"), or
+ * NULL for a code that is not a known alert.
+ */
+const char *tls_alert_name(int alert);
+
+/*
+ * tls_alert_from_error(e):
+ * When the OpenSSL error code ${e} reports an alert the peer sent ("tlsv1 alert unknown ca",
+ * "sslv3 alert bad certificate", "tlsv13 alert certificate required"), the alert's code;
+ * else -1.
+ */
+int tls_alert_from_error(unsigned long e);
+
+/*
+ * tls_alert_describe(alert, who, self, buf, len):
+ * The fatal alert ${alert} that ${who} ("peer node2.test:6984", "client 10.0.0.5:41234") sent
+ * us, in plain words with the file to fix, e.g. "peer node2.test:6984 rejected our
+ * certificate (alert unknown_ca): it does not trust the CA that issued /etc/ferry/node.crt
+ * (issuer "CN=Site A CA"); add that CA to the peer's tls.ca".  ${self}->role is OUR role and
+ * picks the wording (a server rejects our client certificate, a client our server
+ * certificate).  ${self} may be NULL (no file is then named).  Returns ${buf}.
+ */
+const char *tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
+                               char *buf, size_t len);
+
+/*
+ * tls_error_describe(e, who, res, self, buf, len):
+ * A failed handshake with ${who}, from the first OpenSSL error ${e} of the failure, in plain
+ * words: a peer alert (see tls_alert_describe()), a peer that is not speaking TLS ("wrong
+ * version number"; ${res}->first_record, when ${res} is not NULL, tells a plaintext HTTP answer
+ * from other bytes), no shared cipher, no shared protocol version, no shared signature
+ * algorithm.  Returns 0 with the text in ${buf}, or -1 (and "" in ${buf}) when ${e} is none of
+ * these, so that the caller keeps OpenSSL's own text.
+ */
+int tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
+                       const struct tls_self_info *self, char *buf, size_t len);
+
+/*
+ * tls_plaintext_describe(bytes, n, who, role, buf, len):
+ * Do the ${n} first bytes ${bytes} received from ${who} look like plaintext rather than a TLS
+ * record?  When they do, write "peer X answered in plaintext: it is not a TLS port (is it
+ * CouchDB itself rather than its ferry?)" (for an HTTP answer and ${role} CLIENT) or a
+ * similar sentence to ${buf} and return 0; else return -1.
+ */
+int tls_plaintext_describe(const unsigned char *bytes, size_t n, const char *who,
+                           enum tls_role role, char *buf, size_t len);
 
 #endif /* FERRY_TLS_H */

@@ -61,6 +61,11 @@ struct tls_ctx {
      * for now: a later issue adds a lock or a per-worker cache for multi-threaded workers.
      */
     SSL_SESSION *session;
+    /* For explanations only (tls_ctx_self_info()): our files and the lowest version. */
+    char *cert_file;
+    char *key_file;
+    char *ca_file;
+    int min_version;
 };
 
 /* What the passphrase callback needs: set up before the key is read, wiped after. */
@@ -79,6 +84,9 @@ static void
 ctx_free_policy(struct tls_ctx *t)
 {
     SSL_SESSION_free(t->session);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->ca_file);
     free(t->allow);
     free(t->allow_buf);
     free(t->sni);
@@ -255,6 +263,12 @@ copy_policy(struct tls_ctx *t, const struct tls_ctx_params *p)
     t->cn_fallback = p->cn_fallback;
     t->client_cert_required = p->client_cert_required;
     t->session_resumption = p->session_resumption;
+    t->min_version = p->min_version >= TLS1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION;
+    if ((p->cert_file != NULL && (t->cert_file = strdup(p->cert_file)) == NULL) ||
+        (p->key_file != NULL && (t->key_file = strdup(p->key_file)) == NULL) ||
+        (p->ca_file != NULL && (t->ca_file = strdup(p->ca_file)) == NULL)) {
+        return -1;
+    }
     if (p->role == TLS_ROLE_CLIENT && p->peer_host != NULL) {
         size_t n;
 
@@ -316,8 +330,12 @@ verify_cb(X509_STORE_CTX *sctx, void *arg)
     }
     if (res == NULL) {
         res = &scratch;
+        memset(res, 0, sizeof(*res));
     }
-    memset(res, 0, sizeof(*res));
+    /* A fresh verdict; what the peer said so far (first record, alerts) stays. */
+    res->reject = TLS_REJECT_NONE;
+    res->verified = false;
+    memset(&res->peer, 0, sizeof(res->peer));
 
     /* Rule 1: the chain.  The SSL layer set up purpose ANY, so EKU is left to rule 2. */
     ERR_clear_error();
@@ -367,22 +385,38 @@ verify_cb(X509_STORE_CTX *sctx, void *arg)
 }
 
 /*
- * Inbound with client_cert: required: a client that sends no certificate never reaches
- * verify_cb().  OpenSSL fails the handshake with "peer did not return a certificate" and
- * sends a fatal alert; we see the alert leave and record TLS_REJECT_NO_CERT.
+ * The info callback of every context, both roles.
+ * - A fatal alert the peer sends us (SSL_CB_READ_ALERT) is recorded in the result, so that
+ *   proxy/ and `ferry check --peer` can say why the peer rejected us (tls_alert_describe()).
+ *   Only the first one counts: it is the cause, anything after it is noise.
+ * - Inbound with client_cert: required: a client that sends no certificate never reaches
+ *   verify_cb().  OpenSSL fails the handshake with "peer did not return a certificate" and
+ *   sends a fatal alert; we see the alert leave and record TLS_REJECT_NO_CERT.
  */
 static void
 info_cb(const SSL *ssl, int where, int ret)
 {
     struct tls_verify_result *res;
+    struct tls_ctx *t;
     unsigned long e;
 
-    if ((where & SSL_CB_WRITE_ALERT) == 0 || (ret >> 8) != SSL3_AL_FATAL) {
+    if ((where & SSL_CB_ALERT) == 0 || (ret >> 8) != SSL3_AL_FATAL) {
         return;
     }
     res = SSL_get_ex_data(ssl, ssl_idx);
-    if (res == NULL || res->reject != TLS_REJECT_NONE || res->verified ||
-        SSL_get0_peer_certificate(ssl) != NULL) {
+    if (res == NULL) {
+        return;
+    }
+    if ((where & SSL_CB_READ) != 0) {
+        if (!res->alert_received) {
+            res->alert_received = true;
+            res->alert = ret & 0xff;
+        }
+        return;
+    }
+    t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);
+    if (t == NULL || t->role != TLS_ROLE_SERVER || !t->client_cert_required ||
+        res->reject != TLS_REJECT_NONE || res->verified || SSL_get0_peer_certificate(ssl) != NULL) {
         return;
     }
     e = ERR_peek_last_error();
@@ -391,6 +425,33 @@ info_cb(const SSL *ssl, int where, int ret)
         (ret & 0xff) == SSL_AD_CERTIFICATE_REQUIRED) {
         res->reject = TLS_REJECT_NO_CERT;
     }
+}
+
+/*
+ * The message callback of every context: keep the first 5 bytes the peer sends.  OpenSSL
+ * reports each record header it reads (SSL3_RT_HEADER) before it checks the version, so a
+ * peer that answers "HTTP/1.1 400" to our ClientHello is seen here before the handshake
+ * fails with "wrong version number".
+ */
+static void
+msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
+{
+    struct tls_verify_result *res;
+
+    (void)version;
+    (void)arg;
+    if (write_p != 0 || content_type != SSL3_RT_HEADER || buf == NULL || len == 0) {
+        return;
+    }
+    res = SSL_get_ex_data(ssl, ssl_idx);
+    if (res == NULL || res->n_first_record > 0) {
+        return;
+    }
+    if (len > sizeof(res->first_record)) {
+        len = sizeof(res->first_record);
+    }
+    memcpy(res->first_record, buf, len);
+    res->n_first_record = len;
 }
 
 /*
@@ -715,12 +776,12 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
                                ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                : SSL_VERIFY_NONE,
                            NULL);
-        if (p->client_cert_required) {
-            SSL_CTX_set_info_callback(ctx, info_cb);
-        }
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     }
+    /* Both roles: record the peer's alerts and its first bytes (see info_cb, msg_cb). */
+    SSL_CTX_set_info_callback(ctx, info_cb);
+    SSL_CTX_set_msg_callback(ctx, msg_cb);
 
     /* Sessions: see "Session resumption" in tls.h. */
     if (server) {
@@ -843,4 +904,62 @@ tls_ssl_done(SSL *ssl, struct tls_verify_result *result)
         peer, t->role == TLS_ROLE_CLIENT, t->role == TLS_ROLE_CLIENT ? t->peer_host : NULL,
         t->role == TLS_ROLE_SERVER ? t->allow : NULL, t->n_allow, t->cn_fallback, &result->peer);
     result->verified = result->reject == TLS_REJECT_NONE;
+}
+
+/*
+ * tls_ctx_self_info(t, self):
+ * Fill ${self} from ${t}: role, files, our leaf (subject, issuer, SANs, EKUs, validity, key),
+ * the peer host (CLIENT), the versions and TLS 1.2 ciphers we offer.
+ */
+void
+tls_ctx_self_info(const struct tls_ctx *t, struct tls_self_info *self)
+{
+    struct tls_peer_info leaf_info;
+    STACK_OF(SSL_CIPHER) * ciphers;
+    X509 *leaf;
+    size_t used = 0;
+    int i;
+
+    memset(self, 0, sizeof(*self));
+    if (t == NULL) {
+        return;
+    }
+    self->role = t->role;
+    (void)snprintf(self->cert_file, sizeof(self->cert_file), "%s",
+                   t->cert_file != NULL ? t->cert_file : "");
+    (void)snprintf(self->key_file, sizeof(self->key_file), "%s",
+                   t->key_file != NULL ? t->key_file : "");
+    (void)snprintf(self->ca_file, sizeof(self->ca_file), "%s",
+                   t->ca_file != NULL ? t->ca_file : "");
+    (void)snprintf(self->peer_host, sizeof(self->peer_host), "%s",
+                   t->peer_host != NULL ? t->peer_host : "");
+    (void)snprintf(self->versions, sizeof(self->versions), "%s",
+                   t->min_version >= TLS1_3_VERSION ? "TLS 1.3 only" : "TLS 1.2 and TLS 1.3");
+    if ((leaf = SSL_CTX_get0_certificate(t->ssl_ctx)) != NULL) {
+        memset(&leaf_info, 0, sizeof(leaf_info));
+        tls_peer_info_fill(leaf, t->cn_fallback, &leaf_info);
+        (void)snprintf(self->subject, sizeof(self->subject), "%s", leaf_info.subject);
+        (void)snprintf(self->issuer, sizeof(self->issuer), "%s", leaf_info.issuer);
+        (void)snprintf(self->sans, sizeof(self->sans), "%s", leaf_info.sans);
+        (void)snprintf(self->not_before, sizeof(self->not_before), "%s", leaf_info.not_before);
+        (void)snprintf(self->not_after, sizeof(self->not_after), "%s", leaf_info.not_after);
+        (void)tls_cert_ekus(leaf, self->ekus, sizeof(self->ekus));
+        (void)tls_cert_key_type(leaf, self->key_type, sizeof(self->key_type));
+    }
+    /* TLS 1.2 suites only: the TLS 1.3 ones are not configurable and every peer has them. */
+    ciphers = SSL_CTX_get_ciphers(t->ssl_ctx);
+    for (i = 0; ciphers != NULL && i < sk_SSL_CIPHER_num(ciphers); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(ciphers, i);
+        int n;
+
+        if (strcmp(SSL_CIPHER_get_version(c), "TLSv1.3") == 0) {
+            continue;
+        }
+        n = snprintf(self->ciphers + used, sizeof(self->ciphers) - used, "%s%s",
+                     used > 0 ? ":" : "", SSL_CIPHER_get_name(c));
+        if (n < 0 || (size_t)n >= sizeof(self->ciphers) - used) {
+            break;
+        }
+        used += (size_t)n;
+    }
 }

@@ -1012,7 +1012,7 @@ test_cli_usage_errors(void **state)
     (void)state;
     expect_usage("(nothing)", NULL);
     expect_usage("bogus", "bogus", NULL);
-    expect_usage("inspect node.crt", "inspect", "node.crt", NULL);
+    expect_usage("inspect", "inspect", NULL);
     expect_usage("init-ca", "init-ca", NULL);
     expect_usage("init-ca --dir", "init-ca", "--dir", NULL);
     expect_usage("init-ca --dir=", "init-ca", "--dir=", NULL);

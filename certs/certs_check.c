@@ -1,0 +1,225 @@
+/*
+ * certs_check.c: `ferry check` without --peer.  The config first (every error becomes a
+ * finding with file:line:col), then every file it names, diagnosed for what each listener
+ * needs (certs_diagnose()), then the exact start checks of `ferry run` through the builder
+ * main.c hands in, so that check and run can never disagree about whether ferry starts.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tls.h"
+
+#include "certs.h"
+#include "certs_internal.h"
+
+/* Room for one message. */
+#define CHECK_MSG_MAX 1024
+
+/* Host names are at most 255 bytes (RFC 1035), plus the NUL. */
+#define CHECK_HOST_MAX 256
+
+/* The text config_check.c uses for a file it cannot open: "KEY: cannot read PATH: WHY". */
+#define CANNOT_READ ": cannot read "
+
+/*
+ * A config error about a file named by the config becomes file-missing / file-unreadable
+ * against that file (the config position goes into the message); any other error is
+ * config-invalid at its file:line:col.  Returns 0 or -1 on OOM.
+ */
+static int
+add_config_error(struct certs_findings *fs, const struct config_error *e)
+{
+    char msg[CHECK_MSG_MAX], path[CHECK_MSG_MAX], key[128];
+    const char *p = strstr(e->msg, CANNOT_READ), *why;
+    size_t klen, plen;
+
+    if (p != NULL && e->line > 0) {
+        klen = (size_t)(p - e->msg);
+        p += strlen(CANNOT_READ);
+        why = strrchr(p, ':');
+        if (why != NULL && why[1] == ' ' && klen < sizeof(key) && (plen = (size_t)(why - p)) > 0 &&
+            plen < sizeof(path)) {
+            memcpy(key, e->msg, klen);
+            key[klen] = '\0';
+            memcpy(path, p, plen);
+            path[plen] = '\0';
+            why += 2;
+            if (strcmp(why, strerror(ENOENT)) == 0 || strcmp(why, strerror(ENOTDIR)) == 0) {
+                (void)snprintf(msg, sizeof(msg), "the file named by %s (%s:%u:%u) does not exist",
+                               key, e->file, e->line, e->col);
+                return certs_findings_add(fs, "file-missing", CERTS_SEV_ERROR, path, 0, 0, msg,
+                                          "check the path in the config, or create the file");
+            }
+            (void)snprintf(msg, sizeof(msg), "cannot read the file named by %s (%s:%u:%u): %s", key,
+                           e->file, e->line, e->col, why);
+            return certs_findings_add(fs, "file-unreadable", CERTS_SEV_ERROR, path, 0, 0, msg,
+                                      "give ferry's user read access (chown, or chmod g+r with "
+                                      "its group)");
+        }
+    }
+    return certs_findings_add(fs, "config-invalid", CERTS_SEV_ERROR, e->file, e->line, e->col,
+                              e->msg,
+                              e->line > 0 ? "correct this line of the config (see "
+                                            "deploy/ferry.example.yaml for every key)"
+                                          : "give ferry a readable YAML config (-c FILE)");
+}
+
+/* Is there an error finding against one of the files of ${t}? */
+static bool
+files_explained(const struct certs_findings *fs, const struct config_tls *t)
+{
+    const char *files[] = {t->cert.path, t->key.path, t->key_passphrase_file.path, t->ca.path,
+                           t->crl.path};
+    size_t i, k;
+
+    for (i = 0; i < fs->n; i++) {
+        if (fs->v[i].severity != CERTS_SEV_ERROR || fs->v[i].file == NULL) {
+            continue;
+        }
+        for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+            if (files[k] != NULL && strcmp(files[k], fs->v[i].file) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Diagnose the files of one listener, then run `ferry run`'s own start checks on them. */
+static int
+check_listener(const struct config *cfg, const struct config_listener *cl, const char *hostname,
+               certs_tls_builder build, struct certs_findings *fs)
+{
+    struct certs_diag_params p;
+    struct tls_ctx *t = NULL;
+    char why[CHECK_MSG_MAX], msg[CHECK_MSG_MAX + 128];
+    int rc = 0;
+
+    memset(&p, 0, sizeof(p));
+    p.cert = cl->tls.cert.path;
+    p.key = cl->tls.key.path;
+    p.key_passphrase_file = cl->tls.key_passphrase_file.path;
+    p.ca = cl->tls.ca.path;
+    p.crl = cl->tls.crl.path;
+    p.need_server_auth = cl->mode == CONFIG_MODE_INBOUND;
+    p.need_client_auth = cl->mode == CONFIG_MODE_OUTBOUND;
+    p.hostname = hostname;
+    p.note_multiple_roots = true;
+    if (p.cert != NULL && certs_diagnose(&p, fs) != 0) {
+        rc = -1;
+    }
+    if (build == NULL) {
+        return rc;
+    }
+    why[0] = '\0';
+    if (build(cl, &t, why, sizeof(why)) != 0) {
+        /* A finding above already names the file and the fix: do not say it twice. */
+        if (!files_explained(fs, &cl->tls)) {
+            (void)snprintf(msg, sizeof(msg), "ferry run would refuse to start: %s", why);
+            if (certs_findings_add(fs, "start-refused", CERTS_SEV_ERROR, cfg->path, cl->pos.line,
+                                   cl->pos.col, msg,
+                                   "fix the file named in the message; `ferry certs inspect "
+                                   "FILE` shows it in detail") != 0) {
+                rc = -1;
+            }
+        }
+    } else {
+        tls_ctx_free(t);
+    }
+    return rc;
+}
+
+static void
+print_result(const struct certs_check_opts *o, const struct config *cfg,
+             const struct certs_findings *fs, FILE *out)
+{
+    size_t errors = certs_findings_count(fs, CERTS_SEV_ERROR);
+    size_t warnings = certs_findings_count(fs, CERTS_SEV_WARNING);
+    size_t n = cfg != NULL ? cfg->n_listeners : 0;
+
+    if (o->json) {
+        fputs("{\"config\":", out);
+        certs_json_string(o->config_path, out);
+        fprintf(out, ",\"listeners\":%zu,", n);
+        certs_findings_print_json(fs, out);
+        fputs("}\n", out);
+        return;
+    }
+    certs_findings_print(fs, o->color, out);
+    if (errors == 0) {
+        fprintf(out, "ok: %s: configuration is valid (%zu listener%s); %zu warning%s\n",
+                o->config_path, n, n == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    } else {
+        fprintf(out,
+                "%s: %zu error%s, %zu warning%s: ferry would not start or its peers would "
+                "reject it\n",
+                o->config_path != NULL ? o->config_path : "ferry check", errors,
+                errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    }
+}
+
+/*
+ * certs_check_run(o, build, out, err):
+ * Load ${o}->config_path; each config error becomes a finding.  With a config, diagnose the
+ * files of every listener for its role (inbound: serverAuth; outbound: clientAuth), warn
+ * when a certificate does not cover this machine's host name, then build each listener's TLS
+ * context with ${build} (ferry run's own start checks) and report a refusal that no earlier
+ * finding explains as start-refused.  Prints to ${out}; ${err} gets only an out-of-memory
+ * note.  Returns 0 when no finding is an error, else 1.
+ */
+int
+certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out, FILE *err)
+{
+    struct certs_findings fs = {0};
+    struct config_errors errs = {0};
+    struct config *cfg = NULL;
+    char host[CHECK_HOST_MAX];
+    const char *hostname = o->hostname;
+    bool oom = false;
+    size_t i;
+    int rc;
+
+    if (o->config_path == NULL) {
+        oom |= certs_findings_add(&fs, "config-invalid", CERTS_SEV_ERROR, NULL, 0, 0,
+                                  "no config file: looked for " CONFIG_DEFAULT_PATH_LOCAL
+                                  " and " CONFIG_DEFAULT_PATH_SYSTEM,
+                                  "give the config with -c FILE") != 0;
+        goto print;
+    }
+    if ((cfg = config_load(o->config_path, &errs)) == NULL) {
+        for (i = 0; i < errs.n; i++) {
+            oom |= add_config_error(&fs, &errs.v[i]) != 0;
+        }
+        if (errs.n == 0) {
+            oom |= certs_findings_add(&fs, "config-invalid", CERTS_SEV_ERROR, o->config_path, 0, 0,
+                                      "the config cannot be loaded",
+                                      "check that the file is readable YAML") != 0;
+        }
+        config_errors_clear(&errs);
+        goto print;
+    }
+    if (hostname == NULL) {
+        if (gethostname(host, sizeof(host)) == 0) {
+            host[sizeof(host) - 1] = '\0';
+            hostname = host;
+        }
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        oom |= check_listener(cfg, &cfg->listeners[i], hostname, build, &fs) != 0;
+    }
+
+print:
+    if (oom && err != NULL) {
+        fprintf(err, "ferry check: out of memory; the findings below are incomplete\n");
+    }
+    print_result(o, cfg, &fs, out);
+    rc = (oom || certs_findings_count(&fs, CERTS_SEV_ERROR) > 0) ? 1 : 0;
+    certs_findings_clear(&fs);
+    config_free(cfg);
+    return rc;
+}

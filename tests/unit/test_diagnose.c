@@ -1,0 +1,925 @@
+/*
+ * test_diagnose: certs/ diagnosis (`ferry certs inspect`, `ferry check`).
+ *
+ * One test per finding id: each builds a certificate set that breaks exactly that rule with
+ * the in-process PKI (tests/support/pki.c) and asserts the id, the severity and the file.
+ * A clean set must give no finding at all, so a check that fires too eagerly fails too.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+
+#include "certs.h"
+#include "config.h"
+#include "pki.h"
+#include "tls.h"
+
+#define DAY        (24L * 3600)
+#define PASSPHRASE "correct horse battery"
+
+static char dir[1024];
+static struct pki_cert *all_certs[64];
+static size_t n_certs;
+
+static struct pki_cert *root, *inter, *leaf, *other_root;
+
+/* "dir/name" in one of 32 rotating buffers. */
+static const char *
+F(const char *name)
+{
+    static char bufs[32][1200];
+    static unsigned next;
+    char *b = bufs[next++ % 32];
+
+    assert_non_null(pki_path(b, sizeof(bufs[0]), dir, name));
+    return b;
+}
+
+static struct pki_cert *
+mk(const struct pki_opts *o, const struct pki_cert *issuer)
+{
+    struct pki_opts oo = *o;
+    struct pki_cert *c;
+
+    /* pki's default of 30 days would read as cert-expiring (under 30 days) a moment later. */
+    if (oo.not_after == 0) {
+        oo.not_after = 90 * DAY;
+    }
+    c = pki_cert_new(&oo, issuer);
+
+    assert_non_null(c);
+    assert_true(n_certs < sizeof(all_certs) / sizeof(all_certs[0]));
+    all_certs[n_certs++] = c;
+    return c;
+}
+
+#define DNS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* A node certificate like `ferry certs issue` makes, issued by ${issuer}. */
+static struct pki_cert *
+node(const struct pki_opts *extra, const struct pki_cert *issuer)
+{
+    struct pki_opts o = {.cn = "node1.test", .dns = DNS("node1.test", "localhost")};
+
+    if (extra != NULL) {
+        o = *extra;
+        if (o.cn == NULL) {
+            o.cn = "node1.test";
+        }
+    }
+    return mk(&o, issuer);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    assert_non_null(pki_dir("diagnose", dir, sizeof(dir)));
+    root =
+        mk(&(struct pki_opts){.cn = "Site A Root CA", .ca = true, .not_after = 3650 * DAY}, NULL);
+    inter = mk(&(struct pki_opts){.cn = "Site A Intermediate", .ca = true, .not_after = 365 * DAY},
+               root);
+    other_root = mk(&(struct pki_opts){.cn = "Other Root CA", .ca = true}, NULL);
+    leaf = node(NULL, root);
+    assert_int_equal(pki_write_chain(F("ca.crt"), root, NULL), 0);
+    assert_int_equal(pki_write_chain(F("node.crt"), leaf, NULL), 0);
+    assert_int_equal(pki_write_key(F("node.key"), leaf, NULL), 0);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_certs; i++) {
+        pki_cert_free(all_certs[i]);
+    }
+    return 0;
+}
+
+/* Diagnose with both EKUs needed (like inspect); extra fields via ${p} when given. */
+static void
+run(struct certs_findings *fs, const char *cert, const char *key, const char *ca,
+    const struct certs_diag_params *extra)
+{
+    struct certs_diag_params p;
+
+    memset(&p, 0, sizeof(p));
+    if (extra != NULL) {
+        p = *extra;
+    } else {
+        p.need_server_auth = p.need_client_auth = true;
+    }
+    p.cert = cert;
+    p.key = key;
+    p.ca = ca;
+    memset(fs, 0, sizeof(*fs));
+    assert_int_equal(certs_diagnose(&p, fs), 0);
+}
+
+static void
+dump(const struct certs_findings *fs)
+{
+    certs_findings_print(fs, false, stderr);
+}
+
+/* Assert that ${fs} holds ${id} with ${sev} against ${file}. */
+static void
+expect(const struct certs_findings *fs, const char *id, enum certs_severity sev, const char *file)
+{
+    const struct certs_finding *f = certs_findings_find(fs, id, NULL);
+
+    if (f == NULL) {
+        dump(fs);
+        fail_msg("no finding %s", id);
+    }
+    if (f->severity != sev || f->file == NULL || strcmp(f->file, file) != 0) {
+        dump(fs);
+    }
+    assert_int_equal(f->severity, sev);
+    assert_non_null(f->file);
+    assert_string_equal(f->file, file);
+    assert_true(f->message[0] != '\0');
+    assert_true(f->fix[0] != '\0');
+}
+
+/* Assert that ${fs} holds exactly one finding, ${id}. */
+static void
+expect_only(struct certs_findings *fs, const char *id, enum certs_severity sev, const char *file)
+{
+    expect(fs, id, sev, file);
+    if (fs->n != 1) {
+        dump(fs);
+    }
+    assert_int_equal(fs->n, 1);
+    certs_findings_clear(fs);
+}
+
+/* Write leaf ${c} (chain ${...}) to NAME.crt and its key to NAME.key. */
+static void
+save(const char *name, struct pki_cert *c, struct pki_cert *ch1, struct pki_cert *ch2)
+{
+    char file[256];
+
+    (void)snprintf(file, sizeof(file), "%s.crt", name);
+    assert_int_equal(pki_write_chain(F(file), c, ch1, ch2, NULL), 0);
+    (void)snprintf(file, sizeof(file), "%s.key", name);
+    assert_int_equal(pki_write_key(F(file), c, NULL), 0);
+}
+
+/* ---- a clean set, and formats ---- */
+
+static void
+test_clean(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), NULL);
+    if (fs.n != 0) {
+        dump(&fs);
+    }
+    assert_int_equal(fs.n, 0);
+    certs_findings_clear(&fs);
+}
+
+static void
+test_crlf_accepted(void **state)
+{
+    struct certs_findings fs;
+    FILE *in, *out;
+    int c;
+
+    (void)state;
+    assert_int_equal(pki_write_chain(F("bundle2.crt"), root, other_root, NULL), 0);
+    assert_non_null(in = fopen(F("bundle2.crt"), "r"));
+    assert_non_null(out = fopen(F("bundle-crlf.crt"), "w"));
+    while ((c = fgetc(in)) != EOF) {
+        if (c == '\n') {
+            fputc('\r', out);
+        }
+        fputc(c, out);
+    }
+    fclose(in);
+    fclose(out);
+    run(&fs, F("node.crt"), F("node.key"), F("bundle-crlf.crt"), NULL);
+    if (fs.n != 0) {
+        dump(&fs);
+    }
+    assert_int_equal(fs.n, 0); /* no ca-multiple-roots: only `ferry check` asks for it */
+    certs_findings_clear(&fs);
+}
+
+static void
+test_file_missing(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    run(&fs, F("no-such.crt"), NULL, NULL, NULL);
+    expect_only(&fs, "file-missing", CERTS_SEV_ERROR, F("no-such.crt"));
+    run(&fs, F("node.crt"), F("no-such.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "file-missing", CERTS_SEV_ERROR, F("no-such.key"));
+}
+
+static void
+test_file_unreadable(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    run(&fs, F("node.crt"), NULL, dir, NULL); /* a directory: EISDIR even for root */
+    expect_only(&fs, "file-unreadable", CERTS_SEV_ERROR, dir);
+}
+
+static void
+test_file_empty(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_text(F("empty.crt"), ""), 0);
+    assert_int_equal(pki_write_text(F("blank.crt"), "\r\n  \n"), 0);
+    run(&fs, F("empty.crt"), NULL, NULL, NULL);
+    expect_only(&fs, "file-empty", CERTS_SEV_ERROR, F("empty.crt"));
+    run(&fs, F("node.crt"), NULL, F("blank.crt"), NULL);
+    expect_only(&fs, "file-empty", CERTS_SEV_ERROR, F("blank.crt"));
+}
+
+static void
+test_not_pem_der(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_der(F("node.der"), leaf), 0);
+    run(&fs, F("node.der"), NULL, NULL, NULL);
+    expect_only(&fs, "not-pem-der", CERTS_SEV_ERROR, F("node.der"));
+    assert_int_equal(pki_write_der(F("ca.der"), root), 0);
+    run(&fs, F("node.crt"), NULL, F("ca.der"), NULL);
+    expect_only(&fs, "not-pem-der", CERTS_SEV_ERROR, F("ca.der"));
+}
+
+static void
+test_not_pem_pkcs12(void **state)
+{
+    struct certs_findings fs;
+    PKCS12 *p12;
+    FILE *fp;
+
+    (void)state;
+    p12 = PKCS12_create("secret", "node", leaf->key, leaf->x509, NULL, 0, 0, 0, 0, 0);
+    assert_non_null(p12);
+    assert_non_null(fp = fopen(F("node.p12"), "wb"));
+    assert_int_equal(i2d_PKCS12_fp(fp, p12), 1);
+    fclose(fp);
+    PKCS12_free(p12);
+    assert_int_equal(chmod(F("node.p12"), 0600), 0); /* it holds a key */
+    run(&fs, F("node.p12"), NULL, NULL, NULL);
+    expect_only(&fs, "not-pem-pkcs12", CERTS_SEV_ERROR, F("node.p12"));
+    run(&fs, F("node.crt"), F("node.p12"), NULL, NULL);
+    expect_only(&fs, "not-pem-pkcs12", CERTS_SEV_ERROR, F("node.p12"));
+}
+
+static void
+test_not_a_certificate(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_text(F("garbage.crt"), "hello, this is not a certificate\n"), 0);
+    run(&fs, F("garbage.crt"), NULL, NULL, NULL);
+    expect_only(&fs, "not-a-certificate", CERTS_SEV_ERROR, F("garbage.crt"));
+    /* The key given as the certificate: PEM, but no CERTIFICATE block. */
+    run(&fs, F("node.key"), NULL, NULL, NULL);
+    expect_only(&fs, "not-a-certificate", CERTS_SEV_ERROR, F("node.key"));
+}
+
+static void
+test_not_a_key(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(chmod(F("ca.crt"), 0600), 0);
+    run(&fs, F("node.crt"), F("ca.crt"), F("ca.crt"), NULL);
+    expect_only(&fs, "not-a-key", CERTS_SEV_ERROR, F("ca.crt"));
+    assert_int_equal(chmod(F("ca.crt"), 0644), 0);
+}
+
+static void
+test_not_a_crl(void **state)
+{
+    struct certs_findings fs;
+    struct certs_diag_params p = {.crl = NULL};
+
+    (void)state;
+    p.crl = F("node.crt");
+    run(&fs, F("node.crt"), NULL, F("ca.crt"), &p);
+    expect_only(&fs, "not-a-crl", CERTS_SEV_ERROR, F("node.crt"));
+}
+
+/* ---- key ---- */
+
+static void
+test_key_mismatch(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *other = node(NULL, root);
+
+    (void)state;
+    assert_int_equal(pki_write_key(F("other.key"), other, NULL), 0);
+    run(&fs, F("node.crt"), F("other.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-mismatch", CERTS_SEV_ERROR, F("other.key"));
+}
+
+static void
+test_key_encrypted_no_passphrase(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_key(F("enc.key"), leaf, PASSPHRASE), 0);
+    run(&fs, F("node.crt"), F("enc.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-encrypted-no-passphrase", CERTS_SEV_ERROR, F("enc.key"));
+}
+
+static void
+test_key_passphrase(void **state)
+{
+    struct certs_findings fs;
+    struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+
+    (void)state;
+    assert_int_equal(pki_write_key(F("enc.key"), leaf, PASSPHRASE), 0);
+    assert_int_equal(pki_write_text(F("good.pass"), PASSPHRASE "\r\n"), 0);
+    assert_int_equal(pki_write_text(F("wrong.pass"), "wrong\n"), 0);
+    p.key_passphrase_file = F("good.pass");
+    run(&fs, F("node.crt"), F("enc.key"), F("ca.crt"), &p);
+    if (fs.n != 0) {
+        dump(&fs);
+    }
+    assert_int_equal(fs.n, 0);
+    p.key_passphrase_file = F("wrong.pass");
+    run(&fs, F("node.crt"), F("enc.key"), F("ca.crt"), &p);
+    expect_only(&fs, "key-passphrase-wrong", CERTS_SEV_ERROR, F("wrong.pass"));
+}
+
+static void
+test_key_permissions(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_key(F("open.key"), leaf, NULL), 0);
+    assert_int_equal(chmod(F("open.key"), 0644), 0);
+    run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("open.key"));
+    assert_int_equal(chmod(F("open.key"), 0640), 0);
+    run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("open.key"));
+}
+
+/* ---- chain ---- */
+
+static void
+test_chain_order(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, inter), *i2, *l2;
+
+    (void)state;
+    /* CA first: ferry would present the CA as its own certificate. */
+    assert_int_equal(pki_write_chain(F("ca-first.crt"), inter, l, NULL), 0);
+    assert_int_equal(pki_write_key(F("ca-first.key"), l, NULL), 0);
+    run(&fs, F("ca-first.crt"), F("ca-first.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "chain-order", CERTS_SEV_ERROR, F("ca-first.crt"));
+    /* Leaf first, intermediates swapped: a warning. */
+    i2 = mk(&(struct pki_opts){.cn = "Site A Issuing CA", .ca = true}, inter);
+    l2 = node(NULL, i2);
+    save("swapped", l2, inter, i2);
+    run(&fs, F("swapped.crt"), F("swapped.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "chain-order", CERTS_SEV_WARNING, F("swapped.crt"));
+    /* The right order is clean. */
+    save("ordered", l2, i2, inter);
+    run(&fs, F("ordered.crt"), F("ordered.key"), F("ca.crt"), NULL);
+    if (fs.n != 0) {
+        dump(&fs);
+    }
+    assert_int_equal(fs.n, 0);
+}
+
+static void
+test_chain_incomplete(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, inter);
+
+    (void)state;
+    save("noint", l, NULL, NULL);
+    run(&fs, F("noint.crt"), F("noint.key"), F("ca.crt"), NULL);
+    expect(&fs, "chain-incomplete", CERTS_SEV_ERROR, F("noint.crt"));
+    /* The exact missing link, named as in issue 4. */
+    assert_non_null(strstr(fs.v[0].message,
+                           "issuer CN=Site A Intermediate is neither in noint.crt nor in "
+                           "ca.crt"));
+    expect_only(&fs, "chain-incomplete", CERTS_SEV_ERROR, F("noint.crt"));
+}
+
+static void
+test_ca_missing_root(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, inter);
+
+    (void)state;
+    save("int-leaf", l, NULL, NULL);
+    assert_int_equal(pki_write_chain(F("int-only.crt"), inter, NULL), 0);
+    run(&fs, F("int-leaf.crt"), F("int-leaf.key"), F("int-only.crt"), NULL);
+    expect_only(&fs, "ca-missing-root", CERTS_SEV_ERROR, F("int-only.crt"));
+}
+
+static void
+test_chain_untrusted(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, other_root);
+
+    (void)state;
+    save("foreign", l, other_root, NULL);
+    run(&fs, F("foreign.crt"), F("foreign.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "chain-untrusted", CERTS_SEV_ERROR, F("foreign.crt"));
+}
+
+static void
+test_chain_bad_signature(void **state)
+{
+    struct certs_findings fs;
+    /* Same name as the real root, another key: the CA was re-created. */
+    struct pki_cert *fake = mk(&(struct pki_opts){.cn = "Site A Root CA", .ca = true}, NULL);
+    struct pki_cert *l = node(NULL, fake);
+
+    (void)state;
+    save("resigned", l, NULL, NULL);
+    run(&fs, F("resigned.crt"), F("resigned.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "chain-bad-signature", CERTS_SEV_ERROR, F("resigned.crt"));
+}
+
+static void
+test_self_signed_leaf(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, NULL);
+
+    (void)state;
+    save("self", l, NULL, NULL);
+    run(&fs, F("self.crt"), F("self.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "self-signed-leaf", CERTS_SEV_ERROR, F("self.crt"));
+}
+
+static void
+test_issuer_not_ca(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(&(struct pki_opts){.dns = DNS("sub.test")}, leaf);
+
+    (void)state;
+    save("sub", l, leaf, NULL);
+    run(&fs, F("sub.crt"), F("sub.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "issuer-not-ca", CERTS_SEV_ERROR, F("sub.crt"));
+}
+
+/* ---- leaf ---- */
+
+static void
+test_eku(void **state)
+{
+    struct certs_findings fs;
+    struct certs_diag_params p = {.need_server_auth = true};
+
+    (void)state;
+    save("noeku", node(&(struct pki_opts){.dns = DNS("node1.test"), .eku = PKI_EKU_NONE}, root),
+         NULL, NULL);
+    run(&fs, F("noeku.crt"), F("noeku.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "eku-missing", CERTS_SEV_ERROR, F("noeku.crt"));
+
+    save("clionly", node(&(struct pki_opts){.dns = DNS("node1.test"), .eku = PKI_EKU_CLIENT}, root),
+         NULL, NULL);
+    run(&fs, F("clionly.crt"), F("clionly.key"), F("ca.crt"), &p); /* inbound */
+    expect_only(&fs, "eku-server-missing", CERTS_SEV_ERROR, F("clionly.crt"));
+
+    save("srvonly", node(&(struct pki_opts){.dns = DNS("node1.test"), .eku = PKI_EKU_SERVER}, root),
+         NULL, NULL);
+    run(&fs, F("srvonly.crt"), F("srvonly.key"), F("ca.crt"), &p);
+    assert_int_equal(fs.n, 0); /* inbound needs serverAuth only */
+    p.need_server_auth = false;
+    p.need_client_auth = true; /* outbound */
+    run(&fs, F("srvonly.crt"), F("srvonly.key"), F("ca.crt"), &p);
+    expect_only(&fs, "eku-client-missing", CERTS_SEV_ERROR, F("srvonly.crt"));
+}
+
+static void
+test_san(void **state)
+{
+    struct certs_findings fs;
+    struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+
+    (void)state;
+    save("cnonly", node(&(struct pki_opts){.cn = "node1.test"}, root), NULL, NULL);
+    run(&fs, F("cnonly.crt"), F("cnonly.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "san-missing", CERTS_SEV_ERROR, F("cnonly.crt"));
+
+    p.name = "node2.test";
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+    expect_only(&fs, "san-mismatch", CERTS_SEV_ERROR, F("node.crt"));
+    p.name = "NODE1.test";
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+    assert_int_equal(fs.n, 0);
+
+    p.name = NULL;
+    p.hostname = "db7.example.org";
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+    expect_only(&fs, "san-hostname", CERTS_SEV_WARNING, F("node.crt"));
+    p.hostname = "node1"; /* the short name of node1.test */
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+    assert_int_equal(fs.n, 0);
+}
+
+static void
+test_dates(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    save("expired",
+         node(&(struct pki_opts){.dns = DNS("node1.test"),
+                                 .not_before = -10 * DAY,
+                                 .not_after = -DAY},
+              root),
+         NULL, NULL);
+    run(&fs, F("expired.crt"), F("expired.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "cert-expired", CERTS_SEV_ERROR, F("expired.crt"));
+
+    save("expiring",
+         node(&(struct pki_opts){.dns = DNS("node1.test"), .not_after = 10 * DAY}, root), NULL,
+         NULL);
+    run(&fs, F("expiring.crt"), F("expiring.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "cert-expiring", CERTS_SEV_WARNING, F("expiring.crt"));
+
+    save(
+        "future",
+        node(&(struct pki_opts){.dns = DNS("node1.test"), .not_before = DAY, .not_after = 90 * DAY},
+             root),
+        NULL, NULL);
+    run(&fs, F("future.crt"), F("future.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "cert-not-yet-valid", CERTS_SEV_ERROR, F("future.crt"));
+}
+
+static void
+test_weak_key(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    save("weak",
+         node(&(struct pki_opts){.dns = DNS("node1.test"), .key_type = PKI_KEY_RSA1024}, root),
+         NULL, NULL);
+    run(&fs, F("weak.crt"), F("weak.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "weak-key", CERTS_SEV_ERROR, F("weak.crt"));
+}
+
+static void
+test_sha1_signature(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *l = node(NULL, root);
+
+    (void)state;
+    assert_true(X509_sign(l->x509, root->key, EVP_sha1()) > 0);
+    save("sha1", l, NULL, NULL);
+    run(&fs, F("sha1.crt"), F("sha1.key"), F("ca.crt"), NULL);
+    expect(&fs, "sha1-signature", CERTS_SEV_ERROR, F("sha1.crt"));
+    /* OpenSSL's verification may refuse the digest too; nothing else may appear. */
+    for (size_t i = 0; i < fs.n; i++) {
+        assert_true(strcmp(fs.v[i].id, "sha1-signature") == 0 ||
+                    strcmp(fs.v[i].id, "chain-untrusted") == 0);
+    }
+    certs_findings_clear(&fs);
+}
+
+/* ---- CRL ---- */
+
+static void
+run_crl(struct certs_findings *fs, const char *crl)
+{
+    struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+
+    p.crl = crl;
+    run(fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+}
+
+static void
+test_crl(void **state)
+{
+    struct certs_findings fs;
+    struct pki_cert *fake = mk(&(struct pki_opts){.cn = "Site A Root CA", .ca = true}, NULL);
+    X509_CRL *good = pki_crl_new(root, -DAY, 7 * DAY, NULL);
+    X509_CRL *expired = pki_crl_new(root, -10 * DAY, -DAY, NULL);
+    X509_CRL *forged = pki_crl_new(fake, -DAY, 7 * DAY, NULL);
+    X509_CRL *self = pki_crl_new(root, -DAY, 7 * DAY, leaf, NULL);
+    X509_CRL *other = pki_crl_new(other_root, -DAY, 7 * DAY, NULL);
+
+    (void)state;
+    assert_non_null(good);
+    assert_non_null(expired);
+    assert_non_null(forged);
+    assert_non_null(self);
+    assert_non_null(other);
+    assert_int_equal(pki_write_crls(F("good.crl"), good, NULL), 0);
+    assert_int_equal(pki_write_crls(F("expired.crl"), expired, NULL), 0);
+    assert_int_equal(pki_write_crls(F("forged.crl"), forged, NULL), 0);
+    assert_int_equal(pki_write_crls(F("self.crl"), self, NULL), 0);
+    assert_int_equal(pki_write_crls(F("other.crl"), good, other, NULL), 0);
+
+    run_crl(&fs, F("good.crl"));
+    if (fs.n != 0) {
+        dump(&fs);
+    }
+    assert_int_equal(fs.n, 0);
+    run_crl(&fs, F("expired.crl"));
+    expect_only(&fs, "crl-expired", CERTS_SEV_ERROR, F("expired.crl"));
+    run_crl(&fs, F("forged.crl"));
+    expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("forged.crl"));
+    run_crl(&fs, F("other.crl"));
+    expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("other.crl"));
+    run_crl(&fs, F("self.crl"));
+    expect_only(&fs, "crl-revokes-self", CERTS_SEV_ERROR, F("node.crt"));
+
+    /* A second CA in the bundle without its CRL. */
+    {
+        struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+
+        assert_int_equal(pki_write_chain(F("two-roots.crt"), root, other_root, NULL), 0);
+        p.crl = F("good.crl");
+        run(&fs, F("node.crt"), F("node.key"), F("two-roots.crt"), &p);
+        expect_only(&fs, "crl-missing", CERTS_SEV_WARNING, F("good.crl"));
+    }
+    X509_CRL_free(good);
+    X509_CRL_free(expired);
+    X509_CRL_free(forged);
+    X509_CRL_free(self);
+    X509_CRL_free(other);
+}
+
+static void
+test_ca_multiple_roots(void **state)
+{
+    struct certs_findings fs;
+    struct certs_diag_params p = {.need_server_auth = true, .note_multiple_roots = true};
+
+    (void)state;
+    assert_int_equal(pki_write_chain(F("two-roots.crt"), root, other_root, NULL), 0);
+    run(&fs, F("node.crt"), F("node.key"), F("two-roots.crt"), &p);
+    expect_only(&fs, "ca-multiple-roots", CERTS_SEV_WARNING, F("two-roots.crt"));
+}
+
+/* ---- ferry check: config and start checks ---- */
+
+static int builder_calls;
+
+/* Stands in for proxy_listener_tls(): the real start checks of tls/, or a forced refusal. */
+static int
+real_builder(const struct config_listener *cl, struct tls_ctx **out, char *err, size_t errlen)
+{
+    struct tls_ctx_params tp;
+
+    builder_calls++;
+    memset(&tp, 0, sizeof(tp));
+    tp.role = cl->mode == CONFIG_MODE_INBOUND ? TLS_ROLE_SERVER : TLS_ROLE_CLIENT;
+    tp.cert_file = cl->tls.cert.path;
+    tp.key_file = cl->tls.key.path;
+    tp.key_passphrase_file = cl->tls.key_passphrase_file.path;
+    tp.ca_file = cl->tls.ca.path;
+    tp.crl_file = cl->tls.crl.path;
+    tp.client_cert_required = true;
+    tp.peer_host = cl->peer.host;
+    *out = tls_ctx_new(&tp, err, errlen);
+    return *out != NULL ? 0 : -1;
+}
+
+static int
+refusing_builder(const struct config_listener *cl, struct tls_ctx **out, char *err, size_t errlen)
+{
+    (void)cl;
+    builder_calls++;
+    *out = NULL;
+    (void)snprintf(err, errlen, "listener in: something only run checks");
+    return -1;
+}
+
+/* Run certs_check_run() on YAML ${yaml} (written to NAME.yaml); output into ${buf}. */
+static int
+check(const char *name, const char *yaml, certs_tls_builder b, bool json, char **buf)
+{
+    struct certs_check_opts o;
+    char file[256];
+    size_t len = 0;
+    FILE *out;
+    int rc;
+
+    (void)snprintf(file, sizeof(file), "%s.yaml", name);
+    assert_int_equal(pki_write_text(F(file), yaml), 0);
+    memset(&o, 0, sizeof(o));
+    o.config_path = F(file);
+    o.json = json;
+    o.hostname = "node1.test";
+    assert_non_null(out = open_memstream(buf, &len));
+    rc = certs_check_run(&o, b, out, stderr);
+    fclose(out);
+    return rc;
+}
+
+#define GOOD_YAML(extra)                                                                        \
+    "tls:\n  cert: node.crt\n  key: node.key\n  ca: ca.crt\n" extra "listeners:\n"              \
+    "  - {name: in, mode: inbound, listen: \"127.0.0.1:16984\", backend: \"127.0.0.1:5984\"}\n" \
+    "  - {name: out, mode: outbound, listen: \"127.0.0.1:17001\", peer: \"node2.test:6984\"}\n"
+
+static void
+test_check_ok(void **state)
+{
+    char *buf = NULL;
+
+    (void)state;
+    builder_calls = 0;
+    assert_int_equal(check("ok", GOOD_YAML(""), real_builder, false, &buf), 0);
+    assert_int_equal(builder_calls, 2);
+    assert_non_null(strstr(buf, "ok: "));
+    assert_null(strstr(buf, "error"));
+    free(buf);
+    assert_int_equal(check("ok", GOOD_YAML(""), real_builder, true, &buf), 0);
+    assert_non_null(strstr(buf, "\"findings\":[],\"errors\":0,\"warnings\":0"));
+    free(buf);
+}
+
+static void
+test_check_config_invalid(void **state)
+{
+    char *buf = NULL;
+
+    (void)state;
+    assert_int_equal(
+        check("bad", "tls:\n  cert: node.crt\n  bogus_key: 1\n", real_builder, true, &buf), 1);
+    assert_non_null(strstr(buf, "\"id\":\"config-invalid\",\"severity\":\"error\""));
+    assert_non_null(strstr(buf, "bad.yaml\",\"line\":3,\"col\":3"));
+    free(buf);
+    /* A missing file named by the config is file-missing against that file. */
+    assert_int_equal(check("miss",
+                           "tls:\n  cert: node.crt\n  key: node.key\n  ca: no-such-ca.crt\n"
+                           "listeners:\n  - {name: in, mode: inbound, listen: \"127.0.0.1:16984\", "
+                           "backend: \"127.0.0.1:5984\"}\n",
+                           real_builder, true, &buf),
+                     1);
+    assert_non_null(strstr(buf, "\"id\":\"file-missing\""));
+    assert_non_null(strstr(buf, "no-such-ca.crt\",\"line\":0"));
+    assert_non_null(strstr(buf, "miss.yaml:4:7"));
+    free(buf);
+}
+
+static void
+test_check_roles(void **state)
+{
+    char *buf = NULL;
+
+    (void)state;
+    /* Outbound with a serverAuth-only certificate: eku-client-missing, and the builder's
+       refusal is not repeated as start-refused (the finding explains it). */
+    assert_int_equal(check("roles",
+                           "tls:\n  cert: srvonly.crt\n  key: srvonly.key\n  ca: ca.crt\n"
+                           "listeners:\n  - {name: out, mode: outbound, listen: "
+                           "\"127.0.0.1:17001\", peer: \"node2.test:6984\"}\n",
+                           real_builder, true, &buf),
+                     1);
+    assert_non_null(strstr(buf, "\"id\":\"eku-client-missing\""));
+    assert_null(strstr(buf, "start-refused"));
+    assert_null(strstr(buf, "eku-server-missing"));
+    free(buf);
+}
+
+static void
+test_check_start_refused(void **state)
+{
+    char *buf = NULL;
+
+    (void)state;
+    assert_int_equal(check("refused", GOOD_YAML(""), refusing_builder, true, &buf), 1);
+    assert_non_null(strstr(buf, "\"id\":\"start-refused\",\"severity\":\"error\""));
+    assert_non_null(strstr(buf, "something only run checks"));
+    assert_non_null(strstr(buf, "refused.yaml\",\"line\":6"));
+    free(buf);
+}
+
+static void
+test_check_multiple_roots(void **state)
+{
+    char *buf = NULL;
+
+    (void)state;
+    assert_int_equal(pki_write_chain(F("two-roots.crt"), root, other_root, NULL), 0);
+    assert_int_equal(check("roots",
+                           "tls:\n  cert: node.crt\n  key: node.key\n  ca: two-roots.crt\n"
+                           "listeners:\n  - {name: out, mode: outbound, listen: "
+                           "\"127.0.0.1:17001\", peer: \"node2.test:6984\"}\n",
+                           real_builder, false, &buf),
+                     0);
+    assert_non_null(strstr(buf, "warning  ca-multiple-roots  "));
+    assert_non_null(strstr(buf, "fix: "));
+    free(buf);
+}
+
+static void
+test_findings_list(void **state)
+{
+    struct certs_findings fs = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out;
+
+    (void)state;
+    assert_int_equal(certs_findings_add(&fs, "key-mismatch", CERTS_SEV_ERROR, "/a \"b\".key", 0, 0,
+                                        "tab\there", "fix it"),
+                     0);
+    /* The same finding twice (a file shared by two listeners) is listed once. */
+    assert_int_equal(certs_findings_add(&fs, "key-mismatch", CERTS_SEV_ERROR, "/a \"b\".key", 0, 0,
+                                        "tab\there", "fix it"),
+                     0);
+    assert_int_equal(fs.n, 1);
+    assert_non_null(out = open_memstream(&buf, &len));
+    fputc('{', out);
+    certs_findings_print_json(&fs, out);
+    fputc('}', out);
+    fclose(out);
+    assert_string_equal(buf,
+                        "{\"findings\":[{\"id\":\"key-mismatch\",\"severity\":\"error\","
+                        "\"file\":\"/a \\\"b\\\".key\",\"line\":0,\"col\":0,\"message\":"
+                        "\"tab\\u0009here\",\"fix\":\"fix it\"}],\"errors\":1,\"warnings\":0}");
+    free(buf);
+    certs_findings_clear(&fs);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean),
+        cmocka_unit_test(test_crlf_accepted),
+        cmocka_unit_test(test_file_missing),
+        cmocka_unit_test(test_file_unreadable),
+        cmocka_unit_test(test_file_empty),
+        cmocka_unit_test(test_not_pem_der),
+        cmocka_unit_test(test_not_pem_pkcs12),
+        cmocka_unit_test(test_not_a_certificate),
+        cmocka_unit_test(test_not_a_key),
+        cmocka_unit_test(test_not_a_crl),
+        cmocka_unit_test(test_key_mismatch),
+        cmocka_unit_test(test_key_encrypted_no_passphrase),
+        cmocka_unit_test(test_key_passphrase),
+        cmocka_unit_test(test_key_permissions),
+        cmocka_unit_test(test_chain_order),
+        cmocka_unit_test(test_chain_incomplete),
+        cmocka_unit_test(test_ca_missing_root),
+        cmocka_unit_test(test_chain_untrusted),
+        cmocka_unit_test(test_chain_bad_signature),
+        cmocka_unit_test(test_self_signed_leaf),
+        cmocka_unit_test(test_issuer_not_ca),
+        cmocka_unit_test(test_eku),
+        cmocka_unit_test(test_san),
+        cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_weak_key),
+        cmocka_unit_test(test_sha1_signature),
+        cmocka_unit_test(test_crl),
+        cmocka_unit_test(test_ca_multiple_roots),
+        cmocka_unit_test(test_check_ok),
+        cmocka_unit_test(test_check_config_invalid),
+        cmocka_unit_test(test_check_roles),
+        cmocka_unit_test(test_check_start_refused),
+        cmocka_unit_test(test_check_multiple_roots),
+        cmocka_unit_test(test_findings_list),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,491 @@
+/*
+ * tls_alert.c: what the other side of a failed handshake said, in plain words (CONTRACT.md
+ * §8).  A peer that rejects us says why only through a one-byte TLS alert; OpenSSL turns it
+ * into "tlsv1 alert unknown ca".  These pure functions turn the alert, or OpenSSL's own
+ * reason for a local failure, into a sentence that names the rule and the file to fix.
+ * Nothing here logs or touches a socket.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+/* TLS record content types (RFC 8446 §5.1): change_cipher_spec .. heartbeat. */
+#define TLS_CT_MIN 20
+#define TLS_CT_MAX 24
+
+/* The registry of TLS alerts (RFC 8446 §6, RFC 5246 §7.2, IANA "TLS Alerts"). */
+static const struct {
+    int code;
+    const char *name;
+} alert_names[] = {
+    {0, "close_notify"},
+    {10, "unexpected_message"},
+    {20, "bad_record_mac"},
+    {21, "decryption_failed"},
+    {22, "record_overflow"},
+    {30, "decompression_failure"},
+    {40, "handshake_failure"},
+    {41, "no_certificate"},
+    {42, "bad_certificate"},
+    {43, "unsupported_certificate"},
+    {44, "certificate_revoked"},
+    {45, "certificate_expired"},
+    {46, "certificate_unknown"},
+    {47, "illegal_parameter"},
+    {48, "unknown_ca"},
+    {49, "access_denied"},
+    {50, "decode_error"},
+    {51, "decrypt_error"},
+    {60, "export_restriction"},
+    {70, "protocol_version"},
+    {71, "insufficient_security"},
+    {80, "internal_error"},
+    {86, "inappropriate_fallback"},
+    {90, "user_canceled"},
+    {100, "no_renegotiation"},
+    {109, "missing_extension"},
+    {110, "unsupported_extension"},
+    {111, "certificate_unobtainable"},
+    {112, "unrecognized_name"},
+    {113, "bad_certificate_status_response"},
+    {114, "bad_certificate_hash_value"},
+    {115, "unknown_psk_identity"},
+    {116, "certificate_required"},
+    {120, "no_application_protocol"},
+};
+
+static void fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+fmt(char *buf, size_t len, const char *f, ...)
+{
+    va_list ap;
+
+    if (buf == NULL || len == 0) {
+        return;
+    }
+    va_start(ap, f);
+    (void)vsnprintf(buf, len, f, ap);
+    va_end(ap);
+}
+
+/* ${s} when set, else ${dflt}: explanations never print "(null)" or "". */
+static const char * or (const char *s, const char *dflt)
+{
+    return s != NULL && s[0] != '\0' ? s : dflt;
+}
+
+/*
+ * tls_alert_name(alert):
+ * The RFC 8446 name of the TLS alert ${alert}, or NULL for an unknown code.
+ */
+const char *
+tls_alert_name(int alert)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(alert_names) / sizeof(alert_names[0]); i++) {
+        if (alert_names[i].code == alert) {
+            return alert_names[i].name;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * tls_alert_from_error(e):
+ * OpenSSL reports a received alert as the SSL reason SSL_AD_REASON_OFFSET + alert code
+ * ("tlsv1 alert unknown ca" = 1048).  Returns the alert code, or -1.
+ */
+int
+tls_alert_from_error(unsigned long e)
+{
+    int reason;
+
+    if (e == 0 || ERR_SYSTEM_ERROR(e) || ERR_GET_LIB(e) != ERR_LIB_SSL) {
+        return -1;
+    }
+    reason = ERR_GET_REASON(e);
+    if (reason < SSL_AD_REASON_OFFSET || reason > SSL_AD_REASON_OFFSET + 255 ||
+        tls_alert_name(reason - SSL_AD_REASON_OFFSET) == NULL) {
+        return -1;
+    }
+    return reason - SSL_AD_REASON_OFFSET;
+}
+
+/*
+ * tls_alert_describe(alert, who, self, buf, len):
+ * One sentence per alert: what the other side refused, and what to change where.  A server
+ * (our role CLIENT) judges our client certificate against its tls.ca; a client (our role
+ * SERVER) judges our server certificate against its own trust store.  Returns ${buf}.
+ */
+const char *
+tls_alert_describe(int alert, const char *who, const struct tls_self_info *self, char *buf,
+                   size_t len)
+{
+    static const struct tls_self_info none;
+    const char *name = tls_alert_name(alert);
+    bool client;
+    const char *cert, *their_ca, *eku, *peer_kind;
+
+    if (self == NULL) {
+        self = &none;
+    }
+    who = or (who, "the peer");
+    client = self->role == TLS_ROLE_CLIENT;
+    cert = or (self->cert_file, "our certificate");
+    their_ca =
+        client ? "the peer's tls.ca" : "the client's trusted CAs (its tls.ca, curl --cacert)";
+    eku = client ? "clientAuth" : "serverAuth";
+    peer_kind = client ? "peer" : "client";
+
+    switch (alert) {
+    case SSL_AD_UNKNOWN_CA:
+        fmt(buf, len,
+            "%s rejected our certificate (alert unknown_ca): it does not trust the CA that issued "
+            "%s (issuer \"%s\"); add that CA to %s",
+            who, cert, or (self->issuer, "?"), their_ca);
+        break;
+    case SSL_AD_BAD_CERTIFICATE:
+        fmt(buf, len,
+            "%s rejected our certificate (alert bad_certificate): it could not verify %s "
+            "(subject \"%s\"): an intermediate missing from that file (leaf first, then its "
+            "intermediates), a bad signature, or a rule of the %s's own%s; see its log",
+            who, cert, or (self->subject, "?"), peer_kind,
+            client ? "" : " (does it dial a name among our SANs?)");
+        break;
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+        fmt(buf, len,
+            "%s rejected our certificate (alert unsupported_certificate): %s lacks the "
+            "extendedKeyUsage %s it requires (it has: %s); reissue it with both serverAuth and "
+            "clientAuth (ferry certs issue does)",
+            who, cert, eku, or (self->ekus, "no EKU extension"));
+        break;
+    case SSL_AD_CERTIFICATE_EXPIRED:
+        fmt(buf, len,
+            "%s rejected our certificate (alert certificate_expired): by its clock %s is not valid "
+            "now (valid %s to %s); renew it, or fix the clock that is wrong",
+            who, cert, or (self->not_before, "?"), or (self->not_after, "?"));
+        break;
+    case SSL_AD_CERTIFICATE_REVOKED:
+        fmt(buf, len,
+            "%s rejected our certificate (alert certificate_revoked): its CRL revokes %s (subject "
+            "\"%s\"); issue a new certificate and key for this node",
+            who, cert, or (self->subject, "?"));
+        break;
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+        fmt(buf, len,
+            "%s rejected our certificate (alert certificate_unknown): it refused %s (subject "
+            "\"%s\", issuer \"%s\") without naming the rule; see its log",
+            who, cert, or (self->subject, "?"), or (self->issuer, "?"));
+        break;
+    case SSL_AD_CERTIFICATE_REQUIRED:
+        if (client) {
+            fmt(buf, len,
+                "%s requires a client certificate and got none from us (alert "
+                "certificate_required): OpenSSL withholds %s (key %s) when the peer accepts none "
+                "of its signature algorithms; check tls.cert of this listener and run `ferry "
+                "check --peer`",
+                who, cert, or (self->key_type, "?"));
+        } else {
+            fmt(buf, len, "%s ended the handshake (alert certificate_required)", who);
+        }
+        break;
+    case SSL_AD_ACCESS_DENIED:
+        fmt(buf, len,
+            "%s refused us (alert access_denied): our certificate %s (subject \"%s\", %s) is "
+            "valid for it but its policy does not admit us; add our name to the %s's allow list",
+            who, cert, or (self->subject, "?"), or (self->sans, "no SAN"), peer_kind);
+        break;
+    case SSL_AD_HANDSHAKE_FAILURE:
+        fmt(buf, len,
+            "%s aborted the handshake (alert handshake_failure): no TLS version, cipher or "
+            "signature algorithm in common, or %s (%s); we offer %s%s%s",
+            who,
+            client ? "(a ferry peer) our names are not in its allow list"
+                   : "it refused the names in our certificate",
+            or (self->sans, "no SAN"), or (self->versions, "TLS 1.2 and TLS 1.3"),
+            self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
+        break;
+    case SSL_AD_PROTOCOL_VERSION:
+        fmt(buf, len,
+            "%s refused our TLS version (alert protocol_version): we offer %s (tls.min_version); "
+            "set the same tls.min_version on both sides, and upgrade a %s that lacks TLS 1.2",
+            who, or (self->versions, "TLS 1.2 and TLS 1.3"), peer_kind);
+        break;
+    case SSL_AD_INSUFFICIENT_SECURITY:
+        fmt(buf, len,
+            "%s wants stronger security than we offer (alert insufficient_security): we offer "
+            "%s%s%s",
+            who, or (self->versions, "TLS 1.2 and TLS 1.3"),
+            self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
+        break;
+    case SSL_AD_DECRYPT_ERROR:
+        fmt(buf, len,
+            "%s could not verify our handshake signature (alert decrypt_error): the key %s may "
+            "not belong to %s, or the %s refuses its type (%s); run `ferry check`",
+            who, or (self->key_file, "tls.key"), cert, peer_kind, or (self->key_type, "?"));
+        break;
+    case SSL_AD_INTERNAL_ERROR:
+        fmt(buf, len,
+            "%s failed on its own side (alert internal_error): nothing we sent is known to be "
+            "wrong; see the %s's log (an unreadable key or CA file there, out of memory)",
+            who, peer_kind);
+        break;
+    case SSL_AD_UNRECOGNIZED_NAME:
+        if (client) {
+            fmt(buf, len,
+                "%s does not serve the name we asked for (alert unrecognized_name): we sent SNI "
+                "\"%s\"; set `peer:` to a name the peer has a certificate for",
+                who, or (self->peer_host, "?"));
+        } else {
+            fmt(buf, len, "%s ended the handshake (alert unrecognized_name)", who);
+        }
+        break;
+    case SSL_AD_ILLEGAL_PARAMETER:
+    case SSL_AD_DECODE_ERROR:
+    case SSL_AD_UNEXPECTED_MESSAGE:
+    case SSL_AD_BAD_RECORD_MAC:
+    case SSL_AD_RECORD_OVERFLOW:
+        fmt(buf, len,
+            "%s found our TLS messages malformed (alert %s): a TLS library bug, or a middlebox "
+            "that alters the traffic between us",
+            who, name);
+        break;
+    default:
+        if (name != NULL) {
+            fmt(buf, len, "%s aborted the handshake (alert %s)", who, name);
+        } else {
+            fmt(buf, len, "%s aborted the handshake (alert %d)", who, alert);
+        }
+        break;
+    }
+    return buf;
+}
+
+/* Printable ASCII (and CR, LF, TAB): what a plaintext protocol starts with. */
+static bool
+printable(const unsigned char *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!(isprint(b[i]) || b[i] == '\r' || b[i] == '\n' || b[i] == '\t')) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+/*
+ * tls_plaintext_describe(bytes, n, who, role, buf, len):
+ * A first record that does not start with a TLS content type is not TLS.  An "HTTP/" answer
+ * to our ClientHello is the common mistake of pointing `peer:` at CouchDB itself.
+ * Returns 0 with the sentence in ${buf}, or -1 when ${bytes} may be TLS.
+ */
+int
+tls_plaintext_describe(const unsigned char *bytes, size_t n, const char *who, enum tls_role role,
+                       char *buf, size_t len)
+{
+    char shown[16];
+    size_t i, k = 0;
+
+    who = or (who, "the peer");
+    if (bytes == NULL || n == 0 || (bytes[0] >= TLS_CT_MIN && bytes[0] <= TLS_CT_MAX)) {
+        fmt(buf, len, "%s", "");
+        return -1;
+    }
+    /* An HTTP status line, or the bare HTML/JSON body of a server treating us as HTTP/0.9. */
+    if (role == TLS_ROLE_CLIENT && printable(bytes, n) &&
+        ((n >= 5 && memcmp(bytes, "HTTP/", 5) == 0) || bytes[0] == '<' || bytes[0] == '{')) {
+        fmt(buf, len,
+            "%s answered in plaintext: it is not a TLS port (is it CouchDB itself rather than "
+            "its ferry?)",
+            who);
+        return 0;
+    }
+    if (printable(bytes, n)) {
+        for (i = 0; i < n && k + 1 < sizeof(shown); i++) {
+            shown[k++] = (char)(isprint(bytes[i]) && bytes[i] != '"' ? bytes[i] : '.');
+        }
+        shown[k] = '\0';
+        fmt(buf, len, "%s %s in plaintext (\"%s...\"): it is not %s", who,
+            role == TLS_ROLE_CLIENT ? "answered" : "spoke", shown,
+            role == TLS_ROLE_CLIENT ? "a TLS port" : "a TLS client");
+        return 0;
+    }
+    fmt(buf, len, "%s %s bytes that are not TLS (first byte 0x%02x): it is not %s", who,
+        role == TLS_ROLE_CLIENT ? "answered with" : "sent", bytes[0],
+        role == TLS_ROLE_CLIENT ? "a TLS port" : "a TLS client");
+    return 0;
+}
+
+/*
+ * tls_error_describe(e, who, res, self, buf, len):
+ * Translate the first OpenSSL error of a failed handshake.  Returns 0 with the text, or -1
+ * with "" when ${e} is not one we explain.
+ */
+int
+tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
+                   const struct tls_self_info *self, char *buf, size_t len)
+{
+    static const struct tls_self_info none;
+    enum tls_role role;
+    int alert, reason;
+
+    if (self == NULL) {
+        self = &none;
+    }
+    role = self->role;
+    who = or (who, "the peer");
+    fmt(buf, len, "%s", "");
+    if ((alert = tls_alert_from_error(e)) >= 0) {
+        (void)tls_alert_describe(alert, who, self, buf, len);
+        return 0;
+    }
+    if (e == 0 || ERR_SYSTEM_ERROR(e) || ERR_GET_LIB(e) != ERR_LIB_SSL) {
+        return -1;
+    }
+    reason = ERR_GET_REASON(e);
+    switch (reason) {
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_UNKNOWN_PROTOCOL:
+        if (res != NULL && tls_plaintext_describe(res->first_record, res->n_first_record, who, role,
+                                                  buf, len) == 0) {
+            return 0;
+        }
+        if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) {
+            fmt(buf, len, "%s sent a plaintext HTTP request: it must use https://", who);
+            return 0;
+        }
+        fmt(buf, len, "%s does not speak TLS (%s): %s", who,
+            or (ERR_reason_error_string(e), "not a TLS record"),
+            role == TLS_ROLE_CLIENT ? "check that the port is its TLS port"
+                                    : "it is not a TLS client");
+        return 0;
+    case SSL_R_NO_SHARED_CIPHER:
+        fmt(buf, len,
+            "%s offers no cipher we accept (no shared cipher): we offer %s%s%s; upgrade or "
+            "reconfigure it",
+            who, or (self->versions, "TLS 1.2 and TLS 1.3"),
+            self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
+        return 0;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_NO_PROTOCOLS_AVAILABLE:
+    case SSL_R_UNSUPPORTED_SSL_VERSION:
+    case SSL_R_WRONG_SSL_VERSION:
+        fmt(buf, len,
+            "%s and we have no TLS version in common (%s): we accept %s (tls.min_version); "
+            "upgrade a side that offers only older versions",
+            who, or (ERR_reason_error_string(e), "unsupported protocol"),
+            or (self->versions, "TLS 1.2 and TLS 1.3"));
+        return 0;
+    case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
+    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+        fmt(buf, len,
+            "%s and we share no signature algorithm (%s): our key in %s is %s; use an ECDSA P-256 "
+            "or RSA >= 2048 key",
+            who, or (ERR_reason_error_string(e), "no shared signature algorithms"),
+            or (self->cert_file, "tls.cert"), or (self->key_type, "?"));
+        return 0;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+        fmt(buf, len,
+            "%s closed the connection in the middle of the TLS handshake without saying why; see "
+            "its log",
+            who);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/*
+ * tls_cert_ekus(cert, buf, len):
+ * The EKU purposes of ${cert}, comma-separated ("" without the extension).  Returns ${buf}.
+ */
+const char *
+tls_cert_ekus(X509 *cert, char *buf, size_t len)
+{
+    EXTENDED_KEY_USAGE *eku;
+    size_t used = 0;
+    int i;
+
+    if (buf == NULL || len == 0) {
+        return buf;
+    }
+    buf[0] = '\0';
+    if (cert == NULL || (eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL)) == NULL) {
+        ERR_clear_error();
+        return buf;
+    }
+    for (i = 0; i < sk_ASN1_OBJECT_num(eku); i++) {
+        ASN1_OBJECT *o = sk_ASN1_OBJECT_value(eku, i);
+        char oid[80];
+        int nid = OBJ_obj2nid(o);
+        int n;
+
+        if (nid != NID_undef) {
+            fmt(oid, sizeof(oid), "%s", OBJ_nid2sn(nid));
+        } else if (OBJ_obj2txt(oid, sizeof(oid), o, 1) <= 0) {
+            fmt(oid, sizeof(oid), "?");
+        }
+        n = snprintf(buf + used, len - used, "%s%s", used > 0 ? "," : "", oid);
+        if (n < 0 || (size_t)n >= len - used) {
+            break;
+        }
+        used += (size_t)n;
+    }
+    EXTENDED_KEY_USAGE_free(eku);
+    return buf;
+}
+
+/*
+ * tls_cert_key_type(cert, buf, len):
+ * "EC P-256", "RSA 2048", "ED25519"; "?" when ${cert} has no readable key.  Returns ${buf}.
+ */
+const char *
+tls_cert_key_type(X509 *cert, char *buf, size_t len)
+{
+    EVP_PKEY *pk;
+    char group[64];
+    const char *nist;
+    int id;
+
+    fmt(buf, len, "?");
+    if (cert == NULL || (pk = X509_get0_pubkey(cert)) == NULL) {
+        ERR_clear_error();
+        return buf;
+    }
+    id = EVP_PKEY_get_base_id(pk);
+    if (id == EVP_PKEY_EC) {
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                           NULL) != 1) {
+            fmt(group, sizeof(group), "?");
+        }
+        nist = EC_curve_nid2nist(OBJ_sn2nid(group));
+        fmt(buf, len, "EC %s", nist != NULL ? nist : group);
+    } else if (id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS) {
+        fmt(buf, len, "RSA %d", EVP_PKEY_get_bits(pk));
+    } else if (id != NID_undef) {
+        fmt(buf, len, "%s", OBJ_nid2sn(id));
+    }
+    ERR_clear_error();
+    return buf;
+}
