@@ -212,6 +212,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
 
     conn_check(c);
     c->reason = reason;
+    /* Requests that never got their response get their access-log line first. */
+    proxy_exchange_free(c);
     event_base_gettimeofday_cached(p->base, &now);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
     snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
@@ -268,13 +270,15 @@ conn_relay_finished(struct proxy_conn *c)
 /* ---- our own answers: 400 on a TLS port, 502 when the other side fails ---- */
 
 /*
- * Queue ${head}${body} to the client and move to DRAINING: once written, the client's side
- * is half-closed and whatever the client still sends is read and dropped until it closes or
- * PROXY_LINGER_MS pass, so it sees our answer rather than a reset.
+ * proxy_conn_answer(c, reason, status, phrase, ctype, body):
+ * Queue our own HTTP answer to the client and move to DRAINING: the backend/peer side is
+ * closed; once the answer is written the client's side is half-closed and whatever the client
+ * still sends is read and dropped until it closes or PROXY_LINGER_MS pass, so it sees our
+ * answer rather than a reset.  ${reason} is the close reason logged at the end.
  */
-static void
-conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status, const char *phrase,
-            const char *ctype, const char *body)
+void
+proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
+                  const char *phrase, const char *ctype, const char *body)
 {
     struct evbuffer *out = bufferevent_get_output(c->client);
 
@@ -301,7 +305,7 @@ conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
-    conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
+    proxy_conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
 }
 
 /*
@@ -373,6 +377,26 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- relay ---- */
 
+/*
+ * Move the client's bytes on.  A request the HTTP layer refuses is answered (or the
+ * connection dropped) by proxy_exchange_request_failed().  Returns false when ${c} no longer
+ * relays (it may be freed): the caller must return at once.
+ */
+static bool
+conn_pump_up(struct proxy_conn *c)
+{
+    enum proxy_http_result res = proxy_relay_pump(&c->up);
+
+    if (res != PROXY_HTTP_OK) {
+        proxy_exchange_request_failed(c, res);
+        return false;
+    }
+    if (c->x != NULL) {
+        proxy_exchange_after_read(c);
+    }
+    return true;
+}
+
 static void
 conn_start_relay(struct proxy_conn *c)
 {
@@ -384,11 +408,29 @@ conn_start_relay(struct proxy_conn *c)
     conn_touch(c);
     event_del(c->timer);
     conn_timer_in(c, c->l->proxy->cfg->limits.idle_timeout_ms);
+    if (conn_http(c) && proxy_exchange_start(c) < 0) {
+        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
     /* Bytes the client sent while we connected are waiting in its input buffer. */
-    proxy_relay_pump(&c->up);
+    if (!conn_pump_up(c)) {
+        return;
+    }
     if (c->client_eof) {
         proxy_relay_src_eof(&c->up);
     }
+}
+
+/*
+ * A clean end of what the other side sends.  EOF while WRITING is not one: libevent's TLS
+ * bufferevent reports a failed write to a vanished peer as a (dirty) EOF, and such a side can
+ * take no more bytes, so the connection must end instead of waiting for idle_timeout.
+ */
+static bool
+conn_read_eof(short what)
+{
+    return (what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_WRITING) == 0;
 }
 
 /*
@@ -422,7 +464,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     conn_touch(c);
-    proxy_relay_pump(&c->up);
+    (void)conn_pump_up(c);
 }
 
 static void
@@ -460,7 +502,20 @@ server_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     conn_touch(c);
-    proxy_relay_pump(&c->down);
+    proxy_exchange_response_bytes(c);
+    if (proxy_relay_pump(&c->down) != PROXY_HTTP_OK) {
+        int status;
+        const char *why = proxy_http_error(c->down.http, &status);
+
+        (void)status;
+        snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
+                 conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
+        if (proxy_exchange_can_answer(c)) {
+            conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
+            return;
+        }
+        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+    }
 }
 
 static void
@@ -518,20 +573,72 @@ conn_log_rejection(struct proxy_conn *c, enum tls_role role)
            tls_reject_str(c->verify.reject), "msg", c->detail, (const char *)NULL);
 }
 
+/* What conn_explain_tls() found: nothing, an alert the other side sent, or another cause. */
+enum conn_tls_said {
+    CONN_TLS_UNKNOWN,
+    CONN_TLS_ALERT,
+    CONN_TLS_OTHER,
+};
+
+/*
+ * Put the other side's TLS failure in plain words into c->detail (CONTRACT §8): the alert it
+ * sent us (recorded by tls/ during the handshake or, under TLS 1.3, as the first record after
+ * it), plaintext where TLS was due, or OpenSSL's first error ${e} when tls/ can explain it.
+ * Leaves c->detail alone and returns CONN_TLS_UNKNOWN otherwise.
+ */
+static enum conn_tls_said
+conn_explain_tls(struct proxy_conn *c, unsigned long e)
+{
+    struct tls_self_info self;
+    char who[340];
+
+    snprintf(who, sizeof(who), "%s %s", conn_inbound(c) ? "client" : "peer",
+             conn_inbound(c) ? c->remote : c->l->target_text);
+    tls_ctx_self_info(c->l->tls, &self);
+    if (c->verify.alert_received) {
+        tls_alert_describe(c->verify.alert, who, &self, c->detail, sizeof(c->detail));
+        return CONN_TLS_ALERT;
+    }
+    if (tls_alert_from_error(e) >= 0) {
+        tls_alert_describe(tls_alert_from_error(e), who, &self, c->detail, sizeof(c->detail));
+        return CONN_TLS_ALERT;
+    }
+    if (tls_error_describe(e, who, &c->verify, &self, c->detail, sizeof(c->detail)) == 0 ||
+        tls_plaintext_describe(c->verify.first_record, c->verify.n_first_record, who, self.role,
+                               c->detail, sizeof(c->detail)) == 0) {
+        return CONN_TLS_OTHER;
+    }
+    return CONN_TLS_UNKNOWN;
+}
+
 /* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
 static void
 conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
 {
     char errs[256];
+    unsigned long e;
+    enum conn_tls_said said;
 
-    (void)bev_tls_errors(bev, errs, sizeof(errs));
+    e = bev_tls_errors(bev, errs, sizeof(errs));
     /* tls/ records every §4 refusal, including "no client certificate", in c->verify. */
     if (c->verify.reject != TLS_REJECT_NONE) {
         conn_log_rejection(c, TLS_ROLE_SERVER);
         proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
         return;
     }
-    if (errs[0] != '\0') {
+    said = conn_explain_tls(c, e);
+    if (said == CONN_TLS_ALERT) {
+        /* The client refused OUR certificate: the operator has to fix our side or the client. */
+        log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
+               "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
+               tls_alert_name(c->verify.alert_received ? c->verify.alert : tls_alert_from_error(e)),
+               "msg", c->detail, (const char *)NULL);
+        proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
+        return;
+    }
+    if (said == CONN_TLS_OTHER) {
+        /* c->detail holds the explanation (no shared version or cipher, not TLS, ...). */
+    } else if (errs[0] != '\0') {
         snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %s", errs);
     } else if ((what & BEV_EVENT_EOF) != 0) {
         snprintf(c->detail, sizeof(c->detail),
@@ -644,6 +751,19 @@ conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short 
         }
         return;
     }
+    if (!conn_inbound(c)) {
+        switch (conn_explain_tls(c, e)) {
+        case CONN_TLS_ALERT:
+            /* The peer refused us (our certificate, version, ...): its alert in plain words. */
+            conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
+            return;
+        case CONN_TLS_OTHER:
+            conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_handshake_failed");
+            return;
+        case CONN_TLS_UNKNOWN:
+            break;
+        }
+    }
     if (!conn_inbound(c) && e != 0) {
         snprintf(c->detail, sizeof(c->detail), "TLS handshake with peer %s failed: %s",
                  c->l->target_text, errs);
@@ -687,21 +807,35 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
-    if ((what & BEV_EVENT_EOF) != 0) {
+    if (conn_read_eof(what)) {
+        if (c->x != NULL && proxy_exchange_can_answer(c)) {
+            /* Closed with a request still unanswered: tell the client why. */
+            snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection without answering",
+                     conn_inbound(c) ? "backend" : "peer", c->l->target_text);
+            conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR,
+                                 conn_inbound(c) ? "backend_failed" : "peer_failed");
+            return;
+        }
         conn_side_eof(c, bev, &c->down);
         return;
     }
-    if ((what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
         char errs[256] = "";
         int sock_err = EVUTIL_SOCKET_ERROR();
+        unsigned long e = 0;
 
         if (!conn_inbound(c)) {
-            (void)bev_tls_errors(bev, errs, sizeof(errs));
+            e = bev_tls_errors(bev, errs, sizeof(errs));
+        }
+        if (!conn_inbound(c) && c->down.bytes == 0 && conn_explain_tls(c, e) == CONN_TLS_ALERT) {
+            /* TLS 1.3: the peer's verdict on our certificate comes after our handshake. */
+            conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
+            return;
         }
         snprintf(c->detail, sizeof(c->detail), "%s %s: %s", conn_inbound(c) ? "backend" : "peer",
                  c->l->target_text,
                  errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
-        if (conn_http(c) && c->down.bytes == 0) {
+        if (conn_http(c) && proxy_exchange_can_answer(c)) {
             /*
              * Nothing of a response has reached the client yet, so it can still be told why.
              * This is also how a peer's rejection of our certificate arrives under TLS 1.3:
@@ -744,7 +878,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_RELAY:
-        if ((what & BEV_EVENT_EOF) != 0) {
+        if (conn_read_eof(what)) {
             conn_side_eof(c, bev, &c->up);
             return;
         }
@@ -820,7 +954,8 @@ sniff_plaintext(struct proxy_conn *c, const char *peeked)
     }
     c->fd = -1; /* owned by the bufferevent now */
     bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    conn_answer(c, PROXY_CLOSE_NOT_TLS, 400, "Bad Request", "text/plain; charset=utf-8", body);
+    proxy_conn_answer(c, PROXY_CLOSE_NOT_TLS, 400, "Bad Request", "text/plain; charset=utf-8",
+                      body);
 }
 
 static void

@@ -549,6 +549,16 @@ proxy_http_in_message(const struct proxy_http *h)
 }
 
 /*
+ * proxy_http_in_head(h):
+ * Has a head started and not been completed?
+ */
+bool
+proxy_http_in_head(const struct proxy_http *h)
+{
+    return h->state == PH_HEAD || (h->state == PH_IDLE && h->scan_started);
+}
+
+/*
  * proxy_http_header_is(hd, name):
  * Case-insensitive name comparison.
  */

@@ -123,6 +123,12 @@ const char *proxy_http_error(const struct proxy_http *h, int *status);
 bool proxy_http_in_message(const struct proxy_http *h);
 
 /*
+ * proxy_http_in_head(h):
+ * Has a head started (its first byte seen) and not yet been completed?
+ */
+bool proxy_http_in_head(const struct proxy_http *h);
+
+/*
  * proxy_http_header_is(hd, name):
  * Is header ${hd} called ${name} (case-insensitive)?
  */

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "config.h"
+#include "proxy_http.h"
 #include "tls.h"
 
 #define PROXY_MAGIC          0x50525859u /* "PRXY" */
@@ -79,6 +80,7 @@ struct proxy_conn;
 struct proxy_relay {
     struct bufferevent *src;
     struct bufferevent *dst;
+    struct proxy_http *http; /* protocol http: frames the bytes (owned by the exchange) */
     bool dst_tls;
     bool eof_seen;
     bool shut_sent;
@@ -117,6 +119,10 @@ struct proxy_listener {
     struct sockaddr_storage target;
     socklen_t target_len;
     char target_host[256]; /* outbound peer by DNS name, resolved per connection (evdns) */
+    /* couchdb_proxy_auth: the secret (read at start, wiped on free) and the roles header */
+    unsigned char *auth_secret;
+    size_t auth_secret_len;
+    char *auth_roles;
     uint16_t target_port;
 };
 
@@ -136,10 +142,11 @@ struct proxy_conn {
     struct proxy_relay down; /* server -> client */
     struct timeval started;
     struct timeval last_active;
-    bool client_eof;  /* the client half-closed before the relay started */
-    bool tls_up;      /* the client-side (inbound) or server-side (outbound) TLS is open */
-    char remote[64];  /* client address "ip:port" */
-    char detail[384]; /* the reason in plain words for the close line / 502 body */
+    bool client_eof;          /* the client half-closed before the relay started */
+    bool tls_up;              /* the client-side (inbound) or server-side (outbound) TLS is open */
+    struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
+    char remote[64];          /* client address "ip:port" */
+    char detail[384];         /* the reason in plain words for the close line / 502 body */
 };
 
 /* proxy.c */
@@ -160,10 +167,21 @@ void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
 void proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
+void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
+                       const char *phrase, const char *ctype, const char *body);
+
+/* proxy_exchange.c (protocol http) */
+int proxy_exchange_start(struct proxy_conn *c);
+void proxy_exchange_free(struct proxy_conn *c);
+void proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res);
+void proxy_exchange_response_bytes(struct proxy_conn *c);
+void proxy_exchange_after_read(struct proxy_conn *c);
+bool proxy_exchange_can_answer(const struct proxy_conn *c);
+
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
                       bool dst_tls);
-void proxy_relay_pump(struct proxy_relay *r);
+enum proxy_http_result proxy_relay_pump(struct proxy_relay *r);
 void proxy_relay_src_eof(struct proxy_relay *r);
 void proxy_relay_dst_drained(struct proxy_relay *r);
 void proxy_shutdown_write(struct bufferevent *bev, bool tls);

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/crypto.h>
 
 #include "log.h"
 #include "proxy.h"
@@ -80,6 +81,59 @@ resolve(const struct config_addr *a, bool numeric, struct sockaddr_storage *ss, 
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+/*
+ * couchdb_proxy_auth: read the secret once at start (trailing newlines are not part of it,
+ * as in CouchDB's ini file) and join the roles.  The secret never reaches a message.
+ */
+static int
+load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
+{
+    const struct config_proxy_auth *pa = &l->cfg->proxy_auth;
+    unsigned char buf[4096];
+    size_t n = 0, used = 0, len = 0;
+    FILE *f;
+
+    if (!pa->enabled) {
+        return 0;
+    }
+    f = fopen(pa->secret_file.path, "rb");
+    if (f != NULL) {
+        n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+    if (f == NULL || n == 0 || n == sizeof(buf)) {
+        snprintf(err, errlen, "listener %s: couchdb_proxy_auth.secret_file %s: %s", l->cfg->name,
+                 pa->secret_file.path,
+                 f == NULL ? strerror(errno)
+                 : n == 0  ? "empty"
+                           : "longer than 4 KiB");
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return -1;
+    }
+    l->auth_secret = malloc(n);
+    for (size_t i = 0; i < pa->n_roles; i++) {
+        len += strlen(pa->roles[i]) + 1;
+    }
+    l->auth_roles = malloc(len + 1);
+    if (l->auth_secret == NULL || l->auth_roles == NULL) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(l->auth_secret, buf, n);
+    l->auth_secret_len = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    l->auth_roles[0] = '\0';
+    for (size_t i = 0; i < pa->n_roles; i++) {
+        used += (size_t)snprintf(l->auth_roles + used, len + 1 - used, "%s%s", i > 0 ? "," : "",
+                                 pa->roles[i]);
+    }
     return 0;
 }
 
@@ -204,6 +258,9 @@ proxy_listener_open(struct proxy *p, const struct config_listener *cl, struct pr
             l->target_port = cl->peer.port;
         }
     }
+    if (load_proxy_auth(l, err, errlen) < 0) {
+        goto err1;
+    }
     fd = bind_listener(cl, l->listen_text, err, errlen);
     if (fd < 0) {
         goto err1;
@@ -240,6 +297,13 @@ proxy_listener_free(struct proxy_listener *l)
     }
     tls_ctx_free(l->tls);
     l->tls = NULL;
+    if (l->auth_secret != NULL) {
+        OPENSSL_cleanse(l->auth_secret, l->auth_secret_len);
+        free(l->auth_secret);
+        l->auth_secret = NULL;
+    }
+    free(l->auth_roles);
+    l->auth_roles = NULL;
     l->magic = 0;
     free(l);
 }

@@ -30,6 +30,7 @@ proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferev
     r->shut_sent = false;
     r->throttled = false;
     r->bytes = 0;
+    r->http = NULL;
     bufferevent_setwatermark(src, EV_READ, 0, PROXY_RELAY_HIGH);
 }
 
@@ -72,27 +73,36 @@ relay_shut(struct proxy_relay *r)
 
 /*
  * proxy_relay_pump(r):
- * Move everything src has read to dst.  When dst holds more than PROXY_RELAY_HIGH, stop
+ * Move everything src has read to dst (through the HTTP framer when the relay has one; its
+ * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
  * reading src and ask for dst's write callback at half that (le-proxy); the callback calls
  * proxy_relay_dst_drained(), which resumes.
  */
-void
+enum proxy_http_result
 proxy_relay_pump(struct proxy_relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->src);
     struct evbuffer *out = bufferevent_get_output(r->dst);
     size_t n = evbuffer_get_length(in);
+    enum proxy_http_result res = PROXY_HTTP_OK;
 
     if (n > 0 && !r->shut_sent) {
-        /* evbuffer_add_buffer moves the chains; no copy. */
-        evbuffer_add_buffer(out, in);
-        r->bytes += n;
+        if (r->http != NULL) {
+            /* HTTP framing: heads are checked and rewritten, bodies move unchanged. */
+            res = proxy_http_pump(r->http, in, out);
+            r->bytes += n - evbuffer_get_length(in);
+        } else {
+            /* evbuffer_add_buffer moves the chains; no copy. */
+            evbuffer_add_buffer(out, in);
+            r->bytes += n;
+        }
     }
     if (!r->eof_seen && evbuffer_get_length(out) >= PROXY_RELAY_HIGH) {
         bufferevent_disable(r->src, EV_READ);
         r->throttled = true;
         bufferevent_setwatermark(r->dst, EV_WRITE, PROXY_RELAY_HIGH / 2, 0);
     }
+    return res;
 }
 
 /*
@@ -104,7 +114,11 @@ void
 proxy_relay_src_eof(struct proxy_relay *r)
 {
     r->eof_seen = true;
-    proxy_relay_pump(r);
+    (void)proxy_relay_pump(r);
+    if (r->http != NULL) {
+        /* Completes a response delimited by the end of the connection (HTTP/1.0 style). */
+        (void)proxy_http_eof(r->http);
+    }
     if (evbuffer_get_length(bufferevent_get_output(r->dst)) == 0) {
         relay_shut(r);
     } else {

@@ -1,0 +1,614 @@
+/*
+ * proxy_exchange: the HTTP side of a `protocol: http` connection (CONTRACT §5, §6, §7).
+ *
+ * It owns the two framers (requests client -> server, responses server -> client), the queue
+ * of requests waiting for their responses (keep-alive and pipelining), the identity headers
+ * computed once per connection, and the two HTTP timers: header_timeout (a request head must
+ * arrive once begun) and backend_timeout (the first byte of the response).  Each request
+ * gets one access-log line when its response ends.  Policy lives here; framing lives in
+ * proxy_http.c; the connection's life lives in proxy_conn.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "log.h"
+#include "proxy_access.h"
+#include "proxy_http.h"
+#include "proxy_internal.h"
+
+/* Requests that may wait for their responses at once; a deeper pipeline is closed. */
+#define EXCHANGE_QUEUE      32
+#define EXCHANGE_TARGET_LOG 256
+
+struct exchange_req {
+    char method[16];
+    char target[EXCHANGE_TARGET_LOG];
+    struct timeval start;
+    uint64_t req_body;
+    char rule[24]; /* "rule 2", "-" */
+    bool head;     /* HEAD: the response has no body */
+    int status;    /* response status, once its head is seen (1xx not kept) */
+};
+
+struct proxy_exchange {
+    struct proxy_http *req;
+    struct proxy_http *resp;
+    struct exchange_req q[EXCHANGE_QUEUE];
+    size_t q_head, q_len;
+    struct event *header_timer;
+    struct event *backend_timer;
+    struct proxy_peer_names names;
+    /* identity headers (inbound), computed once at relay start */
+    char xff[64];
+    char *client_cert;       /* X-Forwarded-Client-Cert or Client-Cert value */
+    char *client_cert_chain; /* RFC 9440 Client-Cert-Chain value */
+    char *auth_user;
+    char *auth_token;
+    char host[300]; /* outbound host_header: peer */
+    /* an answer (403, 400...) to send once earlier responses have gone out */
+    bool answer_pending;
+    int answer_status;
+    char answer_body[700];
+};
+
+static const char *const inbound_drop[] = {
+    "x-forwarded-*", "forwarded", "x-auth-couchdb-*", "client-cert", "client-cert-chain",
+};
+
+static struct exchange_req *
+q_back(struct proxy_exchange *x)
+{
+    return &x->q[(x->q_head + x->q_len - 1) % EXCHANGE_QUEUE];
+}
+
+static struct exchange_req *
+q_front(struct proxy_exchange *x)
+{
+    return x->q_len > 0 ? &x->q[x->q_head] : NULL;
+}
+
+static void
+timer_in(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+    evtimer_add(ev, &tv);
+}
+
+static uint64_t
+ms_since(struct proxy_conn *c, const struct timeval *t)
+{
+    struct timeval now;
+
+    event_base_gettimeofday_cached(c->l->proxy->base, &now);
+    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
+           (uint64_t)((now.tv_usec - t->tv_usec) / 1000);
+}
+
+/* The access-log line of one request (CONTRACT issue 5: one line per request). */
+static void
+access_log(struct proxy_conn *c, const struct exchange_req *r, const char *status,
+           uint64_t resp_body)
+{
+    char in[24], out[24], dur[24];
+
+    if (!log_enabled(LOG_INFO)) {
+        return;
+    }
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)r->req_body);
+    snprintf(out, sizeof(out), "%llu", (unsigned long long)resp_body);
+    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)ms_since(c, &r->start));
+    log_kv(LOG_INFO, "request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+           c->verify.peer.name, "method", r->method, "path", r->target, "status", status,
+           "bytes_in", in, "bytes_out", out, "duration_ms", dur, "rule", r->rule,
+           (const char *)NULL);
+}
+
+/* A CouchDB-style JSON error body: {"error":"...","reason":"..."}. */
+static void
+json_error(char *body, size_t len, const char *error, const char *reason)
+{
+    char esc[512];
+
+    log_json_escape(esc, sizeof(esc), reason);
+    snprintf(body, len, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error, esc);
+}
+
+static const char *
+status_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 408:
+        return "Request Timeout";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
+    }
+}
+
+static const char *
+status_error(int status)
+{
+    switch (status) {
+    case 403:
+        return "forbidden";
+    case 408:
+        return "request_timeout";
+    case 431:
+        return "header_too_large";
+    case 501:
+        return "not_implemented";
+    case 502:
+        return "bad_gateway";
+    case 504:
+        return "gateway_timeout";
+    default:
+        return "bad_request";
+    }
+}
+
+/*
+ * proxy_exchange_can_answer(c):
+ * Can ferry still answer the client itself: a request waits for its response and no byte of
+ * that response has been relayed (the response stream is between messages)?  Before the
+ * relay (no exchange yet): nothing was relayed at all.
+ */
+bool
+proxy_exchange_can_answer(const struct proxy_conn *c)
+{
+    if (c->x == NULL) {
+        return c->down.bytes == 0;
+    }
+    return c->x->q_len > 0 && !proxy_http_in_message(c->x->resp);
+}
+
+/* Send our own answer now (the response stream is between messages) and close. */
+static void
+answer_now(struct proxy_conn *c, int status, const char *body)
+{
+    enum proxy_close_reason reason = status == 502   ? PROXY_CLOSE_SERVER_ERROR
+                                     : status == 504 ? PROXY_CLOSE_SERVER_ERROR
+                                                     : PROXY_CLOSE_CLIENT_ERROR;
+
+    proxy_conn_answer(c, reason, status, status_phrase(status), "application/json", body);
+}
+
+/* Answer once the responses already owed to the client have gone out. */
+static void
+answer_when_idle(struct proxy_conn *c, int status, const char *body)
+{
+    struct proxy_exchange *x = c->x;
+
+    if (x->q_len == 0 && !proxy_http_in_message(x->resp)) {
+        answer_now(c, status, body);
+        return;
+    }
+    x->answer_pending = true;
+    x->answer_status = status;
+    snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
+    /* Nothing more is read from the client: its request parser has stopped. */
+    bufferevent_disable(c->client, EV_READ);
+}
+
+/* ---- timers ---- */
+
+static void
+header_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    char body[256];
+
+    (void)fd;
+    (void)what;
+    snprintf(c->detail, sizeof(c->detail), "request head not complete within %llums",
+             (unsigned long long)c->l->proxy->cfg->limits.header_timeout_ms);
+    json_error(body, sizeof(body), "request_timeout", c->detail);
+    answer_when_idle(c, 408, body);
+}
+
+static void
+backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    char body[512];
+
+    (void)fd;
+    (void)what;
+    snprintf(c->detail, sizeof(c->detail), "%s %s sent no response within %llums",
+             c->l->cfg->mode == CONFIG_MODE_INBOUND ? "backend" : "peer", c->l->target_text,
+             (unsigned long long)c->l->proxy->cfg->limits.backend_timeout_ms);
+    log_kv(LOG_WARN, "backend_timeout", "listener", c->l->cfg->name, "remote", c->remote, "target",
+           c->l->target_text, "msg", c->detail, (const char *)NULL);
+    if (!proxy_exchange_can_answer(c)) {
+        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+        return;
+    }
+    if (q_front(c->x) != NULL) {
+        access_log(c, q_front(c->x), "504", 0);
+        c->x->q_len = 0;
+    }
+    json_error(body, sizeof(body), "gateway_timeout", c->detail);
+    answer_now(c, 504, body);
+}
+
+/* Wait for the first byte of the oldest unanswered response. */
+static void
+backend_timer_arm(struct proxy_conn *c)
+{
+    if (c->x->q_len > 0 && !evtimer_pending(c->x->backend_timer, NULL)) {
+        timer_in(c->x->backend_timer, c->l->proxy->cfg->limits.backend_timeout_ms);
+    }
+}
+
+/*
+ * proxy_exchange_response_bytes(c):
+ * Bytes of a response arrived: the backend answered in time.
+ */
+void
+proxy_exchange_response_bytes(struct proxy_conn *c)
+{
+    if (c->x != NULL) {
+        evtimer_del(c->x->backend_timer);
+    }
+}
+
+/* ---- requests ---- */
+
+static enum proxy_http_verdict
+on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
+{
+    struct proxy_conn *c = arg;
+    struct proxy_exchange *x = c->x;
+    const struct config_listener *cl = c->l->cfg;
+    const struct config_access_rule *rule = NULL;
+    struct exchange_req *r;
+    struct proxy_http_add add[8];
+    size_t n_add = 0;
+    char why[512], body[700], reason[700];
+    int rc;
+
+    (void)skip_body;
+    evtimer_del(x->header_timer);
+    if (x->q_len == EXCHANGE_QUEUE) {
+        snprintf(c->detail, sizeof(c->detail), "more than %d pipelined requests", EXCHANGE_QUEUE);
+        return PROXY_HTTP_REFUSE;
+    }
+    if (cl->mode == CONFIG_MODE_INBOUND && cl->access != NULL &&
+        proxy_access_check(cl->access, cl->n_access, &x->names, h->method, h->target, why,
+                           sizeof(why), &rule) < 0) {
+        const char *who = x->names.n > 0 ? x->names.v[0] : c->verify.peer.subject;
+
+        snprintf(reason, sizeof(reason), "peer %s may not %s %s", who, h->method, h->target);
+        log_kv(LOG_WARN, "access_denied", "listener", cl->name, "remote", c->remote, "peer", who,
+               "method", h->method, "path", h->target, "rule", why, "msg", reason,
+               (const char *)NULL);
+        snprintf(c->detail, sizeof(c->detail), "%s", reason);
+        json_error(body, sizeof(body), "forbidden", reason);
+        x->answer_status = 403;
+        snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
+        return PROXY_HTTP_REFUSE;
+    }
+
+    /* Queue it for its response and the access log. */
+    r = &x->q[(x->q_head + x->q_len) % EXCHANGE_QUEUE];
+    x->q_len++;
+    memset(r, 0, sizeof(*r));
+    snprintf(r->method, sizeof(r->method), "%s", h->method);
+    snprintf(r->target, sizeof(r->target), "%s", h->target);
+    event_base_gettimeofday_cached(c->l->proxy->base, &r->start);
+    r->head = strcmp(h->method, "HEAD") == 0;
+    if (rule != NULL) {
+        snprintf(r->rule, sizeof(r->rule), "rule %zu", (size_t)(rule - cl->access) + 1);
+    } else {
+        snprintf(r->rule, sizeof(r->rule), "-");
+    }
+
+    if (cl->mode == CONFIG_MODE_INBOUND) {
+        /* CONTRACT §6: whatever the client sent of these is dropped, ours are added. */
+        add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", x->xff};
+        add[n_add++] = (struct proxy_http_add){"X-Forwarded-Proto", "https"};
+        if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC) {
+            add[n_add++] = (struct proxy_http_add){"X-Forwarded-Client-Cert", x->client_cert};
+        } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440) {
+            add[n_add++] = (struct proxy_http_add){"Client-Cert", x->client_cert};
+            add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", x->client_cert_chain};
+        }
+        if (cl->proxy_auth.enabled) {
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", x->auth_user};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Roles", c->l->auth_roles};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", x->auth_token};
+        }
+        rc = proxy_http_write_head(h, inbound_drop, sizeof(inbound_drop) / sizeof(inbound_drop[0]),
+                                   add, n_add, NULL, out);
+    } else {
+        rc = proxy_http_write_head(h, NULL, 0, NULL, 0, x->host[0] != '\0' ? x->host : NULL, out);
+    }
+    if (rc < 0) {
+        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        return PROXY_HTTP_REFUSE;
+    }
+    backend_timer_arm(c);
+    return PROXY_HTTP_FORWARD;
+}
+
+static void
+on_request_done(void *arg, enum proxy_http_kind kind, uint64_t body)
+{
+    struct proxy_conn *c = arg;
+
+    (void)kind;
+    if (c->x->q_len > 0) {
+        q_back(c->x)->req_body = body;
+    }
+}
+
+/*
+ * proxy_exchange_request_failed(c, res):
+ * The request framer refused a request (res BAD: malformed; STOPPED: on_request refused it).
+ * Answer the client (400/431/501/403) once earlier responses are out, else close.
+ */
+void
+proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
+{
+    struct proxy_exchange *x = c->x;
+    char body[700];
+    int status = 400;
+
+    evtimer_del(x->header_timer);
+    if (res == PROXY_HTTP_BAD) {
+        const char *why = proxy_http_error(x->req, &status);
+
+        snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
+        log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+               c->verify.peer.name, "status",
+               status == 431   ? "431"
+               : status == 501 ? "501"
+                               : "400",
+               "msg", why, (const char *)NULL);
+        json_error(body, sizeof(body), status_error(status), why);
+        answer_when_idle(c, status, body);
+        return;
+    }
+    if (x->answer_status == 403) {
+        answer_when_idle(c, 403, x->answer_body);
+        return;
+    }
+    /* Refused for another reason (pipeline too deep, out of memory): just close. */
+    proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
+}
+
+/* ---- responses ---- */
+
+static enum proxy_http_verdict
+on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
+{
+    struct proxy_conn *c = arg;
+    struct exchange_req *r = q_front(c->x);
+
+    if (r == NULL) {
+        snprintf(c->detail, sizeof(c->detail), "%s sent a response nobody asked for",
+                 c->l->target_text);
+        return PROXY_HTTP_REFUSE;
+    }
+    if (h->status >= 200) {
+        r->status = h->status;
+    }
+    *skip_body = r->head || h->status == 204 || h->status == 304;
+    return proxy_http_write_head(h, NULL, 0, NULL, 0, NULL, out) < 0 ? PROXY_HTTP_REFUSE
+                                                                     : PROXY_HTTP_FORWARD;
+}
+
+static void
+on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
+{
+    struct proxy_conn *c = arg;
+    struct proxy_exchange *x = c->x;
+    struct exchange_req *r = q_front(x);
+    char status[8];
+
+    (void)kind;
+    if (r == NULL || r->status == 0) {
+        /* An interim 1xx response: the final one is still to come. */
+        return;
+    }
+    snprintf(status, sizeof(status), "%d", r->status);
+    access_log(c, r, status, body);
+    x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
+    x->q_len--;
+    backend_timer_arm(c);
+    if (x->answer_pending && x->q_len == 0) {
+        x->answer_pending = false;
+        answer_now(c, x->answer_status, x->answer_body);
+    }
+}
+
+/* ---- life ---- */
+
+/* Identity headers of an inbound connection, computed once (CONTRACT §6). */
+static int
+exchange_identity(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+    const struct config_listener *cl = c->l->cfg;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->client);
+    X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+    char buf[16384];
+    char *colon;
+
+    snprintf(x->xff, sizeof(x->xff), "%s", c->remote);
+    colon = strrchr(x->xff, ':');
+    if (colon != NULL) {
+        *colon = '\0';
+    }
+    if (x->xff[0] == '[') {
+        memmove(x->xff, x->xff + 1, strlen(x->xff));
+        x->xff[strcspn(x->xff, "]")] = '\0';
+    }
+    if (cert == NULL) {
+        return 0;
+    }
+    if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC &&
+        proxy_xfcc_value(cert, buf, sizeof(buf)) == 0) {
+        x->client_cert = strdup(buf);
+    } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440 &&
+               proxy_rfc9440_value(cert, buf, sizeof(buf)) == 0) {
+        STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+        size_t used = 0;
+
+        x->client_cert = strdup(buf);
+        /* On the server side the chain holds the leaf first: the rest are intermediates. */
+        for (int i = 1; chain != NULL && i < sk_X509_num(chain); i++) {
+            char one[8192];
+
+            if (proxy_rfc9440_value(sk_X509_value(chain, i), one, sizeof(one)) == 0 &&
+                used + strlen(one) + 3 < sizeof(buf)) {
+                used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s%s",
+                                         used > 0 ? ", " : "", one);
+            }
+        }
+        buf[used] = '\0';
+        x->client_cert_chain = used > 0 ? strdup(buf) : NULL;
+    }
+    if (cl->proxy_auth.enabled) {
+        char token[129];
+        const char *user = NULL;
+
+        /* The peer's first DNS SAN, else (cn_fallback) its CN. */
+        for (size_t i = 0; i < x->names.n && user == NULL; i++) {
+            if (!tls_name_is_ip(x->names.v[i], NULL, NULL)) {
+                user = x->names.v[i];
+            }
+        }
+        if (user != NULL &&
+            proxy_couchdb_token(cl->proxy_auth.hash, c->l->auth_secret, c->l->auth_secret_len, user,
+                                token, sizeof(token)) == 0) {
+            x->auth_user = strdup(user);
+            x->auth_token = strdup(token);
+        }
+    }
+    return 0;
+}
+
+static bool
+cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
+{
+    SSL *ssl;
+    X509 *cert;
+
+    if (!c->l->cfg->tls.cn_fallback || c->client == NULL) {
+        return false;
+    }
+    ssl = bufferevent_openssl_get_ssl(c->client);
+    cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+    if (cert == NULL) {
+        return false;
+    }
+    return X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, (int)len) > 0;
+}
+
+/*
+ * proxy_exchange_start(c):
+ * Set up HTTP framing for ${c} when the relay starts.  Returns 0, or -1 on OOM.
+ */
+int
+proxy_exchange_start(struct proxy_conn *c)
+{
+    struct proxy_exchange *x;
+    struct event_base *base = c->l->proxy->base;
+    char cn[256];
+
+    x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return -1;
+    }
+    c->x = x;
+    x->req = proxy_http_new(PROXY_HTTP_REQUEST, on_request, on_request_done, c);
+    x->resp = proxy_http_new(PROXY_HTTP_RESPONSE, on_response, on_response_done, c);
+    x->header_timer = evtimer_new(base, header_timeout_cb, c);
+    x->backend_timer = evtimer_new(base, backend_timeout_cb, c);
+    if (x->req == NULL || x->resp == NULL || x->header_timer == NULL || x->backend_timer == NULL) {
+        return -1;
+    }
+    if (c->l->cfg->mode == CONFIG_MODE_INBOUND) {
+        proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
+                               &x->names);
+        if (exchange_identity(c) < 0) {
+            return -1;
+        }
+    } else if (c->l->cfg->host_header == CONFIG_HOST_HEADER_PEER) {
+        config_addr_format(&c->l->cfg->peer, x->host, sizeof(x->host));
+    }
+    c->up.http = x->req;
+    c->down.http = x->resp;
+    return 0;
+}
+
+/*
+ * proxy_exchange_after_read(c):
+ * Called after request bytes were read: start header_timeout when a head has begun.
+ */
+void
+proxy_exchange_after_read(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+
+    if (x != NULL && proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
+        timer_in(x->header_timer, c->l->proxy->cfg->limits.header_timeout_ms);
+    }
+}
+
+/*
+ * proxy_exchange_free(c):
+ * Log requests that never got a response, and release ${c}'s HTTP state.
+ */
+void
+proxy_exchange_free(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+
+    if (x == NULL) {
+        return;
+    }
+    while (x->q_len > 0) {
+        access_log(c, q_front(x), "-", 0);
+        x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
+        x->q_len--;
+    }
+    if (x->header_timer != NULL) {
+        event_free(x->header_timer);
+    }
+    if (x->backend_timer != NULL) {
+        event_free(x->backend_timer);
+    }
+    proxy_http_free(x->req);
+    proxy_http_free(x->resp);
+    free(x->client_cert);
+    free(x->client_cert_chain);
+    free(x->auth_user);
+    free(x->auth_token);
+    free(x);
+    c->x = NULL;
+    c->up.http = NULL;
+    c->down.http = NULL;
+}
