@@ -122,50 +122,42 @@ json_error(char *body, size_t len, const char *error, const char *reason)
     snprintf(body, len, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error, esc);
 }
 
+/* Our own answers: status, reason phrase, CouchDB-style "error" value. */
+static const struct {
+    int status;
+    const char *phrase;
+    const char *error;
+} answers[] = {
+    {400, "Bad Request", "bad_request"},
+    {403, "Forbidden", "forbidden"},
+    {408, "Request Timeout", "request_timeout"},
+    {431, "Request Header Fields Too Large", "header_too_large"},
+    {501, "Not Implemented", "not_implemented"},
+    {502, "Bad Gateway", "bad_gateway"},
+    {504, "Gateway Timeout", "gateway_timeout"},
+};
+
+static size_t
+answer_index(int status)
+{
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        if (answers[i].status == status) {
+            return i;
+        }
+    }
+    return 0; /* 400 */
+}
+
 static const char *
 status_phrase(int status)
 {
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 408:
-        return "Request Timeout";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Error";
-    }
+    return answers[answer_index(status)].phrase;
 }
 
 static const char *
 status_error(int status)
 {
-    switch (status) {
-    case 403:
-        return "forbidden";
-    case 408:
-        return "request_timeout";
-    case 431:
-        return "header_too_large";
-    case 501:
-        return "not_implemented";
-    case 502:
-        return "bad_gateway";
-    case 504:
-        return "gateway_timeout";
-    default:
-        return "bad_request";
-    }
+    return answers[answer_index(status)].error;
 }
 
 /*
