@@ -156,6 +156,13 @@ struct config_limits {
     uint64_t idle_timeout_ms;      /* default 300s */
     uint64_t header_timeout_ms;    /* protocol http: a request head must arrive (default 15s) */
     uint64_t backend_timeout_ms;   /* protocol http: first response byte (default 60s) */
+    uint64_t drain_timeout_ms;     /* SIGTERM: how long open connections may finish (30s) */
+};
+
+/* `admin:` — the plain-HTTP admin listener (GET /healthz, GET /metrics). */
+struct config_admin {
+    bool enabled;              /* admin.listen is set */
+    struct config_addr listen; /* IP literal and port, e.g. 127.0.0.1:9901 */
 };
 
 struct config {
@@ -165,6 +172,9 @@ struct config {
     enum config_log_level log_level;   /* default info */
     enum config_log_format log_format; /* default text */
     struct config_limits limits;
+    struct config_admin admin;
+    char *user; /* `user:`: drop privileges to this user after binding; NULL = stay */
+    struct config_pos user_pos;
 };
 
 struct config_error {
@@ -188,8 +198,10 @@ struct config_errors {
  * protocol-http keys of CONTRACT §6/§7 (access, couchdb_proxy_auth, client_cert_header on
  * inbound listeners; host_header on outbound ones) are errors on the other mode and on
  * protocol: tcp; couchdb_proxy_auth.secret_file must be a non-empty regular file that group
- * and others can neither read nor write (its content is not read here).  Keys that a later
- * release brings (admin, user, workers, pool, limits.drain_timeout) are errors saying "not
+ * and others can neither read nor write (its content is not read here).  admin.listen is an
+ * IP address and port that no listener's listen address may share; user is only checked for
+ * its spelling (a letter or "_", then letters, digits, "_", "." and "-"), not looked up.  Keys
+ * that a later release brings (workers, and pool on listeners) are errors saying "not
  * supported yet".
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved

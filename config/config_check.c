@@ -645,7 +645,7 @@ check_limits(struct check *ck, const struct config_node *n, struct config *cfg)
 {
     static const struct key_spec specs[] = {
         {"max_connections", 0}, {"handshake_timeout", 0}, {"idle_timeout", 0},
-        {"header_timeout", 0},  {"backend_timeout", 0},   {"drain_timeout", KEY_LATER},
+        {"header_timeout", 0},  {"backend_timeout", 0},   {"drain_timeout", 0},
     };
     const struct config_node *keys[6];
     const struct config_node *vals[6];
@@ -664,6 +664,64 @@ check_limits(struct check *ck, const struct config_node *n, struct config *cfg)
         get_duration(ck, vals[3], "limits.header_timeout", &cfg->limits.header_timeout_ms);
     if (vals[4] != NULL)
         get_duration(ck, vals[4], "limits.backend_timeout", &cfg->limits.backend_timeout_ms);
+    if (vals[5] != NULL)
+        get_duration(ck, vals[5], "limits.drain_timeout", &cfg->limits.drain_timeout_ms);
+}
+
+/*
+ * Check the admin: mapping into cfg->admin.  ${listen_node} receives the node of a good
+ * admin.listen, for the check against the listeners' addresses.
+ */
+static void
+check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
+            const struct config_node **listen_node)
+{
+    static const struct key_spec specs[] = {{"listen", KEY_REQUIRED}};
+    const struct config_node *keys[1];
+    const struct config_node *vals[1];
+
+    if (!want_type(ck, n, "admin", CONFIG_NODE_MAPPING))
+        return;
+    check_keys(ck, n, "in admin", specs, 1, keys, vals);
+    if (vals[0] != NULL && get_addr(ck, vals[0], "admin.listen", false, &cfg->admin.listen) == 0) {
+        cfg->admin.enabled = true;
+        *listen_node = vals[0];
+    }
+}
+
+/* True when ${s} is a user name: a letter or "_", then letters, digits, "_", "." and "-". */
+static bool
+valid_user(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return (false);
+    for (s++; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '-'))
+            return (false);
+    }
+    return (true);
+}
+
+/*
+ * Check user: into cfg->user.  Only its spelling: whether the user exists is the daemon's
+ * question when it starts (it drops privileges then, and says so when it cannot).
+ */
+static void
+check_user(struct check *ck, const struct config_node *n, struct config *cfg)
+{
+    static const char expected[] =
+        "a user name (a letter or \"_\", then letters, digits, \"_\", \".\" and \"-\")";
+    char got[128];
+
+    if (!want_scalar(ck, n, "user", expected))
+        return;
+    if (!valid_user(n->text)) {
+        ck_err(ck, n, "user: expected %s, got %s", expected, what(n, got, sizeof(got)));
+        return;
+    }
+    if (get_string(ck, n, "user", &cfg->user) == 0)
+        cfg->user_pos = n->pos;
 }
 
 /* True when ${s} is a listener name: [A-Za-z0-9_.-]+. */
@@ -1299,6 +1357,28 @@ addr_conflict(const struct config_addr *a, const struct config_addr *b)
     return (af == bf && memcmp(ab, bb, 16) == 0);
 }
 
+/* admin.listen (at ${at}) against every listener's listen address. */
+static void
+check_admin_conflict(struct check *ck, const struct config *cfg, const struct listener_aux *aux,
+                     const struct config_node *at)
+{
+    char a1[300];
+    char a2[300];
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        if (aux[i].listen_ok && addr_conflict(&cfg->admin.listen, &cfg->listeners[i].listen)) {
+            ck_err(ck, at,
+                   "admin.listen: %s conflicts with %s of %s at %u:%u; the admin listener needs "
+                   "its own port",
+                   config_addr_format(&cfg->admin.listen, a1, sizeof(a1)),
+                   config_addr_format(&cfg->listeners[i].listen, a2, sizeof(a2)), aux[i].label,
+                   aux[i].listen_node->pos.line, aux[i].listen_node->pos.col);
+            return;
+        }
+    }
+}
+
 /* Duplicate listener names and listen addresses. */
 static void
 check_duplicates(struct check *ck, const struct config *cfg, const struct listener_aux *aux)
@@ -1336,13 +1416,8 @@ check_duplicates(struct check *ck, const struct config *cfg, const struct listen
 }
 
 static const struct key_spec top_keys[] = {
-    {"tls", 0},
-    {"listeners", KEY_REQUIRED},
-    {"log", 0},
-    {"limits", 0},
-    {"admin", KEY_LATER},
-    {"user", KEY_LATER},
-    {"workers", KEY_LATER},
+    {"tls", 0},  {"listeners", KEY_REQUIRED}, {"log", 0}, {"limits", 0}, {"admin", 0},
+    {"user", 0}, {"workers", KEY_LATER},
 };
 #define TOP_NKEYS (sizeof(top_keys) / sizeof(top_keys[0]))
 
@@ -1360,6 +1435,7 @@ config_check(const struct config_node *root, const char *file, const char *based
     const struct config_node *keys[TOP_NKEYS];
     const struct config_node *vals[TOP_NKEYS];
     const struct config_node *ls;
+    const struct config_node *admin_listen = NULL;
     struct listener_aux *aux = NULL;
     struct tls_set def;
     struct config *cfg;
@@ -1384,6 +1460,7 @@ config_check(const struct config_node *root, const char *file, const char *based
     cfg->limits.idle_timeout_ms = UINT64_C(300) * 1000;
     cfg->limits.header_timeout_ms = UINT64_C(15) * 1000;
     cfg->limits.backend_timeout_ms = UINT64_C(60) * 1000;
+    cfg->limits.drain_timeout_ms = UINT64_C(30) * 1000;
 
     if (root->type != CONFIG_NODE_MAPPING) {
         ck_err(&ck, root, "expected a mapping at the top level (with listeners:), got %s",
@@ -1398,6 +1475,10 @@ config_check(const struct config_node *root, const char *file, const char *based
         check_log(&ck, vals[2], cfg);
     if (vals[3] != NULL)
         check_limits(&ck, vals[3], cfg);
+    if (vals[4] != NULL)
+        check_admin(&ck, vals[4], cfg, &admin_listen);
+    if (vals[5] != NULL)
+        check_user(&ck, vals[5], cfg);
 
     if ((ls = vals[1]) != NULL && want_type(&ck, ls, "listeners", CONFIG_NODE_SEQUENCE)) {
         if (ls->n_items == 0) {
@@ -1413,6 +1494,8 @@ config_check(const struct config_node *root, const char *file, const char *based
             for (i = 0; i < ls->n_items; i++)
                 merge_tls(&ck, ls->items[i], &cfg->listeners[i], &aux[i], &def);
             check_duplicates(&ck, cfg, aux);
+            if (admin_listen != NULL)
+                check_admin_conflict(&ck, cfg, aux, admin_listen);
         }
     }
 

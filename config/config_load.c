@@ -577,6 +577,7 @@ config_free(struct config *cfg)
         free(l->proxy_auth.roles);
     }
     free(cfg->listeners);
+    free(cfg->user);
     free(cfg->path);
     free(cfg);
 }

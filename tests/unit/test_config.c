@@ -188,6 +188,9 @@ test_minimal_defaults(void **state)
     assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
     assert_int_equal(cfg->limits.header_timeout_ms, 15000);
     assert_int_equal(cfg->limits.backend_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 30000);
+    assert_false(cfg->admin.enabled);
+    assert_null(cfg->user);
 
     l = config_listener_find(cfg, "in");
     assert_ptr_equal(l, &cfg->listeners[0]);
@@ -473,7 +476,10 @@ test_load_from_data_dir(void **state)
     config_errors_clear(&errs);
 }
 
-/* CONTRACT.md §3 as written: the keys of a later release are refused, and /etc/ferry files. */
+/*
+ * CONTRACT.md §3 as written: admin, user and limits.drain_timeout are accepted; the keys of a
+ * later release (pool, workers) are refused, and so are the missing /etc/ferry files.
+ */
 static void
 test_contract_example(void **state)
 {
@@ -490,7 +496,7 @@ test_contract_example(void **state)
     cfg = config_load(path, &errs);
     dump(&errs);
     assert_null(cfg);
-    assert_int_equal(errs.n, 12);
+    assert_int_equal(errs.n, 9);
     expect_err(&errs, 0, 2, 9, "tls.cert: cannot read /etc/ferry/node.crt: No such file or");
     expect_err(&errs, 1, 3, 8, "tls.key: cannot read /etc/ferry/node.key");
     expect_err(&errs, 2, 4, 24, "tls.key_passphrase_file: cannot read /etc/ferry/key.pass");
@@ -499,11 +505,9 @@ test_contract_example(void **state)
     expect_err(&errs, 5, 24, 18, "listeners[1].tls.cert: cannot read /etc/ferry/site-a.crt");
     expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
     expect_err(&errs, 7, 25, 5, "\"pool\" is not supported yet in this release");
-    expect_err(&errs, 8, 26, 1, "\"admin\" is not supported yet in this release");
-    /* header_timeout (35) and backend_timeout (36) are accepted. */
-    expect_err(&errs, 9, 37, 3, "\"drain_timeout\" is not supported yet");
-    expect_err(&errs, 10, 38, 1, "\"user\" is not supported yet");
-    expect_err(&errs, 11, 39, 1, "\"workers\" is not supported yet");
+    /* admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37) and user (38)
+     * are accepted. */
+    expect_err(&errs, 8, 39, 1, "\"workers\" is not supported yet in this release");
     config_errors_clear(&errs);
 }
 
@@ -627,7 +631,8 @@ test_unknown_keys(void **state)
             "backend, peer, connect, protocol, client_cert, allow, tls, access, "
             "couchdb_proxy_auth, client_cert_header, host_header");
     one_err("bar: 1\n" TLS_OK INBOUND_OK, 1, 1,
-            "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits");
+            "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits, "
+            "admin, user");
     one_err(TLS_OK "  certificate: x\n" INBOUND_OK, 5, 3,
             "unknown key \"certificate\" in tls; expected one of: cert, key, key_passphrase_file, "
             "ca, crl, min_version, verify_depth, cn_fallback, session_resumption");
@@ -636,7 +641,7 @@ test_unknown_keys(void **state)
     one_err(TLS_OK INBOUND_OK "log: { levle: info }\n", 10, 8, "unknown key \"levle\" in log");
     one_err(TLS_OK INBOUND_OK "limits: { max_conn: 1 }\n", 10, 11,
             "unknown key \"max_conn\" in limits; expected one of: max_connections, "
-            "handshake_timeout, idle_timeout, header_timeout, backend_timeout");
+            "handshake_timeout, idle_timeout, header_timeout, backend_timeout, drain_timeout");
 
     /* A key that is not a string. */
     load_bad(TLS_OK INBOUND_OK "? [a]\n: b\n", 1, &errs);
@@ -667,12 +672,10 @@ test_not_supported_yet(void **state)
              "  drain_timeout: 30s\n"
              "  backend_timeout: 60s\n"
              "  header_timeout: 15s\n",
-             5, &errs);
-    expect_err(&errs, 0, 1, 1, "\"admin\" is not supported yet in this release");
-    expect_err(&errs, 1, 3, 1, "\"user\" is not supported yet in this release");
-    expect_err(&errs, 2, 4, 1, "\"workers\" is not supported yet in this release");
-    expect_err(&errs, 3, 14, 5, "\"pool\" is not supported yet in this release");
-    expect_err(&errs, 4, 17, 3, "\"drain_timeout\" is not supported yet");
+             2, &errs);
+    /* admin, user and limits.drain_timeout are accepted now. */
+    expect_err(&errs, 0, 4, 1, "\"workers\" is not supported yet in this release");
+    expect_err(&errs, 1, 14, 5, "\"pool\" is not supported yet in this release");
     config_errors_clear(&errs);
 }
 
@@ -952,6 +955,158 @@ test_limits(void **state)
             "limits.backend_timeout: expected a duration like 10s or 500ms, got \"1 min\"");
     one_err(TLS_OK INBOUND_OK "limits:\n  backend_timeout: 0\n", 11, 20,
             "limits.backend_timeout: expected a duration greater than 0, got \"0\"");
+}
+
+/* ---- operations keys: admin, user, limits.drain_timeout (CONTRACT §3, §9) ---- */
+
+static void
+test_ops_keys(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK "admin:\n"
+                                    "  listen: \"127.0.0.1:9901\"\n"
+                                    "user: ferry\n"
+                                    "limits:\n"
+                                    "  drain_timeout: 90s\n");
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.listen.host, "127.0.0.1");
+    assert_int_equal(cfg->admin.listen.port, 9901);
+    assert_true(cfg->admin.listen.is_ip);
+    assert_false(cfg->admin.listen.is_ipv6);
+    assert_string_equal(cfg->user, "ferry");
+    assert_int_equal(cfg->user_pos.line, 12);
+    assert_int_equal(cfg->user_pos.col, 7);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 90000);
+    /* The other limits keep their defaults. */
+    assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
+    config_free(cfg);
+
+    /* IPv6, a flow mapping, 500ms, and the other characters of a user name. */
+    cfg = load_ok(TLS_OK INBOUND_OK "admin: { listen: \"[::1]:9901\" }\n"
+                                    "user: _ferry-2.svc\n"
+                                    "limits: { drain_timeout: 500ms }\n");
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.listen.host, "::1");
+    assert_true(cfg->admin.listen.is_ipv6);
+    assert_string_equal(cfg->user, "_ferry-2.svc");
+    assert_int_equal(cfg->limits.drain_timeout_ms, 500);
+    config_free(cfg);
+
+    /* Same port as a listener on another address: no conflict. */
+    cfg = load_ok(TLS_OK "listeners:\n"
+                         "  - name: in\n"
+                         "    mode: inbound\n"
+                         "    listen: \"127.0.0.2:6984\"\n"
+                         "    backend: \"127.0.0.1:5984\"\n"
+                         "admin:\n"
+                         "  listen: \"127.0.0.1:6984\"\n");
+    assert_true(cfg->admin.enabled);
+    config_free(cfg);
+}
+
+static void
+test_admin_errors(void **state)
+{
+    struct config_errors errs;
+
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "admin: \"127.0.0.1:9901\"\n", 10, 8,
+            "admin: expected a mapping, got \"127.0.0.1:9901\"");
+    one_err(TLS_OK INBOUND_OK "admin: [a]\n", 10, 8, "admin: expected a mapping, got a sequence");
+    one_err(TLS_OK INBOUND_OK "admin:\n", 10, 7, "admin: expected a mapping, got nothing");
+    one_err(TLS_OK INBOUND_OK "admin: {}\n", 10, 8, "missing required key \"listen\" in admin");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  metrics: true\n", 12, 3,
+            "unknown key \"metrics\" in admin; expected one of: listen");
+
+    /* A key other than listen alone: both errors, unknown key first. */
+    load_bad(TLS_OK INBOUND_OK "admin:\n  port: 9901\n", 2, &errs);
+    expect_err(&errs, 0, 11, 3, "unknown key \"port\" in admin; expected one of: listen");
+    expect_err(&errs, 1, 11, 3, "missing required key \"listen\" in admin");
+    config_errors_clear(&errs);
+
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:99999\"\n", 11, 11,
+            "admin.listen: expected a port from 1 to 65535, got \"99999\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1\"\n", 11, 11,
+            "admin.listen: expected host:port, got \"127.0.0.1\" (no port)");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"localhost:9901\"\n", 11, 11,
+            "admin.listen: expected an IP address like 127.0.0.1 or [::1], got the name "
+            "\"localhost\" (host names are not allowed here)");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen:\n", 11, 10,
+            "admin.listen: expected an IP address and port like 127.0.0.1:7001, got nothing");
+
+    /* The admin port collides with a listener's: positioned at admin.listen. */
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:6984\"\n", 11, 11,
+            "admin.listen: 127.0.0.1:6984 conflicts with 0.0.0.0:6984 of listeners[0] (in) at "
+            "8:13; the admin listener needs its own port");
+    one_err(TLS_OK INBOUND_OK "admin: { listen: \"[::]:6984\" }\n", 10, 18,
+            "admin.listen: [::]:6984 conflicts with 0.0.0.0:6984 of listeners[0] (in)");
+
+    /* Colliding with two listeners: one error, about the first. */
+    load_bad(TLS_OK "listeners:\n"
+                    "  - name: a\n"
+                    "    mode: inbound\n"
+                    "    listen: \"127.0.0.1:7000\"\n"
+                    "    backend: \"127.0.0.1:5984\"\n"
+                    "  - name: b\n"
+                    "    mode: inbound\n"
+                    "    listen: \"127.0.0.2:7000\"\n"
+                    "    backend: \"127.0.0.1:5984\"\n"
+                    "admin:\n"
+                    "  listen: \"0.0.0.0:7000\"\n",
+             1, &errs);
+    expect_err(&errs, 0, 15, 11,
+               "admin.listen: 0.0.0.0:7000 conflicts with 127.0.0.1:7000 of listeners[0] (a) at "
+               "8:13");
+    config_errors_clear(&errs);
+
+    /* A listener with a bad listen is not compared (only its own error). */
+    one_err(TLS_OK "listeners:\n"
+                   "  - name: in\n"
+                   "    mode: inbound\n"
+                   "    listen: \"0.0.0.0:0\"\n"
+                   "    backend: \"127.0.0.1:5984\"\n"
+                   "admin:\n"
+                   "  listen: \"127.0.0.1:9901\"\n",
+            8, 13, "listeners[0].listen: expected a port from 1 to 65535");
+}
+
+static void
+test_user_errors(void **state)
+{
+    static const char expected[] = "user: expected a user name (a letter or \"_\", then letters, "
+                                   "digits, \"_\", \".\" and \"-\"), got ";
+
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "user: \"\"\n", 10, 7, "user: expected a user name");
+    one_err(TLS_OK INBOUND_OK "user: \"\"\n", 10, 7, "got \"\"");
+    one_err(TLS_OK INBOUND_OK "user: 1abc\n", 10, 7, expected);
+    one_err(TLS_OK INBOUND_OK "user: 1abc\n", 10, 7, "got \"1abc\"");
+    one_err(TLS_OK INBOUND_OK "user: \"a b\"\n", 10, 7, "got \"a b\"");
+    one_err(TLS_OK INBOUND_OK "user: -ferry\n", 10, 7, "got \"-ferry\"");
+    one_err(TLS_OK INBOUND_OK "user: ferry/x\n", 10, 7, "got \"ferry/x\"");
+    one_err(TLS_OK INBOUND_OK "user: \"f\\x01\"\n", 10, 7, "got \"f\\x01\"");
+    one_err(TLS_OK INBOUND_OK "user:\n", 10, 6, "user: expected a user name");
+    one_err(TLS_OK INBOUND_OK "user:\n", 10, 6, "got nothing");
+    one_err(TLS_OK INBOUND_OK "user: [ferry]\n", 10, 7, "user: expected a user name");
+    one_err(TLS_OK INBOUND_OK "user: { name: ferry }\n", 10, 7, "got a mapping");
+}
+
+static void
+test_drain_timeout_errors(void **state)
+{
+    (void)state;
+    one_err(TLS_OK INBOUND_OK "limits:\n  drain_timeout: 0s\n", 11, 18,
+            "limits.drain_timeout: expected a duration greater than 0, got \"0s\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  drain_timeout: 0\n", 11, 18,
+            "limits.drain_timeout: expected a duration greater than 0, got \"0\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  drain_timeout: abc\n", 11, 18,
+            "limits.drain_timeout: expected a duration like 10s or 500ms, got \"abc\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  drain_timeout: 30\n", 11, 18,
+            "limits.drain_timeout: expected a duration like 10s or 500ms, got \"30\"");
+    one_err(TLS_OK INBOUND_OK "limits:\n  drain_timeout:\n", 11, 17,
+            "limits.drain_timeout: expected a duration like 10s or 500ms, got nothing");
 }
 
 static void
@@ -1802,6 +1957,10 @@ main(void)
         cmocka_unit_test(test_missing_tls),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_ops_keys),
+        cmocka_unit_test(test_admin_errors),
+        cmocka_unit_test(test_user_errors),
+        cmocka_unit_test(test_drain_timeout_errors),
         cmocka_unit_test(test_duplicate_listeners),
         cmocka_unit_test(test_all_errors_at_once),
         cmocka_unit_test(test_http_keys),
