@@ -238,16 +238,16 @@ cmd_run(int argc, char **argv)
         return EXIT_PROBLEM;
     }
     log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
-    p = proxy_new(cfg, err, sizeof(err));
-    if (p == NULL) {
-        log_kv(LOG_ERROR, "start_failed", "config", cfg->path, "msg", err, (const char *)NULL);
+    /* proxy_new() owns cfg from here on, also when it fails. */
+    p = proxy_new(cfg, path, err, sizeof(err));
+    if (p == NULL || proxy_start(p, err, sizeof(err)) < 0) {
+        log_kv(LOG_ERROR, "start_failed", "msg", err, (const char *)NULL);
         fprintf(stderr, "ferry: cannot start: %s\n", err);
-        config_free(cfg);
+        proxy_free(p);
         return EXIT_PROBLEM;
     }
     rc = proxy_run(p);
     proxy_free(p);
-    config_free(cfg);
     return rc == 0 ? 0 : EXIT_PROBLEM;
 }
 

@@ -17,18 +17,28 @@ struct tls_ctx;
 struct proxy;
 
 /*
- * proxy_new(cfg, err, errlen):
+ * proxy_new(cfg, path, err, errlen):
  * Build everything ${cfg} describes: one TLS context per listener (refusing bad files, key
- * mismatches and certificates our peers would reject), resolved backend addresses and bound
- * listening sockets.  ${cfg} must outlive the proxy.  Returns the proxy, or NULL with a
- * message naming the listener, file or address in ${err}.
+ * mismatches and certificates our peers would reject), resolved backend addresses, bound
+ * listening sockets and the admin listener.  Takes ownership of ${cfg} (freed on failure
+ * too); ${path} is the file SIGHUP reloads (NULL: the embedded default, never reloaded).
+ * Returns the proxy, or NULL with a message naming the listener, file or address in ${err}.
  */
-struct proxy *proxy_new(const struct config *cfg, char *err, size_t errlen);
+struct proxy *proxy_new(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * proxy_start(p, err, errlen):
+ * After proxy_new(), with the sockets bound and the keys read: drop privileges to `user:`
+ * when set.  Returns 0, or -1 with the reason in ${err}.
+ */
+int proxy_start(struct proxy *p, char *err, size_t errlen);
 
 /*
  * proxy_run(p):
- * Serve until SIGTERM or SIGINT, then close the listeners and every connection (sending TLS
- * close_notify) and return 0.  Returns -1 when the event loop fails.
+ * Serve until SIGTERM or SIGINT (SIGHUP and changed certificate files reload), then stop
+ * accepting, let open connections finish for up to limits.drain_timeout (a second signal
+ * ends them at once), close them (sending TLS close_notify) and return 0.  Returns -1 when
+ * the event loop fails.
  */
 int proxy_run(struct proxy *p);
 

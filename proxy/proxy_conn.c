@@ -197,6 +197,41 @@ conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
     *bevp = NULL;
 }
 
+/* The one place that turns a connection's end into /metrics counters. */
+static void
+conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    struct proxy_metrics *m = c->l->m;
+
+    switch (reason) {
+    case PROXY_CLOSE_REJECTED:
+        m->hs_rejected[c->verify.reject]++;
+        break;
+    case PROXY_CLOSE_HANDSHAKE_TIMEOUT:
+    case PROXY_CLOSE_HANDSHAKE_FAILED:
+    case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
+    case PROXY_CLOSE_NOT_TLS:
+        m->hs_failed[reason]++;
+        break;
+    case PROXY_CLOSE_BACKEND_UNREACHABLE:
+    case PROXY_CLOSE_PEER_UNREACHABLE:
+        m->upstream_failures++;
+        break;
+    default:
+        break;
+    }
+}
+
+/* A handshake (inbound: with the client; outbound: with the peer) passed every rule. */
+static void
+conn_count_handshake(const struct proxy_conn *c)
+{
+    struct timeval now;
+
+    evutil_gettimeofday(&now, NULL);
+    proxy_metrics_handshake(c->l->m, &c->started, &now);
+}
+
 /*
  * proxy_conn_drop(c, reason):
  * The one teardown: log the summary line, cancel timers, send close_notify where a TLS
@@ -206,7 +241,8 @@ conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
 void
 proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    struct proxy *p = c->l->proxy;
+    struct proxy_listener *l = c->l;
+    struct proxy *p = l->proxy;
     struct timeval now;
     char dur[32], in[32], out[32];
 
@@ -223,6 +259,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
            "duration_ms", dur, "reason", proxy_close_reason_str(reason), "detail", c->detail,
            (const char *)NULL);
     conn_set_state(c, PROXY_CONN_CLOSED);
+    conn_count_close(c, reason);
 
     if (c->sniff != NULL) {
         event_free(c->sniff);
@@ -251,9 +288,17 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         c->next->prev = c->prev;
     }
     p->n_conns--;
+    l->m->conns_open--;
+    l->m->bytes_in += c->up.bytes;
+    l->m->bytes_out += c->down.bytes;
     c->magic = 0;
     free(c);
+    if (--l->n_conns == 0 && l->retired) {
+        /* The last connection of a listener that a reload replaced. */
+        proxy_listener_free(l);
+    }
     proxy_listeners_update(p);
+    proxy_conn_gone(p);
 }
 
 /* Both directions have passed their FIN on: the connection ended normally. */
@@ -334,7 +379,7 @@ static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_conn *c = arg;
-    const struct config_limits *lim = &c->l->proxy->cfg->limits;
+    const struct config_limits *lim = c->l->limits;
     struct timeval now;
     uint64_t idle;
 
@@ -407,7 +452,7 @@ conn_start_relay(struct proxy_conn *c)
     bufferevent_enable(c->server, EV_READ | EV_WRITE);
     conn_touch(c);
     event_del(c->timer);
-    conn_timer_in(c, c->l->proxy->cfg->limits.idle_timeout_ms);
+    conn_timer_in(c, c->l->limits->idle_timeout_ms);
     if (conn_http(c) && proxy_exchange_start(c) < 0) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
@@ -487,7 +532,14 @@ client_write_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == PROXY_CONN_RELAY) {
         proxy_relay_dst_drained(&c->down);
-        (void)conn_relay_finished(c);
+        if (conn_relay_finished(c)) {
+            return;
+        }
+        if (c->l->proxy->draining && proxy_exchange_idle(c) &&
+            evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            /* Draining: this keep-alive connection has delivered its last response. */
+            proxy_conn_drop(c, PROXY_CLOSE_SHUTDOWN);
+        }
     }
 }
 
@@ -691,7 +743,7 @@ conn_connect(struct proxy_conn *c)
 
     conn_set_state(c, PROXY_CONN_CONNECTING);
     event_del(c->timer);
-    conn_timer_in(c, l->proxy->cfg->limits.handshake_timeout_ms);
+    conn_timer_in(c, l->limits->handshake_timeout_ms);
     c->server = conn_new_server_bev(c);
     if (c->server == NULL) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
@@ -796,6 +848,7 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             /* Outbound: CONNECTED means the TLS handshake and our §4 checks passed. */
             tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
             c->tls_up = true;
+            conn_count_handshake(c);
         }
         conn_start_relay(c);
         return;
@@ -860,6 +913,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         /* Inbound: the client's handshake passed every §4 rule. */
         tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
         c->tls_up = true;
+        conn_count_handshake(c);
         conn_connect(c);
         return;
     }
@@ -1057,7 +1111,8 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     c->fd = fd;
     c->state = PROXY_CONN_SNIFF;
     format_sockaddr(sa, c->remote, sizeof(c->remote));
-    event_base_gettimeofday_cached(p->base, &c->started);
+    /* The real clock, not the loop's cached one: handshake latency is measured from here. */
+    evutil_gettimeofday(&c->started, NULL);
     c->last_active = c->started;
     set_nodelay(fd);
 
@@ -1067,6 +1122,9 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     }
     p->conns = c;
     p->n_conns++;
+    l->n_conns++;
+    l->m->conns_total++;
+    l->m->conns_open++;
     proxy_listeners_update(p);
 
     c->timer = evtimer_new(p->base, conn_timer_cb, c);
@@ -1086,7 +1144,25 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
         return;
     }
     event_add(c->sniff, NULL);
-    conn_timer_in(c, p->cfg->limits.handshake_timeout_ms);
+    conn_timer_in(c, l->limits->handshake_timeout_ms);
+}
+
+/*
+ * proxy_conn_drain_idle(p):
+ * Drop the keep-alive HTTP connections of ${p} that sit between requests (drain start).
+ */
+void
+proxy_conn_drain_idle(struct proxy *p)
+{
+    struct proxy_conn *c = p->conns, *next;
+
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == PROXY_CONN_RELAY && proxy_exchange_idle(c) &&
+            evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+            proxy_conn_drop(c, PROXY_CLOSE_SHUTDOWN);
+        }
+    }
 }
 
 /*

@@ -53,6 +53,16 @@ struct proxy_exchange {
     char *auth_user;
     char *auth_token;
     char host[300]; /* outbound host_header: peer */
+    /*
+     * The request whose head was forwarded last is still sending its body (the back of the
+     * queue).  head_mark: how many bytes the destination's output held before that head was
+     * written, valid (mark_valid) while nothing can have been flushed since: from on_request
+     * until the end of the same pump.
+     */
+    bool req_in_body;
+    bool mark_valid;
+    struct evbuffer *mark_buf;
+    size_t head_mark;
     /* an answer (403, 400...) to send once earlier responses have gone out */
     bool answer_pending;
     int answer_status;
@@ -175,6 +185,20 @@ proxy_exchange_can_answer(const struct proxy_conn *c)
     return c->x->q_len > 0 && !proxy_http_in_message(c->x->resp);
 }
 
+/*
+ * proxy_exchange_idle(c):
+ * Is ${c} between requests: nothing queued, no request or response half-way?  Such a
+ * keep-alive connection may be closed at once when ferry drains.
+ */
+bool
+proxy_exchange_idle(const struct proxy_conn *c)
+{
+    const struct proxy_exchange *x = c->x;
+
+    return x != NULL && x->q_len == 0 && !proxy_http_in_message(x->req) &&
+           !proxy_http_in_head(x->req) && !proxy_http_in_message(x->resp);
+}
+
 /* Send our own answer now (the response stream is between messages) and close. */
 static void
 answer_now(struct proxy_conn *c, int status, const char *body)
@@ -183,6 +207,7 @@ answer_now(struct proxy_conn *c, int status, const char *body)
                                      : status == 504 ? PROXY_CLOSE_SERVER_ERROR
                                                      : PROXY_CLOSE_CLIENT_ERROR;
 
+    c->l->m->requests[status / 100]++;
     proxy_conn_answer(c, reason, status, status_phrase(status), "application/json", body);
 }
 
@@ -214,7 +239,7 @@ header_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     snprintf(c->detail, sizeof(c->detail), "request head not complete within %llums",
-             (unsigned long long)c->l->proxy->cfg->limits.header_timeout_ms);
+             (unsigned long long)c->l->limits->header_timeout_ms);
     json_error(body, sizeof(body), "request_timeout", c->detail);
     answer_when_idle(c, 408, body);
 }
@@ -229,7 +254,7 @@ backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     snprintf(c->detail, sizeof(c->detail), "%s %s sent no response within %llums",
              c->l->cfg->mode == CONFIG_MODE_INBOUND ? "backend" : "peer", c->l->target_text,
-             (unsigned long long)c->l->proxy->cfg->limits.backend_timeout_ms);
+             (unsigned long long)c->l->limits->backend_timeout_ms);
     log_kv(LOG_WARN, "backend_timeout", "listener", c->l->cfg->name, "remote", c->remote, "target",
            c->l->target_text, "msg", c->detail, (const char *)NULL);
     if (!proxy_exchange_can_answer(c)) {
@@ -249,7 +274,7 @@ static void
 backend_timer_arm(struct proxy_conn *c)
 {
     if (c->x->q_len > 0 && !evtimer_pending(c->x->backend_timer, NULL)) {
-        timer_in(c->x->backend_timer, c->l->proxy->cfg->limits.backend_timeout_ms);
+        timer_in(c->x->backend_timer, c->l->limits->backend_timeout_ms);
     }
 }
 
@@ -316,6 +341,10 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         snprintf(r->rule, sizeof(r->rule), "-");
     }
 
+    x->mark_buf = out;
+    x->head_mark = evbuffer_get_length(out);
+    x->mark_valid = true;
+    x->req_in_body = true;
     if (cl->mode == CONFIG_MODE_INBOUND) {
         /* CONTRACT §6: whatever the client sent of these is dropped, ours are added. */
         add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", x->xff};
@@ -350,8 +379,41 @@ on_request_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     struct proxy_conn *c = arg;
 
     (void)kind;
+    c->x->req_in_body = false;
     if (c->x->q_len > 0) {
         q_back(c->x)->req_body = body;
+    }
+}
+
+/*
+ * A request was refused in the middle of its body (invalid chunk size...) after its head was
+ * forwarded.  Take it back: when its head is still in the destination's output (it arrived in
+ * the same read), remove those bytes so that nothing of it reaches the other side; either
+ * way it leaves the queue, with its access-log line, and gets ferry's own answer.
+ */
+static void
+take_back_request(struct proxy_conn *c, const char *status)
+{
+    struct proxy_exchange *x = c->x;
+
+    x->req_in_body = false;
+    if (x->q_len == 0) {
+        return;
+    }
+    if (x->mark_valid && evbuffer_get_length(x->mark_buf) >= x->head_mark) {
+        struct evbuffer *keep = evbuffer_new();
+
+        if (keep != NULL) {
+            evbuffer_remove_buffer(x->mark_buf, keep, x->head_mark);
+            evbuffer_drain(x->mark_buf, evbuffer_get_length(x->mark_buf));
+            evbuffer_add_buffer(x->mark_buf, keep);
+            evbuffer_free(keep);
+        }
+    }
+    access_log(c, q_back(x), status, 0);
+    x->q_len--;
+    if (x->q_len == 0) {
+        evtimer_del(x->backend_timer);
     }
 }
 
@@ -379,6 +441,13 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
                                : "400",
                "msg", why, (const char *)NULL);
         json_error(body, sizeof(body), status_error(status), why);
+        if (x->req_in_body) {
+            char st[8];
+
+            snprintf(st, sizeof(st), "%d", status);
+            take_back_request(c, st);
+        }
+        x->mark_valid = false;
         answer_when_idle(c, status, body);
         return;
     }
@@ -426,6 +495,9 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     snprintf(status, sizeof(status), "%d", r->status);
     access_log(c, r, status, body);
+    if (r->status >= 100 && r->status < 600) {
+        c->l->m->requests[r->status / 100]++;
+    }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
     backend_timer_arm(c);
@@ -565,8 +637,12 @@ proxy_exchange_after_read(struct proxy_conn *c)
 {
     struct proxy_exchange *x = c->x;
 
+    if (x != NULL) {
+        /* The pump is over: the destination's output may be flushed from now on. */
+        x->mark_valid = false;
+    }
     if (x != NULL && proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
-        timer_in(x->header_timer, c->l->proxy->cfg->limits.header_timeout_ms);
+        timer_in(x->header_timer, c->l->limits->header_timeout_ms);
     }
 }
 

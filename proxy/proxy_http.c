@@ -61,6 +61,7 @@ struct proxy_http {
     size_t head_bytes; /* raw bytes of this head so far */
     bool scan_started; /* past the CR/LFs that may precede a message */
     bool scan_lf;      /* the last byte scanned ended a line */
+    bool scan_cr;      /* the last byte scanned was a CR */
     bool scan_done;    /* the blank line that ends the head was seen */
     bool head_paused;  /* paused in on_headers_complete: the next byte fed is the head's LF */
     bool msg_paused;   /* paused in on_message_complete */
@@ -267,6 +268,13 @@ ph_build_head(struct proxy_http *h)
         } else if (hd->upgrade) {
             ph_fail(h, 501, "protocol upgrades (Upgrade:) are not supported by ferry");
         }
+    } else if (h->parser.uses_transfer_encoding && (h->parser.flags & F_CHUNKED) == 0) {
+        /*
+         * A response body would then run to the end of the connection.  Refused (as nginx
+         * does): http-parser does not see "chunked<HT>" as chunked, but the receiver of the
+         * rewritten head (value trimmed) would, and the two would frame the bytes apart.
+         */
+        ph_fail(h, 400, "Transfer-Encoding other than a final chunked");
     }
 }
 
@@ -387,7 +395,8 @@ ph_parser_error(struct proxy_http *h)
 /*
  * Look at raw head bytes before http-parser does, so that a bad head is refused before any of
  * it reaches on_head: obs-fold (a header line starting with SP/HT, which parsers disagree
- * about) and heads over PROXY_HTTP_MAX_HEAD.  Stops at the blank line that ends the head.
+ * about), a bare CR (RFC 9112 §2.2) and heads over PROXY_HTTP_MAX_HEAD.  Stops at the blank
+ * line that ends the head.
  */
 static bool
 ph_prescan(struct proxy_http *h, const char *d, size_t n)
@@ -405,6 +414,15 @@ ph_prescan(struct proxy_http *h, const char *d, size_t n)
             ph_fail(h, 431, "request head larger than 64 KiB");
             return false;
         }
+        /*
+         * http-parser (not built strict on Debian) takes any byte after a CR as the LF: the
+         * head would end, or a line break, where this scan sees none.  Refuse it instead.
+         */
+        if (h->scan_cr && c != '\n') {
+            ph_fail(h, 400, "CR not followed by LF in a head (bare CR)");
+            return false;
+        }
+        h->scan_cr = c == '\r';
         if (h->scan_lf) {
             if (c == ' ' || c == '\t') {
                 ph_fail(h, 400, "obsolete line folding in a header (obs-fold)");
@@ -429,6 +447,7 @@ ph_prescan_reset(struct proxy_http *h)
     h->head_bytes = 0;
     h->scan_started = false;
     h->scan_lf = false;
+    h->scan_cr = false;
     h->scan_done = false;
 }
 

@@ -88,13 +88,56 @@ struct proxy_relay {
     uint64_t bytes;
 };
 
+/*
+ * A loaded configuration and how many holders it has: the proxy (while it is the current
+ * one) and every listener built from it.  A reload makes a new generation; the old one is
+ * freed when its last listener, kept alive by its last connection, goes.
+ */
+struct proxy_gen {
+    struct config *cfg;
+    unsigned refs;
+};
+
+/* The counters of one listener name; they survive reloads (Prometheus counters never reset). */
+#define PROXY_HIST_BUCKETS 12
+
+struct proxy_metrics {
+    char name[64];
+    uint64_t conns_open;
+    uint64_t conns_total;
+    uint64_t hs_ok;
+    uint64_t hs_failed[PROXY_CLOSE__COUNT]; /* by close reason (handshake kinds only) */
+    uint64_t hs_rejected[TLS_REJECT__COUNT];
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t requests[6]; /* [1] = 1xx ... [5] = 5xx */
+    uint64_t upstream_failures;
+    uint64_t hs_hist[PROXY_HIST_BUCKETS + 1]; /* cumulative counts per bucket, +Inf last */
+    double hs_sum;
+    uint64_t hs_count;
+};
+
+struct proxy_admin;
+
 struct proxy {
     uint32_t magic;
     struct event_base *base;
-    struct evdns_base *dns; /* created on first use by an outbound listener with a DNS peer */
-    const struct config *cfg;
-    struct proxy_listener **listeners;
+    struct evdns_base *dns;   /* created on first use by an outbound listener with a DNS peer */
+    struct proxy_gen *gen;    /* the current configuration */
+    const struct config *cfg; /* == gen->cfg */
+    char *config_path;        /* what SIGHUP reloads; NULL for the embedded default */
+    struct proxy_listener **listeners; /* active listeners of the current generation */
     size_t n_listeners;
+    struct proxy_metrics **metrics; /* one per listener name ever configured */
+    size_t n_metrics;
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    struct proxy_admin *admin;
+    struct event *watch; /* polls the files named by the config for changes */
+    struct proxy_watch *watched;
+    size_t n_watched;
+    struct event *drain_timer; /* limits.drain_timeout after SIGTERM */
+    bool draining;
     struct event *sig_term;
     struct event *sig_int;
     struct event *sig_hup;
@@ -102,7 +145,6 @@ struct proxy {
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
     unsigned accept_failures;    /* EMFILE/ENFILE since the last accepted connection */
     bool accept_paused_max;      /* paused by limits.max_connections */
-    bool stopping;               /* SIGTERM/SIGINT seen: never accept again */
     unsigned n_conns;
     struct proxy_conn *conns; /* doubly linked list of open connections */
 };
@@ -110,7 +152,12 @@ struct proxy {
 struct proxy_listener {
     uint32_t magic;
     struct proxy *proxy;
+    struct proxy_gen *gen; /* holds a reference */
     const struct config_listener *cfg;
+    const struct config_limits *limits; /* of its generation */
+    struct proxy_metrics *m;
+    unsigned n_conns; /* connections that point here */
+    bool retired;     /* replaced by a reload: freed when its last connection ends */
     struct tls_ctx *tls;
     struct evconnlistener *lev;
     char listen_text[300];
@@ -151,11 +198,31 @@ struct proxy_conn {
 
 /* proxy.c */
 struct evdns_base *proxy_dns(struct proxy *p);
+void proxy_gen_unref(struct proxy_gen *g);
+void proxy_conn_gone(struct proxy *p);
+void proxy_notify(const char *state);
+
+/* proxy_privs.c */
+int proxy_drop_privileges(const char *user, char *err, size_t errlen);
+
+/* proxy_admin.c: the admin listener and the metrics */
+int proxy_admin_open(struct proxy *p, char *err, size_t errlen);
+void proxy_admin_free(struct proxy *p);
+void proxy_admin_refresh(struct proxy *p);
+bool proxy_admin_same(const struct proxy *p);
+struct proxy_metrics *proxy_metrics_for(struct proxy *p, const char *name);
+void proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
+                             const struct timeval *now);
 
 /* proxy_listener.c */
-int proxy_listener_open(struct proxy *p, const struct config_listener *cl,
-                        struct proxy_listener **out, char *err, size_t errlen);
+int proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_listener *cl,
+                         struct proxy_listener **out, char *err, size_t errlen);
+int proxy_listener_bind(struct proxy_listener *l, char *err, size_t errlen);
+void proxy_listener_adopt(struct proxy_listener *l, struct proxy_listener *old);
+void proxy_listener_retire(struct proxy_listener *l);
 void proxy_listener_free(struct proxy_listener *l);
+evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, char *err,
+                                size_t errlen);
 void proxy_listeners_update(struct proxy *p);
 void proxy_accept_error(struct proxy *p, int err);
 struct event *proxy_accept_resume_new(struct proxy *p);
@@ -165,6 +232,7 @@ void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struc
                        int salen);
 void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
 void proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason);
+void proxy_conn_drain_idle(struct proxy *p);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
@@ -177,6 +245,7 @@ void proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result 
 void proxy_exchange_response_bytes(struct proxy_conn *c);
 void proxy_exchange_after_read(struct proxy_conn *c);
 bool proxy_exchange_can_answer(const struct proxy_conn *c);
+bool proxy_exchange_idle(const struct proxy_conn *c);
 
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,

@@ -137,35 +137,39 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
     return 0;
 }
 
-/* socket + bind + listen, with errors naming the listener and the address. */
-static evutil_socket_t
-bind_listener(const struct config_listener *cl, const char *text, char *err, size_t errlen)
+/*
+ * proxy_bind_addr(a, label, err, errlen):
+ * socket + bind + listen on ${a}, with errors naming ${label} ("listener from-peers",
+ * "admin") and the address.  Returns the listening socket, or -1.
+ */
+evutil_socket_t
+proxy_bind_addr(const struct config_addr *a, const char *label, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
     evutil_socket_t fd;
-    char why[256];
+    char why[256], text[300];
 
-    if (resolve(&cl->listen, true, &ss, &len, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text, why);
+    config_addr_format(a, text, sizeof(text));
+    if (resolve(a, true, &ss, &len, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: cannot listen on %s: %s", label, text, why);
         return -1;
     }
     fd = socket(ss.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text,
-                 strerror(errno));
+        snprintf(err, errlen, "%s: cannot listen on %s: %s", label, text, strerror(errno));
         return -1;
     }
     if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0 ||
         evutil_make_listen_socket_reuseable(fd) < 0) {
-        snprintf(err, errlen, "listener %s: cannot set up a socket for %s: %s", cl->name, text,
+        snprintf(err, errlen, "%s: cannot set up a socket for %s: %s", label, text,
                  strerror(errno));
         goto err0;
     }
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
         int e = errno;
 
-        snprintf(err, errlen, "listener %s: cannot listen on %s: %s%s", cl->name, text, strerror(e),
+        snprintf(err, errlen, "%s: cannot listen on %s: %s%s", label, text, strerror(e),
                  e == EADDRINUSE      ? " (another process, or another ferry, holds this port)"
                  : e == EACCES        ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
                  : e == EADDRNOTAVAIL ? " (no interface on this machine has that address)"
@@ -173,8 +177,7 @@ bind_listener(const struct config_listener *cl, const char *text, char *err, siz
         goto err0;
     }
     if (listen(fd, PROXY_LISTEN_BACKLOG) < 0) {
-        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", cl->name, text,
-                 strerror(errno));
+        snprintf(err, errlen, "%s: cannot listen on %s: %s", label, text, strerror(errno));
         goto err0;
     }
     return fd;
@@ -211,16 +214,16 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 /*
- * proxy_listener_open(p, cl, out, err, errlen):
- * Build listener ${cl}: TLS context, target address, bound socket, evconnlistener (enabled).
- * Returns 0 with *${out} owned by the caller (proxy_listener_free), or -1 with ${err}.
+ * proxy_listener_build(p, g, cl, out, err, errlen):
+ * Everything of listener ${cl} (of generation ${g}) but its socket: TLS context, target
+ * address, proxy-auth secret, metrics slot.  Takes a reference on ${g}.  Returns 0 with
+ * *${out} owned by the caller (proxy_listener_free), or -1 with ${err}.
  */
 int
-proxy_listener_open(struct proxy *p, const struct config_listener *cl, struct proxy_listener **out,
-                    char *err, size_t errlen)
+proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_listener *cl,
+                     struct proxy_listener **out, char *err, size_t errlen)
 {
     struct proxy_listener *l;
-    evutil_socket_t fd;
     char why[256];
 
     l = calloc(1, sizeof(*l));
@@ -230,8 +233,16 @@ proxy_listener_open(struct proxy *p, const struct config_listener *cl, struct pr
     }
     l->magic = PROXY_LISTENER_MAGIC;
     l->proxy = p;
+    l->gen = g;
+    g->refs++;
     l->cfg = cl;
+    l->limits = &g->cfg->limits;
     config_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
+    l->m = proxy_metrics_for(p, cl->name);
+    if (l->m == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto err1;
+    }
     if (proxy_listener_tls(cl, &l->tls, err, errlen) < 0) {
         goto err1;
     }
@@ -261,18 +272,6 @@ proxy_listener_open(struct proxy *p, const struct config_listener *cl, struct pr
     if (load_proxy_auth(l, err, errlen) < 0) {
         goto err1;
     }
-    fd = bind_listener(cl, l->listen_text, err, errlen);
-    if (fd < 0) {
-        goto err1;
-    }
-    l->lev = evconnlistener_new(p->base, accept_cb, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (l->lev == NULL) {
-        evutil_closesocket(fd);
-        snprintf(err, errlen, "listener %s: cannot watch %s", cl->name, l->listen_text);
-        goto err1;
-    }
-    evconnlistener_set_error_cb(l->lev, accept_error_cb);
     *out = l;
     return 0;
 
@@ -282,8 +281,67 @@ err1:
 }
 
 /*
+ * proxy_listener_bind(l, err, errlen):
+ * Bind ${l}'s listen address and start accepting.  Returns 0, or -1 with ${err} naming the
+ * listener and the address.
+ */
+int
+proxy_listener_bind(struct proxy_listener *l, char *err, size_t errlen)
+{
+    char label[128];
+    evutil_socket_t fd;
+
+    snprintf(label, sizeof(label), "listener %s", l->cfg->name);
+    fd = proxy_bind_addr(&l->cfg->listen, label, err, errlen);
+    if (fd < 0) {
+        return -1;
+    }
+    l->lev = evconnlistener_new(l->proxy->base, accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (l->lev == NULL) {
+        evutil_closesocket(fd);
+        snprintf(err, errlen, "%s: cannot watch %s", label, l->listen_text);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l->lev, accept_error_cb);
+    return 0;
+}
+
+/*
+ * proxy_listener_adopt(l, old):
+ * Take over ${old}'s listening socket (same address, across a reload): no connection is
+ * refused while the configuration changes.  ${old} keeps no socket afterwards.
+ */
+void
+proxy_listener_adopt(struct proxy_listener *l, struct proxy_listener *old)
+{
+    l->lev = old->lev;
+    old->lev = NULL;
+    evconnlistener_set_cb(l->lev, accept_cb, l);
+}
+
+/*
+ * proxy_listener_retire(l):
+ * ${l} is no longer in the configuration: close its socket if it still has one; free it now
+ * when no connection points at it, else when the last one ends (proxy_conn_drop).
+ */
+void
+proxy_listener_retire(struct proxy_listener *l)
+{
+    if (l->lev != NULL) {
+        evconnlistener_free(l->lev);
+        l->lev = NULL;
+    }
+    l->retired = true;
+    if (l->n_conns == 0) {
+        proxy_listener_free(l);
+    }
+}
+
+/*
  * proxy_listener_free(l):
- * Close ${l}'s socket and release its TLS context (connections keep theirs by reference).
+ * Close ${l}'s socket and release its TLS context (connections keep theirs by reference)
+ * and its reference on its generation.
  */
 void
 proxy_listener_free(struct proxy_listener *l)
@@ -304,6 +362,8 @@ proxy_listener_free(struct proxy_listener *l)
     }
     free(l->auth_roles);
     l->auth_roles = NULL;
+    proxy_gen_unref(l->gen);
+    l->gen = NULL;
     l->magic = 0;
     free(l);
 }
@@ -317,6 +377,10 @@ void
 proxy_listeners_update(struct proxy *p)
 {
     bool over = p->n_conns >= p->cfg->limits.max_connections;
+
+    if (p->draining) {
+        return;
+    }
     bool enable;
 
     if (over != p->accept_paused_max) {
@@ -329,7 +393,7 @@ proxy_listeners_update(struct proxy *p)
                     : "below limits.max_connections again; accepting",
                (const char *)NULL);
     }
-    enable = !p->accept_paused_max && !p->accept_paused_fd && !p->stopping;
+    enable = !p->accept_paused_max && !p->accept_paused_fd;
     for (size_t i = 0; i < p->n_listeners; i++) {
         if (p->listeners[i] == NULL || p->listeners[i]->lev == NULL) {
             continue;
