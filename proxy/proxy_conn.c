@@ -547,6 +547,7 @@ static void
 server_read_cb(struct bufferevent *bev, void *arg)
 {
     struct proxy_conn *c = arg;
+    enum proxy_http_result res;
 
     (void)bev;
     conn_check(c);
@@ -555,7 +556,12 @@ server_read_cb(struct bufferevent *bev, void *arg)
     }
     conn_touch(c);
     proxy_exchange_response_bytes(c);
-    if (proxy_relay_pump(&c->down) != PROXY_HTTP_OK) {
+    res = proxy_relay_pump(&c->down);
+    if (c->state != PROXY_CONN_RELAY) {
+        /* A response completed the queue and ferry sent its pending answer (403, 400...). */
+        return;
+    }
+    if (res != PROXY_HTTP_OK) {
         int status;
         const char *why = proxy_http_error(c->down.http, &status);
 
