@@ -591,6 +591,10 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     int i, n_certs = 0;
     char msg[256];
 
+    if (p->role == TLS_ROLE_SERVER && !p->client_cert_required && p->ca_file == NULL) {
+        /* client_cert: none (plain TLS termination): there is no peer chain to verify. */
+        return 0;
+    }
     if (check_readable("tls.ca", p->ca_file, err, errlen) != 0) {
         return -1;
     }

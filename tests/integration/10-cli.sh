@@ -86,14 +86,13 @@ pass "check bad.yaml names file:line:col"
 
 cat >"$P/unsupported.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
-admin:
-  listen: "127.0.0.1:$POUT"
+workers: 2
 listeners:
   - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
 YAML
 rc=0
 out=$(ferry_cmd check -c "$P/unsupported.yaml" 2>&1) || rc=$?
-[ "$rc" = 1 ] || fail "check with admin: (not in this release): exit $rc, expected 1: $out"
+[ "$rc" = 1 ] || fail "check with workers: (not in this release): exit $rc, expected 1: $out"
 grep -q 'unsupported.yaml:2:1' <<<"$out" || fail "check unsupported.yaml: no unsupported.yaml:2:1: $out"
 pass "check rejects keys not in this release"
 
