@@ -63,6 +63,7 @@ struct proxy_exchange {
     bool mark_valid;
     struct evbuffer *mark_buf;
     size_t head_mark;
+    struct exchange_req denied; /* the request an access rule refused, for its access-log line */
     /* an answer (403, 400...) to send once earlier responses have gone out */
     bool answer_pending;
     int answer_status;
@@ -321,6 +322,16 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
                "method", h->method, "path", h->target, "rule", why, "msg", reason,
                (const char *)NULL);
         snprintf(c->detail, sizeof(c->detail), "%s", reason);
+        memset(&x->denied, 0, sizeof(x->denied));
+        snprintf(x->denied.method, sizeof(x->denied.method), "%s", h->method);
+        snprintf(x->denied.target, sizeof(x->denied.target), "%s", h->target);
+        event_base_gettimeofday_cached(c->l->proxy->base, &x->denied.start);
+        if (rule != NULL) {
+            snprintf(x->denied.rule, sizeof(x->denied.rule), "rule %zu",
+                     (size_t)(rule - cl->access) + 1);
+        } else {
+            snprintf(x->denied.rule, sizeof(x->denied.rule), "-");
+        }
         json_error(body, sizeof(body), "forbidden", reason);
         x->answer_status = 403;
         snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
@@ -452,6 +463,8 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
         return;
     }
     if (x->answer_status == 403) {
+        /* A refused request has its access-log line too (CONTRACT §7: logged, never sent). */
+        access_log(c, &x->denied, "403", strlen(x->answer_body));
         answer_when_idle(c, 403, x->answer_body);
         return;
     }
@@ -541,10 +554,17 @@ exchange_identity(struct proxy_conn *c)
         size_t used = 0;
 
         x->client_cert = strdup(buf);
-        /* On the server side the chain holds the leaf first: the rest are intermediates. */
-        for (int i = 1; chain != NULL && i < sk_X509_num(chain); i++) {
+        /*
+         * On the server side SSL_get_peer_cert_chain() holds what the client sent after its
+         * leaf (OpenSSL: "the peer's certificate must be obtained separately"); skip the leaf
+         * anyway should it be there.
+         */
+        for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
             char one[8192];
 
+            if (X509_cmp(sk_X509_value(chain, i), cert) == 0) {
+                continue;
+            }
             if (proxy_rfc9440_value(sk_X509_value(chain, i), one, sizeof(one)) == 0 &&
                 used + strlen(one) + 3 < sizeof(buf)) {
                 used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s%s",

@@ -29,5 +29,19 @@ process.on('uncaughtException', (err) => {
   process.exit(70);
 });
 
+// FERRY_POUCH_REQUEST_LOG=FILE: append "<METHOD> <url>" for every HTTP request the server
+// receives, before any routing (tests/integration/61-replication-access.sh proves with it that
+// requests ferry refused never reached the database).
+if (process.env.FERRY_POUCH_REQUEST_LOG) {
+  const fs = require('node:fs');
+  const http = require('node:http');
+  const fd = fs.openSync(process.env.FERRY_POUCH_REQUEST_LOG, 'a');
+  const emit = http.Server.prototype.emit;
+  http.Server.prototype.emit = function (ev, req, ...rest) {
+    if (ev === 'request') fs.writeSync(fd, `${req.method} ${req.url}\n`);
+    return emit.call(this, ev, req, ...rest);
+  };
+}
+
 // pouchdb-server parses process.argv.slice(2), which is the same for this script.
 require(path.join(__dirname, '..', 'node_modules', 'pouchdb-server', 'lib', 'index.js'));

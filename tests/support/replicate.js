@@ -20,6 +20,18 @@
 //             generation, every attachment's stub (type, length, md5 digest) and
 //             raw bytes equal; deleted docs are tombstones ("deleted", not
 //             "missing"); revs identical across nodes.
+//             --skip-prefix P: docs whose id starts with P are left to verify-conflicts
+//             (not "unexpected"; doc_count may exceed the sets by that many).
+//   replicate ... --continuous yes: start a continuous replication (answers at once).
+//   conflicts --url U --db D --side S --count N [--seed X]
+//             write docs x-00000..x-<N-1> (the same ids on every side, different bodies and
+//             attachments per side, every 10th with a 1.25 MiB attachment; on side "a" every
+//             3rd doc is edited once more): run on two nodes before replicating, they conflict.
+//   verify-conflicts --url U --url U2 --db D --count N --sides a,b [--seed X]
+//             every x- doc has exactly one leaf per side (bodies, attachment digests and
+//             bytes as written), the same winning rev and the same _conflicts on every node.
+//   wait-sync --url U --url U2 --db D --live N --conflicts N [--timeout SEC]
+//             poll until every node has doc_count N and N conflicted x- docs; print seconds.
 //   count     --url U --db D         print doc_count
 //   wait-count --url U --db D --min N [--timeout SEC]
 //             poll until doc_count >= N; print it
@@ -319,12 +331,22 @@ async function cmdReplicate(args) {
   const t0 = Date.now();
   let res;
   try {
-    res = await http('POST', `${base}/_replicate`, { json: { source, target }, timeoutMs: timeout * 1000 });
+    const body = { source, target };
+    if (args.continuous === 'yes') body.continuous = true;
+    res = await http('POST', `${base}/_replicate`, { json: body, timeoutMs: timeout * 1000 });
   } catch (e) {
     console.log(`replicate FAILED: ${source} -> ${target}: ${e.message}`);
     process.exit(1);
   }
   const j = res.json || {};
+  if (args.continuous === 'yes') {
+    if (res.status !== 200 || j.ok !== true) {
+      console.log(`replicate FAILED: continuous ${source} -> ${target}: HTTP ${res.status} ${res.body.toString('utf8').slice(0, 300)}`);
+      process.exit(1);
+    }
+    console.log(`replicate ok: continuous ${source} -> ${target} started`);
+    return;
+  }
   const summary = `${source} -> ${target}: HTTP ${res.status} ok=${j.ok} status=${j.status} ` +
     `docs_read=${j.docs_read} docs_written=${j.docs_written} doc_write_failures=${j.doc_write_failures} ` +
     `in ${Date.now() - t0} ms`;
@@ -356,6 +378,7 @@ async function cmdVerify(args) {
   const urls = list(args, 'url').map(trimSlash);
   const db = need(args, 'db');
   const sets = list(args, 'set');
+  const skipPrefix = args['skip-prefix'];
   if (!urls.length || !sets.length) usage('verify needs --url and --set');
   const t0 = Date.now();
   const failures = [];
@@ -390,12 +413,21 @@ async function cmdVerify(args) {
       fail(`${where}: database missing`);
       continue;
     }
-    if (info.json.doc_count !== expLive) fail(`${where}: doc_count ${info.json.doc_count}, expected ${expLive}`);
+    let skipped = 0;
     if (info.json.doc_del_count !== undefined && info.json.doc_del_count !== expDeleted) {
       fail(`${where}: doc_del_count ${info.json.doc_del_count}, expected ${expDeleted}`);
     }
     const all = (await http('GET', `${base}/${enc(db)}/_all_docs?include_docs=true&conflicts=true`,
       { expect: [200], timeoutMs: 300000 })).json;
+    if (skipPrefix) {
+      const before = all.rows.length;
+      all.rows = all.rows.filter((row) => !row.id.startsWith(skipPrefix));
+      skipped = before - all.rows.length;
+      all.total_rows -= skipped;
+    }
+    if (info.json.doc_count !== expLive + skipped) {
+      fail(`${where}: doc_count ${info.json.doc_count}, expected ${expLive + skipped}`);
+    }
     if (all.total_rows !== expLive) fail(`${where}: _all_docs total_rows ${all.total_rows}, expected ${expLive}`);
     if (all.rows.length !== expLive) fail(`${where}: _all_docs has ${all.rows.length} rows, expected ${expLive}`);
     const seen = new Set();
@@ -560,10 +592,167 @@ async function cmdTamper(args) {
   }
 }
 
+// ---------------------------------------------------------------- conflicts
+const conflictId = (i) => `x-${String(i).padStart(5, '0')}`;
+const conflictEdited = (side, i) => side === 'a' && i % 3 === 0;
+function conflictVersion(side, i, seed) {
+  const version = conflictEdited(side, i) ? 2 : 1;
+  const body = docBody('std', `x${side}`, i, version, seed);
+  const atts = [{ name: `from-${side}.bin`, content_type: 'application/octet-stream',
+    size: i % 10 === 0 ? 1310720 + i : 2048 + i * 7, seed: `${seed}:x:${side}:${i}` }];
+  return { body, atts, gen: version };
+}
+async function cmdConflicts(args) {
+  const base = trimSlash(need(args, 'url'));
+  const db = need(args, 'db');
+  const side = need(args, 'side');
+  const count = Number(need(args, 'count'));
+  const seed = args.seed || 'ferry';
+  await http('PUT', `${base}/${enc(db)}`, { expect: [201, 412] });
+  let bytes = 0;
+  for (let i0 = 0; i0 < count; i0 += 20) {
+    const docs = [];
+    for (let i = i0; i < Math.min(count, i0 + 20); i++) {
+      const v = conflictVersion(side, i, seed);
+      const first = conflictEdited(side, i) ? docBody('std', `x${side}`, i, 1, seed) : v.body;
+      docs.push({ _id: conflictId(i), ...first, _attachments: inlineAttachments(v.atts) });
+      bytes += v.atts[0].size;
+    }
+    const revs = await bulkDocs(base, db, docs);
+    const edits = [];
+    for (const d of docs) {
+      const i = Number(d._id.slice(2));
+      if (!conflictEdited(side, i)) continue;
+      const v = conflictVersion(side, i, seed);
+      edits.push({ _id: d._id, _rev: revs.get(d._id), ...v.body, _attachments: Object.fromEntries(
+        v.atts.map((s) => [s.name, { stub: true, content_type: s.content_type,
+          digest: md5digest(attachmentBytes(s)), length: s.size }])) });
+    }
+    if (edits.length) await bulkDocs(base, db, edits);
+  }
+  console.log(`conflicts ok: db=${db} side=${side} docs=${count} attachment_bytes=${bytes}`);
+}
+
+async function cmdVerifyConflicts(args) {
+  const urls = list(args, 'url').map(trimSlash);
+  const db = need(args, 'db');
+  const count = Number(need(args, 'count'));
+  const sides = need(args, 'sides').split(',');
+  const seed = args.seed || 'ferry';
+  const failures = [];
+  const fail = (m) => failures.push(m);
+  const t0 = Date.now();
+  let attBytes = 0;
+  const ids = Array.from({ length: count }, (_, i) => i);
+  await pool(ids, 6, async (i) => {
+    const id = conflictId(i);
+    let ref;
+    for (const base of urls) {
+      const where = `${base}/${db}/${id}`;
+      const w = await http('GET', `${docUrl(base, db, id)}?conflicts=true`);
+      if (w.status !== 200) {
+        fail(`${where}: HTTP ${w.status}`);
+        continue;
+      }
+      const winner = { rev: w.json._rev, conflicts: (w.json._conflicts || []).slice().sort() };
+      if (winner.conflicts.length !== sides.length - 1) {
+        fail(`${where}: _conflicts ${JSON.stringify(w.json._conflicts)}, expected ${sides.length - 1}`);
+      }
+      if (ref === undefined) ref = winner;
+      else if (!util.isDeepStrictEqual(ref, winner)) {
+        fail(`${id}: winner/_conflicts ${JSON.stringify(winner)} on ${base}, ${JSON.stringify(ref)} on ${urls[0]}`);
+      }
+      const leaves = (await http('GET', `${docUrl(base, db, id)}?open_revs=all`, { expect: [200] })).json;
+      if (!Array.isArray(leaves) || leaves.length !== sides.length) {
+        fail(`${where}: ${Array.isArray(leaves) ? leaves.length : '?'} leaves, expected ${sides.length}`);
+        continue;
+      }
+      const left = new Set(sides);
+      for (const leaf of leaves) {
+        const doc = leaf.ok;
+        if (!doc) {
+          fail(`${where}: leaf missing: ${JSON.stringify(leaf)}`);
+          continue;
+        }
+        const side = doc.side && doc.side.startsWith('x') ? doc.side.slice(1) : undefined;
+        if (!left.has(side)) {
+          fail(`${where}: unexpected leaf ${doc._rev} (side ${doc.side})`);
+          continue;
+        }
+        left.delete(side);
+        const e = conflictVersion(side, i, seed);
+        const body = {};
+        for (const [k, v] of Object.entries(doc)) if (!k.startsWith('_')) body[k] = v;
+        if (!util.isDeepStrictEqual(body, e.body)) fail(`${where}: leaf ${doc._rev} (side ${side}) body differs`);
+        if (Number(doc._rev.split('-')[0]) !== e.gen) fail(`${where}: leaf ${doc._rev}, expected generation ${e.gen}`);
+        const stubs = doc._attachments || {};
+        for (const spec of e.atts) {
+          const stub = stubs[spec.name];
+          const data = attachmentBytes(spec);
+          if (!stub || stub.digest !== md5digest(data) || stub.length !== data.length) {
+            fail(`${where}: leaf ${doc._rev} attachment ${spec.name}: ${JSON.stringify(stub)}`);
+            continue;
+          }
+          const r = await http('GET', `${attUrl(base, db, id, spec.name)}?rev=${enc(doc._rev)}`, { raw: true });
+          if (r.status !== 200 || !r.body.equals(data)) {
+            fail(`${where}: leaf ${doc._rev} attachment ${spec.name} bytes differ (HTTP ${r.status}, ${r.body.length} bytes)`);
+          }
+          attBytes += r.body.length;
+        }
+      }
+    }
+  });
+  if (failures.length) {
+    for (const m of failures.slice(0, 30)) console.log(`  ${m}`);
+    console.log(`verify-conflicts FAILED: db=${db} ${failures.length} problem(s)`);
+    process.exit(1);
+  }
+  console.log(`verify-conflicts ok: db=${db} nodes=${urls.length} conflicted_docs=${count} ` +
+    `leaves_per_doc=${sides.length} attachment_bytes_checked=${attBytes} in ${Date.now() - t0} ms`);
+}
+
+async function cmdWaitSync(args) {
+  const urls = list(args, 'url').map(trimSlash);
+  const db = need(args, 'db');
+  const live = Number(need(args, 'live'));
+  const conflicts = Number(need(args, 'conflicts'));
+  const t0 = Date.now();
+  const deadline = t0 + Number(args.timeout || 300) * 1000;
+  let state = '';
+  for (;;) {
+    let done = true;
+    state = '';
+    for (const base of urls) {
+      let n = -1;
+      let c = -1;
+      try {
+        n = (await http('GET', `${base}/${enc(db)}`, { expect: [200] })).json.doc_count;
+        if (n === live) {
+          const r = await http('GET', `${base}/${enc(db)}/_all_docs?include_docs=true&conflicts=true` +
+            `&startkey=${enc('"x-"')}&endkey=${enc('"x-￰"')}`, { expect: [200] });
+          c = r.json.rows.filter((row) => row.doc && row.doc._conflicts && row.doc._conflicts.length).length;
+        }
+      } catch (e) {
+        // not there yet
+      }
+      state += ` ${base}: docs=${n} conflicted=${c}`;
+      if (n !== live || c !== conflicts) done = false;
+    }
+    if (done) break;
+    if (Date.now() > deadline) {
+      console.log(`wait-sync FAILED after ${(Date.now() - t0) / 1000} s:${state}`);
+      process.exit(1);
+    }
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  console.log(((Date.now() - t0) / 1000).toFixed(1));
+}
+
 // ---------------------------------------------------------------- main
 const commands = {
   seed: cmdSeed, replicate: cmdReplicate, verify: cmdVerify, count: cmdCount,
-  'wait-count': cmdWaitCount, tamper: cmdTamper,
+  'wait-count': cmdWaitCount, tamper: cmdTamper, conflicts: cmdConflicts,
+  'verify-conflicts': cmdVerifyConflicts, 'wait-sync': cmdWaitSync,
 };
 const args = parseArgs(process.argv.slice(2));
 const cmd = commands[args._[0]];
