@@ -235,7 +235,7 @@ say "ferry A: from-site-b 127.0.0.1:$IN_A, to-site-b 127.0.0.1:$OUT_A; ferry B: 
 # Each outbound listener reaches the OTHER node.
 uuid() { http "$1/" | json 'j.uuid'; }
 ua=$(uuid "$A") ub=$(uuid "$B")
-[ -n "$ua" ] && [ "$ua" != "$ub" ] || die "nodes answer no distinct uuids ($ua, $ub)"
+if [ -z "$ua" ] || [ "$ua" = "$ub" ]; then die "nodes answer no distinct uuids ($ua, $ub)"; fi
 [ "$(uuid "http://127.0.0.1:$OUT_A")" = "$ub" ] || die "ferry A's outbound listener does not reach node B"
 [ "$(uuid "http://127.0.0.1:$OUT_B")" = "$ua" ] || die "ferry B's outbound listener does not reach node A"
 # Nothing reaches a node through an inbound port without the other site's certificate.
@@ -256,6 +256,7 @@ say "outbound listeners reach the other node; inbound ports refuse plaintext, ce
 seed() { # seed URL SIDE: N docs (unicode, nested) + one with an attachment
     local url=$1 side=$2
     http -X PUT "$url/demo" >/dev/null
+    # shellcheck disable=SC2016 # JavaScript, not shell
     node -e '
       const [side, n] = [process.argv[1], +process.argv[2]];
       const docs = [];
@@ -319,10 +320,10 @@ metric() { # metric ADMIN_PORT SAMPLE
     curl -s --max-time 10 "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
 }
 for x in "$ADM_A from-site-b" "$ADM_B from-site-a"; do
-    set -- $x
-    n=$(metric "$1" "ferry_requests_total{listener=\"$2\",class=\"2xx\"}")
-    [ "${n:-0}" -gt 0 ] || die "ferry's /metrics shows no 2xx request on $2"
-    say "ferry listener $2: $n requests answered 2xx"
+    adm=${x% *} lname=${x#* }
+    n=$(metric "$adm" "ferry_requests_total{listener=\"$lname\",class=\"2xx\"}")
+    [ "${n:-0}" -gt 0 ] || die "ferry's /metrics shows no 2xx request on $lname"
+    say "ferry listener $lname: $n requests answered 2xx"
 done
 for i in 0 1; do
     kill -TERM "${FERRY_PIDS[$i]}"

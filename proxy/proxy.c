@@ -196,7 +196,12 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     for (size_t i = 0; i < p->n_watched; i++) {
         struct proxy_watch now = p->watched[i];
+        struct stat st;
 
+        if (stat(now.path, &st) != 0 && errno == EACCES) {
+            /* After `user:` a directory may hide the file: that is not a change. */
+            continue;
+        }
         watch_stat(&now);
         if (now.exists != p->watched[i].exists || now.dev != p->watched[i].dev ||
             now.ino != p->watched[i].ino || now.size != p->watched[i].size ||

@@ -328,6 +328,7 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
     struct evbuffer *out = bufferevent_get_output(c->client);
 
     c->reason = reason;
+    c->l->m->requests[status / 100]++; /* every answer of ours counts in /metrics */
     if (c->server != NULL) {
         bufferevent_free(c->server);
         c->server = NULL;

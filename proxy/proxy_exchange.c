@@ -208,7 +208,6 @@ answer_now(struct proxy_conn *c, int status, const char *body)
                                      : status == 504 ? PROXY_CLOSE_SERVER_ERROR
                                                      : PROXY_CLOSE_CLIENT_ERROR;
 
-    c->l->m->requests[status / 100]++;
     proxy_conn_answer(c, reason, status, status_phrase(status), "application/json", body);
 }
 
