@@ -354,7 +354,8 @@ certs_sign(X509 *x, EVP_PKEY *key, char *err, size_t errlen)
     return 0;
 }
 
-/* Build "DIR/.BASE.tmp-XXXXXXXXXXXX" next to ${path}, so rename() stays in one filesystem. */
+/* Build "DIR/.BASE.tmp-<12 random hex digits>" next to ${path}, so rename() stays in one
+ * filesystem. */
 static int
 tmp_name(char *buf, size_t len, const char *path)
 {

