@@ -4,6 +4,7 @@
 # A good server gives 200; each bad one gives HTTP 502 with the JSON body
 # {"error":"bad_gateway","reason":...} and event=handshake_rejected reason=<label>;
 # host names (case, wildcards, IP literals against IP SANs only); protocol: tcp just closes.
+# valgrind: yes
 # timeout: 300
 source "$(dirname "$0")/lib.sh"
 

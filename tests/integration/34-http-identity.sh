@@ -10,6 +10,7 @@
 # HTTP/1.1 behaviour: keep-alive (curl, several URLs), a pipelined burst of 5 requests in one
 # write answered in order, Expect: 100-continue, HTTP/1.0, a chunked upload byte-exact, HEAD
 # then GET on one connection; one access-log line per request; outbound host_header peer|keep.
+# valgrind: yes
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
 

@@ -5,6 +5,7 @@
 # endings; certificates made with the openssl CLI (private CA from `openssl req -x509`, CSR
 # signed with `openssl ca` and an extensions file) pass `ferry check`, and `ferry run` serves
 # with them: one curl request through an inbound listener with an openssl-made client cert.
+# valgrind: yes
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
 

@@ -8,6 +8,7 @@
 # plain HTTP server -> "not a TLS port"; a port that accepts and says nothing -> FAIL within
 # the handshake bound; --json gives one document with the same facts; --listener and a config
 # without an outbound listener.
+# valgrind: yes
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
 
