@@ -277,39 +277,8 @@ install_file "$T/good.key" "$LIVE/node.key"
 wait_reloaded "$r0"
 
 # an expired certificate for the same key, signed by the same CA, by file change
-mkdir -p "$T/cadb/new"
-: >"$T/cadb/index.txt"
-openssl rand -hex 16 >"$T/cadb/serial"
-cat >"$T/cadb/ca.cnf" <<CNF
-[ ca ]
-default_ca = CA_default
-[ CA_default ]
-database = $T/cadb/index.txt
-new_certs_dir = $T/cadb/new
-certificate = $P/ca/ca.crt
-private_key = $P/ca/ca.key
-serial = $T/cadb/serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-[ policy_any ]
-commonName = supplied
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = node1.test
-[ both ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth,clientAuth
-subjectAltName = DNS:node1.test,DNS:localhost,IP:127.0.0.1
-CNF
-openssl req -new -key "$T/good.key" -config "$T/cadb/ca.cnf" -out "$T/expired.csr" 2>/dev/null
-openssl ca -batch -notext -config "$T/cadb/ca.cnf" -in "$T/expired.csr" -out "$T/expired.crt" \
-    -startdate 20200101000000Z -enddate 20200201000000Z -extfile "$T/cadb/ca.cnf" \
-    -extensions both >"$T/openssl-ca.log" 2>&1 || { cat "$T/openssl-ca.log" >&2; fail "openssl ca"; }
+ca_sign_dated "$P/ca" "$T/good.key" node1.test "DNS:node1.test,DNS:localhost,IP:127.0.0.1" \
+    20200101000000Z 20200201000000Z "$T/expired.crt"
 cp "$LIVE/node.crt" "$T/good.crt"
 f=$(log_count main 'event=reload_failed')
 install_file "$T/expired.crt" "$LIVE/node.crt"

@@ -26,44 +26,13 @@ CRT=$P/n/node1.test.crt KEY=$P/n/node1.test.key CA=$P/n/ca.crt
 
 # ---- a leaf of the same CA that expires SHORT seconds from now (openssl ca -enddate) ----
 SHORT=60
-mkdir -p "$P/db/new"
-: >"$P/db/index.txt"
-openssl rand -hex 16 >"$P/db/serial"
-cat >"$P/db/ca.cnf" <<CNF
-[ ca ]
-default_ca = CA_default
-[ CA_default ]
-database = $P/db/index.txt
-new_certs_dir = $P/db/new
-certificate = $P/ca/ca.crt
-private_key = $P/ca/ca.key
-serial = $P/db/serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-[ policy_any ]
-commonName = supplied
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = short.test
-[ both ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth,clientAuth
-subjectAltName = DNS:short.test,IP:127.0.0.1
-CNF
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/short.key" 2>/dev/null
 chmod 600 "$P/short.key"
-openssl req -new -key "$P/short.key" -config "$P/db/ca.cnf" -out "$P/short.csr" 2>/dev/null
 START=$(date -u -d '-1 hour' +%y%m%d%H%M%SZ)
 END_EPOCH=$(($(date +%s) + SHORT))
 END=$(date -u -d "@$END_EPOCH" +%y%m%d%H%M%SZ)
-openssl ca -batch -notext -config "$P/db/ca.cnf" -in "$P/short.csr" -out "$P/short.crt" \
-    -startdate "$START" -enddate "$END" -extfile "$P/db/ca.cnf" -extensions both \
-    >"$T/openssl-ca.log" 2>&1 || { cat "$T/openssl-ca.log" >&2; fail "openssl ca -enddate"; }
+ca_sign_dated "$P/ca" "$P/short.key" short.test "DNS:short.test,IP:127.0.0.1" "$START" "$END" \
+    "$P/short.crt"
 not_after() { date -d "$(openssl x509 -enddate -noout -in "$1" | cut -d= -f2)" +%s; }
 [ "$(not_after "$P/short.crt")" = "$END_EPOCH" ] || fail "short.crt notAfter is not $END"
 

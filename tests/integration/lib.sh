@@ -61,6 +61,12 @@
 #   curl_code ARGS...            curl -s -o $T/curl.body -w '%{http_code}' --max-time 10 ARGS...;
 #                                prints the code (000 when no HTTP answer); body in $T/curl.body
 #   sha256_of FILE               print the sha256 hex of FILE
+#   ca_sign_dated CA_DIR KEY CN SAN START END OUT
+#                                sign a leaf for KEY with the `ferry certs` CA in CA_DIR
+#                                (ca.crt, ca.key) using `openssl ca` with explicit dates
+#                                (START/END as YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ), both EKUs,
+#                                CN and subjectAltName SAN (e.g. "DNS:a.test,IP:127.0.0.1");
+#                                writes OUT (the certificate)
 #
 # A watchdog kills the script (and everything it started) when it runs longer than its
 # "# timeout: N" header (default 300s; x3 under valgrind), a few seconds before CTest would.
@@ -426,4 +432,44 @@ pki_make() {
             fail "pki.sh failed"
         }
     fi
+}
+
+# Expired or short-lived leaves need explicit dates, which only `openssl ca` offers in 3.0.
+ca_sign_dated() {
+    local cadir=$1 key=$2 cn=$3 san=$4 start=$5 end=$6 out=$7 db
+    db=$(mktemp -d "$T/cadb.XXXXXX")
+    mkdir -p "$db/new"
+    : >"$db/index.txt"
+    openssl rand -hex 16 >"$db/serial"
+    cat >"$db/ca.cnf" <<CNF
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+database = $db/index.txt
+new_certs_dir = $db/new
+certificate = $cadir/ca.crt
+private_key = $cadir/ca.key
+serial = $db/serial
+default_md = sha256
+policy = policy_any
+unique_subject = no
+copy_extensions = none
+[ policy_any ]
+commonName = supplied
+[ req ]
+distinguished_name = dn
+prompt = no
+[ dn ]
+CN = $cn
+[ both ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = $san
+CNF
+    openssl req -new -key "$key" -config "$db/ca.cnf" -out "$db/leaf.csr" 2>/dev/null ||
+        fail "openssl req for $cn"
+    openssl ca -batch -notext -config "$db/ca.cnf" -in "$db/leaf.csr" -out "$out" \
+        -startdate "$start" -enddate "$end" -extfile "$db/ca.cnf" -extensions both \
+        >"$db/openssl-ca.log" 2>&1 || { cat "$db/openssl-ca.log" >&2; fail "openssl ca for $cn"; }
 }
