@@ -175,6 +175,7 @@ struct config {
     struct config_admin admin;
     char *user; /* `user:`: drop privileges to this user after binding; NULL = stay */
     struct config_pos user_pos;
+    unsigned workers; /* `workers:` event-loop threads; 0 = auto (one per online core) */
 };
 
 struct config_error {
@@ -200,9 +201,8 @@ struct config_errors {
  * protocol: tcp; couchdb_proxy_auth.secret_file must be a non-empty regular file that group
  * and others can neither read nor write (its content is not read here).  admin.listen is an
  * IP address and port that no listener's listen address may share; user is only checked for
- * its spelling (a letter or "_", then letters, digits, "_", "." and "-"), not looked up.  Keys
- * that a later release brings (workers, and pool on listeners) are errors saying "not
- * supported yet".
+ * its spelling (a letter or "_", then letters, digits, "_", "." and "-"), not looked up.  workers
+ * is "auto" (0) or 1..256.
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved
  * against the directory of ${path}.

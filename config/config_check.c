@@ -724,6 +724,35 @@ check_user(struct check *ck, const struct config_node *n, struct config *cfg)
         cfg->user_pos = n->pos;
 }
 
+/* The most worker threads a config may ask for. */
+#define WORKERS_MAX 256
+
+/*
+ * Check workers: into cfg->workers: "auto" (0: one per online core, decided by the daemon)
+ * or a number from 1 to WORKERS_MAX.
+ */
+static void
+check_workers(struct check *ck, const struct config_node *n, struct config *cfg)
+{
+    unsigned long v;
+
+    if (!want_scalar(ck, n, "workers", "\"auto\" or an integer from 1 to 256"))
+        return;
+    if (strcmp(n->text, "auto") == 0) {
+        cfg->workers = 0;
+        return;
+    }
+    if (n->text[0] < '0' || n->text[0] > '9') {
+        char got[128];
+
+        ck_err(ck, n, "workers: expected \"auto\" or an integer from 1 to %d, got %s",
+               WORKERS_MAX, what(n, got, sizeof(got)));
+        return;
+    }
+    if (get_int(ck, n, "workers", 1, WORKERS_MAX, &v) == 0)
+        cfg->workers = (unsigned)v;
+}
+
 /* True when ${s} is a listener name: [A-Za-z0-9_.-]+. */
 static bool
 valid_name(const char *s)
@@ -1417,7 +1446,7 @@ check_duplicates(struct check *ck, const struct config *cfg, const struct listen
 
 static const struct key_spec top_keys[] = {
     {"tls", 0},  {"listeners", KEY_REQUIRED}, {"log", 0}, {"limits", 0}, {"admin", 0},
-    {"user", 0}, {"workers", KEY_LATER},
+    {"user", 0}, {"workers", 0},
 };
 #define TOP_NKEYS (sizeof(top_keys) / sizeof(top_keys[0]))
 
@@ -1479,6 +1508,8 @@ config_check(const struct config_node *root, const char *file, const char *based
         check_admin(&ck, vals[4], cfg, &admin_listen);
     if (vals[5] != NULL)
         check_user(&ck, vals[5], cfg);
+    if (vals[6] != NULL)
+        check_workers(&ck, vals[6], cfg);
 
     if ((ls = vals[1]) != NULL && want_type(&ck, ls, "listeners", CONFIG_NODE_SEQUENCE)) {
         if (ls->n_items == 0) {

@@ -467,9 +467,7 @@ errstr(int e, char *buf, size_t len)
  * Read and validate the YAML file ${path}.  Every key of CONTRACT.md §3 is checked: unknown
  * keys, wrong types, bad durations/addresses/enums, missing required keys, duplicate listener
  * names or listen ports, and files that do not exist or cannot be read are errors.  Keys that
- * a later release brings (admin, user, workers, pool, access, couchdb_proxy_auth,
- * client_cert_header, host_header, limits.drain_timeout, limits.backend_timeout,
- * limits.header_timeout) are errors saying "not supported yet".
+ * a later release brings are errors saying "not supported yet".
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved
  * against the directory of ${path}.

@@ -477,8 +477,8 @@ test_load_from_data_dir(void **state)
 }
 
 /*
- * CONTRACT.md §3 as written: admin, user and limits.drain_timeout are accepted; the keys of a
- * later release (pool, workers) are refused, and so are the missing /etc/ferry files.
+ * CONTRACT.md §3 as written: admin, user, workers and limits.drain_timeout are accepted; the
+ * key of a later release (pool) is refused, and so are the missing /etc/ferry files.
  */
 static void
 test_contract_example(void **state)
@@ -496,7 +496,7 @@ test_contract_example(void **state)
     cfg = config_load(path, &errs);
     dump(&errs);
     assert_null(cfg);
-    assert_int_equal(errs.n, 9);
+    assert_int_equal(errs.n, 8);
     expect_err(&errs, 0, 2, 9, "tls.cert: cannot read /etc/ferry/node.crt: No such file or");
     expect_err(&errs, 1, 3, 8, "tls.key: cannot read /etc/ferry/node.key");
     expect_err(&errs, 2, 4, 24, "tls.key_passphrase_file: cannot read /etc/ferry/key.pass");
@@ -505,9 +505,8 @@ test_contract_example(void **state)
     expect_err(&errs, 5, 24, 18, "listeners[1].tls.cert: cannot read /etc/ferry/site-a.crt");
     expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
     expect_err(&errs, 7, 25, 5, "\"pool\" is not supported yet in this release");
-    /* admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37) and user (38)
-     * are accepted. */
-    expect_err(&errs, 8, 39, 1, "\"workers\" is not supported yet in this release");
+    /* admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37), user (38)
+     * and workers (39) are accepted. */
     config_errors_clear(&errs);
 }
 
@@ -672,10 +671,9 @@ test_not_supported_yet(void **state)
              "  drain_timeout: 30s\n"
              "  backend_timeout: 60s\n"
              "  header_timeout: 15s\n",
-             2, &errs);
-    /* admin, user and limits.drain_timeout are accepted now. */
-    expect_err(&errs, 0, 4, 1, "\"workers\" is not supported yet in this release");
-    expect_err(&errs, 1, 14, 5, "\"pool\" is not supported yet in this release");
+             1, &errs);
+    /* admin, user, workers and limits.drain_timeout are accepted now. */
+    expect_err(&errs, 0, 14, 5, "\"pool\" is not supported yet in this release");
     config_errors_clear(&errs);
 }
 
@@ -1091,6 +1089,34 @@ test_user_errors(void **state)
     one_err(TLS_OK INBOUND_OK "user:\n", 10, 6, "got nothing");
     one_err(TLS_OK INBOUND_OK "user: [ferry]\n", 10, 7, "user: expected a user name");
     one_err(TLS_OK INBOUND_OK "user: { name: ferry }\n", 10, 7, "got a mapping");
+}
+
+/* workers: "auto" (0, the default) or 1..256; anything else names the key and the range. */
+static void
+test_workers(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_int_equal(cfg->workers, 0);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "workers: auto\n");
+    assert_int_equal(cfg->workers, 0);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "workers: 3\n");
+    assert_int_equal(cfg->workers, 3);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "workers: 256\n");
+    assert_int_equal(cfg->workers, 256);
+    config_free(cfg);
+    one_err(TLS_OK INBOUND_OK "workers: 0\n", 10, 10,
+            "workers: expected an integer from 1 to 256, got \"0\"");
+    one_err(TLS_OK INBOUND_OK "workers: 257\n", 10, 10, "got \"257\"");
+    one_err(TLS_OK INBOUND_OK "workers: many\n", 10, 10,
+            "workers: expected \"auto\" or an integer from 1 to 256, got \"many\"");
+    one_err(TLS_OK INBOUND_OK "workers: -1\n", 10, 10, "got \"-1\"");
+    one_err(TLS_OK INBOUND_OK "workers: [2]\n", 10, 10, "workers: expected \"auto\" or an");
 }
 
 static void
@@ -1960,6 +1986,7 @@ main(void)
         cmocka_unit_test(test_ops_keys),
         cmocka_unit_test(test_admin_errors),
         cmocka_unit_test(test_user_errors),
+        cmocka_unit_test(test_workers),
         cmocka_unit_test(test_drain_timeout_errors),
         cmocka_unit_test(test_duplicate_listeners),
         cmocka_unit_test(test_all_errors_at_once),
