@@ -745,8 +745,8 @@ check_workers(struct check *ck, const struct config_node *n, struct config *cfg)
     if (n->text[0] < '0' || n->text[0] > '9') {
         char got[128];
 
-        ck_err(ck, n, "workers: expected \"auto\" or an integer from 1 to %d, got %s",
-               WORKERS_MAX, what(n, got, sizeof(got)));
+        ck_err(ck, n, "workers: expected \"auto\" or an integer from 1 to %d, got %s", WORKERS_MAX,
+               what(n, got, sizeof(got)));
         return;
     }
     if (get_int(ck, n, "workers", 1, WORKERS_MAX, &v) == 0)
@@ -1445,8 +1445,10 @@ check_duplicates(struct check *ck, const struct config *cfg, const struct listen
 }
 
 static const struct key_spec top_keys[] = {
-    {"tls", 0},  {"listeners", KEY_REQUIRED}, {"log", 0}, {"limits", 0}, {"admin", 0},
-    {"user", 0}, {"workers", 0},
+    {"tls", 0},     {"listeners", KEY_REQUIRED},
+    {"log", 0},     {"limits", 0},
+    {"admin", 0},   {"user", 0},
+    {"workers", 0},
 };
 #define TOP_NKEYS (sizeof(top_keys) / sizeof(top_keys[0]))
 

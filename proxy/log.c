@@ -9,7 +9,10 @@
 
 #include "log.h"
 
-/* Process-wide settings, written at start and on reload from the main thread only. */
+/*
+ * Process-wide settings, written at start and on reload by the control thread and read by
+ * every worker thread: relaxed atomics (a line logged during a reload may use either value).
+ */
 static enum log_level log_threshold = LOG_INFO;
 static enum log_format log_fmt = LOG_TEXT;
 static FILE *log_out;
@@ -26,9 +29,9 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 void
 log_setup(enum log_level level, enum log_format format, FILE *out)
 {
-    log_threshold = level;
-    log_fmt = format;
-    log_out = out;
+    __atomic_store_n(&log_threshold, level, __ATOMIC_RELAXED);
+    __atomic_store_n(&log_fmt, format, __ATOMIC_RELAXED);
+    __atomic_store_n(&log_out, out, __ATOMIC_RELAXED);
 }
 
 /*
@@ -38,7 +41,7 @@ log_setup(enum log_level level, enum log_format format, FILE *out)
 bool
 log_enabled(enum log_level level)
 {
-    return level <= log_threshold;
+    return level <= __atomic_load_n(&log_threshold, __ATOMIC_RELAXED);
 }
 
 /*
@@ -247,13 +250,17 @@ log_kvv(enum log_level level, const char *event, va_list ap)
     char line[LOG_LINE_MAX];
     char ts[40];
     size_t n;
-    FILE *out = log_out != NULL ? log_out : stderr;
+    FILE *out = __atomic_load_n(&log_out, __ATOMIC_RELAXED);
 
     if (!log_enabled(level)) {
         return;
     }
+    if (out == NULL) {
+        out = stderr;
+    }
     log_timestamp(ts, sizeof(ts));
-    n = log_format_line(line, sizeof(line) - 1, log_fmt, ts, level, event, ap);
+    n = log_format_line(line, sizeof(line) - 1, __atomic_load_n(&log_fmt, __ATOMIC_RELAXED), ts,
+                        level, event, ap);
     line[n++] = '\n';
     fwrite(line, 1, n, out);
     fflush(out);

@@ -1,14 +1,21 @@
 /*
- * proxy: the event base, the configuration generations and their listeners, signals,
- * reload (SIGHUP and changed files), drain (SIGTERM/SIGINT) and systemd notification.
+ * proxy: the control thread and the workers.  The control thread owns the configuration
+ * generations, signals, reload (SIGHUP and changed files), drain (SIGTERM/SIGINT), the admin
+ * endpoint and systemd notification; each worker thread runs one event loop with its own
+ * copy of every listener (see proxy_internal.h).
  *
  * Reload builds a complete new set of listeners (TLS contexts, targets, secrets) from a new
  * struct config before touching anything; a listener whose address stays takes over the old
  * listening socket, so no connection is refused during a reload.  Only when all of it worked
  * is the new set swapped in; otherwise the old one keeps serving.  Old listeners (and through
- * them their config) live on until their last connection ends.
+ * them their config) live on until their last connection ends.  The control thread does the
+ * blocking part of a reload (reading files, resolving backend names, binding); each worker
+ * then swaps in its new listeners on its own thread, in the order the reloads happened.
  */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
+
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,6 +29,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/thread.h>
 
 #include "log.h"
 #include "proxy.h"
@@ -102,12 +110,12 @@ gen_new(struct config *cfg)
 
 /*
  * proxy_gen_unref(g):
- * Drop one reference to ${g}; the last one frees its config.
+ * Drop one reference to ${g} (from any thread); the last one frees its config.
  */
 void
 proxy_gen_unref(struct proxy_gen *g)
 {
-    if (g != NULL && --g->refs == 0) {
+    if (g != NULL && __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         config_free(g->cfg);
         free(g);
     }
@@ -214,13 +222,70 @@ watch_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* ---- reload ---- */
+/* ---- workers ---- */
+
+/* How many workers ${cfg} asks for: workers: N, or one per online core for auto. */
+static size_t
+workers_wanted(const struct config *cfg)
+{
+    long n;
+
+    if (cfg->workers > 0) {
+        return cfg->workers;
+    }
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (size_t)n;
+}
+
+/* Each worker's share of limits.max_connections (rounded up, at least 1). */
+static unsigned
+worker_share(const struct proxy *p, const struct config *cfg)
+{
+    unsigned max = cfg->limits.max_connections;
+
+    return (unsigned)((max + p->n_workers - 1) / p->n_workers);
+}
+
+/*
+ * proxy_conns_open(p):
+ * Connections open now in every worker (read from the control thread).
+ */
+unsigned
+proxy_conns_open(const struct proxy *p)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < p->n_workers; i++) {
+        n += PROXY_STAT_GET(p->workers[i]->n_conns);
+    }
+    return n;
+}
+
+/* Queue ${cmd} (may be NULL for drain/stop flags only) for ${w} and wake its loop. */
+static void
+worker_post(struct proxy_worker *w, struct proxy_cmd *cmd, bool drain, bool stop)
+{
+    pthread_mutex_lock(&w->cmd_mu);
+    if (cmd != NULL) {
+        cmd->next = NULL;
+        if (w->cmd_tail != NULL) {
+            w->cmd_tail->next = cmd;
+        } else {
+            w->cmd_head = cmd;
+        }
+        w->cmd_tail = cmd;
+    }
+    w->want_drain = w->want_drain || drain;
+    w->want_stop = w->want_stop || stop;
+    pthread_mutex_unlock(&w->cmd_mu);
+    event_active(w->cmd_ev, EV_READ, 0);
+}
 
 static struct proxy_listener *
-find_by_addr(struct proxy *p, const struct config_addr *a)
+worker_find_by_addr(struct proxy_worker *w, const struct config_addr *a)
 {
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        struct proxy_listener *l = p->listeners[i];
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct proxy_listener *l = w->listeners[i];
 
         if (l != NULL && l->lev != NULL && l->cfg->listen.port == a->port &&
             strcmp(l->cfg->listen.host, a->host) == 0) {
@@ -229,6 +294,257 @@ find_by_addr(struct proxy *p, const struct config_addr *a)
     }
     return NULL;
 }
+
+/*
+ * On worker ${w}: swap in the listener set of ${cmd}.  A listener the control thread bound
+ * starts accepting on its new socket; the others take over the socket of the old listener at
+ * the same address.  The old set retires (each goes when its last connection ends).
+ */
+static void
+worker_commit(struct proxy_worker *w, struct proxy_cmd *cmd)
+{
+    for (size_t i = 0; i < cmd->n_listeners; i++) {
+        struct proxy_listener *l = cmd->listeners[i], *old;
+
+        if (l->fd >= 0) {
+            (void)proxy_listener_listen(l);
+        } else if ((old = worker_find_by_addr(w, &l->cfg->listen)) != NULL) {
+            proxy_listener_adopt(l, old);
+        } else {
+            log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text,
+                   "msg", "no socket to take over for this address", (const char *)NULL);
+            l->listen_failed = true;
+            PROXY_STAT_ADD(l->m->workers_down, 1);
+        }
+    }
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL) {
+            proxy_listener_retire(w->listeners[i]);
+        }
+    }
+    free(w->listeners);
+    w->listeners = cmd->listeners;
+    w->n_listeners = cmd->n_listeners;
+    w->max_conns = cmd->max_conns;
+    cmd->listeners = NULL;
+    proxy_listeners_update(w);
+}
+
+/* On worker ${w}: stop accepting; close idle keep-alive connections; end with the last one. */
+static void
+worker_drain(struct proxy_worker *w)
+{
+    w->draining = true;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL && w->listeners[i]->lev != NULL) {
+            evconnlistener_free(w->listeners[i]->lev);
+            w->listeners[i]->lev = NULL;
+        }
+    }
+    /* Idle keep-alive HTTP connections have nothing to finish: close them now. */
+    proxy_conn_drain_idle(w);
+    if (w->n_conns == 0) {
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/* On worker ${w}: run what the control thread queued, in order. */
+static void
+worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    struct proxy_cmd *q, *next;
+    bool drain, stop;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&w->cmd_mu);
+    q = w->cmd_head;
+    w->cmd_head = w->cmd_tail = NULL;
+    drain = w->want_drain;
+    stop = w->want_stop;
+    pthread_mutex_unlock(&w->cmd_mu);
+    for (; q != NULL; q = next) {
+        next = q->next;
+        worker_commit(w, q);
+        free(q);
+    }
+    if (drain && !w->draining) {
+        worker_drain(w);
+    }
+    if (stop) {
+        w->draining = true;
+        proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/* The thread of worker ${arg}: its loop until drained or stopped, then tell the control. */
+static void *
+worker_main(void *arg)
+{
+    struct proxy_worker *w = arg;
+    char name[16];
+
+    /* `top -H` and /proc/PID/task/TID/comm show which worker is which. */
+    snprintf(name, sizeof(name), "ferry-w%u", w->id);
+    (void)pthread_setname_np(pthread_self(), name);
+    if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
+        log_kv(LOG_ERROR, "loop_failed", "msg", "a worker's event loop failed", (const char *)NULL);
+    }
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+    event_active(w->p->worker_done, EV_READ, 0);
+    return NULL;
+}
+
+/* Control: a worker's loop ended; when all have, the control loop ends too. */
+static void
+worker_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *p = arg;
+    size_t running = 0;
+
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < p->n_workers; i++) {
+        if (!__atomic_load_n(&p->workers[i]->done, __ATOMIC_ACQUIRE)) {
+            running++;
+        }
+    }
+    p->n_running = running;
+    if (running == 0) {
+        event_base_loopexit(p->base, NULL);
+    }
+}
+
+static void
+worker_free_cmds(struct proxy_cmd *q)
+{
+    struct proxy_cmd *next;
+
+    for (; q != NULL; q = next) {
+        next = q->next;
+        for (size_t i = 0; q->listeners != NULL && i < q->n_listeners; i++) {
+            proxy_listener_free(q->listeners[i]);
+        }
+        free(q->listeners);
+        free(q);
+    }
+}
+
+/* Free worker ${w} (its thread has ended or never started): connections, listeners, loop. */
+static void
+worker_free(struct proxy_worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        proxy_listener_free(w->listeners[i]);
+    }
+    free(w->listeners);
+    worker_free_cmds(w->cmd_head);
+    if (w->dns != NULL) {
+        evdns_base_free(w->dns, 0);
+    }
+    if (w->accept_resume != NULL) {
+        event_free(w->accept_resume);
+    }
+    if (w->cmd_ev != NULL) {
+        event_free(w->cmd_ev);
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+    pthread_mutex_destroy(&w->cmd_mu);
+    w->magic = 0;
+    free(w);
+}
+
+static struct proxy_worker *
+worker_new(struct proxy *p, unsigned id)
+{
+    struct proxy_worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->magic = PROXY_WORKER_MAGIC;
+    w->id = id;
+    w->p = p;
+    pthread_mutex_init(&w->cmd_mu, NULL);
+    w->base = event_base_new();
+    if (w->base != NULL) {
+        w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
+        w->accept_resume = proxy_accept_resume_new(w);
+    }
+    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL) {
+        worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/*
+ * Build every worker's copy of every listener of ${cfg} (generation ${g}) into ${sets}
+ * (one array per worker) and bind a socket for each address not in ${keep} (the running
+ * configuration, whose sockets the new listeners take over; NULL at start).  Control thread.
+ * Returns 0, or -1 with ${err} and nothing left open.
+ */
+static int
+build_sets(struct proxy *p, struct proxy_gen *g, const struct config *keep,
+           struct proxy_listener ***sets, char *err, size_t errlen)
+{
+    const struct config *cfg = g->cfg;
+    size_t n = cfg->n_listeners, nw = p->n_workers;
+    struct proxy_listener **copies = calloc(nw, sizeof(*copies));
+
+    if (copies == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t w = 0; w < nw; w++) {
+        sets[w] = calloc(n > 0 ? n : 1, sizeof(*sets[w]));
+        if (sets[w] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        bool adopt = false;
+
+        for (size_t w = 0; w < nw; w++) {
+            if (proxy_listener_build(p->workers[w], g, cl, &sets[w][i], err, errlen) < 0) {
+                goto fail;
+            }
+            copies[w] = sets[w][i];
+        }
+        for (size_t k = 0; keep != NULL && k < keep->n_listeners; k++) {
+            adopt = adopt || (keep->listeners[k].listen.port == cl->listen.port &&
+                              strcmp(keep->listeners[k].listen.host, cl->listen.host) == 0);
+        }
+        if (!adopt && proxy_listener_bind(copies, nw, err, errlen) < 0) {
+            goto fail;
+        }
+    }
+    free(copies);
+    return 0;
+
+fail:
+    for (size_t w = 0; w < nw; w++) {
+        for (size_t i = 0; sets[w] != NULL && i < n; i++) {
+            proxy_listener_free(sets[w][i]); /* closes a socket it bound, drops its gen ref */
+        }
+        free(sets[w]);
+        sets[w] = NULL;
+    }
+    free(copies);
+    return -1;
+}
+
+/* ---- reload ---- */
 
 static void
 reload_failed(struct proxy *p, const char *why, const char *msg)
@@ -241,7 +557,8 @@ reload_failed(struct proxy *p, const char *why, const char *msg)
 }
 
 /*
- * Load the config again and swap in a complete new set of listeners, or keep the old one.
+ * Load the config again and hand every worker a complete new set of listeners, or keep the
+ * old one.
  */
 static void
 proxy_reload(struct proxy *p, const char *why)
@@ -249,7 +566,8 @@ proxy_reload(struct proxy *p, const char *why)
     struct config_errors errs = {0};
     struct config *cfg;
     struct proxy_gen *g = NULL;
-    struct proxy_listener **nl = NULL, **adopt = NULL;
+    struct proxy_listener ***sets = NULL;
+    struct proxy_cmd **cmds = NULL;
     char err[1024], line[1024];
     size_t n;
 
@@ -275,43 +593,40 @@ proxy_reload(struct proxy *p, const char *why)
         goto out;
     }
     g = gen_new(cfg);
-    n = cfg->n_listeners;
-    nl = calloc(n > 0 ? n : 1, sizeof(*nl));
-    adopt = calloc(n > 0 ? n : 1, sizeof(*adopt));
-    if (g == NULL || nl == NULL || adopt == NULL) {
+    sets = calloc(p->n_workers, sizeof(*sets));
+    cmds = calloc(p->n_workers, sizeof(*cmds));
+    for (size_t w = 0; cmds != NULL && w < p->n_workers; w++) {
+        cmds[w] = calloc(1, sizeof(*cmds[w]));
+        if (cmds[w] == NULL) {
+            break;
+        }
+    }
+    if (g == NULL || sets == NULL || cmds == NULL || cmds[p->n_workers - 1] == NULL) {
         if (g == NULL) {
             config_free(cfg);
         }
         reload_failed(p, why, "out of memory");
         goto fail;
     }
-    /* Build everything first; nothing of the running set changes until all of it worked. */
-    for (size_t i = 0; i < n; i++) {
-        if (proxy_listener_build(p, g, &cfg->listeners[i], &nl[i], err, sizeof(err)) < 0) {
-            reload_failed(p, why, err);
-            goto fail;
-        }
-        adopt[i] = find_by_addr(p, &cfg->listeners[i].listen);
-        if (adopt[i] == NULL && proxy_listener_bind(nl[i], err, sizeof(err)) < 0) {
-            reload_failed(p, why, err);
-            goto fail;
-        }
+    /* Build (and bind) everything first; nothing that runs changes until all of it worked. */
+    if (build_sets(p, g, p->cfg, sets, err, sizeof(err)) < 0) {
+        reload_failed(p, why, err);
+        goto fail;
     }
-    /* Commit: same addresses keep their sockets; the rest of the old set retires. */
-    for (size_t i = 0; i < n; i++) {
-        if (adopt[i] != NULL) {
-            proxy_listener_adopt(nl[i], adopt[i]);
-        }
+    n = cfg->n_listeners;
+    if (workers_wanted(cfg) != p->n_workers) {
+        log_kv(LOG_WARN, "reload_workers", "msg",
+               "a change of workers takes effect when ferry restarts", (const char *)NULL);
     }
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        if (p->listeners[i] != NULL) {
-            proxy_listener_retire(p->listeners[i]);
-        }
+    /* Commit: each worker swaps in its set on its own thread. */
+    for (size_t w = 0; w < p->n_workers; w++) {
+        cmds[w]->kind = PROXY_CMD_LISTENERS;
+        cmds[w]->listeners = sets[w];
+        cmds[w]->n_listeners = n;
+        cmds[w]->max_conns = worker_share(p, cfg);
+        worker_post(p->workers[w], cmds[w], false, false);
+        cmds[w] = NULL;
     }
-    free(p->listeners);
-    p->listeners = nl;
-    p->n_listeners = n;
-    nl = NULL;
     proxy_gen_unref(p->gen);
     p->gen = g;
     p->cfg = cfg;
@@ -332,17 +647,16 @@ proxy_reload(struct proxy *p, const char *why)
         log_kv(LOG_INFO, "reloaded", "trigger", why, "config", p->config_path, "listeners", count,
                (const char *)NULL);
     }
-    proxy_listeners_update(p);
     goto out;
 
 fail:
-    for (size_t i = 0; nl != NULL && i < n; i++) {
-        proxy_listener_free(nl[i]); /* closes a socket it bound, drops its generation ref */
-    }
     proxy_gen_unref(g);
 out:
-    free(nl);
-    free(adopt);
+    for (size_t w = 0; cmds != NULL && w < p->n_workers; w++) {
+        free(cmds[w]);
+    }
+    free(cmds);
+    free(sets);
     watch_snapshot(p);
     proxy_notify("READY=1");
 }
@@ -357,6 +671,15 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ---- drain ---- */
 
+/* Every worker closes its connections now and ends. */
+static void
+stop_workers(struct proxy *p)
+{
+    for (size_t i = 0; i < p->n_workers; i++) {
+        worker_post(p->workers[i], NULL, false, true);
+    }
+}
+
 static void
 drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -365,22 +688,21 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    snprintf(n, sizeof(n), "%u", p->n_conns);
+    snprintf(n, sizeof(n), "%u", proxy_conns_open(p));
     log_kv(LOG_WARN, "drain_timeout", "connections", n, "msg",
            "limits.drain_timeout passed; closing the connections still open", (const char *)NULL);
-    proxy_conn_drop_all(p, PROXY_CLOSE_SHUTDOWN);
-    event_base_loopexit(p->base, NULL);
+    stop_workers(p);
 }
 
 /*
- * proxy_conn_gone(p):
- * A connection ended: while draining, the last one ends the loop.
+ * proxy_conn_gone(w):
+ * A connection of worker ${w} ended: while draining, the last one ends its loop.
  */
 void
-proxy_conn_gone(struct proxy *p)
+proxy_conn_gone(struct proxy_worker *w)
 {
-    if (p->draining && p->n_conns == 0) {
-        event_base_loopexit(p->base, NULL);
+    if (w->draining && w->n_conns == 0) {
+        event_base_loopexit(w->base, NULL);
     }
 }
 
@@ -401,28 +723,18 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
     if (p->draining) {
         log_kv(LOG_INFO, "stopping", "signal", name, "msg",
                "second signal: closing every connection now", (const char *)NULL);
-        proxy_conn_drop_all(p, PROXY_CLOSE_SHUTDOWN);
-        event_base_loopexit(p->base, NULL);
+        stop_workers(p);
         return;
     }
     p->draining = true;
     proxy_notify("STOPPING=1");
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        if (p->listeners[i] != NULL && p->listeners[i]->lev != NULL) {
-            evconnlistener_free(p->listeners[i]->lev);
-            p->listeners[i]->lev = NULL;
-        }
-    }
     event_del(p->watch);
-    snprintf(n, sizeof(n), "%u", p->n_conns);
+    snprintf(n, sizeof(n), "%u", proxy_conns_open(p));
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)p->cfg->limits.drain_timeout_ms);
     log_kv(LOG_INFO, "draining", "signal", name, "connections", n, "drain_timeout_ms", ms,
            (const char *)NULL);
-    /* Idle keep-alive HTTP connections have nothing to finish: close them now. */
-    proxy_conn_drain_idle(p);
-    if (p->n_conns == 0) {
-        event_base_loopexit(p->base, NULL);
-        return;
+    for (size_t i = 0; i < p->n_workers; i++) {
+        worker_post(p->workers[i], NULL, true, false);
     }
     tv.tv_sec = (time_t)(p->cfg->limits.drain_timeout_ms / 1000);
     tv.tv_usec = (suseconds_t)((p->cfg->limits.drain_timeout_ms % 1000) * 1000);
@@ -430,36 +742,50 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * proxy_dns(p):
- * The asynchronous resolver of ${p} for outbound peers given by DNS name, made on first use
- * (reads /etc/resolv.conf and /etc/hosts).  NULL when it cannot be made.
+ * proxy_dns(w):
+ * The asynchronous resolver of worker ${w} for outbound peers given by DNS name, made on
+ * first use (reads /etc/resolv.conf and /etc/hosts).  NULL when it cannot be made.
  */
 struct evdns_base *
-proxy_dns(struct proxy *p)
+proxy_dns(struct proxy_worker *w)
 {
-    if (p->dns == NULL) {
-        p->dns = evdns_base_new(p->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+    if (w->dns == NULL) {
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (p->dns == NULL) {
+        if (w->dns == NULL) {
             log_kv(LOG_ERROR, "dns_failed", "msg",
                    "cannot set up the DNS resolver; set connect: on outbound listeners",
                    (const char *)NULL);
         }
     }
-    return p->dns;
+    return w->dns;
+}
+
+/* libevent must know about threads before the first event base exists. */
+static void
+threads_init(void)
+{
+    if (evthread_use_pthreads() < 0) {
+        log_kv(LOG_ERROR, "threads_failed", "msg", "libevent cannot use pthreads",
+               (const char *)NULL);
+    }
 }
 
 /*
  * proxy_new(cfg, path, err, errlen):
- * Build the event base, every listener (TLS context, target, bound socket), the admin
- * listener and the signal handlers.  Takes ownership of ${cfg} (freed on failure too).
- * Returns the proxy, or NULL with ${err} naming the listener/file/address.
+ * Build the control loop, the workers (one event loop each), every worker's copy of every
+ * listener (TLS context, target, bound socket), the admin listener and the signal handlers.
+ * Takes ownership of ${cfg} (freed on failure too).  Returns the proxy, or NULL with ${err}
+ * naming the listener/file/address.
  */
 struct proxy *
 proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
 {
+    static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+    struct proxy_listener ***sets = NULL;
     struct proxy *p;
 
+    (void)pthread_once(&threads_once, threads_init);
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         config_free(cfg);
@@ -480,29 +806,48 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the event loop");
         goto err1;
     }
-    p->listeners = calloc(cfg->n_listeners > 0 ? cfg->n_listeners : 1, sizeof(*p->listeners));
-    p->accept_resume = proxy_accept_resume_new(p);
+    p->n_workers = workers_wanted(cfg);
+    p->workers = calloc(p->n_workers, sizeof(*p->workers));
+    sets = calloc(p->n_workers, sizeof(*sets));
+    p->worker_done = event_new(p->base, -1, 0, worker_done_cb, p);
     p->watch = event_new(p->base, -1, EV_PERSIST, watch_cb, p);
     p->drain_timer = evtimer_new(p->base, drain_timeout_cb, p);
     p->sig_term = evsignal_new(p->base, SIGTERM, stop_cb, p);
     p->sig_int = evsignal_new(p->base, SIGINT, stop_cb, p);
     p->sig_hup = evsignal_new(p->base, SIGHUP, hup_cb, p);
-    if (p->listeners == NULL || p->accept_resume == NULL || p->watch == NULL ||
+    if (p->workers == NULL || sets == NULL || p->worker_done == NULL || p->watch == NULL ||
         p->drain_timer == NULL || p->sig_term == NULL || p->sig_int == NULL || p->sig_hup == NULL ||
         (path != NULL && p->config_path == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto err1;
     }
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        if (proxy_listener_build(p, p->gen, &cfg->listeners[i], &p->listeners[i], err, errlen) <
-            0) {
-            goto err1;
-        }
-        p->n_listeners = i + 1;
-        if (proxy_listener_bind(p->listeners[i], err, errlen) < 0) {
+    for (size_t i = 0; i < p->n_workers; i++) {
+        p->workers[i] = worker_new(p, (unsigned)i);
+        if (p->workers[i] == NULL) {
+            snprintf(err, errlen, "cannot create the event loop of worker %zu", i);
             goto err1;
         }
     }
+    if (build_sets(p, p->gen, NULL, sets, err, errlen) < 0) {
+        goto err1;
+    }
+    /* The workers do not run yet: hand each its set directly. */
+    for (size_t i = 0; i < p->n_workers; i++) {
+        struct proxy_worker *w = p->workers[i];
+
+        w->listeners = sets[i];
+        w->n_listeners = cfg->n_listeners;
+        w->max_conns = worker_share(p, cfg);
+        for (size_t k = 0; k < w->n_listeners; k++) {
+            if (proxy_listener_listen(w->listeners[k]) < 0) {
+                snprintf(err, errlen, "listener %s: cannot watch %s", w->listeners[k]->cfg->name,
+                         w->listeners[k]->listen_text);
+                goto err1;
+            }
+        }
+    }
+    free(sets);
+    sets = NULL;
     if (proxy_admin_open(p, err, errlen) < 0) {
         goto err1;
     }
@@ -513,13 +858,15 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
     return p;
 
 err1:
+    free(sets);
     proxy_free(p);
     return NULL;
 }
 
 /*
  * proxy_start(p, err, errlen):
- * Drop privileges to `user:` once sockets are bound and keys read.
+ * Drop privileges to `user:` once sockets are bound and keys read (before any worker thread
+ * exists, so every thread runs as that user).
  */
 int
 proxy_start(struct proxy *p, char *err, size_t errlen)
@@ -541,19 +888,66 @@ proxy_start(struct proxy *p, char *err, size_t errlen)
     return 0;
 }
 
+/* Start the worker threads with the control thread's signals blocked in them. */
+static int
+start_workers(struct proxy *p)
+{
+    sigset_t block, old;
+    int rc = 0;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (size_t i = 0; i < p->n_workers; i++) {
+        struct proxy_worker *w = p->workers[i];
+
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            log_kv(LOG_ERROR, "worker_failed", "msg", "cannot start a worker thread",
+                   (const char *)NULL);
+            rc = -1;
+            break;
+        }
+        w->started = true;
+        p->n_running++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* Wait for every started worker thread (after their loops ended, or telling them to stop). */
+static void
+join_workers(struct proxy *p)
+{
+    for (size_t i = 0; i < p->n_workers; i++) {
+        struct proxy_worker *w = p->workers[i];
+
+        if (w != NULL && w->started) {
+            if (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+                worker_post(w, NULL, false, true);
+            }
+            pthread_join(w->thread, NULL);
+            w->started = false;
+        }
+    }
+}
+
 /*
  * proxy_run(p):
- * Serve until SIGTERM/SIGINT and the drain that follows.  Returns 0, or -1 when the loop
- * fails.
+ * Start the workers and serve until SIGTERM/SIGINT and the drain that follows.  Returns 0,
+ * or -1 when a loop or a thread fails.
  */
 int
 proxy_run(struct proxy *p)
 {
     struct timeval tv = {PROXY_WATCH_MS / 1000, (PROXY_WATCH_MS % 1000) * 1000};
+    char nw[16];
+    int rc = 0;
 
     proxy_check_magic(p);
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        const struct proxy_listener *l = p->listeners[i];
+    for (size_t i = 0; i < p->workers[0]->n_listeners; i++) {
+        const struct proxy_listener *l = p->workers[0]->listeners[i];
 
         log_kv(LOG_INFO, "listening", "listener", l->cfg->name, "mode",
                config_mode_str(l->cfg->mode), "protocol", config_protocol_str(l->cfg->protocol),
@@ -566,20 +960,28 @@ proxy_run(struct proxy *p)
         log_kv(LOG_INFO, "listening", "listener", "admin", "addr", addr, (const char *)NULL);
     }
     event_add(p->watch, &tv);
-    log_kv(LOG_INFO, "ready", "config", p->cfg->path, (const char *)NULL);
+    if (start_workers(p) < 0) {
+        join_workers(p);
+        return -1;
+    }
+    snprintf(nw, sizeof(nw), "%zu", p->n_workers);
+    log_kv(LOG_INFO, "ready", "config", p->cfg->path, "workers", nw, (const char *)NULL);
     proxy_notify("READY=1");
     if (event_base_dispatch(p->base) < 0) {
         log_kv(LOG_ERROR, "loop_failed", (const char *)NULL);
-        return -1;
+        rc = -1;
     }
-    log_kv(LOG_INFO, "stopped", (const char *)NULL);
-    return 0;
+    join_workers(p);
+    if (rc == 0) {
+        log_kv(LOG_INFO, "stopped", (const char *)NULL);
+    }
+    return rc;
 }
 
 /*
  * proxy_free(p):
- * Release ${p}: connections, listeners (and through them old generations), admin, events,
- * base, the current configuration.
+ * Release ${p}: the workers (joined first if they run) with their connections and listeners
+ * (and through them old generations), admin, events, base, the current configuration.
  */
 void
 proxy_free(struct proxy *p)
@@ -588,26 +990,21 @@ proxy_free(struct proxy *p)
         return;
     }
     proxy_check_magic(p);
-    /* Connections point at their listener: drop them first (retired listeners go with them). */
-    proxy_conn_drop_all(p, PROXY_CLOSE_SHUTDOWN);
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        proxy_listener_free(p->listeners[i]);
-        p->listeners[i] = NULL;
+    join_workers(p);
+    for (size_t i = 0; p->workers != NULL && i < p->n_workers; i++) {
+        worker_free(p->workers[i]);
+        p->workers[i] = NULL;
     }
-    free(p->listeners);
-    p->listeners = NULL;
+    free(p->workers);
+    p->workers = NULL;
     proxy_admin_free(p);
     watch_clear(p);
     for (size_t i = 0; i < p->n_metrics; i++) {
         free(p->metrics[i]);
     }
     free(p->metrics);
-    if (p->dns != NULL) {
-        evdns_base_free(p->dns, 0);
-        p->dns = NULL;
-    }
-    if (p->accept_resume != NULL) {
-        event_free(p->accept_resume);
+    if (p->worker_done != NULL) {
+        event_free(p->worker_done);
     }
     if (p->watch != NULL) {
         event_free(p->watch);

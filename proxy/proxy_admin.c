@@ -85,10 +85,10 @@ proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
     while (b < PROXY_HIST_BUCKETS && s > hs_bounds[b]) {
         b++;
     }
-    m->hs_hist[b]++;
-    m->hs_sum += s < 0 ? 0 : s;
-    m->hs_count++;
-    m->hs_ok++;
+    PROXY_STAT_ADD(m->hs_hist[b], 1);
+    PROXY_STAT_ADD(m->hs_sum_us, (uint64_t)(s < 0 ? 0 : s * 1e6));
+    PROXY_STAT_ADD(m->hs_count, 1);
+    PROXY_STAT_ADD(m->hs_ok, 1);
 }
 
 /* The earliest notAfter of the certificates in ${path}, as Unix time; 0 when unreadable. */
@@ -209,25 +209,62 @@ metric_listener(struct evbuffer *b, const char *name, const struct proxy_metrics
     evbuffer_add_printf(b, "\"%s} %llu\n", extra, (unsigned long long)v);
 }
 
+/* Copy ${src} with atomic loads: the workers keep counting while /metrics renders. */
+static void
+metrics_snapshot(const struct proxy_metrics *src, struct proxy_metrics *dst)
+{
+    memcpy(dst->name, src->name, sizeof(dst->name));
+    dst->conns_open = PROXY_STAT_GET(src->conns_open);
+    dst->conns_total = PROXY_STAT_GET(src->conns_total);
+    dst->hs_ok = PROXY_STAT_GET(src->hs_ok);
+    for (int i = 0; i < PROXY_CLOSE__COUNT; i++) {
+        dst->hs_failed[i] = PROXY_STAT_GET(src->hs_failed[i]);
+    }
+    for (int i = 0; i < TLS_REJECT__COUNT; i++) {
+        dst->hs_rejected[i] = PROXY_STAT_GET(src->hs_rejected[i]);
+    }
+    dst->bytes_in = PROXY_STAT_GET(src->bytes_in);
+    dst->bytes_out = PROXY_STAT_GET(src->bytes_out);
+    for (int i = 0; i < 6; i++) {
+        dst->requests[i] = PROXY_STAT_GET(src->requests[i]);
+    }
+    dst->upstream_failures = PROXY_STAT_GET(src->upstream_failures);
+    for (int i = 0; i <= PROXY_HIST_BUCKETS; i++) {
+        dst->hs_hist[i] = PROXY_STAT_GET(src->hs_hist[i]);
+    }
+    dst->hs_sum_us = PROXY_STAT_GET(src->hs_sum_us);
+    dst->hs_count = PROXY_STAT_GET(src->hs_count);
+    dst->workers_down = PROXY_STAT_GET(src->workers_down);
+}
+
 static void
 render_metrics(struct proxy *p, struct evbuffer *b)
 {
     char extra[128];
+    size_t n = p->n_metrics;
+    struct proxy_metrics *snap = calloc(n > 0 ? n : 1, sizeof(*snap));
+
+    if (snap == NULL) {
+        evbuffer_add_printf(b, "# out of memory\n");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        metrics_snapshot(p->metrics[i], &snap[i]);
+    }
 
     metric_head(b, "ferry_connections_open", "gauge", "Connections open now.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        metric_listener(b, "ferry_connections_open", p->metrics[i], "", p->metrics[i]->conns_open);
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_connections_open", &snap[i], "", snap[i].conns_open);
     }
     metric_head(b, "ferry_connections_total", "counter", "Connections accepted.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        metric_listener(b, "ferry_connections_total", p->metrics[i], "",
-                        p->metrics[i]->conns_total);
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_connections_total", &snap[i], "", snap[i].conns_total);
     }
     metric_head(b, "ferry_handshakes_total", "counter",
                 "TLS handshakes by outcome (ok, rejected by a verification rule, failed) and "
                 "reason.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        const struct proxy_metrics *m = p->metrics[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct proxy_metrics *m = &snap[i];
 
         metric_listener(b, "ferry_handshakes_total", m, ",outcome=\"ok\",reason=\"none\"",
                         m->hs_ok);
@@ -246,30 +283,27 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     }
     metric_head(b, "ferry_bytes_total", "counter",
                 "Bytes relayed: in = from the connecting client, out = to it.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        metric_listener(b, "ferry_bytes_total", p->metrics[i], ",direction=\"in\"",
-                        p->metrics[i]->bytes_in);
-        metric_listener(b, "ferry_bytes_total", p->metrics[i], ",direction=\"out\"",
-                        p->metrics[i]->bytes_out);
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"in\"", snap[i].bytes_in);
+        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"out\"", snap[i].bytes_out);
     }
     metric_head(b, "ferry_requests_total", "counter", "HTTP requests by response status class.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
+    for (size_t i = 0; i < n; i++) {
         for (int k = 1; k <= 5; k++) {
             snprintf(extra, sizeof(extra), ",class=\"%dxx\"", k);
-            metric_listener(b, "ferry_requests_total", p->metrics[i], extra,
-                            p->metrics[i]->requests[k]);
+            metric_listener(b, "ferry_requests_total", &snap[i], extra, snap[i].requests[k]);
         }
     }
     metric_head(b, "ferry_upstream_connect_failures_total", "counter",
                 "Backend (inbound) or peer (outbound) connections that failed.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        metric_listener(b, "ferry_upstream_connect_failures_total", p->metrics[i], "",
-                        p->metrics[i]->upstream_failures);
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_upstream_connect_failures_total", &snap[i], "",
+                        snap[i].upstream_failures);
     }
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        const struct proxy_metrics *m = p->metrics[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct proxy_metrics *m = &snap[i];
         uint64_t cum = 0;
 
         for (int k = 0; k < PROXY_HIST_BUCKETS; k++) {
@@ -281,9 +315,11 @@ render_metrics(struct proxy *p, struct evbuffer *b)
         metric_listener(b, "ferry_handshake_duration_seconds_bucket", m, ",le=\"+Inf\"", cum);
         evbuffer_add_printf(b, "ferry_handshake_duration_seconds_sum{listener=\"");
         put_label(b, m->name);
-        evbuffer_add_printf(b, "\"} %.6f\n", m->hs_sum);
+        evbuffer_add_printf(b, "\"} %llu.%06llu\n", (unsigned long long)(m->hs_sum_us / 1000000),
+                            (unsigned long long)(m->hs_sum_us % 1000000));
         metric_listener(b, "ferry_handshake_duration_seconds_count", m, "", m->hs_count);
     }
+    free(snap);
     metric_head(b, "ferry_certificate_not_after_seconds", "gauge",
                 "Earliest notAfter of the certificates in each file, as Unix time.");
     for (size_t i = 0; p->admin != NULL && i < p->admin->n_certs; i++) {
@@ -307,14 +343,17 @@ render_health(struct proxy *p, struct evbuffer *b)
     char esc[600];
 
     evbuffer_add_printf(b, "{\"listeners\":[");
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        const struct proxy_listener *l = p->listeners[i];
-        bool up = l != NULL && l->lev != NULL;
+    for (size_t i = 0; i < p->cfg->n_listeners; i++) {
+        const struct config_listener *cl = &p->cfg->listeners[i];
+        const struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+        bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
+        char addr[300];
 
         ok = ok && up;
+        config_addr_format(&cl->listen, addr, sizeof(addr));
         evbuffer_add_printf(b, "%s{\"name\":\"%s\",\"listen\":\"%s\",\"up\":%s}", i > 0 ? "," : "",
-                            log_json_escape(esc, sizeof(esc), l != NULL ? l->cfg->name : ""),
-                            l != NULL ? l->listen_text : "", up ? "true" : "false");
+                            log_json_escape(esc, sizeof(esc), cl->name), addr,
+                            up ? "true" : "false");
     }
     evbuffer_add_printf(b, "],\"certificates\":[");
     for (size_t i = 0; i < p->admin->n_certs; i++) {
@@ -326,8 +365,9 @@ render_health(struct proxy *p, struct evbuffer *b)
                             i > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
                             c->not_after, expired ? "true" : "false");
     }
-    evbuffer_add_printf(b, "],\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n", p->n_conns,
-                        p->draining ? "true" : "false", ok ? "ok" : "unhealthy");
+    evbuffer_add_printf(b, "],\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n",
+                        proxy_conns_open(p), p->draining ? "true" : "false",
+                        ok ? "ok" : "unhealthy");
     return ok ? 200 : 503;
 }
 
@@ -382,7 +422,7 @@ proxy_admin_open(struct proxy *p, char *err, size_t errlen)
         return -1;
     }
     a->addr = p->cfg->admin.listen;
-    fd = proxy_bind_addr(&a->addr, "admin", err, errlen);
+    fd = proxy_bind_addr(&a->addr, "admin", false, err, errlen);
     if (fd < 0) {
         free(a);
         return -1;

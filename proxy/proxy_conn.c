@@ -95,7 +95,7 @@ conn_http(const struct proxy_conn *c)
 static struct event_base *
 conn_base(const struct proxy_conn *c)
 {
-    return c->l->proxy->base;
+    return c->l->w->base;
 }
 
 static void
@@ -205,17 +205,17 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
 
     switch (reason) {
     case PROXY_CLOSE_REJECTED:
-        m->hs_rejected[c->verify.reject]++;
+        PROXY_STAT_ADD(m->hs_rejected[c->verify.reject], 1);
         break;
     case PROXY_CLOSE_HANDSHAKE_TIMEOUT:
     case PROXY_CLOSE_HANDSHAKE_FAILED:
     case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
     case PROXY_CLOSE_NOT_TLS:
-        m->hs_failed[reason]++;
+        PROXY_STAT_ADD(m->hs_failed[reason], 1);
         break;
     case PROXY_CLOSE_BACKEND_UNREACHABLE:
     case PROXY_CLOSE_PEER_UNREACHABLE:
-        m->upstream_failures++;
+        PROXY_STAT_ADD(m->upstream_failures, 1);
         break;
     default:
         break;
@@ -242,7 +242,7 @@ void
 proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
 {
     struct proxy_listener *l = c->l;
-    struct proxy *p = l->proxy;
+    struct proxy_worker *w = l->w;
     struct timeval now;
     char dur[32], in[32], out[32];
 
@@ -250,7 +250,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     c->reason = reason;
     /* Requests that never got their response get their access-log line first. */
     proxy_exchange_free(c);
-    event_base_gettimeofday_cached(p->base, &now);
+    event_base_gettimeofday_cached(w->base, &now);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
     snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
     snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
@@ -282,23 +282,23 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
-        p->conns = c->next;
+        w->conns = c->next;
     }
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
-    p->n_conns--;
-    l->m->conns_open--;
-    l->m->bytes_in += c->up.bytes;
-    l->m->bytes_out += c->down.bytes;
+    PROXY_STAT_SUB(w->n_conns, 1);
+    PROXY_STAT_SUB(l->m->conns_open, 1);
+    PROXY_STAT_ADD(l->m->bytes_in, c->up.bytes);
+    PROXY_STAT_ADD(l->m->bytes_out, c->down.bytes);
     c->magic = 0;
     free(c);
     if (--l->n_conns == 0 && l->retired) {
         /* The last connection of a listener that a reload replaced. */
         proxy_listener_free(l);
     }
-    proxy_listeners_update(p);
-    proxy_conn_gone(p);
+    proxy_listeners_update(w);
+    proxy_conn_gone(w);
 }
 
 /* Both directions have passed their FIN on: the connection ended normally. */
@@ -328,7 +328,8 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
     struct evbuffer *out = bufferevent_get_output(c->client);
 
     c->reason = reason;
-    c->l->m->requests[status / 100]++; /* every answer of ours counts in /metrics */
+    PROXY_STAT_ADD(c->l->m->requests[status / 100],
+                   1); /* every answer of ours counts in /metrics */
     if (c->server != NULL) {
         bufferevent_free(c->server);
         c->server = NULL;
@@ -536,7 +537,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
         if (conn_relay_finished(c)) {
             return;
         }
-        if (c->l->proxy->draining && proxy_exchange_idle(c) &&
+        if (c->l->w->draining && proxy_exchange_idle(c) &&
             evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             /* Draining: this keep-alive connection has delivered its last response. */
             proxy_conn_drop(c, PROXY_CLOSE_SHUTDOWN);
@@ -761,7 +762,7 @@ conn_connect(struct proxy_conn *c)
     bufferevent_setwatermark(c->server, EV_READ, 0, PROXY_RELAY_HIGH);
     bufferevent_enable(c->server, EV_READ | EV_WRITE);
     if (l->target_host[0] != '\0') {
-        struct evdns_base *dns = proxy_dns(l->proxy);
+        struct evdns_base *dns = proxy_dns(l->w);
 
         rc = dns == NULL ? -1
                          : bufferevent_socket_connect_hostname(c->server, dns, AF_UNSPEC,
@@ -1102,7 +1103,7 @@ void
 proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
                   int salen)
 {
-    struct proxy *p = l->proxy;
+    struct proxy_worker *w = l->w;
     struct proxy_conn *c;
 
     (void)salen;
@@ -1123,18 +1124,18 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     c->last_active = c->started;
     set_nodelay(fd);
 
-    c->next = p->conns;
-    if (p->conns != NULL) {
-        p->conns->prev = c;
+    c->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = c;
     }
-    p->conns = c;
-    p->n_conns++;
+    w->conns = c;
+    PROXY_STAT_ADD(w->n_conns, 1);
     l->n_conns++;
-    l->m->conns_total++;
-    l->m->conns_open++;
-    proxy_listeners_update(p);
+    PROXY_STAT_ADD(l->m->conns_total, 1);
+    PROXY_STAT_ADD(l->m->conns_open, 1);
+    proxy_listeners_update(w);
 
-    c->timer = evtimer_new(p->base, conn_timer_cb, c);
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (c->timer == NULL) {
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
@@ -1145,7 +1146,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
         }
         return;
     }
-    c->sniff = event_new(p->base, fd, EV_READ, sniff_cb, c);
+    c->sniff = event_new(w->base, fd, EV_READ, sniff_cb, c);
     if (c->sniff == NULL) {
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
@@ -1155,13 +1156,13 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
 }
 
 /*
- * proxy_conn_drain_idle(p):
- * Drop the keep-alive HTTP connections of ${p} that sit between requests (drain start).
+ * proxy_conn_drain_idle(w):
+ * Drop the keep-alive HTTP connections of worker ${w} that sit between requests (drain start).
  */
 void
-proxy_conn_drain_idle(struct proxy *p)
+proxy_conn_drain_idle(struct proxy_worker *w)
 {
-    struct proxy_conn *c = p->conns, *next;
+    struct proxy_conn *c = w->conns, *next;
 
     for (; c != NULL; c = next) {
         next = c->next;
@@ -1173,13 +1174,13 @@ proxy_conn_drain_idle(struct proxy *p)
 }
 
 /*
- * proxy_conn_drop_all(p, reason):
- * Drop every open connection of ${p} (shutdown).
+ * proxy_conn_drop_all(w, reason):
+ * Drop every open connection of worker ${w} (shutdown).
  */
 void
-proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason)
+proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason)
 {
-    while (p->conns != NULL) {
-        proxy_conn_drop(p->conns, reason);
+    while (w->conns != NULL) {
+        proxy_conn_drop(w->conns, reason);
     }
 }

@@ -99,7 +99,7 @@ ms_since(struct proxy_conn *c, const struct timeval *t)
 {
     struct timeval now;
 
-    event_base_gettimeofday_cached(c->l->proxy->base, &now);
+    event_base_gettimeofday_cached(c->l->w->base, &now);
     return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
            (uint64_t)((now.tv_usec - t->tv_usec) / 1000);
 }
@@ -324,7 +324,7 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         memset(&x->denied, 0, sizeof(x->denied));
         snprintf(x->denied.method, sizeof(x->denied.method), "%s", h->method);
         snprintf(x->denied.target, sizeof(x->denied.target), "%s", h->target);
-        event_base_gettimeofday_cached(c->l->proxy->base, &x->denied.start);
+        event_base_gettimeofday_cached(c->l->w->base, &x->denied.start);
         if (rule != NULL) {
             snprintf(x->denied.rule, sizeof(x->denied.rule), "rule %zu",
                      (size_t)(rule - cl->access) + 1);
@@ -343,7 +343,7 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     memset(r, 0, sizeof(*r));
     snprintf(r->method, sizeof(r->method), "%s", h->method);
     snprintf(r->target, sizeof(r->target), "%s", h->target);
-    event_base_gettimeofday_cached(c->l->proxy->base, &r->start);
+    event_base_gettimeofday_cached(c->l->w->base, &r->start);
     r->head = strcmp(h->method, "HEAD") == 0;
     if (rule != NULL) {
         snprintf(r->rule, sizeof(r->rule), "rule %zu", (size_t)(rule - cl->access) + 1);
@@ -508,7 +508,7 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     snprintf(status, sizeof(status), "%d", r->status);
     access_log(c, r, status, body);
     if (r->status >= 100 && r->status < 600) {
-        c->l->m->requests[r->status / 100]++;
+        PROXY_STAT_ADD(c->l->m->requests[r->status / 100], 1);
     }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
@@ -618,7 +618,7 @@ int
 proxy_exchange_start(struct proxy_conn *c)
 {
     struct proxy_exchange *x;
-    struct event_base *base = c->l->proxy->base;
+    struct event_base *base = c->l->w->base;
     char cn[256];
 
     x = calloc(1, sizeof(*x));

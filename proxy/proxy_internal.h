@@ -1,8 +1,18 @@
 /*
  * proxy_internal: the structs shared by the files of proxy/ (not by other layers).
  *
+ * Threads: one control thread runs struct proxy's event base (signals, reload, file watch,
+ * admin endpoint); each of the N worker threads runs one struct proxy_worker's event base and
+ * owns everything of its connections.  A worker has its own copy of every listener (its own
+ * listening socket, shared with the other workers through SO_REUSEPORT, and its own tls_ctx),
+ * so nothing on the per-connection path takes a lock.  Between threads there are only: the
+ * worker's command queue (mutex, then event_active), the generation's reference count and the
+ * metrics counters (atomics, PROXY_STAT_*), and the read-only config.
+ *
  * Ownership:
- *   struct proxy          owns its event base, the listeners, the list of open connections.
+ *   struct proxy          (control) owns the workers, the current generation, the metrics,
+ *                         the admin listener and the file watch.
+ *   struct proxy_worker   owns its event base, its listeners, its open connections.
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
  *   struct proxy_conn     owns both bufferevents (and through BEV_OPT_CLOSE_ON_FREE their
  *                         sockets and SSL objects), its timer and sniff event.
@@ -10,6 +20,7 @@
 #ifndef FERRY_PROXY_INTERNAL_H
 #define FERRY_PROXY_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -24,6 +35,7 @@
 #include "tls.h"
 
 #define PROXY_MAGIC          0x50525859u /* "PRXY" */
+#define PROXY_WORKER_MAGIC   0x574f524bu /* "WORK" */
 #define PROXY_LISTENER_MAGIC 0x4c53544eu /* "LSTN" */
 #define PROXY_CONN_MAGIC     0x434f4e4eu /* "CONN" */
 
@@ -40,6 +52,11 @@
 
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
 #define PROXY_ACCEPT_BACKOFF_MS 100
+
+/* Counters shared between threads (metrics, connection counts): relaxed atomics, no lock. */
+#define PROXY_STAT_ADD(x, n) ((void)__atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED))
+#define PROXY_STAT_SUB(x, n) ((void)__atomic_fetch_sub(&(x), (n), __ATOMIC_RELAXED))
+#define PROXY_STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* The life of a connection; changed only by proxy_conn_set_state(), which logs at debug. */
 enum proxy_state {
@@ -90,15 +107,20 @@ struct proxy_relay {
 
 /*
  * A loaded configuration and how many holders it has: the proxy (while it is the current
- * one) and every listener built from it.  A reload makes a new generation; the old one is
- * freed when its last listener, kept alive by its last connection, goes.
+ * one) and every listener built from it, in any worker.  A reload makes a new generation; the
+ * old one is freed when its last listener, kept alive by its last connection, goes.  refs
+ * changes with atomics (listeners end on worker threads).
  */
 struct proxy_gen {
     struct config *cfg;
     unsigned refs;
 };
 
-/* The counters of one listener name; they survive reloads (Prometheus counters never reset). */
+/*
+ * The counters of one listener name; they survive reloads (Prometheus counters never reset).
+ * Shared by the copies of the listener in every worker: updated with PROXY_STAT_ADD/SUB, read
+ * with PROXY_STAT_GET.
+ */
 #define PROXY_HIST_BUCKETS 12
 
 struct proxy_metrics {
@@ -113,25 +135,45 @@ struct proxy_metrics {
     uint64_t requests[6]; /* [1] = 1xx ... [5] = 5xx */
     uint64_t upstream_failures;
     uint64_t hs_hist[PROXY_HIST_BUCKETS + 1]; /* cumulative counts per bucket, +Inf last */
-    double hs_sum;
+    uint64_t hs_sum_us;                       /* sum of handshake durations, microseconds */
     uint64_t hs_count;
+    unsigned workers_down; /* workers whose copy of the listener could not start accepting */
 };
 
 struct proxy_admin;
+struct proxy_worker;
 
+/* What the control thread asks a worker to do (queued, in order). */
+enum proxy_cmd_kind {
+    PROXY_CMD_LISTENERS, /* swap in a new set of listeners (start, reload) */
+    PROXY_CMD_DRAIN,     /* stop accepting; end when the last connection has ended */
+    PROXY_CMD_STOP,      /* close every connection now and end */
+};
+
+struct proxy_cmd {
+    enum proxy_cmd_kind kind;
+    struct proxy_listener **listeners; /* PROXY_CMD_LISTENERS: the new set (owned) */
+    size_t n_listeners;
+    unsigned max_conns; /* PROXY_CMD_LISTENERS: this worker's share of max_connections */
+    struct proxy_cmd *next;
+};
+
+/* The control side: one per process, on the main thread. */
 struct proxy {
     uint32_t magic;
-    struct event_base *base;
-    struct evdns_base *dns;   /* created on first use by an outbound listener with a DNS peer */
+    struct event_base *base;  /* the control loop: signals, file watch, admin, reload */
     struct proxy_gen *gen;    /* the current configuration */
     const struct config *cfg; /* == gen->cfg */
     char *config_path;        /* what SIGHUP reloads; NULL for the embedded default */
-    struct proxy_listener **listeners; /* active listeners of the current generation */
-    size_t n_listeners;
+    struct proxy_worker **workers;
+    size_t n_workers;
+    size_t n_running;               /* worker threads whose loop has not ended */
+    struct event *worker_done;      /* made active by a worker thread when its loop ends */
     struct proxy_metrics **metrics; /* one per listener name ever configured */
     size_t n_metrics;
     uint64_t reloads_ok;
     uint64_t reloads_failed;
+    unsigned accept_failures; /* EMFILE/ENFILE in any worker since one accepted (atomic) */
     struct proxy_admin *admin;
     struct event *watch; /* polls the files named by the config for changes */
     struct proxy_watch *watched;
@@ -141,17 +183,37 @@ struct proxy {
     struct event *sig_term;
     struct event *sig_int;
     struct event *sig_hup;
+};
+
+/* One event loop on its own thread, with its own copy of every listener. */
+struct proxy_worker {
+    uint32_t magic;
+    unsigned id;
+    struct proxy *p; /* control: only its config and metrics are read from here */
+    struct event_base *base;
+    struct evdns_base *dns; /* created on first use by an outbound listener with a DNS peer */
+    pthread_t thread;
+    bool started;
+    struct proxy_listener **listeners; /* active listeners of the current generation */
+    size_t n_listeners;
+    struct event *cmd_ev; /* made active by the control thread after queueing a command */
+    pthread_mutex_t cmd_mu;
+    struct proxy_cmd *cmd_head, *cmd_tail;
+    bool want_drain;             /* under cmd_mu: the control thread asked for a drain */
+    bool want_stop;              /* under cmd_mu: ... to close everything now */
+    bool done;                   /* its loop has ended (atomic: read by the control thread) */
     struct event *accept_resume; /* EMFILE backoff timer */
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
-    unsigned accept_failures;    /* EMFILE/ENFILE since the last accepted connection */
-    bool accept_paused_max;      /* paused by limits.max_connections */
-    unsigned n_conns;
+    bool accept_paused_max;      /* paused by this worker's share of limits.max_connections */
+    unsigned max_conns;          /* that share */
+    bool draining;
+    unsigned n_conns;         /* written by this worker only; read by control (PROXY_STAT_GET) */
     struct proxy_conn *conns; /* doubly linked list of open connections */
 };
 
 struct proxy_listener {
     uint32_t magic;
-    struct proxy *proxy;
+    struct proxy_worker *w;
     struct proxy_gen *gen; /* holds a reference */
     const struct config_listener *cfg;
     const struct config_limits *limits; /* of its generation */
@@ -160,6 +222,8 @@ struct proxy_listener {
     bool retired;     /* replaced by a reload: freed when its last connection ends */
     struct tls_ctx *tls;
     struct evconnlistener *lev;
+    evutil_socket_t fd; /* bound by the control thread, not yet watched (-1 once it is) */
+    bool listen_failed; /* counted in m->workers_down */
     char listen_text[300];
     char target_text[300]; /* backend or peer, as written in the config */
     /* where to connect: resolved at start unless target_host is set */
@@ -197,10 +261,11 @@ struct proxy_conn {
 };
 
 /* proxy.c */
-struct evdns_base *proxy_dns(struct proxy *p);
+struct evdns_base *proxy_dns(struct proxy_worker *w);
 void proxy_gen_unref(struct proxy_gen *g);
-void proxy_conn_gone(struct proxy *p);
+void proxy_conn_gone(struct proxy_worker *w);
 void proxy_notify(const char *state);
+unsigned proxy_conns_open(const struct proxy *p);
 
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);
@@ -215,24 +280,26 @@ void proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *star
                              const struct timeval *now);
 
 /* proxy_listener.c */
-int proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_listener *cl,
-                         struct proxy_listener **out, char *err, size_t errlen);
-int proxy_listener_bind(struct proxy_listener *l, char *err, size_t errlen);
+int proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g,
+                         const struct config_listener *cl, struct proxy_listener **out, char *err,
+                         size_t errlen);
+int proxy_listener_bind(struct proxy_listener **ls, size_t n, char *err, size_t errlen);
+int proxy_listener_listen(struct proxy_listener *l);
 void proxy_listener_adopt(struct proxy_listener *l, struct proxy_listener *old);
 void proxy_listener_retire(struct proxy_listener *l);
 void proxy_listener_free(struct proxy_listener *l);
-evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, char *err,
-                                size_t errlen);
-void proxy_listeners_update(struct proxy *p);
-void proxy_accept_error(struct proxy *p, int err);
-struct event *proxy_accept_resume_new(struct proxy *p);
+evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport,
+                                char *err, size_t errlen);
+void proxy_listeners_update(struct proxy_worker *w);
+void proxy_accept_error(struct proxy_worker *w, int err);
+struct event *proxy_accept_resume_new(struct proxy_worker *w);
 
 /* proxy_conn.c */
 void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
                        int salen);
 void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
-void proxy_conn_drop_all(struct proxy *p, enum proxy_close_reason reason);
-void proxy_conn_drain_idle(struct proxy *p);
+void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason);
+void proxy_conn_drain_idle(struct proxy_worker *w);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,

@@ -2,6 +2,8 @@
  * proxy_listener: one configured listener: its TLS context, its bound socket, where it
  * forwards to, and accept() with the max_connections and EMFILE policies.
  */
+#define _DEFAULT_SOURCE 1 /* SO_REUSEPORT */
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -138,12 +140,14 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
 }
 
 /*
- * proxy_bind_addr(a, label, err, errlen):
+ * proxy_bind_addr(a, label, reuseport, err, errlen):
  * socket + bind + listen on ${a}, with errors naming ${label} ("listener from-peers",
- * "admin") and the address.  Returns the listening socket, or -1.
+ * "admin") and the address.  ${reuseport}: set SO_REUSEPORT first, so that each worker can
+ * have its own socket on the address.  Returns the listening socket, or -1.
  */
 evutil_socket_t
-proxy_bind_addr(const struct config_addr *a, const char *label, char *err, size_t errlen)
+proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport, char *err,
+                size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -165,6 +169,15 @@ proxy_bind_addr(const struct config_addr *a, const char *label, char *err, size_
         snprintf(err, errlen, "%s: cannot set up a socket for %s: %s", label, text,
                  strerror(errno));
         goto err0;
+    }
+    if (reuseport) {
+        int one = 1;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+            snprintf(err, errlen, "%s: cannot set SO_REUSEPORT on a socket for %s: %s", label, text,
+                     strerror(errno));
+            goto err0;
+        }
     }
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
         int e = errno;
@@ -193,13 +206,16 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     struct proxy_listener *l = arg;
 
     (void)lev;
-    if (l->proxy->accept_failures > 0) {
+    if (PROXY_STAT_GET(l->w->p->accept_failures) > 0) {
+        /* Descriptors run out for the whole process: one line per episode, from one worker. */
+        unsigned failures = __atomic_exchange_n(&l->w->p->accept_failures, 0, __ATOMIC_RELAXED);
         char n[16];
 
-        snprintf(n, sizeof(n), "%u", l->proxy->accept_failures);
-        log_kv(LOG_INFO, "accept_recovered", "failures", n, "msg",
-               "file descriptors available again; accepting", (const char *)NULL);
-        l->proxy->accept_failures = 0;
+        if (failures > 0) {
+            snprintf(n, sizeof(n), "%u", failures);
+            log_kv(LOG_INFO, "accept_recovered", "failures", n, "msg",
+                   "file descriptors available again; accepting", (const char *)NULL);
+        }
     }
     proxy_conn_accept(l, fd, sa, salen);
 }
@@ -210,17 +226,18 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
     struct proxy_listener *l = arg;
 
     (void)lev;
-    proxy_accept_error(l->proxy, EVUTIL_SOCKET_ERROR());
+    proxy_accept_error(l->w, EVUTIL_SOCKET_ERROR());
 }
 
 /*
- * proxy_listener_build(p, g, cl, out, err, errlen):
- * Everything of listener ${cl} (of generation ${g}) but its socket: TLS context, target
- * address, proxy-auth secret, metrics slot.  Takes a reference on ${g}.  Returns 0 with
- * *${out} owned by the caller (proxy_listener_free), or -1 with ${err}.
+ * proxy_listener_build(w, g, cl, out, err, errlen):
+ * Worker ${w}'s copy of listener ${cl} (of generation ${g}), all but its socket: TLS context,
+ * target address, proxy-auth secret, metrics slot.  Runs on the control thread (it reads
+ * files and may resolve a backend name).  Takes a reference on ${g}.  Returns 0 with *${out}
+ * owned by the caller (proxy_listener_free), or -1 with ${err}.
  */
 int
-proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_listener *cl,
+proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct config_listener *cl,
                      struct proxy_listener **out, char *err, size_t errlen)
 {
     struct proxy_listener *l;
@@ -232,13 +249,14 @@ proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_l
         return -1;
     }
     l->magic = PROXY_LISTENER_MAGIC;
-    l->proxy = p;
+    l->w = w;
+    l->fd = -1;
     l->gen = g;
-    g->refs++;
+    PROXY_STAT_ADD(g->refs, 1);
     l->cfg = cl;
     l->limits = &g->cfg->limits;
     config_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
-    l->m = proxy_metrics_for(p, cl->name);
+    l->m = proxy_metrics_for(w->p, cl->name);
     if (l->m == NULL) {
         snprintf(err, errlen, "out of memory");
         goto err1;
@@ -281,28 +299,60 @@ err1:
 }
 
 /*
- * proxy_listener_bind(l, err, errlen):
- * Bind ${l}'s listen address and start accepting.  Returns 0, or -1 with ${err} naming the
- * listener and the address.
+ * proxy_listener_bind(ls, n, err, errlen):
+ * Bind the listen address of the ${n} copies ${ls} of one listener (one per worker), each
+ * its own socket.  With several workers the sockets share the address through SO_REUSEPORT;
+ * a plain bind first makes sure no other process (another ferry) already listens there, which
+ * SO_REUSEPORT alone would allow.  Returns 0, or -1 with ${err} naming the listener and the
+ * address (no socket left open).
  */
 int
-proxy_listener_bind(struct proxy_listener *l, char *err, size_t errlen)
+proxy_listener_bind(struct proxy_listener **ls, size_t n, char *err, size_t errlen)
 {
     char label[128];
     evutil_socket_t fd;
 
-    snprintf(label, sizeof(label), "listener %s", l->cfg->name);
-    fd = proxy_bind_addr(&l->cfg->listen, label, err, errlen);
-    if (fd < 0) {
-        return -1;
-    }
-    l->lev = evconnlistener_new(l->proxy->base, accept_cb, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (l->lev == NULL) {
+    snprintf(label, sizeof(label), "listener %s", ls[0]->cfg->name);
+    if (n > 1) {
+        fd = proxy_bind_addr(&ls[0]->cfg->listen, label, false, err, errlen);
+        if (fd < 0) {
+            return -1;
+        }
         evutil_closesocket(fd);
-        snprintf(err, errlen, "%s: cannot watch %s", label, l->listen_text);
+    }
+    for (size_t i = 0; i < n; i++) {
+        fd = proxy_bind_addr(&ls[i]->cfg->listen, label, n > 1, err, errlen);
+        if (fd < 0) {
+            for (size_t j = 0; j < i; j++) {
+                evutil_closesocket(ls[j]->fd);
+                ls[j]->fd = -1;
+            }
+            return -1;
+        }
+        ls[i]->fd = fd;
+    }
+    return 0;
+}
+
+/*
+ * proxy_listener_listen(l):
+ * On ${l}'s worker (or before the workers run): start accepting on the socket that
+ * proxy_listener_bind() gave it.  Returns 0, or -1 (logged; the listener counts as down in
+ * /healthz).
+ */
+int
+proxy_listener_listen(struct proxy_listener *l)
+{
+    l->lev = evconnlistener_new(l->w->base, accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, l->fd);
+    if (l->lev == NULL) {
+        log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text, "msg",
+               "out of memory watching the listening socket", (const char *)NULL);
+        l->listen_failed = true;
+        PROXY_STAT_ADD(l->m->workers_down, 1);
         return -1;
     }
+    l->fd = -1; /* the evconnlistener owns it now */
     evconnlistener_set_error_cb(l->lev, accept_error_cb);
     return 0;
 }
@@ -353,6 +403,13 @@ proxy_listener_free(struct proxy_listener *l)
         evconnlistener_free(l->lev);
         l->lev = NULL;
     }
+    if (l->fd >= 0) {
+        evutil_closesocket(l->fd);
+        l->fd = -1;
+    }
+    if (l->listen_failed) {
+        PROXY_STAT_SUB(l->m->workers_down, 1);
+    }
     tls_ctx_free(l->tls);
     l->tls = NULL;
     if (l->auth_secret != NULL) {
@@ -369,39 +426,40 @@ proxy_listener_free(struct proxy_listener *l)
 }
 
 /*
- * proxy_listeners_update(p):
- * Accept while under limits.max_connections and not backing off after EMFILE; otherwise
- * leave new connections in the kernel backlog (CONTRACT §5), never refuse in a busy loop.
+ * proxy_listeners_update(w):
+ * Accept while under this worker's share of limits.max_connections and not backing off after
+ * EMFILE; otherwise leave new connections in the kernel backlog (CONTRACT §5), never refuse in
+ * a busy loop.
  */
 void
-proxy_listeners_update(struct proxy *p)
+proxy_listeners_update(struct proxy_worker *w)
 {
-    bool over = p->n_conns >= p->cfg->limits.max_connections;
-
-    if (p->draining) {
-        return;
-    }
+    bool over = w->n_conns >= w->max_conns;
     bool enable;
 
-    if (over != p->accept_paused_max) {
-        p->accept_paused_max = over;
+    if (w->draining) {
+        return;
+    }
+    if (over != w->accept_paused_max) {
         char n[16];
-        snprintf(n, sizeof(n), "%u", p->cfg->limits.max_connections);
+
+        w->accept_paused_max = over;
+        snprintf(n, sizeof(n), "%u", w->max_conns);
         log_kv(over ? LOG_WARN : LOG_INFO, over ? "accept_paused" : "accept_resumed",
                "max_connections", n, "msg",
                over ? "limits.max_connections reached; new connections wait in the backlog"
                     : "below limits.max_connections again; accepting",
                (const char *)NULL);
     }
-    enable = !p->accept_paused_max && !p->accept_paused_fd;
-    for (size_t i = 0; i < p->n_listeners; i++) {
-        if (p->listeners[i] == NULL || p->listeners[i]->lev == NULL) {
+    enable = !w->accept_paused_max && !w->accept_paused_fd;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] == NULL || w->listeners[i]->lev == NULL) {
             continue;
         }
         if (enable) {
-            evconnlistener_enable(p->listeners[i]->lev);
+            evconnlistener_enable(w->listeners[i]->lev);
         } else {
-            evconnlistener_disable(p->listeners[i]->lev);
+            evconnlistener_disable(w->listeners[i]->lev);
         }
     }
 }
@@ -409,46 +467,47 @@ proxy_listeners_update(struct proxy *p)
 static void
 accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct proxy *p = arg;
+    struct proxy_worker *w = arg;
 
     (void)fd;
     (void)what;
-    p->accept_paused_fd = false;
-    proxy_listeners_update(p);
+    w->accept_paused_fd = false;
+    proxy_listeners_update(w);
 }
 
 /*
- * proxy_accept_error(p, err):
- * accept() failed with ${err}.  Out of descriptors or memory: pause every listener for
- * PROXY_ACCEPT_BACKOFF_MS (the connection stays in the backlog); anything else is logged.
+ * proxy_accept_error(w, err):
+ * accept() failed with ${err} on worker ${w}.  Out of descriptors or memory: pause its
+ * listeners for PROXY_ACCEPT_BACKOFF_MS (the connection stays in the backlog); anything else
+ * is logged.
  */
 void
-proxy_accept_error(struct proxy *p, int err)
+proxy_accept_error(struct proxy_worker *w, int err)
 {
     struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
 
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         /* One warning per episode; accept_recovered reports how many attempts failed. */
-        if (p->accept_failures++ == 0) {
+        if (__atomic_fetch_add(&w->p->accept_failures, 1, __ATOMIC_RELAXED) == 0) {
             log_kv(LOG_WARN, "accept_failed", "error", strerror(err), "msg",
                    "out of file descriptors or memory; pausing accept for 100ms (raise "
                    "LimitNOFILE / ulimit -n, or lower limits.max_connections)",
                    (const char *)NULL);
         }
-        p->accept_paused_fd = true;
-        proxy_listeners_update(p);
-        evtimer_add(p->accept_resume, &tv);
+        w->accept_paused_fd = true;
+        proxy_listeners_update(w);
+        evtimer_add(w->accept_resume, &tv);
         return;
     }
     log_kv(LOG_WARN, "accept_failed", "error", strerror(err), (const char *)NULL);
 }
 
 /*
- * proxy_accept_resume_new(p):
- * The EMFILE backoff timer of ${p}; NULL on OOM.
+ * proxy_accept_resume_new(w):
+ * The EMFILE backoff timer of worker ${w}; NULL on OOM.
  */
 struct event *
-proxy_accept_resume_new(struct proxy *p)
+proxy_accept_resume_new(struct proxy_worker *w)
 {
-    return evtimer_new(p->base, accept_resume_cb, p);
+    return evtimer_new(w->base, accept_resume_cb, w);
 }
