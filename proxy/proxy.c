@@ -237,15 +237,6 @@ workers_wanted(const struct config *cfg)
     return n < 1 ? 1 : n > 256 ? 256 : (size_t)n;
 }
 
-/* Each worker's share of limits.max_connections (rounded up, at least 1). */
-static unsigned
-worker_share(const struct proxy *p, const struct config *cfg)
-{
-    unsigned max = cfg->limits.max_connections;
-
-    return (unsigned)((max + p->n_workers - 1) / p->n_workers);
-}
-
 /*
  * proxy_conns_open(p):
  * Connections open now in every worker (read from the control thread).
@@ -325,7 +316,6 @@ worker_commit(struct proxy_worker *w, struct proxy_cmd *cmd)
     free(w->listeners);
     w->listeners = cmd->listeners;
     w->n_listeners = cmd->n_listeners;
-    w->max_conns = cmd->max_conns;
     cmd->listeners = NULL;
     proxy_listeners_update(w);
 }
@@ -417,6 +407,15 @@ worker_done_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* On worker ${arg}: another worker crossed max_connections; pause or resume accepting. */
+static void
+worker_update_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_listeners_update(arg);
+}
+
 static void
 worker_free_cmds(struct proxy_cmd *q)
 {
@@ -451,6 +450,9 @@ worker_free(struct proxy_worker *w)
     if (w->accept_resume != NULL) {
         event_free(w->accept_resume);
     }
+    if (w->update_ev != NULL) {
+        event_free(w->update_ev);
+    }
     if (w->cmd_ev != NULL) {
         event_free(w->cmd_ev);
     }
@@ -478,8 +480,9 @@ worker_new(struct proxy *p, unsigned id)
     if (w->base != NULL) {
         w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
         w->accept_resume = proxy_accept_resume_new(w);
+        w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
     }
-    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL) {
+    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL) {
         worker_free(w);
         return NULL;
     }
@@ -619,11 +622,11 @@ proxy_reload(struct proxy *p, const char *why)
                "a change of workers takes effect when ferry restarts", (const char *)NULL);
     }
     /* Commit: each worker swaps in its set on its own thread. */
+    __atomic_store_n(&p->max_conns, cfg->limits.max_connections, __ATOMIC_RELAXED);
     for (size_t w = 0; w < p->n_workers; w++) {
         cmds[w]->kind = PROXY_CMD_LISTENERS;
         cmds[w]->listeners = sets[w];
         cmds[w]->n_listeners = n;
-        cmds[w]->max_conns = worker_share(p, cfg);
         worker_post(p->workers[w], cmds[w], false, false);
         cmds[w] = NULL;
     }
@@ -832,12 +835,12 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         goto err1;
     }
     /* The workers do not run yet: hand each its set directly. */
+    p->max_conns = cfg->limits.max_connections;
     for (size_t i = 0; i < p->n_workers; i++) {
         struct proxy_worker *w = p->workers[i];
 
         w->listeners = sets[i];
         w->n_listeners = cfg->n_listeners;
-        w->max_conns = worker_share(p, cfg);
         for (size_t k = 0; k < w->n_listeners; k++) {
             if (proxy_listener_listen(w->listeners[k]) < 0) {
                 snprintf(err, errlen, "listener %s: cannot watch %s", w->listeners[k]->cfg->name,
@@ -991,6 +994,12 @@ proxy_free(struct proxy *p)
     }
     proxy_check_magic(p);
     join_workers(p);
+    /* Every connection first: ending one may wake another worker's update event. */
+    for (size_t i = 0; p->workers != NULL && i < p->n_workers; i++) {
+        if (p->workers[i] != NULL) {
+            proxy_conn_drop_all(p->workers[i], PROXY_CLOSE_SHUTDOWN);
+        }
+    }
     for (size_t i = 0; p->workers != NULL && i < p->n_workers; i++) {
         worker_free(p->workers[i]);
         p->workers[i] = NULL;

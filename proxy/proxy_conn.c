@@ -250,7 +250,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     c->reason = reason;
     /* Requests that never got their response get their access-log line first. */
     proxy_exchange_free(c);
-    event_base_gettimeofday_cached(w->base, &now);
+    /* The real clock, as for c->started: the loop's cached time may be older than that. */
+    evutil_gettimeofday(&now, NULL);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
     snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
     snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
@@ -288,6 +289,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         c->next->prev = c->prev;
     }
     PROXY_STAT_SUB(w->n_conns, 1);
+    proxy_conns_changed(w, false);
     PROXY_STAT_SUB(l->m->conns_open, 1);
     PROXY_STAT_ADD(l->m->bytes_in, c->up.bytes);
     PROXY_STAT_ADD(l->m->bytes_out, c->down.bytes);
@@ -297,7 +299,6 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         /* The last connection of a listener that a reload replaced. */
         proxy_listener_free(l);
     }
-    proxy_listeners_update(w);
     proxy_conn_gone(w);
 }
 
@@ -1133,7 +1134,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     l->n_conns++;
     PROXY_STAT_ADD(l->m->conns_total, 1);
     PROXY_STAT_ADD(l->m->conns_open, 1);
-    proxy_listeners_update(w);
+    proxy_conns_changed(w, true);
 
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (c->timer == NULL) {

@@ -154,7 +154,6 @@ struct proxy_cmd {
     enum proxy_cmd_kind kind;
     struct proxy_listener **listeners; /* PROXY_CMD_LISTENERS: the new set (owned) */
     size_t n_listeners;
-    unsigned max_conns; /* PROXY_CMD_LISTENERS: this worker's share of max_connections */
     struct proxy_cmd *next;
 };
 
@@ -174,6 +173,8 @@ struct proxy {
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     unsigned accept_failures; /* EMFILE/ENFILE in any worker since one accepted (atomic) */
+    unsigned conns;           /* connections open in all workers (atomic) */
+    unsigned max_conns;       /* limits.max_connections of the current config (atomic) */
     struct proxy_admin *admin;
     struct event *watch; /* polls the files named by the config for changes */
     struct proxy_watch *watched;
@@ -204,8 +205,7 @@ struct proxy_worker {
     bool done;                   /* its loop has ended (atomic: read by the control thread) */
     struct event *accept_resume; /* EMFILE backoff timer */
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
-    bool accept_paused_max;      /* paused by this worker's share of limits.max_connections */
-    unsigned max_conns;          /* that share */
+    struct event *update_ev;     /* made active by another worker: max_connections crossed */
     bool draining;
     unsigned n_conns;         /* written by this worker only; read by control (PROXY_STAT_GET) */
     struct proxy_conn *conns; /* doubly linked list of open connections */
@@ -291,6 +291,7 @@ void proxy_listener_free(struct proxy_listener *l);
 evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport,
                                 char *err, size_t errlen);
 void proxy_listeners_update(struct proxy_worker *w);
+void proxy_conns_changed(struct proxy_worker *w, bool opened);
 void proxy_accept_error(struct proxy_worker *w, int err);
 struct event *proxy_accept_resume_new(struct proxy_worker *w);
 

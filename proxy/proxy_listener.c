@@ -427,31 +427,19 @@ proxy_listener_free(struct proxy_listener *l)
 
 /*
  * proxy_listeners_update(w):
- * Accept while under this worker's share of limits.max_connections and not backing off after
- * EMFILE; otherwise leave new connections in the kernel backlog (CONTRACT §5), never refuse in
- * a busy loop.
+ * Accept on worker ${w} while the process is under limits.max_connections and this worker is
+ * not backing off after EMFILE; otherwise leave new connections in the kernel backlog
+ * (CONTRACT §5), never refuse in a busy loop.
  */
 void
 proxy_listeners_update(struct proxy_worker *w)
 {
-    bool over = w->n_conns >= w->max_conns;
-    bool enable;
+    bool enable =
+        PROXY_STAT_GET(w->p->conns) < PROXY_STAT_GET(w->p->max_conns) && !w->accept_paused_fd;
 
     if (w->draining) {
         return;
     }
-    if (over != w->accept_paused_max) {
-        char n[16];
-
-        w->accept_paused_max = over;
-        snprintf(n, sizeof(n), "%u", w->max_conns);
-        log_kv(over ? LOG_WARN : LOG_INFO, over ? "accept_paused" : "accept_resumed",
-               "max_connections", n, "msg",
-               over ? "limits.max_connections reached; new connections wait in the backlog"
-                    : "below limits.max_connections again; accepting",
-               (const char *)NULL);
-    }
-    enable = !w->accept_paused_max && !w->accept_paused_fd;
     for (size_t i = 0; i < w->n_listeners; i++) {
         if (w->listeners[i] == NULL || w->listeners[i]->lev == NULL) {
             continue;
@@ -460,6 +448,41 @@ proxy_listeners_update(struct proxy_worker *w)
             evconnlistener_enable(w->listeners[i]->lev);
         } else {
             evconnlistener_disable(w->listeners[i]->lev);
+        }
+    }
+}
+
+/*
+ * proxy_conns_changed(w, opened):
+ * A connection of worker ${w} opened or ended.  limits.max_connections counts every worker's
+ * connections: the worker whose connection crosses it logs that once and makes every worker
+ * pause or resume accepting (the others through their update event, so at most one
+ * connection per other worker can slip past the limit meanwhile).
+ */
+void
+proxy_conns_changed(struct proxy_worker *w, bool opened)
+{
+    struct proxy *p = w->p;
+    unsigned max = PROXY_STAT_GET(p->max_conns);
+    unsigned old = opened ? __atomic_fetch_add(&p->conns, 1, __ATOMIC_RELAXED)
+                          : __atomic_fetch_sub(&p->conns, 1, __ATOMIC_RELAXED);
+    unsigned now = opened ? old + 1 : old - 1;
+    char n[16];
+
+    if ((old < max) == (now < max)) {
+        return;
+    }
+    snprintf(n, sizeof(n), "%u", max);
+    log_kv(now >= max ? LOG_WARN : LOG_INFO, now >= max ? "accept_paused" : "accept_resumed",
+           "max_connections", n, "msg",
+           now >= max ? "limits.max_connections reached; new connections wait in the backlog"
+                      : "below limits.max_connections again; accepting",
+           (const char *)NULL);
+    for (size_t i = 0; i < p->n_workers; i++) {
+        if (p->workers[i] == w) {
+            proxy_listeners_update(w);
+        } else {
+            event_active(p->workers[i]->update_ev, EV_READ, 0);
         }
     }
 }

@@ -84,17 +84,18 @@ grep -q 'bogus_key' <<<"$out" || fail "check bad.yaml: the unknown key is not na
 grep -q 'bad.yaml:12:' <<<"$out" || fail "check bad.yaml: the bad duration (line 12) is not reported: $out"
 pass "check bad.yaml names file:line:col"
 
-cat >"$P/unsupported.yaml" <<YAML
+cat >"$P/workers.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
-workers: 2
+workers: many
 listeners:
   - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
 YAML
 rc=0
-out=$(ferry_cmd check -c "$P/unsupported.yaml" 2>&1) || rc=$?
-[ "$rc" = 1 ] || fail "check with workers: (not in this release): exit $rc, expected 1: $out"
-grep -q 'unsupported.yaml:2:1' <<<"$out" || fail "check unsupported.yaml: no unsupported.yaml:2:1: $out"
-pass "check rejects keys not in this release"
+out=$(ferry_cmd check -c "$P/workers.yaml" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "check with workers: many: exit $rc, expected 1: $out"
+grep -q 'workers.yaml:2:10: workers: expected "auto" or an integer from 1 to 256' <<<"$out" ||
+    fail "check workers.yaml: no workers.yaml:2:10 naming the range: $out"
+pass "check rejects a bad workers: value with file:line:col"
 
 cat >"$P/dup.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
