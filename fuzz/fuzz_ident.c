@@ -7,11 +7,12 @@
  *
  * Input: a DER certificate (first byte 0x30), or the lines of fuzz_input.h describing one
  * (F 'f' = cn_fallback, S = secret, L = a buffer length for the header values).  As
- * proxy_exchange.c does, the CN given to proxy_peer_names_parse() is the first CN as
- * X509_NAME_get_text_by_NID() returns it.  Checked besides crashes, leaks and UB:
+ * proxy_exchange.c does, the CN given to proxy_peer_names_parse() is the name
+ * tls_peer_info_fill() found.  Checked besides crashes, leaks and UB:
  *   - every peer name is one of the certificate's DNS or IP SANs as tls_check_leaf()
- *     compares them (printable text), or with no such SAN its CN: nothing else can reach
- *     an access rule, and every name is printable (it may become X-Auth-CouchDB-UserName);
+ *     compares them (printable text), or with no such SAN and cn_fallback its last CN:
+ *     nothing else can reach an access rule, and every name is printable (it may become
+ *     X-Auth-CouchDB-UserName);
  *   - XFCC is printable, its elements are Hash, Subject, then one URI / DNS per SAN of
  *     that type, in order, with the SAN's text as value once unquoted (no injected key);
  *   - the RFC 9440 value is ":" base64(DER) ":" and decodes back to the DER, for any
@@ -145,8 +146,30 @@ fz_names_has(const struct fz_names *fn, const char *s)
     return false;
 }
 
+/* The last CN of ${x} as tls/ compares it (printable, < 256 bytes), or NULL. */
+static char *
+fz_last_cn(X509 *x)
+{
+    const X509_NAME *subj = X509_get_subject_name(x);
+    unsigned char *utf8 = NULL;
+    char *t = NULL;
+    int i, last = -1, n;
+
+    while ((i = X509_NAME_get_index_by_NID(subj, NID_commonName, last)) >= 0) {
+        last = i;
+    }
+    if (last >= 0) {
+        n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
+        t = n > 0 ? fz_text(utf8, n) : NULL;
+        OPENSSL_free(utf8);
+    }
+    ERR_clear_error();
+    return t;
+}
+
 /*
- * Peer names: proxy_exchange_start()'s sequence.  Returns the CouchDB user as
+ * Peer names: proxy_exchange_start()'s sequence (its cn_fallback_name() hands over the name
+ * tls_peer_info_fill() found, when there is one).  Returns the CouchDB user as
  * exchange_identity() picks it (first name that is not an IP literal), or NULL.
  */
 static const char *
@@ -154,24 +177,25 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
 {
     struct tls_peer_info info;
     struct fz_names sans;
-    char cn[256];
-    bool have_cn = false;
+    bool has_dns_ip = fz_has_dns_ip(x);
+    char *cn = NULL;
     const char *user = NULL;
 
     memset(&info, 0, sizeof(info));
     tls_peer_info_fill(x, cn_fallback, &info);
-    if (cn_fallback) {
-        have_cn = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-                                            (int)sizeof(cn)) > 0;
-    }
-    ERR_clear_error();
-    proxy_peer_names_parse(info.sans, have_cn ? cn : NULL, names);
-    /* From here on, the CN as tls/ compares it: bytes outside printable ASCII as '?'. */
-    for (char *c = cn; have_cn && *c != '\0'; c++) {
-        *c = ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e) ? '?' : *c;
-    }
+    proxy_peer_names_parse(info.sans, cn_fallback && info.name[0] != '\0' ? info.name : NULL,
+                           names);
     fz_check(names->n <= PROXY_ACCESS_MAX_NAMES, "too many peer names");
     fz_sans(x, -1, &sans);
+    for (size_t i = 0; i < sans.n; i++) {
+        /* One SAN must not read as two in the "DNS:a,IP:b" list: tls/ shows ',' as '?'. */
+        for (char *c = sans.v[i]; *c != '\0'; c++) {
+            *c = *c == ',' ? '?' : *c;
+        }
+    }
+    if (!has_dns_ip) {
+        cn = fz_last_cn(x);
+    }
     for (size_t i = 0; i < names->n; i++) {
         const char *s = names->v[i];
 
@@ -179,18 +203,20 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
                  "peer name outside its storage");
         fz_check(s[0] != '\0', "an empty peer name");
         fz_check(fz_printable(s, strlen(s)), "a peer name that is not printable");
-        if (fz_has_dns_ip(x)) {
+        if (has_dns_ip) {
             if (!fz_names_has(&sans, s)) {
                 fprintf(stderr, "peer name \"%s\" from SANs \"%s\"\n", s, info.sans);
             }
             fz_check(fz_names_has(&sans, s), "a peer name that is none of the certificate's SANs");
         } else {
-            fz_check(have_cn && strcmp(s, cn) == 0, "a peer name that is not the CN");
+            fz_check(cn_fallback && cn != NULL && strcmp(s, cn) == 0,
+                     "a peer name that is not the last CN (or without cn_fallback)");
         }
         if (user == NULL && !tls_name_is_ip(s, NULL, NULL)) {
             user = s;
         }
     }
+    free(cn);
     fz_names_free(&sans);
     return user;
 }
@@ -318,14 +344,32 @@ fz_on_seen(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         if (s->add[i].value == NULL) {
             continue;
         }
+        const char *v = s->add[i].value;
+        size_t vl = strlen(v);
+
+        /*
+         * A field value has no surrounding whitespace (RFC 9110 5.5): a peer name " x" arrives
+         * as "x" (and its token, made for " x", does not match: CouchDB refuses it).
+         */
+        while (vl > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vl--;
+        }
+        while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
+            vl--;
+        }
         for (size_t j = 0; j < h->n_headers; j++) {
             if (proxy_http_header_is(&h->headers[j], s->add[i].name)) {
                 count++;
-                if (h->headers[j].value_len != strlen(s->add[i].value) ||
-                    memcmp(h->headers[j].value, s->add[i].value, h->headers[j].value_len) != 0) {
+                if (h->headers[j].value_len != vl || memcmp(h->headers[j].value, v, vl) != 0) {
+                    fprintf(stderr, "%s: \"%.*s\", added \"%s\"\n", s->add[i].name,
+                            (int)h->headers[j].value_len, h->headers[j].value, s->add[i].value);
                     s->ok = false;
                 }
             }
+        }
+        if (count != 1) {
+            fprintf(stderr, "%s: %zu times\n", s->add[i].name, count);
         }
         if (count != 1) {
             s->ok = false;
