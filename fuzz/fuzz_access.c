@@ -276,6 +276,18 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
     }
 }
 
+/* A copy of ${s} with bytes outside printable ASCII as '?' (NULL for NULL). */
+static char *
+fz_mapped(const char *s)
+{
+    char *t = s != NULL ? strdup(s) : NULL;
+
+    for (char *c = t; c != NULL && *c != '\0'; c++) {
+        *c = ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e) ? '?' : *c;
+    }
+    return t;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -283,6 +295,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fz_rules rs;
     struct proxy_peer_names names;
     const char *sans = NULL, *cn = NULL, *method = "GET";
+    char *msans, *mcn;
     size_t whylen = 512;
 
     if (fz_input_parse(data, size, &in) != 0) {
@@ -306,12 +319,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     proxy_peer_names_parse(sans, cn, &names);
     fz_check(names.n <= PROXY_ACCESS_MAX_NAMES, "too many names");
+    /* Compared with the SANs and CN as names hold them: non-printable bytes as '?'. */
+    msans = fz_mapped(sans);
+    mcn = fz_mapped(cn);
     for (size_t i = 0; i < names.n; i++) {
         fz_check(names.v[i][0] != '\0', "an empty peer name");
-        fz_check((sans != NULL && strstr(sans, names.v[i]) != NULL) ||
-                     (cn != NULL && strcmp(names.v[i], cn) == 0),
+        fz_check(fz_printable(names.v[i], strlen(names.v[i])), "a peer name not printable");
+        fz_check((msans != NULL && strstr(msans, names.v[i]) != NULL) ||
+                     (mcn != NULL && strcmp(names.v[i], mcn) == 0),
                  "a peer name from neither the SANs nor the CN");
     }
+    free(msans);
+    free(mcn);
     /* Targets with no rules: everything is allowed. */
     for (size_t i = 0; i < in.n; i++) {
         if (in.v[i].tag == 'T') {

@@ -360,8 +360,15 @@ fz_on_seen(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         }
         for (size_t j = 0; j < h->n_headers; j++) {
             if (proxy_http_header_is(&h->headers[j], s->add[i].name)) {
+                size_t hl = h->headers[j].value_len;
+
+                /* http-parser leaves trailing whitespace in the value. */
+                while (hl > 0 && (h->headers[j].value[hl - 1] == ' ' ||
+                                  h->headers[j].value[hl - 1] == '\t')) {
+                    hl--;
+                }
                 count++;
-                if (h->headers[j].value_len != vl || memcmp(h->headers[j].value, v, vl) != 0) {
+                if (hl != vl || memcmp(h->headers[j].value, v, vl) != 0) {
                     fprintf(stderr, "%s: \"%.*s\", added \"%s\"\n", s->add[i].name,
                             (int)h->headers[j].value_len, h->headers[j].value, s->add[i].value);
                     s->ok = false;
