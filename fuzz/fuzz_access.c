@@ -63,6 +63,7 @@ fz_split(char *s, char **out)
     return n;
 }
 
+/* Add the rule an R line describes ("<level><peers>[|<databases>]"). */
 static void
 fz_rule_add(struct fz_rules *rs, char *s)
 {

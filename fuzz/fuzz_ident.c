@@ -66,6 +66,7 @@ fz_text(const unsigned char *s, int n)
     return t;
 }
 
+/* Free the names of ${fn}. */
 static void
 fz_names_free(struct fz_names *fn)
 {
@@ -330,6 +331,7 @@ struct fz_seen {
     bool ok;
 };
 
+/* on_head of the re-parse: is every added header there once, unchanged? */
 static enum proxy_http_verdict
 fz_on_seen(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
 {
@@ -385,6 +387,7 @@ fz_on_seen(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     return PROXY_HTTP_FORWARD;
 }
 
+/* on_done: nothing to record. */
 static void
 fz_on_done(void *arg, enum proxy_http_kind kind, uint64_t body)
 {
@@ -399,6 +402,7 @@ struct fz_write {
     size_t n_add;
 };
 
+/* on_head of the first pass: write the head as on_request() does for an inbound listener. */
 static enum proxy_http_verdict
 fz_on_write(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
 {
@@ -429,6 +433,7 @@ fz_frame(const char *text, size_t len, proxy_http_head_cb cb, void *arg, struct 
     return r;
 }
 
+/* Add the identity headers to a request head, then parse the result again. */
 static void
 fz_headers(const char *xfcc, const char *cc, const char *user, const char *token)
 {

@@ -23,6 +23,7 @@
 /* The signing key, made on first use and kept for the life of the process. */
 static EVP_PKEY *fz_key;
 
+/* fz_check(cond, what): see fuzz_input.h. */
 void
 fz_check(bool cond, const char *what)
 {
@@ -32,6 +33,7 @@ fz_check(bool cond, const char *what)
     }
 }
 
+/* fz_printable(s, n): see fuzz_input.h. */
 bool
 fz_printable(const char *s, size_t n)
 {
@@ -43,6 +45,7 @@ fz_printable(const char *s, size_t n)
     return true;
 }
 
+/* fz_input_parse(data, size, in): see fuzz_input.h. */
 int
 fz_input_parse(const uint8_t *data, size_t size, struct fz_input *in)
 {
@@ -74,6 +77,7 @@ fz_input_parse(const uint8_t *data, size_t size, struct fz_input *in)
     return 0;
 }
 
+/* fz_input_free(in): see fuzz_input.h. */
 void
 fz_input_free(struct fz_input *in)
 {
@@ -82,6 +86,7 @@ fz_input_free(struct fz_input *in)
     in->n = 0;
 }
 
+/* fz_input_has(in, tag, c): see fuzz_input.h. */
 bool
 fz_input_has(const struct fz_input *in, char tag, char c)
 {
@@ -152,6 +157,7 @@ done:
     return rc;
 }
 
+/* fz_cert_build(in): see fuzz_input.h. */
 X509 *
 fz_cert_build(const struct fz_input *in)
 {

@@ -38,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_MAX_NAMES  24
 #define FZ_MAX_CHECKS 8
 
+/* ASCII lower case, whatever the locale. */
 static char
 fz_lower(char c)
 {

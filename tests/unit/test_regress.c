@@ -32,6 +32,7 @@ struct san {
 
 static EVP_PKEY *key;
 
+/* One signing key for every certificate of this file. */
 static int
 setup(void **state)
 {
@@ -40,6 +41,7 @@ setup(void **state)
     return key != NULL ? 0 : -1;
 }
 
+/* Free the key. */
 static int
 teardown(void **state)
 {
@@ -106,6 +108,7 @@ names_of(X509 *x, struct tls_peer_info *info, struct proxy_peer_names *names)
     proxy_peer_names_parse(info->sans, info->name[0] != '\0' ? info->name : NULL, names);
 }
 
+/* Is ${s} one of ${names}? */
 static bool
 has_name(const struct proxy_peer_names *names, const char *s)
 {
