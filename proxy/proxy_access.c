@@ -138,14 +138,24 @@ sb_puts_printable(struct sbuf *sb, const char *s, size_t n)
 
 /* ---- peer names ---- */
 
+/*
+ * Add s[0..len) as a name, with every byte outside printable ASCII stored as '?' (as tls/
+ * compares names): a CN holding CR LF must not reach X-Auth-CouchDB-UserName as it is.
+ */
 static void
 names_add(struct proxy_peer_names *names, size_t *used, const char *s, size_t len)
 {
+    size_t i;
+
     if (len == 0 || names->n >= PROXY_ACCESS_MAX_NAMES ||
         *used + len + 1 > sizeof(names->storage)) {
         return;
     }
-    memcpy(names->storage + *used, s, len);
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        names->storage[*used + i] = (char)((c < 0x20 || c > 0x7e) ? '?' : c);
+    }
     names->storage[*used + len] = '\0';
     names->v[names->n++] = names->storage + *used;
     *used += len + 1;

@@ -593,9 +593,15 @@ exchange_identity(struct proxy_conn *c)
     return 0;
 }
 
+/*
+ * With tls.cn_fallback, the peer's CN as tls_check_leaf() verified it: the last CN, printable,
+ * and only when the leaf has no DNS or IP SAN (what tls_peer_info_fill() gives as its name
+ * then).  Not the first CN as it is: that one was never checked against `allow`.
+ */
 static bool
 cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
 {
+    struct tls_peer_info info;
     SSL *ssl;
     X509 *cert;
 
@@ -607,7 +613,8 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
     if (cert == NULL) {
         return false;
     }
-    return X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, (int)len) > 0;
+    tls_peer_info_fill(cert, true, &info);
+    return info.name[0] != '\0' && (size_t)snprintf(cn, len, "%s", info.name) < len;
 }
 
 /*

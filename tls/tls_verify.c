@@ -68,20 +68,32 @@ printable_copy(char *buf, size_t len, const unsigned char *s, size_t n)
     return true;
 }
 
-/* Append a formatted string to buf[0..len) at *pos, truncating silently. */
+/*
+ * Append ",KIND:text" (no ',' before the first entry) to the SAN list buf[0..len) at *pos,
+ * whole or not at all: a cut entry would read as another name ("DNS:admin.example.org" out
+ * of "DNS:admin.example.org.evil").  A ',' in ${text} (a URI may hold one) is shown as '?',
+ * so that one SAN cannot read as two ("URI:x,DNS:admin.example.org").
+ */
 static void
-appendf(char *buf, size_t len, size_t *pos, const char *prefix, const char *s)
+append_san(char *buf, size_t len, size_t *pos, const char *kind, const char *text)
 {
-    int n;
+    size_t klen = strlen(kind), tlen = strlen(text), i;
+    size_t need = (*pos > 0 ? 1 : 0) + klen + tlen;
+    char *p = buf + *pos;
 
-    if (*pos + 1 >= len) {
+    if (*pos + need + 1 > len) {
         return;
     }
-    n = snprintf(buf + *pos, len - *pos, "%s%s", prefix, s);
-    if (n < 0) {
-        return;
+    if (*pos > 0) {
+        *p++ = ',';
     }
-    *pos += (size_t)n < len - *pos ? (size_t)n : len - *pos - 1;
+    memcpy(p, kind, klen);
+    p += klen;
+    for (i = 0; i < tlen; i++) {
+        *p++ = text[i] == ',' ? '?' : text[i];
+    }
+    *p = '\0';
+    *pos += need;
 }
 
 /* ${name} in RFC 2253 form ("CN=node2.test,O=Site B"), printable, into buf[0..len). */
@@ -275,6 +287,7 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
     GENERAL_NAMES *gens = NULL;
     char text[256], first_dns[256] = "", first_ip[256] = "";
     size_t pos = 0;
+    bool has_san = false;
     int i;
 
     info->subject[0] = info->issuer[0] = info->sans[0] = info->name[0] = '\0';
@@ -290,17 +303,15 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
     gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        const char *prefix = pos > 0 ? "," : "";
 
+        has_san = has_san || g->type == GEN_DNS || g->type == GEN_IPADD;
         if (g->type == GEN_DNS && san_text(g, text, sizeof(text))) {
-            appendf(info->sans, sizeof(info->sans), &pos, prefix, "DNS:");
-            appendf(info->sans, sizeof(info->sans), &pos, "", text);
+            append_san(info->sans, sizeof(info->sans), &pos, "DNS:", text);
             if (first_dns[0] == '\0') {
                 (void)snprintf(first_dns, sizeof(first_dns), "%s", text);
             }
         } else if (g->type == GEN_IPADD && san_text(g, text, sizeof(text))) {
-            appendf(info->sans, sizeof(info->sans), &pos, prefix, "IP:");
-            appendf(info->sans, sizeof(info->sans), &pos, "", text);
+            append_san(info->sans, sizeof(info->sans), &pos, "IP:", text);
             if (first_ip[0] == '\0') {
                 (void)snprintf(first_ip, sizeof(first_ip), "%s", text);
             }
@@ -308,13 +319,11 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
                    printable_copy(text, sizeof(text),
                                   ASN1_STRING_get0_data(g->d.uniformResourceIdentifier),
                                   (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier))) {
-            appendf(info->sans, sizeof(info->sans), &pos, prefix, "URI:");
-            appendf(info->sans, sizeof(info->sans), &pos, "", text);
+            append_san(info->sans, sizeof(info->sans), &pos, "URI:", text);
         } else if (g->type == GEN_EMAIL &&
                    printable_copy(text, sizeof(text), ASN1_STRING_get0_data(g->d.rfc822Name),
                                   (size_t)ASN1_STRING_length(g->d.rfc822Name))) {
-            appendf(info->sans, sizeof(info->sans), &pos, prefix, "email:");
-            appendf(info->sans, sizeof(info->sans), &pos, "", text);
+            append_san(info->sans, sizeof(info->sans), &pos, "email:", text);
         }
     }
     GENERAL_NAMES_free(gens);
@@ -323,7 +332,8 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
         (void)snprintf(info->name, sizeof(info->name), "%s", first_dns);
     } else if (first_ip[0] != '\0') {
         (void)snprintf(info->name, sizeof(info->name), "%s", first_ip);
-    } else if (cn_fallback) {
+    } else if (cn_fallback && !has_san) {
+        /* As in tls_check_leaf(): a DNS or IP SAN, even one never shown, rules the CN out. */
         leaf_cn(cert, info->name, sizeof(info->name));
     }
 }
