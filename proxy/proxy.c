@@ -480,6 +480,10 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the event loop");
         goto err1;
     }
+    /* One set of ticket keys for the process: tickets survive reloads (tls.h). */
+    if ((p->tickets = tls_tickets_new(err, errlen)) == NULL) {
+        goto err1;
+    }
     p->listeners = calloc(cfg->n_listeners > 0 ? cfg->n_listeners : 1, sizeof(*p->listeners));
     p->accept_resume = proxy_accept_resume_new(p);
     p->watch = event_new(p->base, -1, EV_PERSIST, watch_cb, p);
@@ -628,6 +632,7 @@ proxy_free(struct proxy *p)
         event_base_free(p->base);
     }
     proxy_gen_unref(p->gen);
+    tls_tickets_free(p->tickets);
     free(p->config_path);
     p->magic = 0;
     free(p);

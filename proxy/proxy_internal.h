@@ -146,7 +146,8 @@ struct proxy {
     unsigned accept_failures;    /* EMFILE/ENFILE since the last accepted connection */
     bool accept_paused_max;      /* paused by limits.max_connections */
     unsigned n_conns;
-    struct proxy_conn *conns; /* doubly linked list of open connections */
+    struct proxy_conn *conns;    /* doubly linked list of open connections */
+    struct tls_tickets *tickets; /* session ticket keys of every inbound listener, all reloads */
 };
 
 struct proxy_listener {
@@ -226,6 +227,8 @@ evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, 
 void proxy_listeners_update(struct proxy *p);
 void proxy_accept_error(struct proxy *p, int err);
 struct event *proxy_accept_resume_new(struct proxy *p);
+int proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
+                               struct tls_ctx **out, char *err, size_t errlen);
 
 /* proxy_conn.c */
 void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,

@@ -30,6 +30,17 @@
 int
 proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char *err, size_t errlen)
 {
+    return proxy_listener_tls_tickets(cl, NULL, out, err, errlen);
+}
+
+/*
+ * proxy_listener_tls_tickets(cl, tickets, out, err, errlen):
+ * proxy_listener_tls() with the process's session ticket keys ${tickets} (inbound only).
+ */
+int
+proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
+                           struct tls_ctx **out, char *err, size_t errlen)
+{
     struct tls_ctx_params tp;
     char why[768];
 
@@ -48,6 +59,7 @@ proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char 
         tp.client_cert_required = cl->client_cert == CONFIG_CLIENT_CERT_REQUIRED;
         tp.allow = (const char *const *)cl->allow;
         tp.n_allow = cl->n_allow;
+        tp.tickets = tickets;
     } else {
         tp.peer_host = cl->peer.host;
     }
@@ -243,7 +255,7 @@ proxy_listener_build(struct proxy *p, struct proxy_gen *g, const struct config_l
         snprintf(err, errlen, "out of memory");
         goto err1;
     }
-    if (proxy_listener_tls(cl, &l->tls, err, errlen) < 0) {
+    if (proxy_listener_tls_tickets(cl, p->tickets, &l->tls, err, errlen) < 0) {
         goto err1;
     }
     if (cl->mode == CONFIG_MODE_INBOUND) {
