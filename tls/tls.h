@@ -28,6 +28,9 @@
  *   the same object (one per worker thread, and the ones a reload builds) resumes the others'
  *   tickets.  There is no server-side session cache.  A ticket is valid for one period
  *   (SSL_CTX_set_timeout) and its key is accepted for the period it was made in and the next.
+ * - Every inbound ticket carries the time of the full handshake that verified its chain; a
+ *   session is resumed only within TLS_SESSION_AUTH_MAX_S of it and while its peer certificate
+ *   is within its validity dates (tls_session_auth_fresh()), however often it was renewed.
  * - Inbound without one: OpenSSL's own per-context ticket keys and session cache (a reload or
  *   another worker does not resume them).
  * - The session id context of an inbound context is a hash of its trust policy (tls.ca and
@@ -202,6 +205,12 @@ int tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS
 #define TLS_TICKET_PERIOD_S   3600
 #define TLS_TICKET_MASTER_LEN 32 /* bytes of the random master secret */
 #define TLS_TICKET_NAME_LEN   16 /* the key name OpenSSL writes at the start of each ticket */
+/*
+ * How long after the full handshake that verified a chain its session may still be resumed.
+ * TLS 1.3 renews the ticket on every resumption (with a fresh session time), so without this
+ * bound a client that keeps resuming would never have its chain verified again.
+ */
+#define TLS_SESSION_AUTH_MAX_S TLS_TICKET_PERIOD_S
 
 /* The keys of one period, derived from the master secret (HKDF-SHA256). */
 struct tls_ticket_keys {
@@ -259,6 +268,15 @@ int tls_tickets_derive(const struct tls_tickets *t, uint64_t period, struct tls_
  */
 int tls_tickets_select(const struct tls_tickets *t, time_t now, const unsigned char *name,
                        struct tls_ticket_keys *out);
+
+/*
+ * tls_session_auth_fresh(auth_time, now, peer):
+ * May an inbound session whose chain was verified at unix time ${auth_time} be resumed at
+ * ${now}?  Not when that is more than TLS_SESSION_AUTH_MAX_S ago or more than a minute ahead
+ * (a clock step), nor when the peer certificate ${peer} (NULL: none) is expired or not yet
+ * valid at ${now}.
+ */
+bool tls_session_auth_fresh(uint64_t auth_time, time_t now, X509 *peer);
 
 /* ---- tls_verify.c: the §4 rules as pure functions ---- */
 

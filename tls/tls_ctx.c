@@ -551,6 +551,69 @@ err:
 }
 
 /*
+ * The ticket generation callback of inbound contexts (SSL_CTX_set_session_ticket_cb): every
+ * ticket carries, as its application data, the time of the full handshake that verified the
+ * chain (8 bytes, big endian).  A renewed ticket (a resumed session) keeps the time it came
+ * with.  Returns 1, or 0 (out of memory: the handshake fails).
+ */
+static int
+ticket_gen_cb(SSL *ssl, void *arg)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    unsigned char b[8];
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t now = (uint64_t)time(NULL);
+    int i;
+
+    (void)arg;
+    if (sess == NULL) {
+        return 0;
+    }
+    if (SSL_session_reused(ssl) && SSL_SESSION_get0_ticket_appdata(sess, &data, &len) == 1 &&
+        len == sizeof(b)) {
+        return 1;
+    }
+    for (i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(now >> (56 - 8 * i));
+    }
+    return SSL_SESSION_set1_ticket_appdata(sess, b, sizeof(b)) == 1 ? 1 : 0;
+}
+
+/*
+ * The ticket decryption callback of inbound contexts: a ticket that decrypted is used only
+ * when the chain verification it carries is fresh (tls_session_auth_fresh()); else, and for
+ * a ticket that did not decrypt, the client gets a full handshake and a new ticket.
+ */
+static SSL_TICKET_RETURN
+ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname, size_t keyname_len,
+              SSL_TICKET_STATUS status, void *arg)
+{
+    const unsigned char *b;
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t auth = 0;
+    int i;
+
+    (void)ssl;
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    if ((status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW) || sess == NULL ||
+        SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1 || len != 8) {
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    b = data;
+    for (i = 0; i < 8; i++) {
+        auth = (auth << 8) | b[i];
+    }
+    if (!tls_session_auth_fresh(auth, time(NULL), SSL_SESSION_get0_peer(sess))) {
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
+/*
  * Hash the bytes of the file ${path} (or "absent" for NULL) into ${md} as one fixed-size
  * field: a presence byte and the file's own SHA-256.  ${what} names the setting for ${err}.
  */
@@ -995,7 +1058,11 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
                  tls_error_string(msg, sizeof(msg)));
             goto err2;
         }
-        if (p->session_resumption && t->tickets != NULL) {
+        if (!p->session_resumption) {
+            SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+            (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+            (void)SSL_CTX_set_num_tickets(ctx, 0);
+        } else if (t->tickets != NULL) {
             /*
              * Stateless tickets only, TLS 1.2 and 1.3 alike (no SSL_OP_NO_TICKET, so 1.3 PSK
              * tickets are stateless too): a per-context cache would not be shared by the other
@@ -1008,12 +1075,15 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
                      tls_error_string(msg, sizeof(msg)));
                 goto err2;
             }
-        } else if (p->session_resumption) {
-            (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         } else {
-            SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-            (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-            (void)SSL_CTX_set_num_tickets(ctx, 0);
+            (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        }
+        /* Tickets with either kind of keys: bound the age of the verification they carry. */
+        if (p->session_resumption &&
+            SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1) {
+            errf(err, errlen, "cannot set the session ticket callbacks: %s",
+                 tls_error_string(msg, sizeof(msg)));
+            goto err2;
         }
     } else if (p->session_resumption) {
         (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |

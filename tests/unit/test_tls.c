@@ -47,7 +47,7 @@ static size_t n_crls;
 
 /* The certificates the in-memory tests (tls_check_leaf, peer info) use directly. */
 static struct pki_cert *root, *inter, *server_leaf, *client_leaf, *srvonly_leaf, *noeku_leaf,
-    *cnonly_leaf, *ip_leaf, *wild_leaf;
+    *cnonly_leaf, *ip_leaf, *wild_leaf, *expired_leaf, *notyet_leaf;
 
 /* "dir/name" in one of 16 rotating buffers: enough for one params struct at a time. */
 static const char *
@@ -164,11 +164,13 @@ setup_pki(void **state)
                               .not_after = -DAY},
            root);
     save("expired", c, NULL, NULL);
+    expired_leaf = c;
     c = mk(
         &(struct pki_opts){
             .cn = "node2.test", .dns = DNS("node2.test"), .not_before = DAY, .not_after = 30 * DAY},
         root);
     save("notyet", c, NULL, NULL);
+    notyet_leaf = c;
     c = mk(&(struct pki_opts){.cn = "node2.test", .dns = DNS("node2.test")}, other_ca);
     save("other", c, NULL, NULL);
     c = mk(&(struct pki_opts){.cn = "node2.test", .dns = DNS("node2.test")}, NULL);
@@ -1634,6 +1636,27 @@ test_tickets_rotation(void **state)
     tls_tickets_free(other);
 }
 
+/* Resumption needs a chain verified at most TLS_SESSION_AUTH_MAX_S ago, and a valid peer. */
+static void
+test_session_auth_fresh(void **state)
+{
+    time_t now = time(NULL);
+    uint64_t t = (uint64_t)now;
+
+    (void)state;
+    assert_true(tls_session_auth_fresh(t, now, NULL));
+    assert_true(tls_session_auth_fresh(t - TLS_SESSION_AUTH_MAX_S, now, NULL));
+    assert_false(tls_session_auth_fresh(t - TLS_SESSION_AUTH_MAX_S - 1, now, NULL));
+    assert_false(tls_session_auth_fresh(0, now, NULL));
+    /* A little clock skew is tolerated, a session from the future is not. */
+    assert_true(tls_session_auth_fresh(t + 30, now, NULL));
+    assert_false(tls_session_auth_fresh(t + 3600, now, NULL));
+    /* The peer certificate must be valid now. */
+    assert_true(tls_session_auth_fresh(t, now, client_leaf->x509));
+    assert_false(tls_session_auth_fresh(t, now, expired_leaf->x509));
+    assert_false(tls_session_auth_fresh(t, now, notyet_leaf->x509));
+}
+
 /* The session id context of ${p}, which must succeed. */
 static void
 sid_of(const struct tls_ctx_params *p, unsigned char out[TLS_SID_CTX_LEN])
@@ -1858,6 +1881,66 @@ test_hs_tickets(void **state)
     tickets_case(TLS1_2_VERSION);
 }
 
+/* The verification time a server session carries in its ticket (8 bytes, big endian). */
+static uint64_t
+server_auth_time(SSL *ssl)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    const unsigned char *b;
+    void *data = NULL;
+    size_t len = 0, i;
+    uint64_t t = 0;
+
+    assert_non_null(sess);
+    assert_int_equal(SSL_SESSION_get0_ticket_appdata(sess, &data, &len), 1);
+    assert_int_equal(len, 8);
+    b = data;
+    for (i = 0; i < len; i++) {
+        t = (t << 8) | b[i];
+    }
+    return t;
+}
+
+/*
+ * A ticket carries the time of the full handshake that verified the chain, and a renewed
+ * ticket (TLS 1.3 renews on every resumption) keeps it: resumption cannot extend it.
+ */
+static void
+test_hs_ticket_auth_time(void **state)
+{
+    struct tls_tickets *tk = tickets_from_seed(4);
+    struct tls_ctx_params cp = client_params("client");
+    struct tls_ctx *s, *c;
+    struct hs h;
+    uint64_t t0, t1;
+    int round;
+
+    (void)state;
+    s = server_with(server_params("server"), tk);
+    c = ctx_ok(&cp);
+    for (round = 0; round < 3; round++) {
+        memset(&h, 0, sizeof(h));
+        hs_start(&h, tls_ssl_new(s, &h.s.res), tls_ssl_new(c, &h.c.res));
+        hs_pump(&h);
+        assert_int_equal(h.s.state, 1);
+        assert_int_equal(SSL_session_reused(h.s.ssl) != 0, round > 0);
+        assert_true(h.s.res.verified);
+        t1 = server_auth_time(h.s.ssl);
+        if (round == 0) {
+            t0 = t1;
+            assert_true(t0 + 2 >= (uint64_t)time(NULL) && t0 <= (uint64_t)time(NULL));
+            /* The next ticket is issued in a later second. */
+            (void)sleep(1);
+        } else {
+            assert_true(t1 == t0);
+        }
+        hs_free(&h);
+    }
+    tls_ctx_free(s);
+    tls_ctx_free(c);
+    tls_tickets_free(tk);
+}
+
 /* With tickets a server context keeps no session cache: stateless tickets only. */
 static void
 test_hs_tickets_stateless(void **state)
@@ -1972,9 +2055,11 @@ main(void)
         cmocka_unit_test(test_hs_resumption),
         cmocka_unit_test(test_tickets_derive),
         cmocka_unit_test(test_tickets_rotation),
+        cmocka_unit_test(test_session_auth_fresh),
         cmocka_unit_test(test_sid_ctx),
         cmocka_unit_test(test_hs_tickets),
         cmocka_unit_test(test_hs_tickets_stateless),
+        cmocka_unit_test(test_hs_ticket_auth_time),
         cmocka_unit_test(test_hs_ctx_freed_midway),
         cmocka_unit_test(test_sni),
     };
