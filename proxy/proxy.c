@@ -809,6 +809,10 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the event loop");
         goto err1;
     }
+    /* One set of ticket keys for the process: tickets survive reloads (tls.h). */
+    if ((p->tickets = tls_tickets_new(err, errlen)) == NULL) {
+        goto err1;
+    }
     p->n_workers = workers_wanted(cfg);
     p->workers = calloc(p->n_workers, sizeof(*p->workers));
     sets = calloc(p->n_workers, sizeof(*sets));
@@ -1034,6 +1038,7 @@ proxy_free(struct proxy *p)
         event_base_free(p->base);
     }
     proxy_gen_unref(p->gen);
+    tls_tickets_free(p->tickets);
     free(p->config_path);
     p->magic = 0;
     free(p);

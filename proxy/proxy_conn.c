@@ -856,6 +856,16 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         if (!conn_inbound(c)) {
             /* Outbound: CONNECTED means the TLS handshake and our §4 checks passed. */
             tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+            if (c->verify.reject != TLS_REJECT_NONE) {
+                /* A resumed session whose certificate no longer passes rules 2 and 3. */
+                conn_log_rejection(c, TLS_ROLE_CLIENT);
+                if (conn_http(c)) {
+                    conn_answer_502(c, PROXY_CLOSE_REJECTED);
+                } else {
+                    proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
+                }
+                return;
+            }
             c->tls_up = true;
             conn_count_handshake(c);
         }
@@ -921,6 +931,12 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_CONNECTED) != 0) {
         /* Inbound: the client's handshake passed every §4 rule. */
         tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+        if (c->verify.reject != TLS_REJECT_NONE) {
+            /* A resumed session whose certificate no longer passes rules 2 and 3. */
+            conn_log_rejection(c, TLS_ROLE_SERVER);
+            proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
+            return;
+        }
         c->tls_up = true;
         conn_count_handshake(c);
         conn_connect(c);

@@ -172,9 +172,10 @@ struct proxy {
     size_t n_metrics;
     uint64_t reloads_ok;
     uint64_t reloads_failed;
-    unsigned accept_failures; /* EMFILE/ENFILE in any worker since one accepted (atomic) */
-    unsigned conns;           /* connections open in all workers (atomic) */
-    unsigned max_conns;       /* limits.max_connections of the current config (atomic) */
+    unsigned accept_failures;    /* EMFILE/ENFILE in any worker since one accepted (atomic) */
+    struct tls_tickets *tickets; /* session ticket keys of every inbound listener, all reloads */
+    unsigned conns;              /* connections open in all workers (atomic) */
+    unsigned max_conns;          /* limits.max_connections of the current config (atomic) */
     struct proxy_admin *admin;
     struct event *watch; /* polls the files named by the config for changes */
     struct proxy_watch *watched;
@@ -294,6 +295,8 @@ void proxy_listeners_update(struct proxy_worker *w);
 void proxy_conns_changed(struct proxy_worker *w, bool opened);
 void proxy_accept_error(struct proxy_worker *w, int err);
 struct event *proxy_accept_resume_new(struct proxy_worker *w);
+int proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
+                               struct tls_ctx **out, char *err, size_t errlen);
 
 /* proxy_conn.c */
 void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,

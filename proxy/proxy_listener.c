@@ -32,6 +32,17 @@
 int
 proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char *err, size_t errlen)
 {
+    return proxy_listener_tls_tickets(cl, NULL, out, err, errlen);
+}
+
+/*
+ * proxy_listener_tls_tickets(cl, tickets, out, err, errlen):
+ * proxy_listener_tls() with the process's session ticket keys ${tickets} (inbound only).
+ */
+int
+proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
+                           struct tls_ctx **out, char *err, size_t errlen)
+{
     struct tls_ctx_params tp;
     char why[768];
 
@@ -50,6 +61,7 @@ proxy_listener_tls(const struct config_listener *cl, struct tls_ctx **out, char 
         tp.client_cert_required = cl->client_cert == CONFIG_CLIENT_CERT_REQUIRED;
         tp.allow = (const char *const *)cl->allow;
         tp.n_allow = cl->n_allow;
+        tp.tickets = tickets;
     } else {
         tp.peer_host = cl->peer.host;
     }
@@ -261,7 +273,7 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
         snprintf(err, errlen, "out of memory");
         goto err1;
     }
-    if (proxy_listener_tls(cl, &l->tls, err, errlen) < 0) {
+    if (proxy_listener_tls_tickets(cl, w->p->tickets, &l->tls, err, errlen) < 0) {
         goto err1;
     }
     if (cl->mode == CONFIG_MODE_INBOUND) {

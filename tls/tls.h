@@ -16,18 +16,39 @@
  * SSL_OP_IGNORE_UNEXPECTED_EOF, so OpenSSL 3 reports such an EOF as SSL_ERROR_ZERO_RETURN (a
  * clean end) rather than as an SSL error that libevent would turn into BEV_EVENT_ERROR.
  *
- * Session resumption: inbound contexts issue session tickets (and keep a session id context so
- * that resumption works with client certificates); outbound contexts keep the last session of
- * their peer and offer it on the next connection.  A resumed session keeps the verification
- * result of the full handshake that created it.  OpenSSL marks the session of an SSL freed
- * without SSL_shutdown() as not resumable, so only cleanly closed connections leave a session
- * to resume.
+ * Session resumption: inbound contexts issue session tickets; outbound contexts keep the last
+ * session of their peer and offer it on the next connection.  A resumed session keeps the
+ * chain verification of the full handshake that created it; rules 2 and 3 run again on its
+ * peer certificate (tls_ssl_done()).  OpenSSL marks the session of an SSL freed without
+ * SSL_shutdown() as not resumable, so only cleanly closed connections leave a session to
+ * resume.
+ * - Inbound with a struct tls_tickets (tls_ctx_params.tickets): stateless tickets only (TLS 1.2
+ *   tickets and TLS 1.3 PSK tickets), encrypted with keys derived from the tickets object's
+ *   master secret and the current hour (TLS_TICKET_PERIOD_S), so that every context made with
+ *   the same object (one per worker thread, and the ones a reload builds) resumes the others'
+ *   tickets.  There is no server-side session cache.  A ticket is valid for one period
+ *   (SSL_CTX_set_timeout) and its key is accepted for the period it was made in and the next.
+ * - Every inbound ticket carries the time of the full handshake that verified its chain; a
+ *   session is resumed only within TLS_SESSION_AUTH_MAX_S of it and while its peer certificate
+ *   is within its validity dates (tls_session_auth_fresh()), however often it was renewed.
+ * - Inbound without one: OpenSSL's own per-context ticket keys and session cache (a reload or
+ *   another worker does not resume them).
+ * - The session id context of an inbound context is a hash of its trust policy (tls.ca and
+ *   tls.crl bytes, verify_depth, client_cert, allow, cn_fallback, min_version;
+ *   tls_session_id_context()): a session made under another policy (a reload that changed the
+ *   CA bundle, say) is refused and the client runs a full handshake with the §4 rules.
+ *
+ * Threads: a struct tls_ctx, and every SSL made from it, belongs to one thread (one worker):
+ * the outbound session cache and the ticket key cache inside it have no lock.  A struct
+ * tls_tickets is shared read-only by every thread.
  */
 #ifndef FERRY_TLS_H
 #define FERRY_TLS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -98,6 +119,8 @@ struct tls_verify_result {
     size_t n_first_record;
 };
 
+struct tls_tickets;
+
 struct tls_ctx_params {
     enum tls_role role;
     const char *cert_file;           /* PEM: leaf first, then intermediates */
@@ -114,6 +137,12 @@ struct tls_ctx_params {
                                   as SNI unless it is an IP literal */
     const char *const *allow;  /* SERVER: allowed peer names (NULL = any) */
     size_t n_allow;
+    /*
+     * SERVER: the process's ticket keys (see "Session resumption" above), or NULL for
+     * OpenSSL's per-context keys.  The context takes its own reference (tls_tickets_free()
+     * by the caller is then safe at any time).  Ignored without session_resumption.
+     */
+    struct tls_tickets *tickets;
 };
 
 struct tls_ctx;
@@ -157,6 +186,97 @@ SSL *tls_ssl_new(struct tls_ctx *t, struct tls_verify_result *result);
  * certificate passed §4; an inbound listener with client_cert: none leaves it false.
  */
 void tls_ssl_done(SSL *ssl, struct tls_verify_result *result);
+
+/*
+ * tls_session_id_context(p, out, err, errlen):
+ * The session id context of a SERVER context made from ${p}: SHA-256 over its trust policy,
+ * the bytes of ${p}->ca_file and ${p}->crl_file, the effective verify_depth and min_version,
+ * client_cert_required, cn_fallback and the allow list (in order).  The server's own
+ * certificate and key are not part of it.  Writes TLS_SID_CTX_LEN bytes to ${out}.  Returns 0,
+ * or -1 with ${err} naming the file that cannot be read.
+ */
+#define TLS_SID_CTX_LEN 32 /* == SSL_MAX_SID_CTX_LENGTH */
+int tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS_SID_CTX_LEN],
+                           char *err, size_t errlen);
+
+/* ---- tls_tickets.c: session ticket keys shared by every context of the process ---- */
+
+/* Ticket keys rotate every period; a ticket is valid for one (session timeout). */
+#define TLS_TICKET_PERIOD_S   3600
+#define TLS_TICKET_MASTER_LEN 32 /* bytes of the random master secret */
+#define TLS_TICKET_NAME_LEN   16 /* the key name OpenSSL writes at the start of each ticket */
+/*
+ * How long after the full handshake that verified a chain its session may still be resumed.
+ * TLS 1.3 renews the ticket on every resumption (with a fresh session time), so without this
+ * bound a client that keeps resuming would never have its chain verified again.
+ */
+#define TLS_SESSION_AUTH_MAX_S TLS_TICKET_PERIOD_S
+
+/* The keys of one period, derived from the master secret (HKDF-SHA256). */
+struct tls_ticket_keys {
+    uint64_t period; /* unix time / TLS_TICKET_PERIOD_S */
+    unsigned char name[TLS_TICKET_NAME_LEN];
+    unsigned char aes_key[32];  /* AES-256-CBC */
+    unsigned char hmac_key[32]; /* HMAC-SHA256 */
+};
+
+/*
+ * tls_tickets_new(err, errlen):
+ * A new ticket key source with a random master secret (RAND_priv_bytes), for one process: make
+ * it once at start, pass it to every inbound tls_ctx_new() (all workers, every reload), free
+ * it at exit.  It is immutable: threads share it without a lock.  Returns it, or NULL with
+ * ${err}.
+ */
+struct tls_tickets *tls_tickets_new(char *err, size_t errlen);
+
+/*
+ * tls_tickets_new_from(master, len, err, errlen):
+ * The same from a given master secret of ${len} bytes (16 to 64), copied: two objects made
+ * from the same secret derive the same keys.  For tests (and a future shared secret file).
+ */
+struct tls_tickets *tls_tickets_new_from(const unsigned char *master, size_t len, char *err,
+                                         size_t errlen);
+
+/*
+ * tls_tickets_free(t):
+ * Drop the caller's reference to ${t}; the master secret is wiped (OPENSSL_cleanse) and freed
+ * when the last context that uses it goes.  tls_tickets_free(NULL) does nothing.
+ */
+void tls_tickets_free(struct tls_tickets *t);
+
+/*
+ * tls_tickets_period(now):
+ * The key period of the unix time ${now}: now / TLS_TICKET_PERIOD_S (0 before 1970).
+ */
+uint64_t tls_tickets_period(time_t now);
+
+/*
+ * tls_tickets_derive(t, period, out):
+ * The keys of ${period}, a pure function of ${t}'s master secret and ${period}.  Returns 0,
+ * or -1 when OpenSSL fails (then ${out} is wiped).
+ */
+int tls_tickets_derive(const struct tls_tickets *t, uint64_t period, struct tls_ticket_keys *out);
+
+/*
+ * tls_tickets_select(t, now, name, out):
+ * The key selection of the ticket callback, at unix time ${now}.  ${name} NULL: the keys to
+ * encrypt a new ticket with (the current period's), returns 1.  Else ${name} is the key name
+ * read from a ticket (TLS_TICKET_NAME_LEN bytes): returns 1 for the current period's keys, 2
+ * for the previous period's (accepted, but the ticket is to be renewed), 0 when it is neither
+ * (older, or not ours: no resumption).  Returns -1 when OpenSSL fails.  ${out} is filled when
+ * the result is 1 or 2, wiped otherwise.
+ */
+int tls_tickets_select(const struct tls_tickets *t, time_t now, const unsigned char *name,
+                       struct tls_ticket_keys *out);
+
+/*
+ * tls_session_auth_fresh(auth_time, now, peer):
+ * May an inbound session whose chain was verified at unix time ${auth_time} be resumed at
+ * ${now}?  Not when that is more than TLS_SESSION_AUTH_MAX_S ago or more than a minute ahead
+ * (a clock step), nor when the peer certificate ${peer} (NULL: none) is expired or not yet
+ * valid at ${now}.
+ */
+bool tls_session_auth_fresh(uint64_t auth_time, time_t now, X509 *peer);
 
 /* ---- tls_verify.c: the §4 rules as pure functions ---- */
 

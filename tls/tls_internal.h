@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include <openssl/asn1.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "tls.h"
@@ -33,5 +34,35 @@ const char *tls_subject_str(X509 *cert, char *buf, size_t len);
  * (${need_server_auth}) or clientAuth, else TLS_REJECT_NONE.
  */
 enum tls_reject tls_check_eku(X509 *cert, bool need_server_auth);
+
+/* ---- tls_tickets.c ---- */
+
+/*
+ * The ticket keys of the current and the previous period, kept by one inbound context for its
+ * one thread (no lock): derived again when the period changes, wiped when the context goes.
+ */
+struct tls_ticket_cache {
+    bool valid;
+    bool has_prev; /* false in period 0 */
+    struct tls_ticket_keys cur;
+    struct tls_ticket_keys prev;
+};
+
+/*
+ * tls_tickets_cache_select(t, cache, now, name, out):
+ * tls_tickets_select() through ${cache}: keys are derived again only when the period changes.
+ * *${out} points into ${cache}.  Returns 1 (current), 2 (previous: renew), 0 (unknown) or -1.
+ */
+int tls_tickets_cache_select(const struct tls_tickets *t, struct tls_ticket_cache *cache,
+                             time_t now, const unsigned char *name, struct tls_ticket_keys **out);
+
+/* tls_ticket_cache_clear(cache): wipe the keys held in ${cache}. */
+void tls_ticket_cache_clear(struct tls_ticket_cache *cache);
+
+/* tls_tickets_ref(t): one more reference to ${t} (NULL stays NULL).  Returns ${t}. */
+struct tls_tickets *tls_tickets_ref(struct tls_tickets *t);
+
+/* tls_tickets_cipher(t): the ticket cipher of ${t} (AES-256-CBC), valid as long as ${t}. */
+const EVP_CIPHER *tls_tickets_cipher(const struct tls_tickets *t);
 
 #endif /* FERRY_TLS_INTERNAL_H */

@@ -47,7 +47,7 @@ static size_t n_crls;
 
 /* The certificates the in-memory tests (tls_check_leaf, peer info) use directly. */
 static struct pki_cert *root, *inter, *server_leaf, *client_leaf, *srvonly_leaf, *noeku_leaf,
-    *cnonly_leaf, *ip_leaf, *wild_leaf;
+    *cnonly_leaf, *ip_leaf, *wild_leaf, *expired_leaf, *notyet_leaf;
 
 /* "dir/name" in one of 16 rotating buffers: enough for one params struct at a time. */
 static const char *
@@ -118,6 +118,8 @@ setup_pki(void **state)
     assert_int_equal(pki_write_chain(F("ca.crt"), root, NULL), 0);
     assert_int_equal(pki_write_chain(F("ca_inter.crt"), root, inter, NULL), 0);
     assert_int_equal(pki_write_chain(F("other_ca.crt"), other_ca, NULL), 0);
+    assert_int_equal(pki_write_chain(F("ca_copy.crt"), root, NULL), 0);
+    assert_int_equal(pki_write_chain(F("ca_plus_other.crt"), root, other_ca, NULL), 0);
 
     /* The two good nodes: node1 serves, node2 connects; both EKUs, like `ferry certs issue`. */
     server_leaf = mk(&(struct pki_opts){.cn = "node1.test",
@@ -162,11 +164,13 @@ setup_pki(void **state)
                               .not_after = -DAY},
            root);
     save("expired", c, NULL, NULL);
+    expired_leaf = c;
     c = mk(
         &(struct pki_opts){
             .cn = "node2.test", .dns = DNS("node2.test"), .not_before = DAY, .not_after = 30 * DAY},
         root);
     save("notyet", c, NULL, NULL);
+    notyet_leaf = c;
     c = mk(&(struct pki_opts){.cn = "node2.test", .dns = DNS("node2.test")}, other_ca);
     save("other", c, NULL, NULL);
     c = mk(&(struct pki_opts){.cn = "node2.test", .dns = DNS("node2.test")}, NULL);
@@ -1498,6 +1502,474 @@ test_hs_resumption(void **state)
     resume_case(TLS1_2_VERSION, false, false);
 }
 
+/* ---- session tickets and the session id context ---- */
+
+/* A fixed master secret: the byte i is ${seed} + i. */
+static struct tls_tickets *
+tickets_from_seed(unsigned char seed)
+{
+    unsigned char master[TLS_TICKET_MASTER_LEN];
+    char err[256] = "";
+    struct tls_tickets *t;
+    size_t i;
+
+    for (i = 0; i < sizeof(master); i++) {
+        master[i] = (unsigned char)(seed + i);
+    }
+    t = tls_tickets_new_from(master, sizeof(master), err, sizeof(err));
+    if (t == NULL) {
+        print_error("tls_tickets_new_from: %s\n", err);
+    }
+    assert_non_null(t);
+    return t;
+}
+
+static bool
+keys_equal(const struct tls_ticket_keys *a, const struct tls_ticket_keys *b)
+{
+    return a->period == b->period && memcmp(a->name, b->name, sizeof(a->name)) == 0 &&
+           memcmp(a->aes_key, b->aes_key, sizeof(a->aes_key)) == 0 &&
+           memcmp(a->hmac_key, b->hmac_key, sizeof(a->hmac_key)) == 0;
+}
+
+/* Key derivation: a pure function of master and period; name, AES and HMAC keys all differ. */
+static void
+test_tickets_derive(void **state)
+{
+    struct tls_tickets *a = tickets_from_seed(1), *b = tickets_from_seed(1);
+    struct tls_tickets *other = tickets_from_seed(2), *r1, *r2;
+    struct tls_ticket_keys ka, kb, kc;
+    unsigned char m[TLS_TICKET_MASTER_LEN] = {0};
+    char err[256] = "";
+
+    (void)state;
+    assert_int_equal(tls_tickets_derive(a, 490000, &ka), 0);
+    assert_int_equal(tls_tickets_derive(b, 490000, &kb), 0);
+    assert_true(keys_equal(&ka, &kb));
+    assert_int_equal(ka.period, 490000);
+    assert_memory_not_equal(ka.aes_key, ka.hmac_key, sizeof(ka.aes_key));
+    assert_memory_not_equal(ka.name, ka.aes_key, sizeof(ka.name));
+    /* The next period, or another master: every part differs. */
+    assert_int_equal(tls_tickets_derive(a, 490001, &kc), 0);
+    assert_memory_not_equal(ka.name, kc.name, sizeof(ka.name));
+    assert_memory_not_equal(ka.aes_key, kc.aes_key, sizeof(ka.aes_key));
+    assert_memory_not_equal(ka.hmac_key, kc.hmac_key, sizeof(ka.hmac_key));
+    assert_int_equal(tls_tickets_derive(other, 490000, &kc), 0);
+    assert_memory_not_equal(ka.name, kc.name, sizeof(ka.name));
+    assert_memory_not_equal(ka.aes_key, kc.aes_key, sizeof(ka.aes_key));
+    assert_memory_not_equal(ka.hmac_key, kc.hmac_key, sizeof(ka.hmac_key));
+
+    /* Two random masters differ. */
+    r1 = tls_tickets_new(err, sizeof(err));
+    r2 = tls_tickets_new(err, sizeof(err));
+    assert_non_null(r1);
+    assert_non_null(r2);
+    assert_int_equal(tls_tickets_derive(r1, 7, &ka), 0);
+    assert_int_equal(tls_tickets_derive(r2, 7, &kb), 0);
+    assert_memory_not_equal(ka.aes_key, kb.aes_key, sizeof(ka.aes_key));
+
+    /* A master of the wrong size is refused. */
+    assert_null(tls_tickets_new_from(m, 8, err, sizeof(err)));
+    assert_string_equal(err, "a ticket master secret has 16 to 64 bytes");
+    assert_null(tls_tickets_new_from(NULL, sizeof(m), err, sizeof(err)));
+
+    tls_tickets_free(r1);
+    tls_tickets_free(r2);
+    tls_tickets_free(a);
+    tls_tickets_free(b);
+    tls_tickets_free(other);
+    tls_tickets_free(NULL);
+}
+
+/* Rotation with injected times: current and previous period accepted, older or unknown not. */
+static void
+test_tickets_rotation(void **state)
+{
+    const time_t p0 = (time_t)490000 * TLS_TICKET_PERIOD_S; /* the start of period 490000 */
+    struct tls_tickets *a = tickets_from_seed(1), *b = tickets_from_seed(1);
+    struct tls_tickets *other = tickets_from_seed(2);
+    struct tls_ticket_keys enc, dec, tmp;
+    unsigned char unknown[TLS_TICKET_NAME_LEN];
+
+    (void)state;
+    assert_int_equal(tls_tickets_period(p0), 490000);
+    assert_int_equal(tls_tickets_period(p0 - 1), 489999);
+    assert_int_equal(tls_tickets_period(p0 + TLS_TICKET_PERIOD_S - 1), 490000);
+    assert_int_equal(tls_tickets_period(-5), 0);
+
+    /* Encrypt at some time in period 490000: its keys. */
+    assert_int_equal(tls_tickets_select(a, p0 + 1234, NULL, &enc), 1);
+    assert_int_equal(enc.period, 490000);
+    assert_int_equal(tls_tickets_derive(a, 490000, &tmp), 0);
+    assert_true(keys_equal(&enc, &tmp));
+
+    /* Another object from the same master (another worker, or after a reload) decrypts it. */
+    assert_int_equal(tls_tickets_select(b, p0 + 1234, enc.name, &dec), 1);
+    assert_true(keys_equal(&enc, &dec));
+    assert_int_equal(tls_tickets_select(b, p0, enc.name, &dec), 1);
+    assert_int_equal(tls_tickets_select(b, p0 + TLS_TICKET_PERIOD_S - 1, enc.name, &dec), 1);
+    /* The next period: still accepted, to be renewed. */
+    assert_int_equal(tls_tickets_select(b, p0 + TLS_TICKET_PERIOD_S, enc.name, &dec), 2);
+    assert_true(keys_equal(&enc, &dec));
+    assert_int_equal(tls_tickets_select(b, p0 + 2 * TLS_TICKET_PERIOD_S - 1, enc.name, &dec), 2);
+    /* Two periods on: refused (full handshake); and a ticket from the future too. */
+    assert_int_equal(tls_tickets_select(b, p0 + 2 * TLS_TICKET_PERIOD_S, enc.name, &dec), 0);
+    assert_int_equal(tls_tickets_select(b, p0 + 5 * TLS_TICKET_PERIOD_S, enc.name, &dec), 0);
+    assert_int_equal(tls_tickets_select(b, p0 - 1, enc.name, &dec), 0);
+    /* Encryption always uses the current period. */
+    assert_int_equal(tls_tickets_select(b, p0 + TLS_TICKET_PERIOD_S + 5, NULL, &tmp), 1);
+    assert_int_equal(tmp.period, 490001);
+
+    /* An unknown key name, or one of another master: refused, and the output wiped. */
+    memset(unknown, 0xa5, sizeof(unknown));
+    assert_int_equal(tls_tickets_select(a, p0 + 10, unknown, &dec), 0);
+    assert_int_equal(dec.period, 0);
+    assert_int_equal(tls_tickets_select(other, p0 + 10, enc.name, &dec), 0);
+
+    /* Period 0 has no previous period. */
+    assert_int_equal(tls_tickets_select(a, 5, NULL, &tmp), 1);
+    assert_int_equal(tmp.period, 0);
+    assert_int_equal(tls_tickets_select(a, 5, unknown, &dec), 0);
+
+    tls_tickets_free(a);
+    tls_tickets_free(b);
+    tls_tickets_free(other);
+}
+
+/* Resumption needs a chain verified at most TLS_SESSION_AUTH_MAX_S ago, and a valid peer. */
+static void
+test_session_auth_fresh(void **state)
+{
+    time_t now = time(NULL);
+    uint64_t t = (uint64_t)now;
+
+    (void)state;
+    assert_true(tls_session_auth_fresh(t, now, NULL));
+    assert_true(tls_session_auth_fresh(t - TLS_SESSION_AUTH_MAX_S, now, NULL));
+    assert_false(tls_session_auth_fresh(t - TLS_SESSION_AUTH_MAX_S - 1, now, NULL));
+    assert_false(tls_session_auth_fresh(0, now, NULL));
+    /* A little clock skew is tolerated, a session from the future is not. */
+    assert_true(tls_session_auth_fresh(t + 30, now, NULL));
+    assert_false(tls_session_auth_fresh(t + 3600, now, NULL));
+    /* The peer certificate must be valid now. */
+    assert_true(tls_session_auth_fresh(t, now, client_leaf->x509));
+    assert_false(tls_session_auth_fresh(t, now, expired_leaf->x509));
+    assert_false(tls_session_auth_fresh(t, now, notyet_leaf->x509));
+}
+
+/* The session id context of ${p}, which must succeed. */
+static void
+sid_of(const struct tls_ctx_params *p, unsigned char out[TLS_SID_CTX_LEN])
+{
+    char err[512] = "";
+
+    if (tls_session_id_context(p, out, err, sizeof(err)) != 0) {
+        print_error("tls_session_id_context: %s\n", err);
+        fail();
+    }
+}
+
+/* Copy the file ${from} to ${to} and append ${extra}. */
+static void
+copy_plus(const char *from, const char *to, const char *extra)
+{
+    char buf[16384];
+    FILE *in = fopen(from, "rb"), *out;
+    size_t n;
+
+    assert_non_null(in);
+    n = fread(buf, 1, sizeof(buf), in);
+    (void)fclose(in);
+    out = fopen(to, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    assert_true(fputs(extra, out) >= 0);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* The session id context hashes the trust policy, not the file names nor our own cert. */
+static void
+test_sid_ctx(void **state)
+{
+    static const char *const allow1[] = {"node2.test", "*.site-b.test"};
+    static const char *const allow2[] = {"node2.test", "*.site-c.test"};
+    static const char *const allow3[] = {"node2.test"};
+    struct tls_ctx_params p = server_params("server"), q;
+    unsigned char base[TLS_SID_CTX_LEN], x[TLS_SID_CTX_LEN];
+    char err[512] = "";
+
+    (void)state;
+    p.allow = allow1;
+    p.n_allow = 2;
+    sid_of(&p, base);
+    sid_of(&p, x);
+    assert_memory_equal(base, x, sizeof(x));
+
+    /* Same inputs under other names, another own certificate, depth 0 meaning 4: same. */
+    q = p;
+    q.ca_file = F("ca_copy.crt");
+    sid_of(&q, x);
+    assert_memory_equal(base, x, sizeof(x));
+    q = server_params("rsa_server");
+    q.allow = allow1;
+    q.n_allow = 2;
+    q.verify_depth = 0;
+    q.session_resumption = false;
+    sid_of(&q, x);
+    assert_memory_equal(base, x, sizeof(x));
+
+    /* One more byte in the CA bundle, another CA added: different. */
+    copy_plus(F("ca.crt"), F("ca_plus_byte.crt"), "\n");
+    q = p;
+    q.ca_file = F("ca_plus_byte.crt");
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q.ca_file = F("ca_plus_other.crt");
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+
+    /* Each other input of the policy. */
+    q = p;
+    q.allow = allow2;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q.allow = allow3;
+    q.n_allow = 1;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q.allow = NULL;
+    q.n_allow = 0;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q = p;
+    q.crl_file = F("root.crl");
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q = p;
+    q.verify_depth = 2;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q = p;
+    q.min_version = TLS1_3_VERSION;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q = p;
+    q.cn_fallback = true;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+    q = p;
+    q.client_cert_required = false;
+    sid_of(&q, x);
+    assert_memory_not_equal(base, x, sizeof(x));
+
+    /* An unreadable CRL is named. */
+    q = p;
+    q.crl_file = "/nonexistent/x.crl";
+    assert_int_equal(tls_session_id_context(&q, x, err, sizeof(err)), -1);
+    assert_string_equal(err, "cannot read tls.crl /nonexistent/x.crl: No such file or directory");
+}
+
+/*
+ * One handshake of a fresh client SSL from ${c} with ${s}, TLS version at most ${max_version}:
+ * it must succeed with both sides verified.  Returns whether the session was resumed.
+ */
+static bool
+hs_resumed(struct tls_ctx *s, struct tls_ctx *c, int max_version)
+{
+    struct hs h;
+    bool reused;
+
+    memset(&h, 0, sizeof(h));
+    hs_start(&h, tls_ssl_new(s, &h.s.res), tls_ssl_new(c, &h.c.res));
+    assert_int_equal(SSL_set_max_proto_version(h.c.ssl, max_version), 1);
+    hs_pump(&h);
+    assert_int_equal(h.s.state, 1);
+    assert_int_equal(h.c.state, 1);
+    assert_true(h.s.res.verified);
+    assert_true(h.c.res.verified);
+    assert_string_equal(h.s.res.peer.name, "node2.test");
+    reused = SSL_session_reused(h.s.ssl) != 0;
+    assert_int_equal(SSL_session_reused(h.c.ssl) != 0, reused);
+    hs_free(&h);
+    return reused;
+}
+
+/* A server context with tickets ${tk}, from ${sp}. */
+static struct tls_ctx *
+server_with(struct tls_ctx_params sp, struct tls_tickets *tk)
+{
+    sp.tickets = tk;
+    return ctx_ok(&sp);
+}
+
+/*
+ * Shared ticket keys, per TLS version: a ticket from one server context resumes on another
+ * made with the same tickets object (another worker, or the contexts of a reload), also when
+ * only the server's own certificate changed; not with other keys, nor under a changed trust
+ * policy (CA bundle, allow list), where a full handshake runs; never without resumption.
+ */
+static void
+tickets_case(int max_version)
+{
+    static const char *const allow[] = {"node2.test"};
+    struct tls_tickets *tk = tickets_from_seed(9), *tk_other = tickets_from_seed(10);
+    struct tls_ctx_params sp = server_params("server"), sp2;
+    struct tls_ctx_params cp = client_params("client");
+    struct tls_ctx *a, *b, *c, *x;
+
+    a = server_with(sp, tk);
+    b = server_with(sp, tk);
+    c = ctx_ok(&cp);
+    assert_false(hs_resumed(a, c, max_version));
+    assert_true(hs_resumed(b, c, max_version));
+    assert_true(hs_resumed(a, c, max_version));
+
+    /* The server's own certificate changed (same CA, same policy): still resumed. */
+    x = server_with(server_params("rsa_server"), tk);
+    assert_true(hs_resumed(x, c, max_version));
+    tls_ctx_free(x);
+
+    /* Other ticket keys (a restart): full handshake, then resumption with the new keys. */
+    x = server_with(sp, tk_other);
+    assert_false(hs_resumed(x, c, max_version));
+    assert_true(hs_resumed(x, c, max_version));
+    assert_false(hs_resumed(a, c, max_version));
+    tls_ctx_free(x);
+
+    /* A CA bundle that gained a CA: the old session is refused, the full handshake passes. */
+    assert_true(hs_resumed(a, c, max_version));
+    sp2 = sp;
+    sp2.ca_file = F("ca_plus_other.crt");
+    x = server_with(sp2, tk);
+    assert_false(hs_resumed(x, c, max_version));
+    assert_true(hs_resumed(x, c, max_version));
+    tls_ctx_free(x);
+
+    /* An allow list that appeared: the same. */
+    assert_false(hs_resumed(a, c, max_version));
+    sp2 = sp;
+    sp2.allow = allow;
+    sp2.n_allow = 1;
+    x = server_with(sp2, tk);
+    assert_false(hs_resumed(x, c, max_version));
+    assert_true(hs_resumed(x, c, max_version));
+    tls_ctx_free(x);
+
+    /* session_resumption: false with tickets: never resumed. */
+    sp2 = sp;
+    sp2.session_resumption = false;
+    x = server_with(sp2, tk);
+    assert_false(hs_resumed(x, c, max_version));
+    assert_false(hs_resumed(x, c, max_version));
+    tls_ctx_free(x);
+
+    /* The contexts keep their own reference: the caller may free the tickets first. */
+    tls_tickets_free(tk);
+    tls_tickets_free(tk_other);
+    assert_false(hs_resumed(a, c, max_version));
+    assert_true(hs_resumed(b, c, max_version));
+    tls_ctx_free(a);
+    tls_ctx_free(b);
+    tls_ctx_free(c);
+}
+
+static void
+test_hs_tickets(void **state)
+{
+    (void)state;
+    tickets_case(TLS1_3_VERSION);
+    tickets_case(TLS1_2_VERSION);
+}
+
+/* The verification time a server session carries in its ticket (8 bytes, big endian). */
+static uint64_t
+server_auth_time(SSL *ssl)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    const unsigned char *b;
+    void *data = NULL;
+    size_t len = 0, i;
+    uint64_t t = 0;
+
+    assert_non_null(sess);
+    assert_int_equal(SSL_SESSION_get0_ticket_appdata(sess, &data, &len), 1);
+    assert_int_equal(len, 8);
+    b = data;
+    for (i = 0; i < len; i++) {
+        t = (t << 8) | b[i];
+    }
+    return t;
+}
+
+/*
+ * A ticket carries the time of the full handshake that verified the chain, and a renewed
+ * ticket (TLS 1.3 renews on every resumption) keeps it: resumption cannot extend it.
+ */
+static void
+test_hs_ticket_auth_time(void **state)
+{
+    struct tls_tickets *tk = tickets_from_seed(4);
+    struct tls_ctx_params cp = client_params("client");
+    struct tls_ctx *s, *c;
+    struct hs h;
+    uint64_t t0, t1;
+    int round;
+
+    (void)state;
+    s = server_with(server_params("server"), tk);
+    c = ctx_ok(&cp);
+    for (round = 0; round < 3; round++) {
+        memset(&h, 0, sizeof(h));
+        hs_start(&h, tls_ssl_new(s, &h.s.res), tls_ssl_new(c, &h.c.res));
+        hs_pump(&h);
+        assert_int_equal(h.s.state, 1);
+        assert_int_equal(SSL_session_reused(h.s.ssl) != 0, round > 0);
+        assert_true(h.s.res.verified);
+        t1 = server_auth_time(h.s.ssl);
+        if (round == 0) {
+            t0 = t1;
+            assert_true(t0 + 2 >= (uint64_t)time(NULL) && t0 <= (uint64_t)time(NULL));
+            /* The next ticket is issued in a later second. */
+            (void)sleep(1);
+        } else {
+            assert_true(t1 == t0);
+        }
+        hs_free(&h);
+    }
+    tls_ctx_free(s);
+    tls_ctx_free(c);
+    tls_tickets_free(tk);
+}
+
+/* With tickets a server context keeps no session cache: stateless tickets only. */
+static void
+test_hs_tickets_stateless(void **state)
+{
+    struct tls_tickets *tk = tickets_from_seed(3);
+    struct tls_ctx_params sp = server_params("server");
+    struct tls_ctx *s, *s0;
+    SSL *ssl;
+    struct tls_verify_result res;
+
+    (void)state;
+    s = server_with(sp, tk);
+    ssl = tls_ssl_new(s, &res);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_CTX_get_session_cache_mode(SSL_get_SSL_CTX(ssl)), SSL_SESS_CACHE_OFF);
+    assert_int_equal(SSL_get_options(ssl) & SSL_OP_NO_TICKET, 0);
+    assert_int_equal(SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)), TLS_TICKET_PERIOD_S);
+    SSL_free(ssl);
+    /* Without tickets: as before, OpenSSL's server cache. */
+    s0 = ctx_ok(&sp);
+    ssl = tls_ssl_new(s0, &res);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_CTX_get_session_cache_mode(SSL_get_SSL_CTX(ssl)), SSL_SESS_CACHE_SERVER);
+    SSL_free(ssl);
+    tls_ctx_free(s);
+    tls_ctx_free(s0);
+    tls_tickets_free(tk);
+}
+
 /* A reload frees the tls_ctx while a connection still handshakes: the policy must survive. */
 static void
 test_hs_ctx_freed_midway(void **state)
@@ -1581,6 +2053,13 @@ main(void)
         cmocka_unit_test(test_hs_client_cert_none),
         cmocka_unit_test(test_hs_versions),
         cmocka_unit_test(test_hs_resumption),
+        cmocka_unit_test(test_tickets_derive),
+        cmocka_unit_test(test_tickets_rotation),
+        cmocka_unit_test(test_session_auth_fresh),
+        cmocka_unit_test(test_sid_ctx),
+        cmocka_unit_test(test_hs_tickets),
+        cmocka_unit_test(test_hs_tickets_stateless),
+        cmocka_unit_test(test_hs_ticket_auth_time),
         cmocka_unit_test(test_hs_ctx_freed_midway),
         cmocka_unit_test(test_sni),
     };
