@@ -4,7 +4,9 @@
  * half_closed): EOF on src, once dst's output is empty, becomes close_notify + FIN on a TLS
  * dst or a FIN on a plain one.  The connection decides when both directions are done.
  */
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -72,6 +74,81 @@ relay_shut(struct proxy_relay *r)
 }
 
 /*
+ * relay_read_more(r):
+ * libevent 2.1 reads a plain socket at most 4 KiB per wakeup (EVBUFFER_MAX_READ), so a bulk
+ * transfer costs a loop turn, an ioctl and a readv per 4 KiB, and the TLS side then writes
+ * 4 KiB records.  Called from the read callback of a plain src (so the socket was just
+ * readable), read what else is waiting, with one readv into up to PROXY_RELAY_READ of free
+ * space, while src and dst together hold less than PROXY_RELAY_HIGH.  EOF is left for
+ * libevent to see on its next read (the socket stays readable); a hard error is handed to
+ * the event callback as libevent would (reading stopped, BEV_EVENT_ERROR with errno).
+ */
+static void
+relay_read_more(struct proxy_relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->src);
+    evutil_socket_t fd = bufferevent_getfd(r->src);
+    size_t held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    size_t want;
+    ssize_t got;
+    int n, i, used = 0;
+
+    if (r->dst_tls == false || fd < 0 || r->eof_seen || r->shut_sent ||
+        (bufferevent_get_enabled(r->src) & EV_READ) == 0 || held + 1024 >= PROXY_RELAY_HIGH ||
+        evbuffer_get_length(in) < PROXY_RELAY_LIBEVENT_READ) {
+        /* Less than a full 4 KiB read means the socket had no more: spare the EAGAIN. */
+        return;
+    }
+    /* Stay below the input high-watermark: reaching it would stop and restart reading. */
+    want = PROXY_RELAY_HIGH - 1 - held;
+    if (want > PROXY_RELAY_READ) {
+        want = PROXY_RELAY_READ;
+    }
+    /* libevent keeps a bufferevent's input frozen at the end outside its own reads. */
+    evbuffer_unfreeze(in, 0);
+    n = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    if (n <= 0) {
+        evbuffer_freeze(in, 0);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+        if (want < iov[i].iov_len) {
+            iov[i].iov_len = want;
+        }
+        want -= iov[i].iov_len;
+    }
+    got = readv(fd, iov, n);
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        int err = errno;
+
+        (void)evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        bufferevent_disable(r->src, EV_READ);
+        errno = err;
+        bufferevent_trigger_event(r->src, BEV_EVENT_READING | BEV_EVENT_ERROR, 0);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        size_t take = got > 0 ? (size_t)got : 0;
+
+        if (take > iov[i].iov_len) {
+            take = iov[i].iov_len;
+        }
+        v[i].iov_len = take;
+        got -= (ssize_t)take;
+        if (take > 0) {
+            used++;
+        }
+    }
+    (void)evbuffer_commit_space(in, v, used);
+    evbuffer_freeze(in, 0);
+}
+
+/*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
  * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
@@ -83,9 +160,11 @@ proxy_relay_pump(struct proxy_relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->src);
     struct evbuffer *out = bufferevent_get_output(r->dst);
-    size_t n = evbuffer_get_length(in);
     enum proxy_http_result res = PROXY_HTTP_OK;
+    size_t n;
 
+    relay_read_more(r);
+    n = evbuffer_get_length(in);
     if (n > 0 && !r->shut_sent) {
         if (r->http != NULL) {
             /* HTTP framing: heads are checked and rewritten, bodies move unchanged. */
