@@ -40,6 +40,9 @@
  */
 #define PROXY_RELAY_READ (60 * 1024)
 
+/* The largest TLS record's payload: what one direct SSL_write() of the relay passes. */
+#define PROXY_RELAY_RECORD 16384
+
 /* What libevent 2.1 reads from a plain socket per wakeup at most (EVBUFFER_MAX_READ). */
 #define PROXY_RELAY_LIBEVENT_READ 4096
 

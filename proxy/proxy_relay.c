@@ -149,6 +149,62 @@ relay_read_more(struct proxy_relay *r)
 }
 
 /*
+ * relay_ssl_write_direct(r, in, ssl):
+ * SSL_write() what ${in} holds, one chain (at most one TLS record) at a time, draining what
+ * was written.  Stops at the first call that does not complete.  Safe with libevent's own
+ * writes afterwards: a call that returns WANT_WRITE leaves its record half sent inside
+ * OpenSSL, and its bytes stay first in ${in}, then first in dst's output; libevent's next
+ * SSL_write passes that first chain again, at least as long (SSL_MODE_ACCEPT_MOVING_WRITE_
+ * BUFFER is on), which is the retry OpenSSL needs.  A failed call's error repeats on
+ * libevent's retry, which reports it.
+ */
+static void
+relay_ssl_write_direct(struct evbuffer *in, SSL *ssl)
+{
+    struct evbuffer_iovec v;
+    int w;
+
+    while (evbuffer_peek(in, PROXY_RELAY_RECORD, NULL, &v, 1) > 0 && v.iov_len > 0) {
+        size_t len = v.iov_len > PROXY_RELAY_RECORD ? PROXY_RELAY_RECORD : v.iov_len;
+
+        ERR_clear_error();
+        w = SSL_write(ssl, v.iov_base, (int)len);
+        if (w <= 0) {
+            ERR_clear_error();
+            return;
+        }
+        evbuffer_drain(in, (size_t)w);
+    }
+}
+
+/*
+ * relay_write_direct(r, in):
+ * dst's output is empty: write what ${in} holds to dst's socket now (writev, or SSL_write for
+ * TLS), draining the bytes written, instead of queueing them.  Queueing costs a loop turn and
+ * two epoll_ctl calls per burst: libevent adds dst's write event, writes on the next turn and
+ * deletes the event again once the output is empty.  What the socket does not take (or an
+ * error, which libevent's own write meets again and reports) goes the usual way.
+ */
+static void
+relay_write_direct(struct proxy_relay *r, struct evbuffer *in)
+{
+    evutil_socket_t fd = bufferevent_getfd(r->dst);
+
+    if (fd < 0) {
+        return;
+    }
+    if (r->dst_tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(r->dst);
+
+        if (ssl != NULL && SSL_is_init_finished(ssl)) {
+            relay_ssl_write_direct(in, ssl);
+        }
+        return;
+    }
+    (void)evbuffer_write(in, fd);
+}
+
+/*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
  * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
@@ -171,6 +227,9 @@ proxy_relay_pump(struct proxy_relay *r)
             res = proxy_http_pump(r->http, in, out);
             r->bytes += n - evbuffer_get_length(in);
         } else {
+            if (evbuffer_get_length(out) == 0) {
+                relay_write_direct(r, in);
+            }
             /* evbuffer_add_buffer moves the chains; no copy. */
             evbuffer_add_buffer(out, in);
             r->bytes += n;
