@@ -205,6 +205,37 @@ relay_write_direct(struct proxy_relay *r, struct evbuffer *in)
 }
 
 /*
+ * relay_quiet(r, in):
+ * This direction has nothing buffered (src's input ${in} and dst's output are empty), which is
+ * how a connection sits between requests: give back what idles in it.  libevent reserves a
+ * chain before each read (up to 32 KiB for TLS, 8 KiB for plain) and keeps it when the read
+ * brought nothing, and no libevent call frees the chains of an empty buffer: one byte added
+ * and drained again does (evbuffer_drain frees every chain when it empties a buffer).
+ * OpenSSL keeps a record buffer it allocated for the handshake despite
+ * SSL_MODE_RELEASE_BUFFERS; SSL_free_buffers() frees both when neither holds pending data.
+ */
+static void
+relay_quiet(struct proxy_relay *r, struct evbuffer *in)
+{
+    static const char zero = 0;
+    SSL *ssl = bufferevent_openssl_get_ssl(r->dst_tls ? r->dst : r->src);
+
+    /* Only a plain (socket) bufferevent keeps its input frozen between its reads. */
+    if (r->dst_tls) {
+        evbuffer_unfreeze(in, 0);
+    }
+    if (evbuffer_add(in, &zero, 1) == 0) {
+        (void)evbuffer_drain(in, 1);
+    }
+    if (r->dst_tls) {
+        evbuffer_freeze(in, 0);
+    }
+    if (ssl != NULL) {
+        (void)SSL_free_buffers(ssl);
+    }
+}
+
+/*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
  * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
@@ -239,6 +270,9 @@ proxy_relay_pump(struct proxy_relay *r)
         bufferevent_disable(r->src, EV_READ);
         r->throttled = true;
         bufferevent_setwatermark(r->dst, EV_WRITE, PROXY_RELAY_HIGH / 2, 0);
+    }
+    if (n > 0 && evbuffer_get_length(in) == 0 && evbuffer_get_length(out) == 0) {
+        relay_quiet(r, in);
     }
     return res;
 }
