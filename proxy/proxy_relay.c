@@ -287,7 +287,9 @@ relay_quiet(struct proxy_relay *r, struct evbuffer *in)
 /*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
- * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
+ * result is returned).  First read what else src has waiting (libevent reads 4 KiB or one
+ * TLS record per wakeup); without a framer, write straight to dst when its output is empty.
+ * When dst holds more than PROXY_RELAY_HIGH, stop
  * reading src and ask for dst's write callback at half that (le-proxy); the callback calls
  * proxy_relay_dst_drained(), which resumes.
  */
