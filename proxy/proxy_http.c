@@ -35,8 +35,9 @@ enum ph_last {
     PH_LAST_VALUE,
 };
 
+/* Offsets into store; uint32_t is plenty under PROXY_HTTP_MAX_HEAD and halves the table. */
 struct ph_hdr_off {
-    size_t name, name_len, value, value_len;
+    uint32_t name, name_len, value, value_len;
 };
 
 struct proxy_http {
@@ -168,14 +169,14 @@ ph_on_header_field(http_parser *p, const char *at, size_t len)
             ph_fail(h, 431, "more than 100 header fields");
             return -1;
         }
-        h->hdr[h->n_hdr].name = h->store_len;
+        h->hdr[h->n_hdr].name = (uint32_t)h->store_len;
         h->hdr[h->n_hdr].name_len = 0;
         h->hdr[h->n_hdr].value = 0;
         h->hdr[h->n_hdr].value_len = 0;
         h->n_hdr++;
         h->last = PH_LAST_FIELD;
     }
-    h->hdr[h->n_hdr - 1].name_len += len;
+    h->hdr[h->n_hdr - 1].name_len += (uint32_t)len;
     return ph_append(h, at, len);
 }
 
@@ -191,10 +192,10 @@ ph_on_header_value(http_parser *p, const char *at, size_t len)
         if (ph_terminate(h) < 0) {
             return -1;
         }
-        h->hdr[h->n_hdr - 1].value = h->store_len;
+        h->hdr[h->n_hdr - 1].value = (uint32_t)h->store_len;
         h->last = PH_LAST_VALUE;
     }
-    h->hdr[h->n_hdr - 1].value_len += len;
+    h->hdr[h->n_hdr - 1].value_len += (uint32_t)len;
     return ph_append(h, at, len);
 }
 

@@ -46,6 +46,18 @@
  */
 #define PROXY_RELAY_HIGH (64 * 1024)
 
+/*
+ * The most a relay reads from a plain socket in one go on top of libevent's own 4 KiB read:
+ * with a 4 KiB chain already there, a 64 KiB allocation (chain header included) for the rest.
+ */
+#define PROXY_RELAY_READ (60 * 1024)
+
+/* The largest TLS record's payload: what one direct SSL_write() of the relay passes. */
+#define PROXY_RELAY_RECORD 16384
+
+/* What libevent 2.1 reads from a plain socket per wakeup at most (EVBUFFER_MAX_READ). */
+#define PROXY_RELAY_LIBEVENT_READ 4096
+
 /* How long a connection we are closing on purpose (400, 502) may linger to read the client's
  * rest before the socket closes, so the client sees our answer rather than a reset. */
 #define PROXY_LINGER_MS 2000

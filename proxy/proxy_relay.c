@@ -4,11 +4,15 @@
  * half_closed): EOF on src, once dst's output is empty, becomes close_notify + FIN on a TLS
  * dst or a FIN on a plain one.  The connection decides when both directions are done.
  */
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -72,9 +76,220 @@ relay_shut(struct proxy_relay *r)
 }
 
 /*
+ * relay_read_more(r):
+ * libevent 2.1 reads a plain socket at most 4 KiB per wakeup (EVBUFFER_MAX_READ), so a bulk
+ * transfer costs a loop turn, an ioctl and a readv per 4 KiB, and the TLS side then writes
+ * 4 KiB records.  Called from the read callback of a plain src (so the socket was just
+ * readable), read what else is waiting, with one readv into up to PROXY_RELAY_READ of free
+ * space, while src and dst together hold less than PROXY_RELAY_HIGH.  EOF is left for
+ * libevent to see on its next read (the socket stays readable); a hard error is handed to
+ * the event callback as libevent would (reading stopped, BEV_EVENT_ERROR with errno).
+ */
+static void
+relay_read_more(struct proxy_relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->src);
+    evutil_socket_t fd = bufferevent_getfd(r->src);
+    size_t held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    size_t want;
+    ssize_t got;
+    int n, i, used = 0;
+
+    if (r->dst_tls == false || fd < 0 || r->eof_seen || r->shut_sent ||
+        (bufferevent_get_enabled(r->src) & EV_READ) == 0 || held + 1024 >= PROXY_RELAY_HIGH ||
+        evbuffer_get_length(in) < PROXY_RELAY_LIBEVENT_READ) {
+        /* Less than a full 4 KiB read means the socket had no more: spare the EAGAIN. */
+        return;
+    }
+    /* Stay below the input high-watermark: reaching it would stop and restart reading. */
+    want = PROXY_RELAY_HIGH - 1 - held;
+    if (want > PROXY_RELAY_READ) {
+        want = PROXY_RELAY_READ;
+    }
+    /* libevent keeps a bufferevent's input frozen at the end outside its own reads. */
+    evbuffer_unfreeze(in, 0);
+    n = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    if (n <= 0) {
+        evbuffer_freeze(in, 0);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+        if (want < iov[i].iov_len) {
+            iov[i].iov_len = want;
+        }
+        want -= iov[i].iov_len;
+    }
+    got = readv(fd, iov, n);
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        int err = errno;
+
+        (void)evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        bufferevent_disable(r->src, EV_READ);
+        errno = err;
+        bufferevent_trigger_event(r->src, BEV_EVENT_READING | BEV_EVENT_ERROR, 0);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        size_t take = got > 0 ? (size_t)got : 0;
+
+        if (take > iov[i].iov_len) {
+            take = iov[i].iov_len;
+        }
+        v[i].iov_len = take;
+        got -= (ssize_t)take;
+        if (take > 0) {
+            used++;
+        }
+    }
+    (void)evbuffer_commit_space(in, v, used);
+    evbuffer_freeze(in, 0);
+}
+
+/*
+ * relay_ssl_write_direct(r, in, ssl):
+ * SSL_write() what ${in} holds, one chain (at most one TLS record) at a time, draining what
+ * was written.  Stops at the first call that does not complete.  Safe with libevent's own
+ * writes afterwards: a call that returns WANT_WRITE leaves its record half sent inside
+ * OpenSSL, and its bytes stay first in ${in}, then first in dst's output; libevent's next
+ * SSL_write passes that first chain again, at least as long (SSL_MODE_ACCEPT_MOVING_WRITE_
+ * BUFFER is on), which is the retry OpenSSL needs.  A failed call's error repeats on
+ * libevent's retry, which reports it.
+ */
+static void
+relay_ssl_write_direct(struct evbuffer *in, SSL *ssl)
+{
+    struct evbuffer_iovec v;
+    int w;
+
+    while (evbuffer_peek(in, PROXY_RELAY_RECORD, NULL, &v, 1) > 0 && v.iov_len > 0) {
+        size_t len = v.iov_len > PROXY_RELAY_RECORD ? PROXY_RELAY_RECORD : v.iov_len;
+
+        ERR_clear_error();
+        w = SSL_write(ssl, v.iov_base, (int)len);
+        if (w <= 0) {
+            ERR_clear_error();
+            return;
+        }
+        evbuffer_drain(in, (size_t)w);
+    }
+}
+
+/*
+ * relay_write_direct(r, in):
+ * dst's output is empty: write what ${in} holds to dst's socket now (writev, or SSL_write for
+ * TLS), draining the bytes written, instead of queueing them.  Queueing costs a loop turn and
+ * two epoll_ctl calls per burst: libevent adds dst's write event, writes on the next turn and
+ * deletes the event again once the output is empty.  What the socket does not take (or an
+ * error, which libevent's own write meets again and reports) goes the usual way.
+ */
+static void
+relay_write_direct(struct proxy_relay *r, struct evbuffer *in)
+{
+    evutil_socket_t fd = bufferevent_getfd(r->dst);
+
+    if (fd < 0) {
+        return;
+    }
+    if (r->dst_tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(r->dst);
+
+        if (ssl != NULL && SSL_is_init_finished(ssl)) {
+            relay_ssl_write_direct(in, ssl);
+        }
+        return;
+    }
+    (void)evbuffer_write(in, fd);
+}
+
+/*
+ * relay_ssl_read_more(r):
+ * libevent's TLS bufferevent decrypts one record per wakeup (one SSL_read into one reserved
+ * chain, then only SSL_pending(), which is 0 between records), so a bulk transfer costs a
+ * loop turn per 16 KiB record.  When libevent's read brought a full record, read the records
+ * already waiting on the socket too, while src and dst together hold less than
+ * PROXY_RELAY_HIGH.  A result other than data or WANT_READ (close_notify, an alert, a
+ * TLS 1.3 KeyUpdate to answer) is left to libevent: its read event is made active, and its
+ * own SSL_read meets the same state (OpenSSL keeps it) and reports EOF or the error.
+ */
+static void
+relay_ssl_read_more(struct proxy_relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->src);
+    size_t held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
+    SSL *ssl = bufferevent_openssl_get_ssl(r->src);
+    struct evbuffer_iovec v;
+    int got;
+
+    if (ssl == NULL || r->eof_seen || r->shut_sent ||
+        (bufferevent_get_enabled(r->src) & EV_READ) == 0 ||
+        evbuffer_get_length(in) < PROXY_RELAY_RECORD) {
+        /* Less than a full record: the peer sent a small message, not a stream. */
+        return;
+    }
+    while (held + PROXY_RELAY_RECORD < PROXY_RELAY_HIGH) {
+        if (evbuffer_reserve_space(in, PROXY_RELAY_RECORD, &v, 1) != 1) {
+            return;
+        }
+        ERR_clear_error();
+        got = SSL_read(ssl, v.iov_base, (int)v.iov_len);
+        if (got <= 0) {
+            int err = SSL_get_error(ssl, got);
+
+            ERR_clear_error();
+            (void)evbuffer_commit_space(in, &v, 0);
+            if (err != SSL_ERROR_WANT_READ) {
+                event_active(&r->src->ev_read, EV_READ, 1);
+            }
+            return;
+        }
+        v.iov_len = (size_t)got;
+        (void)evbuffer_commit_space(in, &v, 1);
+        held += (size_t)got;
+    }
+}
+
+/*
+ * relay_quiet(r, in):
+ * This direction has nothing buffered (src's input ${in} and dst's output are empty), which is
+ * how a connection sits between requests: give back what idles in it.  libevent reserves a
+ * chain before each read (up to 32 KiB for TLS, 8 KiB for plain) and keeps it when the read
+ * brought nothing, and no libevent call frees the chains of an empty buffer: one byte added
+ * and drained again does (evbuffer_drain frees every chain when it empties a buffer).
+ * OpenSSL keeps a record buffer it allocated for the handshake despite
+ * SSL_MODE_RELEASE_BUFFERS; SSL_free_buffers() frees both when neither holds pending data.
+ */
+static void
+relay_quiet(struct proxy_relay *r, struct evbuffer *in)
+{
+    static const char zero = 0;
+    SSL *ssl = bufferevent_openssl_get_ssl(r->dst_tls ? r->dst : r->src);
+
+    /* Only a plain (socket) bufferevent keeps its input frozen between its reads. */
+    if (r->dst_tls) {
+        evbuffer_unfreeze(in, 0);
+    }
+    if (evbuffer_add(in, &zero, 1) == 0) {
+        (void)evbuffer_drain(in, 1);
+    }
+    if (r->dst_tls) {
+        evbuffer_freeze(in, 0);
+    }
+    if (ssl != NULL) {
+        (void)SSL_free_buffers(ssl);
+    }
+}
+
+/*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
- * result is returned).  When dst holds more than PROXY_RELAY_HIGH, stop
+ * result is returned).  First read what else src has waiting (libevent reads 4 KiB or one
+ * TLS record per wakeup); without a framer, write straight to dst when its output is empty.
+ * When dst holds more than PROXY_RELAY_HIGH, stop
  * reading src and ask for dst's write callback at half that (le-proxy); the callback calls
  * proxy_relay_dst_drained(), which resumes.
  */
@@ -83,15 +298,24 @@ proxy_relay_pump(struct proxy_relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->src);
     struct evbuffer *out = bufferevent_get_output(r->dst);
-    size_t n = evbuffer_get_length(in);
     enum proxy_http_result res = PROXY_HTTP_OK;
+    size_t n;
 
+    if (r->dst_tls) {
+        relay_read_more(r);
+    } else {
+        relay_ssl_read_more(r);
+    }
+    n = evbuffer_get_length(in);
     if (n > 0 && !r->shut_sent) {
         if (r->http != NULL) {
             /* HTTP framing: heads are checked and rewritten, bodies move unchanged. */
             res = proxy_http_pump(r->http, in, out);
             r->bytes += n - evbuffer_get_length(in);
         } else {
+            if (evbuffer_get_length(out) == 0) {
+                relay_write_direct(r, in);
+            }
             /* evbuffer_add_buffer moves the chains; no copy. */
             evbuffer_add_buffer(out, in);
             r->bytes += n;
@@ -101,6 +325,9 @@ proxy_relay_pump(struct proxy_relay *r)
         bufferevent_disable(r->src, EV_READ);
         r->throttled = true;
         bufferevent_setwatermark(r->dst, EV_WRITE, PROXY_RELAY_HIGH / 2, 0);
+    }
+    if (n > 0 && evbuffer_get_length(in) == 0 && evbuffer_get_length(out) == 0) {
+        relay_quiet(r, in);
     }
     return res;
 }
