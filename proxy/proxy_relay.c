@@ -11,8 +11,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
-#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -207,53 +205,6 @@ relay_write_direct(struct proxy_relay *r, struct evbuffer *in)
 }
 
 /*
- * relay_ssl_read_more(r):
- * libevent's TLS bufferevent decrypts one record per wakeup (one SSL_read into one reserved
- * chain, then only SSL_pending(), which is 0 between records), so a bulk transfer costs a
- * loop turn per 16 KiB record.  When libevent's read brought a full record, read the records
- * already waiting on the socket too, while src and dst together hold less than
- * PROXY_RELAY_HIGH.  A result other than data or WANT_READ (close_notify, an alert, a
- * TLS 1.3 KeyUpdate to answer) is left to libevent: its read event is made active, and its
- * own SSL_read meets the same state (OpenSSL keeps it) and reports EOF or the error.
- */
-static void
-relay_ssl_read_more(struct proxy_relay *r)
-{
-    struct evbuffer *in = bufferevent_get_input(r->src);
-    size_t held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
-    SSL *ssl = bufferevent_openssl_get_ssl(r->src);
-    struct evbuffer_iovec v;
-    int got;
-
-    if (ssl == NULL || r->eof_seen || r->shut_sent ||
-        (bufferevent_get_enabled(r->src) & EV_READ) == 0 ||
-        evbuffer_get_length(in) < PROXY_RELAY_RECORD) {
-        /* Less than a full record: the peer sent a small message, not a stream. */
-        return;
-    }
-    while (held + PROXY_RELAY_RECORD < PROXY_RELAY_HIGH) {
-        if (evbuffer_reserve_space(in, PROXY_RELAY_RECORD, &v, 1) != 1) {
-            return;
-        }
-        ERR_clear_error();
-        got = SSL_read(ssl, v.iov_base, (int)v.iov_len);
-        if (got <= 0) {
-            int err = SSL_get_error(ssl, got);
-
-            ERR_clear_error();
-            (void)evbuffer_commit_space(in, &v, 0);
-            if (err != SSL_ERROR_WANT_READ) {
-                event_active(&r->src->ev_read, EV_READ, 1);
-            }
-            return;
-        }
-        v.iov_len = (size_t)got;
-        (void)evbuffer_commit_space(in, &v, 1);
-        held += (size_t)got;
-    }
-}
-
-/*
  * relay_quiet(r, in):
  * This direction has nothing buffered (src's input ${in} and dst's output are empty), which is
  * how a connection sits between requests: give back what idles in it.  libevent reserves a
@@ -301,11 +252,7 @@ proxy_relay_pump(struct proxy_relay *r)
     enum proxy_http_result res = PROXY_HTTP_OK;
     size_t n;
 
-    if (r->dst_tls) {
-        relay_read_more(r);
-    } else {
-        relay_ssl_read_more(r);
-    }
+    relay_read_more(r);
     n = evbuffer_get_length(in);
     if (n > 0 && !r->shut_sent) {
         if (r->http != NULL) {
