@@ -220,8 +220,16 @@ free_port() {
     p=$(python3 - "$T/.ports" <<'EOF'
 import random, socket, sys
 used = set(open(sys.argv[1]).read().split())
+# Below the kernel's ephemeral range: a client socket elsewhere on the machine can never have
+# taken the port between this check and the bind of the test's server.
+lo, hi = 20000, 32000
+try:
+    first = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    hi = min(hi, first - 1)
+except (OSError, ValueError, IndexError):
+    pass
 for _ in range(2000):
-    p = random.randint(20000, 40000)
+    p = random.randint(lo, hi)
     if str(p) in used:
         continue
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
