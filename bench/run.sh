@@ -981,7 +981,15 @@ run_idle()
     else
         note "$peer idle $n: no connection held ($(tr '\n' ' ' <"$log"))"
     fi
-    [ "$failed" = 0 ] && [ "$ok" = "$n" ] || fail_note "$peer idle: $ok of $n connections held, $failed failed"
+    # A peer may cap its connections below N by its own rule (stunnel: 125/256 of its open-file
+    # limit): the report shows how many were held; only --smoke, with a handful, fails on it.
+    if [ "$ok" != "$n" ]; then
+        if [ "$MODE" = smoke ] || [ "$ok" = 0 ]; then
+            fail_note "$peer idle: $ok of $n connections held, $failed failed"
+        else
+            note "$peer idle: $ok of $n connections held, $failed failed (KiB/pair is over the $ok held)"
+        fi
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -991,13 +999,19 @@ run_idle()
 
 POUCH=$BENCH_DIR/pouch.js
 
-start_pouch()
+# launch_pouch NAME PORT: start one pouchdb-server node (wait_pouch waits for it).
+launch_pouch()
 {
     local name=$1 port=$2 dir=$WORK/pouch-$1
     mkdir -p "$dir"
     spawn x "$dir/server.log" env -C "$dir" node "$POUCH_NODE" --in-memory --host 127.0.0.1 \
         --port "$port" --config "$dir/config.json" --no-stdout-logs
     CUR_PIDS=()
+}
+
+wait_pouch()
+{
+    local name=$1 port=$2 dir=$WORK/pouch-$1
     wait_port "$port" 300 || die "pouchdb-server $name did not start: $(tail -n 5 "$dir/server.log")"
     curl -sf --retry 20 --retry-connrefused --retry-delay 0 --max-time 5 -o /dev/null \
         "http://127.0.0.1:$port/" || die "pouchdb-server $name does not answer"
@@ -1119,6 +1133,13 @@ EOF
 
 note "$MODE run: nproc $(nproc); $DURATION s per measurement, $REPS rep(s), idle ${IDLE_LIST// /,}; ferry workers: $FERRY_WORKERS_USED, pool: $FERRY_POOL_USED; results in $OUT_DIR"
 
+# --smoke: the pouchdb-server nodes start now, while the pairs are checked (a measurement
+# would not want their start-up beside it).
+if has_wl repl && [ "$MODE" = smoke ]; then
+    launch_pouch source "$POUCH_S_PORT"
+    launch_pouch target "$POUCH_T_PORT"
+fi
+
 # Load workloads, interleaved: rep 1: every peer, rep 2: every peer, ...  A pair starts with
 # resumption on for small, k16, m1, conn_resumed (and pooled for the HTTP proxies), then again
 # with resumption off for conn_full.
@@ -1175,11 +1196,21 @@ fi
 
 # Replication, interleaved the same way: rep 1: direct, each pair; rep 2: ...
 if has_wl repl; then
-    start_pouch source "$POUCH_S_PORT"
-    start_pouch target "$POUCH_T_PORT"
+    if [ "$MODE" != smoke ]; then
+        launch_pouch source "$POUCH_S_PORT"
+        launch_pouch target "$POUCH_T_PORT"
+    fi
+    wait_pouch source "$POUCH_S_PORT"
+    wait_pouch target "$POUCH_T_PORT"
     line=$(node "$POUCH" seed --url "http://127.0.0.1:$POUCH_S_PORT" --db src --count "$REPL_DOCS") ||
         die "seeding pouchdb-server failed: $line"
     note "pouchdb-server: $line"
+    # Warm-up (not measured): the first replication of a fresh node is slower (JIT, allocation),
+    # so one replication of a small database runs before the timed ones.
+    node "$POUCH" seed --url "http://127.0.0.1:$POUCH_S_PORT" --db warm --count 500 >/dev/null &&
+        node "$POUCH" replicate --url "http://127.0.0.1:$POUCH_S_PORT" --source warm \
+            --target "http://127.0.0.1:$POUCH_T_PORT/warm" --count 500 >/dev/null ||
+        fail_note "pouchdb-server warm-up replication failed"
     PAIR_BACKEND=$POUCH_T_PORT
     CHECK_PATH=/
     for rep in $(seq 1 "$REPS"); do
