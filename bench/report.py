@@ -184,12 +184,13 @@ def header(meta, elapsed):
         "; the run took %d s" % elapsed if elapsed is not None else ""))
     lines.append("")
     lines.append("Settings: %s mode, %d s per measurement, %d rep(s) interleaved across peers; "
-                 "wrk connections: %s; idle connections: %s; replication: %d docs; "
+                 "wrk connections: %s; idle connections: %s; replication: %s docs; "
                  "ferry `workers`: %s, ferry-http `pool`: %s." % (
                      meta["mode"], meta["duration_s"], meta["reps"],
                      ", ".join("%s %s" % (k, meta["conns"][k]) for k in meta["conns"]),
                      ", ".join("{:,}".format(n) for n in meta.get("idle_n", [])) or "none",
-                     meta.get("repl_docs", 0), meta.get("ferry_config", {}).get("workers", "?"),
+                     "{:,}".format(meta.get("repl_docs", 0)),
+                     meta.get("ferry_config", {}).get("workers", "?"),
                      meta.get("ferry_config", {}).get("pool", "?")))
     lines.append("")
     if meta["mode"] == "smoke":
