@@ -7,7 +7,10 @@ inbound proxy -> backend -- is established and its TLS handshakes are done), the
 "READY ok=K failed=F" and holds every connection open, idle, until the file STOP exists or
 HOLD seconds have passed.  bench/run.sh measures the proxies' RSS while the connections wait.
 
-Usage: idle.py --port PORT --n N --path /86 --stop FILE [--hold 60] [--batch 50]
+With --sources K (K > 1) the client connections come from 127.0.0.2 .. 127.0.0.(K+1) in turn,
+so that more connections than one source address has ephemeral ports can be held.
+
+Usage: idle.py --port PORT --n N --path /86 --stop FILE [--hold 60] [--batch 50] [--sources K]
 Exit status: 0 when every connection got a 200 answer, 1 otherwise.
 """
 import argparse
@@ -16,6 +19,8 @@ import selectors
 import socket
 import sys
 import time
+
+IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h
 
 
 def read_response(sock, deadline):
@@ -58,6 +63,7 @@ def main():
     ap.add_argument("--hold", type=float, default=60.0)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--sources", type=int, default=1)
     args = ap.parse_args()
 
     req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % args.path).encode()
@@ -68,6 +74,10 @@ def main():
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.settimeout(args.timeout)
             try:
+                if args.sources > 1:
+                    # the port is chosen at connect(), per destination (IP_BIND_ADDRESS_NO_PORT)
+                    s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                    s.bind(("127.0.0.%d" % (2 + (start + len(batch)) % args.sources), 0))
                 s.connect(("127.0.0.1", args.port))
                 s.sendall(req)
                 batch.append(s)

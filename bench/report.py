@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""bench/report.py: turn bench/run.sh's raw samples into tables and results.json.
+"""bench/report.py: turn bench/run.sh's raw samples into Markdown tables and results.json.
 
-Usage: report.py OUT_DIR   (reads OUT_DIR/meta.json and OUT_DIR/results.jsonl,
-                            writes OUT_DIR/results.json, prints Markdown tables)
+Usage: report.py OUT_DIR [ELAPSED_S]
+       reads OUT_DIR/meta.json and OUT_DIR/results.jsonl, writes OUT_DIR/results.json and
+       prints the Markdown report (the goals table first: the one for the README).
 
-Every rate is a median over the repetitions; "spread" is (max - min) / median.  The best L4
-peer of a workload is the best median among stunnel, HAProxy (mode tcp) and nginx stream.
+Every rate is the median over the repetitions, with its min-max.  The best L4 peer of a
+workload is the best median among stunnel, HAProxy (mode tcp) and nginx stream; ferry-tcp is
+the ferry compared with it (ferry-http is shown beside it).  The pooled row compares
+ferry-http with nginx's pooled HTTP proxy.  Proxy CPU per request is the user+system time of
+both sides of the pair (/proc/PID/stat) over the measurement, divided by the requests done.
 """
 import json
 import os
@@ -13,37 +17,40 @@ import statistics
 import sys
 
 L4 = ["stunnel", "haproxy", "nginx-stream"]
-FERRY = ["ferry-tcp", "ferry-http"]
 ORDER = ["direct", "ferry-tcp", "ferry-http", "stunnel", "haproxy", "nginx-stream", "nginx-http"]
 
-# workload: (title, unit, goal of issue 7 as a ratio to the best L4 peer)
+# workload: (title, unit, goal as a ratio to the best L4 peer, or None)
 WORKLOADS = {
     "small": ("small GET 86 B, keep-alive", "req/s", 1.3),
     "k16": ("16 KiB GET, keep-alive", "req/s", 1.2),
     "m1": ("1 MiB GET, keep-alive", "MB/s", 1.1),
-    "conn_full": ("new connection per request, full mTLS handshake", "conn/s", 1.2),
-    "conn_resumed": ("new connection per request, resumption on", "conn/s", 1.2),
+    "conn_full": ("new connection per request, full mTLS handshake (resumption off)", "conn/s", 1.2),
+    "conn_resumed": ("new connection per request, resumed", "conn/s", 1.2),
+    "pooled": ("protocol http, client Connection: close, pooled peer connections", "conn/s", None),
 }
-POOLED_GOAL = 1.2  # ferry http / nginx pooled HTTP proxy, client Connection: close
+POOLED_GOAL = 1.2  # ferry-http / nginx-http on the pooled workload
 IDLE_GOAL_KIB = 40.0
+CLK_TCK = 100
+SMOKE = False
 
 
 def value_of(sample, workload):
-    """Return (value, cpu_us_per_request, errors) of one wrk sample, or None."""
+    """Return (value, cpu µs/request A+B, A, B, errors) of one wrk sample, or None."""
     w = sample.get("wrk")
     if not w or not w.get("duration_us") or not w.get("requests"):
         return None
     secs = w["duration_us"] / 1e6
-    if workload == "m1":
-        value = w["bytes"] / secs / 1e6
-    else:
-        value = w["requests"] / secs
-    cpu = sample["cpu_ticks"] / CLK_TCK * 1e6 / w["requests"]
+    value = w["bytes"] / secs / 1e6 if workload == "m1" else w["requests"] / secs
+    per = 1e6 / CLK_TCK / w["requests"]
+    cpu = sample["cpu_ticks"] * per
+    cpu_a = sample.get("cpu_ticks_a", 0) * per
+    cpu_b = sample.get("cpu_ticks_b", 0) * per
     errors = sum(v for k, v in w.items() if k.startswith("err_"))
-    return value, cpu, errors
+    return value, cpu, cpu_a, cpu_b, errors
 
 
 def fmt(v, unit=""):
+    """A number for a table: one decimal below 100 (and for MB/s), else grouped."""
     if v is None:
         return "n/a"
     if unit == "MB/s" or abs(v) < 100:
@@ -61,36 +68,28 @@ def fmt_ratio(r):
     return "n/a" if r is None else "%.2f×" % r
 
 
-def main():
-    out_dir = sys.argv[1]
-    meta = json.load(open(os.path.join(out_dir, "meta.json")))
-    global CLK_TCK
-    CLK_TCK = meta.get("clk_tck", 100)
-    samples = [json.loads(l) for l in open(os.path.join(out_dir, "results.jsonl")) if l.strip()]
+def met(r, goal, lower_is_better=False):
+    """'yes' / 'no' / 'n/a' for a value against its goal ('–' in a smoke run)."""
+    if SMOKE:
+        return "–"
+    if r is None or goal is None:
+        return "n/a"
+    ok = r <= goal if lower_is_better else r >= goal
+    return "**yes**" if ok else "no"
 
-    result = {"meta": meta, "workloads": {}, "summary": []}
-    lines = []
-    v = meta["versions"]
-    lines.append("# ferry benchmark (%s mode)" % meta["mode"])
-    lines.append("")
-    lines.append("%d CPUs (%s), kernel %s, %s; %d s per measurement, %d rep(s); %s." % (
-        meta["nproc"], meta["cpu"], meta["kernel"], meta["date"], meta["duration_s"],
-        meta["reps"], ", ".join("%s %s" % (k, meta["conns"][k]) for k in meta["conns"]) +
-        " connections"))
-    lines.append("")
-    lines.append("Versions: %s; %s; %s; %s; %s; %s; %s." % (
-        v["ferry"], "git " + v["ferry_git"], v["openssl"], v["stunnel"], v["haproxy"],
-        v["nginx"], v["wrk"]))
-    lines.append("")
 
-    medians = {}
-    for wl, (title, unit, goal) in WORKLOADS.items():
+def peers_in_order(rows):
+    return [p for p in ORDER if p in rows] + [p for p in rows if p not in ORDER]
+
+
+def load_rates(samples):
+    """Per workload and peer: median, min, max, samples, CPU µs/request, errors."""
+    out = {}
+    for wl in WORKLOADS:
         per_peer = {}
         for s in samples:
-            if s["workload"] != wl:
-                continue
-            r = value_of(s, wl)
-            per_peer.setdefault(s["peer"], []).append(r)
+            if s["workload"] == wl:
+                per_peer.setdefault(s["peer"], []).append(value_of(s, wl))
         if not per_peer:
             continue
         rows = {}
@@ -100,128 +99,301 @@ def main():
                 rows[peer] = {"median": None, "samples": [], "failed_samples": len(vals)}
                 continue
             values = [x[0] for x in good]
-            med = statistics.median(values)
             rows[peer] = {
-                "median": med,
+                "median": statistics.median(values),
                 "min": min(values),
                 "max": max(values),
-                "spread": (max(values) - min(values)) / med if med and len(values) > 1 else None,
                 "samples": values,
                 "failed_samples": len(vals) - len(good),
                 "cpu_us_per_req": statistics.median(x[1] for x in good),
-                "errors": sum(x[2] for x in good),
+                "cpu_us_per_req_a": statistics.median(x[2] for x in good),
+                "cpu_us_per_req_b": statistics.median(x[3] for x in good),
+                "errors": sum(x[4] for x in good),
             }
-        medians[wl] = {p: r["median"] for p, r in rows.items()}
         l4 = [(rows[p]["median"], p) for p in L4 if p in rows and rows[p]["median"] is not None]
         best = max(l4) if l4 else (None, None)
         direct = rows.get("direct", {}).get("median")
         for p, r in rows.items():
-            r["vs_direct"] = ratio(r["median"], direct) if p != "direct" else None
-            r["vs_best_l4"] = ratio(r["median"], best[0])
-        result["workloads"][wl] = {"title": title, "unit": unit, "goal_vs_best_l4": goal,
-                                   "best_l4": best[1], "peers": rows}
+            r["vs_direct"] = ratio(r.get("median"), direct) if p != "direct" else None
+            r["vs_best_l4"] = ratio(r.get("median"), best[0])
+        title, unit, goal = WORKLOADS[wl]
+        out[wl] = {"title": title, "unit": unit, "goal_vs_best_l4": goal, "best_l4": best[1],
+                   "peers": rows}
+    return out
 
-        lines.append("## %s (%s)" % (title, unit))
-        lines.append("")
-        lines.append("| peer | %s | spread | vs direct | vs best L4 | proxy CPU µs/req | errors |"
-                     % unit)
-        lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for p in [p for p in ORDER if p in rows] + [p for p in rows if p not in ORDER]:
-            r = rows[p]
-            if r["median"] is None:
-                lines.append("| %s | failed | | | | | |" % p)
-                continue
-            if r["failed_samples"]:
-                p_note = " (%d run(s) gave no result)" % r["failed_samples"]
-            else:
-                p_note = ""
-            lines.append("| %s%s%s | %s | %s | %s | %s | %s | %d |" % (
-                p, " (best L4)" if p == best[1] else "", p_note, fmt(r["median"], unit),
-                "%.0f%%" % (100 * r["spread"]) if r["spread"] is not None else "n/a",
-                fmt_ratio(r["vs_direct"]), fmt_ratio(r["vs_best_l4"]),
-                "n/a" if p == "direct" else "%.0f" % r["cpu_us_per_req"], r["errors"]))
-        lines.append("")
 
+def load_idle(samples):
+    """Per idle count N and peer: KiB per pair (RSS of both sides after - before, / held)."""
     idle = {}
     for s in samples:
-        if s["workload"] == "idle":
-            ok = s["ok"]
-            idle[s["peer"]] = {
-                "n": s["n"], "ok": ok, "failed": s["failed"], "rss0_kib": s["rss0_kib"],
-                "rss1_kib": s["rss1_kib"],
-                "kib_per_pair": (s["rss1_kib"] - s["rss0_kib"]) / ok if ok else None,
-            }
-    if idle:
-        l4 = [(idle[p]["kib_per_pair"], p) for p in L4
-              if p in idle and idle[p]["kib_per_pair"] is not None]
+        if s["workload"] != "idle":
+            continue
+        ok = s["ok"]
+        row = {"n": s["n"], "ok": ok, "failed": s["failed"], "rss0_kib": s["rss0_kib"],
+               "rss1_kib": s["rss1_kib"],
+               "kib_per_pair": (s["rss1_kib"] - s["rss0_kib"]) / ok if ok else None}
+        for side in "ab":
+            r0, r1 = s.get("rss0_%s_kib" % side), s.get("rss1_%s_kib" % side)
+            if r0 is not None and ok:
+                row["kib_per_conn_%s" % side] = (r1 - r0) / ok
+                row["rss1_%s_kib" % side] = r1
+        idle.setdefault(s["n"], {})[s["peer"]] = row
+    for n, rows in idle.items():
+        l4 = [(rows[p]["kib_per_pair"], p) for p in L4
+              if p in rows and rows[p]["kib_per_pair"] is not None]
         best = min(l4) if l4 else (None, None)
-        for p, r in idle.items():
+        for r in rows.values():
             r["vs_best_l4"] = ratio(r["kib_per_pair"], best[0])
-        result["workloads"]["idle"] = {"title": "memory per idle connection pair", "unit": "KiB",
-                                       "goal_kib": IDLE_GOAL_KIB, "best_l4": best[1],
-                                       "peers": idle}
-        lines.append("## memory per idle connection pair (KiB, RSS of both proxies, lower is better)")
-        lines.append("")
-        lines.append("| peer | KiB/pair | held | RSS before → after (KiB) | vs best L4 |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for p in [p for p in ORDER if p in idle]:
-            r = idle[p]
-            lines.append("| %s%s | %s | %d/%d | %d → %d | %s |" % (
-                p, " (best L4)" if p == best[1] else "", fmt(r["kib_per_pair"]), r["ok"],
-                r["n"], r["rss0_kib"], r["rss1_kib"], fmt_ratio(r["vs_best_l4"])))
-        lines.append("")
+            r["best_l4"] = best[1]
+    return idle
 
-    # Summary against the goals of issue 7.
-    lines.append("## ferry against the goals of issue 7")
+
+def load_repl(samples, meta):
+    """Per peer: docs/s median, min, max, seconds, proxy CPU µs per document."""
+    per_peer = {}
+    for s in samples:
+        if s["workload"] == "repl":
+            per_peer.setdefault(s["peer"], []).append(s)
+    rows = {}
+    for peer, ss in per_peer.items():
+        good = [s for s in ss if s["result"].get("ok")]
+        if not good:
+            rows[peer] = {"median": None, "failed_samples": len(ss),
+                          "error": ss[-1]["result"].get("error")}
+            continue
+        rates = [s["result"]["docs_per_s"] for s in good]
+        rows[peer] = {
+            "docs": good[0]["docs"],
+            "median": statistics.median(rates), "min": min(rates), "max": max(rates),
+            "samples": rates, "failed_samples": len(ss) - len(good),
+            "seconds": statistics.median(s["result"]["ms"] / 1000 for s in good),
+            "cpu_us_per_doc": statistics.median(s["cpu_ticks"] * 1e6 / CLK_TCK / s["docs"]
+                                                for s in good),
+        }
+    direct = rows.get("direct", {}).get("median")
+    for p, r in rows.items():
+        r["vs_direct"] = ratio(r.get("median"), direct) if p != "direct" else None
+    return rows
+
+
+def header(meta, elapsed):
+    v = meta["versions"]
+    lines = ["# ferry vs stunnel, HAProxy, nginx: `%s`" % meta.get("command", "bench/run.sh"), ""]
+    lines.append("Machine: %d CPUs (%s), %s RAM, kernel %s; %s%s." % (
+        meta["nproc"], meta["cpu"], meta.get("memory", "?"), meta["kernel"], meta["date"],
+        "; the run took %d s" % elapsed if elapsed is not None else ""))
     lines.append("")
-    lines.append("| workload | ferry tcp | ferry http | compared with | ferry tcp ratio | "
-                 "ferry http ratio | goal |")
-    lines.append("|---|---:|---:|---|---:|---:|---:|")
-    summary = result["summary"]
+    lines.append("Settings: %s mode, %d s per measurement, %d rep(s) interleaved across peers; "
+                 "wrk connections: %s; idle connections: %s; replication: %s docs; "
+                 "ferry `workers`: %s, ferry-http `pool`: %s." % (
+                     meta["mode"], meta["duration_s"], meta["reps"],
+                     ", ".join("%s %s" % (k, meta["conns"][k]) for k in meta["conns"]),
+                     ", ".join("{:,}".format(n) for n in meta.get("idle_n", [])) or "none",
+                     "{:,}".format(meta.get("repl_docs", 0)),
+                     meta.get("ferry_config", {}).get("workers", "?"),
+                     meta.get("ferry_config", {}).get("pool", "?")))
+    lines.append("")
+    if meta["mode"] == "smoke":
+        lines.append("**Smoke run: a check that every pair and workload works, not a measurement** "
+                     "(1 s per workload, and A reaches B through a Python relay that reads the TLS "
+                     "hellos).")
+        lines.append("")
+    lines.append("Versions: %s (git %s); %s; %s; %s; %s; %s; node %s, pouchdb-server %s." % (
+        v["ferry"], v["ferry_git"], v["openssl"], v["stunnel"], v["haproxy"], v["nginx"],
+        v["wrk"], v.get("node", "?"), v.get("pouchdb_server", "?")))
+    lines.append("")
+    return lines
+
+
+def goals(result, idle, repl, meta):
+    """The goals table of issue 7: ferry, the peer it is compared with, ratio, goal, met."""
+    lines = ["## ferry against the goals of issue 7", "",
+             "| workload | ferry | compared with | ratio | goal | met | ferry-http (ratio) | "
+             "CPU µs/req, ferry : peer |",
+             "|---|---:|---|---:|---:|:-:|---:|---:|"]
+    summary = []
     for wl, (title, unit, goal) in WORKLOADS.items():
         w = result["workloads"].get(wl)
         if not w:
             continue
         rows = w["peers"]
-        best = w["best_l4"]
-        t = rows.get("ferry-tcp", {}).get("median")
-        h = rows.get("ferry-http", {}).get("median")
-        b = rows.get(best, {}).get("median") if best else None
-        entry = {"workload": wl, "against": best, "ferry_tcp": t, "ferry_http": h,
-                 "against_value": b, "ratio_tcp": ratio(t, b), "ratio_http": ratio(h, b),
-                 "goal": goal}
+        if wl == "pooled":
+            f, fname, b, bname, goal = (rows.get("ferry-http", {}), "ferry-http",
+                                        rows.get("nginx-http", {}), "nginx-http", POOLED_GOAL)
+            h = {}
+        else:
+            f, fname = rows.get("ferry-tcp", {}), "ferry-tcp"
+            bname = w["best_l4"]
+            b = rows.get(bname, {}) if bname else {}
+            h = rows.get("ferry-http", {})
+        r = ratio(f.get("median"), b.get("median"))
+        rh = ratio(h.get("median"), b.get("median")) if h else None
+        entry = {"workload": wl, "title": title, "unit": unit, "ferry": fname,
+                 "ferry_value": f.get("median"), "against": bname,
+                 "against_value": b.get("median"), "ratio": r, "goal": goal,
+                 "met": None if r is None else r >= goal,
+                 "ferry_http_value": h.get("median"), "ferry_http_ratio": rh,
+                 "ferry_cpu_us_per_req": f.get("cpu_us_per_req"),
+                 "against_cpu_us_per_req": b.get("cpu_us_per_req")}
         summary.append(entry)
-        lines.append("| %s | %s | %s | %s %s | %s | %s | ≥ %.1f× |" % (
-            title, fmt(t, unit), fmt(h, unit), best or "no L4 peer", fmt(b, unit),
-            fmt_ratio(entry["ratio_tcp"]), fmt_ratio(entry["ratio_http"]), goal))
-    w = result["workloads"].get("conn_resumed")
-    if w and "nginx-http" in w["peers"]:
-        h = w["peers"].get("ferry-http", {}).get("median")
-        n = w["peers"]["nginx-http"]["median"]
-        entry = {"workload": "pooled", "against": "nginx-http", "ferry_http": h,
-                 "against_value": n, "ratio_http": ratio(h, n), "goal": POOLED_GOAL}
-        summary.append(entry)
-        lines.append("| protocol http, client Connection: close (pooled) | | %s | nginx-http %s | "
-                     "| %s | ≥ %.1f× |" % (fmt(h), fmt(n), fmt_ratio(entry["ratio_http"]),
-                                           POOLED_GOAL))
+        cpu = "%s : %s" % (fmt(f.get("cpu_us_per_req")), fmt(b.get("cpu_us_per_req")))
+        lines.append("| %s (%s) | %s %s | %s %s | %s | ≥ %.1f× | %s | %s | %s |" % (
+            title, unit, fname, fmt(f.get("median"), unit), bname or "no peer",
+            fmt(b.get("median"), unit), fmt_ratio(r), goal, met(r, goal),
+            "%s (%s)" % (fmt(h.get("median"), unit), fmt_ratio(rh)) if h else "",
+            cpu))
     if idle:
-        t = idle.get("ferry-tcp", {}).get("kib_per_pair")
-        h = idle.get("ferry-http", {}).get("kib_per_pair")
-        best = result["workloads"]["idle"]["best_l4"]
-        b = idle.get(best, {}).get("kib_per_pair") if best else None
-        summary.append({"workload": "idle", "against": best, "ferry_tcp": t, "ferry_http": h,
-                        "against_value": b, "ratio_tcp": ratio(t, b), "ratio_http": ratio(h, b),
-                        "goal_kib": IDLE_GOAL_KIB})
-        lines.append("| memory per idle pair, KiB | %s | %s | %s %s | %s | %s | ≤ %.0f KiB |" % (
-            fmt(t), fmt(h), best or "no L4 peer", fmt(b), fmt_ratio(ratio(t, b)),
-            fmt_ratio(ratio(h, b)), IDLE_GOAL_KIB))
+        n = max(idle)
+        rows = idle[n]
+        f = rows.get("ferry-tcp", {})
+        h = rows.get("ferry-http", {})
+        bname = next((r["best_l4"] for r in rows.values()), None)
+        b = rows.get(bname, {}) if bname else {}
+        k = f.get("kib_per_pair")
+        entry = {"workload": "idle", "title": "memory per idle connection pair", "unit": "KiB",
+                 "n": n, "ferry": "ferry-tcp", "ferry_value": k, "against": bname,
+                 "against_value": b.get("kib_per_pair"),
+                 "ratio": ratio(k, b.get("kib_per_pair")), "goal_kib": IDLE_GOAL_KIB,
+                 "met": None if k is None else k <= IDLE_GOAL_KIB,
+                 "ferry_http_value": h.get("kib_per_pair")}
+        summary.append(entry)
+        lines.append("| memory per idle connection pair, %s held (KiB) | ferry-tcp %s | %s %s | "
+                     "%s | ≤ %.0f KiB | %s | %s | |" % (
+                         "{:,}".format(n), fmt(k), bname or "no peer", fmt(b.get("kib_per_pair")),
+                         fmt_ratio(entry["ratio"]), IDLE_GOAL_KIB, met(k, IDLE_GOAL_KIB, True),
+                         fmt(h.get("kib_per_pair")) if h else ""))
+    if repl:
+        d = repl.get("direct", {})
+        for p in [p for p in ORDER if p in repl and p != "direct"]:
+            f = repl[p]
+            entry = {"workload": "repl", "ferry": p, "ferry_value": f.get("median"),
+                     "against": "direct", "against_value": d.get("median"),
+                     "ratio": f.get("vs_direct"), "goal": None, "met": None}
+            summary.append(entry)
+            lines.append("| replication of %s docs, pouchdb-server (docs/s) | %s %s | direct %s | "
+                         "%s | (none) | | | |" % (
+                             "{:,}".format(meta.get("repl_docs", 0)), p, fmt(f.get("median")),
+                             fmt(d.get("median")), fmt_ratio(f.get("vs_direct"))))
     lines.append("")
+    lines.append("ferry = ferry-tcp against the best L4 peer (stunnel, HAProxy `mode tcp`, nginx "
+                 "`stream`), ferry-http against nginx's pooled HTTP proxy; \"met\" = the ratio "
+                 "reaches the goal in this run. CPU = user+system time of both proxies of the pair "
+                 "per request (/proc/PID/stat).")
+    lines.append("")
+    return lines, summary
+
+
+def detail_tables(result):
+    lines = []
+    for wl, w in result["workloads"].items():
+        if wl not in WORKLOADS:
+            continue
+        unit = w["unit"]
+        rows = w["peers"]
+        best = w["best_l4"]
+        lines.append("### %s (%s)" % (w["title"], unit))
+        lines.append("")
+        lines.append("| peer | %s median | min–max | vs direct | vs best L4 | "
+                     "proxy CPU µs/req (A + B) | errors |" % unit)
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for p in peers_in_order(rows):
+            r = rows[p]
+            if r["median"] is None:
+                lines.append("| %s | failed | | | | | |" % p)
+                continue
+            p_note = " (%d run(s) failed)" % r["failed_samples"] if r["failed_samples"] else ""
+            cpu = ("n/a" if p == "direct" else "%s (%s + %s)" % (
+                fmt(r["cpu_us_per_req"]), fmt(r["cpu_us_per_req_a"]), fmt(r["cpu_us_per_req_b"])))
+            lines.append("| %s%s%s | %s | %s–%s | %s | %s | %s | %d |" % (
+                p, " (best L4)" if p == best else "", p_note, fmt(r["median"], unit),
+                fmt(r["min"], unit), fmt(r["max"], unit), fmt_ratio(r["vs_direct"]),
+                fmt_ratio(r["vs_best_l4"]), cpu, r["errors"]))
+        lines.append("")
+    return lines
+
+
+def idle_tables(idle):
+    lines = []
+    if not idle:
+        return lines
+    ns = sorted(idle)
+    lines.append("### memory per idle connection pair (KiB of RSS, both proxies; lower is better)")
+    lines.append("")
+    lines.append("| peer | " + " | ".join("KiB/pair at {:,}".format(n) for n in ns) + " | " +
+                 " | ".join("RSS A + B at {:,} (MiB)".format(n) for n in ns) + " | held |")
+    lines.append("|---|" + "---:|" * (2 * len(ns)) + "---:|")
+    peers = []
+    for n in ns:
+        peers += [p for p in peers_in_order(idle[n]) if p not in peers]
+    for p in peers:
+        cells, rss, held = [], [], []
+        for n in ns:
+            r = idle[n].get(p)
+            if not r:
+                cells.append("n/a")
+                rss.append("n/a")
+                continue
+            best = " (best L4)" if r.get("best_l4") == p else ""
+            cells.append("%s%s" % (fmt(r["kib_per_pair"]), best))
+            rss.append("%.1f" % (r["rss1_kib"] / 1024.0))
+            held.append("%d/%d" % (r["ok"], r["n"]))
+        lines.append("| %s | %s | %s | %s |" % (p, " | ".join(cells), " | ".join(rss),
+                                                ", ".join(held)))
+    lines.append("")
+    return lines
+
+
+def repl_table(repl, meta):
+    lines = []
+    if not repl:
+        return lines
+    lines.append("### replication of %s documents (pouchdb-server, in memory; docs/s)" %
+                 "{:,}".format(meta.get("repl_docs", 0)))
+    lines.append("")
+    lines.append("| path | docs/s median | min–max | seconds | vs direct | proxy CPU µs/doc |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for p in peers_in_order(repl):
+        r = repl[p]
+        if r["median"] is None:
+            lines.append("| %s | failed: %s | | | | |" % (p, r.get("error")))
+            continue
+        lines.append("| %s | %s | %s–%s | %.2f | %s | %s |" % (
+            p, fmt(r["median"]), fmt(r["min"]), fmt(r["max"]), r["seconds"],
+            fmt_ratio(r["vs_direct"]), "n/a" if p == "direct" else fmt(r["cpu_us_per_doc"])))
+    lines.append("")
+    return lines
+
+
+def main():
+    global CLK_TCK, SMOKE
+    out_dir = sys.argv[1]
+    elapsed = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    meta = json.load(open(os.path.join(out_dir, "meta.json")))
+    CLK_TCK = meta.get("clk_tck", 100)
+    SMOKE = meta["mode"] == "smoke"
+    samples = [json.loads(l) for l in open(os.path.join(out_dir, "results.jsonl")) if l.strip()]
+    meta["elapsed_s"] = elapsed
+
+    result = {"meta": meta, "workloads": load_rates(samples)}
+    idle = load_idle(samples)
+    repl = load_repl(samples, meta)
+    result["idle"] = {str(n): rows for n, rows in sorted(idle.items())}
+    result["repl"] = repl
+
+    lines = header(meta, elapsed)
+    g, summary = goals(result, idle, repl, meta)
+    result["summary"] = summary
+    lines += g
+    lines.append("## Details")
+    lines.append("")
+    lines += detail_tables(result)
+    lines += idle_tables(idle)
+    lines += repl_table(repl, meta)
+    result["samples"] = samples
 
     json.dump(result, open(os.path.join(out_dir, "results.json"), "w"), indent=2)
     print("\n".join(lines))
 
-
-CLK_TCK = 100
 
 if __name__ == "__main__":
     main()
