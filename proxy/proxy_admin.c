@@ -266,6 +266,18 @@ render_metrics(struct proxy *p, struct evbuffer *b)
         metric_listener(b, "ferry_upstream_connect_failures_total", p->metrics[i], "",
                         p->metrics[i]->upstream_failures);
     }
+    metric_head(b, "ferry_pool_reused_total", "counter",
+                "Outbound http: client connections served by a pooled peer connection.");
+    for (size_t i = 0; i < p->n_metrics; i++) {
+        metric_listener(b, "ferry_pool_reused_total", p->metrics[i], "",
+                        p->metrics[i]->pool_reused);
+    }
+    metric_head(b, "ferry_pool_connects_total", "counter",
+                "Outbound http with a pool: new connections made to the peer.");
+    for (size_t i = 0; i < p->n_metrics; i++) {
+        metric_listener(b, "ferry_pool_connects_total", p->metrics[i], "",
+                        p->metrics[i]->pool_connects);
+    }
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");
     for (size_t i = 0; i < p->n_metrics; i++) {

@@ -333,6 +333,7 @@ proxy_listener_retire(struct proxy_listener *l)
         l->lev = NULL;
     }
     l->retired = true;
+    proxy_pool_flush(l); /* idle peer connections close at once */
     if (l->n_conns == 0) {
         proxy_listener_free(l);
     }
@@ -353,6 +354,7 @@ proxy_listener_free(struct proxy_listener *l)
         evconnlistener_free(l->lev);
         l->lev = NULL;
     }
+    proxy_pool_free(l);
     tls_ctx_free(l->tls);
     l->tls = NULL;
     if (l->auth_secret != NULL) {
