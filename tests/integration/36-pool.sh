@@ -137,7 +137,7 @@ get "$PSHORT" /short/3
 get "$PRST" /before-restart
 [ "$code" = 200 ] || fail "before restart: HTTP $code"
 ferry_stop in2
-ferry_start in2 "$P/in2.yaml"
+ferry_start in2b "$P/in2.yaml" # a new name: a new log, so ferry_start waits for this one
 get "$PRST" /after-restart
 [ "$code" = 200 ] || fail "GET after the peer restarted: HTTP $code $(cat "$T/b")"
 get "$PRST" /after-restart-post -X POST --data-binary 'x'
@@ -180,7 +180,7 @@ note "pooled listener: $reused reused, $connects connects"
 
 ferry_stop out
 ferry_stop in
-ferry_stop in2
+ferry_stop in2b
 
 # 9. pool on an inbound or a tcp listener is refused, with the place and the reason.
 cat >"$P/bad.yaml" <<YAML
