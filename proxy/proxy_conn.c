@@ -506,8 +506,9 @@ conn_pool_client_ended(struct proxy_conn *c)
 }
 
 /*
- * A pooled peer connection failed before answering: resend its one idempotent request on a
- * new connection (never a pooled one), once.  Returns true when it did.
+ * A pooled peer connection failed before answering: go on with a new connection (never a
+ * pooled one), once, resending its one idempotent request if there is one.  Returns true when
+ * it did.
  */
 static bool
 conn_pool_retry(struct proxy_conn *c)
@@ -517,8 +518,8 @@ conn_pool_retry(struct proxy_conn *c)
     }
     log_kv(LOG_INFO, "pool_retry", "listener", c->l->cfg->name, "remote", c->remote, "target",
            c->l->target_text, "msg",
-           "a pooled connection to the peer closed before answering; the request is sent again "
-           "on a new connection",
+           "a pooled connection to the peer closed before answering; going on with a new "
+           "connection",
            (const char *)NULL);
     conn_free_side(&c->server, true, false);
     c->up.dst = c->down.src = NULL;

@@ -72,6 +72,7 @@ struct proxy_exchange {
     char answer_body[700];
     /* outbound pool (proxy_pool.c) */
     bool keep;        /* the last final response and its request both allowed keep-alive */
+    bool odd;         /* a 1xx other than 100 was seen: never reuse this peer connection */
     bool close_after; /* a Connection: close request was answered: the client is done */
     char *retry;      /* the forwarded head of a request that a stale pooled connection may */
     size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
@@ -378,22 +379,29 @@ proxy_exchange_reusable(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && x->keep && x->q_len == 0 && !x->req_in_body && !x->answer_pending &&
-           proxy_http_idle(x->req) && proxy_http_idle(x->resp);
+    return x != NULL && x->keep && !x->odd && x->q_len == 0 && !x->req_in_body &&
+           !x->answer_pending && proxy_http_idle(x->req) && proxy_http_idle(x->resp);
 }
 
 /*
  * proxy_exchange_can_retry(c):
- * ${c}'s pooled peer connection failed: may its one request go once more on a new connection
- * (idempotent, no body, its head kept, no byte of the response seen)?
+ * ${c}'s pooled peer connection failed: may ${c} go on with a new connection?  Yes when its one
+ * request may go once more (idempotent, no body, its head kept, no byte of the response seen),
+ * or when nothing at all has been sent either way yet (the client has not spoken).
  */
 bool
 proxy_exchange_can_retry(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && c->pool_reused && x->retry_len > 0 && x->q_len == 1 && !x->req_in_body &&
-           proxy_http_idle(x->req) && proxy_http_idle(x->resp);
+    if (x == NULL || !c->pool_reused || x->req_in_body || !proxy_http_idle(x->req) ||
+        !proxy_http_idle(x->resp)) {
+        return false;
+    }
+    if (x->q_len == 0) {
+        return c->up.bytes == 0 && c->down.bytes == 0;
+    }
+    return x->q_len == 1 && x->retry_len > 0;
 }
 
 /*
@@ -624,6 +632,8 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     if (h->status >= 200) {
         r->status = h->status;
         c->x->keep = h->keep_alive && r->up_keep;
+    } else if (h->status != 100) {
+        c->x->odd = true; /* 101, 102, 103...: framing ferry does not reuse connections after */
     }
     *skip_body = r->head || h->status == 204 || h->status == 304;
     if (r->client_close && h->status >= 200) {

@@ -160,6 +160,34 @@ get "$POUT" /flaky/3 -X POST --data-binary 'do-once'
 [ "$(log_count out 'event=pool_retry')" = "$retries" ] || fail "a POST was retried"
 note "POST on a stale pooled connection: HTTP $code, sent once"
 
+# A client that connected (and so took a pooled connection) but has not spoken yet when the
+# far end closes that connection: ferry connects again, and the request gets its answer.
+n0=$(log_count out 'event=pool_retry')
+get "$POUT" /idle-close
+[ "$code" = 200 ] || fail "idle-close: HTTP $code"
+python3 - "$POUT" "$T/silent.flag" >"$T/silent.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+print("connected", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.1)
+s.sendall(b"GET /silent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+print(data.split(b"\r\n")[0].decode(), flush=True)
+PY
+silent=$!
+for _ in $(seq 1 100); do [ "$(log_count out 'event=pool_retry')" -gt "$n0" ] && break; sleep 0.1; done
+[ "$(log_count out 'event=pool_retry')" -gt "$n0" ] ||
+    fail "no pool_retry when the far end closed a taken, unused pooled connection"
+: >"$T/silent.flag"
+wait "$silent" || fail "silent client: $(cat "$T/silent.out")"
+grep -q '^HTTP/1.1 200' "$T/silent.out" || fail "silent client, its pooled connection closed: $(cat "$T/silent.out")"
+
 # 7. max_idle: 0: one connection per request.
 declare -A none=()
 for i in $(seq 1 6); do
