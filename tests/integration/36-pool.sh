@@ -163,7 +163,7 @@ note "POST on a stale pooled connection: HTTP $code, sent once"
 # A client that connected (and so took a pooled connection) but has not spoken yet when the
 # far end closes that connection: ferry connects again, and the request gets its answer.
 n0=$(log_count out 'event=pool_retry')
-get "$POUT" /idle-close
+get "$POUT" /idle-close/3
 [ "$code" = 200 ] || fail "idle-close: HTTP $code"
 python3 - "$POUT" "$T/silent.flag" >"$T/silent.out" 2>&1 <<'PY' &
 import os, socket, sys, time
@@ -181,6 +181,7 @@ while True:
 print(data.split(b"\r\n")[0].decode(), flush=True)
 PY
 silent=$!
+bg_register "$silent" silent-client
 for _ in $(seq 1 100); do [ "$(log_count out 'event=pool_retry')" -gt "$n0" ] && break; sleep 0.1; done
 [ "$(log_count out 'event=pool_retry')" -gt "$n0" ] ||
     fail "no pool_retry when the far end closed a taken, unused pooled connection"

@@ -9,7 +9,7 @@ Every response carries X-Conn (the number of the TCP connection it came on, from
   /flaky...     answered on a connection's first request only; a later request on the same
                 connection is read and then the connection closes without a byte (a stale
                 keep-alive connection, as the peer sees it)
-  /idle-close   answered; then the connection closes after 1 s without another request
+  /idle-close/N answered; then the connection closes after N s without another request
   /stats        {"conns": N, "requests": N}
 Every request (method, path, connection, body length) is appended to --log as one line.
 """
@@ -95,8 +95,8 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
             if headers.get("connection", "").lower() == "close":
                 return
-            if target == "/idle-close":
-                self.connection.settimeout(1.0)
+            if target.startswith("/idle-close/"):
+                self.connection.settimeout(float(target.split("/")[2]))
 
     def close_hard(self):
         try:
