@@ -71,7 +71,8 @@ struct proxy_exchange {
     int answer_status;
     char answer_body[700];
     /* outbound pool (proxy_pool.c) */
-    bool keep;        /* the last final response and its request both allowed keep-alive */
+    bool keep;        /* the last final response and its request both allowed keep-alive
+                         (true before the first) */
     bool odd;         /* a 1xx other than 100 was seen: never reuse this peer connection */
     bool close_after; /* a Connection: close request was answered: the client is done */
     char *retry;      /* the forwarded head of a request that a stale pooled connection may */
@@ -804,6 +805,7 @@ proxy_exchange_start(struct proxy_conn *c)
     }
     c->up.http = x->req;
     c->down.http = x->resp;
+    x->keep = true; /* a peer connection that has carried nothing may carry a request */
     return 0;
 }
 

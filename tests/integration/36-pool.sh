@@ -101,6 +101,16 @@ note "50 Connection: close requests used $n mTLS connection(s)"
 grep -q 'GET /small/50 .*connection=-' "$T/backend.log" ||
     fail "Connection: close was forwarded: $(grep 'small/50 ' "$T/backend.log")"
 
+# Clients that connect and close without a request hand the pooled connection back unharmed.
+last=$conn
+for i in 1 2 3; do
+    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' "$POUT"
+done
+sleep 0.5
+get "$POUT" /after-empty
+[ "$code" = 200 ] && [ "$conn" = "$last" ] ||
+    fail "after clients that sent nothing: HTTP $code on X-Conn $conn, expected the pooled $last"
+
 # 2. 1 MiB bodies through reused connections, intact.
 for i in 1 2 3; do
     get "$POUT" /big
