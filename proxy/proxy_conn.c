@@ -470,14 +470,16 @@ conn_pool_release(struct proxy_conn *c)
     proxy_exchange_free(c); /* nothing is in flight: no timer of it may fire any more */
     c->reason = PROXY_CLOSE_DONE;
     conn_set_state(c, PROXY_CONN_DRAINING);
-    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
-    bufferevent_enable(c->client, EV_READ | EV_WRITE);
     event_del(c->timer);
     conn_timer_in(c, PROXY_LINGER_MS);
+    bufferevent_enable(c->client, EV_READ); /* the client's end; usually on already */
     if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
         /* Nothing left to write, so no write callback will come: finish now. */
         client_write_cb(c->client, c);
+        return;
     }
+    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+    bufferevent_enable(c->client, EV_WRITE);
 }
 
 /*

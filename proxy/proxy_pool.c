@@ -154,9 +154,10 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * proxy_pool_take(l, verify):
- * The most recently pooled idle connection of ${l}, detached (no callbacks, reading off), with
- * the peer's verified identity copied into ${verify}, which its SSL reports to from now on;
- * or NULL when the pool is empty.  Counts a reuse.
+ * The most recently pooled idle connection of ${l}, detached (no callbacks; reading stays on,
+ * so the caller sets its own callbacks before the loop runs again), with the peer's verified
+ * identity copied into ${verify}, which its SSL reports to from now on; or NULL when the pool
+ * is empty.  Counts a reuse.
  */
 struct bufferevent *
 proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
@@ -171,7 +172,6 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
     bev = e->bev;
     memcpy(verify, &e->verify, sizeof(*verify));
     tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), verify);
-    bufferevent_disable(bev, EV_READ);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     pool_unlink(pool, e);
     l->m->pool_reused++;
