@@ -148,6 +148,12 @@ struct config_listener {
     enum config_client_cert_header client_cert_header; /* inbound */
     struct config_proxy_auth proxy_auth;               /* inbound */
     enum config_host_header host_header;               /* outbound */
+    /*
+     * outbound http: keep-alive mTLS connections to the peer (pool: { max_idle, idle_timeout }).
+     * Defaults 64 and 60s; max_idle 0 turns pooling off, and it is 0 on every other listener.
+     */
+    unsigned pool_max_idle;
+    uint64_t pool_idle_timeout_ms;
 };
 
 struct config_limits {
@@ -202,7 +208,7 @@ struct config_errors {
  * and others can neither read nor write (its content is not read here).  admin.listen is an
  * IP address and port that no listener's listen address may share; user is only checked for
  * its spelling (a letter or "_", then letters, digits, "_", "." and "-"), not looked up.  workers
- * is "auto" (0) or 1..256.
+ * is "auto" (0) or 1..256.  pool is an error on inbound listeners and on protocol: tcp.
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved
  * against the directory of ${path}.

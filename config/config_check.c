@@ -1073,7 +1073,7 @@ static const struct key_spec listener_keys[L_NKEYS] = {
     {"client_cert", 0},
     {"allow", 0},
     {"tls", 0},
-    {"pool", KEY_LATER},
+    {"pool", 0},
     {"access", 0},
     {"couchdb_proxy_auth", 0},
     {"client_cert_header", 0},
@@ -1109,8 +1109,41 @@ static const struct http_key http_keys[] = {
      "host_header applies only to outbound listeners: an inbound listener forwards Host as the "
      "peer sent it",
      "host_header needs protocol: http: ferry must rewrite the Host header of each request"},
+    {L_POOL, CONFIG_MODE_OUTBOUND,
+     "pool applies only to outbound listeners: it keeps connections to the peer open for the "
+     "next request of a local client",
+     "pool needs protocol: http: ferry must see where each response ends to reuse a "
+     "connection"},
 };
 #define HTTP_NKEYS (sizeof(http_keys) / sizeof(http_keys[0]))
+
+/* Check listener ${l}'s pool: mapping ${n} (outbound, protocol http). */
+static void
+check_pool(struct check *ck, const struct config_node *n, const char *lp, struct config_listener *l)
+{
+    static const struct key_spec specs[] = {{"max_idle", 0}, {"idle_timeout", 0}};
+    const struct config_node *keys[2];
+    const struct config_node *vals[2];
+    char path[192];
+    char where[224];
+    char kp[256];
+    unsigned long v;
+
+    snprintf(path, sizeof(path), "%s.pool", lp);
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+        return;
+    snprintf(where, sizeof(where), "in %s", path);
+    check_keys(ck, n, where, specs, 2, keys, vals);
+    if (vals[0] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.max_idle", path);
+        if (get_int(ck, vals[0], kp, 0, 100000, &v) == 0)
+            l->pool_max_idle = (unsigned)v;
+    }
+    if (vals[1] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.idle_timeout", path);
+        get_duration(ck, vals[1], kp, &l->pool_idle_timeout_ms);
+    }
+}
 
 /* Check listeners[${idx}] mapping ${n} into ${l} and ${aux}. */
 static void
@@ -1141,6 +1174,8 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     l->client_cert_header = CONFIG_CLIENT_CERT_HEADER_XFCC;
     l->host_header = CONFIG_HOST_HEADER_KEEP;
     l->proxy_auth.hash = CONFIG_HASH_SHA256;
+    l->pool_max_idle = 64;
+    l->pool_idle_timeout_ms = 60000;
     tls_init(&aux->tls);
     if (!want_type(ck, n, lp, CONFIG_NODE_MAPPING)) {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
@@ -1293,6 +1328,11 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
         if (get_enum(ck, vals[L_HOST_HEADER], kp, host_headers, 2, "keep or peer", &v) == 0)
             l->host_header = (enum config_host_header)v;
     }
+    if (vals[L_POOL] != NULL)
+        check_pool(ck, vals[L_POOL], lp, l);
+    /* Pooling is for outbound http only: no pool anywhere else. */
+    if (!aux->mode_ok || l->mode != CONFIG_MODE_OUTBOUND || l->protocol != CONFIG_PROTOCOL_HTTP)
+        l->pool_max_idle = 0;
     if (vals[L_TLS] != NULL) {
         snprintf(kp, sizeof(kp), "%s.tls", lp);
         check_tls(ck, vals[L_TLS], kp, &aux->tls);

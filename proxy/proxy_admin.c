@@ -235,6 +235,8 @@ metrics_snapshot(const struct proxy_metrics *src, struct proxy_metrics *dst)
     dst->hs_sum_us = PROXY_STAT_GET(src->hs_sum_us);
     dst->hs_count = PROXY_STAT_GET(src->hs_count);
     dst->workers_down = PROXY_STAT_GET(src->workers_down);
+    dst->pool_reused = PROXY_STAT_GET(src->pool_reused);
+    dst->pool_connects = PROXY_STAT_GET(src->pool_connects);
 }
 
 static void
@@ -299,6 +301,16 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     for (size_t i = 0; i < n; i++) {
         metric_listener(b, "ferry_upstream_connect_failures_total", &snap[i], "",
                         snap[i].upstream_failures);
+    }
+    metric_head(b, "ferry_pool_reused_total", "counter",
+                "Outbound http: client connections served by a pooled peer connection.");
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].pool_reused);
+    }
+    metric_head(b, "ferry_pool_connects_total", "counter",
+                "Outbound http with a pool: new connections made to the peer.");
+    for (size_t i = 0; i < n; i++) {
+        metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].pool_connects);
     }
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");

@@ -2,8 +2,9 @@
  * proxy_conn: one proxied connection, from accept() to the summary line.
  *
  * inbound:  SNIFF -> HANDSHAKE (TLS with the client) -> CONNECTING (backend) -> RELAY
- * outbound: CONNECTING (TCP + TLS with the peer) -> RELAY
- * any:      -> DRAINING (our own 400/502 answer, then close) -> CLOSED
+ * outbound: CONNECTING (TCP + TLS with the peer, or a pooled connection taken) -> RELAY
+ *           (a stale pooled connection: RELAY -> CONNECTING once, to resend the request)
+ * any:      -> DRAINING (our own 400/502 answer, or the end of a pooled exchange) -> CLOSED
  *
  * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
  * Callbacks that call proxy_conn_drop() return at once without touching the connection: the
@@ -66,6 +67,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void server_read_cb(struct bufferevent *bev, void *arg);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_connect(struct proxy_conn *c);
 
 /*
  * proxy_close_reason_str(reason):
@@ -115,8 +117,9 @@ conn_set_state(struct proxy_conn *c, enum proxy_state to)
                              (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_CONNECTING] = (1u << PROXY_CONN_RELAY) | (1u << PROXY_CONN_DRAINING),
-        /* RELAY -> DRAINING: the other side failed before any response byte (502). */
-        [PROXY_CONN_RELAY] = (1u << PROXY_CONN_DRAINING),
+        /* RELAY -> DRAINING: the other side failed before any response byte (502), or the
+         * pooled peer connection was let go.  RELAY -> CONNECTING: a stale pooled one. */
+        [PROXY_CONN_RELAY] = (1u << PROXY_CONN_DRAINING) | (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_DRAINING] = 0,
         [PROXY_CONN_CLOSED] = 0,
     };
@@ -302,11 +305,14 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     proxy_conn_gone(w);
 }
 
-/* Both directions have passed their FIN on: the connection ended normally. */
+/*
+ * Both directions have passed their FIN on, or (pool) the client's end was held back for a
+ * response that ended the peer connection instead: the connection ended normally.
+ */
 static bool
 conn_relay_finished(struct proxy_conn *c)
 {
-    if (c->up.shut_sent && c->down.shut_sent) {
+    if ((c->up.shut_sent || c->client_eof) && c->down.shut_sent) {
         proxy_conn_drop(c, PROXY_CLOSE_DONE);
         return true;
     }
@@ -445,18 +451,108 @@ conn_pump_up(struct proxy_conn *c)
     return true;
 }
 
+/* ---- the outbound pool ---- */
+
+/*
+ * The local client is done (its Connection: close request answered, or it closed its side)
+ * and nothing is in flight: give the peer connection to the pool when it can carry another
+ * request (else close it), then finish the client: its response goes out, then our FIN, and
+ * the connection ends when the client closes (or after PROXY_LINGER_MS).
+ */
+static void
+conn_pool_release(struct proxy_conn *c)
+{
+    if (proxy_exchange_reusable(c)) {
+        proxy_pool_put(c->l, c->server, &c->verify);
+        c->server = NULL;
+    } else {
+        conn_free_side(&c->server, true, c->tls_up && !c->up.shut_sent);
+    }
+    c->up.dst = c->down.src = NULL;
+    proxy_exchange_free(c); /* nothing is in flight: no timer of it may fire any more */
+    c->reason = PROXY_CLOSE_DONE;
+    conn_set_state(c, PROXY_CONN_DRAINING);
+    event_del(c->timer);
+    conn_timer_in(c, PROXY_LINGER_MS);
+    bufferevent_enable(c->client, EV_READ); /* the client's end; usually on already */
+    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+        /* Nothing left to write, so no write callback will come: finish now. */
+        client_write_cb(c->client, c);
+        return;
+    }
+    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+    bufferevent_enable(c->client, EV_WRITE);
+}
+
+/*
+ * The client sent its end of stream while relaying (or before).  With the pool on and the
+ * request stream between messages, the peer connection is not half-closed: it stays open for
+ * the response still due, then goes to the pool.  Returns true when handled that way (${c}
+ * may be gone), false to pass the end on to the peer as usual.
+ */
+static bool
+conn_pool_client_ended(struct proxy_conn *c)
+{
+    if (!proxy_pool_enabled(c->l) || c->x == NULL || c->server == NULL || c->down.eof_seen) {
+        return false;
+    }
+    if (!conn_pump_up(c)) {
+        return true;
+    }
+    if (!proxy_exchange_requests_idle(c)) {
+        return false;
+    }
+    c->client_eof = true;
+    if (proxy_exchange_client_done(c)) {
+        conn_pool_release(c);
+    }
+    return true;
+}
+
+/*
+ * A pooled peer connection failed before answering: go on with a new connection (never a
+ * pooled one), once, resending its one idempotent request if there is one.  Returns true when
+ * it did.
+ */
+static bool
+conn_pool_retry(struct proxy_conn *c)
+{
+    if (!proxy_exchange_can_retry(c) || evbuffer_get_length(bufferevent_get_input(c->server)) > 0) {
+        return false;
+    }
+    log_kv(LOG_INFO, "pool_retry", "listener", c->l->cfg->name, "remote", c->remote, "target",
+           c->l->target_text, "msg",
+           "a pooled connection to the peer closed before answering; going on with a new "
+           "connection",
+           (const char *)NULL);
+    conn_free_side(&c->server, true, false);
+    c->up.dst = c->down.src = NULL;
+    c->tls_up = false;
+    c->pool_reused = false;
+    c->pool_retried = true;
+    conn_connect(c);
+    return true;
+}
+
 static void
 conn_start_relay(struct proxy_conn *c)
 {
+    uint64_t up_bytes = c->up.bytes, down_bytes = c->down.bytes; /* kept across a retry */
+
     conn_set_state(c, PROXY_CONN_RELAY);
     proxy_relay_init(&c->up, c->client, c->server, !conn_inbound(c));
     proxy_relay_init(&c->down, c->server, c->client, conn_inbound(c));
+    c->up.bytes = up_bytes;
+    c->down.bytes = down_bytes;
     bufferevent_enable(c->client, EV_READ | EV_WRITE);
     bufferevent_enable(c->server, EV_READ | EV_WRITE);
     conn_touch(c);
     event_del(c->timer);
     conn_timer_in(c, c->l->limits->idle_timeout_ms);
-    if (conn_http(c) && proxy_exchange_start(c) < 0) {
+    if (c->x != NULL) {
+        /* A retry on a new peer connection: the exchange goes on. */
+        proxy_exchange_resume(c);
+    } else if (conn_http(c) && proxy_exchange_start(c) < 0) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
@@ -465,7 +561,7 @@ conn_start_relay(struct proxy_conn *c)
     if (!conn_pump_up(c)) {
         return;
     }
-    if (c->client_eof) {
+    if (c->client_eof && !conn_pool_client_ended(c)) {
         proxy_relay_src_eof(&c->up);
     }
 }
@@ -562,6 +658,11 @@ server_read_cb(struct bufferevent *bev, void *arg)
     res = proxy_relay_pump(&c->down);
     if (c->state != PROXY_CONN_RELAY) {
         /* A response completed the queue and ferry sent its pending answer (403, 400...). */
+        return;
+    }
+    if (res == PROXY_HTTP_OK && proxy_exchange_client_done(c)) {
+        /* Pool: the last response the client waited for is relayed. */
+        conn_pool_release(c);
         return;
     }
     if (res != PROXY_HTTP_OK) {
@@ -751,6 +852,17 @@ conn_connect(struct proxy_conn *c)
     int rc;
 
     conn_set_state(c, PROXY_CONN_CONNECTING);
+    if (proxy_pool_enabled(l)) {
+        if (!c->pool_retried && (c->server = proxy_pool_take(l, &c->verify)) != NULL) {
+            /* An idle pooled connection: TLS is up and the peer verified; relay at once. */
+            bufferevent_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
+            c->tls_up = true;
+            c->pool_reused = true;
+            conn_start_relay(c);
+            return;
+        }
+        PROXY_STAT_ADD(l->m->pool_connects, 1);
+    }
     event_del(c->timer);
     conn_timer_in(c, l->limits->handshake_timeout_ms);
     c->server = conn_new_server_bev(c);
@@ -879,6 +991,9 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
+    if (c->pool_reused && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0 && conn_pool_retry(c)) {
+        return;
+    }
     if (conn_read_eof(what)) {
         if (c->x != NULL && proxy_exchange_can_answer(c)) {
             /* Closed with a request still unanswered: tell the client why. */
@@ -958,6 +1073,9 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     case PROXY_CONN_RELAY:
         if (conn_read_eof(what)) {
+            if (conn_pool_client_ended(c)) {
+                return;
+            }
             conn_side_eof(c, bev, &c->up);
             return;
         }

@@ -33,9 +33,11 @@ struct exchange_req {
     char target[EXCHANGE_TARGET_LOG];
     struct timeval start;
     uint64_t req_body;
-    char rule[24]; /* "rule 2", "-" */
-    bool head;     /* HEAD: the response has no body */
-    int status;    /* response status, once its head is seen (1xx not kept) */
+    char rule[24];     /* "rule 2", "-" */
+    bool head;         /* HEAD: the response has no body */
+    int status;        /* response status, once its head is seen (1xx not kept) */
+    bool up_keep;      /* the request as forwarded lets the connection carry another one */
+    bool client_close; /* pool: the client's Connection: close was not forwarded; ferry closes */
 };
 
 struct proxy_exchange {
@@ -68,6 +70,15 @@ struct proxy_exchange {
     bool answer_pending;
     int answer_status;
     char answer_body[700];
+    /* outbound pool (proxy_pool.c) */
+    bool keep;        /* the last final response and its request both allowed keep-alive
+                         (true before the first) */
+    bool odd;         /* a 1xx other than 100 was seen: never reuse this peer connection */
+    bool close_after; /* a Connection: close request was answered: the client is done */
+    char *retry;      /* the forwarded head of a request that a stale pooled connection may */
+    size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
+    size_t retry_cap;
+    char conn_rest[128]; /* the client's Connection tokens other than close */
 };
 
 static const char *const inbound_drop[] = {
@@ -287,6 +298,128 @@ proxy_exchange_response_bytes(struct proxy_conn *c)
 {
     if (c->x != NULL) {
         evtimer_del(c->x->backend_timer);
+        c->x->retry_len = 0; /* the peer answered: never resent from here on */
+    }
+}
+
+/* ---- the outbound pool ---- */
+
+/* A request that may be sent again when its connection fails before answering (RFC 9110 §9.2.2
+ * idempotent, and no body to replay). */
+static bool
+retriable(const struct proxy_http_head *h)
+{
+    return !h->has_body && (strcmp(h->method, "GET") == 0 || strcmp(h->method, "HEAD") == 0 ||
+                            strcmp(h->method, "OPTIONS") == 0);
+}
+
+/*
+ * Keep the head just forwarded (in ${out} from x->head_mark on) while it is the only request
+ * in flight on a pooled connection and may be retried; else keep none.
+ */
+static void
+retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffer *out)
+{
+    struct proxy_exchange *x = c->x;
+    size_t n = evbuffer_get_length(out) - x->head_mark;
+    struct evbuffer_ptr at;
+
+    x->retry_len = 0;
+    if (!c->pool_reused || x->q_len != 1 || !retriable(h)) {
+        return;
+    }
+    if (n > x->retry_cap) {
+        char *p = realloc(x->retry, n);
+
+        if (p == NULL) {
+            return;
+        }
+        x->retry = p;
+        x->retry_cap = n;
+    }
+    if (evbuffer_ptr_set(out, &at, x->head_mark, EVBUFFER_PTR_SET) == 0 &&
+        evbuffer_copyout_from(out, &at, x->retry, n) == (ev_ssize_t)n) {
+        x->retry_len = n;
+    }
+}
+
+/*
+ * proxy_exchange_client_done(c):
+ * Pool on: is the local client done with ${c} (its Connection: close request answered, or it
+ * closed its side) with nothing in flight, so that the peer connection can be let go?
+ */
+bool
+proxy_exchange_client_done(const struct proxy_conn *c)
+{
+    const struct proxy_exchange *x = c->x;
+
+    return x != NULL && proxy_pool_enabled(c->l) && (x->close_after || c->client_eof) &&
+           x->q_len == 0 && !x->answer_pending && !proxy_http_in_message(x->resp);
+}
+
+/*
+ * proxy_exchange_requests_idle(c):
+ * Is ${c}'s request stream between messages (every request forwarded whole, none half-way)
+ * with no answer of ferry's own pending?
+ */
+bool
+proxy_exchange_requests_idle(const struct proxy_conn *c)
+{
+    const struct proxy_exchange *x = c->x;
+
+    return x != NULL && !x->req_in_body && !x->answer_pending && proxy_http_idle(x->req);
+}
+
+/*
+ * proxy_exchange_reusable(c):
+ * Can ${c}'s peer connection carry another request: the last response was read to its end,
+ * it and its request allowed keep-alive, nothing is in flight or half-way either way?
+ */
+bool
+proxy_exchange_reusable(const struct proxy_conn *c)
+{
+    const struct proxy_exchange *x = c->x;
+
+    return x != NULL && x->keep && !x->odd && x->q_len == 0 && !x->req_in_body &&
+           !x->answer_pending && proxy_http_idle(x->req) && proxy_http_idle(x->resp);
+}
+
+/*
+ * proxy_exchange_can_retry(c):
+ * ${c}'s pooled peer connection failed: may ${c} go on with a new connection?  Yes when its one
+ * request may go once more (idempotent, no body, its head kept, no byte of the response seen),
+ * or when nothing at all has been sent either way yet (the client has not spoken).
+ */
+bool
+proxy_exchange_can_retry(const struct proxy_conn *c)
+{
+    const struct proxy_exchange *x = c->x;
+
+    if (x == NULL || !c->pool_reused || x->req_in_body || !proxy_http_idle(x->req) ||
+        !proxy_http_idle(x->resp)) {
+        return false;
+    }
+    if (x->q_len == 0) {
+        return c->up.bytes == 0 && c->down.bytes == 0;
+    }
+    return x->q_len == 1 && x->retry_len > 0;
+}
+
+/*
+ * proxy_exchange_resume(c):
+ * ${c} has a new peer connection after a retry: frame through it again and resend the kept
+ * request head.
+ */
+void
+proxy_exchange_resume(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+
+    c->up.http = x->req;
+    c->down.http = x->resp;
+    if (x->retry_len > 0) {
+        evbuffer_add(bufferevent_get_output(c->server), x->retry, x->retry_len);
+        x->retry_len = 0;
     }
 }
 
@@ -372,12 +505,25 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         }
         rc = proxy_http_write_head(h, inbound_drop, sizeof(inbound_drop) / sizeof(inbound_drop[0]),
                                    add, n_add, NULL, out);
+    } else if (proxy_pool_enabled(c->l) && h->http_major == 1 && h->http_minor >= 1 &&
+               proxy_http_connection_without(h, "close", x->conn_rest, sizeof(x->conn_rest))) {
+        /* Pool: the peer connection outlives this client; ferry closes the client itself. */
+        static const char *const conn_drop[] = {"connection"};
+        const struct proxy_http_add keep = {"Connection", x->conn_rest};
+
+        r->client_close = true;
+        rc = proxy_http_write_head(h, conn_drop, 1, &keep, x->conn_rest[0] != '\0' ? 1 : 0,
+                                   x->host[0] != '\0' ? x->host : NULL, out);
     } else {
         rc = proxy_http_write_head(h, NULL, 0, NULL, 0, x->host[0] != '\0' ? x->host : NULL, out);
     }
     if (rc < 0) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         return PROXY_HTTP_REFUSE;
+    }
+    r->up_keep = r->client_close || h->keep_alive;
+    if (cl->mode == CONFIG_MODE_OUTBOUND) {
+        retry_keep(c, h, out);
     }
     backend_timer_arm(c);
     return PROXY_HTTP_FORWARD;
@@ -486,8 +632,20 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     }
     if (h->status >= 200) {
         r->status = h->status;
+        c->x->keep = h->keep_alive && r->up_keep;
+    } else if (h->status != 100) {
+        c->x->odd = true; /* 101, 102, 103...: framing ferry does not reuse connections after */
     }
     *skip_body = r->head || h->status == 204 || h->status == 304;
+    if (r->client_close && h->status >= 200) {
+        /* The client asked to close and ferry will: say so, whatever the peer said. */
+        static const char *const conn_drop[] = {"connection", "keep-alive"};
+        static const struct proxy_http_add close = {"Connection", "close"};
+
+        return proxy_http_write_head(h, conn_drop, 2, &close, 1, NULL, out) < 0
+                   ? PROXY_HTTP_REFUSE
+                   : PROXY_HTTP_FORWARD;
+    }
     return proxy_http_write_head(h, NULL, 0, NULL, 0, NULL, out) < 0 ? PROXY_HTTP_REFUSE
                                                                      : PROXY_HTTP_FORWARD;
 }
@@ -509,6 +667,9 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     access_log(c, r, status, body);
     if (r->status >= 100 && r->status < 600) {
         PROXY_STAT_ADD(c->l->m->requests[r->status / 100], 1);
+    }
+    if (r->client_close) {
+        x->close_after = true;
     }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
@@ -651,6 +812,7 @@ proxy_exchange_start(struct proxy_conn *c)
     }
     c->up.http = x->req;
     c->down.http = x->resp;
+    x->keep = true; /* a peer connection that has carried nothing may carry a request */
     return 0;
 }
 
@@ -701,6 +863,7 @@ proxy_exchange_free(struct proxy_conn *c)
     free(x->client_cert_chain);
     free(x->auth_user);
     free(x->auth_token);
+    free(x->retry);
     free(x);
     c->x = NULL;
     c->up.http = NULL;

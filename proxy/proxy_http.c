@@ -579,6 +579,73 @@ proxy_http_in_head(const struct proxy_http *h)
 }
 
 /*
+ * proxy_http_idle(h):
+ * Between messages, nothing of the next seen, no error.
+ */
+bool
+proxy_http_idle(const struct proxy_http *h)
+{
+    return h->state == PH_IDLE && !h->scan_started;
+}
+
+/*
+ * proxy_http_connection_without(h, token, out, len):
+ * The Connection tokens of ${h} except ${token}; true when ${token} was there.
+ */
+bool
+proxy_http_connection_without(const struct proxy_http_head *h, const char *token, char *out,
+                              size_t len)
+{
+    size_t tl = strlen(token), used = 0;
+    bool found = false;
+
+    if (len > 0) {
+        out[0] = '\0';
+    }
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct proxy_http_header *hd = &h->headers[i];
+        const char *s = hd->value, *end = hd->value + hd->value_len;
+
+        if (!proxy_http_header_is(hd, "connection")) {
+            continue;
+        }
+        while (s < end) {
+            const char *t, *e;
+
+            while (s < end && (*s == ' ' || *s == '\t' || *s == ',')) {
+                s++;
+            }
+            t = s;
+            while (s < end && *s != ',') {
+                s++;
+            }
+            e = s;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t')) {
+                e--;
+            }
+            if (e == t) {
+                continue;
+            }
+            if ((size_t)(e - t) == tl && strncasecmp(t, token, tl) == 0) {
+                found = true;
+                continue;
+            }
+            if (used + (used > 0 ? 2 : 0) + (size_t)(e - t) + 1 > len) {
+                continue;
+            }
+            if (used > 0) {
+                memcpy(out + used, ", ", 2);
+                used += 2;
+            }
+            memcpy(out + used, t, (size_t)(e - t));
+            used += (size_t)(e - t);
+            out[used] = '\0';
+        }
+    }
+    return found;
+}
+
+/*
  * proxy_http_header_is(hd, name):
  * Case-insensitive name comparison.
  */

@@ -129,6 +129,22 @@ bool proxy_http_in_message(const struct proxy_http *h);
 bool proxy_http_in_head(const struct proxy_http *h);
 
 /*
+ * proxy_http_idle(h):
+ * Is ${h} cleanly between messages: the last one ended, no byte of the next seen, no error
+ * and no refusal?
+ */
+bool proxy_http_idle(const struct proxy_http *h);
+
+/*
+ * proxy_http_connection_without(h, token, out, len):
+ * The tokens of every Connection header of ${h}, joined by ", ", without ${token}
+ * (case-insensitive), into ${out} (NUL-terminated; tokens that do not fit are left out).
+ * Returns true when ${token} was among them.
+ */
+bool proxy_http_connection_without(const struct proxy_http_head *h, const char *token, char *out,
+                                   size_t len);
+
+/*
  * proxy_http_header_is(hd, name):
  * Is header ${hd} called ${name} (case-insensitive)?
  */

@@ -16,6 +16,8 @@
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
  *   struct proxy_conn     owns both bufferevents (and through BEV_OPT_CLOSE_ON_FREE their
  *                         sockets and SSL objects), its timer and sniff event.
+ *   struct proxy_pool     (in its listener) owns the idle peer bufferevents it holds; one
+ *                         moves to a connection when taken and back when put.
  */
 #ifndef FERRY_PROXY_INTERNAL_H
 #define FERRY_PROXY_INTERNAL_H
@@ -149,7 +151,9 @@ struct proxy_metrics {
     uint64_t hs_hist[PROXY_HIST_BUCKETS + 1]; /* cumulative counts per bucket, +Inf last */
     uint64_t hs_sum_us;                       /* sum of handshake durations, microseconds */
     uint64_t hs_count;
-    unsigned workers_down; /* workers whose copy of the listener could not start accepting */
+    uint64_t pool_reused;   /* outbound http: pooled peer connections taken by a client */
+    uint64_t pool_connects; /* outbound http, pool on: new connections made to the peer */
+    unsigned workers_down;  /* workers whose copy of the listener could not start accepting */
 };
 
 struct proxy_admin;
@@ -224,6 +228,19 @@ struct proxy_worker {
     struct proxy_conn *conns; /* doubly linked list of open connections */
 };
 
+/*
+ * outbound http: the idle keep-alive connections of one listener to its peer (proxy_pool.c),
+ * newest last.  Used by the listener's own thread only; entries are recycled through spare.
+ */
+struct proxy_pool_entry;
+
+struct proxy_pool {
+    struct proxy_pool_entry *oldest, *newest;
+    struct proxy_pool_entry *spare;
+    unsigned n_idle;
+    struct event *timer; /* the oldest entry's idle_timeout; created on first use */
+};
+
 struct proxy_listener {
     uint32_t magic;
     struct proxy_worker *w;
@@ -248,6 +265,7 @@ struct proxy_listener {
     size_t auth_secret_len;
     char *auth_roles;
     uint16_t target_port;
+    struct proxy_pool pool; /* outbound http with pool.max_idle > 0 */
 };
 
 struct proxy_conn {
@@ -268,6 +286,8 @@ struct proxy_conn {
     struct timeval last_active;
     bool client_eof;          /* the client half-closed before the relay started */
     bool tls_up;              /* the client-side (inbound) or server-side (outbound) TLS is open */
+    bool pool_reused;         /* server came from the pool: a stale one may be retried once */
+    bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
     char remote[64];          /* client address "ip:port" */
     char detail[384];         /* the reason in plain words for the close line / 502 body */
@@ -321,6 +341,14 @@ const char *proxy_close_reason_str(enum proxy_close_reason reason);
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
 
+/* proxy_pool.c (outbound http: idle keep-alive connections to the peer) */
+bool proxy_pool_enabled(const struct proxy_listener *l);
+struct bufferevent *proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify);
+void proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
+                    const struct tls_verify_result *verify);
+void proxy_pool_flush(struct proxy_listener *l);
+void proxy_pool_free(struct proxy_listener *l);
+
 /* proxy_exchange.c (protocol http) */
 int proxy_exchange_start(struct proxy_conn *c);
 void proxy_exchange_free(struct proxy_conn *c);
@@ -329,6 +357,11 @@ void proxy_exchange_response_bytes(struct proxy_conn *c);
 void proxy_exchange_after_read(struct proxy_conn *c);
 bool proxy_exchange_can_answer(const struct proxy_conn *c);
 bool proxy_exchange_idle(const struct proxy_conn *c);
+bool proxy_exchange_client_done(const struct proxy_conn *c);
+bool proxy_exchange_requests_idle(const struct proxy_conn *c);
+bool proxy_exchange_reusable(const struct proxy_conn *c);
+bool proxy_exchange_can_retry(const struct proxy_conn *c);
+void proxy_exchange_resume(struct proxy_conn *c);
 
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,

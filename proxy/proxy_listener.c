@@ -395,6 +395,7 @@ proxy_listener_retire(struct proxy_listener *l)
         l->lev = NULL;
     }
     l->retired = true;
+    proxy_pool_flush(l); /* idle peer connections close at once */
     if (l->n_conns == 0) {
         proxy_listener_free(l);
     }
@@ -415,6 +416,7 @@ proxy_listener_free(struct proxy_listener *l)
         evconnlistener_free(l->lev);
         l->lev = NULL;
     }
+    proxy_pool_free(l);
     if (l->fd >= 0) {
         evutil_closesocket(l->fd);
         l->fd = -1;

@@ -179,6 +179,14 @@ void tls_ctx_free(struct tls_ctx *t);
 SSL *tls_ssl_new(struct tls_ctx *t, struct tls_verify_result *result);
 
 /*
+ * tls_ssl_set_result(ssl, result):
+ * Attach ${result} (kept as it is) to the established ${ssl} in place of the one given to
+ * tls_ssl_new(), when the SSL changes owner (a pooled connection); ${result} must outlive it
+ * or be replaced again.
+ */
+void tls_ssl_set_result(SSL *ssl, struct tls_verify_result *result);
+
+/*
  * tls_ssl_done(ssl, result):
  * Call once the handshake of ${ssl} succeeded.  Fills ${result}->peer from the peer
  * certificate when the verification callback did not run (a resumed session): rules 2 and 3

@@ -1166,6 +1166,19 @@ err0:
 }
 
 /*
+ * tls_ssl_set_result(ssl, result):
+ * Attach ${result} (not zeroed) to ${ssl} in place of the one tls_ssl_new() attached: an
+ * established SSL that moves to another owner (a pooled connection) reports there from now on.
+ */
+void
+tls_ssl_set_result(SSL *ssl, struct tls_verify_result *result)
+{
+    if (ssl != NULL) {
+        (void)SSL_set_ex_data(ssl, ssl_idx, result);
+    }
+}
+
+/*
  * tls_ssl_done(ssl, result):
  * Call once the handshake of ${ssl} succeeded.  On a resumed session verify_cb did not run:
  * rules 2 and 3 run again on the session's peer certificate (the chain was verified when the

@@ -86,13 +86,22 @@ if [ "$VG" = 0 ]; then
     pass "every worker served connections"
 fi
 m=$(curl -s --max-time 10 "http://127.0.0.1:$PADM/metrics")
+metric() { echo "$m" | awk -v k="$1" '$1 == k {print $2}'; }
 for l in in out; do
-    v=$(echo "$m" | awk -v l="$l" '$1 == "ferry_connections_total{listener=\"" l "\"}" {print $2}')
-    [ "$v" = "$N" ] || fail "ferry_connections_total{listener=\"$l\"} is '$v', want $N"
-    v=$(echo "$m" | awk -v l="$l" '$1 == "ferry_requests_total{listener=\"" l "\",class=\"2xx\"}" {print $2}')
+    v=$(metric "ferry_requests_total{listener=\"$l\",class=\"2xx\"}")
     [ "$v" = "$N" ] || fail "ferry_requests_total{listener=\"$l\",class=\"2xx\"} is '$v', want $N"
 done
-pass "/metrics sums the workers: $N connections and $N 2xx on each listener"
+v=$(metric 'ferry_connections_total{listener="out"}')
+[ "$v" = "$N" ] || fail "ferry_connections_total{listener=\"out\"} is '$v', want $N"
+# Each worker pools its own mTLS connections to the peer: every client connection either took
+# a pooled one or made a new one, and the inbound side saw exactly the new ones.
+reused=$(metric 'ferry_pool_reused_total{listener="out"}')
+made=$(metric 'ferry_pool_connects_total{listener="out"}')
+inconns=$(metric 'ferry_connections_total{listener="in"}')
+[ $((reused + made)) = "$N" ] || fail "pool: $reused reused + $made new != $N client connections"
+[ "$made" = "$inconns" ] || fail "pool: $made new peer connections but the inbound side counted $inconns"
+[ "$reused" -gt 0 ] || fail "pool: no client connection reused a peer connection"
+pass "/metrics sums the workers: $N 2xx on each listener; pool: $reused reused + $made new = $N, inbound saw $inconns"
 
 # ---- (2) a second ferry on the same port is refused ----
 PADM_SAVE=$PADM

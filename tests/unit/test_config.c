@@ -477,8 +477,8 @@ test_load_from_data_dir(void **state)
 }
 
 /*
- * CONTRACT.md §3 as written: admin, user, workers and limits.drain_timeout are accepted; the
- * key of a later release (pool) is refused, and so are the missing /etc/ferry files.
+ * CONTRACT.md §3 as written: every key is accepted (admin, user, workers, pool,
+ * limits.drain_timeout); only the missing /etc/ferry files are refused.
  */
 static void
 test_contract_example(void **state)
@@ -496,7 +496,7 @@ test_contract_example(void **state)
     cfg = config_load(path, &errs);
     dump(&errs);
     assert_null(cfg);
-    assert_int_equal(errs.n, 8);
+    assert_int_equal(errs.n, 7);
     expect_err(&errs, 0, 2, 9, "tls.cert: cannot read /etc/ferry/node.crt: No such file or");
     expect_err(&errs, 1, 3, 8, "tls.key: cannot read /etc/ferry/node.key");
     expect_err(&errs, 2, 4, 24, "tls.key_passphrase_file: cannot read /etc/ferry/key.pass");
@@ -504,9 +504,8 @@ test_contract_example(void **state)
     expect_err(&errs, 4, 6, 8, "tls.crl: cannot read /etc/ferry/ca.crl");
     expect_err(&errs, 5, 24, 18, "listeners[1].tls.cert: cannot read /etc/ferry/site-a.crt");
     expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
-    expect_err(&errs, 7, 25, 5, "\"pool\" is not supported yet in this release");
-    /* admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37), user (38)
-     * and workers (39) are accepted. */
+    /* pool (25), admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37),
+     * user (38) and workers (39) are accepted. */
     config_errors_clear(&errs);
 }
 
@@ -627,7 +626,7 @@ test_unknown_keys(void **state)
     (void)state;
     one_err(TLS_OK INBOUND_OK "    foo: 1\n", 10, 5,
             "unknown key \"foo\" in listeners[0] (in); expected one of: name, mode, listen, "
-            "backend, peer, connect, protocol, client_cert, allow, tls, access, "
+            "backend, peer, connect, protocol, client_cert, allow, tls, pool, access, "
             "couchdb_proxy_auth, client_cert_header, host_header");
     one_err("bar: 1\n" TLS_OK INBOUND_OK, 1, 1,
             "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits, "
@@ -672,8 +671,8 @@ test_not_supported_yet(void **state)
              "  backend_timeout: 60s\n"
              "  header_timeout: 15s\n",
              1, &errs);
-    /* admin, user, workers and limits.drain_timeout are accepted now. */
-    expect_err(&errs, 0, 14, 5, "\"pool\" is not supported yet in this release");
+    /* admin, user, workers and limits.drain_timeout are accepted; pool is, on outbound ones. */
+    expect_err(&errs, 0, 14, 5, "pool applies only to outbound listeners");
     config_errors_clear(&errs);
 }
 
@@ -1685,6 +1684,68 @@ test_http_keys_misplaced(void **state)
 #undef OUTBOUND_OK
 }
 
+/* pool: defaults on outbound http, values, max_idle 0, and the errors of CONTRACT §3. */
+static void
+test_pool(void **state)
+{
+#define OUTBOUND_OK                       \
+    TLS_OK "listeners:\n"                 \
+           "  - name: out\n"              \
+           "    mode: outbound\n"         \
+           "    listen: 127.0.0.1:7001\n" \
+           "    peer: node2.example.org:6984\n"
+    struct config_errors errs;
+    struct config *cfg;
+
+    (void)state;
+    /* Absent on outbound http: on, 64 and 60s; never on inbound or tcp. */
+    cfg = load_ok(OUTBOUND_OK);
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
+    assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 60000);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    protocol: tcp\n");
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 0);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 0);
+    config_free(cfg);
+
+    cfg = load_ok(OUTBOUND_OK "    pool: { max_idle: 8, idle_timeout: 1500ms }\n");
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 8);
+    assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 1500);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    pool: { max_idle: 0 }\n");
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 0);
+    assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 60000);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    pool: {}\n");
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
+    config_free(cfg);
+
+    one_err(TLS_OK INBOUND_OK "    pool: { max_idle: 4 }\n", 10, 5,
+            "pool applies only to outbound listeners: it keeps connections to the peer open for "
+            "the next request of a local client");
+    one_err(OUTBOUND_OK "    protocol: tcp\n    pool: { max_idle: 4 }\n", 11, 5,
+            "pool needs protocol: http: ferry must see where each response ends to reuse a "
+            "connection, and listeners[0] (out) has protocol: tcp");
+    one_err(OUTBOUND_OK "    pool: { max_idle: -1 }\n", 10, 23,
+            "listeners[0].pool.max_idle: expected an integer from 0 to 100000, got \"-1\"");
+    one_err(OUTBOUND_OK "    pool: { idle_timeout: 0s }\n", 10, 27,
+            "listeners[0].pool.idle_timeout: expected a duration greater than 0, got \"0s\"");
+    one_err(OUTBOUND_OK "    pool: { idle_timeout: soon }\n", 10, 27,
+            "listeners[0].pool.idle_timeout: expected a duration like 10s or 500ms");
+    one_err(OUTBOUND_OK "    pool: { max_conns: 4 }\n", 10, 13,
+            "unknown key \"max_conns\" in listeners[0].pool; expected one of: max_idle, "
+            "idle_timeout");
+    one_err(OUTBOUND_OK "    pool: 64\n", 10, 11,
+            "listeners[0].pool: expected a mapping, got \"64\"");
+    load_bad(OUTBOUND_OK "    pool: { max_idle: x, idle_timeout: 1 }\n", 2, &errs);
+    expect_err(&errs, 0, 10, 23, "listeners[0].pool.max_idle: expected an integer");
+    expect_err(&errs, 1, 10, 40, "listeners[0].pool.idle_timeout: expected a duration");
+    config_errors_clear(&errs);
+#undef OUTBOUND_OK
+}
+
 static void
 test_http_enum_values(void **state)
 {
@@ -1999,6 +2060,7 @@ main(void)
         cmocka_unit_test(test_proxy_auth_errors),
         cmocka_unit_test(test_http_keys_misplaced),
         cmocka_unit_test(test_http_enum_values),
+        cmocka_unit_test(test_pool),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_addr_format),

@@ -352,6 +352,110 @@ test_eof(void **state)
     evbuffer_free(dst);
 }
 
+/* What the pool decides from a head: Connection tokens and keep-alive. */
+struct conn_rec {
+    char rest[64];
+    bool had_close;
+    bool keep_alive;
+};
+
+static enum proxy_http_verdict
+on_head_conn(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
+{
+    struct conn_rec *r = arg;
+
+    (void)out;
+    (void)skip_body;
+    r->had_close = proxy_http_connection_without(h, "close", r->rest, sizeof(r->rest));
+    r->keep_alive = h->keep_alive;
+    return PROXY_HTTP_FORWARD;
+}
+
+static void
+conn_head(enum proxy_http_kind kind, const char *in, struct conn_rec *r)
+{
+    struct proxy_http *h = proxy_http_new(kind, on_head_conn, NULL, r);
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+
+    memset(r, 0, sizeof(*r));
+    evbuffer_add(src, in, strlen(in));
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    evbuffer_free(src);
+    evbuffer_free(dst);
+    proxy_http_free(h);
+}
+
+static void
+test_connection_without(void **state)
+{
+    struct conn_rec r;
+
+    (void)state;
+    conn_head(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &r);
+    assert_true(r.had_close);
+    assert_false(r.keep_alive);
+    assert_string_equal(r.rest, "");
+    conn_head(PROXY_HTTP_REQUEST,
+              "GET / HTTP/1.1\r\nHost: a\r\nConnection: TE, Close ,x-a\r\n"
+              "Connection: ,,  y-b  \r\n\r\n",
+              &r);
+    assert_true(r.had_close);
+    assert_string_equal(r.rest, "TE, x-a, y-b");
+    conn_head(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", &r);
+    assert_false(r.had_close);
+    assert_true(r.keep_alive);
+    assert_string_equal(r.rest, "closed");
+    conn_head(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    assert_false(r.had_close);
+    assert_string_equal(r.rest, "");
+    /* Tokens that do not fit are left out, never cut. */
+    conn_head(PROXY_HTTP_REQUEST,
+              "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, "
+              "a-very-long-token-that-goes-on-and-on-and-on-and-on-and-on-and-on, b\r\n\r\n",
+              &r);
+    assert_true(r.had_close);
+    assert_string_equal(r.rest, "b");
+
+    /* Responses: keep-alive unless HTTP/1.0, Connection: close or delimited by EOF. */
+    conn_head(PROXY_HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_true(r.keep_alive);
+    conn_head(PROXY_HTTP_RESPONSE,
+              "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_false(r.keep_alive);
+    conn_head(PROXY_HTTP_RESPONSE, "HTTP/1.1 200 OK\r\n\r\nbody until eof", &r);
+    assert_false(r.keep_alive);
+    conn_head(PROXY_HTTP_RESPONSE, "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_false(r.keep_alive);
+}
+
+/* proxy_http_idle: only between complete messages, never after an error. */
+static void
+test_idle(void **state)
+{
+    struct proxy_http *h;
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+    struct rec r = {0};
+
+    (void)state;
+    h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+    assert_true(proxy_http_idle(h));
+    evbuffer_add_printf(src, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab");
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_false(proxy_http_idle(h));
+    evbuffer_add(src, "cde", 3);
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_true(proxy_http_idle(h));
+    evbuffer_add(src, "H", 1);
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_false(proxy_http_idle(h));
+    evbuffer_add_printf(src, "TTP/1.1 abc\r\n\r\n");
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_BAD);
+    assert_false(proxy_http_idle(h));
+    proxy_http_free(h);
+    evbuffer_free(src);
+    evbuffer_free(dst);
+}
+
 int
 main(void)
 {
@@ -366,6 +470,8 @@ main(void)
         cmocka_unit_test(test_response_unknown_transfer_encoding_refused),
         cmocka_unit_test(test_bad_chunk_size),
         cmocka_unit_test(test_upgrade_refused),
+        cmocka_unit_test(test_connection_without),
+        cmocka_unit_test(test_idle),
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_refusal_stops_forwarding),
         cmocka_unit_test(test_eof),

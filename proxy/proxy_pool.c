@@ -1,0 +1,279 @@
+/*
+ * proxy_pool: the idle keep-alive mTLS connections of an outbound `protocol: http` listener
+ * to its peer (`pool: { max_idle, idle_timeout }`, CONTRACT §3).
+ *
+ * A connection whose last response was read to its end, with keep-alive both ways, is put
+ * here by proxy_conn.c when its local client is done; the next local client connection takes
+ * it instead of dialing and handshaking again.  While idle, a connection is watched: any byte
+ * or end of stream from the peer, or idle_timeout, closes it.  At most max_idle are kept (the
+ * oldest is closed first).  The pool lives in its listener and is used by the listener's
+ * thread only, so it takes no lock.  Entries are recycled: a busy pool allocates nothing.
+ *
+ * Which connection may come back (the response read to its end, keep-alive both ways, nothing
+ * in flight) is decided by proxy_exchange.c; this file only keeps what it is given.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "proxy_internal.h"
+
+struct proxy_pool_entry {
+    struct proxy_listener *l;
+    struct bufferevent *bev;
+    struct tls_verify_result verify; /* the peer's verified identity, attached to its SSL */
+    struct timeval since;            /* put into the pool */
+    struct proxy_pool_entry *prev, *next;
+};
+
+static uint64_t
+tv_ms(const struct timeval *tv)
+{
+    return (uint64_t)tv->tv_sec * 1000u + (uint64_t)tv->tv_usec / 1000u;
+}
+
+/*
+ * proxy_pool_enabled(l):
+ * Does ${l} pool its peer connections (outbound http, pool.max_idle > 0)?
+ */
+bool
+proxy_pool_enabled(const struct proxy_listener *l)
+{
+    return l->cfg->mode == CONFIG_MODE_OUTBOUND && l->cfg->protocol == CONFIG_PROTOCOL_HTTP &&
+           l->cfg->pool_max_idle > 0;
+}
+
+/* Unlink ${e} from the idle list and keep it as a spare. */
+static void
+pool_unlink(struct proxy_pool *pool, struct proxy_pool_entry *e)
+{
+    if (e->prev != NULL) {
+        e->prev->next = e->next;
+    } else {
+        pool->oldest = e->next;
+    }
+    if (e->next != NULL) {
+        e->next->prev = e->prev;
+    } else {
+        pool->newest = e->prev;
+    }
+    pool->n_idle--;
+    e->bev = NULL;
+    e->prev = NULL;
+    e->next = pool->spare;
+    pool->spare = e;
+}
+
+/*
+ * Close the idle connection ${e}: with a close_notify when we end it (${polite}), without one
+ * when the peer already did or failed.
+ */
+static void
+pool_close(struct proxy_pool *pool, struct proxy_pool_entry *e, bool polite, const char *why)
+{
+    struct bufferevent *bev = e->bev;
+
+    if (log_enabled(LOG_DEBUG)) {
+        log_kv(LOG_DEBUG, "pool_closed", "listener", e->l->cfg->name, "target", e->l->target_text,
+               "reason", why, (const char *)NULL);
+    }
+    pool_unlink(pool, e);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    if (polite) {
+        proxy_shutdown_write(bev, true);
+    }
+    bufferevent_free(bev);
+}
+
+/* An idle connection must stay silent: a byte from the peer (a stray response, a TLS alert's
+ * record) means it cannot carry a request any more. */
+static void
+pool_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_pool_entry *e = arg;
+
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        pool_close(&e->l->pool, e, false, "peer_sent_data");
+    }
+}
+
+/* The peer closed an idle connection (its own keep-alive timeout, a restart) or it failed. */
+static void
+pool_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_pool_entry *e = arg;
+
+    (void)bev;
+    (void)what;
+    pool_close(&e->l->pool, e, false, "peer_closed");
+}
+
+/* Arm the timer for the oldest idle connection's idle_timeout. */
+static void
+pool_timer_arm(struct proxy_listener *l)
+{
+    struct proxy_pool *pool = &l->pool;
+    struct timeval now, tv;
+    uint64_t due, at;
+
+    if (pool->oldest == NULL || pool->timer == NULL) {
+        return;
+    }
+    event_base_gettimeofday_cached(bufferevent_get_base(pool->oldest->bev), &now);
+    due = tv_ms(&pool->oldest->since) + l->cfg->pool_idle_timeout_ms;
+    at = due > tv_ms(&now) ? due - tv_ms(&now) : 0;
+    tv.tv_sec = (time_t)(at / 1000);
+    tv.tv_usec = (suseconds_t)((at % 1000) * 1000);
+    evtimer_add(pool->timer, &tv);
+}
+
+/* idle_timeout: close every idle connection that has waited that long, oldest first. */
+static void
+pool_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_listener *l = arg;
+    struct proxy_pool *pool = &l->pool;
+    struct timeval now;
+
+    (void)fd;
+    (void)what;
+    while (pool->oldest != NULL) {
+        event_base_gettimeofday_cached(bufferevent_get_base(pool->oldest->bev), &now);
+        if (tv_ms(&pool->oldest->since) + l->cfg->pool_idle_timeout_ms > tv_ms(&now)) {
+            break;
+        }
+        pool_close(pool, pool->oldest, true, "idle_timeout");
+    }
+    pool_timer_arm(l);
+}
+
+/*
+ * proxy_pool_take(l, verify):
+ * The most recently pooled idle connection of ${l}, detached (no callbacks; reading stays on,
+ * so the caller sets its own callbacks before the loop runs again), with the peer's verified
+ * identity copied into ${verify}, which its SSL reports to from now on; or NULL when the pool
+ * is empty.  Counts a reuse.
+ */
+struct bufferevent *
+proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
+{
+    struct proxy_pool *pool = &l->pool;
+    struct proxy_pool_entry *e = pool->newest;
+    struct bufferevent *bev;
+
+    if (e == NULL) {
+        return NULL;
+    }
+    bev = e->bev;
+    memcpy(verify, &e->verify, sizeof(*verify));
+    tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), verify);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    pool_unlink(pool, e);
+    PROXY_STAT_ADD(l->m->pool_reused, 1);
+    return bev;
+}
+
+/*
+ * proxy_pool_put(l, bev, verify):
+ * Keep the idle peer connection ${bev} (its last response read to the end, nothing in either
+ * buffer) of a connection of ${l}; the pool owns it from now on.  Closed instead when ${l} no
+ * longer takes any (retired, draining, pooling off), when something is still buffered, or on
+ * OOM.  The oldest idle connection is closed when max_idle are kept already.
+ */
+void
+proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
+               const struct tls_verify_result *verify)
+{
+    struct proxy_pool *pool = &l->pool;
+    struct proxy_pool_entry *e;
+
+    if (!proxy_pool_enabled(l) || l->retired || l->w->draining ||
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        goto close;
+    }
+    if (pool->timer == NULL &&
+        (pool->timer = evtimer_new(bufferevent_get_base(bev), pool_timer_cb, l)) == NULL) {
+        goto close;
+    }
+    if (pool->spare != NULL) {
+        e = pool->spare;
+        pool->spare = e->next;
+    } else if ((e = calloc(1, sizeof(*e))) == NULL) {
+        goto close;
+    }
+    if (pool->n_idle >= l->cfg->pool_max_idle) {
+        pool_close(pool, pool->oldest, true, "max_idle");
+    }
+    e->l = l;
+    e->bev = bev;
+    memcpy(&e->verify, verify, sizeof(e->verify));
+    tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), &e->verify);
+    event_base_gettimeofday_cached(bufferevent_get_base(bev), &e->since);
+    e->next = NULL;
+    e->prev = pool->newest;
+    if (pool->newest != NULL) {
+        pool->newest->next = e;
+    } else {
+        pool->oldest = e;
+    }
+    pool->newest = e;
+    pool->n_idle++;
+    /* Watch it: reading on, the relay's watermarks and throttling undone. */
+    bufferevent_setcb(bev, pool_read_cb, NULL, pool_event_cb, e);
+    bufferevent_setwatermark(bev, EV_READ, 0, PROXY_RELAY_HIGH);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+    if (!evtimer_pending(pool->timer, NULL)) {
+        pool_timer_arm(l);
+    }
+    return;
+
+close:
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    proxy_shutdown_write(bev, true);
+    bufferevent_free(bev);
+}
+
+/*
+ * proxy_pool_flush(l):
+ * Close every idle connection of ${l} (its listener was retired by a reload, or is freed).
+ */
+void
+proxy_pool_flush(struct proxy_listener *l)
+{
+    while (l->pool.oldest != NULL) {
+        pool_close(&l->pool, l->pool.oldest, true, "listener_closed");
+    }
+    if (l->pool.timer != NULL) {
+        evtimer_del(l->pool.timer);
+    }
+}
+
+/*
+ * proxy_pool_free(l):
+ * Close ${l}'s idle connections and release the pool's memory.
+ */
+void
+proxy_pool_free(struct proxy_listener *l)
+{
+    struct proxy_pool *pool = &l->pool;
+
+    proxy_pool_flush(l);
+    while (pool->spare != NULL) {
+        struct proxy_pool_entry *e = pool->spare;
+
+        pool->spare = e->next;
+        free(e);
+    }
+    if (pool->timer != NULL) {
+        event_free(pool->timer);
+        pool->timer = NULL;
+    }
+}
