@@ -581,14 +581,19 @@ read_whole(struct diag *d, const char *path, const char *what, size_t *len)
                 e = EFBIG;
                 goto fail_fd;
             }
-            cap = cap == 0 ? 8192 : cap * 2;
-            if ((nb = realloc(buf, cap + 1)) == NULL) {
+            /* Key and passphrase files pass through here: never leave a copy behind. */
+            if ((nb = malloc((cap == 0 ? 8192 : cap * 2) + 1)) == NULL) {
                 d->oom = true;
-                free(buf);
+                OPENSSL_clear_free(buf, cap);
                 (void)close(fd);
                 return NULL;
             }
+            if (buf != NULL) {
+                memcpy(nb, buf, n);
+                OPENSSL_clear_free(buf, cap);
+            }
             buf = nb;
+            cap = cap == 0 ? 8192 : cap * 2;
         }
         r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR) {
@@ -608,7 +613,7 @@ read_whole(struct diag *d, const char *path, const char *what, size_t *len)
         blank = buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n';
     }
     if (blank) {
-        free(buf);
+        OPENSSL_clear_free(buf, cap);
         add(d, "file-empty", CERTS_SEV_ERROR, path,
             fmt_buf(fix, sizeof(fix), "copy the %s into %s (PEM text)", what, base_name(path)),
             "the %s file is empty", what);
@@ -621,7 +626,7 @@ read_whole(struct diag *d, const char *path, const char *what, size_t *len)
 fail_fd:
     (void)close(fd);
 fail:
-    free(buf);
+    OPENSSL_clear_free(buf, cap);
     if (e == ENOENT || e == ENOTDIR) {
         add(d, "file-missing", CERTS_SEV_ERROR, path,
             "check the path in the config, or create the file", "the %s file does not exist", what);
@@ -813,11 +818,12 @@ static int
 load_passphrase(struct diag *d, const char *path, struct pass_state *st)
 {
     unsigned char *data;
-    size_t n = 0;
+    size_t n = 0, all;
 
     if ((data = read_whole(d, path, "key passphrase", &n)) == NULL) {
         return -1;
     }
+    all = n; /* what to wipe: the newline is trimmed below */
     check_secret_mode(d, path, "key passphrase file");
     if (n > 0 && data[n - 1] == '\n') {
         n--;
@@ -829,13 +835,13 @@ load_passphrase(struct diag *d, const char *path, struct pass_state *st)
         add(d, "key-passphrase-wrong", CERTS_SEV_ERROR, path,
             "write only the passphrase into the file (one line)",
             "the passphrase file is longer than %d bytes", DIAG_PASS_MAX - 1);
-        OPENSSL_clear_free(data, n);
+        OPENSSL_clear_free(data, all);
         return -1;
     }
     memcpy(st->pass, data, n);
     st->len = n;
     st->have = true;
-    OPENSSL_clear_free(data, n);
+    OPENSSL_clear_free(data, all);
     return 0;
 }
 

@@ -1070,6 +1070,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
              */
             (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
             (void)SSL_CTX_set_timeout(ctx, TLS_TICKET_PERIOD_S);
+            /* One TLS 1.3 ticket, not OpenSSL's two: peers like ours keep only the newest. */
+            (void)SSL_CTX_set_num_tickets(ctx, 1);
             if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb) != 1) {
                 errf(err, errlen, "cannot set the session ticket callback: %s",
                      tls_error_string(msg, sizeof(msg)));
