@@ -82,7 +82,7 @@ for k in 1 2; do
     repl replicate --url "$B" --source "db$k" --target "http://127.0.0.1:${OUT[b$k]}/db$k" --continuous yes ||
         fail "continuous B -> A db$k"
 done
-SETS="a0:50 b0:50"
+declare -A SETS_DB=([1]="a0:50 b0:50" [2]="a0:50 b0:50") FAILED_SIDE=([1]="" [2]="")
 
 # ---- request mix ----
 STOP=$T/stop
@@ -146,12 +146,22 @@ while :; do
     if [ "$t" -ge "$next_write" ]; then
         round=$((round + 1))
         for k in 1 2; do
-            repl seed --url "$A" --db "db$k" --side "a$round" --count 10 >/dev/null 2>&1 ||
-                fail "writing round $round on A db$k"
-            repl seed --url "$B" --db "db$k" --side "b$round" --count 10 >/dev/null 2>&1 ||
-                fail "writing round $round on B db$k"
+            for side in "a$round" "b$round"; do
+                url=$A
+                [ "${side:0:1}" = b ] && url=$B
+                if ! repl seed --url "$url" --db "db$k" --side "$side" --count 10 >/dev/null 2>&1; then
+                    # A direct write to the node (not through ferry) failed, e.g. node's fetch
+                    # reusing a keep-alive socket pouchdb-server just closed: tolerated once per
+                    # database; its partial docs are left out of the verification.
+                    [ -z "${FAILED_SIDE[$k]}" ] ||
+                        fail "writing $side on db$k failed, after $side ${FAILED_SIDE[$k]} did already"
+                    FAILED_SIDE[$k]=$side
+                    note "direct write of $side to db$k failed (not through ferry); left out of verify"
+                    continue
+                fi
+                SETS_DB[$k]="${SETS_DB[$k]} $side:10"
+            done
         done
-        SETS="$SETS a$round:10 b$round:10"
         next_write=$((next_write + 20))
     fi
     for p in "${MIX_PIDS[@]}"; do
@@ -174,9 +184,10 @@ sleep 2
 sample "$((SECONDS - t0))"
 
 # ---- replication converged, every document compared ----
-args=()
-for s in $SETS; do args+=(--set "$s"); done
 for k in 1 2; do
+    args=()
+    for s in ${SETS_DB[$k]}; do args+=(--set "$s"); done
+    [ -n "${FAILED_SIDE[$k]}" ] && args+=(--skip-prefix "${FAILED_SIDE[$k]}-")
     # The continuous replications may still be carrying the last round: retry for up to ~60s.
     for i in $(seq 1 12); do
         if repl verify --url "$A" --url "$B" --db "db$k" "${args[@]}" >/dev/null 2>&1; then
