@@ -8,8 +8,9 @@
 # Both scans are full (no --fast; 60-80s each on an idle machine, ~180s on a loaded 2-core
 # one), run side by side under nice, each bounded by `timeout 420`, with --severity MEDIUM
 # --jsonfile: every JSON entry is a finding to fail on unless it is in ALLOWED below.  The
-# screen output is also checked for the properties issue 8 names: no TLS < 1.2, a server cipher order, secure client-initiated
-# renegotiation refused, no TLS compression (CRIME) and no HTTP compression (BREACH).
+# screen output is also checked for the properties issue 8 names: no TLS < 1.2, a server
+# cipher order, client-initiated renegotiation refused, no TLS compression (CRIME) and no HTTP
+# compression (BREACH).
 # timeout: 540
 source "$(dirname "$0")/lib.sh"
 
