@@ -36,9 +36,9 @@ out=$(ferry_cmd certs init-ca --dir "$T/other" --name "Unrelated CA" 2>&1) || fa
 out=$(ferry_cmd certs issue --ca "$T/other" --name nodea.test --ip 127.0.0.1 --out "$T/other/a" 2>&1) ||
     fail "issue from other CA: $out"
 
-PA=$(free_port)
-PB=$(free_port)
-PMIX=$(free_port)
+PA=$(low_port)
+PB=$(low_port)
+PMIX=$(low_port)
 A=http://127.0.0.1:$PA
 B=http://127.0.0.1:$PB
 repl_node pouch-a "$PA"
@@ -56,10 +56,10 @@ EOF
 FERRIES="a1 b1 a2 b2"
 declare -A IN OUT MIXIN MIXOUT
 for f in $FERRIES; do
-    IN[$f]=$(free_port)
-    OUT[$f]=$(free_port)
-    MIXIN[$f]=$(free_port)
-    MIXOUT[$f]=$(free_port)
+    IN[$f]=$(low_port)
+    OUT[$f]=$(low_port)
+    MIXIN[$f]=$(low_port)
+    MIXOUT[$f]=$(low_port)
 done
 for k in 1 2; do
     sidecar "$T/a$k.yaml" nodea.test nodeb.test "$PA" "${IN[a$k]}" "${OUT[a$k]}" "${IN[b$k]}" \

@@ -9,6 +9,7 @@
 #                                      deterministic stream (sha256 compared)
 #   cpu_ms PID                         user+system CPU milliseconds used so far by PID
 #   fd_count PID / rss_kb PID          open descriptors / resident set size (KiB) of PID
+#   low_port                           a free port below the ephemeral range (see below)
 
 fault_row() {
     local line
@@ -57,4 +58,19 @@ fd_count() {
 
 rss_kb() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+# low_port: free_port, but below the kernel's ephemeral range (ip_local_port_range), so that
+# the many outgoing connections of a long test cannot take it before ferry binds it.
+low_port() {
+    local lo p i
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for i in $(seq 1 50); do
+        p=$(free_port)
+        if [ "$p" -lt "$lo" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free port below $lo"
 }
