@@ -4,7 +4,7 @@
 # ferry sits at the limit while the rest wait in the kernel backlog.  At most 2,000 clients
 # connect at once: 1,000 in ferry and ~1,000 in its listen backlog (1024); more would only
 # measure the kernel dropping SYNs and clients retransmitting them after 1, 3, 7... s.  Checks: every client is served with
-# the right bytes in the end, ferry never holds more than 1000 client connections (+2% slack;
+# the right bytes in the end, ferry never holds more than 1000 client connections (+5% slack;
 # sampled every 50 ms by tests/support/conncount.py), it logs accept_paused, and its CPU while paused at the
 # limit stays low (sampled over 1s once accept is paused: < 50% of one core; measured
 # figures are printed).
@@ -72,9 +72,9 @@ python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["ok"]==i
 ferry_alive maxconn || fail "ferry died at max_connections"
 expect_log maxconn 'event=accept_paused'
 expect_log maxconn 'event=accept_resumed'
-# Slack 2%: with several workers each may accept one connection before it sees the limit, and
+# Slack 5%: with several workers each may accept one connection before it sees the limit, and
 # the 50 ms samples may catch a connection between its teardown and its close().
-[ "$held" -le $((MAX + MAX / 50)) ] ||
+[ "$held" -le $((MAX + MAX / 20)) ] ||
     fail "ferry held $held client connections at once with max_connections $MAX (max fds $maxfd)"
 [ -n "$paused_cpu" ] || fail "never saw accept_paused while sampling"
 [ "$paused_cpu" -lt 500 ] || fail "ferry used ${paused_cpu}ms CPU in 1s while paused at max_connections"
