@@ -2,6 +2,7 @@
 # Install what ferry needs on Debian 12 (bookworm).
 #   deploy/install-deps.sh          build dependencies only
 #   deploy/install-deps.sh --test   plus what the tests use: curl, openssl, python3, valgrind,
+#                                   testssl.sh (tests/integration/70-testssl.sh), iproute2 (ss),
 #                                   systemd (systemd-analyze, for deploy/systemd/verify.sh),
 #                                   Node.js + npm (for pouchdb-server), and the npm packages
 #                                   pinned in tests/package-lock.json
@@ -17,7 +18,8 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libhttp-parser-dev
       libyaml-dev libcmocka-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(curl openssl python3 valgrind procps psmisc clang libclang-rt-14-dev systemd)
+  pkgs+=(curl openssl python3 valgrind procps psmisc clang libclang-rt-14-dev systemd
+        testssl.sh iproute2)
   # Node.js may already come from another source (e.g. NodeSource, which bundles npm and
   # conflicts with Debian's npm package): install Debian's only when node or npm is missing.
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
