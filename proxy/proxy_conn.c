@@ -995,7 +995,7 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (conn_read_eof(what)) {
-        if (c->x != NULL && proxy_exchange_can_answer(c)) {
+        if (c->x != NULL && proxy_exchange_can_answer(c) && !proxy_exchange_server_closing(c)) {
             /* Closed with a request still unanswered: tell the client why. */
             snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection without answering",
                      conn_inbound(c) ? "backend" : "peer", c->l->target_text);

@@ -198,6 +198,18 @@ proxy_exchange_can_answer(const struct proxy_conn *c)
 }
 
 /*
+ * proxy_exchange_server_closing(c):
+ * Did the last final response (or its request) end keep-alive?  Then the other side closes
+ * next, and requests the client pipelined behind it are not ours to answer with 502: the
+ * client sees the close and, as HTTP says, sends them again.
+ */
+bool
+proxy_exchange_server_closing(const struct proxy_conn *c)
+{
+    return c->x != NULL && !c->x->keep;
+}
+
+/*
  * proxy_exchange_idle(c):
  * Is ${c} between requests: nothing queued, no request or response half-way?  Such a
  * keep-alive connection may be closed at once when ferry drains.

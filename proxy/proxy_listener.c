@@ -484,6 +484,10 @@ proxy_conns_changed(struct proxy_worker *w, bool opened)
     char n[16];
 
     if ((old < max) == (now < max)) {
+        if (opened && now >= max) {
+            /* Over the limit already (another worker's pause is on its way): stop here too. */
+            proxy_listeners_update(w);
+        }
         return;
     }
     snprintf(n, sizeof(n), "%u", max);

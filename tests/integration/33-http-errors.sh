@@ -223,6 +223,28 @@ else
 fi
 expect_log http 'event=handshake_rejected.*name_mismatch' 5
 
+# A response with Connection: close, with a second request pipelined behind it: the client gets
+# that response and then the close, never a made-up 502 for the request the backend never read
+# (through outbound -> inbound, so both ferries see it).
+got=$(python3 - "$POUT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"GET /__close HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+print(data.count(b"HTTP/1.1 "), b"502" in data, data.endswith(b"closed"))
+PY
+)
+if [ "$got" = "1 False True" ]; then
+    pass "Connection: close answer with a request pipelined behind it: that answer, then the close"
+else
+    bad pipelined-close "expected one response and the close, got: $got"
+fi
+
 good_request end
 # Every case above left one access-log line at most; ferry is still serving and exits cleanly.
 ferry_stop http

@@ -8,6 +8,7 @@ One line per request on stdout.
 --raw-log FILE appends every byte the backend receives (on any connection, parsed or not) to
 FILE, so a test can prove a request never reached the backend.  Test paths:
   /__stall           read the request, never answer (the connection stays open 60s)
+  /__close           answer 200 with Connection: close, then close (pipelined requests unread)
   /__partial-close   answer a head with Content-Length 100000 and 1000 body bytes, then close
   /__partial-stall   the same, then stall 60s without closing
 """
@@ -58,6 +59,14 @@ class Handler(BaseHTTPRequestHandler):
     def _special(self):
         if self.path == "/__stall":
             time.sleep(60)
+            self.close_connection = True
+            return True
+        if self.path == "/__close":
+            # A complete answer that ends keep-alive, then the close (requests pipelined
+            # behind it are never read).
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"
+                             b"closed")
+            self.wfile.flush()
             self.close_connection = True
             return True
         if self.path in ("/__partial-close", "/__partial-stall"):
