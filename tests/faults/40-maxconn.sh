@@ -4,10 +4,14 @@
 # ferry sits at the limit while the rest wait in the kernel backlog.  At most 2,000 clients
 # connect at once: 1,000 in ferry and ~1,000 in its listen backlog (1024); more would only
 # measure the kernel dropping SYNs and clients retransmitting them after 1, 3, 7... s.  Checks: every client is served with
-# the right bytes in the end, ferry never holds more than 1000 client connections (+5% slack;
-# sampled every 50 ms by tests/support/conncount.py), it logs accept_paused, and its CPU while paused at the
-# limit stays low (sampled over 1s once accept is paused: < 50% of one core; measured
-# figures are printed).
+# the right bytes in the end, ferry's own count of open connections (ferry_connections_open,
+# sampled every 200 ms) never exceeds 1000 by more than its number of workers (each may accept
+# one before it sees the limit), the client sockets in its descriptor table (sampled every 50 ms
+# by tests/support/conncount.py) stay within 20% of the limit (sockets of connections that have
+# ended are closed by libevent at the end of that loop turn, so a sample under heavy load can
+# catch many at once: 1,013 on a quiet machine, 1,157 seen under CI load), it logs accept_paused, and its CPU while paused at the
+# limit stays low (sampled over 1s once accept is paused: under one core; measured figures
+# are printed).
 # timeout: 150
 source "$(dirname "$0")/../integration/lib.sh"
 source "$SUPPORT/faults.sh"
@@ -19,10 +23,12 @@ pki_make "$T/pki"
 P=$T/pki
 PB=$(free_port)
 PIN=$(free_port)
+PADM=$(free_port)
 fault_backend "$PB" backend
 cat >"$T/maxconn.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}
 limits: {max_connections: $MAX, handshake_timeout: 60s, idle_timeout: 60s}
+admin: {listen: "127.0.0.1:$PADM"}
 listeners:
   - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
 YAML
@@ -45,10 +51,14 @@ python3 "$SUPPORT/conncount.py" "$pid" "$PIN" "$T/load.done" 200 >"$T/conncount.
 cc=$!
 bg_register "$cc" conncount
 maxfd=0
+maxopen=0
 paused_cpu=""
 while kill -0 "$lp" 2>/dev/null; do
     f=$(fd_count "$pid")
     [ "$f" -gt "$maxfd" ] && maxfd=$f
+    o=$(curl -s --max-time 2 "http://127.0.0.1:$PADM/metrics" |
+        awk '$1 == "ferry_connections_open{listener=\"in\"}" {print $2}')
+    [ -n "$o" ] && [ "$o" -gt "$maxopen" ] && maxopen=$o
     if [ -z "$paused_cpu" ] && grep -q 'event=accept_paused' "$T/maxconn.log"; then
         sleep 0.5
         c1=$(cpu_ms "$pid")
@@ -72,15 +82,19 @@ python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["ok"]==i
 ferry_alive maxconn || fail "ferry died at max_connections"
 expect_log maxconn 'event=accept_paused'
 expect_log maxconn 'event=accept_resumed'
-# Slack 5%: with several workers each may accept one connection before it sees the limit, and
-# the 50 ms samples may catch a connection between its teardown and its close().
-[ "$held" -le $((MAX + MAX / 20)) ] ||
-    fail "ferry held $held client connections at once with max_connections $MAX (max fds $maxfd)"
+NW=$(grep -Eo 'event=ready .*workers=[0-9]+' "$T/maxconn.log" | grep -Eo '[0-9]+$')
+[ "$maxopen" -gt 0 ] || fail "never read ferry_connections_open from /metrics"
+[ "$maxopen" -le $((MAX + NW)) ] ||
+    fail "ferry_connections_open reached $maxopen with max_connections $MAX and $NW workers"
+[ "$held" -le $((MAX + MAX / 5)) ] ||
+    fail "ferry held $held client sockets at once with max_connections $MAX (max fds $maxfd)"
 [ -n "$paused_cpu" ] || fail "never saw accept_paused while sampling"
-[ "$paused_cpu" -lt 500 ] || fail "ferry used ${paused_cpu}ms CPU in 1s while paused at max_connections"
+# Under one core: the connections already accepted still handshake and answer meanwhile (about
+# 1.5 ms of CPU each); a busy accept loop would take a whole core per worker.
+[ "$paused_cpu" -lt 1000 ] || fail "ferry used ${paused_cpu}ms CPU in 1s while paused at max_connections"
 cpu_total=$(($(cpu_ms "$pid") - cpu0))
-note "load: $res; max $held client connections held, max fds $maxfd (start $fd0); CPU ${paused_cpu}ms/1s while paused; total CPU ${cpu_total}ms"
+note "load: $res; ferry_connections_open at most $maxopen ($NW workers); max $held client sockets held, max fds $maxfd (start $fd0); CPU ${paused_cpu}ms/1s while paused; total CPU ${cpu_total}ms"
 fault_row "$N conns vs max_connections $MAX" "backlog waits, low CPU, all served" \
-    "$N/$N ok (sha256) in ${elapsed}s; max $held conns held; ${paused_cpu}ms CPU/s paused; ${cpu_total}ms CPU total"
+    "$N/$N ok (sha256) in ${elapsed}s; at most $maxopen open (max $held sockets); ${paused_cpu}ms CPU/s paused; ${cpu_total}ms CPU total"
 ferry_stop maxconn
 pass "faults/40-maxconn"
