@@ -131,22 +131,6 @@ idx_init(void)
     ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    (void)vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * The passphrase callback of every context.  It hands OpenSSL the passphrase read from
  * tls.key_passphrase_file, or fails: OpenSSL must never fall back to prompting on a
@@ -176,11 +160,11 @@ check_readable(const char *what, const char *path, char *err, size_t errlen)
     FILE *f;
 
     if (path == NULL || path[0] == '\0') {
-        errf(err, errlen, "%s is not set", what);
+        tls_errf(err, errlen, "%s is not set", what);
         return -1;
     }
     if ((f = fopen(path, "rb")) == NULL) {
-        errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         return -1;
     }
     (void)fclose(f);
@@ -224,7 +208,7 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
     size_t len = 0;
 
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, strerror(errno));
+        tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, strerror(errno));
         goto err0;
     }
     /* One byte more than we accept, to tell "too long" from "exactly the limit". */
@@ -234,7 +218,8 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
             continue;
         }
         if (n < 0) {
-            errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, strerror(errno));
+            tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path,
+                     strerror(errno));
             goto err1;
         }
         if (n == 0) {
@@ -243,8 +228,8 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
         len += (size_t)n;
     }
     if (len == sizeof(st->pass)) {
-        errf(err, errlen, "tls.key_passphrase_file %s is longer than %d bytes", path,
-             PASSPHRASE_MAX - 1);
+        tls_errf(err, errlen, "tls.key_passphrase_file %s is longer than %d bytes", path,
+                 PASSPHRASE_MAX - 1);
         goto err1;
     }
     if (len > 0 && st->pass[len - 1] == '\n') {
@@ -254,7 +239,7 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
         }
     }
     if (len == 0) {
-        errf(err, errlen, "tls.key_passphrase_file %s is empty", path);
+        tls_errf(err, errlen, "tls.key_passphrase_file %s is empty", path);
         goto err1;
     }
     st->passlen = len;
@@ -630,26 +615,26 @@ sid_hash_file(EVP_MD_CTX *md, const char *what, const char *path, char *err, siz
     memset(digest, 0, sizeof(digest));
     if (path != NULL) {
         if ((f = fopen(path, "rb")) == NULL) {
-            errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
             goto done;
         }
         if ((fmd = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(fmd, EVP_sha256(), NULL) != 1) {
-            errf(err, errlen, "out of memory");
+            tls_errf(err, errlen, "out of memory");
             goto done;
         }
         while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
             if (EVP_DigestUpdate(fmd, buf, n) != 1) {
-                errf(err, errlen, "cannot hash %s %s", what, path);
+                tls_errf(err, errlen, "cannot hash %s %s", what, path);
                 goto done;
             }
         }
         if (ferror(f) || EVP_DigestFinal_ex(fmd, digest, &dlen) != 1) {
-            errf(err, errlen, "cannot read %s %s", what, path);
+            tls_errf(err, errlen, "cannot read %s %s", what, path);
             goto done;
         }
     }
     if (EVP_DigestUpdate(md, &present, 1) != 1 || EVP_DigestUpdate(md, digest, 32) != 1) {
-        errf(err, errlen, "cannot hash %s", what);
+        tls_errf(err, errlen, "cannot hash %s", what);
         goto done;
     }
     ret = 0;
@@ -689,7 +674,7 @@ tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS_SID
 
     if ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(md, SID_CTX_LABEL, sizeof(SID_CTX_LABEL)) != 1) {
-        errf(err, errlen, "out of memory");
+        tls_errf(err, errlen, "out of memory");
         goto done;
     }
     if (sid_hash_file(md, "tls.ca", p->ca_file, err, errlen) != 0 ||
@@ -704,19 +689,19 @@ tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS_SID
         sid_hash_u32(md, p->min_version >= TLS1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION) != 0 ||
         EVP_DigestUpdate(md, &flags, 1) != 1 || EVP_DigestUpdate(md, &has_allow, 1) != 1 ||
         sid_hash_u32(md, has_allow ? (uint32_t)p->n_allow : 0) != 0) {
-        errf(err, errlen, "cannot hash the trust policy");
+        tls_errf(err, errlen, "cannot hash the trust policy");
         goto done;
     }
     for (i = 0; has_allow && i < p->n_allow; i++) {
         size_t n = strlen(p->allow[i]);
 
         if (sid_hash_u32(md, (uint32_t)n) != 0 || EVP_DigestUpdate(md, p->allow[i], n) != 1) {
-            errf(err, errlen, "cannot hash the trust policy");
+            tls_errf(err, errlen, "cannot hash the trust policy");
             goto done;
         }
     }
     if (EVP_DigestFinal_ex(md, digest, &dlen) != 1 || dlen < TLS_SID_CTX_LEN) {
-        errf(err, errlen, "cannot hash the trust policy");
+        tls_errf(err, errlen, "cannot hash the trust policy");
         goto done;
     }
     memcpy(out, digest, TLS_SID_CTX_LEN);
@@ -746,14 +731,14 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     if (!file_is_pem(p->cert_file)) {
-        errf(err, errlen, "%s is not a PEM certificate (DER or PKCS#12? convert it to PEM)",
-             p->cert_file);
+        tls_errf(err, errlen, "%s is not a PEM certificate (DER or PKCS#12? convert it to PEM)",
+                 p->cert_file);
         goto done;
     }
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx, p->cert_file) != 1) {
-        errf(err, errlen, "cannot load tls.cert %s: %s", p->cert_file,
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot load tls.cert %s: %s", p->cert_file,
+                 tls_error_string(msg, sizeof(msg)));
         goto done;
     }
     leaf = SSL_CTX_get0_certificate(ctx);
@@ -762,8 +747,9 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     if (!file_is_pem(p->key_file)) {
-        errf(err, errlen, "tls.key %s is not a PEM private key (DER or PKCS#12? convert it to PEM)",
-             p->key_file);
+        tls_errf(err, errlen,
+                 "tls.key %s is not a PEM private key (DER or PKCS#12? convert it to PEM)",
+                 p->key_file);
         goto done;
     }
     if (p->key_passphrase_file != NULL &&
@@ -772,8 +758,8 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     }
     ERR_clear_error();
     if ((bio = BIO_new_file(p->key_file, "r")) == NULL) {
-        errf(err, errlen, "cannot read tls.key %s: %s", p->key_file,
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot read tls.key %s: %s", p->key_file,
+                 tls_error_string(msg, sizeof(msg)));
         goto done;
     }
     /* Our own callback, never NULL: with NULL OpenSSL would prompt on the terminal. */
@@ -781,13 +767,14 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     OPENSSL_cleanse(st.pass, sizeof(st.pass));
     if (pkey == NULL) {
         if (st.asked && !st.have) {
-            errf(err, errlen, "tls.key %s is encrypted and no tls.key_passphrase_file is set",
-                 p->key_file);
+            tls_errf(err, errlen, "tls.key %s is encrypted and no tls.key_passphrase_file is set",
+                     p->key_file);
         } else if (st.asked) {
-            errf(err, errlen, "wrong passphrase in %s for %s", p->key_passphrase_file, p->key_file);
+            tls_errf(err, errlen, "wrong passphrase in %s for %s", p->key_passphrase_file,
+                     p->key_file);
         } else {
-            errf(err, errlen, "cannot load tls.key %s: %s", p->key_file,
-                 tls_error_string(msg, sizeof(msg)));
+            tls_errf(err, errlen, "cannot load tls.key %s: %s", p->key_file,
+                     tls_error_string(msg, sizeof(msg)));
         }
         ERR_clear_error();
         goto done;
@@ -795,37 +782,39 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     if (X509_check_private_key(leaf, pkey) != 1 || SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();
-        errf(err, errlen, "tls.key %s does not match the certificate in %s", p->key_file,
-             p->cert_file);
+        tls_errf(err, errlen, "tls.key %s does not match the certificate in %s", p->key_file,
+                 p->cert_file);
         goto done;
     }
 
     /* Refuse what our peers would refuse, at start rather than on every handshake. */
     if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
-        errf(err, errlen, "%s: certificate expired on %s; ferry's peers would reject it",
-             p->cert_file, tls_time_str(X509_get0_notAfter(leaf), when, sizeof(when)));
+        tls_errf(err, errlen, "%s: certificate expired on %s; ferry's peers would reject it",
+                 p->cert_file, tls_time_str(X509_get0_notAfter(leaf), when, sizeof(when)));
         goto done;
     }
     if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
-        errf(err, errlen,
-             "%s: certificate is not valid before %s; ferry's peers would reject it (check the "
-             "clock)",
-             p->cert_file, tls_time_str(X509_get0_notBefore(leaf), when, sizeof(when)));
+        tls_errf(err, errlen,
+                 "%s: certificate is not valid before %s; ferry's peers would reject it (check the "
+                 "clock)",
+                 p->cert_file, tls_time_str(X509_get0_notBefore(leaf), when, sizeof(when)));
         goto done;
     }
     eku = tls_check_eku(leaf, server);
     if (eku == TLS_REJECT_EKU_MISSING) {
-        errf(err, errlen,
-             "%s: certificate has no extendedKeyUsage extension; ferry's peers require %s for an "
-             "%s listener; reissue it with both serverAuth and clientAuth",
-             p->cert_file, server ? "serverAuth" : "clientAuth", server ? "inbound" : "outbound");
+        tls_errf(
+            err, errlen,
+            "%s: certificate has no extendedKeyUsage extension; ferry's peers require %s for an "
+            "%s listener; reissue it with both serverAuth and clientAuth",
+            p->cert_file, server ? "serverAuth" : "clientAuth", server ? "inbound" : "outbound");
         goto done;
     }
     if (eku == TLS_REJECT_EKU_WRONG) {
-        errf(err, errlen,
-             "%s: certificate lacks extendedKeyUsage %s, which an %s listener needs (peers check "
-             "it); reissue it with both serverAuth and clientAuth",
-             p->cert_file, server ? "serverAuth" : "clientAuth", server ? "inbound" : "outbound");
+        tls_errf(
+            err, errlen,
+            "%s: certificate lacks extendedKeyUsage %s, which an %s listener needs (peers check "
+            "it); reissue it with both serverAuth and clientAuth",
+            p->cert_file, server ? "serverAuth" : "clientAuth", server ? "inbound" : "outbound");
         goto done;
     }
     ret = 0;
@@ -854,14 +843,14 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         return -1;
     }
     if (!file_is_pem(p->ca_file)) {
-        errf(err, errlen, "tls.ca %s is not a PEM certificate bundle (DER? convert it to PEM)",
-             p->ca_file);
+        tls_errf(err, errlen, "tls.ca %s is not a PEM certificate bundle (DER? convert it to PEM)",
+                 p->ca_file);
         return -1;
     }
     ERR_clear_error();
     if (SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL) != 1) {
-        errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
+                 tls_error_string(msg, sizeof(msg)));
         return -1;
     }
     objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
@@ -871,15 +860,15 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         }
     }
     if (n_certs == 0) {
-        errf(err, errlen, "tls.ca %s holds no certificate", p->ca_file);
+        tls_errf(err, errlen, "tls.ca %s holds no certificate", p->ca_file);
         return -1;
     }
     if (p->role == TLS_ROLE_SERVER && p->client_cert_required) {
         /* Sent in CertificateRequest, so that clients with several certs pick the right one. */
         ERR_clear_error();
         if ((names = SSL_load_client_CA_file(p->ca_file)) == NULL) {
-            errf(err, errlen, "cannot read the CA names in tls.ca %s: %s", p->ca_file,
-                 tls_error_string(msg, sizeof(msg)));
+            tls_errf(err, errlen, "cannot read the CA names in tls.ca %s: %s", p->ca_file,
+                     tls_error_string(msg, sizeof(msg)));
             return -1;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
@@ -902,20 +891,20 @@ load_crl(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         goto err0;
     }
     if (!file_is_pem(p->crl_file)) {
-        errf(err, errlen, "tls.crl %s is not a PEM CRL (DER? convert it to PEM)", p->crl_file);
+        tls_errf(err, errlen, "tls.crl %s is not a PEM CRL (DER? convert it to PEM)", p->crl_file);
         goto err0;
     }
     ERR_clear_error();
     if ((bio = BIO_new_file(p->crl_file, "r")) == NULL) {
-        errf(err, errlen, "cannot read tls.crl %s: %s", p->crl_file,
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot read tls.crl %s: %s", p->crl_file,
+                 tls_error_string(msg, sizeof(msg)));
         goto err0;
     }
     while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
         if (X509_STORE_add_crl(store, crl) != 1) {
             X509_CRL_free(crl);
-            errf(err, errlen, "cannot add a CRL of tls.crl %s: %s", p->crl_file,
-                 tls_error_string(msg, sizeof(msg)));
+            tls_errf(err, errlen, "cannot add a CRL of tls.crl %s: %s", p->crl_file,
+                     tls_error_string(msg, sizeof(msg)));
             goto err1;
         }
         X509_CRL_free(crl);
@@ -924,18 +913,18 @@ load_crl(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     /* The loop ends at end of file ("no start line") or on a damaged CRL. */
     e = ERR_peek_last_error();
     if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
-        errf(err, errlen, "cannot parse CRL #%d of tls.crl %s: %s", n + 1, p->crl_file,
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot parse CRL #%d of tls.crl %s: %s", n + 1, p->crl_file,
+                 tls_error_string(msg, sizeof(msg)));
         goto err1;
     }
     ERR_clear_error();
     if (n == 0) {
-        errf(err, errlen, "tls.crl %s holds no CRL", p->crl_file);
+        tls_errf(err, errlen, "tls.crl %s holds no CRL", p->crl_file);
         goto err1;
     }
     /* CRL_CHECK_ALL: every CA in the chain needs a current CRL, not only the leaf's issuer. */
     if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) != 1) {
-        errf(err, errlen, "cannot enable CRL checks: %s", tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot enable CRL checks: %s", tls_error_string(msg, sizeof(msg)));
         goto err1;
     }
     ret = 0;
@@ -966,31 +955,31 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
     unsigned char sid_ctx[TLS_SID_CTX_LEN];
     char msg[256];
 
-    errf(err, errlen, "%s", "");
+    tls_errf(err, errlen, "%s", "");
     if (p == NULL) {
-        errf(err, errlen, "no TLS parameters");
+        tls_errf(err, errlen, "no TLS parameters");
         goto err0;
     }
     server = p->role == TLS_ROLE_SERVER;
     if (!CRYPTO_THREAD_run_once(&idx_once, idx_init) || ctx_idx < 0 || ssl_idx < 0) {
-        errf(err, errlen, "cannot set up OpenSSL ex_data indexes");
+        tls_errf(err, errlen, "cannot set up OpenSSL ex_data indexes");
         goto err0;
     }
     if ((t = calloc(1, sizeof(*t))) == NULL) {
-        errf(err, errlen, "out of memory");
+        tls_errf(err, errlen, "out of memory");
         goto err0;
     }
     if (copy_policy(t, p) != 0) {
-        errf(err, errlen, "out of memory");
+        tls_errf(err, errlen, "out of memory");
         goto err1;
     }
     ERR_clear_error();
     if ((ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method())) == NULL) {
-        errf(err, errlen, "cannot create an SSL_CTX: %s", tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot create an SSL_CTX: %s", tls_error_string(msg, sizeof(msg)));
         goto err1;
     }
     if (SSL_CTX_set_ex_data(ctx, ctx_idx, t) != 1) {
-        errf(err, errlen, "out of memory");
+        tls_errf(err, errlen, "out of memory");
         SSL_CTX_free(ctx);
         goto err1;
     }
@@ -1001,8 +990,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
     if (SSL_CTX_set_min_proto_version(
             ctx, p->min_version >= TLS1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
-        errf(err, errlen, "cannot set TLS versions or ciphers: %s",
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot set TLS versions or ciphers: %s",
+                 tls_error_string(msg, sizeof(msg)));
         goto err2;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -1026,7 +1015,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
     SSL_CTX_set_verify_depth(ctx, p->verify_depth > 0 ? p->verify_depth : DEFAULT_VERIFY_DEPTH);
     ERR_clear_error();
     if (SSL_CTX_set_purpose(ctx, X509_PURPOSE_ANY) != 1) {
-        errf(err, errlen, "cannot set the verify purpose: %s", tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot set the verify purpose: %s",
+                 tls_error_string(msg, sizeof(msg)));
         goto err2;
     }
     SSL_CTX_set_cert_verify_callback(ctx, verify_cb, t);
@@ -1054,8 +1044,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
             goto err2;
         }
         if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx)) != 1) {
-            errf(err, errlen, "cannot set the session id context: %s",
-                 tls_error_string(msg, sizeof(msg)));
+            tls_errf(err, errlen, "cannot set the session id context: %s",
+                     tls_error_string(msg, sizeof(msg)));
             goto err2;
         }
         if (!p->session_resumption) {
@@ -1073,8 +1063,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
             /* One TLS 1.3 ticket, not OpenSSL's two: peers like ours keep only the newest. */
             (void)SSL_CTX_set_num_tickets(ctx, 1);
             if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb) != 1) {
-                errf(err, errlen, "cannot set the session ticket callback: %s",
-                     tls_error_string(msg, sizeof(msg)));
+                tls_errf(err, errlen, "cannot set the session ticket callback: %s",
+                         tls_error_string(msg, sizeof(msg)));
                 goto err2;
             }
         } else {
@@ -1083,8 +1073,8 @@ tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen)
         /* Tickets with either kind of keys: bound the age of the verification they carry. */
         if (p->session_resumption &&
             SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1) {
-            errf(err, errlen, "cannot set the session ticket callbacks: %s",
-                 tls_error_string(msg, sizeof(msg)));
+            tls_errf(err, errlen, "cannot set the session ticket callbacks: %s",
+                     tls_error_string(msg, sizeof(msg)));
             goto err2;
         }
     } else if (p->session_resumption) {

@@ -1,12 +1,14 @@
 /*
  * tls_error.c: OpenSSL's per-thread error queue as one line of text.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
 
 #include "tls.h"
+#include "tls_internal.h"
 
 /* Append ${s} to buf[0..len) at *${pos}, truncating; keeps buf NUL-terminated. */
 static void
@@ -77,4 +79,21 @@ tls_error_string(char *buf, size_t len)
         append(buf, len, &pos, piece);
     }
     return buf;
+}
+
+/*
+ * tls_errf(err, errlen, fmt, ...):
+ * Write a message to ${err} when there is room for one.
+ */
+void
+tls_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

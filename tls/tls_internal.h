@@ -14,6 +14,12 @@
 #include "tls.h"
 
 /*
+ * tls_errf(err, errlen, fmt, ...):
+ * Write a message to ${err} when there is room for one (${err} may be NULL).
+ */
+void tls_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
  * tls_time_str(t, buf, len):
  * Format ${t} as "2025-01-31 12:00:00 UTC" into ${buf}; "?" when it cannot be parsed.
  * Returns ${buf}.

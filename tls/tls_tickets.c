@@ -45,23 +45,6 @@ struct tls_tickets {
     unsigned char master[MASTER_MAX];
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Write a message to ${err} (when there is room for one). */
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    (void)vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * tls_tickets_new_from(master, len, err, errlen):
  * A ticket key source from the ${len}-byte secret ${master} (copied).  Returns it with one
@@ -74,19 +57,19 @@ tls_tickets_new_from(const unsigned char *master, size_t len, char *err, size_t 
     char msg[256];
 
     if (master == NULL || len < MASTER_MIN || len > MASTER_MAX) {
-        errf(err, errlen, "a ticket master secret has %d to %d bytes", MASTER_MIN, MASTER_MAX);
+        tls_errf(err, errlen, "a ticket master secret has %d to %d bytes", MASTER_MIN, MASTER_MAX);
         goto err0;
     }
     if ((t = calloc(1, sizeof(*t))) == NULL) {
-        errf(err, errlen, "out of memory");
+        tls_errf(err, errlen, "out of memory");
         goto err0;
     }
     atomic_init(&t->refs, 1);
     ERR_clear_error();
     if ((t->hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL)) == NULL ||
         (t->cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) {
-        errf(err, errlen, "cannot set up session ticket keys: %s",
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot set up session ticket keys: %s",
+                 tls_error_string(msg, sizeof(msg)));
         goto err1;
     }
     memcpy(t->master, master, len);
@@ -115,8 +98,8 @@ tls_tickets_new(char *err, size_t errlen)
 
     ERR_clear_error();
     if (RAND_priv_bytes(master, sizeof(master)) != 1) {
-        errf(err, errlen, "cannot make a session ticket secret: %s",
-             tls_error_string(msg, sizeof(msg)));
+        tls_errf(err, errlen, "cannot make a session ticket secret: %s",
+                 tls_error_string(msg, sizeof(msg)));
     } else {
         t = tls_tickets_new_from(master, sizeof(master), err, errlen);
     }
