@@ -7,9 +7,9 @@
 # the right bytes in the end, ferry's own count of open connections (ferry_connections_open,
 # sampled every 200 ms) never exceeds 1000 by more than its number of workers (each may accept
 # one before it sees the limit), the client sockets in its descriptor table (sampled every 50 ms
-# by tests/support/conncount.py) stay within 20% of the limit (sockets of connections that have
-# ended are closed by libevent at the end of that loop turn, so a sample under heavy load can
-# catch many at once: 1,013 on a quiet machine, 1,157 seen under CI load), it logs accept_paused, and its CPU while paused at the
+# by tests/support/conncount.py, each socket counted once: /proc/net/tcp read under churn can
+# list one twice, which once made this test count 2,028 sockets with 2,021 descriptors) stay
+# within 5% of the limit, it logs accept_paused, and its CPU while paused at the
 # limit stays low (sampled over 1s once accept is paused: under one core; measured figures
 # are printed).
 # timeout: 150
@@ -86,7 +86,7 @@ NW=$(grep -Eo 'event=ready .*workers=[0-9]+' "$T/maxconn.log" | grep -Eo '[0-9]+
 [ "$maxopen" -gt 0 ] || fail "never read ferry_connections_open from /metrics"
 [ "$maxopen" -le $((MAX + NW)) ] ||
     fail "ferry_connections_open reached $maxopen with max_connections $MAX and $NW workers"
-[ "$held" -le $((MAX + MAX / 5)) ] ||
+[ "$held" -le $((MAX + MAX / 20)) ] ||
     fail "ferry held $held client sockets at once with max_connections $MAX (max fds $maxfd)"
 [ -n "$paused_cpu" ] || fail "never saw accept_paused while sampling"
 # Under one core: the connections already accepted still handshake and answer meanwhile (about

@@ -23,7 +23,7 @@ def held(pid, port):
             continue
         if t.startswith("socket:["):
             inodes.add(t[8:-1])
-    n = 0
+    seen = set()
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = open(path).read().splitlines()[1:]
@@ -32,8 +32,9 @@ def held(pid, port):
         for row in rows:
             c = row.split()
             if c[3] == "01" and int(c[1].rsplit(":", 1)[1], 16) == port and c[9] in inodes:
-                n += 1
-    return n
+                # /proc/net/tcp read while sockets come and go can list one socket twice.
+                seen.add(c[9])
+    return len(seen)
 
 
 def main():
