@@ -91,7 +91,11 @@ NW=$(grep -Eo 'event=ready .*workers=[0-9]+' "$T/maxconn.log" | grep -Eo '[0-9]+
 [ -n "$paused_cpu" ] || fail "never saw accept_paused while sampling"
 # Under one core: the connections already accepted still handshake and answer meanwhile (about
 # 1.5 ms of CPU each); a busy accept loop would take a whole core per worker.
-[ "$paused_cpu" -lt 1000 ] || fail "ferry used ${paused_cpu}ms CPU in 1s while paused at max_connections"
+# Under ASan/UBSan (CI's sanitizer stage sets ASAN_OPTIONS) every handshake costs several
+# times more, so the bound says nothing there: that run is for memory errors, not CPU.
+if [ -z "${ASAN_OPTIONS:-}" ]; then
+    [ "$paused_cpu" -lt 1000 ] || fail "ferry used ${paused_cpu}ms CPU in 1s while paused at max_connections"
+fi
 cpu_total=$(($(cpu_ms "$pid") - cpu0))
 note "load: $res; ferry_connections_open at most $maxopen ($NW workers); max $held client sockets held, max fds $maxfd (start $fd0); CPU ${paused_cpu}ms/1s while paused; total CPU ${cpu_total}ms"
 fault_row "$N conns vs max_connections $MAX" "backlog waits, low CPU, all served" \
