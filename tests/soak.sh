@@ -18,6 +18,10 @@
 # last RSS is more than 4 MiB above its second-half start, or its descriptors at the end
 # (load stopped) exceed its first-half maximum by more than 16.
 # Prints start/min/max/end RSS per ferry.
+# Under ASan (a binary that links it, or ASAN_OPTIONS set) RSS is printed but not judged: ASan
+# keeps freed memory in a quarantine of up to 256 MiB, so RSS climbs for minutes by design
+# (~46 -> ~300 MiB in 3 min in CI). Leaks are then LeakSanitizer's job at exit (ferry_stop
+# fails on its non-zero status); descriptors are still judged.
 set -euo pipefail
 MINUTES=${1:-${FERRY_SOAK_MINUTES:-3}}
 case "$MINUTES" in '' | *[!0-9]*) echo "usage: soak.sh [MINUTES]" >&2; exit 2 ;; esac
@@ -204,10 +208,18 @@ done
 pass "replication of db1 and db2 converged; every doc and attachment compared ($round write rounds)"
 
 # ---- growth ----
-python3 - "$T/soak.csv" "$SECS" <<'PY' || fail "a ferry's RSS or descriptors grew (soak.csv above)"
+sanitized=0
+if [ -n "${ASAN_OPTIONS:-}" ] || nm -D "$FERRY_BIN" 2>/dev/null | grep -q '__asan_init'; then
+    sanitized=1
+fi
+python3 - "$T/soak.csv" "$SECS" "$sanitized" <<'PY' || fail "a ferry's RSS or descriptors grew (soak.csv above)"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 secs = int(sys.argv[2])
+sanitized = sys.argv[3] == "1"
+if sanitized:
+    print("  (ASan build: RSS growth reported, not judged; its quarantine holds up to 256 MiB)",
+          file=sys.stderr)
 bad = 0
 for f in sorted({r["ferry"] for r in rows}):
     rs = [(int(r["t_s"]), int(r["rss_kb"]), int(r["fds"])) for r in rows if r["ferry"] == f]
@@ -220,7 +232,7 @@ for f in sorted({r["ferry"] for r in rows}):
     var = sum((x[0] - mt) ** 2 for x in second)
     slope = (sum((x[0] - mt) * (x[1] - mr) for x in second) / var * 60) if var else 0.0
     rss = [x[1] for x in rs]
-    grow_rss = slope > 1024 and last[1] - second[0][1] > 4096
+    grow_rss = slope > 1024 and last[1] - second[0][1] > 4096 and not sanitized
     fd_first_max = max(x[2] for x in first)
     grow_fd = last[2] > fd_first_max + 16
     print(f"  {f}: RSS start {rss[0]} min {min(rss)} max {max(rss)} end {last[1]} KiB; "
