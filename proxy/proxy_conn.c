@@ -27,6 +27,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -534,6 +535,28 @@ conn_pool_retry(struct proxy_conn *c)
     return true;
 }
 
+/*
+ * conn_enable(bev, what):
+ * bufferevent_enable() without a write event armed for an empty output.  libevent arms the
+ * write event whenever EV_WRITE is enabled, and with nothing queued its first callback only
+ * disarms it again: a wakeup and two epoll_ctl calls per side, on every new connection and on
+ * every pooled one taken for a request.  Disarming it here leaves the bufferevent as libevent's
+ * own write callback does when the output empties (EV_WRITE stays enabled; the next bytes
+ * queued arm it again), and with the loop's changelist the arm and disarm cost no system call.
+ * A TLS side that last wanted to write keeps it: OpenSSL may need it to read on.
+ */
+static void
+conn_enable(struct bufferevent *bev, short what)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    bufferevent_enable(bev, what);
+    if ((what & EV_WRITE) != 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+        (ssl == NULL || (SSL_is_init_finished(ssl) && !SSL_want_write(ssl)))) {
+        event_del(&bev->ev_write);
+    }
+}
+
 static void
 conn_start_relay(struct proxy_conn *c)
 {
@@ -544,8 +567,8 @@ conn_start_relay(struct proxy_conn *c)
     proxy_relay_init(&c->down, c->server, c->client, conn_inbound(c));
     c->up.bytes = up_bytes;
     c->down.bytes = down_bytes;
-    bufferevent_enable(c->client, EV_READ | EV_WRITE);
-    bufferevent_enable(c->server, EV_READ | EV_WRITE);
+    conn_enable(c->client, EV_READ | EV_WRITE);
+    conn_enable(c->server, EV_READ | EV_WRITE);
     conn_touch(c);
     event_del(c->timer);
     conn_timer_in(c, c->l->limits->idle_timeout_ms);
@@ -1224,7 +1247,7 @@ conn_start_outbound(struct proxy_conn *c)
     bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_setwatermark(c->client, EV_READ, 0, PROXY_RELAY_HIGH);
     /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
-    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    conn_enable(c->client, EV_READ | EV_WRITE);
     conn_connect(c);
     return 0;
 }

@@ -352,6 +352,46 @@ test_eof(void **state)
     evbuffer_free(dst);
 }
 
+/*
+ * A small body goes out in one piece with its head (one chain, so one TLS record); a body too
+ * big for one record with its head is moved, not copied, and arrives whole all the same.
+ */
+static void
+test_small_body_joins_head(void **state)
+{
+    struct proxy_http *h;
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+    struct evbuffer_iovec v[4];
+    struct rec r = {0};
+    static char big[40000];
+    char head[128];
+    int n;
+
+    (void)state;
+    h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+    evbuffer_add_printf(src, "HTTP/1.1 200 OK\r\nContent-Length: 86\r\n\r\n%086d", 7);
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(evbuffer_get_length(src), 0);
+    n = evbuffer_peek(dst, -1, NULL, v, 4);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].iov_len, strlen("HTTP/1.1 200 OK\r\nContent-Length: 86\r\n\r\n") + 86);
+    evbuffer_drain(dst, evbuffer_get_length(dst));
+
+    memset(big, 'b', sizeof(big));
+    n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(big));
+    evbuffer_add(src, head, (size_t)n);
+    evbuffer_add(src, big, sizeof(big));
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_int_equal(r.done, 2);
+    assert_int_equal(evbuffer_get_length(dst), (size_t)n + sizeof(big));
+    evbuffer_drain(dst, (size_t)n);
+    assert_memory_equal(evbuffer_pullup(dst, -1), big, sizeof(big));
+    proxy_http_free(h);
+    evbuffer_free(src);
+    evbuffer_free(dst);
+}
+
 /* What the pool decides from a head: Connection tokens and keep-alive. */
 struct conn_rec {
     char rest[64];
@@ -475,6 +515,7 @@ main(void)
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_refusal_stops_forwarding),
         cmocka_unit_test(test_eof),
+        cmocka_unit_test(test_small_body_joins_head),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
