@@ -58,8 +58,13 @@ used=$(( (t1 - t0) * 1000 / hz ))
 note "ferry used ${used}ms of CPU in 2s while out of descriptors"
 [ "$used" -lt 1000 ] || fail "ferry spins while out of descriptors (${used}ms CPU in 2s)"
 ferry_alive ferry || fail "ferry died while out of descriptors"
+# One warning per episode: with several workers one may accept the last free descriptor right
+# after another failed, which ends the episode (accept_recovered) and a new one starts.
 n=$(log_count ferry 'event=accept_failed')
-[ "$n" = 1 ] || fail "accept_failed logged $n times for one episode (want once)"
+r=$(log_count ferry 'event=accept_recovered')
+[ "$n" -ge 1 ] && [ "$n" = $((r + 1)) ] ||
+    fail "accept_failed logged $n times with $r accept_recovered (want one per episode)"
+[ "$n" -le 3 ] || fail "accept_failed logged $n times in 2s (an episode per attempt)"
 
 # Free the descriptors: the held connections close, and a real client gets through again.
 touch "$T/hold.done"
