@@ -2,6 +2,7 @@
  * log: key=value text or JSON lines on one stream (see log.h).
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -19,6 +20,11 @@ static FILE *log_out;
 
 /* One line is built in a fixed buffer and written with one fwrite, so lines never interleave. */
 #define LOG_LINE_MAX 4096
+/*
+ * A value longer than this (escaped) is cut and ends in "...", so that one long value (a
+ * 60 KiB request target) cannot push the keys after it out of the line.
+ */
+#define LOG_VALUE_MAX 1024
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
@@ -104,39 +110,59 @@ text_needs_quotes(const char *v)
     return false;
 }
 
-/* Escape ${v} for a double-quoted string; shared by text (when quoted) and JSON. */
+/*
+ * Escape ${v} for a double-quoted string (shared by text, when quoted, and JSON), or copy it
+ * as it is when not ${escape}; at most ${max} bytes of output, else cut with "..." after the
+ * last whole piece (an escape sequence is never split).
+ */
+static void
+lb_put_value(struct log_buf *b, const char *v, bool escape, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = b->used;
+
+    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
+        char piece[8];
+
+        piece[1] = '\0';
+        switch (escape ? *s : 'x') {
+        case '"':
+            memcpy(piece, "\\\"", 3);
+            break;
+        case '\\':
+            memcpy(piece, "\\\\", 3);
+            break;
+        case '\n':
+            memcpy(piece, "\\n", 3);
+            break;
+        case '\r':
+            memcpy(piece, "\\r", 3);
+            break;
+        case '\t':
+            memcpy(piece, "\\t", 3);
+            break;
+        default:
+            if (escape && (*s < 0x20 || *s == 0x7f)) {
+                memcpy(piece, "\\u00", 4);
+                piece[4] = hex[*s >> 4];
+                piece[5] = hex[*s & 0xf];
+                piece[6] = '\0';
+            } else {
+                piece[0] = (char)*s;
+            }
+        }
+        if (b->used - start + strlen(piece) + 3 > max && s[1] != '\0') {
+            lb_puts(b, "...");
+            return;
+        }
+        lb_puts(b, piece);
+    }
+}
+
 static void
 lb_put_escaped(struct log_buf *b, const char *v)
 {
-    static const char hex[] = "0123456789abcdef";
-
-    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
-        switch (*s) {
-        case '"':
-            lb_puts(b, "\\\"");
-            break;
-        case '\\':
-            lb_puts(b, "\\\\");
-            break;
-        case '\n':
-            lb_puts(b, "\\n");
-            break;
-        case '\r':
-            lb_puts(b, "\\r");
-            break;
-        case '\t':
-            lb_puts(b, "\\t");
-            break;
-        default:
-            if (*s < 0x20 || *s == 0x7f) {
-                lb_puts(b, "\\u00");
-                lb_putc(b, hex[*s >> 4]);
-                lb_putc(b, hex[*s & 0xf]);
-            } else {
-                lb_putc(b, (char)*s);
-            }
-        }
-    }
+    lb_put_value(b, v, true, SIZE_MAX);
 }
 
 /*
@@ -162,7 +188,7 @@ lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const ch
         lb_puts(b, ",\"");
         lb_put_escaped(b, key);
         lb_puts(b, "\":\"");
-        lb_put_escaped(b, value);
+        lb_put_value(b, value, true, LOG_VALUE_MAX);
         lb_putc(b, '"');
         return;
     }
@@ -171,10 +197,10 @@ lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const ch
     lb_putc(b, '=');
     if (text_needs_quotes(value)) {
         lb_putc(b, '"');
-        lb_put_escaped(b, value);
+        lb_put_value(b, value, true, LOG_VALUE_MAX);
         lb_putc(b, '"');
     } else {
-        lb_puts(b, value);
+        lb_put_value(b, value, false, LOG_VALUE_MAX);
     }
 }
 

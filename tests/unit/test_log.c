@@ -75,6 +75,27 @@ test_truncation_is_marked_and_bounded(void **state)
     assert_string_equal(buf + n - 3, "...");
 }
 
+/* A long value is cut on its own, so the keys after it stay (issue 12: an empty msg=). */
+static void
+test_long_value_cut_alone(void **state)
+{
+    static char buf[4096];
+    static char big[3000];
+
+    (void)state;
+    memset(big, 'p', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    big[10] = '"';
+    fmt(buf, sizeof(buf), LOG_TEXT, LOG_WARN, "access_denied", "path", big, "rule", big, "msg",
+        "peer x may not GET /y", (const char *)NULL);
+    assert_non_null(strstr(buf, "p...\" rule=\"ppp"));
+    assert_non_null(strstr(buf, " msg=\"peer x may not GET /y\""));
+    assert_true(strlen(buf) < 2400);
+    fmt(buf, sizeof(buf), LOG_JSON, LOG_WARN, "access_denied", "path", big, "msg", "m",
+        (const char *)NULL);
+    assert_non_null(strstr(buf, "p...\",\"msg\":\"m\"}"));
+}
+
 static void
 test_json_escape_never_splits_an_escape(void **state)
 {
@@ -109,6 +130,7 @@ main(void)
         cmocka_unit_test(test_text_quotes_and_skips_empty),
         cmocka_unit_test(test_json_line),
         cmocka_unit_test(test_truncation_is_marked_and_bounded),
+        cmocka_unit_test(test_long_value_cut_alone),
         cmocka_unit_test(test_json_escape_never_splits_an_escape),
         cmocka_unit_test(test_levels),
     };
