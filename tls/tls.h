@@ -117,6 +117,8 @@ struct tls_verify_result {
     int alert;
     unsigned char first_record[5];
     size_t n_first_record;
+    /* We refused a renegotiation the peer asked for (sent it a no_renegotiation alert). */
+    bool renegotiation_refused;
 };
 
 struct tls_tickets;

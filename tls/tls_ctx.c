@@ -396,6 +396,8 @@ verify_cb(X509_STORE_CTX *sctx, void *arg)
  * - Inbound with client_cert: required: a client that sends no certificate never reaches
  *   verify_cb().  OpenSSL fails the handshake with "peer did not return a certificate" and
  *   sends a fatal alert; we see the alert leave and record TLS_REJECT_NO_CERT.
+ * - A no_renegotiation alert we send (the peer asked to renegotiate) is recorded too, so that
+ *   the connection's end is explained as such rather than by the alert the peer answers.
  */
 static void
 info_cb(const SSL *ssl, int where, int ret)
@@ -404,11 +406,19 @@ info_cb(const SSL *ssl, int where, int ret)
     struct tls_ctx *t;
     unsigned long e;
 
-    if ((where & SSL_CB_ALERT) == 0 || (ret >> 8) != SSL3_AL_FATAL) {
+    if ((where & SSL_CB_ALERT) == 0) {
         return;
     }
     res = SSL_get_ex_data(ssl, ssl_idx);
     if (res == NULL) {
+        return;
+    }
+    if ((where & SSL_CB_WRITE) != 0 && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION) {
+        /* SSL_OP_NO_RENEGOTIATION answers a renegotiation with this (warning) alert. */
+        res->renegotiation_refused = true;
+        return;
+    }
+    if ((ret >> 8) != SSL3_AL_FATAL) {
         return;
     }
     if ((where & SSL_CB_READ) != 0) {
