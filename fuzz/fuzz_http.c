@@ -11,7 +11,10 @@
  *   - the split does not matter: fed whole or in two reads, the framer gives the same result,
  *     the same heads and, when the input is accepted, the same output;
  *   - the rewriter never writes what the parser rejects: the output, fed to a fresh framer of
- *     the same kind, is accepted, has as many heads, and is written back byte for byte.
+ *     the same kind, is accepted, has as many heads, and is written back byte for byte;
+ *   - ferry owns the framing (issue 12): that second framer reads exactly the messages the
+ *     first one forwarded, in order, with the same method and target (or status) and the
+ *     same body length: nothing another parser could split differently gets through.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +29,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The messages one framer forwarded, as a second framer must read them again. */
+#define FZ_MAX_MSGS 64
+
+struct fz_msg {
+    uint64_t line; /* FNV-1a of "METHOD target" or of the status code */
+    uint64_t body; /* body length given to on_done */
+};
+
 /* What the callbacks of one framer saw. */
 struct fz_rec {
     const char *host; /* Host rewrite for requests, or NULL */
@@ -34,7 +45,17 @@ struct fz_rec {
     size_t heads;
     size_t done;
     bool over_limit; /* a rewritten head may exceed what a framer accepts (see fz_on_head) */
+    struct fz_msg msgs[FZ_MAX_MSGS];
 };
+
+static uint64_t
+fz_hash(uint64_t h, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+    }
+    return h;
+}
 
 static const char *const fz_drop[] = {"x-forwarded-*", "x-auth-couchdb-*", "client-cert*"};
 
@@ -67,18 +88,33 @@ fz_on_head(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     int rc;
 
     *skip_body = r->skip_body;
+    if (r->heads < FZ_MAX_MSGS) {
+        uint64_t line = UINT64_C(0xcbf29ce484222325);
+
+        if (h->kind == PROXY_HTTP_REQUEST) {
+            line = fz_hash(fz_hash(fz_hash(line, h->method), " "), h->target);
+        } else {
+            line = (uint64_t)h->status;
+        }
+        r->msgs[r->heads].line = line;
+    }
     r->heads++;
     /* Read what proxy/ reads, so that ASan checks the head's strings. */
     (void)proxy_http_find(h, "host");
     (void)proxy_http_find(h, "content-length");
     if (!r->rewrite) {
-        rc = proxy_http_write_head(h, NULL, 0, NULL, 0, NULL, out);
-    } else if (h->kind == PROXY_HTTP_REQUEST) {
-        rc = proxy_http_write_head(h, fz_drop, FZ_NELEM(fz_drop), fz_add_req, FZ_NELEM(fz_add_req),
-                                   r->host, out);
+        rc = proxy_http_write_head(h, NULL, out);
     } else {
-        rc = proxy_http_write_head(h, fz_drop, FZ_NELEM(fz_drop), fz_add_resp,
-                                   FZ_NELEM(fz_add_resp), NULL, out);
+        struct proxy_http_rewrite rw = {
+            .drop = fz_drop,
+            .n_drop = FZ_NELEM(fz_drop),
+            .add = h->kind == PROXY_HTTP_REQUEST ? fz_add_req : fz_add_resp,
+            .n_add = n_add,
+            .host = h->kind == PROXY_HTTP_REQUEST ? r->host : NULL,
+            .conn = PROXY_HTTP_CONN_KEEP,
+        };
+
+        rc = proxy_http_write_head(h, &rw, out);
     }
     if (rc != 0) {
         fz_fail("proxy_http_write_head failed", h->kind);
@@ -101,7 +137,9 @@ fz_on_done(void *arg, enum proxy_http_kind kind, uint64_t body_bytes)
     struct fz_rec *r = arg;
 
     (void)kind;
-    (void)body_bytes;
+    if (r->done < FZ_MAX_MSGS) {
+        r->msgs[r->done].body = body_bytes;
+    }
     r->done++;
 }
 
@@ -135,7 +173,7 @@ fz_frame(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split, st
     (void)proxy_http_in_head(h);
     (void)proxy_http_in_message(h);
     if (res == PROXY_HTTP_BAD) {
-        const char *why = proxy_http_error(h, &status);
+        const char *why = proxy_http_error(h, &status, NULL);
 
         if (why == NULL || status < 400 || status > 599) {
             fz_fail("PROXY_HTTP_BAD without a reason or an error status", kind);
@@ -196,8 +234,16 @@ fz_one_kind(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split,
     if (res_again != PROXY_HTTP_OK) {
         fz_fail("the parser rejects what the rewriter wrote", kind);
     }
-    if (ra.heads != rw.heads) {
-        fz_fail("the rewritten output has a different number of heads", kind);
+    if (ra.heads != rw.heads || ra.done != rw.done) {
+        fz_fail("the rewritten output has a different number of heads or messages", kind);
+    }
+    for (size_t i = 0; i < rw.heads && i < FZ_MAX_MSGS; i++) {
+        if (ra.msgs[i].line != rw.msgs[i].line) {
+            fz_fail("the rewritten output reads as another request line or status", kind);
+        }
+        if (i < rw.done && ra.msgs[i].body != rw.msgs[i].body) {
+            fz_fail("the rewritten output reads as another body length", kind);
+        }
     }
     if (!fz_same(whole, again)) {
         fz_fail("the rewritten output is not written back unchanged", kind);

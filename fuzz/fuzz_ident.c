@@ -409,11 +409,16 @@ fz_on_write(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     static const char *const drop[] = {"x-forwarded-*", "forwarded", "x-auth-couchdb-*",
                                        "client-cert", "client-cert-chain"};
     struct fz_write *w = arg;
+    const struct proxy_http_rewrite rw = {
+        .drop = drop,
+        .n_drop = sizeof(drop) / sizeof(drop[0]),
+        .add = w->add,
+        .n_add = w->n_add,
+        .conn = PROXY_HTTP_CONN_KEEP,
+    };
 
     (void)skip_body;
-    fz_check(proxy_http_write_head(h, drop, sizeof(drop) / sizeof(drop[0]), w->add, w->n_add, NULL,
-                                   out) == 0,
-             "proxy_http_write_head failed");
+    fz_check(proxy_http_write_head(h, &rw, out) == 0, "proxy_http_write_head failed");
     return PROXY_HTTP_FORWARD;
 }
 

@@ -69,6 +69,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_connect(struct proxy_conn *c);
+static void conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason);
 
 /*
  * proxy_close_reason_str(reason):
@@ -335,22 +336,39 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 {
     struct evbuffer *out = bufferevent_get_output(c->client);
 
-    c->reason = reason;
     PROXY_STAT_ADD(c->l->m->requests[status / 100],
                    1); /* every answer of ours counts in /metrics */
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\nServer: ferry\r\n\r\n%s",
+                        status, phrase, ctype, strlen(body), body);
+    conn_finish_client(c, reason);
+}
+
+/*
+ * conn_finish_client(c, reason):
+ * End ${c} without dropping what the client is owed: the backend/peer side is closed, the
+ * client's output (our answer, or the response relayed so far) is written, then the client's
+ * side is half-closed and whatever it still sends is read and dropped until it closes or
+ * PROXY_LINGER_MS pass.  ${reason} is the close reason logged at the end.
+ */
+static void
+conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    c->reason = reason;
     if (c->server != NULL) {
         bufferevent_free(c->server);
         c->server = NULL;
     }
     conn_set_state(c, PROXY_CONN_DRAINING);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Connection: close\r\nServer: ferry\r\n\r\n%s",
-                        status, phrase, ctype, strlen(body), body);
     bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
     bufferevent_enable(c->client, EV_READ | EV_WRITE);
     event_del(c->timer);
     conn_timer_in(c, PROXY_LINGER_MS);
+    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+        /* Nothing to write, so no write callback will come: half-close now. */
+        client_write_cb(c->client, c);
+    }
 }
 
 static void
@@ -450,6 +468,24 @@ conn_pump_up(struct proxy_conn *c)
         proxy_exchange_after_read(c);
     }
     return true;
+}
+
+/*
+ * A response made room in a full queue of pipelined requests: frame the requests that waited
+ * in the client's input, and an end of stream behind them.  Returns false when ${c} no longer
+ * relays (it may be freed).
+ */
+static bool
+conn_resume_up(struct proxy_conn *c)
+{
+    enum proxy_http_result res = proxy_relay_resume(&c->up);
+
+    if (res != PROXY_HTTP_OK) {
+        proxy_exchange_request_failed(c, res);
+        return false;
+    }
+    proxy_exchange_after_read(c);
+    return !conn_relay_finished(c);
 }
 
 /* ---- the outbound pool ---- */
@@ -683,23 +719,32 @@ server_read_cb(struct bufferevent *bev, void *arg)
         /* A response completed the queue and ferry sent its pending answer (403, 400...). */
         return;
     }
+    if (res == PROXY_HTTP_OK && proxy_exchange_resume_requests(c) && !conn_resume_up(c)) {
+        return;
+    }
     if (res == PROXY_HTTP_OK && proxy_exchange_client_done(c)) {
         /* Pool: the last response the client waited for is relayed. */
         conn_pool_release(c);
         return;
     }
     if (res != PROXY_HTTP_OK) {
-        int status;
-        const char *why = proxy_http_error(c->down.http, &status);
+        const char *rule;
+        const char *why = proxy_http_error(c->down.http, NULL, &rule);
 
-        (void)status;
         snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
                  conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
         if (proxy_exchange_can_answer(c)) {
             conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
             return;
         }
-        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+        /*
+         * Bytes nobody asked for (a body after the reply to a HEAD), or a defect inside a
+         * response already under way: the client keeps what it was sent, then the end of
+         * the connection; the other side is not read again (and never pooled).
+         */
+        log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
+               c->l->target_text, "rule", rule, "msg", c->detail, (const char *)NULL);
+        conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
     }
 }
 
@@ -1060,6 +1105,33 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/*
+ * The client side failed while relaying: its TLS error in words when there is one (OpenSSL's
+ * queue, which libevent moved into the bufferevent; a renegotiation ferry refuses ends here),
+ * else the socket error.  errno is 0 after a TLS failure ("Success"), so never use it alone.
+ */
+static void
+conn_client_error_detail(struct proxy_conn *c, struct bufferevent *bev)
+{
+    char errs[256] = "";
+    int sock_err = EVUTIL_SOCKET_ERROR();
+    unsigned long e = conn_inbound(c) ? bev_tls_errors(bev, errs, sizeof(errs)) : 0;
+
+    if (c->verify.renegotiation_refused || ERR_GET_REASON(e) == SSL_R_NO_RENEGOTIATION ||
+        ERR_GET_REASON(e) == SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED) {
+        /* ferry never renegotiates (SSL_OP_NO_RENEGOTIATION); the client gave up on it. */
+        snprintf(c->detail, sizeof(c->detail), "client: renegotiation refused%s%s%s",
+                 errs[0] != '\0' ? " (then: " : "", errs, errs[0] != '\0' ? ")" : "");
+    } else if (errs[0] != '\0') {
+        snprintf(c->detail, sizeof(c->detail), "client: TLS error: %s", errs);
+    } else if (sock_err != 0) {
+        snprintf(c->detail, sizeof(c->detail), "client: %s",
+                 evutil_socket_error_to_string(sock_err));
+    } else {
+        snprintf(c->detail, sizeof(c->detail), "client: the connection failed");
+    }
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -1102,8 +1174,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_side_eof(c, bev, &c->up);
             return;
         }
-        snprintf(c->detail, sizeof(c->detail), "client: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_client_error_detail(c, bev);
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_DRAINING:

@@ -24,7 +24,11 @@
 #include "proxy_http.h"
 #include "proxy_internal.h"
 
-/* Requests that may wait for their responses at once; a deeper pipeline is closed. */
+/*
+ * Requests that may wait for their responses at once.  A client that pipelines more is not
+ * read from (its request framer is held) until responses drain, so nothing is dropped and
+ * what waits is bounded by the client's input high-watermark (PROXY_RELAY_HIGH).
+ */
 #define EXCHANGE_QUEUE      32
 #define EXCHANGE_TARGET_LOG 256
 
@@ -70,6 +74,8 @@ struct proxy_exchange {
     bool answer_pending;
     int answer_status;
     char answer_body[700];
+    /* the queue was full and has room again: the held request framer may go on */
+    bool resume_requests;
     /* outbound pool (proxy_pool.c) */
     bool keep;        /* the last final response and its request both allowed keep-alive
                          (true before the first) */
@@ -78,9 +84,9 @@ struct proxy_exchange {
     char *retry;      /* the forwarded head of a request that a stale pooled connection may */
     size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
     size_t retry_cap;
-    char conn_rest[128]; /* the client's Connection tokens other than close */
 };
 
+/* Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'. */
 static const char *const inbound_drop[] = {
     "x-forwarded-*", "forwarded", "x-auth-couchdb-*", "client-cert", "client-cert-chain",
 };
@@ -157,6 +163,7 @@ static const struct {
     {501, "Not Implemented", "not_implemented"},
     {502, "Bad Gateway", "bad_gateway"},
     {504, "Gateway Timeout", "gateway_timeout"},
+    {505, "HTTP Version Not Supported", "http_version_not_supported"},
 };
 
 static size_t
@@ -246,7 +253,10 @@ answer_when_idle(struct proxy_conn *c, int status, const char *body)
     }
     x->answer_pending = true;
     x->answer_status = status;
-    snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
+    if (body != x->answer_body) {
+        /* (A 403 is built in answer_body already: copying it onto itself would be undefined.) */
+        snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
+    }
     /* Nothing more is read from the client: its request parser has stopped. */
     bufferevent_disable(c->client, EV_READ);
 }
@@ -355,6 +365,13 @@ retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffe
     }
 }
 
+/* Bytes of requests the client pipelined that wait, unread by the held framer. */
+static size_t
+requests_waiting(const struct proxy_conn *c)
+{
+    return c->client != NULL ? evbuffer_get_length(bufferevent_get_input(c->client)) : 0;
+}
+
 /*
  * proxy_exchange_client_done(c):
  * Pool on: is the local client done with ${c} (its Connection: close request answered, or it
@@ -366,7 +383,8 @@ proxy_exchange_client_done(const struct proxy_conn *c)
     const struct proxy_exchange *x = c->x;
 
     return x != NULL && proxy_pool_enabled(c->l) && (x->close_after || c->client_eof) &&
-           x->q_len == 0 && !x->answer_pending && !proxy_http_in_message(x->resp);
+           x->q_len == 0 && !x->answer_pending && !proxy_http_in_message(x->resp) &&
+           requests_waiting(c) == 0;
 }
 
 /*
@@ -379,7 +397,8 @@ proxy_exchange_requests_idle(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && !x->req_in_body && !x->answer_pending && proxy_http_idle(x->req);
+    return x != NULL && !x->req_in_body && !x->answer_pending && proxy_http_idle(x->req) &&
+           requests_waiting(c) == 0;
 }
 
 /*
@@ -437,6 +456,100 @@ proxy_exchange_resume(struct proxy_conn *c)
 
 /* ---- requests ---- */
 
+/* The rule id and words of a refusal, for the access-log line of a refused request. */
+static void
+deny_record(struct proxy_conn *c, const struct proxy_http_head *h,
+            const struct config_access_rule *rule)
+{
+    struct proxy_exchange *x = c->x;
+
+    memset(&x->denied, 0, sizeof(x->denied));
+    snprintf(x->denied.method, sizeof(x->denied.method), "%s", h->method);
+    snprintf(x->denied.target, sizeof(x->denied.target), "%s", h->target);
+    event_base_gettimeofday_cached(c->l->w->base, &x->denied.start);
+    if (rule != NULL) {
+        snprintf(x->denied.rule, sizeof(x->denied.rule), "rule %zu",
+                 (size_t)(rule - c->l->cfg->access) + 1);
+    } else {
+        snprintf(x->denied.rule, sizeof(x->denied.rule), "-");
+    }
+}
+
+/*
+ * CONTRACT §7: may this peer make this request?  On refusal logs access_denied, prepares the
+ * 403 and returns false.
+ */
+static bool
+request_allowed(struct proxy_conn *c, const struct proxy_http_head *h,
+                const struct config_access_rule **rule)
+{
+    struct proxy_exchange *x = c->x;
+    const struct config_listener *cl = c->l->cfg;
+    char why[512], reason[600];
+
+    *rule = NULL;
+    if (cl->mode != CONFIG_MODE_INBOUND || cl->access == NULL ||
+        proxy_access_check(cl->access, cl->n_access, &x->names, h->method, h->target, why,
+                           sizeof(why), rule) == 0) {
+        return true;
+    }
+    snprintf(reason, sizeof(reason), "peer %s may not %s %s", c->verify.peer.name, h->method,
+             h->target);
+    log_kv(LOG_WARN, "access_denied", "listener", cl->name, "remote", c->remote, "peer",
+           c->verify.peer.name, "method", h->method, "path", h->target, "rule", why, "msg", reason,
+           (const char *)NULL);
+    snprintf(c->detail, sizeof(c->detail), "%s", reason);
+    deny_record(c, h, *rule);
+    json_error(x->answer_body, sizeof(x->answer_body), "forbidden", reason);
+    x->answer_status = 403;
+    return false;
+}
+
+/*
+ * Write the request head as it goes to the backend (inbound: the client's identity headers
+ * out, ferry's in) or to the peer (outbound).  Returns 0, or -1 on OOM.
+ */
+static int
+request_write(struct proxy_conn *c, const struct proxy_http_head *h, struct exchange_req *r,
+              struct evbuffer *out)
+{
+    struct proxy_exchange *x = c->x;
+    const struct config_listener *cl = c->l->cfg;
+    struct proxy_http_add add[8];
+    struct proxy_http_rewrite rw = {.conn = PROXY_HTTP_CONN_KEEP};
+
+    if (cl->mode == CONFIG_MODE_INBOUND) {
+        size_t n_add = 0;
+
+        /* CONTRACT §6: whatever the client sent of these is dropped, ours are added. */
+        add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", x->xff};
+        add[n_add++] = (struct proxy_http_add){"X-Forwarded-Proto", "https"};
+        if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC) {
+            add[n_add++] = (struct proxy_http_add){"X-Forwarded-Client-Cert", x->client_cert};
+        } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440) {
+            add[n_add++] = (struct proxy_http_add){"Client-Cert", x->client_cert};
+            add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", x->client_cert_chain};
+        }
+        if (cl->proxy_auth.enabled) {
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", x->auth_user};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Roles", c->l->auth_roles};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", x->auth_token};
+        }
+        rw.drop = inbound_drop;
+        rw.n_drop = sizeof(inbound_drop) / sizeof(inbound_drop[0]);
+        rw.add = add;
+        rw.n_add = n_add;
+        return proxy_http_write_head(h, &rw, out);
+    }
+    rw.host = x->host[0] != '\0' ? x->host : NULL;
+    if (proxy_pool_enabled(c->l) && h->http_minor >= 1 && h->conn_close) {
+        /* Pool: the peer connection outlives this client; ferry closes the client itself. */
+        r->client_close = true;
+        rw.conn = PROXY_HTTP_CONN_NONE;
+    }
+    return proxy_http_write_head(h, &rw, out);
+}
+
 static enum proxy_http_verdict
 on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *skip_body)
 {
@@ -445,40 +558,15 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     const struct config_listener *cl = c->l->cfg;
     const struct config_access_rule *rule = NULL;
     struct exchange_req *r;
-    struct proxy_http_add add[8];
-    size_t n_add = 0;
-    char why[512], body[700], reason[700];
-    int rc;
 
     (void)skip_body;
     evtimer_del(x->header_timer);
+    /* Not reached: the framer is held while the queue is full (below). */
     if (x->q_len == EXCHANGE_QUEUE) {
         snprintf(c->detail, sizeof(c->detail), "more than %d pipelined requests", EXCHANGE_QUEUE);
         return PROXY_HTTP_REFUSE;
     }
-    if (cl->mode == CONFIG_MODE_INBOUND && cl->access != NULL &&
-        proxy_access_check(cl->access, cl->n_access, &x->names, h->method, h->target, why,
-                           sizeof(why), &rule) < 0) {
-        const char *who = x->names.n > 0 ? x->names.v[0] : c->verify.peer.subject;
-
-        snprintf(reason, sizeof(reason), "peer %s may not %s %s", who, h->method, h->target);
-        log_kv(LOG_WARN, "access_denied", "listener", cl->name, "remote", c->remote, "peer", who,
-               "method", h->method, "path", h->target, "rule", why, "msg", reason,
-               (const char *)NULL);
-        snprintf(c->detail, sizeof(c->detail), "%s", reason);
-        memset(&x->denied, 0, sizeof(x->denied));
-        snprintf(x->denied.method, sizeof(x->denied.method), "%s", h->method);
-        snprintf(x->denied.target, sizeof(x->denied.target), "%s", h->target);
-        event_base_gettimeofday_cached(c->l->w->base, &x->denied.start);
-        if (rule != NULL) {
-            snprintf(x->denied.rule, sizeof(x->denied.rule), "rule %zu",
-                     (size_t)(rule - cl->access) + 1);
-        } else {
-            snprintf(x->denied.rule, sizeof(x->denied.rule), "-");
-        }
-        json_error(body, sizeof(body), "forbidden", reason);
-        x->answer_status = 403;
-        snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
+    if (!request_allowed(c, h, &rule)) {
         return PROXY_HTTP_REFUSE;
     }
 
@@ -495,41 +583,16 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     } else {
         snprintf(r->rule, sizeof(r->rule), "-");
     }
+    if (x->q_len == EXCHANGE_QUEUE) {
+        /* Full: read no further request until a response has gone out (on_response_done). */
+        proxy_http_hold(x->req, true);
+    }
 
     x->mark_buf = out;
     x->head_mark = evbuffer_get_length(out);
     x->mark_valid = true;
     x->req_in_body = true;
-    if (cl->mode == CONFIG_MODE_INBOUND) {
-        /* CONTRACT §6: whatever the client sent of these is dropped, ours are added. */
-        add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", x->xff};
-        add[n_add++] = (struct proxy_http_add){"X-Forwarded-Proto", "https"};
-        if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC) {
-            add[n_add++] = (struct proxy_http_add){"X-Forwarded-Client-Cert", x->client_cert};
-        } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440) {
-            add[n_add++] = (struct proxy_http_add){"Client-Cert", x->client_cert};
-            add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", x->client_cert_chain};
-        }
-        if (cl->proxy_auth.enabled) {
-            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", x->auth_user};
-            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Roles", c->l->auth_roles};
-            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", x->auth_token};
-        }
-        rc = proxy_http_write_head(h, inbound_drop, sizeof(inbound_drop) / sizeof(inbound_drop[0]),
-                                   add, n_add, NULL, out);
-    } else if (proxy_pool_enabled(c->l) && h->http_major == 1 && h->http_minor >= 1 &&
-               proxy_http_connection_without(h, "close", x->conn_rest, sizeof(x->conn_rest))) {
-        /* Pool: the peer connection outlives this client; ferry closes the client itself. */
-        static const char *const conn_drop[] = {"connection"};
-        const struct proxy_http_add keep = {"Connection", x->conn_rest};
-
-        r->client_close = true;
-        rc = proxy_http_write_head(h, conn_drop, 1, &keep, x->conn_rest[0] != '\0' ? 1 : 0,
-                                   x->host[0] != '\0' ? x->host : NULL, out);
-    } else {
-        rc = proxy_http_write_head(h, NULL, 0, NULL, 0, x->host[0] != '\0' ? x->host : NULL, out);
-    }
-    if (rc < 0) {
+    if (request_write(c, h, r, out) < 0) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         return PROXY_HTTP_REFUSE;
     }
@@ -554,10 +617,12 @@ on_request_done(void *arg, enum proxy_http_kind kind, uint64_t body)
 }
 
 /*
- * A request was refused in the middle of its body (invalid chunk size...) after its head was
+ * A request was refused in the middle of its body (a bad chunk line...) after its head was
  * forwarded.  Take it back: when its head is still in the destination's output (it arrived in
  * the same read), remove those bytes so that nothing of it reaches the other side; either
- * way it leaves the queue, with its access-log line, and gets ferry's own answer.
+ * way it leaves the queue, with its access-log line, and gets ferry's own answer.  What did
+ * leave is a prefix of a body ferry framed itself: the other side reads an unfinished request
+ * and then the end of the connection.
  */
 static void
 take_back_request(struct proxy_conn *c, const char *status)
@@ -588,31 +653,26 @@ take_back_request(struct proxy_conn *c, const char *status)
 /*
  * proxy_exchange_request_failed(c, res):
  * The request framer refused a request (res BAD: malformed; STOPPED: on_request refused it).
- * Answer the client (400/431/501/403) once earlier responses are out, else close.
+ * Answer the client (400/403/431/501/505) once earlier responses are out, else close.
  */
 void
 proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
 {
     struct proxy_exchange *x = c->x;
-    char body[700];
+    char body[700], st[8];
+    const char *rule;
     int status = 400;
 
     evtimer_del(x->header_timer);
     if (res == PROXY_HTTP_BAD) {
-        const char *why = proxy_http_error(x->req, &status);
+        const char *why = proxy_http_error(x->req, &status, &rule);
 
+        snprintf(st, sizeof(st), "%d", status);
         snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
         log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
-               c->verify.peer.name, "status",
-               status == 431   ? "431"
-               : status == 501 ? "501"
-                               : "400",
-               "msg", why, (const char *)NULL);
+               c->verify.peer.name, "status", st, "rule", rule, "msg", why, (const char *)NULL);
         json_error(body, sizeof(body), status_error(status), why);
         if (x->req_in_body) {
-            char st[8];
-
-            snprintf(st, sizeof(st), "%d", status);
             take_back_request(c, st);
         }
         x->mark_valid = false;
@@ -622,10 +682,12 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
     if (x->answer_status == 403) {
         /* A refused request has its access-log line too (CONTRACT §7: logged, never sent). */
         access_log(c, &x->denied, "403", strlen(x->answer_body));
-        answer_when_idle(c, 403, x->answer_body);
+    }
+    if (x->answer_status != 0) {
+        answer_when_idle(c, x->answer_status, x->answer_body);
         return;
     }
-    /* Refused for another reason (pipeline too deep, out of memory): just close. */
+    /* Refused for another reason (out of memory): just close. */
     proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
 }
 
@@ -636,30 +698,33 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
 {
     struct proxy_conn *c = arg;
     struct exchange_req *r = q_front(c->x);
+    struct proxy_http_rewrite rw = {.conn = PROXY_HTTP_CONN_KEEP};
+    bool keep;
 
     if (r == NULL) {
         snprintf(c->detail, sizeof(c->detail), "%s sent a response nobody asked for",
                  c->l->target_text);
         return PROXY_HTTP_REFUSE;
     }
+    *skip_body = r->head || h->status == 204 || h->status == 304;
+    /* A reply to HEAD has no body whatever its head declares, so no EOF to wait for. */
+    keep = h->keep_alive ||
+           (*skip_body && h->framing == PROXY_HTTP_FRAMING_EOF &&
+            (h->http_minor >= 1 ? !h->conn_close : h->conn_keep_alive && !h->conn_close));
     if (h->status >= 200) {
         r->status = h->status;
-        c->x->keep = h->keep_alive && r->up_keep;
+        c->x->keep = keep && r->up_keep;
     } else if (h->status != 100) {
-        c->x->odd = true; /* 101, 102, 103...: framing ferry does not reuse connections after */
+        c->x->odd = true; /* 102, 103...: framing ferry does not reuse connections after */
     }
-    *skip_body = r->head || h->status == 204 || h->status == 304;
-    if (r->client_close && h->status >= 200) {
-        /* The client asked to close and ferry will: say so, whatever the peer said. */
-        static const char *const conn_drop[] = {"connection", "keep-alive"};
-        static const struct proxy_http_add close = {"Connection", "close"};
-
-        return proxy_http_write_head(h, conn_drop, 2, &close, 1, NULL, out) < 0
-                   ? PROXY_HTTP_REFUSE
-                   : PROXY_HTTP_FORWARD;
+    if (h->status >= 200 && (r->client_close || !keep)) {
+        /*
+         * The client asked to close and ferry will (pool), or the body runs to the end of the
+         * connection: say so, whatever the other side said.
+         */
+        rw.conn = PROXY_HTTP_CONN_CLOSE;
     }
-    return proxy_http_write_head(h, NULL, 0, NULL, 0, NULL, out) < 0 ? PROXY_HTTP_REFUSE
-                                                                     : PROXY_HTTP_FORWARD;
+    return proxy_http_write_head(h, &rw, out) < 0 ? PROXY_HTTP_REFUSE : PROXY_HTTP_FORWARD;
 }
 
 static void
@@ -683,6 +748,11 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     if (r->client_close) {
         x->close_after = true;
     }
+    if (x->q_len == EXCHANGE_QUEUE) {
+        /* Room again: the caller pumps the held requests once this response is framed. */
+        proxy_http_hold(x->req, false);
+        x->resume_requests = true;
+    }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
     backend_timer_arm(c);
@@ -692,11 +762,29 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
 }
 
+/*
+ * proxy_exchange_resume_requests(c):
+ * Did a response make room in a full queue since the last call?  Then the caller pumps the
+ * client's waiting requests (proxy_relay_pump on the up relay).
+ */
+bool
+proxy_exchange_resume_requests(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+
+    if (x == NULL || !x->resume_requests) {
+        return false;
+    }
+    x->resume_requests = false;
+    return true;
+}
+
 /* ---- life ---- */
 
-/* Identity headers of an inbound connection, computed once (CONTRACT §6). */
+/* Identity headers of an inbound connection, computed once (CONTRACT §6); ${user} the peer's
+ * identity (exchange_peer_name()) or NULL. */
 static int
-exchange_identity(struct proxy_conn *c)
+exchange_identity(struct proxy_conn *c, const char *user)
 {
     struct proxy_exchange *x = c->x;
     const struct config_listener *cl = c->l->cfg;
@@ -748,14 +836,7 @@ exchange_identity(struct proxy_conn *c)
     }
     if (cl->proxy_auth.enabled) {
         char token[129];
-        const char *user = NULL;
 
-        /* The peer's first DNS SAN, else (cn_fallback) its CN. */
-        for (size_t i = 0; i < x->names.n && user == NULL; i++) {
-            if (!tls_name_is_ip(x->names.v[i], NULL, NULL)) {
-                user = x->names.v[i];
-            }
-        }
         if (user != NULL &&
             proxy_couchdb_token(cl->proxy_auth.hash, c->l->auth_secret, c->l->auth_secret_len, user,
                                 token, sizeof(token)) == 0) {
@@ -791,6 +872,38 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
 }
 
 /*
+ * The peer's one identity (CONTRACT §6): the name that matched the `peers` of the first access
+ * rule that matches at all, else the name that matched `allow` (tls_verify_peer() left it in
+ * peer.name), else its first DNS SAN (with cn_fallback, its CN).  The access log's peer=, the
+ * 403 answers and X-Auth-CouchDB-UserName all use it.  NULL when there is none.
+ */
+static const char *
+exchange_peer_name(const struct proxy_conn *c)
+{
+    const struct config_listener *cl = c->l->cfg;
+    const struct proxy_peer_names *names = &c->x->names;
+
+    for (size_t i = 0; cl->access != NULL && i < cl->n_access; i++) {
+        for (size_t j = 0; j < cl->access[i].n_peers; j++) {
+            for (size_t k = 0; k < names->n; k++) {
+                if (tls_name_match_allow(cl->access[i].peers[j], names->v[k])) {
+                    return names->v[k];
+                }
+            }
+        }
+    }
+    if (cl->allow != NULL && c->verify.peer.name[0] != '\0') {
+        return c->verify.peer.name;
+    }
+    for (size_t k = 0; k < names->n; k++) {
+        if (!tls_name_is_ip(names->v[k], NULL, NULL)) {
+            return names->v[k];
+        }
+    }
+    return NULL;
+}
+
+/*
  * proxy_exchange_start(c):
  * Set up HTTP framing for ${c} when the relay starts.  Returns 0, or -1 on OOM.
  */
@@ -814,9 +927,15 @@ proxy_exchange_start(struct proxy_conn *c)
         return -1;
     }
     if (c->l->cfg->mode == CONFIG_MODE_INBOUND) {
+        const char *who;
+
         proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
                                &x->names);
-        if (exchange_identity(c) < 0) {
+        who = exchange_peer_name(c);
+        if (who != NULL && who != c->verify.peer.name) {
+            snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", who);
+        }
+        if (exchange_identity(c, who != NULL ? c->verify.peer.name : NULL) < 0) {
             return -1;
         }
     } else if (c->l->cfg->host_header == CONFIG_HOST_HEADER_PEER) {

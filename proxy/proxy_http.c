@@ -1,14 +1,18 @@
 /*
- * proxy_http: HTTP/1.1 framing with http-parser 2.9 (see proxy_http.h).
+ * proxy_http: HTTP/1.1 framing (see proxy_http.h).
  *
- * The parser is paused at two points of every message so that byte boundaries are exact:
- *   - in on_headers_complete: http_parser_execute() returns the offset of the head's final
- *     LF, which the parser consumes only when it runs again (state s_headers_done);
- *   - in on_message_complete: it returns the count including the message's last byte.
- * Bytes of a head are dropped from the source (the caller writes the head itself, rewritten);
- * bytes between the two pauses are the body, chunk framing included, and move unchanged.
+ * http-parser 2.9 reads heads only.  Debian builds it lenient (HTTP_PARSER_STRICT 0): it takes
+ * a space into a header name, any byte after a CR as the LF, a tab or a byte >= 0x80 into a
+ * request target, and reads a chunk-size line up to the first CR.  So before it sees a byte,
+ * a pre-scan refuses bare CRs and obs-fold and bounds the head; after it, the head is checked
+ * again field by field; and bodies never go through it: this file frames them itself, byte
+ * exact, and writes chunked bodies anew.
+ *
+ * A message:  IDLE --first byte--> HEAD --head complete, on_head FORWARD--> BODY --> IDLE
+ *                                       \--on_head REFUSE--> STOPPED     any error --> BAD
+ * http-parser is paused in on_headers_complete (it returns the offset of the head's final LF)
+ * and reset with http_parser_init() when the next message starts.
  */
-#include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +30,25 @@
 enum ph_state {
     PH_IDLE,    /* between messages */
     PH_HEAD,    /* inside a head */
-    PH_BODY,    /* head forwarded; moving the body */
+    PH_BODY,    /* head forwarded; framing the body */
     PH_STOPPED, /* on_head refused; nothing more moves */
     PH_BAD,     /* malformed input */
+};
+
+/* Where a chunked body is (RFC 9112 §7.1). */
+enum ph_chunk {
+    PH_CH_SIZE,       /* chunk-size: 1*HEXDIG */
+    PH_CH_BWS,        /* whitespace after the size: only ";" may follow */
+    PH_CH_EXT,        /* chunk-ext up to CR */
+    PH_CH_LINE_LF,    /* the LF of the chunk line */
+    PH_CH_DATA,       /* chunk-data */
+    PH_CH_DATA_CR,    /* the CRLF after the data */
+    PH_CH_DATA_LF,    /* */
+    PH_CH_TRAILER,    /* start of a trailer line, or the final CRLF */
+    PH_CH_TR_NAME,    /* a trailer field's name */
+    PH_CH_TR_VALUE,   /* its value, up to CR */
+    PH_CH_TR_LINE_LF, /* the LF ending it */
+    PH_CH_END_LF,     /* the LF of the last line: the message ends */
 };
 
 enum ph_last {
@@ -50,7 +70,8 @@ struct proxy_http {
     proxy_http_head_cb on_head;
     proxy_http_done_cb on_done;
     void *arg;
-    struct evbuffer *out; /* the destination during one proxy_http_pump() */
+    bool hold;          /* start no new message (proxy_http_hold) */
+    bool head_complete; /* http-parser paused in on_headers_complete */
 
     /* the head being collected: strings appended to store, found again by offset */
     char *store;
@@ -66,14 +87,51 @@ struct proxy_http {
     bool scan_lf;      /* the last byte scanned ended a line */
     bool scan_cr;      /* the last byte scanned was a CR */
     bool scan_done;    /* the blank line that ends the head was seen */
-    bool head_paused;  /* paused in on_headers_complete: the next byte fed is the head's LF */
-    bool msg_paused;   /* paused in on_message_complete */
-    uint64_t body_bytes;
+
+    /* the body */
+    enum proxy_http_framing framing; /* what is being framed now (NONE once skipped) */
+    uint64_t left;                   /* LENGTH: bytes to go; CHUNKED, PH_CH_DATA: of this chunk */
+    enum ph_chunk chunk;
+    uint64_t chunk_size; /* the size being read */
+    size_t line_len;     /* bytes of the current chunk line, or of the trailer section */
+    uint64_t body_bytes; /* payload moved */
 
     struct proxy_http_head head;
     const char *error;
+    const char *error_rule;
     int error_status;
 };
+
+/* ---- characters (RFC 9110 §5.6.2, RFC 9112) ---- */
+
+static bool
+ph_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* field-vchar / SP / HTAB: a byte a field value (or a reason phrase) may hold. */
+static bool
+ph_value_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int
+ph_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
 
 /* ---- storage for the head being collected ---- */
 
@@ -107,16 +165,18 @@ ph_terminate(struct proxy_http *h)
     return ph_append(h, "", 1);
 }
 
+/* Record the first error: its status, the short id of the rule and the reason. */
 static void
-ph_fail(struct proxy_http *h, int status, const char *why)
+ph_fail(struct proxy_http *h, int status, const char *rule, const char *why)
 {
     if (h->error == NULL) {
         h->error = why;
+        h->error_rule = rule;
         h->error_status = status;
     }
 }
 
-/* ---- http-parser callbacks ---- */
+/* ---- http-parser callbacks (heads only) ---- */
 
 static int
 ph_on_message_begin(http_parser *p)
@@ -168,7 +228,7 @@ ph_on_header_field(http_parser *p, const char *at, size_t len)
             return -1;
         }
         if (h->n_hdr == PROXY_HTTP_MAX_HEADERS) {
-            ph_fail(h, 431, "more than 100 header fields");
+            ph_fail(h, 431, "too-large", "more than 100 header fields");
             return -1;
         }
         h->hdr[h->n_hdr].name = (uint32_t)h->store_len;
@@ -201,117 +261,13 @@ ph_on_header_value(http_parser *p, const char *at, size_t len)
     return ph_append(h, at, len);
 }
 
-static bool
-ph_token_in_list(const char *value, const char *token)
-{
-    size_t tl = strlen(token);
-    const char *s = value;
-
-    while (*s != '\0') {
-        while (*s == ' ' || *s == '\t' || *s == ',') {
-            s++;
-        }
-        if (strncasecmp(s, token, tl) == 0 &&
-            (s[tl] == '\0' || s[tl] == ',' || s[tl] == ' ' || s[tl] == '\t' || s[tl] == ';')) {
-            return true;
-        }
-        while (*s != '\0' && *s != ',') {
-            s++;
-        }
-    }
-    return false;
-}
-
-/* Turn the offsets into the public head (the store no longer moves for this head). */
-static void
-ph_build_head(struct proxy_http *h)
-{
-    struct proxy_http_head *hd = &h->head;
-    size_t n_host = 0;
-
-    hd->kind = h->kind;
-    hd->http_major = h->parser.http_major;
-    hd->http_minor = h->parser.http_minor;
-    hd->method = h->kind == PROXY_HTTP_REQUEST ? http_method_str(h->parser.method) : NULL;
-    hd->target = h->kind == PROXY_HTTP_REQUEST ? h->store + h->url_off : NULL;
-    hd->status = h->kind == PROXY_HTTP_RESPONSE ? (int)h->parser.status_code : 0;
-    hd->reason =
-        h->kind == PROXY_HTTP_RESPONSE && h->reason_len > 0 ? h->store + h->reason_off : "";
-    hd->n_headers = h->n_hdr;
-    hd->expect_continue = false;
-    for (size_t i = 0; i < h->n_hdr; i++) {
-        struct proxy_http_header *x = &hd->headers[i];
-
-        x->name = h->store + h->hdr[i].name;
-        x->name_len = h->hdr[i].name_len;
-        x->value = h->hdr[i].value_len > 0 ? h->store + h->hdr[i].value : "";
-        x->value_len = h->hdr[i].value_len;
-        if (proxy_http_header_is(x, "host")) {
-            n_host++;
-        } else if (proxy_http_header_is(x, "expect") &&
-                   ph_token_in_list(x->value, "100-continue")) {
-            hd->expect_continue = true;
-        }
-    }
-    hd->keep_alive = http_should_keep_alive(&h->parser) != 0;
-    hd->upgrade = h->kind == PROXY_HTTP_REQUEST &&
-                  (h->parser.upgrade != 0 || proxy_http_find(hd, "upgrade") != NULL);
-    hd->has_body = (h->parser.flags & F_CHUNKED) != 0 ||
-                   (h->parser.content_length > 0 && h->parser.content_length != ULLONG_MAX);
-    if (h->kind == PROXY_HTTP_REQUEST) {
-        if (n_host > 1) {
-            ph_fail(h, 400, "more than one Host header");
-        } else if (n_host == 0 && hd->http_major == 1 && hd->http_minor >= 1) {
-            ph_fail(h, 400, "HTTP/1.1 request without a Host header");
-        } else if (h->parser.uses_transfer_encoding && (h->parser.flags & F_CHUNKED) == 0) {
-            /* http-parser reports this only after on_headers_complete: refuse it here. */
-            ph_fail(h, 400, "Transfer-Encoding other than a final chunked");
-        } else if (h->parser.method == HTTP_CONNECT) {
-            ph_fail(h, 501, "CONNECT is not supported");
-        } else if (hd->upgrade) {
-            ph_fail(h, 501, "protocol upgrades (Upgrade:) are not supported by ferry");
-        }
-    } else if (h->parser.uses_transfer_encoding && (h->parser.flags & F_CHUNKED) == 0) {
-        /*
-         * A response body would then run to the end of the connection.  Refused (as nginx
-         * does): http-parser does not see "chunked<HT>" as chunked, but the receiver of the
-         * rewritten head (value trimmed) would, and the two would frame the bytes apart.
-         */
-        ph_fail(h, 400, "Transfer-Encoding other than a final chunked");
-    }
-}
-
+/* Stop at the end of the head: the body is ours to frame (see the top of the file). */
 static int
 ph_on_headers_complete(http_parser *p)
 {
     struct proxy_http *h = p->data;
-    bool skip_body = false;
 
-    if (ph_terminate(h) < 0) {
-        ph_fail(h, 500, "out of memory");
-        return -1;
-    }
-    ph_build_head(h);
-    if (h->error != NULL) {
-        return -1;
-    }
-    if (h->on_head(h->arg, &h->head, h->out, &skip_body) != PROXY_HTTP_FORWARD) {
-        h->state = PH_STOPPED;
-        return -1;
-    }
-    h->state = PH_BODY;
-    h->head_paused = true;
-    http_parser_pause(p, 1);
-    /* 1 = this response has no body (a reply to HEAD). */
-    return skip_body ? 1 : 0;
-}
-
-static int
-ph_on_message_complete(http_parser *p)
-{
-    struct proxy_http *h = p->data;
-
-    h->msg_paused = true;
+    h->head_complete = true;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -323,74 +279,279 @@ static const http_parser_settings ph_settings = {
     .on_header_field = ph_on_header_field,
     .on_header_value = ph_on_header_value,
     .on_headers_complete = ph_on_headers_complete,
-    .on_message_complete = ph_on_message_complete,
 };
 
-/*
- * proxy_http_new(kind, on_head, on_done, arg):
- * A parser for one direction; NULL on OOM.
- */
-struct proxy_http *
-proxy_http_new(enum proxy_http_kind kind, proxy_http_head_cb on_head, proxy_http_done_cb on_done,
-               void *arg)
-{
-    struct proxy_http *h = calloc(1, sizeof(*h));
+/* ---- list-valued headers (RFC 9110 §5.6.1) ---- */
 
-    if (h == NULL) {
-        return NULL;
+/*
+ * Call ${fn} for every non-empty element of every header of ${hd} called ${name}, trimmed of
+ * whitespace; stop when it returns false.
+ */
+typedef bool (*ph_token_fn)(void *arg, const char *t, size_t len);
+
+static void
+ph_each_token(const struct proxy_http_head *hd, const char *name, ph_token_fn fn, void *arg)
+{
+    for (size_t i = 0; i < hd->n_headers; i++) {
+        const struct proxy_http_header *x = &hd->headers[i];
+        const char *s = x->value, *end = x->value + x->value_len;
+
+        if (!proxy_http_header_is(x, name)) {
+            continue;
+        }
+        while (s < end) {
+            const char *t, *e;
+
+            while (s < end && (*s == ' ' || *s == '\t' || *s == ',')) {
+                s++;
+            }
+            t = s;
+            while (s < end && *s != ',') {
+                s++;
+            }
+            e = s;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t')) {
+                e--;
+            }
+            if (e > t && !fn(arg, t, (size_t)(e - t))) {
+                return;
+            }
+        }
     }
-    h->magic = PROXY_HTTP_MAGIC;
-    h->kind = kind;
-    h->on_head = on_head;
-    h->on_done = on_done;
-    h->arg = arg;
-    http_parser_init(&h->parser, kind == PROXY_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
-    h->parser.data = h;
-    return h;
+}
+
+static bool
+ph_is(const char *t, size_t len, const char *word)
+{
+    return len == strlen(word) && strncasecmp(t, word, len) == 0;
+}
+
+struct ph_te {
+    size_t n;     /* transfer codings named */
+    bool chunked; /* the only one is exactly "chunked" */
+};
+
+static bool
+ph_te_token(void *arg, const char *t, size_t len)
+{
+    struct ph_te *te = arg;
+
+    te->chunked = ++te->n == 1 && ph_is(t, len, "chunked");
+    return true;
+}
+
+static bool
+ph_conn_token(void *arg, const char *t, size_t len)
+{
+    struct proxy_http_head *hd = arg;
+
+    if (ph_is(t, len, "close")) {
+        hd->conn_close = true;
+    } else if (ph_is(t, len, "keep-alive")) {
+        hd->conn_keep_alive = true;
+    }
+    return true;
+}
+
+static bool
+ph_expect_token(void *arg, const char *t, size_t len)
+{
+    struct proxy_http_head *hd = arg;
+
+    if (ph_is(t, len, "100-continue")) {
+        hd->expect_continue = true;
+    }
+    return true;
+}
+
+/* ---- the head ---- */
+
+/* Is every byte of s[0..len) one that ${ok} accepts (and len > 0 when ${nonempty})? */
+static bool
+ph_all(const char *s, size_t len, bool (*ok)(unsigned char), bool nonempty)
+{
+    if (nonempty && len == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!ok((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+ph_target_char(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f;
 }
 
 /*
- * proxy_http_free(h):
- * Release ${h}; NULL is a no-op.
+ * Turn the offsets into the public head and check it (the store no longer moves for this
+ * head).  Returns 0, or -1 after ph_fail().
  */
-void
-proxy_http_free(struct proxy_http *h)
+static int
+ph_build_head(struct proxy_http *h)
 {
-    if (h == NULL) {
-        return;
+    struct proxy_http_head *hd = &h->head;
+    bool request = h->kind == PROXY_HTTP_REQUEST;
+    size_t n_host = 0;
+    struct ph_te te = {0, false};
+    bool no_body;
+
+    hd->kind = h->kind;
+    hd->http_major = h->parser.http_major;
+    hd->http_minor = h->parser.http_minor;
+    hd->method = request ? http_method_str(h->parser.method) : NULL;
+    hd->target = request ? h->store + h->url_off : NULL;
+    hd->status = request ? 0 : (int)h->parser.status_code;
+    hd->reason = !request && h->reason_len > 0 ? h->store + h->reason_off : "";
+    hd->n_headers = h->n_hdr;
+    hd->framing = PROXY_HTTP_FRAMING_NONE;
+    hd->content_length = 0;
+    hd->conn_close = hd->conn_keep_alive = hd->keep_alive = false;
+    hd->upgrade = hd->expect_continue = hd->has_body = false;
+    for (size_t i = 0; i < h->n_hdr; i++) {
+        struct proxy_http_header *x = &hd->headers[i];
+
+        x->name = h->store + h->hdr[i].name;
+        x->name_len = h->hdr[i].name_len;
+        x->value = h->hdr[i].value_len > 0 ? h->store + h->hdr[i].value : "";
+        x->value_len = h->hdr[i].value_len;
+        /*
+         * RFC 9112 §5.1: no whitespace between a field name and its colon (http-parser, not
+         * strict, takes "Host " as a name; Erlang's parser reads it as Host); names are
+         * tokens, so no obs-text either.
+         */
+        if (!ph_all(x->name, x->name_len, ph_tchar, true)) {
+            ph_fail(h, request ? 400 : 502, "header-name",
+                    "a header field name holds whitespace, a control character or a byte above "
+                    "0x7e (RFC 9112 §5.1: whitespace before the colon must be refused)");
+            return -1;
+        }
+        if (!ph_all(x->value, x->value_len, ph_value_char, false)) {
+            ph_fail(h, request ? 400 : 502, "header-value",
+                    "a header field value holds a control character");
+            return -1;
+        }
+        if (proxy_http_header_is(x, "host")) {
+            n_host++;
+        } else if (proxy_http_header_is(x, "content-length")) {
+            hd->framing = PROXY_HTTP_FRAMING_LENGTH;
+        } else if (proxy_http_header_is(x, "upgrade")) {
+            hd->upgrade = request;
+        }
     }
-    free(h->store);
-    h->store = NULL;
-    h->magic = 0;
-    free(h);
+
+    /* The version: HTTP/1.0 and HTTP/1.1 only (http-parser takes any digits). */
+    if (hd->http_major != 1 || hd->http_minor > 1) {
+        if (request) {
+            ph_fail(h, 505, "version", "HTTP version other than HTTP/1.0 and HTTP/1.1");
+        } else {
+            ph_fail(h, 502, "version", "a response with an HTTP version other than 1.0 and 1.1");
+        }
+        return -1;
+    }
+    if (request && !ph_all(hd->target, h->url_len, ph_target_char, true)) {
+        ph_fail(h, 400, "malformed",
+                "the request target holds a space, a control character or "
+                "a byte above 0x7e");
+        return -1;
+    }
+    if (!request && (hd->status < 100 || hd->status > 599 ||
+                     !ph_all(hd->reason, h->reason_len, ph_value_char, false))) {
+        ph_fail(h, 502, "malformed", "a malformed status line");
+        return -1;
+    }
+
+    ph_each_token(hd, "connection", ph_conn_token, hd);
+    ph_each_token(hd, "expect", ph_expect_token, hd);
+    ph_each_token(hd, "transfer-encoding", ph_te_token, &te);
+    if (hd->framing == PROXY_HTTP_FRAMING_LENGTH) {
+        if (h->parser.content_length == ULLONG_MAX) {
+            ph_fail(h, request ? 400 : 502, "framing", "invalid Content-Length");
+            return -1;
+        }
+        hd->content_length = h->parser.content_length;
+    }
+    if (proxy_http_find(hd, "transfer-encoding") != NULL) {
+        /* Every Transfer-Encoding header together must name exactly one coding: chunked. */
+        if (!te.chunked) {
+            ph_fail(h, request ? 400 : 502, "framing",
+                    "Transfer-Encoding other than exactly \"chunked\"");
+            return -1;
+        }
+        if (hd->framing == PROXY_HTTP_FRAMING_LENGTH) {
+            ph_fail(h, request ? 400 : 502, "framing",
+                    "both Content-Length and Transfer-Encoding (request smuggling)");
+            return -1;
+        }
+        if (hd->http_minor == 0) {
+            /* RFC 9112 §6.1: the framing of such a message is faulty. */
+            ph_fail(h, request ? 400 : 502, "framing", "Transfer-Encoding in an HTTP/1.0 message");
+            return -1;
+        }
+        hd->framing = PROXY_HTTP_FRAMING_CHUNKED;
+    } else if (hd->framing != PROXY_HTTP_FRAMING_LENGTH && !request) {
+        hd->framing = PROXY_HTTP_FRAMING_EOF;
+    }
+    no_body = !request && (hd->status < 200 || hd->status == 204 || hd->status == 304);
+    if (no_body) {
+        hd->framing = PROXY_HTTP_FRAMING_NONE;
+    }
+    hd->has_body = hd->framing == PROXY_HTTP_FRAMING_CHUNKED ||
+                   (hd->framing == PROXY_HTTP_FRAMING_LENGTH && hd->content_length > 0);
+    hd->keep_alive =
+        (hd->http_minor >= 1 ? !hd->conn_close : hd->conn_keep_alive && !hd->conn_close) &&
+        hd->framing != PROXY_HTTP_FRAMING_EOF;
+
+    if (request) {
+        if (n_host > 1) {
+            ph_fail(h, 400, "malformed", "more than one Host header");
+        } else if (n_host == 0 && hd->http_minor >= 1) {
+            ph_fail(h, 400, "malformed", "HTTP/1.1 request without a Host header");
+        } else if (h->parser.method == HTTP_CONNECT) {
+            ph_fail(h, 501, "upgrade", "CONNECT is not supported");
+        } else if (hd->upgrade) {
+            ph_fail(h, 501, "upgrade", "protocol upgrades (Upgrade:) are not supported by ferry");
+        }
+    } else if (hd->status == 101) {
+        /* ferry never forwards an Upgrade, so no switch of protocols can be due. */
+        ph_fail(h, 502, "upgrade", "101 Switching Protocols to a request without Upgrade");
+    }
+    return h->error != NULL ? -1 : 0;
 }
 
-/* Map an http-parser error to our status and words. */
+/* Map an http-parser error to our status, rule and words. */
 static void
 ph_parser_error(struct proxy_http *h)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+    int bad = h->kind == PROXY_HTTP_REQUEST ? 400 : 502;
 
     switch (e) {
     case HPE_HEADER_OVERFLOW:
-        ph_fail(h, 431, "request head larger than 64 KiB");
+        ph_fail(h, 431, "too-large", "request head larger than 64 KiB");
         break;
     case HPE_UNEXPECTED_CONTENT_LENGTH:
-        ph_fail(h, 400,
-                "both Content-Length and Transfer-Encoding, or two Content-Length "
-                "headers (request smuggling)");
-        break;
-    case HPE_INVALID_TRANSFER_ENCODING:
-        ph_fail(h, 400, "Transfer-Encoding other than a final chunked");
-        break;
-    case HPE_INVALID_CHUNK_SIZE:
-        ph_fail(h, 400, "invalid chunk size");
+        ph_fail(h, bad, "framing",
+                "both Content-Length and Transfer-Encoding, or two Content-Length headers "
+                "(request smuggling)");
         break;
     case HPE_INVALID_CONTENT_LENGTH:
-        ph_fail(h, 400, "invalid Content-Length");
+        ph_fail(h, bad, "framing", "invalid Content-Length");
+        break;
+    case HPE_INVALID_HEADER_TOKEN:
+        ph_fail(h, bad, "header-name",
+                "a header field name holds whitespace, a control character or a byte above 0x7e, "
+                "or a value a control character");
+        break;
+    case HPE_INVALID_VERSION:
+        ph_fail(h, bad, "version", "malformed HTTP version");
         break;
     default:
-        ph_fail(h, 400, http_errno_description(e));
+        ph_fail(h, bad, "malformed", http_errno_description(e));
         break;
     }
 }
@@ -414,7 +575,7 @@ ph_prescan(struct proxy_http *h, const char *d, size_t n)
             h->scan_started = true;
         }
         if (++h->head_bytes > PROXY_HTTP_MAX_HEAD) {
-            ph_fail(h, 431, "request head larger than 64 KiB");
+            ph_fail(h, 431, "too-large", "request head larger than 64 KiB");
             return false;
         }
         /*
@@ -422,13 +583,15 @@ ph_prescan(struct proxy_http *h, const char *d, size_t n)
          * head would end, or a line break, where this scan sees none.  Refuse it instead.
          */
         if (h->scan_cr && c != '\n') {
-            ph_fail(h, 400, "CR not followed by LF in a head (bare CR)");
+            ph_fail(h, h->kind == PROXY_HTTP_REQUEST ? 400 : 502, "malformed",
+                    "CR not followed by LF in a head (bare CR)");
             return false;
         }
         h->scan_cr = c == '\r';
         if (h->scan_lf) {
             if (c == ' ' || c == '\t') {
-                ph_fail(h, 400, "obsolete line folding in a header (obs-fold)");
+                ph_fail(h, h->kind == PROXY_HTTP_REQUEST ? 400 : 502, "malformed",
+                        "obsolete line folding in a header (obs-fold)");
                 return false;
             }
             if (c == '\n') {
@@ -444,14 +607,30 @@ ph_prescan(struct proxy_http *h, const char *d, size_t n)
     return true;
 }
 
+/* Between messages: ready for the next head. */
 static void
-ph_prescan_reset(struct proxy_http *h)
+ph_next_message(struct proxy_http *h)
 {
+    h->state = PH_IDLE;
+    h->head_complete = false;
     h->head_bytes = 0;
     h->scan_started = false;
     h->scan_lf = false;
     h->scan_cr = false;
     h->scan_done = false;
+    http_parser_init(&h->parser, h->kind == PROXY_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
+}
+
+/* The message's body has been framed completely. */
+static void
+ph_message_done(struct proxy_http *h)
+{
+    uint64_t body = h->body_bytes;
+
+    ph_next_message(h);
+    if (h->on_done != NULL) {
+        h->on_done(h->arg, h->kind, body);
+    }
 }
 
 /*
@@ -479,70 +658,398 @@ ph_move_body(struct evbuffer *in, struct evbuffer *out, size_t n)
 }
 
 /*
+ * The head is complete and its final LF is the first byte of ${in}: check it, hand it to
+ * on_head, and set up its body.  Returns false when the framer stopped (refusal or error).
+ */
+static bool
+ph_head_done(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    bool skip_body = false;
+
+    evbuffer_drain(in, 1);
+    h->head_complete = false;
+    if (ph_terminate(h) < 0) {
+        ph_fail(h, 500, "malformed", "out of memory");
+        h->state = PH_BAD;
+        return false;
+    }
+    if (ph_build_head(h) < 0) {
+        h->state = PH_BAD;
+        return false;
+    }
+    if (h->on_head(h->arg, &h->head, out, &skip_body) != PROXY_HTTP_FORWARD) {
+        h->state = PH_STOPPED;
+        return false;
+    }
+    h->state = PH_BODY;
+    h->framing = skip_body ? PROXY_HTTP_FRAMING_NONE : h->head.framing;
+    h->body_bytes = 0;
+    switch (h->framing) {
+    case PROXY_HTTP_FRAMING_NONE:
+        ph_message_done(h);
+        break;
+    case PROXY_HTTP_FRAMING_LENGTH:
+        h->left = h->head.content_length;
+        if (h->left == 0) {
+            ph_message_done(h);
+        }
+        break;
+    case PROXY_HTTP_FRAMING_CHUNKED:
+        h->chunk = PH_CH_SIZE;
+        h->chunk_size = 0;
+        h->line_len = 0;
+        break;
+    case PROXY_HTTP_FRAMING_EOF:
+        break;
+    }
+    return true;
+}
+
+/* Feed head bytes from ${in} to http-parser.  Returns false when the framer stopped. */
+static bool
+ph_pump_head(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    struct evbuffer_iovec v;
+    enum http_errno e;
+    size_t n;
+
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        return false;
+    }
+    if (!ph_prescan(h, v.iov_base, v.iov_len)) {
+        h->state = PH_BAD;
+        return false;
+    }
+    n = http_parser_execute(&h->parser, &ph_settings, v.iov_base, v.iov_len);
+    e = HTTP_PARSER_ERRNO(&h->parser);
+    if (e != HPE_OK && e != HPE_PAUSED) {
+        ph_parser_error(h);
+        h->state = PH_BAD;
+        return false;
+    }
+    /* Every byte it took is in the head's storage now. */
+    evbuffer_drain(in, n);
+    if (!h->head_complete) {
+        return true;
+    }
+    /* Paused in on_headers_complete: the next byte is the head's final LF. */
+    return ph_head_done(h, in, out);
+}
+
+/* Write a chunk's size line: lowercase HEX CRLF. */
+static int
+ph_put_chunk_line(struct evbuffer *out, uint64_t size)
+{
+    static const char digits[] = "0123456789abcdef";
+    char buf[24];
+    size_t i = sizeof(buf);
+
+    buf[--i] = '\n';
+    buf[--i] = '\r';
+    do {
+        buf[--i] = digits[size & 0xf];
+        size >>= 4;
+    } while (size != 0);
+    return evbuffer_add(out, buf + i, sizeof(buf) - i);
+}
+
+static bool
+ph_chunk_fail(struct proxy_http *h, const char *rule, const char *why)
+{
+    int status = h->kind == PROXY_HTTP_REQUEST ? 400 : 502;
+
+    ph_fail(h, status, rule, why);
+    h->state = PH_BAD;
+    return false;
+}
+
+/*
+ * One byte of a chunk line or of the trailer section (everything of a chunked body but its
+ * data).  Returns false when the framer stopped.
+ */
+static bool
+ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
+{
+    int x;
+
+    if (h->chunk >= PH_CH_TRAILER) {
+        /* The trailer section is read, checked and dropped; bounded like a head. */
+        if (++h->line_len > PROXY_HTTP_MAX_HEAD) {
+            return ph_chunk_fail(h, "trailer", "trailer section larger than 64 KiB");
+        }
+    } else if (++h->line_len > PROXY_HTTP_MAX_CHUNK_LINE) {
+        return ph_chunk_fail(h, "chunk-line", "chunk line longer than 4096 bytes");
+    }
+    switch (h->chunk) {
+    case PH_CH_SIZE:
+        if ((x = ph_hex(c)) >= 0) {
+            h->chunk_size = h->chunk_size * 16 + (uint64_t)x;
+            if (h->chunk_size > PROXY_HTTP_MAX_CHUNK) {
+                return ph_chunk_fail(h, "chunk-size", "chunk size above 2^40");
+            }
+            return true;
+        }
+        if (h->line_len == 1) {
+            return ph_chunk_fail(h, "chunk-line", "chunk line does not start with a hex digit");
+        }
+        if (c == ';') {
+            h->chunk = PH_CH_EXT;
+        } else if (c == ' ' || c == '\t') {
+            h->chunk = PH_CH_BWS;
+        } else if (c == '\r') {
+            h->chunk = PH_CH_LINE_LF;
+        } else {
+            return ph_chunk_fail(h, "chunk-line",
+                                 c == '\n'
+                                     ? "chunk line ended by a bare LF (not CRLF)"
+                                     : "chunk size followed by a byte other than ';' or CRLF");
+        }
+        return true;
+    case PH_CH_BWS:
+        if (c == ';') {
+            h->chunk = PH_CH_EXT;
+        } else if (c != ' ' && c != '\t') {
+            return ph_chunk_fail(h, "chunk-line",
+                                 "whitespace after a chunk size not followed by "
+                                 "a chunk extension");
+        }
+        return true;
+    case PH_CH_EXT:
+        if (c == '\r') {
+            h->chunk = PH_CH_LINE_LF;
+        } else if (c == '\n') {
+            return ph_chunk_fail(h, "chunk-line", "chunk line ended by a bare LF (not CRLF)");
+        } else if (c != '\t' && (c < 0x20 || c > 0x7e)) {
+            return ph_chunk_fail(h, "chunk-line",
+                                 "chunk extension holds a control character or "
+                                 "a byte above 0x7e");
+        }
+        return true;
+    case PH_CH_LINE_LF:
+        if (c != '\n') {
+            return ph_chunk_fail(h, "chunk-line", "chunk line ended by a bare CR (not CRLF)");
+        }
+        h->line_len = 0;
+        if (h->chunk_size == 0) {
+            h->chunk = PH_CH_TRAILER;
+            return true;
+        }
+        if (ph_put_chunk_line(out, h->chunk_size) < 0) {
+            return ph_chunk_fail(h, "malformed", "out of memory");
+        }
+        h->left = h->chunk_size;
+        h->chunk = PH_CH_DATA;
+        return true;
+    case PH_CH_DATA:
+        return true; /* not reached: data moves in ph_pump_chunked() */
+    case PH_CH_DATA_CR:
+    case PH_CH_DATA_LF:
+        if (c != (h->chunk == PH_CH_DATA_CR ? '\r' : '\n')) {
+            return ph_chunk_fail(h, "chunk-data", "chunk data not followed by CRLF");
+        }
+        if (h->chunk == PH_CH_DATA_CR) {
+            h->chunk = PH_CH_DATA_LF;
+            return true;
+        }
+        if (evbuffer_add(out, "\r\n", 2) < 0) {
+            return ph_chunk_fail(h, "malformed", "out of memory");
+        }
+        h->chunk = PH_CH_SIZE;
+        h->chunk_size = 0;
+        h->line_len = 0;
+        return true;
+    case PH_CH_TRAILER:
+        if (c == '\r') {
+            h->chunk = PH_CH_END_LF;
+        } else if (ph_tchar(c)) {
+            h->chunk = PH_CH_TR_NAME;
+        } else {
+            return ph_chunk_fail(h, "trailer",
+                                 c == '\n' ? "trailer section ended by a bare LF"
+                                           : "malformed trailer field name");
+        }
+        return true;
+    case PH_CH_TR_NAME:
+        if (c == ':') {
+            h->chunk = PH_CH_TR_VALUE;
+        } else if (!ph_tchar(c)) {
+            return ph_chunk_fail(h, "trailer",
+                                 "a trailer field name holds whitespace, a control "
+                                 "character or a byte above 0x7e");
+        }
+        return true;
+    case PH_CH_TR_VALUE:
+        if (c == '\r') {
+            h->chunk = PH_CH_TR_LINE_LF;
+        } else if (!ph_value_char(c)) {
+            return ph_chunk_fail(h, "trailer",
+                                 c == '\n' ? "trailer line ended by a bare LF"
+                                           : "a trailer field value holds a "
+                                             "control character");
+        }
+        return true;
+    case PH_CH_TR_LINE_LF:
+    case PH_CH_END_LF:
+        if (c != '\n') {
+            return ph_chunk_fail(h, "trailer", "CR not followed by LF in the trailer section");
+        }
+        if (h->chunk == PH_CH_TR_LINE_LF) {
+            h->chunk = PH_CH_TRAILER;
+            return true;
+        }
+        /* The last chunk and an empty trailer section, as ferry writes them. */
+        if (evbuffer_add(out, "0\r\n\r\n", 5) < 0) {
+            return ph_chunk_fail(h, "malformed", "out of memory");
+        }
+        ph_message_done(h);
+        return true;
+    }
+    return true;
+}
+
+/* Frame a chunked body from ${in}.  Returns false when the framer stopped. */
+static bool
+ph_pump_chunked(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    while (h->state == PH_BODY && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        const unsigned char *p;
+        size_t i;
+
+        if (h->chunk == PH_CH_DATA) {
+            size_t n = evbuffer_get_length(in);
+
+            if ((uint64_t)n > h->left) {
+                n = (size_t)h->left;
+            }
+            ph_move_body(in, out, n);
+            h->left -= n;
+            h->body_bytes += n;
+            if (h->left == 0) {
+                h->chunk = PH_CH_DATA_CR;
+            }
+            continue;
+        }
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        p = v.iov_base;
+        for (i = 0; i < v.iov_len && h->state == PH_BODY && h->chunk != PH_CH_DATA; i++) {
+            if (!ph_chunk_byte(h, p[i], out)) {
+                return false;
+            }
+        }
+        evbuffer_drain(in, i);
+    }
+    return true;
+}
+
+/* Frame body bytes from ${in}.  Returns false when the framer stopped. */
+static bool
+ph_pump_body(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    size_t n = evbuffer_get_length(in);
+
+    switch (h->framing) {
+    case PROXY_HTTP_FRAMING_LENGTH:
+        if ((uint64_t)n > h->left) {
+            n = (size_t)h->left;
+        }
+        ph_move_body(in, out, n);
+        h->left -= n;
+        h->body_bytes += n;
+        if (h->left == 0) {
+            ph_message_done(h);
+        }
+        return true;
+    case PROXY_HTTP_FRAMING_EOF:
+        ph_move_body(in, out, n);
+        h->body_bytes += n;
+        return true;
+    case PROXY_HTTP_FRAMING_CHUNKED:
+        return ph_pump_chunked(h, in, out);
+    case PROXY_HTTP_FRAMING_NONE:
+        break;
+    }
+    return true;
+}
+
+/*
+ * proxy_http_new(kind, on_head, on_done, arg):
+ * A framer for one direction; NULL on OOM.
+ */
+struct proxy_http *
+proxy_http_new(enum proxy_http_kind kind, proxy_http_head_cb on_head, proxy_http_done_cb on_done,
+               void *arg)
+{
+    struct proxy_http *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        return NULL;
+    }
+    h->magic = PROXY_HTTP_MAGIC;
+    h->kind = kind;
+    h->on_head = on_head;
+    h->on_done = on_done;
+    h->arg = arg;
+    h->parser.data = h;
+    ph_next_message(h);
+    return h;
+}
+
+/*
+ * proxy_http_free(h):
+ * Release ${h}; NULL is a no-op.
+ */
+void
+proxy_http_free(struct proxy_http *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    free(h->store);
+    h->store = NULL;
+    h->magic = 0;
+    free(h);
+}
+
+/*
  * proxy_http_pump(h, in, out):
- * Move what can be moved from ${in} to ${out}, message by message.
+ * Frame what can be framed from ${in} to ${out}, message by message.
  */
 enum proxy_http_result
 proxy_http_pump(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
 {
-    h->out = out;
-    while (h->state != PH_STOPPED && h->state != PH_BAD && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        size_t n, head_part;
-        enum ph_state before = h->state;
-        enum http_errno e;
-
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+    while (evbuffer_get_length(in) > 0) {
+        if (h->state == PH_IDLE && h->hold) {
             break;
         }
-        if ((before == PH_IDLE || before == PH_HEAD) && !ph_prescan(h, v.iov_base, v.iov_len)) {
-            h->state = PH_BAD;
-            break;
-        }
-        n = http_parser_execute(&h->parser, &ph_settings, v.iov_base, v.iov_len);
-        e = HTTP_PARSER_ERRNO(&h->parser);
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            if (h->state != PH_STOPPED) {
-                h->state = PH_BAD;
-                ph_parser_error(h);
+        if (h->state == PH_IDLE || h->state == PH_HEAD) {
+            if (!ph_pump_head(h, in, out)) {
+                break;
             }
-            break;
-        }
-        /*
-         * Which of the n bytes were head bytes?  In IDLE/HEAD: all of them (up to the pause).
-         * Right after the head pause: the first byte (the head's final LF) still is.
-         */
-        if (before == PH_IDLE || before == PH_HEAD) {
-            head_part = n;
-        } else if (h->head_paused) {
-            head_part = n > 0 ? 1 : 0;
-            h->head_paused = false;
+        } else if (h->state == PH_BODY) {
+            if (!ph_pump_body(h, in, out)) {
+                break;
+            }
         } else {
-            head_part = 0;
-        }
-        evbuffer_drain(in, head_part);
-        if (n > head_part) {
-            h->body_bytes += n - head_part;
-            ph_move_body(in, out, n - head_part);
-        }
-        if (h->msg_paused) {
-            h->msg_paused = false;
-            h->state = PH_IDLE;
-            h->head_paused = false;
-            ph_prescan_reset(h);
-            if (h->on_done != NULL) {
-                h->on_done(h->arg, h->kind, h->body_bytes);
-            }
-        }
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&h->parser, 0);
+            break;
         }
     }
-    h->out = NULL;
     if (h->state == PH_BAD) {
         return PROXY_HTTP_BAD;
     }
     return h->state == PH_STOPPED ? PROXY_HTTP_STOPPED : PROXY_HTTP_OK;
+}
+
+/*
+ * proxy_http_hold(h, hold):
+ * Start no new message while ${hold}.
+ */
+void
+proxy_http_hold(struct proxy_http *h, bool hold)
+{
+    h->hold = hold;
 }
 
 /*
@@ -553,33 +1060,28 @@ bool
 proxy_http_eof(struct proxy_http *h)
 {
     if (h->state == PH_IDLE) {
-        return true;
+        return !h->scan_started;
     }
-    if (h->state == PH_BODY && !h->head_paused) {
+    if (h->state == PH_BODY && h->framing == PROXY_HTTP_FRAMING_EOF) {
         /* A response delimited by the end of the connection completes here. */
-        http_parser_execute(&h->parser, &ph_settings, NULL, 0);
-        if (h->msg_paused) {
-            h->msg_paused = false;
-            h->state = PH_IDLE;
-            ph_prescan_reset(h);
-            if (h->on_done != NULL) {
-                h->on_done(h->arg, h->kind, h->body_bytes);
-            }
-            return true;
-        }
+        ph_message_done(h);
+        return true;
     }
     return false;
 }
 
 /*
- * proxy_http_error(h, status):
- * The reason for PROXY_HTTP_BAD and the status to answer.
+ * proxy_http_error(h, status, rule):
+ * The reason for PROXY_HTTP_BAD, the status to answer and the rule's id.
  */
 const char *
-proxy_http_error(const struct proxy_http *h, int *status)
+proxy_http_error(const struct proxy_http *h, int *status, const char **rule)
 {
     if (status != NULL) {
         *status = h->error_status != 0 ? h->error_status : 400;
+    }
+    if (rule != NULL) {
+        *rule = h->error_rule != NULL ? h->error_rule : "malformed";
     }
     return h->error != NULL ? h->error : "malformed HTTP";
 }
@@ -614,61 +1116,42 @@ proxy_http_idle(const struct proxy_http *h)
     return h->state == PH_IDLE && !h->scan_started;
 }
 
+/* ---- writing heads ---- */
+
+static char
+ph_fold(char c)
+{
+    if (c == '_') {
+        return '-';
+    }
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
 /*
- * proxy_http_connection_without(h, token, out, len):
- * The Connection tokens of ${h} except ${token}; true when ${token} was there.
+ * proxy_http_name_eq(a, alen, b):
+ * Same field name for ferry: case-insensitive, '_' read as '-', a trailing '*' in ${b} a
+ * prefix.
  */
 bool
-proxy_http_connection_without(const struct proxy_http_head *h, const char *token, char *out,
-                              size_t len)
+proxy_http_name_eq(const char *a, size_t alen, const char *b)
 {
-    size_t tl = strlen(token), used = 0;
-    bool found = false;
+    size_t blen = strlen(b);
+    bool prefix = blen > 0 && b[blen - 1] == '*';
 
-    if (len > 0) {
-        out[0] = '\0';
-    }
-    for (size_t i = 0; i < h->n_headers; i++) {
-        const struct proxy_http_header *hd = &h->headers[i];
-        const char *s = hd->value, *end = hd->value + hd->value_len;
-
-        if (!proxy_http_header_is(hd, "connection")) {
-            continue;
+    if (prefix) {
+        blen--;
+        if (alen < blen) {
+            return false;
         }
-        while (s < end) {
-            const char *t, *e;
-
-            while (s < end && (*s == ' ' || *s == '\t' || *s == ',')) {
-                s++;
-            }
-            t = s;
-            while (s < end && *s != ',') {
-                s++;
-            }
-            e = s;
-            while (e > t && (e[-1] == ' ' || e[-1] == '\t')) {
-                e--;
-            }
-            if (e == t) {
-                continue;
-            }
-            if ((size_t)(e - t) == tl && strncasecmp(t, token, tl) == 0) {
-                found = true;
-                continue;
-            }
-            if (used + (used > 0 ? 2 : 0) + (size_t)(e - t) + 1 > len) {
-                continue;
-            }
-            if (used > 0) {
-                memcpy(out + used, ", ", 2);
-                used += 2;
-            }
-            memcpy(out + used, t, (size_t)(e - t));
-            used += (size_t)(e - t);
-            out[used] = '\0';
+    } else if (alen != blen) {
+        return false;
+    }
+    for (size_t i = 0; i < blen; i++) {
+        if (ph_fold(a[i]) != ph_fold(b[i])) {
+            return false;
         }
     }
-    return found;
+    return true;
 }
 
 /*
@@ -696,42 +1179,150 @@ proxy_http_find(const struct proxy_http_head *h, const char *name)
     return NULL;
 }
 
-static bool
-ph_dropped(const struct proxy_http_header *hd, const char *const *drop, size_t n_drop)
-{
-    for (size_t i = 0; i < n_drop; i++) {
-        size_t len = strlen(drop[i]);
+struct ph_named {
+    const char *name;
+    size_t len;
+    bool found;
+};
 
-        if (len > 0 && drop[i][len - 1] == '*') {
-            if (hd->name_len >= len - 1 && strncasecmp(hd->name, drop[i], len - 1) == 0) {
-                return true;
-            }
-        } else if (proxy_http_header_is(hd, drop[i])) {
-            return true;
-        }
+static bool
+ph_named_token(void *arg, const char *t, size_t len)
+{
+    struct ph_named *n = arg;
+    char tok[256];
+
+    if (len >= sizeof(tok)) {
+        return true;
     }
-    return false;
+    memcpy(tok, t, len);
+    tok[len] = '\0';
+    n->found = proxy_http_name_eq(n->name, n->len, tok);
+    return !n->found;
 }
 
 /*
- * proxy_http_write_head(h, drop, n_drop, add, n_add, host, out):
- * Write ${h} with ${drop}ped headers left out, Host replaced by ${host}, ${add} appended.
+ * proxy_http_connection_names(h, name, len):
+ * Does a Connection header of ${h} name ${name}?
+ */
+bool
+proxy_http_connection_names(const struct proxy_http_head *h, const char *name, size_t len)
+{
+    struct ph_named n = {name, len, false};
+
+    ph_each_token(h, "connection", ph_named_token, &n);
+    return n.found;
+}
+
+/* Headers ferry never forwards (hop-by-hop, RFC 9110 §7.6.1). */
+static const char *const ph_hop_by_hop[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+};
+
+static bool
+ph_dropped(const struct proxy_http_head *h, const struct proxy_http_header *hd,
+           const struct proxy_http_rewrite *rw)
+{
+    for (size_t i = 0; i < sizeof(ph_hop_by_hop) / sizeof(ph_hop_by_hop[0]); i++) {
+        if (proxy_http_name_eq(hd->name, hd->name_len, ph_hop_by_hop[i])) {
+            return true;
+        }
+    }
+    for (size_t i = 0; rw != NULL && i < rw->n_drop; i++) {
+        if (proxy_http_name_eq(hd->name, hd->name_len, rw->drop[i])) {
+            return true;
+        }
+    }
+    /* Named in Connection: meant for the hop that ends here (Host is for every hop). */
+    return !proxy_http_header_is(hd, "host") &&
+           proxy_http_connection_names(h, hd->name, hd->name_len);
+}
+
+static int
+ph_put_header(struct evbuffer *out, const char *name, size_t nl, const char *v, size_t vl)
+{
+    while (vl > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vl--;
+    }
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
+        vl--;
+    }
+    if (evbuffer_add(out, name, nl) < 0 || evbuffer_add(out, ": ", 2) < 0 ||
+        evbuffer_add(out, v, vl) < 0 || evbuffer_add(out, "\r\n", 2) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* The start line: "METHOD target HTTP/1.x" or "HTTP/1.x status reason". */
+static int
+ph_put_start_line(const struct proxy_http_head *h, struct evbuffer *out)
+{
+    char ver[] = "HTTP/1.1";
+    char st[4];
+
+    ver[7] = (char)('0' + h->http_minor);
+    if (h->kind == PROXY_HTTP_REQUEST) {
+        return evbuffer_add(out, h->method, strlen(h->method)) < 0 ||
+                       evbuffer_add(out, " ", 1) < 0 ||
+                       evbuffer_add(out, h->target, strlen(h->target)) < 0 ||
+                       evbuffer_add(out, " ", 1) < 0 || evbuffer_add(out, ver, 8) < 0 ||
+                       evbuffer_add(out, "\r\n", 2) < 0
+                   ? -1
+                   : 0;
+    }
+    st[0] = (char)('0' + h->status / 100);
+    st[1] = (char)('0' + h->status / 10 % 10);
+    st[2] = (char)('0' + h->status % 10);
+    st[3] = ' ';
+    return evbuffer_add(out, ver, 8) < 0 || evbuffer_add(out, " ", 1) < 0 ||
+                   evbuffer_add(out, st, 4) < 0 ||
+                   evbuffer_add(out, h->reason, strlen(h->reason)) < 0 ||
+                   evbuffer_add(out, "\r\n", 2) < 0
+               ? -1
+               : 0;
+}
+
+/* Content-Length or Transfer-Encoding as ferry frames the body (none for 1xx and 204). */
+static int
+ph_put_framing(const struct proxy_http_head *h, struct evbuffer *out)
+{
+    char num[24];
+    size_t i = sizeof(num);
+    uint64_t v = h->content_length;
+
+    if (h->kind == PROXY_HTTP_RESPONSE && (h->status < 200 || h->status == 204)) {
+        return 0;
+    }
+    if (proxy_http_find(h, "transfer-encoding") != NULL) {
+        return evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (proxy_http_find(h, "content-length") == NULL) {
+        return 0;
+    }
+    do {
+        num[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return evbuffer_add(out, "Content-Length: ", 16) < 0 ||
+                   evbuffer_add(out, num + i, sizeof(num) - i) < 0 ||
+                   evbuffer_add(out, "\r\n", 2) < 0
+               ? -1
+               : 0;
+}
+
+/*
+ * proxy_http_write_head(h, rw, out):
+ * Write ${h} as ferry forwards it (see proxy_http.h).
  */
 int
-proxy_http_write_head(const struct proxy_http_head *h, const char *const *drop, size_t n_drop,
-                      const struct proxy_http_add *add, size_t n_add, const char *host,
+proxy_http_write_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw,
                       struct evbuffer *out)
 {
-    int rc;
+    enum proxy_http_conn conn = rw != NULL ? rw->conn : PROXY_HTTP_CONN_KEEP;
+    bool framing_done = false;
 
-    if (h->kind == PROXY_HTTP_REQUEST) {
-        rc = evbuffer_add_printf(out, "%s %s HTTP/%u.%u\r\n", h->method, h->target, h->http_major,
-                                 h->http_minor);
-    } else {
-        rc = evbuffer_add_printf(out, "HTTP/%u.%u %d %s\r\n", h->http_major, h->http_minor,
-                                 h->status, h->reason);
-    }
-    if (rc < 0) {
+    if (ph_put_start_line(h, out) < 0) {
         return -1;
     }
     for (size_t i = 0; i < h->n_headers; i++) {
@@ -739,30 +1330,39 @@ proxy_http_write_head(const struct proxy_http_head *h, const char *const *drop, 
         const char *v = hd->value;
         size_t vl = hd->value_len;
 
-        if (ph_dropped(hd, drop, n_drop)) {
+        if (proxy_http_header_is(hd, "content-length") ||
+            proxy_http_header_is(hd, "transfer-encoding")) {
+            /* Written once, canonical, where the first of them was. */
+            if (!framing_done && ph_put_framing(h, out) < 0) {
+                return -1;
+            }
+            framing_done = true;
             continue;
         }
-        if (host != NULL && proxy_http_header_is(hd, "host")) {
-            v = host;
-            vl = strlen(host);
+        if (ph_dropped(h, hd, rw)) {
+            continue;
         }
-        while (vl > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            vl--;
+        if (rw != NULL && rw->host != NULL && proxy_http_header_is(hd, "host")) {
+            v = rw->host;
+            vl = strlen(rw->host);
         }
-        while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
-            vl--;
-        }
-        if (evbuffer_add(out, hd->name, hd->name_len) < 0 || evbuffer_add(out, ": ", 2) < 0 ||
-            evbuffer_add(out, v, vl) < 0 || evbuffer_add(out, "\r\n", 2) < 0) {
+        if (ph_put_header(out, hd->name, hd->name_len, v, vl) < 0) {
             return -1;
         }
     }
-    for (size_t i = 0; i < n_add; i++) {
-        if (add[i].value == NULL) {
-            continue;
+    for (size_t i = 0; rw != NULL && i < rw->n_add; i++) {
+        if (rw->add[i].value != NULL &&
+            ph_put_header(out, rw->add[i].name, strlen(rw->add[i].name), rw->add[i].value,
+                          strlen(rw->add[i].value)) < 0) {
+            return -1;
         }
-        if (evbuffer_add_printf(out, "%s: %s\r\n", add[i].name, add[i].value) < 0) {
+    }
+    if (conn == PROXY_HTTP_CONN_CLOSE || (conn == PROXY_HTTP_CONN_KEEP && h->conn_close)) {
+        if (evbuffer_add(out, "Connection: close\r\n", 19) < 0) {
+            return -1;
+        }
+    } else if (conn == PROXY_HTTP_CONN_KEEP && h->conn_keep_alive) {
+        if (evbuffer_add(out, "Connection: keep-alive\r\n", 24) < 0) {
             return -1;
         }
     }

@@ -363,12 +363,14 @@ bool proxy_exchange_requests_idle(const struct proxy_conn *c);
 bool proxy_exchange_reusable(const struct proxy_conn *c);
 bool proxy_exchange_can_retry(const struct proxy_conn *c);
 void proxy_exchange_resume(struct proxy_conn *c);
+bool proxy_exchange_resume_requests(struct proxy_conn *c);
 
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
                       bool dst_tls);
 enum proxy_http_result proxy_relay_pump(struct proxy_relay *r);
 void proxy_relay_src_eof(struct proxy_relay *r);
+enum proxy_http_result proxy_relay_resume(struct proxy_relay *r);
 void proxy_relay_dst_drained(struct proxy_relay *r);
 void proxy_shutdown_write(struct bufferevent *bev, bool tls);
 

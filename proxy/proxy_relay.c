@@ -280,24 +280,55 @@ proxy_relay_pump(struct proxy_relay *r)
 }
 
 /*
- * proxy_relay_src_eof(r):
- * src reached end of stream.  Flush what it had read; when dst's output is already empty,
- * half-close dst now, else ask for dst's write callback at empty and do it there.
+ * src has ended: once everything it sent has been framed (a held HTTP framer may still keep
+ * pipelined requests in src's input) and written, half-close dst; while dst's output still
+ * holds bytes, ask for dst's write callback at empty and come back from there.
  */
-void
-proxy_relay_src_eof(struct proxy_relay *r)
+static void
+relay_eof_progress(struct proxy_relay *r)
 {
-    r->eof_seen = true;
-    (void)proxy_relay_pump(r);
-    if (r->http != NULL) {
-        /* Completes a response delimited by the end of the connection (HTTP/1.0 style). */
-        (void)proxy_http_eof(r->http);
+    if (!r->eof_seen || r->shut_sent || evbuffer_get_length(bufferevent_get_input(r->src)) > 0) {
+        return;
     }
     if (evbuffer_get_length(bufferevent_get_output(r->dst)) == 0) {
         relay_shut(r);
     } else {
         bufferevent_setwatermark(r->dst, EV_WRITE, 0, 0);
     }
+}
+
+/*
+ * proxy_relay_src_eof(r):
+ * src reached end of stream.  Flush what it had read; when that is all framed and dst's
+ * output is empty, half-close dst now, else later (proxy_relay_dst_drained,
+ * proxy_relay_resume).
+ */
+void
+proxy_relay_src_eof(struct proxy_relay *r)
+{
+    r->eof_seen = true;
+    (void)proxy_relay_pump(r);
+    if (r->http != NULL && evbuffer_get_length(bufferevent_get_input(r->src)) == 0) {
+        /* Completes a response delimited by the end of the connection (HTTP/1.0 style). */
+        (void)proxy_http_eof(r->http);
+    }
+    relay_eof_progress(r);
+}
+
+/*
+ * proxy_relay_resume(r):
+ * The HTTP framer was held and may go on: frame what waits in src's input, and pass an end of
+ * stream that waited behind it on.  Returns proxy_relay_pump()'s result.
+ */
+enum proxy_http_result
+proxy_relay_resume(struct proxy_relay *r)
+{
+    enum proxy_http_result res = proxy_relay_pump(r);
+
+    if (res == PROXY_HTTP_OK) {
+        relay_eof_progress(r);
+    }
+    return res;
 }
 
 /*
@@ -311,9 +342,7 @@ proxy_relay_dst_drained(struct proxy_relay *r)
     size_t left = evbuffer_get_length(bufferevent_get_output(r->dst));
 
     if (r->eof_seen) {
-        if (left == 0) {
-            relay_shut(r);
-        }
+        relay_eof_progress(r);
         return;
     }
     if (r->throttled && left < PROXY_RELAY_HIGH) {
