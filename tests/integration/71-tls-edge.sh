@@ -3,7 +3,8 @@
 # own connection.
 # - `openssl s_client -tls1_1` is refused with a protocol_version alert.
 # - renegotiation (`R` typed into `s_client -tls1_2` after one good request) is refused, and a
-#   request sent after it gets no answer on that connection.
+#   request sent after it gets no answer on that connection; the close is logged as
+#   "renegotiation refused".
 # - an oversized record (20 KiB ClientHello record; an 18 KiB application_data record after
 #   the handshake, > 16 KiB + 2048) is closed at once; a handshake and request written one
 #   byte per send(), and a ClientHello re-cut into 1-byte TLS records, are served (200).
@@ -80,7 +81,9 @@ grep -qi 'no renegotiation\|alert' "$T/reneg.log" ||
     fail "renegotiation was not refused with an alert (see reneg.log)"
 [ "$rc" != 0 ] || fail "s_client exited 0 after renegotiating"
 serves reneg
-pass "client-initiated renegotiation refused; the connection does not continue"
+# The summary line says why the connection ended (not "client: Success", issue 12).
+expect_log edge 'event=conn_closed .*reason=client_error detail="client: renegotiation refused' 5
+pass "client-initiated renegotiation refused; the connection does not continue; logged as such"
 
 # ---- oversized records ----
 attack oversized-hello >"$T/oversized-hello.log" 2>&1 ||
