@@ -91,7 +91,10 @@ fz_rule_add(struct fz_rules *rs, char *s)
     rs->n++;
 }
 
-/* Our own glob: '*' any run, '?' one character, a wildcard never matches a leading '_'. */
+/*
+ * Our own glob, by recursion: '*' any run without '/', "**" (two or more '*') any run, '?' one
+ * character but '/'; a wildcard never matches a leading '_'.
+ */
 static bool
 fz_glob(const char *pat, const char *s, bool start)
 {
@@ -101,10 +104,17 @@ fz_glob(const char *pat, const char *s, bool start)
     if (start && *s == '_' && *pat != '_') {
         return false;
     }
-    if (*pat == '*') {
-        return fz_glob(pat + 1, s, false) || (*s != '\0' && fz_glob(pat, s + 1, false));
+    if (pat[0] == '*' && pat[1] == '*') {
+        size_t k = strspn(pat, "*");
+
+        return fz_glob(pat + k, s, false) || (*s != '\0' && fz_glob(pat, s + 1, false));
     }
-    return *s != '\0' && (*pat == '?' || *pat == *s) && fz_glob(pat + 1, s + 1, false);
+    if (*pat == '*') {
+        return fz_glob(pat + 1, s, false) ||
+               (*s != '\0' && *s != '/' && fz_glob(pat, s + 1, false));
+    }
+    return *s != '\0' && ((*pat == '?' && *s != '/') || *pat == *s) &&
+           fz_glob(pat + 1, s + 1, false);
 }
 
 /* Percent-encode ${seg} so that it parses back to itself as one segment. */

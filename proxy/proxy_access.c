@@ -32,12 +32,15 @@
  *
  * Databases.  read, write and replicate never reach a path whose first segment starts with
  * '_' (server-wide: /_all_dbs, /_config, /_session and the databases _users, _replicator).
- * `databases` globs ('*' any run of characters, '/' included; '?' one character; case
- * sensitive) are matched against the decoded seg[0]; like a shell's '*' and leading '.', a
- * wildcard never matches a leading '_': only a glob written with a literal leading '_'
- * ("_users") lets `all` reach a server-wide path.  "/" is not a database: every level may
- * GET it.  `all` without `databases` allows everything, malformed paths included (the
- * backend judges them); every other rule refuses a path proxy_path_parse() refuses.
+ * `databases` globs are matched, case sensitive, against the decoded seg[0], which may hold
+ * '/' (written "%2F"): '*' matches any run of characters but '/', '?' one character but '/',
+ * and "**" any run of characters, '/' included, so "pat*" matches "pat-2024" and not
+ * "pat-2024/../_users"; a database name with '/' needs "**" or a literal '/' in the glob.
+ * Like a shell's '*' and leading '.', a wildcard never matches a leading '_': only a glob
+ * written with a literal leading '_' ("_users") lets `all` reach a server-wide path.  "/" is
+ * not a database: every level may GET it.  `all` without `databases` allows everything,
+ * malformed paths included (the backend judges them); every other rule refuses a path
+ * proxy_path_parse() refuses.
  *
  * Query parameters the levels look at (revs, open_revs, new_edits, rev) are percent-decoded
  * ('+' is a space, as in CouchDB's query parser).  To leave no doubt about what the backend
@@ -613,35 +616,52 @@ allows_replicate(const struct req *r)
 }
 
 /*
- * Does database glob ${pat} match ${name}?  '*' matches any run of characters, '?' one; a
+ * Does database glob ${pat} match ${name}?  '*' matches any run of characters but '/', '?' one
+ * character but '/', and "**" (or a longer run of '*') any run of characters, '/' included; a
  * wildcard never matches a leading '_' (server-wide paths and _users need a literal '_').
+ * Matched without recursion or backtracking: reach[i] says whether the pattern read so far can
+ * match exactly name[0..i), and each pattern token updates reach[] in one pass, so the cost is
+ * at most strlen(pat) * strlen(name) steps.  A name longer than a parsed path can hold never
+ * matches.
  */
 static bool
 glob_match(const char *pat, const char *name)
 {
-    const char *star = NULL, *resume = NULL;
+    bool reach[sizeof(((struct proxy_path *)NULL)->buf)];
+    size_t n = strlen(name), i;
 
-    if (name[0] == '_' && pat[0] != '_') {
+    if (n >= sizeof(reach) || (name[0] == '_' && pat[0] != '_')) {
         return false;
     }
-    while (*name != '\0') {
-        if (*pat == '*') {
-            star = pat++;
-            resume = name;
-        } else if (*pat != '\0' && (*pat == '?' || *pat == *name)) {
-            pat++;
-            name++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            name = ++resume;
+    memset(reach, 0, n + 1);
+    reach[0] = true;
+    while (*pat != '\0') {
+        if (pat[0] == '*') {
+            /* A star only extends what is reachable already: a forward pass. */
+            bool cross = pat[1] == '*';
+
+            while (*pat == '*') {
+                pat++;
+            }
+            for (i = 0; i < n; i++) {
+                reach[i + 1] = reach[i + 1] || (reach[i] && (cross || name[i] != '/'));
+            }
         } else {
-            return false;
+            /* One character moves every reachable position by one: a backward pass. */
+            char c = *pat++;
+            bool any = false;
+
+            for (i = n; i > 0; i--) {
+                reach[i] = reach[i - 1] && (c == '?' ? name[i - 1] != '/' : name[i - 1] == c);
+                any = any || reach[i];
+            }
+            reach[0] = false;
+            if (!any) {
+                return false;
+            }
         }
     }
-    while (*pat == '*') {
-        pat++;
-    }
-    return *pat == '\0';
+    return reach[n];
 }
 
 static bool

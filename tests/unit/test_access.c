@@ -357,7 +357,9 @@ test_replicate_table(void **state)
             expect_table("DNS:node3.example.org", &replication[i], 1, "patients", -1);
         }
         expect_table("DNS:node2.example.org", only_db, N(only_db), "patients%2Fx", -1);
-        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits%2Fx", 0);
+        /* '*' does not match '/': "visits*" covers visits-2025, not visits/x */
+        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits%2Fx", -1);
+        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits-2025", 0);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "_users", -1);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "_replicator", -1);
     }
@@ -509,9 +511,11 @@ test_all_database_globs(void **state)
     rule_add(1, "a.example.org", CONFIG_ALLOW_ALL, "*");
     rule_add(2, "b.example.org", CONFIG_ALLOW_ALL, "_users,_all_dbs,app-*");
     rule_add(3, "c.example.org", CONFIG_ALLOW_READ, "_users,?atients,p*s,*");
+    rule_add(4, "d.example.org", CONFIG_ALLOW_ALL, "**");
 
     assert_int_equal(decide("DNS:a.example.org", "DELETE", "/anything", NULL, 0), 0);
-    assert_int_equal(decide("DNS:a.example.org", "GET", "/a%2Fb/c", NULL, 0), 0);
+    assert_int_equal(decide("DNS:a.example.org", "GET", "/a%2Fb/c", NULL, 0), -1);
+    assert_int_equal(decide("DNS:d.example.org", "GET", "/a%2Fb/c", NULL, 0), 0);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/", NULL, 0), 0);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/_all_dbs", NULL, 0), -1);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/_users/x", NULL, 0), -1);
@@ -555,6 +559,44 @@ test_glob_patterns(void **state)
         {"site/*", "other%2Fdb", -1},
         {"P*", "patients", -1},
         {"*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", -1},
+        /* '*' and '?' never match '/'; "**" does */
+        {"pat*", "pat-2024", 0},
+        {"pat*", "pat-2024%2Fx", -1},
+        {"pat*", "pat-2024%2F..%2F_users", -1},
+        {"pat*", "pat%2F", -1},
+        {"pat**", "pat-2024%2Fx", 0},
+        {"pat**", "pat-2024%2Fx%2Fy", 0},
+        {"pat**", "pat", 0},
+        {"pat***", "pat%2Fx", 0},
+        {"*", "a%2Fb", -1},
+        {"**", "a%2Fb", 0},
+        {"**", "a%2Fb%2Fc", 0},
+        {"*/*", "a%2Fb", 0},
+        {"*/*", "a%2Fb%2Fc", -1},
+        {"**/*", "a%2Fb%2Fc", 0},
+        {"*/**", "a%2Fb%2Fc", 0},
+        {"*/**", "ab", -1},
+        {"site/*", "site%2Fa%2Fb", -1},
+        {"site/**", "site%2Fa%2Fb", 0},
+        {"site/**", "sitex%2Fa", -1},
+        {"**/db", "a%2Fb%2Fdb", 0},
+        {"**/db", "a%2Fb%2Fdbx", -1},
+        {"a*b**c", "axb%2Fyc", 0},
+        {"a*b**c", "a%2Fb%2Fc", -1},
+        {"a**b*c", "a%2Fb%2Fc", -1},
+        {"a**b*c", "a%2Fbxc", 0},
+        {"a**b*c", "a%2Fb%2Fbxc", 0},
+        {"a?c", "a%2Fc", -1},
+        {"a??c", "a%2F%2Fc", -1},
+        {"a?", "a%2F", -1},
+        {"a**", "a%2F", 0},
+        /* a wildcard never matches a leading '_', not even "**" */
+        {"**", "_users", -1},
+        {"*users", "_users", -1},
+        {"?users", "_users", -1},
+        {"**", "a%2F_users", 0},
+        {"a/*", "a%2F_x", 0},
+        {"*a**a**a**a**b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", -1},
     };
     size_t i;
     char target[256];
