@@ -3,9 +3,9 @@
  * proxy_path_parse(), proxy_peer_names_parse() and proxy_access_check().
  *
  * Input: lines as in fuzz_input.h, with these tags:
- *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) a(ll); peers
- *                                  and database globs comma-separated ("|" absent = every
- *                                  database)
+ *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) f (replicate-
+ *                                  from) t (replicate-to) a(ll); peers and database globs
+ *                                  comma-separated ("|" absent = every database)
  *   N sans     the peer's "DNS:a,IP:b" string      C cn   its CN (cn_fallback)
  *   M method   the method of the targets after it  T target   a request target
  *   W length   the size of the refusal text buffer
@@ -14,7 +14,8 @@
  *     nor holding a control byte, as many as the raw path has; percent-encoding the
  *     segments again and parsing gives the same segments (decoded exactly once);
  *   - HEAD is judged as GET; read and write ignore the query; what read allows, write
- *     allows, and what a level allows for listed databases it allows for every database;
+ *     allows; replicate allows exactly what replicate-from or replicate-to allows; what a
+ *     level allows for listed databases it allows for every database;
  *   - an allowed request under a level other than `all` has a path that parses, a first
  *     segment that does not start with '_' and that a listed glob matches (checked with
  *     a glob matcher of our own), and a method the level may use;
@@ -78,6 +79,8 @@ fz_rule_add(struct fz_rules *rs, char *s)
     r->pos.line = (unsigned)rs->n + 1;
     r->allow = s[0] == 'w'   ? CONFIG_ALLOW_WRITE
                : s[0] == 'p' ? CONFIG_ALLOW_REPLICATE
+               : s[0] == 'f' ? CONFIG_ALLOW_REPLICATE_FROM
+               : s[0] == 't' ? CONFIG_ALLOW_REPLICATE_TO
                : s[0] == 'a' ? CONFIG_ALLOW_ALL
                              : CONFIG_ALLOW_READ;
     s++;
@@ -252,6 +255,14 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
                      "read/write looked at the query");
         }
     }
+    if (rule->allow == CONFIG_ALLOW_REPLICATE) {
+        bool from =
+            fz_check_with(rs, i, CONFIG_ALLOW_REPLICATE_FROM, false, names, method, target) == 0;
+        bool to =
+            fz_check_with(rs, i, CONFIG_ALLOW_REPLICATE_TO, false, names, method, target) == 0;
+
+        fz_check((rc == 0) == (from || to), "replicate is not replicate-from + replicate-to");
+    }
     if (rc == 0 && rule->allow == CONFIG_ALLOW_READ) {
         fz_check(fz_check_with(rs, i, CONFIG_ALLOW_WRITE, false, names, method, target) == 0,
                  "read allows what write refuses");
@@ -280,7 +291,8 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
                      (strcmp(method, "POST") == 0 && path.n >= 2),
                  "read allowed a method other than GET, HEAD or POST on a resource");
     }
-    if (rule->allow == CONFIG_ALLOW_REPLICATE) {
+    if (rule->allow == CONFIG_ALLOW_REPLICATE || rule->allow == CONFIG_ALLOW_REPLICATE_FROM ||
+        rule->allow == CONFIG_ALLOW_REPLICATE_TO) {
         fz_check(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
                      strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0,
                  "replicate allowed a method outside GET, HEAD, PUT, POST");

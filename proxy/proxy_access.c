@@ -8,13 +8,22 @@
  * "_local/x" id written with "%2F", or an endpoint ("_changes").  HEAD is classified as GET.
  * Methods are compared case-sensitively ("get" is not GET).  What each level allows:
  *
- *   replicate  GET /  ·  GET, PUT /db  ·  GET, POST /db/_changes and /db/_all_docs  ·
- *              POST /db/_revs_diff, _bulk_docs, _bulk_get, _ensure_full_commit  ·
- *              GET, PUT /db/_local/id  ·  GET /db/doc and /db/_design/d with revs=true or
- *              open_revs=...  ·  PUT /db/doc and /db/_design/d with new_edits=false  ·
- *              GET /db/doc/att and /db/_design/d/att with rev=...  ·  GET /db/_design/d
- *              (CouchDB's replicator reads the filter function of a filtered replication
- *              that way; every design document is readable with open_revs anyway).
+ *   replicate-from  what a replicator sends to this node as the replication source
+ *              (CouchDB's couch_replicator_api_wrap and scheduler_job, PouchDB's replicate
+ *              over pouchdb-adapter-http): GET /  ·  GET /db  ·  GET, POST /db/_changes and
+ *              /db/_all_docs (PouchDB)  ·  POST /db/_bulk_get, _ensure_full_commit  ·  GET,
+ *              PUT /db/_local/id (the checkpoint is written on the source too)  ·  GET
+ *              /db/doc and /db/_design/d with revs=true or open_revs=...  ·  GET
+ *              /db/doc/att and /db/_design/d/att with rev=... (PouchDB)  ·  GET
+ *              /db/_design/d (CouchDB's replicator reads the filter function of a filtered
+ *              replication that way; every design document is readable with open_revs
+ *              anyway).
+ *   replicate-to  what it sends to this node as the replication target: GET /  ·  GET, PUT
+ *              /db (PUT creates the target, with ?q=&n=&partitioned= for create_target)  ·
+ *              POST /db/_revs_diff, _bulk_docs, _ensure_full_commit  ·  GET, PUT
+ *              /db/_local/id  ·  PUT /db/doc and /db/_design/d with new_edits=false
+ *              (multipart/related when there are attachments).
+ *   replicate  both: what replicate-from or replicate-to allows.
  *   read       GET / and /db  ·  GET documents, attachments, _local and _design documents,
  *              /db/_design/d/_view/v (+ POST, + POST .../queries), _info, _show, _list,
  *              _search, _nouveau  ·  GET /db/_all_docs, _changes, _design_docs, _local_docs,
@@ -30,8 +39,8 @@
  *              existing database.
  *   all        everything.
  *
- * Databases.  read, write and replicate never reach a path whose first segment starts with
- * '_' (server-wide: /_all_dbs, /_config, /_session and the databases _users, _replicator).
+ * Databases.  No level but all reaches a path whose first segment starts with '_'
+ * (server-wide: /_all_dbs, /_config, /_session and the databases _users, _replicator).
  * `databases` globs are matched, case sensitive, against the decoded seg[0], which may hold
  * '/' (written "%2F"): '*' matches any run of characters but '/', '?' one character but '/',
  * and "**" any run of characters, '/' included, so "pat*" matches "pat-2024" and not
@@ -574,41 +583,72 @@ allows_write(const struct req *r)
     return false;
 }
 
+/* A replication checkpoint: read, then written, on both the source and the target. */
 static bool
-allows_replicate(const struct req *r)
+replication_checkpoint(const struct req *r)
 {
-    static const char *const post_endpoints[] = {"_changes",   "_all_docs", "_revs_diff",
-                                                 "_bulk_docs", "_bulk_get", "_ensure_full_commit",
-                                                 NULL};
+    return r->kind == REQ_LOCAL && r->n_rest == 0 && method_in(r->method, "GET", "PUT", NULL, NULL);
+}
+
+/* What a replicator sends to this node as the replication source. */
+static bool
+allows_replicate_from(const struct req *r)
+{
+    static const char *const post_endpoints[] = {"_changes", "_all_docs", "_bulk_get",
+                                                 "_ensure_full_commit", NULL};
     const char *m = r->method;
-    bool revs;
 
     switch (r->kind) {
     case REQ_ROOT:
-        return is(m, "GET");
     case REQ_DB:
-        return method_in(m, "GET", "PUT", NULL, NULL);
+        return is(m, "GET");
     case REQ_ENDPOINT:
         return r->n_rest == 0 &&
                ((is(m, "GET") && (is(r->name, "_changes") || is(r->name, "_all_docs"))) ||
                 (is(m, "POST") && name_in(r->name, post_endpoints)));
     case REQ_LOCAL:
-        /* Checkpoints: read, then written, on both source and target. */
-        return r->n_rest == 0 && method_in(m, "GET", "PUT", NULL, NULL);
+        return replication_checkpoint(r);
     case REQ_DOC:
     case REQ_DESIGN:
+        if (!is(m, "GET")) {
+            return false;
+        }
         if (r->n_rest > 0) {
             /* PouchDB fetches attachments one by one, naming the revision. */
-            return (r->kind == REQ_DOC || design_is_attachment(r)) && is(m, "GET") &&
+            return (r->kind == REQ_DOC || design_is_attachment(r)) &&
                    query_has(r->query, r->qlen, "rev");
         }
-        if (is(m, "GET")) {
-            revs = query_is(r->query, r->qlen, "revs", "true") ||
-                   query_has(r->query, r->qlen, "open_revs");
-            /* The filter function of a filtered replication is read with a plain GET. */
-            return revs || r->kind == REQ_DESIGN;
-        }
-        return is(m, "PUT") && query_is(r->query, r->qlen, "new_edits", "false");
+        /* The filter function of a filtered replication is read with a plain GET. */
+        return r->kind == REQ_DESIGN || query_is(r->query, r->qlen, "revs", "true") ||
+               query_has(r->query, r->qlen, "open_revs");
+    case REQ_OTHER:
+        return false;
+    }
+    return false;
+}
+
+/* What a replicator sends to this node as the replication target. */
+static bool
+allows_replicate_to(const struct req *r)
+{
+    static const char *const post_endpoints[] = {"_revs_diff", "_bulk_docs", "_ensure_full_commit",
+                                                 NULL};
+    const char *m = r->method;
+
+    switch (r->kind) {
+    case REQ_ROOT:
+        return is(m, "GET");
+    case REQ_DB:
+        /* PUT creates the target (create_target, with ?q=&n=&partitioned= at most). */
+        return method_in(m, "GET", "PUT", NULL, NULL);
+    case REQ_ENDPOINT:
+        return r->n_rest == 0 && is(m, "POST") && name_in(r->name, post_endpoints);
+    case REQ_LOCAL:
+        return replication_checkpoint(r);
+    case REQ_DOC:
+    case REQ_DESIGN:
+        /* A document with attachments is written alone, multipart/related. */
+        return r->n_rest == 0 && is(m, "PUT") && query_is(r->query, r->qlen, "new_edits", "false");
     case REQ_OTHER:
         return false;
     }
@@ -698,6 +738,10 @@ allow_verb(enum config_allow allow)
         return "read and write";
     case CONFIG_ALLOW_REPLICATE:
         return "replicate";
+    case CONFIG_ALLOW_REPLICATE_FROM:
+        return "replicate from";
+    case CONFIG_ALLOW_REPLICATE_TO:
+        return "replicate to";
     case CONFIG_ALLOW_ALL:
         return "do anything with";
     }
@@ -870,7 +914,13 @@ proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
         ok = allows_write(&r);
         break;
     case CONFIG_ALLOW_REPLICATE:
-        ok = allows_replicate(&r);
+        ok = allows_replicate_from(&r) || allows_replicate_to(&r);
+        break;
+    case CONFIG_ALLOW_REPLICATE_FROM:
+        ok = allows_replicate_from(&r);
+        break;
+    case CONFIG_ALLOW_REPLICATE_TO:
+        ok = allows_replicate_to(&r);
         break;
     case CONFIG_ALLOW_ALL:
     default:

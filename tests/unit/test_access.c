@@ -164,25 +164,40 @@ expect_table(const char *sans, const struct reqt *t, size_t n, const char *db, i
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---- the replication protocol, as CouchDB's and PouchDB's replicators speak it ---- */
+/*
+ * ---- the replication protocol, as CouchDB's and PouchDB's replicators speak it ----
+ *
+ * Split by the role of this node: what a replicator sends to the source, to the target, or to
+ * both.  Every request of these tables names a database ("GET /" is checked on its own).
+ */
 
-static const struct reqt replication[] = {
-    /* CouchDB replicator, source and target endpoints */
-    {"GET", "/"},
+/* Sent to the source and to the target alike. */
+static const struct reqt repl_both[] = {
+    /* CouchDB replicator: db_open, checkpoints, commit_to_both */
     {"HEAD", "/{db}/"},
+    {"HEAD", "/{db}"},
     {"GET", "/{db}/"},
     {"GET", "/{db}"},
-    {"PUT", "/{db}/"}, /* create_target */
-    {"PUT", "/{db}"},
     {"GET", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous"},
     {"PUT", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous"},
     {"GET", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous%2Bcreate_target"},
+    {"HEAD", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01"},
+    {"POST", "/{db}/_ensure_full_commit"},
+    /* PouchDB (pouchdb-adapter-http) */
+    {"GET", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+    {"PUT", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+    {"GET", "/{db}/_local%2F0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+};
+
+/* Sent to the source only. */
+static const struct reqt repl_source[] = {
+    /* CouchDB replicator: changes reader, workers, filters */
     {"GET", "/{db}/_changes?feed=normal&style=all_docs&since=0&timeout=10000"},
     {"GET", "/{db}/_changes?feed=continuous&style=all_docs&since=%2212-g1AAAA%22&heartbeat=10000"},
     {"GET", "/{db}/_changes?feed=normal&style=all_docs&filter=app%2Fby_type&since=0"},
+    {"GET", "/{db}/_changes?since=0&limit=0"}, /* get_pending_count */
     {"POST", "/{db}/_changes?filter=_doc_ids&feed=normal&style=all_docs&since=0"},
     {"POST", "/{db}/_changes?filter=_selector&feed=normal&style=all_docs&since=0"},
-    {"POST", "/{db}/_revs_diff"},
     {"POST", "/{db}/_bulk_get?revs=true&attachments=true&latest=true"},
     {"GET", "/{db}/doc1?revs=true&open_revs=%5B%221-967a00dff5e02add41819138abb3284d%22%5D"
             "&latest=true"},
@@ -190,16 +205,10 @@ static const struct reqt replication[] = {
             "&atts_since=%5B%221-xyz%22%5D"},
     {"GET", "/{db}/a%2Fb%20c?revs=true&open_revs=all"},
     {"GET", "/{db}/_design/app?revs=true&open_revs=%5B%221-abc%22%5D&latest=true"},
+    {"GET", "/{db}/_design%2Fapp?revs=true&open_revs=all"},
     {"GET", "/{db}/_design/app"}, /* the filter function of a filtered replication */
     {"GET", "/{db}/_design%2Fapp"},
-    {"POST", "/{db}/_bulk_docs"},
-    {"PUT", "/{db}/doc1?new_edits=false"}, /* multipart/related with attachments */
-    {"PUT", "/{db}/_design/app?new_edits=false"},
-    {"PUT", "/{db}/a%2Fb?new_edits=false"},
-    {"POST", "/{db}/_ensure_full_commit"},
     /* PouchDB (pouchdb-adapter-http) */
-    {"GET", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
-    {"PUT", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
     {"GET", "/{db}/_changes?style=all_docs&since=0&limit=100"},
     {"GET", "/{db}/_changes?timeout=25000&style=all_docs&feed=longpoll&heartbeat=10000"
             "&since=12&limit=100"},
@@ -215,8 +224,45 @@ static const struct reqt replication[] = {
     {"GET", "/{db}/_all_docs?keys=%5B%22a%22%5D"},
     /* query parameters decoded before they are checked */
     {"GET", "/{db}/doc1?re%76s=tru%65"},
+};
+
+/* Sent to the target only: everything but creating it. */
+static const struct reqt repl_target[] = {
+    /* CouchDB replicator: get_missing_revs, update_docs, update_doc */
+    {"POST", "/{db}/_revs_diff"},
+    {"POST", "/{db}/_bulk_docs"},
+    {"PUT", "/{db}/doc1?new_edits=false"}, /* multipart/related with attachments */
+    {"PUT", "/{db}/_design/app?new_edits=false"},
+    {"PUT", "/{db}/_design%2Fapp?new_edits=false"},
+    {"PUT", "/{db}/a%2Fb?new_edits=false"},
+    /* query parameters decoded before they are checked */
     {"PUT", "/{db}/doc1?new%5Fedits=%66alse"},
 };
+
+/* create_target: the replicator creates the target database (sharding and partitioning). */
+static const struct reqt repl_create[] = {
+    {"PUT", "/{db}/"},
+    {"PUT", "/{db}"},
+    {"PUT", "/{db}?q=8&n=3&partitioned=false"},
+    {"PUT", "/{db}/?q=8&n=3&partitioned=false"},
+    {"PUT", "/{db}/?partitioned=true"},
+};
+
+/*
+ * Assert the decision on every replication request on ${db} by ${sans}: ${source} (0 allowed,
+ * -1 refused) for the requests only a source gets, ${target} for those only a target gets
+ * (creating it included); the requests both get are allowed when either is.
+ */
+static void
+expect_replication(const char *sans, const char *db, int source, int target)
+{
+    int both = source == 0 || target == 0 ? 0 : -1;
+
+    expect_table(sans, repl_both, N(repl_both), db, both);
+    expect_table(sans, repl_source, N(repl_source), db, source);
+    expect_table(sans, repl_target, N(repl_target), db, target);
+    expect_table(sans, repl_create, N(repl_create), db, target);
+}
 
 /* Everything a replicate peer must not do, even on a listed database. */
 static const struct reqt not_replication[] = {
@@ -318,15 +364,25 @@ static const struct reqt not_replication[] = {
     {"GET", ""},
 };
 
+/* "GET /" (and HEAD): every level, whatever the databases. */
+static void
+expect_root(const char *sans, int want)
+{
+    static const struct reqt root[] = {{"GET", "/"}, {"HEAD", "/"}, {"GET", "/?x=1"}};
+
+    expect_table(sans, root, N(root), "", want);
+}
+
 static void
 test_replicate_table(void **state)
 {
     (void)state;
     rule_add(14, "node2.example.org", CONFIG_ALLOW_REPLICATE, "patients,visits*");
 
-    expect_table("DNS:node2.example.org", replication, N(replication), "patients", 0);
-    expect_table("DNS:node2.example.org", replication, N(replication), "visits", 0);
-    expect_table("DNS:node2.example.org", replication, N(replication), "visits-2025", 0);
+    expect_root("DNS:node2.example.org", 0);
+    expect_replication("DNS:node2.example.org", "patients", 0, 0);
+    expect_replication("DNS:node2.example.org", "visits", 0, 0);
+    expect_replication("DNS:node2.example.org", "visits-2025", 0, 0);
     expect_table("DNS:node2.example.org", not_replication, N(not_replication), "patients", -1);
 
     /* The same requests on a database the rule does not list, or by another peer. */
@@ -346,16 +402,13 @@ test_replicate_table(void **state)
             {"POST", "/{db}/_ensure_full_commit"},
             {"GET", "/{db}/_all_docs"},
         };
-        size_t i;
 
-        /* Every replication request except "GET /" names a database. */
-        for (i = 1; i < N(replication); i++) {
-            expect_table("DNS:node2.example.org", &replication[i], 1, "other", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "patients2", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "Patients", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "visit", -1);
-            expect_table("DNS:node3.example.org", &replication[i], 1, "patients", -1);
-        }
+        expect_replication("DNS:node2.example.org", "other", -1, -1);
+        expect_replication("DNS:node2.example.org", "patients2", -1, -1);
+        expect_replication("DNS:node2.example.org", "Patients", -1, -1);
+        expect_replication("DNS:node2.example.org", "visit", -1, -1);
+        expect_replication("DNS:node3.example.org", "patients", -1, -1);
+        expect_root("DNS:node3.example.org", -1);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "patients%2Fx", -1);
         /* '*' does not match '/': "visits*" covers visits-2025, not visits/x */
         expect_table("DNS:node2.example.org", only_db, N(only_db), "visits%2Fx", -1);
@@ -370,10 +423,71 @@ test_replicate_every_db(void **state)
 {
     (void)state;
     rule_add(3, "*.site-b.example.org", CONFIG_ALLOW_REPLICATE, NULL);
-    expect_table("DNS:n1.site-b.example.org", replication, N(replication), "anything", 0);
+    expect_root("DNS:n1.site-b.example.org", 0);
+    expect_replication("DNS:n1.site-b.example.org", "anything", 0, 0);
+    expect_replication("DNS:n1.site-b.example.org", "site%2Fdb", 0, 0);
     expect_table("DNS:n1.site-b.example.org", not_replication, N(not_replication), "anything", -1);
     /* Server-wide paths stay closed: a leading '_' is never an ordinary database. */
-    expect_table("DNS:n1.site-b.example.org", replication + 1, N(replication) - 1, "_users", -1);
+    expect_replication("DNS:n1.site-b.example.org", "_users", -1, -1);
+    expect_replication("DNS:n1.site-b.example.org", "_replicator", -1, -1);
+}
+
+/* This node as the source only: the target's requests are refused, and the other way round. */
+static void
+test_replicate_by_direction(void **state)
+{
+    static const struct reqt from_not_to[] = {
+        {"POST", "/{db}/_bulk_docs"},
+        {"POST", "/{db}/_revs_diff"},
+        {"PUT", "/{db}"},
+        {"PUT", "/{db}/?q=8&n=3&partitioned=false"},
+        {"PUT", "/{db}/doc1?new_edits=false"},
+        {"PUT", "/{db}/_design/app?new_edits=false"},
+    };
+    static const struct reqt to_not_from[] = {
+        {"POST", "/{db}/_bulk_get"},
+        {"GET", "/{db}/_changes?since=0"},
+        {"POST", "/{db}/_changes?filter=_doc_ids"},
+        {"GET", "/{db}/_all_docs"},
+        {"POST", "/{db}/_all_docs"},
+        {"GET", "/{db}/doc1?revs=true&open_revs=all"},
+        {"GET", "/{db}/_design/app"},
+        {"GET", "/{db}/_design/app?open_revs=all"},
+        {"GET", "/{db}/doc1/att?rev=1-a"},
+    };
+
+    (void)state;
+    rule_add(1, "src.example.org", CONFIG_ALLOW_REPLICATE_FROM, "patients,site/**");
+    rule_add(2, "dst.example.org", CONFIG_ALLOW_REPLICATE_TO, "patients,site/**");
+    rule_add(3, "*.every.example.org", CONFIG_ALLOW_REPLICATE_FROM, NULL);
+    rule_add(4, "*.every.example.org", CONFIG_ALLOW_ALL, NULL); /* never reached */
+    rule_add(5, "*.all.example.org", CONFIG_ALLOW_REPLICATE_TO, NULL);
+
+    /* replicate-from: the source's requests and those of both roles */
+    expect_root("DNS:src.example.org", 0);
+    expect_replication("DNS:src.example.org", "patients", 0, -1);
+    expect_replication("DNS:src.example.org", "site%2Fa%2Fb", 0, -1);
+    expect_table("DNS:src.example.org", from_not_to, N(from_not_to), "patients", -1);
+    expect_table("DNS:src.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_replication("DNS:src.example.org", "other", -1, -1);
+    expect_replication("DNS:src.example.org", "_users", -1, -1);
+
+    /* replicate-to: the target's requests and those of both roles */
+    expect_root("DNS:dst.example.org", 0);
+    expect_replication("DNS:dst.example.org", "patients", -1, 0);
+    expect_replication("DNS:dst.example.org", "site%2Fa", -1, 0);
+    expect_table("DNS:dst.example.org", to_not_from, N(to_not_from), "patients", -1);
+    expect_table("DNS:dst.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_replication("DNS:dst.example.org", "other", -1, -1);
+    expect_replication("DNS:dst.example.org", "_replicator", -1, -1);
+
+    /* without databases: every database, still no server-wide path */
+    expect_replication("DNS:n.every.example.org", "x", 0, -1);
+    expect_table("DNS:n.every.example.org", from_not_to, N(from_not_to), "x", -1);
+    expect_table("DNS:n.every.example.org", not_replication, N(not_replication), "x", -1);
+    expect_replication("DNS:n.all.example.org", "x", -1, 0);
+    expect_table("DNS:n.all.example.org", to_not_from, N(to_not_from), "x", -1);
+    expect_table("DNS:n.all.example.org", not_replication, N(not_replication), "x", -1);
 }
 
 /* ---- read, write, all ---- */
@@ -487,13 +601,16 @@ test_read_write_all(void **state)
     expect_table("DNS:writer.example.org", admin_only, N(admin_only), "patients", -1);
     expect_table("DNS:writer.example.org", server_wide, N(server_wide), "patients", -1);
     expect_table("DNS:writer.example.org", writes_only, N(writes_only), "other", -1);
-    /* write covers a replication into an existing database */
-    expect_table("DNS:writer.example.org", replication + 6, N(replication) - 6, "patients", 0);
+    /* write covers a replication from the database, and into it when it exists */
+    expect_table("DNS:writer.example.org", repl_both, N(repl_both), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_source, N(repl_source), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_target, N(repl_target), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_create, N(repl_create), "patients", -1);
 
     expect_table("DNS:admin.example.org", reads, N(reads), "patients", 0);
     expect_table("DNS:admin.example.org", writes_only, N(writes_only), "patients", 0);
     expect_table("DNS:admin.example.org", admin_only, N(admin_only), "patients", 0);
-    expect_table("DNS:admin.example.org", replication, N(replication), "patients", 0);
+    expect_replication("DNS:admin.example.org", "patients", 0, 0);
     /* all with databases: only those databases; server-wide paths need a literal '_' glob */
     expect_table("DNS:admin.example.org", server_wide, N(server_wide), "patients", -1);
     expect_table("DNS:admin.example.org", admin_only, 3, "other", -1);
@@ -753,6 +870,8 @@ test_why(void **state)
     rule_add(20, "ops.example.org", CONFIG_ALLOW_READ, NULL);
     rule_add(22, "adm.example.org", CONFIG_ALLOW_ALL, "patients");
     rule_add(23, "w.example.org", CONFIG_ALLOW_WRITE, "x");
+    rule_add(24, "src.example.org", CONFIG_ALLOW_REPLICATE_FROM, "patients");
+    rule_add(25, "dst.example.org", CONFIG_ALLOW_REPLICATE_TO, "patients,site/**");
 
     assert_int_equal(
         decide("DNS:node2.example.org", "DELETE", "/patients/doc1?rev=1-a", why, sizeof(why)), -1);
@@ -776,6 +895,14 @@ test_why(void **state)
     assert_int_equal(decide("DNS:w.example.org", "DELETE", "/x", why, sizeof(why)), -1);
     assert_string_equal(why, "rule 4 (line 23) allows w.example.org to read and write x, not "
                              "DELETE /x");
+    assert_int_equal(
+        decide("DNS:src.example.org", "POST", "/patients/_bulk_docs?x=1", why, sizeof(why)), -1);
+    assert_string_equal(why, "rule 5 (line 24) allows src.example.org to replicate from patients, "
+                             "not POST /patients/_bulk_docs");
+    assert_int_equal(decide("DNS:dst.example.org", "POST", "/patients/_bulk_get", why, sizeof(why)),
+                     -1);
+    assert_string_equal(why, "rule 6 (line 25) allows dst.example.org to replicate to patients, "
+                             "site/**, not POST /patients/_bulk_get");
 
     assert_int_equal(decide("DNS:x.example.org", "GET", "/", why, sizeof(why)), -1);
     assert_string_equal(why, "no access rule matches peer x.example.org");
@@ -1076,6 +1203,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_replicate_table, rules_reset),
         cmocka_unit_test_teardown(test_replicate_every_db, rules_reset),
+        cmocka_unit_test_teardown(test_replicate_by_direction, rules_reset),
         cmocka_unit_test_teardown(test_read_write_all, rules_reset),
         cmocka_unit_test_teardown(test_all_database_globs, rules_reset),
         cmocka_unit_test_teardown(test_glob_patterns, rules_reset),
