@@ -1,6 +1,6 @@
 /*
  * fuzz_access: libFuzzer target for the access rules of CONTRACT §7 (proxy/proxy_access.c):
- * proxy_path_parse(), proxy_peer_names_parse() and proxy_access_check().
+ * proxy_path_parse(), proxy_path_hygiene(), proxy_peer_names_parse() and proxy_access_check().
  *
  * Input: lines as in fuzz_input.h, with these tags:
  *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) f (replicate-
@@ -13,6 +13,11 @@
  *   - a parsed path has at most PROXY_PATH_MAX_SEGS non-empty segments, none "." or ".."
  *     nor holding a control byte, as many as the raw path has; percent-encoding the
  *     segments again and parsing gives the same segments (decoded exactly once);
+ *   - proxy_path_hygiene() refuses exactly the origin-form targets in which a segment,
+ *     decoded once (a bad escape read as a literal '%'), has a "." or ".." part when split
+ *     at '/' and '\' (checked with a splitter of our own); a path it refuses neither parses
+ *     nor is allowed by any rule; its reason fits its buffer, names the segment and holds no
+ *     control byte, and the verdict does not depend on the buffer;
  *   - HEAD is judged as GET; read and write ignore the query; what read allows, write
  *     allows; replicate allows exactly what replicate-from or replicate-to allows; what a
  *     level allows for listed databases it allows for every database;
@@ -21,6 +26,7 @@
  *     a glob matcher of our own), and a method the level may use;
  *   - the refusal text fits its buffer, is printable and names the deciding rule.
  */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -140,6 +146,82 @@ fz_encode(const char *seg, char *out, size_t len)
     return k;
 }
 
+/*
+ * Our own reading of the hygiene rule: decode each segment of ${target} into a buffer (a bad
+ * escape stays '%'), then look for a "." or ".." between '/' and '\'.  Returns 1 when one is
+ * found, 0 when none is, -1 when a segment is too long for the buffer (no opinion).
+ */
+static int
+fz_dot_hidden(const char *target)
+{
+    static char seg[8192];
+    const char *p = target;
+
+    if (target[0] != '/') {
+        return 0;
+    }
+    while (*p == '/') {
+        size_t n = 0, start = 0;
+
+        p++;
+        while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
+            unsigned int v;
+
+            if (n == sizeof(seg)) {
+                return -1;
+            }
+            if (p[0] == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+                sscanf(p + 1, "%2x", &v) == 1) {
+                seg[n++] = (char)v;
+                p += 3;
+            } else {
+                seg[n++] = *p++;
+            }
+        }
+        for (size_t i = 0; i <= n; i++) {
+            if (i == n || seg[i] == '/' || seg[i] == '\\') {
+                size_t len = i - start;
+
+                if ((len == 1 && seg[start] == '.') ||
+                    (len == 2 && seg[start] == '.' && seg[start + 1] == '.')) {
+                    return 1;
+                }
+                start = i + 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The properties of proxy_path_hygiene() for ${target}, with a reason buffer of ${whylen}. */
+static int
+fz_hygiene(const char *target, size_t whylen)
+{
+    static char why[1024];
+    size_t len = whylen % sizeof(why);
+    int rc = proxy_path_hygiene(target, NULL, 0);
+    int hidden = fz_dot_hidden(target);
+
+    fz_check(rc == 0 || rc == -1, "hygiene: neither 0 nor -1");
+    fz_check(hidden < 0 || (rc == -1) == (hidden == 1),
+             "hygiene: differs from our own reading of the rule");
+    memset(why, 'X', sizeof(why));
+    fz_check(proxy_path_hygiene(target, why, len) == rc, "hygiene: the buffer changed the verdict");
+    fz_check(why[len] == 'X', "hygiene: reason written past its buffer");
+    if (len > 0) {
+        size_t wl = strnlen(why, len);
+
+        fz_check(wl < len, "hygiene: reason not terminated within its buffer");
+        fz_check(rc != 0 || wl == 0, "hygiene: a reason for an acceptable path");
+        fz_check(rc == 0 || len < 18 || strncmp(why, "path segment \"", 14) == 0,
+                 "hygiene: a reason that does not name the segment");
+        for (size_t i = 0; i < wl; i++) {
+            fz_check((unsigned char)why[i] >= 0x20 && why[i] != 0x7f, "hygiene: control byte");
+        }
+    }
+    return rc;
+}
+
 /* The properties of proxy_path_parse() for ${target}; returns its result. */
 static int
 fz_path(const char *target, struct proxy_path *path)
@@ -153,6 +235,7 @@ fz_path(const char *target, struct proxy_path *path)
         fz_check(path->n == 0, "a refused path with segments");
         return rc;
     }
+    fz_check(proxy_path_hygiene(target, NULL, 0) == 0, "path: parsed what hygiene refuses");
     fz_check(target[0] == '/' && path->n <= PROXY_PATH_MAX_SEGS, "path: origin form, at most 16");
     /* Raw segments: components of the path part, one trailing '/' aside. */
     plen = strcspn(target, "?#");
@@ -217,7 +300,7 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
     const struct config_access_rule *rule = NULL;
     struct proxy_path path;
     size_t i;
-    int rc, path_rc = fz_path(target, &path);
+    int rc, path_rc = fz_path(target, &path), hygiene_rc = fz_hygiene(target, whylen);
 
     whylen = whylen % sizeof(why);
     memset(why, 'X', sizeof(why));
@@ -239,6 +322,7 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
     if (rule == NULL) {
         return;
     }
+    fz_check(hygiene_rc == 0 || rc != 0, "a rule allowed what hygiene refuses");
     i = (size_t)(rule - rs->v);
     if (strcmp(method, "HEAD") == 0) {
         fz_check(fz_check_with(rs, i, rule->allow, false, names, "GET", target) == rc,
@@ -359,6 +443,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (in.v[i].tag == 'T') {
             fz_check(proxy_access_check(NULL, 0, &names, method, in.v[i].s, NULL, 0, NULL) == 0,
                      "refused without rules");
+            (void)fz_hygiene(in.v[i].s, whylen);
         }
     }
     for (size_t i = 0; i < in.n; i++) {

@@ -47,9 +47,13 @@
  * "pat-2024/../_users"; a database name with '/' needs "**" or a literal '/' in the glob.
  * Like a shell's '*' and leading '.', a wildcard never matches a leading '_': only a glob
  * written with a literal leading '_' ("_users") lets `all` reach a server-wide path.  "/" is
- * not a database: every level may GET it.  `all` without `databases` allows everything,
- * malformed paths included (the backend judges them); every other rule refuses a path
- * proxy_path_parse() refuses.
+ * not a database: every level may GET it.
+ *
+ * Paths.  No rule allows a path that proxy_path_hygiene() refuses: a segment that decodes to
+ * "." or "..", or holds one between an encoded '/' or a '\' ("..%2F..%2F_all_dbs"), which a
+ * server that decodes first and resolves dot segments after would follow elsewhere.  Apart
+ * from that, `all` without `databases` allows everything, malformed paths included (the
+ * backend judges them); every other rule refuses a path proxy_path_parse() refuses.
  *
  * Query parameters the levels look at (revs, open_revs, new_edits, rev) are percent-decoded
  * ('+' is a space, as in CouchDB's query parser).  To leave no doubt about what the backend
@@ -148,6 +152,55 @@ sb_puts_printable(struct sbuf *sb, const char *s, size_t n)
     }
 }
 
+/*
+ * Append s[0..n) in double quotes, printable as by sb_puts_printable() and with '"' shown as
+ * '?' so that the quotes stay unambiguous; over ${max} bytes, its first max - 3 and "...".
+ */
+static void
+sb_puts_quoted(struct sbuf *sb, const char *s, size_t n, size_t max)
+{
+    size_t i;
+
+    sb_putc(sb, '"');
+    for (i = 0; i < n && !sb->over; i++) {
+        if (n > max && i == max - 3) {
+            sb_puts(sb, "...");
+            break;
+        }
+        sb_puts_printable(sb, s[i] == '"' ? "?" : s + i, 1);
+    }
+    sb_putc(sb, '"');
+}
+
+/*
+ * End the text in ${sb}: when something did not fit, its last three bytes become "...",
+ * without leaving the first byte of a cut UTF-8 sequence before them.
+ */
+static void
+sb_finish(struct sbuf *sb)
+{
+    const unsigned char *b = (const unsigned char *)sb->buf;
+    size_t end, lead, need;
+
+    if (!sb->over || sb->len <= 4) {
+        return;
+    }
+    end = sb->len - 4;
+    /* The cut may fall inside a UTF-8 sequence ("§"): drop what it left of it. */
+    lead = end;
+    while (lead > 0 && (b[lead - 1] & 0xc0) == 0x80) {
+        lead--;
+    }
+    if (lead > 0 && b[lead - 1] >= 0xc0) {
+        lead--;
+        need = b[lead] >= 0xf0 ? 4 : b[lead] >= 0xe0 ? 3 : 2;
+        if (end - lead < need) {
+            end = lead;
+        }
+    }
+    memcpy(sb->buf + end, "...", 4);
+}
+
 /* ---- peer names ---- */
 
 /*
@@ -209,10 +262,170 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
 /* ---- request targets ---- */
 
 /*
+ * Decode the path byte at ${p}: "%XX" or a raw byte.  Returns how many bytes of ${p} it took
+ * (3 or 1), the byte in *${c}; 0 for a bad escape ('%' not followed by two hex digits).
+ */
+static size_t
+path_byte(const char *p, unsigned char *c)
+{
+    if (*p == '%') {
+        int hi = hex_value((unsigned char)p[1]);
+        int lo = hi < 0 ? -1 : hex_value((unsigned char)p[2]);
+
+        if (lo < 0) {
+            return 0;
+        }
+        *c = (unsigned char)(hi * 16 + lo);
+        return 3;
+    }
+    *c = (unsigned char)*p;
+    return 1;
+}
+
+/* A separator inside one path segment (a raw '/' ends the segment, so '/' is encoded). */
+enum dot_sep {
+    DOT_SEP_NONE,          /* none: the segment's start or end */
+    DOT_SEP_SLASH,         /* "%2F" */
+    DOT_SEP_BACKSLASH,     /* "%5C" */
+    DOT_SEP_RAW_BACKSLASH, /* a raw '\' */
+};
+
+/*
+ * The parts of one decoded path segment, split at '/' and '\' and fed one decoded byte at a
+ * time.  A part "." or ".." is a dot segment (RFC 3986 §5.2.4) that a server which decodes
+ * "%2F" (or reads '\' as '/', as some do) before it resolves dot segments would follow; a
+ * segment without a separator is one part, so "." and ".." themselves count.
+ */
+struct dot_scan {
+    size_t len;          /* bytes of the current part */
+    bool dots;           /* the current part holds only '.' */
+    enum dot_sep before; /* the separator before the current part */
+    size_t found;        /* the first dot part: 1 ".", 2 "..", 0 none */
+    enum dot_sep beside; /* a separator next to it; NONE: the whole segment is the dot part */
+};
+
+static void
+dot_scan_init(struct dot_scan *ds)
+{
+    memset(ds, 0, sizeof(*ds));
+    ds->dots = true;
+}
+
+/* The current part ends at ${after} (DOT_SEP_NONE: at the end of the segment). */
+static void
+dot_scan_end_part(struct dot_scan *ds, enum dot_sep after)
+{
+    if (ds->found == 0 && ds->dots && ds->len >= 1 && ds->len <= 2) {
+        ds->found = ds->len;
+        ds->beside = ds->before != DOT_SEP_NONE ? ds->before : after;
+    }
+    ds->len = 0;
+    ds->dots = true;
+    ds->before = after;
+}
+
+/* Feed decoded byte ${c}; ${raw} when it was not percent-encoded. */
+static void
+dot_scan_byte(struct dot_scan *ds, unsigned char c, bool raw)
+{
+    if (c == '/' || c == '\\') {
+        dot_scan_end_part(ds, c == '/' ? DOT_SEP_SLASH
+                              : raw    ? DOT_SEP_RAW_BACKSLASH
+                                       : DOT_SEP_BACKSLASH);
+        return;
+    }
+    ds->len++;
+    ds->dots = ds->dots && c == '.';
+}
+
+/* Why proxy_path_hygiene() refused segment seg[0..n): into ${buf}. */
+static void
+describe_dot_segment(const char *seg, size_t n, const struct dot_scan *ds, char *buf, size_t len)
+{
+    static const char *const behind[] = {
+        [DOT_SEP_NONE] = "",
+        [DOT_SEP_SLASH] = " behind an encoded \"/\"",
+        [DOT_SEP_BACKSLASH] = " behind an encoded \"\\\" (some servers read it as \"/\")",
+        [DOT_SEP_RAW_BACKSLASH] = " behind a \"\\\" (some servers read it as \"/\")",
+    };
+    struct sbuf sb;
+
+    if (buf == NULL || len == 0) {
+        return;
+    }
+    sb_init(&sb, buf, len);
+    sb_puts(&sb, "path segment ");
+    sb_puts_quoted(&sb, seg, n, 64);
+    if (ds->beside == DOT_SEP_NONE) {
+        sb_puts(&sb, memchr(seg, '%', n) != NULL ? " decodes to" : " is");
+        sb_puts(&sb, " a dot segment (\"");
+    } else {
+        sb_puts(&sb, " holds a dot segment (\"");
+    }
+    sb_puts(&sb, ds->found == 1 ? "." : "..");
+    sb_puts(&sb, "\")");
+    sb_puts(&sb, behind[ds->beside]);
+    sb_puts(&sb, " (RFC 3986 §5.2.4)");
+    sb_finish(&sb);
+}
+
+/*
+ * proxy_path_hygiene(target, why, whylen):
+ * Refuse a request target whose path holds a dot segment, plain or hidden in one segment.
+ * The path of ${target} (up to '?' or '#') is split at '/' and each segment percent-decoded
+ * exactly once; a segment is refused when it decodes to "." or "..", or when its decoded form,
+ * split at '/' and '\' (encoded, or a raw '\'), has a "." or ".." part ("..%2F..%2F_all_dbs",
+ * "%2E%2E%5Cx", "a%2F.%2Fb", "..\x").  Ids like "_design%2Ffoo", "a%2Fb", "...", ".hidden" and
+ * "a%2F..b" pass.  Empty segments, control bytes and bad escapes are not judged here (a bad
+ * escape is read as a literal '%'; the access rules judge the path); a target that is not in
+ * origin form ("*", "http://...") or is NULL passes.  Walks ${target} once, allocates nothing,
+ * does not log.  Returns 0 when the path is acceptable, -1 (with a reason in plain words in
+ * ${why}: the segment quoted, printable, cut after 64 bytes, and the rule) when it must be
+ * refused with 400.  ${why} may be NULL; a reason that does not fit ends in "...".
+ */
+int
+proxy_path_hygiene(const char *target, char *why, size_t whylen)
+{
+    const char *p;
+
+    if (why != NULL && whylen > 0) {
+        why[0] = '\0';
+    }
+    if (target == NULL || target[0] != '/') {
+        return 0;
+    }
+    for (p = target; *p == '/';) {
+        const char *seg = ++p;
+        struct dot_scan ds;
+
+        dot_scan_init(&ds);
+        while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
+            unsigned char c;
+            size_t k = path_byte(p, &c);
+
+            if (k == 0) {
+                /* A bad escape is the access rules' business: its '%' counts as a byte. */
+                c = '%';
+                k = 1;
+            }
+            dot_scan_byte(&ds, c, k == 1);
+            p += k;
+        }
+        dot_scan_end_part(&ds, DOT_SEP_NONE);
+        if (ds.found > 0) {
+            describe_dot_segment(seg, (size_t)(p - seg), &ds, why, whylen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
  * proxy_path_parse(target, path):
  * Split the path of request target ${target} (up to '?' or '#') on '/' and percent-decode each
  * segment once, as CouchDB does.  Refused (-1): not origin-form, a bad escape, a raw or encoded
- * NUL or control character (or a raw space), a "." or ".." segment (raw or encoded), an empty
+ * NUL or control character (or a raw space), a segment proxy_path_hygiene() refuses (one that
+ * decodes to "." or "..", or holds one between '/' or '\' as in "..%2F_config"), an empty
  * segment inside the path ("//"), more than PROXY_PATH_MAX_SEGS segments, or a path that does
  * not fit.  "/" gives n = 0; "/db/" gives n = 1 (one trailing '/' is dropped).  '+' stays '+'
  * (CouchDB turns it into a space, but a space is not allowed in database names and no
@@ -232,6 +445,7 @@ proxy_path_parse(const char *target, struct proxy_path *path)
     p = target + 1;
     while (*p != '\0' && *p != '?' && *p != '#') {
         size_t start = out;
+        struct dot_scan ds;
 
         if (*p == '/') {
             /* An empty segment: "//", or a path that begins with "//". */
@@ -240,25 +454,12 @@ proxy_path_parse(const char *target, struct proxy_path *path)
         if (path->n == PROXY_PATH_MAX_SEGS) {
             goto fail;
         }
+        dot_scan_init(&ds);
         while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
-            unsigned char c = (unsigned char)*p;
+            unsigned char c;
+            size_t k = path_byte(p, &c);
 
-            if (c == '%') {
-                int hi = hex_value((unsigned char)p[1]);
-                int lo = hi < 0 ? -1 : hex_value((unsigned char)p[2]);
-
-                if (lo < 0) {
-                    goto fail;
-                }
-                c = (unsigned char)(hi * 16 + lo);
-                p += 3;
-            } else {
-                if (c == ' ') {
-                    goto fail;
-                }
-                p++;
-            }
-            if (c < 0x20 || c == 0x7f) {
+            if (k == 0 || (k == 1 && c == ' ') || c < 0x20 || c == 0x7f) {
                 goto fail;
             }
             /* Keep room for this segment's NUL. */
@@ -266,9 +467,13 @@ proxy_path_parse(const char *target, struct proxy_path *path)
                 goto fail;
             }
             path->buf[out++] = (char)c;
+            dot_scan_byte(&ds, c, k == 1);
+            p += k;
         }
         path->buf[out++] = '\0';
-        if (strcmp(path->buf + start, ".") == 0 || strcmp(path->buf + start, "..") == 0) {
+        /* What proxy_path_hygiene() refuses: ".", "..", or one as a part ("..%2F"). */
+        dot_scan_end_part(&ds, DOT_SEP_NONE);
+        if (ds.found > 0) {
             goto fail;
         }
         path->seg[path->n++] = path->buf + start;
@@ -726,6 +931,7 @@ enum refusal {
     REFUSE_SERVER_WIDE, /* a server-wide path and the level is not all */
     REFUSE_DATABASE,    /* the database is not among the rule's databases */
     REFUSE_MALFORMED,   /* proxy_path_parse() refused the path */
+    REFUSE_DOT_SEGMENT, /* proxy_path_hygiene() refused the path */
 };
 
 static const char *
@@ -792,13 +998,15 @@ describe_refusal(const struct config_access_rule *rules, const struct config_acc
         sb_puts(&sb, " is not listed)");
         break;
     case REFUSE_MALFORMED:
-        sb_puts(&sb, " (malformed path: a bad escape, a control character, a \".\", \"..\" or "
-                     "empty segment, or too long)");
+        sb_puts(&sb, " (malformed path: a bad escape, a control character, an empty segment, or "
+                     "too long)");
+        break;
+    case REFUSE_DOT_SEGMENT:
+        sb_puts(&sb, " (a \".\" or \"..\" path segment, raw, encoded or behind an encoded \"/\" "
+                     "or a \"\\\")");
         break;
     }
-    if (sb.over && len > 4) {
-        memcpy(buf + len - 4, "...", 4);
-    }
+    sb_finish(&sb);
 }
 
 static void
@@ -824,9 +1032,7 @@ describe_no_rule(const struct proxy_peer_names *names, char *buf, size_t len)
     if (names->n > 1) {
         sb_putc(&sb, ')');
     }
-    if (sb.over && len > 4) {
-        memcpy(buf + len - 4, "...", 4);
-    }
+    sb_finish(&sb);
 }
 
 /* The first rule whose peers match one of ${names}; *${name} = the name that matched. */
@@ -885,6 +1091,11 @@ proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
     }
     if (matched != NULL) {
         *matched = rule;
+    }
+    /* No rule allows what the HTTP layer refuses with 400, not even `all`. */
+    if (proxy_path_hygiene(target, NULL, 0) != 0) {
+        describe_refusal(rules, rule, name, method, target, "", REFUSE_DOT_SEGMENT, why, whylen);
+        return -1;
     }
     if (rule->allow == CONFIG_ALLOW_ALL && rule->databases == NULL) {
         return 0;

@@ -348,11 +348,6 @@ static const struct reqt not_replication[] = {
     {"GET", "/{db}/_local"},
     {"GET", "/{db}/_partition/p/_all_docs"},
     /* path tricks: cannot reach another path than the one matched */
-    {"GET", "/{db}/..%2F_config"},
-    {"GET", "/{db}/%2e%2e/_all_dbs"},
-    {"GET", "/{db}/%2E./_all_dbs"},
-    {"GET", "/{db}/../_all_dbs"},
-    {"GET", "/{db}/./"},
     {"GET", "/{db}//_all_docs"},
     {"GET", "//{db}/"},
     {"GET", "/{db}/%00"},
@@ -373,6 +368,22 @@ expect_root(const char *sans, int want)
     expect_table(sans, root, N(root), "", want);
 }
 
+/* Dot segments, plain or hidden in one segment: no rule allows them (proxy_path_hygiene()). */
+static const struct reqt dot_tricks[] = {
+    {"GET", "/{db}/..%2F_config"},
+    {"GET", "/{db}/%2e%2e/_all_dbs"},
+    {"GET", "/{db}/%2E./_all_dbs"},
+    {"GET", "/{db}/../_all_dbs"},
+    {"GET", "/{db}/./"},
+    {"GET", "/{db}/doc1/..%2f..%2f_all_dbs?revs=true"},
+    {"GET", "/{db}/_design%2F..%2F..%2F_config"},
+    {"PUT", "/{db}/_local/..%5C..%5C_users?new_edits=false"},
+    {"POST", "/{db}/..%2F_bulk_docs"},
+    {"GET", "/{db}/_changes/..%2F..?since=0"},
+    {"GET", "/{db}%2F..%2F_users/"},
+    {"GET", "/{db}/a\\..\\_all_dbs"},
+};
+
 static void
 test_replicate_table(void **state)
 {
@@ -384,6 +395,7 @@ test_replicate_table(void **state)
     expect_replication("DNS:node2.example.org", "visits", 0, 0);
     expect_replication("DNS:node2.example.org", "visits-2025", 0, 0);
     expect_table("DNS:node2.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:node2.example.org", dot_tricks, N(dot_tricks), "patients", -1);
 
     /* The same requests on a database the rule does not list, or by another peer. */
     {
@@ -469,6 +481,7 @@ test_replicate_by_direction(void **state)
     expect_replication("DNS:src.example.org", "site%2Fa%2Fb", 0, -1);
     expect_table("DNS:src.example.org", from_not_to, N(from_not_to), "patients", -1);
     expect_table("DNS:src.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:src.example.org", dot_tricks, N(dot_tricks), "patients", -1);
     expect_replication("DNS:src.example.org", "other", -1, -1);
     expect_replication("DNS:src.example.org", "_users", -1, -1);
 
@@ -478,6 +491,7 @@ test_replicate_by_direction(void **state)
     expect_replication("DNS:dst.example.org", "site%2Fa", -1, 0);
     expect_table("DNS:dst.example.org", to_not_from, N(to_not_from), "patients", -1);
     expect_table("DNS:dst.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:dst.example.org", dot_tricks, N(dot_tricks), "patients", -1);
     expect_replication("DNS:dst.example.org", "other", -1, -1);
     expect_replication("DNS:dst.example.org", "_replicator", -1, -1);
 
@@ -619,6 +633,11 @@ test_read_write_all(void **state)
     expect_table("DNS:root.example.org", server_wide, N(server_wide), "x", 0);
     expect_table("DNS:root.example.org", admin_only, N(admin_only), "other", 0);
     expect_table("DNS:root.example.org", not_replication, N(not_replication), "x", 0);
+    /* except dot segments: the HTTP layer refuses them with 400, and no rule allows them */
+    expect_table("DNS:root.example.org", dot_tricks, N(dot_tricks), "x", -1);
+    expect_table("DNS:admin.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_table("DNS:writer.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_table("DNS:reader.example.org", dot_tricks, N(dot_tricks), "patients", -1);
 }
 
 static void
@@ -885,7 +904,12 @@ test_why(void **state)
                              "visits*, not GET /other/ (database other is not listed)");
     assert_int_equal(decide("DNS:node2.example.org", "GET", "/patients/%2e%2e", why, sizeof(why)),
                      -1);
-    assert_true(strstr(why, "not GET /patients/%2e%2e (malformed path") != NULL);
+    assert_string_equal(why, "rule 1 (line 14) allows node2.example.org to replicate patients, "
+                             "visits*, not GET /patients/%2e%2e (a \".\" or \"..\" path segment, "
+                             "raw, encoded or behind an encoded \"/\" or a \"\\\")");
+    assert_int_equal(decide("DNS:node2.example.org", "GET", "/patients/doc%zz", why, sizeof(why)),
+                     -1);
+    assert_true(strstr(why, "not GET /patients/doc%zz (malformed path") != NULL);
     assert_int_equal(decide("DNS:ops.example.org", "PUT", "/db/x", why, sizeof(why)), -1);
     assert_string_equal(why, "rule 2 (line 20) allows ops.example.org to read every database, "
                              "not PUT /db/x");
@@ -968,6 +992,16 @@ test_path_parse(void **state)
         "/db/%2E./x",
         "/db/.%2e",
         "/db/%2e",
+        "/db/%2e%2e%2F",
+        "/db/..%2F_config",
+        "/db/a%2F..",
+        "/db/a%2F.%2Fb",
+        "/db/..%5Cx",
+        "/db/..%5cx",
+        "/db/..\\x",
+        "/db/x\\.",
+        "/db/%2E%2E%5Cx",
+        "/db%2F..%2F_users/x",
         "/db/%00",
         "/db/a%00b",
         "/db/%0a",
@@ -996,7 +1030,10 @@ test_path_parse(void **state)
     expect_path("/db?x=/..//", 1, "db");
     expect_path("/db/doc#a/../b", 2, "db", "doc");
     expect_path("/a%2Fb/c%2fd", 2, "a/b", "c/d");
-    expect_path("/db/%2e%2e%2F", 2, "db", "../");
+    expect_path("/db/a%2F..b", 2, "db", "a/..b");
+    expect_path("/db/_design%2Ffoo", 2, "db", "_design/foo");
+    expect_path("/db/a%5Cb\\c", 2, "db", "a\\b\\c");
+    expect_path("/db/..a%2F.b%5C...", 2, "db", "..a/.b\\...");
     expect_path("/db/...", 2, "db", "...");
     expect_path("/db/.x", 2, "db", ".x");
     expect_path("/db/a+b%2B", 2, "db", "a+b+");
@@ -1035,6 +1072,205 @@ test_path_parse(void **state)
     assert_int_equal(proxy_path_parse(big, &p), 0);
     assert_int_equal(p.n, 1);
     free(big);
+}
+
+/* ---- path hygiene ---- */
+
+/* The rule proxy_path_hygiene() names at the end of every reason. */
+#define RFC3986 "(RFC 3986 §5.2.4)"
+
+/* Targets proxy_path_hygiene() refuses, with the reason it gives. */
+static const struct {
+    const char *target, *why;
+} dirty[] = {
+    {"/db/..", "path segment \"..\" is a dot segment (\"..\") " RFC3986},
+    {"/db/.", "path segment \".\" is a dot segment (\".\") " RFC3986},
+    {"/db/%2e%2E", "path segment \"%2e%2E\" decodes to a dot segment (\"..\") " RFC3986},
+    {"/patients/doc/..%2f..%2f_all_dbs", "path segment \"..%2f..%2f_all_dbs\" holds a dot segment "
+                                         "(\"..\") behind an encoded \"/\" " RFC3986},
+    {"/db/%2E%2E%5Cx", "path segment \"%2E%2E%5Cx\" holds a dot segment (\"..\") behind an "
+                       "encoded \"\\\" (some servers read it as \"/\") " RFC3986},
+    {"/db/a%2F.%2Fb", "path segment \"a%2F.%2Fb\" holds a dot segment (\".\") behind an encoded "
+                      "\"/\" " RFC3986},
+    {"/db/..%5c_users", "path segment \"..%5c_users\" holds a dot segment (\"..\") behind an "
+                        "encoded \"\\\" (some servers read it as \"/\") " RFC3986},
+    {"/db/..\\x", "path segment \"..\\x\" holds a dot segment (\"..\") behind a \"\\\" (some "
+                  "servers read it as \"/\") " RFC3986},
+    /* reasons checked above; these by their verdict only */
+    {"/..", NULL},
+    {"/.", NULL},
+    {"/%2e", NULL},
+    {"/%2E%2e/_config", NULL},
+    {"/db/../_all_dbs", NULL},
+    {"/db/./", NULL},
+    {"/db/.%2e", NULL},
+    {"/db/%2e.", NULL},
+    {"/db/doc/..", NULL},
+    {"/db/doc/att/%2e%2e?rev=1", NULL},
+    {"/db/..?x=1", NULL},
+    {"/db/..#f", NULL},
+    {"/db/..%2F", NULL},
+    {"/db/..%2f_config", NULL},
+    {"/db/x%2F..", NULL},
+    {"/db/x%2F..%2F", NULL},
+    {"/db/x%2F.", NULL},
+    {"/db/.%2Fx", NULL},
+    {"/db%2F..%2F_users", NULL},
+    {"/db/%2F..%2F", NULL},
+    {"/db/%2F%2F..", NULL},
+    {"/db/%2E%2E%2F%2E%2E%2F_config", NULL},
+    {"/db/a\\..\\b", NULL},
+    {"/db/.\\x", NULL},
+    {"/db/x\\.", NULL},
+    {"/db/%5C..", NULL},
+    {"/db/..%5C", NULL},
+    {"/db/a%5C.%2Fb", NULL},
+    {"/db/a%2F..%5Cb", NULL},
+    {"/db/_design%2F..%2F..%2F_config", NULL},
+    {"/db/_local%2F..", NULL},
+    {"//..", NULL},
+    {"/db//..", NULL},
+    {"/db/ok/fine/..%2F", NULL},
+    /* only the first bad escape is literal: the segment is still judged */
+    {"/db/%zz/..%2f_all_dbs", NULL},
+    {"/db/..%2f%zz", NULL},
+    {"/db/..%2f%", NULL},
+    {"/db/%%2e%2e%2f..", NULL},
+};
+
+/* Targets it lets pass: ids with %2F that are not dot segments, and what is not its business. */
+static const char *const clean[] = {
+    "/",
+    "/db",
+    "/db/",
+    "/db/doc",
+    "/db/_design%2Ffoo",
+    "/db/_design/foo",
+    "/db/_local%2Fcheckpoint",
+    "/db/a%2Fb",
+    "/db/a.b",
+    "/db/...",
+    "/db/....",
+    "/db/.hidden",
+    "/db/..hidden",
+    "/db/hidden..",
+    "/db/a%2F..b",
+    "/db/a%2F...%2Fb",
+    "/db/a%2F.b%2F..c",
+    "/db/a%5Cb",
+    "/db/a\\b",
+    "/db/%2e%2e%2e",
+    "/db/.%2e.",
+    "/db/%252e%252e",     /* decoded once: "%2e%2e" */
+    "/db/%252F..%252F",   /* decoded once: "%2F..%2F" */
+    "/db/..%252F_config", /* decoded once: "..%2F_config" */
+    "/db/doc?x=/../..",   /* the query is not the path */
+    "/db/doc?x=%2e%2e",
+    "/db/doc#/../x",
+    "/db/doc?",
+    "/db//doc", /* empty segments: the access rules' business */
+    "//",
+    "/db/%zz", /* bad escapes: likewise */
+    "/db/%",
+    "/db/%2",
+    "/db/.%",
+    "/db/..%zz",
+    "/db/%00", /* control bytes: likewise */
+    "/db/a%0a",
+    "/db/ .. ",
+    "/db/%20..",
+    "/db/..%20",
+    "/db/..+",
+    "/db/.%2Bx",
+    "/db/%C3%A9..",
+    "/db/doc/att.txt?rev=1-a",
+    "*", /* not origin-form */
+    "http://127.0.0.1:5984/db/../_config",
+    "",
+    "..",
+    "db/..",
+};
+
+static void
+test_path_hygiene(void **state)
+{
+    struct proxy_path p;
+    char why[512], big[600];
+    size_t i, n;
+
+    (void)state;
+    rule_add(1, "root.example.org", CONFIG_ALLOW_ALL, NULL);
+    rule_add(2, "star.example.org", CONFIG_ALLOW_ALL, "**");
+    rule_add(3, "repl.example.org", CONFIG_ALLOW_REPLICATE, NULL);
+    for (i = 0; i < N(dirty); i++) {
+        memset(why, 'X', sizeof(why));
+        if (proxy_path_hygiene(dirty[i].target, why, sizeof(why)) != -1) {
+            print_error("%s: accepted\n", dirty[i].target);
+        }
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, sizeof(why)), -1);
+        assert_true(strlen(why) > 0);
+        if (dirty[i].why != NULL) {
+            assert_string_equal(why, dirty[i].why);
+        }
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, NULL, 0), -1);
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, 0), -1);
+        /* no rule allows it, not even all for every database; no rules at all do */
+        if (proxy_path_parse(dirty[i].target, &p) != -1) {
+            print_error("%s: parsed\n", dirty[i].target);
+        }
+        assert_int_equal(proxy_path_parse(dirty[i].target, &p), -1);
+        assert_int_equal(decide("DNS:root.example.org", "GET", dirty[i].target, NULL, 0), -1);
+        assert_int_equal(decide("DNS:star.example.org", "GET", dirty[i].target, NULL, 0), -1);
+        assert_int_equal(decide("DNS:repl.example.org", "PUT", dirty[i].target, NULL, 0), -1);
+    }
+    for (i = 0; i < N(clean); i++) {
+        strcpy(why, "stale");
+        if (proxy_path_hygiene(clean[i], why, sizeof(why)) != 0) {
+            print_error("%s: refused (%s)\n", clean[i], why);
+        }
+        assert_int_equal(proxy_path_hygiene(clean[i], why, sizeof(why)), 0);
+        assert_string_equal(why, "");
+        assert_int_equal(decide("DNS:root.example.org", "GET", clean[i], NULL, 0), 0);
+    }
+    assert_int_equal(proxy_path_hygiene(NULL, why, sizeof(why)), 0);
+    assert_int_equal(proxy_path_hygiene(NULL, NULL, 0), 0);
+    assert_int_equal(decide("DNS:star.example.org", "GET", "/db/a%2F..b", NULL, 0), 0);
+    assert_int_equal(decide("DNS:repl.example.org", "GET", "/db/_design%2Ffoo", NULL, 0), 0);
+
+    /* The quoted segment: control bytes, non-ASCII and '"' as '?'; long ones cut at 64. */
+    assert_int_equal(proxy_path_hygiene("/db/%2e%2e%2f\x1b[31m\"\xc3\xa9", why, sizeof(why)), -1);
+    assert_string_equal(why, "path segment \"%2e%2e%2f?[31m???\" holds a dot segment (\"..\") "
+                             "behind an encoded \"/\" " RFC3986);
+    memcpy(big, "/db/..%2F", 9);
+    memset(big + 9, 'a', 200);
+    big[209] = '\0';
+    assert_int_equal(proxy_path_hygiene(big, why, sizeof(why)), -1);
+    /* the first 61 bytes of the segment, then "..." */
+    n = strlen("path segment \"") + 61;
+    assert_memory_equal(why + n - 3, "aaa...\" holds", 13);
+    assert_int_equal(strspn(why + strlen("path segment \"..%2F"), "a"), 61 - 5);
+    assert_non_null(strstr(why, "\" holds a dot segment (\"..\") behind an encoded \"/\""));
+    /* only the segment that holds it is quoted */
+    assert_int_equal(proxy_path_hygiene("/aaaa/bbbb/cc%2F..%2Fdd/eeee?x", why, sizeof(why)), -1);
+    assert_true(strncmp(why, "path segment \"cc%2F..%2Fdd\" holds", 33) == 0);
+
+    /* A short buffer: cut with "...", never a lone first byte of the "§" */
+    for (n = 1; n < 120; n++) {
+        char small[120];
+        size_t len;
+
+        memset(small, 'X', sizeof(small));
+        assert_int_equal(proxy_path_hygiene("/db/..%2Fx", small, n), -1);
+        len = strlen(small);
+        assert_true(len < n);
+        assert_int_equal(small[n], 'X');
+        if (n > 4 && len + 1 < strlen("path segment \"..%2Fx\" holds a dot segment (\"..\") "
+                                      "behind an encoded \"/\" " RFC3986) +
+                                   1) {
+            assert_string_equal(small + len - 3, "...");
+            assert_true((unsigned char)small[len - 4] < 0xc0);
+        }
+    }
 }
 
 /* ---- identity headers ---- */
@@ -1213,6 +1449,7 @@ main(void)
         cmocka_unit_test(test_peer_names_parse),
         cmocka_unit_test_teardown(test_why, rules_reset),
         cmocka_unit_test(test_path_parse),
+        cmocka_unit_test_teardown(test_path_hygiene, rules_reset),
         cmocka_unit_test(test_xfcc),
         cmocka_unit_test(test_rfc9440),
         cmocka_unit_test(test_couchdb_token),
