@@ -86,8 +86,10 @@ struct config_tls {
 enum config_allow {
     CONFIG_ALLOW_READ,  /* GET/HEAD (+ POST _all_docs, _bulk_get, _revs_diff, _changes, _find) */
     CONFIG_ALLOW_WRITE, /* read + PUT/POST/DELETE/COPY on documents */
-    CONFIG_ALLOW_REPLICATE, /* exactly the CouchDB replication protocol, as source or target */
-    CONFIG_ALLOW_ALL,       /* everything, server-wide paths included */
+    CONFIG_ALLOW_REPLICATE,      /* exactly the CouchDB replication protocol, as source or target */
+    CONFIG_ALLOW_REPLICATE_FROM, /* the replication protocol, this node the source only */
+    CONFIG_ALLOW_REPLICATE_TO,   /* the replication protocol, this node the target only */
+    CONFIG_ALLOW_ALL,            /* everything, server-wide paths included */
 };
 
 /* One entry of a listener's `access:` list; the first rule whose peers match wins. */
@@ -96,7 +98,7 @@ struct config_access_rule {
     char **peers; /* names, or "*.suffix" wildcards, matched like `allow` */
     size_t n_peers;
     enum config_allow allow;
-    char **databases; /* globs ('*' and '?'); NULL when absent (= every database) */
+    char **databases; /* globs ('*', '?', '**'); NULL when absent (= every database) */
     size_t n_databases;
 };
 

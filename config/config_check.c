@@ -895,7 +895,10 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
            struct config_access_rule *r)
 {
     /* In the order of enum config_allow. */
-    static const char *const allows[] = {"read", "write", "replicate", "all"};
+    static const char *const allows[] = {"read",           "write",        "replicate",
+                                         "replicate-from", "replicate-to", "all"};
+    _Static_assert(sizeof(allows) / sizeof(allows[0]) == CONFIG_ALLOW_ALL + 1,
+                   "allows[] lists every enum config_allow value");
     const struct config_node *keys[R_NKEYS];
     const struct config_node *vals[R_NKEYS];
     char where[224];
@@ -914,7 +917,8 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
     }
     if (vals[R_ALLOW] != NULL) {
         snprintf(kp, sizeof(kp), "%s.allow", path);
-        if (get_enum(ck, vals[R_ALLOW], kp, allows, 4, "replicate, read, write or all", &v) == 0)
+        if (get_enum(ck, vals[R_ALLOW], kp, allows, sizeof(allows) / sizeof(allows[0]),
+                     "replicate, replicate-from, replicate-to, read, write or all", &v) == 0)
             r->allow = (enum config_allow)v;
     }
     if (vals[R_DATABASES] != NULL) {

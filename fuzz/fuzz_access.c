@@ -1,11 +1,11 @@
 /*
  * fuzz_access: libFuzzer target for the access rules of CONTRACT §7 (proxy/proxy_access.c):
- * proxy_path_parse(), proxy_peer_names_parse() and proxy_access_check().
+ * proxy_path_parse(), proxy_path_hygiene(), proxy_peer_names_parse() and proxy_access_check().
  *
  * Input: lines as in fuzz_input.h, with these tags:
- *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) a(ll); peers
- *                                  and database globs comma-separated ("|" absent = every
- *                                  database)
+ *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) f (replicate-
+ *                                  from) t (replicate-to) a(ll); peers and database globs
+ *                                  comma-separated ("|" absent = every database)
  *   N sans     the peer's "DNS:a,IP:b" string      C cn   its CN (cn_fallback)
  *   M method   the method of the targets after it  T target   a request target
  *   W length   the size of the refusal text buffer
@@ -13,13 +13,20 @@
  *   - a parsed path has at most PROXY_PATH_MAX_SEGS non-empty segments, none "." or ".."
  *     nor holding a control byte, as many as the raw path has; percent-encoding the
  *     segments again and parsing gives the same segments (decoded exactly once);
+ *   - proxy_path_hygiene() refuses exactly the origin-form targets in which a segment,
+ *     decoded once (a bad escape read as a literal '%'), has a "." or ".." part when split
+ *     at '/' and '\' (checked with a splitter of our own); a path it refuses neither parses
+ *     nor is allowed by any rule; its reason fits its buffer, names the segment and holds no
+ *     control byte, and the verdict does not depend on the buffer;
  *   - HEAD is judged as GET; read and write ignore the query; what read allows, write
- *     allows, and what a level allows for listed databases it allows for every database;
+ *     allows; replicate allows exactly what replicate-from or replicate-to allows; what a
+ *     level allows for listed databases it allows for every database;
  *   - an allowed request under a level other than `all` has a path that parses, a first
  *     segment that does not start with '_' and that a listed glob matches (checked with
  *     a glob matcher of our own), and a method the level may use;
  *   - the refusal text fits its buffer, is printable and names the deciding rule.
  */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +85,8 @@ fz_rule_add(struct fz_rules *rs, char *s)
     r->pos.line = (unsigned)rs->n + 1;
     r->allow = s[0] == 'w'   ? CONFIG_ALLOW_WRITE
                : s[0] == 'p' ? CONFIG_ALLOW_REPLICATE
+               : s[0] == 'f' ? CONFIG_ALLOW_REPLICATE_FROM
+               : s[0] == 't' ? CONFIG_ALLOW_REPLICATE_TO
                : s[0] == 'a' ? CONFIG_ALLOW_ALL
                              : CONFIG_ALLOW_READ;
     s++;
@@ -91,7 +100,10 @@ fz_rule_add(struct fz_rules *rs, char *s)
     rs->n++;
 }
 
-/* Our own glob: '*' any run, '?' one character, a wildcard never matches a leading '_'. */
+/*
+ * Our own glob, by recursion: '*' any run without '/', "**" (two or more '*') any run, '?' one
+ * character but '/'; a wildcard never matches a leading '_'.
+ */
 static bool
 fz_glob(const char *pat, const char *s, bool start)
 {
@@ -101,10 +113,17 @@ fz_glob(const char *pat, const char *s, bool start)
     if (start && *s == '_' && *pat != '_') {
         return false;
     }
-    if (*pat == '*') {
-        return fz_glob(pat + 1, s, false) || (*s != '\0' && fz_glob(pat, s + 1, false));
+    if (pat[0] == '*' && pat[1] == '*') {
+        size_t k = strspn(pat, "*");
+
+        return fz_glob(pat + k, s, false) || (*s != '\0' && fz_glob(pat, s + 1, false));
     }
-    return *s != '\0' && (*pat == '?' || *pat == *s) && fz_glob(pat + 1, s + 1, false);
+    if (*pat == '*') {
+        return fz_glob(pat + 1, s, false) ||
+               (*s != '\0' && *s != '/' && fz_glob(pat, s + 1, false));
+    }
+    return *s != '\0' && ((*pat == '?' && *s != '/') || *pat == *s) &&
+           fz_glob(pat + 1, s + 1, false);
 }
 
 /* Percent-encode ${seg} so that it parses back to itself as one segment. */
@@ -127,6 +146,82 @@ fz_encode(const char *seg, char *out, size_t len)
     return k;
 }
 
+/*
+ * Our own reading of the hygiene rule: decode each segment of ${target} into a buffer (a bad
+ * escape stays '%'), then look for a "." or ".." between '/' and '\'.  Returns 1 when one is
+ * found, 0 when none is, -1 when a segment is too long for the buffer (no opinion).
+ */
+static int
+fz_dot_hidden(const char *target)
+{
+    static char seg[8192];
+    const char *p = target;
+
+    if (target[0] != '/') {
+        return 0;
+    }
+    while (*p == '/') {
+        size_t n = 0, start = 0;
+
+        p++;
+        while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
+            unsigned int v;
+
+            if (n == sizeof(seg)) {
+                return -1;
+            }
+            if (p[0] == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+                sscanf(p + 1, "%2x", &v) == 1) {
+                seg[n++] = (char)v;
+                p += 3;
+            } else {
+                seg[n++] = *p++;
+            }
+        }
+        for (size_t i = 0; i <= n; i++) {
+            if (i == n || seg[i] == '/' || seg[i] == '\\') {
+                size_t len = i - start;
+
+                if ((len == 1 && seg[start] == '.') ||
+                    (len == 2 && seg[start] == '.' && seg[start + 1] == '.')) {
+                    return 1;
+                }
+                start = i + 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The properties of proxy_path_hygiene() for ${target}, with a reason buffer of ${whylen}. */
+static int
+fz_hygiene(const char *target, size_t whylen)
+{
+    static char why[1024];
+    size_t len = whylen % sizeof(why);
+    int rc = proxy_path_hygiene(target, NULL, 0);
+    int hidden = fz_dot_hidden(target);
+
+    fz_check(rc == 0 || rc == -1, "hygiene: neither 0 nor -1");
+    fz_check(hidden < 0 || (rc == -1) == (hidden == 1),
+             "hygiene: differs from our own reading of the rule");
+    memset(why, 'X', sizeof(why));
+    fz_check(proxy_path_hygiene(target, why, len) == rc, "hygiene: the buffer changed the verdict");
+    fz_check(why[len] == 'X', "hygiene: reason written past its buffer");
+    if (len > 0) {
+        size_t wl = strnlen(why, len);
+
+        fz_check(wl < len, "hygiene: reason not terminated within its buffer");
+        fz_check(rc != 0 || wl == 0, "hygiene: a reason for an acceptable path");
+        fz_check(rc == 0 || len < 18 || strncmp(why, "path segment \"", 14) == 0,
+                 "hygiene: a reason that does not name the segment");
+        for (size_t i = 0; i < wl; i++) {
+            fz_check((unsigned char)why[i] >= 0x20 && why[i] != 0x7f, "hygiene: control byte");
+        }
+    }
+    return rc;
+}
+
 /* The properties of proxy_path_parse() for ${target}; returns its result. */
 static int
 fz_path(const char *target, struct proxy_path *path)
@@ -140,6 +235,7 @@ fz_path(const char *target, struct proxy_path *path)
         fz_check(path->n == 0, "a refused path with segments");
         return rc;
     }
+    fz_check(proxy_path_hygiene(target, NULL, 0) == 0, "path: parsed what hygiene refuses");
     fz_check(target[0] == '/' && path->n <= PROXY_PATH_MAX_SEGS, "path: origin form, at most 16");
     /* Raw segments: components of the path part, one trailing '/' aside. */
     plen = strcspn(target, "?#");
@@ -204,7 +300,7 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
     const struct config_access_rule *rule = NULL;
     struct proxy_path path;
     size_t i;
-    int rc, path_rc = fz_path(target, &path);
+    int rc, path_rc = fz_path(target, &path), hygiene_rc = fz_hygiene(target, whylen);
 
     whylen = whylen % sizeof(why);
     memset(why, 'X', sizeof(why));
@@ -226,6 +322,7 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
     if (rule == NULL) {
         return;
     }
+    fz_check(hygiene_rc == 0 || rc != 0, "a rule allowed what hygiene refuses");
     i = (size_t)(rule - rs->v);
     if (strcmp(method, "HEAD") == 0) {
         fz_check(fz_check_with(rs, i, rule->allow, false, names, "GET", target) == rc,
@@ -241,6 +338,14 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
             fz_check(fz_check_with(rs, i, rule->allow, false, names, method, plain) == rc,
                      "read/write looked at the query");
         }
+    }
+    if (rule->allow == CONFIG_ALLOW_REPLICATE) {
+        bool from =
+            fz_check_with(rs, i, CONFIG_ALLOW_REPLICATE_FROM, false, names, method, target) == 0;
+        bool to =
+            fz_check_with(rs, i, CONFIG_ALLOW_REPLICATE_TO, false, names, method, target) == 0;
+
+        fz_check((rc == 0) == (from || to), "replicate is not replicate-from + replicate-to");
     }
     if (rc == 0 && rule->allow == CONFIG_ALLOW_READ) {
         fz_check(fz_check_with(rs, i, CONFIG_ALLOW_WRITE, false, names, method, target) == 0,
@@ -270,7 +375,8 @@ fz_request(const struct fz_rules *rs, const struct proxy_peer_names *names, cons
                      (strcmp(method, "POST") == 0 && path.n >= 2),
                  "read allowed a method other than GET, HEAD or POST on a resource");
     }
-    if (rule->allow == CONFIG_ALLOW_REPLICATE) {
+    if (rule->allow == CONFIG_ALLOW_REPLICATE || rule->allow == CONFIG_ALLOW_REPLICATE_FROM ||
+        rule->allow == CONFIG_ALLOW_REPLICATE_TO) {
         fz_check(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
                      strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0,
                  "replicate allowed a method outside GET, HEAD, PUT, POST");
@@ -337,6 +443,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (in.v[i].tag == 'T') {
             fz_check(proxy_access_check(NULL, 0, &names, method, in.v[i].s, NULL, 0, NULL) == 0,
                      "refused without rules");
+            (void)fz_hygiene(in.v[i].s, whylen);
         }
     }
     for (size_t i = 0; i < in.n; i++) {

@@ -8,13 +8,22 @@
  * "_local/x" id written with "%2F", or an endpoint ("_changes").  HEAD is classified as GET.
  * Methods are compared case-sensitively ("get" is not GET).  What each level allows:
  *
- *   replicate  GET /  ·  GET, PUT /db  ·  GET, POST /db/_changes and /db/_all_docs  ·
- *              POST /db/_revs_diff, _bulk_docs, _bulk_get, _ensure_full_commit  ·
- *              GET, PUT /db/_local/id  ·  GET /db/doc and /db/_design/d with revs=true or
- *              open_revs=...  ·  PUT /db/doc and /db/_design/d with new_edits=false  ·
- *              GET /db/doc/att and /db/_design/d/att with rev=...  ·  GET /db/_design/d
- *              (CouchDB's replicator reads the filter function of a filtered replication
- *              that way; every design document is readable with open_revs anyway).
+ *   replicate-from  what a replicator sends to this node as the replication source
+ *              (CouchDB's couch_replicator_api_wrap and scheduler_job, PouchDB's replicate
+ *              over pouchdb-adapter-http): GET /  ·  GET /db  ·  GET, POST /db/_changes and
+ *              /db/_all_docs (PouchDB)  ·  POST /db/_bulk_get, _ensure_full_commit  ·  GET,
+ *              PUT /db/_local/id (the checkpoint is written on the source too)  ·  GET
+ *              /db/doc and /db/_design/d with revs=true or open_revs=...  ·  GET
+ *              /db/doc/att and /db/_design/d/att with rev=... (PouchDB)  ·  GET
+ *              /db/_design/d (CouchDB's replicator reads the filter function of a filtered
+ *              replication that way; every design document is readable with open_revs
+ *              anyway).
+ *   replicate-to  what it sends to this node as the replication target: GET /  ·  GET, PUT
+ *              /db (PUT creates the target, with ?q=&n=&partitioned= for create_target)  ·
+ *              POST /db/_revs_diff, _bulk_docs, _ensure_full_commit  ·  GET, PUT
+ *              /db/_local/id  ·  PUT /db/doc and /db/_design/d with new_edits=false
+ *              (multipart/related when there are attachments).
+ *   replicate  both: what replicate-from or replicate-to allows.
  *   read       GET / and /db  ·  GET documents, attachments, _local and _design documents,
  *              /db/_design/d/_view/v (+ POST, + POST .../queries), _info, _show, _list,
  *              _search, _nouveau  ·  GET /db/_all_docs, _changes, _design_docs, _local_docs,
@@ -30,13 +39,20 @@
  *              existing database.
  *   all        everything.
  *
- * Databases.  read, write and replicate never reach a path whose first segment starts with
- * '_' (server-wide: /_all_dbs, /_config, /_session and the databases _users, _replicator).
- * `databases` globs ('*' any run of characters, '/' included; '?' one character; case
- * sensitive) are matched against the decoded seg[0]; like a shell's '*' and leading '.', a
- * wildcard never matches a leading '_': only a glob written with a literal leading '_'
- * ("_users") lets `all` reach a server-wide path.  "/" is not a database: every level may
- * GET it.  `all` without `databases` allows everything, malformed paths included (the
+ * Databases.  No level but all reaches a path whose first segment starts with '_'
+ * (server-wide: /_all_dbs, /_config, /_session and the databases _users, _replicator).
+ * `databases` globs are matched, case sensitive, against the decoded seg[0], which may hold
+ * '/' (written "%2F"): '*' matches any run of characters but '/', '?' one character but '/',
+ * and "**" any run of characters, '/' included, so "pat*" matches "pat-2024" and not
+ * "pat-2024/../_users"; a database name with '/' needs "**" or a literal '/' in the glob.
+ * Like a shell's '*' and leading '.', a wildcard never matches a leading '_': only a glob
+ * written with a literal leading '_' ("_users") lets `all` reach a server-wide path.  "/" is
+ * not a database: every level may GET it.
+ *
+ * Paths.  No rule allows a path that proxy_path_hygiene() refuses: a segment that decodes to
+ * "." or "..", or holds one between an encoded '/' or a '\' ("..%2F..%2F_all_dbs"), which a
+ * server that decodes first and resolves dot segments after would follow elsewhere.  Apart
+ * from that, `all` without `databases` allows everything, malformed paths included (the
  * backend judges them); every other rule refuses a path proxy_path_parse() refuses.
  *
  * Query parameters the levels look at (revs, open_revs, new_edits, rev) are percent-decoded
@@ -136,6 +152,55 @@ sb_puts_printable(struct sbuf *sb, const char *s, size_t n)
     }
 }
 
+/*
+ * Append s[0..n) in double quotes, printable as by sb_puts_printable() and with '"' shown as
+ * '?' so that the quotes stay unambiguous; over ${max} bytes, its first max - 3 and "...".
+ */
+static void
+sb_puts_quoted(struct sbuf *sb, const char *s, size_t n, size_t max)
+{
+    size_t i;
+
+    sb_putc(sb, '"');
+    for (i = 0; i < n && !sb->over; i++) {
+        if (n > max && i == max - 3) {
+            sb_puts(sb, "...");
+            break;
+        }
+        sb_puts_printable(sb, s[i] == '"' ? "?" : s + i, 1);
+    }
+    sb_putc(sb, '"');
+}
+
+/*
+ * End the text in ${sb}: when something did not fit, its last three bytes become "...",
+ * without leaving the first byte of a cut UTF-8 sequence before them.
+ */
+static void
+sb_finish(struct sbuf *sb)
+{
+    const unsigned char *b = (const unsigned char *)sb->buf;
+    size_t end, lead, need;
+
+    if (!sb->over || sb->len <= 4) {
+        return;
+    }
+    end = sb->len - 4;
+    /* The cut may fall inside a UTF-8 sequence ("§"): drop what it left of it. */
+    lead = end;
+    while (lead > 0 && (b[lead - 1] & 0xc0) == 0x80) {
+        lead--;
+    }
+    if (lead > 0 && b[lead - 1] >= 0xc0) {
+        lead--;
+        need = b[lead] >= 0xf0 ? 4 : b[lead] >= 0xe0 ? 3 : 2;
+        if (end - lead < need) {
+            end = lead;
+        }
+    }
+    memcpy(sb->buf + end, "...", 4);
+}
+
 /* ---- peer names ---- */
 
 /*
@@ -197,10 +262,170 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
 /* ---- request targets ---- */
 
 /*
+ * Decode the path byte at ${p}: "%XX" or a raw byte.  Returns how many bytes of ${p} it took
+ * (3 or 1), the byte in *${c}; 0 for a bad escape ('%' not followed by two hex digits).
+ */
+static size_t
+path_byte(const char *p, unsigned char *c)
+{
+    if (*p == '%') {
+        int hi = hex_value((unsigned char)p[1]);
+        int lo = hi < 0 ? -1 : hex_value((unsigned char)p[2]);
+
+        if (lo < 0) {
+            return 0;
+        }
+        *c = (unsigned char)(hi * 16 + lo);
+        return 3;
+    }
+    *c = (unsigned char)*p;
+    return 1;
+}
+
+/* A separator inside one path segment (a raw '/' ends the segment, so '/' is encoded). */
+enum dot_sep {
+    DOT_SEP_NONE,          /* none: the segment's start or end */
+    DOT_SEP_SLASH,         /* "%2F" */
+    DOT_SEP_BACKSLASH,     /* "%5C" */
+    DOT_SEP_RAW_BACKSLASH, /* a raw '\' */
+};
+
+/*
+ * The parts of one decoded path segment, split at '/' and '\' and fed one decoded byte at a
+ * time.  A part "." or ".." is a dot segment (RFC 3986 §5.2.4) that a server which decodes
+ * "%2F" (or reads '\' as '/', as some do) before it resolves dot segments would follow; a
+ * segment without a separator is one part, so "." and ".." themselves count.
+ */
+struct dot_scan {
+    size_t len;          /* bytes of the current part */
+    bool dots;           /* the current part holds only '.' */
+    enum dot_sep before; /* the separator before the current part */
+    size_t found;        /* the first dot part: 1 ".", 2 "..", 0 none */
+    enum dot_sep beside; /* a separator next to it; NONE: the whole segment is the dot part */
+};
+
+static void
+dot_scan_init(struct dot_scan *ds)
+{
+    memset(ds, 0, sizeof(*ds));
+    ds->dots = true;
+}
+
+/* The current part ends at ${after} (DOT_SEP_NONE: at the end of the segment). */
+static void
+dot_scan_end_part(struct dot_scan *ds, enum dot_sep after)
+{
+    if (ds->found == 0 && ds->dots && ds->len >= 1 && ds->len <= 2) {
+        ds->found = ds->len;
+        ds->beside = ds->before != DOT_SEP_NONE ? ds->before : after;
+    }
+    ds->len = 0;
+    ds->dots = true;
+    ds->before = after;
+}
+
+/* Feed decoded byte ${c}; ${raw} when it was not percent-encoded. */
+static void
+dot_scan_byte(struct dot_scan *ds, unsigned char c, bool raw)
+{
+    if (c == '/' || c == '\\') {
+        dot_scan_end_part(ds, c == '/' ? DOT_SEP_SLASH
+                              : raw    ? DOT_SEP_RAW_BACKSLASH
+                                       : DOT_SEP_BACKSLASH);
+        return;
+    }
+    ds->len++;
+    ds->dots = ds->dots && c == '.';
+}
+
+/* Why proxy_path_hygiene() refused segment seg[0..n): into ${buf}. */
+static void
+describe_dot_segment(const char *seg, size_t n, const struct dot_scan *ds, char *buf, size_t len)
+{
+    static const char *const behind[] = {
+        [DOT_SEP_NONE] = "",
+        [DOT_SEP_SLASH] = " behind an encoded \"/\"",
+        [DOT_SEP_BACKSLASH] = " behind an encoded \"\\\" (some servers read it as \"/\")",
+        [DOT_SEP_RAW_BACKSLASH] = " behind a \"\\\" (some servers read it as \"/\")",
+    };
+    struct sbuf sb;
+
+    if (buf == NULL || len == 0) {
+        return;
+    }
+    sb_init(&sb, buf, len);
+    sb_puts(&sb, "path segment ");
+    sb_puts_quoted(&sb, seg, n, 64);
+    if (ds->beside == DOT_SEP_NONE) {
+        sb_puts(&sb, memchr(seg, '%', n) != NULL ? " decodes to" : " is");
+        sb_puts(&sb, " a dot segment (\"");
+    } else {
+        sb_puts(&sb, " holds a dot segment (\"");
+    }
+    sb_puts(&sb, ds->found == 1 ? "." : "..");
+    sb_puts(&sb, "\")");
+    sb_puts(&sb, behind[ds->beside]);
+    sb_puts(&sb, " (RFC 3986 §5.2.4)");
+    sb_finish(&sb);
+}
+
+/*
+ * proxy_path_hygiene(target, why, whylen):
+ * Refuse a request target whose path holds a dot segment, plain or hidden in one segment.
+ * The path of ${target} (up to '?' or '#') is split at '/' and each segment percent-decoded
+ * exactly once; a segment is refused when it decodes to "." or "..", or when its decoded form,
+ * split at '/' and '\' (encoded, or a raw '\'), has a "." or ".." part ("..%2F..%2F_all_dbs",
+ * "%2E%2E%5Cx", "a%2F.%2Fb", "..\x").  Ids like "_design%2Ffoo", "a%2Fb", "...", ".hidden" and
+ * "a%2F..b" pass.  Empty segments, control bytes and bad escapes are not judged here (a bad
+ * escape is read as a literal '%'; the access rules judge the path); a target that is not in
+ * origin form ("*", "http://...") or is NULL passes.  Walks ${target} once, allocates nothing,
+ * does not log.  Returns 0 when the path is acceptable, -1 (with a reason in plain words in
+ * ${why}: the segment quoted, printable, cut after 64 bytes, and the rule) when it must be
+ * refused with 400.  ${why} may be NULL; a reason that does not fit ends in "...".
+ */
+int
+proxy_path_hygiene(const char *target, char *why, size_t whylen)
+{
+    const char *p;
+
+    if (why != NULL && whylen > 0) {
+        why[0] = '\0';
+    }
+    if (target == NULL || target[0] != '/') {
+        return 0;
+    }
+    for (p = target; *p == '/';) {
+        const char *seg = ++p;
+        struct dot_scan ds;
+
+        dot_scan_init(&ds);
+        while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
+            unsigned char c;
+            size_t k = path_byte(p, &c);
+
+            if (k == 0) {
+                /* A bad escape is the access rules' business: its '%' counts as a byte. */
+                c = '%';
+                k = 1;
+            }
+            dot_scan_byte(&ds, c, k == 1);
+            p += k;
+        }
+        dot_scan_end_part(&ds, DOT_SEP_NONE);
+        if (ds.found > 0) {
+            describe_dot_segment(seg, (size_t)(p - seg), &ds, why, whylen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
  * proxy_path_parse(target, path):
  * Split the path of request target ${target} (up to '?' or '#') on '/' and percent-decode each
  * segment once, as CouchDB does.  Refused (-1): not origin-form, a bad escape, a raw or encoded
- * NUL or control character (or a raw space), a "." or ".." segment (raw or encoded), an empty
+ * NUL or control character (or a raw space), a segment proxy_path_hygiene() refuses (one that
+ * decodes to "." or "..", or holds one between '/' or '\' as in "..%2F_config"), an empty
  * segment inside the path ("//"), more than PROXY_PATH_MAX_SEGS segments, or a path that does
  * not fit.  "/" gives n = 0; "/db/" gives n = 1 (one trailing '/' is dropped).  '+' stays '+'
  * (CouchDB turns it into a space, but a space is not allowed in database names and no
@@ -220,6 +445,7 @@ proxy_path_parse(const char *target, struct proxy_path *path)
     p = target + 1;
     while (*p != '\0' && *p != '?' && *p != '#') {
         size_t start = out;
+        struct dot_scan ds;
 
         if (*p == '/') {
             /* An empty segment: "//", or a path that begins with "//". */
@@ -228,25 +454,12 @@ proxy_path_parse(const char *target, struct proxy_path *path)
         if (path->n == PROXY_PATH_MAX_SEGS) {
             goto fail;
         }
+        dot_scan_init(&ds);
         while (*p != '\0' && *p != '?' && *p != '#' && *p != '/') {
-            unsigned char c = (unsigned char)*p;
+            unsigned char c;
+            size_t k = path_byte(p, &c);
 
-            if (c == '%') {
-                int hi = hex_value((unsigned char)p[1]);
-                int lo = hi < 0 ? -1 : hex_value((unsigned char)p[2]);
-
-                if (lo < 0) {
-                    goto fail;
-                }
-                c = (unsigned char)(hi * 16 + lo);
-                p += 3;
-            } else {
-                if (c == ' ') {
-                    goto fail;
-                }
-                p++;
-            }
-            if (c < 0x20 || c == 0x7f) {
+            if (k == 0 || (k == 1 && c == ' ') || c < 0x20 || c == 0x7f) {
                 goto fail;
             }
             /* Keep room for this segment's NUL. */
@@ -254,9 +467,13 @@ proxy_path_parse(const char *target, struct proxy_path *path)
                 goto fail;
             }
             path->buf[out++] = (char)c;
+            dot_scan_byte(&ds, c, k == 1);
+            p += k;
         }
         path->buf[out++] = '\0';
-        if (strcmp(path->buf + start, ".") == 0 || strcmp(path->buf + start, "..") == 0) {
+        /* What proxy_path_hygiene() refuses: ".", "..", or one as a part ("..%2F"). */
+        dot_scan_end_part(&ds, DOT_SEP_NONE);
+        if (ds.found > 0) {
             goto fail;
         }
         path->seg[path->n++] = path->buf + start;
@@ -571,41 +788,72 @@ allows_write(const struct req *r)
     return false;
 }
 
+/* A replication checkpoint: read, then written, on both the source and the target. */
 static bool
-allows_replicate(const struct req *r)
+replication_checkpoint(const struct req *r)
 {
-    static const char *const post_endpoints[] = {"_changes",   "_all_docs", "_revs_diff",
-                                                 "_bulk_docs", "_bulk_get", "_ensure_full_commit",
-                                                 NULL};
+    return r->kind == REQ_LOCAL && r->n_rest == 0 && method_in(r->method, "GET", "PUT", NULL, NULL);
+}
+
+/* What a replicator sends to this node as the replication source. */
+static bool
+allows_replicate_from(const struct req *r)
+{
+    static const char *const post_endpoints[] = {"_changes", "_all_docs", "_bulk_get",
+                                                 "_ensure_full_commit", NULL};
     const char *m = r->method;
-    bool revs;
 
     switch (r->kind) {
     case REQ_ROOT:
-        return is(m, "GET");
     case REQ_DB:
-        return method_in(m, "GET", "PUT", NULL, NULL);
+        return is(m, "GET");
     case REQ_ENDPOINT:
         return r->n_rest == 0 &&
                ((is(m, "GET") && (is(r->name, "_changes") || is(r->name, "_all_docs"))) ||
                 (is(m, "POST") && name_in(r->name, post_endpoints)));
     case REQ_LOCAL:
-        /* Checkpoints: read, then written, on both source and target. */
-        return r->n_rest == 0 && method_in(m, "GET", "PUT", NULL, NULL);
+        return replication_checkpoint(r);
     case REQ_DOC:
     case REQ_DESIGN:
+        if (!is(m, "GET")) {
+            return false;
+        }
         if (r->n_rest > 0) {
             /* PouchDB fetches attachments one by one, naming the revision. */
-            return (r->kind == REQ_DOC || design_is_attachment(r)) && is(m, "GET") &&
+            return (r->kind == REQ_DOC || design_is_attachment(r)) &&
                    query_has(r->query, r->qlen, "rev");
         }
-        if (is(m, "GET")) {
-            revs = query_is(r->query, r->qlen, "revs", "true") ||
-                   query_has(r->query, r->qlen, "open_revs");
-            /* The filter function of a filtered replication is read with a plain GET. */
-            return revs || r->kind == REQ_DESIGN;
-        }
-        return is(m, "PUT") && query_is(r->query, r->qlen, "new_edits", "false");
+        /* The filter function of a filtered replication is read with a plain GET. */
+        return r->kind == REQ_DESIGN || query_is(r->query, r->qlen, "revs", "true") ||
+               query_has(r->query, r->qlen, "open_revs");
+    case REQ_OTHER:
+        return false;
+    }
+    return false;
+}
+
+/* What a replicator sends to this node as the replication target. */
+static bool
+allows_replicate_to(const struct req *r)
+{
+    static const char *const post_endpoints[] = {"_revs_diff", "_bulk_docs", "_ensure_full_commit",
+                                                 NULL};
+    const char *m = r->method;
+
+    switch (r->kind) {
+    case REQ_ROOT:
+        return is(m, "GET");
+    case REQ_DB:
+        /* PUT creates the target (create_target, with ?q=&n=&partitioned= at most). */
+        return method_in(m, "GET", "PUT", NULL, NULL);
+    case REQ_ENDPOINT:
+        return r->n_rest == 0 && is(m, "POST") && name_in(r->name, post_endpoints);
+    case REQ_LOCAL:
+        return replication_checkpoint(r);
+    case REQ_DOC:
+    case REQ_DESIGN:
+        /* A document with attachments is written alone, multipart/related. */
+        return r->n_rest == 0 && is(m, "PUT") && query_is(r->query, r->qlen, "new_edits", "false");
     case REQ_OTHER:
         return false;
     }
@@ -613,35 +861,52 @@ allows_replicate(const struct req *r)
 }
 
 /*
- * Does database glob ${pat} match ${name}?  '*' matches any run of characters, '?' one; a
+ * Does database glob ${pat} match ${name}?  '*' matches any run of characters but '/', '?' one
+ * character but '/', and "**" (or a longer run of '*') any run of characters, '/' included; a
  * wildcard never matches a leading '_' (server-wide paths and _users need a literal '_').
+ * Matched without recursion or backtracking: reach[i] says whether the pattern read so far can
+ * match exactly name[0..i), and each pattern token updates reach[] in one pass, so the cost is
+ * at most strlen(pat) * strlen(name) steps.  A name longer than a parsed path can hold never
+ * matches.
  */
 static bool
 glob_match(const char *pat, const char *name)
 {
-    const char *star = NULL, *resume = NULL;
+    bool reach[sizeof(((struct proxy_path *)NULL)->buf)];
+    size_t n = strlen(name), i;
 
-    if (name[0] == '_' && pat[0] != '_') {
+    if (n >= sizeof(reach) || (name[0] == '_' && pat[0] != '_')) {
         return false;
     }
-    while (*name != '\0') {
-        if (*pat == '*') {
-            star = pat++;
-            resume = name;
-        } else if (*pat != '\0' && (*pat == '?' || *pat == *name)) {
-            pat++;
-            name++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            name = ++resume;
+    memset(reach, 0, n + 1);
+    reach[0] = true;
+    while (*pat != '\0') {
+        if (pat[0] == '*') {
+            /* A star only extends what is reachable already: a forward pass. */
+            bool cross = pat[1] == '*';
+
+            while (*pat == '*') {
+                pat++;
+            }
+            for (i = 0; i < n; i++) {
+                reach[i + 1] = reach[i + 1] || (reach[i] && (cross || name[i] != '/'));
+            }
         } else {
-            return false;
+            /* One character moves every reachable position by one: a backward pass. */
+            char c = *pat++;
+            bool any = false;
+
+            for (i = n; i > 0; i--) {
+                reach[i] = reach[i - 1] && (c == '?' ? name[i - 1] != '/' : name[i - 1] == c);
+                any = any || reach[i];
+            }
+            reach[0] = false;
+            if (!any) {
+                return false;
+            }
         }
     }
-    while (*pat == '*') {
-        pat++;
-    }
-    return *pat == '\0';
+    return reach[n];
 }
 
 static bool
@@ -666,6 +931,7 @@ enum refusal {
     REFUSE_SERVER_WIDE, /* a server-wide path and the level is not all */
     REFUSE_DATABASE,    /* the database is not among the rule's databases */
     REFUSE_MALFORMED,   /* proxy_path_parse() refused the path */
+    REFUSE_DOT_SEGMENT, /* proxy_path_hygiene() refused the path */
 };
 
 static const char *
@@ -678,6 +944,10 @@ allow_verb(enum config_allow allow)
         return "read and write";
     case CONFIG_ALLOW_REPLICATE:
         return "replicate";
+    case CONFIG_ALLOW_REPLICATE_FROM:
+        return "replicate from";
+    case CONFIG_ALLOW_REPLICATE_TO:
+        return "replicate to";
     case CONFIG_ALLOW_ALL:
         return "do anything with";
     }
@@ -728,13 +998,15 @@ describe_refusal(const struct config_access_rule *rules, const struct config_acc
         sb_puts(&sb, " is not listed)");
         break;
     case REFUSE_MALFORMED:
-        sb_puts(&sb, " (malformed path: a bad escape, a control character, a \".\", \"..\" or "
-                     "empty segment, or too long)");
+        sb_puts(&sb, " (malformed path: a bad escape, a control character, an empty segment, or "
+                     "too long)");
+        break;
+    case REFUSE_DOT_SEGMENT:
+        sb_puts(&sb, " (a \".\" or \"..\" path segment, raw, encoded or behind an encoded \"/\" "
+                     "or a \"\\\")");
         break;
     }
-    if (sb.over && len > 4) {
-        memcpy(buf + len - 4, "...", 4);
-    }
+    sb_finish(&sb);
 }
 
 static void
@@ -760,9 +1032,7 @@ describe_no_rule(const struct proxy_peer_names *names, char *buf, size_t len)
     if (names->n > 1) {
         sb_putc(&sb, ')');
     }
-    if (sb.over && len > 4) {
-        memcpy(buf + len - 4, "...", 4);
-    }
+    sb_finish(&sb);
 }
 
 /* The first rule whose peers match one of ${names}; *${name} = the name that matched. */
@@ -822,6 +1092,11 @@ proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
     if (matched != NULL) {
         *matched = rule;
     }
+    /* No rule allows what the HTTP layer refuses with 400, not even `all`. */
+    if (proxy_path_hygiene(target, NULL, 0) != 0) {
+        describe_refusal(rules, rule, name, method, target, "", REFUSE_DOT_SEGMENT, why, whylen);
+        return -1;
+    }
     if (rule->allow == CONFIG_ALLOW_ALL && rule->databases == NULL) {
         return 0;
     }
@@ -850,7 +1125,13 @@ proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
         ok = allows_write(&r);
         break;
     case CONFIG_ALLOW_REPLICATE:
-        ok = allows_replicate(&r);
+        ok = allows_replicate_from(&r) || allows_replicate_to(&r);
+        break;
+    case CONFIG_ALLOW_REPLICATE_FROM:
+        ok = allows_replicate_from(&r);
+        break;
+    case CONFIG_ALLOW_REPLICATE_TO:
+        ok = allows_replicate_to(&r);
         break;
     case CONFIG_ALLOW_ALL:
     default:

@@ -4,7 +4,7 @@
  *
  *   - access rules: which verified peer may make which CouchDB request (§7);
  *   - path parsing: split, then percent-decode once, so "%2F", ".." and "//" cannot escape
- *     a rule;
+ *     a rule; path hygiene: no dot segment, not even one hidden behind "%2F" or "\";
  *   - identity headers: X-Forwarded-Client-Cert (Envoy syntax), RFC 9440 Client-Cert;
  *   - CouchDB proxy authentication token (HMAC of the user name, lowercase hex).
  *
@@ -50,11 +50,31 @@ struct proxy_path {
  * Split the path of request target ${target} (up to '?' or '#') on '/' and percent-decode each
  * segment once, as CouchDB does: a database or document name may hold '/' written "%2F", yet
  * cannot add a segment.  Refused (-1): a target that is not origin-form ("/..."), a bad
- * escape, an encoded or raw NUL or control character, a "." or ".." segment (raw or encoded),
- * an empty segment inside the path ("//"), more than PROXY_PATH_MAX_SEGS segments, or a path
- * that does not fit.  "/" gives n = 0; "/db/" gives n = 1.  Returns 0.
+ * escape, an encoded or raw NUL or control character, a segment proxy_path_hygiene() refuses
+ * ("..", "%2e%2e", "..%2F_config"), an empty segment inside the path ("//"), more than
+ * PROXY_PATH_MAX_SEGS segments, or a path that does not fit.  "/" gives n = 0; "/db/" gives
+ * n = 1.  Returns 0.
  */
 int proxy_path_parse(const char *target, struct proxy_path *path);
+
+/*
+ * proxy_path_hygiene(target, why, whylen):
+ * Refuse a request target whose path holds a dot segment, plain or hidden in one segment.
+ * The path of ${target} (up to '?' or '#') is split at '/' and each segment percent-decoded
+ * exactly once; a segment is refused when it decodes to "." or ".." ("/db/..", "/db/%2e%2E"),
+ * or when its decoded form, split at '/' and '\' (encoded, or a raw '\'), has a "." or ".."
+ * part ("/patients/doc/..%2f..%2f_all_dbs", "/db/%2E%2E%5Cx", "/db/a%2F.%2Fb", "/db/..\x").
+ * Document ids such as "_design%2Ffoo", "a%2Fb", "a.b", "...", ".hidden" and "a%2F..b" pass.
+ * Empty segments, control bytes and bad escapes are not judged here (a bad escape counts as a
+ * literal '%'; the access rules judge the path), nor are targets not in origin form ("*",
+ * "http://...") or NULL.  Allocates nothing, walks ${target} once, does not log; no access
+ * rule allows what it refuses.
+ * Returns 0 when the path is acceptable, -1 (with a reason in plain words in ${why}, e.g.
+ * path segment "..%2f..%2f_all_dbs" holds a dot segment ("..") behind an encoded "/"
+ * (RFC 3986 §5.2.4), the segment printable and cut after 64 bytes) when it must be refused
+ * with 400.  ${why} may be NULL; a reason longer than ${whylen} ends in "...".
+ */
+int proxy_path_hygiene(const char *target, char *why, size_t whylen);
 
 /*
  * proxy_access_check(rules, n_rules, names, method, target, why, whylen, matched):

@@ -164,25 +164,40 @@ expect_table(const char *sans, const struct reqt *t, size_t n, const char *db, i
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---- the replication protocol, as CouchDB's and PouchDB's replicators speak it ---- */
+/*
+ * ---- the replication protocol, as CouchDB's and PouchDB's replicators speak it ----
+ *
+ * Split by the role of this node: what a replicator sends to the source, to the target, or to
+ * both.  Every request of these tables names a database ("GET /" is checked on its own).
+ */
 
-static const struct reqt replication[] = {
-    /* CouchDB replicator, source and target endpoints */
-    {"GET", "/"},
+/* Sent to the source and to the target alike. */
+static const struct reqt repl_both[] = {
+    /* CouchDB replicator: db_open, checkpoints, commit_to_both */
     {"HEAD", "/{db}/"},
+    {"HEAD", "/{db}"},
     {"GET", "/{db}/"},
     {"GET", "/{db}"},
-    {"PUT", "/{db}/"}, /* create_target */
-    {"PUT", "/{db}"},
     {"GET", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous"},
     {"PUT", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous"},
     {"GET", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01%2Bcontinuous%2Bcreate_target"},
+    {"HEAD", "/{db}/_local/4cf2d5c1e5b8b4c0b9ad1b0c5e3a2f01"},
+    {"POST", "/{db}/_ensure_full_commit"},
+    /* PouchDB (pouchdb-adapter-http) */
+    {"GET", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+    {"PUT", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+    {"GET", "/{db}/_local%2F0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
+};
+
+/* Sent to the source only. */
+static const struct reqt repl_source[] = {
+    /* CouchDB replicator: changes reader, workers, filters */
     {"GET", "/{db}/_changes?feed=normal&style=all_docs&since=0&timeout=10000"},
     {"GET", "/{db}/_changes?feed=continuous&style=all_docs&since=%2212-g1AAAA%22&heartbeat=10000"},
     {"GET", "/{db}/_changes?feed=normal&style=all_docs&filter=app%2Fby_type&since=0"},
+    {"GET", "/{db}/_changes?since=0&limit=0"}, /* get_pending_count */
     {"POST", "/{db}/_changes?filter=_doc_ids&feed=normal&style=all_docs&since=0"},
     {"POST", "/{db}/_changes?filter=_selector&feed=normal&style=all_docs&since=0"},
-    {"POST", "/{db}/_revs_diff"},
     {"POST", "/{db}/_bulk_get?revs=true&attachments=true&latest=true"},
     {"GET", "/{db}/doc1?revs=true&open_revs=%5B%221-967a00dff5e02add41819138abb3284d%22%5D"
             "&latest=true"},
@@ -190,16 +205,10 @@ static const struct reqt replication[] = {
             "&atts_since=%5B%221-xyz%22%5D"},
     {"GET", "/{db}/a%2Fb%20c?revs=true&open_revs=all"},
     {"GET", "/{db}/_design/app?revs=true&open_revs=%5B%221-abc%22%5D&latest=true"},
+    {"GET", "/{db}/_design%2Fapp?revs=true&open_revs=all"},
     {"GET", "/{db}/_design/app"}, /* the filter function of a filtered replication */
     {"GET", "/{db}/_design%2Fapp"},
-    {"POST", "/{db}/_bulk_docs"},
-    {"PUT", "/{db}/doc1?new_edits=false"}, /* multipart/related with attachments */
-    {"PUT", "/{db}/_design/app?new_edits=false"},
-    {"PUT", "/{db}/a%2Fb?new_edits=false"},
-    {"POST", "/{db}/_ensure_full_commit"},
     /* PouchDB (pouchdb-adapter-http) */
-    {"GET", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
-    {"PUT", "/{db}/_local/0uh3GhqvhYg7DwGBt0SbBQ%3D%3D"},
     {"GET", "/{db}/_changes?style=all_docs&since=0&limit=100"},
     {"GET", "/{db}/_changes?timeout=25000&style=all_docs&feed=longpoll&heartbeat=10000"
             "&since=12&limit=100"},
@@ -215,8 +224,45 @@ static const struct reqt replication[] = {
     {"GET", "/{db}/_all_docs?keys=%5B%22a%22%5D"},
     /* query parameters decoded before they are checked */
     {"GET", "/{db}/doc1?re%76s=tru%65"},
+};
+
+/* Sent to the target only: everything but creating it. */
+static const struct reqt repl_target[] = {
+    /* CouchDB replicator: get_missing_revs, update_docs, update_doc */
+    {"POST", "/{db}/_revs_diff"},
+    {"POST", "/{db}/_bulk_docs"},
+    {"PUT", "/{db}/doc1?new_edits=false"}, /* multipart/related with attachments */
+    {"PUT", "/{db}/_design/app?new_edits=false"},
+    {"PUT", "/{db}/_design%2Fapp?new_edits=false"},
+    {"PUT", "/{db}/a%2Fb?new_edits=false"},
+    /* query parameters decoded before they are checked */
     {"PUT", "/{db}/doc1?new%5Fedits=%66alse"},
 };
+
+/* create_target: the replicator creates the target database (sharding and partitioning). */
+static const struct reqt repl_create[] = {
+    {"PUT", "/{db}/"},
+    {"PUT", "/{db}"},
+    {"PUT", "/{db}?q=8&n=3&partitioned=false"},
+    {"PUT", "/{db}/?q=8&n=3&partitioned=false"},
+    {"PUT", "/{db}/?partitioned=true"},
+};
+
+/*
+ * Assert the decision on every replication request on ${db} by ${sans}: ${source} (0 allowed,
+ * -1 refused) for the requests only a source gets, ${target} for those only a target gets
+ * (creating it included); the requests both get are allowed when either is.
+ */
+static void
+expect_replication(const char *sans, const char *db, int source, int target)
+{
+    int both = source == 0 || target == 0 ? 0 : -1;
+
+    expect_table(sans, repl_both, N(repl_both), db, both);
+    expect_table(sans, repl_source, N(repl_source), db, source);
+    expect_table(sans, repl_target, N(repl_target), db, target);
+    expect_table(sans, repl_create, N(repl_create), db, target);
+}
 
 /* Everything a replicate peer must not do, even on a listed database. */
 static const struct reqt not_replication[] = {
@@ -302,11 +348,6 @@ static const struct reqt not_replication[] = {
     {"GET", "/{db}/_local"},
     {"GET", "/{db}/_partition/p/_all_docs"},
     /* path tricks: cannot reach another path than the one matched */
-    {"GET", "/{db}/..%2F_config"},
-    {"GET", "/{db}/%2e%2e/_all_dbs"},
-    {"GET", "/{db}/%2E./_all_dbs"},
-    {"GET", "/{db}/../_all_dbs"},
-    {"GET", "/{db}/./"},
     {"GET", "/{db}//_all_docs"},
     {"GET", "//{db}/"},
     {"GET", "/{db}/%00"},
@@ -318,16 +359,43 @@ static const struct reqt not_replication[] = {
     {"GET", ""},
 };
 
+/* "GET /" (and HEAD): every level, whatever the databases. */
+static void
+expect_root(const char *sans, int want)
+{
+    static const struct reqt root[] = {{"GET", "/"}, {"HEAD", "/"}, {"GET", "/?x=1"}};
+
+    expect_table(sans, root, N(root), "", want);
+}
+
+/* Dot segments, plain or hidden in one segment: no rule allows them (proxy_path_hygiene()). */
+static const struct reqt dot_tricks[] = {
+    {"GET", "/{db}/..%2F_config"},
+    {"GET", "/{db}/%2e%2e/_all_dbs"},
+    {"GET", "/{db}/%2E./_all_dbs"},
+    {"GET", "/{db}/../_all_dbs"},
+    {"GET", "/{db}/./"},
+    {"GET", "/{db}/doc1/..%2f..%2f_all_dbs?revs=true"},
+    {"GET", "/{db}/_design%2F..%2F..%2F_config"},
+    {"PUT", "/{db}/_local/..%5C..%5C_users?new_edits=false"},
+    {"POST", "/{db}/..%2F_bulk_docs"},
+    {"GET", "/{db}/_changes/..%2F..?since=0"},
+    {"GET", "/{db}%2F..%2F_users/"},
+    {"GET", "/{db}/a\\..\\_all_dbs"},
+};
+
 static void
 test_replicate_table(void **state)
 {
     (void)state;
     rule_add(14, "node2.example.org", CONFIG_ALLOW_REPLICATE, "patients,visits*");
 
-    expect_table("DNS:node2.example.org", replication, N(replication), "patients", 0);
-    expect_table("DNS:node2.example.org", replication, N(replication), "visits", 0);
-    expect_table("DNS:node2.example.org", replication, N(replication), "visits-2025", 0);
+    expect_root("DNS:node2.example.org", 0);
+    expect_replication("DNS:node2.example.org", "patients", 0, 0);
+    expect_replication("DNS:node2.example.org", "visits", 0, 0);
+    expect_replication("DNS:node2.example.org", "visits-2025", 0, 0);
     expect_table("DNS:node2.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:node2.example.org", dot_tricks, N(dot_tricks), "patients", -1);
 
     /* The same requests on a database the rule does not list, or by another peer. */
     {
@@ -346,18 +414,17 @@ test_replicate_table(void **state)
             {"POST", "/{db}/_ensure_full_commit"},
             {"GET", "/{db}/_all_docs"},
         };
-        size_t i;
 
-        /* Every replication request except "GET /" names a database. */
-        for (i = 1; i < N(replication); i++) {
-            expect_table("DNS:node2.example.org", &replication[i], 1, "other", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "patients2", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "Patients", -1);
-            expect_table("DNS:node2.example.org", &replication[i], 1, "visit", -1);
-            expect_table("DNS:node3.example.org", &replication[i], 1, "patients", -1);
-        }
+        expect_replication("DNS:node2.example.org", "other", -1, -1);
+        expect_replication("DNS:node2.example.org", "patients2", -1, -1);
+        expect_replication("DNS:node2.example.org", "Patients", -1, -1);
+        expect_replication("DNS:node2.example.org", "visit", -1, -1);
+        expect_replication("DNS:node3.example.org", "patients", -1, -1);
+        expect_root("DNS:node3.example.org", -1);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "patients%2Fx", -1);
-        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits%2Fx", 0);
+        /* '*' does not match '/': "visits*" covers visits-2025, not visits/x */
+        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits%2Fx", -1);
+        expect_table("DNS:node2.example.org", only_db, N(only_db), "visits-2025", 0);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "_users", -1);
         expect_table("DNS:node2.example.org", only_db, N(only_db), "_replicator", -1);
     }
@@ -368,10 +435,73 @@ test_replicate_every_db(void **state)
 {
     (void)state;
     rule_add(3, "*.site-b.example.org", CONFIG_ALLOW_REPLICATE, NULL);
-    expect_table("DNS:n1.site-b.example.org", replication, N(replication), "anything", 0);
+    expect_root("DNS:n1.site-b.example.org", 0);
+    expect_replication("DNS:n1.site-b.example.org", "anything", 0, 0);
+    expect_replication("DNS:n1.site-b.example.org", "site%2Fdb", 0, 0);
     expect_table("DNS:n1.site-b.example.org", not_replication, N(not_replication), "anything", -1);
     /* Server-wide paths stay closed: a leading '_' is never an ordinary database. */
-    expect_table("DNS:n1.site-b.example.org", replication + 1, N(replication) - 1, "_users", -1);
+    expect_replication("DNS:n1.site-b.example.org", "_users", -1, -1);
+    expect_replication("DNS:n1.site-b.example.org", "_replicator", -1, -1);
+}
+
+/* This node as the source only: the target's requests are refused, and the other way round. */
+static void
+test_replicate_by_direction(void **state)
+{
+    static const struct reqt from_not_to[] = {
+        {"POST", "/{db}/_bulk_docs"},
+        {"POST", "/{db}/_revs_diff"},
+        {"PUT", "/{db}"},
+        {"PUT", "/{db}/?q=8&n=3&partitioned=false"},
+        {"PUT", "/{db}/doc1?new_edits=false"},
+        {"PUT", "/{db}/_design/app?new_edits=false"},
+    };
+    static const struct reqt to_not_from[] = {
+        {"POST", "/{db}/_bulk_get"},
+        {"GET", "/{db}/_changes?since=0"},
+        {"POST", "/{db}/_changes?filter=_doc_ids"},
+        {"GET", "/{db}/_all_docs"},
+        {"POST", "/{db}/_all_docs"},
+        {"GET", "/{db}/doc1?revs=true&open_revs=all"},
+        {"GET", "/{db}/_design/app"},
+        {"GET", "/{db}/_design/app?open_revs=all"},
+        {"GET", "/{db}/doc1/att?rev=1-a"},
+    };
+
+    (void)state;
+    rule_add(1, "src.example.org", CONFIG_ALLOW_REPLICATE_FROM, "patients,site/**");
+    rule_add(2, "dst.example.org", CONFIG_ALLOW_REPLICATE_TO, "patients,site/**");
+    rule_add(3, "*.every.example.org", CONFIG_ALLOW_REPLICATE_FROM, NULL);
+    rule_add(4, "*.every.example.org", CONFIG_ALLOW_ALL, NULL); /* never reached */
+    rule_add(5, "*.all.example.org", CONFIG_ALLOW_REPLICATE_TO, NULL);
+
+    /* replicate-from: the source's requests and those of both roles */
+    expect_root("DNS:src.example.org", 0);
+    expect_replication("DNS:src.example.org", "patients", 0, -1);
+    expect_replication("DNS:src.example.org", "site%2Fa%2Fb", 0, -1);
+    expect_table("DNS:src.example.org", from_not_to, N(from_not_to), "patients", -1);
+    expect_table("DNS:src.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:src.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_replication("DNS:src.example.org", "other", -1, -1);
+    expect_replication("DNS:src.example.org", "_users", -1, -1);
+
+    /* replicate-to: the target's requests and those of both roles */
+    expect_root("DNS:dst.example.org", 0);
+    expect_replication("DNS:dst.example.org", "patients", -1, 0);
+    expect_replication("DNS:dst.example.org", "site%2Fa", -1, 0);
+    expect_table("DNS:dst.example.org", to_not_from, N(to_not_from), "patients", -1);
+    expect_table("DNS:dst.example.org", not_replication, N(not_replication), "patients", -1);
+    expect_table("DNS:dst.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_replication("DNS:dst.example.org", "other", -1, -1);
+    expect_replication("DNS:dst.example.org", "_replicator", -1, -1);
+
+    /* without databases: every database, still no server-wide path */
+    expect_replication("DNS:n.every.example.org", "x", 0, -1);
+    expect_table("DNS:n.every.example.org", from_not_to, N(from_not_to), "x", -1);
+    expect_table("DNS:n.every.example.org", not_replication, N(not_replication), "x", -1);
+    expect_replication("DNS:n.all.example.org", "x", -1, 0);
+    expect_table("DNS:n.all.example.org", to_not_from, N(to_not_from), "x", -1);
+    expect_table("DNS:n.all.example.org", not_replication, N(not_replication), "x", -1);
 }
 
 /* ---- read, write, all ---- */
@@ -485,13 +615,16 @@ test_read_write_all(void **state)
     expect_table("DNS:writer.example.org", admin_only, N(admin_only), "patients", -1);
     expect_table("DNS:writer.example.org", server_wide, N(server_wide), "patients", -1);
     expect_table("DNS:writer.example.org", writes_only, N(writes_only), "other", -1);
-    /* write covers a replication into an existing database */
-    expect_table("DNS:writer.example.org", replication + 6, N(replication) - 6, "patients", 0);
+    /* write covers a replication from the database, and into it when it exists */
+    expect_table("DNS:writer.example.org", repl_both, N(repl_both), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_source, N(repl_source), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_target, N(repl_target), "patients", 0);
+    expect_table("DNS:writer.example.org", repl_create, N(repl_create), "patients", -1);
 
     expect_table("DNS:admin.example.org", reads, N(reads), "patients", 0);
     expect_table("DNS:admin.example.org", writes_only, N(writes_only), "patients", 0);
     expect_table("DNS:admin.example.org", admin_only, N(admin_only), "patients", 0);
-    expect_table("DNS:admin.example.org", replication, N(replication), "patients", 0);
+    expect_replication("DNS:admin.example.org", "patients", 0, 0);
     /* all with databases: only those databases; server-wide paths need a literal '_' glob */
     expect_table("DNS:admin.example.org", server_wide, N(server_wide), "patients", -1);
     expect_table("DNS:admin.example.org", admin_only, 3, "other", -1);
@@ -500,6 +633,11 @@ test_read_write_all(void **state)
     expect_table("DNS:root.example.org", server_wide, N(server_wide), "x", 0);
     expect_table("DNS:root.example.org", admin_only, N(admin_only), "other", 0);
     expect_table("DNS:root.example.org", not_replication, N(not_replication), "x", 0);
+    /* except dot segments: the HTTP layer refuses them with 400, and no rule allows them */
+    expect_table("DNS:root.example.org", dot_tricks, N(dot_tricks), "x", -1);
+    expect_table("DNS:admin.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_table("DNS:writer.example.org", dot_tricks, N(dot_tricks), "patients", -1);
+    expect_table("DNS:reader.example.org", dot_tricks, N(dot_tricks), "patients", -1);
 }
 
 static void
@@ -509,9 +647,11 @@ test_all_database_globs(void **state)
     rule_add(1, "a.example.org", CONFIG_ALLOW_ALL, "*");
     rule_add(2, "b.example.org", CONFIG_ALLOW_ALL, "_users,_all_dbs,app-*");
     rule_add(3, "c.example.org", CONFIG_ALLOW_READ, "_users,?atients,p*s,*");
+    rule_add(4, "d.example.org", CONFIG_ALLOW_ALL, "**");
 
     assert_int_equal(decide("DNS:a.example.org", "DELETE", "/anything", NULL, 0), 0);
-    assert_int_equal(decide("DNS:a.example.org", "GET", "/a%2Fb/c", NULL, 0), 0);
+    assert_int_equal(decide("DNS:a.example.org", "GET", "/a%2Fb/c", NULL, 0), -1);
+    assert_int_equal(decide("DNS:d.example.org", "GET", "/a%2Fb/c", NULL, 0), 0);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/", NULL, 0), 0);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/_all_dbs", NULL, 0), -1);
     assert_int_equal(decide("DNS:a.example.org", "GET", "/_users/x", NULL, 0), -1);
@@ -555,6 +695,44 @@ test_glob_patterns(void **state)
         {"site/*", "other%2Fdb", -1},
         {"P*", "patients", -1},
         {"*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", -1},
+        /* '*' and '?' never match '/'; "**" does */
+        {"pat*", "pat-2024", 0},
+        {"pat*", "pat-2024%2Fx", -1},
+        {"pat*", "pat-2024%2F..%2F_users", -1},
+        {"pat*", "pat%2F", -1},
+        {"pat**", "pat-2024%2Fx", 0},
+        {"pat**", "pat-2024%2Fx%2Fy", 0},
+        {"pat**", "pat", 0},
+        {"pat***", "pat%2Fx", 0},
+        {"*", "a%2Fb", -1},
+        {"**", "a%2Fb", 0},
+        {"**", "a%2Fb%2Fc", 0},
+        {"*/*", "a%2Fb", 0},
+        {"*/*", "a%2Fb%2Fc", -1},
+        {"**/*", "a%2Fb%2Fc", 0},
+        {"*/**", "a%2Fb%2Fc", 0},
+        {"*/**", "ab", -1},
+        {"site/*", "site%2Fa%2Fb", -1},
+        {"site/**", "site%2Fa%2Fb", 0},
+        {"site/**", "sitex%2Fa", -1},
+        {"**/db", "a%2Fb%2Fdb", 0},
+        {"**/db", "a%2Fb%2Fdbx", -1},
+        {"a*b**c", "axb%2Fyc", 0},
+        {"a*b**c", "a%2Fb%2Fc", -1},
+        {"a**b*c", "a%2Fb%2Fc", -1},
+        {"a**b*c", "a%2Fbxc", 0},
+        {"a**b*c", "a%2Fb%2Fbxc", 0},
+        {"a?c", "a%2Fc", -1},
+        {"a??c", "a%2F%2Fc", -1},
+        {"a?", "a%2F", -1},
+        {"a**", "a%2F", 0},
+        /* a wildcard never matches a leading '_', not even "**" */
+        {"**", "_users", -1},
+        {"*users", "_users", -1},
+        {"?users", "_users", -1},
+        {"**", "a%2F_users", 0},
+        {"a/*", "a%2F_x", 0},
+        {"*a**a**a**a**b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", -1},
     };
     size_t i;
     char target[256];
@@ -711,6 +889,8 @@ test_why(void **state)
     rule_add(20, "ops.example.org", CONFIG_ALLOW_READ, NULL);
     rule_add(22, "adm.example.org", CONFIG_ALLOW_ALL, "patients");
     rule_add(23, "w.example.org", CONFIG_ALLOW_WRITE, "x");
+    rule_add(24, "src.example.org", CONFIG_ALLOW_REPLICATE_FROM, "patients");
+    rule_add(25, "dst.example.org", CONFIG_ALLOW_REPLICATE_TO, "patients,site/**");
 
     assert_int_equal(
         decide("DNS:node2.example.org", "DELETE", "/patients/doc1?rev=1-a", why, sizeof(why)), -1);
@@ -724,7 +904,12 @@ test_why(void **state)
                              "visits*, not GET /other/ (database other is not listed)");
     assert_int_equal(decide("DNS:node2.example.org", "GET", "/patients/%2e%2e", why, sizeof(why)),
                      -1);
-    assert_true(strstr(why, "not GET /patients/%2e%2e (malformed path") != NULL);
+    assert_string_equal(why, "rule 1 (line 14) allows node2.example.org to replicate patients, "
+                             "visits*, not GET /patients/%2e%2e (a \".\" or \"..\" path segment, "
+                             "raw, encoded or behind an encoded \"/\" or a \"\\\")");
+    assert_int_equal(decide("DNS:node2.example.org", "GET", "/patients/doc%zz", why, sizeof(why)),
+                     -1);
+    assert_true(strstr(why, "not GET /patients/doc%zz (malformed path") != NULL);
     assert_int_equal(decide("DNS:ops.example.org", "PUT", "/db/x", why, sizeof(why)), -1);
     assert_string_equal(why, "rule 2 (line 20) allows ops.example.org to read every database, "
                              "not PUT /db/x");
@@ -734,6 +919,14 @@ test_why(void **state)
     assert_int_equal(decide("DNS:w.example.org", "DELETE", "/x", why, sizeof(why)), -1);
     assert_string_equal(why, "rule 4 (line 23) allows w.example.org to read and write x, not "
                              "DELETE /x");
+    assert_int_equal(
+        decide("DNS:src.example.org", "POST", "/patients/_bulk_docs?x=1", why, sizeof(why)), -1);
+    assert_string_equal(why, "rule 5 (line 24) allows src.example.org to replicate from patients, "
+                             "not POST /patients/_bulk_docs");
+    assert_int_equal(decide("DNS:dst.example.org", "POST", "/patients/_bulk_get", why, sizeof(why)),
+                     -1);
+    assert_string_equal(why, "rule 6 (line 25) allows dst.example.org to replicate to patients, "
+                             "site/**, not POST /patients/_bulk_get");
 
     assert_int_equal(decide("DNS:x.example.org", "GET", "/", why, sizeof(why)), -1);
     assert_string_equal(why, "no access rule matches peer x.example.org");
@@ -799,6 +992,16 @@ test_path_parse(void **state)
         "/db/%2E./x",
         "/db/.%2e",
         "/db/%2e",
+        "/db/%2e%2e%2F",
+        "/db/..%2F_config",
+        "/db/a%2F..",
+        "/db/a%2F.%2Fb",
+        "/db/..%5Cx",
+        "/db/..%5cx",
+        "/db/..\\x",
+        "/db/x\\.",
+        "/db/%2E%2E%5Cx",
+        "/db%2F..%2F_users/x",
         "/db/%00",
         "/db/a%00b",
         "/db/%0a",
@@ -827,7 +1030,10 @@ test_path_parse(void **state)
     expect_path("/db?x=/..//", 1, "db");
     expect_path("/db/doc#a/../b", 2, "db", "doc");
     expect_path("/a%2Fb/c%2fd", 2, "a/b", "c/d");
-    expect_path("/db/%2e%2e%2F", 2, "db", "../");
+    expect_path("/db/a%2F..b", 2, "db", "a/..b");
+    expect_path("/db/_design%2Ffoo", 2, "db", "_design/foo");
+    expect_path("/db/a%5Cb\\c", 2, "db", "a\\b\\c");
+    expect_path("/db/..a%2F.b%5C...", 2, "db", "..a/.b\\...");
     expect_path("/db/...", 2, "db", "...");
     expect_path("/db/.x", 2, "db", ".x");
     expect_path("/db/a+b%2B", 2, "db", "a+b+");
@@ -866,6 +1072,205 @@ test_path_parse(void **state)
     assert_int_equal(proxy_path_parse(big, &p), 0);
     assert_int_equal(p.n, 1);
     free(big);
+}
+
+/* ---- path hygiene ---- */
+
+/* The rule proxy_path_hygiene() names at the end of every reason. */
+#define RFC3986 "(RFC 3986 §5.2.4)"
+
+/* Targets proxy_path_hygiene() refuses, with the reason it gives. */
+static const struct {
+    const char *target, *why;
+} dirty[] = {
+    {"/db/..", "path segment \"..\" is a dot segment (\"..\") " RFC3986},
+    {"/db/.", "path segment \".\" is a dot segment (\".\") " RFC3986},
+    {"/db/%2e%2E", "path segment \"%2e%2E\" decodes to a dot segment (\"..\") " RFC3986},
+    {"/patients/doc/..%2f..%2f_all_dbs", "path segment \"..%2f..%2f_all_dbs\" holds a dot segment "
+                                         "(\"..\") behind an encoded \"/\" " RFC3986},
+    {"/db/%2E%2E%5Cx", "path segment \"%2E%2E%5Cx\" holds a dot segment (\"..\") behind an "
+                       "encoded \"\\\" (some servers read it as \"/\") " RFC3986},
+    {"/db/a%2F.%2Fb", "path segment \"a%2F.%2Fb\" holds a dot segment (\".\") behind an encoded "
+                      "\"/\" " RFC3986},
+    {"/db/..%5c_users", "path segment \"..%5c_users\" holds a dot segment (\"..\") behind an "
+                        "encoded \"\\\" (some servers read it as \"/\") " RFC3986},
+    {"/db/..\\x", "path segment \"..\\x\" holds a dot segment (\"..\") behind a \"\\\" (some "
+                  "servers read it as \"/\") " RFC3986},
+    /* reasons checked above; these by their verdict only */
+    {"/..", NULL},
+    {"/.", NULL},
+    {"/%2e", NULL},
+    {"/%2E%2e/_config", NULL},
+    {"/db/../_all_dbs", NULL},
+    {"/db/./", NULL},
+    {"/db/.%2e", NULL},
+    {"/db/%2e.", NULL},
+    {"/db/doc/..", NULL},
+    {"/db/doc/att/%2e%2e?rev=1", NULL},
+    {"/db/..?x=1", NULL},
+    {"/db/..#f", NULL},
+    {"/db/..%2F", NULL},
+    {"/db/..%2f_config", NULL},
+    {"/db/x%2F..", NULL},
+    {"/db/x%2F..%2F", NULL},
+    {"/db/x%2F.", NULL},
+    {"/db/.%2Fx", NULL},
+    {"/db%2F..%2F_users", NULL},
+    {"/db/%2F..%2F", NULL},
+    {"/db/%2F%2F..", NULL},
+    {"/db/%2E%2E%2F%2E%2E%2F_config", NULL},
+    {"/db/a\\..\\b", NULL},
+    {"/db/.\\x", NULL},
+    {"/db/x\\.", NULL},
+    {"/db/%5C..", NULL},
+    {"/db/..%5C", NULL},
+    {"/db/a%5C.%2Fb", NULL},
+    {"/db/a%2F..%5Cb", NULL},
+    {"/db/_design%2F..%2F..%2F_config", NULL},
+    {"/db/_local%2F..", NULL},
+    {"//..", NULL},
+    {"/db//..", NULL},
+    {"/db/ok/fine/..%2F", NULL},
+    /* only the first bad escape is literal: the segment is still judged */
+    {"/db/%zz/..%2f_all_dbs", NULL},
+    {"/db/..%2f%zz", NULL},
+    {"/db/..%2f%", NULL},
+    {"/db/%%2e%2e%2f..", NULL},
+};
+
+/* Targets it lets pass: ids with %2F that are not dot segments, and what is not its business. */
+static const char *const clean[] = {
+    "/",
+    "/db",
+    "/db/",
+    "/db/doc",
+    "/db/_design%2Ffoo",
+    "/db/_design/foo",
+    "/db/_local%2Fcheckpoint",
+    "/db/a%2Fb",
+    "/db/a.b",
+    "/db/...",
+    "/db/....",
+    "/db/.hidden",
+    "/db/..hidden",
+    "/db/hidden..",
+    "/db/a%2F..b",
+    "/db/a%2F...%2Fb",
+    "/db/a%2F.b%2F..c",
+    "/db/a%5Cb",
+    "/db/a\\b",
+    "/db/%2e%2e%2e",
+    "/db/.%2e.",
+    "/db/%252e%252e",     /* decoded once: "%2e%2e" */
+    "/db/%252F..%252F",   /* decoded once: "%2F..%2F" */
+    "/db/..%252F_config", /* decoded once: "..%2F_config" */
+    "/db/doc?x=/../..",   /* the query is not the path */
+    "/db/doc?x=%2e%2e",
+    "/db/doc#/../x",
+    "/db/doc?",
+    "/db//doc", /* empty segments: the access rules' business */
+    "//",
+    "/db/%zz", /* bad escapes: likewise */
+    "/db/%",
+    "/db/%2",
+    "/db/.%",
+    "/db/..%zz",
+    "/db/%00", /* control bytes: likewise */
+    "/db/a%0a",
+    "/db/ .. ",
+    "/db/%20..",
+    "/db/..%20",
+    "/db/..+",
+    "/db/.%2Bx",
+    "/db/%C3%A9..",
+    "/db/doc/att.txt?rev=1-a",
+    "*", /* not origin-form */
+    "http://127.0.0.1:5984/db/../_config",
+    "",
+    "..",
+    "db/..",
+};
+
+static void
+test_path_hygiene(void **state)
+{
+    struct proxy_path p;
+    char why[512], big[600];
+    size_t i, n;
+
+    (void)state;
+    rule_add(1, "root.example.org", CONFIG_ALLOW_ALL, NULL);
+    rule_add(2, "star.example.org", CONFIG_ALLOW_ALL, "**");
+    rule_add(3, "repl.example.org", CONFIG_ALLOW_REPLICATE, NULL);
+    for (i = 0; i < N(dirty); i++) {
+        memset(why, 'X', sizeof(why));
+        if (proxy_path_hygiene(dirty[i].target, why, sizeof(why)) != -1) {
+            print_error("%s: accepted\n", dirty[i].target);
+        }
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, sizeof(why)), -1);
+        assert_true(strlen(why) > 0);
+        if (dirty[i].why != NULL) {
+            assert_string_equal(why, dirty[i].why);
+        }
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, NULL, 0), -1);
+        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, 0), -1);
+        /* no rule allows it, not even all for every database; no rules at all do */
+        if (proxy_path_parse(dirty[i].target, &p) != -1) {
+            print_error("%s: parsed\n", dirty[i].target);
+        }
+        assert_int_equal(proxy_path_parse(dirty[i].target, &p), -1);
+        assert_int_equal(decide("DNS:root.example.org", "GET", dirty[i].target, NULL, 0), -1);
+        assert_int_equal(decide("DNS:star.example.org", "GET", dirty[i].target, NULL, 0), -1);
+        assert_int_equal(decide("DNS:repl.example.org", "PUT", dirty[i].target, NULL, 0), -1);
+    }
+    for (i = 0; i < N(clean); i++) {
+        strcpy(why, "stale");
+        if (proxy_path_hygiene(clean[i], why, sizeof(why)) != 0) {
+            print_error("%s: refused (%s)\n", clean[i], why);
+        }
+        assert_int_equal(proxy_path_hygiene(clean[i], why, sizeof(why)), 0);
+        assert_string_equal(why, "");
+        assert_int_equal(decide("DNS:root.example.org", "GET", clean[i], NULL, 0), 0);
+    }
+    assert_int_equal(proxy_path_hygiene(NULL, why, sizeof(why)), 0);
+    assert_int_equal(proxy_path_hygiene(NULL, NULL, 0), 0);
+    assert_int_equal(decide("DNS:star.example.org", "GET", "/db/a%2F..b", NULL, 0), 0);
+    assert_int_equal(decide("DNS:repl.example.org", "GET", "/db/_design%2Ffoo", NULL, 0), 0);
+
+    /* The quoted segment: control bytes, non-ASCII and '"' as '?'; long ones cut at 64. */
+    assert_int_equal(proxy_path_hygiene("/db/%2e%2e%2f\x1b[31m\"\xc3\xa9", why, sizeof(why)), -1);
+    assert_string_equal(why, "path segment \"%2e%2e%2f?[31m???\" holds a dot segment (\"..\") "
+                             "behind an encoded \"/\" " RFC3986);
+    memcpy(big, "/db/..%2F", 9);
+    memset(big + 9, 'a', 200);
+    big[209] = '\0';
+    assert_int_equal(proxy_path_hygiene(big, why, sizeof(why)), -1);
+    /* the first 61 bytes of the segment, then "..." */
+    n = strlen("path segment \"") + 61;
+    assert_memory_equal(why + n - 3, "aaa...\" holds", 13);
+    assert_int_equal(strspn(why + strlen("path segment \"..%2F"), "a"), 61 - 5);
+    assert_non_null(strstr(why, "\" holds a dot segment (\"..\") behind an encoded \"/\""));
+    /* only the segment that holds it is quoted */
+    assert_int_equal(proxy_path_hygiene("/aaaa/bbbb/cc%2F..%2Fdd/eeee?x", why, sizeof(why)), -1);
+    assert_true(strncmp(why, "path segment \"cc%2F..%2Fdd\" holds", 33) == 0);
+
+    /* A short buffer: cut with "...", never a lone first byte of the "§" */
+    for (n = 1; n < 120; n++) {
+        char small[120];
+        size_t len;
+
+        memset(small, 'X', sizeof(small));
+        assert_int_equal(proxy_path_hygiene("/db/..%2Fx", small, n), -1);
+        len = strlen(small);
+        assert_true(len < n);
+        assert_int_equal(small[n], 'X');
+        if (n > 4 && len + 1 < strlen("path segment \"..%2Fx\" holds a dot segment (\"..\") "
+                                      "behind an encoded \"/\" " RFC3986) +
+                                   1) {
+            assert_string_equal(small + len - 3, "...");
+            assert_true((unsigned char)small[len - 4] < 0xc0);
+        }
+    }
 }
 
 /* ---- identity headers ---- */
@@ -1034,6 +1439,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_replicate_table, rules_reset),
         cmocka_unit_test_teardown(test_replicate_every_db, rules_reset),
+        cmocka_unit_test_teardown(test_replicate_by_direction, rules_reset),
         cmocka_unit_test_teardown(test_read_write_all, rules_reset),
         cmocka_unit_test_teardown(test_all_database_globs, rules_reset),
         cmocka_unit_test_teardown(test_glob_patterns, rules_reset),
@@ -1043,6 +1449,7 @@ main(void)
         cmocka_unit_test(test_peer_names_parse),
         cmocka_unit_test_teardown(test_why, rules_reset),
         cmocka_unit_test(test_path_parse),
+        cmocka_unit_test_teardown(test_path_hygiene, rules_reset),
         cmocka_unit_test(test_xfcc),
         cmocka_unit_test(test_rfc9440),
         cmocka_unit_test(test_couchdb_token),

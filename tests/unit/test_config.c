@@ -1422,14 +1422,30 @@ test_access_errors(void **state)
     /* allow */
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: replicat\n",
             12, 16,
-            "listeners[0].access[0].allow: expected replicate, read, write or all, got "
-            "\"replicat\"");
+            "listeners[0].access[0].allow: expected replicate, replicate-from, replicate-to, "
+            "read, write or all, got \"replicat\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: ALL\n", 12,
-            16, "expected replicate, read, write or all, got \"ALL\"");
+            16,
+            "expected replicate, replicate-from, replicate-to, read, write or all, got \"ALL\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: [read]\n",
             12, 16,
-            "listeners[0].access[0].allow: expected replicate, read, write or all, got a "
-            "sequence");
+            "listeners[0].access[0].allow: expected replicate, replicate-from, replicate-to, "
+            "read, write or all, got a sequence");
+    /* the direction is spelt with a '-', in lowercase, and nothing else */
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: "
+                              "replicate_from\n",
+            12, 16,
+            "listeners[0].access[0].allow: expected replicate, replicate-from, replicate-to, "
+            "read, write or all, got \"replicate_from\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: "
+                              "replicate-To\n",
+            12, 16, "got \"replicate-To\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: "
+                              "replicate-both\n",
+            12, 16, "got \"replicate-both\"");
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: "
+                              "\"replicate-from \"\n",
+            12, 16, "got \"replicate-from \"");
 
     /* Two bad rules: both reported, in file order. */
     load_bad(TLS_OK INBOUND_OK "    access:\n"
@@ -1440,6 +1456,44 @@ test_access_errors(void **state)
     expect_err(&errs, 0, 12, 16, "listeners[0].access[0].allow: expected replicate");
     expect_err(&errs, 1, 13, 9, "missing required key \"allow\" in listeners[0].access[1]");
     config_errors_clear(&errs);
+}
+
+/* Every allow: value, each parsed to its enum config_allow. */
+static void
+test_access_allow_values(void **state)
+{
+    static const struct {
+        const char *text;
+        enum config_allow allow;
+    } cases[] = {
+        {"read", CONFIG_ALLOW_READ},
+        {"write", CONFIG_ALLOW_WRITE},
+        {"replicate", CONFIG_ALLOW_REPLICATE},
+        {"replicate-from", CONFIG_ALLOW_REPLICATE_FROM},
+        {"replicate-to", CONFIG_ALLOW_REPLICATE_TO},
+        {"all", CONFIG_ALLOW_ALL},
+    };
+    char yaml[1024];
+    struct config *cfg;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 TLS_OK INBOUND_OK "    access:\n"
+                                   "      - peers: [a.example]\n"
+                                   "        allow: %s\n"
+                                   "        databases: [\"patients\", \"site/**\"]\n"
+                                   "      - { peers: [b.example], allow: \"%s\" }\n",
+                 cases[i].text, cases[i].text);
+        cfg = load_ok(yaml);
+        assert_int_equal(cfg->listeners[0].n_access, 2);
+        assert_int_equal(cfg->listeners[0].access[0].allow, cases[i].allow);
+        assert_int_equal(cfg->listeners[0].access[0].n_databases, 2);
+        assert_string_equal(cfg->listeners[0].access[0].databases[1], "site/**");
+        assert_int_equal(cfg->listeners[0].access[1].allow, cases[i].allow);
+        config_free(cfg);
+    }
 }
 
 static void
@@ -2054,6 +2108,7 @@ main(void)
         cmocka_unit_test(test_http_keys),
         cmocka_unit_test(test_http_keys_defaults),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_access_allow_values),
         cmocka_unit_test(test_access_databases),
         cmocka_unit_test(test_db_glob_check),
         cmocka_unit_test(test_proxy_auth_secret_file),
