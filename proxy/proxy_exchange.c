@@ -506,6 +506,30 @@ request_allowed(struct proxy_conn *c, const struct proxy_http_head *h,
 }
 
 /*
+ * No dot segment, plain or hidden behind an encoded '/' or '\' in one segment: backends that
+ * normalise paths (nginx, most HTTP stores) would read "/db/doc/..%2f..%2f_all_dbs" as
+ * "/_all_dbs", outside every rule.  On refusal logs bad_request, prepares the 400 and returns
+ * false.
+ */
+static bool
+request_path_clean(struct proxy_conn *c, const struct proxy_http_head *h)
+{
+    struct proxy_exchange *x = c->x;
+    char why[256];
+
+    if (proxy_path_hygiene(h->target, why, sizeof(why)) == 0) {
+        return true;
+    }
+    log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+           c->verify.peer.name, "status", "400", "rule", "path", "method", h->method, "path",
+           h->target, "msg", why, (const char *)NULL);
+    snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
+    json_error(x->answer_body, sizeof(x->answer_body), "bad_request", why);
+    x->answer_status = 400;
+    return false;
+}
+
+/*
  * Write the request head as it goes to the backend (inbound: the client's identity headers
  * out, ferry's in) or to the peer (outbound).  Returns 0, or -1 on OOM.
  */
@@ -566,7 +590,7 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         snprintf(c->detail, sizeof(c->detail), "more than %d pipelined requests", EXCHANGE_QUEUE);
         return PROXY_HTTP_REFUSE;
     }
-    if (!request_allowed(c, h, &rule)) {
+    if (!request_path_clean(c, h) || !request_allowed(c, h, &rule)) {
         return PROXY_HTTP_REFUSE;
     }
 
