@@ -67,6 +67,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/x509.h>
@@ -85,19 +86,11 @@ starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* The value of hex digit ${c}, or -1 (OpenSSL's, so that '\0' and non-ASCII are -1 too). */
 static int
 hex_value(int c)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 /* A bounded string builder: ${over} is set when something did not fit. */

@@ -20,6 +20,7 @@
 
 #include <event2/buffer.h>
 #include <http_parser.h>
+#include <openssl/crypto.h>
 
 #include "proxy_http.h"
 
@@ -116,21 +117,6 @@ static bool
 ph_value_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-static int
-ph_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 /* ---- storage for the head being collected ---- */
@@ -340,26 +326,19 @@ ph_te_token(void *arg, const char *t, size_t len)
     return true;
 }
 
-static bool
-ph_conn_token(void *arg, const char *t, size_t len)
-{
-    struct proxy_http_head *hd = arg;
-
-    if (ph_is(t, len, "close")) {
-        hd->conn_close = true;
-    } else if (ph_is(t, len, "keep-alive")) {
-        hd->conn_keep_alive = true;
-    }
-    return true;
-}
+/* Tokens looked for in a list-valued header, and the flag each one sets. */
+struct ph_word {
+    const char *word; /* NULL ends the list */
+    bool *seen;
+};
 
 static bool
-ph_expect_token(void *arg, const char *t, size_t len)
+ph_word_token(void *arg, const char *t, size_t len)
 {
-    struct proxy_http_head *hd = arg;
-
-    if (ph_is(t, len, "100-continue")) {
-        hd->expect_continue = true;
+    for (const struct ph_word *w = arg; w->word != NULL; w++) {
+        if (ph_is(t, len, w->word)) {
+            *w->seen = true;
+        }
     }
     return true;
 }
@@ -465,8 +444,14 @@ ph_build_head(struct proxy_http *h)
         return -1;
     }
 
-    ph_each_token(hd, "connection", ph_conn_token, hd);
-    ph_each_token(hd, "expect", ph_expect_token, hd);
+    {
+        struct ph_word conn[] = {
+            {"close", &hd->conn_close}, {"keep-alive", &hd->conn_keep_alive}, {NULL, NULL}};
+        struct ph_word expect[] = {{"100-continue", &hd->expect_continue}, {NULL, NULL}};
+
+        ph_each_token(hd, "connection", ph_word_token, conn);
+        ph_each_token(hd, "expect", ph_word_token, expect);
+    }
     ph_each_token(hd, "transfer-encoding", ph_te_token, &te);
     if (hd->framing == PROXY_HTTP_FRAMING_LENGTH) {
         if (h->parser.content_length == ULLONG_MAX) {
@@ -782,7 +767,7 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
     }
     switch (h->chunk) {
     case PH_CH_SIZE:
-        if ((x = ph_hex(c)) >= 0) {
+        if ((x = OPENSSL_hexchar2int(c)) >= 0) {
             h->chunk_size = h->chunk_size * 16 + (uint64_t)x;
             if (h->chunk_size > PROXY_HTTP_MAX_CHUNK) {
                 return ph_chunk_fail(h, "chunk-size", "chunk size above 2^40");
