@@ -16,7 +16,8 @@
 # "-") and in trailers; headers named in Connection removed; 33 and 1,000 pipelined requests
 # in one write all answered in order; the name that matched `allow` is the one identity
 # (X-Auth-CouchDB-UserName, access log); a HEAD answered with a body gives the head, then a
-# close, never a 502.  After every case the oracle (tests/support/smuggle_judge.py) compares
+# close, never a 502; a request an access rule refuses gets 403 (event=access_denied and its
+# event=request line) and is never forwarded.  After every case the oracle (tests/support/smuggle_judge.py) compares
 # what the backend executed with ferry's event=request lines: nothing ferry did not log,
 # no identity header but ferry's, no trailer field.  Includes issue 12's case literally:
 # POST /patients/_bulk_docs with a "200 \n" chunk line hiding GET /_all_dbs, under an access
@@ -141,7 +142,7 @@ client() {
 
 # case_run NAME WHERE EXPECT [OPTIONS] -- HTTP_RAW_ARGS...
 # Send one attack (or exchange) to listener WHERE, judge the answer by EXPECT (see
-# smuggle_judge.py: refuse:STATUS:ERROR[:RULE] | echo | head-close), then, on an outbound
+# smuggle_judge.py: refuse:STATUS:ERROR[:RULE] | echo | deny | head-close), then, on an outbound
 # listener, send a victim request on a new connection (it reuses the pooled peer connection),
 # and run the oracle over what the backend executed since the case began.
 # OPTIONS: -m MARKER (must not reach the backend), -e LINE (an expected echo, in order),
@@ -225,6 +226,12 @@ CRIT="POST /patients/_bulk_docs ${H}${TE}\\r\\n200 \\n${PAD}\\r\\n0\\r\\n\\r\\nG
 for w in acl outacl; do
     case_run issue12-all-dbs $w refuse:400:bad_request:chunk-line -m /_all_dbs \
         -m /patients/_bulk_docs -- --send "$CRIT"
+done
+
+# ---- an access rule refuses GET /_all_dbs behind an allowed request: 403, never forwarded ----
+for w in acl outacl; do
+    case_run access-denied $w deny -e 'GET /patients/_local/k-allowed' -m /_all_dbs -- --send \
+        "GET /patients/_local/k-allowed ${H}\\r\\nGET /_all_dbs ${H}Connection: close\\r\\n\\r\\n"
 done
 
 # ---- response poisoning: ferry (old) sees one complete request, the backend two; the second

@@ -191,7 +191,7 @@ class Conn:
             return total, trailers, lines
         cl = [v for n, v in headers if norm(n) == "content-length"]
         if cl:
-            if not cl[0].isdigit():
+            if not re.fullmatch(r"[0-9]+", cl[0]):
                 raise Garbage("Content-Length %r" % cl[0])
             n = int(cl[0])
             self.skip(n)
@@ -254,6 +254,9 @@ class Conn:
             self.srv.record({"ev": "garbage", "conn": self.num, "where": where, "why": str(e)})
         except OSError as e:
             self.srv.record({"ev": "error", "conn": self.num, "where": where, "why": str(e)})
+        except Exception as e:  # pylint: disable=broad-except; a test backend must not die
+            self.srv.record({"ev": "garbage", "conn": self.num, "where": where,
+                             "why": "%s: %s" % (type(e).__name__, e)})
         finally:
             try:
                 self.sock.close()

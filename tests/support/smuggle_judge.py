@@ -16,6 +16,9 @@
                               given with --want-echo / --want-echo-file (one per line)
   head-close                  one response head (200, no body), nothing after it, the
                               connection closed, no 502 anywhere
+  deny                        the responses echo the --want-echo lines, then one 403
+                              {"error": "forbidden"}; ferry logged event=access_denied and an
+                              event=request line with status=403
   none                        no check of the responses (the oracle below still runs)
 
 Then, always, the oracle over the lines ferry and the lax backend wrote since the case began
@@ -118,6 +121,13 @@ def check_responses(a, resp, why):
             if len(got) != len(want):
                 why.append("%d responses for %d requests (eof=%s after %ss)" % (
                     len(got), len(want), resp.get("eof"), resp.get("elapsed")))
+    elif kind == "deny":
+        want = list(a.want_echo)
+        got = [body_json(r).get("request") if r["status"] == 200 else r["status"] for r in rs]
+        if got != want + [403]:
+            why.append("expected %s then 403, got %s" % (want, got))
+        elif body_json(rs[-1]).get("error") != "forbidden":
+            why.append("403 body %r" % rs[-1]["body"][:200])
     elif kind == "head-close":
         if len(rs) != 1 or rs[0]["status"] != 200 or rs[0]["body_len"] != 0:
             why.append("expected one 200 head, got %s" % [(r["status"], r["body_len"])
@@ -325,6 +335,12 @@ def main():
                                             kv.get("rule") == parts[3] for kv in bad):
                 why.append("event=bad_request without rule=%s: %s" % (
                     parts[3], [kv.get("rule") for kv in bad]))
+        if a.expect == "deny":
+            kvs = [parse_log_line(ln) for ln in read_lines(a.ferry_log, a.ferry_from)]
+            if not any(kv.get("event") == "access_denied" for kv in kvs):
+                why.append("no event=access_denied in ferry's log")
+            if not any(kv.get("event") == "request" and kv.get("status") == "403" for kv in kvs):
+                why.append("no event=request status=403 line in ferry's log")
         if not why or time.monotonic() >= end:
             break
         time.sleep(0.1)
