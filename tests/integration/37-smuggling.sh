@@ -17,9 +17,10 @@
 # in one write all answered in order; the name that matched `allow` is the one identity
 # (X-Auth-CouchDB-UserName, access log); a HEAD answered with a body gives the head, then a
 # close, never a 502; a request an access rule refuses gets 403 (event=access_denied and its
-# event=request line) and is never forwarded.  After every case the oracle (tests/support/smuggle_judge.py) compares
-# what the backend executed with ferry's event=request lines: nothing ferry did not log,
-# no identity header but ferry's, no trailer field.  Includes issue 12's case literally:
+# event=request line) and is never forwarded.  After every case the oracle
+# (tests/support/smuggle_judge.py) compares what the backend executed with ferry's
+# event=request lines: nothing ferry did not log, no identity header but ferry's, no trailer
+# field.  Includes issue 12's case literally:
 # POST /patients/_bulk_docs with a "200 \n" chunk line hiding GET /_all_dbs, under an access
 # rule that allows only replicate on patients.
 # timeout: 240
@@ -30,13 +31,16 @@ pki_make "$T/pki"
 P=$T/pki
 # A client certificate whose first DNS SAN is not the name that `allow` matches.
 export SAN="DNS:admin,DNS:peer.example.org"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/pex.key" 2>"$T/pex.err" &&
-    openssl req -new -key "$P/pex.key" -subj "/O=Ferry Test/CN=peer.example.org" \
-        -config "$P/ext.cnf" -out "$P/pex.csr" 2>>"$T/pex.err" &&
-    openssl x509 -req -in "$P/pex.csr" -CA "$P/root.crt" -CAkey "$P/root.key" \
-        -CAserial "$P/root.srl" -days 30 -sha256 -extfile "$P/ext.cnf" -extensions both \
-        -out "$P/pex.crt" 2>>"$T/pex.err" ||
+if ! {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/pex.key" &&
+        openssl req -new -key "$P/pex.key" -subj "/O=Ferry Test/CN=peer.example.org" \
+            -config "$P/ext.cnf" -out "$P/pex.csr" &&
+        openssl x509 -req -in "$P/pex.csr" -CA "$P/root.crt" -CAkey "$P/root.key" \
+            -CAserial "$P/root.srl" -days 30 -sha256 -extfile "$P/ext.cnf" -extensions both \
+            -out "$P/pex.crt"
+} 2>"$T/pex.err"; then
     fail "cannot issue the admin/peer.example.org certificate: $(cat "$T/pex.err")"
+fi
 chmod 600 "$P/pex.key"
 printf 'the_secret\n' >"$P/couch.secret"
 chmod 600 "$P/couch.secret"

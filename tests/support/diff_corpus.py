@@ -164,7 +164,8 @@ def v_cl(g, i):
     path = g.path(i)
     hs = [("Content-Type", "application/json"), ("Content-Length", str(n))]
     return item(cls="valid", kind="content-length", method=method, path=path, body_len=n,
-                raw=g.head(method, path, version, hs + g.extra() + g.conn("HTTP/1.1")) + g.data(n))
+                raw=g.head(method, path, version, hs + g.extra() + g.conn("HTTP/1.1")) +
+                g.data(n))
 
 
 def v_chunked(g, i):
@@ -290,8 +291,9 @@ def m_chunk_size(g, i):
 
 
 def m_trailer(g, i):
-    body = "3\r\nabc\r\n0\r\n" + g.r.choice(["X: y\n\r\n", "\n", "X y\r\n\r\n", "X: y\r\n z\r\n\r\n",
-                                             "X: y\rz\r\n\r\n", "X: y\r\n\n"])
+    body = "3\r\nabc\r\n0\r\n" + g.r.choice(["X: y\n\r\n", "\n", "X y\r\n\r\n",
+                                             "X: y\r\n z\r\n\r\n", "X: y\rz\r\n\r\n",
+                                             "X: y\r\n\n"])
     return post_chunked(g, i, body, "malformed", "trailer-malformed", rule="trailer",
                         smug=g.r.random() < 0.5)
 

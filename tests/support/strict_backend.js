@@ -62,7 +62,8 @@ const server = http.createServer({insecureHTTPParser: false}, (req, res) => {
                 trailers: req.rawTrailers});
         /* Node sends no body to a HEAD, only the length a GET would have. */
         const body = `ok ${requests}\n`;
-        res.writeHead(200, {'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body)});
+        res.writeHead(200, {'Content-Type': 'text/plain',
+                            'Content-Length': Buffer.byteLength(body)});
         res.end(body);
     });
     req.on('close', () => {
