@@ -3,6 +3,7 @@
 
   http_raw.py --connect 127.0.0.1:PORT [--cert C --key K --ca CA --sni NAME | --plain]
               [--send TEXT]... [--pause S]... [--head-count N] [--timeout S] [--close-after S]
+              [--raw-out FILE]
 
 Connects, does the TLS handshake, then performs the steps in order: each --send TEXT
 (Python escapes allowed, e.g. '\\r\\n') is written in ONE write; each --pause S sleeps.
@@ -14,6 +15,7 @@ final responses answer HEAD, so they have no body).
 Prints one JSON object: {"responses": [{"status", "reason", "version", "headers" (list of
 [name, value]), "body" (latin-1 text), "body_len"}], "trailing": <unparsed bytes, latin-1>,
 "eof": "fin" | "reset" | "timeout" | "idle", "elapsed": seconds, "raw_len": N}.
+--raw-out FILE also writes the bytes read, as they came.
 Exit status 0, or 3 when the connection or handshake failed.
 """
 import argparse
@@ -95,6 +97,7 @@ def main():
     ap.add_argument("--head-count", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=20)
     ap.add_argument("--close-after", type=float)
+    ap.add_argument("--raw-out")
     # keep the order of --send/--pause as given
     steps = []
     argv = sys.argv[1:]
@@ -148,6 +151,9 @@ def main():
             break
         raw += d
     el = time.monotonic() - t0
+    if a.raw_out:
+        with open(a.raw_out, "wb") as f:
+            f.write(raw)
     responses, trailing = parse(raw, a.head_count)
     print(json.dumps({"responses": responses, "trailing": trailing.decode("latin-1"),
                       "eof": eof, "elapsed": round(el, 2), "raw_len": len(raw)}))
