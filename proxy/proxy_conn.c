@@ -663,7 +663,13 @@ client_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->state != PROXY_CONN_RELAY) {
-        /* Keep it until the other side is up; the read high-watermark bounds it. */
+        /*
+         * Keep it until the other side is up (conn_start_relay() reads on).  A plain client's
+         * read watermark bounds it; a TLS client has none (proxy_relay_read_limit()).
+         */
+        if (evbuffer_get_length(bufferevent_get_input(bev)) >= PROXY_RELAY_HIGH) {
+            bufferevent_disable(bev, EV_READ);
+        }
         return;
     }
     conn_touch(c);
@@ -940,7 +946,7 @@ conn_connect(struct proxy_conn *c)
         return;
     }
     bufferevent_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
-    bufferevent_setwatermark(c->server, EV_READ, 0, PROXY_RELAY_HIGH);
+    proxy_relay_read_limit(c->server, !conn_inbound(c));
     bufferevent_enable(c->server, EV_READ | EV_WRITE);
     if (l->target_host[0] != '\0') {
         struct evdns_base *dns = proxy_dns(l->w);
@@ -1268,7 +1274,7 @@ sniff_start_tls(struct proxy_conn *c)
     c->fd = -1; /* owned by the bufferevent (and its SSL) now */
     bufferevent_openssl_set_allow_dirty_shutdown(c->client, 1);
     bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_setwatermark(c->client, EV_READ, 0, PROXY_RELAY_HIGH);
+    proxy_relay_read_limit(c->client, true);
     conn_set_state(c, PROXY_CONN_HANDSHAKE);
     bufferevent_enable(c->client, EV_READ | EV_WRITE);
 }
@@ -1316,7 +1322,7 @@ conn_start_outbound(struct proxy_conn *c)
     }
     c->fd = -1; /* owned by the bufferevent now */
     bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    bufferevent_setwatermark(c->client, EV_READ, 0, PROXY_RELAY_HIGH);
+    proxy_relay_read_limit(c->client, false);
     /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
     conn_enable(c->client, EV_READ | EV_WRITE);
     conn_connect(c);

@@ -285,6 +285,9 @@ backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (c->x->q_len == 0) {
+        return; /* nothing is waiting for an answer */
+    }
     snprintf(c->detail, sizeof(c->detail), "%s %s sent no response within %llums",
              c->l->cfg->mode == CONFIG_MODE_INBOUND ? "backend" : "peer", c->l->target_text,
              (unsigned long long)c->l->limits->backend_timeout_ms);
@@ -779,6 +782,10 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
+    if (x->q_len == 0) {
+        /* An earlier response of the same read may have armed it for this one. */
+        evtimer_del(x->backend_timer);
+    }
     backend_timer_arm(c);
     if (x->answer_pending && x->q_len == 0) {
         x->answer_pending = false;

@@ -116,6 +116,7 @@ struct proxy_relay {
     bool eof_seen;
     bool shut_sent;
     bool throttled; /* src reading is off because dst is over PROXY_RELAY_HIGH */
+    bool in_full;   /* TLS src: reading is off because src's input holds PROXY_RELAY_HIGH */
     uint64_t bytes;
 };
 
@@ -368,6 +369,7 @@ bool proxy_exchange_resume_requests(struct proxy_conn *c);
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
                       bool dst_tls);
+void proxy_relay_read_limit(struct bufferevent *bev, bool tls);
 enum proxy_http_result proxy_relay_pump(struct proxy_relay *r);
 void proxy_relay_src_eof(struct proxy_relay *r);
 enum proxy_http_result proxy_relay_resume(struct proxy_relay *r);

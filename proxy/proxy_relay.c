@@ -17,9 +17,28 @@
 #include "proxy_internal.h"
 
 /*
+ * proxy_relay_read_limit(bev, tls):
+ * Bound what ${bev} buffers on input to about PROXY_RELAY_HIGH.  A plain socket: libevent's
+ * read high-watermark, which stops reading by itself.  A TLS bufferevent: no watermark,
+ * because libevent 2.1 stops reading at the mark in the middle of a TLS record and, when
+ * reading resumes, only waits for the socket to become readable again: the rest of that
+ * record, already decrypted inside OpenSSL (SSL_pending), is not read until the peer sends
+ * something more.  A client that pipelined more requests than ferry holds at once, then waited
+ * for the answers, had its last requests stuck there (408 after header_timeout).  Without a
+ * mark libevent reads about one record per loop turn and always empties OpenSSL's buffer;
+ * ferry then stops reading itself, between records, when the input is full
+ * (relay_input_limit(); before the relay, the connection's read callback).
+ */
+void
+proxy_relay_read_limit(struct bufferevent *bev, bool tls)
+{
+    bufferevent_setwatermark(bev, EV_READ, 0, tls ? 0 : PROXY_RELAY_HIGH);
+}
+
+/*
  * proxy_relay_init(r, src, dst, dst_tls):
- * Set up ${r} to carry ${src} -> ${dst}.  Caps src's input at PROXY_RELAY_HIGH so libevent
- * stops reading a fast source by itself.
+ * Set up ${r} to carry ${src} -> ${dst} (exactly one of them is TLS).  Caps src's input at
+ * PROXY_RELAY_HIGH (proxy_relay_read_limit()).
  */
 void
 proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
@@ -31,9 +50,31 @@ proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferev
     r->eof_seen = false;
     r->shut_sent = false;
     r->throttled = false;
+    r->in_full = false;
     r->bytes = 0;
     r->http = NULL;
-    bufferevent_setwatermark(src, EV_READ, 0, PROXY_RELAY_HIGH);
+    proxy_relay_read_limit(src, !dst_tls);
+}
+
+/*
+ * A TLS src has no read watermark (proxy_relay_read_limit()): stop reading it while its input
+ * holds PROXY_RELAY_HIGH bytes the framer does not take (it is held: pipelined requests wait
+ * for responses), and read again once it holds less, unless dst is still over its mark.
+ */
+static void
+relay_input_limit(struct proxy_relay *r)
+{
+    size_t left = evbuffer_get_length(bufferevent_get_input(r->src));
+
+    if (!r->dst_tls && left >= PROXY_RELAY_HIGH && !r->in_full) {
+        bufferevent_disable(r->src, EV_READ);
+        r->in_full = true;
+    } else if (r->in_full && left < PROXY_RELAY_HIGH) {
+        r->in_full = false;
+        if (!r->throttled && !r->eof_seen) {
+            bufferevent_enable(r->src, EV_READ);
+        }
+    }
 }
 
 /*
@@ -273,6 +314,7 @@ proxy_relay_pump(struct proxy_relay *r)
         r->throttled = true;
         bufferevent_setwatermark(r->dst, EV_WRITE, PROXY_RELAY_HIGH / 2, 0);
     }
+    relay_input_limit(r);
     if (n > 0 && evbuffer_get_length(in) == 0 && evbuffer_get_length(out) == 0) {
         relay_quiet(r, in);
     }
@@ -348,6 +390,8 @@ proxy_relay_dst_drained(struct proxy_relay *r)
     if (r->throttled && left < PROXY_RELAY_HIGH) {
         r->throttled = false;
         bufferevent_setwatermark(r->dst, EV_WRITE, 0, 0);
-        bufferevent_enable(r->src, EV_READ);
+        if (!r->in_full) {
+            bufferevent_enable(r->src, EV_READ);
+        }
     }
 }

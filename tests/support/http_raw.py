@@ -2,11 +2,13 @@
 """Raw HTTP/1.x client over mTLS (or plain TCP) for ferry's HTTP tests.
 
   http_raw.py --connect 127.0.0.1:PORT [--cert C --key K --ca CA --sni NAME | --plain]
-              [--send TEXT]... [--pause S]... [--head-count N] [--timeout S] [--close-after S]
-              [--raw-out FILE]
+              [--send TEXT | --send-file FILE]... [--pause S]... [--head-count N]
+              [--timeout S] [--close-after S] [--raw-out FILE]
 
 Connects, does the TLS handshake, then performs the steps in order: each --send TEXT
-(Python escapes allowed, e.g. '\\r\\n') is written in ONE write; each --pause S sleeps.
+(Python escapes allowed, e.g. '\\r\\n') is written in ONE write, and so is each --send-file
+FILE's text (the same escapes; for sends longer than one argument may be); each --pause S
+sleeps.
 Then reads until the server closes, --timeout expires, or (--close-after S) S seconds pass
 without data.  The bytes read are parsed as a sequence of HTTP responses (Content-Length,
 chunked, or to EOF; 1xx interim responses count as responses; --head-count N: the first N
@@ -93,6 +95,7 @@ def main():
     ap.add_argument("--sni")
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--send", action="append", default=[])
+    ap.add_argument("--send-file", action="append", default=[])
     ap.add_argument("--pause", action="append", default=[])
     ap.add_argument("--head-count", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=20)
@@ -104,6 +107,9 @@ def main():
     for i, a in enumerate(argv):
         if a in ("--send", "--pause") and i + 1 < len(argv):
             steps.append((a, argv[i + 1]))
+        elif a == "--send-file" and i + 1 < len(argv):
+            with open(argv[i + 1], encoding="utf-8") as f:
+                steps.append(("--send", f.read()))
     a = ap.parse_args()
 
     host, port = a.connect.rsplit(":", 1)
