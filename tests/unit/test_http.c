@@ -621,8 +621,19 @@ test_small_body_joins_head(void **state)
     assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
     assert_int_equal(r.done, 2);
     assert_int_equal(evbuffer_get_length(dst), (size_t)n + sizeof(big));
+    /* The head shares its record with the first 16 KiB - head of the body. */
+    assert_true(evbuffer_peek(dst, -1, NULL, v, 4) >= 2);
+    assert_int_equal(v[0].iov_len, 16384);
     evbuffer_drain(dst, (size_t)n);
     assert_memory_equal(evbuffer_pullup(dst, -1), big, sizeof(big));
+    evbuffer_drain(dst, evbuffer_get_length(dst));
+
+    /* Small chunks, re-encoded, share the head's chain too. */
+    evbuffer_add_printf(src, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "5\r\nhello\r\n5;x\r\nworld\r\n0\r\n\r\n");
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_int_equal(r.done, 3);
+    assert_int_equal(evbuffer_peek(dst, -1, NULL, v, 4), 1);
     proxy_http_free(h);
     evbuffer_free(src);
     evbuffer_free(dst);
