@@ -7,7 +7,8 @@
 #   wrk / idle.py --plain--> A (outbound) ==mTLS==> B (inbound) --plain--> nginx backend
 #
 # B requires and verifies A's client certificate and checks its name; A verifies B's chain and
-# host name.  The backend is one nginx worker serving static files of 86 B, 16 KiB and 1 MiB.
+# host name.  The backend is one nginx worker serving static files of 86 B, 16 KiB and 1 MiB,
+# the last two also chunked (Transfer-Encoding: chunked, the same bytes).
 # Workloads run interleaved by repetition (rep 1: every peer, rep 2: every peer, ...); the
 # report gives medians, the spread (min-max), proxy CPU time per request from /proc, memory
 # per idle connection pair at 1k and 10k connections, CouchDB replication (pouchdb-server)
@@ -23,9 +24,10 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 COMMAND_LINE="bench/run.sh $*"
 
 ALL_PEERS="direct ferry-tcp ferry-http stunnel haproxy nginx-stream nginx-http"
-ALL_WORKLOADS="small k16 m1 conn_full conn_resumed pooled idle repl"
+ALL_WORKLOADS="small k16 m1 k16c m1c conn_full conn_resumed pooled idle repl"
 # The workloads wrk runs with resumption on (conn_full runs in a pair with resumption off).
-ON_WORKLOADS="small k16 m1 conn_resumed pooled"
+# k16c, m1c: the bodies of k16, m1 sent chunked by the backend (no Content-Length).
+ON_WORKLOADS="small k16 m1 k16c m1c conn_resumed pooled"
 # pooled: client Connection: close through the HTTP proxies that pool their peer connections.
 POOLED_PEERS="ferry-http nginx-http"
 
@@ -69,7 +71,8 @@ usage: bench/run.sh [--quick | --smoke] [options]
   --peers LIST       comma-separated subset of: ${ALL_PEERS// /,}
   --workloads LIST   comma-separated subset of: ${ALL_WORKLOADS// /,}
   --conns-small N / --conns-k16 N / --conns-m1 N / --conns-conn N
-                     wrk connections (defaults $CONNS_SMALL / $CONNS_K16 / $CONNS_M1 / $CONNS_CONN)
+                     wrk connections (defaults $CONNS_SMALL / $CONNS_K16 / $CONNS_M1 / $CONNS_CONN;
+                     k16c and m1c use those of k16 and m1)
   --ferry PATH       ferry binary (default: Release build in build-bench/, built if needed)
   --ferry-workers W  ferry's \`workers:\` (auto, a number, or none to leave the key out;
                      default $FERRY_WORKERS, left out when this ferry does not accept the key)
@@ -460,12 +463,19 @@ start_nginx()
 }
 
 # ---------------------------------------------------------------------------------------------
-# Backend: one nginx worker, static files of 86 B, 16 KiB and 1 MiB.
+# Backend: one nginx worker, static files of 86 B, 16 KiB and 1 MiB; under /c/ the same files
+# chunked.  nginx sends a static file with Content-Length; a body filter that may change the
+# length drops it, and nginx then answers an HTTP/1.1 request with Transfer-Encoding: chunked.
+# The filter is sub_filter (built into Debian's nginx) with a pattern that cannot occur in the
+# files (ASCII text in random bytes), so the body is the file byte for byte; it costs the
+# backend less CPU than `ssi on` would (a scan for the pattern instead of the SSI parser).
+# start_backend checks both with curl before anything is measured.
 
 WWW=$WORK/backend/www
+CHUNKED_PATTERN="ferry-bench: this text is not in any served file"
 start_backend()
 {
-    local dir=$WORK/backend
+    local dir=$WORK/backend f
     mkdir -p "$WWW"
     head -c 85 /dev/zero | tr '\0' 'x' >"$WWW/86"
     echo >>"$WWW/86"
@@ -484,6 +494,12 @@ $(nginx_http_paths "$dir")
     server {
         listen 127.0.0.1:$BACKEND_PORT backlog=4096;
         root $WWW;
+        location /c/ {
+            alias $WWW/;
+            sub_filter_types *;
+            sub_filter "$CHUNKED_PATTERN" "";
+            sub_filter_once on;
+        }
     }
 }
 EOF
@@ -491,6 +507,17 @@ EOF
     start_nginx x "$dir"
     CUR_PIDS=()
     wait_port "$BACKEND_PORT" || die "backend nginx did not start: $(tail -3 "$dir/error.log")"
+    # /c/: chunked, without Content-Length, and the bytes of the file.
+    for f in 16k 1m; do
+        rm -f "$WORK/got" "$WORK/got.head"
+        curl -sf --max-time 10 -D "$WORK/got.head" -o "$WORK/got" \
+            "http://127.0.0.1:$BACKEND_PORT/c/$f" || die "backend: GET /c/$f failed"
+        grep -qi '^transfer-encoding: *chunked' "$WORK/got.head" ||
+            die "backend: /c/$f is not chunked: $(tr '\r\n' '  ' <"$WORK/got.head")"
+        ! grep -qi '^content-length:' "$WORK/got.head" ||
+            die "backend: /c/$f has a Content-Length: $(tr '\r\n' '  ' <"$WORK/got.head")"
+        cmp -s "$WORK/got" "$WWW/$f" || die "backend: /c/$f is not the file $f byte for byte"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -864,8 +891,10 @@ rss_kib()
 
 # check_wrk PEER WORKLOAD CONNS LINE: print a one-line summary of the wrk result and check it:
 # requests done, no non-2xx answer, and bytes per response between the body's size and the
-# body plus 600 bytes of head (so a pair that truncates or pads bodies fails).  Connection
-# errors and timeouts fail only --smoke.  Returns 1 (after fail_note) on a problem.
+# body plus 600 bytes of head (so a pair that truncates or pads bodies fails); a chunked body
+# (k16c, m1c) may add body/64 of chunk lines (chunks of 512 B or more: the backend sends 32 KiB
+# chunks, and a proxy may re-chunk in its buffer size).  Connection errors and timeouts fail
+# only --smoke.  Returns 1 (after fail_note) on a problem.
 check_wrk()
 {
     local peer=$1 wl=$2 out
@@ -873,7 +902,8 @@ check_wrk()
 import json, sys
 w = json.loads(sys.argv[1]); wl = sys.argv[2]; smoke = sys.argv[3] == "smoke"
 conns = int(sys.argv[4])
-body = {"m1": 1048576, "k16": 16384}.get(wl, 86)
+body = {"m1": 1048576, "k16": 16384, "m1c": 1048576, "k16c": 16384}.get(wl, 86)
+head = 600 + (body // 64 if wl in ("k16c", "m1c") else 0)
 out = []
 if not w:
     print("no result")
@@ -881,7 +911,7 @@ if not w:
 else:
     s = w["duration_us"] / 1e6
     errs = w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"]
-    if wl == "m1":
+    if wl in ("m1", "m1c"):
         print("%.1f MB/s, %d errors" % (w["bytes"] / s / 1e6, errs + w["err_status"]))
     else:
         print("%.0f /s, %d errors" % (w["requests"] / s, errs + w["err_status"]))
@@ -892,7 +922,7 @@ else:
             out.append("%d non-2xx answers" % w["err_status"])
         per = w["bytes"] / w["requests"]
         # wrk counts every byte read, also those of the responses still running when it stops
-        if per < body or per > body + 600 + conns * (body + 600) / w["requests"]:
+        if per < body or per > body + head + conns * (body + head) / w["requests"]:
             out.append("%.0f bytes per response, want %d + head" % (per, body))
         if errs and smoke:
             out.append("%d connect/read/write/timeout errors" % errs)
@@ -915,6 +945,8 @@ run_wrk()
     small) path=/86 conns=$CONNS_SMALL ;;
     k16) path=/16k conns=$CONNS_K16 ;;
     m1) path=/1m conns=$CONNS_M1 ;;
+    k16c) path=/c/16k conns=$CONNS_K16 ;;
+    m1c) path=/c/1m conns=$CONNS_M1 ;;
     conn_resumed | conn_full | pooled) path=/86 conns=$CONNS_CONN hdr=(-H "Connection: close") ;;
     esac
     threads=$(nproc)
@@ -1046,10 +1078,10 @@ smoke_peer()
     local peer=$1 out in f got
     out=$(out_port "$peer")
     in=$(in_port "$peer")
-    for f in 86 16k 1m; do
+    for f in 86 16k 1m c/16k c/1m; do
         rm -f "$WORK/got"
         curl -sf --max-time 10 -o "$WORK/got" "http://127.0.0.1:$out/$f" || true
-        cmp -s "$WORK/got" "$WWW/$f" || fail_note "$peer: /$f did not arrive byte for byte"
+        cmp -s "$WORK/got" "$WWW/${f#c/}" || fail_note "$peer: /$f did not arrive byte for byte"
     done
     rm -f "$WORK/got"
     curl -sf --max-time 10 -H 'Connection: close' -o "$WORK/got" "http://127.0.0.1:$out/86" || true
@@ -1111,6 +1143,7 @@ meta = {
     "idle_n": [int(n) for n in "$IDLE_LIST".split()], "open_files": $NOFILE,
     "repl_docs": $REPL_DOCS, "repl_peers": "$REPL_PEERS".split(),
     "conns": {"small": $CONNS_SMALL, "k16": $CONNS_K16, "m1": $CONNS_M1,
+              "k16c": $CONNS_K16, "m1c": $CONNS_M1,
               "conn_full": $CONNS_CONN, "conn_resumed": $CONNS_CONN, "pooled": $CONNS_CONN},
     "peers": "$PEERS".split(), "workloads": "$WORKLOADS".split(),
     "nproc": int(out("nproc")), "cpu": out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-").strip(),
