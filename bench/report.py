@@ -10,6 +10,8 @@ workload is the best median among stunnel, HAProxy (mode tcp) and nginx stream; 
 the ferry compared with it (ferry-http is shown beside it).  The pooled row compares
 ferry-http with nginx's pooled HTTP proxy.  Proxy CPU per request is the user+system time of
 both sides of the pair (/proc/PID/stat) over the measurement, divided by the requests done.
+With run.sh --ferry-base, ferry-tcp-base and ferry-http-base run an earlier ferry build, and a
+table compares each ferry pair with its base pair.
 """
 import json
 import os
@@ -17,13 +19,19 @@ import statistics
 import sys
 
 L4 = ["stunnel", "haproxy", "nginx-stream"]
-ORDER = ["direct", "ferry-tcp", "ferry-http", "stunnel", "haproxy", "nginx-stream", "nginx-http"]
+ORDER = ["direct", "ferry-tcp", "ferry-tcp-base", "ferry-http", "ferry-http-base", "stunnel",
+         "haproxy", "nginx-stream", "nginx-http"]
+# ferry pair -> the same pair running the --ferry-base build
+BASE_OF = {"ferry-http": "ferry-http-base", "ferry-tcp": "ferry-tcp-base"}
 
-# workload: (title, unit, goal as a ratio to the best L4 peer, or None)
+# workload: (title, unit, goal as a ratio to the best L4 peer, or None).  The chunked workloads
+# k16c, m1c came after issue 7 and have no goal: their rows show the ratio for information.
 WORKLOADS = {
     "small": ("small GET 86 B, keep-alive", "req/s", 1.3),
     "k16": ("16 KiB GET, keep-alive", "req/s", 1.2),
     "m1": ("1 MiB GET, keep-alive", "MB/s", 1.1),
+    "k16c": ("16 KiB GET, chunked, keep-alive", "req/s", None),
+    "m1c": ("1 MiB GET, chunked, keep-alive", "MB/s", None),
     "conn_full": ("new connection per request, full mTLS handshake (resumption off)", "conn/s", 1.2),
     "conn_resumed": ("new connection per request, resumed", "conn/s", 1.2),
     "pooled": ("protocol http, client Connection: close, pooled peer connections", "conn/s", None),
@@ -40,7 +48,7 @@ def value_of(sample, workload):
     if not w or not w.get("duration_us") or not w.get("requests"):
         return None
     secs = w["duration_us"] / 1e6
-    value = w["bytes"] / secs / 1e6 if workload == "m1" else w["requests"] / secs
+    value = w["bytes"] / secs / 1e6 if WORKLOADS[workload][1] == "MB/s" else w["requests"] / secs
     per = 1e6 / CLK_TCK / w["requests"]
     cpu = sample["cpu_ticks"] * per
     cpu_a = sample.get("cpu_ticks_a", 0) * per
@@ -106,6 +114,8 @@ def load_rates(samples):
                 "samples": values,
                 "failed_samples": len(vals) - len(good),
                 "cpu_us_per_req": statistics.median(x[1] for x in good),
+                "cpu_us_per_req_min": min(x[1] for x in good),
+                "cpu_us_per_req_max": max(x[1] for x in good),
                 "cpu_us_per_req_a": statistics.median(x[2] for x in good),
                 "cpu_us_per_req_b": statistics.median(x[3] for x in good),
                 "errors": sum(x[4] for x in good),
@@ -202,6 +212,13 @@ def header(meta, elapsed):
         v["ferry"], v["ferry_git"], v["openssl"], v["stunnel"], v["haproxy"], v["nginx"],
         v["wrk"], v.get("node", "?"), v.get("pouchdb_server", "?")))
     lines.append("")
+    base = meta.get("ferry_base")
+    if base:
+        lines.append("Base build (peers %s): `%s`, %s (git %s); `workers`: %s, ferry-http-base "
+                     "`pool`: %s." % (", ".join(BASE_OF.values()), base["path"],
+                                      base["version"], base["git"], base["workers"],
+                                      base["pool"]))
+        lines.append("")
     return lines
 
 
@@ -231,15 +248,16 @@ def goals(result, idle, repl, meta):
         entry = {"workload": wl, "title": title, "unit": unit, "ferry": fname,
                  "ferry_value": f.get("median"), "against": bname,
                  "against_value": b.get("median"), "ratio": r, "goal": goal,
-                 "met": None if r is None else r >= goal,
+                 "met": None if r is None or goal is None else r >= goal,
                  "ferry_http_value": h.get("median"), "ferry_http_ratio": rh,
                  "ferry_cpu_us_per_req": f.get("cpu_us_per_req"),
                  "against_cpu_us_per_req": b.get("cpu_us_per_req")}
         summary.append(entry)
         cpu = "%s : %s" % (fmt(f.get("cpu_us_per_req")), fmt(b.get("cpu_us_per_req")))
-        lines.append("| %s (%s) | %s %s | %s %s | %s | ≥ %.1f× | %s | %s | %s |" % (
+        lines.append("| %s (%s) | %s %s | %s %s | %s | %s | %s | %s | %s |" % (
             title, unit, fname, fmt(f.get("median"), unit), bname or "no peer",
-            fmt(b.get("median"), unit), fmt_ratio(r), goal, met(r, goal),
+            fmt(b.get("median"), unit), fmt_ratio(r),
+            "(none)" if goal is None else "≥ %.1f×" % goal, "" if goal is None else met(r, goal),
             "%s (%s)" % (fmt(h.get("median"), unit), fmt_ratio(rh)) if h else "",
             cpu))
     if idle:
@@ -277,10 +295,69 @@ def goals(result, idle, repl, meta):
     lines.append("")
     lines.append("ferry = ferry-tcp against the best L4 peer (stunnel, HAProxy `mode tcp`, nginx "
                  "`stream`), ferry-http against nginx's pooled HTTP proxy; \"met\" = the ratio "
-                 "reaches the goal in this run. CPU = user+system time of both proxies of the pair "
-                 "per request (/proc/PID/stat).")
+                 "reaches the goal in this run; the chunked rows have no goal. CPU = user+system "
+                 "time of both proxies of the pair per request (/proc/PID/stat).")
     lines.append("")
     return lines, summary
+
+
+def fmt_range(r, key, unit=""):
+    """'median (min–max)' of one row's value or CPU."""
+    if key == "median":
+        return "%s (%s–%s)" % (fmt(r["median"], unit), fmt(r["min"], unit), fmt(r["max"], unit))
+    return "%s (%s–%s)" % (fmt(r[key]), fmt(r[key + "_min"]), fmt(r[key + "_max"]))
+
+
+def overlap(a, b, key):
+    """Whether the min–max ranges of two rows meet ('yes'), or are apart ('no'); 'n/a' when
+    either has a single sample (no range to judge noise by)."""
+    if len(a["samples"]) < 2 or len(b["samples"]) < 2:
+        return "n/a"
+    lo, hi = (("min", "max") if key == "median" else (key + "_min", key + "_max"))
+    return "yes" if a[lo] <= b[hi] and b[lo] <= a[hi] else "**no**"
+
+
+def base_table(result):
+    """ferry against the --ferry-base build: per workload and mode, both medians with their
+    min–max, the ratio, and the same for CPU µs per request.  Returns (lines, entries)."""
+    lines, entries = [], []
+    for wl, w in result["workloads"].items():
+        unit = w["unit"]
+        for cur, base in BASE_OF.items():
+            f, b = w["peers"].get(cur), w["peers"].get(base)
+            if not f or not b:
+                continue
+            if f["median"] is None or b["median"] is None:
+                lines.append("| %s (%s) | %s | %s | %s | | | | | | |" % (
+                    wl, unit, cur, "failed" if f["median"] is None else fmt_range(f, "median", unit),
+                    "failed" if b["median"] is None else fmt_range(b, "median", unit)))
+                continue
+            entry = {"workload": wl, "unit": unit, "ferry": cur, "base": base,
+                     "ferry_value": f["median"], "ferry_min": f["min"], "ferry_max": f["max"],
+                     "base_value": b["median"], "base_min": b["min"], "base_max": b["max"],
+                     "ratio": ratio(f["median"], b["median"]),
+                     "ferry_cpu_us_per_req": f["cpu_us_per_req"],
+                     "base_cpu_us_per_req": b["cpu_us_per_req"],
+                     "cpu_ratio": ratio(f["cpu_us_per_req"], b["cpu_us_per_req"])}
+            entries.append(entry)
+            lines.append("| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                wl, unit, cur, fmt_range(f, "median", unit), fmt_range(b, "median", unit),
+                fmt_ratio(entry["ratio"]), overlap(f, b, "median"),
+                fmt_range(f, "cpu_us_per_req"), fmt_range(b, "cpu_us_per_req"),
+                fmt_ratio(entry["cpu_ratio"]), overlap(f, b, "cpu_us_per_req")))
+    if not lines:
+        return [], []
+    head = ["## ferry against the base build", "",
+            "| workload | pair | ferry median (min–max) | base median (min–max) | ratio | "
+            "ranges meet | CPU µs/req ferry (min–max) | CPU µs/req base (min–max) | CPU ratio | "
+            "ranges meet |",
+            "|---|---|---:|---:|---:|:-:|---:|---:|---:|:-:|"]
+    tail = ["", "base = the same pair (same configuration) running the `--ferry-base` binary, "
+            "interleaved with ferry in every rep. ratio = ferry's median / the base's (above 1: "
+            "ferry is faster); CPU ratio = ferry's CPU µs per request (A + B) / the base's "
+            "(below 1: ferry is cheaper). \"ranges meet\" = the two min–max ranges over the "
+            "reps overlap: the difference is within this run's noise (n/a with a single rep).", ""]
+    return head + lines + tail, entries
 
 
 def detail_tables(result):
@@ -384,6 +461,8 @@ def main():
     g, summary = goals(result, idle, repl, meta)
     result["summary"] = summary
     lines += g
+    b, result["vs_base"] = base_table(result)
+    lines += b
     lines.append("## Details")
     lines.append("")
     lines += detail_tables(result)

@@ -7,12 +7,15 @@
 #   wrk / idle.py --plain--> A (outbound) ==mTLS==> B (inbound) --plain--> nginx backend
 #
 # B requires and verifies A's client certificate and checks its name; A verifies B's chain and
-# host name.  The backend is one nginx worker serving static files of 86 B, 16 KiB and 1 MiB.
+# host name.  The backend is one nginx worker serving static files of 86 B, 16 KiB and 1 MiB,
+# the last two also chunked (Transfer-Encoding: chunked, the same bytes).
 # Workloads run interleaved by repetition (rep 1: every peer, rep 2: every peer, ...); the
 # report gives medians, the spread (min-max), proxy CPU time per request from /proc, memory
 # per idle connection pair at 1k and 10k connections, CouchDB replication (pouchdb-server)
 # direct and through the pair, and the ratio of ferry to the best peer against the goals of
-# issue 7.
+# issue 7.  With --ferry-base PATH, an earlier ferry build runs beside the current one as the
+# peers ferry-tcp-base and ferry-http-base (configured exactly like ferry-tcp and ferry-http),
+# and the report compares the two builds.
 #
 # Usage: bench/run.sh [--quick | --smoke] [options]; bench/run.sh --help
 # See bench/README.md.
@@ -23,11 +26,14 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 COMMAND_LINE="bench/run.sh $*"
 
 ALL_PEERS="direct ferry-tcp ferry-http stunnel haproxy nginx-stream nginx-http"
-ALL_WORKLOADS="small k16 m1 conn_full conn_resumed pooled idle repl"
+# The same two pairs running the binary of --ferry-base (and only with it).
+BASE_PEERS="ferry-tcp-base ferry-http-base"
+ALL_WORKLOADS="small k16 m1 k16c m1c conn_full conn_resumed pooled idle repl"
 # The workloads wrk runs with resumption on (conn_full runs in a pair with resumption off).
-ON_WORKLOADS="small k16 m1 conn_resumed pooled"
+# k16c, m1c: the bodies of k16, m1 sent chunked by the backend (no Content-Length).
+ON_WORKLOADS="small k16 m1 k16c m1c conn_resumed pooled"
 # pooled: client Connection: close through the HTTP proxies that pool their peer connections.
-POOLED_PEERS="ferry-http nginx-http"
+POOLED_PEERS="ferry-http ferry-http-base nginx-http"
 
 # Defaults (the full run): 5 s per measurement, 3 reps, idle at 1,000 and 10,000 connections.
 DURATION=5
@@ -35,11 +41,12 @@ REPS=3
 IDLE_LIST="1000 10000"
 REPL_DOCS=10000
 REPL_PEERS="ferry-http ferry-tcp"
-PEERS=$ALL_PEERS
+PEERS=""   # --peers, or ALL_PEERS (+ BASE_PEERS with --ferry-base)
 WORKLOADS=$ALL_WORKLOADS
 BASE_PORT=24100
 OUT_DIR=""
 FERRY=""
+FERRY_BASE=""
 FERRY_WORKERS=auto
 FERRY_POOL="64,60s"
 INSTALL=1
@@ -67,15 +74,19 @@ usage: bench/run.sh [--quick | --smoke] [options]
   --repl-docs N      documents replicated by the repl workload (default $REPL_DOCS)
   --repl-peers LIST  pairs the replication goes through besides direct (default ${REPL_PEERS// /,})
   --peers LIST       comma-separated subset of: ${ALL_PEERS// /,}
+                     (and ${BASE_PEERS// /,} with --ferry-base; default: all of them)
   --workloads LIST   comma-separated subset of: ${ALL_WORKLOADS// /,}
   --conns-small N / --conns-k16 N / --conns-m1 N / --conns-conn N
-                     wrk connections (defaults $CONNS_SMALL / $CONNS_K16 / $CONNS_M1 / $CONNS_CONN)
+                     wrk connections (defaults $CONNS_SMALL / $CONNS_K16 / $CONNS_M1 / $CONNS_CONN;
+                     k16c and m1c use those of k16 and m1)
   --ferry PATH       ferry binary (default: Release build in build-bench/, built if needed)
+  --ferry-base PATH  an earlier ferry binary: adds the peers ${BASE_PEERS// /, }
+                     (set up like ferry-tcp, ferry-http) and a table of ferry against it
   --ferry-workers W  ferry's \`workers:\` (auto, a number, or none to leave the key out;
                      default $FERRY_WORKERS, left out when this ferry does not accept the key)
   --ferry-pool M,T   ferry-http's outbound \`pool: {max_idle: M, idle_timeout: T}\` (default
                      $FERRY_POOL; none to leave it out; left out when not accepted)
-  --base-port P      first of the 127.0.0.1 ports used (default $BASE_PORT; P .. P+81)
+  --base-port P      first of the 127.0.0.1 ports used (default $BASE_PORT; P .. P+91)
   --out DIR          where results.json, results.jsonl and report.md go
                      (default \${TMPDIR:-/tmp}/ferry-bench-results/<time>)
   --no-install       do not apt-get / npm install what is missing
@@ -118,6 +129,7 @@ while [ $# -gt 0 ]; do
     --conns-m1) CONNS_M1=${2:?}; shift ;;
     --conns-conn) CONNS_CONN=${2:?}; shift ;;
     --ferry) FERRY=${2:?}; shift ;;
+    --ferry-base) FERRY_BASE=${2:?}; shift ;;
     --ferry-workers) FERRY_WORKERS=${2:?}; shift ;;
     --ferry-pool) FERRY_POOL=${2:?}; shift ;;
     --base-port) BASE_PORT=${2:?}; shift ;;
@@ -130,8 +142,25 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+KNOWN_PEERS=$ALL_PEERS
+[ -z "$FERRY_BASE" ] || KNOWN_PEERS="$ALL_PEERS $BASE_PEERS"
+if [ -z "$PEERS" ]; then
+    # every peer; each base pair right after its counterpart, so they run close in time
+    for p in $KNOWN_PEERS; do
+        case " $BASE_PEERS " in *" $p "*) continue ;; esac
+        PEERS="$PEERS $p"
+        case " $KNOWN_PEERS " in *" $p-base "*) PEERS="$PEERS $p-base" ;; esac
+    done
+    PEERS=${PEERS# }
+fi
 for p in $PEERS $REPL_PEERS; do
-    case " $ALL_PEERS " in *" $p "*) ;; *) die "unknown peer '$p' (known: $ALL_PEERS)" ;; esac
+    case " $KNOWN_PEERS " in
+    *" $p "*) ;;
+    *)
+        case " $BASE_PEERS " in *" $p "*) die "peer '$p' needs --ferry-base PATH" ;; esac
+        die "unknown peer '$p' (known: $KNOWN_PEERS)"
+        ;;
+    esac
 done
 for w in $WORKLOADS; do
     case " $ALL_WORKLOADS " in *" $w "*) ;; *) die "unknown workload '$w' (known: $ALL_WORKLOADS)" ;; esac
@@ -212,6 +241,10 @@ if [ -z "$FERRY" ]; then
 fi
 [ -x "$FERRY" ] || die "no ferry binary at $FERRY"
 FERRY=$(cd "$(dirname "$FERRY")" && pwd)/$(basename "$FERRY")
+if [ -n "$FERRY_BASE" ]; then
+    [ -x "$FERRY_BASE" ] || die "no ferry binary at $FERRY_BASE (--ferry-base)"
+    FERRY_BASE=$(cd "$(dirname "$FERRY_BASE")" && pwd)/$(basename "$FERRY_BASE")
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Work dir, output dir, cleanup.
@@ -321,19 +354,20 @@ wait_port()
 }
 
 # ---------------------------------------------------------------------------------------------
-# Ports: backend P; pair i (1..6): outbound P+10i, inbound P+10i+1, tlspeek P+10i+5;
-# pouchdb-server source P+80, target P+81.
+# Ports: backend P; pair i (1..8): outbound P+10i, inbound P+10i+1, tlspeek P+10i+5;
+# pouchdb-server source P+90, target P+91.
 
 BACKEND_PORT=$BASE_PORT
 PAIR_BACKEND=$BACKEND_PORT   # where B forwards to: the nginx backend, or pouchdb-server (repl)
 CHECK_PATH=/86               # what start_pair GETs through a new pair
-POUCH_S_PORT=$((BASE_PORT + 80))
-POUCH_T_PORT=$((BASE_PORT + 81))
+POUCH_S_PORT=$((BASE_PORT + 90))
+POUCH_T_PORT=$((BASE_PORT + 91))
 peer_index()
 {
     case "$1" in
     direct) echo 0 ;; ferry-tcp) echo 1 ;; ferry-http) echo 2 ;; stunnel) echo 3 ;;
     haproxy) echo 4 ;; nginx-stream) echo 5 ;; nginx-http) echo 6 ;;
+    ferry-tcp-base) echo 7 ;; ferry-http-base) echo 8 ;;
     esac
 }
 out_port()
@@ -374,49 +408,66 @@ B_CRT=$PKI/b/b.bench.test.crt B_KEY=$PKI/b/b.bench.test.key B_PEM=$PKI/b/b.pem
 
 # ---------------------------------------------------------------------------------------------
 # ferry's newer keys: `workers:` (top level) and `pool:` (outbound http listener) are written
-# only when this ferry accepts them (`ferry check` on a probe config), so the bench runs with
-# ferry before and after they land.
+# only when a ferry binary accepts them (`ferry check` on a probe config), so the bench runs with
+# ferry before and after they land.  Each binary is probed on its own: with --ferry-base, the
+# earlier build may accept fewer keys than the current one.
 
-# ferry_accepts YAML_TOP LISTENER_EXTRA: whether `ferry check` passes a config with those lines.
+# ferry_accepts BIN YAML_TOP LISTENER_EXTRA: whether `BIN check` passes a config with those lines.
 ferry_accepts()
 {
     local f=$WORK/probe.yaml
     cat >"$f" <<EOF
 tls: {cert: $A_CRT, key: $A_KEY, ca: $CA}
-$1
+$2
 listeners:
   - name: probe
     mode: outbound
     listen: "127.0.0.1:$(out_port ferry-http)"
     peer: "b.bench.test:$(in_port ferry-http)"
     protocol: http
-$2
+$3
 EOF
-    "$FERRY" check -c "$f" >"$WORK/probe.log" 2>&1
+    "$1" check -c "$f" >"$WORK/probe.log" 2>&1
 }
 
-FERRY_WORKERS_LINE=""
-FERRY_WORKERS_USED="not set (ferry's default)"
-if [ "$FERRY_WORKERS" != none ]; then
-    if ferry_accepts "workers: $FERRY_WORKERS" ""; then
-        FERRY_WORKERS_LINE="workers: $FERRY_WORKERS"
-        FERRY_WORKERS_USED=$FERRY_WORKERS
-    else
-        note "this ferry does not accept 'workers: $FERRY_WORKERS' ($(grep -m1 -o '"workers".*' "$WORK/probe.log" || true)); left out"
-        FERRY_WORKERS_USED="not set (ferry does not accept workers: yet)"
+# ferry_probe BIN NAME: the `workers:` and `pool:` lines BIN accepts, in PROBE_WORKERS_LINE,
+# PROBE_POOL_LINE, and what the report says about them in PROBE_WORKERS_USED, PROBE_POOL_USED.
+ferry_probe()
+{
+    local bin=$1 name=$2 pool
+    PROBE_WORKERS_LINE=""
+    PROBE_WORKERS_USED="not set (ferry's default)"
+    if [ "$FERRY_WORKERS" != none ]; then
+        if ferry_accepts "$bin" "workers: $FERRY_WORKERS" ""; then
+            PROBE_WORKERS_LINE="workers: $FERRY_WORKERS"
+            PROBE_WORKERS_USED=$FERRY_WORKERS
+        else
+            note "$name does not accept 'workers: $FERRY_WORKERS' ($(grep -m1 -o '"workers".*' "$WORK/probe.log" || true)); left out"
+            PROBE_WORKERS_USED="not set (ferry does not accept workers: yet)"
+        fi
     fi
-fi
-FERRY_POOL_LINE=""
-FERRY_POOL_USED="not set"
-if [ "$FERRY_POOL" != none ]; then
-    pool="pool: {max_idle: ${FERRY_POOL%%,*}, idle_timeout: ${FERRY_POOL#*,}}"
-    if ferry_accepts "" "    $pool"; then
-        FERRY_POOL_LINE="    $pool"
-        FERRY_POOL_USED="{max_idle: ${FERRY_POOL%%,*}, idle_timeout: ${FERRY_POOL#*,}}"
-    else
-        note "this ferry does not accept '$pool' ($(grep -m1 -o '"pool".*' "$WORK/probe.log" || true)); left out"
-        FERRY_POOL_USED="not set (ferry does not accept pool: yet)"
+    PROBE_POOL_LINE=""
+    PROBE_POOL_USED="not set"
+    if [ "$FERRY_POOL" != none ]; then
+        pool="pool: {max_idle: ${FERRY_POOL%%,*}, idle_timeout: ${FERRY_POOL#*,}}"
+        if ferry_accepts "$bin" "" "    $pool"; then
+            PROBE_POOL_LINE="    $pool"
+            PROBE_POOL_USED="{max_idle: ${FERRY_POOL%%,*}, idle_timeout: ${FERRY_POOL#*,}}"
+        else
+            note "$name does not accept '$pool' ($(grep -m1 -o '"pool".*' "$WORK/probe.log" || true)); left out"
+            PROBE_POOL_USED="not set (ferry does not accept pool: yet)"
+        fi
     fi
+}
+
+ferry_probe "$FERRY" "this ferry"
+FERRY_WORKERS_LINE=$PROBE_WORKERS_LINE FERRY_WORKERS_USED=$PROBE_WORKERS_USED
+FERRY_POOL_LINE=$PROBE_POOL_LINE FERRY_POOL_USED=$PROBE_POOL_USED
+BASE_WORKERS_LINE="" BASE_WORKERS_USED="" BASE_POOL_LINE="" BASE_POOL_USED=""
+if [ -n "$FERRY_BASE" ]; then
+    ferry_probe "$FERRY_BASE" "the base ferry ($FERRY_BASE)"
+    BASE_WORKERS_LINE=$PROBE_WORKERS_LINE BASE_WORKERS_USED=$PROBE_WORKERS_USED
+    BASE_POOL_LINE=$PROBE_POOL_LINE BASE_POOL_USED=$PROBE_POOL_USED
 fi
 
 NGINX_USER=""
@@ -460,12 +511,19 @@ start_nginx()
 }
 
 # ---------------------------------------------------------------------------------------------
-# Backend: one nginx worker, static files of 86 B, 16 KiB and 1 MiB.
+# Backend: one nginx worker, static files of 86 B, 16 KiB and 1 MiB; under /c/ the same files
+# chunked.  nginx sends a static file with Content-Length; a body filter that may change the
+# length drops it, and nginx then answers an HTTP/1.1 request with Transfer-Encoding: chunked.
+# The filter is sub_filter (built into Debian's nginx) with a pattern that cannot occur in the
+# files (ASCII text in random bytes), so the body is the file byte for byte; it costs the
+# backend less CPU than `ssi on` would (a scan for the pattern instead of the SSI parser).
+# start_backend checks both with curl before anything is measured.
 
 WWW=$WORK/backend/www
+CHUNKED_PATTERN="ferry-bench: this text is not in any served file"
 start_backend()
 {
-    local dir=$WORK/backend
+    local dir=$WORK/backend f
     mkdir -p "$WWW"
     head -c 85 /dev/zero | tr '\0' 'x' >"$WWW/86"
     echo >>"$WWW/86"
@@ -484,6 +542,12 @@ $(nginx_http_paths "$dir")
     server {
         listen 127.0.0.1:$BACKEND_PORT backlog=4096;
         root $WWW;
+        location /c/ {
+            alias $WWW/;
+            sub_filter_types *;
+            sub_filter "$CHUNKED_PATTERN" "";
+            sub_filter_once on;
+        }
     }
 }
 EOF
@@ -491,19 +555,36 @@ EOF
     start_nginx x "$dir"
     CUR_PIDS=()
     wait_port "$BACKEND_PORT" || die "backend nginx did not start: $(tail -3 "$dir/error.log")"
+    # /c/: chunked, without Content-Length, and the bytes of the file.
+    for f in 16k 1m; do
+        rm -f "$WORK/got" "$WORK/got.head"
+        curl -sf --max-time 10 -D "$WORK/got.head" -o "$WORK/got" \
+            "http://127.0.0.1:$BACKEND_PORT/c/$f" || die "backend: GET /c/$f failed"
+        grep -qi '^transfer-encoding: *chunked' "$WORK/got.head" ||
+            die "backend: /c/$f is not chunked: $(tr '\r\n' '  ' <"$WORK/got.head")"
+        ! grep -qi '^content-length:' "$WORK/got.head" ||
+            die "backend: /c/$f has a Content-Length: $(tr '\r\n' '  ' <"$WORK/got.head")"
+        cmp -s "$WORK/got" "$WWW/$f" || die "backend: /c/$f is not the file $f byte for byte"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
 # The pairs.  start_<peer> RESUME(on|off) DIR OUT IN ACON: start A (listening on OUT, dialling
 # ACON: B's port IN, or the tlspeek relay in front of it) and B (forwarding to PAIR_BACKEND).
 
+# start_ferry BUILD(new|base) PROTO RESUME DIR OUT IN ACON: the base pairs differ only in the
+# binary and in the keys it accepts (ferry_probe).
 start_ferry()
 {
-    local proto=$1 resume=$2 dir=$3 out=$4 in=$5 acon=$6 r=true pool=""
+    local build=$1 proto=$2 resume=$3 dir=$4 out=$5 in=$6 acon=$7 r=true pool=""
+    local bin=$FERRY workers=$FERRY_WORKERS_LINE pool_line=$FERRY_POOL_LINE
+    if [ "$build" = base ]; then
+        bin=$FERRY_BASE workers=$BASE_WORKERS_LINE pool_line=$BASE_POOL_LINE
+    fi
     [ "$resume" = on ] || r=false
-    [ "$proto" = http ] && pool=$FERRY_POOL_LINE
+    [ "$proto" = http ] && pool=$pool_line
     cat >"$dir/a.yaml" <<EOF
-$FERRY_WORKERS_LINE
+$workers
 tls:
   cert: $A_CRT
   key: $A_KEY
@@ -524,7 +605,7 @@ limits:
   max_connections: $MAXCONN
 EOF
     cat >"$dir/b.yaml" <<EOF
-$FERRY_WORKERS_LINE
+$workers
 tls:
   cert: $B_CRT
   key: $B_KEY
@@ -543,8 +624,8 @@ log:
 limits:
   max_connections: $MAXCONN
 EOF
-    spawn b "$dir/b.log" "$FERRY" run -c "$dir/b.yaml"
-    spawn a "$dir/a.log" "$FERRY" run -c "$dir/a.yaml"
+    spawn b "$dir/b.log" "$bin" run -c "$dir/b.yaml"
+    spawn a "$dir/a.log" "$bin" run -c "$dir/a.yaml"
 }
 
 start_stunnel()
@@ -798,8 +879,10 @@ start_pair()
         spawn x "$dir/tlspeek.log" python3 "$BENCH_DIR/tlspeek.py" "$acon" "$in" "$PEEK_LOG"
     fi
     case "$peer" in
-    ferry-tcp) start_ferry tcp "$resume" "$dir" "$out" "$in" "$acon" ;;
-    ferry-http) start_ferry http "$resume" "$dir" "$out" "$in" "$acon" ;;
+    ferry-tcp) start_ferry new tcp "$resume" "$dir" "$out" "$in" "$acon" ;;
+    ferry-http) start_ferry new http "$resume" "$dir" "$out" "$in" "$acon" ;;
+    ferry-tcp-base) start_ferry base tcp "$resume" "$dir" "$out" "$in" "$acon" ;;
+    ferry-http-base) start_ferry base http "$resume" "$dir" "$out" "$in" "$acon" ;;
     stunnel) start_stunnel "$resume" "$dir" "$out" "$in" "$acon" ;;
     haproxy) start_haproxy "$resume" "$dir" "$out" "$in" "$acon" ;;
     nginx-stream) start_nginx_stream "$resume" "$dir" "$out" "$in" "$acon" ;;
@@ -864,8 +947,10 @@ rss_kib()
 
 # check_wrk PEER WORKLOAD CONNS LINE: print a one-line summary of the wrk result and check it:
 # requests done, no non-2xx answer, and bytes per response between the body's size and the
-# body plus 600 bytes of head (so a pair that truncates or pads bodies fails).  Connection
-# errors and timeouts fail only --smoke.  Returns 1 (after fail_note) on a problem.
+# body plus 600 bytes of head (so a pair that truncates or pads bodies fails); a chunked body
+# (k16c, m1c) may add body/64 of chunk lines (chunks of 512 B or more: the backend sends 32 KiB
+# chunks, and a proxy may re-chunk in its buffer size).  Connection errors and timeouts fail
+# only --smoke.  Returns 1 (after fail_note) on a problem.
 check_wrk()
 {
     local peer=$1 wl=$2 out
@@ -873,7 +958,8 @@ check_wrk()
 import json, sys
 w = json.loads(sys.argv[1]); wl = sys.argv[2]; smoke = sys.argv[3] == "smoke"
 conns = int(sys.argv[4])
-body = {"m1": 1048576, "k16": 16384}.get(wl, 86)
+body = {"m1": 1048576, "k16": 16384, "m1c": 1048576, "k16c": 16384}.get(wl, 86)
+head = 600 + (body // 64 if wl in ("k16c", "m1c") else 0)
 out = []
 if not w:
     print("no result")
@@ -881,7 +967,7 @@ if not w:
 else:
     s = w["duration_us"] / 1e6
     errs = w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"]
-    if wl == "m1":
+    if wl in ("m1", "m1c"):
         print("%.1f MB/s, %d errors" % (w["bytes"] / s / 1e6, errs + w["err_status"]))
     else:
         print("%.0f /s, %d errors" % (w["requests"] / s, errs + w["err_status"]))
@@ -892,7 +978,7 @@ else:
             out.append("%d non-2xx answers" % w["err_status"])
         per = w["bytes"] / w["requests"]
         # wrk counts every byte read, also those of the responses still running when it stops
-        if per < body or per > body + 600 + conns * (body + 600) / w["requests"]:
+        if per < body or per > body + head + conns * (body + head) / w["requests"]:
             out.append("%.0f bytes per response, want %d + head" % (per, body))
         if errs and smoke:
             out.append("%d connect/read/write/timeout errors" % errs)
@@ -915,6 +1001,8 @@ run_wrk()
     small) path=/86 conns=$CONNS_SMALL ;;
     k16) path=/16k conns=$CONNS_K16 ;;
     m1) path=/1m conns=$CONNS_M1 ;;
+    k16c) path=/c/16k conns=$CONNS_K16 ;;
+    m1c) path=/c/1m conns=$CONNS_M1 ;;
     conn_resumed | conn_full | pooled) path=/86 conns=$CONNS_CONN hdr=(-H "Connection: close") ;;
     esac
     threads=$(nproc)
@@ -1046,10 +1134,10 @@ smoke_peer()
     local peer=$1 out in f got
     out=$(out_port "$peer")
     in=$(in_port "$peer")
-    for f in 86 16k 1m; do
+    for f in 86 16k 1m c/16k c/1m; do
         rm -f "$WORK/got"
         curl -sf --max-time 10 -o "$WORK/got" "http://127.0.0.1:$out/$f" || true
-        cmp -s "$WORK/got" "$WWW/$f" || fail_note "$peer: /$f did not arrive byte for byte"
+        cmp -s "$WORK/got" "$WWW/${f#c/}" || fail_note "$peer: /$f did not arrive byte for byte"
     done
     rm -f "$WORK/got"
     curl -sf --max-time 10 -H 'Connection: close' -o "$WORK/got" "http://127.0.0.1:$out/86" || true
@@ -1111,6 +1199,7 @@ meta = {
     "idle_n": [int(n) for n in "$IDLE_LIST".split()], "open_files": $NOFILE,
     "repl_docs": $REPL_DOCS, "repl_peers": "$REPL_PEERS".split(),
     "conns": {"small": $CONNS_SMALL, "k16": $CONNS_K16, "m1": $CONNS_M1,
+              "k16c": $CONNS_K16, "m1c": $CONNS_M1,
               "conn_full": $CONNS_CONN, "conn_resumed": $CONNS_CONN, "pooled": $CONNS_CONN},
     "peers": "$PEERS".split(), "workloads": "$WORKLOADS".split(),
     "nproc": int(out("nproc")), "cpu": out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-").strip(),
@@ -1124,6 +1213,10 @@ meta = {
         "pouchdb_server": out("node -p 'require(\"$REPO/tests/node_modules/pouchdb-server/package.json\").version' 2>/dev/null || echo none"),
     },
     "ferry_config": {"workers": "$FERRY_WORKERS_USED", "pool": "$FERRY_POOL_USED"},
+    "ferry_base": None if not "$FERRY_BASE" else {
+        "path": "$FERRY_BASE", "version": out("'$FERRY_BASE' version"),
+        "git": out("git -C '$(dirname "${FERRY_BASE:-/}")' describe --always --dirty 2>/dev/null || echo unknown"),
+        "workers": "$BASE_WORKERS_USED", "pool": "$BASE_POOL_USED"},
     "threads": {"ferry": "workers: $FERRY_WORKERS_USED", "stunnel": "thread per connection",
                 "haproxy": "nbthread default = nproc", "nginx": "worker_processes auto",
                 "backend nginx": "1 worker"},
@@ -1132,6 +1225,8 @@ json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF
 
 note "$MODE run: nproc $(nproc); $DURATION s per measurement, $REPS rep(s), idle ${IDLE_LIST// /,}; ferry workers: $FERRY_WORKERS_USED, pool: $FERRY_POOL_USED; results in $OUT_DIR"
+[ -z "$FERRY_BASE" ] ||
+    note "base ferry $FERRY_BASE ($(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ferry_base"]["git"])' "$OUT_DIR/meta.json")): workers: $BASE_WORKERS_USED, pool: $BASE_POOL_USED"
 
 # --smoke: the pouchdb-server nodes start now, while the pairs are checked (a measurement
 # would not want their start-up beside it).
