@@ -76,6 +76,11 @@ struct proxy_exchange {
     char answer_body[700];
     /* the queue was full and has room again: the held request framer may go on */
     bool resume_requests;
+    /*
+     * A request ended persistence (Connection: close, HTTP/1.0 without keep-alive): nothing the
+     * client sends after it is a request (RFC 9112 §9.6); it is read and dropped.
+     */
+    bool no_more;
     /* outbound pool (proxy_pool.c) */
     bool keep;        /* the last final response and its request both allowed keep-alive
                          (true before the first) */
@@ -86,9 +91,14 @@ struct proxy_exchange {
     size_t retry_cap;
 };
 
-/* Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'. */
+/*
+ * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; and
+ * the client-address and path overrides other proxies set and some backends trust
+ * (X-Real-IP; IIS's X-Original-URL / X-Rewrite-URL would route past the access rules).
+ */
 static const char *const inbound_drop[] = {
-    "x-forwarded-*", "forwarded", "x-auth-couchdb-*", "client-cert", "client-cert-chain",
+    "x-forwarded-*",     "forwarded", "x-auth-couchdb-*", "client-cert",
+    "client-cert-chain", "x-real-ip", "x-original-url",   "x-rewrite-url",
 };
 
 static struct exchange_req *
@@ -610,7 +620,11 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     } else {
         snprintf(r->rule, sizeof(r->rule), "-");
     }
-    if (x->q_len == EXCHANGE_QUEUE) {
+    if (!h->keep_alive) {
+        /* The last request of this connection: what follows it is dropped. */
+        x->no_more = true;
+        proxy_http_hold(x->req, true);
+    } else if (x->q_len == EXCHANGE_QUEUE) {
         /* Full: read no further request until a response has gone out (on_response_done). */
         proxy_http_hold(x->req, true);
     }
@@ -744,10 +758,10 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     } else if (h->status != 100) {
         c->x->odd = true; /* 102, 103...: framing ferry does not reuse connections after */
     }
-    if (h->status >= 200 && (r->client_close || !keep)) {
+    if (h->status >= 200 && (r->client_close || !keep || !r->up_keep)) {
         /*
-         * The client asked to close and ferry will (pool), or the body runs to the end of the
-         * connection: say so, whatever the other side said.
+         * The client asked to close and ferry will (pool), its request ended persistence, or
+         * the body runs to the end of the connection: say so, whatever the other side said.
          */
         rw.conn = PROXY_HTTP_CONN_CLOSE;
     }
@@ -775,7 +789,7 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     if (r->client_close) {
         x->close_after = true;
     }
-    if (x->q_len == EXCHANGE_QUEUE) {
+    if (x->q_len == EXCHANGE_QUEUE && !x->no_more) {
         /* Room again: the caller pumps the held requests once this response is framed. */
         proxy_http_hold(x->req, false);
         x->resume_requests = true;
@@ -935,6 +949,36 @@ exchange_peer_name(const struct proxy_conn *c)
 }
 
 /*
+ * Write the identity ${name} the way DNS compares it, so that one host is one CouchDB user:
+ * lower case, without a final dot ("CLIENT.TEST." -> "client.test"; `allow` matched it so).
+ * Returns false, leaving ${name} as it is, when it is not a host name or IP address at all
+ * (a space, a quote, a '*'...): the token would be made for a name the header cannot carry.
+ */
+static bool
+identity_canonical(char *name)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '.' || ch == '-' || ch == '_' || ch == ':')) {
+            return false;
+        }
+    }
+    if (len > 1 && name[len - 1] == '.') {
+        name[--len] = '\0';
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] >= 'A' && name[i] <= 'Z') {
+            name[i] = (char)(name[i] - 'A' + 'a');
+        }
+    }
+    return len > 0;
+}
+
+/*
  * proxy_exchange_start(c):
  * Set up HTTP framing for ${c} when the relay starts.  Returns 0, or -1 on OOM.
  */
@@ -966,6 +1010,9 @@ proxy_exchange_start(struct proxy_conn *c)
         if (who != NULL && who != c->verify.peer.name) {
             snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", who);
         }
+        if (who != NULL && !identity_canonical(c->verify.peer.name)) {
+            who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
+        }
         if (exchange_identity(c, who != NULL ? c->verify.peer.name : NULL) < 0) {
             return -1;
         }
@@ -990,6 +1037,12 @@ proxy_exchange_after_read(struct proxy_conn *c)
     if (x != NULL) {
         /* The pump is over: the destination's output may be flushed from now on. */
         x->mark_valid = false;
+    }
+    if (x != NULL && x->no_more && !x->req_in_body && c->client != NULL) {
+        /* Bytes after the last request are not requests: read and dropped, never framed. */
+        struct evbuffer *in = bufferevent_get_input(c->client);
+
+        evbuffer_drain(in, evbuffer_get_length(in));
     }
     if (x != NULL && proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
         timer_in(x->header_timer, c->l->limits->header_timeout_ms);

@@ -1224,9 +1224,14 @@ proxy_http_connection_names(const struct proxy_http_head *h, const char *name, s
     return n.found;
 }
 
-/* Headers ferry never forwards (hop-by-hop, RFC 9110 §7.6.1). */
+/*
+ * Headers ferry never forwards as received: the hop-by-hop ones (RFC 9110 §7.6.1), and any
+ * other spelling of the framing headers ("Transfer_Encoding", which a CGI- or WSGI-style
+ * backend reads as Transfer-Encoding), since ferry writes the real ones itself.
+ */
 static const char *const ph_hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+    "connection", "keep-alive", "proxy-connection", "te",
+    "trailer",    "upgrade",    "content-length",   "transfer-encoding",
 };
 
 static bool

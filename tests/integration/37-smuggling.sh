@@ -13,7 +13,8 @@
 # 2.0 -> 505; dot segments (also %2f-joined) -> 400 while %2F inside a document id works;
 # chunked bodies re-encoded (lower-case hex, no extensions, no trailers) both ways,
 # Content-Length bodies exact; client identity headers stripped in any spelling ("_" for
-# "-") and in trailers; headers named in Connection removed; 33, 1,000 and 5,000 pipelined
+# "-") and in trailers, and other spellings of the framing headers; headers named in
+# Connection removed; nothing after a Connection: close request forwarded; 33, 1,000 and 5,000 pipelined
 # requests in one write all answered in order, and the connection still good after a pause
 # longer than backend_timeout; the name that matched `allow` is the one identity
 # (X-Auth-CouchDB-UserName, access log); a HEAD answered with a body gives the head, then a
@@ -339,6 +340,14 @@ both chunked-response echo -R -e 'GET /k/__chunked_resp' -- --send \
 FORGED='X_Auth_CouchDB_Roles: _admin\r\nX_AUTH_COUCHDB_USERNAME: admin\r\nX_Auth_CouchDB_Token: forged\r\nX_Forwarded_Client_Cert: Hash=evil\r\nx-forwarded_for: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nclient_cert: :ZXZpbA==:\r\nClient-Cert-Chain: :ZXZpbA==:\r\n'
 both underscore echo -e 'GET /k/underscore' -e 'POST /k/underscore-chunked' -e 'GET /k/end' -- --send \
     "GET /k/underscore ${H}${FORGED}\\r\\nPOST /k/underscore-chunked ${H}${FORGED}${TE}\\r\\n2\\r\\nhi\\r\\n0\\r\\n\\r\\n$END"
+# Other spellings of the framing headers never reach the backend (a CGI-style backend reads
+# Transfer_Encoding as Transfer-Encoding, and would frame the body as chunked).
+both underscore-framing echo -e 'POST /k/underscore-framing' -e 'GET /k/end' \
+    -m Transfer_Encoding -m Content_Length -- --send \
+    "POST /k/underscore-framing ${H}Transfer_Encoding: chunked\\r\\nContent_Length: 999\\r\\nContent-Length: 5\\r\\n\\r\\n0\\r\\n\\r\\n$END"
+# Nothing after a request with Connection: close is a request (RFC 9112 §9.6).
+both after-close echo -e 'GET /k/close-first' -m /k/after-close -- --send \
+    "GET /k/close-first ${H}Connection: close\\r\\n\\r\\nGET /k/after-close ${H}\\r\\n"
 both connection-named echo -e 'GET /k/connection-named' -e 'GET /k/end' -- --send \
     "GET /k/connection-named ${H}Connection: X-Forwarded-Client-Cert, X-Auth-CouchDB-Token, X-Foo\\r\\nX-Foo: 1\\r\\n\\r\\n$END"
 

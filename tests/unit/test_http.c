@@ -754,6 +754,19 @@ test_identity_spellings_dropped(void **state)
     assert_true(proxy_http_name_eq("x-forwarded-", 12, "x-forwarded-*"));
 }
 
+/* Other spellings of the framing headers never go on: ferry writes the real ones. */
+static void
+test_framing_spellings_dropped(void **state)
+{
+    (void)state;
+    expect_all_splits(PROXY_HTTP_REQUEST,
+                      "POST /p HTTP/1.1\r\nHost: x\r\nTransfer_Encoding: chunked\r\n"
+                      "Content_Length: 999\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+                      "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                      "X-Forwarded-Proto: https\r\n\r\n0\r\n\r\n",
+                      1);
+}
+
 /* Trailers never reach the other side, whatever they say. */
 static void
 test_trailers_dropped(void **state)
@@ -865,6 +878,7 @@ main(void)
         cmocka_unit_test(test_connection_named_headers_removed),
         cmocka_unit_test(test_identity_spellings_dropped),
         cmocka_unit_test(test_trailers_dropped),
+        cmocka_unit_test(test_framing_spellings_dropped),
         cmocka_unit_test(test_no_body_responses),
         cmocka_unit_test(test_hold),
         cmocka_unit_test(test_http10_and_expect),
