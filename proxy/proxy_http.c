@@ -329,19 +329,28 @@ ph_te_token(void *arg, const char *t, size_t len)
     return true;
 }
 
-/* Tokens looked for in a list-valued header, and the flag each one sets. */
+/*
+ * Tokens looked for in a list-valued header, and the flag each one sets; the last entry, with
+ * a NULL word, sets its flag (when not NULL) for any other token.
+ */
 struct ph_word {
-    const char *word; /* NULL ends the list */
+    const char *word;
     bool *seen;
 };
 
 static bool
 ph_word_token(void *arg, const char *t, size_t len)
 {
-    for (const struct ph_word *w = arg; w->word != NULL; w++) {
+    const struct ph_word *w;
+
+    for (w = arg; w->word != NULL; w++) {
         if (ph_is(t, len, w->word)) {
             *w->seen = true;
+            return true;
         }
+    }
+    if (w->seen != NULL) {
+        *w->seen = true;
     }
     return true;
 }
@@ -392,7 +401,7 @@ ph_build_head(struct proxy_http *h)
     hd->n_headers = h->n_hdr;
     hd->framing = PROXY_HTTP_FRAMING_NONE;
     hd->content_length = 0;
-    hd->conn_close = hd->conn_keep_alive = hd->keep_alive = false;
+    hd->conn_close = hd->conn_keep_alive = hd->conn_other = hd->keep_alive = false;
     hd->upgrade = hd->expect_continue = hd->has_body = false;
     for (size_t i = 0; i < h->n_hdr; i++) {
         struct proxy_http_header *x = &hd->headers[i];
@@ -449,7 +458,10 @@ ph_build_head(struct proxy_http *h)
 
     {
         struct ph_word conn[] = {
-            {"close", &hd->conn_close}, {"keep-alive", &hd->conn_keep_alive}, {NULL, NULL}};
+            {"close", &hd->conn_close},
+            {"keep-alive", &hd->conn_keep_alive},
+            {NULL, &hd->conn_other},
+        };
         struct ph_word expect[] = {{"100-continue", &hd->expect_continue}, {NULL, NULL}};
 
         ph_each_token(hd, "connection", ph_word_token, conn);
@@ -1130,12 +1142,15 @@ proxy_http_idle(const struct proxy_http *h)
 /* ---- writing heads ---- */
 
 static char
+ph_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+static char
 ph_fold(char c)
 {
-    if (c == '_') {
-        return '-';
-    }
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    return c == '_' ? '-' : ph_lower(c);
 }
 
 /*
@@ -1146,23 +1161,18 @@ ph_fold(char c)
 bool
 proxy_http_name_eq(const char *a, size_t alen, const char *b)
 {
-    size_t blen = strlen(b);
-    bool prefix = blen > 0 && b[blen - 1] == '*';
+    size_t i;
 
-    if (prefix) {
-        blen--;
-        if (alen < blen) {
-            return false;
+    /* Called for every header against every name of a list: out at the first difference. */
+    for (i = 0; b[i] != '\0'; i++) {
+        if (b[i] == '*' && b[i + 1] == '\0') {
+            return true;
         }
-    } else if (alen != blen) {
-        return false;
-    }
-    for (size_t i = 0; i < blen; i++) {
-        if (ph_fold(a[i]) != ph_fold(b[i])) {
+        if (i == alen || ph_fold(a[i]) != ph_fold(b[i])) {
             return false;
         }
     }
-    return true;
+    return i == alen;
 }
 
 /*
@@ -1172,7 +1182,14 @@ proxy_http_name_eq(const char *a, size_t alen, const char *b)
 bool
 proxy_http_header_is(const struct proxy_http_header *hd, const char *name)
 {
-    return hd->name_len == strlen(name) && strncasecmp(hd->name, name, hd->name_len) == 0;
+    size_t i;
+
+    for (i = 0; name[i] != '\0'; i++) {
+        if (i == hd->name_len || ph_lower(hd->name[i]) != ph_lower(name[i])) {
+            return false;
+        }
+    }
+    return i == hd->name_len;
 }
 
 /*
@@ -1249,7 +1266,7 @@ ph_dropped(const struct proxy_http_head *h, const struct proxy_http_header *hd,
         }
     }
     /* Named in Connection: meant for the hop that ends here (Host is for every hop). */
-    return !proxy_http_header_is(hd, "host") &&
+    return h->conn_other && !proxy_http_header_is(hd, "host") &&
            proxy_http_connection_names(h, hd->name, hd->name_len);
 }
 

@@ -78,6 +78,7 @@ struct proxy_http_head {
     uint64_t content_length; /* FRAMING_LENGTH: the value */
     bool conn_close;         /* Connection names "close" */
     bool conn_keep_alive;    /* Connection names "keep-alive" (HTTP/1.0 persistence) */
+    bool conn_other;         /* Connection names something else (a header to remove) */
     bool keep_alive;         /* the connection may carry another message after this one */
     bool upgrade;            /* request: Upgrade asked for (refused by ferry) */
     bool expect_continue;    /* request: Expect: 100-continue */
