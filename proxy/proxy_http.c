@@ -49,7 +49,8 @@ enum ph_chunk {
     PH_CH_TR_NAME,    /* a trailer field's name */
     PH_CH_TR_VALUE,   /* its value, up to CR */
     PH_CH_TR_LINE_LF, /* the LF ending it */
-    PH_CH_END_LF,     /* the LF of the last line: the message ends */
+    PH_CH_END_LF,     /* the LF of the last line */
+    PH_CH_DONE,       /* the body is complete: the message ends once it has moved */
 };
 
 enum ph_last {
@@ -94,6 +95,21 @@ struct proxy_http {
     uint64_t left;                   /* LENGTH: bytes to go; CHUNKED, PH_CH_DATA: of this chunk */
     enum ph_chunk chunk;
     uint64_t chunk_size; /* the size being read */
+    /*
+     * Framing ferry still owes before the next chunk's data: the CRLF that ends the previous
+     * chunk and the next chunk line.  It goes out in front of that data (see ph_pump_chunked()),
+     * or with the last chunk.
+     */
+    char pend[40];
+    size_t pend_len;
+    /*
+     * Bytes at the front of the input that are checked and go out as they are (data, and
+     * framing the sender wrote exactly as ferry would): moved together at the end of a pump,
+     * chains and all, so that a body is not cut into more TLS records than it came in.
+     */
+    size_t held;
+    size_t raw;          /* framing bytes read behind them, still in the input */
+    bool raw_dropped;    /* some of this framing's bytes were drained: it is written anew */
     size_t line_len;     /* bytes of the current chunk line, or of the trailer section */
     uint64_t body_bytes; /* payload moved */
     /* what ferry itself wrote at the end of the destination since a body chain was moved */
@@ -718,6 +734,10 @@ ph_head_done(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
         h->chunk = PH_CH_SIZE;
         h->chunk_size = 0;
         h->line_len = 0;
+        h->pend_len = 0;
+        h->held = 0;
+        h->raw = 0;
+        h->raw_dropped = false;
         break;
     case PROXY_HTTP_FRAMING_EOF:
         break;
@@ -756,9 +776,9 @@ ph_pump_head(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
     return ph_head_done(h, in, out);
 }
 
-/* Write a chunk's size line: lowercase HEX CRLF.  Returns its length, or -1 on OOM. */
-static int
-ph_put_chunk_line(struct evbuffer *out, uint64_t size)
+/* Append a chunk's size line, lowercase HEX CRLF, to the framing ferry owes. */
+static void
+ph_pend_chunk_line(struct proxy_http *h, uint64_t size)
 {
     static const char digits[] = "0123456789abcdef";
     char buf[24];
@@ -770,7 +790,9 @@ ph_put_chunk_line(struct evbuffer *out, uint64_t size)
         buf[--i] = digits[size & 0xf];
         size >>= 4;
     } while (size != 0);
-    return evbuffer_add(out, buf + i, sizeof(buf) - i) < 0 ? -1 : (int)(sizeof(buf) - i);
+    /* At most "\r\n" + 11 digits (2^40) + "\r\n" is pending. */
+    memcpy(h->pend + h->pend_len, buf + i, sizeof(buf) - i);
+    h->pend_len += sizeof(buf) - i;
 }
 
 static bool
@@ -785,10 +807,11 @@ ph_chunk_fail(struct proxy_http *h, const char *rule, const char *why)
 
 /*
  * One byte of a chunk line or of the trailer section (everything of a chunked body but its
- * data).  Returns false when the framer stopped.
+ * data); what ferry will write for it accumulates in h->pend.  Returns false when the framer
+ * stopped.
  */
 static bool
-ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
+ph_chunk_byte(struct proxy_http *h, unsigned char c)
 {
     int x;
 
@@ -854,15 +877,13 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
             h->chunk = PH_CH_TRAILER;
             return true;
         }
-        if ((x = ph_put_chunk_line(out, h->chunk_size)) < 0) {
-            return ph_chunk_fail(h, "malformed", "out of memory");
-        }
-        h->out_small += (size_t)x;
+        ph_pend_chunk_line(h, h->chunk_size);
         h->left = h->chunk_size;
         h->chunk = PH_CH_DATA;
         return true;
     case PH_CH_DATA:
-        return true; /* not reached: data moves in ph_pump_chunked() */
+    case PH_CH_DONE:
+        return true; /* not reached: ph_pump_chunked() handles them */
     case PH_CH_DATA_CR:
     case PH_CH_DATA_LF:
         if (c != (h->chunk == PH_CH_DATA_CR ? '\r' : '\n')) {
@@ -872,10 +893,8 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
             h->chunk = PH_CH_DATA_LF;
             return true;
         }
-        if (evbuffer_add(out, "\r\n", 2) < 0) {
-            return ph_chunk_fail(h, "malformed", "out of memory");
-        }
-        h->out_small += 2;
+        memcpy(h->pend + h->pend_len, "\r\n", 2);
+        h->pend_len += 2;
         h->chunk = PH_CH_SIZE;
         h->chunk_size = 0;
         h->line_len = 0;
@@ -920,32 +939,88 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c, struct evbuffer *out)
             return true;
         }
         /* The last chunk and an empty trailer section, as ferry writes them. */
-        if (evbuffer_add(out, "0\r\n\r\n", 5) < 0) {
-            return ph_chunk_fail(h, "malformed", "out of memory");
-        }
-        h->out_small += 5;
-        ph_message_done(h);
+        memcpy(h->pend + h->pend_len, "0\r\n\r\n", 5);
+        h->pend_len += 5;
+        h->chunk = PH_CH_DONE;
         return true;
     }
     return true;
 }
 
-/* Frame a chunked body from ${in}.  Returns false when the framer stopped. */
+/* Move the checked bytes at the front of ${in} (h->held) to ${out}. */
+static void
+ph_flush_held(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    if (h->held > 0) {
+        ph_move_body(h, in, out, h->held);
+        h->held = 0;
+    }
+}
+
+/*
+ * A piece of framing (the CRLF after a chunk's data and the next chunk line, or the last
+ * chunk and the trailers) has been read completely, h->raw bytes of it behind the held ones:
+ * keep them in place when they are exactly what ferry writes (h->pend), else drop them and put
+ * ferry's bytes in their place (evbuffer_prepend uses the room they leave in the chain when
+ * it is there).  Returns false on OOM.
+ */
+static bool
+ph_framing_done(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
+{
+    char raw[sizeof(h->pend)];
+    struct evbuffer_ptr at;
+    bool same = false;
+
+    if (!h->raw_dropped && h->raw == h->pend_len &&
+        evbuffer_ptr_set(in, &at, h->held, EVBUFFER_PTR_SET) == 0 &&
+        evbuffer_copyout_from(in, &at, raw, h->raw) == (ev_ssize_t)h->raw) {
+        same = memcmp(raw, h->pend, h->raw) == 0;
+    }
+    if (same) {
+        h->held += h->raw;
+    } else {
+        ph_flush_held(h, in, out);
+        evbuffer_drain(in, h->raw);
+        if (evbuffer_prepend(in, h->pend, h->pend_len) < 0) {
+            return ph_chunk_fail(h, "malformed", "out of memory");
+        }
+        h->held = h->pend_len;
+    }
+    h->raw = 0;
+    h->raw_dropped = false;
+    h->pend_len = 0;
+    return true;
+}
+
+/*
+ * Frame a chunked body from ${in}: data and framing are checked in place and move in bulk
+ * (h->held), framing is rewritten only where the sender's differs from ferry's.  Returns
+ * false when the framer stopped.
+ */
 static bool
 ph_pump_chunked(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
 {
-    while (h->state == PH_BODY && evbuffer_get_length(in) > 0) {
+    bool ok = true;
+
+    while (ok && h->state == PH_BODY) {
+        size_t avail = evbuffer_get_length(in) - h->held - h->raw;
+        struct evbuffer_ptr at;
         struct evbuffer_iovec v;
         const unsigned char *p;
         size_t i;
 
+        if (h->chunk == PH_CH_DONE) {
+            ph_flush_held(h, in, out);
+            ph_message_done(h);
+            break;
+        }
+        if (avail == 0) {
+            break;
+        }
         if (h->chunk == PH_CH_DATA) {
-            size_t n = evbuffer_get_length(in);
+            size_t n = (uint64_t)avail < h->left ? avail : (size_t)h->left;
 
-            if ((uint64_t)n > h->left) {
-                n = (size_t)h->left;
-            }
-            ph_move_body(h, in, out, n);
+            h->held += n;
             h->left -= n;
             h->body_bytes += n;
             if (h->left == 0) {
@@ -953,18 +1028,35 @@ ph_pump_chunked(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
             }
             continue;
         }
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        if (evbuffer_ptr_set(in, &at, h->held + h->raw, EVBUFFER_PTR_SET) < 0 ||
+            evbuffer_peek(in, -1, &at, &v, 1) < 1 || v.iov_len == 0) {
             break;
         }
         p = v.iov_base;
-        for (i = 0; i < v.iov_len && h->state == PH_BODY && h->chunk != PH_CH_DATA; i++) {
-            if (!ph_chunk_byte(h, p[i], out)) {
-                return false;
+        for (i = 0; i < v.iov_len && h->chunk != PH_CH_DATA && h->chunk != PH_CH_DONE; i++) {
+            if (!ph_chunk_byte(h, p[i])) {
+                ok = false;
+                break;
             }
         }
-        evbuffer_drain(in, i);
+        h->raw += i;
+        if (ok && (h->chunk == PH_CH_DATA || h->chunk == PH_CH_DONE)) {
+            ok = ph_framing_done(h, in, out);
+        } else if (ok && h->raw > sizeof(h->pend)) {
+            /*
+             * Longer than anything ferry writes (extensions, trailers): it is written anew
+             * anyway, and keeping it in the input could fill it (a trailer section may take
+             * 64 KiB).
+             */
+            ph_flush_held(h, in, out);
+            evbuffer_drain(in, h->raw);
+            h->raw = 0;
+            h->raw_dropped = true;
+        }
     }
-    return true;
+    /* What was checked goes out now; a defect stops it at the last good byte. */
+    ph_flush_held(h, in, out);
+    return ok;
 }
 
 /* Frame body bytes from ${in}.  Returns false when the framer stopped. */
@@ -1052,8 +1144,13 @@ proxy_http_pump(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
                 break;
             }
         } else if (h->state == PH_BODY) {
+            size_t before = evbuffer_get_length(in);
+
             if (!ph_pump_body(h, in, out)) {
                 break;
+            }
+            if (h->state == PH_BODY && evbuffer_get_length(in) == before) {
+                break; /* a chunk's framing is in, its data not yet */
             }
         } else {
             break;

@@ -639,6 +639,56 @@ test_small_body_joins_head(void **state)
     evbuffer_free(dst);
 }
 
+/*
+ * A chunked body already framed as ferry frames it moves as it came, chains and all: checked
+ * in place, not cut at every chunk boundary (each cut was one more TLS record).  Framing that
+ * differs is written anew in the same place.
+ */
+static void
+test_canonical_chunks_move_whole(void **state)
+{
+    static char body[2 * 32768 + 64];
+    struct proxy_http *h;
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+    struct evbuffer_iovec v[16];
+    const char *head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    struct rec r = {0};
+    size_t n = 0;
+
+    (void)state;
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "8000\r\n");
+    memset(body + n, 'x', 32768);
+    n += 32768;
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "\r\n8000\r\n");
+    memset(body + n, 'y', 32768);
+    n += 32768;
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "\r\n0\r\n\r\n");
+    h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+    evbuffer_add(src, head, strlen(head));
+    evbuffer_add(src, body, n);
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.bodies[0], 65536);
+    assert_int_equal(evbuffer_get_length(dst), strlen(head) + n);
+    /* The head's chain (with the first bytes behind it), then the rest as it was. */
+    assert_true(evbuffer_peek(dst, -1, NULL, v, 16) <= 3);
+    evbuffer_drain(dst, strlen(head));
+    assert_memory_equal(evbuffer_pullup(dst, -1), body, n);
+    evbuffer_drain(dst, evbuffer_get_length(dst));
+
+    /* Uppercase hex and an extension: the same body, written canonically. */
+    evbuffer_add(src, head, strlen(head));
+    evbuffer_add_printf(src, "0003;x=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\n");
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    evbuffer_drain(dst, strlen(head));
+    assert_int_equal(evbuffer_get_length(dst), strlen("3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n"));
+    assert_memory_equal(evbuffer_pullup(dst, -1), "3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n",
+                        evbuffer_get_length(dst));
+    proxy_http_free(h);
+    evbuffer_free(src);
+    evbuffer_free(dst);
+}
+
 /* What the pool decides from a head: Connection tokens and keep-alive. */
 struct conn_rec {
     bool close;
@@ -894,6 +944,7 @@ main(void)
         cmocka_unit_test(test_refusal_stops_forwarding),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_small_body_joins_head),
+        cmocka_unit_test(test_canonical_chunks_move_whole),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
