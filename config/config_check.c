@@ -842,7 +842,7 @@ check_databases(struct check *ck, const struct config_node *n, const char *path,
 {
     static const char expected[] =
         "a database name or glob (a lowercase letter, then lowercase letters, digits and "
-        "_$()+-/; * and ? as wildcards)";
+        "_$()+-/; * and ? as wildcards within a name, ** across /)";
     char got[128];
     char why[128];
     size_t i;

@@ -1502,7 +1502,8 @@ test_access_databases(void **state)
 #define DB_RULE TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: read\n"
     static const char expected[] =
         "listeners[0].access[0].databases[0]: expected a database name or glob (a lowercase "
-        "letter, then lowercase letters, digits and _$()+-/; * and ? as wildcards), got ";
+        "letter, then lowercase letters, digits and _$()+-/; * and ? as wildcards within a name, "
+        "** across /), got ";
 
     (void)state;
     one_err(DB_RULE "        databases: []\n", 13, 20,
