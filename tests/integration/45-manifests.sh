@@ -5,11 +5,12 @@
 #      field, references between objects; and the rules of this project: ferry's liveness probe
 #      is /livez and its readiness probe /readyz on the admin port of its config, no
 #      `key encipherment` with an ECDSA key, secret volumes 0440 with fsGroup = ferry's group,
-#      drain_timeout < CouchDB's preStop sleep < terminationGracePeriodSeconds.
+#      drain_timeout < CouchDB's preStop sleep < terminationGracePeriodSeconds, and the peers'
+#      Service keeps unready pods (two sites down together must not wait for each other).
 #   2. Each check fails on a manifest broken in a temporary copy (a misspelt field, a wrong
 #      type, a Service that is not headless, an unknown apiVersion, a bad enum value, a YAML
 #      error, a probe on an undeclared port; liveness on /readyz, key encipherment back, mode
-#      0400, a grace period too short).
+#      0400, a grace period too short, no preStop, publishNotReadyAddresses gone).
 #   3. deploy/docker: the Dockerfile exposes the admin port and has a HEALTHCHECK on /livez with
 #      deploy/docker/ferry-probe; the compose file's ferry checks are /readyz and wait for a
 #      healthy CouchDB; ferry-probe exits 0 on 200 and 1 on 503, on silence and on a closed port,
@@ -85,6 +86,10 @@ rule(pod.securityContext.fsGroup === group, `fsGroup ${pod.securityContext.fsGro
 for (const v of pod.volumes.filter((x) => x.secret)) {
   rule(v.secret.defaultMode === 0o440, `secret volume ${v.name}: defaultMode ${(v.secret.defaultMode || 0).toString(8)}, expected 440`);
 }
+for (const svc of sidecar.filter((o) => o.kind === 'Service' && o.spec.clusterIP !== 'None')) {
+  rule(svc.spec.publishNotReadyAddresses === true,
+    `Service ${svc.metadata.name}: readiness would take the pod out of it (publishNotReadyAddresses)`);
+}
 const secs = (d) => { const m = /^(\d+)s$/.exec(d || '30s'); return m ? +m[1] : NaN; };
 const drain = secs(cfg.limits && cfg.limits.drain_timeout);
 const pre = couch.lifecycle && couch.lifecycle.preStop && couch.lifecycle.preStop.exec;
@@ -141,6 +146,7 @@ rule_case readiness ferry-sidecar.yaml 's#path: /readyz#path: /healthz#' 'readin
 rule_case keyenc certificate.yaml 's/- digital signature/- digital signature\n    - key encipherment/' 'key encipherment with an ECDSA key'
 rule_case mode ferry-sidecar.yaml '0,/^\( *\)defaultMode: 0440/s//\1defaultMode: 0400/' 'defaultMode 400'
 rule_case grace ferry-sidecar.yaml 's/terminationGracePeriodSeconds: [0-9]*/terminationGracePeriodSeconds: 30/' 'shutdown: '
+rule_case notready ferry-sidecar.yaml '/publishNotReadyAddresses: true/d' 'publishNotReadyAddresses'
 rule_case prestop ferry-sidecar.yaml '/preStop:/,/command:/d' 'CouchDB preStop sleep 0s'
 pass "each project rule fails on a copy that breaks it"
 
