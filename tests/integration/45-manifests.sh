@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Goal: the deploy material is valid and says what issue 13 promises, offline.
-#   1. deploy/kubernetes/*.yaml pass deploy/kubernetes/validate/validate.mjs: the Kubernetes and
+#   1. deploy/kubernetes/*.yaml pass deploy/validate/validate.mjs: the Kubernetes and
 #      cert-manager schemas (npm kubernetes-models, @kubernetes-models/cert-manager), no unknown
 #      field, references between objects; and the rules of this project: ferry's liveness probe
 #      is /livez and its readiness probe /readyz on the admin port of its config, no
@@ -11,26 +11,33 @@
 #      type, a Service that is not headless, an unknown apiVersion, a bad enum value, a YAML
 #      error, a probe on an undeclared port; liveness on /readyz, key encipherment back, mode
 #      0400, a grace period too short, no preStop, publishNotReadyAddresses gone).
-#   3. deploy/docker: the Dockerfile exposes the admin port and has a HEALTHCHECK on /livez with
-#      deploy/docker/ferry-probe; the compose file's ferry checks are /readyz and wait for a
-#      healthy CouchDB; ferry-probe exits 0 on 200 and 1 on 503, on silence and on a closed port,
-#      against a stub and against the real ferry's admin endpoint.
-# The npm packages come from deploy/install-deps.sh --test (npm ci --prefix
-# deploy/kubernetes/validate); installed here when missing.  No schema is fetched at run time.
+#   3. deploy/docker: docker-compose.yml passes the Compose schema (npm dclint, --quiet: errors
+#      only), and fails it with a misspelt key; the Dockerfile exposes the admin port and has a
+#      HEALTHCHECK on /livez with deploy/docker/ferry-probe; the compose file's ferry checks are
+#      /readyz and wait for a healthy CouchDB; ferry-probe exits 0 on 200 and 1 on 503, on
+#      silence and on a closed port, against a stub and against the real ferry's admin endpoint.
+# The npm packages come from deploy/install-deps.sh --test (npm ci --prefix deploy/validate);
+# installed here when missing.  No schema is fetched at run time.
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
 
 K8S=$FERRY_SRC/deploy/kubernetes
-V=$K8S/validate
+V=$FERRY_SRC/deploy/validate
 DOCKER=$FERRY_SRC/deploy/docker
 
 command -v node >/dev/null || fail "node is required (node >= 20)"
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
     fail "node >= 20 is required, found $(node --version)"
-want=$(node -p 'require(process.argv[1]).dependencies["kubernetes-models"]' "$V/package.json")
-have=$(node -p 'try { require(process.argv[1]).version } catch (e) { "" }' \
-    "$V/node_modules/kubernetes-models/package.json" 2>/dev/null || true)
-if [ "$have" != "$want" ]; then
+# Installed when any pinned package is missing or at another version.
+stale=$(node -e '
+  const [dir] = process.argv.slice(1);
+  const deps = require(dir + "/package.json").dependencies;
+  for (const [n, v] of Object.entries(deps)) {
+    let have = "";
+    try { have = require(dir + "/node_modules/" + n + "/package.json").version; } catch (e) {}
+    if (have !== v) console.log(n);
+  }' "$V")
+if [ -n "$stale" ]; then
     note "installing the validator's packages: npm ci --prefix $V (log: $T/npm.log)"
     timeout -k 5 300 npm ci --prefix "$V" --no-audit --no-fund >"$T/npm.log" 2>&1 || {
         tail -n 30 "$T/npm.log" >&2
@@ -157,6 +164,12 @@ grep -Eq '^COPY deploy/docker/ferry-probe /usr/local/bin/ferry-probe$' "$df" || 
 sed -n '/^HEALTHCHECK/,/CMD/p' "$df" | grep -q 'CMD \["ferry-probe", "/livez"\]' ||
     fail "Dockerfile: HEALTHCHECK is not ferry-probe /livez"
 dc=$DOCKER/docker-compose.yml
+dclint() { timeout -k 5 60 node "$V/node_modules/dclint/bin/dclint.cjs" --quiet --color false "$@"; }
+out=$(dclint "$dc" 2>&1) || fail "dclint (Compose schema) rejects docker-compose.yml: $out"
+sed 's/stop_grace_period:/stop_grace_perod:/' "$dc" >"$B/compose-typo.yml"
+cmp -s "$B/compose-typo.yml" "$dc" && fail "compose typo case: the sed expression changed nothing"
+if out=$(dclint "$B/compose-typo.yml" 2>&1); then fail "dclint accepts a misspelt compose key"; fi
+echo "$out" | grep -q 'additional properties' || fail "dclint on a misspelt key: $out"
 V=$V node -e '
   const YAML = require(process.env.V + "/node_modules/yaml");
   const c = YAML.parse(require("fs").readFileSync(process.argv[1], "utf8"), { merge: true });
@@ -171,7 +184,7 @@ V=$V node -e '
   }
   if (bad.length) { console.log(bad.join("\n")); process.exit(1); }' "$dc" ||
     fail "docker-compose.yml health checks"
-pass "Dockerfile: EXPOSE 9901, HEALTHCHECK ferry-probe /livez; compose: ferry /readyz after a healthy CouchDB"
+pass "compose file valid (dclint), a misspelt key rejected; Dockerfile: EXPOSE 9901, HEALTHCHECK ferry-probe /livez; compose: ferry /readyz after a healthy CouchDB"
 
 probe() { FERRY_ADMIN_PORT=$1 timeout -k 2 10 bash "$DOCKER/ferry-probe" "$2" >"$T/probe.out" 2>&1; }
 SP=$(free_port)

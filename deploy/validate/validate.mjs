@@ -2,8 +2,8 @@
 // validate.mjs FILE...: check Kubernetes manifests offline against the Kubernetes and
 // cert-manager schemas, with no cluster and no download at run time.
 //
-//   npm ci --prefix deploy/kubernetes/validate        (once; the versions are pinned)
-//   node deploy/kubernetes/validate/validate.mjs deploy/kubernetes/*.yaml
+//   npm ci --prefix deploy/validate        (once; the versions are pinned)
+//   node deploy/validate/validate.mjs deploy/kubernetes/*.yaml
 //
 // Three checks per YAML document, each error printed as "FILE: doc N KIND/NAME: message":
 //   1. schema: the object against the JSON schema of its apiVersion and kind, as bundled by the
