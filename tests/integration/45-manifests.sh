@@ -170,6 +170,7 @@ sed 's/stop_grace_period:/stop_grace_perod:/' "$dc" >"$B/compose-typo.yml"
 cmp -s "$B/compose-typo.yml" "$dc" && fail "compose typo case: the sed expression changed nothing"
 if out=$(dclint "$B/compose-typo.yml" 2>&1); then fail "dclint accepts a misspelt compose key"; fi
 echo "$out" | grep -q 'additional properties' || fail "dclint on a misspelt key: $out"
+# shellcheck disable=SC2016 # JavaScript, not shell
 V=$V node -e '
   const YAML = require(process.env.V + "/node_modules/yaml");
   const c = YAML.parse(require("fs").readFileSync(process.argv[1], "utf8"), { merge: true });
