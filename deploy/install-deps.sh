@@ -5,7 +5,9 @@
 #                                   testssl.sh (tests/integration/70-testssl.sh), iproute2 (ss),
 #                                   systemd (systemd-analyze, for deploy/systemd/verify.sh),
 #                                   Node.js + npm (for pouchdb-server), and the npm packages
-#                                   pinned in tests/package-lock.json
+#                                   pinned in tests/package-lock.json and (the offline checks
+#                                   of the Kubernetes and Compose files, tests/integration/
+#                                   45-manifests.sh) deploy/validate/package-lock.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +34,5 @@ $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 
 if [ "${1:-}" = "--test" ] && [ -f tests/package-lock.json ]; then
   npm ci --prefix tests --no-audit --no-fund --loglevel=error
+  npm ci --prefix deploy/validate --no-audit --no-fund --loglevel=error
 fi
