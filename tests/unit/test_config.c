@@ -774,7 +774,8 @@ test_allow_entries(void **state)
     (void)state;
     one_err(TLS_OK INBOUND_OK "    allow: [good.example.org, \"*.ok.example\", \"bad name\"]\n", 10,
             47,
-            "listeners[0].allow[2]: expected a host name, a *.domain wildcard or an IP address, "
+            "listeners[0].allow[2]: expected a host name, a *.domain wildcard, an IP address or a "
+            "spiffe:// ID, "
             "got \"bad name\"");
     one_err(TLS_OK INBOUND_OK "    allow: [\"*\"]\n", 10, 13, "got \"*\"");
     one_err(TLS_OK INBOUND_OK "    allow: [\"a.*.example\"]\n", 10, 13, "got \"a.*.example\"");
@@ -783,8 +784,82 @@ test_allow_entries(void **state)
     one_err(TLS_OK INBOUND_OK "    allow: node2.example.org\n", 10, 12,
             "listeners[0].allow: expected a sequence, got \"node2.example.org\"");
     one_err(TLS_OK INBOUND_OK "    allow: [[a]]\n", 10, 13,
-            "listeners[0].allow[0]: expected a host name, a *.domain wildcard or an IP address, "
+            "listeners[0].allow[0]: expected a host name, a *.domain wildcard, an IP address or a "
+            "spiffe:// ID, "
             "got a sequence");
+}
+
+/* allow: takes SPIFFE IDs, exact or with a last "*" segment; each rule has its own error. */
+static void
+test_allow_spiffe(void **state)
+{
+    static const struct {
+        const char *entry;
+        const char *why;
+    } bad[] = {
+        {"SPIFFE://td/x", "the scheme must be spiffe, in lower case"},
+        {"https://td/x", "the scheme must be spiffe, in lower case"},
+        {"spiffe://TD.example.org/x", "the trust domain must be lower case"},
+        {"spiffe://td:8443/x", "a SPIFFE ID has no port in its trust domain"},
+        {"spiffe://user@td/x", "a SPIFFE ID has no user info (@) in its trust domain"},
+        {"spiffe://td!/x", "the trust domain may hold only a-z, 0-9, '.', '-' and '_'"},
+        {"spiffe:///x", "the trust domain is empty"},
+        {"spiffe://", "the trust domain is empty"},
+        {"spiffe://td/ns/db/", "a SPIFFE ID does not end in '/'"},
+        {"spiffe://td/", "a SPIFFE ID does not end in '/'"},
+        {"spiffe://td/ns//db", "a SPIFFE ID has no empty path segment (//)"},
+        {"spiffe://td/ns/../db", "a SPIFFE ID has no \".\" or \"..\" path segment"},
+        {"spiffe://td/ns/./db", "path segment"},
+        {"spiffe://td/ns/db?x=1", "a SPIFFE ID has no query (?) or fragment (#)"},
+        {"spiffe://td/ns/db#f", "a SPIFFE ID has no query (?) or fragment (#)"},
+        {"spiffe://td/ns/d%62", "no percent-encoding (%)"},
+        {"spiffe://td/ns/d b", "a path segment may hold only A-Z, a-z, 0-9, '.', '-' and '_'"},
+        {"spiffe://td/ns/db*", "'*' may stand only for the whole last path segment"},
+        {"spiffe://td/*/db", "'*' may stand only for the whole last path segment"},
+        {"spiffe://*.td/db", "the trust domain may hold only"},
+    };
+    char yaml[4096], sub[512];
+    struct config *cfg;
+    char long_id[2100];
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK "    allow: [node2.example.org, "
+                                    "\"spiffe://site-b.example.org/ns/db/*\", "
+                                    "\"spiffe://site-b.example.org/ns/Ops_1.x-y/admin\", "
+                                    "\"spiffe://site-b.example.org\"]\n");
+    assert_int_equal(cfg->listeners[0].n_allow, 4);
+    assert_string_equal(cfg->listeners[0].allow[1], "spiffe://site-b.example.org/ns/db/*");
+    config_free(cfg);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "%s%s    allow: [a.example, \"%s\"]\n", TLS_OK, INBOUND_OK,
+                 bad[i].entry);
+        snprintf(sub, sizeof(sub),
+                 "listeners[0].allow[1]: expected a SPIFFE ID (spiffe://trust-domain/path, or "
+                 ".../* for one more path segment), got \"%s\": ",
+                 bad[i].entry);
+        print_message("%s\n", bad[i].entry);
+        one_err(yaml, 10, 24, sub);
+        one_err(yaml, 10, 24, bad[i].why);
+    }
+
+    /* 2048 bytes is the most a SPIFFE ID may have */
+    memcpy(long_id, "spiffe://td/", 12);
+    memset(long_id + 12, 'a', 2048 - 12);
+    long_id[2048] = '\0';
+    snprintf(yaml, sizeof(yaml), "%s%s    allow: [\"%s\"]\n", TLS_OK, INBOUND_OK, long_id);
+    config_free(load_ok(yaml));
+    long_id[2048] = 'a';
+    long_id[2049] = '\0';
+    snprintf(yaml, sizeof(yaml), "%s%s    allow: [\"%s\"]\n", TLS_OK, INBOUND_OK, long_id);
+    one_err(yaml, 10, 13, "a SPIFFE ID is at most 2048 bytes");
+
+    /* the same rules, as a pure function */
+    assert_null(config_spiffe_problem("spiffe://td/ns/db/x", false));
+    assert_non_null(config_spiffe_problem("spiffe://td/ns/db/*", false));
+    assert_null(config_spiffe_problem("spiffe://td/ns/db/*", true));
+    assert_null(config_spiffe_problem("spiffe://td", false));
+    assert_non_null(config_spiffe_problem("node2.example.org", false));
 }
 
 static void
@@ -1413,11 +1488,18 @@ test_access_errors(void **state)
             16, "listeners[0].access[0].peers: expected a sequence, got \"a.example\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"bad name\"]\n        allow: read\n",
             11, 17,
-            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
-            "address, got \"bad name\"");
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard, an IP "
+            "address or a spiffe:// ID, got \"bad name\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"*\"]\n        allow: read\n", 11, 17,
-            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
-            "address, got \"*\"");
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard, an IP "
+            "address or a spiffe:// ID, got \"*\"");
+    /* a SPIFFE ID pattern is checked where it is written */
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"spiffe://td/a/*/b\"]\n"
+                              "        allow: read\n",
+            11, 17,
+            "listeners[0].access[0].peers[0]: expected a SPIFFE ID (spiffe://trust-domain/path, "
+            "or .../* for one more path segment), got \"spiffe://td/a/*/b\": '*' may stand only "
+            "for the whole last path segment (.../ns/db/*)");
 
     /* allow */
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: replicat\n",
@@ -2109,6 +2191,7 @@ main(void)
         cmocka_unit_test(test_http_keys),
         cmocka_unit_test(test_http_keys_defaults),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_allow_spiffe),
         cmocka_unit_test(test_access_allow_values),
         cmocka_unit_test(test_access_databases),
         cmocka_unit_test(test_db_glob_check),
