@@ -842,8 +842,10 @@ config_spiffe_problem(const char *s, bool pattern)
             continue;
         }
         for (; seg < p; seg++) {
-            if (*seg == '*' && pattern)
-                return ("'*' may stand only for the whole last path segment (.../ns/db/*)");
+            if (*seg == '*')
+                return (pattern ? "'*' may stand only for the whole last path segment (.../ns/db/*)"
+                                : "a SPIFFE ID names one workload: no '*' (patterns are for allow: "
+                                  "and peers:)");
             if (!spiffe_path_char(*seg))
                 return ("a path segment may hold only A-Z, a-z, 0-9, '.', '-' and '_'");
         }

@@ -550,6 +550,77 @@ test_syntax_error(void **state)
     one_err("\t- x\n", 1, 1, "YAML syntax error");
 }
 
+/* The usual causes of a YAML syntax error get a hint, at the line of the mistake. */
+static void
+test_syntax_hints(void **state)
+{
+    static const char ind[] = "; the keys of one mapping line up, a nested mapping goes under a "
+                              "key that ends in ':'";
+    char want[512];
+
+    (void)state;
+    /* a key indented more than its sibling: libyaml sees it on that line */
+    snprintf(want, sizeof(want),
+             "YAML syntax error: mapping values are not allowed in this context; hint: \"key:\" "
+             "is indented 3 spaces but \"cert:\" on line 2 by 2%s",
+             ind);
+    one_err("tls:\n  cert: a\n   key: b\n  ca: c\n", 3, 4, want);
+    /* ... less */
+    snprintf(want, sizeof(want),
+             "YAML syntax error: did not find expected key (while parsing a block mapping at "
+             "1:1); hint: \"key:\" is indented 1 space but \"cert:\" on line 2 by 2%s",
+             ind);
+    one_err("tls:\n  cert: a\n key: b\n  ca: c\n", 3, 2, want);
+    /* ... in a list item, either way */
+    snprintf(want, sizeof(want),
+             "hint: \"listen:\" is indented 3 spaces but \"mode:\" on line 3 by 4%s", ind);
+    one_err("listeners:\n  - name: a\n    mode: inbound\n   listen: x\n", 4, 4, want);
+    snprintf(want, sizeof(want),
+             "hint: \"mode:\" is indented 5 spaces but \"name:\" on line 2 by 4%s", ind);
+    one_err("listeners:\n  - name: a\n     mode: inbound\n    listen: x\n", 3, 6, want);
+
+    /* a missing space after ':': libyaml notices it on the next line, the hint names this one */
+    one_err("tls:\n  cert:a\n  key: b\n", 2, 7,
+            "YAML syntax error: mapping values are not allowed in this context (noticed at 3:6); "
+            "hint: a space is missing after ':' in \"cert:a\" (write \"cert: a\")");
+    one_err("user:ferry\nworkers: 2\n", 1, 5,
+            "(noticed at 2:8); hint: a space is missing after ':' in \"user:ferry\" (write "
+            "\"user: ferry\")");
+    one_err("log:\n  level:info\n\n  # a comment\n  format: text\n", 2, 8,
+            "YAML syntax error: did not find expected key (while parsing a block mapping at 1:1) "
+            "(noticed at 5:3); hint: a space is missing after ':' in \"level:info\" (write "
+            "\"level: info\")");
+    one_err("listeners:\n  - name: x\n    peer:node2.example.org:6984\n    mode: outbound\n", 3, 9,
+            "hint: a space is missing after ':' in \"peer:node2.example.org:6984\" (write "
+            "\"peer: node2.example.org:6984\")");
+
+    /* a tab in the indentation, wherever it stands in it */
+    one_err("tls:\n\tcert: a\n  key: b\n", 2, 1,
+            "YAML syntax error: found character that cannot start any token (while scanning for "
+            "the next token at 2:1); hint: a tab in the indentation of line 2; YAML indents with "
+            "spaces only");
+    one_err("tls:\n  cert: a\n\tkey: b\n", 3, 1,
+            "hint: a tab in the indentation of line 3; YAML indents with spaces only");
+    one_err("listeners:\n  - name: a\n  \tmode: x\n", 3, 3,
+            "hint: a tab in the indentation of line 3; YAML indents with spaces only");
+
+    /* other syntax errors keep libyaml's words and place, without a hint */
+    {
+        struct config_errors errs;
+
+        load_bad("a: b: c\n", 1, &errs);
+        assert_null(strstr(errs.v[0].msg, "hint"));
+        config_errors_clear(&errs);
+        load_bad("allow:\n  - 127.0.0.1:80\n   x: y\n", -1, &errs);
+        assert_null(strstr(errs.v[0].msg, "a space is missing"));
+        config_errors_clear(&errs);
+    }
+    one_err("a: b: c\n", 1, 5, "YAML syntax error: mapping values are not allowed in this context");
+    one_err("tls:\n  cert: [a, b\n", 3, 1,
+            "YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
+            "at 2:9)");
+}
+
 static void
 test_empty(void **state)
 {
@@ -2191,6 +2262,7 @@ main(void)
         cmocka_unit_test(test_http_keys),
         cmocka_unit_test(test_http_keys_defaults),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_syntax_hints),
         cmocka_unit_test(test_allow_spiffe),
         cmocka_unit_test(test_access_allow_values),
         cmocka_unit_test(test_access_databases),
