@@ -1349,6 +1349,19 @@ check_leaf(struct diag *d)
         }
     }
     (void)sans_str(leaf, sans, sizeof(sans), &n_sans);
+    /* A client certificate known by its URI SAN (a SPIFFE ID) is what `allow:` patterns match. */
+    if (n_sans == 0 && !p->need_server_auth && strstr(sans, "URI:") != NULL) {
+        return;
+    }
+    if (n_sans == 0 && sans[0] != '\0') {
+        add(d, "san-missing", CERTS_SEV_ERROR, p->cert,
+            "reissue it with a subjectAltName holding its DNS name(s) and IP(s) (ferry certs "
+            "issue --name FQDN --dns ... --ip ... [--uri ...])",
+            "certificate %s has no DNS or IP subjectAltName (only %s): peers that dial it "
+            "check those; a URI SAN names only a client (allow: spiffe://...)",
+            a, sans);
+        return;
+    }
     if (n_sans == 0) {
         add(d, "san-missing", CERTS_SEV_ERROR, p->cert,
             "reissue it with a subjectAltName holding its DNS name(s) and IP(s) (ferry certs "

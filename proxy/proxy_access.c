@@ -219,6 +219,18 @@ names_add(struct proxy_peer_names *names, size_t *used, const char *s, size_t le
     *used += len + 1;
 }
 
+/* Is s[0..len) written as a URI ("scheme://...", tls_name_is_uri())? */
+static bool
+span_is_uri(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++) {
+        if (memcmp(s + i, "://", 3) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * proxy_peer_names_parse(sans, cn, names):
  * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
@@ -253,12 +265,13 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
 
-        if (len > 4 && strncmp(p, "DNS:", 4) == 0) {
-            names_add(names, &used, p + 4, len - 4);
-        } else if (len > 3 && strncmp(p, "IP:", 3) == 0) {
-            names_add(names, &used, p + 3, len - 3);
-        } else if (len > 4 && strncmp(p, "URI:", 4) == 0) {
-            names_add(names, &used, p + 4, len - 4);
+        /* Each kind keeps its own names: a DNS SAN spelt as a URI is none, nor a URI SAN
+         * without a scheme (tls_check_leaf() skips them alike). */
+        bool uri = len > 4 && strncmp(p, "URI:", 4) == 0;
+        size_t skip = uri || strncmp(p, "DNS:", 4) == 0 ? 4 : strncmp(p, "IP:", 3) == 0 ? 3 : 0;
+
+        if (skip > 0 && len > skip && uri == span_is_uri(p + skip, len - skip)) {
+            names_add(names, &used, p + skip, len - skip);
         }
         p += len;
         if (*p == ',') {

@@ -347,7 +347,7 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
         /* As in tls_check_leaf(): a DNS or IP SAN, even one never shown, rules the CN out. */
         leaf_cn(cert, info->name, sizeof(info->name));
     }
-    if (info->name[0] == '\0' && first_uri[0] != '\0') {
+    if (info->name[0] == '\0' && tls_name_is_uri(first_uri)) {
         /* A mesh identity (URI SAN only): the name shown; tls_check_leaf() may confirm it. */
         (void)snprintf(info->name, sizeof(info->name), "%s", first_uri);
     }
@@ -463,6 +463,10 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
 
             if ((g->type != GEN_DNS && g->type != GEN_IPADD && g->type != GEN_URI) ||
                 !san_text(g, text, sizeof(text))) {
+                continue;
+            }
+            /* A DNS SAN spelt "spiffe://..." is no URI SAN, and a URI SAN "x.org" no host. */
+            if ((g->type == GEN_URI) != tls_name_is_uri(text)) {
                 continue;
             }
             matched = allowed(text, allow, n_allow);

@@ -969,6 +969,16 @@ test_peer_names_parse(void **state)
     assert_string_equal(names.v[3], "::1");
     assert_string_equal(names.v[4], "b.example.org");
 
+    /* each kind keeps its names: a DNS SAN spelt as a URI, a URI SAN without a scheme: none */
+    proxy_peer_names_parse("DNS:spiffe://td/x,URI:node2.example.org,URI:spiffe://td/y,IP:a://b",
+                           "cn", &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "spiffe://td/y");
+    /* ... and a CN spelt as a URI is none either */
+    proxy_peer_names_parse("URI:spiffe://td/y", "spiffe://td/cn", &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "spiffe://td/y");
+
     proxy_peer_names_parse(NULL, NULL, &names);
     assert_int_equal(names.n, 0);
     proxy_peer_names_parse("DNS:,IP:,,", "", &names);

@@ -48,7 +48,7 @@ static size_t n_crls;
 /* The certificates the in-memory tests (tls_check_leaf, peer info) use directly. */
 static struct pki_cert *root, *inter, *server_leaf, *client_leaf, *srvonly_leaf, *noeku_leaf,
     *cnonly_leaf, *ip_leaf, *wild_leaf, *expired_leaf, *notyet_leaf, *uri_leaf, *uri_dns_leaf,
-    *uri_cn_leaf;
+    *uri_cn_leaf, *uri_mixup_leaf;
 
 /* "dir/name" in one of 16 rotating buffers: enough for one params struct at a time. */
 static const char *
@@ -162,6 +162,10 @@ setup_pki(void **state)
                                          .dns = DNS("node2.test"),
                                          .uris = DNS("spiffe://site-b.example.org/ns/db/node2")},
                       root);
+    /* A DNS SAN spelt as a SPIFFE ID, a URI SAN spelt as a host name: neither kind crosses. */
+    uri_mixup_leaf = mk(&(struct pki_opts){.dns = DNS("spiffe://site-b.example.org/ns/db/dns"),
+                                           .uris = DNS("node2.test")},
+                        root);
     /* A CN written as a URI is no URI SAN. */
     uri_cn_leaf = mk(&(struct pki_opts){.cn = "spiffe://site-b.example.org/ns/db/cn"}, root);
     save("cnonly", cnonly_leaf, NULL, NULL);
@@ -915,6 +919,11 @@ test_check_leaf_uri(void **state)
     assert_int_equal(tls_check_leaf(uri_dns_leaf->x509, false, NULL, allow_uri, 2, false, &info),
                      TLS_REJECT_NONE);
     assert_string_equal(info.name, "spiffe://site-b.example.org/ns/db/node2");
+    /* A DNS SAN spelt "spiffe://..." matches no URI entry, a URI SAN "node2.test" no host. */
+    assert_int_equal(tls_check_leaf(uri_mixup_leaf->x509, false, NULL, allow_uri, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
+    assert_int_equal(tls_check_leaf(uri_mixup_leaf->x509, false, NULL, allow_dns, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
     /* A CN that looks like a SPIFFE ID is not one, even with cn_fallback. */
     assert_int_equal(tls_check_leaf(uri_cn_leaf->x509, false, NULL, allow_uri, 2, true, &info),
                      TLS_REJECT_NO_NAME);
