@@ -37,6 +37,8 @@ struct certs_issue_params {
     size_t n_dns;
     const char *const *ips;
     size_t n_ips;
+    const char *const *uris; /* SPIFFE IDs (config_spiffe_problem() rules), as URI SANs */
+    size_t n_uris;
     int days; /* 0 = CERTS_DEFAULT_LEAF_DAYS */
     enum certs_key_type key_type;
     const char *out_dir; /* writes OUT/NAME.crt (leaf + intermediates), OUT/NAME.key (0600)
@@ -54,7 +56,7 @@ int certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen);
 /*
  * certs_issue(p, err, errlen):
  * Issue a leaf signed by the CA in ${p}->ca_dir: EKU serverAuth+clientAuth, SAN = name +
- * every dns + every ip, basicConstraints CA:FALSE, keyUsage digitalSignature (+
+ * every dns + every ip + every uri, basicConstraints CA:FALSE, keyUsage digitalSignature (+
  * keyEncipherment for RSA), authority/subject key identifiers, a random 128-bit serial.
  * When CA_DIR/ca.crt holds an intermediate followed by its issuers, NAME.crt carries the
  * intermediates and OUT/ca.crt the root.  Returns 0, or -1 with the reason in ${err}.

@@ -46,6 +46,7 @@ enum cli_opt {
     OPT_CA,
     OPT_DNS,
     OPT_IP,
+    OPT_URI,
     OPT_OUT,
 };
 
@@ -60,7 +61,8 @@ static const struct cli_spec cli_specs[] = {
     {"dir", OPT_DIR, true, false},  {"name", OPT_NAME, true, true},
     {"days", OPT_DAYS, true, true}, {"key-type", OPT_KEY_TYPE, true, true},
     {"ca", OPT_CA, false, true},    {"dns", OPT_DNS, false, true},
-    {"ip", OPT_IP, false, true},    {"out", OPT_OUT, false, true},
+    {"ip", OPT_IP, false, true},    {"uri", OPT_URI, false, true},
+    {"out", OPT_OUT, false, true},
 };
 
 struct cli_args {
@@ -75,6 +77,8 @@ struct cli_args {
     size_t n_dns;
     const char **ips;
     size_t n_ips;
+    const char **uris;
+    size_t n_uris;
 };
 
 /*
@@ -86,7 +90,8 @@ certs_cli_usage(FILE *out)
 {
     fputs("usage: ferry certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
           "       ferry certs issue --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"
-          "                         [--days N] [--key-type ec|rsa] --out DIR\n"
+          "                         [--uri SPIFFE-ID]... [--days N] [--key-type ec|rsa]\n"
+          "                         --out DIR\n"
           "       ferry certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]\n"
           "\n"
           "init-ca  make a private CA: DIR/ca.crt and DIR/ca.key (mode 0600).\n"
@@ -95,7 +100,9 @@ certs_cli_usage(FILE *out)
           "         overwritten.\n"
           "issue    make a node certificate signed by the CA in DIR (its ca.crt and ca.key),\n"
           "         for both server and client use (EKU serverAuth, clientAuth).  The SAN\n"
-          "         holds FQDN (or the IP address it spells), every --dns and every --ip.\n"
+          "         holds FQDN (or the IP address it spells), every --dns, every --ip and\n"
+          "         every --uri (a SPIFFE ID, spiffe://trust-domain/path, for allow: and\n"
+          "         access peers: entries that name workloads).\n"
           "         Writes OUT/FQDN.crt (certificate, then any intermediates), OUT/FQDN.key\n"
           "         (mode 0600) and OUT/ca.crt (the root to trust); valid for N days\n"
           "         (default 397, never past the CA's own expiry).\n"
@@ -183,7 +190,8 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
             return usage_error(err, cmdname, "missing value for --", spec->name);
 
         /* Repeating a single-valued option is most likely a mistake: say so. */
-        if (spec->opt != OPT_DNS && spec->opt != OPT_IP && a->seen[spec->opt])
+        if (spec->opt != OPT_DNS && spec->opt != OPT_IP && spec->opt != OPT_URI &&
+            a->seen[spec->opt])
             return usage_error(err, cmdname, "option given twice: --", spec->name);
         a->seen[spec->opt] = true;
 
@@ -219,6 +227,9 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
             break;
         case OPT_IP:
             a->ips[a->n_ips++] = value;
+            break;
+        case OPT_URI:
+            a->uris[a->n_uris++] = value;
             break;
         }
     }
@@ -269,6 +280,10 @@ describe_leaf(X509 *x, char *buf, size_t len)
         if (type == GEN_DNS) {
             n = ASN1_STRING_length(v);
             snprintf(text, sizeof(text), "DNS:%.*s", n > 255 ? 255 : n,
+                     (const char *)ASN1_STRING_get0_data(v));
+        } else if (type == GEN_URI) {
+            n = ASN1_STRING_length(v);
+            snprintf(text, sizeof(text), "URI:%.*s", n > 255 ? 255 : n,
                      (const char *)ASN1_STRING_get0_data(v));
         } else if (type == GEN_IPADD) {
             char ip[INET6_ADDRSTRLEN];
@@ -350,6 +365,8 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     p.n_dns = a->n_dns;
     p.ips = a->ips;
     p.n_ips = a->n_ips;
+    p.uris = a->uris;
+    p.n_uris = a->n_uris;
     p.days = a->days;
     p.key_type = a->key_type;
     p.out_dir = a->out;
@@ -488,10 +505,11 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
 
     memset(&a, 0, sizeof(a));
     a.key_type = CERTS_KEY_EC;
-    /* Each --dns/--ip uses an argument, so argc entries are always enough. */
+    /* Each --dns/--ip/--uri uses an argument, so argc entries are always enough. */
     a.dns = calloc((size_t)argc, sizeof(*a.dns));
     a.ips = calloc((size_t)argc, sizeof(*a.ips));
-    if (a.dns == NULL || a.ips == NULL) {
+    a.uris = calloc((size_t)argc, sizeof(*a.uris));
+    if (a.dns == NULL || a.ips == NULL || a.uris == NULL) {
         fprintf(err, "ferry certs %s: out of memory\n", cmdname);
         rc = CLI_FAIL;
         goto done;
@@ -526,5 +544,6 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
 done:
     free(a.dns);
     free(a.ips);
+    free(a.uris);
     return rc;
 }

@@ -284,7 +284,10 @@ sig_weak(X509 *x)
     return md == NID_sha1 || md == NID_md5 || md == NID_md5_sha1;
 }
 
-/* The DNS and IP SANs of ${x} as "DNS:a,IP:b" (empty when none); *${n} counts them. */
+/*
+ * The DNS, IP and URI SANs of ${x} as "DNS:a,IP:b,URI:spiffe://td/x" (empty when none); *${n}
+ * counts the DNS and IP ones (the names a peer dialling this host checks).
+ */
 static const char *
 sans_str(X509 *x, char *buf, size_t len, int *n)
 {
@@ -312,10 +315,14 @@ sans_str(X509 *x, char *buf, size_t len, int *n)
                           ip, sizeof(ip)) != NULL) {
                 (void)snprintf(item, sizeof(item), "IP:%s", ip);
             }
+        } else if (type == GEN_URI) {
+            vl = ASN1_STRING_length(v);
+            (void)snprintf(item, sizeof(item), "URI:%.*s", vl > 255 ? 255 : vl,
+                           (const char *)ASN1_STRING_get0_data(v));
         }
         if (item[0] != '\0' && used + strlen(item) + 2 < len) {
-            used += (size_t)snprintf(buf + used, len - used, "%s%s", *n > 0 ? "," : "", item);
-            (*n)++;
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", used > 0 ? "," : "", item);
+            *n += type != GEN_URI;
         }
     }
     GENERAL_NAMES_free(gens);
@@ -430,6 +437,27 @@ time_str(const ASN1_TIME *t, char *buf, size_t len)
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
         strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0) {
         (void)snprintf(buf, len, "?");
+    }
+    return buf;
+}
+
+/*
+ * certs_time_rfc3339(t, buf, len):
+ * ${t} as an RFC 3339 UTC timestamp, "2027-12-05T00:00:00Z", into ${buf}; "" when it cannot be
+ * parsed.  Returns ${buf}.
+ */
+const char *
+certs_time_rfc3339(const ASN1_TIME *t, char *buf, size_t len)
+{
+    struct tm tm;
+
+    if (len == 0) {
+        return buf;
+    }
+    memset(&tm, 0, sizeof(tm));
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        buf[0] = '\0';
     }
     return buf;
 }
@@ -1321,6 +1349,19 @@ check_leaf(struct diag *d)
         }
     }
     (void)sans_str(leaf, sans, sizeof(sans), &n_sans);
+    /* A client certificate known by its URI SAN (a SPIFFE ID) is what `allow:` patterns match. */
+    if (n_sans == 0 && !p->need_server_auth && strstr(sans, "URI:") != NULL) {
+        return;
+    }
+    if (n_sans == 0 && sans[0] != '\0') {
+        add(d, "san-missing", CERTS_SEV_ERROR, p->cert,
+            "reissue it with a subjectAltName holding its DNS name(s) and IP(s) (ferry certs "
+            "issue --name FQDN --dns ... --ip ... [--uri ...])",
+            "certificate %s has no DNS or IP subjectAltName (only %s): peers that dial it "
+            "check those; a URI SAN names only a client (allow: spiffe://...)",
+            a, sans);
+        return;
+    }
     if (n_sans == 0) {
         add(d, "san-missing", CERTS_SEV_ERROR, p->cert,
             "reissue it with a subjectAltName holding its DNS name(s) and IP(s) (ferry certs "
@@ -1586,6 +1627,8 @@ struct cert_view {
     const char *sigalg;
     char not_before[64];
     char not_after[64];
+    char not_before_rfc3339[32]; /* for --json */
+    char not_after_rfc3339[32];
     int days_left;
     char sha256[128];
     bool ca;
@@ -1609,6 +1652,10 @@ view_fill(X509 *x, struct cert_view *v)
     }
     (void)time_str(X509_get0_notBefore(x), v->not_before, sizeof(v->not_before));
     (void)time_str(X509_get0_notAfter(x), v->not_after, sizeof(v->not_after));
+    (void)certs_time_rfc3339(X509_get0_notBefore(x), v->not_before_rfc3339,
+                             sizeof(v->not_before_rfc3339));
+    (void)certs_time_rfc3339(X509_get0_notAfter(x), v->not_after_rfc3339,
+                             sizeof(v->not_after_rfc3339));
     v->days_left = days_left(X509_get0_notAfter(x));
     (void)fingerprint(x, v->sha256, sizeof(v->sha256));
     v->ca = is_ca(x);
@@ -1642,8 +1689,8 @@ print_json(const struct certs_diag_params *p, const struct certs_diag_report *r,
         json_kv(out, "eku", v.ekus, true);
         json_kv(out, "key", v.key, true);
         json_kv(out, "signature", v.sigalg, true);
-        json_kv(out, "not_before", v.not_before, true);
-        json_kv(out, "not_after", v.not_after, true);
+        json_kv(out, "not_before", v.not_before_rfc3339, true);
+        json_kv(out, "not_after", v.not_after_rfc3339, true);
         fprintf(out, ",\"days_left\":%d", v.days_left);
         json_kv(out, "sha256", v.sha256, true);
         fprintf(out, ",\"ca\":%s,\"self_signed\":%s}", v.ca ? "true" : "false",

@@ -20,6 +20,7 @@
 
 #include "certs.h"
 #include "certs_internal.h"
+#include "config.h"
 
 /* Longest DNS name (RFC 1035 §2.3.4, without the trailing dot) and label. */
 #define DNS_NAME_MAX  253
@@ -119,7 +120,8 @@ san_has(const GENERAL_NAMES *gens, int type, const unsigned char *data, size_t l
     return false;
 }
 
-/* Append a DNS (GEN_DNS) or IP (GEN_IPADD) name to ${gens}, once.  Returns 0 or -1. */
+/* Append a DNS (GEN_DNS), IP (GEN_IPADD) or URI (GEN_URI) name to ${gens}, once.  Returns 0
+ * or -1. */
 static int
 san_add(GENERAL_NAMES *gens, int type, const unsigned char *data, size_t len)
 {
@@ -130,7 +132,7 @@ san_add(GENERAL_NAMES *gens, int type, const unsigned char *data, size_t len)
         return 0;
     if ((gn = GENERAL_NAME_new()) == NULL)
         goto err0;
-    v = (type == GEN_DNS) ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new();
+    v = (type == GEN_DNS || type == GEN_URI) ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new();
     if (v == NULL)
         goto err1;
     if (ASN1_STRING_set(v, data, (int)len) != 1)
@@ -174,7 +176,7 @@ san_add_name(GENERAL_NAMES *gens, const char *s, char *err, size_t errlen)
     return rc;
 }
 
-/* The subjectAltName of ${p}: name, every dns, every ip.  Returns the list or NULL. */
+/* The subjectAltName of ${p}: name, every dns, every ip, every uri.  Returns the list or NULL. */
 static GENERAL_NAMES *
 build_san(const struct certs_issue_params *p, char *err, size_t errlen)
 {
@@ -214,6 +216,18 @@ build_san(const struct certs_issue_params *p, char *err, size_t errlen)
         }
         if (san_add(gens, GEN_IPADD, ip, iplen) != 0) {
             certs_err_ossl(err, errlen, "cannot add \"%s\" to the subjectAltName", p->ips[i]);
+            goto err1;
+        }
+    }
+    for (i = 0; i < p->n_uris; i++) {
+        if ((why = config_spiffe_problem(p->uris[i], false)) != NULL) {
+            certs_err(err, errlen,
+                      "invalid URI \"%s\": expected a SPIFFE ID (spiffe://trust-domain/path): %s",
+                      p->uris[i], why);
+            goto err1;
+        }
+        if (san_add(gens, GEN_URI, (const unsigned char *)p->uris[i], strlen(p->uris[i])) != 0) {
+            certs_err_ossl(err, errlen, "cannot add \"%s\" to the subjectAltName", p->uris[i]);
             goto err1;
         }
     }
@@ -433,7 +447,8 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
         certs_err(err, errlen, "the CA directory, the name and the output directory are needed");
         goto err0;
     }
-    if ((p->n_dns > 0 && p->dns == NULL) || (p->n_ips > 0 && p->ips == NULL)) {
+    if ((p->n_dns > 0 && p->dns == NULL) || (p->n_ips > 0 && p->ips == NULL) ||
+        (p->n_uris > 0 && p->uris == NULL)) {
         certs_err(err, errlen, "bad name lists");
         goto err0;
     }
@@ -538,15 +553,15 @@ err0:
 /*
  * certs_issue(p, err, errlen):
  * Issue a leaf signed by the CA in ${p}->ca_dir: EKU serverAuth+clientAuth, SAN = name +
- * every dns + every ip, basicConstraints CA:FALSE, keyUsage digitalSignature (+
+ * every dns + every ip + every uri, basicConstraints CA:FALSE, keyUsage digitalSignature (+
  * keyEncipherment for RSA), authority/subject key identifiers, a random 128-bit serial.
  * When CA_DIR/ca.crt holds an intermediate followed by its issuers, NAME.crt carries the
  * intermediates and OUT/ca.crt the root.  Returns 0, or -1 with the reason in ${err}.
  * Names are checked before any file is written: DNS names as RFC 1123 labels (a "*." first
- * label allowed), IPs as IPv4/IPv6 literals; NAME must be a safe file name other than "ca".
- * The leaf never outlives the CA (notAfter is clamped to the CA's).  Existing OUT/NAME.*
- * files are replaced.  When OUT is CA_DIR and the CA is a root, CA_DIR/ca.crt is left as it
- * is; when it is an intermediate, this is refused (its bundle would be lost).
+ * label allowed), IPs as IPv4/IPv6 literals, URIs as SPIFFE IDs; NAME must be a safe file name
+ * other than "ca". The leaf never outlives the CA (notAfter is clamped to the CA's).  Existing
+ * OUT/NAME.* files are replaced.  When OUT is CA_DIR and the CA is a root, CA_DIR/ca.crt is left as
+ * it is; when it is an intermediate, this is refused (its bundle would be lost).
  */
 int
 certs_issue(const struct certs_issue_params *p, char *err, size_t errlen)

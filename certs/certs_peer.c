@@ -36,6 +36,7 @@
 #include "tls.h"
 
 #include "certs.h"
+#include "certs_internal.h"
 
 #define PEER_CONNECT_MS   5000  /* TCP connect */
 #define PEER_HANDSHAKE_MS 10000 /* TLS handshake, from the end of connect */
@@ -47,6 +48,8 @@ struct peer_cert {
     struct tls_peer_info info;
     char ekus[128];
     char key_type[32];
+    char not_before_rfc3339[32]; /* the dates of --json */
+    char not_after_rfc3339[32];
 };
 
 /* Everything we learned, printed at the end in text or JSON. */
@@ -348,6 +351,10 @@ collect(SSL *ssl, struct peer_report *r)
         tls_peer_info_fill(x, false, &pc->info);
         (void)tls_cert_ekus(x, pc->ekus, sizeof(pc->ekus));
         (void)tls_cert_key_type(x, pc->key_type, sizeof(pc->key_type));
+        (void)certs_time_rfc3339(X509_get0_notBefore(x), pc->not_before_rfc3339,
+                                 sizeof(pc->not_before_rfc3339));
+        (void)certs_time_rfc3339(X509_get0_notAfter(x), pc->not_after_rfc3339,
+                                 sizeof(pc->not_after_rfc3339));
     }
     for (i = 0; cas != NULL && i < sk_X509_NAME_num(cas) &&
                 r->n_client_cas < sizeof(r->client_cas) / sizeof(r->client_cas[0]);
@@ -521,8 +528,8 @@ print_json(const struct peer_report *r, FILE *out)
         json_kv(out, "issuer", pc->info.issuer, true);
         json_kv(out, "sans", pc->info.sans, true);
         json_kv(out, "ekus", pc->ekus, true);
-        json_kv(out, "not_before", pc->info.not_before, true);
-        json_kv(out, "not_after", pc->info.not_after, true);
+        json_kv(out, "not_before", pc->not_before_rfc3339, true);
+        json_kv(out, "not_after", pc->not_after_rfc3339, true);
         json_kv(out, "key_type", pc->key_type, false);
         fprintf(out, "}%s", i + 1 < r->n_chain ? "," : "");
     }

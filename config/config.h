@@ -272,6 +272,15 @@ int config_parse_addr(const char *text, bool allow_name, struct config_addr *add
  */
 const char *config_addr_format(const struct config_addr *addr, char *buf, size_t len);
 
+/*
+ * config_spiffe_problem(s, pattern):
+ * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
+ * segment), in plain words, or NULL when it is one: "spiffe://" + a lower-case trust domain of
+ * [a-z0-9._-] + zero or more "/segment" of [A-Za-z0-9._-], no "." or ".." segment, no query,
+ * fragment, port, user info, percent-encoding or trailing '/', at most 2048 bytes.
+ */
+const char *config_spiffe_problem(const char *s, bool pattern);
+
 /* String names of the enums, as written in YAML ("inbound", "http", "warn", ...). */
 const char *config_mode_str(enum config_mode mode);
 const char *config_protocol_str(enum config_protocol protocol);

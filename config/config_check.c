@@ -781,8 +781,81 @@ valid_allow(const char *s)
     return (config_name_is_dns(s));
 }
 
+/* The longest SPIFFE ID (SPIFFE ID standard §2.3). */
+#define SPIFFE_ID_MAX 2048
+
+/* Is ${c} one of the bytes of a SPIFFE path segment: [A-Za-z0-9._-]? */
+static bool
+spiffe_path_char(char c)
+{
+    return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '.' || c == '-' || c == '_');
+}
+
 /*
- * A sequence of peer names as in allow: (host names, "*.domain" wildcards, IP literals) at
+ * config_spiffe_problem(s, pattern):
+ * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
+ * segment), or NULL when it is one: "spiffe://" + a lower-case trust domain of [a-z0-9._-] +
+ * zero or more "/segment" of [A-Za-z0-9._-], no "." or ".." segment, no query, fragment,
+ * port, userinfo, percent-encoding or trailing '/', at most SPIFFE_ID_MAX bytes.
+ */
+const char *
+config_spiffe_problem(const char *s, bool pattern)
+{
+    const char *p, *seg;
+    size_t n;
+
+    if (strncmp(s, "spiffe://", 9) != 0)
+        return ("the scheme must be spiffe, in lower case (spiffe://trust-domain/path)");
+    if (strlen(s) > SPIFFE_ID_MAX)
+        return ("a SPIFFE ID is at most 2048 bytes");
+    if (strpbrk(s, "?#") != NULL)
+        return ("a SPIFFE ID has no query (?) or fragment (#)");
+    if (strchr(s, '%') != NULL)
+        return ("a SPIFFE ID is compared byte for byte: no percent-encoding (%)");
+    for (p = s + 9; *p != '\0' && *p != '/'; p++) {
+        if (*p == '@')
+            return ("a SPIFFE ID has no user info (@) in its trust domain");
+        if (*p == ':')
+            return ("a SPIFFE ID has no port in its trust domain");
+        if (*p >= 'A' && *p <= 'Z')
+            return ("the trust domain must be lower case");
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+              *p == '_'))
+            return ("the trust domain may hold only a-z, 0-9, '.', '-' and '_'");
+    }
+    if (p == s + 9)
+        return ("the trust domain is empty");
+    while (*p == '/') {
+        seg = ++p;
+        while (*p != '\0' && *p != '/')
+            p++;
+        n = (size_t)(p - seg);
+        if (n == 0)
+            return (*p == '\0' ? "a SPIFFE ID does not end in '/'"
+                               : "a SPIFFE ID has no empty path segment (//)");
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return ("a SPIFFE ID has no \".\" or \"..\" path segment");
+        if (n == 1 && seg[0] == '*' && pattern) {
+            if (*p != '\0')
+                return ("'*' may stand only for the whole last path segment (.../ns/db/*)");
+            continue;
+        }
+        for (; seg < p; seg++) {
+            if (*seg == '*')
+                return (pattern ? "'*' may stand only for the whole last path segment (.../ns/db/*)"
+                                : "a SPIFFE ID names one workload: no '*' (patterns are for allow: "
+                                  "and peers:)");
+            if (!spiffe_path_char(*seg))
+                return ("a path segment may hold only A-Z, a-z, 0-9, '.', '-' and '_'");
+        }
+    }
+    return (NULL);
+}
+
+/*
+ * A sequence of peer names as in allow: (host names, "*.domain" wildcards, IP literals,
+ * SPIFFE IDs "spiffe://td/path", or with "*" as the last path segment) at
  * ${path}, copied into ${out}/${n_out}.  ${empty_hint} follows the error for an empty
  * sequence.
  */
@@ -808,10 +881,23 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
         char ep[256];
 
         snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
-        if (!want_scalar(ck, e, ep, "a host name, a *.domain wildcard or an IP address"))
+        if (!want_scalar(ck, e, ep,
+                         "a host name, a *.domain wildcard, an IP address or a spiffe:// ID"))
             continue;
-        if (!valid_allow(e->text)) {
-            ck_err(ck, e, "%s: expected a host name, a *.domain wildcard or an IP address, got %s",
+        if (strstr(e->text, "://") != NULL) {
+            const char *why = config_spiffe_problem(e->text, true);
+
+            if (why != NULL) {
+                ck_err(ck, e,
+                       "%s: expected a SPIFFE ID (spiffe://trust-domain/path, or .../* for one "
+                       "more path segment), got %s: %s",
+                       ep, what(e, got, sizeof(got)), why);
+                continue;
+            }
+        } else if (!valid_allow(e->text)) {
+            ck_err(ck, e,
+                   "%s: expected a host name, a *.domain wildcard, an IP address or a spiffe:// "
+                   "ID, got %s",
                    ep, what(e, got, sizeof(got)));
             continue;
         }

@@ -290,6 +290,178 @@ oom:
     return (-1);
 }
 
+/* ---- hints for YAML syntax errors ---- */
+
+/* One line of the source: its bytes [start, end) without the newline. */
+struct src_line {
+    const char *start, *end;
+};
+
+/* Line ${n} (1-based) of text[0..len) into *${out}.  Returns false past the last line. */
+static bool
+src_line(const char *text, size_t len, unsigned n, struct src_line *out)
+{
+    const char *p = text, *end = text + len, *nl;
+    unsigned i;
+
+    for (i = 1; i < n; i++) {
+        if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+            return (false);
+        p = nl + 1;
+    }
+    if (p > end || (p == end && n > 1 && p[-1] == '\n'))
+        return (false);
+    nl = memchr(p, '\n', (size_t)(end - p));
+    out->start = p;
+    out->end = nl != NULL ? nl : end;
+    if (out->end > out->start && out->end[-1] == '\r')
+        out->end--;
+    return (true);
+}
+
+/* Is ${l} blank or a comment? */
+static bool
+src_blank(const struct src_line *l)
+{
+    const char *p = l->start;
+
+    while (p < l->end && (*p == ' ' || *p == '\t'))
+        p++;
+    return (p == l->end || *p == '#');
+}
+
+/*
+ * Where the key of ${l} starts (0-based column, after the indentation and any "- "), and the
+ * column of its ':' in *${colon} (-1 when the line is no "key:" line).  A key here is a letter
+ * then letters, digits, '_' and '-': the keys of ferry.yaml, not "127.0.0.1:80".
+ */
+static int
+src_key(const struct src_line *l, int *colon)
+{
+    const char *p = l->start, *k;
+
+    *colon = -1;
+    while (p < l->end && *p == ' ')
+        p++;
+    while (p + 1 < l->end && *p == '-' && p[1] == ' ') {
+        p += 2;
+        while (p < l->end && *p == ' ')
+            p++;
+    }
+    k = p;
+    if (p < l->end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) {
+        while (p < l->end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+            p++;
+        if (p < l->end && *p == ':')
+            *colon = (int)(p - l->start);
+    }
+    return ((int)(k - l->start));
+}
+
+/*
+ * The usual causes of a libyaml syntax error reported at *${line}:*${col} (1-based) in
+ * text[0..len), for a human: a tab in the indentation, a "key:value" without a space (libyaml
+ * sees it only on the next line, as part of a multi-line scalar), a key indented unlike the
+ * one before it.  When one applies, moves the position in ${line} and ${col} to the mistake and
+ * writes the hint to ${hint}; else writes "".
+ */
+static void
+yaml_hint(const char *text, size_t len, const char *problem, unsigned *line, unsigned *col,
+          char *hint, size_t hintlen)
+{
+    struct src_line l, prev;
+    unsigned n, pn = 0;
+    int key, colon, pkey, pcolon;
+    const char *p;
+
+    hint[0] = '\0';
+    if (text == NULL || *line == 0 || !src_line(text, len, *line, &l))
+        return;
+
+    /* A tab where the indentation is. */
+    for (p = l.start; p < l.end && (*p == ' ' || *p == '\t'); p++) {
+        if (*p == '\t') {
+            *col = (unsigned)(p - l.start) + 1;
+            snprintf(hint, hintlen,
+                     "hint: a tab in the indentation of line %u; YAML indents with spaces only",
+                     *line);
+            return;
+        }
+    }
+
+    /* The nearest line above that is not blank or a comment. */
+    for (n = *line - 1; n > 0; n--) {
+        if (src_line(text, len, n, &prev) && !src_blank(&prev)) {
+            pn = n;
+            break;
+        }
+    }
+
+    /*
+     * "key:value" on the line above: libyaml reads it as a plain scalar that runs on into this
+     * line, and fails here ("mapping values are not allowed", "could not find expected ':'",
+     * "did not find expected key").
+     */
+    if (pn > 0) {
+        (void)src_key(&prev, &pcolon);
+        if (pcolon >= 0 && prev.start + pcolon + 1 < prev.end && prev.start[pcolon + 1] != ' ' &&
+            prev.start[pcolon + 1] != '\t') {
+            int kcol = src_key(&prev, &pcolon);
+            int vlen = (int)(prev.end - prev.start) - pcolon - 1;
+
+            *line = pn;
+            *col = (unsigned)pcolon + 1;
+            snprintf(hint, hintlen,
+                     "hint: a space is missing after ':' in \"%.*s\" (write \"%.*s: %.*s\")",
+                     (int)(prev.end - prev.start) - kcol, prev.start + kcol, pcolon - kcol,
+                     prev.start + kcol, vlen > 40 ? 40 : vlen, prev.start + pcolon + 1);
+            return;
+        }
+    }
+
+    /* A key indented unlike the key above it. */
+    key = src_key(&l, &colon);
+    if (pn > 0 && colon >= 0) {
+        pkey = src_key(&prev, &pcolon);
+        if (pcolon >= 0 && key != pkey &&
+            (key > pkey || strstr(problem != NULL ? problem : "", "expected") != NULL)) {
+            *col = (unsigned)key + 1;
+            snprintf(hint, hintlen,
+                     "hint: \"%.*s:\" is indented %d space%s but \"%.*s:\" on line %u by %d; "
+                     "the keys of one mapping line up, a nested mapping goes under a key "
+                     "that ends in ':'",
+                     colon - key, l.start + key, key, key == 1 ? "" : "s", pcolon - pkey,
+                     prev.start + pkey, pn, pkey);
+        }
+    }
+}
+
+/*
+ * The libyaml syntax error of ${parser} as one error, with a hint at the line of the mistake
+ * when yaml_hint() finds one (and where libyaml noticed it, when that is elsewhere).
+ */
+static void
+syntax_error(const char *file, const char *text, size_t len, const yaml_parser_t *parser,
+             struct config_errors *errs)
+{
+    const char *problem = parser->problem != NULL ? parser->problem : "unknown problem";
+    unsigned pl = (unsigned)parser->problem_mark.line + 1,
+             pc = (unsigned)parser->problem_mark.column + 1;
+    unsigned line = pl, col = pc;
+    char ctx[96] = "", hint[320], noticed[48] = "";
+
+    yaml_hint(text, len, problem, &line, &col, hint, sizeof(hint));
+    if (parser->context != NULL)
+        snprintf(ctx, sizeof(ctx), " (%s at %u:%u)", parser->context,
+                 (unsigned)parser->context_mark.line + 1,
+                 (unsigned)parser->context_mark.column + 1);
+    if (line != pl)
+        snprintf(noticed, sizeof(noticed), " (noticed at %u:%u)", pl, pc);
+    config_errors_add(errs, file, line, col, "YAML syntax error: %s%s%s%s%s", problem, ctx, noticed,
+                      hint[0] != '\0' ? "; " : "", hint);
+}
+
 /*
  * config_node_parse(file, text, len, errs):
  * Parse ${len} bytes of YAML at ${text} into a node tree, using libyaml's event API.
@@ -325,17 +497,8 @@ config_node_parse(const char *file, const char *text, size_t len, struct config_
                 config_errors_add(errs, file, 0, 0, "YAML error at byte %zu: %s",
                                   parser.problem_offset,
                                   parser.problem != NULL ? parser.problem : "unreadable input");
-            } else if (parser.context != NULL) {
-                config_errors_add(errs, file, (unsigned)parser.problem_mark.line + 1,
-                                  (unsigned)parser.problem_mark.column + 1,
-                                  "YAML syntax error: %s (%s at %u:%u)",
-                                  parser.problem != NULL ? parser.problem : "unknown problem",
-                                  parser.context, (unsigned)parser.context_mark.line + 1,
-                                  (unsigned)parser.context_mark.column + 1);
             } else {
-                config_errors_add(errs, file, (unsigned)parser.problem_mark.line + 1,
-                                  (unsigned)parser.problem_mark.column + 1, "YAML syntax error: %s",
-                                  parser.problem != NULL ? parser.problem : "unknown problem");
+                syntax_error(file, text, len, &parser, errs);
             }
             b.n_errors++;
             goto err1;

@@ -10,9 +10,13 @@
  * proxy_exchange.c does, the CN given to proxy_peer_names_parse() is the name
  * tls_peer_info_fill() found.  Checked besides crashes, leaks and UB:
  *   - every peer name is one of the certificate's DNS or IP SANs as tls_check_leaf()
- *     compares them (printable text), or with no such SAN and cn_fallback its last CN:
- *     nothing else can reach an access rule, and every name is printable (it may become
- *     X-Auth-CouchDB-UserName);
+ *     compares them (printable text), or one of its URI SANs (a URI name, which only
+ *     spiffe:// entries match), or with no DNS/IP SAN and cn_fallback its last CN (never one
+ *     written as a URI): nothing else can reach an access rule, and every name is printable
+ *     (it may become X-Auth-CouchDB-UserName);
+ *   - the identity proxy_identity_choose() picks without rules is a DNS name (or the CN),
+ *     never an IP or a URI; a name proxy_identity_canonical() accepts holds no byte a header
+ *     value or a log field could be split at (control, space, '"', ',', ';', '\');
  *   - XFCC is printable, its elements are Hash, Subject, then one URI / DNS per SAN of
  *     that type, in order, with the SAN's text as value once unquoted (no injected key);
  *   - the RFC 9440 value is ":" base64(DER) ":" and decodes back to the DER, for any
@@ -171,13 +175,13 @@ fz_last_cn(X509 *x)
 /*
  * Peer names: proxy_exchange_start()'s sequence (its cn_fallback_name() hands over the name
  * tls_peer_info_fill() found, when there is one).  Returns the CouchDB user as
- * exchange_identity() picks it (first name that is not an IP literal), or NULL.
+ * proxy_identity_choose() picks it without access rules or allow (the first DNS name), or NULL.
  */
 static const char *
 fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
 {
     struct tls_peer_info info;
-    struct fz_names sans;
+    struct fz_names sans, uris;
     bool has_dns_ip = fz_has_dns_ip(x);
     char *cn = NULL;
     const char *user = NULL;
@@ -188,9 +192,10 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
                            names);
     fz_check(names->n <= PROXY_ACCESS_MAX_NAMES, "too many peer names");
     fz_sans(x, -1, &sans);
-    for (size_t i = 0; i < sans.n; i++) {
+    fz_sans(x, GEN_URI, &uris);
+    for (size_t i = 0; i < sans.n + uris.n; i++) {
         /* One SAN must not read as two in the "DNS:a,IP:b" list: tls/ shows ',' as '?'. */
-        for (char *c = sans.v[i]; *c != '\0'; c++) {
+        for (char *c = i < sans.n ? sans.v[i] : uris.v[i - sans.n]; *c != '\0'; c++) {
             *c = *c == ',' ? '?' : *c;
         }
     }
@@ -204,21 +209,33 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
                  "peer name outside its storage");
         fz_check(s[0] != '\0', "an empty peer name");
         fz_check(fz_printable(s, strlen(s)), "a peer name that is not printable");
-        if (has_dns_ip) {
+        if (tls_name_is_uri(s)) {
+            /* Only a URI SAN may be a URI name (it can match only a spiffe:// entry). */
+            fz_check(fz_names_has(&uris, s), "a URI peer name that is no URI SAN");
+        } else if (has_dns_ip) {
             if (!fz_names_has(&sans, s)) {
                 fprintf(stderr, "peer name \"%s\" from SANs \"%s\"\n", s, info.sans);
             }
             fz_check(fz_names_has(&sans, s), "a peer name that is none of the certificate's SANs");
         } else {
-            fz_check(cn_fallback && cn != NULL && strcmp(s, cn) == 0,
+            fz_check(cn_fallback && cn != NULL && strcmp(s, cn) == 0 && !tls_name_is_uri(cn),
                      "a peer name that is not the last CN (or without cn_fallback)");
         }
-        if (user == NULL && !tls_name_is_ip(s, NULL, NULL)) {
-            user = s;
+        {
+            char canon[1024];
+
+            snprintf(canon, sizeof(canon), "%s", s);
+            fz_check(!proxy_identity_canonical(canon) || strpbrk(canon, " \"\\,;") == NULL,
+                     "an identity a header or log field could be split at");
+            fz_check(fz_printable(canon, strlen(canon)), "an identity that is not printable");
         }
     }
+    user = proxy_identity_choose(NULL, 0, NULL, names);
+    fz_check(user == NULL || (!tls_name_is_ip(user, NULL, NULL) && !tls_name_is_uri(user)),
+             "an identity without rules that is an IP or a URI");
     free(cn);
     fz_names_free(&sans);
+    fz_names_free(&uris);
     return user;
 }
 

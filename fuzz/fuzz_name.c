@@ -9,11 +9,16 @@
  *   - a DNS SAN without '*' covers only the same name (ASCII case and one trailing dot
  *     aside); "*.rest" covers only "label.rest" with one non-empty label, never an IP
  *     literal or a host that holds '*'; allow entries likewise, IP literals as addresses;
- *   - matching ignores ASCII case, and a name matches itself;
+ *   - a URI entry (or name) matches only a URI name (or entry): a spiffe:// entry byte for byte,
+ *     or one ending in "/" "*" its prefix plus one path segment of [A-Za-z0-9._-] that is not
+ *     "." or ".."; never anything longer than 2048 bytes;
+ *   - matching ignores ASCII case (URIs aside: their path is case-sensitive), and a name
+ *     matches itself;
  *   - tls_check_leaf() accepts a host exactly when one of the leaf's DNS SANs (as text,
  *     non-printable bytes shown as '?') covers it, an IP SAN equals it, or, with no DNS or
- *     IP SAN and cn_fallback, the last CN covers it; the same for allow entries; and every
- *     text it fills in is printable.
+ *     IP SAN and cn_fallback, the last CN covers it; the same for allow entries, where URI SANs
+ *     count too (a DNS SAN spelt as a URI, a URI SAN that is not one, a CN spelt as a URI
+ *     never); and every text it fills in is printable.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,6 +104,36 @@ fz_wildcard_ok(const char *pat, const char *name)
     return fz_ieq(dot + 1, nn - (size_t)(dot - name) - 1, pat + 2, pn - 2);
 }
 
+/* What a URI entry may match: the same spiffe:// ID, or one more path segment under ".../" "*". */
+static bool
+fz_uri_ok(const char *pat, const char *name)
+{
+    size_t pn = strlen(pat), nn = strlen(name);
+
+    if (strncmp(pat, "spiffe://", 9) != 0 || strncmp(name, "spiffe://", 9) != 0 || nn > 2048) {
+        return false;
+    }
+    if (pn >= 2 && pat[pn - 1] == '*' && pat[pn - 2] == '/') {
+        const char *seg = name + pn - 1;
+        size_t sn = nn - (pn - 1);
+
+        if (nn <= pn - 1 || memcmp(pat, name, pn - 1) != 0 || memchr(pat, '*', pn - 1) != NULL ||
+            (sn == 1 && seg[0] == '.') || (sn == 2 && seg[0] == '.' && seg[1] == '.')) {
+            return false;
+        }
+        for (size_t i = 0; i < sn; i++) {
+            char c = seg[i];
+
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_')) {
+                return false;
+            }
+        }
+        return true;
+    }
+    return strcmp(pat, name) == 0 && strchr(pat, '*') == NULL;
+}
+
 /* The properties of the pure matchers for one pattern and one name. */
 static void
 fz_pair(const char *pat, const char *name)
@@ -123,7 +158,10 @@ fz_pair(const char *pat, const char *name)
         }
     }
     if (allow) {
-        if (pip || nip) {
+        if (tls_name_is_uri(pat) || tls_name_is_uri(name)) {
+            fz_check(tls_name_is_uri(pat) && tls_name_is_uri(name) && fz_uri_ok(pat, name),
+                     "a URI allow entry matches what it must not");
+        } else if (pip || nip) {
             fz_check(pip && nip && pl == nl && memcmp(pb, nb, pl) == 0,
                      "an IP allow entry matches another address");
         } else if (strchr(pat, '*') == NULL) {
@@ -138,7 +176,10 @@ fz_pair(const char *pat, const char *name)
         (void)fz_upper(pat, up_p, sizeof(up_p));
         (void)fz_upper(name, up_n, sizeof(up_n));
         fz_check(tls_name_match_san(up_p, up_n) == san, "tls_name_match_san depends on case");
-        fz_check(tls_name_match_allow(up_p, up_n) == allow, "tls_name_match_allow depends on case");
+        if (!tls_name_is_uri(pat) && !tls_name_is_uri(name)) {
+            fz_check(tls_name_match_allow(up_p, up_n) == allow,
+                     "tls_name_match_allow depends on case");
+        }
     }
 }
 
@@ -149,6 +190,12 @@ fz_self(const char *s)
     bool ip = tls_name_is_ip(s, NULL, NULL);
 
     if (fz_nlen(s) == 0 || strchr(s, '*') != NULL) {
+        return;
+    }
+    if (tls_name_is_uri(s)) {
+        fz_check(tls_name_match_allow(s, s) ==
+                     (strncmp(s, "spiffe://", 9) == 0 && strlen(s) <= 2048),
+                 "a SPIFFE ID does not match itself, or another URI does");
         return;
     }
     fz_check(tls_name_match_allow(s, s), "an allow entry does not match itself");
@@ -199,7 +246,13 @@ fz_leaf_names(X509 *x, const char *host, bool is_host, bool cn_fallback)
                 continue;
             }
             ok = ok || (is_host ? (!host_ip && tls_name_match_san(text, host))
-                                : tls_name_match_allow(host, text));
+                                : !tls_name_is_uri(text) && tls_name_match_allow(host, text));
+        } else if (g->type == GEN_URI && !is_host) {
+            v = g->d.uniformResourceIdentifier;
+            if (fz_cert_text(ASN1_STRING_get0_data(v), ASN1_STRING_length(v), text, sizeof(text)) &&
+                tls_name_is_uri(text)) {
+                ok = ok || tls_name_match_allow(host, text);
+            }
         } else if (g->type == GEN_IPADD) {
             has_san = true;
             v = g->d.iPAddress;
@@ -228,7 +281,7 @@ fz_leaf_names(X509 *x, const char *host, bool is_host, bool cn_fallback)
         int n =
             ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, last)));
 
-        if (n > 0 && fz_cert_text(utf8, n, text, sizeof(text))) {
+        if (n > 0 && fz_cert_text(utf8, n, text, sizeof(text)) && !tls_name_is_uri(text)) {
             if (is_host) {
                 unsigned char cb[16];
                 size_t cl = 0;
@@ -236,7 +289,7 @@ fz_leaf_names(X509 *x, const char *host, bool is_host, bool cn_fallback)
                 ok = host_ip ? tls_name_is_ip(text, cb, &cl) && cl == hl && memcmp(cb, hb, hl) == 0
                              : tls_name_match_san(text, host);
             } else {
-                ok = tls_name_match_allow(host, text);
+                ok = ok || tls_name_match_allow(host, text);
             }
         }
         OPENSSL_free(utf8);

@@ -219,36 +219,64 @@ names_add(struct proxy_peer_names *names, size_t *used, const char *s, size_t le
     *used += len + 1;
 }
 
+/* Is s[0..len) written as a URI ("scheme://...", tls_name_is_uri())? */
+static bool
+span_is_uri(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++) {
+        if (memcmp(s + i, "://", 3) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * proxy_peer_names_parse(sans, cn, names):
- * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4" string ${sans}; when it holds no DNS
- * or IP name and ${cn} is not NULL (cn_fallback), from ${cn}.  Extra names are ignored.
- * Entries are separated by ','; URI: and email: entries are skipped.
+ * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
+ * its order; when it holds no DNS or IP name and ${cn} is not NULL (cn_fallback), ${cn} comes
+ * first (unless it is written as a URI).  Extra names are ignored.  Entries are separated by ',';
+ * URI: entries are names (a URI only ever matches a URI entry), email: entries are skipped.
  */
 void
 proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names)
 {
     size_t used = 0;
     const char *p = sans != NULL ? sans : "";
+    bool dns_or_ip = false;
 
     names->n = 0;
     names->storage[0] = '\0';
+    /* The CN stands in only for DNS and IP names: does ${sans} hold one? */
+    while (*p != '\0' && !dns_or_ip) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+        dns_or_ip =
+            (len > 4 && strncmp(p, "DNS:", 4) == 0) || (len > 3 && strncmp(p, "IP:", 3) == 0);
+        p += len + (end != NULL ? 1 : 0);
+    }
+    /* A CN written as a URI is no name: it must not pass for a URI SAN. */
+    if (!dns_or_ip && cn != NULL && !tls_name_is_uri(cn)) {
+        names_add(names, &used, cn, strlen(cn));
+    }
+    p = sans != NULL ? sans : "";
     while (*p != '\0') {
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
 
-        if (len > 4 && strncmp(p, "DNS:", 4) == 0) {
-            names_add(names, &used, p + 4, len - 4);
-        } else if (len > 3 && strncmp(p, "IP:", 3) == 0) {
-            names_add(names, &used, p + 3, len - 3);
+        /* Each kind keeps its own names: a DNS SAN spelt as a URI is none, nor a URI SAN
+         * without a scheme (tls_check_leaf() skips them alike). */
+        bool uri = len > 4 && strncmp(p, "URI:", 4) == 0;
+        size_t skip = uri || strncmp(p, "DNS:", 4) == 0 ? 4 : strncmp(p, "IP:", 3) == 0 ? 3 : 0;
+
+        if (skip > 0 && len > skip && uri == span_is_uri(p + skip, len - skip)) {
+            names_add(names, &used, p + skip, len - skip);
         }
         p += len;
         if (*p == ',') {
             p++;
         }
-    }
-    if (names->n == 0 && cn != NULL) {
-        names_add(names, &used, cn, strlen(cn));
     }
 }
 
@@ -1046,6 +1074,79 @@ rule_for(const struct config_access_rule *rules, size_t n_rules,
         }
     }
     return NULL;
+}
+
+/*
+ * proxy_identity_choose(rules, n_rules, allow_name, names):
+ * The peer's one identity (CONTRACT §6): the name of ${names} that matched the `peers` of the
+ * first access rule of ${rules} that matches at all, else ${allow_name} (the name that matched
+ * `allow`; NULL or "" without one), else the first DNS name of ${names} (with cn_fallback, its
+ * CN).  A URI SAN (a SPIFFE ID) is the identity only when it matched a rule or `allow`; an IP
+ * only when it matched.  Returns a pointer into ${names} or ${allow_name}, or NULL.
+ */
+const char *
+proxy_identity_choose(const struct config_access_rule *rules, size_t n_rules,
+                      const char *allow_name, const struct proxy_peer_names *names)
+{
+    const char *name = NULL;
+    size_t k;
+
+    if (rules != NULL && rule_for(rules, n_rules, names, &name) != NULL) {
+        return name;
+    }
+    if (allow_name != NULL && allow_name[0] != '\0') {
+        return allow_name;
+    }
+    for (k = 0; names != NULL && k < names->n; k++) {
+        if (!tls_name_is_ip(names->v[k], NULL, NULL) && !tls_name_is_uri(names->v[k])) {
+            return names->v[k];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * proxy_identity_canonical(name):
+ * Write the identity ${name} the way it is compared, so that one peer is one CouchDB user: a
+ * host name in lower case without a final dot ("CLIENT.TEST." -> "client.test"; `allow`
+ * matched it so); a SPIFFE ID as it is (its path is case-sensitive; `allow` compared it byte
+ * for byte), holding only what a SPIFFE ID may hold (letters, digits, ".-_" and '/').  Returns
+ * false, leaving ${name} as it is, when it is none of a host name, an IP address or a SPIFFE ID
+ * (a space, a quote, a '*', a '%', a control byte...): a header could not carry it as it is.
+ */
+bool
+proxy_identity_canonical(char *name)
+{
+    size_t len = strlen(name), i;
+
+    if (strncmp(name, "spiffe://", 9) == 0) {
+        for (i = 9; i < len; i++) {
+            unsigned char ch = (unsigned char)name[i];
+
+            if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= 'A' && ch <= 'Z') || ch == '.' || ch == '-' || ch == '_' || ch == '/')) {
+                return false;
+            }
+        }
+        return len > 9;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '.' || ch == '-' || ch == '_' || ch == ':')) {
+            return false;
+        }
+    }
+    if (len > 1 && name[len - 1] == '.') {
+        name[--len] = '\0';
+    }
+    for (i = 0; i < len; i++) {
+        if (name[i] >= 'A' && name[i] <= 'Z') {
+            name[i] = (char)(name[i] - 'A' + 'a');
+        }
+    }
+    return len > 0;
 }
 
 /*

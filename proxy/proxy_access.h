@@ -20,7 +20,7 @@
 
 #include "config.h"
 
-/* The verified names of a peer: DNS and IP SANs, or the CN with cn_fallback. */
+/* The verified names of a peer: DNS, IP and URI SANs, or the CN with cn_fallback. */
 #define PROXY_ACCESS_MAX_NAMES 16
 
 struct proxy_peer_names {
@@ -31,8 +31,10 @@ struct proxy_peer_names {
 
 /*
  * proxy_peer_names_parse(sans, cn, names):
- * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4" string ${sans}; when it holds no DNS
- * or IP name and ${cn} is not NULL (cn_fallback), from ${cn}.  Extra names are ignored.
+ * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
+ * its order (URI SANs are names: they match only URI entries); when it holds no DNS or IP name
+ * and ${cn} is not NULL (cn_fallback), ${cn} comes first, unless it is written as a URI.
+ * email: entries are skipped; extra names are ignored.
  */
 void proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names);
 
@@ -89,6 +91,27 @@ int proxy_path_hygiene(const char *target, char *why, size_t whylen);
 int proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
                        const struct proxy_peer_names *names, const char *method, const char *target,
                        char *why, size_t whylen, const struct config_access_rule **matched);
+
+/*
+ * proxy_identity_choose(rules, n_rules, allow_name, names):
+ * The peer's one identity (CONTRACT §6): the name of ${names} that matched the `peers` of the
+ * first access rule of ${rules} that matches at all, else ${allow_name} (the name that matched
+ * `allow`; NULL or "" without one), else the first DNS name of ${names} (with cn_fallback, its
+ * CN).  A URI SAN (a SPIFFE ID) is the identity only when it matched a rule or `allow`; an IP
+ * only when it matched.  Returns a pointer into ${names} or ${allow_name}, or NULL.
+ */
+const char *proxy_identity_choose(const struct config_access_rule *rules, size_t n_rules,
+                                  const char *allow_name, const struct proxy_peer_names *names);
+
+/*
+ * proxy_identity_canonical(name):
+ * Write the identity ${name} the way it is compared, so that one peer is one CouchDB user: a
+ * host name in lower case without a final dot ("CLIENT.TEST." -> "client.test"); a SPIFFE ID
+ * as it is (case-sensitive path), holding only letters, digits, ".-_" and '/'.  Returns false,
+ * leaving ${name} as it is, when it is none of a host name, an IP address or a SPIFFE ID (a
+ * space, a quote, a '*', a '%', a control byte...): a header could not carry it as it is.
+ */
+bool proxy_identity_canonical(char *name);
 
 /*
  * proxy_xfcc_value(cert, buf, len):

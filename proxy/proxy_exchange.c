@@ -913,69 +913,23 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
         return false;
     }
     tls_peer_info_fill(cert, true, &info);
-    return info.name[0] != '\0' && (size_t)snprintf(cn, len, "%s", info.name) < len;
+    /* Without a CN the name filled in may be a URI SAN: that one is a name already. */
+    return info.name[0] != '\0' && !tls_name_is_uri(info.name) &&
+           (size_t)snprintf(cn, len, "%s", info.name) < len;
 }
 
 /*
- * The peer's one identity (CONTRACT §6): the name that matched the `peers` of the first access
- * rule that matches at all, else the name that matched `allow` (tls_verify_peer() left it in
- * peer.name), else its first DNS SAN (with cn_fallback, its CN).  The access log's peer=, the
- * 403 answers and X-Auth-CouchDB-UserName all use it.  NULL when there is none.
+ * The peer's one identity (CONTRACT §6, proxy_identity_choose()): the name that matched the
+ * first access rule, else the one that matched `allow` (tls_verify_peer() left it in
+ * peer.name), else its first DNS SAN.  NULL when there is none.
  */
 static const char *
 exchange_peer_name(const struct proxy_conn *c)
 {
     const struct config_listener *cl = c->l->cfg;
-    const struct proxy_peer_names *names = &c->x->names;
 
-    for (size_t i = 0; cl->access != NULL && i < cl->n_access; i++) {
-        for (size_t j = 0; j < cl->access[i].n_peers; j++) {
-            for (size_t k = 0; k < names->n; k++) {
-                if (tls_name_match_allow(cl->access[i].peers[j], names->v[k])) {
-                    return names->v[k];
-                }
-            }
-        }
-    }
-    if (cl->allow != NULL && c->verify.peer.name[0] != '\0') {
-        return c->verify.peer.name;
-    }
-    for (size_t k = 0; k < names->n; k++) {
-        if (!tls_name_is_ip(names->v[k], NULL, NULL)) {
-            return names->v[k];
-        }
-    }
-    return NULL;
-}
-
-/*
- * Write the identity ${name} the way DNS compares it, so that one host is one CouchDB user:
- * lower case, without a final dot ("CLIENT.TEST." -> "client.test"; `allow` matched it so).
- * Returns false, leaving ${name} as it is, when it is not a host name or IP address at all
- * (a space, a quote, a '*'...): the token would be made for a name the header cannot carry.
- */
-static bool
-identity_canonical(char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)name[i];
-
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              ch == '.' || ch == '-' || ch == '_' || ch == ':')) {
-            return false;
-        }
-    }
-    if (len > 1 && name[len - 1] == '.') {
-        name[--len] = '\0';
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (name[i] >= 'A' && name[i] <= 'Z') {
-            name[i] = (char)(name[i] - 'A' + 'a');
-        }
-    }
-    return len > 0;
+    return proxy_identity_choose(cl->access, cl->access != NULL ? cl->n_access : 0,
+                                 cl->allow != NULL ? c->verify.peer.name : NULL, &c->x->names);
 }
 
 /*
@@ -1010,7 +964,7 @@ proxy_exchange_start(struct proxy_conn *c)
         if (who != NULL && who != c->verify.peer.name) {
             snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", who);
         }
-        if (who != NULL && !identity_canonical(c->verify.peer.name)) {
+        if (who != NULL && !proxy_identity_canonical(c->verify.peer.name)) {
             who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
         }
         if (exchange_identity(c, who != NULL ? c->verify.peer.name : NULL) < 0) {

@@ -89,9 +89,10 @@ enum tls_reject {
 struct tls_peer_info {
     char subject[256];   /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
     char issuer[256];    /* RFC 2253 */
-    char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2" */
+    char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2,URI:spiffe://td/x" */
     char name[256];      /* the peer's identity: first DNS SAN, else first IP SAN, else CN
-                            (CN only with cn_fallback); the name that matched when one did */
+                            (CN only with cn_fallback), else first URI SAN; the name that
+                            matched when one did.  A SAN longer than 255 bytes is never one. */
     char not_before[32]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
     char not_after[32];
     char detail[256]; /* for chain rejections: OpenSSL's verify text and the subject of the
@@ -349,9 +350,24 @@ bool tls_name_match_san(const char *san, const char *host);
  * tls_name_match_allow(entry, name):
  * Does the `allow` / `peers` entry ${entry} match the peer name ${name}?  Exactly
  * (case-insensitive), or "*.suffix" covering exactly one more label.  IP literals match only
- * themselves, compared as addresses ("::1" equals "0:0::1").
+ * themselves, compared as addresses ("::1" equals "0:0::1").  A URI entry (a SPIFFE ID,
+ * "spiffe://site-b.example.org/ns/db/replicator") matches a URI name byte for byte (the path
+ * is case-sensitive, no percent-decoding); one whose last path segment is "*" matches exactly
+ * one more path segment ("spiffe://td/ns/db/" + "*" covers "spiffe://td/ns/db/x", not
+ * ".../ns/db" nor ".../ns/db/a/b").  URI entries never match DNS/IP names and the other way
+ * round.
  */
 bool tls_name_match_allow(const char *entry, const char *name);
+
+/*
+ * tls_name_is_uri(s):
+ * Is ${s} written as a URI ("scheme://...")?  URI entries and names are compared only with
+ * each other (tls_name_match_allow()).
+ */
+bool tls_name_is_uri(const char *s);
+
+/* The longest SPIFFE ID (SPIFFE ID standard §2.3: 2048 bytes). */
+#define TLS_SPIFFE_ID_MAX 2048
 
 /*
  * tls_name_is_ip(host, out, outlen):

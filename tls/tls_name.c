@@ -148,10 +148,71 @@ tls_name_match_san(const char *san, const char *host)
 }
 
 /*
+ * tls_name_is_uri(s):
+ * Is ${s} written as a URI ("scheme://...")?  Such an entry or name is compared only with
+ * URIs: "spiffe://a.example.org" must never read as a host name under "*.example.org".
+ */
+bool
+tls_name_is_uri(const char *s)
+{
+    return s != NULL && strstr(s, "://") != NULL;
+}
+
+/* Is s[0..n) one SPIFFE path segment: non-empty [A-Za-z0-9._-], neither "." nor ".."? */
+static bool
+spiffe_segment(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The URI entry ${entry} against the URI name ${name}: byte for byte (SPIFFE IDs are
+ * case-sensitive in their path, and their trust domain is lower case by rule), or, for an
+ * entry whose last path segment is "*", the entry's prefix followed by exactly one more valid path
+ * segment.
+ */
+static bool
+uri_match(const char *entry, const char *name)
+{
+    size_t elen = strlen(entry), nlen = strlen(name);
+
+    if (strncmp(entry, "spiffe://", 9) != 0 || strncmp(name, "spiffe://", 9) != 0 ||
+        nlen > TLS_SPIFFE_ID_MAX) {
+        return false;
+    }
+    if (elen > 11 && entry[elen - 1] == '*' && entry[elen - 2] == '/') {
+        /* An entry "spiffe://td/ns/db/" + "*": the name is "spiffe://td/ns/db/<one segment>". */
+        size_t plen = elen - 1;
+
+        if (memchr(entry, '*', plen) != NULL || nlen <= plen || memcmp(entry, name, plen) != 0) {
+            return false;
+        }
+        return memchr(name + plen, '/', nlen - plen) == NULL &&
+               spiffe_segment(name + plen, nlen - plen);
+    }
+    return memchr(entry, '*', elen) == NULL && elen == nlen && memcmp(entry, name, elen) == 0;
+}
+
+/*
  * tls_name_match_allow(entry, name):
  * Does the `allow` / `peers` entry ${entry} match the peer name ${name}?  Exactly
  * (case-insensitive, trailing dot ignored), or "*.suffix" covering exactly one more label.
- * IP literals match only themselves, compared as addresses ("::1" equals "0:0::1").
+ * IP literals match only themselves, compared as addresses ("::1" equals "0:0::1").  A URI
+ * entry ("spiffe://...") matches URI names only, byte for byte, or one more path segment
+ * under an entry whose last path segment is "*"; a URI name matches URI entries only.
  */
 bool
 tls_name_match_allow(const char *entry, const char *name)
@@ -163,6 +224,9 @@ tls_name_match_allow(const char *entry, const char *name)
 
     if (entry == NULL || name == NULL) {
         return false;
+    }
+    if (tls_name_is_uri(entry) || tls_name_is_uri(name)) {
+        return tls_name_is_uri(entry) && tls_name_is_uri(name) && uri_match(entry, name);
     }
     eip = tls_name_is_ip(entry, ebin, &ebinlen);
     nip = tls_name_is_ip(name, nbin, &nbinlen);

@@ -136,7 +136,10 @@ tls_subject_str(X509 *cert, char *buf, size_t len)
     return buf;
 }
 
-/* The most specific (last) commonName of ${cert} into buf[0..len); "" when none fits. */
+/*
+ * The most specific (last) commonName of ${cert} into buf[0..len); "" when none fits or when
+ * it is written as a URI.
+ */
 static void
 leaf_cn(X509 *cert, char *buf, size_t len)
 {
@@ -157,11 +160,16 @@ leaf_cn(X509 *cert, char *buf, size_t len)
         (void)printable_copy(buf, len, utf8, (size_t)n);
     }
     OPENSSL_free(utf8);
+    /* A CN written as a URI must not pass for a URI SAN under a spiffe:// entry. */
+    if (tls_name_is_uri(buf)) {
+        buf[0] = '\0';
+    }
 }
 
 /*
- * The text of a DNS or IP SAN: "node2.test" or "10.0.0.2".  Returns false for other types
- * and for names that do not fit ${len}.
+ * The text of a DNS, IP or URI SAN: "node2.test", "10.0.0.2" or "spiffe://td/ns/db/x" (bytes
+ * outside printable ASCII as '?').  Returns false for other types and for names that do not
+ * fit ${len}.
  */
 static bool
 san_text(const GENERAL_NAME *g, char *buf, size_t len)
@@ -181,6 +189,9 @@ san_text(const GENERAL_NAME *g, char *buf, size_t len)
             return inet_ntop(AF_INET6, ASN1_STRING_get0_data(ip), buf, (socklen_t)len) != NULL;
         }
         return false;
+    case GEN_URI:
+        return printable_copy(buf, len, ASN1_STRING_get0_data(g->d.uniformResourceIdentifier),
+                              (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier));
     default:
         return false;
     }
@@ -285,7 +296,7 @@ void
 tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
 {
     GENERAL_NAMES *gens = NULL;
-    char text[256], first_dns[256] = "", first_ip[256] = "";
+    char text[256], first_dns[256] = "", first_ip[256] = "", first_uri[256] = "";
     size_t pos = 0;
     bool has_san = false;
     int i;
@@ -315,11 +326,11 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
             if (first_ip[0] == '\0') {
                 (void)snprintf(first_ip, sizeof(first_ip), "%s", text);
             }
-        } else if (g->type == GEN_URI &&
-                   printable_copy(text, sizeof(text),
-                                  ASN1_STRING_get0_data(g->d.uniformResourceIdentifier),
-                                  (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier))) {
+        } else if (g->type == GEN_URI && san_text(g, text, sizeof(text))) {
             append_san(info->sans, sizeof(info->sans), &pos, "URI:", text);
+            if (first_uri[0] == '\0') {
+                (void)snprintf(first_uri, sizeof(first_uri), "%s", text);
+            }
         } else if (g->type == GEN_EMAIL &&
                    printable_copy(text, sizeof(text), ASN1_STRING_get0_data(g->d.rfc822Name),
                                   (size_t)ASN1_STRING_length(g->d.rfc822Name))) {
@@ -335,6 +346,10 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
     } else if (cn_fallback && !has_san) {
         /* As in tls_check_leaf(): a DNS or IP SAN, even one never shown, rules the CN out. */
         leaf_cn(cert, info->name, sizeof(info->name));
+    }
+    if (info->name[0] == '\0' && tls_name_is_uri(first_uri)) {
+        /* A mesh identity (URI SAN only): the name shown; tls_check_leaf() may confirm it. */
+        (void)snprintf(info->name, sizeof(info->name), "%s", first_uri);
     }
 }
 
@@ -367,10 +382,11 @@ allowed(const char *name, const char *const *allow, size_t n_allow)
  * Rules 2 and 3 of CONTRACT.md §4 on an already chain-verified ${leaf}.  EKU: the leaf must
  * have the extension and list serverAuth (${need_server_auth}) or clientAuth.  Name: when
  * ${peer_host} is set, a SAN must cover it (DNS name, or IP literal against IP SANs); when
- * ${allow} is not NULL, one of the leaf's DNS/IP SANs must match one of its ${n_allow}
- * entries.  The CN counts as a name only when the leaf has no DNS or IP SAN and
- * ${cn_fallback}; a leaf with no name at all is TLS_REJECT_NO_NAME only where a name is
- * checked (${peer_host} or ${allow} set).  Fills ${info} (see tls_peer_info_fill()); on a
+ * ${allow} is not NULL, one of the leaf's DNS/IP/URI SANs must match one of its ${n_allow}
+ * entries (a URI SAN only a URI entry, tls_name_match_allow()).  The CN counts as a name only
+ * when the leaf has no DNS or IP SAN and ${cn_fallback}; a leaf with no name at all (for
+ * ${allow}, a URI SAN is one) is TLS_REJECT_NO_NAME only where a name is checked (${peer_host}
+ * or ${allow} set).  Fills ${info} (see tls_peer_info_fill()); on a
  * match info->name is the SAN (or CN) that matched, and on TLS_REJECT_NAME_MISMATCH
  * info->detail holds ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
@@ -384,7 +400,7 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
     char text[256], cn[256] = "";
     unsigned char hbin[16];
     size_t hlen = 0;
-    bool host_is_ip, has_san = false, matched;
+    bool host_is_ip, has_san = false, has_uri = false, matched;
     int i;
 
     tls_peer_info_fill(leaf, cn_fallback, info);
@@ -403,12 +419,14 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
         int type = sk_GENERAL_NAME_value(gens, i)->type;
 
         has_san = has_san || type == GEN_DNS || type == GEN_IPADD;
+        has_uri = has_uri || type == GEN_URI;
     }
     if (!has_san) {
         if (cn_fallback) {
             leaf_cn(leaf, cn, sizeof(cn));
         }
-        if (cn[0] == '\0') {
+        /* A URI SAN names the peer for `allow`, never for a host we dial. */
+        if (cn[0] == '\0' && (peer_host != NULL || !has_uri)) {
             r = TLS_REJECT_NO_NAME;
             goto done;
         }
@@ -443,7 +461,12 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
         for (i = 0; i < sk_GENERAL_NAME_num(gens) && !matched; i++) {
             const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 
-            if ((g->type != GEN_DNS && g->type != GEN_IPADD) || !san_text(g, text, sizeof(text))) {
+            if ((g->type != GEN_DNS && g->type != GEN_IPADD && g->type != GEN_URI) ||
+                !san_text(g, text, sizeof(text))) {
+                continue;
+            }
+            /* A DNS SAN spelt "spiffe://..." is no URI SAN, and a URI SAN "x.org" no host. */
+            if ((g->type == GEN_URI) != tls_name_is_uri(text)) {
                 continue;
             }
             matched = allowed(text, allow, n_allow);
@@ -595,9 +618,9 @@ tls_reject_describe(enum tls_reject r, enum tls_role role, const struct tls_peer
         break;
     case TLS_REJECT_NO_NAME:
         (void)snprintf(buf, len,
-                       "certificate for %s has no DNS or IP subjectAltName (its CN is used only "
+                       "certificate for %s has no DNS or IP subjectAltName%s (its CN is used only "
                        "with tls.cn_fallback: true)",
-                       who);
+                       who, role == TLS_ROLE_SERVER ? " nor a URI one" : "");
         break;
     case TLS_REJECT_NAME_MISMATCH:
         (void)snprintf(buf, len, "certificate for %s does not cover peer host %s (SANs: %s)", who,

@@ -158,7 +158,8 @@ pass "closed port: connection refused"
 
 # --json: one document with the same facts
 JSON=1 check 0 json "127.0.0.1:$LIN" --json
-python3 - "$T/json.check" "$LIN" <<'PY' || fail "--json: bad document: $(cat "$T/json.check")"
+na=$(date -u -d "$(openssl x509 -in "$P/node1.crt" -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)
+python3 - "$T/json.check" "$LIN" "$na" <<'PY' || fail "--json: bad document: $(cat "$T/json.check")"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["verdict"] == "OK", d
@@ -170,6 +171,7 @@ assert d["chain"][0]["subject"].startswith("CN=node1.test"), d
 assert "serverAuth" in d["chain"][0]["ekus"], d
 assert d["rules"] == {"chain": "ok", "eku": "ok", "name": "ok"}, d
 assert d["tls_version"].startswith("TLSv1."), d
+assert d["chain"][0]["not_after"] == sys.argv[3], (d["chain"][0]["not_after"], sys.argv[3])
 PY
 port=$(free_port)
 bg_run s-json-bad openssl s_server -accept "127.0.0.1:$port" -cert "$P/good.crt" \

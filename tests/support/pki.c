@@ -173,6 +173,7 @@ pki_cert_new(const struct pki_opts *o, const struct pki_cert *issuer)
     }
     if (san_append(san, sizeof(san), "DNS", o->dns) != 0 ||
         san_append(san, sizeof(san), "IP", o->ips) != 0 ||
+        san_append(san, sizeof(san), "URI", o->uris) != 0 ||
         (san[0] != '\0' && add_ext(x, &v3, NID_subject_alt_name, san) != 0)) {
         goto err1;
     }

@@ -38,10 +38,11 @@ enum pki_eku {
 };
 
 struct pki_opts {
-    const char *cn;         /* subject commonName; NULL = none */
-    const char *org;        /* subject organizationName; NULL = none */
-    const char *const *dns; /* NULL-terminated DNS SANs, or NULL */
-    const char *const *ips; /* NULL-terminated IP SANs ("10.0.0.1", "::1"), or NULL */
+    const char *cn;          /* subject commonName; NULL = none */
+    const char *org;         /* subject organizationName; NULL = none */
+    const char *const *dns;  /* NULL-terminated DNS SANs, or NULL */
+    const char *const *ips;  /* NULL-terminated IP SANs ("10.0.0.1", "::1"), or NULL */
+    const char *const *uris; /* NULL-terminated URI SANs ("spiffe://td/x"), or NULL */
     enum pki_eku eku;
     bool ca;                   /* CA:TRUE (critical) and keyUsage keyCertSign, cRLSign */
     bool no_basic_constraints; /* omit basicConstraints (CA or not) */

@@ -21,6 +21,7 @@
 #   no-eku      no extendedKeyUsage extension    wrong-san  SAN DNS:wrong.test, IP:10.9.9.9
 #   cn-only     CN=peer.test, no SAN             ip-only    SAN IP:127.0.0.1 only
 #   wild        SAN DNS:*.wild.test                dns-ip     SAN DNS:127.0.0.1, DNS:peer.test (no IP SAN)
+#   spiffe      SAN URI:spiffe://site-b.example.org/ns/db/replicator only, subject O=Ferry Test only
 #   expired     valid 2020-01-01..2020-02-01     not-yet    valid from 2099
 #   other       issued by the other CA           self       self-signed leaf (CA:FALSE)
 #   nonca       issued by the `good` leaf; nonca-chain.crt = nonca + good
@@ -161,11 +162,11 @@ organizationName = optional
 CNF
 }
 
-# leaf NAME CA SECTION SAN CN [ec|rsa]: key, CSR, signed with `openssl x509 -req`
+# leaf NAME CA SECTION SAN CN [ec|rsa]: key, CSR, signed with `openssl x509 -req` (CN "": none)
 leaf() {
     local n=$1 ca=$2 sec=$3 san=$4 cn=$5 kt=${6:-ec}
     key "$n" "$kt"
-    openssl req -new -key "$n.key" -subj "/O=Ferry Test/CN=$cn" -config ext.cnf -out "$n.csr"
+    openssl req -new -key "$n.key" -subj "/O=Ferry Test${cn:+/CN=$cn}" -config ext.cnf -out "$n.csr"
     SAN=$san openssl x509 -req -in "$n.csr" -CA "$ca.crt" -CAkey "$ca.key" \
         -CAserial "$ca.srl" -CAcreateserial -days 825 -sha256 \
         -extfile ext.cnf -extensions "$sec" -out "$n.crt" 2>/dev/null
@@ -175,7 +176,7 @@ leaf() {
 dated() {
     local n=$1 ca=$2 start=$3 end=$4 cn=${5:-peer.test} san=${6:-$PEER_SAN}
     key "$n"
-    openssl req -new -key "$n.key" -subj "/O=Ferry Test/CN=$cn" -config ext.cnf -out "$n.csr"
+    openssl req -new -key "$n.key" -subj "/O=Ferry Test${cn:+/CN=$cn}" -config ext.cnf -out "$n.csr"
     SAN=$san openssl ca -batch -notext -config "$ca.db/ca.cnf" -in "$n.csr" -out "$n.crt" \
         -startdate "$start" -enddate "$end" -extfile ext.cnf -extensions both 2>/dev/null
 }
@@ -241,6 +242,8 @@ leaf cn-only root cnonly "" peer.test
 leaf ip-only root both "IP:127.0.0.1" ip-only
 leaf wild root both "DNS:*.wild.test" wild.test
 leaf dns-ip root both "DNS:127.0.0.1,DNS:peer.test" dns-ip
+# As csi-driver-spiffe or a mesh mints them: one URI SAN (a SPIFFE ID), no DNS SAN, no CN.
+leaf spiffe root both "URI:spiffe://site-b.example.org/ns/db/replicator" ""
 leaf deep deep-int2 both "$PEER_SAN" peer.test
 cat deep.crt deep-int2.crt deep-int1.crt >deep-chain.crt
 cat deep-int2.crt deep-int1.crt >deep-ints.crt

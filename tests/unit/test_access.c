@@ -812,9 +812,116 @@ test_wildcard_and_ip_peers(void **state)
     assert_int_equal(decide("IP:0:0:0:0:0:0:0:1", "GET", "/db/", NULL, 0), 0);
     /* any of the peer's names may match */
     assert_int_equal(decide("DNS:other.org,IP:10.0.0.7", "GET", "/db/", NULL, 0), 0);
-    /* URI and email SANs are never names */
+    /* a URI SAN never matches a DNS entry (however it is spelled); email SANs are no names */
     assert_int_equal(
         decide("URI:spiffe://n1.site-b.example.org/x,email:10.0.0.7", "GET", "/db/", NULL, 0), -1);
+}
+
+/* peers: entries that are SPIFFE IDs match URI SANs only (CONTRACT §7, rules as allow:). */
+static void
+test_spiffe_peers(void **state)
+{
+    char why[512];
+
+    (void)state;
+    rule_add(1, "spiffe://site-b.example.org/ns/db/*", CONFIG_ALLOW_REPLICATE, "db");
+    rule_add(2, "spiffe://site-b.example.org/ns/ops/admin", CONFIG_ALLOW_ALL, NULL);
+
+    assert_int_equal(
+        decide("URI:spiffe://site-b.example.org/ns/db/replicator", "GET", "/db/", NULL, 0), 0);
+    assert_int_equal(decide("URI:spiffe://site-b.example.org/ns/db/replicator", "GET", "/_all_dbs",
+                            why, sizeof(why)),
+                     -1);
+    assert_non_null(strstr(why, "spiffe://site-b.example.org/ns/db/replicator"));
+    assert_int_equal(
+        decide("URI:spiffe://site-b.example.org/ns/ops/admin", "GET", "/_all_dbs", NULL, 0), 0);
+    /* one level only, case-sensitive, no decoding, no DNS look-alike */
+    assert_int_equal(decide("URI:spiffe://site-b.example.org/ns/db", "GET", "/db/", NULL, 0), -1);
+    assert_int_equal(decide("URI:spiffe://site-b.example.org/ns/db/a/b", "GET", "/db/", NULL, 0),
+                     -1);
+    assert_int_equal(
+        decide("URI:spiffe://site-b.example.org/ns/ops/Admin", "GET", "/_all_dbs", NULL, 0), -1);
+    assert_int_equal(
+        decide("URI:spiffe://site-b.example.org/ns/ops/%61dmin", "GET", "/_all_dbs", NULL, 0), -1);
+    assert_int_equal(decide("DNS:site-b.example.org", "GET", "/db/", NULL, 0), -1);
+    /* a peer with a DNS SAN and a matching URI SAN is allowed by the URI */
+    assert_int_equal(decide("DNS:n1.example.org,URI:spiffe://site-b.example.org/ns/db/n1", "GET",
+                            "/db/", NULL, 0),
+                     0);
+    assert_int_equal(
+        decide("URI:spiffe://site-b.example.org/ns/web/x", "GET", "/db/", why, sizeof(why)), -1);
+    assert_string_equal(why, "no access rule matches peer spiffe://site-b.example.org/ns/web/x");
+}
+
+/* The one identity (CONTRACT §6): first access rule's match, else allow's, else first DNS. */
+static void
+test_identity_choose(void **state)
+{
+    struct proxy_peer_names names;
+
+    (void)state;
+    proxy_peer_names_parse("DNS:n1.example.org,IP:10.0.0.7,URI:spiffe://td/ns/db/n1", NULL, &names);
+    /* no rules, no allow: the first DNS SAN (never an IP or URI that matched nothing) */
+    assert_string_equal(proxy_identity_choose(NULL, 0, NULL, &names), "n1.example.org");
+    /* allow matched the URI: the URI */
+    assert_string_equal(proxy_identity_choose(NULL, 0, "spiffe://td/ns/db/n1", &names),
+                        "spiffe://td/ns/db/n1");
+    /* a rule matching the URI wins over allow's name */
+    rule_add(1, "other.example.org", CONFIG_ALLOW_ALL, NULL);
+    rule_add(2, "spiffe://td/ns/db/*", CONFIG_ALLOW_READ, NULL);
+    rule_add(3, "n1.example.org", CONFIG_ALLOW_ALL, NULL);
+    assert_string_equal(proxy_identity_choose(rules, n_rules, "n1.example.org", &names),
+                        "spiffe://td/ns/db/n1");
+    /* no rule matches: allow's name, else the first DNS SAN */
+    assert_string_equal(proxy_identity_choose(rules, 1, "10.0.0.7", &names), "10.0.0.7");
+    assert_string_equal(proxy_identity_choose(rules, 1, "", &names), "n1.example.org");
+    /* a URI-only peer that matched nothing has no identity */
+    proxy_peer_names_parse("URI:spiffe://td/ns/db/n1", NULL, &names);
+    assert_null(proxy_identity_choose(rules, 1, NULL, &names));
+    assert_string_equal(proxy_identity_choose(rules, n_rules, NULL, &names),
+                        "spiffe://td/ns/db/n1");
+    proxy_peer_names_parse("IP:10.0.0.7", NULL, &names);
+    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
+    assert_null(proxy_identity_choose(NULL, 0, NULL, NULL));
+}
+
+/* The identity as CouchDB gets it: a host name folded, a SPIFFE ID as it is, else nothing. */
+static void
+test_identity_canonical(void **state)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused */
+    } cases[] = {
+        {"CLIENT.Test.", "client.test"},
+        {"10.0.0.7", "10.0.0.7"},
+        {"::1", "::1"},
+        {"spiffe://site-b.example.org/ns/DB/Replicator_1.x-y",
+         "spiffe://site-b.example.org/ns/DB/Replicator_1.x-y"},
+        {"spiffe://td", "spiffe://td"},
+        {"spiffe://", NULL},
+        {"spiffe://td/a b", NULL},
+        {"spiffe://td/a\r\nX-Auth-CouchDB-Roles: _admin", NULL},
+        {"spiffe://td/a?DNS:x", NULL},
+        {"spiffe://td/a%0d", NULL},
+        {"spiffe://td/a\"b", NULL},
+        {"spiffe://td/a,b", NULL},
+        {"admin??X-Auth", NULL},
+        {"a b", NULL},
+        {"", NULL},
+    };
+    char buf[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s", cases[i].in);
+        if (cases[i].out == NULL) {
+            assert_false(proxy_identity_canonical(buf));
+            assert_string_equal(buf, cases[i].in);
+        } else {
+            assert_true(proxy_identity_canonical(buf));
+            assert_string_equal(buf, cases[i].out);
+        }
+    }
 }
 
 static void
@@ -827,8 +934,9 @@ test_cn_fallback(void **state)
 
     /* cn_fallback on: the CN is the name when there is no DNS/IP SAN */
     proxy_peer_names_parse("URI:spiffe://x", "legacy-node", &names);
-    assert_int_equal(names.n, 1);
+    assert_int_equal(names.n, 2);
     assert_string_equal(names.v[0], "legacy-node");
+    assert_string_equal(names.v[1], "spiffe://x");
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/db", NULL, 0, NULL), 0);
 
     /* cn_fallback off (cn NULL): no name, no rule */
@@ -854,11 +962,22 @@ test_peer_names_parse(void **state)
     proxy_peer_names_parse("DNS:a.example.org,IP:127.0.0.1,URI:spiffe://x/y,email:a@b,"
                            "IP:::1,DNS:b.example.org",
                            "cn", &names);
-    assert_int_equal(names.n, 4);
+    assert_int_equal(names.n, 5);
     assert_string_equal(names.v[0], "a.example.org");
     assert_string_equal(names.v[1], "127.0.0.1");
-    assert_string_equal(names.v[2], "::1");
-    assert_string_equal(names.v[3], "b.example.org");
+    assert_string_equal(names.v[2], "spiffe://x/y");
+    assert_string_equal(names.v[3], "::1");
+    assert_string_equal(names.v[4], "b.example.org");
+
+    /* each kind keeps its names: a DNS SAN spelt as a URI, a URI SAN without a scheme: none */
+    proxy_peer_names_parse("DNS:spiffe://td/x,URI:node2.example.org,URI:spiffe://td/y,IP:a://b",
+                           "cn", &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "spiffe://td/y");
+    /* ... and a CN spelt as a URI is none either */
+    proxy_peer_names_parse("URI:spiffe://td/y", "spiffe://td/cn", &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "spiffe://td/y");
 
     proxy_peer_names_parse(NULL, NULL, &names);
     assert_int_equal(names.n, 0);
@@ -1438,6 +1557,9 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_replicate_table, rules_reset),
+        cmocka_unit_test_teardown(test_spiffe_peers, rules_reset),
+        cmocka_unit_test_teardown(test_identity_choose, rules_reset),
+        cmocka_unit_test_teardown(test_identity_canonical, rules_reset),
         cmocka_unit_test_teardown(test_replicate_every_db, rules_reset),
         cmocka_unit_test_teardown(test_replicate_by_direction, rules_reset),
         cmocka_unit_test_teardown(test_read_write_all, rules_reset),

@@ -31,6 +31,8 @@
 #include <openssl/x509v3.h>
 
 #include "certs.h"
+#include "certs_internal.h"
+#include "tls.h"
 
 #define PATH_LEN 4096
 #define DAY      (24L * 60 * 60)
@@ -709,6 +711,75 @@ test_issue_rsa_ip_name(void **state)
     EVP_PKEY_free(key);
 }
 
+/* --uri: SPIFFE IDs become URI SANs, once each; a bad one is refused before any file. */
+static void
+test_issue_uri(void **state)
+{
+    static const char *const uris[] = {"spiffe://site-b.example.org/ns/db/replicator",
+                                       "spiffe://site-b.example.org/ns/db/replicator",
+                                       "spiffe://site-b.example.org/ns/DB/Other"};
+    static const struct {
+        const char *uri, *want;
+    } bad[] = {
+        {"spiffe://site-b.example.org/ns/db/*", "names one workload: no '*'"},
+        {"https://site-b.example.org/x", "the scheme must be spiffe"},
+        {"spiffe://Site-B.example.org/x", "the trust domain must be lower case"},
+        {"spiffe://site-b.example.org/x/", "does not end in '/'"},
+        {"spiffe://site-b.example.org/a/../b", "\"..\" path segment"},
+        {"spiffe://site-b.example.org/a%20b", "percent-encoding"},
+    };
+    struct certs_issue_params ip;
+    struct tls_peer_info info;
+    char out[PATH_LEN], p[PATH_LEN], err[1024] = "";
+    X509 *x;
+
+    (void)state;
+    memset(&ip, 0, sizeof(ip));
+    ip.ca_dir = ca_dir;
+    ip.name = "n1.site-b.example.org";
+    ip.uris = uris;
+    ip.n_uris = 3;
+    ip.out_dir = path_in(out, "issue-uri", NULL);
+    if (certs_issue(&ip, err, sizeof(err)) != 0)
+        fail_msg("certs_issue: %s", err);
+    x = load_cert(join(p, out, "n1.site-b.example.org.crt"));
+    memset(&info, 0, sizeof(info));
+    tls_peer_info_fill(x, false, &info);
+    assert_string_equal(info.sans, "DNS:n1.site-b.example.org,"
+                                   "URI:spiffe://site-b.example.org/ns/db/replicator,"
+                                   "URI:spiffe://site-b.example.org/ns/DB/Other");
+    X509_free(x);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *one[1] = {bad[i].uri};
+
+        ip.uris = one;
+        ip.n_uris = 1;
+        ip.out_dir = path_in(out, "rejected-uri", NULL);
+        assert_int_equal(certs_issue(&ip, err, sizeof(err)), -1);
+        if (strstr(err, "invalid URI \"") == NULL || strstr(err, bad[i].want) == NULL)
+            fail_msg("%s: got \"%s\", want \"%s\"", bad[i].uri, err, bad[i].want);
+        assert_int_equal(file_mode(out), -1);
+    }
+}
+
+/* The dates of every --json output: RFC 3339, UTC, from the certificate's own time. */
+static void
+test_time_rfc3339(void **state)
+{
+    ASN1_TIME *t = ASN1_TIME_new();
+    char buf[32];
+
+    (void)state;
+    assert_int_equal(ASN1_TIME_set_string(t, "20271205000000Z"), 1);
+    assert_string_equal(certs_time_rfc3339(t, buf, sizeof(buf)), "2027-12-05T00:00:00Z");
+    assert_int_equal(ASN1_TIME_set_string(t, "491231235959Z"), 1); /* UTCTime */
+    assert_string_equal(certs_time_rfc3339(t, buf, sizeof(buf)), "2049-12-31T23:59:59Z");
+    assert_string_equal(certs_time_rfc3339(NULL, buf, sizeof(buf)), "");
+    assert_string_equal(certs_time_rfc3339(t, buf, 5), "");
+    ASN1_TIME_free(t);
+}
+
 /* certs_issue() with one bad input must fail with ${want} in the reason and write nothing. */
 static void
 expect_issue_error(const char *name, const char *dns, const char *ipaddr, const char *want)
@@ -1174,6 +1245,8 @@ main(void)
         cmocka_unit_test(test_init_ca_rsa_named),
         cmocka_unit_test(test_issue_default),
         cmocka_unit_test(test_issue_rsa_ip_name),
+        cmocka_unit_test(test_issue_uri),
+        cmocka_unit_test(test_time_rfc3339),
         cmocka_unit_test(test_issue_rejects_bad_input),
         cmocka_unit_test(test_issue_intermediate),
         cmocka_unit_test(test_issue_clamps_to_ca),

@@ -550,6 +550,77 @@ test_syntax_error(void **state)
     one_err("\t- x\n", 1, 1, "YAML syntax error");
 }
 
+/* The usual causes of a YAML syntax error get a hint, at the line of the mistake. */
+static void
+test_syntax_hints(void **state)
+{
+    static const char ind[] = "; the keys of one mapping line up, a nested mapping goes under a "
+                              "key that ends in ':'";
+    char want[512];
+
+    (void)state;
+    /* a key indented more than its sibling: libyaml sees it on that line */
+    snprintf(want, sizeof(want),
+             "YAML syntax error: mapping values are not allowed in this context; hint: \"key:\" "
+             "is indented 3 spaces but \"cert:\" on line 2 by 2%s",
+             ind);
+    one_err("tls:\n  cert: a\n   key: b\n  ca: c\n", 3, 4, want);
+    /* ... less */
+    snprintf(want, sizeof(want),
+             "YAML syntax error: did not find expected key (while parsing a block mapping at "
+             "1:1); hint: \"key:\" is indented 1 space but \"cert:\" on line 2 by 2%s",
+             ind);
+    one_err("tls:\n  cert: a\n key: b\n  ca: c\n", 3, 2, want);
+    /* ... in a list item, either way */
+    snprintf(want, sizeof(want),
+             "hint: \"listen:\" is indented 3 spaces but \"mode:\" on line 3 by 4%s", ind);
+    one_err("listeners:\n  - name: a\n    mode: inbound\n   listen: x\n", 4, 4, want);
+    snprintf(want, sizeof(want),
+             "hint: \"mode:\" is indented 5 spaces but \"name:\" on line 2 by 4%s", ind);
+    one_err("listeners:\n  - name: a\n     mode: inbound\n    listen: x\n", 3, 6, want);
+
+    /* a missing space after ':': libyaml notices it on the next line, the hint names this one */
+    one_err("tls:\n  cert:a\n  key: b\n", 2, 7,
+            "YAML syntax error: mapping values are not allowed in this context (noticed at 3:6); "
+            "hint: a space is missing after ':' in \"cert:a\" (write \"cert: a\")");
+    one_err("user:ferry\nworkers: 2\n", 1, 5,
+            "(noticed at 2:8); hint: a space is missing after ':' in \"user:ferry\" (write "
+            "\"user: ferry\")");
+    one_err("log:\n  level:info\n\n  # a comment\n  format: text\n", 2, 8,
+            "YAML syntax error: did not find expected key (while parsing a block mapping at 1:1) "
+            "(noticed at 5:3); hint: a space is missing after ':' in \"level:info\" (write "
+            "\"level: info\")");
+    one_err("listeners:\n  - name: x\n    peer:node2.example.org:6984\n    mode: outbound\n", 3, 9,
+            "hint: a space is missing after ':' in \"peer:node2.example.org:6984\" (write "
+            "\"peer: node2.example.org:6984\")");
+
+    /* a tab in the indentation, wherever it stands in it */
+    one_err("tls:\n\tcert: a\n  key: b\n", 2, 1,
+            "YAML syntax error: found character that cannot start any token (while scanning for "
+            "the next token at 2:1); hint: a tab in the indentation of line 2; YAML indents with "
+            "spaces only");
+    one_err("tls:\n  cert: a\n\tkey: b\n", 3, 1,
+            "hint: a tab in the indentation of line 3; YAML indents with spaces only");
+    one_err("listeners:\n  - name: a\n  \tmode: x\n", 3, 3,
+            "hint: a tab in the indentation of line 3; YAML indents with spaces only");
+
+    /* other syntax errors keep libyaml's words and place, without a hint */
+    {
+        struct config_errors errs;
+
+        load_bad("a: b: c\n", 1, &errs);
+        assert_null(strstr(errs.v[0].msg, "hint"));
+        config_errors_clear(&errs);
+        load_bad("allow:\n  - 127.0.0.1:80\n   x: y\n", -1, &errs);
+        assert_null(strstr(errs.v[0].msg, "a space is missing"));
+        config_errors_clear(&errs);
+    }
+    one_err("a: b: c\n", 1, 5, "YAML syntax error: mapping values are not allowed in this context");
+    one_err("tls:\n  cert: [a, b\n", 3, 1,
+            "YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
+            "at 2:9)");
+}
+
 static void
 test_empty(void **state)
 {
@@ -774,7 +845,8 @@ test_allow_entries(void **state)
     (void)state;
     one_err(TLS_OK INBOUND_OK "    allow: [good.example.org, \"*.ok.example\", \"bad name\"]\n", 10,
             47,
-            "listeners[0].allow[2]: expected a host name, a *.domain wildcard or an IP address, "
+            "listeners[0].allow[2]: expected a host name, a *.domain wildcard, an IP address or a "
+            "spiffe:// ID, "
             "got \"bad name\"");
     one_err(TLS_OK INBOUND_OK "    allow: [\"*\"]\n", 10, 13, "got \"*\"");
     one_err(TLS_OK INBOUND_OK "    allow: [\"a.*.example\"]\n", 10, 13, "got \"a.*.example\"");
@@ -783,8 +855,82 @@ test_allow_entries(void **state)
     one_err(TLS_OK INBOUND_OK "    allow: node2.example.org\n", 10, 12,
             "listeners[0].allow: expected a sequence, got \"node2.example.org\"");
     one_err(TLS_OK INBOUND_OK "    allow: [[a]]\n", 10, 13,
-            "listeners[0].allow[0]: expected a host name, a *.domain wildcard or an IP address, "
+            "listeners[0].allow[0]: expected a host name, a *.domain wildcard, an IP address or a "
+            "spiffe:// ID, "
             "got a sequence");
+}
+
+/* allow: takes SPIFFE IDs, exact or with a last "*" segment; each rule has its own error. */
+static void
+test_allow_spiffe(void **state)
+{
+    static const struct {
+        const char *entry;
+        const char *why;
+    } bad[] = {
+        {"SPIFFE://td/x", "the scheme must be spiffe, in lower case"},
+        {"https://td/x", "the scheme must be spiffe, in lower case"},
+        {"spiffe://TD.example.org/x", "the trust domain must be lower case"},
+        {"spiffe://td:8443/x", "a SPIFFE ID has no port in its trust domain"},
+        {"spiffe://user@td/x", "a SPIFFE ID has no user info (@) in its trust domain"},
+        {"spiffe://td!/x", "the trust domain may hold only a-z, 0-9, '.', '-' and '_'"},
+        {"spiffe:///x", "the trust domain is empty"},
+        {"spiffe://", "the trust domain is empty"},
+        {"spiffe://td/ns/db/", "a SPIFFE ID does not end in '/'"},
+        {"spiffe://td/", "a SPIFFE ID does not end in '/'"},
+        {"spiffe://td/ns//db", "a SPIFFE ID has no empty path segment (//)"},
+        {"spiffe://td/ns/../db", "a SPIFFE ID has no \".\" or \"..\" path segment"},
+        {"spiffe://td/ns/./db", "path segment"},
+        {"spiffe://td/ns/db?x=1", "a SPIFFE ID has no query (?) or fragment (#)"},
+        {"spiffe://td/ns/db#f", "a SPIFFE ID has no query (?) or fragment (#)"},
+        {"spiffe://td/ns/d%62", "no percent-encoding (%)"},
+        {"spiffe://td/ns/d b", "a path segment may hold only A-Z, a-z, 0-9, '.', '-' and '_'"},
+        {"spiffe://td/ns/db*", "'*' may stand only for the whole last path segment"},
+        {"spiffe://td/*/db", "'*' may stand only for the whole last path segment"},
+        {"spiffe://*.td/db", "the trust domain may hold only"},
+    };
+    char yaml[4096], sub[512];
+    struct config *cfg;
+    char long_id[2100];
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK "    allow: [node2.example.org, "
+                                    "\"spiffe://site-b.example.org/ns/db/*\", "
+                                    "\"spiffe://site-b.example.org/ns/Ops_1.x-y/admin\", "
+                                    "\"spiffe://site-b.example.org\"]\n");
+    assert_int_equal(cfg->listeners[0].n_allow, 4);
+    assert_string_equal(cfg->listeners[0].allow[1], "spiffe://site-b.example.org/ns/db/*");
+    config_free(cfg);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "%s%s    allow: [a.example, \"%s\"]\n", TLS_OK, INBOUND_OK,
+                 bad[i].entry);
+        snprintf(sub, sizeof(sub),
+                 "listeners[0].allow[1]: expected a SPIFFE ID (spiffe://trust-domain/path, or "
+                 ".../* for one more path segment), got \"%s\": ",
+                 bad[i].entry);
+        print_message("%s\n", bad[i].entry);
+        one_err(yaml, 10, 24, sub);
+        one_err(yaml, 10, 24, bad[i].why);
+    }
+
+    /* 2048 bytes is the most a SPIFFE ID may have */
+    memcpy(long_id, "spiffe://td/", 12);
+    memset(long_id + 12, 'a', 2048 - 12);
+    long_id[2048] = '\0';
+    snprintf(yaml, sizeof(yaml), "%s%s    allow: [\"%s\"]\n", TLS_OK, INBOUND_OK, long_id);
+    config_free(load_ok(yaml));
+    long_id[2048] = 'a';
+    long_id[2049] = '\0';
+    snprintf(yaml, sizeof(yaml), "%s%s    allow: [\"%s\"]\n", TLS_OK, INBOUND_OK, long_id);
+    one_err(yaml, 10, 13, "a SPIFFE ID is at most 2048 bytes");
+
+    /* the same rules, as a pure function */
+    assert_null(config_spiffe_problem("spiffe://td/ns/db/x", false));
+    assert_non_null(config_spiffe_problem("spiffe://td/ns/db/*", false));
+    assert_null(config_spiffe_problem("spiffe://td/ns/db/*", true));
+    assert_null(config_spiffe_problem("spiffe://td", false));
+    assert_non_null(config_spiffe_problem("node2.example.org", false));
 }
 
 static void
@@ -1413,11 +1559,18 @@ test_access_errors(void **state)
             16, "listeners[0].access[0].peers: expected a sequence, got \"a.example\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"bad name\"]\n        allow: read\n",
             11, 17,
-            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
-            "address, got \"bad name\"");
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard, an IP "
+            "address or a spiffe:// ID, got \"bad name\"");
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"*\"]\n        allow: read\n", 11, 17,
-            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard or an IP "
-            "address, got \"*\"");
+            "listeners[0].access[0].peers[0]: expected a host name, a *.domain wildcard, an IP "
+            "address or a spiffe:// ID, got \"*\"");
+    /* a SPIFFE ID pattern is checked where it is written */
+    one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [\"spiffe://td/a/*/b\"]\n"
+                              "        allow: read\n",
+            11, 17,
+            "listeners[0].access[0].peers[0]: expected a SPIFFE ID (spiffe://trust-domain/path, "
+            "or .../* for one more path segment), got \"spiffe://td/a/*/b\": '*' may stand only "
+            "for the whole last path segment (.../ns/db/*)");
 
     /* allow */
     one_err(TLS_OK INBOUND_OK "    access:\n      - peers: [a.example]\n        allow: replicat\n",
@@ -2109,6 +2262,8 @@ main(void)
         cmocka_unit_test(test_http_keys),
         cmocka_unit_test(test_http_keys_defaults),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_syntax_hints),
+        cmocka_unit_test(test_allow_spiffe),
         cmocka_unit_test(test_access_allow_values),
         cmocka_unit_test(test_access_databases),
         cmocka_unit_test(test_db_glob_check),

@@ -171,9 +171,11 @@ test_comma_in_san_is_one_name(void **state)
     names_of(x, &info, &names);
     assert_false(has_name(&names, "admin.example.org"));
     assert_false(has_name(&names, "root.example.org"));
-    assert_int_equal(names.n, 2);
+    /* The URI SAN is a name too (it matches only spiffe:// entries), whole, with its '?'. */
+    assert_int_equal(names.n, 3);
     assert_string_equal(names.v[0], "x?DNS:admin.example.org");
-    assert_string_equal(names.v[1], "node3.example.org");
+    assert_string_equal(names.v[1], "spiffe://example.org/a?DNS:root.example.org");
+    assert_string_equal(names.v[2], "node3.example.org");
     X509_free(x);
 }
 
@@ -259,6 +261,36 @@ test_cn_ignored_with_unshown_san(void **state)
     X509_free(x);
 }
 
+/*
+ * fuzz_ident, "a peer name that is not the last CN": a leaf with no CN and one URI SAN that is
+ * no URI ("edonc"), with cn_fallback, had that SAN as tls_peer_info.name, which
+ * proxy_exchange.c hands over as the CN: a URI SAN became a host name for the access rules.
+ * Fixed in tls_peer_info_fill(): only a URI SAN written as a URI may stand in as the name.
+ */
+static void
+test_uri_san_is_no_cn(void **state)
+{
+    static const struct san odd[] = {{GEN_URI, "edonc", 0}};
+    static const struct san spiffe[] = {{GEN_URI, "spiffe://td/ns/db/x", 0}};
+    struct proxy_peer_names names;
+    struct tls_peer_info info;
+    X509 *x = cert_new(NULL, odd, 1);
+
+    (void)state;
+    names_of(x, &info, &names);
+    assert_string_equal(info.name, "");
+    assert_int_equal(names.n, 0);
+    X509_free(x);
+
+    /* a SPIFFE ID stands in as the name shown, and is a URI name, never the CN */
+    x = cert_new(NULL, spiffe, 1);
+    names_of(x, &info, &names);
+    assert_string_equal(info.name, "spiffe://td/ns/db/x");
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "spiffe://td/ns/db/x");
+    X509_free(x);
+}
+
 int
 main(void)
 {
@@ -267,6 +299,7 @@ main(void)
         cmocka_unit_test(test_comma_in_san_is_one_name),
         cmocka_unit_test(test_cut_san_is_no_name),
         cmocka_unit_test(test_cn_ignored_with_unshown_san),
+        cmocka_unit_test(test_uri_san_is_no_cn),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

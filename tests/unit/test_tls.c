@@ -47,7 +47,8 @@ static size_t n_crls;
 
 /* The certificates the in-memory tests (tls_check_leaf, peer info) use directly. */
 static struct pki_cert *root, *inter, *server_leaf, *client_leaf, *srvonly_leaf, *noeku_leaf,
-    *cnonly_leaf, *ip_leaf, *wild_leaf, *expired_leaf, *notyet_leaf;
+    *cnonly_leaf, *ip_leaf, *wild_leaf, *expired_leaf, *notyet_leaf, *uri_leaf, *uri_dns_leaf,
+    *uri_cn_leaf, *uri_mixup_leaf;
 
 /* "dir/name" in one of 16 rotating buffers: enough for one params struct at a time. */
 static const char *
@@ -154,6 +155,19 @@ setup_pki(void **state)
                     root);
     save("noeku", noeku_leaf, NULL, NULL);
     cnonly_leaf = mk(&(struct pki_opts){.cn = "node1.test"}, root);
+    /* As csi-driver-spiffe mints them: no subject, one URI SAN. */
+    uri_leaf =
+        mk(&(struct pki_opts){.uris = DNS("spiffe://site-b.example.org/ns/db/replicator")}, root);
+    uri_dns_leaf = mk(&(struct pki_opts){.cn = "node2.test",
+                                         .dns = DNS("node2.test"),
+                                         .uris = DNS("spiffe://site-b.example.org/ns/db/node2")},
+                      root);
+    /* A DNS SAN spelt as a SPIFFE ID, a URI SAN spelt as a host name: neither kind crosses. */
+    uri_mixup_leaf = mk(&(struct pki_opts){.dns = DNS("spiffe://site-b.example.org/ns/db/dns"),
+                                           .uris = DNS("node2.test")},
+                        root);
+    /* A CN written as a URI is no URI SAN. */
+    uri_cn_leaf = mk(&(struct pki_opts){.cn = "spiffe://site-b.example.org/ns/db/cn"}, root);
     save("cnonly", cnonly_leaf, NULL, NULL);
     ip_leaf = mk(&(struct pki_opts){.cn = "10.0.0.2", .ips = DNS("10.0.0.2")}, root);
     wild_leaf = mk(&(struct pki_opts){.cn = "wild", .dns = DNS("*.example.org")}, root);
@@ -593,7 +607,44 @@ test_name_match_allow(void **state)
         {"10.0.0.2", "node.test", false},
         {"node.test", "10.0.0.2", false},
         {"", "", false},
+        /* SPIFFE IDs: byte for byte, or one more path segment under a last "*" segment */
+        {"spiffe://site-b.example.org/ns/db/replicator",
+         "spiffe://site-b.example.org/ns/db/replicator", true},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/replicator",
+         true},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/a.b-c_D9", true},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/a/b", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/dbx/a", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/..", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/.", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/*", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/a?b", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/ns/db/a%2Fb", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://other.example.org/ns/db/x", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org.evil/ns/db/x", false},
+        /* the path is case-sensitive, and nothing is decoded or normalised */
+        {"spiffe://site-b.example.org/ns/db/replicator",
+         "spiffe://site-b.example.org/ns/db/Replicator", false},
+        {"spiffe://site-b.example.org/ns/db/*", "spiffe://site-b.example.org/NS/db/x", false},
+        {"spiffe://site-b.example.org/ns/db/replicator",
+         "spiffe://SITE-B.example.org/ns/db/replicator", false},
+        {"spiffe://site-b.example.org/ns/db/r", "spiffe://site-b.example.org/ns/db/%72", false},
+        {"spiffe://site-b.example.org/ns/db/r", "spiffe://site-b.example.org/ns/db/r/", false},
+        {"spiffe://site-b.example.org/ns/db/r", "spiffe://site-b.example.org/ns/x/../db/r", false},
+        {"spiffe://site-b.example.org/ns/db/r", "spiffe://site-b.example.org/ns/db/r?x", false},
+        /* URI entries and DNS names never meet, whichever way round */
+        {"*.example.org", "spiffe://a.example.org", false},
+        {"*.site-b.example.org", "spiffe://n1.site-b.example.org/x", false},
+        {"spiffe://site-b.example.org", "site-b.example.org", false},
+        {"spiffe://site-b.example.org/*", "site-b.example.org", false},
+        {"spiffe://10.0.0.2", "10.0.0.2", false},
+        {"https://site-b.example.org/x", "https://site-b.example.org/x", false},
+        {"spiffe://site-b.example.org", "spiffe://site-b.example.org", true},
+        {"spiffe://site-b.example.org/*", "spiffe://site-b.example.org/x", true},
     };
+    char long_id[TLS_SPIFFE_ID_MAX + 2];
     size_t i;
 
     (void)state;
@@ -602,6 +653,19 @@ test_name_match_allow(void **state)
             fail_msg("entry %s name %s: want %d", cases[i].entry, cases[i].name, cases[i].want);
         }
     }
+    /* A SPIFFE ID is at most 2048 bytes: a longer name matches nothing, not even itself. */
+    memcpy(long_id, "spiffe://td/", 12);
+    memset(long_id + 12, 'a', TLS_SPIFFE_ID_MAX - 12);
+    long_id[TLS_SPIFFE_ID_MAX] = '\0';
+    assert_true(tls_name_match_allow(long_id, long_id));
+    assert_true(tls_name_match_allow("spiffe://td/*", long_id));
+    long_id[TLS_SPIFFE_ID_MAX] = 'a';
+    long_id[TLS_SPIFFE_ID_MAX + 1] = '\0';
+    assert_false(tls_name_match_allow(long_id, long_id));
+    assert_false(tls_name_match_allow("spiffe://td/*", long_id));
+    assert_true(tls_name_is_uri("spiffe://x"));
+    assert_false(tls_name_is_uri("x.example.org"));
+    assert_false(tls_name_is_uri(NULL));
 }
 
 static void
@@ -816,6 +880,54 @@ test_check_leaf_names(void **state)
                      TLS_REJECT_NAME_NOT_ALLOWED);
     assert_int_equal(tls_check_leaf(cnonly_leaf->x509, false, NULL, allow, 3, false, &info),
                      TLS_REJECT_NO_NAME);
+}
+
+/* Rule 3 with URI SANs: allow entries that are SPIFFE IDs (CONTRACT §4). */
+static void
+test_check_leaf_uri(void **state)
+{
+    const char *const allow_uri[] = {"node9.test", "spiffe://site-b.example.org/ns/db/*"};
+    const char *const allow_dns[] = {"node2.test", "spiffe://site-b.example.org/ns/db/*"};
+    const char *const allow_other[] = {"spiffe://site-b.example.org/ns/web/*",
+                                       "spiffe://site-b.example.org/ns/db"};
+    struct tls_peer_info info;
+    char buf[512];
+
+    (void)state;
+    memset(&info, 0, sizeof(info));
+    /* A URI-only leaf: accepted by a matching pattern, and the URI becomes its name. */
+    assert_int_equal(tls_check_leaf(uri_leaf->x509, false, NULL, allow_uri, 2, false, &info),
+                     TLS_REJECT_NONE);
+    assert_string_equal(info.name, "spiffe://site-b.example.org/ns/db/replicator");
+    assert_string_equal(info.sans, "URI:spiffe://site-b.example.org/ns/db/replicator");
+    /* ... refused by patterns that do not match, naming the peer by its URI. */
+    assert_int_equal(tls_check_leaf(uri_leaf->x509, false, NULL, allow_other, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
+    assert_string_equal(
+        tls_reject_describe(TLS_REJECT_NAME_NOT_ALLOWED, TLS_ROLE_SERVER, &info, buf, sizeof(buf)),
+        "certificate for spiffe://site-b.example.org/ns/db/replicator is not in allow list");
+    /* ... never taken for a host name, and without allow no name rule applies at all. */
+    assert_int_equal(tls_check_leaf(uri_leaf->x509, false, NULL, NULL, 0, false, &info),
+                     TLS_REJECT_NONE);
+    assert_int_equal(
+        tls_check_leaf(uri_leaf->x509, true, "site-b.example.org", NULL, 0, true, &info),
+        TLS_REJECT_NO_NAME);
+    /* DNS and URI SANs: the first SAN in the certificate's order that matches is the name. */
+    assert_int_equal(tls_check_leaf(uri_dns_leaf->x509, false, NULL, allow_dns, 2, false, &info),
+                     TLS_REJECT_NONE);
+    assert_string_equal(info.name, "node2.test");
+    assert_int_equal(tls_check_leaf(uri_dns_leaf->x509, false, NULL, allow_uri, 2, false, &info),
+                     TLS_REJECT_NONE);
+    assert_string_equal(info.name, "spiffe://site-b.example.org/ns/db/node2");
+    /* A DNS SAN spelt "spiffe://..." matches no URI entry, a URI SAN "node2.test" no host. */
+    assert_int_equal(tls_check_leaf(uri_mixup_leaf->x509, false, NULL, allow_uri, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
+    assert_int_equal(tls_check_leaf(uri_mixup_leaf->x509, false, NULL, allow_dns, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
+    /* A CN that looks like a SPIFFE ID is not one, even with cn_fallback. */
+    assert_int_equal(tls_check_leaf(uri_cn_leaf->x509, false, NULL, allow_uri, 2, true, &info),
+                     TLS_REJECT_NO_NAME);
+    assert_string_equal(info.name, "");
 }
 
 static void
@@ -2027,6 +2139,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_match_san),
         cmocka_unit_test(test_name_match_allow),
+        cmocka_unit_test(test_check_leaf_uri),
         cmocka_unit_test(test_name_is_ip),
         cmocka_unit_test(test_reject_from_x509),
         cmocka_unit_test(test_reject_str),
