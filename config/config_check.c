@@ -692,7 +692,8 @@ check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
     if (vals[1] != NULL && get_duration(ck, vals[1], "admin.probe_interval", &ms) == 0) {
         /* Under 100ms a probe is load, not a check; over an hour readiness means nothing. */
         if (ms < CONFIG_PROBE_INTERVAL_MIN_MS || ms > CONFIG_PROBE_INTERVAL_MAX_MS)
-            ck_err(ck, vals[1], "admin.probe_interval: expected a duration from 100ms to 1h, got %s",
+            ck_err(ck, vals[1],
+                   "admin.probe_interval: expected a duration from 100ms to 1h, got %s",
                    what(vals[1], got, sizeof(got)));
         else
             cfg->admin.probe_interval_ms = ms;

@@ -1017,7 +1017,8 @@ test_admin_probe_interval(void **state)
     assert_int_equal(cfg->admin.probe_interval_ms, 1000);
     config_free(cfg);
     /* The bounds themselves are accepted. */
-    cfg = load_ok(TLS_OK INBOUND_OK "admin: { listen: \"127.0.0.1:9901\", probe_interval: 100ms }\n");
+    cfg =
+        load_ok(TLS_OK INBOUND_OK "admin: { listen: \"127.0.0.1:9901\", probe_interval: 100ms }\n");
     assert_int_equal(cfg->admin.probe_interval_ms, 100);
     config_free(cfg);
     cfg = load_ok(TLS_OK INBOUND_OK "admin: { listen: \"127.0.0.1:9901\", probe_interval: 1h }\n");
@@ -1034,10 +1035,10 @@ test_admin_probe_interval(void **state)
             19, "admin.probe_interval: expected a duration from 100ms to 1h, got \"61m\"");
     one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 0s\n", 12,
             19, "admin.probe_interval: expected a duration greater than 0, got \"0s\"");
-    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 5\n", 12,
-            19, "admin.probe_interval: expected a duration like 10s or 500ms, got \"5\"");
-    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: [1s]\n",
-            12, 19, "admin.probe_interval: expected a duration like 10s or 500ms, got a sequence");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 5\n", 12, 19,
+            "admin.probe_interval: expected a duration like 10s or 500ms, got \"5\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: [1s]\n", 12,
+            19, "admin.probe_interval: expected a duration like 10s or 500ms, got a sequence");
 }
 
 static void
@@ -1056,7 +1057,8 @@ test_admin_errors(void **state)
 
     /* A key other than listen alone: both errors, unknown key first. */
     load_bad(TLS_OK INBOUND_OK "admin:\n  port: 9901\n", 2, &errs);
-    expect_err(&errs, 0, 11, 3, "unknown key \"port\" in admin; expected one of: listen, probe_interval");
+    expect_err(&errs, 0, 11, 3,
+               "unknown key \"port\" in admin; expected one of: listen, probe_interval");
     expect_err(&errs, 1, 11, 3, "missing required key \"listen\" in admin");
     config_errors_clear(&errs);
 
