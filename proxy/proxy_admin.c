@@ -220,7 +220,8 @@ proxy_admin_parse(const char *line, size_t len, struct proxy_admin_req *req, con
         req->http10 = true;
         return 0;
     }
-    if (len - i - 1 >= 5 && strncmp(v, "HTTP/", 5) == 0) {
+    if (len - i - 1 == 8 && strncmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' &&
+        v[6] == '.' && v[7] >= '0' && v[7] <= '9') {
         *why = "only HTTP/1.0 and HTTP/1.1 are served here";
         return 505;
     }
