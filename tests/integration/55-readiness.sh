@@ -13,6 +13,9 @@
 # (5) One worker's event loop stopped (that thread alone, with ptrace): /livez 503 naming the
 #     worker after 5s, 200 again once it runs (skipped where ptrace is not permitted).
 # (6) Backend stopped again: /readyz 503 within the probe interval, by the probe alone.
+#     A failed reload sets ferry_config_last_reload_successful 0, a good one 1 and moves
+#     ..._success_timestamp_seconds; a reload pointing the listener at another (dead) backend
+#     makes /readyz 503 naming the new address.
 # (7) Draining (SIGTERM with a request in flight): /readyz 503 "draining", /livez 200.
 # timeout: 90
 source "$(dirname "$0")/lib.sh"
@@ -153,7 +156,7 @@ if grep -q stopped "$T/stop.out"; then
         sleep 0.2
     done
     stalled_ms=$(($(date +%s%3N) - t0))
-    [ "$stalled_ms" -ge 3900 ] || fail "/livez 503 after ${stalled_ms}ms, before the 5s limit"
+    [ "$stalled_ms" -ge 3000 ] || fail "/livez 503 after ${stalled_ms}ms, before the 5s limit"
     check_json live "
 assert j['status'] == 'stalled' and 'worker 1' in j['reason'], j
 assert [w['stalled'] for w in j['workers']] == [False, True], j['workers']
@@ -178,6 +181,29 @@ check_json ready "assert ls['from-peers']['backend_up'] is False and 'probe' in 
 pass "backend stopped again: /readyz 503 after ${ms}ms, by the probe"
 http_backend "$PBE" backend
 wait_ready 200 3 >/dev/null
+
+# ---- (6b) reloads: last_reload_successful; a listener pointed at another backend starts over ----
+ts0=$(metric ferry_config_last_reload_success_timestamp_seconds)
+[ "$(metric ferry_config_last_reload_successful)" = 1 ] || fail "ferry_config_last_reload_successful is not 1 at start"
+cp "$T/a.yaml" "$T/a.good"
+echo "nonsense_key: 1" >>"$T/a.yaml"
+kill -HUP "$(ferry_pid a)"
+expect_log a 'event=reload_failed'
+[ "$(metric ferry_config_last_reload_successful)" = 0 ] || fail "ferry_config_last_reload_successful is not 0 after a failed reload"
+[ "$(metric ferry_config_last_reload_success_timestamp_seconds)" = "$ts0" ] || fail "a failed reload moved the success timestamp"
+PBE2=$(free_port)
+sed "s/backend: \"127.0.0.1:$PBE\"/backend: \"127.0.0.1:$PBE2\"/" "$T/a.good" >"$T/a.yaml"
+sleep 1 # the success timestamp has a resolution of one second
+kill -HUP "$(ferry_pid a)"
+expect_log a 'event=reloaded'
+[ "$(metric ferry_config_last_reload_successful)" = 1 ] || fail "ferry_config_last_reload_successful is not 1 after a good reload"
+[ "$(metric ferry_config_last_reload_success_timestamp_seconds)" -gt "$ts0" ] || fail "the success timestamp did not move"
+wait_ready 503 3 >/dev/null
+check_json ready "assert ls['from-peers']['backend'] == '127.0.0.1:$PBE2' and '$PBE2' in ls['from-peers']['reason'], ls"
+cp "$T/a.good" "$T/a.yaml"
+kill -HUP "$(ferry_pid a)"
+wait_ready 200 3 >/dev/null
+pass "reloads: last_reload_successful 0 then 1, timestamp moves on success only; a new backend address is probed afresh"
 
 # ---- (7) draining: 503 while the drain lasts ----
 curl -s -o /dev/null --max-time 10 --cacert "$CA" --cert "$CRT" --key "$KEY" \
