@@ -308,7 +308,7 @@ proxy_metrics_request(struct proxy_metrics *m, struct event_base *base, const st
 {
     struct timeval now;
     long long us;
-    int code = atoi(status);
+    long code = strtol(status, NULL, 10); /* "-" (no status) is 0: not observed */
     size_t b = 0;
 
     if (code < 100 || code > 599) {
@@ -981,7 +981,13 @@ render_process(struct evbuffer *b)
         evbuffer_add_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
     }
     if ((f = fopen("/proc/self/statm", "r")) != NULL) {
-        if (fscanf(f, "%llu %llu", &vsz, &rss) == 2 && page > 0) {
+        char *end = NULL;
+
+        if (fgets(line, sizeof(line), f) != NULL) {
+            vsz = strtoull(line, &end, 10);
+            rss = strtoull(end, NULL, 10);
+        }
+        if (rss > 0 && page > 0) {
             metric_head(b, "process_virtual_memory_bytes", "gauge",
                         "Virtual memory size in bytes.");
             evbuffer_add_printf(b, "process_virtual_memory_bytes %llu\n",
@@ -991,7 +997,7 @@ render_process(struct evbuffer *b)
             evbuffer_add_printf(b, "process_resident_memory_bytes %llu\n",
                                 rss * (unsigned long long)page);
         }
-        fclose(f);
+        (void)fclose(f);
     }
     /* Field 22 of /proc/self/stat: start time in clock ticks after boot (btime in /proc/stat). */
     if ((f = fopen("/proc/self/stat", "r")) != NULL) {
@@ -1006,7 +1012,7 @@ render_process(struct evbuffer *b)
                 }
             }
         }
-        fclose(f);
+        (void)fclose(f);
     }
     if ((f = fopen("/proc/stat", "r")) != NULL) {
         while (fgets(line, sizeof(line), f) != NULL) {
@@ -1014,7 +1020,7 @@ render_process(struct evbuffer *b)
                 btime = strtoull(line + 6, NULL, 10);
             }
         }
-        fclose(f);
+        (void)fclose(f);
     }
     if (btime > 0 && ticks > 0) {
         metric_head(b, "process_start_time_seconds", "gauge",
