@@ -15,7 +15,9 @@
 # (6) Backend stopped again: /readyz 503 within the probe interval, by the probe alone.
 #     A failed reload sets ferry_config_last_reload_successful 0, a good one 1 and moves
 #     ..._success_timestamp_seconds; a reload pointing the listener at another (dead) backend
-#     makes /readyz 503 naming the new address.
+#     makes /readyz 503 naming the new address.  Failed handshakes with a live peer count too:
+#     a peer certificate we refuse (name) and ours refused by the peer (another CA; under TLS
+#     1.3 the refusal comes after our side of the handshake).
 # (7) Draining (SIGTERM with a request in flight): /readyz 503 "draining", /livez 200.
 # timeout: 90
 source "$(dirname "$0")/lib.sh"
@@ -25,9 +27,12 @@ out=$(ferry_cmd certs init-ca --dir "$P/ca" --name "Ferry Readiness Test CA" 2>&
 out=$(ferry_cmd certs issue --ca "$P/ca" --name node1.test --ip 127.0.0.1 --out "$P/n" 2>&1) ||
     fail "issue: $out"
 CRT=$P/n/node1.test.crt KEY=$P/n/node1.test.key CA=$P/n/ca.crt
+out=$(ferry_cmd certs init-ca --dir "$P/other" --name "Another CA" 2>&1) || fail "init-ca other: $out"
+out=$(ferry_cmd certs issue --ca "$P/other" --name node1.test --ip 127.0.0.1 --out "$P/o" 2>&1) ||
+    fail "issue from the other CA: $out"
 
 PBE=$(free_port) PIN=$(free_port) POUT=$(free_port) PPEER=$(free_port)
-PADM=$(free_port) PADMB=$(free_port)
+PADM=$(free_port) PADMB=$(free_port) PWRONG=$(free_port) PUNTRUSTED=$(free_port)
 cat >"$T/a.yaml" <<EOF
 tls: {cert: $CRT, key: $KEY, ca: $CA}
 admin: {listen: "127.0.0.1:$PADM", probe_interval: 1s}
@@ -36,6 +41,13 @@ limits: {drain_timeout: 4s}
 listeners:
   - {name: from-peers, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PBE"}
   - {name: to-peer, mode: outbound, listen: "127.0.0.1:$POUT", peer: "node1.test:$PPEER", connect: "127.0.0.1:$PPEER"}
+  - {name: to-wrong-name, mode: outbound, listen: "127.0.0.1:$PWRONG", peer: "other.test:$PPEER", connect: "127.0.0.1:$PPEER"}
+  - name: to-untrusted
+    mode: outbound
+    listen: "127.0.0.1:$PUNTRUSTED"
+    peer: "node1.test:$PPEER"
+    connect: "127.0.0.1:$PPEER"
+    tls: {cert: $P/o/node1.test.crt, key: $P/o/node1.test.key}
 EOF
 cat >"$T/b.yaml" <<EOF
 tls: {cert: $CRT, key: $KEY, ca: $CA}
@@ -204,6 +216,27 @@ cp "$T/a.good" "$T/a.yaml"
 kill -HUP "$(ferry_pid a)"
 wait_ready 200 3 >/dev/null
 pass "reloads: last_reload_successful 0 then 1, timestamp moves on success only; a new backend address is probed afresh"
+
+# ---- (6c) handshakes that fail with a live peer: we refuse its certificate (name), it refuses
+# ours (TLS 1.3: its alert comes after our side of the handshake is done) ----
+for l in to-wrong-name:$PWRONG to-untrusted:$PUNTRUSTED; do
+    for i in 1 2 3; do
+        code=$(curl_code "http://127.0.0.1:${l#*:}/db")
+        [ "$code" = 502 ] || fail "request $i through ${l%%:*} answered $code (expected 502)"
+    done
+done
+for _ in $(seq 1 30); do
+    [ "$(metric 'ferry_peer_up{listener="to-wrong-name"}')" = 0 ] &&
+        [ "$(metric 'ferry_peer_up{listener="to-untrusted"}')" = 0 ] && break
+    sleep 0.1
+done
+[ "$(get ready /readyz)" = 503 ] || fail "/readyz with two peers failing handshakes: $(cat "$T/ready.json")"
+check_json ready "
+assert ls['to-wrong-name']['peer_up'] is False and 'other.test' in ls['to-wrong-name']['reason'], ls['to-wrong-name']
+assert ls['to-untrusted']['peer_up'] is False and '3 failed attempts' in ls['to-untrusted']['reason'], ls['to-untrusted']
+assert ls['to-peer']['peer_up'] is True, ls['to-peer']
+"
+pass "failed handshakes with a live peer: name refused by us, our certificate refused by it -> ferry_peer_up 0 for both"
 
 # ---- (7) draining: 503 while the drain lasts ----
 curl -s -o /dev/null --max-time 10 --cacert "$CA" --cert "$CRT" --key "$KEY" \
