@@ -167,10 +167,15 @@ struct config_limits {
     uint64_t drain_timeout_ms;     /* SIGTERM: how long open connections may finish (30s) */
 };
 
-/* `admin:` — the plain-HTTP admin listener (GET /healthz, GET /metrics). */
+/* Bounds of admin.probe_interval. */
+#define CONFIG_PROBE_INTERVAL_MIN_MS UINT64_C(100)
+#define CONFIG_PROBE_INTERVAL_MAX_MS (UINT64_C(3600) * 1000)
+
+/* `admin:` — the plain-HTTP admin listener (GET /livez, /readyz, /healthz, /metrics). */
 struct config_admin {
-    bool enabled;              /* admin.listen is set */
-    struct config_addr listen; /* IP literal and port, e.g. 127.0.0.1:9901 */
+    bool enabled;               /* admin.listen is set */
+    struct config_addr listen;  /* IP literal and port, e.g. 127.0.0.1:9901 */
+    uint64_t probe_interval_ms; /* readiness: TCP-probe an idle backend this often (5s) */
 };
 
 struct config {

@@ -676,16 +676,27 @@ static void
 check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
             const struct config_node **listen_node)
 {
-    static const struct key_spec specs[] = {{"listen", KEY_REQUIRED}};
-    const struct config_node *keys[1];
-    const struct config_node *vals[1];
+    static const struct key_spec specs[] = {{"listen", KEY_REQUIRED}, {"probe_interval", 0}};
+    const struct config_node *keys[2];
+    const struct config_node *vals[2];
+    uint64_t ms;
+    char got[128];
 
     if (!want_type(ck, n, "admin", CONFIG_NODE_MAPPING))
         return;
-    check_keys(ck, n, "in admin", specs, 1, keys, vals);
+    check_keys(ck, n, "in admin", specs, 2, keys, vals);
     if (vals[0] != NULL && get_addr(ck, vals[0], "admin.listen", false, &cfg->admin.listen) == 0) {
         cfg->admin.enabled = true;
         *listen_node = vals[0];
+    }
+    if (vals[1] != NULL && get_duration(ck, vals[1], "admin.probe_interval", &ms) == 0) {
+        /* Under 100ms a probe is load, not a check; over an hour readiness means nothing. */
+        if (ms < CONFIG_PROBE_INTERVAL_MIN_MS || ms > CONFIG_PROBE_INTERVAL_MAX_MS)
+            ck_err(ck, vals[1],
+                   "admin.probe_interval: expected a duration from 100ms to 1h, got %s",
+                   what(vals[1], got, sizeof(got)));
+        else
+            cfg->admin.probe_interval_ms = ms;
     }
 }
 
@@ -1622,6 +1633,7 @@ config_check(const struct config_node *root, const char *file, const char *based
     cfg->limits.header_timeout_ms = UINT64_C(15) * 1000;
     cfg->limits.backend_timeout_ms = UINT64_C(60) * 1000;
     cfg->limits.drain_timeout_ms = UINT64_C(30) * 1000;
+    cfg->admin.probe_interval_ms = UINT64_C(5) * 1000;
 
     if (root->type != CONFIG_NODE_MAPPING) {
         ck_err(&ck, root, "expected a mapping at the top level (with listeners:), got %s",

@@ -27,6 +27,7 @@ if [ "${1:-}" = "--test" ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     pkgs+=(nodejs npm)
   fi
+  pkgs+=(prometheus)  # its promtool checks /metrics (tests/integration/52-admin.sh)
 fi
 
 $sudo apt-get update -qq

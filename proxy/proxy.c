@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -33,6 +34,7 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "proxy_admin.h"
 #include "proxy_internal.h"
 
 /* How often the files named by the config are checked for changes (rotation by rename too). */
@@ -369,16 +371,30 @@ worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* On worker ${arg}: the loop turns; GET /livez reads the time (proxy_admin.c). */
+static void
+worker_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    __atomic_store_n(&w->beat_ms, proxy_clock_ms(), __ATOMIC_RELAXED);
+}
+
 /* The thread of worker ${arg}: its loop until drained or stopped, then tell the control. */
 static void *
 worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
+    struct timeval beat = {PROXY_BEAT_MS / 1000, (PROXY_BEAT_MS % 1000) * 1000};
     char name[16];
 
     /* `top -H` and /proc/PID/task/TID/comm show which worker is which. */
     snprintf(name, sizeof(name), "ferry-w%u", w->id);
     (void)pthread_setname_np(pthread_self(), name);
+    worker_beat_cb(-1, 0, w);
+    event_add(w->beat, &beat);
     if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
         log_kv(LOG_ERROR, "loop_failed", "msg", "a worker's event loop failed", (const char *)NULL);
     }
@@ -453,6 +469,9 @@ worker_free(struct proxy_worker *w)
     if (w->update_ev != NULL) {
         event_free(w->update_ev);
     }
+    if (w->beat != NULL) {
+        event_free(w->beat);
+    }
     if (w->cmd_ev != NULL) {
         event_free(w->cmd_ev);
     }
@@ -502,8 +521,10 @@ worker_new(struct proxy *p, unsigned id)
         w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
         w->accept_resume = proxy_accept_resume_new(w);
         w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
+        w->beat = event_new(w->base, -1, EV_PERSIST, worker_beat_cb, w);
     }
-    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL) {
+    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL ||
+        w->beat == NULL) {
         worker_free(w);
         return NULL;
     }
@@ -574,6 +595,7 @@ static void
 reload_failed(struct proxy *p, const char *why, const char *msg)
 {
     p->reloads_failed++;
+    p->last_reload_ok = false;
     log_kv(LOG_ERROR, "reload_failed", "trigger", why, "config", p->config_path, "msg", msg,
            (const char *)NULL);
     log_kv(LOG_WARN, "reload_kept", "msg", "the previous configuration keeps serving",
@@ -662,8 +684,10 @@ proxy_reload(struct proxy *p, const char *why)
             log_kv(LOG_ERROR, "admin_failed", "msg", err, (const char *)NULL);
         }
     }
-    proxy_admin_refresh(p);
     p->reloads_ok++;
+    p->last_reload_ok = true;
+    p->last_reload_ok_at = (long long)time(NULL);
+    proxy_admin_refresh(p);
     {
         char count[16];
 
@@ -817,6 +841,9 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         return NULL;
     }
     p->magic = PROXY_MAGIC;
+    p->started_at = (long long)time(NULL);
+    p->last_reload_ok = true; /* the configuration of the start */
+    p->last_reload_ok_at = p->started_at;
     p->gen = gen_new(cfg);
     if (p->gen == NULL) {
         config_free(cfg);
@@ -1034,7 +1061,7 @@ proxy_free(struct proxy *p)
     proxy_admin_free(p);
     watch_clear(p);
     for (size_t i = 0; i < p->n_metrics; i++) {
-        free(p->metrics[i]);
+        proxy_metrics_free(p->metrics[i]);
     }
     free(p->metrics);
     if (p->worker_done != NULL) {

@@ -1,33 +1,68 @@
 /*
- * proxy_admin: the admin listener (`admin.listen`, plain HTTP, GET/HEAD only) and the
+ * proxy_admin: the admin listener (`admin.listen`, plain HTTP/1.x, GET/HEAD only) and the
  * counters behind it (CONTRACT §9).
  *
- *   GET /healthz  200 {"status":"ok",...} when every listener is up and no certificate has
- *                 expired; 503 otherwise (and while draining).
+ *   GET /livez    200 while the control loop answers and every worker's loop has turned in
+ *                 the last PROXY_LIVE_STALL_MS; 503 naming the stalled worker otherwise.
+ *   GET /readyz   200 {"status":"ready",...}; 503 {"status":"unready",...} while draining, a
+ *                 listener is down, an inbound listener's backend or an outbound listener's
+ *                 peer is down (proxy_admin.h), or a certificate has expired.  The JSON says
+ *                 which and why.  ?exclude=peers / ?exclude=backends leave those out.
+ *   GET /healthz  the JSON summary (listeners with backend/peer state, certificates); 503
+ *                 when a listener is down, a certificate has expired, or while draining.
  *   GET /metrics  Prometheus text format 0.0.4.
+ *   anything else a JSON error: 400, 404, 405 (with Allow), 408, 414, 431, 505.
+ *
+ * The listener is a small HTTP/1.x server of its own (one request per connection, then
+ * Connection: close) rather than libevent's evhttp, whose errors are HTML pages.
  *
  * Counters live in struct proxy_metrics, one per listener name, owned by struct proxy and
  * kept across reloads.  Certificate expiry is read from the files at start and on reload.
+ * Inbound backends are probed (a TCP connect) every admin.probe_interval when no connection
+ * of the listener reached them since the last probe.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "log.h"
+#include "proxy_admin.h"
 #include "proxy_internal.h"
 
 /* Handshake latency buckets, in seconds (upper bounds). */
 static const double hs_bounds[PROXY_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                      0.1,   0.25,   0.5,   1,    2.5,   5};
+
+/* Request duration buckets, in seconds: Prometheus's defaults, then up to backend_timeout. */
+static const double req_bounds[PROXY_REQ_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                     1,     2.5,  5,     10,   30,  60};
+
+/* The admin request head may be this long; more is 431. */
+#define ADMIN_HEAD_MAX 8192
+/* A request head must arrive within this; an answer must be taken within it too. */
+#define ADMIN_TIMEOUT_S 10
+/* After our answer, the rest of what the client sends is read and dropped this long. */
+#define ADMIN_LINGER_S 2
+/* At most this many admin connections at once; more are closed at accept. */
+#define ADMIN_MAX_CLIENTS 64
 
 /* A certificate file named by the config, with the earliest notAfter of its certificates. */
 struct admin_cert {
@@ -35,12 +70,166 @@ struct admin_cert {
     long long not_after; /* Unix time; 0 when unreadable */
 };
 
+/* The TCP probe of one inbound listener's backend (control thread). */
+struct admin_probe {
+    struct proxy_admin *a;
+    struct proxy_metrics *m;
+    char target[300];
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char resolve_err[256]; /* non-empty: the backend name did not resolve */
+    evutil_socket_t fd;    /* a connect in flight, or -1 */
+    struct event *ev;
+    uint64_t oks_seen; /* m->up.oks after the last probe (or tick that skipped one) */
+};
+
+/* One admin connection: read one request head, answer, linger, close. */
+struct admin_client {
+    struct proxy_admin *a;
+    struct bufferevent *bev;
+    struct admin_client *prev, *next;
+    bool answered;
+};
+
 struct proxy_admin {
-    struct evhttp *http;
+    struct proxy *p;
+    struct evconnlistener *lev;
     struct config_addr addr;
     struct admin_cert *certs;
     size_t n_certs;
+    struct admin_probe *probes;
+    size_t n_probes;
+    struct event *probe_timer;
+    uint64_t probe_interval_ms;
+    struct admin_client *clients;
+    unsigned n_clients;
 };
+
+/*
+ * proxy_clock_ms():
+ * Monotonic milliseconds (heartbeats and /livez; any thread).
+ */
+long long
+proxy_clock_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the decisions (proxy_admin.h) ---- */
+
+/*
+ * proxy_reach_of(oks, fails, probe_failed):
+ * DOWN after PROXY_UPSTREAM_DOWN_AFTER failures in a row or a failed probe, UP after one
+ * success, UNKNOWN before the first.
+ */
+enum proxy_reach
+proxy_reach_of(uint64_t oks, unsigned fails, bool probe_failed)
+{
+    if (probe_failed || fails >= PROXY_UPSTREAM_DOWN_AFTER) {
+        return PROXY_REACH_DOWN;
+    }
+    return oks > 0 ? PROXY_REACH_UP : PROXY_REACH_UNKNOWN;
+}
+
+/*
+ * proxy_reach_ready(inbound, r):
+ * DOWN is never ready; UNKNOWN is ready for an outbound peer only.
+ */
+bool
+proxy_reach_ready(bool inbound, enum proxy_reach r)
+{
+    return r == PROXY_REACH_UP || (r == PROXY_REACH_UNKNOWN && !inbound);
+}
+
+/*
+ * proxy_loop_stalled(now_ms, beat_ms):
+ * More than PROXY_LIVE_STALL_MS since the loop's last beat.
+ */
+bool
+proxy_loop_stalled(long long now_ms, long long beat_ms)
+{
+    return now_ms - beat_ms > PROXY_LIVE_STALL_MS;
+}
+
+static bool
+is_tchar(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/*
+ * proxy_admin_parse(line, len, req, why):
+ * "METHOD SP origin-form SP HTTP/1.x" (RFC 9112 §3).  Returns 0, or 400, 414 or 505 with
+ * ${why}.
+ */
+int
+proxy_admin_parse(const char *line, size_t len, struct proxy_admin_req *req, const char **why)
+{
+    size_t i = 0, t0, t, q;
+    const char *v;
+
+    memset(req, 0, sizeof(*req));
+    while (i < len && is_tchar(line[i])) {
+        i++;
+    }
+    if (i == 0 || i >= len || line[i] != ' ') {
+        *why = "malformed request line: expected METHOD /path HTTP/1.1";
+        return 400;
+    }
+    if (i >= sizeof(req->method)) {
+        *why = "the method is too long";
+        return 400;
+    }
+    memcpy(req->method, line, i);
+    t0 = ++i;
+    while (i < len && line[i] != ' ') {
+        if ((unsigned char)line[i] <= 0x20 || (unsigned char)line[i] >= 0x7f) {
+            *why = "the request target holds a control character, a space or a byte over 0x7e";
+            return 400;
+        }
+        i++;
+    }
+    t = i - t0;
+    if (t == 0 || i >= len) {
+        *why = "malformed request line: expected METHOD /path HTTP/1.1";
+        return 400;
+    }
+    if (line[t0] != '/') {
+        *why = "the request target must be a path starting with /";
+        return 400;
+    }
+    for (q = 0; q < t && line[t0 + q] != '?'; q++) {
+    }
+    if (q >= sizeof(req->path) || t - q >= sizeof(req->query) + 1) {
+        *why = "the request target is too long";
+        return 414;
+    }
+    memcpy(req->path, line + t0, q);
+    if (q < t) {
+        memcpy(req->query, line + t0 + q + 1, t - q - 1);
+    }
+    v = line + i + 1;
+    if (len - i - 1 == 8 && strncmp(v, "HTTP/1.1", 8) == 0) {
+        return 0;
+    }
+    if (len - i - 1 == 8 && strncmp(v, "HTTP/1.0", 8) == 0) {
+        req->http10 = true;
+        return 0;
+    }
+    if (len - i - 1 == 8 && strncmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' &&
+        v[6] == '.' && v[7] >= '0' && v[7] <= '9') {
+        *why = "only HTTP/1.0 and HTTP/1.1 are served here";
+        return 505;
+    }
+    *why = "malformed request line: expected METHOD /path HTTP/1.1";
+    return 400;
+}
+
+/* ---- counters ---- */
 
 /*
  * proxy_metrics_for(p, name):
@@ -66,8 +255,24 @@ proxy_metrics_for(struct proxy *p, const char *name)
         return NULL;
     }
     snprintf(m->name, sizeof(m->name), "%s", name);
+    pthread_mutex_init(&m->up.mu, NULL);
+    m->up.logged = PROXY_REACH_UNKNOWN;
     p->metrics[p->n_metrics++] = m;
     return m;
+}
+
+/*
+ * proxy_metrics_free(m):
+ * Release counters made by proxy_metrics_for(); NULL is a no-op.
+ */
+void
+proxy_metrics_free(struct proxy_metrics *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    pthread_mutex_destroy(&m->up.mu);
+    free(m);
 }
 
 /*
@@ -90,6 +295,130 @@ proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
     PROXY_STAT_ADD(m->hs_count, 1);
     PROXY_STAT_ADD(m->hs_ok, 1);
 }
+
+/*
+ * proxy_metrics_request(m, base, start, status):
+ * One request got its access-log line with ${status} (a number as text, or "-" when it got
+ * none): observe its duration since ${start} (by ${base}'s cached clock) in
+ * ferry_request_duration_seconds under its status class.  Called on the worker's thread.
+ */
+void
+proxy_metrics_request(struct proxy_metrics *m, struct event_base *base, const struct timeval *start,
+                      const char *status)
+{
+    struct timeval now;
+    long long us;
+    long code = strtol(status, NULL, 10); /* "-" (no status) is 0: not observed */
+    size_t b = 0;
+
+    if (code < 100 || code > 599) {
+        return;
+    }
+    event_base_gettimeofday_cached(base, &now);
+    us = ((long long)now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
+    if (us < 0) {
+        us = 0;
+    }
+    while (b < PROXY_REQ_BUCKETS && (double)us / 1e6 > req_bounds[b]) {
+        b++;
+    }
+    PROXY_STAT_ADD(m->req_hist[code / 100][b], 1);
+    PROXY_STAT_ADD(m->req_sum_us[code / 100], (uint64_t)us);
+    PROXY_STAT_ADD(m->req_count[code / 100], 1);
+}
+
+/*
+ * proxy_upstream_ok(m):
+ * The backend (inbound) accepted a connection, or the peer (outbound) completed a verified
+ * handshake and answered: it is up (any thread).
+ */
+void
+proxy_upstream_ok(struct proxy_metrics *m)
+{
+    if (PROXY_STAT_GET(m->up.fails) != 0) {
+        __atomic_store_n(&m->up.fails, 0, __ATOMIC_RELAXED);
+    }
+    if (PROXY_STAT_GET(m->up.probe_failed)) {
+        __atomic_store_n(&m->up.probe_failed, false, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&m->up.last_ok, (long long)time(NULL), __ATOMIC_RELAXED);
+    PROXY_STAT_ADD(m->up.oks, 1);
+}
+
+/*
+ * proxy_upstream_failed(m, detail):
+ * A connect to the backend, or a connect or handshake with the peer, failed with ${detail}
+ * in words (any thread).
+ */
+void
+proxy_upstream_failed(struct proxy_metrics *m, const char *detail)
+{
+    pthread_mutex_lock(&m->up.mu);
+    snprintf(m->up.detail, sizeof(m->up.detail), "%s", detail);
+    pthread_mutex_unlock(&m->up.mu);
+    __atomic_store_n(&m->up.last_fail, (long long)time(NULL), __ATOMIC_RELAXED);
+    PROXY_STAT_ADD(m->up.fails, 1);
+}
+
+/* A probe of the backend failed: down at once (proxy_reach_of). */
+static void
+upstream_probe_failed(struct proxy_metrics *m, const char *detail)
+{
+    proxy_upstream_failed(m, detail);
+    __atomic_store_n(&m->up.probe_failed, true, __ATOMIC_RELAXED);
+}
+
+static enum proxy_reach
+upstream_reach(const struct proxy_metrics *m)
+{
+    return proxy_reach_of(PROXY_STAT_GET(m->up.oks), PROXY_STAT_GET(m->up.fails),
+                          PROXY_STAT_GET(m->up.probe_failed));
+}
+
+/* Forget what is known about ${m}'s backend/peer (a reload pointed it elsewhere). */
+static void
+upstream_reset(struct proxy_metrics *m, const char *target)
+{
+    pthread_mutex_lock(&m->up.mu);
+    m->up.detail[0] = '\0';
+    pthread_mutex_unlock(&m->up.mu);
+    __atomic_store_n(&m->up.oks, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->up.fails, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->up.probe_failed, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->up.last_ok, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->up.last_fail, 0, __ATOMIC_RELAXED);
+    snprintf(m->up.target, sizeof(m->up.target), "%s", target);
+    m->up.logged = PROXY_REACH_UNKNOWN;
+}
+
+/*
+ * Why ${m}'s backend/peer is in state ${r}, in words, into ${buf}: the last failure with how
+ * many attempts failed and how long ago, or what is still unknown.
+ */
+static void
+upstream_reason(struct proxy_metrics *m, bool inbound, enum proxy_reach r, char *buf, size_t len)
+{
+    long long now = (long long)time(NULL);
+    long long last = PROXY_STAT_GET(m->up.last_fail);
+    unsigned fails = PROXY_STAT_GET(m->up.fails);
+    char detail[sizeof(m->up.detail)];
+
+    pthread_mutex_lock(&m->up.mu);
+    memcpy(detail, m->up.detail, sizeof(detail));
+    pthread_mutex_unlock(&m->up.mu);
+    if (r == PROXY_REACH_UP) {
+        buf[0] = '\0';
+    } else if (r == PROXY_REACH_DOWN || fails > 0) {
+        snprintf(buf, len, "%s (%u failed attempt%s in a row, last %llds ago)", detail, fails,
+                 fails == 1 ? "" : "s", now - last < 0 ? 0 : now - last);
+    } else if (inbound) {
+        snprintf(buf, len, "not checked yet: the first probe has not answered");
+    } else {
+        snprintf(buf, len, "no connection to the peer yet (peers are not probed)");
+    }
+}
+
+/* ---- certificates ---- */
 
 /* The earliest notAfter of the certificates in ${path}, as Unix time; 0 when unreadable. */
 static long long
@@ -159,10 +488,234 @@ admin_cert_add(struct proxy_admin *a, const char *path)
     a->n_certs++;
 }
 
+/* ---- probes ---- */
+
+static void
+probe_stop(struct admin_probe *pr)
+{
+    if (pr->ev != NULL) {
+        event_free(pr->ev);
+        pr->ev = NULL;
+    }
+    if (pr->fd >= 0) {
+        evutil_closesocket(pr->fd);
+        pr->fd = -1;
+    }
+}
+
+static void
+probes_clear(struct proxy_admin *a)
+{
+    for (size_t i = 0; i < a->n_probes; i++) {
+        probe_stop(&a->probes[i]);
+    }
+    free(a->probes);
+    a->probes = NULL;
+    a->n_probes = 0;
+}
+
+/* The probe's connect ended: ${err} 0 = the backend accepted it. */
+static void
+probe_done(struct admin_probe *pr, int err, bool timed_out)
+{
+    char detail[400];
+
+    probe_stop(pr);
+    if (err == 0 && !timed_out) {
+        proxy_upstream_ok(pr->m);
+    } else if (timed_out) {
+        snprintf(detail, sizeof(detail), "probe: backend %s did not accept a connection in time",
+                 pr->target);
+        upstream_probe_failed(pr->m, detail);
+    } else {
+        snprintf(detail, sizeof(detail), "probe: cannot connect to backend %s: %s", pr->target,
+                 evutil_socket_error_to_string(err));
+        upstream_probe_failed(pr->m, detail);
+    }
+    pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks);
+}
+
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_probe *pr = arg;
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if ((what & EV_TIMEOUT) != 0) {
+        probe_done(pr, ETIMEDOUT, true);
+        return;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        err = errno;
+    }
+    probe_done(pr, err, false);
+}
+
+/* Start a TCP connect to ${pr}'s backend; its outcome is recorded when it ends. */
+static void
+probe_start(struct admin_probe *pr, uint64_t timeout_ms)
+{
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)((timeout_ms % 1000) * 1000)};
+    char detail[600];
+
+    if (pr->resolve_err[0] != '\0') {
+        snprintf(detail, sizeof(detail), "probe: backend %s: %s", pr->target, pr->resolve_err);
+        upstream_probe_failed(pr->m, detail);
+        pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks);
+        return;
+    }
+    pr->fd = socket(pr->ss.ss_family, SOCK_STREAM, 0);
+    if (pr->fd < 0 || evutil_make_socket_nonblocking(pr->fd) < 0 ||
+        evutil_make_socket_closeonexec(pr->fd) < 0) {
+        probe_done(pr, errno, false);
+        return;
+    }
+    if (connect(pr->fd, (const struct sockaddr *)&pr->ss, pr->len) == 0) {
+        probe_done(pr, 0, false);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        probe_done(pr, errno, false);
+        return;
+    }
+    pr->ev = event_new(pr->a->p->base, pr->fd, EV_WRITE, probe_cb, pr);
+    if (pr->ev == NULL || event_add(pr->ev, &tv) < 0) {
+        probe_done(pr, ENOMEM, false);
+    }
+}
+
+/* Log a backend or peer going down or coming back once, when the admin notices. */
+static void
+log_transitions(struct proxy *p)
+{
+    char reason[800];
+
+    for (size_t i = 0; i < p->cfg->n_listeners; i++) {
+        const struct config_listener *cl = &p->cfg->listeners[i];
+        bool inbound = cl->mode == CONFIG_MODE_INBOUND;
+        struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+        enum proxy_reach r;
+        char target[300];
+
+        if (m == NULL) {
+            continue;
+        }
+        config_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
+        r = upstream_reach(m);
+        if (r == PROXY_REACH_UNKNOWN || (int)r == m->up.logged) {
+            continue;
+        }
+        if (r == PROXY_REACH_DOWN) {
+            upstream_reason(m, inbound, r, reason, sizeof(reason));
+        }
+        log_kv(r == PROXY_REACH_DOWN ? LOG_WARN : LOG_INFO,
+               inbound ? (r == PROXY_REACH_DOWN ? "backend_down" : "backend_up")
+                       : (r == PROXY_REACH_DOWN ? "peer_down" : "peer_up"),
+               "listener", cl->name, "target", target, "msg",
+               r == PROXY_REACH_DOWN              ? reason
+               : m->up.logged == PROXY_REACH_DOWN ? "reachable again"
+                                                  : "reachable",
+               (const char *)NULL);
+        m->up.logged = (int)r;
+    }
+}
+
+/* Every admin.probe_interval: probe each backend no connection has reached since the last. */
+static void
+probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_admin *a = arg;
+    uint64_t timeout = a->probe_interval_ms;
+
+    (void)fd;
+    (void)what;
+    if (timeout > a->p->cfg->limits.handshake_timeout_ms) {
+        timeout = a->p->cfg->limits.handshake_timeout_ms;
+    }
+    for (size_t i = 0; i < a->n_probes; i++) {
+        struct admin_probe *pr = &a->probes[i];
+        uint64_t oks = PROXY_STAT_GET(pr->m->up.oks);
+
+        if (pr->fd >= 0) {
+            continue; /* the last one is still connecting */
+        }
+        if (oks != pr->oks_seen) {
+            pr->oks_seen = oks; /* a real connection reached it: no probe needed */
+            continue;
+        }
+        probe_start(pr, timeout);
+    }
+    log_transitions(a->p);
+}
+
+/* The probes of the current configuration: one per inbound listener; the first runs now. */
+static void
+probes_build(struct proxy *p)
+{
+    struct proxy_admin *a = p->admin;
+    const struct config *cfg = p->cfg;
+    struct timeval tv;
+    size_t n = 0;
+
+    probes_clear(a);
+    a->probes = calloc(cfg->n_listeners > 0 ? cfg->n_listeners : 1, sizeof(*a->probes));
+    if (a->probes == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        struct admin_probe *pr = &a->probes[n];
+        struct addrinfo hints, *res = NULL;
+        char port[8];
+        int rc;
+
+        if (cl->mode != CONFIG_MODE_INBOUND) {
+            continue;
+        }
+        pr->m = proxy_metrics_for(p, cl->name);
+        if (pr->m == NULL) {
+            continue;
+        }
+        pr->a = a;
+        pr->fd = -1;
+        config_addr_format(&cl->backend, pr->target, sizeof(pr->target));
+        /* Like the listener's own target: resolved once per configuration. */
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICSERV | (cl->backend.is_ip ? AI_NUMERICHOST : 0);
+        snprintf(port, sizeof(port), "%u", (unsigned)cl->backend.port);
+        rc = getaddrinfo(cl->backend.host, port, &hints, &res);
+        if (rc != 0 || res == NULL) {
+            snprintf(pr->resolve_err, sizeof(pr->resolve_err), "cannot resolve %s: %s",
+                     cl->backend.host, gai_strerror(rc));
+        } else {
+            memcpy(&pr->ss, res->ai_addr, res->ai_addrlen);
+            pr->len = res->ai_addrlen;
+        }
+        if (res != NULL) {
+            freeaddrinfo(res);
+        }
+        /* Probe at once unless a connection already says how the backend is. */
+        pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks) > 0 ? UINT64_MAX : 0;
+        n++;
+    }
+    a->n_probes = n;
+    a->probe_interval_ms = cfg->admin.probe_interval_ms;
+    tv.tv_sec = (time_t)(a->probe_interval_ms / 1000);
+    tv.tv_usec = (suseconds_t)((a->probe_interval_ms % 1000) * 1000);
+    event_del(a->probe_timer);
+    event_add(a->probe_timer, &tv);
+    /* Not EV_TIMEOUT: libevent would then count the next interval from the planned time. */
+    event_active(a->probe_timer, 0, 0);
+}
+
 /*
  * proxy_admin_refresh(p):
- * Re-read the expiry of every certificate and CA file of the current configuration (at start
- * and after each reload).
+ * At start and after each reload: re-read the expiry of every certificate and CA file of the
+ * current configuration, forget the state of a backend or peer that a listener no longer
+ * points at, and rebuild the backend probes.
  */
 void
 proxy_admin_refresh(struct proxy *p)
@@ -174,10 +727,26 @@ proxy_admin_refresh(struct proxy *p)
     }
     admin_certs_clear(a);
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
-        admin_cert_add(a, p->cfg->listeners[i].tls.cert.path);
-        admin_cert_add(a, p->cfg->listeners[i].tls.ca.path);
+        const struct config_listener *cl = &p->cfg->listeners[i];
+        struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+        char target[300], addr[280];
+
+        admin_cert_add(a, cl->tls.cert.path);
+        admin_cert_add(a, cl->tls.ca.path);
+        if (m == NULL) {
+            continue;
+        }
+        config_addr_format(cl->mode == CONFIG_MODE_INBOUND ? &cl->backend : &cl->peer, addr,
+                           sizeof(addr));
+        snprintf(target, sizeof(target), "%s %s", config_mode_str(cl->mode), addr);
+        if (strcmp(m->up.target, target) != 0) {
+            upstream_reset(m, target);
+        }
     }
+    probes_build(p);
 }
+
+/* ---- /metrics ---- */
 
 /* Prometheus label values: escape backslash, double quote and newline. */
 static void
@@ -209,6 +778,17 @@ metric_listener(struct evbuffer *b, const char *name, const struct proxy_metrics
     evbuffer_add_printf(b, "\"%s} %llu\n", extra, (unsigned long long)v);
 }
 
+/* A sum of microseconds as seconds. */
+static void
+metric_sum_us(struct evbuffer *b, const char *name, const struct proxy_metrics *m,
+              const char *extra, uint64_t us)
+{
+    evbuffer_add_printf(b, "%s{listener=\"", name);
+    put_label(b, m->name);
+    evbuffer_add_printf(b, "\"%s} %llu.%06llu\n", extra, (unsigned long long)(us / 1000000),
+                        (unsigned long long)(us % 1000000));
+}
+
 /* Copy ${src} with atomic loads: the workers keep counting while /metrics renders. */
 static void
 metrics_snapshot(const struct proxy_metrics *src, struct proxy_metrics *dst)
@@ -237,6 +817,217 @@ metrics_snapshot(const struct proxy_metrics *src, struct proxy_metrics *dst)
     dst->workers_down = PROXY_STAT_GET(src->workers_down);
     dst->pool_reused = PROXY_STAT_GET(src->pool_reused);
     dst->pool_connects = PROXY_STAT_GET(src->pool_connects);
+    for (int k = 0; k < PROXY_REQ_CLASSES; k++) {
+        for (int i = 0; i <= PROXY_REQ_BUCKETS; i++) {
+            dst->req_hist[k][i] = PROXY_STAT_GET(src->req_hist[k][i]);
+        }
+        dst->req_sum_us[k] = PROXY_STAT_GET(src->req_sum_us[k]);
+        dst->req_count[k] = PROXY_STAT_GET(src->req_count[k]);
+    }
+}
+
+/* The listener of the current configuration named ${name}, or NULL (removed by a reload). */
+static const struct config_listener *
+cfg_listener(const struct proxy *p, const char *name)
+{
+    for (size_t i = 0; i < p->cfg->n_listeners; i++) {
+        if (strcmp(p->cfg->listeners[i].name, name) == 0) {
+            return &p->cfg->listeners[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+is_mode(const struct config_listener *cl, enum config_mode mode)
+{
+    return cl != NULL && cl->mode == mode;
+}
+
+/* Handshake failures by reason, each present from zero where it can happen. */
+static void
+render_hs_failed(struct evbuffer *b, const struct proxy_metrics *m,
+                 const struct config_listener *cl)
+{
+    static const enum proxy_close_reason inbound[] = {
+        PROXY_CLOSE_NOT_TLS, PROXY_CLOSE_HANDSHAKE_TIMEOUT, PROXY_CLOSE_HANDSHAKE_FAILED};
+    char extra[128];
+
+    for (int r = 0; r < PROXY_CLOSE__COUNT; r++) {
+        bool always = false;
+
+        if (is_mode(cl, CONFIG_MODE_INBOUND)) {
+            for (size_t k = 0; k < sizeof(inbound) / sizeof(inbound[0]); k++) {
+                always = always || inbound[k] == (enum proxy_close_reason)r;
+            }
+        } else if (is_mode(cl, CONFIG_MODE_OUTBOUND)) {
+            always = r == PROXY_CLOSE_PEER_HANDSHAKE_FAILED;
+        }
+        if (always || m->hs_failed[r] > 0) {
+            snprintf(extra, sizeof(extra), ",outcome=\"failed\",reason=\"%s\"",
+                     proxy_close_reason_str((enum proxy_close_reason)r));
+            metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_failed[r]);
+        }
+    }
+}
+
+/* ferry_request_duration_seconds: one histogram per listener (protocol http) and class. */
+static void
+render_req_hist(struct proxy *p, struct evbuffer *b, const struct proxy_metrics *snap, size_t n)
+{
+    const char *name = "ferry_request_duration_seconds";
+    char extra[128], bucket[96], sum[96], count[96];
+
+    snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+    snprintf(sum, sizeof(sum), "%s_sum", name);
+    snprintf(count, sizeof(count), "%s_count", name);
+    metric_head(b, name, "histogram",
+                "HTTP requests by response status class: time from the request's first byte to "
+                "its access-log line (the end of the response, or ferry's own answer).");
+    for (size_t i = 0; i < n; i++) {
+        const struct proxy_metrics *m = &snap[i];
+        const struct config_listener *cl = cfg_listener(p, m->name);
+        bool any = false;
+
+        for (int k = 2; k <= 5; k++) {
+            any = any || m->req_count[k] > 0;
+        }
+        if (!(cl != NULL && cl->protocol == CONFIG_PROTOCOL_HTTP) && !any) {
+            continue;
+        }
+        for (int k = 2; k <= 5; k++) {
+            uint64_t cum = 0;
+
+            for (int j = 0; j < PROXY_REQ_BUCKETS; j++) {
+                cum += m->req_hist[k][j];
+                snprintf(extra, sizeof(extra), ",class=\"%dxx\",le=\"%g\"", k, req_bounds[j]);
+                metric_listener(b, bucket, m, extra, cum);
+            }
+            cum += m->req_hist[k][PROXY_REQ_BUCKETS];
+            snprintf(extra, sizeof(extra), ",class=\"%dxx\",le=\"+Inf\"", k);
+            metric_listener(b, bucket, m, extra, cum);
+            snprintf(extra, sizeof(extra), ",class=\"%dxx\"", k);
+            metric_sum_us(b, sum, m, extra, m->req_sum_us[k]);
+            metric_listener(b, count, m, extra, m->req_count[k]);
+        }
+    }
+}
+
+/* ferry_backend_up / ferry_peer_up on the listeners they apply to. */
+static void
+render_up(struct proxy *p, struct evbuffer *b)
+{
+    static const struct {
+        const char *name;
+        enum config_mode mode;
+        const char *help;
+    } fams[] = {
+        {"ferry_backend_up", CONFIG_MODE_INBOUND,
+         "1 when the inbound listener's backend is reachable (its last connection or probe "
+         "succeeded), 0 when it is down or not checked yet."},
+        {"ferry_peer_up", CONFIG_MODE_OUTBOUND,
+         "1 unless the outbound listener's last 3 connections or handshakes with its peer "
+         "failed in a row."},
+    };
+
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        metric_head(b, fams[f].name, "gauge", fams[f].help);
+        for (size_t i = 0; i < p->cfg->n_listeners; i++) {
+            const struct config_listener *cl = &p->cfg->listeners[i];
+            struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+
+            if (cl->mode != fams[f].mode || m == NULL) {
+                continue;
+            }
+            metric_listener(
+                b, fams[f].name, m, "",
+                proxy_reach_ready(cl->mode == CONFIG_MODE_INBOUND, upstream_reach(m)) ? 1 : 0);
+        }
+    }
+}
+
+/* The process_* metrics of the Prometheus client libraries, from /proc and getrusage. */
+static void
+render_process(struct evbuffer *b)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long page = sysconf(_SC_PAGESIZE), ticks = sysconf(_SC_CLK_TCK);
+    unsigned long long vsz = 0, rss = 0, start_ticks = 0, btime = 0;
+    long long fds = 0;
+    DIR *d;
+    FILE *f;
+    char line[1024];
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        metric_head(b, "process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.");
+        evbuffer_add_printf(b, "process_cpu_seconds_total %.6f\n",
+                            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    }
+    if ((d = opendir("/proc/self/fd")) != NULL) {
+        struct dirent *e;
+
+        while ((e = readdir(d)) != NULL) {
+            fds += e->d_name[0] != '.';
+        }
+        closedir(d);
+        metric_head(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+        evbuffer_add_printf(b, "process_open_fds %lld\n", fds - 1); /* less opendir's own */
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        metric_head(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        evbuffer_add_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+    if ((f = fopen("/proc/self/statm", "r")) != NULL) {
+        char *end = NULL;
+
+        if (fgets(line, sizeof(line), f) != NULL) {
+            vsz = strtoull(line, &end, 10);
+            rss = strtoull(end, NULL, 10);
+        }
+        if (rss > 0 && page > 0) {
+            metric_head(b, "process_virtual_memory_bytes", "gauge",
+                        "Virtual memory size in bytes.");
+            evbuffer_add_printf(b, "process_virtual_memory_bytes %llu\n",
+                                vsz * (unsigned long long)page);
+            metric_head(b, "process_resident_memory_bytes", "gauge",
+                        "Resident memory size in bytes.");
+            evbuffer_add_printf(b, "process_resident_memory_bytes %llu\n",
+                                rss * (unsigned long long)page);
+        }
+        (void)fclose(f);
+    }
+    /* Field 22 of /proc/self/stat: start time in clock ticks after boot (btime in /proc/stat). */
+    if ((f = fopen("/proc/self/stat", "r")) != NULL) {
+        if (fgets(line, sizeof(line), f) != NULL) {
+            const char *s = strrchr(line, ')');
+            int field = 2;
+
+            for (; s != NULL && *s != '\0'; s++) {
+                if (*s == ' ' && ++field == 22) {
+                    start_ticks = strtoull(s + 1, NULL, 10);
+                    break;
+                }
+            }
+        }
+        (void)fclose(f);
+    }
+    if ((f = fopen("/proc/stat", "r")) != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (strncmp(line, "btime ", 6) == 0) {
+                btime = strtoull(line + 6, NULL, 10);
+            }
+        }
+        (void)fclose(f);
+    }
+    if (btime > 0 && ticks > 0) {
+        metric_head(b, "process_start_time_seconds", "gauge",
+                    "Start time of the process since unix epoch in seconds.");
+        evbuffer_add_printf(b, "process_start_time_seconds %.2f\n",
+                            (double)btime + (double)start_ticks / (double)ticks);
+    }
 }
 
 static void
@@ -253,6 +1044,16 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     for (size_t i = 0; i < n; i++) {
         metrics_snapshot(p->metrics[i], &snap[i]);
     }
+
+    metric_head(b, "ferry_build_info", "gauge",
+                "Always 1; the labels say which ferry, OpenSSL and libevent run.");
+    evbuffer_add_printf(b, "ferry_build_info{version=\"");
+    put_label(b, FERRY_VERSION);
+    evbuffer_add_printf(b, "\",openssl=\"");
+    put_label(b, OpenSSL_version(OPENSSL_VERSION_STRING));
+    evbuffer_add_printf(b, "\",libevent=\"");
+    put_label(b, event_get_version());
+    evbuffer_add_printf(b, "\"} 1\n");
 
     metric_head(b, "ferry_connections_open", "gauge", "Connections open now.");
     for (size_t i = 0; i < n; i++) {
@@ -275,13 +1076,7 @@ render_metrics(struct proxy *p, struct evbuffer *b)
                      tls_reject_str((enum tls_reject)r));
             metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_rejected[r]);
         }
-        for (int r = 0; r < PROXY_CLOSE__COUNT; r++) {
-            if (m->hs_failed[r] > 0) {
-                snprintf(extra, sizeof(extra), ",outcome=\"failed\",reason=\"%s\"",
-                         proxy_close_reason_str((enum proxy_close_reason)r));
-                metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_failed[r]);
-            }
-        }
+        render_hs_failed(b, m, cfg_listener(p, m->name));
     }
     metric_head(b, "ferry_bytes_total", "counter",
                 "Bytes relayed: in = from the connecting client, out = to it.");
@@ -296,21 +1091,27 @@ render_metrics(struct proxy *p, struct evbuffer *b)
             metric_listener(b, "ferry_requests_total", &snap[i], extra, snap[i].requests[k]);
         }
     }
+    render_req_hist(p, b, snap, n);
     metric_head(b, "ferry_upstream_connect_failures_total", "counter",
                 "Backend (inbound) or peer (outbound) connections that failed.");
     for (size_t i = 0; i < n; i++) {
         metric_listener(b, "ferry_upstream_connect_failures_total", &snap[i], "",
                         snap[i].upstream_failures);
     }
+    render_up(p, b);
     metric_head(b, "ferry_pool_reused_total", "counter",
                 "Outbound http: client connections served by a pooled peer connection.");
     for (size_t i = 0; i < n; i++) {
-        metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].pool_reused);
+        if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
+            metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].pool_reused);
+        }
     }
     metric_head(b, "ferry_pool_connects_total", "counter",
                 "Outbound http with a pool: new connections made to the peer.");
     for (size_t i = 0; i < n; i++) {
-        metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].pool_connects);
+        if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
+            metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].pool_connects);
+        }
     }
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");
@@ -325,17 +1126,15 @@ render_metrics(struct proxy *p, struct evbuffer *b)
         }
         cum += m->hs_hist[PROXY_HIST_BUCKETS];
         metric_listener(b, "ferry_handshake_duration_seconds_bucket", m, ",le=\"+Inf\"", cum);
-        evbuffer_add_printf(b, "ferry_handshake_duration_seconds_sum{listener=\"");
-        put_label(b, m->name);
-        evbuffer_add_printf(b, "\"} %llu.%06llu\n", (unsigned long long)(m->hs_sum_us / 1000000),
-                            (unsigned long long)(m->hs_sum_us % 1000000));
+        metric_sum_us(b, "ferry_handshake_duration_seconds_sum", m, "", m->hs_sum_us);
         metric_listener(b, "ferry_handshake_duration_seconds_count", m, "", m->hs_count);
     }
     free(snap);
-    metric_head(b, "ferry_certificate_not_after_seconds", "gauge",
-                "Earliest notAfter of the certificates in each file, as Unix time.");
+    metric_head(b, "ferry_certificate_expiry_timestamp_seconds", "gauge",
+                "Earliest notAfter of the certificates in each file, as Unix time (0: "
+                "unreadable).");
     for (size_t i = 0; p->admin != NULL && i < p->admin->n_certs; i++) {
-        evbuffer_add_printf(b, "ferry_certificate_not_after_seconds{file=\"");
+        evbuffer_add_printf(b, "ferry_certificate_expiry_timestamp_seconds{file=\"");
         put_label(b, p->admin->certs[i].path);
         evbuffer_add_printf(b, "\"} %lld\n", p->admin->certs[i].not_after);
     }
@@ -344,80 +1143,498 @@ render_metrics(struct proxy *p, struct evbuffer *b)
                         (unsigned long long)p->reloads_ok);
     evbuffer_add_printf(b, "ferry_reloads_total{result=\"failed\"} %llu\n",
                         (unsigned long long)p->reloads_failed);
+    metric_head(b, "ferry_config_last_reload_successful", "gauge",
+                "Whether the last configuration load (start or reload) succeeded.");
+    evbuffer_add_printf(b, "ferry_config_last_reload_successful %d\n", p->last_reload_ok ? 1 : 0);
+    metric_head(b, "ferry_config_last_reload_success_timestamp_seconds", "gauge",
+                "Time of the last successful configuration load (start or reload), as Unix "
+                "time.");
+    evbuffer_add_printf(b, "ferry_config_last_reload_success_timestamp_seconds %lld\n",
+                        p->last_reload_ok_at);
+    render_process(b);
+}
+
+/* ---- /healthz, /readyz, /livez ---- */
+
+/* What /readyz may leave out (?exclude=). */
+#define EXCLUDE_BACKENDS 1u
+#define EXCLUDE_PEERS    2u
+
+/*
+ * One listener's JSON object: listening or not, and its backend or peer with its state.
+ * *${listening} and *${ready} say whether it is up and whether it lets /readyz say 200
+ * (${exclude}: EXCLUDE_* bits).
+ */
+static void
+render_listener(struct proxy *p, struct evbuffer *b, const struct config_listener *cl,
+                unsigned exclude, bool *listening, bool *ready)
+{
+    struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+    bool inbound = cl->mode == CONFIG_MODE_INBOUND;
+    bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
+    bool excluded = (exclude & (inbound ? EXCLUDE_BACKENDS : EXCLUDE_PEERS)) != 0;
+    enum proxy_reach r = m != NULL ? upstream_reach(m) : PROXY_REACH_UNKNOWN;
+    bool target_ok = proxy_reach_ready(inbound, r);
+    char esc[600], addr[300], target[300], reason[800], esc_reason[1000];
+    static const char *const states[] = {"unknown", "up", "down"};
+
+    config_addr_format(&cl->listen, addr, sizeof(addr));
+    config_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
+    reason[0] = '\0';
+    if (m != NULL) {
+        upstream_reason(m, inbound, r, reason, sizeof(reason));
+    }
+    evbuffer_add_printf(b, "{\"name\":\"%s\",\"mode\":\"%s\",\"listen\":\"%s\",\"up\":%s,",
+                        log_json_escape(esc, sizeof(esc), cl->name), config_mode_str(cl->mode),
+                        addr, up ? "true" : "false");
+    evbuffer_add_printf(b, "\"%s\":\"%s\",\"%s_up\":%s,\"%s_state\":\"%s\"",
+                        inbound ? "backend" : "peer", log_json_escape(esc, sizeof(esc), target),
+                        inbound ? "backend" : "peer", target_ok ? "true" : "false",
+                        inbound ? "backend" : "peer", states[r]);
+    if (reason[0] != '\0') {
+        evbuffer_add_printf(b, ",\"reason\":\"%s\"",
+                            log_json_escape(esc_reason, sizeof(esc_reason), reason));
+    }
+    if (excluded) {
+        evbuffer_add_printf(b, ",\"excluded\":true");
+    }
+    evbuffer_add_printf(b, "}");
+    *listening = up;
+    *ready = up && (target_ok || excluded);
+}
+
+/* The certificates array; *${all_valid} is false when one has expired or is unreadable. */
+static void
+render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid)
+{
+    long long now = (long long)time(NULL);
+    char esc[600];
+
+    *all_valid = true;
+    evbuffer_add_printf(b, "\"certificates\":[");
+    for (size_t i = 0; i < p->admin->n_certs; i++) {
+        const struct admin_cert *c = &p->admin->certs[i];
+        bool expired = c->not_after == 0 || c->not_after <= now;
+
+        *all_valid = *all_valid && !expired;
+        evbuffer_add_printf(b, "%s{\"file\":\"%s\",\"not_after\":%lld,\"expired\":%s}",
+                            i > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
+                            c->not_after, expired ? "true" : "false");
+    }
+    evbuffer_add_printf(b, "]");
 }
 
 /* 200 when every listener is up and no certificate has expired (CONTRACT §9). */
 static int
 render_health(struct proxy *p, struct evbuffer *b)
 {
-    long long now = (long long)time(NULL);
-    bool ok = !p->draining;
-    char esc[600];
+    bool ok = !p->draining, certs_ok;
 
     evbuffer_add_printf(b, "{\"listeners\":[");
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
-        const struct config_listener *cl = &p->cfg->listeners[i];
-        const struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
-        bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
-        char addr[300];
+        bool up, ready;
 
+        evbuffer_add_printf(b, "%s", i > 0 ? "," : "");
+        render_listener(p, b, &p->cfg->listeners[i], 0, &up, &ready);
         ok = ok && up;
-        config_addr_format(&cl->listen, addr, sizeof(addr));
-        evbuffer_add_printf(b, "%s{\"name\":\"%s\",\"listen\":\"%s\",\"up\":%s}", i > 0 ? "," : "",
-                            log_json_escape(esc, sizeof(esc), cl->name), addr,
-                            up ? "true" : "false");
     }
-    evbuffer_add_printf(b, "],\"certificates\":[");
-    for (size_t i = 0; i < p->admin->n_certs; i++) {
-        const struct admin_cert *c = &p->admin->certs[i];
-        bool expired = c->not_after == 0 || c->not_after <= now;
-
-        ok = ok && !expired;
-        evbuffer_add_printf(b, "%s{\"file\":\"%s\",\"not_after\":%lld,\"expired\":%s}",
-                            i > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
-                            c->not_after, expired ? "true" : "false");
-    }
-    evbuffer_add_printf(b, "],\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n",
+    evbuffer_add_printf(b, "],");
+    render_certs(p, b, &certs_ok);
+    ok = ok && certs_ok;
+    evbuffer_add_printf(b, ",\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n",
                         proxy_conns_open(p), p->draining ? "true" : "false",
                         ok ? "ok" : "unhealthy");
     return ok ? 200 : 503;
 }
 
-static void
-admin_cb(struct evhttp_request *req, void *arg)
+/*
+ * /readyz: 200 unless draining, a listener is down, a backend or peer is down (unless
+ * ${exclude}d), or a certificate has expired.  "reasons" lists each cause in words.
+ */
+static int
+render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
 {
-    struct proxy *p = arg;
-    const char *uri = evhttp_request_get_uri(req);
+    struct evbuffer *why = evbuffer_new();
+    bool ok = !p->draining, certs_ok;
+    size_t n_why = 0;
+    char esc[1200];
+
+    if (why == NULL) {
+        return 500;
+    }
+    if (p->draining) {
+        evbuffer_add_printf(why, "\"draining: ferry is stopping\"");
+        n_why++;
+    }
+    evbuffer_add_printf(b, "{\"listeners\":[");
+    for (size_t i = 0; i < p->cfg->n_listeners; i++) {
+        const struct config_listener *cl = &p->cfg->listeners[i];
+        bool up, ready;
+
+        evbuffer_add_printf(b, "%s", i > 0 ? "," : "");
+        render_listener(p, b, cl, exclude, &up, &ready);
+        ok = ok && ready;
+        if (!ready && !p->draining) {
+            char reason[800], line[1100];
+            struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+            bool inbound = cl->mode == CONFIG_MODE_INBOUND;
+
+            reason[0] = '\0';
+            if (m != NULL) {
+                upstream_reason(m, inbound, upstream_reach(m), reason, sizeof(reason));
+            }
+            snprintf(line, sizeof(line), "listener %s: %s", cl->name,
+                     !up         ? "not listening"
+                     : reason[0] ? reason
+                     : inbound   ? "backend down"
+                                 : "peer down");
+            evbuffer_add_printf(why, "%s\"%s\"", n_why++ > 0 ? "," : "",
+                                log_json_escape(esc, sizeof(esc), line));
+        }
+    }
+    evbuffer_add_printf(b, "],");
+    render_certs(p, b, &certs_ok);
+    if (!certs_ok) {
+        evbuffer_add_printf(why, "%s\"a certificate file has expired or cannot be read\"",
+                            n_why++ > 0 ? "," : "");
+    }
+    ok = ok && certs_ok;
+    evbuffer_add_printf(b, ",\"draining\":%s,\"reasons\":[", p->draining ? "true" : "false");
+    evbuffer_add_buffer(b, why);
+    evbuffer_free(why);
+    evbuffer_add_printf(b, "],\"status\":\"%s\"}\n", ok ? "ready" : "unready");
+    return ok ? 200 : 503;
+}
+
+/* /livez: every running worker's loop beat within PROXY_LIVE_STALL_MS. */
+static int
+render_live(struct proxy *p, struct evbuffer *b)
+{
+    long long now = proxy_clock_ms();
+    bool ok = true;
+    char reason[200] = "";
+
+    evbuffer_add_printf(b, "{\"workers\":[");
+    for (size_t i = 0; i < p->n_workers; i++) {
+        const struct proxy_worker *w = p->workers[i];
+        long long beat = PROXY_STAT_GET(w->beat_ms);
+        bool running = w->started && !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+        bool stalled = running && proxy_loop_stalled(now, beat);
+
+        if (stalled && ok) {
+            snprintf(reason, sizeof(reason),
+                     "worker %u's event loop has not run for %lldms (limit %dms)", w->id,
+                     now - beat, PROXY_LIVE_STALL_MS);
+        }
+        ok = ok && !stalled;
+        evbuffer_add_printf(b, "%s{\"id\":%u,\"running\":%s,\"ms_since_beat\":%lld,\"stalled\":%s}",
+                            i > 0 ? "," : "", w->id, running ? "true" : "false",
+                            running ? now - beat : 0, stalled ? "true" : "false");
+    }
+    evbuffer_add_printf(b, "],");
+    if (!ok) {
+        evbuffer_add_printf(b, "\"reason\":\"%s\",", reason);
+    }
+    evbuffer_add_printf(b, "\"status\":\"%s\"}\n", ok ? "ok" : "stalled");
+    return ok ? 200 : 503;
+}
+
+/* ---- the HTTP side ---- */
+
+static void client_free(struct admin_client *cl);
+
+static const char *
+status_phrase(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/*
+ * Queue the answer ${code} with ${body} (not sent for HEAD) on ${cl}, then half-close once it
+ * is written (client_write_cb).  Takes ${body}'s bytes.
+ */
+static void
+client_answer(struct admin_client *cl, int code, const char *ctype, struct evbuffer *body,
+              bool head, const char *extra_headers)
+{
+    struct evbuffer *out = bufferevent_get_output(cl->bev);
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n%sConnection: close\r\nServer: ferry\r\n\r\n",
+                        code, status_phrase(code), ctype, evbuffer_get_length(body),
+                        extra_headers != NULL ? extra_headers : "");
+    if (head) {
+        evbuffer_drain(body, evbuffer_get_length(body));
+    } else {
+        evbuffer_add_buffer(out, body);
+    }
+    cl->answered = true;
+    bufferevent_enable(cl->bev, EV_WRITE);
+}
+
+/* A JSON error: {"error":"...","reason":"..."}. */
+static void
+client_error(struct admin_client *cl, int code, const char *error, const char *reason, bool head,
+             const char *extra_headers)
+{
     struct evbuffer *b = evbuffer_new();
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    size_t plen = strcspn(uri, "?");
-    int code;
+    char esc[600];
 
     if (b == NULL) {
-        evhttp_send_error(req, 500, NULL);
+        client_free(cl);
         return;
     }
-    if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
-        code = render_health(p, b);
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", b);
-    } else if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
+    evbuffer_add_printf(b, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error,
+                        log_json_escape(esc, sizeof(esc), reason));
+    client_answer(cl, code, "application/json", b, head, extra_headers);
+    evbuffer_free(b);
+}
+
+/* ?exclude=peers&exclude=backends (also comma-separated).  -1 for an unknown value. */
+static int
+parse_exclude(const char *query, unsigned *out, char *bad, size_t badlen)
+{
+    const char *q = query;
+
+    *out = 0;
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+
+        if (n > 8 && strncmp(q, "exclude=", 8) == 0) {
+            const char *v = q + 8, *end = q + n;
+
+            while (v < end) {
+                size_t k = strcspn(v, ",&");
+
+                if (v + k > end) {
+                    k = (size_t)(end - v);
+                }
+                if (k == 5 && strncmp(v, "peers", 5) == 0) {
+                    *out |= EXCLUDE_PEERS;
+                } else if (k == 8 && strncmp(v, "backends", 8) == 0) {
+                    *out |= EXCLUDE_BACKENDS;
+                } else {
+                    snprintf(bad, badlen, "%.*s", (int)(k < 64 ? k : 64), v);
+                    return -1;
+                }
+                v += k + (v + k < end);
+            }
+        }
+        q += n + (q[n] == '&');
+    }
+    return 0;
+}
+
+/* One complete request head in ${cl}'s input: route it. */
+static void
+client_request(struct admin_client *cl, const char *line, size_t len)
+{
+    struct proxy *p = cl->a->p;
+    struct proxy_admin_req req;
+    const char *why = NULL;
+    struct evbuffer *b;
+    bool head;
+    int code = proxy_admin_parse(line, len, &req, &why);
+    unsigned exclude = 0;
+    char reason[400], bad[80];
+
+    if (code != 0) {
+        client_error(cl, code,
+                     code == 414   ? "uri_too_long"
+                     : code == 505 ? "http_version_not_supported"
+                                   : "bad_request",
+                     why, false, NULL);
+        return;
+    }
+    head = strcmp(req.method, "HEAD") == 0;
+    if (strcmp(req.path, "/livez") != 0 && strcmp(req.path, "/readyz") != 0 &&
+        strcmp(req.path, "/healthz") != 0 && strcmp(req.path, "/metrics") != 0) {
+        /* The path is printable ASCII (proxy_admin_parse); client_error escapes it for JSON. */
+        snprintf(reason, sizeof(reason),
+                 "no such path: %.200s (the admin endpoint serves /livez, /readyz, /healthz and "
+                 "/metrics)",
+                 req.path);
+        client_error(cl, 404, "not_found", reason, head, NULL);
+        return;
+    }
+    if (!head && strcmp(req.method, "GET") != 0) {
+        snprintf(reason, sizeof(reason),
+                 "%s is not allowed on %s: the admin endpoint answers GET "
+                 "and HEAD only",
+                 req.method, req.path);
+        client_error(cl, 405, "method_not_allowed", reason, false, "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (strcmp(req.path, "/readyz") == 0 &&
+        parse_exclude(req.query, &exclude, bad, sizeof(bad)) < 0) {
+        snprintf(reason, sizeof(reason),
+                 "exclude=%s: expected peers or backends (e.g. /readyz?exclude=peers)", bad);
+        client_error(cl, 400, "bad_request", reason, head, NULL);
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        client_free(cl);
+        return;
+    }
+    if (strcmp(req.path, "/metrics") == 0) {
         render_metrics(p, b);
-        evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-        evhttp_send_reply(req, 200, "OK", b);
+        client_answer(cl, 200, "text/plain; version=0.0.4; charset=utf-8", b, head, NULL);
     } else {
-        evbuffer_add_printf(b,
-                            "{\"error\":\"not_found\",\"reason\":\"try /healthz or /metrics\"}\n");
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evhttp_send_reply(req, 404, "Not Found", b);
+        code = strcmp(req.path, "/livez") == 0    ? render_live(p, b)
+               : strcmp(req.path, "/readyz") == 0 ? render_ready(p, b, exclude)
+                                                  : render_health(p, b);
+        client_answer(cl, code, "application/json", b, head, NULL);
     }
     evbuffer_free(b);
 }
 
+static void
+client_free(struct admin_client *cl)
+{
+    struct proxy_admin *a = cl->a;
+
+    if (cl->prev != NULL) {
+        cl->prev->next = cl->next;
+    } else {
+        a->clients = cl->next;
+    }
+    if (cl->next != NULL) {
+        cl->next->prev = cl->prev;
+    }
+    a->n_clients--;
+    bufferevent_free(cl->bev); /* closes the socket */
+    cl->bev = NULL;
+    free(cl);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_client *cl = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in), scan = len < ADMIN_HEAD_MAX ? len : ADMIN_HEAD_MAX;
+    const char *h, *eol;
+    bool done = false;
+
+    if (cl->answered) {
+        /* Lingering after our answer: read and drop. */
+        evbuffer_drain(in, len);
+        return;
+    }
+    h = (const char *)evbuffer_pullup(in, (ev_ssize_t)scan);
+    /* The head ends at an empty line (CRLF CRLF, or bare LF LF). */
+    for (size_t i = 1; h != NULL && i < scan && !done; i++) {
+        done =
+            h[i] == '\n' && (h[i - 1] == '\n' || (i >= 2 && h[i - 1] == '\r' && h[i - 2] == '\n'));
+    }
+    if (!done) {
+        if (len >= ADMIN_HEAD_MAX) {
+            client_error(cl, 431, "header_too_large",
+                         "the request head is over 8 KiB (the admin endpoint needs only the "
+                         "request line)",
+                         false, NULL);
+        }
+        return;
+    }
+    eol = memchr(h, '\n', scan);
+    client_request(cl, h, (size_t)(eol - h) - (eol > h && eol[-1] == '\r'));
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct admin_client *cl = arg;
+    struct timeval linger = {ADMIN_LINGER_S, 0};
+
+    if (!cl->answered || evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        return;
+    }
+    /*
+     * Answer written: send our FIN, then read and drop what the client still sends (a body we
+     * refused) until it closes or ADMIN_LINGER_S pass, so it sees the answer, not a reset.
+     */
+    shutdown(bufferevent_getfd(bev), SHUT_WR);
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_set_timeouts(bev, &linger, NULL);
+    bufferevent_enable(bev, EV_READ);
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct admin_client *cl = arg;
+
+    (void)bev;
+    if ((what & BEV_EVENT_TIMEOUT) != 0 && (what & BEV_EVENT_READING) != 0 && !cl->answered) {
+        client_error(cl, 408, "request_timeout", "no complete request head within 10s", false,
+                     NULL);
+        return;
+    }
+    client_free(cl);
+}
+
+static void
+admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                void *arg)
+{
+    struct proxy_admin *a = arg;
+    struct admin_client *cl;
+    struct timeval tmo = {ADMIN_TIMEOUT_S, 0};
+
+    (void)lev;
+    (void)sa;
+    (void)salen;
+    if (a->n_clients >= ADMIN_MAX_CLIENTS || (cl = calloc(1, sizeof(*cl))) == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    cl->a = a;
+    cl->bev = bufferevent_socket_new(a->p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (cl->bev == NULL) {
+        evutil_closesocket(fd);
+        free(cl);
+        return;
+    }
+    cl->next = a->clients;
+    if (a->clients != NULL) {
+        a->clients->prev = cl;
+    }
+    a->clients = cl;
+    a->n_clients++;
+    bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
+    bufferevent_set_timeouts(cl->bev, &tmo, &tmo);
+    bufferevent_enable(cl->bev, EV_READ);
+}
+
 /*
  * proxy_admin_open(p, err, errlen):
- * Start the admin listener of the current configuration when `admin.listen` is set.
- * Returns 0, or -1 with ${err} naming the address.
+ * Start the admin listener of the current configuration when `admin.listen` is set, and its
+ * backend probes.  Returns 0, or -1 with ${err} naming the address.
  */
 int
 proxy_admin_open(struct proxy *p, char *err, size_t errlen)
@@ -433,28 +1650,29 @@ proxy_admin_open(struct proxy *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    a->p = p;
     a->addr = p->cfg->admin.listen;
     fd = proxy_bind_addr(&a->addr, "admin", false, err, errlen);
     if (fd < 0) {
         free(a);
         return -1;
     }
-    a->http = evhttp_new(p->base);
-    if (a->http == NULL || evhttp_accept_socket(a->http, fd) < 0) {
-        snprintf(err, errlen, "admin: cannot serve HTTP");
-        if (a->http != NULL) {
-            evhttp_free(a->http);
+    a->lev = evconnlistener_new(p->base, admin_accept_cb, a,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    a->probe_timer = event_new(p->base, -1, EV_PERSIST, probe_tick, a);
+    if (a->lev == NULL || a->probe_timer == NULL) {
+        snprintf(err, errlen, "admin: out of memory");
+        if (a->lev != NULL) {
+            evconnlistener_free(a->lev);
+        } else {
+            evutil_closesocket(fd);
         }
-        evutil_closesocket(fd);
+        if (a->probe_timer != NULL) {
+            event_free(a->probe_timer);
+        }
         free(a);
         return -1;
     }
-    /* Anything but GET/HEAD is refused by libevent itself (501). */
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_timeout(a->http, 10);
-    evhttp_set_max_headers_size(a->http, 8192);
-    evhttp_set_max_body_size(a->http, 0);
-    evhttp_set_gencb(a->http, admin_cb, p);
     p->admin = a;
     proxy_admin_refresh(p);
     return 0;
@@ -478,7 +1696,7 @@ proxy_admin_same(const struct proxy *p)
 
 /*
  * proxy_admin_free(p):
- * Stop the admin listener of ${p}, if any.
+ * Stop the admin listener of ${p}, if any: its socket, open admin connections and probes.
  */
 void
 proxy_admin_free(struct proxy *p)
@@ -488,8 +1706,17 @@ proxy_admin_free(struct proxy *p)
     if (a == NULL) {
         return;
     }
-    if (a->http != NULL) {
-        evhttp_free(a->http); /* closes its socket */
+    while (a->clients != NULL) {
+        client_free(a->clients);
+    }
+    if (a->lev != NULL) {
+        evconnlistener_free(a->lev); /* closes its socket */
+        a->lev = NULL;
+    }
+    probes_clear(a);
+    if (a->probe_timer != NULL) {
+        event_free(a->probe_timer);
+        a->probe_timer = NULL;
     }
     admin_certs_clear(a);
     free(a);

@@ -211,16 +211,23 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
     switch (reason) {
     case PROXY_CLOSE_REJECTED:
         PROXY_STAT_ADD(m->hs_rejected[c->verify.reject], 1);
+        if (!conn_inbound(c)) {
+            proxy_upstream_failed(m, c->detail); /* the peer's certificate broke a rule */
+        }
         break;
     case PROXY_CLOSE_HANDSHAKE_TIMEOUT:
     case PROXY_CLOSE_HANDSHAKE_FAILED:
-    case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
     case PROXY_CLOSE_NOT_TLS:
         PROXY_STAT_ADD(m->hs_failed[reason], 1);
+        break;
+    case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
+        PROXY_STAT_ADD(m->hs_failed[reason], 1);
+        proxy_upstream_failed(m, c->detail); /* readiness: ferry_peer_up */
         break;
     case PROXY_CLOSE_BACKEND_UNREACHABLE:
     case PROXY_CLOSE_PEER_UNREACHABLE:
         PROXY_STAT_ADD(m->upstream_failures, 1);
+        proxy_upstream_failed(m, c->detail); /* readiness: ferry_backend_up / ferry_peer_up */
         break;
     default:
         break;
@@ -718,6 +725,10 @@ server_read_cb(struct bufferevent *bev, void *arg)
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
+    if (!conn_inbound(c) && c->down.bytes == 0) {
+        /* Readiness: the peer answers; under TLS 1.3 its verdict on us came before this. */
+        proxy_upstream_ok(c->l->m);
+    }
     conn_touch(c);
     proxy_exchange_response_bytes(c);
     res = proxy_relay_pump(&c->down);
@@ -1054,6 +1065,8 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             }
             c->tls_up = true;
             conn_count_handshake(c);
+        } else {
+            proxy_upstream_ok(c->l->m); /* readiness: the backend accepts connections */
         }
         conn_start_relay(c);
         return;

@@ -138,6 +138,8 @@ access_log(struct proxy_conn *c, const struct exchange_req *r, const char *statu
 {
     char in[24], out[24], dur[24];
 
+    /* Every request line is one observation of ferry_request_duration_seconds. */
+    proxy_metrics_request(c->l->m, c->l->w->base, &r->start, status);
     if (!log_enabled(LOG_INFO)) {
         return;
     }

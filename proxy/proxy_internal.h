@@ -138,6 +138,28 @@ struct proxy_gen {
  */
 #define PROXY_HIST_BUCKETS 12
 
+/* ferry_request_duration_seconds: buckets (proxy_admin.c) and status classes 1xx..5xx. */
+#define PROXY_REQ_BUCKETS 13
+#define PROXY_REQ_CLASSES 6
+
+/*
+ * Reachability of a listener's backend (inbound) or peer (outbound), for /readyz and
+ * ferry_backend_up / ferry_peer_up: workers record the outcome of their connects and peer
+ * handshakes (proxy_upstream_ok/_failed), the control thread its probes; the admin endpoint
+ * reads.  Counters are atomics; the words of the last failure are under ${mu}.
+ */
+struct proxy_upstream {
+    uint64_t oks;        /* successes ever: connections, verified handshakes, probes */
+    unsigned fails;      /* failed attempts since the last success */
+    bool probe_failed;   /* the last probe failed and nothing succeeded since */
+    long long last_ok;   /* Unix time of the last success; 0 = never */
+    long long last_fail; /* Unix time of the last failure; 0 = never */
+    pthread_mutex_t mu;  /* guards detail */
+    char detail[384];    /* the last failure in words */
+    char target[300];    /* control thread only: what the outcomes are about */
+    int logged;          /* control thread only: the enum proxy_reach last logged */
+};
+
 struct proxy_metrics {
     char name[64];
     uint64_t conns_open;
@@ -155,6 +177,11 @@ struct proxy_metrics {
     uint64_t pool_reused;   /* outbound http: pooled peer connections taken by a client */
     uint64_t pool_connects; /* outbound http, pool on: new connections made to the peer */
     unsigned workers_down;  /* workers whose copy of the listener could not start accepting */
+    /* protocol http: request durations by status class, as ferry_request_duration_seconds */
+    uint64_t req_hist[PROXY_REQ_CLASSES][PROXY_REQ_BUCKETS + 1]; /* per bucket, +Inf last */
+    uint64_t req_sum_us[PROXY_REQ_CLASSES];
+    uint64_t req_count[PROXY_REQ_CLASSES];
+    struct proxy_upstream up;
 };
 
 struct proxy_admin;
@@ -189,6 +216,9 @@ struct proxy {
     size_t n_metrics;
     uint64_t reloads_ok;
     uint64_t reloads_failed;
+    bool last_reload_ok;         /* the configuration loaded at start counts as a success */
+    long long last_reload_ok_at; /* Unix time of the last successful load (start or reload) */
+    long long started_at;        /* Unix time proxy_new() ran */
     unsigned accept_failures;    /* EMFILE/ENFILE in any worker since one accepted (atomic) */
     struct tls_tickets *tickets; /* session ticket keys of every inbound listener, all reloads */
     unsigned conns;              /* connections open in all workers (atomic) */
@@ -227,6 +257,8 @@ struct proxy_worker {
     bool draining;
     unsigned n_conns;         /* written by this worker only; read by control (PROXY_STAT_GET) */
     struct proxy_conn *conns; /* doubly linked list of open connections */
+    struct event *beat;       /* every PROXY_BEAT_MS: the loop still turns (GET /livez) */
+    long long beat_ms;        /* monotonic ms of the last beat (atomic: read by control) */
 };
 
 /*
@@ -304,14 +336,20 @@ unsigned proxy_conns_open(const struct proxy *p);
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);
 
-/* proxy_admin.c: the admin listener and the metrics */
+/* proxy_admin.c: the admin listener and the metrics (see also proxy_admin.h) */
 int proxy_admin_open(struct proxy *p, char *err, size_t errlen);
 void proxy_admin_free(struct proxy *p);
 void proxy_admin_refresh(struct proxy *p);
 bool proxy_admin_same(const struct proxy *p);
 struct proxy_metrics *proxy_metrics_for(struct proxy *p, const char *name);
+void proxy_metrics_free(struct proxy_metrics *m);
 void proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
                              const struct timeval *now);
+void proxy_metrics_request(struct proxy_metrics *m, struct event_base *base,
+                           const struct timeval *start, const char *status);
+void proxy_upstream_ok(struct proxy_metrics *m);
+void proxy_upstream_failed(struct proxy_metrics *m, const char *detail);
+long long proxy_clock_ms(void);
 
 /* proxy_listener.c */
 int proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g,

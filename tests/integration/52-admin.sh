@@ -2,7 +2,14 @@
 # Goal: CONTRACT 9 admin listener: /healthz 200 with its JSON summary, 503 once a certificate
 # of the config expires; /metrics in Prometheus text whose counters move exactly as expected
 # for accepted, rejected (unknown_ca) and failed (backend/peer down) connections, with the
-# certificate not-after per file; only GET/HEAD, unknown paths 404.
+# certificate expiry per file; only GET/HEAD, and every other request gets a JSON error (404,
+# 405 with Allow, 400, 414, 431, 505).  The names follow Prometheus's conventions: `promtool
+# check metrics` (package prometheus) passes, and a checker of our own enforces HELP/TYPE per
+# family, _total on counters only, unit suffixes, no duplicate series, label escaping.  New
+# families (issue 13): ferry_request_duration_seconds moves with a request (class 2xx) and
+# with ferry's own 502 (5xx), ferry_build_info, process_*, ferry_config_last_reload_*,
+# ferry_backend_up / ferry_peer_up on the listeners they apply to, pool series on outbound
+# listeners only, every handshake-failure reason present from zero.
 # timeout: 180
 #
 # The expiring certificate is a leaf made with `openssl ca -enddate` to expire ~60 s after the
@@ -11,7 +18,7 @@
 # bytes_total and the latency histogram; a client certificate from another CA moves
 # handshakes_total{outcome="rejected",reason="unknown_ca"} only; a backend or peer that is down
 # gives 502 and moves upstream_connect_failures_total and requests_total{class="5xx"};
-# ferry_certificate_not_after_seconds{file=...} equals openssl's notAfter of each file.
+# ferry_certificate_expiry_timestamp_seconds{file=...} equals openssl's notAfter of each file.
 source "$(dirname "$0")/lib.sh"
 
 P=$T/pki
@@ -104,23 +111,106 @@ for ln in open(sys.argv[1]).read().splitlines():
         fams.add(fam)
 for want in ("ferry_connections_open", "ferry_connections_total", "ferry_handshakes_total",
              "ferry_bytes_total", "ferry_requests_total", "ferry_upstream_connect_failures_total",
-             "ferry_handshake_duration_seconds", "ferry_certificate_not_after_seconds",
-             "ferry_reloads_total"):
+             "ferry_handshake_duration_seconds", "ferry_certificate_expiry_timestamp_seconds",
+             "ferry_reloads_total", "ferry_request_duration_seconds", "ferry_build_info",
+             "ferry_backend_up", "ferry_peer_up", "ferry_config_last_reload_successful",
+             "ferry_config_last_reload_success_timestamp_seconds", "process_open_fds",
+             "process_max_fds", "process_resident_memory_bytes", "process_cpu_seconds_total",
+             "process_start_time_seconds", "ferry_pool_reused_total", "ferry_pool_connects_total"):
     assert want in fams, "missing family " + want
 assert type_["ferry_handshake_duration_seconds"] == "histogram"
+assert type_["ferry_request_duration_seconds"] == "histogram"
 assert type_["ferry_connections_open"] == "gauge"
 assert type_["ferry_connections_total"] == "counter"
+assert "ferry_certificate_not_after_seconds" not in fams, "the old name is still there"
 print("families:", len(fams))
 PY
 pass "/metrics: every family has # HELP and # TYPE, every sample line parses"
 
-# certificate not-after per file, as Unix time
-for f in "$CRT" "$CA" "$P/short.crt"; do
-    got=$(m "ferry_certificate_not_after_seconds{file=\"$f\"}")
-    want=$(not_after "$f")
-    [ "$got" = "$want" ] || fail "ferry_certificate_not_after_seconds{file=\"$f\"} = $got, openssl says $want"
+# Prometheus naming rules, by promtool (Debian's prometheus package) and by our own checker.
+if command -v promtool >/dev/null 2>&1; then
+    out=$(promtool check metrics <"$T/metrics.txt" 2>&1) || fail "promtool check metrics: $out"
+    pass "promtool check metrics: no problem found"
+else
+    note "promtool not installed (deploy/install-deps.sh --test installs it): own checker only"
+fi
+python3 - "$T/metrics.txt" <<'PY' || fail "/metrics breaks a Prometheus naming rule"
+import re, sys
+types, seen, fam_of = {}, set(), {}
+lab = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+for ln in open(sys.argv[1]).read().splitlines():
+    if ln.startswith("# TYPE "):
+        _, _, name, t = ln.split(None, 3)
+        assert name not in types, "two # TYPE lines for " + name
+        types[name] = t
+        # counters end in _total, nothing else does; units are base units in the name
+        assert (t == "counter") == name.endswith("_total"), "counter/_total mismatch: " + name
+        assert not re.search(r"_(milliseconds|ms|microseconds|kilobytes|kb|percent)(_|$)", name), name
+        assert re.match(r"^(ferry|process)_[a-z0-9_]+$", name), "namespace: " + name
+        continue
+    if not ln or ln.startswith("#"):
+        continue
+    series, value = ln.rsplit(" ", 1)
+    assert series not in seen, "duplicate series " + series
+    seen.add(series)
+    name = series.split("{", 1)[0]
+    if "{" in series:
+        body = series[len(name) + 1:-1]
+        pos, keys = 0, []
+        while pos < len(body):
+            mm = lab.match(body, pos)
+            assert mm, "bad label escaping in " + series
+            keys.append(mm.group(1))
+            pos = mm.end()
+        assert len(keys) == len(set(keys)), "repeated label in " + series
+        if name.endswith("_bucket"):
+            assert keys[-1] == "le", series
+    float(value)
+# durations and sizes carry their unit
+for n, t in types.items():
+    if "duration" in n or "time" in n:
+        assert n.endswith("_seconds") or n.endswith("_seconds_total"), "time without _seconds: " + n
+    if "memory" in n or n.startswith("ferry_bytes"):
+        assert "_bytes" in n, "size without _bytes: " + n
+print("series:", len(seen))
+PY
+pass "naming rules: _total on counters only, _seconds/_bytes units, no duplicate series, labels escaped"
+
+# New families: where they apply, and from zero
+grep -q '^ferry_build_info{version="[0-9][^"]*",openssl="3\.[^"]*",libevent="2\.[^"]*"} 1$' "$T/metrics.txt" ||
+    fail "ferry_build_info: $(grep ferry_build_info "$T/metrics.txt")"
+[ "$(m 'ferry_config_last_reload_successful')" = 1 ] || fail "ferry_config_last_reload_successful is not 1 at start"
+ts=$(m 'ferry_config_last_reload_success_timestamp_seconds')
+[ $(($(date +%s) - ts)) -lt 120 ] || fail "ferry_config_last_reload_success_timestamp_seconds = $ts"
+st=$(m 'process_start_time_seconds')
+python3 -c "import sys,time; s=float(sys.argv[1]); assert time.time()-120 < s <= time.time()+2, s" "$st" ||
+    fail "process_start_time_seconds = $st"
+fds=$(m process_open_fds) maxfds=$(m process_max_fds) rss=$(m process_resident_memory_bytes)
+[ "$fds" -gt 5 ] && [ "$fds" -lt "$maxfds" ] || fail "process_open_fds $fds, process_max_fds $maxfds"
+[ "$rss" -gt 1000000 ] || fail "process_resident_memory_bytes $rss"
+for l in in dead short; do
+    grep -q "^ferry_pool_reused_total{listener=\"$l\"}" "$T/metrics.txt" && fail "pool series on inbound listener $l"
+    grep -q "^ferry_peer_up{listener=\"$l\"}" "$T/metrics.txt" && fail "ferry_peer_up on inbound listener $l"
+    for r in not_tls handshake_timeout handshake_failed; do
+        grep -q "^ferry_handshakes_total{listener=\"$l\",outcome=\"failed\",reason=\"$r\"} 0$" "$T/metrics.txt" ||
+            fail "ferry_handshakes_total{listener=\"$l\",outcome=\"failed\",reason=\"$r\"} is not there from zero"
+    done
 done
-pass "ferry_certificate_not_after_seconds equals openssl's notAfter for node, CA and short-lived cert"
+grep -q '^ferry_pool_reused_total{listener="out"} 0$' "$T/metrics.txt" || fail "no pool series on outbound listener out"
+grep -q '^ferry_backend_up{listener="out"}' "$T/metrics.txt" && fail "ferry_backend_up on outbound listener out"
+grep -q '^ferry_handshakes_total{listener="out",outcome="failed",reason="peer_handshake_failed"} 0$' "$T/metrics.txt" ||
+    fail "peer_handshake_failed is not there from zero on outbound listener out"
+[ "$(m 'ferry_peer_up{listener="out"}')" = 1 ] || fail "ferry_peer_up{out} before any traffic: $(m 'ferry_peer_up{listener="out"}')"
+[ "$(m 'ferry_request_duration_seconds_count{listener="in",class="2xx"}')" = 0 ] || fail "request histogram not from zero"
+pass "build_info, reload, process_* sane; pool and peer series on outbound only; failure reasons from zero"
+
+# certificate expiry per file, as Unix time
+for f in "$CRT" "$CA" "$P/short.crt"; do
+    got=$(m "ferry_certificate_expiry_timestamp_seconds{file=\"$f\"}")
+    want=$(not_after "$f")
+    [ "$got" = "$want" ] || fail "ferry_certificate_expiry_timestamp_seconds{file=\"$f\"} = $got, openssl says $want"
+done
+pass "ferry_certificate_expiry_timestamp_seconds equals openssl's notAfter for node, CA and short-lived cert"
 
 # ---- accepted: one mTLS request ----
 L='listener="in"'
@@ -138,6 +228,12 @@ metrics
 [ "$(m "ferry_handshake_duration_seconds_count{$L}")" = $((hc0 + 1)) ] || fail "handshake histogram count did not move by 1"
 [ "$(m "ferry_handshake_duration_seconds_bucket{$L,le=\"+Inf\"}")" = "$(m "ferry_handshake_duration_seconds_count{$L}")" ] ||
     fail "histogram +Inf bucket != count"
+[ "$(m "ferry_request_duration_seconds_count{$L,class=\"2xx\"}")" = 1 ] ||
+    fail "ferry_request_duration_seconds_count{in,2xx} = $(m "ferry_request_duration_seconds_count{$L,class=\"2xx\"}") after one request"
+[ "$(m "ferry_request_duration_seconds_bucket{$L,class=\"2xx\",le=\"+Inf\"}")" = 1 ] || fail "request histogram +Inf bucket != 1"
+[ "$(m "ferry_request_duration_seconds_bucket{$L,class=\"2xx\",le=\"60\"}")" = 1 ] || fail "request histogram le=60 bucket != 1"
+python3 -c "import sys; assert 0 <= float(sys.argv[1]) < 10, sys.argv[1]" "$(m "ferry_request_duration_seconds_sum{$L,class=\"2xx\"}")" ||
+    fail "ferry_request_duration_seconds_sum{in,2xx} = $(m "ferry_request_duration_seconds_sum{$L,class=\"2xx\"}")"
 bi=$(m "ferry_bytes_total{$L,direction=\"in\"}") bo=$(m "ferry_bytes_total{$L,direction=\"out\"}")
 # in: at least the request body and head; out: at least the backend's JSON answer
 [ "$bi" -ge $((bi0 + 13 + 40)) ] || fail "bytes_total in: $bi0 -> $bi"
@@ -185,23 +281,74 @@ LATE_FAIL=()
 [ "$(m "ferry_requests_total{$O,class=\"5xx\"}")" = $((eo0 + 1)) ] ||
     LATE_FAIL+=("ferry_requests_total{listener=\"out\",class=\"5xx\"} $eo0 -> $(m "ferry_requests_total{$O,class=\"5xx\"}") after a 502 for an unreachable peer (expected +1)")
 [ "${#LATE_FAIL[@]}" = 0 ] && pass "failed: the 502 answers count in ferry_requests_total{class=\"5xx\"}"
+# ferry's own 502 is observed where its access-log line is written (proxy_exchange.c
+# access_log()): each event=request line of the 502 must be counted (checked the late way).
+if grep -q 'event=request listener=out .*status=502' "$T/f.log"; then
+    [ "$(m "ferry_request_duration_seconds_count{$O,class=\"5xx\"}")" -ge 1 ] ||
+        LATE_FAIL+=("ferry_request_duration_seconds_count{listener=\"out\",class=\"5xx\"} = $(m "ferry_request_duration_seconds_count{$O,class=\"5xx\"}") after an outbound 502 (expected >= 1)")
+else
+    note "no event=request line for the outbound 502 (yet): ferry_request_duration_seconds 5xx not checked"
+fi
 
-# ---- methods and paths ----
-for meth in POST PUT DELETE; do
-    code=$(curl_code -X "$meth" "$A/metrics")
-    case "$code" in 200 | 000) fail "$meth /metrics answered $code (expected a refusal)" ;; esac
+# ---- methods and paths: every refusal is a JSON error ----
+# json_err CODE ERROR: the last curl.body is {"error":ERROR,"reason":"..."} (non-empty reason)
+json_err() {
+    python3 -c "import json, sys
+j = json.load(open(sys.argv[1]))
+assert j['error'] == sys.argv[2] and len(j['reason']) > 10, j" "$T/curl.body" "$2" ||
+        fail "$1: not the JSON error $2: $(head -c 300 "$T/curl.body")"
+}
+for meth in POST PUT DELETE PATCH OPTIONS PROPFIND; do
+    for u in /metrics /healthz /readyz /livez; do
+        code=$(curl_code -X "$meth" -D "$T/hdr.txt" "$A$u")
+        [ "$code" = 405 ] || fail "$meth $u answered $code (expected 405)"
+        json_err "$meth $u" method_not_allowed
+        grep -qi '^Allow: GET, HEAD' "$T/hdr.txt" || fail "$meth $u: no Allow header"
+        grep -qi '^Content-Type: application/json' "$T/hdr.txt" || fail "$meth $u: not application/json"
+    done
 done
-code=$(curl_code -X POST "$A/healthz")
-case "$code" in 200 | 000) fail "POST /healthz answered $code" ;; esac
+code=$(curl_code -X POST --data-binary @"$FERRY_BIN" "$A/metrics")
+[ "$code" = 405 ] || fail "POST with a 1 MB body answered $code (expected 405, not a reset)"
+json_err "POST with a body" method_not_allowed
 code=$(curl_code -I "$A/metrics")
 [ "$code" = 200 ] || fail "HEAD /metrics answered $code"
-for u in /nope / /metrics/x /healthzz; do
+python3 "$SUPPORT/http_raw.py" --connect "127.0.0.1:$PADM" --plain --timeout 5 --head-count 1 \
+    --send 'HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n' >"$T/head.json" || fail "HEAD /readyz: no answer"
+python3 -c "import json, sys
+d = json.load(open(sys.argv[1]))
+r = d['responses'][0]
+h = dict((k.lower(), v) for k, v in r['headers'])
+assert len(d['responses']) == 1 and r['body_len'] == 0 and d['trailing'] == '', d
+assert int(h['content-length']) > 50 and h['content-type'] == 'application/json', h" "$T/head.json" ||
+    fail "HEAD /readyz: $(cat "$T/head.json")"
+for u in /nope / /metrics/x /healthzz /livez/ "/$(printf 'a%.0s' $(seq 1 200))"; do
     code=$(curl_code "$A$u")
     [ "$code" = 404 ] || fail "GET $u answered $code (expected 404)"
+    json_err "GET $u" not_found
 done
+code=$(curl_code -I "$A/nope")
+[ "$code" = 404 ] || fail "HEAD /nope answered $code"
+code=$(curl_code "$A/$(printf 'a%.0s' $(seq 1 400))")
+[ "$code" = 414 ] || fail "GET of a 400-byte path answered $code (expected 414)"
+json_err "long path" uri_too_long
 code=$(curl_code "$A/metrics?x=1")
 [ "$code" = 200 ] || fail "GET /metrics?x=1 answered $code"
-pass "POST/PUT/DELETE refused ($(curl_code -X POST "$A/metrics")), HEAD 200, unknown paths 404"
+code=$(curl_code "$A/readyz?exclude=nonsense")
+[ "$code" = 400 ] || fail "GET /readyz?exclude=nonsense answered $code (expected 400)"
+json_err "readyz exclude=nonsense" bad_request
+# raw request lines curl will not send
+raw() { python3 "$SUPPORT/http_raw.py" --connect "127.0.0.1:$PADM" --plain --timeout 5 --send "$1" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["responses"][0]; print(r["status"], json.loads(r["body"])["error"])'; }
+for case in 'GET /livez HTTP/2.0\r\n\r\n|505 http_version_not_supported' \
+    'GET http://127.0.0.1/livez HTTP/1.1\r\n\r\n|400 bad_request' \
+    'GET /li\x01vez HTTP/1.1\r\n\r\n|400 bad_request' \
+    'GET /li vez HTTP/1.1\r\n\r\n|400 bad_request' \
+    'NOT-HTTP\r\n\r\n|400 bad_request' \
+    'GET /livez HTTP/1.1\r\nX: '"$(printf 'b%.0s' $(seq 1 9000))"'\r\n\r\n|431 header_too_large'; do
+    got=$(raw "${case%%|*}") || fail "raw request ${case:0:40}: no parsable JSON answer"
+    [ "$got" = "${case##*|}" ] || fail "raw request ${case:0:40}...: got '$got', want '${case##*|}'"
+done
+pass "405 + Allow for POST/PUT/DELETE/PATCH/OPTIONS/PROPFIND (with a 1 MB body too), HEAD 200, 404/414/400/431/505 all JSON"
 
 # ---- the short-lived certificate expires: /healthz turns 503 ----
 left=$((END_EPOCH - $(date +%s)))

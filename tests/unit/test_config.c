@@ -504,8 +504,8 @@ test_contract_example(void **state)
     expect_err(&errs, 4, 6, 8, "tls.crl: cannot read /etc/ferry/ca.crl");
     expect_err(&errs, 5, 24, 18, "listeners[1].tls.cert: cannot read /etc/ferry/site-a.crt");
     expect_err(&errs, 6, 24, 46, "listeners[1].tls.key: cannot read /etc/ferry/site-a.key");
-    /* pool (25), admin (26-27), header_timeout (35), backend_timeout (36), drain_timeout (37),
-     * user (38) and workers (39) are accepted. */
+    /* pool (25), admin (26-28), header_timeout (36), backend_timeout (37), drain_timeout (38),
+     * user (39) and workers (40) are accepted. */
     config_errors_clear(&errs);
 }
 
@@ -1133,6 +1133,7 @@ test_ops_keys(void **state)
     assert_true(cfg->admin.enabled);
     assert_string_equal(cfg->admin.listen.host, "::1");
     assert_true(cfg->admin.listen.is_ipv6);
+    assert_int_equal(cfg->admin.probe_interval_ms, 5000); /* the default */
     assert_string_equal(cfg->user, "_ferry-2.svc");
     assert_int_equal(cfg->limits.drain_timeout_ms, 500);
     config_free(cfg);
@@ -1149,6 +1150,43 @@ test_ops_keys(void **state)
     config_free(cfg);
 }
 
+/* admin.probe_interval: a duration from 100ms to 1h, default 5s (CONTRACT §3). */
+static void
+test_admin_probe_interval(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK "admin:\n"
+                                    "  listen: \"127.0.0.1:9901\"\n"
+                                    "  probe_interval: 1s\n");
+    assert_int_equal(cfg->admin.probe_interval_ms, 1000);
+    config_free(cfg);
+    /* The bounds themselves are accepted. */
+    cfg =
+        load_ok(TLS_OK INBOUND_OK "admin: { listen: \"127.0.0.1:9901\", probe_interval: 100ms }\n");
+    assert_int_equal(cfg->admin.probe_interval_ms, 100);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "admin: { listen: \"127.0.0.1:9901\", probe_interval: 1h }\n");
+    assert_int_equal(cfg->admin.probe_interval_ms, 3600000);
+    config_free(cfg);
+    /* Without admin: the default, unused. */
+    cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_int_equal(cfg->admin.probe_interval_ms, 5000);
+    config_free(cfg);
+
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 99ms\n", 12,
+            19, "admin.probe_interval: expected a duration from 100ms to 1h, got \"99ms\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 61m\n", 12,
+            19, "admin.probe_interval: expected a duration from 100ms to 1h, got \"61m\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 0s\n", 12,
+            19, "admin.probe_interval: expected a duration greater than 0, got \"0s\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: 5\n", 12, 19,
+            "admin.probe_interval: expected a duration like 10s or 500ms, got \"5\"");
+    one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  probe_interval: [1s]\n", 12,
+            19, "admin.probe_interval: expected a duration like 10s or 500ms, got a sequence");
+}
+
 static void
 test_admin_errors(void **state)
 {
@@ -1161,11 +1199,12 @@ test_admin_errors(void **state)
     one_err(TLS_OK INBOUND_OK "admin:\n", 10, 7, "admin: expected a mapping, got nothing");
     one_err(TLS_OK INBOUND_OK "admin: {}\n", 10, 8, "missing required key \"listen\" in admin");
     one_err(TLS_OK INBOUND_OK "admin:\n  listen: \"127.0.0.1:9901\"\n  metrics: true\n", 12, 3,
-            "unknown key \"metrics\" in admin; expected one of: listen");
+            "unknown key \"metrics\" in admin; expected one of: listen, probe_interval");
 
     /* A key other than listen alone: both errors, unknown key first. */
     load_bad(TLS_OK INBOUND_OK "admin:\n  port: 9901\n", 2, &errs);
-    expect_err(&errs, 0, 11, 3, "unknown key \"port\" in admin; expected one of: listen");
+    expect_err(&errs, 0, 11, 3,
+               "unknown key \"port\" in admin; expected one of: listen, probe_interval");
     expect_err(&errs, 1, 11, 3, "missing required key \"listen\" in admin");
     config_errors_clear(&errs);
 
@@ -2254,6 +2293,7 @@ main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_ops_keys),
         cmocka_unit_test(test_admin_errors),
+        cmocka_unit_test(test_admin_probe_interval),
         cmocka_unit_test(test_user_errors),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_drain_timeout_errors),

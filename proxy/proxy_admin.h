@@ -1,0 +1,67 @@
+/*
+ * proxy_admin: the pure decisions behind GET /livez and GET /readyz, and the admin request
+ * line, apart from the event loop so that unit tests can reach them (tests/unit/test_admin.c).
+ */
+#ifndef FERRY_PROXY_ADMIN_H
+#define FERRY_PROXY_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A backend or peer is down after this many failed attempts in a row (or one failed probe). */
+#define PROXY_UPSTREAM_DOWN_AFTER 3
+
+/* Each worker's event loop beats this often; /livez is 503 when one has not for STALL_MS. */
+#define PROXY_BEAT_MS       1000
+#define PROXY_LIVE_STALL_MS 5000
+
+/* What the recorded outcomes say about a backend or peer. */
+enum proxy_reach {
+    PROXY_REACH_UNKNOWN, /* no success yet and not enough failures to call it down */
+    PROXY_REACH_UP,      /* the last attempt (or probe) succeeded, or fewer than 3 failed since */
+    PROXY_REACH_DOWN,    /* 3 attempts failed in a row, or the last probe failed */
+};
+
+/*
+ * proxy_reach_of(oks, fails, probe_failed):
+ * The state of a backend or peer with ${oks} successes ever, ${fails} failed attempts since
+ * the last success and ${probe_failed} (the last probe failed, nothing succeeded since):
+ * DOWN after PROXY_UPSTREAM_DOWN_AFTER failures in a row or a failed probe; UP after one
+ * success; UNKNOWN before any success.
+ */
+enum proxy_reach proxy_reach_of(uint64_t oks, unsigned fails, bool probe_failed);
+
+/*
+ * proxy_reach_ready(inbound, r):
+ * Does a listener whose backend (${inbound}) or peer is in state ${r} let /readyz answer 200?
+ * DOWN never does.  UNKNOWN: an inbound backend is probed at start, so it is not ready until
+ * the first probe or connection says it answers; an outbound peer is not probed (a probe would
+ * be a TLS handshake with another site), so no traffic yet is no evidence against it: ready.
+ */
+bool proxy_reach_ready(bool inbound, enum proxy_reach r);
+
+/*
+ * proxy_loop_stalled(now_ms, beat_ms):
+ * Has an event loop whose last beat was at ${beat_ms} (monotonic ms) stalled at ${now_ms}:
+ * more than PROXY_LIVE_STALL_MS without a beat?
+ */
+bool proxy_loop_stalled(long long now_ms, long long beat_ms);
+
+/* A parsed admin request line: "METHOD /path?query HTTP/1.x". */
+struct proxy_admin_req {
+    char method[16];
+    char path[256];
+    char query[256];
+    bool http10;
+};
+
+/*
+ * proxy_admin_parse(line, len, req, why):
+ * Parse the request line ${line} (${len} bytes, without its CRLF) into ${req}.  Returns 0, or
+ * the HTTP status to refuse it with (400 malformed, 414 target too long, 505 a version other
+ * than HTTP/1.0 and 1.1) and ${why} pointing at a static explanation.
+ */
+int proxy_admin_parse(const char *line, size_t len, struct proxy_admin_req *req, const char **why);
+
+#endif /* FERRY_PROXY_ADMIN_H */
