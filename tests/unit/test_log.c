@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include <cmocka.h>
 
@@ -122,6 +124,113 @@ test_levels(void **state)
     log_setup(LOG_INFO, LOG_TEXT, NULL);
 }
 
+/* The access-log line: numbers are JSON numbers, text is unchanged (issue 13 §4). */
+static void
+test_json_numbers(void **state)
+{
+    char buf[512];
+
+    (void)state;
+    fmt(buf, sizeof(buf), LOG_JSON, LOG_INFO, "request", "listener", "in", "peer", "node2.test",
+        "method", "GET", "path", "/db", "status", "200", "bytes_in", "0", "bytes_out", "1234",
+        "duration_ms", "17", "rule", "-", (const char *)NULL);
+    assert_string_equal(buf, "{\"ts\":\"2026-11-23T00:00:00.000Z\",\"level\":\"info\","
+                             "\"event\":\"request\",\"listener\":\"in\",\"peer\":\"node2.test\","
+                             "\"method\":\"GET\",\"path\":\"/db\",\"status\":200,\"bytes_in\":0,"
+                             "\"bytes_out\":1234,\"duration_ms\":17,\"rule\":\"-\"}");
+    fmt(buf, sizeof(buf), LOG_TEXT, LOG_INFO, "request", "listener", "in", "status", "200",
+        "bytes_in", "0", "duration_ms", "17", "rule", "-", (const char *)NULL);
+    assert_string_equal(buf, "2026-11-23T00:00:00.000Z info event=request listener=in "
+                             "status=200 bytes_in=0 duration_ms=17 rule=-");
+}
+
+/* "-" in a number key is null; a value that is not a number stays a string; empty is left out. */
+static void
+test_json_number_edge_values(void **state)
+{
+    char buf[512];
+
+    (void)state;
+    fmt(buf, sizeof(buf), LOG_JSON, LOG_INFO, "request", "status", "-", "bytes_out", "", "workers",
+        "auto", "drain_timeout_ms", "30000", "connections", "007", "port", "-1.5e3",
+        (const char *)NULL);
+    assert_string_equal(buf, "{\"ts\":\"2026-11-23T00:00:00.000Z\",\"level\":\"info\","
+                             "\"event\":\"request\",\"status\":null,\"workers\":\"auto\","
+                             "\"drain_timeout_ms\":30000,\"connections\":\"007\","
+                             "\"port\":-1.5e3}");
+    fmt(buf, sizeof(buf), LOG_TEXT, LOG_INFO, "request", "status", "-", (const char *)NULL);
+    assert_string_equal(buf, "2026-11-23T00:00:00.000Z info event=request status=-");
+}
+
+static void
+test_number_key_and_grammar(void **state)
+{
+    (void)state;
+    assert_true(log_number_key("status"));
+    assert_true(log_number_key("duration_ms"));
+    assert_true(log_number_key("drain_timeout_ms"));
+    assert_true(log_number_key("backend_port"));
+    assert_false(log_number_key("_ms"));
+    assert_false(log_number_key("msg"));
+    assert_false(log_number_key("remote"));
+    assert_false(log_number_key("statuses"));
+    assert_true(log_json_number("0"));
+    assert_true(log_json_number("18446744073709551615"));
+    assert_true(log_json_number("-2"));
+    assert_true(log_json_number("0.25"));
+    assert_true(log_json_number("1E+9"));
+    assert_false(log_json_number(""));
+    assert_false(log_json_number("-"));
+    assert_false(log_json_number("01"));
+    assert_false(log_json_number("1."));
+    assert_false(log_json_number(".5"));
+    assert_false(log_json_number("1e"));
+    assert_false(log_json_number("+1"));
+    assert_false(log_json_number("0x10"));
+    assert_false(log_json_number("12 "));
+    assert_false(log_json_number("NaN"));
+}
+
+static void
+test_timestamp_rfc3339(void **state)
+{
+    char ts[40];
+    struct timeval tv = {1796429554, 567999}; /* 2026-12-05T00:12:34.567999Z */
+
+    (void)state;
+    assert_string_equal(log_timestamp_format(&tv, ts, sizeof(ts)), "2026-12-05T00:12:34.567Z");
+    tv.tv_sec = 0;
+    tv.tv_usec = 1000;
+    assert_string_equal(log_timestamp_format(&tv, ts, sizeof(ts)), "1970-01-01T00:00:00.001Z");
+}
+
+/* A line written by log_kv() in JSON: the real clock's ts, numbers, one line. */
+static void
+test_log_kv_json_to_stream(void **state)
+{
+    char line[512];
+    FILE *f = tmpfile();
+
+    (void)state;
+    assert_non_null(f);
+    log_setup(LOG_INFO, LOG_JSON, f);
+    log_kv(LOG_INFO, "request", "status", "502", "bytes_out", "80", (const char *)NULL);
+    log_setup(LOG_INFO, LOG_TEXT, NULL);
+    rewind(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    /* {"ts":"YYYY-MM-DDTHH:MM:SS.mmmZ",... */
+    assert_int_equal(strlen(line), strlen("{\"ts\":\"2026-12-05T00:12:34.567Z\",\"level\":\"info\","
+                                          "\"event\":\"request\",\"status\":502,"
+                                          "\"bytes_out\":80}\n"));
+    assert_int_equal(line[11], '-');
+    assert_int_equal(line[17], 'T');
+    assert_int_equal(line[26], '.');
+    assert_int_equal(line[30], 'Z');
+    assert_non_null(strstr(line, "\",\"level\":\"info\",\"event\":\"request\",\"status\":502,"
+                                 "\"bytes_out\":80}\n"));
+}
+
 int
 main(void)
 {
@@ -133,6 +242,11 @@ main(void)
         cmocka_unit_test(test_long_value_cut_alone),
         cmocka_unit_test(test_json_escape_never_splits_an_escape),
         cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_json_numbers),
+        cmocka_unit_test(test_json_number_edge_values),
+        cmocka_unit_test(test_number_key_and_grammar),
+        cmocka_unit_test(test_timestamp_rfc3339),
+        cmocka_unit_test(test_log_kv_json_to_stream),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
