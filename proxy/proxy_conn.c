@@ -254,6 +254,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     conn_check(c);
     c->reason = reason;
     /* Requests that never got their response get their access-log line first. */
+    proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
     proxy_exchange_free(c);
     /* The real clock, as for c->started: the loop's cached time may be older than that. */
     evutil_gettimeofday(&now, NULL);
@@ -338,6 +339,8 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 
     PROXY_STAT_ADD(c->l->m->requests[status / 100],
                    1); /* every answer of ours counts in /metrics */
+    /* ... and has its access-log line, like every relayed response. */
+    proxy_exchange_answered(c, status, strlen(body));
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Connection: close\r\nServer: ferry\r\n\r\n%s",
@@ -658,7 +661,8 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
-        /* The request we are refusing: read and drop it. */
+        /* The request we are refusing: its access-log line when still owed, then drop it. */
+        proxy_request_owed(c, bufferevent_get_input(bev), false);
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "proxy_internal.h"
 
 static size_t
 fmt(char *buf, size_t len, enum log_format f, enum log_level level, const char *event, ...)
@@ -231,6 +232,42 @@ test_log_kv_json_to_stream(void **state)
                                  "\"bytes_out\":80}\n"));
 }
 
+/* The request line of an answer ferry makes before framing (its access-log line). */
+static void
+test_request_line_parse(void **state)
+{
+    char m[16], t[32];
+    char big[PROXY_REQUEST_LINE_PEEK];
+
+    (void)state;
+    assert_true(proxy_request_line_parse("GET /db/doc?x=1 HTTP/1.1\r\nHost: a\r\n", 35, m,
+                                         sizeof(m), t, sizeof(t)));
+    assert_string_equal(m, "GET");
+    assert_string_equal(t, "/db/doc?x=1");
+    /* Not complete yet: wait for more. */
+    assert_false(proxy_request_line_parse("GET /db HTT", 11, m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(t, "");
+    assert_false(proxy_request_line_parse(NULL, 0, m, sizeof(m), t, sizeof(t)));
+    /* A complete line that is not METHOD SP TARGET: both "" (logged as "-"). */
+    assert_true(proxy_request_line_parse("G\x01T /x HTTP/1.1\n", 16, m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(m, "");
+    assert_string_equal(t, "");
+    assert_true(proxy_request_line_parse("\x16\x03\x01\n", 4, m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(m, "");
+    assert_true(proxy_request_line_parse("GET  /x\n", 8, m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(t, "");
+    assert_true(
+        proxy_request_line_parse("AVERYVERYLONGMETHODNAME /x\n", 27, m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(m, "");
+    /* A target longer than the room is cut; a line longer than the peek counts as complete. */
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "PUT /", 5);
+    assert_true(proxy_request_line_parse(big, sizeof(big), m, sizeof(m), t, sizeof(t)));
+    assert_string_equal(m, "PUT");
+    assert_int_equal(strlen(t), sizeof(t) - 1);
+    assert_int_equal(t[0], '/');
+}
+
 int
 main(void)
 {
@@ -247,6 +284,7 @@ main(void)
         cmocka_unit_test(test_number_key_and_grammar),
         cmocka_unit_test(test_timestamp_rfc3339),
         cmocka_unit_test(test_log_kv_json_to_stream),
+        cmocka_unit_test(test_request_line_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
