@@ -384,8 +384,12 @@ judge(struct peer_report *r, int hs, unsigned long err)
     (void)snprintf(who, sizeof(who), "peer %s", r->peer);
     r->rejected_us = r->res.alert_received || tls_alert_from_error(err) >= 0;
     if (r->res.reject != TLS_REJECT_NONE) {
-        (void)tls_reject_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->reason,
-                                  sizeof(r->reason));
+        /* A peer that sent its leaf alone: which file lacks which intermediate. */
+        if (tls_chain_gap_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->self.ca_file,
+                                   r->reason, sizeof(r->reason)) != 0) {
+            (void)tls_reject_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->reason,
+                                      sizeof(r->reason));
+        }
         return;
     }
     if (r->res.alert_received) {

@@ -377,7 +377,7 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[512], body[700];
+    char esc[768], body[900];
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
@@ -806,7 +806,14 @@ bev_tls_errors(struct bufferevent *bev, char *buf, size_t len)
 static void
 conn_log_rejection(struct proxy_conn *c, enum tls_role role)
 {
-    tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
+    struct tls_self_info self;
+
+    tls_ctx_self_info(c->l->tls, &self);
+    /* A peer that sent its leaf alone: say which file lacks which intermediate. */
+    if (tls_chain_gap_describe(c->verify.reject, role, &c->verify.peer, self.ca_file, c->detail,
+                               sizeof(c->detail)) != 0) {
+        tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
+    }
     log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
            "target", role == TLS_ROLE_CLIENT ? c->l->target_text : NULL, "subject",
            c->verify.peer.subject, "sans", c->verify.peer.sans, "reason",

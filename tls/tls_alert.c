@@ -489,3 +489,67 @@ tls_cert_key_type(X509 *cert, char *buf, size_t len)
     ERR_clear_error();
     return buf;
 }
+
+/*
+ * tls_chain_note(sctx, info):
+ * Record how many certificates the peer sent and whether tls.ca knows the leaf's issuer.
+ */
+void
+tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info)
+{
+    X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
+    STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(sctx);
+    STACK_OF(X509) * found;
+    int i;
+
+    info->sent = leaf != NULL ? 1 : 0;
+    info->gap_in_ca = false;
+    /* The SSL layer passes the whole chain the peer sent as untrusted, its leaf included. */
+    for (i = 0; sent != NULL && i < sk_X509_num(sent); i++) {
+        if (X509_cmp(sk_X509_value(sent, i), leaf) != 0) {
+            info->sent++;
+        }
+    }
+    if (leaf == NULL) {
+        return;
+    }
+    found = X509_STORE_CTX_get1_certs(sctx, X509_get_issuer_name(leaf));
+    info->gap_in_ca = found != NULL && sk_X509_num(found) > 0;
+    sk_X509_pop_free(found, X509_free);
+    ERR_clear_error(); /* a lookup that found nothing may leave an entry */
+}
+
+/*
+ * tls_chain_gap_describe(r, role, info, ca_file, buf, len):
+ * The peer sent only its leaf and its chain does not build: say which file lacks what.
+ */
+int
+tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
+                       const char *ca_file, char *buf, size_t len)
+{
+    const char *who, *file, *ca;
+
+    if (info == NULL || r != TLS_REJECT_UNKNOWN_CA || info->sent != 1 || info->issuer[0] == '\0' ||
+        strcmp(info->issuer, info->subject) == 0) {
+        return -1;
+    }
+    who = or (info->name, or (info->subject, "the peer"));
+    file = role == TLS_ROLE_SERVER
+               ? "the client's certificate file (curl --cert, a ferry's tls.cert)"
+               : "the peer's certificate file (a ferry's tls.cert)";
+    ca = or (ca_file, "tls.ca");
+    if (info->gap_in_ca) {
+        fmt(buf, len,
+            "certificate for %s came without its intermediate \"%s\", which our tls.ca (%s) "
+            "holds, but not the root CA above it (%s): add that root to tls.ca, and append the "
+            "intermediate to %s after the leaf, for peers that trust only the root",
+            who, info->issuer, ca, or (info->detail, "?"), file);
+    } else {
+        fmt(buf, len,
+            "certificate for %s came without its intermediate: its issuer \"%s\" is neither in "
+            "what it sent nor in our tls.ca (%s); append that intermediate to %s, after the "
+            "leaf. Only if it is a root CA, add it to tls.ca instead",
+            who, info->issuer, ca, file);
+    }
+    return 0;
+}

@@ -277,6 +277,64 @@ test_error_table(void **state)
                      -1);
 }
 
+/* A peer that sent its leaf alone (issue 13 §5): which file lacks which intermediate. */
+static void
+test_chain_gap(void **state)
+{
+    struct tls_peer_info info;
+    char buf[600];
+
+    (void)state;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.name, sizeof(info.name), "node2.test");
+    snprintf(info.subject, sizeof(info.subject), "CN=node2.test");
+    snprintf(info.issuer, sizeof(info.issuer), "CN=Site B Issuing CA");
+    info.sent = 1;
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_SERVER, &info,
+                                            "/etc/ferry/ca.crt", buf, sizeof(buf)),
+                     0);
+    assert_string_equal(
+        buf, "certificate for node2.test came without its intermediate: its issuer \"CN=Site B "
+             "Issuing CA\" is neither in what it sent nor in our tls.ca (/etc/ferry/ca.crt); "
+             "append that intermediate to the client's certificate file (curl --cert, a ferry's "
+             "tls.cert), after the leaf. Only if it is a root CA, add it to tls.ca instead");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     0);
+    assert_non_null(strstr(buf, "our tls.ca (tls.ca); append that intermediate to the peer's "
+                                "certificate file (a ferry's tls.cert), after the leaf"));
+    /* tls.ca holds the intermediate but not the root above it. */
+    info.gap_in_ca = true;
+    snprintf(info.detail, sizeof(info.detail),
+             "unable to get issuer certificate; at depth 1: CN=Site B Issuing CA");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info,
+                                            "/etc/ferry/ca.crt", buf, sizeof(buf)),
+                     0);
+    assert_non_null(strstr(buf, "came without its intermediate \"CN=Site B Issuing CA\", which "
+                                "our tls.ca (/etc/ferry/ca.crt) holds, but not the root CA above "
+                                "it (unable to get issuer certificate; at depth 1: CN=Site B "
+                                "Issuing CA): add that root to tls.ca, and append the "
+                                "intermediate to the peer's certificate file"));
+    /* Not the case: a chain was sent, another rule, a self-issued leaf, no info. */
+    snprintf(buf, sizeof(buf), "kept");
+    info.sent = 2;
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     -1);
+    info.sent = 1;
+    assert_int_equal(
+        tls_chain_gap_describe(TLS_REJECT_EXPIRED, TLS_ROLE_CLIENT, &info, NULL, buf, sizeof(buf)),
+        -1);
+    snprintf(info.issuer, sizeof(info.issuer), "CN=node2.test");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     -1);
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, NULL, NULL, buf,
+                                            sizeof(buf)),
+                     -1);
+    assert_string_equal(buf, "kept");
+}
+
 int
 main(void)
 {
@@ -289,6 +347,7 @@ main(void)
         cmocka_unit_test(test_alert_edges),
         cmocka_unit_test(test_plaintext),
         cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_chain_gap),
     };
 
     /* OpenSSL's reason strings ("wrong version number") are loaded with libssl. */
