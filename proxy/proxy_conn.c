@@ -377,7 +377,7 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[768], body[900];
+    char esc[1536], body[1600];
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
@@ -828,6 +828,29 @@ enum conn_tls_said {
 };
 
 /*
+ * The peer refused our certificate for who we are (its allow, a rule of its own): end
+ * c->detail with the command that shows what it presented and accepts, in the exact form of
+ * ferry(1): ferry check --peer HOST:PORT -c FILE --listener NAME.
+ */
+static void
+conn_check_peer_hint(struct proxy_conn *c, int alert)
+{
+    size_t n = strlen(c->detail);
+    const struct config *cfg = c->l->gen != NULL ? c->l->gen->cfg : NULL;
+
+    if (conn_inbound(c) ||
+        (alert != SSL_AD_BAD_CERTIFICATE && alert != SSL_AD_ACCESS_DENIED &&
+         alert != SSL_AD_CERTIFICATE_UNKNOWN && alert != SSL_AD_HANDSHAKE_FAILURE)) {
+        return;
+    }
+    snprintf(c->detail + n, sizeof(c->detail) - n,
+             ". Run `ferry check --peer %s%s%s --listener %s` for what it presented and "
+             "accepts",
+             c->l->target_text, cfg != NULL && cfg->path != NULL ? " -c " : "",
+             cfg != NULL && cfg->path != NULL ? cfg->path : "", c->l->cfg->name);
+}
+
+/*
  * Put the other side's TLS failure in plain words into c->detail (CONTRACT §8): the alert it
  * sent us (recorded by tls/ during the handshake or, under TLS 1.3, as the first record after
  * it), plaintext where TLS was due, or OpenSSL's first error ${e} when tls/ can explain it.
@@ -842,12 +865,11 @@ conn_explain_tls(struct proxy_conn *c, unsigned long e)
     snprintf(who, sizeof(who), "%s %s", conn_inbound(c) ? "client" : "peer",
              conn_inbound(c) ? c->remote : c->l->target_text);
     tls_ctx_self_info(c->l->tls, &self);
-    if (c->verify.alert_received) {
-        tls_alert_describe(c->verify.alert, who, &self, c->detail, sizeof(c->detail));
-        return CONN_TLS_ALERT;
-    }
-    if (tls_alert_from_error(e) >= 0) {
-        tls_alert_describe(tls_alert_from_error(e), who, &self, c->detail, sizeof(c->detail));
+    if (c->verify.alert_received || tls_alert_from_error(e) >= 0) {
+        int alert = c->verify.alert_received ? c->verify.alert : tls_alert_from_error(e);
+
+        tls_alert_describe(alert, who, &self, c->detail, sizeof(c->detail));
+        conn_check_peer_hint(c, alert);
         return CONN_TLS_ALERT;
     }
     if (tls_error_describe(e, who, &c->verify, &self, c->detail, sizeof(c->detail)) == 0 ||

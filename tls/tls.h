@@ -417,6 +417,19 @@ const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
 void tls_ctx_self_info(const struct tls_ctx *t, struct tls_self_info *self);
 
 /*
+ * tls_self_has_name(self):
+ * Does our certificate (${self}->sans) have a DNS, IP or URI SAN, a name a peer's `allow` can
+ * match?
+ */
+bool tls_self_has_name(const struct tls_self_info *self);
+
+/*
+ * tls_self_cn(self, buf, len):
+ * The CN of our certificate's subject, or "" when it has none.  Returns ${buf}.
+ */
+const char *tls_self_cn(const struct tls_self_info *self, char *buf, size_t len);
+
+/*
  * tls_alert_name(alert):
  * The RFC 8446 name of the TLS alert ${alert} ("unknown_ca", "certificate_required"), or
  * NULL for a code that is not a known alert.
