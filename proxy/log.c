@@ -308,13 +308,20 @@ size_t
 log_format_line(char *buf, size_t len, enum log_format format, const char *ts, enum log_level level,
                 const char *event, va_list ap)
 {
+    static const char json_cut[] = ",\"truncated\":true}";
     struct log_buf b = {buf, len, 0, false};
     const char *key;
+    size_t whole = 0; /* JSON: the length up to the end of the last pair written whole */
+    bool json_safe = format == LOG_JSON && len > 4 * sizeof(json_cut);
 
     if (len == 0) {
         return 0;
     }
     buf[0] = '\0';
+    if (json_safe) {
+        /* Keep room to end a cut line as valid JSON: {...,"truncated":true} */
+        b.len = len - (sizeof(json_cut) - 1);
+    }
     if (format == LOG_JSON) {
         lb_puts(&b, "{\"ts\":\"");
         lb_put_escaped(&b, ts);
@@ -322,6 +329,7 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
         lb_puts(&b, log_level_str(level));
         lb_puts(&b, "\"");
         lb_put_pair(&b, format, "event", event);
+        whole = b.truncated ? 0 : b.used;
     } else {
         lb_puts(&b, ts);
         lb_putc(&b, ' ');
@@ -335,9 +343,17 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
             continue;
         }
         lb_put_pair(&b, format, key, value);
+        if (!b.truncated) {
+            whole = b.used;
+        }
     }
     if (format == LOG_JSON) {
         lb_putc(&b, '}');
+    }
+    if (b.truncated && json_safe && whole > 0) {
+        /* Drop the pair that did not fit and say so: the line stays one JSON object. */
+        memcpy(buf + whole, json_cut, sizeof(json_cut));
+        return whole + sizeof(json_cut) - 1;
     }
     if (b.truncated && len > 4) {
         /* Mark the cut explicitly, right after the last whole piece. */

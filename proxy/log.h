@@ -68,7 +68,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /*
  * log_format_line(buf, len, format, ts, level, event, ap):
  * Format one line without the newline into ${buf}.  Exported for the unit tests.
- * Returns the length written (truncated lines end in "...").
+ * Returns the length written.  A text line that does not fit ends in "..."; a JSON line ends
+ * after the last pair that fitted whole, with ,"truncated":true} so that it stays valid JSON.
  */
 size_t log_format_line(char *buf, size_t len, enum log_format format, const char *ts,
                        enum log_level level, const char *event, va_list ap);

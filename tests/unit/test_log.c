@@ -232,6 +232,26 @@ test_log_kv_json_to_stream(void **state)
                                  "\"bytes_out\":80}\n"));
 }
 
+/* A JSON line too long for the buffer stays one JSON object (issue 13 §4). */
+static void
+test_json_truncation_stays_json(void **state)
+{
+    static char buf[200];
+    static char big[300];
+    size_t n;
+
+    (void)state;
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    n = fmt(buf, sizeof(buf), LOG_JSON, LOG_INFO, "conn_closed", "listener", "in", "status", "502",
+            "detail", big, "reason", "done", (const char *)NULL);
+    assert_int_equal(strlen(buf), n);
+    assert_true(n < sizeof(buf));
+    assert_string_equal(buf, "{\"ts\":\"2026-11-23T00:00:00.000Z\",\"level\":\"info\","
+                             "\"event\":\"conn_closed\",\"listener\":\"in\",\"status\":502,"
+                             "\"truncated\":true}");
+}
+
 /* The request line of an answer ferry makes before framing (its access-log line). */
 static void
 test_request_line_parse(void **state)
@@ -285,6 +305,7 @@ main(void)
         cmocka_unit_test(test_timestamp_rfc3339),
         cmocka_unit_test(test_log_kv_json_to_stream),
         cmocka_unit_test(test_request_line_parse),
+        cmocka_unit_test(test_json_truncation_stays_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
