@@ -1218,11 +1218,14 @@ proxy_http_request_line(const struct proxy_http *h, char *method, size_t mlen, c
 {
     size_t n;
 
+    if (mlen == 0 || tlen == 0) {
+        return;
+    }
     method[0] = '\0';
     target[0] = '\0';
     /* The method is known once the target began (http-parser reads it first). */
     if (h->kind != PROXY_HTTP_REQUEST || h->url_len == 0 ||
-        h->url_off + h->url_len > h->store_len || tlen == 0) {
+        h->url_off + h->url_len > h->store_len) {
         return;
     }
     (void)snprintf(method, mlen, "%s", http_method_str(h->parser.method));
