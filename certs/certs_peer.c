@@ -74,8 +74,9 @@ struct peer_report {
     struct tls_verify_result res;
     struct tls_self_info self;
     bool ok;
-    char reason[1024]; /* the verdict in words */
-    char note[256];    /* an OK with a remark (no client certificate asked for) */
+    struct certs_findings findings; /* what we infer of the peer's refusal (peer-refused-*) */
+    char reason[1024];              /* the verdict in words */
+    char note[256];                 /* an OK with a remark (no client certificate asked for) */
 };
 
 /* SSL_set_cert_cb: OpenSSL calls it when the server sent a CertificateRequest. */
@@ -382,6 +383,73 @@ collect(SSL *ssl, struct peer_report *r)
     ERR_clear_error();
 }
 
+/* Does the peer's CertificateRequest name the CA that issued our certificate? */
+static bool
+peer_names_our_issuer(const struct peer_report *r)
+{
+    for (size_t i = 0; i < r->n_client_cas; i++) {
+        if (strcmp(r->client_cas[i], r->self.issuer) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The peer refused our certificate for who it says we are (alert bad_certificate, as a ferry
+ * sends when its allow matches none of our names, or access_denied): the finding
+ * peer-refused-names, with our names and what the peer could match them against.
+ */
+static void
+infer_refusal(struct peer_report *r, int alert)
+{
+    char msg[1400], fix[700], cn[128], ca[400];
+    const char *cert = r->self.cert_file[0] != '\0' ? r->self.cert_file : "tls.cert";
+
+    if (alert != SSL_AD_BAD_CERTIFICATE && alert != SSL_AD_ACCESS_DENIED) {
+        return;
+    }
+    (void)tls_self_cn(&r->self, cn, sizeof(cn));
+    if (!r->cert_req) {
+        (void)snprintf(ca, sizeof(ca), "%s", "");
+    } else if (peer_names_our_issuer(r)) {
+        (void)snprintf(ca, sizeof(ca),
+                       " It names our issuer \"%s\" among the CAs it accepts, so our chain is "
+                       "not what it refused.",
+                       r->self.issuer);
+    } else {
+        (void)snprintf(ca, sizeof(ca), " (Our issuer \"%s\" is not among the CA names it sent%s.)",
+                       r->self.issuer, r->n_client_cas > 0 ? "" : ": it sent none");
+    }
+    if (tls_self_has_name(&r->self)) {
+        (void)snprintf(msg, sizeof(msg),
+                       "peer %s refused our certificate (alert %s): a ferry does so when the "
+                       "allow list of its inbound listener matches none of our names. Our names, "
+                       "which its allow entries "
+                       "are matched against: %s (DNS exactly or by a \"*.\" entry one label "
+                       "deep, IP as addresses, URI exactly or one path level under \"/*\"); "
+                       "our CN %s counts only with its tls.cn_fallback and no DNS or IP SAN.%s",
+                       r->peer, tls_alert_name(alert), r->self.sans, cn[0] != '\0' ? cn : "-", ca);
+        (void)snprintf(fix, sizeof(fix),
+                       "on the peer, add one of %s to the allow of its inbound listener (or "
+                       "reissue %s with a name it allows: ferry certs issue --dns NAME); if the "
+                       "names are right, compare both clocks (ours is valid from %s)",
+                       r->self.sans, cert, r->self.not_before);
+    } else {
+        (void)snprintf(msg, sizeof(msg),
+                       "peer %s refused our certificate (alert %s): it has no DNS, IP or URI "
+                       "SAN, so the allow list of a ferry peer has nothing to match (its CN %s "
+                       "counts only with the peer's tls.cn_fallback: true).%s",
+                       r->peer, tls_alert_name(alert), cn[0] != '\0' ? cn : "-", ca);
+        (void)snprintf(fix, sizeof(fix),
+                       "reissue %s with the name the peer allows: ferry certs issue --name NAME "
+                       "--dns NAME",
+                       cert);
+    }
+    (void)certs_findings_add(&r->findings, "peer-refused-names", CERTS_SEV_ERROR, cert, 0, 0, msg,
+                             fix);
+}
+
 /* The verdict: our §4 rules first (the first that fails), then the peer's alert, then OK. */
 static void
 judge(struct peer_report *r, int hs, unsigned long err)
@@ -391,12 +459,17 @@ judge(struct peer_report *r, int hs, unsigned long err)
     (void)snprintf(who, sizeof(who), "peer %s", r->peer);
     r->rejected_us = r->res.alert_received || tls_alert_from_error(err) >= 0;
     if (r->res.reject != TLS_REJECT_NONE) {
-        (void)tls_reject_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->reason,
-                                  sizeof(r->reason));
+        /* A peer that sent its leaf alone: which file lacks which intermediate. */
+        if (tls_chain_gap_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->self.ca_file,
+                                   r->reason, sizeof(r->reason)) != 0) {
+            (void)tls_reject_describe(r->res.reject, TLS_ROLE_CLIENT, &r->res.peer, r->reason,
+                                      sizeof(r->reason));
+        }
         return;
     }
     if (r->res.alert_received) {
         (void)tls_alert_describe(r->res.alert, who, &r->self, r->reason, sizeof(r->reason));
+        infer_refusal(r, r->res.alert);
         return;
     }
     if (hs == 0) {
@@ -551,6 +624,8 @@ print_json(const struct peer_report *r, FILE *out)
     json_kv(out, "alert", alert >= 0 ? tls_alert_name(alert) : NULL, true);
     fprintf(out, "\"rejected_us\":%s,", r->rejected_us ? "true" : "false");
     json_kv(out, "note", r->note[0] != '\0' ? r->note : NULL, true);
+    certs_findings_print_json(&r->findings, out);
+    fputc(',', out);
     json_kv(out, "verdict", r->ok ? "OK" : "FAIL", true);
     json_kv(out, "reason", r->reason, false);
     fputs("}\n", out);
@@ -614,6 +689,7 @@ print_text(const struct peer_report *r, FILE *out)
     if (r->note[0] != '\0') {
         fprintf(out, "note: %s\n", r->note);
     }
+    certs_findings_print(&r->findings, false, out);
     fprintf(out, "verdict: %s — %s\n", r->ok ? "OK" : "FAIL", r->reason);
 }
 
@@ -714,6 +790,7 @@ report:
     }
     tls_ctx_free(t);
     ERR_clear_error();
+    certs_findings_clear(&r->findings);
     free(r);
     return code;
 }

@@ -181,15 +181,110 @@ log_json_escape(char *dst, size_t len, const char *src)
     return dst;
 }
 
+/*
+ * Keys whose values are numbers: JSON writes them as JSON numbers (text is the same either
+ * way).  Exact names, plus any key ending in one of number_suffixes.  Keep in step with the
+ * LOGGING section of docs/ferry.1.
+ */
+static const char *const number_keys[] = {
+    "status",   "bytes_in", "bytes_out", "connections", "listeners", "workers",
+    "failures", "uid",      "port",      "count",       "depth",     "alert_code",
+};
+static const char *const number_suffixes[] = {"_ms", "_bytes", "_count", "_seconds", "_port"};
+
+/*
+ * log_number_key(key):
+ * Is ${key} one whose values JSON writes as numbers?
+ */
+bool
+log_number_key(const char *key)
+{
+    size_t klen = strlen(key);
+
+    for (size_t i = 0; i < sizeof(number_keys) / sizeof(number_keys[0]); i++) {
+        if (strcmp(key, number_keys[i]) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < sizeof(number_suffixes) / sizeof(number_suffixes[0]); i++) {
+        size_t slen = strlen(number_suffixes[i]);
+
+        if (klen > slen && strcmp(key + klen - slen, number_suffixes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * log_json_number(v):
+ * Is ${v} a number as JSON writes it (RFC 8259 §6: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?)?
+ */
+bool
+log_json_number(const char *v)
+{
+    const char *s = v;
+
+    if (*s == '-') {
+        s++;
+    }
+    if (*s == '0') {
+        s++;
+    } else if (is_digit(*s)) {
+        while (is_digit(*s)) {
+            s++;
+        }
+    } else {
+        return false;
+    }
+    if (*s == '.') {
+        s++;
+        if (!is_digit(*s)) {
+            return false;
+        }
+        while (is_digit(*s)) {
+            s++;
+        }
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') {
+            s++;
+        }
+        if (!is_digit(*s)) {
+            return false;
+        }
+        while (is_digit(*s)) {
+            s++;
+        }
+    }
+    return *s == '\0' && s - v <= 32;
+}
+
 static void
 lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const char *value)
 {
     if (format == LOG_JSON) {
         lb_puts(b, ",\"");
         lb_put_escaped(b, key);
-        lb_puts(b, "\":\"");
-        lb_put_value(b, value, true, LOG_VALUE_MAX);
-        lb_putc(b, '"');
+        lb_puts(b, "\":");
+        if (log_number_key(key) && strcmp(value, "-") == 0) {
+            /* "-" is text's "none" (a request that got no response): null in JSON. */
+            lb_puts(b, "null");
+        } else if (log_number_key(key) && log_json_number(value)) {
+            lb_puts(b, value);
+        } else {
+            /* Anything else stays a string, so that a line is always valid JSON. */
+            lb_putc(b, '"');
+            lb_put_value(b, value, true, LOG_VALUE_MAX);
+            lb_putc(b, '"');
+        }
         return;
     }
     lb_putc(b, ' ');
@@ -213,13 +308,20 @@ size_t
 log_format_line(char *buf, size_t len, enum log_format format, const char *ts, enum log_level level,
                 const char *event, va_list ap)
 {
+    static const char json_cut[] = ",\"truncated\":true}";
     struct log_buf b = {buf, len, 0, false};
     const char *key;
+    size_t whole = 0; /* JSON: the length up to the end of the last pair written whole */
+    bool json_safe = format == LOG_JSON && len > 4 * sizeof(json_cut);
 
     if (len == 0) {
         return 0;
     }
     buf[0] = '\0';
+    if (json_safe) {
+        /* Keep room to end a cut line as valid JSON: {...,"truncated":true} */
+        b.len = len - (sizeof(json_cut) - 1);
+    }
     if (format == LOG_JSON) {
         lb_puts(&b, "{\"ts\":\"");
         lb_put_escaped(&b, ts);
@@ -227,6 +329,7 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
         lb_puts(&b, log_level_str(level));
         lb_puts(&b, "\"");
         lb_put_pair(&b, format, "event", event);
+        whole = b.truncated ? 0 : b.used;
     } else {
         lb_puts(&b, ts);
         lb_putc(&b, ' ');
@@ -240,9 +343,17 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
             continue;
         }
         lb_put_pair(&b, format, key, value);
+        if (!b.truncated) {
+            whole = b.used;
+        }
     }
     if (format == LOG_JSON) {
         lb_putc(&b, '}');
+    }
+    if (b.truncated && json_safe && whole > 0) {
+        /* Drop the pair that did not fit and say so: the line stays one JSON object. */
+        memcpy(buf + whole, json_cut, sizeof(json_cut));
+        return whole + sizeof(json_cut) - 1;
     }
     if (b.truncated && len > 4) {
         /* Mark the cut explicitly, right after the last whole piece. */
@@ -254,16 +365,33 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
     return b.used;
 }
 
+/*
+ * log_timestamp_format(tv, ts, len):
+ * ${tv} as RFC 3339 in UTC with milliseconds, "2026-12-05T00:12:34.567Z".  Returns ${ts}.
+ */
+const char *
+log_timestamp_format(const struct timeval *tv, char *ts, size_t len)
+{
+    struct tm tm;
+    time_t sec = tv->tv_sec;
+
+    if (gmtime_r(&sec, &tm) == NULL) {
+        memset(&tm, 0, sizeof(tm));
+        tm.tm_year = 70;
+        tm.tm_mday = 1;
+    }
+    snprintf(ts, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv->tv_usec / 1000));
+    return ts;
+}
+
 static void
 log_timestamp(char *ts, size_t len)
 {
     struct timeval tv;
-    struct tm tm;
 
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    snprintf(ts, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    (void)log_timestamp_format(&tv, ts, len);
 }
 
 /*

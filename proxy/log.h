@@ -4,6 +4,11 @@
  * Text:  2026-11-23T03:47:00.123Z warn event=handshake_rejected listener=from-peers
  *        remote=127.0.0.1:40000 reason=eku_wrong msg="certificate for node3.test lacks ..."
  * JSON:  {"ts":"2026-11-23T03:47:00.123Z","level":"warn","event":"handshake_rejected",...}
+ *        {"ts":...,"event":"request",...,"status":200,"bytes_in":0,"bytes_out":42,...}
+ *
+ * Timestamps are RFC 3339 in UTC with milliseconds.  Values are strings, except in JSON the
+ * values of number keys (log_number_key()): JSON numbers, or null for "-".  A NULL or empty
+ * value leaves its key out, in both formats.
  *
  * A value is quoted in text when it holds a space, '"', '=' or a control character.  The
  * level and format are process-wide settings (set at start and on reload), not
@@ -63,7 +68,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /*
  * log_format_line(buf, len, format, ts, level, event, ap):
  * Format one line without the newline into ${buf}.  Exported for the unit tests.
- * Returns the length written (truncated lines end in "...").
+ * Returns the length written.  A text line that does not fit ends in "..."; a JSON line ends
+ * after the last pair that fitted whole, with ,"truncated":true} so that it stays valid JSON.
  */
 size_t log_format_line(char *buf, size_t len, enum log_format format, const char *ts,
                        enum log_level level, const char *event, va_list ap);
@@ -74,6 +80,29 @@ size_t log_format_line(char *buf, size_t len, enum log_format format, const char
  * bodies).  Always NUL-terminates; a value that does not fit is cut.  Returns ${dst}.
  */
 const char *log_json_escape(char *dst, size_t len, const char *src);
+
+/*
+ * log_number_key(key):
+ * Is ${key} one whose values are numbers ("status", "bytes_in", "duration_ms", any key ending
+ * in "_ms", "_bytes", "_count", "_seconds", "_port"; see log.c)?  In JSON such a value is
+ * written as a JSON number when it is one, as null when it is "-" (text's "none": a request
+ * that got no response), and as a string otherwise.
+ */
+bool log_number_key(const char *key);
+
+/*
+ * log_json_number(v):
+ * Is ${v} a JSON number (RFC 8259 §6), at most 32 characters?
+ */
+bool log_json_number(const char *v);
+
+/*
+ * log_timestamp_format(tv, ts, len):
+ * ${tv} as an RFC 3339 timestamp in UTC with milliseconds ("2026-12-05T00:12:34.567Z"), the
+ * "ts" of every line in both formats.  Returns ${ts}.
+ */
+struct timeval;
+const char *log_timestamp_format(const struct timeval *tv, char *ts, size_t len);
 
 /* "error", "warn", "info", "debug" */
 const char *log_level_str(enum log_level level);

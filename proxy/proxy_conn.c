@@ -261,6 +261,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     conn_check(c);
     c->reason = reason;
     /* Requests that never got their response get their access-log line first. */
+    proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
     proxy_exchange_free(c);
     /* The real clock, as for c->started: the loop's cached time may be older than that. */
     evutil_gettimeofday(&now, NULL);
@@ -345,6 +346,8 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 
     PROXY_STAT_ADD(c->l->m->requests[status / 100],
                    1); /* every answer of ours counts in /metrics */
+    /* ... and has its access-log line, like every relayed response. */
+    proxy_exchange_answered(c, status, strlen(body));
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Connection: close\r\nServer: ferry\r\n\r\n%s",
@@ -381,7 +384,7 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[512], body[700];
+    char esc[1536], body[1600];
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
@@ -665,7 +668,8 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
-        /* The request we are refusing: read and drop it. */
+        /* The request we are refusing: its access-log line when still owed, then drop it. */
+        proxy_request_owed(c, bufferevent_get_input(bev), false);
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }
@@ -813,7 +817,14 @@ bev_tls_errors(struct bufferevent *bev, char *buf, size_t len)
 static void
 conn_log_rejection(struct proxy_conn *c, enum tls_role role)
 {
-    tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
+    struct tls_self_info self;
+
+    tls_ctx_self_info(c->l->tls, &self);
+    /* A peer that sent its leaf alone: say which file lacks which intermediate. */
+    if (tls_chain_gap_describe(c->verify.reject, role, &c->verify.peer, self.ca_file, c->detail,
+                               sizeof(c->detail)) != 0) {
+        tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
+    }
     log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
            "target", role == TLS_ROLE_CLIENT ? c->l->target_text : NULL, "subject",
            c->verify.peer.subject, "sans", c->verify.peer.sans, "reason",
@@ -826,6 +837,29 @@ enum conn_tls_said {
     CONN_TLS_ALERT,
     CONN_TLS_OTHER,
 };
+
+/*
+ * The peer refused our certificate for who we are (its allow, a rule of its own): end
+ * c->detail with the command that shows what it presented and accepts, in the exact form of
+ * ferry(1): ferry check --peer HOST:PORT -c FILE --listener NAME.
+ */
+static void
+conn_check_peer_hint(struct proxy_conn *c, int alert)
+{
+    size_t n = strlen(c->detail);
+    const struct config *cfg = c->l->gen != NULL ? c->l->gen->cfg : NULL;
+
+    if (conn_inbound(c) ||
+        (alert != SSL_AD_BAD_CERTIFICATE && alert != SSL_AD_ACCESS_DENIED &&
+         alert != SSL_AD_CERTIFICATE_UNKNOWN && alert != SSL_AD_HANDSHAKE_FAILURE)) {
+        return;
+    }
+    snprintf(c->detail + n, sizeof(c->detail) - n,
+             ". Run `ferry check --peer %s%s%s --listener %s` for what it presented and "
+             "accepts",
+             c->l->target_text, cfg != NULL && cfg->path != NULL ? " -c " : "",
+             cfg != NULL && cfg->path != NULL ? cfg->path : "", c->l->cfg->name);
+}
 
 /*
  * Put the other side's TLS failure in plain words into c->detail (CONTRACT §8): the alert it
@@ -842,12 +876,11 @@ conn_explain_tls(struct proxy_conn *c, unsigned long e)
     snprintf(who, sizeof(who), "%s %s", conn_inbound(c) ? "client" : "peer",
              conn_inbound(c) ? c->remote : c->l->target_text);
     tls_ctx_self_info(c->l->tls, &self);
-    if (c->verify.alert_received) {
-        tls_alert_describe(c->verify.alert, who, &self, c->detail, sizeof(c->detail));
-        return CONN_TLS_ALERT;
-    }
-    if (tls_alert_from_error(e) >= 0) {
-        tls_alert_describe(tls_alert_from_error(e), who, &self, c->detail, sizeof(c->detail));
+    if (c->verify.alert_received || tls_alert_from_error(e) >= 0) {
+        int alert = c->verify.alert_received ? c->verify.alert : tls_alert_from_error(e);
+
+        tls_alert_describe(alert, who, &self, c->detail, sizeof(c->detail));
+        conn_check_peer_hint(c, alert);
         return CONN_TLS_ALERT;
     }
     if (tls_error_describe(e, who, &c->verify, &self, c->detail, sizeof(c->detail)) == 0 ||

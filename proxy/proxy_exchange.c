@@ -69,7 +69,14 @@ struct proxy_exchange {
     bool mark_valid;
     struct evbuffer *mark_buf;
     size_t head_mark;
-    struct exchange_req denied; /* the request an access rule refused, for its access-log line */
+    /*
+     * A request ferry refuses itself (an access rule's 403, a malformed head's 400/431/501/505,
+     * a head not finished in time: 408): its access-log line is owed until the answer goes out
+     * (proxy_exchange_answered()), or until the connection ends without it (status "-").
+     */
+    struct exchange_req denied;
+    bool denied_owed;
+    struct timeval head_start; /* the head being read began (header_timer armed) */
     /* an answer (403, 400...) to send once earlier responses have gone out */
     bool answer_pending;
     int answer_status;
@@ -127,29 +134,156 @@ ms_since(struct proxy_conn *c, const struct timeval *t)
     struct timeval now;
 
     event_base_gettimeofday_cached(c->l->w->base, &now);
+    if (now.tv_sec < t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_usec < t->tv_usec)) {
+        return 0; /* ${t} read the real clock, ahead of the loop's cached time */
+    }
     return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
            (uint64_t)((now.tv_usec - t->tv_usec) / 1000);
 }
 
-/* The access-log line of one request (CONTRACT issue 5: one line per request). */
-static void
-access_log(struct proxy_conn *c, const struct exchange_req *r, const char *status,
-           uint64_t resp_body)
+/*
+ * proxy_request_log(c, method, target, status, bytes_in, bytes_out, start, rule):
+ * THE event=request line: every request gets exactly one, written here and nowhere else,
+ * whether its response was relayed or ferry answered it itself (403, 400, 408, 431, 501, 502,
+ * 504, 505).  ${status} 0 means no response at all (the connection ended first): "-" in text,
+ * null in JSON.  ${method} and ${target} NULL or "" are logged as "-"; ${start} is when the
+ * request began; ${rule} the access rule that let it through or refused it ("rule 2"), or NULL.
+ */
+void
+proxy_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
+                  uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
+                  const char *rule)
 {
-    char in[24], out[24], dur[24];
+    char st[16], in[24], out[24], dur[24];
+    uint64_t ms = ms_since(c, start);
 
     /* Every request line is one observation of ferry_request_duration_seconds. */
     proxy_metrics_request(c->l->m, c->l->w->base, &r->start, status);
     if (!log_enabled(LOG_INFO)) {
         return;
     }
-    snprintf(in, sizeof(in), "%llu", (unsigned long long)r->req_body);
-    snprintf(out, sizeof(out), "%llu", (unsigned long long)resp_body);
-    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)ms_since(c, &r->start));
+    if (status > 0) {
+        snprintf(st, sizeof(st), "%d", status);
+    } else {
+        snprintf(st, sizeof(st), "-");
+    }
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)bytes_in);
+    snprintf(out, sizeof(out), "%llu", (unsigned long long)bytes_out);
+    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)ms);
     log_kv(LOG_INFO, "request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
-           c->verify.peer.name, "method", r->method, "path", r->target, "status", status,
-           "bytes_in", in, "bytes_out", out, "duration_ms", dur, "rule", r->rule,
-           (const char *)NULL);
+           c->verify.peer.name, "method", method != NULL && method[0] != '\0' ? method : "-",
+           "path", target != NULL && target[0] != '\0' ? target : "-", "status", st, "bytes_in", in,
+           "bytes_out", out, "duration_ms", dur, "rule",
+           rule != NULL && rule[0] != '\0' ? rule : "-", (const char *)NULL);
+}
+
+/* The access-log line of a queued request (proxy_request_log()). */
+static void
+access_log(struct proxy_conn *c, const struct exchange_req *r, int status, uint64_t resp_body)
+{
+    proxy_request_log(c, r->method, r->target, status, r->req_body, resp_body, &r->start, r->rule);
+}
+
+/*
+ * proxy_request_line_parse(buf, n, method, mlen, target, tlen):
+ * The method and target of the HTTP request line at the start of ${buf} (${n} bytes, not
+ * NUL-terminated), for the access-log line of a request ferry answers before framing it.
+ * Returns true once the line is there (it ends in LF within ${buf}, or ${buf} holds
+ * PROXY_REQUEST_LINE_PEEK bytes or more): then ${method} and ${target} are set, "" where the
+ * line is not "TOKEN SP TARGET".  Returns false (both "") while the line is still incomplete.
+ */
+bool
+proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, char *target,
+                         size_t tlen)
+{
+    size_t i = 0, k;
+
+    method[0] = '\0';
+    target[0] = '\0';
+    if (buf == NULL || (memchr(buf, '\n', n) == NULL && n < PROXY_REQUEST_LINE_PEEK)) {
+        return false;
+    }
+    /* RFC 9112 §3: method = token (letters, digits, !#$%&'*+-.^_`|~), SP, request-target. */
+    while (i < n && buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r') {
+        if (strchr("!#$%&'*+-.^_`|~", buf[i]) == NULL &&
+            !((buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'A' && buf[i] <= 'Z') ||
+              (buf[i] >= 'a' && buf[i] <= 'z'))) {
+            return true;
+        }
+        i++;
+    }
+    if (i == 0 || i >= mlen || i >= n || buf[i] != ' ') {
+        return true;
+    }
+    for (k = i + 1; k < n && buf[k] > ' ' && buf[k] < 0x7f; k++) {
+    }
+    if (k == i + 1) {
+        return true;
+    }
+    memcpy(method, buf, i);
+    method[i] = '\0';
+    k = k - (i + 1) < tlen - 1 ? k - (i + 1) : tlen - 1;
+    memcpy(target, buf + i + 1, k);
+    target[k] = '\0';
+    return true;
+}
+
+/*
+ * proxy_request_owed(c, in, final):
+ * ferry answered ${c} (c->owed_status) before any request was framed: a backend or peer that
+ * failed while connecting, plaintext on a TLS port.  Write the access-log line of the request
+ * that answer went to, once its request line is at the front of ${in} (may be NULL), or with
+ * ${final} (the connection ends) with what there is.
+ */
+void
+proxy_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
+{
+    char buf[PROXY_REQUEST_LINE_PEEK], method[16], target[EXCHANGE_TARGET_LOG];
+    ev_ssize_t n = 0;
+
+    if (c->owed_status == 0) {
+        return;
+    }
+    if (in != NULL) {
+        n = evbuffer_copyout(in, buf, sizeof(buf));
+    }
+    if (!proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, method, sizeof(method), target,
+                                  sizeof(target)) &&
+        !final) {
+        return;
+    }
+    /* Its body (if any) was read and dropped, never framed: bytes_in 0. */
+    proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
+    c->owed_status = 0;
+}
+
+/*
+ * proxy_exchange_answered(c, status, body_len):
+ * ferry is sending its own answer ${status} to ${c}'s client (proxy_conn_answer()): write the
+ * access-log line of the request it answers.  That is the oldest request still waiting for
+ * its response (502 or 504 from the backend or peer side), else the request ferry refused
+ * (403, 400, 408...), else, before any request was framed, the one in the client's input now
+ * or later (proxy_request_owed()).
+ */
+void
+proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len)
+{
+    struct proxy_exchange *x = c->x;
+
+    if (x != NULL && x->q_len > 0) {
+        access_log(c, q_front(x), status, body_len);
+        x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
+        x->q_len--;
+        return;
+    }
+    if (x != NULL && x->denied_owed) {
+        x->denied_owed = false;
+        access_log(c, &x->denied, status, body_len);
+        return;
+    }
+    c->owed_status = status;
+    c->owed_bytes = body_len;
+    proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, false);
 }
 
 /* A CouchDB-style JSON error body: {"error":"...","reason":"..."}. */
@@ -273,6 +407,35 @@ answer_when_idle(struct proxy_conn *c, int status, const char *body)
     bufferevent_disable(c->client, EV_READ);
 }
 
+/*
+ * The request whose head ferry refuses (malformed, or not finished in time): what the framer
+ * read of its request line, for its access-log line with the answer.  ${start}: when its
+ * head began.
+ */
+static void
+denied_from_framer(struct proxy_conn *c, const struct timeval *start)
+{
+    struct proxy_exchange *x = c->x;
+
+    memset(&x->denied, 0, sizeof(x->denied));
+    proxy_http_request_line(x->req, x->denied.method, sizeof(x->denied.method), x->denied.target,
+                            sizeof(x->denied.target));
+    if (x->denied.target[0] == '\0' && c->client != NULL) {
+        /* Refused by the pre-scan before http-parser read the line: it is still in the input. */
+        char buf[PROXY_REQUEST_LINE_PEEK];
+        ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(c->client), buf, sizeof(buf));
+
+        (void)proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, x->denied.method,
+                                       sizeof(x->denied.method), x->denied.target,
+                                       sizeof(x->denied.target));
+    }
+    x->denied.start = *start;
+    if (start->tv_sec == 0) {
+        event_base_gettimeofday_cached(c->l->w->base, &x->denied.start);
+    }
+    x->denied_owed = true;
+}
+
 /* ---- timers ---- */
 
 static void
@@ -283,6 +446,7 @@ header_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    denied_from_framer(c, &c->x->head_start);
     snprintf(c->detail, sizeof(c->detail), "request head not complete within %llums",
              (unsigned long long)c->l->limits->header_timeout_ms);
     json_error(body, sizeof(body), "request_timeout", c->detail);
@@ -309,10 +473,7 @@ backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
         proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
         return;
     }
-    if (q_front(c->x) != NULL) {
-        access_log(c, q_front(c->x), "504", 0);
-        c->x->q_len = 0;
-    }
+    /* The 504 is the answer to the oldest request (proxy_exchange_answered() logs it). */
     json_error(body, sizeof(body), "gateway_timeout", c->detail);
     answer_now(c, 504, body);
 }
@@ -488,6 +649,7 @@ deny_record(struct proxy_conn *c, const struct proxy_http_head *h,
     } else {
         snprintf(x->denied.rule, sizeof(x->denied.rule), "-");
     }
+    x->denied_owed = true;
 }
 
 /*
@@ -539,6 +701,7 @@ request_path_clean(struct proxy_conn *c, const struct proxy_http_head *h)
            c->verify.peer.name, "status", "400", "rule", "path", "method", h->method, "path",
            h->target, "msg", why, (const char *)NULL);
     snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
+    deny_record(c, h, NULL);
     json_error(x->answer_body, sizeof(x->answer_body), "bad_request", why);
     x->answer_status = 400;
     return false;
@@ -668,7 +831,7 @@ on_request_done(void *arg, enum proxy_http_kind kind, uint64_t body)
  * and then the end of the connection.
  */
 static void
-take_back_request(struct proxy_conn *c, const char *status)
+take_back_request(struct proxy_conn *c)
 {
     struct proxy_exchange *x = c->x;
 
@@ -686,7 +849,9 @@ take_back_request(struct proxy_conn *c, const char *status)
             evbuffer_free(keep);
         }
     }
-    access_log(c, q_back(x), status, 0);
+    /* Its access-log line goes with ferry's answer, as for a head refused whole. */
+    x->denied = *q_back(x);
+    x->denied_owed = true;
     x->q_len--;
     if (x->q_len == 0) {
         evtimer_del(x->backend_timer);
@@ -716,15 +881,14 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
                c->verify.peer.name, "status", st, "rule", rule, "msg", why, (const char *)NULL);
         json_error(body, sizeof(body), status_error(status), why);
         if (x->req_in_body) {
-            take_back_request(c, st);
+            take_back_request(c);
+        } else {
+            /* A refused head: its line is written with the answer (proxy_exchange_answered). */
+            denied_from_framer(c, &x->head_start);
         }
         x->mark_valid = false;
         answer_when_idle(c, status, body);
         return;
-    }
-    if (x->answer_status == 403) {
-        /* A refused request has its access-log line too (CONTRACT §7: logged, never sent). */
-        access_log(c, &x->denied, "403", strlen(x->answer_body));
     }
     if (x->answer_status != 0) {
         answer_when_idle(c, x->answer_status, x->answer_body);
@@ -776,15 +940,13 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     struct proxy_conn *c = arg;
     struct proxy_exchange *x = c->x;
     struct exchange_req *r = q_front(x);
-    char status[8];
 
     (void)kind;
     if (r == NULL || r->status == 0) {
         /* An interim 1xx response: the final one is still to come. */
         return;
     }
-    snprintf(status, sizeof(status), "%d", r->status);
-    access_log(c, r, status, body);
+    access_log(c, r, r->status, body);
     if (r->status >= 100 && r->status < 600) {
         PROXY_STAT_ADD(c->l->m->requests[r->status / 100], 1);
     }
@@ -1001,6 +1163,7 @@ proxy_exchange_after_read(struct proxy_conn *c)
         evbuffer_drain(in, evbuffer_get_length(in));
     }
     if (x != NULL && proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
+        event_base_gettimeofday_cached(c->l->w->base, &x->head_start);
         timer_in(x->header_timer, c->l->limits->header_timeout_ms);
     }
 }
@@ -1018,9 +1181,15 @@ proxy_exchange_free(struct proxy_conn *c)
         return;
     }
     while (x->q_len > 0) {
-        access_log(c, q_front(x), "-", 0);
+        /* Unanswered ("-"), or cut short after its head was relayed (that status). */
+        access_log(c, q_front(x), q_front(x)->status, 0);
         x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
         x->q_len--;
+    }
+    if (x->denied_owed) {
+        /* Refused, but the connection ended before ferry's answer could go out. */
+        x->denied_owed = false;
+        access_log(c, &x->denied, 0, 0);
     }
     if (x->header_timer != NULL) {
         event_free(x->header_timer);

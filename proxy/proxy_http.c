@@ -629,6 +629,7 @@ ph_next_message(struct proxy_http *h)
 {
     h->state = PH_IDLE;
     h->head_complete = false;
+    h->url_len = 0; /* proxy_http_request_line(): no target of the message before */
     h->head_bytes = 0;
     h->scan_started = false;
     h->scan_lf = false;
@@ -1204,6 +1205,33 @@ proxy_http_error(const struct proxy_http *h, int *status, const char **rule)
         *rule = h->error_rule != NULL ? h->error_rule : "malformed";
     }
     return h->error != NULL ? h->error : "malformed HTTP";
+}
+
+/*
+ * proxy_http_request_line(h, method, mlen, target, tlen):
+ * The method and target of the request head being read or refused, as far as http-parser
+ * read them, for the access-log line of a request ferry answers itself.
+ */
+void
+proxy_http_request_line(const struct proxy_http *h, char *method, size_t mlen, char *target,
+                        size_t tlen)
+{
+    size_t n;
+
+    if (mlen == 0 || tlen == 0) {
+        return;
+    }
+    method[0] = '\0';
+    target[0] = '\0';
+    /* The method is known once the target began (http-parser reads it first). */
+    if (h->kind != PROXY_HTTP_REQUEST || h->url_len == 0 ||
+        h->url_off + h->url_len > h->store_len) {
+        return;
+    }
+    (void)snprintf(method, mlen, "%s", http_method_str(h->parser.method));
+    n = h->url_len < tlen - 1 ? h->url_len : tlen - 1;
+    memcpy(target, h->store + h->url_off, n);
+    target[n] = '\0';
 }
 
 /*

@@ -162,6 +162,15 @@ bool proxy_http_eof(struct proxy_http *h);
 const char *proxy_http_error(const struct proxy_http *h, int *status, const char **rule);
 
 /*
+ * proxy_http_request_line(h, method, mlen, target, tlen):
+ * The method and target of the request head being read, or refused (PROXY_HTTP_BAD), as far
+ * as they were read; "" for both before the target begins.  A target longer than ${tlen} - 1
+ * is cut.  For the access-log line of a request ferry answers itself (400, 408, 431...).
+ */
+void proxy_http_request_line(const struct proxy_http *h, char *method, size_t mlen, char *target,
+                             size_t tlen);
+
+/*
  * proxy_http_in_message(h):
  * Has a message started (a byte of a head or body seen) and not yet ended?
  */

@@ -323,7 +323,10 @@ struct proxy_conn {
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
     char remote[64];          /* client address "ip:port" */
-    char detail[384];         /* the reason in plain words for the close line / 502 body */
+    char detail[1024];        /* the reason in plain words for the close line / 502 body */
+    int owed_status;          /* ferry answered before a request was framed: the access-log
+                                 line still to write, with this status (proxy_request_owed) */
+    uint64_t owed_bytes;      /* and the answer's body length */
 };
 
 /* proxy.c */
@@ -403,6 +406,15 @@ bool proxy_exchange_reusable(const struct proxy_conn *c);
 bool proxy_exchange_can_retry(const struct proxy_conn *c);
 void proxy_exchange_resume(struct proxy_conn *c);
 bool proxy_exchange_resume_requests(struct proxy_conn *c);
+void proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len);
+void proxy_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
+                       uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
+                       const char *rule);
+void proxy_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final);
+/* Bytes of the client's input read for the request line of an answer made before framing. */
+#define PROXY_REQUEST_LINE_PEEK 512
+bool proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, char *target,
+                              size_t tlen);
 
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,

@@ -100,6 +100,9 @@ struct tls_peer_info {
                          peer host that was checked */
     int x509_error;   /* X509_V_ERR_* for chain rejections, else 0 */
     int depth;        /* chain depth of the certificate at fault (0 = leaf) */
+    int sent;         /* chain rejections: certificates the peer sent, its leaf included */
+    bool gap_in_ca;   /* chain rejections: tls.ca holds a certificate named like the leaf's
+                         issuer (tls_chain_note()) */
 };
 
 /* The outcome of verifying one peer; owned by the caller of tls_ssl_new(). */
@@ -430,6 +433,19 @@ const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
 void tls_ctx_self_info(const struct tls_ctx *t, struct tls_self_info *self);
 
 /*
+ * tls_self_has_name(self):
+ * Does our certificate (${self}->sans) have a DNS, IP or URI SAN, a name a peer's `allow` can
+ * match?
+ */
+bool tls_self_has_name(const struct tls_self_info *self);
+
+/*
+ * tls_self_cn(self, buf, len):
+ * The CN of our certificate's subject, or "" when it has none.  Returns ${buf}.
+ */
+const char *tls_self_cn(const struct tls_self_info *self, char *buf, size_t len);
+
+/*
  * tls_alert_name(alert):
  * The RFC 8446 name of the TLS alert ${alert} ("unknown_ca", "certificate_required"), or
  * NULL for a code that is not a known alert.
@@ -477,5 +493,25 @@ int tls_error_describe(unsigned long e, const char *who, const struct tls_verify
  */
 int tls_plaintext_describe(const unsigned char *bytes, size_t n, const char *who,
                            enum tls_role role, char *buf, size_t len);
+
+/*
+ * tls_chain_note(sctx, info):
+ * After X509_verify_cert() failed on ${sctx}: record in ${info} how many certificates the
+ * peer sent (sent) and whether the trusted store, our tls.ca, holds a certificate whose
+ * subject is the leaf's issuer (gap_in_ca), for tls_chain_gap_describe().
+ */
+void tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info);
+
+/*
+ * tls_chain_gap_describe(r, role, info, ca_file, buf, len):
+ * A chain rejection ${r} (TLS_REJECT_UNKNOWN_CA) of a peer that sent only its leaf, which is
+ * not self-issued: the usual cause is a certificate file without its intermediate.  Writes
+ * the sentence that says so, naming the missing issuer (${info}->issuer), whether our tls.ca
+ * (${ca_file}, may be NULL) holds it, and what to append where; ${role} is OUR role (SERVER:
+ * the peer is a client).  Returns 0 with the text in ${buf}, or -1 (${buf} untouched) when
+ * the rejection is not that case (use tls_reject_describe()).
+ */
+int tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
+                           const char *ca_file, char *buf, size_t len);
 
 #endif /* FERRY_TLS_H */

@@ -127,6 +127,80 @@ tls_alert_from_error(unsigned long e)
 }
 
 /*
+ * tls_self_has_name(self):
+ * Does our certificate have a SAN a peer's `allow` can match (DNS, IP or URI)?
+ */
+bool
+tls_self_has_name(const struct tls_self_info *self)
+{
+    return strstr(self->sans, "DNS:") != NULL || strstr(self->sans, "IP:") != NULL ||
+           strstr(self->sans, "IP Address:") != NULL || strstr(self->sans, "URI:") != NULL;
+}
+
+/*
+ * tls_self_cn(self, buf, len):
+ * The CN of our certificate's subject ("CN=node1.test,O=Site A" -> "node1.test"), or "".
+ * Returns ${buf}.
+ */
+const char *
+tls_self_cn(const struct tls_self_info *self, char *buf, size_t len)
+{
+    const char *p = self->subject;
+    size_t n = 0;
+
+    fmt(buf, len, "%s", "");
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, "CN=", 3) == 0) {
+            p += 3;
+            while (p[n] != '\0' && p[n] != ',' && n + 1 < len) {
+                n++;
+            }
+            fmt(buf, len, "%.*s", (int)n, p);
+            return buf;
+        }
+        p = strchr(p, ',');
+        if (p != NULL) {
+            p++;
+        }
+    }
+    return buf;
+}
+
+/*
+ * A server refused our client certificate with bad_certificate.  What a ferry inbound listener
+ * means by it (its verification sets the X509 error whose alert OpenSSL sends), most likely
+ * first: a name its `allow` lacks (HOSTNAME_MISMATCH), then a certificate not valid yet by
+ * its clock (CERT_NOT_YET_VALID), a CRL not valid yet (CRL_NOT_YET_VALID), a field it cannot
+ * parse.  A missing intermediate or an unknown CA is unknown_ca, an expired certificate
+ * certificate_expired, a missing EKU unsupported_certificate: not these.
+ */
+static void
+bad_certificate_causes(const char *who, const struct tls_self_info *self, char *buf, size_t len)
+{
+    char cn[128], first[700];
+    const char *cert = or (self->cert_file, "our certificate");
+
+    (void)tls_self_cn(self, cn, sizeof(cn));
+    if (tls_self_has_name(self)) {
+        fmt(first, sizeof(first),
+            "its allow lists none of our names (%s): add one to the allow of its inbound "
+            "listener, or reissue %s with a name it allows",
+            self->sans, cert);
+    } else {
+        fmt(first, sizeof(first),
+            "%s has no DNS, IP or URI SAN for its allow to match (its CN %s counts only with the "
+            "peer's tls.cn_fallback: true): reissue it with --dns or --ip",
+            cert, or (cn, "(none)"));
+    }
+    fmt(buf, len,
+        "%s rejected our certificate (alert bad_certificate); likely causes, most likely first: "
+        "1. %s; 2. by its clock %s is not valid yet (valid from %s): fix the clock that is "
+        "wrong; 3. a CRL in its tls.crl is not valid yet; 4. it cannot parse %s (subject "
+        "\"%s\"), or, if it is not a ferry, a rule of its own: see its log",
+        who, first, cert, or (self->not_before, "?"), cert, or (self->subject, "?"));
+}
+
+/*
  * tls_alert_describe(alert, who, self, buf, len):
  * One sentence per alert: what the other side refused, and what to change where.  A server
  * (our role CLIENT) judges our client certificate against its tls.ca; a client (our role
@@ -160,12 +234,16 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
             who, cert, or (self->issuer, "?"), their_ca);
         break;
     case SSL_AD_BAD_CERTIFICATE:
+        if (client) {
+            bad_certificate_causes(who, self, buf, len);
+            break;
+        }
         fmt(buf, len,
             "%s rejected our certificate (alert bad_certificate): it could not verify %s "
             "(subject \"%s\"): an intermediate missing from that file (leaf first, then its "
-            "intermediates), a bad signature, or a rule of the %s's own%s; see its log",
-            who, cert, or (self->subject, "?"), peer_kind,
-            client ? "" : " (does it dial a name among our SANs?)");
+            "intermediates), a bad signature, or a rule of the %s's own (does it dial a name "
+            "among our SANs?); see its log",
+            who, cert, or (self->subject, "?"), peer_kind);
         break;
     case SSL_AD_UNSUPPORTED_CERTIFICATE:
         fmt(buf, len,
@@ -211,11 +289,12 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
             who, cert, or (self->subject, "?"), or (self->sans, "no SAN"), peer_kind);
         break;
     case SSL_AD_HANDSHAKE_FAILURE:
+        /* (A ferry refuses names its allow lacks with bad_certificate, not with this.) */
         fmt(buf, len,
             "%s aborted the handshake (alert handshake_failure): no TLS version, cipher or "
             "signature algorithm in common, or %s (%s); we offer %s%s%s",
             who,
-            client ? "(a ferry peer) our names are not in its allow list"
+            client ? "a rule of its own on our certificate"
                    : "it refused the names in our certificate",
             or (self->sans, "no SAN"), or (self->versions, "TLS 1.2 and TLS 1.3"),
             self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
@@ -488,4 +567,73 @@ tls_cert_key_type(X509 *cert, char *buf, size_t len)
     }
     ERR_clear_error();
     return buf;
+}
+
+/*
+ * tls_chain_note(sctx, info):
+ * Record how many certificates the peer sent and whether tls.ca knows the leaf's issuer.
+ */
+void
+tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info)
+{
+    X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
+    STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(sctx);
+    STACK_OF(X509) * found;
+    int i;
+
+    info->sent = leaf != NULL ? 1 : 0;
+    info->gap_in_ca = false;
+    /* The SSL layer passes the whole chain the peer sent as untrusted, its leaf included. */
+    for (i = 0; sent != NULL && i < sk_X509_num(sent); i++) {
+        if (X509_cmp(sk_X509_value(sent, i), leaf) != 0) {
+            info->sent++;
+        }
+    }
+    if (leaf == NULL) {
+        return;
+    }
+    found = X509_STORE_CTX_get1_certs(sctx, X509_get_issuer_name(leaf));
+    info->gap_in_ca = found != NULL && sk_X509_num(found) > 0;
+    sk_X509_pop_free(found, X509_free);
+    ERR_clear_error(); /* a lookup that found nothing may leave an entry */
+}
+
+/*
+ * tls_chain_gap_describe(r, role, info, ca_file, buf, len):
+ * The peer sent only its leaf and its chain does not build: say which file lacks what.
+ */
+int
+tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
+                       const char *ca_file, char *buf, size_t len)
+{
+    const char *who, *file, *ca;
+
+    if (info == NULL || r != TLS_REJECT_UNKNOWN_CA || info->sent != 1 || info->issuer[0] == '\0' ||
+        strcmp(info->issuer, info->subject) == 0) {
+        return -1;
+    }
+    who = or (info->name, or (info->subject, "the peer"));
+    file = role == TLS_ROLE_SERVER
+               ? "the client's certificate file (curl --cert, a ferry's tls.cert)"
+               : "the peer's certificate file (a ferry's tls.cert)";
+    ca = or (ca_file, "tls.ca");
+    if (info->gap_in_ca) {
+        fmt(buf, len,
+            "certificate for %s came without its intermediate \"%s\", which our tls.ca (%s) "
+            "holds, but not the root CA above it (%s): add that root to tls.ca, and append the "
+            "intermediate to %s after the leaf, for peers that trust only the root",
+            who, info->issuer, ca, or (info->detail, "?"), file);
+    } else {
+        /*
+         * Its issuer may as well be the peer's own root CA, which we do not trust (the leaf
+         * of a root-issued certificate comes alone): say both, the missing intermediate first.
+         */
+        fmt(buf, len,
+            "certificate for %s was issued by %s, which is not in tls.ca (%s), and came alone, "
+            "without an intermediate: if that issuer is an intermediate CA, %s lacks it: append "
+            "it, so that the file holds the leaf, then the intermediate; if it is the %s's root "
+            "CA, add it to tls.ca instead",
+            who, info->issuer, ca, file, role == TLS_ROLE_SERVER ? "client" : "peer");
+    }
+    return 0;
 }

@@ -365,6 +365,7 @@ verify_cb(X509_STORE_CTX *sctx, void *arg)
         }
         res->peer.x509_error = err;
         res->peer.depth = depth > 0 ? depth : 0;
+        tls_chain_note(sctx, &res->peer); /* a leaf sent alone: tls_chain_gap_describe() */
         res->reject = tls_reject_from_x509(err);
         return 0;
     }

@@ -8,7 +8,10 @@
 # client that stalls inside a head -> 408 after header_timeout; a backend that sends part of
 # a response then closes or stalls -> the connection ends with no 504/502 appended.
 # Outbound: peer down -> 502; a peer whose certificate fails verification -> 502 naming the
-# rule.  ferry keeps serving throughout.
+# rule; a peer that refuses our certificate (its allow) -> 502.  ferry keeps serving throughout.
+# Every answer ferry makes itself (400, 403, 408, 431, 501, 502, 504, 505) has its
+# event=request access-log line with that status (issue 13 §4), and a short session with
+# log.format json writes only lines that parse as JSON, with numbers as JSON numbers.
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
 
@@ -25,6 +28,9 @@ POUTDEAD=$(free_port)
 POUTBAD=$(free_port)
 PBADSRV=$(free_port)
 PDEADPEER=$(free_port)
+PRULES=$(free_port)
+PALLOW=$(free_port)
+POUTALLOW=$(free_port)
 bg_run backend python3 "$SUPPORT/http_backend.py" --port "$PB" --name backend --raw-log "$T/backend.raw"
 wait_port "$PB"
 : >"$T/backend.raw"
@@ -44,6 +50,13 @@ listeners:
   - {name: out, mode: outbound, listen: "127.0.0.1:$POUT", peer: "node1.test:$PIN", connect: "127.0.0.1:$PIN"}
   - {name: outdead, mode: outbound, listen: "127.0.0.1:$POUTDEAD", peer: "node1.test:$PDEADPEER", connect: "127.0.0.1:$PDEADPEER"}
   - {name: outbad, mode: outbound, listen: "127.0.0.1:$POUTBAD", peer: "peer.test:$PBADSRV", connect: "127.0.0.1:$PBADSRV"}
+  - name: rules
+    mode: inbound
+    listen: "127.0.0.1:$PRULES"
+    backend: "127.0.0.1:$PB"
+    access: [{peers: ["nobody.test"], allow: all}]
+  - {name: inallow, mode: inbound, listen: "127.0.0.1:$PALLOW", backend: "127.0.0.1:$PB", allow: ["nobody.test"]}
+  - {name: outallow, mode: outbound, listen: "127.0.0.1:$POUTALLOW", peer: "node1.test:$PALLOW", connect: "127.0.0.1:$PALLOW"}
 YAML
 ferry_start http "$P/http.yaml"
 
@@ -61,6 +74,21 @@ failures=()
 bad() { # bad NAME WHY: record a failed case without stopping
     echo "FAIL: $1: $2" >&2
     failures+=("$1")
+}
+# logged NAME LISTENER PATH STATUS: the access-log line of that request, with that status
+# (written when ferry answers, or once the request line of an early answer has arrived).
+logged() {
+    local end=$((SECONDS + 5)) pat="event=request listener=$2 remote=[^ ]+ (peer=[^ ]+ )?method=[A-Z-]+ path=$3 status=$4 bytes_in=[0-9]+ bytes_out=[0-9]+ duration_ms=[0-9]+ "
+    [ "$VG" = 1 ] && end=$((SECONDS + 20))
+    until grep -Eq -- "$pat" "$T/http.log"; do
+        if [ "$SECONDS" -ge "$end" ]; then
+            bad "$1" "no access-log line for $3 with status $4: $(grep -E "event=request.* path=$3 " "$T/http.log" | head -3)"
+            return
+        fi
+        sleep 0.1
+    done
+    [ "$(grep -Ec -- "event=request .*path=$3 " "$T/http.log")" = 1 ] ||
+        bad "$1" "more than one access-log line for $3"
 }
 # jf JSON EXPR: evaluate a python expression on the parsed JSON `j`
 jf() {
@@ -91,6 +119,7 @@ refused() {
     done
     ferry_alive http || fail "ferry died on $name"
     if [ -n "$why" ]; then bad "$name" "${why#; }: $out"; else pass "$name -> $status $err"; fi
+    [ "${markers[0]}" = /m-badmethod ] || logged "$name" in "${markers[0]}" "$status"
 }
 
 refused malformed 400 bad_request /m-malformed -- --send 'GET /m-malformed HTTP/1.1\r\nHost x\r\n\r\n'
@@ -129,6 +158,7 @@ if [ "$st" = 400 ] && python3 -c "import sys; sys.exit(0 if $el < 1.5 else 1)" &
 else
     bad late-chunk "expected 400 at once, the request never completed at the backend: $out"
 fi
+refused version 505 http_version_not_supported /m-version -- --send 'GET /m-version HTTP/1.2\r\nHost: x\r\n\r\n'
 refused upgrade 501 not_implemented /m-upgrade -- --send \
     'GET /m-upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
 # 20 headers of 4000 bytes: 80 KB of head, each line short enough for the backend to accept
@@ -163,6 +193,7 @@ else
     bad header-timeout "expected 408 request_timeout after ~${TMO}s: $out"
 fi
 grep -aqF /m-slow "$T/backend.raw" && bad header-timeout "/m-slow reached the backend"
+logged header-timeout in /m-slow 408
 
 # ---- backend never answers -> 504 after backend_timeout ----
 t0=$(date +%s.%N)
@@ -175,6 +206,7 @@ else
     bad backend-timeout "expected 504 gateway_timeout after ~${TMO}s, got $code after ${el}s: $(cat "$T/curl.body" 2>/dev/null)"
 fi
 expect_log http 'event=backend_timeout' 5
+logged backend-timeout in /__stall 504
 
 # ---- backend sends part of a response, then closes / stalls: no error appended ----
 for mode in close stall; do
@@ -200,19 +232,42 @@ if [ "$code" = 502 ] && [ "$err" = bad_gateway ] && [ -n "$reason" ]; then
 else
     bad backend-down "expected 502 bad_gateway, got $code $(cat "$T/curl.body" 2>/dev/null)"
 fi
+logged backend-down deadin /dead 502
+# ---- backend closes without answering -> 502 (the request line has that status, not "-") ----
+code=$(curl_code "${CURL[@]}" "https://node1.test:$PIN/__drop")
+if [ "$code" = 502 ] && [ "$(jq -r .error "$T/curl.body" 2>/dev/null)" = bad_gateway ]; then
+    pass "backend closed without answering -> 502 $(cat "$T/curl.body")"
+else
+    bad backend-drop "expected 502 bad_gateway, got $code $(cat "$T/curl.body" 2>/dev/null)"
+fi
+logged backend-drop in /__drop 502
+# ---- plaintext on the TLS port -> 400 in plaintext, with its request line ----
+code=$(curl_code "http://127.0.0.1:$PIN/m-plain")
+[ "$code" = 400 ] || bad plaintext "expected 400 for plaintext on the TLS port, got $code"
+logged plaintext in /m-plain 400
+# ---- an access rule refuses -> 403 ----
+code=$(curl_code --cacert "$P/root.crt" --cert "$P/good.crt" --key "$P/good.key" \
+    --resolve "node1.test:$PRULES:127.0.0.1" "https://node1.test:$PRULES/m-denied")
+if [ "$code" = 403 ] && [ "$(jq -r .error "$T/curl.body" 2>/dev/null)" = forbidden ]; then
+    pass "access rule refuses -> 403 $(cat "$T/curl.body")"
+else
+    bad forbidden "expected 403 forbidden, got $code $(cat "$T/curl.body" 2>/dev/null)"
+fi
+logged forbidden rules /m-denied 403
 
 # ---- outbound ----
 code=$(curl_code "http://127.0.0.1:$POUT/via-out")
 [ "$code" = 200 ] || bad outbound-good "outbound to a good peer: HTTP $code $(cat "$T/curl.body")"
 grep -q '"path": "/via-out"' "$T/curl.body" && pass "outbound -> mTLS -> inbound -> backend works"
-code=$(curl_code "http://127.0.0.1:$POUTDEAD/x")
+code=$(curl_code "http://127.0.0.1:$POUTDEAD/x-outdead")
 err=$(jq -r .error "$T/curl.body" 2>/dev/null || true)
 if [ "$code" = 502 ] && [ "$err" = bad_gateway ]; then
     pass "outbound, peer down -> 502 $(cat "$T/curl.body")"
 else
     bad outbound-dead "expected 502 bad_gateway, got $code $(cat "$T/curl.body" 2>/dev/null)"
 fi
-code=$(curl_code "http://127.0.0.1:$POUTBAD/x")
+logged outbound-dead outdead /x-outdead 502
+code=$(curl_code "http://127.0.0.1:$POUTBAD/x-outbad")
 err=$(jq -r .error "$T/curl.body" 2>/dev/null || true)
 reason=$(jq -r .reason "$T/curl.body" 2>/dev/null || true)
 if [ "$code" = 502 ] && [ "$err" = bad_gateway ] && grep -qi 'peer.test' <<<"$reason" &&
@@ -222,6 +277,16 @@ else
     bad outbound-wrong-cert "expected 502 naming the name rule, got $code $(cat "$T/curl.body" 2>/dev/null)"
 fi
 expect_log http 'event=handshake_rejected.*name_mismatch' 5
+logged outbound-wrong-cert outbad /x-outbad 502
+# The peer refuses our certificate (its allow): under TLS 1.3 its alert comes after our side of
+# the handshake, with the request already sent: 502, and the request line has it (not "-").
+code=$(curl_code "http://127.0.0.1:$POUTALLOW/x-outallow")
+if [ "$code" = 502 ] && [ "$(jq -r .error "$T/curl.body" 2>/dev/null)" = bad_gateway ]; then
+    pass "outbound, the peer refuses our certificate -> 502 $(cat "$T/curl.body")"
+else
+    bad outbound-refused "expected 502 bad_gateway, got $code $(cat "$T/curl.body" 2>/dev/null)"
+fi
+logged outbound-refused outallow /x-outallow 502
 
 # A response with Connection: close, with a second request pipelined behind it: the client gets
 # that response and then the close, never a made-up 502 for the request the backend never read
@@ -248,4 +313,55 @@ fi
 good_request end
 # Every case above left one access-log line at most; ferry is still serving and exits cleanly.
 ferry_stop http
+
+# ---- log.format json: every line is JSON; numbers are numbers, timestamps RFC 3339 ----
+cat >"$P/json.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
+log: {level: debug, format: json}
+admin: {listen: "127.0.0.1:$(free_port)"}
+limits: {handshake_timeout: 5s, idle_timeout: 8s, header_timeout: ${TMO}s, backend_timeout: ${TMO}s}
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB", protocol: http}
+  - {name: deadin, mode: inbound, listen: "127.0.0.1:$PDEADIN", backend: "127.0.0.1:$PDEAD", protocol: http}
+  - {name: outdead, mode: outbound, listen: "127.0.0.1:$POUTDEAD", peer: "node1.test:$PDEADPEER", connect: "127.0.0.1:$PDEADPEER"}
+YAML
+ferry_spawn json "$P/json.yaml"
+wait_port "$PIN"
+good_request json-good
+curl_code "${CURL[@]}" "https://node1.test:$PDEADIN/json-dead" >/dev/null
+curl_code "http://127.0.0.1:$POUTDEAD/json-outdead" >/dev/null
+"${RAW[@]}" --connect "127.0.0.1:$PIN" --timeout 10 --send 'GET /json-bad HTTP/1.1\r\nHost x\r\n\r\n' >/dev/null
+curl_code "http://127.0.0.1:$PIN/json-plain" >/dev/null
+sleep 0.3
+ferry_stop json
+if got=$(python3 - "$T/json.log" 2>&1 <<'PY'
+import json, re, sys
+ts = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+numbers = ("status", "bytes_in", "bytes_out", "duration_ms", "drain_timeout_ms", "connections",
+           "workers", "listeners")
+seen, n = {}, 0
+for no, line in enumerate(open(sys.argv[1]), 1):
+    try:
+        j = json.loads(line)
+    except ValueError as e:
+        sys.exit(f"line {no} is not JSON ({e}): {line!r}")
+    n += 1
+    if not ts.match(j.get("ts", "")):
+        sys.exit(f"line {no}: ts {j.get('ts')!r} is not RFC 3339 UTC with milliseconds")
+    for k in numbers:
+        if k in j and not (type(j[k]) is int or (k == "status" and j[k] is None)):
+            sys.exit(f"line {no}: {k} is {j[k]!r}, not a JSON number: {line!r}")
+    if j.get("event") == "request":
+        seen[j["path"]] = j["status"]
+want = {"/json-good": 200, "/json-dead": 502, "/json-outdead": 502, "/json-bad": 400,
+        "/json-plain": 400}
+if seen != want:
+    sys.exit(f"request lines {seen}, expected {want}")
+print(n)
+PY
+); then
+    pass "log.format json: all $got lines parse, numbers are numbers, ts RFC 3339; 5 request lines"
+else
+    bad json-log "$got"
+fi
 [ "${#failures[@]}" = 0 ] || fail "HTTP error handling: ${failures[*]}"

@@ -7,7 +7,8 @@
 # with a note; a server that does not trust our CA -> FAIL with the unknown_ca translation; a
 # plain HTTP server -> "not a TLS port"; a port that accepts and says nothing -> FAIL within
 # the handshake bound; --json gives one document with the same facts; --listener and a config
-# without an outbound listener.
+# without an outbound listener; a ferry whose allow lists none of our names -> FAIL with the
+# finding peer-refused-names (the alert, our names against what its allow can match).
 # valgrind: yes
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
@@ -17,12 +18,14 @@ P=$T/pki
 
 # ferry itself: an inbound listener presenting node1 (SAN 127.0.0.1), requiring client certs
 LIN=$(free_port)
+LSTRICT=$(free_port)
 PB=$(free_port)
 http_backend "$PB" backend
 cat >"$P/in.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
 listeners:
   - {name: in, mode: inbound, listen: "127.0.0.1:$LIN", backend: "127.0.0.1:$PB", client_cert: required}
+  - {name: strict, mode: inbound, listen: "127.0.0.1:$LSTRICT", backend: "127.0.0.1:$PB", allow: ["nobody.test", "*.elsewhere.test"]}
 YAML
 ferry_start in "$P/in.yaml"
 
@@ -185,6 +188,29 @@ assert d["verdict"] == "FAIL" and d["alert"] == "unknown_ca" and d["rejected_us"
 assert "alert unknown_ca" in d["reason"], d
 PY
 pass "--json: one document, OK and FAIL"
+
+# a ferry whose allow lists none of our names: the finding peer-refused-names
+check 1 allow "127.0.0.1:$LSTRICT"
+has allow "the peer's verdict on us: rejected (alert bad_certificate)" "error    peer-refused-names" \
+    "$P/node1.crt: peer 127.0.0.1:$LSTRICT refused our certificate (alert bad_certificate)" \
+    "allow list of its inbound listener matches none of our names" \
+    "DNS:node1.test,DNS:localhost,IP:127.0.0.1" "our CN node1.test counts only with its tls.cn_fallback" \
+    "It names our issuer \"CN=Ferry Test Root CA,O=Ferry Test\" among the CAs it accepts" \
+    "fix: on the peer, add one of DNS:node1.test,DNS:localhost,IP:127.0.0.1 to the allow" \
+    "verdict: FAIL — peer 127.0.0.1:$LSTRICT rejected our certificate (alert bad_certificate); likely causes, most likely first: 1. its allow lists none of our names"
+JSON=1 check 1 allowjson "127.0.0.1:$LSTRICT" --json
+python3 - "$T/allowjson.check" <<'PY' || fail "--json (allow): bad document: $(cat "$T/allowjson.check")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["verdict"] == "FAIL" and d["alert"] == "bad_certificate", d
+f = d["findings"]
+assert [x["id"] for x in f] == ["peer-refused-names"] and f[0]["severity"] == "error", f
+assert "DNS:node1.test" in f[0]["message"] and f[0]["file"].endswith("node1.crt"), f
+assert d["errors"] == 1, d
+PY
+# ... and a peer that accepts us has no finding
+grep -q 'peer-refused' "$T/ferry.check" && fail "a peer that accepted us has a peer-refused finding"
+pass "a ferry whose allow lacks our names: FAIL with peer-refused-names, our names and the fix"
 
 # no outbound listener: a clear error, exit 1
 rc=0

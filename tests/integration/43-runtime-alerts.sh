@@ -8,6 +8,14 @@
 # - outbound: the peer is plain HTTP (CouchDB itself): 502 "answered in plaintext".
 # - inbound: curl with a --cacert that does not hold our CA rejects our server certificate:
 #   event=client_rejected_us at warn with "alert unknown_ca" (no longer an info line).
+# - a peer that sends its leaf alone (issued by an intermediate; our tls.ca holds only the
+#   root), both ways: `openssl s_client -cert` leaf only against an inbound listener, and
+#   `openssl s_server -cert` leaf only behind an outbound one.  The rejection (and the 502)
+#   says that the peer's certificate file lacks its intermediate, names it, and says to append
+#   it after the leaf (issue 13 §5).
+# - outbound to a ferry whose allow lists none of our names (it sends bad_certificate): the
+#   warn line and the 502 list the likely causes in order, our names first, and end with the
+#   exact `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.
 # valgrind: yes
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
@@ -23,15 +31,23 @@ L12=$(free_port)
 LHTTP=$(free_port)
 LIN=$(free_port)
 PB=$(free_port)
+SLEAF=$(free_port)
+LLEAF=$(free_port)
+LSTRICT=$(free_port)
+LTOSTRICT=$(free_port)
 
 bg_run s13 openssl s_server -accept "127.0.0.1:$S13" -cert "$P/good.crt" -key "$P/good.key" \
     -Verify 1 -verify_return_error -CAfile "$P/other-ca.crt" -www -quiet -tls1_3
 bg_run s12 openssl s_server -accept "127.0.0.1:$S12" -cert "$P/good.crt" -key "$P/good.key" \
     -Verify 1 -verify_return_error -CAfile "$P/other-ca.crt" -www -quiet -tls1_2
+# a server whose certificate file holds its leaf alone (issued by the intermediate)
+bg_run sleaf openssl s_server -accept "127.0.0.1:$SLEAF" -cert "$P/int-good.crt" \
+    -key "$P/int-good.key" -www -quiet
 http_backend "$SHTTP" couchdb
 http_backend "$PB" backend
 wait_port "$S13"
 wait_port "$S12"
+wait_port "$SLEAF"
 
 cat >"$P/rt.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
@@ -41,6 +57,9 @@ listeners:
   - {name: out12, mode: outbound, listen: "127.0.0.1:$L12", peer: "peer.test:$S12", connect: "127.0.0.1:$S12"}
   - {name: outhttp, mode: outbound, listen: "127.0.0.1:$LHTTP", peer: "peer.test:$SHTTP", connect: "127.0.0.1:$SHTTP"}
   - {name: in, mode: inbound, listen: "127.0.0.1:$LIN", backend: "127.0.0.1:$PB", client_cert: required}
+  - {name: outleaf, mode: outbound, listen: "127.0.0.1:$LLEAF", peer: "peer.test:$SLEAF", connect: "127.0.0.1:$SLEAF"}
+  - {name: strict, mode: inbound, listen: "127.0.0.1:$LSTRICT", backend: "127.0.0.1:$PB", allow: ["nobody.test"]}
+  - {name: tostrict, mode: outbound, listen: "127.0.0.1:$LTOSTRICT", peer: "node1.test:$LSTRICT", connect: "127.0.0.1:$LSTRICT"}
 YAML
 ferry_start rt "$P/rt.yaml"
 
@@ -84,6 +103,52 @@ for want in "$P/node1.crt" "Ferry Test Root CA" "curl --cacert" "alert=unknown_c
 done
 expect_no_log rt " info event=handshake_failed.*listener=in"
 pass "inbound: a client that rejects our certificate is a warn client_rejected_us line"
+
+# ---- a peer that sent its leaf alone ----
+INT="CN=Ferry Test Intermediate CA"
+# outbound: the server's certificate file lacks its intermediate
+code=$(curl_code "http://127.0.0.1:$LLEAF/db")
+[ "$code" = 502 ] || fail "leaf-only server: HTTP $code, expected 502"
+reason=$(reason_of) || fail "leaf-only server: bad 502 body: $(cat "$T/curl.body")"
+for want in "came alone, without an intermediate" "issued by $INT" "the peer's certificate file (a ferry's tls.cert) lacks it: append it, so that the file holds the leaf, then the intermediate" "$P/ca.crt"; do
+    grep -qF -- "$want" <<<"$reason" || fail "leaf-only server: 502 reason lacks \"$want\": $reason"
+done
+expect_log rt " warn event=handshake_rejected.*listener=outleaf.*reason=unknown_ca.*came alone, without an intermediate"
+pass "outbound, a server that sent its leaf alone: \"$reason\""
+# inbound: the client's certificate file lacks its intermediate
+openssl s_client -connect "127.0.0.1:$LIN" -cert "$P/int-good.crt" -key "$P/int-good.key" \
+    -CAfile "$P/ca.crt" </dev/null >"$T/s_client-leaf.out" 2>&1 || true
+expect_log rt " warn event=handshake_rejected.*listener=in .*reason=unknown_ca"
+line=$(grep "event=handshake_rejected" "$T/rt.log" | grep "listener=in ")
+for want in "came alone, without an intermediate" "issued by $INT" "the client's certificate file" "lacks it: append it" "$P/ca.crt"; do
+    grep -qF -- "$want" <<<"$line" || fail "leaf-only client: the rejection lacks \"$want\": $line"
+done
+pass "inbound, a client that sent its leaf alone: the log says to append $INT to its file"
+# ... and with its intermediate appended, the same client passes
+code=$(curl_code --cacert "$P/ca.crt" --cert "$P/int-good-chain.crt" --key "$P/int-good.key" \
+    --resolve "node1.test:$LIN:127.0.0.1" "https://node1.test:$LIN/db")
+[ "$code" = 200 ] || fail "the same client with leaf + intermediate: HTTP $code"
+pass "the same client with leaf + intermediate passes"
+
+# ---- the client side of an allow refusal ----
+code=$(curl_code "http://127.0.0.1:$LTOSTRICT/db")
+[ "$code" = 502 ] || fail "peer whose allow lacks our names: HTTP $code, expected 502"
+reason=$(reason_of) || fail "allow refusal: bad 502 body: $(cat "$T/curl.body")"
+expect_log rt " warn event=handshake_rejected.*listener=strict .*reason=name_not_allowed"
+expect_log rt " warn event=peer_rejected_us.*listener=tostrict"
+line=$(grep "event=peer_rejected_us" "$T/rt.log" | grep "listener=tostrict")
+for want in "(alert bad_certificate); likely causes, most likely first: 1. its allow lists none of our names (DNS:node1.test,DNS:localhost,IP:127.0.0.1)" \
+    "2. by its clock $P/node1.crt is not valid yet" "3. a CRL in its tls.crl" \
+    "Run \`ferry check --peer node1.test:$LSTRICT -c $P/rt.yaml --listener tostrict\`"; do
+    grep -qF -- "$want" <<<"$line" || fail "allow refusal: the warn line lacks \"$want\": $line"
+    grep -qF -- "$want" <<<"$reason" || fail "allow refusal: the 502 reason lacks \"$want\": $reason"
+done
+# the command it names works as written, and says the same
+rc=0
+ferry_cmd check --peer "node1.test:$LSTRICT" -c "$P/rt.yaml" --listener tostrict >"$T/strict.check" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "peer-refused-names" "$T/strict.check" ||
+    fail "the check --peer the log names: exit $rc: $(cat "$T/strict.check")"
+pass "outbound refused by the peer's allow: causes in order and the check --peer to run"
 
 # and a good client still passes
 code=$(curl_code --cacert "$P/ca.crt" --cert "$P/good.crt" --key "$P/good.key" \

@@ -11,6 +11,7 @@ FILE, so a test can prove a request never reached the backend.  Test paths:
   /__close           answer 200 with Connection: close, then close (pipelined requests unread)
   /__partial-close   answer a head with Content-Length 100000 and 1000 body bytes, then close
   /__partial-stall   the same, then stall 60s without closing
+  /__drop            read the request, then close without answering
 """
 import argparse
 import hashlib
@@ -67,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"
                              b"closed")
             self.wfile.flush()
+            self.close_connection = True
+            return True
+        if self.path == "/__drop":
             self.close_connection = True
             return True
         if self.path in ("/__partial-close", "/__partial-stall"):

@@ -112,8 +112,27 @@ test_alert_table(void **state)
 
     (void)state;
     self_client(&s);
+    s.role = TLS_ROLE_SERVER; /* a client refused our server certificate */
     assert_has(tls_alert_describe(SSL_AD_BAD_CERTIFICATE, who, &s, b, sizeof(b)), who,
                "alert bad_certificate", "/etc/ferry/node.crt", "intermediate", NULL);
+    /* Our role CLIENT: a ferry's allow refusal, the causes in order, our names. */
+    s.role = TLS_ROLE_CLIENT;
+    assert_string_equal(
+        tls_alert_describe(SSL_AD_BAD_CERTIFICATE, who, &s, b, sizeof(b)),
+        "peer node2.test:6984 rejected our certificate (alert bad_certificate); likely causes, "
+        "most likely first: 1. its allow lists none of our names (DNS:node1.test): add one to "
+        "the allow of its inbound listener, or reissue /etc/ferry/node.crt with a name it "
+        "allows; 2. by its clock /etc/ferry/node.crt is not valid yet (valid from 2020-01-01 "
+        "00:00:00 UTC): fix the clock that is wrong; 3. a CRL in its tls.crl is not valid yet; "
+        "4. it cannot parse /etc/ferry/node.crt (subject \"CN=node1.test\"), or, if it is not "
+        "a ferry, a rule of its own: see its log");
+    /* No name its allow could match: that comes first. */
+    s.sans[0] = '\0';
+    assert_has(tls_alert_describe(SSL_AD_BAD_CERTIFICATE, who, &s, b, sizeof(b)),
+               "1. /etc/ferry/node.crt has no DNS, IP or URI SAN for its allow to match (its CN "
+               "node1.test counts only with the peer's tls.cn_fallback: true)",
+               NULL);
+    self_client(&s);
     assert_has(tls_alert_describe(SSL_AD_UNSUPPORTED_CERTIFICATE, who, &s, b, sizeof(b)),
                "alert unsupported_certificate", "clientAuth", "it has: serverAuth",
                "/etc/ferry/node.crt", NULL);
@@ -277,6 +296,88 @@ test_error_table(void **state)
                      -1);
 }
 
+/* A peer that sent its leaf alone (issue 13 §5): which file lacks which intermediate. */
+static void
+test_chain_gap(void **state)
+{
+    struct tls_peer_info info;
+    char buf[600];
+
+    (void)state;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.name, sizeof(info.name), "node2.test");
+    snprintf(info.subject, sizeof(info.subject), "CN=node2.test");
+    snprintf(info.issuer, sizeof(info.issuer), "CN=Site B Issuing CA");
+    info.sent = 1;
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_SERVER, &info,
+                                            "/etc/ferry/ca.crt", buf, sizeof(buf)),
+                     0);
+    assert_string_equal(
+        buf, "certificate for node2.test was issued by CN=Site B Issuing CA, which is not in "
+             "tls.ca (/etc/ferry/ca.crt), and came alone, without an intermediate: if that "
+             "issuer is an intermediate CA, the client's certificate file (curl --cert, a "
+             "ferry's tls.cert) lacks it: append it, so that the file holds the leaf, then the "
+             "intermediate; if it is the client's root CA, add it to tls.ca instead");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     0);
+    assert_non_null(strstr(buf, "which is not in tls.ca (tls.ca), and came alone, without an "
+                                "intermediate: if that issuer is an intermediate CA, the peer's "
+                                "certificate file (a ferry's tls.cert) lacks it: append it"));
+    /* tls.ca holds the intermediate but not the root above it. */
+    info.gap_in_ca = true;
+    snprintf(info.detail, sizeof(info.detail),
+             "unable to get issuer certificate; at depth 1: CN=Site B Issuing CA");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info,
+                                            "/etc/ferry/ca.crt", buf, sizeof(buf)),
+                     0);
+    assert_non_null(strstr(buf, "came without its intermediate \"CN=Site B Issuing CA\", which "
+                                "our tls.ca (/etc/ferry/ca.crt) holds, but not the root CA above "
+                                "it (unable to get issuer certificate; at depth 1: CN=Site B "
+                                "Issuing CA): add that root to tls.ca, and append the "
+                                "intermediate to the peer's certificate file"));
+    /* Not the case: a chain was sent, another rule, a self-issued leaf, no info. */
+    snprintf(buf, sizeof(buf), "kept");
+    info.sent = 2;
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     -1);
+    info.sent = 1;
+    assert_int_equal(
+        tls_chain_gap_describe(TLS_REJECT_EXPIRED, TLS_ROLE_CLIENT, &info, NULL, buf, sizeof(buf)),
+        -1);
+    snprintf(info.issuer, sizeof(info.issuer), "CN=node2.test");
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, &info, NULL,
+                                            buf, sizeof(buf)),
+                     -1);
+    assert_int_equal(tls_chain_gap_describe(TLS_REJECT_UNKNOWN_CA, TLS_ROLE_CLIENT, NULL, NULL, buf,
+                                            sizeof(buf)),
+                     -1);
+    assert_string_equal(buf, "kept");
+}
+
+static void
+test_self_names(void **state)
+{
+    struct tls_self_info s;
+    char cn[64];
+
+    (void)state;
+    self_client(&s);
+    assert_true(tls_self_has_name(&s));
+    snprintf(s.sans, sizeof(s.sans), "IP:10.0.0.1");
+    assert_true(tls_self_has_name(&s));
+    snprintf(s.sans, sizeof(s.sans), "URI:spiffe://a.example/ns/db/sa/x");
+    assert_true(tls_self_has_name(&s));
+    snprintf(s.sans, sizeof(s.sans), "email:a@b");
+    assert_false(tls_self_has_name(&s));
+    assert_string_equal(tls_self_cn(&s, cn, sizeof(cn)), "node1.test");
+    snprintf(s.subject, sizeof(s.subject), "O=Site A,CN=db.site-a.test,OU=x");
+    assert_string_equal(tls_self_cn(&s, cn, sizeof(cn)), "db.site-a.test");
+    snprintf(s.subject, sizeof(s.subject), "O=Site A");
+    assert_string_equal(tls_self_cn(&s, cn, sizeof(cn)), "");
+}
+
 int
 main(void)
 {
@@ -289,6 +390,8 @@ main(void)
         cmocka_unit_test(test_alert_edges),
         cmocka_unit_test(test_plaintext),
         cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_chain_gap),
+        cmocka_unit_test(test_self_names),
     };
 
     /* OpenSSL's reason strings ("wrong version number") are loaded with libssl. */

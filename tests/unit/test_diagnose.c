@@ -881,11 +881,65 @@ test_findings_list(void **state)
     certs_findings_clear(&fs);
 }
 
+/* tls_chain_note(): what a failed chain verification tells about a leaf sent alone. */
+static int
+chain_note(X509 *x, STACK_OF(X509) * sent, X509 *trusted, struct tls_peer_info *info)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int ok;
+
+    assert_non_null(store);
+    assert_non_null(ctx);
+    assert_int_equal(X509_STORE_add_cert(store, trusted), 1);
+    assert_int_equal(X509_STORE_CTX_init(ctx, store, x, sent), 1);
+    ok = X509_verify_cert(ctx);
+    memset(info, 0, sizeof(*info));
+    if (ok != 1) {
+        tls_chain_note(ctx, info);
+    }
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return ok;
+}
+
+static void
+test_chain_note(void **state)
+{
+    struct pki_opts ca = {.cn = "Note Root", .ca = true};
+    struct pki_opts io = {.cn = "Note Int", .ca = true};
+    struct pki_cert *nr = mk(&ca, NULL), *ni = mk(&io, nr);
+    struct pki_cert *nl = node(NULL, ni);
+    STACK_OF(X509) *alone = sk_X509_new_null(), *chain = sk_X509_new_null();
+    struct tls_peer_info info;
+
+    (void)state;
+    assert_true(alone != NULL && chain != NULL);
+    assert_true(sk_X509_push(alone, nl->x509) > 0);
+    assert_true(sk_X509_push(chain, nl->x509) > 0 && sk_X509_push(chain, ni->x509) > 0);
+    /* The leaf alone, tls.ca the root only: one certificate sent, its issuer unknown here. */
+    assert_int_not_equal(chain_note(nl->x509, alone, nr->x509, &info), 1);
+    assert_int_equal(info.sent, 1);
+    assert_false(info.gap_in_ca);
+    /* tls.ca holds the intermediate but not the root: it knows the leaf's issuer. */
+    assert_int_not_equal(chain_note(nl->x509, alone, ni->x509, &info), 1);
+    assert_int_equal(info.sent, 1);
+    assert_true(info.gap_in_ca);
+    /* Leaf and intermediate sent against another root: two certificates sent. */
+    assert_int_not_equal(chain_note(nl->x509, chain, mk(&ca, NULL)->x509, &info), 1);
+    assert_int_equal(info.sent, 2);
+    /* With the chain and the root, it verifies (nothing to note). */
+    assert_int_equal(chain_note(nl->x509, chain, nr->x509, &info), 1);
+    sk_X509_free(alone);
+    sk_X509_free(chain);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean),
+        cmocka_unit_test(test_chain_note),
         cmocka_unit_test(test_crlf_accepted),
         cmocka_unit_test(test_file_missing),
         cmocka_unit_test(test_file_unreadable),
