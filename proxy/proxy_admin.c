@@ -298,17 +298,17 @@ proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
 
 /*
  * proxy_metrics_request(m, base, start, status):
- * One request got its access-log line with ${status} (a number as text, or "-" when it got
- * none): observe its duration since ${start} (by ${base}'s cached clock) in
+ * One request got its access-log line with ${status} (0 when it got none, which is not
+ * observed): observe its duration since ${start} (by ${base}'s cached clock) in
  * ferry_request_duration_seconds under its status class.  Called on the worker's thread.
  */
 void
 proxy_metrics_request(struct proxy_metrics *m, struct event_base *base, const struct timeval *start,
-                      const char *status)
+                      int status)
 {
     struct timeval now;
     long long us;
-    long code = strtol(status, NULL, 10); /* "-" (no status) is 0: not observed */
+    int code = status;
     size_t b = 0;
 
     if (code < 100 || code > 599) {

@@ -158,7 +158,7 @@ proxy_request_log(struct proxy_conn *c, const char *method, const char *target, 
     uint64_t ms = ms_since(c, start);
 
     /* Every request line is one observation of ferry_request_duration_seconds. */
-    proxy_metrics_request(c->l->m, c->l->w->base, &r->start, status);
+    proxy_metrics_request(c->l->m, c->l->w->base, start, status);
     if (!log_enabled(LOG_INFO)) {
         return;
     }

@@ -349,7 +349,7 @@ void proxy_metrics_free(struct proxy_metrics *m);
 void proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
                              const struct timeval *now);
 void proxy_metrics_request(struct proxy_metrics *m, struct event_base *base,
-                           const struct timeval *start, const char *status);
+                           const struct timeval *start, int status);
 void proxy_upstream_ok(struct proxy_metrics *m);
 void proxy_upstream_failed(struct proxy_metrics *m, const char *detail);
 long long proxy_clock_ms(void);
