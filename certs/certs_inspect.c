@@ -360,39 +360,6 @@ san_covers(X509 *x, const char *host)
     return ok;
 }
 
-/*
- * Does the SAN cover this machine's ${hostname}?  gethostname() often gives the short name
- * ("node1") of a machine whose certificate names its FQDN ("node1.example.org"): a DNS SAN
- * whose first label is the short name counts.
- */
-static bool
-san_covers_host(X509 *x, const char *hostname)
-{
-    char sans[2048], label[256];
-    const char *s, *e;
-    int n;
-    size_t hl = strlen(hostname);
-
-    if (san_covers(x, hostname)) {
-        return true;
-    }
-    if (strchr(hostname, '.') != NULL || hl == 0 || hl >= sizeof(label)) {
-        return false;
-    }
-    (void)sans_str(x, sans, sizeof(sans), &n);
-    for (s = sans; *s != '\0'; s = *e != '\0' ? e + 1 : e) {
-        e = strchr(s, ',');
-        if (e == NULL) {
-            e = s + strlen(s);
-        }
-        if (strncmp(s, "DNS:", 4) == 0 && (size_t)(e - s) > 4 + hl && s[4 + hl] == '.' &&
-            strncasecmp(s + 4, hostname, hl) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* "serverAuth,clientAuth" / "(none)" / "(no extension)". */
 static const char *
 ekus_str(X509 *x, char *buf, size_t len)
@@ -790,26 +757,54 @@ pass_cb(char *buf, int size, int rwflag, void *u)
     return (int)st->len;
 }
 
-/* Check that a secret file (key, passphrase) is not readable by others. */
+/*
+ * certs_secret_mode(fs, path, what):
+ * The one permission rule for secrets (a private key, a key passphrase file, the CouchDB
+ * proxy-auth secret), on the file ferry opens: stat() follows symlinks, as a Kubernetes
+ * secret volume is made of them (tls.key -> ..data/tls.key).  Readable or writable by others:
+ * key-permissions, an error.  Readable or writable by its group only: key-group-readable, a
+ * warning (a secret volume with fsGroup, root:ferry 0640).  ${what} names the kind of file.
+ * A file that cannot be stat()ed is left to the findings that read it.  Returns 0, or -1 on
+ * OOM.
+ */
+int
+certs_secret_mode(struct certs_findings *fs, const char *path, const char *what)
+{
+    struct stat st;
+    char fix[DIAG_MSG_MAX], msg[DIAG_MSG_MAX];
+    unsigned mode;
+
+    if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return 0;
+    }
+    mode = (unsigned)(st.st_mode & 07777);
+    if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+        (void)snprintf(fix, sizeof(fix),
+                       "chmod o-rwx %s: 0600 owned by ferry's user, or 0640 with ferry's group",
+                       path);
+        (void)snprintf(msg, sizeof(msg), "the %s is %s by every user on this machine (mode %04o)",
+                       what, (st.st_mode & S_IROTH) != 0 ? "readable" : "writable", mode);
+        return certs_findings_add(fs, "key-permissions", CERTS_SEV_ERROR, path, 0, 0, msg, fix);
+    }
+    if ((st.st_mode & (S_IRGRP | S_IWGRP)) != 0) {
+        (void)snprintf(fix, sizeof(fix),
+                       "expected when the group is ferry's own (Kubernetes fsGroup, root:ferry "
+                       "0640); otherwise chmod 600 %s",
+                       path);
+        (void)snprintf(msg, sizeof(msg), "the %s is %s by its group (mode %04o)", what,
+                       (st.st_mode & S_IRGRP) != 0 ? "readable" : "writable", mode);
+        return certs_findings_add(fs, "key-group-readable", CERTS_SEV_WARNING, path, 0, 0, msg,
+                                  fix);
+    }
+    return 0;
+}
+
+/* certs_secret_mode() within a diagnosis. */
 static void
 check_secret_mode(struct diag *d, const char *path, const char *what)
 {
-    struct stat st;
-    char fix[DIAG_MSG_MAX];
-
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
-        return;
-    }
-    if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-        add(d, "key-permissions", CERTS_SEV_ERROR, path,
-            fmt_buf(fix, sizeof(fix), "chmod 600 %s (and chown it to ferry's user)", path),
-            "the %s is %s by every user on this machine (mode %04o)", what,
-            (st.st_mode & S_IWOTH) != 0 ? "writable" : "readable", (unsigned)(st.st_mode & 07777));
-    } else if ((st.st_mode & (S_IRGRP | S_IWGRP)) != 0) {
-        add(d, "key-group-readable", CERTS_SEV_WARNING, path,
-            fmt_buf(fix, sizeof(fix),
-                    "chmod 600 %s, unless its group is ferry's own (e.g. root:ferry 0640)", path),
-            "the %s is readable by its group (mode %04o)", what, (unsigned)(st.st_mode & 07777));
+    if (certs_secret_mode(d->fs, path, what) != 0) {
+        d->oom = true;
     }
 }
 
@@ -1336,13 +1331,13 @@ check_leaf(struct diag *d)
                     p->name),
             "certificate %s does not cover %s; it covers %s", a, p->name, sans);
     }
-    if (p->hostname != NULL && p->hostname[0] != '\0' && !san_covers_host(leaf, p->hostname)) {
+    if (p->hostname != NULL && p->hostname[0] != '\0' && !san_covers(leaf, p->hostname)) {
         add(d, "san-hostname", CERTS_SEV_WARNING, p->cert,
             fmt_buf(fix, sizeof(fix),
-                    "if peers dial this machine as %s, reissue the certificate with --dns %s; "
-                    "otherwise make sure their peer: names one of %s",
-                    p->hostname, p->hostname, sans),
-            "certificate %s does not cover this machine's host name %s; it covers %s", a,
+                    "reissue the certificate with --dns %s (or --ip), or have peers dial a name "
+                    "it covers (%s)",
+                    p->hostname, sans),
+            "certificate %s does not cover %s, the name peers dial this node by; it covers %s", a,
             p->hostname, sans);
     }
 }
