@@ -81,6 +81,7 @@ struct diag {
     EVP_PKEY *key;
     X509 *leaf;          /* the leaf: chain[0], or the non-CA certificate found later */
     bool chain_finding;  /* a chain-* / ca-* / issuer finding was made */
+    bool bundle_non_ca;  /* ca-not-a-ca: the bundle holds a leaf, which explains a broken walk */
     char cert_base[256]; /* basenames for messages */
     char ca_base[256];
 };
@@ -1093,7 +1094,7 @@ find_by_subject(STACK_OF(X509) * sk, const X509_NAME *name)
     return NULL;
 }
 
-/* The CA bundle alone: intermediates without their root, several roots. */
+/* The CA bundle alone: leaves in it, intermediates without their root, several roots. */
 static void
 check_bundle(struct diag *d)
 {
@@ -1106,6 +1107,20 @@ check_bundle(struct diag *d)
     for (i = 0; i < sk_X509_num(d->bundle); i++) {
         x = sk_X509_value(d->bundle, i);
         check_cert(d, x, file);
+        if (!is_ca(x)) {
+            /* A leaf (often the node's own certificate, or the peer's) where a CA belongs. */
+            d->chain_finding = true;
+            d->bundle_non_ca = true;
+            add(d, "ca-not-a-ca", CERTS_SEV_ERROR, file,
+                fmt_buf(fix, sizeof(fix),
+                        "put in %s the CA certificate(s) that issued your nodes' certificates "
+                        "(the ca.crt that ferry certs issue writes), not a node's certificate",
+                        base_name(file)),
+                "the CA bundle holds %s, which is not a CA (no basicConstraints CA:TRUE): no "
+                "chain can be verified up to it",
+                subj(x, a, sizeof(a)));
+            continue;
+        }
         if (self_issued(x)) {
             if (used + 4 < sizeof(roots)) {
                 used += (size_t)snprintf(roots + used, sizeof(roots) - used, "%s%s",
@@ -1191,8 +1206,8 @@ check_chain(struct diag *d)
                     b, a, in_stack(d->bundle, parent) ? d->ca_base : d->cert_base);
                 return;
             }
-            if (cur_in_ca) {
-                /* check_bundle() reported this link already: ca-missing-root. */
+            if (cur_in_ca || d->bundle_non_ca) {
+                /* check_bundle() reported this link already: ca-missing-root, ca-not-a-ca. */
                 return;
             }
             add(d, "chain-incomplete", CERTS_SEV_ERROR, cfile,

@@ -505,6 +505,22 @@ test_chain_untrusted(void **state)
     expect_only(&fs, "chain-untrusted", CERTS_SEV_ERROR, F("foreign.crt"));
 }
 
+/* tls.ca holding a leaf (here a peer's certificate) instead of the CA that issued it. */
+static void
+test_ca_not_a_ca(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_chain(F("leaf-as-ca.crt"), leaf, NULL), 0);
+    run(&fs, F("node.crt"), F("node.key"), F("leaf-as-ca.crt"), NULL);
+    expect_only(&fs, "ca-not-a-ca", CERTS_SEV_ERROR, F("leaf-as-ca.crt"));
+    /* Next to the right root it is still wrong, and named alone. */
+    assert_int_equal(pki_write_chain(F("root-and-leaf.crt"), root, leaf, NULL), 0);
+    run(&fs, F("node.crt"), F("node.key"), F("root-and-leaf.crt"), NULL);
+    expect_only(&fs, "ca-not-a-ca", CERTS_SEV_ERROR, F("root-and-leaf.crt"));
+}
+
 static void
 test_chain_bad_signature(void **state)
 {
@@ -1046,6 +1062,7 @@ main(void)
         cmocka_unit_test(test_chain_incomplete),
         cmocka_unit_test(test_ca_missing_root),
         cmocka_unit_test(test_chain_untrusted),
+        cmocka_unit_test(test_ca_not_a_ca),
         cmocka_unit_test(test_chain_bad_signature),
         cmocka_unit_test(test_self_signed_leaf),
         cmocka_unit_test(test_issuer_not_ca),
