@@ -26,13 +26,7 @@ configs+=(docker-site-b "$FERRY_SRC/deploy/docker/site-b.yaml")
 
 # The ConfigMap's "ferry.yaml: |" block scalar: its lines indented deeper than the key, dedented.
 k8s=$W/k8s-sidecar.src.yaml
-awk '
-    /^  ferry\.yaml: \|$/ { on = 1; next }
-    on && /^    / { print substr($0, 5); next }
-    on && /^[[:space:]]*$/ { print ""; next }
-    on { exit }
-' "$FERRY_SRC/deploy/kubernetes/ferry-sidecar.yaml" >"$k8s"
-grep -q '^listeners:' "$k8s" || fail "no ferry.yaml found in the ConfigMap of ferry-sidecar.yaml"
+k8s_configmap_yaml "$k8s"
 configs+=(k8s-sidecar "$k8s")
 
 # issue STEM: a node certificate for STEM (NAME.crt/NAME.key), once; prints its directory.
