@@ -1393,23 +1393,32 @@ check_key(struct diag *d)
         other >= 0 ? " (it belongs to another certificate in that file)" : "");
 }
 
-/* Find the CA of ${d}->bundle whose key signed ${crl}, or NULL. */
+/*
+ * Find the CA whose key signed ${crl} among the bundle and our own chain file, or NULL; sets
+ * *${known} when a certificate there has the CRL's issuer as its subject at all.
+ */
 static X509 *
-crl_signer(struct diag *d, X509_CRL *crl)
+crl_signer(struct diag *d, X509_CRL *crl, bool *known)
 {
+    STACK_OF(X509) *const where[] = {d->bundle, d->chain};
     X509 *x;
+    size_t k;
     int i;
     bool ok;
 
-    for (i = 0; i < sk_X509_num(d->bundle); i++) {
-        x = sk_X509_value(d->bundle, i);
-        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(x)) != 0) {
-            continue;
-        }
-        ok = X509_get0_pubkey(x) != NULL && X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1;
-        ERR_clear_error();
-        if (ok) {
-            return x;
+    *known = false;
+    for (k = 0; k < sizeof(where) / sizeof(where[0]); k++) {
+        for (i = 0; where[k] != NULL && i < sk_X509_num(where[k]); i++) {
+            x = sk_X509_value(where[k], i);
+            if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(x)) != 0) {
+                continue;
+            }
+            *known = true;
+            ok = X509_get0_pubkey(x) != NULL && X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1;
+            ERR_clear_error();
+            if (ok) {
+                return x;
+            }
         }
     }
     return NULL;
@@ -1426,12 +1435,25 @@ check_crls(struct diag *d)
     const ASN1_TIME *next;
     char a[DIAG_NAME_MAX], b[DIAG_NAME_MAX], when[64], fix[DIAG_MSG_MAX];
     int i, j;
-    bool found;
+    bool found, known, signed_ok;
 
     for (i = 0; i < sk_X509_CRL_num(d->crls); i++) {
         crl = sk_X509_CRL_value(d->crls, i);
         (void)name_str(X509_CRL_get_issuer(crl), a, sizeof(a));
-        if (d->bundle != NULL && crl_signer(d, crl) == NULL) {
+        known = true;
+        signed_ok = d->bundle == NULL || crl_signer(d, crl, &known) != NULL;
+        if (!signed_ok && !known) {
+            /* An intermediate that peers send in their chains has its CRL here, legitimately,
+               and it can only be checked against the peer's copy at run time. */
+            add(d, "crl-bad-signature", CERTS_SEV_WARNING, file,
+                fmt_buf(fix, sizeof(fix),
+                        "nothing to do if %s is an intermediate CA your peers send (add it to %s "
+                        "to have this CRL checked); otherwise use the CRL of a CA in %s",
+                        a, d->ca_base, d->ca_base),
+                "CRL #%d is from %s, a CA that is not in %s: it applies only to peers whose "
+                "chain holds that CA",
+                i + 1, a, d->ca_base);
+        } else if (!signed_ok) {
             add(d, "crl-bad-signature", CERTS_SEV_ERROR, file,
                 fmt_buf(fix, sizeof(fix),
                         "use the CRL published by a CA in %s (openssl ca -gencrl with that CA's "

@@ -724,10 +724,34 @@ test_crl(void **state)
     expect_only(&fs, "crl-expired", CERTS_SEV_ERROR, F("expired.crl"));
     run_crl(&fs, F("forged.crl"));
     expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("forged.crl"));
+    /* A CRL of a CA that is not in tls.ca (nor in our chain): it can only apply to peers that
+       send that CA as an intermediate, which is legitimate: a warning, never an error (ferry
+       run would refuse to start on it). */
     run_crl(&fs, F("other.crl"));
-    expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("other.crl"));
+    expect_only(&fs, "crl-bad-signature", CERTS_SEV_WARNING, F("other.crl"));
     run_crl(&fs, F("self.crl"));
     expect_only(&fs, "crl-revokes-self", CERTS_SEV_ERROR, F("node.crt"));
+
+    /* The CRL of our own intermediate (in the chain file, not in tls.ca) is checked against
+       that intermediate: intact, it gives no finding. */
+    {
+        struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+        X509_CRL *inter_crl = pki_crl_new(inter, -DAY, 7 * DAY, NULL);
+        X509_CRL *root_crl = pki_crl_new(root, -DAY, 7 * DAY, NULL);
+
+        assert_non_null(inter_crl);
+        assert_non_null(root_crl);
+        save("viaint", node(NULL, inter), inter, NULL);
+        assert_int_equal(pki_write_crls(F("both.crl"), root_crl, inter_crl, NULL), 0);
+        p.crl = F("both.crl");
+        run(&fs, F("viaint.crt"), F("viaint.key"), F("ca.crt"), &p);
+        if (fs.n != 0) {
+            dump(&fs);
+        }
+        assert_int_equal(fs.n, 0);
+        X509_CRL_free(inter_crl);
+        X509_CRL_free(root_crl);
+    }
 
     /* A second CA in the bundle without its CRL. */
     {
