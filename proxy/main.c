@@ -247,17 +247,26 @@ log_finding(const struct certs_finding *f)
            file, "msg", f->message, "fix", f->fix, (const char *)NULL);
 }
 
-/* Log every finding of ${fs}; returns how many of them stop run (certs_finding_stops_run). */
+/* How many findings of ${fs} stop run (certs_finding_stops_run). */
 static size_t
-log_findings(const struct certs_findings *fs)
+count_stops(const struct certs_findings *fs)
 {
     size_t stops = 0;
 
     for (size_t i = 0; i < fs->n; i++) {
-        log_finding(&fs->v[i]);
         stops += certs_finding_stops_run(&fs->v[i]) ? 1 : 0;
     }
     return stops;
+}
+
+/* Log every finding of ${fs}; returns count_stops(). */
+static size_t
+log_findings(const struct certs_findings *fs)
+{
+    for (size_t i = 0; i < fs->n; i++) {
+        log_finding(&fs->v[i]);
+    }
+    return count_stops(fs);
 }
 
 /* "N error findings (event=finding above); `ferry check -c PATH` lists the same" into ${err}. */
@@ -268,10 +277,8 @@ findings_refusal(char *err, size_t errlen, size_t stops, bool oom, const char *p
         snprintf(err, errlen, "out of memory while checking the configuration");
         return;
     }
-    snprintf(err, errlen,
-             "%zu error finding%s (logged above as event=finding); `ferry check%s%s` lists the "
-             "same",
-             stops, stops == 1 ? "" : "s", path != NULL ? " -c " : "", path != NULL ? path : "");
+    snprintf(err, errlen, "%zu error finding%s (above); `ferry check%s%s` lists the same", stops,
+             stops == 1 ? "" : "s", path != NULL ? " -c " : "", path != NULL ? path : "");
 }
 
 /*
@@ -327,9 +334,11 @@ cmd_run(int argc, char **argv)
         log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
         oom |= certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
     }
-    stops = log_findings(&fs);
-    certs_findings_clear(&fs);
+    stops = count_stops(&fs);
     if (cfg == NULL || stops > 0 || oom) {
+        /* Refused: the findings exactly as `ferry check` prints them, for the operator. */
+        certs_findings_print(&fs, isatty(fileno(stderr)) && getenv("NO_COLOR") == NULL, stderr);
+        certs_findings_clear(&fs);
         if (cfg == NULL && stops == 0 && !oom) {
             snprintf(err, sizeof(err), "the embedded development default does not load");
         } else {
@@ -340,6 +349,9 @@ cmd_run(int argc, char **argv)
         config_free(cfg);
         return EXIT_PROBLEM;
     }
+    /* Starting: warnings (and the clock's errors) once, as event=finding log lines. */
+    (void)log_findings(&fs);
+    certs_findings_clear(&fs);
     /* proxy_new() owns cfg from here on, also when it fails. */
     p = proxy_new(cfg, path, err, sizeof(err));
     if (p == NULL || proxy_start(p, err, sizeof(err)) < 0) {

@@ -68,9 +68,9 @@
 #                                CN and subjectAltName SAN (e.g. "DNS:a.test,IP:127.0.0.1");
 #                                writes OUT (the certificate)
 #   same_findings NAME CONFIG [ID...]
-#                                `ferry check -c CONFIG --json` reports exactly the error
-#                                findings the `ferry run` log $T/NAME.log has as event=finding
-#                                (same id, file, msg, fix), including every ID given
+#                                the refused `ferry run` of $T/NAME.log printed the findings
+#                                of `ferry check -c CONFIG` verbatim (id, file, text, fix),
+#                                including every ID given as an error
 #   k8s_configmap_yaml OUT       the ferry.yaml inside deploy/kubernetes's ConfigMap, as shipped
 #
 # A watchdog kills the script (and everything it started) when it runs longer than its
@@ -489,15 +489,15 @@ CNF
 
 # ---- findings (ferry check and ferry run agree) ----
 
-# same_findings NAME CONFIG [ID...]: `ferry check -c CONFIG --json` (into $T/check-NAME.json)
-# finds exactly the error findings that $T/NAME.log (a `ferry run`) logged as event=finding,
-# with the same id, file, msg and fix, and at least the ids given.  Prints the ids.
+# same_findings NAME CONFIG [ID...]: $T/NAME.log (a `ferry run` that refused to start) holds
+# the findings `ferry check -c CONFIG` prints (into $T/check-NAME.txt) verbatim: the same id,
+# file, text and fix; at least the ids given are error findings.  Prints the error ids.
 same_findings() {
     local name=$1 config=$2
     shift 2
-    ferry_cmd check -c "$config" --json >"$T/check-$name.json" 2>"$T/check-$name.err" || true
-    python3 "$SUPPORT/findings.py" same "$T/$name.log" "$T/check-$name.json" "$@" ||
-        { cat "$T/$name.log" "$T/check-$name.json" >&2; fail "$name: ferry run and ferry check disagree"; }
+    ferry_cmd check -c "$config" >"$T/check-$name.txt" 2>"$T/check-$name.err" || true
+    python3 "$SUPPORT/findings.py" same "$T/$name.log" "$T/check-$name.txt" "$@" ||
+        fail "$name: ferry run and ferry check disagree"
 }
 
 # k8s_configmap_yaml OUT: the ferry.yaml of the ConfigMap in deploy/kubernetes/ferry-sidecar.yaml
