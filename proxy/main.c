@@ -79,12 +79,12 @@ help(int argc, char **argv)
                "Serve the listeners of FILE (default ./ferry.yaml, then /etc/ferry/ferry.yaml,\n"
                "then the embedded development default) until SIGTERM or SIGINT; SIGHUP or a\n"
                "changed certificate, key, CA, CRL or secret file reloads.\n"
-               "Before serving, and on every reload, ferry run applies the checks of ferry check\n"
-               "and logs each finding as event=finding (id, file, msg, fix). An error finding\n"
-               "stops the start (exit 1) or the reload (the running configuration stays),\n"
-               "except an expired or not yet valid certificate and an expired CRL, which only\n"
-               "a renewed file fixes: they are logged at level error and ferry serves (see\n"
-               "man ferry, section FINDINGS).\n");
+               "Before serving, and on every reload, ferry run applies the checks of ferry check.\n"
+               "An error finding stops the start (printed as check prints it; exit 1) or the\n"
+               "reload (the running configuration stays), except an expired or not yet valid\n"
+               "certificate and an expired CRL, which only a renewed file fixes: ferry serves.\n"
+               "Other findings are logged as event=finding (id, file, msg, fix) at start and\n"
+               "after each reload (see man ferry, section FINDINGS).\n");
         return 0;
     }
     if (strcmp(argv[0], "check") == 0) {
