@@ -95,7 +95,7 @@ help(int argc, char **argv)
                "key match and permissions, CRLs). Each problem is printed with its id, file and\n"
                "fix (man ferry, section FINDINGS); --json prints one JSON document for scripts.\n"
                "--hostname NAME: peers dial this node as NAME; warn when an inbound listener's\n"
-               "certificate does not cover it (without it, only a listen: host name counts).\n"
+               "certificate does not cover it (san-hostname; without it, no such warning).\n"
                "With --peer, handshake with HOST:PORT as the outbound listener NAME (default:\n"
                "the first outbound listener) would, and explain the result.\n"
                "Exit 0 when no problem is an error, 1 otherwise, 2 on a usage error.\n");
@@ -269,7 +269,7 @@ log_findings(const struct certs_findings *fs)
     return count_stops(fs);
 }
 
-/* "N error findings (event=finding above); `ferry check -c PATH` lists the same" into ${err}. */
+/* "N error findings (above); `ferry check -c PATH` lists the same" (or OOM) into ${err}. */
 static void
 findings_refusal(char *err, size_t errlen, size_t stops, bool oom, const char *path)
 {
