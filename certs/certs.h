@@ -126,14 +126,14 @@ struct certs_check_opts {
     const char *listener;    /* --listener NAME, or NULL (the first outbound listener) */
     bool json;               /* --json: one JSON document on out */
     bool color;              /* out is a terminal and NO_COLOR is unset */
-    const char *hostname;    /* this machine's name for `san-hostname`; NULL = gethostname() */
+    const char *hostname;    /* --hostname: the name peers dial this node by (san-hostname on
+                                every inbound listener), or NULL: no san-hostname check */
 };
 
 /*
  * certs_check_run(o, build, out, err):
- * `ferry check` without --peer: the config (every config error becomes a finding with
- * file:line:col), then every file it names, then what each listener needs.  Prints the
- * findings (text or JSON) to ${out}.  Returns the exit code: 0 no error, 1 any error.
+ * `ferry check` without --peer: certs_config_load() then certs_vet_config(), the findings
+ * printed (text or JSON) to ${out}.  Returns the exit code: 0 no error, 1 any error.
  */
 int certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out,
                     FILE *err);
@@ -155,9 +155,10 @@ enum certs_severity {
 };
 
 /*
- * One finding: a stable id from docs/findings.md ("key-mismatch"), a severity, the file at
- * fault (NULL when none), its line/column (0 unless the finding is about a config line), the
- * problem in one line and the fix in one line.  Strings are owned by the list.
+ * One finding: a stable id listed in ferry(1), section FINDINGS ("key-mismatch"), a
+ * severity, the file at fault (NULL when none), its line/column (0 unless the finding is
+ * about a config line), the problem in one line and the fix in one line.  Strings are owned
+ * by the list.
  */
 struct certs_finding {
     const char *id; /* static text */
@@ -220,6 +221,41 @@ void certs_findings_print(const struct certs_findings *fs, bool color, FILE *out
  */
 void certs_findings_print_json(const struct certs_findings *fs, FILE *out);
 
+/* ---- the findings of a configuration: `ferry check` and `ferry run` (certs_check.c) ---- */
+
+/*
+ * certs_config_load(path, fs, oom):
+ * config_load(${path}); when it fails, each config error becomes a finding of ${fs} the way
+ * `ferry check` reports it: file-missing / file-unreadable against a file the config names,
+ * config-invalid at file:line:col otherwise.  Sets *${oom} when a finding could not be
+ * added.  Returns the config (caller frees) or NULL.
+ */
+struct config *certs_config_load(const char *path, struct certs_findings *fs, bool *oom);
+
+/*
+ * certs_vet_config(cfg, hostname, build, fs):
+ * Append to ${fs} every finding of the loaded ${cfg}: per listener, its certificate, key,
+ * passphrase, CA and CRL files diagnosed for its role (certs_diagnose()), the permission
+ * rule on its proxy-auth secret (certs_secret_mode() in certs_internal.h), san-hostname
+ * for inbound listeners against ${hostname} (NULL: none, as `ferry run` does), and
+ * `ferry run`'s own start checks through ${build} (NULL skips them).  The one computation
+ * behind `ferry check`, `ferry run` and every reload.  Returns 0, or -1 on OOM.
+ */
+int certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
+                     struct certs_findings *fs);
+
+/*
+ * certs_finding_stops_run(f):
+ * Whether ${f} stops `ferry run` from starting (and makes a reload keep the old config):
+ * every error except cert-expired, cert-not-yet-valid and crl-expired.  Those three come
+ * from the clock alone, in files that were fine the day before: refusing them would turn a
+ * restart (a rescheduled pod, a reboot) into a crash loop that no renewal can end, since
+ * nothing would run to pick the renewed file up, while a running ferry keeps serving with
+ * the same files.  `ferry run` logs them at level error and starts; /readyz answers 503
+ * while its own certificate is expired; the file watcher applies the renewal.
+ */
+bool certs_finding_stops_run(const struct certs_finding *f);
+
 /* ---- diagnosing one set of files (certs_inspect.c) ---- */
 
 /* What to check for one certificate, key, CA bundle and CRL. */
@@ -232,14 +268,15 @@ struct certs_diag_params {
     bool need_server_auth;           /* EKU serverAuth required (inbound, or inspect) */
     bool need_client_auth;           /* EKU clientAuth required (outbound, or inspect) */
     const char *name;                /* a name the SAN must cover (error), or NULL */
-    const char *hostname;            /* this machine's name (warning when uncovered), or NULL */
+    const char *hostname;            /* a name peers dial (san-hostname warning when uncovered),
+                                        or NULL */
     bool note_multiple_roots;        /* warn when ${ca} holds more than one root */
 };
 
 /*
  * certs_diagnose(p, fs):
  * Read the files of ${p} the way `ferry run` would and append to ${fs} every problem of
- * docs/findings.md they show: unreadable, empty, DER or PKCS#12 instead of PEM, not a
+ * ferry(1) FINDINGS they show: unreadable, empty, DER or PKCS#12 instead of PEM, not a
  * certificate; key mismatch, encryption, passphrase and permissions; chain order, missing
  * intermediate or root, untrusted root, self-signed leaf, issuer that is not a CA; EKU, SAN,
  * validity, weak key, SHA-1 signature; CRL expiry, signature and self-revocation.  Never

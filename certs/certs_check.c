@@ -1,15 +1,16 @@
 /*
- * certs_check.c: `ferry check` without --peer.  The config first (every error becomes a
- * finding with file:line:col), then every file it names, diagnosed for what each listener
- * needs (certs_diagnose()), then the exact start checks of `ferry run` through the builder
- * main.c hands in, so that check and run can never disagree about whether ferry starts.
+ * certs_check.c: the findings of a configuration, the one computation behind `ferry check`
+ * (without --peer) and `ferry run` (at start and on every reload).  The config first (every
+ * error becomes a finding with file:line:col), then every file it names, diagnosed for what
+ * each listener needs (certs_diagnose()) and the permission rule for secrets, then the exact
+ * start checks of `ferry run` through the builder main.c hands in, so that check and run can
+ * never disagree about whether ferry starts.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "tls.h"
@@ -19,9 +20,6 @@
 
 /* Room for one message. */
 #define CHECK_MSG_MAX 1024
-
-/* Host names are at most 255 bytes (RFC 1035), plus the NUL. */
-#define CHECK_HOST_MAX 256
 
 /* The text config_check.c uses for a file it cannot open: "KEY: cannot read PATH: WHY". */
 #define CANNOT_READ ": cannot read "
@@ -64,8 +62,8 @@ add_config_error(struct certs_findings *fs, const struct config_error *e)
     }
     return certs_findings_add(fs, "config-invalid", CERTS_SEV_ERROR, e->file, e->line, e->col,
                               e->msg,
-                              e->line > 0 ? "correct this line of the config (see "
-                                            "deploy/ferry.example.yaml for every key)"
+                              e->line > 0 ? "correct this line of the config (every key is "
+                                            "described in ferry.yaml(5): man ferry.yaml)"
                                           : "give ferry a readable YAML config (-c FILE)");
 }
 
@@ -90,6 +88,18 @@ files_explained(const struct certs_findings *fs, const struct config_tls *t)
     return false;
 }
 
+/*
+ * The name peers dial listener ${cl} by, which its certificate should cover (san-hostname):
+ * ${hostname} (check --hostname) on an inbound listener, else NULL.  Nothing else in a config
+ * says it (listen: is an IP address; outbound listeners are dialled by nobody), and this
+ * machine's gethostname() is no evidence: warning about it was noise every operator saw.
+ */
+static const char *
+dialled_name(const struct config_listener *cl, const char *hostname)
+{
+    return cl->mode == CONFIG_MODE_INBOUND ? hostname : NULL;
+}
+
 /* Diagnose the files of one listener, then run `ferry run`'s own start checks on them. */
 static int
 check_listener(const struct config *cfg, const struct config_listener *cl, const char *hostname,
@@ -108,9 +118,13 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
     p.crl = cl->tls.crl.path;
     p.need_server_auth = cl->mode == CONFIG_MODE_INBOUND;
     p.need_client_auth = cl->mode == CONFIG_MODE_OUTBOUND;
-    p.hostname = hostname;
+    p.hostname = dialled_name(cl, hostname);
     p.note_multiple_roots = true;
     if (p.cert != NULL && certs_diagnose(&p, fs) != 0) {
+        rc = -1;
+    }
+    if (certs_secret_mode(fs, cl->proxy_auth.secret_file.path, "CouchDB proxy-auth secret file") !=
+        0) {
         rc = -1;
     }
     if (build == NULL) {
@@ -120,7 +134,7 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
     if (build(cl, &t, why, sizeof(why)) != 0) {
         /* A finding above already names the file and the fix: do not say it twice. */
         if (!files_explained(fs, &cl->tls)) {
-            (void)snprintf(msg, sizeof(msg), "ferry run would refuse to start: %s", why);
+            (void)snprintf(msg, sizeof(msg), "ferry run cannot start: %s", why);
             if (certs_findings_add(fs, "start-refused", CERTS_SEV_ERROR, cfg->path, cl->pos.line,
                                    cl->pos.col, msg,
                                    "fix the file named in the message; `ferry certs inspect "
@@ -132,6 +146,73 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
         tls_ctx_free(t);
     }
     return rc;
+}
+
+/*
+ * certs_vet_config(cfg, hostname, build, fs):
+ * Every listener of ${cfg}: its files diagnosed for its role (inbound: serverAuth; outbound:
+ * clientAuth), the permission rule on its proxy-auth secret, san-hostname against the name
+ * peers dial (dialled_name()), then its TLS context built with ${build} (ferry run's own start
+ * checks; NULL skips them), a refusal no earlier finding explains becoming start-refused.
+ */
+int
+certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
+                 struct certs_findings *fs)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        if (check_listener(cfg, &cfg->listeners[i], hostname, build, fs) != 0) {
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/*
+ * certs_config_load(path, fs):
+ * config_load(${path}); each config error becomes a finding (add_config_error()).
+ */
+struct config *
+certs_config_load(const char *path, struct certs_findings *fs, bool *oom)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+
+    if ((cfg = config_load(path, &errs)) != NULL) {
+        return cfg;
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        *oom |= add_config_error(fs, &errs.v[i]) != 0;
+    }
+    if (errs.n == 0) {
+        *oom |= certs_findings_add(fs, "config-invalid", CERTS_SEV_ERROR, path, 0, 0,
+                                   "the config cannot be loaded",
+                                   "check that the file is readable YAML") != 0;
+    }
+    config_errors_clear(&errs);
+    return NULL;
+}
+
+/*
+ * certs_finding_stops_run(f):
+ * Every error stops `ferry run` but those the clock alone causes in files that were fine
+ * before: see certs.h for why.
+ */
+bool
+certs_finding_stops_run(const struct certs_finding *f)
+{
+    static const char *const clock_only[] = {"cert-expired", "cert-not-yet-valid", "crl-expired"};
+
+    if (f->severity != CERTS_SEV_ERROR) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(clock_only) / sizeof(clock_only[0]); i++) {
+        if (strcmp(f->id, clock_only[i]) == 0) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void
@@ -165,23 +246,16 @@ print_result(const struct certs_check_opts *o, const struct config *cfg,
 
 /*
  * certs_check_run(o, build, out, err):
- * Load ${o}->config_path; each config error becomes a finding.  With a config, diagnose the
- * files of every listener for its role (inbound: serverAuth; outbound: clientAuth), warn
- * when a certificate does not cover this machine's host name, then build each listener's TLS
- * context with ${build} (ferry run's own start checks) and report a refusal that no earlier
- * finding explains as start-refused.  Prints to ${out}; ${err} gets only an out-of-memory
- * note.  Returns 0 when no finding is an error, else 1.
+ * Load ${o}->config_path (certs_config_load()), vet it (certs_vet_config()) with ${build}
+ * and ${o}->hostname, print the findings to ${out}; ${err} gets only an out-of-memory note.
+ * Returns 0 when no finding is an error, else 1.
  */
 int
 certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out, FILE *err)
 {
     struct certs_findings fs = {0};
-    struct config_errors errs = {0};
     struct config *cfg = NULL;
-    char host[CHECK_HOST_MAX];
-    const char *hostname = o->hostname;
     bool oom = false;
-    size_t i;
     int rc;
 
     if (o->config_path == NULL) {
@@ -189,31 +263,9 @@ certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE 
                                   "no config file: looked for " CONFIG_DEFAULT_PATH_LOCAL
                                   " and " CONFIG_DEFAULT_PATH_SYSTEM,
                                   "give the config with -c FILE") != 0;
-        goto print;
+    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom)) != NULL) {
+        oom |= certs_vet_config(cfg, o->hostname, build, &fs) != 0;
     }
-    if ((cfg = config_load(o->config_path, &errs)) == NULL) {
-        for (i = 0; i < errs.n; i++) {
-            oom |= add_config_error(&fs, &errs.v[i]) != 0;
-        }
-        if (errs.n == 0) {
-            oom |= certs_findings_add(&fs, "config-invalid", CERTS_SEV_ERROR, o->config_path, 0, 0,
-                                      "the config cannot be loaded",
-                                      "check that the file is readable YAML") != 0;
-        }
-        config_errors_clear(&errs);
-        goto print;
-    }
-    if (hostname == NULL) {
-        if (gethostname(host, sizeof(host)) == 0) {
-            host[sizeof(host) - 1] = '\0';
-            hostname = host;
-        }
-    }
-    for (i = 0; i < cfg->n_listeners; i++) {
-        oom |= check_listener(cfg, &cfg->listeners[i], hostname, build, &fs) != 0;
-    }
-
-print:
     if (oom && err != NULL) {
         fprintf(err, "ferry check: out of memory; the findings below are incomplete\n");
     }

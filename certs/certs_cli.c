@@ -111,8 +111,8 @@ certs_cli_usage(FILE *out)
           "         chain is in order; with --key whether KEY matches, with --ca whether the\n"
           "         chain verifies against BUNDLE (and the missing link if not), with --name\n"
           "         whether the SAN covers NAME.  Then every problem found, with its id and\n"
-          "         fix (see docs/findings.md); --json for scripts.  Exit 0 when no problem\n"
-          "         is an error, 1 otherwise.\n"
+          "         fix (man ferry, section FINDINGS); --json for scripts.  Exit 0 when no\n"
+          "         problem is an error, 1 otherwise.\n"
           "\n"
           "Keys are ECDSA P-256 by default, or RSA 3072 with --key-type rsa.  Options take\n"
           "their value as \"--opt value\" or \"--opt=value\"; N is 1 to 36500.\n",

@@ -81,6 +81,7 @@ struct diag {
     EVP_PKEY *key;
     X509 *leaf;          /* the leaf: chain[0], or the non-CA certificate found later */
     bool chain_finding;  /* a chain-* / ca-* / issuer finding was made */
+    bool bundle_non_ca;  /* ca-not-a-ca: the bundle holds a leaf, which explains a broken walk */
     char cert_base[256]; /* basenames for messages */
     char ca_base[256];
 };
@@ -365,39 +366,6 @@ san_covers(X509 *x, const char *host)
     GENERAL_NAMES_free(gens);
     ERR_clear_error();
     return ok;
-}
-
-/*
- * Does the SAN cover this machine's ${hostname}?  gethostname() often gives the short name
- * ("node1") of a machine whose certificate names its FQDN ("node1.example.org"): a DNS SAN
- * whose first label is the short name counts.
- */
-static bool
-san_covers_host(X509 *x, const char *hostname)
-{
-    char sans[2048], label[256];
-    const char *s, *e;
-    int n;
-    size_t hl = strlen(hostname);
-
-    if (san_covers(x, hostname)) {
-        return true;
-    }
-    if (strchr(hostname, '.') != NULL || hl == 0 || hl >= sizeof(label)) {
-        return false;
-    }
-    (void)sans_str(x, sans, sizeof(sans), &n);
-    for (s = sans; *s != '\0'; s = *e != '\0' ? e + 1 : e) {
-        e = strchr(s, ',');
-        if (e == NULL) {
-            e = s + strlen(s);
-        }
-        if (strncmp(s, "DNS:", 4) == 0 && (size_t)(e - s) > 4 + hl && s[4 + hl] == '.' &&
-            strncasecmp(s + 4, hostname, hl) == 0) {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* "serverAuth,clientAuth" / "(none)" / "(no extension)". */
@@ -818,26 +786,54 @@ pass_cb(char *buf, int size, int rwflag, void *u)
     return (int)st->len;
 }
 
-/* Check that a secret file (key, passphrase) is not readable by others. */
+/*
+ * certs_secret_mode(fs, path, what):
+ * The one permission rule for secrets (a private key, a key passphrase file, the CouchDB
+ * proxy-auth secret), on the file ferry opens: stat() follows symlinks, as a Kubernetes
+ * secret volume is made of them (tls.key -> ..data/tls.key).  Readable or writable by others:
+ * key-permissions, an error.  Readable or writable by its group only: key-group-readable, a
+ * warning (a secret volume with fsGroup, root:ferry 0640).  ${what} names the kind of file.
+ * A file that cannot be stat()ed is left to the findings that read it.  Returns 0, or -1 on
+ * OOM.
+ */
+int
+certs_secret_mode(struct certs_findings *fs, const char *path, const char *what)
+{
+    struct stat st;
+    char fix[DIAG_MSG_MAX], msg[DIAG_MSG_MAX];
+    unsigned mode;
+
+    if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return 0;
+    }
+    mode = (unsigned)(st.st_mode & 07777);
+    if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+        (void)snprintf(fix, sizeof(fix),
+                       "chmod o-rwx %s: 0600 owned by ferry's user, or 0640 with ferry's group",
+                       path);
+        (void)snprintf(msg, sizeof(msg), "the %s is %s by every user on this machine (mode %04o)",
+                       what, (st.st_mode & S_IROTH) != 0 ? "readable" : "writable", mode);
+        return certs_findings_add(fs, "key-permissions", CERTS_SEV_ERROR, path, 0, 0, msg, fix);
+    }
+    if ((st.st_mode & (S_IRGRP | S_IWGRP)) != 0) {
+        (void)snprintf(fix, sizeof(fix),
+                       "expected when the group is ferry's own (Kubernetes fsGroup, root:ferry "
+                       "0640); otherwise chmod 600 %s",
+                       path);
+        (void)snprintf(msg, sizeof(msg), "the %s is %s by its group (mode %04o)", what,
+                       (st.st_mode & S_IRGRP) != 0 ? "readable" : "writable", mode);
+        return certs_findings_add(fs, "key-group-readable", CERTS_SEV_WARNING, path, 0, 0, msg,
+                                  fix);
+    }
+    return 0;
+}
+
+/* certs_secret_mode() within a diagnosis. */
 static void
 check_secret_mode(struct diag *d, const char *path, const char *what)
 {
-    struct stat st;
-    char fix[DIAG_MSG_MAX];
-
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
-        return;
-    }
-    if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-        add(d, "key-permissions", CERTS_SEV_ERROR, path,
-            fmt_buf(fix, sizeof(fix), "chmod 600 %s (and chown it to ferry's user)", path),
-            "the %s is %s by every user on this machine (mode %04o)", what,
-            (st.st_mode & S_IWOTH) != 0 ? "writable" : "readable", (unsigned)(st.st_mode & 07777));
-    } else if ((st.st_mode & (S_IRGRP | S_IWGRP)) != 0) {
-        add(d, "key-group-readable", CERTS_SEV_WARNING, path,
-            fmt_buf(fix, sizeof(fix),
-                    "chmod 600 %s, unless its group is ferry's own (e.g. root:ferry 0640)", path),
-            "the %s is readable by its group (mode %04o)", what, (unsigned)(st.st_mode & 07777));
+    if (certs_secret_mode(d->fs, path, what) != 0) {
+        d->oom = true;
     }
 }
 
@@ -1126,7 +1122,7 @@ find_by_subject(STACK_OF(X509) * sk, const X509_NAME *name)
     return NULL;
 }
 
-/* The CA bundle alone: intermediates without their root, several roots. */
+/* The CA bundle alone: leaves in it, intermediates without their root, several roots. */
 static void
 check_bundle(struct diag *d)
 {
@@ -1139,6 +1135,20 @@ check_bundle(struct diag *d)
     for (i = 0; i < sk_X509_num(d->bundle); i++) {
         x = sk_X509_value(d->bundle, i);
         check_cert(d, x, file);
+        if (!is_ca(x)) {
+            /* A leaf (often the node's own certificate, or the peer's) where a CA belongs. */
+            d->chain_finding = true;
+            d->bundle_non_ca = true;
+            add(d, "ca-not-a-ca", CERTS_SEV_ERROR, file,
+                fmt_buf(fix, sizeof(fix),
+                        "put in %s the CA certificate(s) that issued your nodes' certificates "
+                        "(the ca.crt that ferry certs issue writes), not a node's certificate",
+                        base_name(file)),
+                "the CA bundle holds %s, which is not a CA (no basicConstraints CA:TRUE): no "
+                "chain can be verified up to it",
+                subj(x, a, sizeof(a)));
+            continue;
+        }
         if (self_issued(x)) {
             if (used + 4 < sizeof(roots)) {
                 used += (size_t)snprintf(roots + used, sizeof(roots) - used, "%s%s",
@@ -1224,8 +1234,8 @@ check_chain(struct diag *d)
                     b, a, in_stack(d->bundle, parent) ? d->ca_base : d->cert_base);
                 return;
             }
-            if (cur_in_ca) {
-                /* check_bundle() reported this link already: ca-missing-root. */
+            if (cur_in_ca || d->bundle_non_ca) {
+                /* check_bundle() reported this link already: ca-missing-root, ca-not-a-ca. */
                 return;
             }
             add(d, "chain-incomplete", CERTS_SEV_ERROR, cfile,
@@ -1377,13 +1387,13 @@ check_leaf(struct diag *d)
                     p->name),
             "certificate %s does not cover %s; it covers %s", a, p->name, sans);
     }
-    if (p->hostname != NULL && p->hostname[0] != '\0' && !san_covers_host(leaf, p->hostname)) {
+    if (p->hostname != NULL && p->hostname[0] != '\0' && !san_covers(leaf, p->hostname)) {
         add(d, "san-hostname", CERTS_SEV_WARNING, p->cert,
             fmt_buf(fix, sizeof(fix),
-                    "if peers dial this machine as %s, reissue the certificate with --dns %s; "
-                    "otherwise make sure their peer: names one of %s",
-                    p->hostname, p->hostname, sans),
-            "certificate %s does not cover this machine's host name %s; it covers %s", a,
+                    "reissue the certificate with --dns %s (or --ip), or have peers dial a name "
+                    "it covers (%s)",
+                    p->hostname, sans),
+            "certificate %s does not cover %s, the name peers dial this node by; it covers %s", a,
             p->hostname, sans);
     }
 }
@@ -1424,23 +1434,32 @@ check_key(struct diag *d)
         other >= 0 ? " (it belongs to another certificate in that file)" : "");
 }
 
-/* Find the CA of ${d}->bundle whose key signed ${crl}, or NULL. */
+/*
+ * Find the CA whose key signed ${crl} among the bundle and our own chain file, or NULL; sets
+ * *${known} when a certificate there has the CRL's issuer as its subject at all.
+ */
 static X509 *
-crl_signer(struct diag *d, X509_CRL *crl)
+crl_signer(struct diag *d, X509_CRL *crl, bool *known)
 {
+    STACK_OF(X509) *const where[] = {d->bundle, d->chain};
     X509 *x;
+    size_t k;
     int i;
     bool ok;
 
-    for (i = 0; i < sk_X509_num(d->bundle); i++) {
-        x = sk_X509_value(d->bundle, i);
-        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(x)) != 0) {
-            continue;
-        }
-        ok = X509_get0_pubkey(x) != NULL && X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1;
-        ERR_clear_error();
-        if (ok) {
-            return x;
+    *known = false;
+    for (k = 0; k < sizeof(where) / sizeof(where[0]); k++) {
+        for (i = 0; where[k] != NULL && i < sk_X509_num(where[k]); i++) {
+            x = sk_X509_value(where[k], i);
+            if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(x)) != 0) {
+                continue;
+            }
+            *known = true;
+            ok = X509_get0_pubkey(x) != NULL && X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1;
+            ERR_clear_error();
+            if (ok) {
+                return x;
+            }
         }
     }
     return NULL;
@@ -1457,12 +1476,25 @@ check_crls(struct diag *d)
     const ASN1_TIME *next;
     char a[DIAG_NAME_MAX], b[DIAG_NAME_MAX], when[64], fix[DIAG_MSG_MAX];
     int i, j;
-    bool found;
+    bool found, known, signed_ok;
 
     for (i = 0; i < sk_X509_CRL_num(d->crls); i++) {
         crl = sk_X509_CRL_value(d->crls, i);
         (void)name_str(X509_CRL_get_issuer(crl), a, sizeof(a));
-        if (d->bundle != NULL && crl_signer(d, crl) == NULL) {
+        known = true;
+        signed_ok = d->bundle == NULL || crl_signer(d, crl, &known) != NULL;
+        if (!signed_ok && !known) {
+            /* An intermediate that peers send in their chains has its CRL here, legitimately,
+               and it can only be checked against the peer's copy at run time. */
+            add(d, "crl-bad-signature", CERTS_SEV_WARNING, file,
+                fmt_buf(fix, sizeof(fix),
+                        "nothing to do if %s is an intermediate CA your peers send (add it to %s "
+                        "to have this CRL checked); otherwise use the CRL of a CA in %s",
+                        a, d->ca_base, d->ca_base),
+                "CRL #%d is from %s, a CA that is not in %s: it applies only to peers whose "
+                "chain holds that CA",
+                i + 1, a, d->ca_base);
+        } else if (!signed_ok) {
             add(d, "crl-bad-signature", CERTS_SEV_ERROR, file,
                 fmt_buf(fix, sizeof(fix),
                         "use the CRL published by a CA in %s (openssl ca -gencrl with that CA's "

@@ -189,4 +189,14 @@ int certs_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
  */
 void certs_diag_report_clear(struct certs_diag_report *r);
 
+/*
+ * certs_secret_mode(fs, path, what):
+ * The one permission rule for a private key, a key passphrase file and the CouchDB
+ * proxy-auth secret (${what} names which), stat()ed through symlinks: readable or writable
+ * by others is key-permissions (error), by its group only key-group-readable (warning).
+ * Appends at most one finding to ${fs}; NULL ${path} or a file that cannot be stat()ed adds
+ * none.  Returns 0, or -1 on OOM.
+ */
+int certs_secret_mode(struct certs_findings *fs, const char *path, const char *what);
+
 #endif /* FERRY_CERTS_INTERNAL_H */

@@ -45,7 +45,7 @@ usage(FILE *out)
             "usage: ferry COMMAND [OPTIONS]\n"
             "\n"
             "  run   [-c FILE]      run in the foreground until SIGTERM/SIGINT\n"
-            "  check [-c FILE] [--json]\n"
+            "  check [-c FILE] [--hostname NAME] [--json]\n"
             "                       validate the config and every file it names, then exit\n"
             "  check --peer HOST:PORT [-c FILE] [--listener NAME]\n"
             "                       handshake with a live peer and explain the result\n"
@@ -77,16 +77,25 @@ help(int argc, char **argv)
     if (strcmp(argv[0], "run") == 0) {
         printf("usage: ferry run [-c FILE]\n\n"
                "Serve the listeners of FILE (default ./ferry.yaml, then /etc/ferry/ferry.yaml,\n"
-               "then the embedded development default) until SIGTERM or SIGINT.\n");
+               "then the embedded development default) until SIGTERM or SIGINT; SIGHUP or a\n"
+               "changed certificate, key, CA, CRL or secret file reloads.\n"
+               "Before serving, and on every reload, ferry run applies the checks of ferry check.\n"
+               "An error finding stops the start (printed as check prints it; exit 1) or the\n"
+               "reload (the running configuration stays), except an expired or not yet valid\n"
+               "certificate and an expired CRL, which only a renewed file fixes: ferry serves.\n"
+               "Other findings are logged as event=finding (id, file, msg, fix) at start and\n"
+               "after each reload (see man ferry, section FINDINGS).\n");
         return 0;
     }
     if (strcmp(argv[0], "check") == 0) {
-        printf("usage: ferry check [-c FILE] [--json]\n"
+        printf("usage: ferry check [-c FILE] [--hostname NAME] [--json]\n"
                "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] [--json]\n\n"
-               "Load FILE and every certificate, key, CA and CRL it names the way `ferry run`\n"
-               "would, and check what each listener needs (EKU, SAN, chain, dates, key match\n"
-               "and permissions, CRLs). Each problem is printed with its id, file and fix\n"
-               "(see docs/findings.md); --json prints one JSON document for scripts.\n"
+               "Load FILE and every certificate, key, CA, CRL and secret it names the way\n"
+               "`ferry run` would, and check what each listener needs (EKU, SAN, chain, dates,\n"
+               "key match and permissions, CRLs). Each problem is printed with its id, file and\n"
+               "fix (man ferry, section FINDINGS); --json prints one JSON document for scripts.\n"
+               "--hostname NAME: peers dial this node as NAME; warn when an inbound listener's\n"
+               "certificate does not cover it (san-hostname; without it, no such warning).\n"
                "With --peer, handshake with HOST:PORT as the outbound listener NAME (default:\n"
                "the first outbound listener) would, and explain the result.\n"
                "Exit 0 when no problem is an error, 1 otherwise, 2 on a usage error.\n");
@@ -196,7 +205,7 @@ load_embedded(void)
             "  These certificates are for development only. For production, make your own:\n"
             "    ferry certs init-ca --dir /etc/ferry/ca --name \"Site A CA\"\n"
             "    ferry certs issue --ca /etc/ferry/ca --name node1.example.org --out /etc/ferry\n"
-            "  and write /etc/ferry/ferry.yaml (see deploy/ferry.example.yaml).\n",
+            "  and write /etc/ferry/ferry.yaml (every key: man ferry.yaml).\n",
             CONFIG_DEFAULT_PATH_LOCAL, CONFIG_DEFAULT_PATH_SYSTEM,
             created ? "(just created)" : "(reused)", DEV_DATA_DIR);
     cfg = config_load_string("<embedded default>", embedded_config, strlen(embedded_config), &errs);
@@ -220,24 +229,129 @@ load_config(const char *path)
     return cfg;
 }
 
+/*
+ * Log one finding the way `ferry check` words it: event=finding at level error or warn, with
+ * id, file (FILE:LINE:COL for a config line), msg and fix.
+ */
+static void
+log_finding(const struct certs_finding *f)
+{
+    char where[1200];
+    const char *file = f->file;
+
+    if (file != NULL && f->line > 0) {
+        snprintf(where, sizeof(where), "%s:%u:%u", f->file, f->line, f->col);
+        file = where;
+    }
+    log_kv(f->severity == CERTS_SEV_ERROR ? LOG_ERROR : LOG_WARN, "finding", "id", f->id, "file",
+           file, "msg", f->message, "fix", f->fix, (const char *)NULL);
+}
+
+/* How many findings of ${fs} stop run (certs_finding_stops_run). */
+static size_t
+count_stops(const struct certs_findings *fs)
+{
+    size_t stops = 0;
+
+    for (size_t i = 0; i < fs->n; i++) {
+        stops += certs_finding_stops_run(&fs->v[i]) ? 1 : 0;
+    }
+    return stops;
+}
+
+/* Log every finding of ${fs}; returns count_stops(). */
+static size_t
+log_findings(const struct certs_findings *fs)
+{
+    for (size_t i = 0; i < fs->n; i++) {
+        log_finding(&fs->v[i]);
+    }
+    return count_stops(fs);
+}
+
+/* "N error findings (above); `ferry check -c PATH` lists the same" (or OOM) into ${err}. */
+static void
+findings_refusal(char *err, size_t errlen, size_t stops, bool oom, const char *path)
+{
+    if (oom) {
+        snprintf(err, errlen, "out of memory while checking the configuration");
+        return;
+    }
+    snprintf(err, errlen, "%zu error finding%s (above); `ferry check%s%s` lists the same", stops,
+             stops == 1 ? "" : "s", path != NULL ? " -c " : "", path != NULL ? path : "");
+}
+
+/*
+ * The judge of every reload (proxy_vet_fn): the findings of `ferry check` for ${cfg}, each
+ * logged; an error that stops run keeps the running configuration.
+ */
+static int
+vet_reload(const struct config *cfg, void *arg, char *err, size_t errlen)
+{
+    struct certs_findings fs = {0};
+    bool oom;
+    size_t stops;
+
+    (void)arg;
+    oom = certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+    stops = log_findings(&fs);
+    certs_findings_clear(&fs);
+    if (stops == 0 && !oom) {
+        return 0;
+    }
+    findings_refusal(err, errlen, stops, oom, cfg->path);
+    return -1;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
+    struct certs_findings fs = {0};
     const char *given, *path;
     struct config *cfg;
     struct proxy *p;
     char err[1024];
+    bool oom = false;
+    size_t stops;
     int rc;
 
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            static char word[] = "run";
+            char *hv[] = {word, NULL};
+
+            return help(1, hv);
+        }
+    }
     if (parse_config_opt("run", argc, argv, &given) < 0) {
+        fprintf(stderr, "usage: ferry run [-c FILE]\n");
         return EXIT_USAGE;
     }
     path = find_config(given);
-    cfg = path != NULL ? load_config(path) : load_embedded();
-    if (cfg == NULL) {
+    /* The same findings as `ferry check`, from the same code (certs_vet_config). */
+    cfg = path != NULL ? certs_config_load(path, &fs, &oom) : load_embedded();
+    if (cfg != NULL) {
+        log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
+        oom |= certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+    }
+    stops = count_stops(&fs);
+    if (cfg == NULL || stops > 0 || oom) {
+        /* Refused: the findings exactly as `ferry check` prints them, for the operator. */
+        certs_findings_print(&fs, isatty(fileno(stderr)) && getenv("NO_COLOR") == NULL, stderr);
+        certs_findings_clear(&fs);
+        if (cfg == NULL && stops == 0 && !oom) {
+            snprintf(err, sizeof(err), "the embedded development default does not load");
+        } else {
+            findings_refusal(err, sizeof(err), stops, oom, path);
+        }
+        log_kv(LOG_ERROR, "start_failed", "msg", err, (const char *)NULL);
+        fprintf(stderr, "ferry: cannot start: %s\n", err);
+        config_free(cfg);
         return EXIT_PROBLEM;
     }
-    log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
+    /* Starting: warnings (and the clock's errors) once, as event=finding log lines. */
+    (void)log_findings(&fs);
+    certs_findings_clear(&fs);
     /* proxy_new() owns cfg from here on, also when it fails. */
     p = proxy_new(cfg, path, err, sizeof(err));
     if (p == NULL || proxy_start(p, err, sizeof(err)) < 0) {
@@ -246,6 +360,7 @@ cmd_run(int argc, char **argv)
         proxy_free(p);
         return EXIT_PROBLEM;
     }
+    proxy_set_vet(p, vet_reload, NULL);
     rc = proxy_run(p);
     proxy_free(p);
     return rc == 0 ? 0 : EXIT_PROBLEM;
@@ -300,6 +415,8 @@ cmd_check(int argc, char **argv)
             bad = check_opt_value("--peer", argc, argv, &i, &o.peer);
         } else if (check_opt_is(a, "--listener")) {
             bad = check_opt_value("--listener", argc, argv, &i, &o.listener);
+        } else if (check_opt_is(a, "--hostname")) {
+            bad = check_opt_value("--hostname", argc, argv, &i, &o.hostname);
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             static char word[] = "check";
             char *hv[] = {word, NULL};
@@ -310,7 +427,7 @@ cmd_check(int argc, char **argv)
             bad = -1;
         }
         if (bad < 0) {
-            fprintf(stderr, "usage: ferry check [-c FILE] [--json]\n"
+            fprintf(stderr, "usage: ferry check [-c FILE] [--hostname NAME] [--json]\n"
                             "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] "
                             "[--json]\n");
             return EXIT_USAGE;

@@ -638,6 +638,12 @@ proxy_reload(struct proxy *p, const char *why)
         reload_failed(p, why, err);
         goto out;
     }
+    /* The same findings as at start: an error keeps the running config (main.c logs them). */
+    if (p->vet != NULL && p->vet(cfg, p->vet_arg, err, sizeof(err)) != 0) {
+        config_free(cfg);
+        reload_failed(p, why, err);
+        goto out;
+    }
     g = gen_new(cfg);
     sets = calloc(p->n_workers, sizeof(*sets));
     cmds = calloc(p->n_workers, sizeof(*cmds));
@@ -916,6 +922,18 @@ err1:
     free(sets);
     proxy_free(p);
     return NULL;
+}
+
+/*
+ * proxy_set_vet(p, vet, arg):
+ * Remember the judge of reloaded configurations.
+ */
+void
+proxy_set_vet(struct proxy *p, proxy_vet_fn vet, void *arg)
+{
+    proxy_check_magic(p);
+    p->vet = vet;
+    p->vet_arg = arg;
 }
 
 /*

@@ -27,6 +27,21 @@ struct proxy;
 struct proxy *proxy_new(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /*
+ * proxy_vet_fn(cfg, arg, err, errlen):
+ * Judges a configuration a reload has just loaded, before anything of it is built: logs what
+ * it finds and returns 0 to apply ${cfg}, or -1 with a one-line reason in ${err} to keep the
+ * running configuration.  ${arg} is the pointer given to proxy_set_vet().  main.c hands in
+ * the findings of certs/ this way, so that proxy/ does not depend on certs/.
+ */
+typedef int (*proxy_vet_fn)(const struct config *cfg, void *arg, char *err, size_t errlen);
+
+/*
+ * proxy_set_vet(p, vet, arg):
+ * Have every reload of ${p} (SIGHUP, a changed file) ask ${vet} first; NULL: no judge.
+ */
+void proxy_set_vet(struct proxy *p, proxy_vet_fn vet, void *arg);
+
+/*
  * proxy_start(p, err, errlen):
  * After proxy_new(), with the sockets bound and the keys read: drop privileges to `user:`
  * when set.  Returns 0, or -1 with the reason in ${err}.

@@ -33,6 +33,7 @@
 #include <event2/listener.h>
 
 #include "config.h"
+#include "proxy.h"
 #include "proxy_http.h"
 #include "tls.h"
 
@@ -208,6 +209,8 @@ struct proxy {
     struct proxy_gen *gen;    /* the current configuration */
     const struct config *cfg; /* == gen->cfg */
     char *config_path;        /* what SIGHUP reloads; NULL for the embedded default */
+    proxy_vet_fn vet;         /* judges a reloaded config before it is built (proxy.h) */
+    void *vet_arg;
     struct proxy_worker **workers;
     size_t n_workers;
     size_t n_running;               /* worker threads whose loop has not ended */

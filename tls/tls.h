@@ -160,8 +160,10 @@ struct tls_ctx;
  * bundle, the CRLs (every CA's CRL is then required: X509_V_FLAG_CRL_CHECK_ALL) and
  * verify_depth.  It refuses, naming the file and the reason in ${err}: unreadable or non-PEM
  * files, an encrypted key without a passphrase file or with a wrong one, a key that does not
- * match the certificate, a certificate that our own peers would reject (expired, not yet
- * valid, or lacking the EKU of our role: serverAuth for SERVER, clientAuth for CLIENT).
+ * match the certificate, a certificate that our own peers would reject for lacking the EKU
+ * of our role (serverAuth for SERVER, clientAuth for CLIENT).  An expired or not yet valid
+ * certificate is loaded: only a renewal fixes it, and refusing would crash-loop a restart
+ * (ferry check reports it; ferry run logs it and /readyz is 503).
  * A verify_depth <= 0 means 4.  Strings in ${p} are copied.  Returns the context, or NULL.
  */
 struct tls_ctx *tls_ctx_new(const struct tls_ctx_params *p, char *err, size_t errlen);

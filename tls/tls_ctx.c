@@ -732,7 +732,7 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     EVP_PKEY *pkey = NULL;
     X509 *leaf;
     BIO *bio = NULL;
-    char msg[256], when[64];
+    char msg[256];
     enum tls_reject eku;
     bool server = p->role == TLS_ROLE_SERVER;
     int ret = -1;
@@ -798,19 +798,12 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
 
-    /* Refuse what our peers would refuse, at start rather than on every handshake. */
-    if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
-        tls_errf(err, errlen, "%s: certificate expired on %s; ferry's peers would reject it",
-                 p->cert_file, tls_time_str(X509_get0_notAfter(leaf), when, sizeof(when)));
-        goto done;
-    }
-    if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
-        tls_errf(err, errlen,
-                 "%s: certificate is not valid before %s; ferry's peers would reject it (check the "
-                 "clock)",
-                 p->cert_file, tls_time_str(X509_get0_notBefore(leaf), when, sizeof(when)));
-        goto done;
-    }
+    /*
+     * Refuse what our peers would refuse, at start rather than on every handshake.  Not the
+     * dates: an own certificate that expired (or is not valid yet) is loaded, so that a
+     * restart does not crash-loop on what only a renewal can fix; the checks of certs/
+     * report it (cert-expired, logged at error) and /readyz answers 503 meanwhile.
+     */
     eku = tls_check_eku(leaf, server);
     if (eku == TLS_REJECT_EKU_MISSING) {
         tls_errf(

@@ -26,6 +26,41 @@ ferry_cmd help certs >/dev/null 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "ferry help certs exited $rc"
 pass "help"
 
+# -h / --help after every command: its usage on stdout, exit 0 (run was a usage error).
+for cmd in run check certs "certs inspect"; do
+    for h in -h --help; do
+        rc=0
+        # shellcheck disable=SC2086
+        out=$(ferry_cmd $cmd $h 2>"$T/help.err") || rc=$?
+        [ "$rc" = 0 ] || fail "ferry $cmd $h exited $rc: $(cat "$T/help.err")"
+        [[ $out == "usage: ferry ${cmd%% *}"* ]] || fail "ferry $cmd $h: not its usage: $out"
+    done
+done
+grep -q 'event=finding' <<<"$(ferry_cmd run --help)" || fail "ferry run --help does not describe the findings it logs"
+pass "run, check, certs: -h and --help print the usage and exit 0"
+
+# Help names nothing that does not ship: no CONTRACT, no docs/ or deploy/ file; the findings
+# are documented in ferry(1), section FINDINGS, which names every id the source can report.
+all_help=$(for c in "" run check certs; do ferry_cmd help $c 2>&1; done)
+if grep -En 'CONTRACT|docs/|deploy/|findings\.md' <<<"$all_help"; then
+    fail "help text names a file that does not ship (above)"
+fi
+for c in check certs; do
+    grep -q 'man ferry, section FINDINGS' <<<"$(ferry_cmd help $c)" || fail "ferry help $c does not point at man ferry FINDINGS"
+done
+man1=$FERRY_SRC/docs/ferry.1
+src_ids=$(cat "$FERRY_SRC"/certs/*.c "$FERRY_SRC"/proxy/main.c |
+    grep -oE '"[a-z0-9]+(-[a-z0-9]+)+",[[:space:]]*CERTS_SEV_(ERROR|WARNING)' |
+    grep -oE '^"[a-z0-9-]+"' | tr -d '"' | sort -u)
+[ "$(wc -l <<<"$src_ids")" -ge 30 ] || fail "found only $(wc -l <<<"$src_ids") finding ids in certs/*.c"
+man_ids=$(sed -n '/^\.SH FINDINGS/,/^\.SH /p' "$man1" | grep -oE '^\.B [a-z0-9]+(\\-[a-z0-9]+)+' |
+    sed -e 's/^\.B //' -e 's/\\-/-/g' | sort -u)
+missing=$(comm -23 <(echo "$src_ids") <(echo "$man_ids"))
+[ -z "$missing" ] || fail "finding ids used in certs/ but missing from ferry(1) FINDINGS: $missing"
+stale=$(comm -13 <(echo "$src_ids") <(echo "$man_ids"))
+[ -z "$stale" ] || fail "ferry(1) FINDINGS lists ids no source reports: $stale"
+pass "ferry(1) FINDINGS lists all $(wc -l <<<"$src_ids") finding ids of the source"
+
 rc=0
 out=$(ferry_cmd frobnicate 2>&1) || rc=$?
 [ "$rc" = 2 ] || fail "unknown command: exit $rc, expected 2 ($out)"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Goal: ferry refuses to start (exit 1, a message naming the file or listener) on a key/cert
 # mismatch, an encrypted key without a passphrase file (no prompt, no hang), a wrong
-# passphrase, an expired own certificate, an own certificate lacking the EKU of its role, a
-# listen address in use and a missing file; it starts with the right passphrase file.
-# `ferry check` finds the same problems (exit 1).
+# passphrase, an own certificate lacking the EKU of its role, a listen address in use and a
+# missing file; it starts with the right passphrase file.  `ferry check` finds the same
+# problems (exit 1).  What check calls an error, run refuses, printing check's findings
+# verbatim (same id, file, text and fix): a key readable by others, a certificate file without
+# its intermediate, tls.ca holding a leaf.  The exception: an expired own certificate is an
+# error of check, but run starts, logging the finding at level error (a restart must not
+# crash-loop on what only a renewal fixes).
 # valgrind: yes
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
@@ -14,12 +18,12 @@ PIN=$(free_port)
 POUT=$(free_port)
 PB=$(free_port)
 
-# conf NAME TLS-FLOW-MAPPING [MODE]: write $P/NAME.yaml with one listener
+# conf NAME TLS-FLOW-MAPPING [MODE] [LOG-FORMAT]: write $P/NAME.yaml with one listener
 conf() {
-    local name=$1 tls=$2 mode=${3:-inbound}
+    local name=$1 tls=$2 mode=${3:-inbound} format=${4:-text}
     {
         echo "tls: {$tls}"
-        echo "log: {level: debug}"
+        echo "log: {level: debug, format: $format}"
         echo "listeners:"
         if [ "$mode" = inbound ]; then
             echo "  - {name: in-$name, mode: inbound, listen: \"127.0.0.1:$PIN\", backend: \"127.0.0.1:$PB\"}"
@@ -55,8 +59,39 @@ refuse nopass 'node1-enc\.key'
 conf wrongpass "cert: node1.crt, key: node1-enc.key, key_passphrase_file: node1-wrong.pass, ca: ca.crt"
 refuse wrongpass 'node1-enc\.key|node1-wrong\.pass'
 
+# refuse_same NAME ID: run exits 1 and logs the error findings of check, word for word.
+refuse_same() {
+    local name=$1 id=$2 ids
+    refuse "$name" "^error +$id  "
+    ids=$(same_findings "$name" "$P/$name.yaml" "$id")
+    grep -q '"event":"start_failed"' "$T/$name.log" || fail "$name: no start_failed log line"
+    pass "$name: run refuses with check's findings ($ids)"
+}
+
+cp "$P/node1.key" "$P/open.key"
+chmod 644 "$P/open.key"
+conf openkey "cert: node1.crt, key: open.key, ca: ca.crt" inbound json
+refuse_same openkey key-permissions
+
+conf nointer "cert: int-good.crt, key: int-good.key, ca: ca.crt" inbound json
+refuse_same nointer chain-incomplete
+
+conf caleaf "cert: node1.crt, key: node1.key, ca: good.crt" outbound json
+refuse_same caleaf ca-not-a-ca
+
+# ---- an expired own certificate: check says error, run starts and logs it at error ----
 conf expired "cert: node1-expired.crt, key: node1-expired.key, ca: ca.crt"
-refuse expired 'node1-expired\.crt' 'expired'
+rc=0
+ferry_cmd check -c "$P/expired.yaml" >"$T/check-expired.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat "$T/check-expired.log" >&2; fail "ferry check expired: exit $rc, expected 1"; }
+grep -q 'cert-expired' "$T/check-expired.log" || fail "ferry check expired: no cert-expired"
+ferry_start expired "$P/expired.yaml"
+[ "$(python3 "$SUPPORT/findings.py" count "$T/expired.log" cert-expired error)" = 1 ] ||
+    fail "expired: not one cert-expired finding at level error: $(cat "$T/expired.log")"
+grep -q 'node1-expired\.crt' "$T/expired.log" || fail "expired: the file is not named"
+ferry_stop expired
+wait_port_closed "$PIN" 5
+pass "expired own certificate: check exits 1, run starts and logs cert-expired at error"
 
 conf noserverauth "cert: node1-client.crt, key: node1-client.key, ca: ca.crt" inbound
 refuse noserverauth 'node1-client\.crt' 'serverAuth'

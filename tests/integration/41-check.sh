@@ -58,6 +58,21 @@ out=$(ferry_cmd check -c "$W/good.yaml") || fail "text check of good.yaml failed
 grep -q '^ok: ' <<<"$out" || fail "no ok summary: $out"
 pass "good config: exit 0, ok summary"
 
+# ---- san-hostname: only with --hostname (how peers dial this node), never from gethostname ----
+python3 -c "import json; d=json.load(open('$W/good.json')); assert not any(f['id']=='san-hostname' for f in d['findings']), d"
+rc=0
+ferry_cmd check -c "$W/good.yaml" --hostname db7.example.org --json >"$W/host.json" || rc=$?
+[ "$rc" = 0 ] || fail "check --hostname: exit $rc, expected 0 (a warning)"
+python3 - "$W/host.json" <<'PY' || { cat "$W/host.json" >&2; fail "check --hostname db7.example.org: no san-hostname warning"; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert [f["id"] for f in d["findings"]] == ["san-hostname"], d["findings"]
+assert d["findings"][0]["severity"] == "warning" and "db7.example.org" in d["findings"][0]["message"]
+PY
+ferry_cmd check -c "$W/good.yaml" --hostname node1.test --json >"$W/host-ok.json" || fail "check --hostname node1.test failed"
+python3 -c "import json; d=json.load(open('$W/host-ok.json')); assert d['findings']==[], d"
+pass "san-hostname: none without --hostname, a warning for a name the certificate lacks"
+
 # ---- DER certificate ----
 openssl x509 -in "$P/node1.crt" -outform DER -out "$W/node1.der"
 conf der "cert: $W/node1.der, key: $P/node1.key, ca: $P/ca.crt"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Goal: CONTRACT 9 reload.  Certificates rotated by rename and ten SIGHUPs under load fail no
 # request and new handshakes present the new certificate; a changed file alone reloads; a bad
-# YAML, a mismatched key and an expired certificate each fail the reload (log + /metrics) while
-# the old config keeps serving; listeners added/removed by a reload open/close while a kept
-# listener never refuses a connection.
+# YAML, a mismatched key and a key readable by others each fail the reload (log + /metrics)
+# while the old config keeps serving; a group-readable key and an expired certificate reload
+# with their finding logged (warn, error); listeners added/removed by a reload open/close while
+# a kept listener never refuses a connection.
 # valgrind: yes
 # timeout: 240
 #
@@ -14,9 +15,12 @@
 # opened before the rotation keep working, and new handshakes present the new certificate
 # (sha256 fingerprint seen by openssl s_client before and after).
 # (b) A rotated file alone (no SIGHUP) triggers event=reloaded trigger="file change".
-# (c) Bad YAML (SIGHUP), a key that does not match the certificate, an expired certificate
-# (both by file change) each log event=reload_failed; requests still get 200 with the old
-# certificate and ferry_reloads_total{result="failed"} moves by exactly one.
+# (c) Bad YAML (SIGHUP), a key that does not match the certificate, a key readable by others
+# (both by file change) each log event=reload_failed (the key's finding as event=finding);
+# requests still get 200 with the old certificate and ferry_reloads_total{result="failed"}
+# moves by exactly one.  A key readable by its group reloads with one warn event=finding
+# key-group-readable; an expired certificate reloads (a renewal must not need a restart, nor
+# an expiry a crash loop) with one error event=finding cert-expired.
 # (d) Ten reloads alternately add and remove a listener: its port starts/stops accepting, and
 # a kept listener (with a client looping on fresh connections) never refuses or fails one.
 source "$(dirname "$0")/lib.sh"
@@ -276,17 +280,50 @@ r0=$(log_count main 'event=reloaded')
 install_file "$T/good.key" "$LIVE/node.key"
 wait_reloaded "$r0"
 
-# an expired certificate for the same key, signed by the same CA, by file change
+# install_mode SRC DST MODE: install_file with another mode
+install_mode() {
+    cp "$1" "$2.tmp.$$"
+    chmod "$3" "$2.tmp.$$"
+    mv -f "$2.tmp.$$" "$2"
+}
+
+# a key readable by others (the same key), by file change: check's error stops the reload
+f=$(log_count main 'event=reload_failed')
+install_mode "$T/good.key" "$LIVE/node.key" 644
+broken "key readable by others" 'trigger="file change".*error finding' "$f"
+expect_log main "error event=finding id=key-permissions file=$LIVE/node.key "
+r0=$(log_count main 'event=reloaded')
+
+# readable by its group: a warning, logged once by the reload that applies it
+w0=$(log_count main 'event=finding id=key-group-readable')
+install_mode "$T/good.key" "$LIVE/node.key" 640
+wait_reloaded "$r0"
+expect_log main "warn event=finding id=key-group-readable file=$LIVE/node.key "
+[ "$(log_count main 'event=finding id=key-group-readable')" = $((w0 + 1)) ] ||
+    fail "key-group-readable: not logged exactly once by the reload"
+[ "$(one_request)" = "200 200" ] || fail "requests after the group-readable key: $(one_request)"
+r0=$(log_count main 'event=reloaded')
+install_file "$T/good.key" "$LIVE/node.key"
+wait_reloaded "$r0"
+pass "key readable by its group: reloaded, one warn event=finding key-group-readable"
+
+# an expired certificate for the same key, signed by the same CA, by file change: reloaded
+# (the clock exception), its finding logged at error
 ca_sign_dated "$P/ca" "$T/good.key" node1.test "DNS:node1.test,DNS:localhost,IP:127.0.0.1" \
     20200101000000Z 20200201000000Z "$T/expired.crt"
 cp "$LIVE/node.crt" "$T/good.crt"
 f=$(log_count main 'event=reload_failed')
+r0=$(log_count main 'event=reloaded')
 install_file "$T/expired.crt" "$LIVE/node.crt"
-broken "expired certificate" 'trigger="file change".*expired' "$f"
+wait_reloaded "$r0"
+expect_log main "error event=finding id=cert-expired file=$LIVE/node.crt "
+[ "$(log_count main 'event=reload_failed')" = "$f" ] || fail "the expired certificate failed the reload"
+[ "$(fp_port "$PIN")" = "$(fp_file "$T/expired.crt")" ] || fail "the expired certificate is not presented"
 r0=$(log_count main 'event=reloaded')
 install_file "$T/good.crt" "$LIVE/node.crt"
 wait_reloaded "$r0"
 [ "$(one_request)" = "200 200" ] || fail "requests after restoring the good files: $(one_request)"
+pass "expired certificate: reloaded with an error event=finding cert-expired; renewal reloads"
 
 # ---- (d) listeners added and removed; a kept listener never refuses ----
 PK=$(free_port)

@@ -67,6 +67,11 @@
 #                                (START/END as YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ), both EKUs,
 #                                CN and subjectAltName SAN (e.g. "DNS:a.test,IP:127.0.0.1");
 #                                writes OUT (the certificate)
+#   same_findings NAME CONFIG [ID...]
+#                                the refused `ferry run` of $T/NAME.log printed the findings
+#                                of `ferry check -c CONFIG` verbatim (id, file, text, fix),
+#                                including every ID given as an error
+#   k8s_configmap_yaml OUT       the ferry.yaml inside deploy/kubernetes's ConfigMap, as shipped
 #
 # A watchdog kills the script (and everything it started) when it runs longer than its
 # "# timeout: N" header (default 300s; x3 under valgrind), a few seconds before CTest would.
@@ -480,4 +485,29 @@ CNF
     openssl ca -batch -notext -config "$db/ca.cnf" -in "$db/leaf.csr" -out "$out" \
         -startdate "$start" -enddate "$end" -extfile "$db/ca.cnf" -extensions both \
         >"$db/openssl-ca.log" 2>&1 || { cat "$db/openssl-ca.log" >&2; fail "openssl ca for $cn"; }
+}
+
+# ---- findings (ferry check and ferry run agree) ----
+
+# same_findings NAME CONFIG [ID...]: $T/NAME.log (a `ferry run` that refused to start) holds
+# the findings `ferry check -c CONFIG` prints (into $T/check-NAME.txt) verbatim: the same id,
+# file, text and fix; at least the ids given are error findings.  Prints the error ids.
+same_findings() {
+    local name=$1 config=$2
+    shift 2
+    ferry_cmd check -c "$config" >"$T/check-$name.txt" 2>"$T/check-$name.err" || true
+    python3 "$SUPPORT/findings.py" same "$T/$name.log" "$T/check-$name.txt" "$@" ||
+        fail "$name: ferry run and ferry check disagree"
+}
+
+# k8s_configmap_yaml OUT: the ferry.yaml of the ConfigMap in deploy/kubernetes/ferry-sidecar.yaml
+# (its "ferry.yaml: |" block, dedented) as shipped, into OUT.
+k8s_configmap_yaml() {
+    awk '
+        /^  ferry\.yaml: \|$/ { on = 1; next }
+        on && /^    / { print substr($0, 5); next }
+        on && /^[[:space:]]*$/ { print ""; next }
+        on { exit }
+    ' "$FERRY_SRC/deploy/kubernetes/ferry-sidecar.yaml" >"$1"
+    grep -q '^listeners:' "$1" || fail "no ferry.yaml found in the ConfigMap of ferry-sidecar.yaml"
 }

@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "certs.h"
+#include "certs_internal.h"
 #include "config.h"
 #include "pki.h"
 #include "tls.h"
@@ -390,9 +391,47 @@ test_key_permissions(void **state)
     assert_int_equal(chmod(F("open.key"), 0644), 0);
     run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
     expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("open.key"));
+    assert_int_equal(chmod(F("open.key"), 0602), 0);
+    run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("open.key"));
     assert_int_equal(chmod(F("open.key"), 0640), 0);
     run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
     expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("open.key"));
+    assert_int_equal(chmod(F("open.key"), 0620), 0);
+    run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("open.key"));
+    assert_int_equal(chmod(F("open.key"), 0400), 0);
+    run(&fs, F("node.crt"), F("open.key"), F("ca.crt"), NULL);
+    assert_int_equal(fs.n, 0);
+
+    /* A Kubernetes secret volume: tls.key -> ..data/tls.key -> ..TIMESTAMP/tls.key, 0440.
+       The mode of the file ferry opens counts (stat through the links), named as configured. */
+    assert_int_equal(mkdir(F("k8s"), 0755) == 0 || errno == EEXIST, 1);
+    assert_int_equal(mkdir(F("k8s/..2026_12_05_00_00_00.1"), 0755) == 0 || errno == EEXIST, 1);
+    assert_int_equal(pki_write_key(F("k8s/..2026_12_05_00_00_00.1/tls.key"), leaf, NULL), 0);
+    assert_int_equal(chmod(F("k8s/..2026_12_05_00_00_00.1/tls.key"), 0440), 0);
+    (void)unlink(F("k8s/..data"));
+    (void)unlink(F("k8s/tls.key"));
+    assert_int_equal(symlink("..2026_12_05_00_00_00.1", F("k8s/..data")), 0);
+    assert_int_equal(symlink("..data/tls.key", F("k8s/tls.key")), 0);
+    run(&fs, F("node.crt"), F("k8s/tls.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("k8s/tls.key"));
+    assert_int_equal(chmod(F("k8s/..2026_12_05_00_00_00.1/tls.key"), 0444), 0);
+    run(&fs, F("node.crt"), F("k8s/tls.key"), F("ca.crt"), NULL);
+    expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("k8s/tls.key"));
+
+    /* The same rule for a passphrase file and (through certs_secret_mode) any secret. */
+    assert_int_equal(pki_write_text(F("open.pass"), "x\n"), 0);
+    assert_int_equal(chmod(F("open.pass"), 0644), 0);
+    memset(&fs, 0, sizeof(fs));
+    assert_int_equal(certs_secret_mode(&fs, F("open.pass"), "CouchDB proxy-auth secret file"), 0);
+    expect(&fs, "key-permissions", CERTS_SEV_ERROR, F("open.pass"));
+    assert_non_null(strstr(fs.v[0].message, "CouchDB proxy-auth secret file is readable by every"));
+    assert_non_null(strstr(fs.v[0].fix, "chmod o-rwx "));
+    certs_findings_clear(&fs);
+    assert_int_equal(certs_secret_mode(&fs, F("no-such.pass"), "key passphrase file"), 0);
+    assert_int_equal(certs_secret_mode(&fs, NULL, "key passphrase file"), 0);
+    assert_int_equal(fs.n, 0);
 }
 
 /* ---- chain ---- */
@@ -464,6 +503,22 @@ test_chain_untrusted(void **state)
     save("foreign", l, other_root, NULL);
     run(&fs, F("foreign.crt"), F("foreign.key"), F("ca.crt"), NULL);
     expect_only(&fs, "chain-untrusted", CERTS_SEV_ERROR, F("foreign.crt"));
+}
+
+/* tls.ca holding a leaf (here a peer's certificate) instead of the CA that issued it. */
+static void
+test_ca_not_a_ca(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_chain(F("leaf-as-ca.crt"), leaf, NULL), 0);
+    run(&fs, F("node.crt"), F("node.key"), F("leaf-as-ca.crt"), NULL);
+    expect_only(&fs, "ca-not-a-ca", CERTS_SEV_ERROR, F("leaf-as-ca.crt"));
+    /* Next to the right root it is still wrong, and named alone. */
+    assert_int_equal(pki_write_chain(F("root-and-leaf.crt"), root, leaf, NULL), 0);
+    run(&fs, F("node.crt"), F("node.key"), F("root-and-leaf.crt"), NULL);
+    expect_only(&fs, "ca-not-a-ca", CERTS_SEV_ERROR, F("root-and-leaf.crt"));
 }
 
 static void
@@ -555,7 +610,11 @@ test_san(void **state)
     p.hostname = "db7.example.org";
     run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
     expect_only(&fs, "san-hostname", CERTS_SEV_WARNING, F("node.crt"));
-    p.hostname = "node1"; /* the short name of node1.test */
+    /* A name peers dial must be in the SAN as dialled: a short name is not node1.test. */
+    p.hostname = "node1";
+    run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
+    expect_only(&fs, "san-hostname", CERTS_SEV_WARNING, F("node.crt"));
+    p.hostname = "NODE1.test";
     run(&fs, F("node.crt"), F("node.key"), F("ca.crt"), &p);
     assert_int_equal(fs.n, 0);
 }
@@ -665,10 +724,34 @@ test_crl(void **state)
     expect_only(&fs, "crl-expired", CERTS_SEV_ERROR, F("expired.crl"));
     run_crl(&fs, F("forged.crl"));
     expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("forged.crl"));
+    /* A CRL of a CA that is not in tls.ca (nor in our chain): it can only apply to peers that
+       send that CA as an intermediate, which is legitimate: a warning, never an error (ferry
+       run would refuse to start on it). */
     run_crl(&fs, F("other.crl"));
-    expect_only(&fs, "crl-bad-signature", CERTS_SEV_ERROR, F("other.crl"));
+    expect_only(&fs, "crl-bad-signature", CERTS_SEV_WARNING, F("other.crl"));
     run_crl(&fs, F("self.crl"));
     expect_only(&fs, "crl-revokes-self", CERTS_SEV_ERROR, F("node.crt"));
+
+    /* The CRL of our own intermediate (in the chain file, not in tls.ca) is checked against
+       that intermediate: intact, it gives no finding. */
+    {
+        struct certs_diag_params p = {.need_server_auth = true, .need_client_auth = true};
+        X509_CRL *inter_crl = pki_crl_new(inter, -DAY, 7 * DAY, NULL);
+        X509_CRL *root_crl = pki_crl_new(root, -DAY, 7 * DAY, NULL);
+
+        assert_non_null(inter_crl);
+        assert_non_null(root_crl);
+        save("viaint", node(NULL, inter), inter, NULL);
+        assert_int_equal(pki_write_crls(F("both.crl"), root_crl, inter_crl, NULL), 0);
+        p.crl = F("both.crl");
+        run(&fs, F("viaint.crt"), F("viaint.key"), F("ca.crt"), &p);
+        if (fs.n != 0) {
+            dump(&fs);
+        }
+        assert_int_equal(fs.n, 0);
+        X509_CRL_free(inter_crl);
+        X509_CRL_free(root_crl);
+    }
 
     /* A second CA in the bundle without its CRL. */
     {
@@ -851,6 +934,106 @@ test_check_multiple_roots(void **state)
     free(buf);
 }
 
+/* certs_vet_config() on YAML ${yaml} (written to NAME.yaml) with ${hostname}. */
+static void
+vet(const char *name, const char *yaml, const char *hostname, struct certs_findings *fs)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+    char file[256];
+
+    (void)snprintf(file, sizeof(file), "%s.yaml", name);
+    assert_int_equal(pki_write_text(F(file), yaml), 0);
+    cfg = config_load(F(file), &errs);
+    config_errors_clear(&errs);
+    assert_non_null(cfg);
+    memset(fs, 0, sizeof(*fs));
+    assert_int_equal(certs_vet_config(cfg, hostname, real_builder, fs), 0);
+    config_free(cfg);
+}
+
+/* san-hostname only when told how peers dial this node, and only for inbound listeners. */
+static void
+test_vet_hostname(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    /* Without --hostname: this machine's own name is no evidence (it was noise). */
+    vet("host", GOOD_YAML(""), NULL, &fs);
+    assert_int_equal(fs.n, 0);
+    vet("host", GOOD_YAML(""), "db7.example.org", &fs);
+    expect_only(&fs, "san-hostname", CERTS_SEV_WARNING, F("node.crt"));
+    vet("host", GOOD_YAML(""), "node1.test", &fs);
+    assert_int_equal(fs.n, 0);
+    /* An outbound-only config: nobody dials it. */
+    vet("host-out",
+        "tls:\n  cert: node.crt\n  key: node.key\n  ca: ca.crt\nlisteners:\n"
+        "  - {name: out, mode: outbound, listen: \"127.0.0.1:17001\", peer: \"node2.test:6984\"}\n",
+        "db7.example.org", &fs);
+    assert_int_equal(fs.n, 0);
+}
+
+#define SECRET_YAML(file)                                                 \
+    "tls:\n  cert: node.crt\n  key: node.key\n  ca: ca.crt\nlisteners:\n" \
+    "  - name: in\n    mode: inbound\n    listen: \"127.0.0.1:16984\"\n"  \
+    "    backend: \"127.0.0.1:5984\"\n    couchdb_proxy_auth: {secret_file: " file "}\n"
+
+/* The proxy-auth secret under the rule of keys: others error, group warning. */
+static void
+test_vet_secret(void **state)
+{
+    struct certs_findings fs;
+
+    (void)state;
+    assert_int_equal(pki_write_text(F("couch.secret"), "TOPSECRET\n"), 0);
+    assert_int_equal(chmod(F("couch.secret"), 0600), 0);
+    vet("secret", SECRET_YAML("couch.secret"), NULL, &fs);
+    assert_int_equal(fs.n, 0);
+    assert_int_equal(chmod(F("couch.secret"), 0640), 0);
+    vet("secret", SECRET_YAML("couch.secret"), NULL, &fs);
+    assert_false(certs_finding_stops_run(&fs.v[0]));
+    expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("couch.secret"));
+    assert_int_equal(chmod(F("couch.secret"), 0644), 0);
+    vet("secret", SECRET_YAML("couch.secret"), NULL, &fs);
+    assert_true(certs_finding_stops_run(&fs.v[0]));
+    assert_null(strstr(fs.v[0].message, "TOPSECRET"));
+    expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("couch.secret"));
+    (void)unlink(F("couch.link"));
+    assert_int_equal(symlink("couch.secret", F("couch.link")), 0);
+    vet("secret", SECRET_YAML("couch.link"), NULL, &fs);
+    expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("couch.link"));
+    assert_int_equal(chmod(F("couch.secret"), 0600), 0);
+}
+
+/* Which errors stop `ferry run`: all but those the clock alone causes. */
+static void
+test_stops_run(void **state)
+{
+    static const char *const clock_only[] = {"cert-expired", "cert-not-yet-valid", "crl-expired"};
+    static const char *const stopping[] = {"key-permissions", "chain-incomplete", "chain-untrusted",
+                                           "issuer-not-ca",   "config-invalid",   "start-refused"};
+    struct certs_finding f;
+    size_t i;
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    f.severity = CERTS_SEV_ERROR;
+    for (i = 0; i < sizeof(clock_only) / sizeof(clock_only[0]); i++) {
+        f.id = clock_only[i];
+        assert_false(certs_finding_stops_run(&f));
+    }
+    for (i = 0; i < sizeof(stopping) / sizeof(stopping[0]); i++) {
+        f.id = stopping[i];
+        assert_true(certs_finding_stops_run(&f));
+    }
+    f.id = "key-group-readable";
+    f.severity = CERTS_SEV_WARNING;
+    assert_false(certs_finding_stops_run(&f));
+    f.id = "cert-expiring";
+    assert_false(certs_finding_stops_run(&f));
+}
+
 static void
 test_findings_list(void **state)
 {
@@ -957,6 +1140,7 @@ main(void)
         cmocka_unit_test(test_chain_incomplete),
         cmocka_unit_test(test_ca_missing_root),
         cmocka_unit_test(test_chain_untrusted),
+        cmocka_unit_test(test_ca_not_a_ca),
         cmocka_unit_test(test_chain_bad_signature),
         cmocka_unit_test(test_self_signed_leaf),
         cmocka_unit_test(test_issuer_not_ca),
@@ -972,6 +1156,9 @@ main(void)
         cmocka_unit_test(test_check_roles),
         cmocka_unit_test(test_check_start_refused),
         cmocka_unit_test(test_check_multiple_roots),
+        cmocka_unit_test(test_vet_hostname),
+        cmocka_unit_test(test_vet_secret),
+        cmocka_unit_test(test_stops_run),
         cmocka_unit_test(test_findings_list),
     };
 

@@ -1112,18 +1112,17 @@ test_ctx_own_cert_checks(void **state)
     char err[512];
 
     (void)state;
+    /* Dates are loaded: a restart must not crash-loop on what only a renewal fixes (the
+       checks of certs/ report them; /readyz is 503 meanwhile). */
     p = server_params("expired");
     t = tls_ctx_new(&p, err, sizeof(err));
-    assert_null(t);
-    (void)snprintf(want, sizeof(want), "%s: certificate expired on ", p.cert_file);
-    assert_memory_equal(err, want, strlen(want));
-    assert_non_null(strstr(err, " UTC; ferry's peers would reject it"));
+    assert_non_null(t);
+    tls_ctx_free(t);
 
     p = client_params("notyet");
     t = tls_ctx_new(&p, err, sizeof(err));
-    assert_null(t);
-    (void)snprintf(want, sizeof(want), "%s: certificate is not valid before ", p.cert_file);
-    assert_memory_equal(err, want, strlen(want));
+    assert_non_null(t);
+    tls_ctx_free(t);
 
     p = server_params("server_clionly");
     (void)snprintf(want, sizeof(want),
