@@ -47,8 +47,11 @@ listeners:
     listen: "127.0.0.1:$PUNTRUSTED"
     peer: "node1.test:$PPEER"
     connect: "127.0.0.1:$PPEER"
-    tls: {cert: $P/o/node1.test.crt, key: $P/o/node1.test.key}
+    tls: {cert: $P/o/node1.test.crt, key: $P/o/node1.test.key, ca: $P/both-cas.crt}
 EOF
+# The listener trusts both CAs (its own chain must verify, or run refuses to start with
+# chain-incomplete); the peer trusts only the first, so it refuses this listener's certificate.
+cat "$CA" "$P/o/ca.crt" >"$P/both-cas.crt"
 cat >"$T/b.yaml" <<EOF
 tls: {cert: $CRT, key: $KEY, ca: $CA}
 admin: {listen: "127.0.0.1:$PADMB"}
