@@ -202,6 +202,46 @@ conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
     *bevp = NULL;
 }
 
+/*
+ * Does the client's socket linger after ${c} ends for ${reason} (proxy_linger.c)?  An inbound
+ * client refused during its handshake: we sent it a fatal alert (or, for a resumed session
+ * refused after it, nothing more), and a TLS 1.3 client has sent its request by then, unread;
+ * a plain close() would reset the connection and the client would lose the alert.  Decided
+ * before the state becomes CLOSED.
+ */
+static bool
+conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    return conn_inbound(c) && c->client != NULL && c->state == PROXY_CONN_HANDSHAKE &&
+           (reason == PROXY_CLOSE_REJECTED || reason == PROXY_CLOSE_HANDSHAKE_FAILED);
+}
+
+/*
+ * Take the socket out of ${bev}, which then frees without closing it, or -1.  Public API only:
+ * bufferevent_setfd(-1) deletes the bufferevent's events on the socket (and, for TLS, gives
+ * its SSL a BIO without one).  Not dup(): the loop's epoll changelist must never see two
+ * descriptors of one socket.
+ */
+static evutil_socket_t
+conn_take_fd(struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd < 0 || bufferevent_setfd(bev, -1) != 0) {
+        return -1;
+    }
+    return fd;
+}
+
+/* How long a refused client may linger: PROXY_LINGER_MS, never more than the handshake timeout. */
+static uint64_t
+conn_linger_ms(const struct proxy_conn *c)
+{
+    uint64_t ms = c->l->limits->handshake_timeout_ms;
+
+    return ms < PROXY_LINGER_MS ? ms : PROXY_LINGER_MS;
+}
+
 /* The one place that turns a connection's end into /metrics counters. */
 static void
 conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
@@ -257,6 +297,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     struct proxy_worker *w = l->w;
     struct timeval now;
     char dur[32], in[32], out[32];
+    evutil_socket_t linger_fd;
+    bool lingers;
 
     conn_check(c);
     c->reason = reason;
@@ -272,6 +314,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
            c->verify.peer.name, "target", c->l->target_text, "bytes_in", in, "bytes_out", out,
            "duration_ms", dur, "reason", proxy_close_reason_str(reason), "detail", c->detail,
            (const char *)NULL);
+    lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
     conn_count_close(c, reason);
 
@@ -283,9 +326,15 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         event_free(c->timer);
         c->timer = NULL;
     }
+    /* A client refused in its handshake keeps its socket a little longer (see below). */
+    linger_fd = lingers ? conn_take_fd(c->client) : -1;
     /* A side that failed (reset, TLS error) must not see SSL_shutdown after a fatal error. */
     conn_free_side(&c->client, conn_inbound(c),
                    c->tls_up && reason != PROXY_CLOSE_CLIENT_ERROR && !c->down.shut_sent);
+    if (linger_fd >= 0) {
+        /* Our alert is out: FIN, then read the client's request, so that no RST destroys it. */
+        proxy_linger_close(w, linger_fd, conn_linger_ms(c));
+    }
     conn_free_side(&c->server, !conn_inbound(c),
                    c->tls_up && reason != PROXY_CLOSE_SERVER_ERROR && !c->up.shut_sent);
     if (c->fd >= 0) {
