@@ -16,6 +16,10 @@
 # - outbound to a ferry whose allow lists none of our names (it sends bad_certificate): the
 #   warn line and the 502 list the likely causes in order, our names first, and end with the
 #   exact `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.
+# - inbound, the same refusal seen by a raw TLS 1.3 client that writes its request right after
+#   its handshake: it reads the bad_certificate alert 20 times in 20, never ECONNRESET (ferry
+#   closes lingering: FIN, then reads the request); 30 clients that neither read nor close cost
+#   ferry a descriptor each only until the lingering bound, then its fd count is back.
 # valgrind: yes
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
@@ -149,6 +153,42 @@ ferry_cmd check --peer "node1.test:$LSTRICT" -c "$P/rt.yaml" --listener tostrict
 [ "$rc" = 1 ] && grep -q "peer-refused-names" "$T/strict.check" ||
     fail "the check --peer the log names: exit $rc: $(cat "$T/strict.check")"
 pass "outbound refused by the peer's allow: causes in order and the check --peer to run"
+
+# ---- the server side of an allow refusal: a lingering close ----
+# A TLS 1.3 client has sent its request before ferry refuses its certificate; ferry must not
+# reset the connection with that request unread, which would destroy its bad_certificate alert.
+refused() {
+    python3 "$SUPPORT/refused_client.py" --connect "127.0.0.1:$LSTRICT" --cert "$P/good.crt" \
+        --key "$P/good.key" --ca "$P/ca.crt" "$@"
+}
+out=$(refused --tries 20) || fail "refused TLS 1.3 clients, 20 in a row: $out"
+pass "a client refused after its TLS 1.3 handshake reads the alert, never a reset: $out"
+# The lingering is bounded: clients that never close nor read cost ferry a descriptor each for
+# at most min(2 s, handshake_timeout), then ferry closes cleanly (they still read the alert).
+pid=$(ferry_pid rt)
+nfds() { find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+base=$(nfds)
+rm -f "$T/hold.ready" "$T/hold.stop"
+refused --hold 30 --ready "$T/hold.ready" --stop "$T/hold.stop" --timeout 60 >"$T/hold.out" 2>&1 &
+hold_pid=$!
+bg_register "$hold_pid" hold
+end=$((SECONDS + 30 * (VG + 1)))
+while [ ! -f "$T/hold.ready" ]; do
+    [ "$SECONDS" -lt "$end" ] || fail "the 30 holding clients did not connect: $(cat "$T/hold.out")"
+    sleep 0.05
+done
+during=$(nfds)
+[ "$during" -gt "$base" ] || fail "no socket lingers for clients that did not close ($during fds, $base before)"
+t0=$SECONDS
+while [ "$(nfds)" -gt "$base" ]; do
+    [ $((SECONDS - t0)) -lt $((5 + 20 * VG)) ] ||
+        fail "ferry still holds $(nfds) fds ($base before) after the lingering bound"
+    sleep 0.1
+done
+note "fds: $base before, $during while lingering, back to $(nfds) after $((SECONDS - t0)) s"
+touch "$T/hold.stop"
+wait "$hold_pid" || fail "held clients: $(cat "$T/hold.out")"
+pass "lingering is bounded in time; the held clients still read the alert: $(cat "$T/hold.out")"
 
 # and a good client still passes
 code=$(curl_code --cacert "$P/ca.crt" --cert "$P/good.crt" --key "$P/good.key" \
