@@ -433,7 +433,7 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[1536], body[1600];
+    char esc[2304], body[2400];
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
@@ -940,6 +940,33 @@ conn_explain_tls(struct proxy_conn *c, unsigned long e)
     return CONN_TLS_UNKNOWN;
 }
 
+/*
+ * TLS 1.3 ends our handshake before the peer has judged our certificate, and we send the
+ * request at once.  A peer that then refuses the certificate and closes with that request
+ * unread resets the connection, and the reset makes our kernel drop its alert.  When the
+ * peer reset this new connection (${sock_err}) under TLS 1.3 before any byte of an answer,
+ * after we sent a certificate, say in c->detail that it may be such a refusal, with the causes
+ * of bad_certificate and the `ferry check --peer` to run, and return true.
+ */
+static bool
+conn_explain_reset(struct proxy_conn *c, struct bufferevent *bev, int sock_err)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct tls_self_info self;
+    char who[340];
+
+    if (conn_inbound(c) || c->down.bytes > 0 || c->pool_reused || ssl == NULL ||
+        SSL_version(ssl) != TLS1_3_VERSION || !c->verify.cert_sent ||
+        (sock_err != ECONNRESET && sock_err != EPIPE)) {
+        return false;
+    }
+    snprintf(who, sizeof(who), "peer %s", c->l->target_text);
+    tls_ctx_self_info(c->l->tls, &self);
+    tls_reset_describe(who, &self, c->detail, sizeof(c->detail));
+    conn_check_peer_hint(c, SSL_AD_BAD_CERTIFICATE);
+    return true;
+}
+
 /* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
 static void
 conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
@@ -1165,7 +1192,14 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (conn_read_eof(what)) {
         if (c->x != NULL && proxy_exchange_can_answer(c) && !proxy_exchange_server_closing(c)) {
-            /* Closed with a request still unanswered: tell the client why. */
+            /*
+             * Closed with a request still unanswered: tell the client why.  A reset reads as
+             * an EOF here (allow_dirty_shutdown), errno still telling which.
+             */
+            if (conn_explain_reset(c, bev, EVUTIL_SOCKET_ERROR())) {
+                conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_failed");
+                return;
+            }
             snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection without answering",
                      conn_inbound(c) ? "backend" : "peer", c->l->target_text);
             conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR,
@@ -1188,9 +1222,11 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
             return;
         }
-        snprintf(c->detail, sizeof(c->detail), "%s %s: %s", conn_inbound(c) ? "backend" : "peer",
-                 c->l->target_text,
-                 errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
+        if (errs[0] != '\0' || !conn_explain_reset(c, bev, sock_err)) {
+            snprintf(c->detail, sizeof(c->detail), "%s %s: %s",
+                     conn_inbound(c) ? "backend" : "peer", c->l->target_text,
+                     errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
+        }
         if (conn_http(c) && proxy_exchange_can_answer(c)) {
             /*
              * Nothing of a response has reached the client yet, so it can still be told why.

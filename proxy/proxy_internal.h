@@ -338,7 +338,7 @@ struct proxy_conn {
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
     char remote[64];          /* client address "ip:port" */
-    char detail[1024];        /* the reason in plain words for the close line / 502 body */
+    char detail[1536];        /* the reason in plain words for the close line / 502 body */
     int owed_status;          /* ferry answered before a request was framed: the access-log
                                  line still to write, with this status (proxy_request_owed) */
     uint64_t owed_bytes;      /* and the answer's body length */

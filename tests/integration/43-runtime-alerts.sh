@@ -16,6 +16,9 @@
 # - outbound to a ferry whose allow lists none of our names (it sends bad_certificate): the
 #   warn line and the 502 list the likely causes in order, our names first, and end with the
 #   exact `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.
+# - outbound to a TLS 1.3 peer that resets the connection once our request arrives (how a
+#   refusal looks when the peer's reset destroys its alert): the warn line and the 502 say so,
+#   with the same causes and the same `ferry check --peer` command.
 # - inbound, the same refusal seen by a raw TLS 1.3 client that writes its request right after
 #   its handshake: it reads the bad_certificate alert 20 times in 20, never ECONNRESET (ferry
 #   closes lingering: FIN, then reads the request); 30 clients that neither read nor close cost
@@ -39,6 +42,10 @@ SLEAF=$(free_port)
 LLEAF=$(free_port)
 LSTRICT=$(free_port)
 LTOSTRICT=$(free_port)
+SRESET=$(free_port)
+LRESET=$(free_port)
+SRESETNC=$(free_port)
+LRESETNC=$(free_port)
 
 bg_run s13 openssl s_server -accept "127.0.0.1:$S13" -cert "$P/good.crt" -key "$P/good.key" \
     -Verify 1 -verify_return_error -CAfile "$P/other-ca.crt" -www -quiet -tls1_3
@@ -51,7 +58,14 @@ http_backend "$SHTTP" couchdb
 http_backend "$PB" backend
 wait_port "$S13"
 wait_port "$S12"
+# a TLS 1.3 server that resets each connection once our request has arrived
+bg_run sreset python3 "$SUPPORT/reset_server.py" --port "$SRESET" --cert "$P/good.crt" \
+    --key "$P/good.key" --ca "$P/ca.crt"
 wait_port "$SLEAF"
+bg_run sresetnc python3 "$SUPPORT/reset_server.py" --port "$SRESETNC" --cert "$P/good.crt" \
+    --key "$P/good.key" --ca "$P/ca.crt" --no-client-cert
+wait_port "$SRESET"
+wait_port "$SRESETNC"
 
 cat >"$P/rt.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
@@ -64,6 +78,8 @@ listeners:
   - {name: outleaf, mode: outbound, listen: "127.0.0.1:$LLEAF", peer: "peer.test:$SLEAF", connect: "127.0.0.1:$SLEAF"}
   - {name: strict, mode: inbound, listen: "127.0.0.1:$LSTRICT", backend: "127.0.0.1:$PB", allow: ["nobody.test"]}
   - {name: tostrict, mode: outbound, listen: "127.0.0.1:$LTOSTRICT", peer: "node1.test:$LSTRICT", connect: "127.0.0.1:$LSTRICT"}
+  - {name: toreset, mode: outbound, listen: "127.0.0.1:$LRESET", peer: "peer.test:$SRESET", connect: "127.0.0.1:$SRESET"}
+  - {name: toresetnc, mode: outbound, listen: "127.0.0.1:$LRESETNC", peer: "peer.test:$SRESETNC", connect: "127.0.0.1:$SRESETNC"}
 YAML
 ferry_start rt "$P/rt.yaml"
 
@@ -153,6 +169,27 @@ ferry_cmd check --peer "node1.test:$LSTRICT" -c "$P/rt.yaml" --listener tostrict
 [ "$rc" = 1 ] && grep -q "peer-refused-names" "$T/strict.check" ||
     fail "the check --peer the log names: exit $rc: $(cat "$T/strict.check")"
 pass "outbound refused by the peer's allow: causes in order and the check --peer to run"
+
+# ---- the same refusal when the peer's reset destroyed its alert (TLS 1.3) ----
+code=$(curl_code "http://127.0.0.1:$LRESET/db")
+[ "$code" = 502 ] || fail "peer that resets after the handshake: HTTP $code, expected 502"
+reason=$(reason_of) || fail "reset: bad 502 body: $(cat "$T/curl.body")"
+expect_log rt " warn event=peer_failed.*listener=toreset"
+line=$(grep "event=peer_failed" "$T/rt.log" | grep "listener=toreset")
+for want in "peer peer.test:$SRESET reset the connection right after our TLS 1.3 handshake, before answering: this is how a peer refusing our certificate may look under TLS 1.3" \
+    "likely causes, most likely first: 1. its allow lists none of our names (DNS:node1.test,DNS:localhost,IP:127.0.0.1)" \
+    "4. it cannot parse $P/node1.crt" \
+    "Run \`ferry check --peer peer.test:$SRESET -c $P/rt.yaml --listener toreset\`"; do
+    grep -qF -- "$want" <<<"$line" || fail "reset: the warn line lacks \"$want\": $line"
+    grep -qF -- "$want" <<<"$reason" || fail "reset: the 502 reason lacks \"$want\": $reason"
+done
+pass "outbound, a peer's reset right after the TLS 1.3 handshake: the refusal it may be, and the check --peer"
+# ... but not when the peer asked for no certificate: then it cannot have refused ours
+code=$(curl_code "http://127.0.0.1:$LRESETNC/db")
+[ "$code" = 502 ] || fail "peer that resets, no client certificate asked: HTTP $code, expected 502"
+expect_log rt " warn event=peer_failed.*listener=toresetnc"
+expect_no_log rt "listener=toresetnc.*refusing our certificate"
+pass "a reset from a peer that asked for no certificate is not called a refusal"
 
 # ---- the server side of an allow refusal: a lingering close ----
 # A TLS 1.3 client has sent its request before ferry refuses its certificate; ferry must not
