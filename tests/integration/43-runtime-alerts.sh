@@ -231,5 +231,18 @@ pass "lingering is bounded in time; the held clients still read the alert: $(cat
 code=$(curl_code --cacert "$P/ca.crt" --cert "$P/good.crt" --key "$P/good.key" \
     --resolve "node1.test:$LIN:127.0.0.1" "https://node1.test:$LIN/db")
 [ "$code" = 200 ] || fail "good client: HTTP $code"
+# ferry stops cleanly (valgrind: no leak) with sockets still lingering
+rm -f "$T/hold.ready" "$T/hold.stop"
+refused --hold 5 --ready "$T/hold.ready" --stop "$T/hold.stop" --timeout 60 >"$T/hold2.out" 2>&1 &
+hold_pid=$!
+bg_register "$hold_pid" hold2
+end=$((SECONDS + 30 * (VG + 1)))
+while [ ! -f "$T/hold.ready" ]; do
+    [ "$SECONDS" -lt "$end" ] || fail "the 5 holding clients did not connect: $(cat "$T/hold2.out")"
+    sleep 0.05
+done
+note "stopping with $(($(nfds) - base)) more fds than before the holding clients"
 ferry_stop rt
+touch "$T/hold.stop"
+wait "$hold_pid" || true
 pass "runtime alert translation"
