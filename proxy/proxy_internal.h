@@ -70,7 +70,7 @@
  * at most PROXY_LINGER_MS (and never longer than limits.handshake_timeout), reading and
  * dropping at most PROXY_LINGER_BYTES; at most PROXY_LINGER_MAX such sockets per worker.
  */
-#define PROXY_LINGER_BYTES (64 * 1024)
+#define PROXY_LINGER_BYTES ((size_t)64 * 1024)
 #define PROXY_LINGER_MAX   256
 
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
