@@ -455,6 +455,7 @@ worker_free(struct proxy_worker *w)
         return;
     }
     proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
+    proxy_linger_free_all(w);
     for (size_t i = 0; i < w->n_listeners; i++) {
         proxy_listener_free(w->listeners[i]);
     }

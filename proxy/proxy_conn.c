@@ -202,6 +202,46 @@ conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
     *bevp = NULL;
 }
 
+/*
+ * Does the client's socket linger after ${c} ends for ${reason} (proxy_linger.c)?  An inbound
+ * client refused during its handshake: we sent it a fatal alert (or, for a resumed session
+ * refused after it, nothing more), and a TLS 1.3 client has sent its request by then, unread;
+ * a plain close() would reset the connection and the client would lose the alert.  Decided
+ * before the state becomes CLOSED.
+ */
+static bool
+conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
+{
+    return conn_inbound(c) && c->client != NULL && c->state == PROXY_CONN_HANDSHAKE &&
+           (reason == PROXY_CLOSE_REJECTED || reason == PROXY_CLOSE_HANDSHAKE_FAILED);
+}
+
+/*
+ * Take the socket out of ${bev}, which then frees without closing it, or -1.  Public API only:
+ * bufferevent_setfd(-1) deletes the bufferevent's events on the socket (and, for TLS, gives
+ * its SSL a BIO without one).  Not dup(): the loop's epoll changelist must never see two
+ * descriptors of one socket.
+ */
+static evutil_socket_t
+conn_take_fd(struct bufferevent *bev)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd < 0 || bufferevent_setfd(bev, -1) != 0) {
+        return -1;
+    }
+    return fd;
+}
+
+/* How long a refused client may linger: PROXY_LINGER_MS, never more than the handshake timeout. */
+static uint64_t
+conn_linger_ms(const struct proxy_conn *c)
+{
+    uint64_t ms = c->l->limits->handshake_timeout_ms;
+
+    return ms < PROXY_LINGER_MS ? ms : PROXY_LINGER_MS;
+}
+
 /* The one place that turns a connection's end into /metrics counters. */
 static void
 conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
@@ -257,6 +297,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     struct proxy_worker *w = l->w;
     struct timeval now;
     char dur[32], in[32], out[32];
+    evutil_socket_t linger_fd;
+    bool lingers;
 
     conn_check(c);
     c->reason = reason;
@@ -272,6 +314,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
            c->verify.peer.name, "target", c->l->target_text, "bytes_in", in, "bytes_out", out,
            "duration_ms", dur, "reason", proxy_close_reason_str(reason), "detail", c->detail,
            (const char *)NULL);
+    lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
     conn_count_close(c, reason);
 
@@ -283,9 +326,15 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         event_free(c->timer);
         c->timer = NULL;
     }
+    /* A client refused in its handshake keeps its socket a little longer (see below). */
+    linger_fd = lingers ? conn_take_fd(c->client) : -1;
     /* A side that failed (reset, TLS error) must not see SSL_shutdown after a fatal error. */
     conn_free_side(&c->client, conn_inbound(c),
                    c->tls_up && reason != PROXY_CLOSE_CLIENT_ERROR && !c->down.shut_sent);
+    if (linger_fd >= 0) {
+        /* Our alert is out: FIN, then read the client's request, so that no RST destroys it. */
+        proxy_linger_close(w, linger_fd, conn_linger_ms(c));
+    }
     conn_free_side(&c->server, !conn_inbound(c),
                    c->tls_up && reason != PROXY_CLOSE_SERVER_ERROR && !c->up.shut_sent);
     if (c->fd >= 0) {
@@ -384,7 +433,7 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[1536], body[1600];
+    char esc[2304], body[2400];
 
     log_json_escape(esc, sizeof(esc), c->detail);
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
@@ -891,6 +940,33 @@ conn_explain_tls(struct proxy_conn *c, unsigned long e)
     return CONN_TLS_UNKNOWN;
 }
 
+/*
+ * TLS 1.3 ends our handshake before the peer has judged our certificate, and we send the
+ * request at once.  A peer that then refuses the certificate and closes with that request
+ * unread resets the connection, and the reset makes our kernel drop its alert.  When the
+ * peer reset this new connection (${sock_err}) under TLS 1.3 before any byte of an answer,
+ * after we sent a certificate, say in c->detail that it may be such a refusal, with the causes
+ * of bad_certificate and the `ferry check --peer` to run, and return true.
+ */
+static bool
+conn_explain_reset(struct proxy_conn *c, struct bufferevent *bev, int sock_err)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct tls_self_info self;
+    char who[340];
+
+    if (conn_inbound(c) || c->down.bytes > 0 || c->pool_reused || ssl == NULL ||
+        SSL_version(ssl) != TLS1_3_VERSION || !c->verify.cert_sent ||
+        (sock_err != ECONNRESET && sock_err != EPIPE)) {
+        return false;
+    }
+    snprintf(who, sizeof(who), "peer %s", c->l->target_text);
+    tls_ctx_self_info(c->l->tls, &self);
+    tls_reset_describe(who, &self, c->detail, sizeof(c->detail));
+    conn_check_peer_hint(c, SSL_AD_BAD_CERTIFICATE);
+    return true;
+}
+
 /* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
 static void
 conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
@@ -1116,7 +1192,14 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (conn_read_eof(what)) {
         if (c->x != NULL && proxy_exchange_can_answer(c) && !proxy_exchange_server_closing(c)) {
-            /* Closed with a request still unanswered: tell the client why. */
+            /*
+             * Closed with a request still unanswered: tell the client why.  A reset reads as
+             * an EOF here (allow_dirty_shutdown), errno still telling which.
+             */
+            if (conn_explain_reset(c, bev, EVUTIL_SOCKET_ERROR())) {
+                conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_failed");
+                return;
+            }
             snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection without answering",
                      conn_inbound(c) ? "backend" : "peer", c->l->target_text);
             conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR,
@@ -1139,9 +1222,11 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
             return;
         }
-        snprintf(c->detail, sizeof(c->detail), "%s %s: %s", conn_inbound(c) ? "backend" : "peer",
-                 c->l->target_text,
-                 errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
+        if (errs[0] != '\0' || !conn_explain_reset(c, bev, sock_err)) {
+            snprintf(c->detail, sizeof(c->detail), "%s %s: %s",
+                     conn_inbound(c) ? "backend" : "peer", c->l->target_text,
+                     errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
+        }
         if (conn_http(c) && proxy_exchange_can_answer(c)) {
             /*
              * Nothing of a response has reached the client yet, so it can still be told why.

@@ -65,6 +65,14 @@
  * rest before the socket closes, so the client sees our answer rather than a reset. */
 #define PROXY_LINGER_MS 2000
 
+/*
+ * A client socket refused during its handshake lingers after our alert (proxy_linger.c): for
+ * at most PROXY_LINGER_MS (and never longer than limits.handshake_timeout), reading and
+ * dropping at most PROXY_LINGER_BYTES; at most PROXY_LINGER_MAX such sockets per worker.
+ */
+#define PROXY_LINGER_BYTES ((size_t)64 * 1024)
+#define PROXY_LINGER_MAX   256
+
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
 #define PROXY_ACCEPT_BACKOFF_MS 100
 
@@ -104,6 +112,7 @@ enum proxy_close_reason {
 
 struct proxy_listener;
 struct proxy_conn;
+struct proxy_linger;
 
 /*
  * One direction of a relay: bytes read from src are written to dst.  eof_seen: src ended;
@@ -262,6 +271,9 @@ struct proxy_worker {
     struct proxy_conn *conns; /* doubly linked list of open connections */
     struct event *beat;       /* every PROXY_BEAT_MS: the loop still turns (GET /livez) */
     long long beat_ms;        /* monotonic ms of the last beat (atomic: read by control) */
+    /* client sockets being closed gently (proxy_linger.c), at most PROXY_LINGER_MAX */
+    struct proxy_linger *lingering;
+    unsigned n_lingering;
 };
 
 /*
@@ -326,7 +338,7 @@ struct proxy_conn {
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
     char remote[64];          /* client address "ip:port" */
-    char detail[1024];        /* the reason in plain words for the close line / 502 body */
+    char detail[1536];        /* the reason in plain words for the close line / 502 body */
     int owed_status;          /* ferry answered before a request was framed: the access-log
                                  line still to write, with this status (proxy_request_owed) */
     uint64_t owed_bytes;      /* and the answer's body length */
@@ -385,6 +397,10 @@ const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
+
+/* proxy_linger.c */
+void proxy_linger_close(struct proxy_worker *w, evutil_socket_t fd, uint64_t ms);
+void proxy_linger_free_all(struct proxy_worker *w);
 
 /* proxy_pool.c (outbound http: idle keep-alive connections to the peer) */
 bool proxy_pool_enabled(const struct proxy_listener *l);

@@ -123,6 +123,8 @@ struct tls_verify_result {
     size_t n_first_record;
     /* We refused a renegotiation the peer asked for (sent it a no_renegotiation alert). */
     bool renegotiation_refused;
+    /* CLIENT: we sent the server a certificate (it asked for one, and ours suited it). */
+    bool cert_sent;
 };
 
 struct tls_tickets;
@@ -473,6 +475,18 @@ int tls_alert_from_error(unsigned long e);
  */
 const char *tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
                                char *buf, size_t len);
+
+/*
+ * tls_reset_describe(who, self, buf, len):
+ * ${who} ("peer node2.test:6984") reset the connection right after our TLS 1.3 handshake,
+ * before any byte of an answer, and we had sent it our certificate.  Under TLS 1.3 a client's
+ * handshake ends before the server has judged its certificate; a server that then refuses it
+ * and closes with our request unread resets the connection, and the reset destroys its alert
+ * at our end.  Says so, with the likely causes of a bad_certificate alert (see
+ * tls_alert_describe()).  ${self}->role is CLIENT; ${self} may be NULL.  Returns ${buf}.
+ */
+const char *tls_reset_describe(const char *who, const struct tls_self_info *self, char *buf,
+                               size_t len);
 
 /*
  * tls_error_describe(e, who, res, self, buf, len):

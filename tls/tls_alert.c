@@ -172,10 +172,12 @@ tls_self_cn(const struct tls_self_info *self, char *buf, size_t len)
  * first: a name its `allow` lacks (HOSTNAME_MISMATCH), then a certificate not valid yet by
  * its clock (CERT_NOT_YET_VALID), a CRL not valid yet (CRL_NOT_YET_VALID), a field it cannot
  * parse.  A missing intermediate or an unknown CA is unknown_ca, an expired certificate
- * certificate_expired, a missing EKU unsupported_certificate: not these.
+ * certificate_expired, a missing EKU unsupported_certificate: not these.  Writes the list,
+ * "likely causes, most likely first: 1. ...; 4. ...", for the alert and for a reset that may
+ * have destroyed it (tls_reset_describe()).
  */
 static void
-bad_certificate_causes(const char *who, const struct tls_self_info *self, char *buf, size_t len)
+bad_certificate_causes(const struct tls_self_info *self, char *buf, size_t len)
 {
     char cn[128], first[700];
     const char *cert = or (self->cert_file, "our certificate");
@@ -193,11 +195,32 @@ bad_certificate_causes(const char *who, const struct tls_self_info *self, char *
             cert, or (cn, "(none)"));
     }
     fmt(buf, len,
-        "%s rejected our certificate (alert bad_certificate); likely causes, most likely first: "
-        "1. %s; 2. by its clock %s is not valid yet (valid from %s): fix the clock that is "
-        "wrong; 3. a CRL in its tls.crl is not valid yet; 4. it cannot parse %s (subject "
-        "\"%s\"), or, if it is not a ferry, a rule of its own: see its log",
-        who, first, cert, or (self->not_before, "?"), cert, or (self->subject, "?"));
+        "likely causes, most likely first: 1. %s; 2. by its clock %s is not valid yet (valid "
+        "from %s): fix the clock that is wrong; 3. a CRL in its tls.crl is not valid yet; 4. it "
+        "cannot parse %s (subject \"%s\"), or, if it is not a ferry, a rule of its own: see its "
+        "log",
+        first, cert, or (self->not_before, "?"), cert, or (self->subject, "?"));
+}
+
+/*
+ * tls_reset_describe(who, self, buf, len):
+ * ${who} reset the connection right after our TLS 1.3 handshake, before answering: how a
+ * server refusing our client certificate may look (see tls.h).  The causes are those of
+ * bad_certificate.  Returns ${buf}.
+ */
+const char *
+tls_reset_describe(const char *who, const struct tls_self_info *self, char *buf, size_t len)
+{
+    static const struct tls_self_info none;
+    char causes[1024];
+
+    bad_certificate_causes(self != NULL ? self : &none, causes, sizeof(causes));
+    fmt(buf, len,
+        "%s reset the connection right after our TLS 1.3 handshake, before answering: this is "
+        "how a peer refusing our certificate may look under TLS 1.3 (its alert lost to the "
+        "reset); %s",
+        or (who, "the peer"), causes);
+    return buf;
 }
 
 /*
@@ -235,7 +258,10 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
         break;
     case SSL_AD_BAD_CERTIFICATE:
         if (client) {
-            bad_certificate_causes(who, self, buf, len);
+            char causes[1024];
+
+            bad_certificate_causes(self, causes, sizeof(causes));
+            fmt(buf, len, "%s rejected our certificate (alert bad_certificate); %s", who, causes);
             break;
         }
         fmt(buf, len,

@@ -443,7 +443,8 @@ info_cb(const SSL *ssl, int where, int ret)
 }
 
 /*
- * The message callback of every context: keep the first 5 bytes the peer sends.  OpenSSL
+ * The message callback of every context: keep the first 5 bytes the peer sends (and, as a
+ * client, whether our Certificate message held one).  OpenSSL
  * reports each record header it reads (SSL3_RT_HEADER) before it checks the version, so a
  * peer that answers "HTTP/1.1 400" to our ClientHello is seen here before the handshake
  * fails with "wrong version number".
@@ -453,12 +454,21 @@ msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, 
 {
     struct tls_verify_result *res;
 
-    (void)version;
     (void)arg;
+    res = SSL_get_ex_data(ssl, ssl_idx);
+    if (write_p != 0 && content_type == SSL3_RT_HANDSHAKE && res != NULL && len >= 4 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_CERTIFICATE && !SSL_is_server(ssl)) {
+        /*
+         * Our Certificate message: type and length (4 bytes), under TLS 1.3 a context (1 byte
+         * of length, empty in a handshake), then the list's 3-byte length.  Longer than that
+         * when the list holds our certificate; OpenSSL sends it empty when it withholds ours.
+         */
+        res->cert_sent = len > (version == TLS1_3_VERSION ? 8u : 7u);
+        return;
+    }
     if (write_p != 0 || content_type != SSL3_RT_HEADER || buf == NULL || len == 0) {
         return;
     }
-    res = SSL_get_ex_data(ssl, ssl_idx);
     if (res == NULL || res->n_first_record > 0) {
         return;
     }

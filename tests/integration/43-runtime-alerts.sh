@@ -16,6 +16,13 @@
 # - outbound to a ferry whose allow lists none of our names (it sends bad_certificate): the
 #   warn line and the 502 list the likely causes in order, our names first, and end with the
 #   exact `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.
+# - outbound to a TLS 1.3 peer that resets the connection once our request arrives (how a
+#   refusal looks when the peer's reset destroys its alert): the warn line and the 502 say so,
+#   with the same causes and the same `ferry check --peer` command.
+# - inbound, the same refusal seen by a raw TLS 1.3 client that writes its request right after
+#   its handshake: it reads the bad_certificate alert 20 times in 20, never ECONNRESET (ferry
+#   closes lingering: FIN, then reads the request); 30 clients that neither read nor close cost
+#   ferry a descriptor each only until the lingering bound, then its fd count is back.
 # valgrind: yes
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
@@ -35,6 +42,10 @@ SLEAF=$(free_port)
 LLEAF=$(free_port)
 LSTRICT=$(free_port)
 LTOSTRICT=$(free_port)
+SRESET=$(free_port)
+LRESET=$(free_port)
+SRESETNC=$(free_port)
+LRESETNC=$(free_port)
 
 bg_run s13 openssl s_server -accept "127.0.0.1:$S13" -cert "$P/good.crt" -key "$P/good.key" \
     -Verify 1 -verify_return_error -CAfile "$P/other-ca.crt" -www -quiet -tls1_3
@@ -47,7 +58,14 @@ http_backend "$SHTTP" couchdb
 http_backend "$PB" backend
 wait_port "$S13"
 wait_port "$S12"
+# a TLS 1.3 server that resets each connection once our request has arrived
+bg_run sreset python3 "$SUPPORT/reset_server.py" --port "$SRESET" --cert "$P/good.crt" \
+    --key "$P/good.key" --ca "$P/ca.crt"
 wait_port "$SLEAF"
+bg_run sresetnc python3 "$SUPPORT/reset_server.py" --port "$SRESETNC" --cert "$P/good.crt" \
+    --key "$P/good.key" --ca "$P/ca.crt" --no-client-cert
+wait_port "$SRESET"
+wait_port "$SRESETNC"
 
 cat >"$P/rt.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
@@ -60,6 +78,8 @@ listeners:
   - {name: outleaf, mode: outbound, listen: "127.0.0.1:$LLEAF", peer: "peer.test:$SLEAF", connect: "127.0.0.1:$SLEAF"}
   - {name: strict, mode: inbound, listen: "127.0.0.1:$LSTRICT", backend: "127.0.0.1:$PB", allow: ["nobody.test"]}
   - {name: tostrict, mode: outbound, listen: "127.0.0.1:$LTOSTRICT", peer: "node1.test:$LSTRICT", connect: "127.0.0.1:$LSTRICT"}
+  - {name: toreset, mode: outbound, listen: "127.0.0.1:$LRESET", peer: "peer.test:$SRESET", connect: "127.0.0.1:$SRESET"}
+  - {name: toresetnc, mode: outbound, listen: "127.0.0.1:$LRESETNC", peer: "peer.test:$SRESETNC", connect: "127.0.0.1:$SRESETNC"}
 YAML
 ferry_start rt "$P/rt.yaml"
 
@@ -150,9 +170,79 @@ ferry_cmd check --peer "node1.test:$LSTRICT" -c "$P/rt.yaml" --listener tostrict
     fail "the check --peer the log names: exit $rc: $(cat "$T/strict.check")"
 pass "outbound refused by the peer's allow: causes in order and the check --peer to run"
 
+# ---- the same refusal when the peer's reset destroyed its alert (TLS 1.3) ----
+code=$(curl_code "http://127.0.0.1:$LRESET/db")
+[ "$code" = 502 ] || fail "peer that resets after the handshake: HTTP $code, expected 502"
+reason=$(reason_of) || fail "reset: bad 502 body: $(cat "$T/curl.body")"
+expect_log rt " warn event=peer_failed.*listener=toreset"
+line=$(grep "event=peer_failed" "$T/rt.log" | grep "listener=toreset")
+for want in "peer peer.test:$SRESET reset the connection right after our TLS 1.3 handshake, before answering: this is how a peer refusing our certificate may look under TLS 1.3" \
+    "likely causes, most likely first: 1. its allow lists none of our names (DNS:node1.test,DNS:localhost,IP:127.0.0.1)" \
+    "4. it cannot parse $P/node1.crt" \
+    "Run \`ferry check --peer peer.test:$SRESET -c $P/rt.yaml --listener toreset\`"; do
+    grep -qF -- "$want" <<<"$line" || fail "reset: the warn line lacks \"$want\": $line"
+    grep -qF -- "$want" <<<"$reason" || fail "reset: the 502 reason lacks \"$want\": $reason"
+done
+pass "outbound, a peer's reset right after the TLS 1.3 handshake: the refusal it may be, and the check --peer"
+# ... but not when the peer asked for no certificate: then it cannot have refused ours
+code=$(curl_code "http://127.0.0.1:$LRESETNC/db")
+[ "$code" = 502 ] || fail "peer that resets, no client certificate asked: HTTP $code, expected 502"
+expect_log rt " warn event=peer_failed.*listener=toresetnc"
+expect_no_log rt "listener=toresetnc.*refusing our certificate"
+pass "a reset from a peer that asked for no certificate is not called a refusal"
+
+# ---- the server side of an allow refusal: a lingering close ----
+# A TLS 1.3 client has sent its request before ferry refuses its certificate; ferry must not
+# reset the connection with that request unread, which would destroy its bad_certificate alert.
+refused() {
+    python3 "$SUPPORT/refused_client.py" --connect "127.0.0.1:$LSTRICT" --cert "$P/good.crt" \
+        --key "$P/good.key" --ca "$P/ca.crt" "$@"
+}
+out=$(refused --tries 20) || fail "refused TLS 1.3 clients, 20 in a row: $out"
+pass "a client refused after its TLS 1.3 handshake reads the alert, never a reset: $out"
+# The lingering is bounded: clients that never close nor read cost ferry a descriptor each for
+# at most min(2 s, handshake_timeout), then ferry closes cleanly (they still read the alert).
+pid=$(ferry_pid rt)
+nfds() { find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+base=$(nfds)
+rm -f "$T/hold.ready" "$T/hold.stop"
+refused --hold 30 --ready "$T/hold.ready" --stop "$T/hold.stop" --timeout 60 >"$T/hold.out" 2>&1 &
+hold_pid=$!
+bg_register "$hold_pid" hold
+end=$((SECONDS + 30 * (VG + 1)))
+while [ ! -f "$T/hold.ready" ]; do
+    [ "$SECONDS" -lt "$end" ] || fail "the 30 holding clients did not connect: $(cat "$T/hold.out")"
+    sleep 0.05
+done
+during=$(nfds)
+[ "$during" -gt "$base" ] || fail "no socket lingers for clients that did not close ($during fds, $base before)"
+t0=$SECONDS
+while [ "$(nfds)" -gt "$base" ]; do
+    [ $((SECONDS - t0)) -lt $((5 + 20 * VG)) ] ||
+        fail "ferry still holds $(nfds) fds ($base before) after the lingering bound"
+    sleep 0.1
+done
+note "fds: $base before, $during while lingering, back to $(nfds) after $((SECONDS - t0)) s"
+touch "$T/hold.stop"
+wait "$hold_pid" || fail "held clients: $(cat "$T/hold.out")"
+pass "lingering is bounded in time; the held clients still read the alert: $(cat "$T/hold.out")"
+
 # and a good client still passes
 code=$(curl_code --cacert "$P/ca.crt" --cert "$P/good.crt" --key "$P/good.key" \
     --resolve "node1.test:$LIN:127.0.0.1" "https://node1.test:$LIN/db")
 [ "$code" = 200 ] || fail "good client: HTTP $code"
+# ferry stops cleanly (valgrind: no leak) with sockets still lingering
+rm -f "$T/hold.ready" "$T/hold.stop"
+refused --hold 5 --ready "$T/hold.ready" --stop "$T/hold.stop" --timeout 60 >"$T/hold2.out" 2>&1 &
+hold_pid=$!
+bg_register "$hold_pid" hold2
+end=$((SECONDS + 30 * (VG + 1)))
+while [ ! -f "$T/hold.ready" ]; do
+    [ "$SECONDS" -lt "$end" ] || fail "the 5 holding clients did not connect: $(cat "$T/hold2.out")"
+    sleep 0.05
+done
+note "stopping with $(($(nfds) - base)) more fds than before the holding clients"
 ferry_stop rt
+touch "$T/hold.stop"
+wait "$hold_pid" || true
 pass "runtime alert translation"

@@ -164,6 +164,41 @@ test_alert_table(void **state)
     assert_has(tls_alert_describe(250, who, &s, b, sizeof(b)), "alert 250", NULL);
 }
 
+/* A reset right after our TLS 1.3 handshake: the refusal it may be, bad_certificate's causes. */
+static void
+test_reset(void **state)
+{
+    struct tls_self_info s;
+    char b[1536], alert[1536];
+    const char *causes;
+
+    (void)state;
+    self_client(&s);
+    assert_string_equal(
+        tls_reset_describe("peer node2.test:6984", &s, b, sizeof(b)),
+        "peer node2.test:6984 reset the connection right after our TLS 1.3 handshake, before "
+        "answering: this is how a peer refusing our certificate may look under TLS 1.3 (its "
+        "alert lost to the reset); likely causes, most likely first: 1. its allow lists none of "
+        "our names (DNS:node1.test): add one to the allow of its inbound listener, or reissue "
+        "/etc/ferry/node.crt with a name it allows; 2. by its clock /etc/ferry/node.crt is not "
+        "valid yet (valid from 2020-01-01 00:00:00 UTC): fix the clock that is wrong; 3. a CRL "
+        "in its tls.crl is not valid yet; 4. it cannot parse /etc/ferry/node.crt (subject "
+        "\"CN=node1.test\"), or, if it is not a ferry, a rule of its own: see its log");
+    /* The causes are the alert's, word for word. */
+    tls_alert_describe(SSL_AD_BAD_CERTIFICATE, "peer node2.test:6984", &s, alert, sizeof(alert));
+    causes = strstr(alert, "likely causes");
+    assert_non_null(causes);
+    assert_non_null(strstr(b, causes));
+    /* No SAN: the first cause says so, as for the alert. */
+    s.sans[0] = '\0';
+    assert_has(tls_reset_describe("peer x:1", &s, b, sizeof(b)),
+               "1. /etc/ferry/node.crt has no DNS, IP or URI SAN", NULL);
+    /* No self, no who, a short buffer: still a sentence, never past the end. */
+    assert_has(tls_reset_describe(NULL, NULL, b, sizeof(b)), "the peer reset the connection",
+               "our certificate", NULL);
+    assert_int_equal(strlen(tls_reset_describe("peer x:1", &s, b, 16)), 15);
+}
+
 /* Our role SERVER: a client judged our server certificate. */
 static void
 test_alert_server_role(void **state)
@@ -388,6 +423,7 @@ main(void)
         cmocka_unit_test(test_alert_table),
         cmocka_unit_test(test_alert_server_role),
         cmocka_unit_test(test_alert_edges),
+        cmocka_unit_test(test_reset),
         cmocka_unit_test(test_plaintext),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_chain_gap),
