@@ -605,7 +605,9 @@ admin_cert_add(struct proxy_admin *a, const char *path, enum proxy_file_kind kin
         return;
     }
     for (size_t i = 0; i < a->n_certs; i++) {
-        if (strcmp(a->certs[i].path, path) == 0) {
+        /* One entry per file, but a file that is both tls.ca and tls.crl is read as both. */
+        if (strcmp(a->certs[i].path, path) == 0 &&
+            (a->certs[i].kind == PROXY_FILE_CRL) == (kind == PROXY_FILE_CRL)) {
             return;
         }
     }
@@ -1501,7 +1503,7 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
         }
     }
     evbuffer_add_printf(b, "],");
-    render_certs(p, b, &certs_ok, p->draining ? NULL : why, &n_why);
+    render_certs(p, b, &certs_ok, why, &n_why);
     ok = ok && certs_ok;
     evbuffer_add_printf(b, ",\"draining\":%s,\"reasons\":[", p->draining ? "true" : "false");
     evbuffer_add_buffer(b, why);
