@@ -57,17 +57,37 @@ static const double req_bounds[PROXY_REQ_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0
 
 /* The admin request head may be this long; more is 431. */
 #define ADMIN_HEAD_MAX 8192
-/* A request head must arrive within this; an answer must be taken within it too. */
-#define ADMIN_TIMEOUT_S 10
+/*
+ * A request head must arrive within ADMIN_HEAD_TIMEOUT_S (a probe sends its request at once);
+ * an answer must be taken within ADMIN_TIMEOUT_S.
+ */
+#define ADMIN_HEAD_TIMEOUT_S 3
+#define ADMIN_TIMEOUT_S      10
 /* After our answer, the rest of what the client sends is read and dropped this long. */
 #define ADMIN_LINGER_S 2
-/* At most this many admin connections at once; more are closed at accept. */
+/*
+ * At most this many admin connections at once.  A newcomer beyond it evicts the oldest
+ * connection that has not sent a complete request yet (or, when every one has, the oldest),
+ * so idle connections cannot lock the probes out.
+ */
 #define ADMIN_MAX_CLIENTS 64
+/* Evictions are logged at most once per this many seconds, with how many since the last. */
+#define ADMIN_EVICT_LOG_S 60
 
-/* A certificate file named by the config, with the earliest notAfter of its certificates. */
+/* Certificate, CA and CRL files are read again at most this often (on an admin request). */
+#define ADMIN_FILES_REREAD_MS 1000
+
+/*
+ * A certificate, CA or CRL file named by the config, as last read: the earliest notAfter of
+ * its certificates (the earliest nextUpdate of its CRLs) and, for a certificate file, the
+ * latest notBefore.
+ */
 struct admin_cert {
     char *path;
-    long long not_after; /* Unix time; 0 when unreadable */
+    enum proxy_file_kind kind;
+    bool readable;        /* it opened and held at least one PEM certificate (CRL) */
+    long long not_before; /* Unix time; certificate files only, else 0 */
+    long long not_after;  /* Unix time; 0 when unreadable, or a CRL without nextUpdate */
 };
 
 /* The TCP probe of one inbound listener's backend (control thread). */
@@ -97,12 +117,15 @@ struct proxy_admin {
     struct config_addr addr;
     struct admin_cert *certs;
     size_t n_certs;
+    long long certs_read_ms; /* proxy_clock_ms() when the files were last read */
     struct admin_probe *probes;
     size_t n_probes;
     struct event *probe_timer;
     uint64_t probe_interval_ms;
-    struct admin_client *clients;
+    struct admin_client *clients; /* newest first */
     unsigned n_clients;
+    uint64_t evicted;       /* connections evicted since the last admin_evicted line */
+    long long evict_logged; /* proxy_clock_ms() of that line; 0 before the first */
 };
 
 /*
@@ -227,6 +250,76 @@ proxy_admin_parse(const char *line, size_t len, struct proxy_admin_req *req, con
     }
     *why = "malformed request line: expected METHOD /path HTTP/1.1";
     return 400;
+}
+
+/*
+ * proxy_admin_exclude(query, out, why, whylen):
+ * "exclude=peers&exclude=backends", values also comma-separated; every other parameter, an
+ * empty value and an unknown value are refused.
+ */
+int
+proxy_admin_exclude(const char *query, unsigned *out, char *why, size_t whylen)
+{
+    const char *q = query;
+
+    *out = 0;
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&"), k = strcspn(q, "=&");
+        const char *v, *end = q + n;
+
+        if (n == 0) {
+            q++; /* "a&&b", a trailing "&" */
+            continue;
+        }
+        if (k != 7 || strncmp(q, "exclude", 7) != 0) {
+            snprintf(why, whylen,
+                     "unknown query parameter %.*s: /readyz takes only exclude=peers, "
+                     "exclude=backends or exclude=peers,backends",
+                     (int)(k < 64 ? k : 64), q);
+            return -1;
+        }
+        v = q + k + (k < n);
+        do {
+            size_t len = strcspn(v, ",&");
+
+            if (v + len > end) {
+                len = (size_t)(end - v);
+            }
+            if (len == 5 && strncmp(v, "peers", 5) == 0) {
+                *out |= PROXY_EXCLUDE_PEERS;
+            } else if (len == 8 && strncmp(v, "backends", 8) == 0) {
+                *out |= PROXY_EXCLUDE_BACKENDS;
+            } else {
+                snprintf(why, whylen,
+                         "exclude=%.*s: %s: expected peers or backends, or both comma-separated "
+                         "(e.g. /readyz?exclude=peers)",
+                         (int)(len < 64 ? len : 64), v, len == 0 ? "an empty value" : "unknown");
+                return -1;
+            }
+            v += len;
+        } while (v < end && *v++ == ',');
+        q = end + (*end == '&');
+    }
+    return 0;
+}
+
+/*
+ * proxy_file_state_of(readable, not_before, not_after, now):
+ * Unreadable first, then expired (${not_after} 0 is no limit), then not valid yet.
+ */
+enum proxy_file_state
+proxy_file_state_of(bool readable, long long not_before, long long not_after, long long now)
+{
+    if (!readable) {
+        return PROXY_FILE_UNREADABLE;
+    }
+    if (not_after != 0 && not_after <= now) {
+        return PROXY_FILE_EXPIRED;
+    }
+    if (not_before > now) {
+        return PROXY_FILE_NOT_YET_VALID;
+    }
+    return PROXY_FILE_OK;
 }
 
 /* ---- counters ---- */
@@ -420,35 +513,76 @@ upstream_reason(struct proxy_metrics *m, bool inbound, enum proxy_reach r, char 
 
 /* ---- certificates ---- */
 
-/* The earliest notAfter of the certificates in ${path}, as Unix time; 0 when unreadable. */
-static long long
-file_not_after(const char *path)
+/* ${t} as Unix time, by its distance from ${now} (ASN1_TIME_diff: POSIX has no timegm()). */
+static bool
+asn1_unix(const ASN1_TIME *t, time_t now, long long *out)
 {
-    FILE *f = fopen(path, "r");
-    X509 *x;
-    long long best = 0;
-    time_t now = time(NULL);
+    int days = 0, secs = 0;
 
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1) {
+        return false;
+    }
+    *out = (long long)now + (long long)days * 86400 + secs;
+    return true;
+}
+
+/* Read ${c}'s file again: readable, notBefore/notAfter (certificates) or nextUpdate (CRLs). */
+static void
+admin_cert_read(struct admin_cert *c)
+{
+    FILE *f = fopen(c->path, "r");
+    time_t now = time(NULL);
+    long long t;
+    X509 *x;
+    X509_CRL *crl;
+
+    c->readable = false;
+    c->not_before = 0;
+    c->not_after = 0;
     if (f == NULL) {
-        return 0;
+        return;
     }
     ERR_clear_error();
-    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-        int days = 0, secs = 0;
-
-        /* ASN1_TIME_diff from now avoids timegm(), which POSIX does not have. */
-        if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) == 1) {
-            long long t = (long long)now + (long long)days * 86400 + secs;
-
-            if (best == 0 || t < best) {
-                best = t;
+    if (c->kind == PROXY_FILE_CRL) {
+        while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+            c->readable = true;
+            if (asn1_unix(X509_CRL_get0_nextUpdate(crl), now, &t) &&
+                (c->not_after == 0 || t < c->not_after)) {
+                c->not_after = t;
             }
+            X509_CRL_free(crl);
         }
-        X509_free(x);
+    } else {
+        while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+            c->readable = true;
+            if (asn1_unix(X509_get0_notAfter(x), now, &t) &&
+                (c->not_after == 0 || t < c->not_after)) {
+                c->not_after = t;
+            }
+            if (c->kind == PROXY_FILE_CERT && asn1_unix(X509_get0_notBefore(x), now, &t) &&
+                t > c->not_before) {
+                c->not_before = t;
+            }
+            X509_free(x);
+        }
     }
     ERR_clear_error();
     fclose(f);
-    return best;
+}
+
+/* Read every file again when the last read is ADMIN_FILES_REREAD_MS old. */
+static void
+admin_certs_reread(struct proxy_admin *a)
+{
+    long long now = proxy_clock_ms();
+
+    if (now - a->certs_read_ms < ADMIN_FILES_REREAD_MS) {
+        return;
+    }
+    for (size_t i = 0; i < a->n_certs; i++) {
+        admin_cert_read(&a->certs[i]);
+    }
+    a->certs_read_ms = now;
 }
 
 static void
@@ -463,7 +597,7 @@ admin_certs_clear(struct proxy_admin *a)
 }
 
 static void
-admin_cert_add(struct proxy_admin *a, const char *path)
+admin_cert_add(struct proxy_admin *a, const char *path, enum proxy_file_kind kind)
 {
     struct admin_cert *v;
 
@@ -471,7 +605,9 @@ admin_cert_add(struct proxy_admin *a, const char *path)
         return;
     }
     for (size_t i = 0; i < a->n_certs; i++) {
-        if (strcmp(a->certs[i].path, path) == 0) {
+        /* One entry per file, but a file that is both tls.ca and tls.crl is read as both. */
+        if (strcmp(a->certs[i].path, path) == 0 &&
+            (a->certs[i].kind == PROXY_FILE_CRL) == (kind == PROXY_FILE_CRL)) {
             return;
         }
     }
@@ -484,8 +620,10 @@ admin_cert_add(struct proxy_admin *a, const char *path)
     if (v[a->n_certs].path == NULL) {
         return;
     }
-    v[a->n_certs].not_after = file_not_after(path);
+    v[a->n_certs].kind = kind;
+    admin_cert_read(&v[a->n_certs]);
     a->n_certs++;
+    a->certs_read_ms = proxy_clock_ms();
 }
 
 /* ---- probes ---- */
@@ -731,8 +869,9 @@ proxy_admin_refresh(struct proxy *p)
         struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
         char target[300], addr[280];
 
-        admin_cert_add(a, cl->tls.cert.path);
-        admin_cert_add(a, cl->tls.ca.path);
+        admin_cert_add(a, cl->tls.cert.path, PROXY_FILE_CERT);
+        admin_cert_add(a, cl->tls.ca.path, PROXY_FILE_CA);
+        admin_cert_add(a, cl->tls.crl.path, PROXY_FILE_CRL);
         if (m == NULL) {
             continue;
         }
@@ -842,6 +981,23 @@ static bool
 is_mode(const struct config_listener *cl, enum config_mode mode)
 {
     return cl != NULL && cl->mode == mode;
+}
+
+/*
+ * Can listener ${cl} (NULL: removed by a reload) reject a certificate for ${r}?  Only an
+ * inbound listener sees a client without a certificate or a name outside `allow`; only an
+ * outbound one checks the peer's name against the peer host.
+ */
+static bool
+reject_possible(const struct config_listener *cl, enum tls_reject r)
+{
+    if (is_mode(cl, CONFIG_MODE_INBOUND)) {
+        return r != TLS_REJECT_NAME_MISMATCH;
+    }
+    if (is_mode(cl, CONFIG_MODE_OUTBOUND)) {
+        return r != TLS_REJECT_NO_CERT && r != TLS_REJECT_NAME_NOT_ALLOWED;
+    }
+    return true;
 }
 
 /* Handshake failures by reason, each present from zero where it can happen. */
@@ -1069,14 +1225,19 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     for (size_t i = 0; i < n; i++) {
         const struct proxy_metrics *m = &snap[i];
 
+        const struct config_listener *cl = cfg_listener(p, m->name);
+
         metric_listener(b, "ferry_handshakes_total", m, ",outcome=\"ok\",reason=\"none\"",
                         m->hs_ok);
         for (int r = 1; r < TLS_REJECT__COUNT; r++) {
+            if (!reject_possible(cl, (enum tls_reject)r) && m->hs_rejected[r] == 0) {
+                continue;
+            }
             snprintf(extra, sizeof(extra), ",outcome=\"rejected\",reason=\"%s\"",
                      tls_reject_str((enum tls_reject)r));
             metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_rejected[r]);
         }
-        render_hs_failed(b, m, cfg_listener(p, m->name));
+        render_hs_failed(b, m, cl);
     }
     metric_head(b, "ferry_bytes_total", "counter",
                 "Bytes relayed: in = from the connecting client, out = to it.");
@@ -1133,10 +1294,18 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     metric_head(b, "ferry_certificate_expiry_timestamp_seconds", "gauge",
                 "Earliest notAfter of the certificates in each file, as Unix time (0: "
                 "unreadable).");
+    if (p->admin != NULL) {
+        admin_certs_reread(p->admin);
+    }
     for (size_t i = 0; p->admin != NULL && i < p->admin->n_certs; i++) {
+        const struct admin_cert *c = &p->admin->certs[i];
+
+        if (c->kind == PROXY_FILE_CRL) {
+            continue;
+        }
         evbuffer_add_printf(b, "ferry_certificate_expiry_timestamp_seconds{file=\"");
-        put_label(b, p->admin->certs[i].path);
-        evbuffer_add_printf(b, "\"} %lld\n", p->admin->certs[i].not_after);
+        put_label(b, c->path);
+        evbuffer_add_printf(b, "\"} %lld\n", c->readable ? c->not_after : 0);
     }
     metric_head(b, "ferry_reloads_total", "counter", "Configuration reloads by result.");
     evbuffer_add_printf(b, "ferry_reloads_total{result=\"ok\"} %llu\n",
@@ -1156,14 +1325,10 @@ render_metrics(struct proxy *p, struct evbuffer *b)
 
 /* ---- /healthz, /readyz, /livez ---- */
 
-/* What /readyz may leave out (?exclude=). */
-#define EXCLUDE_BACKENDS 1u
-#define EXCLUDE_PEERS    2u
-
 /*
  * One listener's JSON object: listening or not, and its backend or peer with its state.
  * *${listening} and *${ready} say whether it is up and whether it lets /readyz say 200
- * (${exclude}: EXCLUDE_* bits).
+ * (${exclude}: PROXY_EXCLUDE_* bits).
  */
 static void
 render_listener(struct proxy *p, struct evbuffer *b, const struct config_listener *cl,
@@ -1172,7 +1337,7 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
     struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
     bool inbound = cl->mode == CONFIG_MODE_INBOUND;
     bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
-    bool excluded = (exclude & (inbound ? EXCLUDE_BACKENDS : EXCLUDE_PEERS)) != 0;
+    bool excluded = (exclude & (inbound ? PROXY_EXCLUDE_BACKENDS : PROXY_EXCLUDE_PEERS)) != 0;
     enum proxy_reach r = m != NULL ? upstream_reach(m) : PROXY_REACH_UNKNOWN;
     bool target_ok = proxy_reach_ready(inbound, r);
     char esc[600], addr[300], target[300], reason[800], esc_reason[1000];
@@ -1203,25 +1368,70 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
     *ready = up && (target_ok || excluded);
 }
 
-/* The certificates array; *${all_valid} is false when one has expired or is unreadable. */
+/*
+ * The "certificates" (certificate and CA files) and "crls" arrays, read again when stale.
+ * *${all_valid} is false when a file cannot be read, a certificate has expired or is not
+ * valid yet, or a CRL is past its nextUpdate; each such file adds a reason in words to ${why}
+ * (a JSON string list, counted in *${n_why}) unless ${why} is NULL.
+ */
 static void
-render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid)
+render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid, struct evbuffer *why,
+             size_t *n_why)
 {
+    static const char *const kinds[] = {"certificate file", "CA file", "CRL file"};
     long long now = (long long)time(NULL);
-    char esc[600];
+    char esc[600], line[900];
 
+    admin_certs_reread(p->admin);
     *all_valid = true;
-    evbuffer_add_printf(b, "\"certificates\":[");
-    for (size_t i = 0; i < p->admin->n_certs; i++) {
-        const struct admin_cert *c = &p->admin->certs[i];
-        bool expired = c->not_after == 0 || c->not_after <= now;
+    for (int crls = 0; crls <= 1; crls++) {
+        size_t n = 0;
 
-        *all_valid = *all_valid && !expired;
-        evbuffer_add_printf(b, "%s{\"file\":\"%s\",\"not_after\":%lld,\"expired\":%s}",
-                            i > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
-                            c->not_after, expired ? "true" : "false");
+        evbuffer_add_printf(b, "%s\"%s\":[", crls ? "," : "", crls ? "crls" : "certificates");
+        for (size_t i = 0; i < p->admin->n_certs; i++) {
+            const struct admin_cert *c = &p->admin->certs[i];
+            enum proxy_file_state st =
+                proxy_file_state_of(c->readable, c->not_before, c->not_after, now);
+
+            if ((c->kind == PROXY_FILE_CRL) != (crls == 1)) {
+                continue;
+            }
+            *all_valid = *all_valid && st == PROXY_FILE_OK;
+            if (crls) {
+                evbuffer_add_printf(b,
+                                    "%s{\"file\":\"%s\",\"readable\":%s,\"next_update\":%lld,"
+                                    "\"expired\":%s}",
+                                    n++ > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
+                                    c->readable ? "true" : "false", c->not_after,
+                                    st != PROXY_FILE_OK ? "true" : "false");
+            } else {
+                evbuffer_add_printf(
+                    b,
+                    "%s{\"file\":\"%s\",\"readable\":%s,\"not_after\":%lld,\"expired\":%s,"
+                    "\"not_yet_valid\":%s}",
+                    n++ > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
+                    c->readable ? "true" : "false", c->not_after,
+                    st == PROXY_FILE_EXPIRED || st == PROXY_FILE_UNREADABLE ? "true" : "false",
+                    st == PROXY_FILE_NOT_YET_VALID ? "true" : "false");
+            }
+            if (st == PROXY_FILE_OK || why == NULL) {
+                continue;
+            }
+            snprintf(line, sizeof(line), "%s %s %s", kinds[c->kind], c->path,
+                     st == PROXY_FILE_UNREADABLE
+                         ? (c->kind == PROXY_FILE_CRL ? "cannot be read or holds no PEM CRL"
+                                                      : "cannot be read or holds no PEM "
+                                                        "certificate")
+                     : st == PROXY_FILE_NOT_YET_VALID ? "is not valid yet (notBefore is ahead)"
+                     : c->kind == PROXY_FILE_CRL
+                         ? "is past its nextUpdate: every peer certificate is refused (reason "
+                           "crl) until a fresh CRL is installed"
+                         : "has expired");
+            evbuffer_add_printf(why, "%s\"%s\"", (*n_why)++ > 0 ? "," : "",
+                                log_json_escape(esc, sizeof(esc), line));
+        }
+        evbuffer_add_printf(b, "]");
     }
-    evbuffer_add_printf(b, "]");
 }
 
 /* 200 when every listener is up and no certificate has expired (CONTRACT §9). */
@@ -1239,7 +1449,7 @@ render_health(struct proxy *p, struct evbuffer *b)
         ok = ok && up;
     }
     evbuffer_add_printf(b, "],");
-    render_certs(p, b, &certs_ok);
+    render_certs(p, b, &certs_ok, NULL, NULL);
     ok = ok && certs_ok;
     evbuffer_add_printf(b, ",\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n",
                         proxy_conns_open(p), p->draining ? "true" : "false",
@@ -1293,11 +1503,7 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
         }
     }
     evbuffer_add_printf(b, "],");
-    render_certs(p, b, &certs_ok);
-    if (!certs_ok) {
-        evbuffer_add_printf(why, "%s\"a certificate file has expired or cannot be read\"",
-                            n_why++ > 0 ? "," : "");
-    }
+    render_certs(p, b, &certs_ok, why, &n_why);
     ok = ok && certs_ok;
     evbuffer_add_printf(b, ",\"draining\":%s,\"reasons\":[", p->draining ? "true" : "false");
     evbuffer_add_buffer(b, why);
@@ -1414,41 +1620,6 @@ client_error(struct admin_client *cl, int code, const char *error, const char *r
     evbuffer_free(b);
 }
 
-/* ?exclude=peers&exclude=backends (also comma-separated).  -1 for an unknown value. */
-static int
-parse_exclude(const char *query, unsigned *out, char *bad, size_t badlen)
-{
-    const char *q = query;
-
-    *out = 0;
-    while (*q != '\0') {
-        size_t n = strcspn(q, "&");
-
-        if (n > 8 && strncmp(q, "exclude=", 8) == 0) {
-            const char *v = q + 8, *end = q + n;
-
-            while (v < end) {
-                size_t k = strcspn(v, ",&");
-
-                if (v + k > end) {
-                    k = (size_t)(end - v);
-                }
-                if (k == 5 && strncmp(v, "peers", 5) == 0) {
-                    *out |= EXCLUDE_PEERS;
-                } else if (k == 8 && strncmp(v, "backends", 8) == 0) {
-                    *out |= EXCLUDE_BACKENDS;
-                } else {
-                    snprintf(bad, badlen, "%.*s", (int)(k < 64 ? k : 64), v);
-                    return -1;
-                }
-                v += k + (v + k < end);
-            }
-        }
-        q += n + (q[n] == '&');
-    }
-    return 0;
-}
-
 /* One complete request head in ${cl}'s input: route it. */
 static void
 client_request(struct admin_client *cl, const char *line, size_t len)
@@ -1460,7 +1631,7 @@ client_request(struct admin_client *cl, const char *line, size_t len)
     bool head;
     int code = proxy_admin_parse(line, len, &req, &why);
     unsigned exclude = 0;
-    char reason[400], bad[80];
+    char reason[400];
 
     if (code != 0) {
         client_error(cl, code,
@@ -1490,9 +1661,7 @@ client_request(struct admin_client *cl, const char *line, size_t len)
         return;
     }
     if (strcmp(req.path, "/readyz") == 0 &&
-        parse_exclude(req.query, &exclude, bad, sizeof(bad)) < 0) {
-        snprintf(reason, sizeof(reason),
-                 "exclude=%s: expected peers or backends (e.g. /readyz?exclude=peers)", bad);
+        proxy_admin_exclude(req.query, &exclude, reason, sizeof(reason)) < 0) {
         client_error(cl, 400, "bad_request", reason, head, NULL);
         return;
     }
@@ -1532,6 +1701,13 @@ client_free(struct admin_client *cl)
     free(cl);
 }
 
+/* The length of the line ${h} .. ${eol} (its LF) without its CR. */
+static size_t
+line_len(const char *h, const char *eol)
+{
+    return (size_t)(eol - h) - (eol > h && eol[-1] == '\r');
+}
+
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -1553,6 +1729,15 @@ client_read_cb(struct bufferevent *bev, void *arg)
             h[i] == '\n' && (h[i - 1] == '\n' || (i >= 2 && h[i - 1] == '\r' && h[i - 2] == '\n'));
     }
     if (!done) {
+        struct proxy_admin_req req;
+        const char *why;
+
+        eol = h != NULL ? memchr(h, '\n', scan) : NULL;
+        if (eol != NULL && proxy_admin_parse(h, line_len(h, eol), &req, &why) != 0) {
+            /* A complete request line that is malformed ("GET /livez", HTTP/0.9): at once. */
+            client_request(cl, h, line_len(h, eol));
+            return;
+        }
         if (len >= ADMIN_HEAD_MAX) {
             client_error(cl, 431, "header_too_large",
                          "the request head is over 8 KiB (the admin endpoint needs only the "
@@ -1562,7 +1747,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     eol = memchr(h, '\n', scan);
-    client_request(cl, h, (size_t)(eol - h) - (eol > h && eol[-1] == '\r'));
+    client_request(cl, h, line_len(h, eol));
 }
 
 static void
@@ -1591,11 +1776,47 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     if ((what & BEV_EVENT_TIMEOUT) != 0 && (what & BEV_EVENT_READING) != 0 && !cl->answered) {
-        client_error(cl, 408, "request_timeout", "no complete request head within 10s", false,
-                     NULL);
+        client_error(cl, 408, "request_timeout", "no complete request head within 3s", false, NULL);
         return;
     }
     client_free(cl);
+}
+
+/*
+ * The connection cap is reached: close the oldest connection that has not sent a complete
+ * request (no answer: it asked nothing), or the oldest of all when every one has, and log it
+ * at most once per ADMIN_EVICT_LOG_S.
+ */
+static void
+admin_evict(struct proxy_admin *a)
+{
+    struct admin_client *victim = NULL, *oldest = NULL;
+    long long now = proxy_clock_ms();
+    char n[24];
+
+    for (struct admin_client *cl = a->clients; cl != NULL; cl = cl->next) {
+        oldest = cl;
+        if (!cl->answered) {
+            victim = cl;
+        }
+    }
+    if (victim == NULL) {
+        victim = oldest;
+    }
+    if (victim == NULL) {
+        return;
+    }
+    client_free(victim);
+    a->evicted++;
+    if (a->evict_logged == 0 || now - a->evict_logged >= ADMIN_EVICT_LOG_S * 1000LL) {
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)a->evicted);
+        log_kv(LOG_WARN, "admin_evicted", "connections", n, "msg",
+               "the admin endpoint has 64 connections open: the oldest that sent no complete "
+               "request was closed to admit a new one (logged at most once a minute)",
+               (const char *)NULL);
+        a->evicted = 0;
+        a->evict_logged = now;
+    }
 }
 
 static void
@@ -1604,12 +1825,15 @@ admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 {
     struct proxy_admin *a = arg;
     struct admin_client *cl;
-    struct timeval tmo = {ADMIN_TIMEOUT_S, 0};
+    struct timeval tmo = {ADMIN_TIMEOUT_S, 0}, head_tmo = {ADMIN_HEAD_TIMEOUT_S, 0};
 
     (void)lev;
     (void)sa;
     (void)salen;
-    if (a->n_clients >= ADMIN_MAX_CLIENTS || (cl = calloc(1, sizeof(*cl))) == NULL) {
+    if (a->n_clients >= ADMIN_MAX_CLIENTS) {
+        admin_evict(a);
+    }
+    if ((cl = calloc(1, sizeof(*cl))) == NULL) {
         evutil_closesocket(fd);
         return;
     }
@@ -1627,7 +1851,7 @@ admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     a->clients = cl;
     a->n_clients++;
     bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
-    bufferevent_set_timeouts(cl->bev, &tmo, &tmo);
+    bufferevent_set_timeouts(cl->bev, &head_tmo, &tmo);
     bufferevent_enable(cl->bev, EV_READ);
 }
 

@@ -64,4 +64,40 @@ struct proxy_admin_req {
  */
 int proxy_admin_parse(const char *line, size_t len, struct proxy_admin_req *req, const char **why);
 
+/* What /readyz may leave out of its verdict (?exclude=). */
+#define PROXY_EXCLUDE_BACKENDS 1u
+#define PROXY_EXCLUDE_PEERS    2u
+
+/*
+ * proxy_admin_exclude(query, out, why, whylen):
+ * Parse the /readyz query ${query} ("exclude=peers", "exclude=backends", both comma-separated
+ * or repeated) into PROXY_EXCLUDE_* bits in *${out}.  Returns 0, or -1 with ${why} naming the
+ * unknown parameter, the unknown value or the empty value.
+ */
+int proxy_admin_exclude(const char *query, unsigned *out, char *why, size_t whylen);
+
+/* The files /readyz watches: tls.cert, tls.ca and tls.crl of every listener. */
+enum proxy_file_kind {
+    PROXY_FILE_CERT,
+    PROXY_FILE_CA,
+    PROXY_FILE_CRL,
+};
+
+/* What a watched file says about the handshakes that depend on it. */
+enum proxy_file_state {
+    PROXY_FILE_OK,
+    PROXY_FILE_UNREADABLE,    /* missing, unreadable, or no PEM certificate (CRL) in it */
+    PROXY_FILE_EXPIRED,       /* a certificate past notAfter, a CRL past nextUpdate */
+    PROXY_FILE_NOT_YET_VALID, /* a certificate before its notBefore */
+};
+
+/*
+ * proxy_file_state_of(readable, not_before, not_after, now):
+ * The state of a file that is ${readable}, whose certificates' latest notBefore is
+ * ${not_before} (0: not checked) and whose earliest notAfter (CRLs: nextUpdate) is
+ * ${not_after} (0: none), at Unix time ${now}.  Only PROXY_FILE_OK lets /readyz say 200.
+ */
+enum proxy_file_state proxy_file_state_of(bool readable, long long not_before, long long not_after,
+                                          long long now);
+
 #endif /* FERRY_PROXY_ADMIN_H */

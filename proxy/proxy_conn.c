@@ -261,9 +261,10 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
         PROXY_STAT_ADD(m->hs_failed[reason], 1);
         break;
     case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
+        /* A TLS 1.3 refusal after our handshake: failed only (conn_count_peer_answered). */
         PROXY_STAT_ADD(m->hs_failed[reason], 1);
         proxy_upstream_failed(m, c->detail); /* readiness: ferry_peer_up */
-        break;
+        return;
     case PROXY_CLOSE_BACKEND_UNREACHABLE:
     case PROXY_CLOSE_PEER_UNREACHABLE:
         PROXY_STAT_ADD(m->upstream_failures, 1);
@@ -272,16 +273,40 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
     default:
         break;
     }
+    if (c->hs_pending) {
+        /* An outbound handshake the peer never answered nor refused: ok, counted once. */
+        proxy_metrics_handshake(m, &c->started, &c->hs_done);
+    }
 }
 
-/* A handshake (inbound: with the client; outbound: with the peer) passed every rule. */
+/*
+ * A handshake (inbound: with the client; outbound: with the peer) passed every rule.  Inbound
+ * it is counted now; outbound, under TLS 1.3 the peer may still refuse our certificate, so it
+ * is counted ok (with the time it took) when the peer's first bytes arrive or the connection
+ * ends without that refusal (conn_count_close): each handshake once, never ok and failed.
+ */
 static void
-conn_count_handshake(const struct proxy_conn *c)
+conn_count_handshake(struct proxy_conn *c)
 {
     struct timeval now;
 
     evutil_gettimeofday(&now, NULL);
-    proxy_metrics_handshake(c->l->m, &c->started, &now);
+    if (conn_inbound(c)) {
+        proxy_metrics_handshake(c->l->m, &c->started, &now);
+    } else {
+        c->hs_done = now;
+        c->hs_pending = true;
+    }
+}
+
+/* Outbound: the peer's first bytes arrived; its handshake is ok (conn_count_handshake). */
+static void
+conn_count_peer_answered(struct proxy_conn *c)
+{
+    if (c->hs_pending) {
+        c->hs_pending = false;
+        proxy_metrics_handshake(c->l->m, &c->started, &c->hs_done);
+    }
 }
 
 /*
@@ -781,6 +806,7 @@ server_read_cb(struct bufferevent *bev, void *arg)
     if (!conn_inbound(c) && c->down.bytes == 0) {
         /* Readiness: the peer answers; under TLS 1.3 its verdict on us came before this. */
         proxy_upstream_ok(c->l->m);
+        conn_count_peer_answered(c);
     }
     conn_touch(c);
     proxy_exchange_response_bytes(c);

@@ -332,8 +332,10 @@ struct proxy_conn {
     struct proxy_relay down; /* server -> client */
     struct timeval started;
     struct timeval last_active;
+    struct timeval hs_done;   /* outbound: when the handshake passed every rule (hs_pending) */
     bool client_eof;          /* the client half-closed before the relay started */
     bool tls_up;              /* the client-side (inbound) or server-side (outbound) TLS is open */
+    bool hs_pending;          /* outbound: handshake done at hs_done, not counted yet */
     bool pool_reused;         /* server came from the pool: a stale one may be retried once */
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */

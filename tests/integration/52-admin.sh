@@ -201,8 +201,19 @@ grep -q '^ferry_backend_up{listener="out"}' "$T/metrics.txt" && fail "ferry_back
 grep -q '^ferry_handshakes_total{listener="out",outcome="failed",reason="peer_handshake_failed"} 0$' "$T/metrics.txt" ||
     fail "peer_handshake_failed is not there from zero on outbound listener out"
 [ "$(m 'ferry_peer_up{listener="out"}')" = 1 ] || fail "ferry_peer_up{out} before any traffic: $(m 'ferry_peer_up{listener="out"}')"
+# rejection reasons only where the listener's mode can produce them
+grep -q '^ferry_handshakes_total{listener="out",outcome="rejected",reason="\(no_cert\|name_not_allowed\)"}' "$T/metrics.txt" &&
+    fail "outbound listener out exports an inbound-only rejection reason: $(grep 'listener="out",outcome="rejected"' "$T/metrics.txt")"
+grep -q '^ferry_handshakes_total{listener="in",outcome="rejected",reason="name_mismatch"}' "$T/metrics.txt" &&
+    fail "inbound listener in exports the outbound-only reason name_mismatch"
+grep -q '^ferry_handshakes_total{listener="out",outcome="rejected",reason="name_mismatch"} 0$' "$T/metrics.txt" ||
+    fail "name_mismatch is not there from zero on outbound listener out"
+for r in no_cert name_not_allowed unknown_ca; do
+    grep -q "^ferry_handshakes_total{listener=\"in\",outcome=\"rejected\",reason=\"$r\"} 0$" "$T/metrics.txt" ||
+        fail "$r is not there from zero on inbound listener in"
+done
 [ "$(m 'ferry_request_duration_seconds_count{listener="in",class="2xx"}')" = 0 ] || fail "request histogram not from zero"
-pass "build_info, reload, process_* sane; pool and peer series on outbound only; failure reasons from zero"
+pass "build_info, reload, process_* sane; pool and peer series on outbound only; failure and rejection reasons from zero, each on the modes that can produce it"
 
 # certificate expiry per file, as Unix time
 for f in "$CRT" "$CA" "$P/short.crt"; do
@@ -349,6 +360,132 @@ for case in 'GET /livez HTTP/2.0\r\n\r\n|505 http_version_not_supported' \
     [ "$got" = "${case##*|}" ] || fail "raw request ${case:0:40}...: got '$got', want '${case##*|}'"
 done
 pass "405 + Allow for POST/PUT/DELETE/PATCH/OPTIONS/PROPFIND (with a 1 MB body too), HEAD 200, 404/414/400/431/505 all JSON"
+
+# A request line without a version (HTTP/0.9 style) is complete and malformed: 400 at once,
+# not a wait for a head that will not come.
+t0=$(date +%s%3N)
+got=$(raw 'GET /livez\r\n') || fail "GET /livez without a version: no parsable JSON answer"
+ms=$(($(date +%s%3N) - t0))
+[ "$got" = "400 bad_request" ] || fail "GET /livez without a version: got '$got', want '400 bad_request'"
+[ "$ms" -lt 1500 ] || fail "GET /livez without a version answered after ${ms}ms (want at once)"
+# /readyz takes exclude=peers|backends only: a typo in the name, or an empty value, is a 400
+for q in 'exlude=peers|exlude' 'exclude=|empty value' 'exclude=peers&verbose=1|verbose' 'exclude=peers,|empty value'; do
+    code=$(curl_code "$A/readyz?${q%%|*}")
+    [ "$code" = 400 ] || fail "GET /readyz?${q%%|*} answered $code (expected 400)"
+    json_err "readyz ?${q%%|*}" bad_request
+    grep -q "${q##*|}" "$T/curl.body" || fail "GET /readyz?${q%%|*}: the reason does not name ${q##*|}: $(cat "$T/curl.body")"
+done
+pass "GET /livez without a version: 400 after ${ms}ms; /readyz?exlude=peers, ?exclude= and unknown parameters: 400 naming them"
+
+# ---- idle connections cannot lock the probes out: 200 held open (64 is the cap), more opened
+# while /livez is asked 8 times; each answer must be 200 within 1s.  Then a request head that
+# never ends gets its 408 after 3s. ----
+python3 - "$PADM" <<'PY' >"$T/flood.out" 2>&1 || fail "/livez under 200 idle connections: $(cat "$T/flood.out")"
+import socket, sys, time
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(200)]
+times = []
+for i in range(8):
+    for _ in range(20):  # the attacker keeps reconnecting
+        idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port), timeout=1)
+    s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    except OSError as e:
+        sys.exit("probe %d: %r after %r" % (i, e, data[:80]))
+    s.close()
+    ms = (time.monotonic() - t0) * 1000
+    assert data.startswith(b"HTTP/1.1 200 "), "probe %d: %r" % (i, data[:200])
+    assert ms < 1000, "probe %d took %dms" % (i, ms)
+    times.append(int(ms))
+    time.sleep(0.3)
+for s in idle:
+    s.close()
+print("livez ms:", times)
+# the request head that never ends
+s = socket.create_connection(("127.0.0.1", port), timeout=6)
+s.sendall(b"GET /livez HTTP/1.1\r\n")
+t0 = time.monotonic()
+data = s.recv(65536)
+ms = (time.monotonic() - t0) * 1000
+assert data.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in data, data[:300]
+assert 2500 < ms < 4500, "408 after %dms (want ~3000)" % ms
+print("408 after %dms" % ms)
+PY
+expect_log f 'event=admin_evicted'
+n=$(grep -c 'event=admin_evicted' "$T/f.log")
+[ "$n" = 1 ] || fail "admin_evicted logged $n times (want once: rate-limited)"
+pass "200+160 idle connections: /livez 200 every time ($(head -1 "$T/flood.out")), eviction logged once; an unfinished head: $(tail -1 "$T/flood.out")"
+
+# ---- ferry g (while short.crt runs out): files that make every handshake fail make /readyz
+# 503 naming them: a certificate not valid yet (ferry starts with it), a CRL past its
+# nextUpdate, and a CA file deleted at runtime (read again on the next admin request). ----
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/future.key" 2>/dev/null
+chmod 600 "$P/future.key"
+ca_sign_dated "$P/ca" "$P/future.key" future.test "DNS:future.test,IP:127.0.0.1" \
+    "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" "$(date -u -d '+2 days' +%Y%m%d%H%M%SZ)" "$P/future.crt"
+cnf=$(ls -td "$T"/cadb.*/ | head -1)ca.cnf
+openssl ca -batch -config "$cnf" -gencrl -crl_lastupdate 20200101000000Z \
+    -crl_nextupdate 20200201000000Z -out "$P/expired.crl" 2>/dev/null || fail "openssl ca -gencrl"
+cp "$CA" "$P/gca.crt"
+PG1=$(free_port) PG2=$(free_port) PG3=$(free_port) PGADM=$(free_port)
+cat >"$T/g.yaml" <<EOF
+tls: {cert: $CRT, key: $KEY, ca: $P/gca.crt}
+admin: {listen: "127.0.0.1:$PGADM", probe_interval: 200ms}
+listeners:
+  - {name: g-ok, mode: inbound, listen: "127.0.0.1:$PG1", backend: "127.0.0.1:$PBE"}
+  - {name: g-future, mode: inbound, listen: "127.0.0.1:$PG2", backend: "127.0.0.1:$PBE", tls: {cert: $P/future.crt, key: $P/future.key}}
+  - {name: g-crl, mode: inbound, listen: "127.0.0.1:$PG3", backend: "127.0.0.1:$PBE", tls: {crl: $P/expired.crl}}
+EOF
+ferry_start g "$T/g.yaml"
+G=http://127.0.0.1:$PGADM
+sleep 0.5
+code=$(curl_code "$G/readyz")
+[ "$code" = 503 ] || fail "/readyz with a not-yet-valid certificate and an expired CRL answered $code: $(cat "$T/curl.body")"
+python3 - "$T/curl.body" "$P/future.crt" "$P/expired.crl" <<'PY' || fail "/readyz: $(cat "$T/curl.body")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+rs = j["reasons"]
+assert any(sys.argv[2] in r and "not valid yet" in r for r in rs), rs
+assert any(sys.argv[3] in r and "nextUpdate" in r for r in rs), rs
+assert all(l["backend_up"] for l in j["listeners"]), j["listeners"]
+certs = {c["file"]: c for c in j["certificates"]}
+assert certs[sys.argv[2]]["not_yet_valid"] is True and certs[sys.argv[2]]["expired"] is False, certs
+assert [c["file"] for c in j["crls"]] == [sys.argv[3]] and j["crls"][0]["expired"] is True, j["crls"]
+assert len(rs) == 2, rs
+PY
+pass "/readyz 503 naming the not-yet-valid certificate and the CRL past its nextUpdate"
+scrape_g() { curl -sf --max-time 5 "$G/metrics" | awk -v k="ferry_certificate_expiry_timestamp_seconds{file=\"$P/gca.crt\"}" '$1 == k { print $2 }'; }
+[ "$(scrape_g)" = "$(not_after "$CA")" ] || fail "expiry of gca.crt before its deletion: $(scrape_g)"
+rm -f "$P/gca.crt"
+sleep 1.2 # files are read again at most once a second
+code=$(curl_code "$G/readyz")
+[ "$code" = 503 ] || fail "/readyz with the CA file deleted answered $code"
+python3 - "$T/curl.body" "$P/gca.crt" <<'PY' || fail "/readyz after deleting the CA file: $(cat "$T/curl.body")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert any(r.startswith("CA file " + sys.argv[2]) and "cannot be read" in r for r in j["reasons"]), j["reasons"]
+c = [c for c in j["certificates"] if c["file"] == sys.argv[2]][0]
+assert c["readable"] is False and c["not_after"] == 0, c
+PY
+[ "$(scrape_g)" = 0 ] || fail "ferry_certificate_expiry_timestamp_seconds of the deleted CA file: $(scrape_g) (want 0)"
+cp "$CA" "$P/gca.crt"
+sleep 1.2
+code=$(curl_code "$G/readyz")
+python3 - "$T/curl.body" "$P/gca.crt" <<'PY' || fail "/readyz after restoring the CA file: $(cat "$T/curl.body")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert not any(sys.argv[2] in r for r in j["reasons"]), j["reasons"]
+PY
+pass "CA file deleted at runtime: /readyz names it (cannot be read), its expiry metric 0; restored: gone from the reasons"
+ferry_stop g
 
 # ---- the short-lived certificate expires: /healthz turns 503 ----
 left=$((END_EPOCH - $(date +%s)))

@@ -222,6 +222,9 @@ pass "reloads: last_reload_successful 0 then 1, timestamp moves on success only;
 
 # ---- (6c) handshakes that fail with a live peer: we refuse its certificate (name), it refuses
 # ours (TLS 1.3: its alert comes after our side of the handshake is done) ----
+U='listener="to-untrusted"'
+hs_ok0=$(metric "ferry_handshakes_total{$U,outcome=\"ok\",reason=\"none\"}")
+hs_f0=$(metric "ferry_handshakes_total{$U,outcome=\"failed\",reason=\"peer_handshake_failed\"}")
 for l in to-wrong-name:$PWRONG to-untrusted:$PUNTRUSTED; do
     for i in 1 2 3; do
         code=$(curl_code "http://127.0.0.1:${l#*:}/db")
@@ -239,6 +242,13 @@ assert ls['to-wrong-name']['peer_up'] is False and 'other.test' in ls['to-wrong-
 assert ls['to-untrusted']['peer_up'] is False and '3 failed attempts' in ls['to-untrusted']['reason'], ls['to-untrusted']
 assert ls['to-peer']['peer_up'] is True, ls['to-peer']
 "
+# Each refused handshake counts once, as failed: never also as ok (TLS 1.3 finishes our side
+# before the peer's verdict arrives).
+hs_ok=$(metric "ferry_handshakes_total{$U,outcome=\"ok\",reason=\"none\"}")
+hs_f=$(metric "ferry_handshakes_total{$U,outcome=\"failed\",reason=\"peer_handshake_failed\"}")
+[ "$hs_ok" = "$hs_ok0" ] || fail "handshakes refused by the peer counted ok: $hs_ok0 -> $hs_ok"
+[ "$hs_f" = $((hs_f0 + 3)) ] || fail "3 handshakes refused by the peer: failed/peer_handshake_failed $hs_f0 -> $hs_f (want +3)"
+[ "$(metric "ferry_handshake_duration_seconds_count{$U}")" = "$hs_ok" ] || fail "handshake histogram counts refused handshakes"
 pass "failed handshakes with a live peer: name refused by us, our certificate refused by it -> ferry_peer_up 0 for both"
 
 # ---- (7) draining: 503 while the drain lasts ----

@@ -138,13 +138,71 @@ test_parse_bad(void **state)
     assert_int_equal(parse(line, &req, &why), 414);
 }
 
+static void
+test_exclude(void **state)
+{
+    unsigned ex = 99;
+    char why[400];
+
+    (void)state;
+    assert_int_equal(proxy_admin_exclude("", &ex, why, sizeof(why)), 0);
+    assert_int_equal(ex, 0);
+    assert_int_equal(proxy_admin_exclude("exclude=peers", &ex, why, sizeof(why)), 0);
+    assert_int_equal(ex, PROXY_EXCLUDE_PEERS);
+    assert_int_equal(proxy_admin_exclude("exclude=backends", &ex, why, sizeof(why)), 0);
+    assert_int_equal(ex, PROXY_EXCLUDE_BACKENDS);
+    assert_int_equal(proxy_admin_exclude("exclude=peers,backends", &ex, why, sizeof(why)), 0);
+    assert_int_equal(ex, PROXY_EXCLUDE_PEERS | PROXY_EXCLUDE_BACKENDS);
+    assert_int_equal(proxy_admin_exclude("exclude=backends&exclude=peers&", &ex, why, sizeof(why)),
+                     0);
+    assert_int_equal(ex, PROXY_EXCLUDE_PEERS | PROXY_EXCLUDE_BACKENDS);
+    /* A typo in the parameter's name is named, not ignored. */
+    assert_int_equal(proxy_admin_exclude("exlude=peers", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "unknown query parameter exlude"));
+    assert_int_equal(proxy_admin_exclude("exclude=peers&x=1", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "parameter x:"));
+    /* Empty values. */
+    assert_int_equal(proxy_admin_exclude("exclude=", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "empty value"));
+    assert_int_equal(proxy_admin_exclude("exclude", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "empty value"));
+    assert_int_equal(proxy_admin_exclude("exclude=peers,", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "empty value"));
+    assert_int_equal(proxy_admin_exclude("exclude=,peers", &ex, why, sizeof(why)), -1);
+    /* Unknown values. */
+    assert_int_equal(proxy_admin_exclude("exclude=peer", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "exclude=peer: unknown"));
+    assert_int_equal(proxy_admin_exclude("exclude=peers,nonsense", &ex, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "exclude=nonsense: unknown"));
+}
+
+static void
+test_file_state(void **state)
+{
+    (void)state;
+    assert_int_equal(proxy_file_state_of(true, 100, 2000, 1000), PROXY_FILE_OK);
+    /* A CA file (notBefore not checked) and a CRL without nextUpdate. */
+    assert_int_equal(proxy_file_state_of(true, 0, 2000, 1000), PROXY_FILE_OK);
+    assert_int_equal(proxy_file_state_of(true, 0, 0, 1000), PROXY_FILE_OK);
+    /* Deleted or unreadable at runtime: whatever was read before no longer counts. */
+    assert_int_equal(proxy_file_state_of(false, 100, 2000, 1000), PROXY_FILE_UNREADABLE);
+    assert_int_equal(proxy_file_state_of(false, 0, 0, 1000), PROXY_FILE_UNREADABLE);
+    /* notAfter (nextUpdate) reached. */
+    assert_int_equal(proxy_file_state_of(true, 100, 1000, 1000), PROXY_FILE_EXPIRED);
+    assert_int_equal(proxy_file_state_of(true, 100, 999, 1000), PROXY_FILE_EXPIRED);
+    /* notBefore ahead: ferry starts with it, but no handshake can pass yet. */
+    assert_int_equal(proxy_file_state_of(true, 1001, 2000, 1000), PROXY_FILE_NOT_YET_VALID);
+    assert_int_equal(proxy_file_state_of(true, 1000, 2000, 1000), PROXY_FILE_OK);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reach_states), cmocka_unit_test(test_reach_ready),
         cmocka_unit_test(test_loop_stalled), cmocka_unit_test(test_parse_good),
-        cmocka_unit_test(test_parse_bad),
+        cmocka_unit_test(test_parse_bad),    cmocka_unit_test(test_exclude),
+        cmocka_unit_test(test_file_state),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
