@@ -362,9 +362,18 @@ bool tls_name_match_san(const char *san, const char *host);
  * is case-sensitive, no percent-decoding); one whose last path segment is "*" matches exactly
  * one more path segment ("spiffe://td/ns/db/" + "*" covers "spiffe://td/ns/db/x", not
  * ".../ns/db" nor ".../ns/db/a/b").  URI entries never match DNS/IP names and the other way
- * round.
+ * round.  A DNS name (or CN) that is not a host name (tls_name_is_host()) matches nothing.
  */
 bool tls_name_match_allow(const char *entry, const char *name);
+
+/*
+ * tls_name_is_host(s):
+ * Is ${s} a host name a peer may be known by: dot-separated labels of 1 to 63 letters, digits,
+ * '-' and '_' ('_' for service names such as "_db.example.org"), at most 253 bytes, one
+ * trailing dot allowed?  Not a wildcard, a URI, a quote, a space, a ':' nor a '/': a DNS SAN
+ * that is not one is never a peer's identity nor its name in logs.
+ */
+bool tls_name_is_host(const char *s);
 
 /*
  * tls_name_is_uri(s):
@@ -372,6 +381,12 @@ bool tls_name_match_allow(const char *entry, const char *name);
  * each other (tls_name_match_allow()).
  */
 bool tls_name_is_uri(const char *s);
+
+/*
+ * What ends a URI SAN too long to be compared (over 255 bytes) in tls_peer_info.sans: it is
+ * shown cut to 250 bytes + this marker, and never matched.
+ */
+#define TLS_SAN_CUT "[...]"
 
 /* The longest SPIFFE ID (SPIFFE ID standard §2.3: 2048 bytes). */
 #define TLS_SPIFFE_ID_MAX 2048

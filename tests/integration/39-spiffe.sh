@@ -21,6 +21,7 @@ FCA=$T/fca
 PA=$(free_port)
 PALLOW=$(free_port)
 PACC=$(free_port)
+POPEN=$(free_port)
 POUT=$(free_port)
 TD=spiffe://site-b.example.org
 
@@ -44,7 +45,14 @@ ferry_cmd certs issue --ca "$FCA" --name x.example.org --uri "$TD/ns/db/*" --out
     >/dev/null 2>"$T/issue-star.err" || rc=$?
 [ "$rc" = 1 ] && grep -qF "invalid URI \"$TD/ns/db/*\": expected a SPIFFE ID" "$T/issue-star.err" &&
     [ ! -e "$T/nope" ] || fail "certs issue --uri with '*': exit $rc, $(cat "$T/issue-star.err")"
-pass "certs issue --uri: URI SAN as openssl reads it ($(echo $san)); '*' refused, nothing written"
+for u in "spiffe://site-b.example.org" "spiffe://site-b..example.org/x"; do
+    rc=0
+    ferry_cmd certs issue --ca "$FCA" --name x.example.org --uri "$u" --out "$T/nope" \
+        >/dev/null 2>"$T/issue-td.err" || rc=$?
+    [ "$rc" = 1 ] && grep -qF "invalid URI \"$u\": expected a SPIFFE ID" "$T/issue-td.err" &&
+        [ ! -e "$T/nope" ] || fail "certs issue --uri $u: exit $rc, $(cat "$T/issue-td.err")"
+done
+pass "certs issue --uri: URI SAN as openssl reads it ($(echo $san)); '*', a trust domain alone, an empty label refused, nothing written"
 cat "$P/ca.crt" "$FCA/ca.crt" >"$P/both-ca.crt"
 
 # ---- ferry check: a pattern that breaks a SPIFFE rule, at its line and column ----
@@ -91,6 +99,11 @@ listeners:
         databases: ["patients"]
       - peers: ["n2.site-b.example.org"]
         allow: all
+  - name: open
+    mode: inbound
+    listen: "127.0.0.1:$POPEN"
+    backend: "127.0.0.1:$PA"
+    couchdb_proxy_auth: {secret_file: couch.secret, hash: sha256, roles: ["replicator"]}
   - name: mesh-out
     mode: outbound
     listen: "127.0.0.1:$POUT"
@@ -116,6 +129,15 @@ get() {
         -X "$4" "https://node1.test:$3$5"
 }
 user_of() { jq -r .userCtx.name "$T/curl.body" 2>/dev/null; }
+
+# ---- no allow, no access: a URI SAN that matched nothing is no identity ----
+code=$(get "$P/spiffe.crt" "$P/spiffe.key" "$POPEN" GET /open1)
+if [ "$code" = 401 ] && grep -qF 'no X-Auth-CouchDB-UserName' "$T/curl.body" &&
+    expect_log spiffe 'event=request listener=open .*peer=- .*path=/open1 status=401 .*subject="O=Ferry Test"' 5; then
+    pass "no allow/access: the URI-only leaf is peer=-, no proxy-auth headers (CouchDB: 401)"
+else
+    bad open-uri "expected 401 without headers and peer=-, got $code $(cat "$T/curl.body" 2>/dev/null)"
+fi
 
 # ---- allow: a URI-only leaf (pki.sh) and a DNS+URI leaf (ferry certs issue --uri) ----
 code=$(get "$P/spiffe.crt" "$P/spiffe.key" "$PALLOW" GET /patients/doc1)
