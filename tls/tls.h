@@ -90,9 +90,11 @@ struct tls_peer_info {
     char subject[256];   /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
     char issuer[256];    /* RFC 2253 */
     char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2,URI:spiffe://td/x" */
-    char name[256];      /* the peer's identity: first DNS SAN, else first IP SAN, else CN
-                            (CN only with cn_fallback), else first URI SAN; the name that
-                            matched when one did.  A SAN longer than 255 bytes is never one. */
+    char name[256];      /* the peer's name: first DNS SAN that is a host name, else first
+                            IP SAN, else CN (only with cn_fallback, a host name or IP), else
+                            first URI SAN (to name a refused certificate; tls_check_leaf()
+                            keeps it only when it matched); the name that matched when one
+                            did.  A SAN longer than 255 bytes is never one. */
     char not_before[32]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
     char not_after[32];
     char detail[256]; /* for chain rejections: OpenSSL's verify text and the subject of the
@@ -312,7 +314,8 @@ enum tls_reject tls_reject_from_x509(int x509_err);
  * of the leaf's names must match an entry.  The CN counts as a name only when the leaf has no
  * DNS or IP SAN and ${cn_fallback}; a leaf without any name is TLS_REJECT_NO_NAME only where
  * a name is checked (${peer_host} or ${allow} set).  Fills ${info} (see tls_peer_info_fill());
- * info->name becomes the name that matched, and on NAME_MISMATCH info->detail = ${peer_host}.
+ * info->name becomes the name that matched (never a URI SAN that nothing matched), and on
+ * NAME_MISMATCH info->detail = ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
  */
 enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host,

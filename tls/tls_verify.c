@@ -411,7 +411,8 @@ allowed(const char *name, const char *const *allow, size_t n_allow)
  * when the leaf has no DNS or IP SAN and ${cn_fallback}; a leaf with no name at all (for
  * ${allow}, a URI SAN is one) is TLS_REJECT_NO_NAME only where a name is checked (${peer_host}
  * or ${allow} set).  Fills ${info} (see tls_peer_info_fill()); on a
- * match info->name is the SAN (or CN) that matched, and on TLS_REJECT_NAME_MISMATCH
+ * match info->name is the SAN (or CN) that matched (with neither ${peer_host} nor ${allow},
+ * never a URI SAN: nothing matched it), and on TLS_REJECT_NAME_MISMATCH
  * info->detail holds ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
  */
@@ -435,6 +436,9 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
         return r;
     }
     if (peer_host == NULL && allow == NULL) {
+        if (tls_name_is_uri(info->name)) {
+            info->name[0] = '\0'; /* no pattern to match: a URI SAN is shown, never a name */
+        }
         return TLS_REJECT_NONE;
     }
 

@@ -985,9 +985,12 @@ test_check_leaf_uri(void **state)
     assert_string_equal(
         tls_reject_describe(TLS_REJECT_NAME_NOT_ALLOWED, TLS_ROLE_SERVER, &info, buf, sizeof(buf)),
         "certificate for spiffe://site-b.example.org/ns/db/replicator is not in allow list");
-    /* ... never taken for a host name, and without allow no name rule applies at all. */
+    /* ... never taken for a host name, and without allow no name rule applies at all: nothing
+     * matched the URI, so it is no name (shown in sans only). */
     assert_int_equal(tls_check_leaf(uri_leaf->x509, false, NULL, NULL, 0, false, &info),
                      TLS_REJECT_NONE);
+    assert_string_equal(info.name, "");
+    assert_string_equal(info.sans, "URI:spiffe://site-b.example.org/ns/db/replicator");
     assert_int_equal(
         tls_check_leaf(uri_leaf->x509, true, "site-b.example.org", NULL, 0, true, &info),
         TLS_REJECT_NO_NAME);
