@@ -252,7 +252,8 @@ span_is_host(const char *s, size_t len)
  * first (unless it is neither a host name nor an IP address).  Extra names are ignored.  Entries
  * are separated by ','; URI: entries are names (a URI only ever matches a URI entry), email:
  * entries are skipped, and so are DNS: entries that are not host names (tls_name_is_host():
- * "DNS:spiffe://td/x", 'DNS:a".example.org'), which are never a peer's name.
+ * "DNS:spiffe://td/x", 'DNS:a".example.org'), which are never a peer's name, and URI: entries
+ * shown cut (ending in TLS_SAN_CUT).
  */
 void
 proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names)
@@ -287,6 +288,12 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
         bool uri = len > 4 && strncmp(p, "URI:", 4) == 0;
         size_t skip = uri || strncmp(p, "DNS:", 4) == 0 ? 4 : strncmp(p, "IP:", 3) == 0 ? 3 : 0;
 
+        size_t cut = sizeof(TLS_SAN_CUT) - 1;
+
+        /* A URI SAN shown cut (TLS_SAN_CUT) is none of the certificate's names. */
+        if (uri && len >= skip + cut && memcmp(p + len - cut, TLS_SAN_CUT, cut) == 0) {
+            skip = 0;
+        }
         if (skip > 0 && len > skip && uri == span_is_uri(p + skip, len - skip) &&
             (skip != 4 || uri || span_is_host(p + skip, len - skip))) {
             names_add(names, &used, p + skip, len - skip);

@@ -25,6 +25,7 @@
 #include "pki.h"
 
 #include "proxy_access.h"
+#include "tls.h"
 
 /* ---- rules built by hand; every string is owned by the pool below ---- */
 
@@ -897,6 +898,10 @@ test_identity_choose(void **state)
     assert_int_equal(names.n, 0);
     proxy_peer_names_parse("", "10.0.0.9", &names);
     assert_int_equal(names.n, 1);
+    /* a URI SAN shown cut (over 255 bytes) is no name */
+    proxy_peer_names_parse("URI:spiffe://td/aaaa" TLS_SAN_CUT ",DNS:b.example.org", NULL, &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "b.example.org");
     /* a URI SAN that matched nothing is not the identity, well-formed or not */
     proxy_peer_names_parse("URI:spiffe://td/x;DNS=admin?URI=spiffe://x", NULL, &names);
     assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
