@@ -7,6 +7,8 @@
 # couchdb_proxy_auth (sha256 and sha1, roles) is accepted by a backend that checks the headers
 # exactly as CouchDB's proxy_authentication_handler does, which itself refuses a forged or a
 # missing token; ferry refuses to start with the secret file missing, empty or mode 0644.
+# A DNS SAN that is no host name (DNS:spiffe://..., DNS:a".example.org) is no identity: peer=-,
+# no X-Auth-CouchDB-* header at all, and `allow: ["*.example.org"]` does not cover it.
 # HTTP/1.1 behaviour: keep-alive (curl, several URLs), a pipelined burst of 5 requests in one
 # write answered in order, Expect: 100-continue, HTTP/1.0, a chunked upload byte-exact, HEAD
 # then GET on one connection; one access-log line per request; outbound host_header peer|keep.

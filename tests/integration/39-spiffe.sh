@@ -10,8 +10,10 @@
 #   with its HMAC token (the backend recomputes it), the 403 reason of an access rule.
 # - `access[].peers` with a SPIFFE pattern: the first rule that matches decides, and names the
 #   identity (a certificate with a DNS and a URI SAN is known by the one that matched).
+# - A URI SAN that matched nothing is no identity (peer=-, no proxy-auth header); one over
+#   255 bytes is never matched and is shown cut with "[...]".
 # - `ferry check` refuses a bad pattern at file:line:col with the SPIFFE rule it breaks;
-#   `ferry certs issue --uri` refuses a '*'.
+#   `ferry certs issue --uri` refuses a '*', a trust domain alone and an empty label.
 # timeout: 60
 source "$(dirname "$0")/lib.sh"
 
@@ -170,6 +172,21 @@ for who in deep web; do
     esac
 done
 expect_log spiffe "warn .*listener=allow .*URI:$TD/ns/db/a/b.*not in allow list" 5
+# A URI SAN over 255 bytes is never matched, though $TD/ns/db/* would cover it, and is shown
+# cut to 250 bytes + "[...]" in the refusal's sans=.
+long="$TD/ns/db/$(printf 'a%.0s' $(seq 1 266))"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/long.key" \
+    -subj "/O=Ferry Test/OU=long" -out "$T/long.csr" 2>/dev/null &&
+    openssl x509 -req -in "$T/long.csr" -CA "$P/root.crt" -CAkey "$P/root.key" -days 2 \
+        -extfile <(printf 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:%s\n' "$long") \
+        -out "$T/long.crt" 2>/dev/null || fail "openssl: the long-URI leaf"
+code=$(get "$T/long.crt" "$T/long.key" "$PALLOW" GET /x)
+case "$code" in
+000 | 403) ;;
+*) bad refuse-long "a ${#long}-byte URI SAN: expected the handshake refused, got HTTP $code" ;;
+esac
+expect_log spiffe "warn .*listener=allow .*subject=\"OU=long,O=Ferry Test\" sans=URI:${long:0:250}\\[\\.\\.\\.\\] reason=name_not_allowed" 5
+pass "allow refuses a ${#long}-byte URI SAN under $TD/ns/db/*, shown cut to 250 bytes + [...]"
 expect_log spiffe "warn .*listener=allow .*URI:$TD/ns/web/frontend.*not in allow list" 5
 pass "allow refuses $TD/ns/db/a/b and $TD/ns/web/frontend: $(grep -m1 -F "URI:$TD/ns/db/a/b" "$T/spiffe.log")"
 
