@@ -146,7 +146,9 @@ test_json_invalid_utf8_escaped(void **state)
     /* Each byte outside a well-formed sequence is \u00XX; well-formed UTF-8 passes. */
     log_json_escape(buf, sizeof(buf), "/db\xff\xfe\"x");
     assert_string_equal(buf, "/db\\u00ff\\u00fe\\\"x");
-    log_json_escape(buf, sizeof(buf), "a\x80" "b");
+    log_json_escape(buf, sizeof(buf),
+                    "a\x80"
+                    "b");
     assert_string_equal(buf, "a\\u0080b");
     log_json_escape(buf, sizeof(buf), "\xc0\xaf");
     assert_string_equal(buf, "\\u00c0\\u00af");
