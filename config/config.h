@@ -281,7 +281,8 @@ const char *config_addr_format(const struct config_addr *addr, char *buf, size_t
  * config_spiffe_problem(s, pattern):
  * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
  * segment), in plain words, or NULL when it is one: "spiffe://" + a lower-case trust domain of
- * [a-z0-9._-] + zero or more "/segment" of [A-Za-z0-9._-], no "." or ".." segment, no query,
+ * [a-z0-9._-] without an empty label ("a..b", ".a", "a.") + one or more "/segment" of
+ * [A-Za-z0-9._-] (a trust domain alone names no workload), no "." or ".." segment, no query,
  * fragment, port, user info, percent-encoding or trailing '/', at most 2048 bytes.
  */
 const char *config_spiffe_problem(const char *s, bool pattern);

@@ -790,11 +790,22 @@ spiffe_path_char(char c)
             c == '.' || c == '-' || c == '_');
 }
 
+/* Does [s, end) hold ".."? */
+static bool
+spiffe_double_dot(const char *s, const char *end)
+{
+    for (; s + 1 < end; s++)
+        if (s[0] == '.' && s[1] == '.')
+            return (true);
+    return (false);
+}
+
 /*
  * config_spiffe_problem(s, pattern):
  * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
- * segment), or NULL when it is one: "spiffe://" + a lower-case trust domain of [a-z0-9._-] +
- * zero or more "/segment" of [A-Za-z0-9._-], no "." or ".." segment, no query, fragment,
+ * segment), or NULL when it is one: "spiffe://" + a lower-case trust domain of [a-z0-9._-]
+ * without an empty label + one or more "/segment" of [A-Za-z0-9._-] (a trust domain alone
+ * names no workload), no "." or ".." segment, no query, fragment,
  * port, userinfo, percent-encoding or trailing '/', at most SPIFFE_ID_MAX bytes.
  */
 const char *
@@ -824,6 +835,10 @@ config_spiffe_problem(const char *s, bool pattern)
     }
     if (p == s + 9)
         return ("the trust domain is empty");
+    if (s[9] == '.' || p[-1] == '.' || spiffe_double_dot(s + 9, p))
+        return ("the trust domain has an empty label (a leading, trailing or doubled '.')");
+    if (*p == '\0')
+        return ("a trust domain alone names no workload: add a path (spiffe://trust-domain/path)");
     while (*p == '/') {
         seg = ++p;
         while (*p != '\0' && *p != '/')

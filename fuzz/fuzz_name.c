@@ -198,7 +198,9 @@ fz_self(const char *s)
                  "a SPIFFE ID does not match itself, or another URI does");
         return;
     }
-    fz_check(tls_name_match_allow(s, s), "an allow entry does not match itself");
+    /* A DNS name that is not a host name matches nothing, not even itself. */
+    fz_check(tls_name_match_allow(s, s) == (ip || tls_name_is_host(s)),
+             "an allow entry does not match itself, or a name that is no host does");
     if (!ip) {
         fz_check(tls_name_match_san(s, s), "a DNS SAN does not cover itself");
     }

@@ -96,16 +96,62 @@ lb_puts(struct log_buf *b, const char *s)
     b->used += n;
 }
 
+/*
+ * log_utf8_len(s):
+ * The length (1 to 4) of the well-formed UTF-8 sequence at ${s} (RFC 3629 §4: no overlong
+ * form, no surrogate, nothing above U+10FFFF), or 0 when the byte at ${s} does not begin one
+ * (a lone continuation byte, 0xc0, 0xc1, 0xf5..0xff, a sequence cut short by another byte or
+ * by the terminating NUL).  ASCII, NUL excepted, is 1.
+ */
+size_t
+log_utf8_len(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n, i;
+
+    if (u[0] >= 0x01 && u[0] < 0x80) {
+        return 1;
+    }
+    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+        n = 2;
+    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+        n = 3;
+        lo = u[0] == 0xe0 ? 0xa0 : 0x80; /* overlong */
+        hi = u[0] == 0xed ? 0x9f : 0xbf; /* U+D800..U+DFFF */
+    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+        n = 4;
+        lo = u[0] == 0xf0 ? 0x90 : 0x80; /* overlong */
+        hi = u[0] == 0xf4 ? 0x8f : 0xbf; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (u[1] < lo || u[1] > hi) {
+        return 0;
+    }
+    for (i = 2; i < n; i++) {
+        if (u[i] < 0x80 || u[i] > 0xbf) {
+            return 0;
+        }
+    }
+    return n;
+}
+
 static bool
 text_needs_quotes(const char *v)
 {
     if (*v == '\0') {
         return true;
     }
-    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
-        if (*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' || *s == 0x7f) {
+    for (const char *s = v; *s != '\0';) {
+        unsigned char c = (unsigned char)*s;
+        size_t n = log_utf8_len(s);
+
+        /* Bytes that are not UTF-8 are written escaped, and only a quoted value escapes. */
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f || n == 0) {
             return true;
         }
+        s += n;
     }
     return false;
 }
@@ -113,7 +159,9 @@ text_needs_quotes(const char *v)
 /*
  * Escape ${v} for a double-quoted string (shared by text, when quoted, and JSON), or copy it
  * as it is when not ${escape}; at most ${max} bytes of output, else cut with "..." after the
- * last whole piece (an escape sequence is never split).
+ * last whole piece (an escape sequence or a UTF-8 character is never split).  Well-formed UTF-8
+ * passes through; each byte that is not part of a well-formed sequence is written "\u00XX"
+ * (its value, as JSON would write U+00XX), so every line is valid UTF-8 and valid JSON.
  */
 static void
 lb_put_value(struct log_buf *b, const char *v, bool escape, size_t max)
@@ -121,11 +169,13 @@ lb_put_value(struct log_buf *b, const char *v, bool escape, size_t max)
     static const char hex[] = "0123456789abcdef";
     size_t start = b->used;
 
-    for (const unsigned char *s = (const unsigned char *)v; *s != '\0'; s++) {
+    for (const char *s = v; *s != '\0';) {
+        unsigned char c = (unsigned char)*s;
+        size_t n = log_utf8_len(s);
         char piece[8];
 
         piece[1] = '\0';
-        switch (escape ? *s : 'x') {
+        switch (escape ? c : 'x') {
         case '"':
             memcpy(piece, "\\\"", 3);
             break;
@@ -142,16 +192,20 @@ lb_put_value(struct log_buf *b, const char *v, bool escape, size_t max)
             memcpy(piece, "\\t", 3);
             break;
         default:
-            if (escape && (*s < 0x20 || *s == 0x7f)) {
+            if (escape && (c < 0x20 || c == 0x7f || n == 0)) {
                 memcpy(piece, "\\u00", 4);
-                piece[4] = hex[*s >> 4];
-                piece[5] = hex[*s & 0xf];
+                piece[4] = hex[c >> 4];
+                piece[5] = hex[c & 0xf];
                 piece[6] = '\0';
+            } else if (n > 1) {
+                memcpy(piece, s, n);
+                piece[n] = '\0';
             } else {
-                piece[0] = (char)*s;
+                piece[0] = (char)c;
             }
         }
-        if (b->used - start + strlen(piece) + 3 > max && s[1] != '\0') {
+        s += n > 0 ? n : 1;
+        if (b->used - start + strlen(piece) + 3 > max && *s != '\0') {
             lb_puts(b, "...");
             return;
         }

@@ -75,6 +75,13 @@ size_t log_format_line(char *buf, size_t len, enum log_format format, const char
                        enum log_level level, const char *event, va_list ap);
 
 /*
+ * log_utf8_len(s):
+ * The length (1 to 4) of the well-formed UTF-8 sequence at ${s}, or 0 when the byte at ${s}
+ * begins none (it is then written "\u00XX" in a log value).  Exported for the unit tests.
+ */
+size_t log_utf8_len(const char *s);
+
+/*
  * log_json_escape(dst, len, src):
  * Copy ${src} into ${dst} escaped for the inside of a JSON string (also used for response
  * bodies).  Always NUL-terminates; a value that does not fit is cut.  Returns ${dst}.

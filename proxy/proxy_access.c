@@ -231,12 +231,29 @@ span_is_uri(const char *s, size_t len)
     return false;
 }
 
+/* Is s[0..len) a host name (tls_name_is_host())? */
+static bool
+span_is_host(const char *s, size_t len)
+{
+    char host[256];
+
+    if (len >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, s, len);
+    host[len] = '\0';
+    return tls_name_is_host(host);
+}
+
 /*
  * proxy_peer_names_parse(sans, cn, names):
  * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
  * its order; when it holds no DNS or IP name and ${cn} is not NULL (cn_fallback), ${cn} comes
- * first (unless it is written as a URI).  Extra names are ignored.  Entries are separated by ',';
- * URI: entries are names (a URI only ever matches a URI entry), email: entries are skipped.
+ * first (unless it is neither a host name nor an IP address).  Extra names are ignored.  Entries
+ * are separated by ','; URI: entries are names (a URI only ever matches a URI entry), email:
+ * entries are skipped, and so are DNS: entries that are not host names (tls_name_is_host():
+ * "DNS:spiffe://td/x", 'DNS:a".example.org'), which are never a peer's name, and URI: entries
+ * shown cut (ending in TLS_SAN_CUT).
  */
 void
 proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names)
@@ -256,8 +273,9 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
             (len > 4 && strncmp(p, "DNS:", 4) == 0) || (len > 3 && strncmp(p, "IP:", 3) == 0);
         p += len + (end != NULL ? 1 : 0);
     }
-    /* A CN written as a URI is no name: it must not pass for a URI SAN. */
-    if (!dns_or_ip && cn != NULL && !tls_name_is_uri(cn)) {
+    /* A CN written as a URI is no name (it must not pass for a URI SAN), nor one that is
+     * neither a host name nor an IP address ('a".example.org', "Jane Doe"). */
+    if (!dns_or_ip && cn != NULL && (tls_name_is_host(cn) || tls_name_is_ip(cn, NULL, NULL))) {
         names_add(names, &used, cn, strlen(cn));
     }
     p = sans != NULL ? sans : "";
@@ -270,7 +288,14 @@ proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names
         bool uri = len > 4 && strncmp(p, "URI:", 4) == 0;
         size_t skip = uri || strncmp(p, "DNS:", 4) == 0 ? 4 : strncmp(p, "IP:", 3) == 0 ? 3 : 0;
 
-        if (skip > 0 && len > skip && uri == span_is_uri(p + skip, len - skip)) {
+        size_t cut = sizeof(TLS_SAN_CUT) - 1;
+
+        /* A URI SAN shown cut (TLS_SAN_CUT) is none of the certificate's names. */
+        if (uri && len >= skip + cut && memcmp(p + len - cut, TLS_SAN_CUT, cut) == 0) {
+            skip = 0;
+        }
+        if (skip > 0 && len > skip && uri == span_is_uri(p + skip, len - skip) &&
+            (skip != 4 || uri || span_is_host(p + skip, len - skip))) {
             names_add(names, &used, p + skip, len - skip);
         }
         p += len;

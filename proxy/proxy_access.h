@@ -33,8 +33,10 @@ struct proxy_peer_names {
  * proxy_peer_names_parse(sans, cn, names):
  * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
  * its order (URI SANs are names: they match only URI entries); when it holds no DNS or IP name
- * and ${cn} is not NULL (cn_fallback), ${cn} comes first, unless it is written as a URI.
- * email: entries are skipped; extra names are ignored.
+ * and ${cn} is not NULL (cn_fallback), ${cn} comes first, unless it is neither a host name
+ * nor an IP address.  email: entries are skipped, and so are DNS: entries that are not host
+ * names (tls_name_is_host(): "DNS:spiffe://td/x", 'DNS:a".example.org') and URI: entries
+ * shown cut (ending in TLS_SAN_CUT); extra names are ignored.
  */
 void proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names);
 

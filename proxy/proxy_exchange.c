@@ -174,7 +174,9 @@ proxy_request_log(struct proxy_conn *c, const char *method, const char *target, 
            c->verify.peer.name, "method", method != NULL && method[0] != '\0' ? method : "-",
            "path", target != NULL && target[0] != '\0' ? target : "-", "status", st, "bytes_in", in,
            "bytes_out", out, "duration_ms", dur, "rule",
-           rule != NULL && rule[0] != '\0' ? rule : "-", (const char *)NULL);
+           rule != NULL && rule[0] != '\0' ? rule : "-", "subject",
+           strcmp(c->verify.peer.name, "-") == 0 ? c->verify.peer.subject : NULL,
+           (const char *)NULL);
 }
 
 /* The access-log line of a queued request (proxy_request_log()). */
@@ -732,7 +734,8 @@ request_write(struct proxy_conn *c, const struct proxy_http_head *h, struct exch
             add[n_add++] = (struct proxy_http_add){"Client-Cert", x->client_cert};
             add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", x->client_cert_chain};
         }
-        if (cl->proxy_auth.enabled) {
+        if (cl->proxy_auth.enabled && x->auth_user != NULL) {
+            /* All three or none: a peer without an identity gets no Roles either. */
             add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", x->auth_user};
             add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Roles", c->l->auth_roles};
             add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", x->auth_token};
@@ -1130,6 +1133,12 @@ proxy_exchange_start(struct proxy_conn *c)
         }
         if (who != NULL && !proxy_identity_canonical(c->verify.peer.name)) {
             who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
+        }
+        if (who == NULL) {
+            /* No verified identity: peer= says so rather than show a name nothing checked
+             * (a URI SAN no pattern matched, the leaf's first SAN); subject= still tells
+             * which certificate it was. */
+            snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "-");
         }
         if (exchange_identity(c, who != NULL ? c->verify.peer.name : NULL) < 0) {
             return -1;

@@ -90,9 +90,11 @@ struct tls_peer_info {
     char subject[256];   /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
     char issuer[256];    /* RFC 2253 */
     char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2,URI:spiffe://td/x" */
-    char name[256];      /* the peer's identity: first DNS SAN, else first IP SAN, else CN
-                            (CN only with cn_fallback), else first URI SAN; the name that
-                            matched when one did.  A SAN longer than 255 bytes is never one. */
+    char name[256];      /* the peer's name: first DNS SAN that is a host name, else first
+                            IP SAN, else CN (only with cn_fallback, a host name or IP), else
+                            first URI SAN (to name a refused certificate; tls_check_leaf()
+                            keeps it only when it matched); the name that matched when one
+                            did.  A SAN longer than 255 bytes is never one. */
     char not_before[32]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
     char not_after[32];
     char detail[256]; /* for chain rejections: OpenSSL's verify text and the subject of the
@@ -312,7 +314,8 @@ enum tls_reject tls_reject_from_x509(int x509_err);
  * of the leaf's names must match an entry.  The CN counts as a name only when the leaf has no
  * DNS or IP SAN and ${cn_fallback}; a leaf without any name is TLS_REJECT_NO_NAME only where
  * a name is checked (${peer_host} or ${allow} set).  Fills ${info} (see tls_peer_info_fill());
- * info->name becomes the name that matched, and on NAME_MISMATCH info->detail = ${peer_host}.
+ * info->name becomes the name that matched (never a URI SAN that nothing matched), and on
+ * NAME_MISMATCH info->detail = ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
  */
 enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host,
@@ -362,9 +365,18 @@ bool tls_name_match_san(const char *san, const char *host);
  * is case-sensitive, no percent-decoding); one whose last path segment is "*" matches exactly
  * one more path segment ("spiffe://td/ns/db/" + "*" covers "spiffe://td/ns/db/x", not
  * ".../ns/db" nor ".../ns/db/a/b").  URI entries never match DNS/IP names and the other way
- * round.
+ * round.  A DNS name (or CN) that is not a host name (tls_name_is_host()) matches nothing.
  */
 bool tls_name_match_allow(const char *entry, const char *name);
+
+/*
+ * tls_name_is_host(s):
+ * Is ${s} a host name a peer may be known by: dot-separated labels of 1 to 63 letters, digits,
+ * '-' and '_' ('_' for service names such as "_db.example.org"), at most 253 bytes, one
+ * trailing dot allowed?  Not a wildcard, a URI, a quote, a space, a ':' nor a '/': a DNS SAN
+ * that is not one is never a peer's identity nor its name in logs.
+ */
+bool tls_name_is_host(const char *s);
 
 /*
  * tls_name_is_uri(s):
@@ -372,6 +384,12 @@ bool tls_name_match_allow(const char *entry, const char *name);
  * each other (tls_name_match_allow()).
  */
 bool tls_name_is_uri(const char *s);
+
+/*
+ * What ends a URI SAN too long to be compared (over 255 bytes) in tls_peer_info.sans: it is
+ * shown cut to 250 bytes + this marker, and never matched.
+ */
+#define TLS_SAN_CUT "[...]"
 
 /* The longest SPIFFE ID (SPIFFE ID standard §2.3: 2048 bytes). */
 #define TLS_SPIFFE_ID_MAX 2048

@@ -158,6 +158,42 @@ tls_name_is_uri(const char *s)
     return s != NULL && strstr(s, "://") != NULL;
 }
 
+/*
+ * tls_name_is_host(s):
+ * Is ${s} a host name: LDH labels (plus '_'), 1..63 bytes each, 253 in all, one final dot?
+ */
+bool
+tls_name_is_host(const char *s)
+{
+    size_t n, i, label = 0;
+
+    if (s == NULL) {
+        return false;
+    }
+    n = name_len(s);
+    if (n == 0 || n > 253) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c == '.') {
+            if (label == 0) {
+                return false;
+            }
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_') {
+            if (++label > 63) {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
 /* Is s[0..n) one SPIFFE path segment: non-empty [A-Za-z0-9._-], neither "." nor ".."? */
 static bool
 spiffe_segment(const char *s, size_t n)
@@ -232,6 +268,9 @@ tls_name_match_allow(const char *entry, const char *name)
     nip = tls_name_is_ip(name, nbin, &nbinlen);
     if (eip || nip) {
         return eip && nip && ebinlen == nbinlen && memcmp(ebin, nbin, ebinlen) == 0;
+    }
+    if (!tls_name_is_host(name)) {
+        return false; /* 'a".example.org' is no host: not even "*.example.org" covers it */
     }
     elen = name_len(entry);
     nlen = name_len(name);

@@ -198,6 +198,24 @@ san_text(const GENERAL_NAME *g, char *buf, size_t len)
 }
 
 /*
+ * A URI SAN too long for buf[0..len) (san_text() refused it), cut and marked with TLS_SAN_CUT:
+ * shown, never a name ('[' is in no SPIFFE ID nor pattern, so the cut text matches nothing).
+ */
+static bool
+uri_cut(const GENERAL_NAME *g, char *buf, size_t len)
+{
+    const ASN1_IA5STRING *u = g->d.uniformResourceIdentifier;
+    size_t keep = len > sizeof(TLS_SAN_CUT) ? len - sizeof(TLS_SAN_CUT) : 0;
+
+    if (keep == 0 || (size_t)ASN1_STRING_length(u) < len ||
+        !printable_copy(buf, len, ASN1_STRING_get0_data(u), keep)) {
+        return false;
+    }
+    memcpy(buf + keep, TLS_SAN_CUT, sizeof(TLS_SAN_CUT));
+    return true;
+}
+
+/*
  * tls_time_str(t, buf, len):
  * Format ${t} as "2025-01-31 12:00:00 UTC" into ${buf}; "?" when it cannot be parsed.
  * Returns ${buf}.
@@ -318,7 +336,8 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
         has_san = has_san || g->type == GEN_DNS || g->type == GEN_IPADD;
         if (g->type == GEN_DNS && san_text(g, text, sizeof(text))) {
             append_san(info->sans, sizeof(info->sans), &pos, "DNS:", text);
-            if (first_dns[0] == '\0') {
+            /* Shown in sans, but only a host name may be the peer's name. */
+            if (first_dns[0] == '\0' && tls_name_is_host(text)) {
                 (void)snprintf(first_dns, sizeof(first_dns), "%s", text);
             }
         } else if (g->type == GEN_IPADD && san_text(g, text, sizeof(text))) {
@@ -331,6 +350,8 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
             if (first_uri[0] == '\0') {
                 (void)snprintf(first_uri, sizeof(first_uri), "%s", text);
             }
+        } else if (g->type == GEN_URI && uri_cut(g, text, sizeof(text))) {
+            append_san(info->sans, sizeof(info->sans), &pos, "URI:", text);
         } else if (g->type == GEN_EMAIL &&
                    printable_copy(text, sizeof(text), ASN1_STRING_get0_data(g->d.rfc822Name),
                                   (size_t)ASN1_STRING_length(g->d.rfc822Name))) {
@@ -346,6 +367,9 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
     } else if (cn_fallback && !has_san) {
         /* As in tls_check_leaf(): a DNS or IP SAN, even one never shown, rules the CN out. */
         leaf_cn(cert, info->name, sizeof(info->name));
+        if (!tls_name_is_host(info->name) && !tls_name_is_ip(info->name, NULL, NULL)) {
+            info->name[0] = '\0'; /* "Jane Doe" is a subject, not a name */
+        }
     }
     if (info->name[0] == '\0' && tls_name_is_uri(first_uri)) {
         /* A mesh identity (URI SAN only): the name shown; tls_check_leaf() may confirm it. */
@@ -387,7 +411,8 @@ allowed(const char *name, const char *const *allow, size_t n_allow)
  * when the leaf has no DNS or IP SAN and ${cn_fallback}; a leaf with no name at all (for
  * ${allow}, a URI SAN is one) is TLS_REJECT_NO_NAME only where a name is checked (${peer_host}
  * or ${allow} set).  Fills ${info} (see tls_peer_info_fill()); on a
- * match info->name is the SAN (or CN) that matched, and on TLS_REJECT_NAME_MISMATCH
+ * match info->name is the SAN (or CN) that matched (with neither ${peer_host} nor ${allow},
+ * never a URI SAN: nothing matched it), and on TLS_REJECT_NAME_MISMATCH
  * info->detail holds ${peer_host}.
  * Returns TLS_REJECT_NONE or the first rule that fails.
  */
@@ -411,6 +436,9 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
         return r;
     }
     if (peer_host == NULL && allow == NULL) {
+        if (tls_name_is_uri(info->name)) {
+            info->name[0] = '\0'; /* no pattern to match: a URI SAN is shown, never a name */
+        }
         return TLS_REJECT_NONE;
     }
 

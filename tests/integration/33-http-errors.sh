@@ -331,6 +331,8 @@ good_request json-good
 curl_code "${CURL[@]}" "https://node1.test:$PDEADIN/json-dead" >/dev/null
 curl_code "http://127.0.0.1:$POUTDEAD/json-outdead" >/dev/null
 "${RAW[@]}" --connect "127.0.0.1:$PIN" --timeout 10 --send 'GET /json-bad HTTP/1.1\r\nHost x\r\n\r\n' >/dev/null
+# bytes that are not UTF-8 in the target: the line must still be UTF-8 JSON (\u00ff, \u00fe)
+"${RAW[@]}" --connect "127.0.0.1:$PIN" --timeout 10 --send 'GET /json-utf8\xff\xfe"x HTTP/1.1\r\nHost: x\r\n\r\n' >/dev/null
 curl_code "http://127.0.0.1:$PIN/json-plain" >/dev/null
 sleep 0.3
 ferry_stop json
@@ -340,9 +342,9 @@ ts = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 numbers = ("status", "bytes_in", "bytes_out", "duration_ms", "drain_timeout_ms", "connections",
            "workers", "listeners")
 seen, n = {}, 0
-for no, line in enumerate(open(sys.argv[1]), 1):
+for no, line in enumerate(open(sys.argv[1], "rb"), 1):
     try:
-        j = json.loads(line)
+        j = json.loads(line)  # bytes: must be UTF-8
     except ValueError as e:
         sys.exit(f"line {no} is not JSON ({e}): {line!r}")
     n += 1
@@ -354,13 +356,13 @@ for no, line in enumerate(open(sys.argv[1]), 1):
     if j.get("event") == "request":
         seen[j["path"]] = j["status"]
 want = {"/json-good": 200, "/json-dead": 502, "/json-outdead": 502, "/json-bad": 400,
-        "/json-plain": 400}
+        "/json-plain": 400, "/json-utf8\u00ff\u00fe\"x": 400}
 if seen != want:
     sys.exit(f"request lines {seen}, expected {want}")
 print(n)
 PY
 ); then
-    pass "log.format json: all $got lines parse, numbers are numbers, ts RFC 3339; 5 request lines"
+    pass "log.format json: all $got lines parse, numbers are numbers, ts RFC 3339; 6 request lines, bytes not UTF-8 as \\u00XX"
 else
     bad json-log "$got"
 fi

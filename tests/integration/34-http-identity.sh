@@ -7,6 +7,8 @@
 # couchdb_proxy_auth (sha256 and sha1, roles) is accepted by a backend that checks the headers
 # exactly as CouchDB's proxy_authentication_handler does, which itself refuses a forged or a
 # missing token; ferry refuses to start with the secret file missing, empty or mode 0644.
+# A DNS SAN that is no host name (DNS:spiffe://..., DNS:a".example.org) is no identity: peer=-,
+# no X-Auth-CouchDB-* header at all, and `allow: ["*.example.org"]` does not cover it.
 # HTTP/1.1 behaviour: keep-alive (curl, several URLs), a pipelined burst of 5 requests in one
 # write answered in order, Expect: 100-continue, HTTP/1.0, a chunked upload byte-exact, HEAD
 # then GET on one connection; one access-log line per request; outbound host_header peer|keep.
@@ -18,7 +20,7 @@ pki_make "$T/pki"
 P=$T/pki
 RAW=(python3 "$SUPPORT/http_raw.py" --cert "$P/good.crt" --key "$P/good.key" --ca "$P/root.crt"
     --sni node1.test)
-for v in PB PA256 PA1 P_xfcc P_rfc P_none P_auth256 P_auth1 P_outpeer P_outkeep; do
+for v in PB PA256 PA1 P_xfcc P_rfc P_none P_auth256 P_auth1 P_outpeer P_outkeep P_authecho P_wild; do
     declare "$v=$(free_port)"
 done
 bg_run backend python3 "$SUPPORT/http_backend.py" --port "$PB" --name backend --raw-log "$T/backend.raw"
@@ -98,6 +100,13 @@ listeners:
     listen: "127.0.0.1:$P_auth1"
     backend: "127.0.0.1:$PA1"
     couchdb_proxy_auth: {secret_file: couch.secret, hash: sha1, roles: ["replicator"]}
+  - name: authecho
+    mode: inbound
+    listen: "127.0.0.1:$P_authecho"
+    backend: "127.0.0.1:$PB"
+    client_cert_header: none
+    couchdb_proxy_auth: {secret_file: couch.secret, hash: sha256, roles: ["replicator"]}
+  - {name: wild, mode: inbound, listen: "127.0.0.1:$P_wild", backend: "127.0.0.1:$PB", allow: ["*.example.org"]}
   - {name: outpeer, mode: outbound, listen: "127.0.0.1:$P_outpeer", peer: "node1.test:$P_xfcc", connect: "127.0.0.1:$P_xfcc", host_header: peer}
   - {name: outkeep, mode: outbound, listen: "127.0.0.1:$P_outkeep", peer: "node1.test:$P_xfcc", connect: "127.0.0.1:$P_xfcc", host_header: keep}
 YAML
@@ -203,6 +212,34 @@ for h in 256 1; do
     fi
 done
 grep -q '^200 GET /_session user=peer.test$' "$T/couch256.log" || bad proxy-auth-log "couch256 did not log the accepted request"
+
+# ---- a DNS SAN that is no host name is no identity: peer=-, no proxy-auth header at all ----
+# (odd-spiffe: only DNS:spiffe://...; odd-quote: only DNS:a".example.org, which "*.example.org"
+# must not cover)
+for o in 'odd-spiffe:DNS:spiffe://site-b.example.org/ns/db/replicator' 'odd-quote:DNS:a\".example.org'; do
+    n=${o%%:*}
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$P/$n.key" \
+        -subj "/O=Ferry Test/OU=$n" -out "$P/$n.csr" 2>/dev/null &&
+        openssl x509 -req -in "$P/$n.csr" -CA "$P/root.crt" -CAkey "$P/root.key" -days 2 \
+            -extfile <(printf 'extendedKeyUsage=clientAuth\nsubjectAltName=%s\n' "${o#*:}") \
+            -out "$P/$n.crt" 2>/dev/null || fail "openssl: leaf $n"
+done
+code=$(curl_code --cacert "$P/root.crt" --cert "$P/odd-spiffe.crt" --key "$P/odd-spiffe.key" \
+    --resolve "node1.test:$P_authecho:127.0.0.1" "${FORGED[@]}" "https://node1.test:$P_authecho/odd-spiffe")
+if [ "$code" = 200 ] &&
+    why=$(headers_check "$T/curl.body" '{"x-forwarded-for":"127.0.0.1","x-forwarded-proto":"https"}' 2>&1) &&
+    expect_log id 'event=request listener=authecho .*peer=- .*path=/odd-spiffe status=200 .*subject="OU=odd-spiffe' 5; then
+    pass "DNS:spiffe://... is no identity: peer=- (subject logged), no X-Auth-CouchDB-* header, not even Roles"
+else
+    bad odd-spiffe "HTTP $code ${why:-} $(grep -a 'odd-spiffe' "$T/id.log" | tail -n2)"
+fi
+code=$(curl_code --cacert "$P/root.crt" --cert "$P/odd-quote.crt" --key "$P/odd-quote.key" \
+    --resolve "node1.test:$P_wild:127.0.0.1" "https://node1.test:$P_wild/odd-quote")
+if [ "$code" != 200 ] && expect_log id 'handshake_rejected listener=wild .*reason=name_not_allowed' 5; then
+    pass "allow [\"*.example.org\"] refuses DNS:a\".example.org (HTTP $code)"
+else
+    bad odd-quote "HTTP $code $(grep -a 'listener=wild' "$T/id.log" | tail -n2)"
+fi
 
 # ---- keep-alive: curl with several URLs reuses one connection ----
 u="https://node1.test:$P_xfcc"

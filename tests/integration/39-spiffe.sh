@@ -10,8 +10,10 @@
 #   with its HMAC token (the backend recomputes it), the 403 reason of an access rule.
 # - `access[].peers` with a SPIFFE pattern: the first rule that matches decides, and names the
 #   identity (a certificate with a DNS and a URI SAN is known by the one that matched).
+# - A URI SAN that matched nothing is no identity (peer=-, no proxy-auth header); one over
+#   255 bytes is never matched and is shown cut with "[...]".
 # - `ferry check` refuses a bad pattern at file:line:col with the SPIFFE rule it breaks;
-#   `ferry certs issue --uri` refuses a '*'.
+#   `ferry certs issue --uri` refuses a '*', a trust domain alone and an empty label.
 # timeout: 60
 source "$(dirname "$0")/lib.sh"
 
@@ -21,6 +23,7 @@ FCA=$T/fca
 PA=$(free_port)
 PALLOW=$(free_port)
 PACC=$(free_port)
+POPEN=$(free_port)
 POUT=$(free_port)
 TD=spiffe://site-b.example.org
 
@@ -44,7 +47,14 @@ ferry_cmd certs issue --ca "$FCA" --name x.example.org --uri "$TD/ns/db/*" --out
     >/dev/null 2>"$T/issue-star.err" || rc=$?
 [ "$rc" = 1 ] && grep -qF "invalid URI \"$TD/ns/db/*\": expected a SPIFFE ID" "$T/issue-star.err" &&
     [ ! -e "$T/nope" ] || fail "certs issue --uri with '*': exit $rc, $(cat "$T/issue-star.err")"
-pass "certs issue --uri: URI SAN as openssl reads it ($(echo $san)); '*' refused, nothing written"
+for u in "spiffe://site-b.example.org" "spiffe://site-b..example.org/x"; do
+    rc=0
+    ferry_cmd certs issue --ca "$FCA" --name x.example.org --uri "$u" --out "$T/nope" \
+        >/dev/null 2>"$T/issue-td.err" || rc=$?
+    [ "$rc" = 1 ] && grep -qF "invalid URI \"$u\": expected a SPIFFE ID" "$T/issue-td.err" &&
+        [ ! -e "$T/nope" ] || fail "certs issue --uri $u: exit $rc, $(cat "$T/issue-td.err")"
+done
+pass "certs issue --uri: URI SAN as openssl reads it ($(echo $san)); '*', a trust domain alone, an empty label refused, nothing written"
 cat "$P/ca.crt" "$FCA/ca.crt" >"$P/both-ca.crt"
 
 # ---- ferry check: a pattern that breaks a SPIFFE rule, at its line and column ----
@@ -91,6 +101,11 @@ listeners:
         databases: ["patients"]
       - peers: ["n2.site-b.example.org"]
         allow: all
+  - name: open
+    mode: inbound
+    listen: "127.0.0.1:$POPEN"
+    backend: "127.0.0.1:$PA"
+    couchdb_proxy_auth: {secret_file: couch.secret, hash: sha256, roles: ["replicator"]}
   - name: mesh-out
     mode: outbound
     listen: "127.0.0.1:$POUT"
@@ -116,6 +131,15 @@ get() {
         -X "$4" "https://node1.test:$3$5"
 }
 user_of() { jq -r .userCtx.name "$T/curl.body" 2>/dev/null; }
+
+# ---- no allow, no access: a URI SAN that matched nothing is no identity ----
+code=$(get "$P/spiffe.crt" "$P/spiffe.key" "$POPEN" GET /open1)
+if [ "$code" = 401 ] && grep -qF 'no X-Auth-CouchDB-UserName' "$T/curl.body" &&
+    expect_log spiffe 'event=request listener=open .*peer=- .*path=/open1 status=401 .*subject="O=Ferry Test"' 5; then
+    pass "no allow/access: the URI-only leaf is peer=-, no proxy-auth headers (CouchDB: 401)"
+else
+    bad open-uri "expected 401 without headers and peer=-, got $code $(cat "$T/curl.body" 2>/dev/null)"
+fi
 
 # ---- allow: a URI-only leaf (pki.sh) and a DNS+URI leaf (ferry certs issue --uri) ----
 code=$(get "$P/spiffe.crt" "$P/spiffe.key" "$PALLOW" GET /patients/doc1)
@@ -148,6 +172,21 @@ for who in deep web; do
     esac
 done
 expect_log spiffe "warn .*listener=allow .*URI:$TD/ns/db/a/b.*not in allow list" 5
+# A URI SAN over 255 bytes is never matched, though $TD/ns/db/* would cover it, and is shown
+# cut to 250 bytes + "[...]" in the refusal's sans=.
+long="$TD/ns/db/$(printf 'a%.0s' $(seq 1 266))"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/long.key" \
+    -subj "/O=Ferry Test/OU=long" -out "$T/long.csr" 2>/dev/null &&
+    openssl x509 -req -in "$T/long.csr" -CA "$P/root.crt" -CAkey "$P/root.key" -days 2 \
+        -extfile <(printf 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:%s\n' "$long") \
+        -out "$T/long.crt" 2>/dev/null || fail "openssl: the long-URI leaf"
+code=$(get "$T/long.crt" "$T/long.key" "$PALLOW" GET /x)
+case "$code" in
+000 | 403) ;;
+*) bad refuse-long "a ${#long}-byte URI SAN: expected the handshake refused, got HTTP $code" ;;
+esac
+expect_log spiffe "warn .*listener=allow .*subject=\"OU=long,O=Ferry Test\" sans=URI:${long:0:250}\\[\\.\\.\\.\\] reason=name_not_allowed" 5
+pass "allow refuses a ${#long}-byte URI SAN under $TD/ns/db/*, shown cut to 250 bytes + [...]"
 expect_log spiffe "warn .*listener=allow .*URI:$TD/ns/web/frontend.*not in allow list" 5
 pass "allow refuses $TD/ns/db/a/b and $TD/ns/web/frontend: $(grep -m1 -F "URI:$TD/ns/db/a/b" "$T/spiffe.log")"
 

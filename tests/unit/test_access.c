@@ -25,6 +25,7 @@
 #include "pki.h"
 
 #include "proxy_access.h"
+#include "tls.h"
 
 /* ---- rules built by hand; every string is owned by the pool below ---- */
 
@@ -883,6 +884,27 @@ test_identity_choose(void **state)
     proxy_peer_names_parse("IP:10.0.0.7", NULL, &names);
     assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
     assert_null(proxy_identity_choose(NULL, 0, NULL, NULL));
+    /* a DNS SAN that is no host name is no name at all: no identity, no rule matches it */
+    proxy_peer_names_parse("DNS:spiffe://site-b.example.org/ns/db/replicator", NULL, &names);
+    assert_int_equal(names.n, 0);
+    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
+    proxy_peer_names_parse("DNS:a\".example.org,DNS:a b.example.org,DNS:*.example.org,"
+                           "DNS:b.example.org",
+                           NULL, &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(proxy_identity_choose(NULL, 0, NULL, &names), "b.example.org");
+    /* nor is a CN that is neither a host name nor an IP address */
+    proxy_peer_names_parse("", "Jane Doe", &names);
+    assert_int_equal(names.n, 0);
+    proxy_peer_names_parse("", "10.0.0.9", &names);
+    assert_int_equal(names.n, 1);
+    /* a URI SAN shown cut (over 255 bytes) is no name */
+    proxy_peer_names_parse("URI:spiffe://td/aaaa" TLS_SAN_CUT ",DNS:b.example.org", NULL, &names);
+    assert_int_equal(names.n, 1);
+    assert_string_equal(names.v[0], "b.example.org");
+    /* a URI SAN that matched nothing is not the identity, well-formed or not */
+    proxy_peer_names_parse("URI:spiffe://td/x;DNS=admin?URI=spiffe://x", NULL, &names);
+    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
 }
 
 /* The identity as CouchDB gets it: a host name folded, a SPIFFE ID as it is, else nothing. */

@@ -727,6 +727,8 @@ test_issue_uri(void **state)
         {"spiffe://site-b.example.org/x/", "does not end in '/'"},
         {"spiffe://site-b.example.org/a/../b", "\"..\" path segment"},
         {"spiffe://site-b.example.org/a%20b", "percent-encoding"},
+        {"spiffe://site-b.example.org", "a trust domain alone names no workload"},
+        {"spiffe://site-b..example.org/x", "the trust domain has an empty label"},
     };
     struct certs_issue_params ip;
     struct tls_peer_info info;

@@ -888,6 +888,11 @@ test_allow_spiffe(void **state)
         {"spiffe://td/ns/db*", "'*' may stand only for the whole last path segment"},
         {"spiffe://td/*/db", "'*' may stand only for the whole last path segment"},
         {"spiffe://*.td/db", "the trust domain may hold only"},
+        {"spiffe://a..b/x", "the trust domain has an empty label"},
+        {"spiffe://.td/x", "the trust domain has an empty label"},
+        {"spiffe://td./x", "the trust domain has an empty label"},
+        {"spiffe://.", "the trust domain has an empty label"},
+        {"spiffe://site.example.org", "a trust domain alone names no workload"},
     };
     char yaml[4096], sub[512];
     struct config *cfg;
@@ -897,7 +902,7 @@ test_allow_spiffe(void **state)
     cfg = load_ok(TLS_OK INBOUND_OK "    allow: [node2.example.org, "
                                     "\"spiffe://site-b.example.org/ns/db/*\", "
                                     "\"spiffe://site-b.example.org/ns/Ops_1.x-y/admin\", "
-                                    "\"spiffe://site-b.example.org\"]\n");
+                                    "\"spiffe://site-b.example.org/*\"]\n");
     assert_int_equal(cfg->listeners[0].n_allow, 4);
     assert_string_equal(cfg->listeners[0].allow[1], "spiffe://site-b.example.org/ns/db/*");
     config_free(cfg);
@@ -929,7 +934,11 @@ test_allow_spiffe(void **state)
     assert_null(config_spiffe_problem("spiffe://td/ns/db/x", false));
     assert_non_null(config_spiffe_problem("spiffe://td/ns/db/*", false));
     assert_null(config_spiffe_problem("spiffe://td/ns/db/*", true));
-    assert_null(config_spiffe_problem("spiffe://td", false));
+    assert_non_null(config_spiffe_problem("spiffe://td", false));
+    assert_non_null(config_spiffe_problem("spiffe://td", true));
+    assert_non_null(config_spiffe_problem("spiffe://a..b/x", false));
+    assert_null(config_spiffe_problem("spiffe://a.b/x", false));
+    assert_null(config_spiffe_problem("spiffe://td/*", true));
     assert_non_null(config_spiffe_problem("node2.example.org", false));
 }
 

@@ -114,6 +114,72 @@ test_json_escape_never_splits_an_escape(void **state)
 }
 
 static void
+test_utf8_len(void **state)
+{
+    (void)state;
+    assert_int_equal(log_utf8_len("a"), 1);
+    assert_int_equal(log_utf8_len(""), 0);
+    assert_int_equal(log_utf8_len("\xc3\xa9"), 2);         /* U+00E9 */
+    assert_int_equal(log_utf8_len("\xe2\x82\xac"), 3);     /* U+20AC */
+    assert_int_equal(log_utf8_len("\xf0\x9f\x98\x80"), 4); /* U+1F600 */
+    assert_int_equal(log_utf8_len("\xf4\x8f\xbf\xbf"), 4); /* U+10FFFF */
+    assert_int_equal(log_utf8_len("\x80"), 0);             /* lone continuation byte */
+    assert_int_equal(log_utf8_len("\xc0\xaf"), 0);         /* overlong '/' */
+    assert_int_equal(log_utf8_len("\xe0\x80\xaf"), 0);     /* overlong '/' */
+    assert_int_equal(log_utf8_len("\xf0\x80\x80\xaf"), 0); /* overlong '/' */
+    assert_int_equal(log_utf8_len("\xed\xa0\x80"), 0);     /* U+D800, a surrogate */
+    assert_int_equal(log_utf8_len("\xed\xbf\xbf"), 0);     /* U+DFFF */
+    assert_int_equal(log_utf8_len("\xf4\x90\x80\x80"), 0); /* above U+10FFFF */
+    assert_int_equal(log_utf8_len("\xe2\x82"), 0);         /* cut short by the end */
+    assert_int_equal(log_utf8_len("\xe2\x82x"), 0);        /* cut short by another byte */
+    assert_int_equal(log_utf8_len("\xff"), 0);
+    assert_int_equal(log_utf8_len("\xfe"), 0);
+    assert_int_equal(log_utf8_len("\xf5\x80\x80\x80"), 0);
+}
+
+static void
+test_json_invalid_utf8_escaped(void **state)
+{
+    char buf[256];
+
+    (void)state;
+    /* Each byte outside a well-formed sequence is \u00XX; well-formed UTF-8 passes. */
+    log_json_escape(buf, sizeof(buf), "/db\xff\xfe\"x");
+    assert_string_equal(buf, "/db\\u00ff\\u00fe\\\"x");
+    log_json_escape(buf, sizeof(buf),
+                    "a\x80"
+                    "b");
+    assert_string_equal(buf, "a\\u0080b");
+    log_json_escape(buf, sizeof(buf), "\xc0\xaf");
+    assert_string_equal(buf, "\\u00c0\\u00af");
+    log_json_escape(buf, sizeof(buf), "\xed\xa0\x80");
+    assert_string_equal(buf, "\\u00ed\\u00a0\\u0080");
+    log_json_escape(buf, sizeof(buf), "caf\xc3\xa9 \xe2\x82");
+    assert_string_equal(buf, "caf\xc3\xa9 \\u00e2\\u0082");
+    log_json_escape(buf, sizeof(buf), "\xf0\x9f\x98\x80");
+    assert_string_equal(buf, "\xf0\x9f\x98\x80");
+    /* A character is never cut in half: the 2 bytes of U+00E9 do not fit after "ab". */
+    log_json_escape(buf, 4, "ab\xc3\xa9");
+    assert_string_equal(buf, "ab");
+    fmt(buf, sizeof(buf), LOG_JSON, LOG_INFO, "request", "path", "/db\xff", (const char *)NULL);
+    assert_string_equal(buf, "{\"ts\":\"2026-11-23T00:00:00.000Z\",\"level\":\"info\","
+                             "\"event\":\"request\",\"path\":\"/db\\u00ff\"}");
+}
+
+static void
+test_text_invalid_utf8_quoted(void **state)
+{
+    char buf[256];
+
+    (void)state;
+    /* Text escapes alike: a value holding a byte that is not UTF-8 is quoted and escaped. */
+    fmt(buf, sizeof(buf), LOG_TEXT, LOG_INFO, "request", "path", "/db\xff\xfe", "user",
+        "caf\xc3\xa9", (const char *)NULL);
+    assert_string_equal(buf, "2026-11-23T00:00:00.000Z info event=request "
+                             "path=\"/db\\u00ff\\u00fe\" user=caf\xc3\xa9");
+}
+
+static void
 test_levels(void **state)
 {
     (void)state;
@@ -298,6 +364,9 @@ main(void)
         cmocka_unit_test(test_truncation_is_marked_and_bounded),
         cmocka_unit_test(test_long_value_cut_alone),
         cmocka_unit_test(test_json_escape_never_splits_an_escape),
+        cmocka_unit_test(test_utf8_len),
+        cmocka_unit_test(test_json_invalid_utf8_escaped),
+        cmocka_unit_test(test_text_invalid_utf8_quoted),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_json_numbers),
         cmocka_unit_test(test_json_number_edge_values),

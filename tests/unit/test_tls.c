@@ -643,6 +643,16 @@ test_name_match_allow(void **state)
         {"https://site-b.example.org/x", "https://site-b.example.org/x", false},
         {"spiffe://site-b.example.org", "spiffe://site-b.example.org", true},
         {"spiffe://site-b.example.org/*", "spiffe://site-b.example.org/x", true},
+        /* a DNS name that is not a host name matches nothing, not even exactly */
+        {"*.example.org", "a\".example.org", false},
+        {"a\".example.org", "a\".example.org", false},
+        {"*.example.org", "a b.example.org", false},
+        {"*.example.org", "a:1.example.org", false},
+        {"*.example.org", "a/b.example.org", false},
+        {"*.example.org", "a..example.org", false},
+        {"example.org", ".example.org", false},
+        {"*.example.org", "_db.example.org", true},
+        {"node_1.test", "node_1.test", true},
     };
     char long_id[TLS_SPIFFE_ID_MAX + 2];
     size_t i;
@@ -666,6 +676,75 @@ test_name_match_allow(void **state)
     assert_true(tls_name_is_uri("spiffe://x"));
     assert_false(tls_name_is_uri("x.example.org"));
     assert_false(tls_name_is_uri(NULL));
+}
+
+/* A URI SAN over 255 bytes: shown cut with "[...]", never a name, never matched. */
+static void
+test_long_uri_shown_cut(void **state)
+{
+    char uri[320], want[300];
+    const char *uris[] = {uri, NULL};
+    const char *const allow[] = {uri, "spiffe://td/*"};
+    struct tls_peer_info info;
+    struct pki_cert *c;
+
+    (void)state;
+    memcpy(uri, "spiffe://td/", 12);
+    memset(uri + 12, 'a', 300 - 12);
+    uri[300] = '\0';
+    c = mk(&(struct pki_opts){.uris = uris}, root);
+    memset(&info, 0, sizeof(info));
+    tls_peer_info_fill(c->x509, false, &info);
+    snprintf(want, sizeof(want), "URI:%.250s[...]", uri);
+    assert_string_equal(info.sans, want);
+    assert_string_equal(info.name, "");
+    assert_int_equal(tls_check_leaf(c->x509, false, NULL, allow, 2, false, &info),
+                     TLS_REJECT_NAME_NOT_ALLOWED);
+    assert_false(tls_name_match_allow("spiffe://td/*", info.sans + 4));
+}
+
+static void
+test_name_is_host(void **state)
+{
+    char label[80], name[300];
+
+    (void)state;
+    assert_true(tls_name_is_host("node1.test"));
+    assert_true(tls_name_is_host("node1.test."));
+    assert_true(tls_name_is_host("localhost"));
+    assert_true(tls_name_is_host("xn--bcher-kva.example"));
+    assert_true(tls_name_is_host("_db._tcp.example.org"));
+    assert_true(tls_name_is_host("10.0.0.2"));
+    assert_false(tls_name_is_host(NULL));
+    assert_false(tls_name_is_host(""));
+    assert_false(tls_name_is_host("."));
+    assert_false(tls_name_is_host("a..b"));
+    assert_false(tls_name_is_host(".a"));
+    assert_false(tls_name_is_host("a.."));
+    assert_false(tls_name_is_host("*.example.org"));
+    assert_false(tls_name_is_host("spiffe://site-b.example.org/ns/db/replicator"));
+    assert_false(tls_name_is_host("a\".example.org"));
+    assert_false(tls_name_is_host("a b"));
+    assert_false(tls_name_is_host("a:b"));
+    assert_false(tls_name_is_host("::1"));
+    assert_false(tls_name_is_host("a/b"));
+    assert_false(tls_name_is_host("caf\xc3\xa9.example"));
+    /* a label of 63 bytes is one, of 64 none; 253 bytes in all, not 254 */
+    memset(label, 'a', 64);
+    label[63] = '\0';
+    assert_true(tls_name_is_host(label));
+    label[63] = 'a';
+    label[64] = '\0';
+    assert_false(tls_name_is_host(label));
+    memset(name, 'a', 253);
+    for (size_t i = 50; i < 253; i += 50) {
+        name[i] = '.';
+    }
+    name[253] = '\0';
+    assert_true(tls_name_is_host(name));
+    name[253] = 'a';
+    name[254] = '\0';
+    assert_false(tls_name_is_host(name));
 }
 
 static void
@@ -906,9 +985,12 @@ test_check_leaf_uri(void **state)
     assert_string_equal(
         tls_reject_describe(TLS_REJECT_NAME_NOT_ALLOWED, TLS_ROLE_SERVER, &info, buf, sizeof(buf)),
         "certificate for spiffe://site-b.example.org/ns/db/replicator is not in allow list");
-    /* ... never taken for a host name, and without allow no name rule applies at all. */
+    /* ... never taken for a host name, and without allow no name rule applies at all: nothing
+     * matched the URI, so it is no name (shown in sans only). */
     assert_int_equal(tls_check_leaf(uri_leaf->x509, false, NULL, NULL, 0, false, &info),
                      TLS_REJECT_NONE);
+    assert_string_equal(info.name, "");
+    assert_string_equal(info.sans, "URI:spiffe://site-b.example.org/ns/db/replicator");
     assert_int_equal(
         tls_check_leaf(uri_leaf->x509, true, "site-b.example.org", NULL, 0, true, &info),
         TLS_REJECT_NO_NAME);
@@ -2138,6 +2220,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_match_san),
         cmocka_unit_test(test_name_match_allow),
+        cmocka_unit_test(test_name_is_host),
+        cmocka_unit_test(test_long_uri_shown_cut),
         cmocka_unit_test(test_check_leaf_uri),
         cmocka_unit_test(test_name_is_ip),
         cmocka_unit_test(test_reject_from_x509),
