@@ -24,6 +24,20 @@
 /* The text config_check.c uses for a file it cannot open: "KEY: cannot read PATH: WHY". */
 #define CANNOT_READ ": cannot read "
 
+/* The text config_load() uses for a config file that is a FIFO, a device or a socket. */
+#define CONFIG_NOT_REGULAR "cannot read: not a regular file"
+
+/* The fix for a file ferry cannot read because of ${why}. */
+static const char *
+unreadable_fix(const char *why)
+{
+    if (strncmp(why, "not a regular file", strlen("not a regular file")) == 0) {
+        return "point the setting at a regular file (a FIFO or device would block ferry; a "
+               "symlink to a regular file is fine)";
+    }
+    return "give ferry's user read access (chown, or chmod g+r with its group)";
+}
+
 /*
  * A config error about a file named by the config becomes file-missing / file-unreadable
  * against that file (the config position goes into the message); any other error is
@@ -56,9 +70,15 @@ add_config_error(struct certs_findings *fs, const struct config_error *e)
             (void)snprintf(msg, sizeof(msg), "cannot read the file named by %s (%s:%u:%u): %s", key,
                            e->file, e->line, e->col, why);
             return certs_findings_add(fs, "file-unreadable", CERTS_SEV_ERROR, path, 0, 0, msg,
-                                      "give ferry's user read access (chown, or chmod g+r with "
-                                      "its group)");
+                                      unreadable_fix(why));
         }
+    }
+    /* The config file itself is a FIFO or device (config_load(): "cannot read: not a ..."). */
+    if (e->line == 0 && strncmp(e->msg, CONFIG_NOT_REGULAR, strlen(CONFIG_NOT_REGULAR)) == 0) {
+        why = e->msg + strlen("cannot read: ");
+        (void)snprintf(msg, sizeof(msg), "cannot read the config file: %s", why);
+        return certs_findings_add(fs, "file-unreadable", CERTS_SEV_ERROR, e->file, 0, 0, msg,
+                                  unreadable_fix(why));
     }
     return certs_findings_add(fs, "config-invalid", CERTS_SEV_ERROR, e->file, e->line, e->col,
                               e->msg,

@@ -459,6 +459,12 @@ get_file(struct check *ck, const struct config_node *n, const char *path, struct
         ck_err(ck, n, "%s: expected a file, got the directory %s", path, resolved);
         return (-1);
     }
+    /* stat() followed any symlink: a FIFO or device would block whoever opens it. */
+    if (!S_ISREG(st.st_mode)) {
+        ck_err(ck, n, "%s: cannot read %s: not a regular file (%s)", path, resolved,
+               config_file_kind((unsigned)st.st_mode));
+        return (-1);
+    }
     return (0);
 }
 

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -153,21 +154,86 @@ passwd_cb(char *buf, int size, int rwflag, void *u)
     return (int)st->passlen;
 }
 
-/* Can ${path} be opened for reading?  Else say which setting names it and why not. */
+/*
+ * tls_file_kind(mode):
+ * What kind of file ${mode} says, for "not a regular file (...)".
+ */
+const char *
+tls_file_kind(unsigned mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a plain file";
+}
+
+/*
+ * tls_open_regular(path, why, whylen):
+ * Open ${path} read-only, non-blocking, close-on-exec, and accept only a regular file.
+ * Returns the descriptor, or -1 with the reason in ${why}.
+ */
+int
+tls_open_regular(const char *path, char *why, size_t whylen)
+{
+    struct stat st;
+    int fd;
+
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        (void)close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        tls_errf(why, whylen, "not a regular file (%s)", tls_file_kind((unsigned)st.st_mode));
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* tls_open_regular() as a stdio stream, or NULL with the reason in ${why}. */
+static FILE *
+fopen_regular(const char *path, char *why, size_t whylen)
+{
+    FILE *f;
+    int fd;
+
+    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
+        return NULL;
+    }
+    if ((f = fdopen(fd, "rb")) == NULL) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        (void)close(fd);
+    }
+    return f;
+}
+
+/*
+ * Can ${path} be opened for reading, and is it a regular file?  Else say which setting names
+ * it and why not.  OpenSSL opens the file again by its path right after this; the check
+ * keeps a FIFO or device from ever reaching a blocking fopen() there.
+ */
 static int
 check_readable(const char *what, const char *path, char *err, size_t errlen)
 {
-    FILE *f;
+    char why[256];
+    int fd;
 
     if (path == NULL || path[0] == '\0') {
         tls_errf(err, errlen, "%s is not set", what);
         return -1;
     }
-    if ((f = fopen(path, "rb")) == NULL) {
-        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
         return -1;
     }
-    (void)fclose(f);
+    (void)close(fd);
     return 0;
 }
 
@@ -179,8 +245,9 @@ file_is_pem(const char *path)
     FILE *f;
     size_t n;
     bool pem = false;
+    char why[256];
 
-    if ((f = fopen(path, "rb")) == NULL) {
+    if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
         return false;
     }
     if ((buf = malloc(PEM_SNIFF_MAX + 1)) != NULL) {
@@ -206,9 +273,10 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
     int fd;
     ssize_t n;
     size_t len = 0;
+    char why[256];
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, strerror(errno));
+    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+        tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, why);
         goto err0;
     }
     /* One byte more than we accept, to tell "too long" from "exactly the limit". */
@@ -632,11 +700,12 @@ sid_hash_file(EVP_MD_CTX *md, const char *what, const char *path, char *err, siz
     FILE *f = NULL;
     size_t n;
     int ret = -1;
+    char why[256];
 
     memset(digest, 0, sizeof(digest));
     if (path != NULL) {
-        if ((f = fopen(path, "rb")) == NULL) {
-            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
+            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
             goto done;
         }
         if ((fmd = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(fmd, EVP_sha256(), NULL) != 1) {
