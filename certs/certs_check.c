@@ -190,17 +190,21 @@ certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_build
 }
 
 /*
- * certs_config_load(path, fs):
+ * certs_config_load(path, fs, oom, fmt):
  * config_load(${path}); each config error becomes a finding (add_config_error()).
  */
 struct config *
-certs_config_load(const char *path, struct certs_findings *fs, bool *oom)
+certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
+                  enum config_log_format *fmt)
 {
     struct config_errors errs = {0};
     struct config *cfg;
 
     if ((cfg = config_load(path, &errs)) != NULL) {
         return cfg;
+    }
+    if (fmt != NULL) {
+        *fmt = errs.log_format;
     }
     for (size_t i = 0; i < errs.n; i++) {
         *oom |= add_config_error(fs, &errs.v[i]) != 0;
@@ -283,7 +287,7 @@ certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE 
                                   "no config file: looked for " CONFIG_DEFAULT_PATH_LOCAL
                                   " and " CONFIG_DEFAULT_PATH_SYSTEM,
                                   "give the config with -c FILE") != 0;
-    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom)) != NULL) {
+    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom, NULL)) != NULL) {
         oom |= certs_vet_config(cfg, o->hostname, build, &fs) != 0;
     }
     if (oom && err != NULL) {

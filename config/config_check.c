@@ -1679,6 +1679,9 @@ config_check(const struct config_node *root, const char *file, const char *based
 oom:
     config_errors_add(errs, file, 0, 0, "out of memory");
 err:
+    /* Whoever logs these errors may still follow log.format. */
+    if (cfg != NULL)
+        errs->log_format = cfg->log_format;
     if (aux != NULL) {
         for (i = 0; i < cfg->n_listeners; i++)
             tls_free(&aux[i].tls);

@@ -307,6 +307,7 @@ static int
 cmd_run(int argc, char **argv)
 {
     struct certs_findings fs = {0};
+    enum config_log_format fmt = CONFIG_LOG_TEXT;
     const char *given, *path;
     struct config *cfg;
     struct proxy *p;
@@ -329,10 +330,13 @@ cmd_run(int argc, char **argv)
     }
     path = find_config(given);
     /* The same findings as `ferry check`, from the same code (certs_vet_config). */
-    cfg = path != NULL ? certs_config_load(path, &fs, &oom) : load_embedded();
+    cfg = path != NULL ? certs_config_load(path, &fs, &oom, &fmt) : load_embedded();
     if (cfg != NULL) {
         log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
         oom |= certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+    } else {
+        /* Not loaded (a file it names is bad), but its log.format was read: follow it. */
+        log_setup(LOG_INFO, (enum log_format)fmt, NULL);
     }
     stops = count_stops(&fs);
     if (cfg == NULL || stops > 0 || oom) {
