@@ -54,6 +54,9 @@ _Static_assert(TLS_SID_CTX_LEN == SSL_MAX_SID_CTX_LENGTH, "session id context le
 /* How much of a file we look at to tell PEM from DER or PKCS#12. */
 #define PEM_SNIFF_MAX 65536
 
+/* The largest certificate, key, CA or CRL file ferry reads (a /dev/zero-like file stops here). */
+#define TLS_FILE_MAX (1024 * 1024)
+
 struct tls_ctx {
     SSL_CTX *ssl_ctx; /* holds this struct as ex_data: see the comment at the top */
     enum tls_role role;
@@ -215,26 +218,103 @@ fopen_regular(const char *path, char *why, size_t whylen)
 }
 
 /*
- * Can ${path} be opened for reading, and is it a regular file?  Else say which setting names
- * it and why not.  OpenSSL opens the file again by its path right after this; the check
- * keeps a FIFO or device from ever reaching a blocking fopen() there.
+ * Read the whole file ${path} (setting ${what}) into a memory BIO: opened by
+ * tls_open_regular() (non-blocking, regular files only), at most TLS_FILE_MAX bytes.  OpenSSL
+ * then parses memory and never opens the path itself, so a file swapped for a FIFO between our
+ * check and its open cannot block the reloading thread.  Returns the BIO (caller frees; its
+ * buffer is cleared when freed), or NULL with the reason in ${err}.
  */
-static int
-check_readable(const char *what, const char *path, char *err, size_t errlen)
+static BIO *
+read_file_bio(const char *what, const char *path, char *err, size_t errlen)
 {
     char why[256];
+    unsigned char *buf;
+    size_t len = 0;
+    ssize_t n;
+    BIO *bio = NULL;
     int fd;
 
     if (path == NULL || path[0] == '\0') {
         tls_errf(err, errlen, "%s is not set", what);
-        return -1;
+        return NULL;
     }
     if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
         tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
-        return -1;
+        return NULL;
     }
+    if ((buf = malloc(TLS_FILE_MAX + 1)) == NULL) {
+        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
+        (void)close(fd);
+        return NULL;
+    }
+    /* One byte more than we accept, to tell "too large" from "exactly the limit". */
+    while (len < TLS_FILE_MAX + 1) {
+        n = read(fd, buf + len, TLS_FILE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+            goto done;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    if (len > TLS_FILE_MAX) {
+        tls_errf(err, errlen, "%s %s is larger than %d bytes", what, path, TLS_FILE_MAX);
+        goto done;
+    }
+    ERR_clear_error();
+    if ((bio = BIO_new(BIO_s_mem())) == NULL || BIO_write(bio, buf, (int)len) != (int)len) {
+        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
+        BIO_free(bio);
+        bio = NULL;
+    }
+
+done:
+    /* Key files pass through here: leave no copy behind. */
+    OPENSSL_clear_free(buf, TLS_FILE_MAX + 1);
     (void)close(fd);
-    return 0;
+    return bio;
+}
+
+/*
+ * SSL_CTX_use_certificate_chain_file() from ${bio}: the first certificate is the leaf, every
+ * following one goes into the chain.  Returns 1 or 0 (the reason on the error queue).
+ */
+static int
+use_chain_bio(SSL_CTX *ctx, BIO *bio)
+{
+    X509 *x;
+    unsigned long e;
+
+    if ((x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) == NULL) {
+        return 0;
+    }
+    if (SSL_CTX_use_certificate(ctx, x) != 1) {
+        X509_free(x);
+        return 0;
+    }
+    X509_free(x);
+    if (SSL_CTX_clear_chain_certs(ctx) != 1) {
+        return 0;
+    }
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        /* add0: the context owns x from here on. */
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            return 0;
+        }
+    }
+    /* The loop ends at end of file ("no start line") or on a damaged certificate. */
+    e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+        return 0;
+    }
+    ERR_clear_error();
+    return 1;
 }
 
 /* Does ${path} look like PEM (a "-----BEGIN " line early on)?  DER and PKCS#12 do not. */
@@ -817,7 +897,7 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     int ret = -1;
 
     memset(&st, 0, sizeof(st));
-    if (check_readable("tls.cert", p->cert_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.cert", p->cert_file, err, errlen)) == NULL) {
         goto done;
     }
     if (!file_is_pem(p->cert_file)) {
@@ -826,14 +906,16 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert_file) != 1) {
+    if (use_chain_bio(ctx, bio) != 1) {
         tls_errf(err, errlen, "cannot load tls.cert %s: %s", p->cert_file,
                  tls_error_string(msg, sizeof(msg)));
         goto done;
     }
     leaf = SSL_CTX_get0_certificate(ctx);
+    BIO_free(bio);
+    bio = NULL;
 
-    if (check_readable("tls.key", p->key_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.key", p->key_file, err, errlen)) == NULL) {
         goto done;
     }
     if (!file_is_pem(p->key_file)) {
@@ -847,11 +929,6 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     ERR_clear_error();
-    if ((bio = BIO_new_file(p->key_file, "r")) == NULL) {
-        tls_errf(err, errlen, "cannot read tls.key %s: %s", p->key_file,
-                 tls_error_string(msg, sizeof(msg)));
-        goto done;
-    }
     /* Our own callback, never NULL: with NULL OpenSSL would prompt on the terminal. */
     pkey = PEM_read_bio_PrivateKey(bio, NULL, passwd_cb, &st);
     OPENSSL_cleanse(st.pass, sizeof(st.pass));
@@ -914,7 +991,10 @@ static int
 load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
 {
     STACK_OF(X509_OBJECT) * objs;
-    STACK_OF(X509_NAME) * names;
+    STACK_OF(X509_INFO) * infos;
+    /* Sent in CertificateRequest, so that clients with several certs pick the right one. */
+    bool client_cas = p->role == TLS_ROLE_SERVER && p->client_cert_required;
+    BIO *bio;
     int i, n_certs = 0;
     char msg[256];
 
@@ -922,20 +1002,37 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         /* client_cert: none (plain TLS termination): there is no peer chain to verify. */
         return 0;
     }
-    if (check_readable("tls.ca", p->ca_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.ca", p->ca_file, err, errlen)) == NULL) {
         return -1;
     }
     if (!file_is_pem(p->ca_file)) {
         tls_errf(err, errlen, "tls.ca %s is not a PEM certificate bundle (DER? convert it to PEM)",
                  p->ca_file);
+        BIO_free(bio);
         return -1;
     }
+    /* SSL_CTX_load_verify_locations() from memory: every certificate and CRL of the bundle. */
     ERR_clear_error();
-    if (SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL) != 1) {
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (infos == NULL) {
         tls_errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
                  tls_error_string(msg, sizeof(msg)));
         return -1;
     }
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+        if ((xi->x509 != NULL && X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), xi->x509) != 1) ||
+            (xi->crl != NULL && X509_STORE_add_crl(SSL_CTX_get_cert_store(ctx), xi->crl) != 1) ||
+            (xi->x509 != NULL && client_cas && SSL_CTX_add_client_CA(ctx, xi->x509) != 1)) {
+            tls_errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
+                     tls_error_string(msg, sizeof(msg)));
+            sk_X509_INFO_pop_free(infos, X509_INFO_free);
+            return -1;
+        }
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
     objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
     for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
         if (X509_OBJECT_get_type(sk_X509_OBJECT_value(objs, i)) == X509_LU_X509) {
@@ -945,16 +1042,6 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     if (n_certs == 0) {
         tls_errf(err, errlen, "tls.ca %s holds no certificate", p->ca_file);
         return -1;
-    }
-    if (p->role == TLS_ROLE_SERVER && p->client_cert_required) {
-        /* Sent in CertificateRequest, so that clients with several certs pick the right one. */
-        ERR_clear_error();
-        if ((names = SSL_load_client_CA_file(p->ca_file)) == NULL) {
-            tls_errf(err, errlen, "cannot read the CA names in tls.ca %s: %s", p->ca_file,
-                     tls_error_string(msg, sizeof(msg)));
-            return -1;
-        }
-        SSL_CTX_set_client_CA_list(ctx, names);
     }
     return 0;
 }
@@ -970,19 +1057,14 @@ load_crl(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     int n = 0, ret = -1;
     char msg[256];
 
-    if (check_readable("tls.crl", p->crl_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.crl", p->crl_file, err, errlen)) == NULL) {
         goto err0;
     }
     if (!file_is_pem(p->crl_file)) {
         tls_errf(err, errlen, "tls.crl %s is not a PEM CRL (DER? convert it to PEM)", p->crl_file);
-        goto err0;
+        goto err1;
     }
     ERR_clear_error();
-    if ((bio = BIO_new_file(p->crl_file, "r")) == NULL) {
-        tls_errf(err, errlen, "cannot read tls.crl %s: %s", p->crl_file,
-                 tls_error_string(msg, sizeof(msg)));
-        goto err0;
-    }
     while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
         if (X509_STORE_add_crl(store, crl) != 1) {
             X509_CRL_free(crl);
