@@ -482,14 +482,11 @@ get_secret_file(struct check *ck, const struct config_node *n, const char *path,
     struct stat st;
     char ebuf[128];
 
+    /* get_file() refused anything but a regular file (symlinks followed). */
     if (get_file(ck, n, path, out) != 0)
         return (-1);
     if (stat(out->path, &st) != 0) {
         ck_err(ck, n, "%s: cannot read %s: %s", path, out->path, errstr(errno, ebuf, sizeof(ebuf)));
-        return (-1);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ck_err(ck, n, "%s: expected a regular file, got %s, which is not one", path, out->path);
         return (-1);
     }
     if (st.st_size == 0) {
