@@ -268,7 +268,8 @@ finding_exists(const struct certs_findings *fs, const char *id, const char *file
  * privilege drop, or every reload fails with "Permission denied" and renewals never apply.
  * A warning (file-unreadable-after-drop) per file that NAME cannot read, computed from the
  * modes, owners and groups of the file and its directories against NAME's uid and primary
- * group (the drop keeps no supplementary group); nothing is opened as NAME.  Returns 0, or -1 on OOM.
+ * group (the drop keeps no supplementary group); nothing is opened as NAME.
+ * Returns 0, or -1 on OOM.
  */
 static int
 check_after_drop(const struct config *cfg, struct certs_findings *fs)
@@ -292,14 +293,13 @@ check_after_drop(const struct config *cfg, struct certs_findings *fs)
                    cfg->user, cfg->user, (unsigned)pw->pw_gid, cfg->user);
     for (size_t i = 0; i <= cfg->n_listeners; i++) {
         const struct config_listener *cl = i < cfg->n_listeners ? &cfg->listeners[i] : NULL;
-        const char *files[] = {cl != NULL ? cl->tls.cert.path : cfg->path,
-                               cl != NULL ? cl->tls.key.path : NULL,
-                               cl != NULL ? cl->tls.key_passphrase_file.path : NULL,
-                               cl != NULL ? cl->tls.ca.path : NULL,
-                               cl != NULL ? cl->tls.crl.path : NULL,
-                               cl != NULL && cl->proxy_auth.enabled
-                                   ? cl->proxy_auth.secret_file.path
-                                   : NULL};
+        const char *files[] = {
+            cl != NULL ? cl->tls.cert.path : cfg->path,
+            cl != NULL ? cl->tls.key.path : NULL,
+            cl != NULL ? cl->tls.key_passphrase_file.path : NULL,
+            cl != NULL ? cl->tls.ca.path : NULL,
+            cl != NULL ? cl->tls.crl.path : NULL,
+            cl != NULL && cl->proxy_auth.enabled ? cl->proxy_auth.secret_file.path : NULL};
 
         for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
             if (files[k] == NULL || finding_exists(fs, "file-unreadable-after-drop", files[k]) ||
@@ -311,8 +311,8 @@ check_after_drop(const struct config *cfg, struct certs_findings *fs)
                            "this file: %s; every reload (SIGHUP, a renewed certificate) would "
                            "fail with Permission denied",
                            cfg->user, (unsigned)u.uid, why);
-            if (certs_findings_add(fs, "file-unreadable-after-drop", CERTS_SEV_WARNING, files[k],
-                                   0, 0, msg, fix) != 0) {
+            if (certs_findings_add(fs, "file-unreadable-after-drop", CERTS_SEV_WARNING, files[k], 0,
+                                   0, msg, fix) != 0) {
                 rc = -1;
             }
         }

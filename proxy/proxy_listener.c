@@ -117,8 +117,8 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
     }
     /* Non-blocking and regular only: a FIFO swapped in must not hang the reloading thread. */
     if ((fd = tls_open_regular(pa->secret_file.path, why, sizeof(why))) >= 0) {
-        while (n < sizeof(buf) && ((r = read(fd, buf + n, sizeof(buf) - n)) > 0 ||
-                                   (r < 0 && errno == EINTR))) {
+        while (n < sizeof(buf) &&
+               ((r = read(fd, buf + n, sizeof(buf) - n)) > 0 || (r < 0 && errno == EINTR))) {
             n += r > 0 ? (size_t)r : 0;
         }
         (void)close(fd);
@@ -130,8 +130,8 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
         snprintf(err, errlen, "listener %s: couchdb_proxy_auth.secret_file %s: %s", l->cfg->name,
                  pa->secret_file.path,
                  fd < 0   ? why
-                 : n == 0  ? "empty"
-                           : "longer than 4 KiB");
+                 : n == 0 ? "empty"
+                          : "longer than 4 KiB");
         OPENSSL_cleanse(buf, sizeof(buf));
         return -1;
     }

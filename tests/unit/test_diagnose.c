@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/stat.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
