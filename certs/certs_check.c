@@ -6,6 +6,8 @@
  * start checks of `ferry run` through the builder main.c hands in, so that check and run can
  * never disagree about whether ferry starts.
  */
+#define _DEFAULT_SOURCE 1 /* realpath() is XSI, not in _POSIX_C_SOURCE alone */
+
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
