@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "config.h"
+
 enum certs_key_type {
     CERTS_KEY_EC,  /* ECDSA P-256 (default) */
     CERTS_KEY_RSA, /* RSA 3072 */
@@ -224,13 +226,15 @@ void certs_findings_print_json(const struct certs_findings *fs, FILE *out);
 /* ---- the findings of a configuration: `ferry check` and `ferry run` (certs_check.c) ---- */
 
 /*
- * certs_config_load(path, fs, oom):
+ * certs_config_load(path, fs, oom, fmt):
  * config_load(${path}); when it fails, each config error becomes a finding of ${fs} the way
  * `ferry check` reports it: file-missing / file-unreadable against a file the config names,
- * config-invalid at file:line:col otherwise.  Sets *${oom} when a finding could not be
+ * config-invalid at file:line:col otherwise, and *${fmt} (when not NULL) is the file's
+ * log.format if it could be read (else text).  Sets *${oom} when a finding could not be
  * added.  Returns the config (caller frees) or NULL.
  */
-struct config *certs_config_load(const char *path, struct certs_findings *fs, bool *oom);
+struct config *certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
+                                 enum config_log_format *fmt);
 
 /*
  * certs_vet_config(cfg, hostname, build, fs):

@@ -6,11 +6,18 @@
  * start checks of `ferry run` through the builder main.c hands in, so that check and run can
  * never disagree about whether ferry starts.
  */
+#define _DEFAULT_SOURCE 1 /* realpath() is XSI, not in _POSIX_C_SOURCE alone */
+
 #include <errno.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tls.h"
@@ -23,6 +30,20 @@
 
 /* The text config_check.c uses for a file it cannot open: "KEY: cannot read PATH: WHY". */
 #define CANNOT_READ ": cannot read "
+
+/* The text config_load() uses for a config file that is a FIFO, a device or a socket. */
+#define CONFIG_NOT_REGULAR "cannot read: not a regular file"
+
+/* The fix for a file ferry cannot read because of ${why}. */
+static const char *
+unreadable_fix(const char *why)
+{
+    if (strncmp(why, "not a regular file", strlen("not a regular file")) == 0) {
+        return "point the setting at a regular file (a FIFO or device would block ferry; a "
+               "symlink to a regular file is fine)";
+    }
+    return "give ferry's user read access (chown, or chmod g+r with its group)";
+}
 
 /*
  * A config error about a file named by the config becomes file-missing / file-unreadable
@@ -56,9 +77,15 @@ add_config_error(struct certs_findings *fs, const struct config_error *e)
             (void)snprintf(msg, sizeof(msg), "cannot read the file named by %s (%s:%u:%u): %s", key,
                            e->file, e->line, e->col, why);
             return certs_findings_add(fs, "file-unreadable", CERTS_SEV_ERROR, path, 0, 0, msg,
-                                      "give ferry's user read access (chown, or chmod g+r with "
-                                      "its group)");
+                                      unreadable_fix(why));
         }
+    }
+    /* The config file itself is a FIFO or device (config_load(): "cannot read: not a ..."). */
+    if (e->line == 0 && strncmp(e->msg, CONFIG_NOT_REGULAR, strlen(CONFIG_NOT_REGULAR)) == 0) {
+        why = e->msg + strlen("cannot read: ");
+        (void)snprintf(msg, sizeof(msg), "cannot read the config file: %s", why);
+        return certs_findings_add(fs, "file-unreadable", CERTS_SEV_ERROR, e->file, 0, 0, msg,
+                                  unreadable_fix(why));
     }
     return certs_findings_add(fs, "config-invalid", CERTS_SEV_ERROR, e->file, e->line, e->col,
                               e->msg,
@@ -148,6 +175,153 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
     return rc;
 }
 
+/* ---- files the user of `user:` must read after the privilege drop ---- */
+
+/*
+ * The identity ferry runs as after `user:`: the user's uid and primary group, and no
+ * supplementary groups (proxy_privs.c drops them: setgroups(1, &gid)).
+ */
+struct drop_user {
+    const char *name;
+    uid_t uid;
+    gid_t gid;
+};
+
+/* May ${u} use permission ${bits} (4 read, 1 search) on a file of ${st}?  Ignores ACLs. */
+static bool
+drop_may(const struct drop_user *u, const struct stat *st, unsigned bits)
+{
+    if (u->uid == 0) {
+        return true;
+    }
+    if (st->st_uid == u->uid) {
+        return ((st->st_mode >> 6) & bits) == bits;
+    }
+    if (st->st_gid == u->gid) {
+        return ((st->st_mode >> 3) & bits) == bits;
+    }
+    return (st->st_mode & bits) == bits;
+}
+
+/*
+ * Can ${u} reach and read ${path}?  Every directory on the way must be searchable (those of
+ * ${path} as written and those of the file it leads to, for a symlink), the file readable.
+ * Returns true, or false with what stops it in ${why}.  A path that cannot be stat()ed now is
+ * left to the other findings.
+ */
+static bool
+drop_can_read(const struct drop_user *u, const char *path, char *why, size_t whylen)
+{
+    char dirs[2][PATH_MAX], *real, *slash;
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        return true;
+    }
+    if (!drop_may(u, &st, 4)) {
+        (void)snprintf(why, whylen, "the file is mode %04o, owned by uid %u gid %u",
+                       (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid);
+        return false;
+    }
+    (void)snprintf(dirs[0], sizeof(dirs[0]), "%s", path);
+    real = realpath(path, NULL);
+    (void)snprintf(dirs[1], sizeof(dirs[1]), "%s", real != NULL ? real : path);
+    free(real);
+    for (int k = 0; k < 2; k++) {
+        /* Each parent, from the nearest to "/": cut at the last '/' each time. */
+        while ((slash = strrchr(dirs[k], '/')) != NULL) {
+            if (slash == dirs[k]) {
+                slash[1] = '\0';
+            } else {
+                *slash = '\0';
+            }
+            if (stat(dirs[k], &st) == 0 && S_ISDIR(st.st_mode) && !drop_may(u, &st, 1)) {
+                (void)snprintf(why, whylen,
+                               "the directory %s is mode %04o, owned by uid %u gid %u, and "
+                               "%s cannot search it",
+                               dirs[k], (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                               (unsigned)st.st_gid, u->name);
+                return false;
+            }
+            if (slash == dirs[k]) {
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+/* Is there a finding ${id} against ${file} already (files shared by listeners)? */
+static bool
+finding_exists(const struct certs_findings *fs, const char *id, const char *file)
+{
+    for (size_t i = 0; i < fs->n; i++) {
+        if (strcmp(fs->v[i].id, id) == 0 && fs->v[i].file != NULL &&
+            strcmp(fs->v[i].file, file) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * With `user: NAME`, run as root: every file a reload reads again (the config, certificates,
+ * keys, passphrase files, CAs, CRLs, proxy-auth secrets) must stay readable by NAME after the
+ * privilege drop, or every reload fails with "Permission denied" and renewals never apply.
+ * A warning (file-unreadable-after-drop) per file that NAME cannot read, computed from the
+ * modes, owners and groups of the file and its directories against NAME's uid and primary
+ * group (the drop keeps no supplementary group); nothing is opened as NAME.
+ * Returns 0, or -1 on OOM.
+ */
+static int
+check_after_drop(const struct config *cfg, struct certs_findings *fs)
+{
+    struct drop_user u;
+    struct passwd *pw;
+    char why[PATH_MAX + 256], msg[CHECK_MSG_MAX + PATH_MAX + 256], fix[CHECK_MSG_MAX];
+    int rc = 0;
+
+    if (cfg->user == NULL || geteuid() != 0 || (pw = getpwnam(cfg->user)) == NULL) {
+        return 0;
+    }
+    memset(&u, 0, sizeof(u));
+    u.name = cfg->user;
+    u.uid = pw->pw_uid;
+    u.gid = pw->pw_gid;
+    (void)snprintf(fix, sizeof(fix),
+                   "let %s read it: chgrp it (and its directories) to %s's primary group (gid "
+                   "%u; ferry keeps no supplementary group) and chmod g+r (0640; g+x on "
+                   "directories), or chown %s",
+                   cfg->user, cfg->user, (unsigned)pw->pw_gid, cfg->user);
+    for (size_t i = 0; i <= cfg->n_listeners; i++) {
+        const struct config_listener *cl = i < cfg->n_listeners ? &cfg->listeners[i] : NULL;
+        const char *files[] = {
+            cl != NULL ? cl->tls.cert.path : cfg->path,
+            cl != NULL ? cl->tls.key.path : NULL,
+            cl != NULL ? cl->tls.key_passphrase_file.path : NULL,
+            cl != NULL ? cl->tls.ca.path : NULL,
+            cl != NULL ? cl->tls.crl.path : NULL,
+            cl != NULL && cl->proxy_auth.enabled ? cl->proxy_auth.secret_file.path : NULL};
+
+        for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+            if (files[k] == NULL || finding_exists(fs, "file-unreadable-after-drop", files[k]) ||
+                drop_can_read(&u, files[k], why, sizeof(why))) {
+                continue;
+            }
+            (void)snprintf(msg, sizeof(msg),
+                           "user %s (user:, uid %u), whom ferry runs as after start, cannot read "
+                           "this file: %s; every reload (SIGHUP, a renewed certificate) would "
+                           "fail with Permission denied",
+                           cfg->user, (unsigned)u.uid, why);
+            if (certs_findings_add(fs, "file-unreadable-after-drop", CERTS_SEV_WARNING, files[k], 0,
+                                   0, msg, fix) != 0) {
+                rc = -1;
+            }
+        }
+    }
+    return rc;
+}
+
 /*
  * certs_vet_config(cfg, hostname, build, fs):
  * Every listener of ${cfg}: its files diagnosed for its role (inbound: serverAuth; outbound:
@@ -166,21 +340,28 @@ certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_build
             rc = -1;
         }
     }
+    if (check_after_drop(cfg, fs) != 0) {
+        rc = -1;
+    }
     return rc;
 }
 
 /*
- * certs_config_load(path, fs):
+ * certs_config_load(path, fs, oom, fmt):
  * config_load(${path}); each config error becomes a finding (add_config_error()).
  */
 struct config *
-certs_config_load(const char *path, struct certs_findings *fs, bool *oom)
+certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
+                  enum config_log_format *fmt)
 {
     struct config_errors errs = {0};
     struct config *cfg;
 
     if ((cfg = config_load(path, &errs)) != NULL) {
         return cfg;
+    }
+    if (fmt != NULL) {
+        *fmt = errs.log_format;
     }
     for (size_t i = 0; i < errs.n; i++) {
         *oom |= add_config_error(fs, &errs.v[i]) != 0;
@@ -263,7 +444,7 @@ certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE 
                                   "no config file: looked for " CONFIG_DEFAULT_PATH_LOCAL
                                   " and " CONFIG_DEFAULT_PATH_SYSTEM,
                                   "give the config with -c FILE") != 0;
-    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom)) != NULL) {
+    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom, NULL)) != NULL) {
         oom |= certs_vet_config(cfg, o->hostname, build, &fs) != 0;
     }
     if (oom && err != NULL) {

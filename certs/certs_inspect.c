@@ -559,7 +559,8 @@ read_whole(struct diag *d, const char *path, const char *what, size_t *len)
     int fd, e;
     bool blank = true;
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    /* Non-blocking, and only a regular file: a FIFO would block `ferry check` forever. */
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
         e = errno;
         goto fail;
     }
@@ -570,6 +571,14 @@ read_whole(struct diag *d, const char *path, const char *what, size_t *len)
     if (S_ISDIR(st.st_mode)) {
         e = EISDIR;
         goto fail_fd;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        (void)close(fd);
+        add(d, "file-unreadable", CERTS_SEV_ERROR, path,
+            "point the setting at a regular file (a FIFO or device would block ferry)",
+            "cannot read the %s file: not a regular file (%s)", what,
+            tls_file_kind((unsigned)st.st_mode));
+        return NULL;
     }
     for (;;) {
         if (n == cap) {

@@ -23,6 +23,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "tls.h"
+
 #include "certs.h"
 #include "certs_internal.h"
 
@@ -569,11 +571,18 @@ err0:
 static BIO *
 open_bio(const char *path, char *err, size_t errlen)
 {
+    char why[256];
     FILE *fp;
     BIO *bio;
+    int fd;
 
-    if ((fp = fopen(path, "r")) == NULL) {
+    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+        certs_err(err, errlen, "cannot open %s: %s", path, why);
+        return NULL;
+    }
+    if ((fp = fdopen(fd, "r")) == NULL) {
         certs_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        (void)close(fd);
         return NULL;
     }
     ERR_clear_error();

@@ -202,6 +202,9 @@ struct config_error {
 struct config_errors {
     struct config_error *v;
     size_t n;
+    /* The file's log.format when it was read although the config did not load (else text):
+       what is logged about the failure follows it. */
+    enum config_log_format log_format;
 };
 
 /*

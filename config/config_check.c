@@ -459,6 +459,12 @@ get_file(struct check *ck, const struct config_node *n, const char *path, struct
         ck_err(ck, n, "%s: expected a file, got the directory %s", path, resolved);
         return (-1);
     }
+    /* stat() followed any symlink: a FIFO or device would block whoever opens it. */
+    if (!S_ISREG(st.st_mode)) {
+        ck_err(ck, n, "%s: cannot read %s: not a regular file (%s)", path, resolved,
+               config_file_kind((unsigned)st.st_mode));
+        return (-1);
+    }
     return (0);
 }
 
@@ -476,14 +482,11 @@ get_secret_file(struct check *ck, const struct config_node *n, const char *path,
     struct stat st;
     char ebuf[128];
 
+    /* get_file() refused anything but a regular file (symlinks followed). */
     if (get_file(ck, n, path, out) != 0)
         return (-1);
     if (stat(out->path, &st) != 0) {
         ck_err(ck, n, "%s: cannot read %s: %s", path, out->path, errstr(errno, ebuf, sizeof(ebuf)));
-        return (-1);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ck_err(ck, n, "%s: expected a regular file, got %s, which is not one", path, out->path);
         return (-1);
     }
     if (st.st_size == 0) {
@@ -1688,6 +1691,9 @@ config_check(const struct config_node *root, const char *file, const char *based
 oom:
     config_errors_add(errs, file, 0, 0, "out of memory");
 err:
+    /* Whoever logs these errors may still follow log.format. */
+    if (cfg != NULL)
+        errs->log_format = cfg->log_format;
     if (aux != NULL) {
         for (i = 0; i < cfg->n_listeners; i++)
             tls_free(&aux[i].tls);

@@ -115,4 +115,11 @@ int config_db_glob_check(const char *glob, char *why, size_t whylen);
  */
 int config_ip_parse(const char *text, unsigned char bytes[16], int *family);
 
+/*
+ * config_file_kind(mode):
+ * What a file that is not a regular one is, for messages: "a FIFO", "a socket", "a character
+ * device", "a block device", "a directory".
+ */
+const char *config_file_kind(unsigned mode);
+
 #endif /* FERRY_CONFIG_INTERNAL_H */

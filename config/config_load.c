@@ -4,6 +4,7 @@
  * list.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -616,6 +617,23 @@ config_dir(const char *path)
     return (dir);
 }
 
+/*
+ * config_file_kind(mode):
+ * What kind of file ${mode} describes, for "not a regular file (...)".
+ */
+const char *
+config_file_kind(unsigned mode)
+{
+    mode_t m = (mode_t)mode;
+
+    return (S_ISDIR(m)    ? "a directory"
+            : S_ISFIFO(m) ? "a FIFO"
+            : S_ISSOCK(m) ? "a socket"
+            : S_ISCHR(m)  ? "a character device"
+            : S_ISBLK(m)  ? "a block device"
+                          : "not a plain file");
+}
+
 /* Thread-safe strerror(): a reload may run beside other threads. */
 static const char *
 errstr(int e, char *buf, size_t len)
@@ -645,18 +663,30 @@ config_load(const char *path, struct config_errors *errs)
     char *text;
     char *dir;
     size_t len;
+    int fd;
 
-    if ((f = fopen(path, "rb")) == NULL) {
+    /* Non-blocking: a FIFO named as the config must be refused, not waited on. */
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
         config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
+        if (fd >= 0)
+            (void)close(fd);
         goto err0;
-    }
-    if (fstat(fileno(f), &st) != 0) {
-        config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
-        goto err1;
     }
     if (S_ISDIR(st.st_mode)) {
         config_errors_add(errs, path, 0, 0, "expected a YAML file, got a directory");
-        goto err1;
+        (void)close(fd);
+        goto err0;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        config_errors_add(errs, path, 0, 0, "cannot read: not a regular file (%s)",
+                          config_file_kind(st.st_mode));
+        (void)close(fd);
+        goto err0;
+    }
+    if ((f = fdopen(fd, "rb")) == NULL) {
+        config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
+        (void)close(fd);
+        goto err0;
     }
     if ((text = malloc(CONFIG_MAX_FILE_SIZE + 1)) == NULL) {
         config_errors_add(errs, path, 0, 0, "out of memory");

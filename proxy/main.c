@@ -303,10 +303,38 @@ vet_reload(const struct config *cfg, void *arg, char *err, size_t errlen)
     return -1;
 }
 
+/*
+ * The loader of every reload (proxy_load_fn): certs_config_load(), as `ferry check` loads,
+ * each config error logged as its event=finding (config-invalid, file-missing,
+ * file-unreadable) with file and fix.  Returns the config, or NULL with the reason in ${err}.
+ */
+static struct config *
+load_reload(const char *path, void *arg, char *err, size_t errlen)
+{
+    struct certs_findings fs = {0};
+    struct config *cfg;
+    bool oom = false;
+    size_t stops;
+
+    (void)arg;
+    cfg = certs_config_load(path, &fs, &oom, NULL);
+    if (cfg != NULL && !oom) {
+        /* Nothing to say yet: vet_reload() logs the findings of the files. */
+        certs_findings_clear(&fs);
+        return cfg;
+    }
+    stops = log_findings(&fs);
+    certs_findings_clear(&fs);
+    config_free(cfg);
+    findings_refusal(err, errlen, stops, oom, path);
+    return NULL;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
     struct certs_findings fs = {0};
+    enum config_log_format fmt = CONFIG_LOG_TEXT;
     const char *given, *path;
     struct config *cfg;
     struct proxy *p;
@@ -329,10 +357,13 @@ cmd_run(int argc, char **argv)
     }
     path = find_config(given);
     /* The same findings as `ferry check`, from the same code (certs_vet_config). */
-    cfg = path != NULL ? certs_config_load(path, &fs, &oom) : load_embedded();
+    cfg = path != NULL ? certs_config_load(path, &fs, &oom, &fmt) : load_embedded();
     if (cfg != NULL) {
         log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
         oom |= certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+    } else {
+        /* Not loaded (a file it names is bad), but its log.format was read: follow it. */
+        log_setup(LOG_INFO, (enum log_format)fmt, NULL);
     }
     stops = count_stops(&fs);
     if (cfg == NULL || stops > 0 || oom) {
@@ -361,6 +392,7 @@ cmd_run(int argc, char **argv)
         return EXIT_PROBLEM;
     }
     proxy_set_vet(p, vet_reload, NULL);
+    proxy_set_load(p, load_reload);
     rc = proxy_run(p);
     proxy_free(p);
     return rc == 0 ? 0 : EXIT_PROBLEM;

@@ -626,8 +626,13 @@ proxy_reload(struct proxy *p, const char *why)
         reload_failed(p, why, "the embedded development default has no file to reload");
         goto out;
     }
-    cfg = config_load(p->config_path, &errs);
-    if (cfg == NULL) {
+    if (p->load != NULL) {
+        /* The same findings as `ferry check` (main.c): each config error is logged there. */
+        if ((cfg = p->load(p->config_path, p->vet_arg, err, sizeof(err))) == NULL) {
+            reload_failed(p, why, err);
+            goto out;
+        }
+    } else if ((cfg = config_load(p->config_path, &errs)) == NULL) {
         for (size_t i = 0; i < errs.n; i++) {
             log_kv(LOG_ERROR, "config_error", "msg",
                    config_error_format(&errs.v[i], line, sizeof(line)), (const char *)NULL);
@@ -935,6 +940,16 @@ proxy_set_vet(struct proxy *p, proxy_vet_fn vet, void *arg)
     proxy_check_magic(p);
     p->vet = vet;
     p->vet_arg = arg;
+}
+
+/*
+ * proxy_set_load(p, load):
+ * Reloads of ${p} load their config with ${load} (NULL: config_load()).
+ */
+void
+proxy_set_load(struct proxy *p, proxy_load_fn load)
+{
+    p->load = load;
 }
 
 /*

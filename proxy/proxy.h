@@ -42,6 +42,22 @@ typedef int (*proxy_vet_fn)(const struct config *cfg, void *arg, char *err, size
 void proxy_set_vet(struct proxy *p, proxy_vet_fn vet, void *arg);
 
 /*
+ * proxy_load_fn(path, arg, err, errlen):
+ * Loads the configuration file ${path} for a reload, logging what is wrong with it (main.c
+ * logs each config error as the event=finding `ferry check` computes for it).  Returns the
+ * new config (the caller owns it), or NULL with a one-line reason in ${err}.  ${arg} is the
+ * vet argument of proxy_set_vet().
+ */
+typedef struct config *(*proxy_load_fn)(const char *path, void *arg, char *err, size_t errlen);
+
+/*
+ * proxy_set_load(p, load):
+ * Have every reload of ${p} load its config with ${load}; NULL: config_load(), each error
+ * logged as event=config_error.
+ */
+void proxy_set_load(struct proxy *p, proxy_load_fn load);
+
+/*
  * proxy_start(p, err, errlen):
  * After proxy_new(), with the sockets bound and the keys read: drop privileges to `user:`
  * when set.  Returns 0, or -1 with the reason in ${err}.

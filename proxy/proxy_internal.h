@@ -220,6 +220,7 @@ struct proxy {
     char *config_path;        /* what SIGHUP reloads; NULL for the embedded default */
     proxy_vet_fn vet;         /* judges a reloaded config before it is built (proxy.h) */
     void *vet_arg;
+    proxy_load_fn load; /* loads the config on reload instead of config_load() (proxy.h) */
     struct proxy_worker **workers;
     size_t n_workers;
     size_t n_running;               /* worker threads whose loop has not ended */

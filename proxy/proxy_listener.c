@@ -108,25 +108,30 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
     const struct config_proxy_auth *pa = &l->cfg->proxy_auth;
     unsigned char buf[4096];
     size_t n = 0, used = 0, len = 0;
-    FILE *f;
+    char why[256] = "";
+    ssize_t r;
+    int fd;
 
     if (!pa->enabled) {
         return 0;
     }
-    f = fopen(pa->secret_file.path, "rb");
-    if (f != NULL) {
-        n = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
+    /* Non-blocking and regular only: a FIFO swapped in must not hang the reloading thread. */
+    if ((fd = tls_open_regular(pa->secret_file.path, why, sizeof(why))) >= 0) {
+        while (n < sizeof(buf) &&
+               ((r = read(fd, buf + n, sizeof(buf) - n)) > 0 || (r < 0 && errno == EINTR))) {
+            n += r > 0 ? (size_t)r : 0;
+        }
+        (void)close(fd);
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
         n--;
     }
-    if (f == NULL || n == 0 || n == sizeof(buf)) {
+    if (fd < 0 || n == 0 || n == sizeof(buf)) {
         snprintf(err, errlen, "listener %s: couchdb_proxy_auth.secret_file %s: %s", l->cfg->name,
                  pa->secret_file.path,
-                 f == NULL ? strerror(errno)
-                 : n == 0  ? "empty"
-                           : "longer than 4 KiB");
+                 fd < 0   ? why
+                 : n == 0 ? "empty"
+                          : "longer than 4 KiB");
         OPENSSL_cleanse(buf, sizeof(buf));
         return -1;
     }

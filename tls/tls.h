@@ -548,4 +548,21 @@ void tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info);
 int tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
                            const char *ca_file, char *buf, size_t len);
 
+/*
+ * tls_open_regular(path, why, whylen):
+ * Open ${path} for reading the way every file ferry reads is opened: O_NONBLOCK (a FIFO
+ * swapped in for a certificate must not block the thread that reloads) and O_CLOEXEC, then
+ * fstat() it (no race with a stat() before) and accept only a regular file.  Returns the
+ * descriptor (the caller closes it), or -1 with the reason in ${why}: strerror(errno), or
+ * "not a regular file (a FIFO)" and the like.
+ */
+int tls_open_regular(const char *path, char *why, size_t whylen);
+
+/*
+ * tls_file_kind(mode):
+ * What a stat() mode that is not a regular file describes: "a FIFO", "a socket", "a
+ * character device", "a block device", "a directory".
+ */
+const char *tls_file_kind(unsigned mode);
+
 #endif /* FERRY_TLS_H */

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -52,6 +53,9 @@ _Static_assert(TLS_SID_CTX_LEN == SSL_MAX_SID_CTX_LENGTH, "session id context le
 
 /* How much of a file we look at to tell PEM from DER or PKCS#12. */
 #define PEM_SNIFF_MAX 65536
+
+/* The largest certificate, key, CA or CRL file ferry reads (a /dev/zero-like file stops here). */
+#define TLS_FILE_MAX (1024 * 1024)
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx; /* holds this struct as ex_data: see the comment at the top */
@@ -153,22 +157,164 @@ passwd_cb(char *buf, int size, int rwflag, void *u)
     return (int)st->passlen;
 }
 
-/* Can ${path} be opened for reading?  Else say which setting names it and why not. */
-static int
-check_readable(const char *what, const char *path, char *err, size_t errlen)
+/*
+ * tls_file_kind(mode):
+ * What kind of file ${mode} says, for "not a regular file (...)".
+ */
+const char *
+tls_file_kind(unsigned mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a plain file";
+}
+
+/*
+ * tls_open_regular(path, why, whylen):
+ * Open ${path} read-only, non-blocking, close-on-exec, and accept only a regular file.
+ * Returns the descriptor, or -1 with the reason in ${why}.
+ */
+int
+tls_open_regular(const char *path, char *why, size_t whylen)
+{
+    struct stat st;
+    int fd;
+
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        (void)close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        tls_errf(why, whylen, "not a regular file (%s)", tls_file_kind((unsigned)st.st_mode));
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* tls_open_regular() as a stdio stream, or NULL with the reason in ${why}. */
+static FILE *
+fopen_regular(const char *path, char *why, size_t whylen)
 {
     FILE *f;
+    int fd;
+
+    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
+        return NULL;
+    }
+    if ((f = fdopen(fd, "rb")) == NULL) {
+        tls_errf(why, whylen, "%s", strerror(errno));
+        (void)close(fd);
+    }
+    return f;
+}
+
+/*
+ * Read the whole file ${path} (setting ${what}) into a memory BIO: opened by
+ * tls_open_regular() (non-blocking, regular files only), at most TLS_FILE_MAX bytes.  OpenSSL
+ * then parses memory and never opens the path itself, so a file swapped for a FIFO between our
+ * check and its open cannot block the reloading thread.  Returns the BIO (caller frees; its
+ * buffer is cleared when freed), or NULL with the reason in ${err}.
+ */
+static BIO *
+read_file_bio(const char *what, const char *path, char *err, size_t errlen)
+{
+    char why[256];
+    unsigned char *buf;
+    size_t len = 0;
+    ssize_t n;
+    BIO *bio = NULL;
+    int fd;
 
     if (path == NULL || path[0] == '\0') {
         tls_errf(err, errlen, "%s is not set", what);
-        return -1;
+        return NULL;
     }
-    if ((f = fopen(path, "rb")) == NULL) {
-        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
-        return -1;
+    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
+        return NULL;
     }
-    (void)fclose(f);
-    return 0;
+    if ((buf = malloc(TLS_FILE_MAX + 1)) == NULL) {
+        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
+        (void)close(fd);
+        return NULL;
+    }
+    /* One byte more than we accept, to tell "too large" from "exactly the limit". */
+    while (len < TLS_FILE_MAX + 1) {
+        n = read(fd, buf + len, TLS_FILE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+            goto done;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    if (len > TLS_FILE_MAX) {
+        tls_errf(err, errlen, "%s %s is larger than %d bytes", what, path, TLS_FILE_MAX);
+        goto done;
+    }
+    ERR_clear_error();
+    if ((bio = BIO_new(BIO_s_mem())) == NULL || BIO_write(bio, buf, (int)len) != (int)len) {
+        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
+        BIO_free(bio);
+        bio = NULL;
+    }
+
+done:
+    /* Key files pass through here: leave no copy behind. */
+    OPENSSL_clear_free(buf, TLS_FILE_MAX + 1);
+    (void)close(fd);
+    return bio;
+}
+
+/*
+ * SSL_CTX_use_certificate_chain_file() from ${bio}: the first certificate is the leaf, every
+ * following one goes into the chain.  Returns 1 or 0 (the reason on the error queue).
+ */
+static int
+use_chain_bio(SSL_CTX *ctx, BIO *bio)
+{
+    X509 *x;
+    unsigned long e;
+
+    if ((x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) == NULL) {
+        return 0;
+    }
+    if (SSL_CTX_use_certificate(ctx, x) != 1) {
+        X509_free(x);
+        return 0;
+    }
+    X509_free(x);
+    if (SSL_CTX_clear_chain_certs(ctx) != 1) {
+        return 0;
+    }
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        /* add0: the context owns x from here on. */
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            return 0;
+        }
+    }
+    /* The loop ends at end of file ("no start line") or on a damaged certificate. */
+    e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+        return 0;
+    }
+    ERR_clear_error();
+    return 1;
 }
 
 /* Does ${path} look like PEM (a "-----BEGIN " line early on)?  DER and PKCS#12 do not. */
@@ -179,8 +325,9 @@ file_is_pem(const char *path)
     FILE *f;
     size_t n;
     bool pem = false;
+    char why[256];
 
-    if ((f = fopen(path, "rb")) == NULL) {
+    if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
         return false;
     }
     if ((buf = malloc(PEM_SNIFF_MAX + 1)) != NULL) {
@@ -206,9 +353,10 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
     int fd;
     ssize_t n;
     size_t len = 0;
+    char why[256];
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, strerror(errno));
+    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+        tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, why);
         goto err0;
     }
     /* One byte more than we accept, to tell "too long" from "exactly the limit". */
@@ -632,11 +780,12 @@ sid_hash_file(EVP_MD_CTX *md, const char *what, const char *path, char *err, siz
     FILE *f = NULL;
     size_t n;
     int ret = -1;
+    char why[256];
 
     memset(digest, 0, sizeof(digest));
     if (path != NULL) {
-        if ((f = fopen(path, "rb")) == NULL) {
-            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
+            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
             goto done;
         }
         if ((fmd = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(fmd, EVP_sha256(), NULL) != 1) {
@@ -748,7 +897,7 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     int ret = -1;
 
     memset(&st, 0, sizeof(st));
-    if (check_readable("tls.cert", p->cert_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.cert", p->cert_file, err, errlen)) == NULL) {
         goto done;
     }
     if (!file_is_pem(p->cert_file)) {
@@ -757,14 +906,16 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert_file) != 1) {
+    if (use_chain_bio(ctx, bio) != 1) {
         tls_errf(err, errlen, "cannot load tls.cert %s: %s", p->cert_file,
                  tls_error_string(msg, sizeof(msg)));
         goto done;
     }
     leaf = SSL_CTX_get0_certificate(ctx);
+    BIO_free(bio);
+    bio = NULL;
 
-    if (check_readable("tls.key", p->key_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.key", p->key_file, err, errlen)) == NULL) {
         goto done;
     }
     if (!file_is_pem(p->key_file)) {
@@ -778,11 +929,6 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
         goto done;
     }
     ERR_clear_error();
-    if ((bio = BIO_new_file(p->key_file, "r")) == NULL) {
-        tls_errf(err, errlen, "cannot read tls.key %s: %s", p->key_file,
-                 tls_error_string(msg, sizeof(msg)));
-        goto done;
-    }
     /* Our own callback, never NULL: with NULL OpenSSL would prompt on the terminal. */
     pkey = PEM_read_bio_PrivateKey(bio, NULL, passwd_cb, &st);
     OPENSSL_cleanse(st.pass, sizeof(st.pass));
@@ -845,7 +991,10 @@ static int
 load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
 {
     STACK_OF(X509_OBJECT) * objs;
-    STACK_OF(X509_NAME) * names;
+    STACK_OF(X509_INFO) * infos;
+    /* Sent in CertificateRequest, so that clients with several certs pick the right one. */
+    bool client_cas = p->role == TLS_ROLE_SERVER && p->client_cert_required;
+    BIO *bio;
     int i, n_certs = 0;
     char msg[256];
 
@@ -853,20 +1002,37 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         /* client_cert: none (plain TLS termination): there is no peer chain to verify. */
         return 0;
     }
-    if (check_readable("tls.ca", p->ca_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.ca", p->ca_file, err, errlen)) == NULL) {
         return -1;
     }
     if (!file_is_pem(p->ca_file)) {
         tls_errf(err, errlen, "tls.ca %s is not a PEM certificate bundle (DER? convert it to PEM)",
                  p->ca_file);
+        BIO_free(bio);
         return -1;
     }
+    /* SSL_CTX_load_verify_locations() from memory: every certificate and CRL of the bundle. */
     ERR_clear_error();
-    if (SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL) != 1) {
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (infos == NULL) {
         tls_errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
                  tls_error_string(msg, sizeof(msg)));
         return -1;
     }
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+        if ((xi->x509 != NULL && X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), xi->x509) != 1) ||
+            (xi->crl != NULL && X509_STORE_add_crl(SSL_CTX_get_cert_store(ctx), xi->crl) != 1) ||
+            (xi->x509 != NULL && client_cas && SSL_CTX_add_client_CA(ctx, xi->x509) != 1)) {
+            tls_errf(err, errlen, "cannot load tls.ca %s: %s", p->ca_file,
+                     tls_error_string(msg, sizeof(msg)));
+            sk_X509_INFO_pop_free(infos, X509_INFO_free);
+            return -1;
+        }
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
     objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
     for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
         if (X509_OBJECT_get_type(sk_X509_OBJECT_value(objs, i)) == X509_LU_X509) {
@@ -876,16 +1042,6 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     if (n_certs == 0) {
         tls_errf(err, errlen, "tls.ca %s holds no certificate", p->ca_file);
         return -1;
-    }
-    if (p->role == TLS_ROLE_SERVER && p->client_cert_required) {
-        /* Sent in CertificateRequest, so that clients with several certs pick the right one. */
-        ERR_clear_error();
-        if ((names = SSL_load_client_CA_file(p->ca_file)) == NULL) {
-            tls_errf(err, errlen, "cannot read the CA names in tls.ca %s: %s", p->ca_file,
-                     tls_error_string(msg, sizeof(msg)));
-            return -1;
-        }
-        SSL_CTX_set_client_CA_list(ctx, names);
     }
     return 0;
 }
@@ -901,19 +1057,14 @@ load_crl(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     int n = 0, ret = -1;
     char msg[256];
 
-    if (check_readable("tls.crl", p->crl_file, err, errlen) != 0) {
+    if ((bio = read_file_bio("tls.crl", p->crl_file, err, errlen)) == NULL) {
         goto err0;
     }
     if (!file_is_pem(p->crl_file)) {
         tls_errf(err, errlen, "tls.crl %s is not a PEM CRL (DER? convert it to PEM)", p->crl_file);
-        goto err0;
+        goto err1;
     }
     ERR_clear_error();
-    if ((bio = BIO_new_file(p->crl_file, "r")) == NULL) {
-        tls_errf(err, errlen, "cannot read tls.crl %s: %s", p->crl_file,
-                 tls_error_string(msg, sizeof(msg)));
-        goto err0;
-    }
     while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
         if (X509_STORE_add_crl(store, crl) != 1) {
             X509_CRL_free(crl);

@@ -7,7 +7,9 @@
 # verbatim (same id, file, text and fix): a key readable by others, a certificate file without
 # its intermediate, tls.ca holding a leaf.  The exception: an expired own certificate is an
 # error of check, but run starts, logging the finding at level error (a restart must not
-# crash-loop on what only a renewal fixes).
+# crash-loop on what only a renewal fixes).  A FIFO named as any file or as the config is
+# refused at once by both (file-unreadable), never opened.  With log.format json,
+# event=start_failed is JSON also when a file the config names fails to load.
 # valgrind: yes
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
@@ -105,8 +107,43 @@ refuse missingca 'no-such-ca\.crt'
 conf missingkey "cert: node1.crt, key: no-such.key, ca: ca.crt"
 refuse missingkey 'no-such\.key'
 
-conf missingcrl "cert: node1.crt, key: node1.key, ca: ca.crt, crl: no-such.crl"
-refuse missingcrl 'no-such\.crl'
+# with log.format json, start_failed is JSON also when the config does not load for a file
+conf missingcrl "cert: node1.crt, key: node1.key, ca: ca.crt, crl: no-such.crl" inbound json
+refuse missingcrl 'no-such\.crl' '^\{"ts":"[^"]+","level":"error","event":"start_failed"'
+mkdir -p "$P/dir.key"
+conf dirkey "cert: node1.crt, key: dir.key, ca: ca.crt" inbound json
+refuse dirkey 'dir\.key' '^\{"ts":"[^"]+","level":"error","event":"start_failed"'
+grep -q '^[0-9TZ:.-]* error event=start_failed' "$T/missingcrl.log" "$T/dirkey.log" &&
+    fail "a start_failed line in text despite log.format json"
+
+# ---- a FIFO as key, certificate, CA, CRL or passphrase file, or as the config itself: refused
+# from its metadata at once (file-unreadable), never opened (an open would block forever) ----
+mkfifo "$P/pipe"
+FIFO_RE='file-unreadable +[^ ]*/pipe: cannot read the file named by tls\.%s .*not a regular file \(a FIFO\)'
+start=$SECONDS
+for k in cert key ca crl key_passphrase_file; do
+    case $k in
+    cert) tls="cert: pipe, key: node1.key, ca: ca.crt" ;;
+    key) tls="cert: node1.crt, key: pipe, ca: ca.crt" ;;
+    ca) tls="cert: node1.crt, key: node1.key, ca: pipe" ;;
+    crl) tls="cert: node1.crt, key: node1.key, ca: ca.crt, crl: pipe" ;;
+    *) tls="cert: node1.crt, key: node1-enc.key, key_passphrase_file: pipe, ca: ca.crt" ;;
+    esac
+    conf "fifo$k" "$tls" inbound json
+    # shellcheck disable=SC2059
+    refuse "fifo$k" "$(printf "$FIFO_RE" "$k")" '"event":"start_failed"'
+    # shellcheck disable=SC2059
+    grep -Eq "$(printf "$FIFO_RE" "$k")" "$T/check-fifo$k.log" || fail "check fifo$k: no file-unreadable"
+done
+for cmd in run check; do
+    rc=0
+    timeout 10 "$FERRY_BIN" "$cmd" -c "$P/pipe" </dev/null >"$T/fifoconf-$cmd.log" 2>&1 || rc=$?
+    [ "$rc" = 1 ] || { cat "$T/fifoconf-$cmd.log" >&2; fail "$cmd -c FIFO: exit $rc, expected 1"; }
+    grep -Eq 'file-unreadable +[^ ]*pipe: cannot read the config file: not a regular file \(a FIFO\)' \
+        "$T/fifoconf-$cmd.log" || { cat "$T/fifoconf-$cmd.log" >&2; fail "$cmd -c FIFO: no finding"; }
+done
+[ $((SECONDS - start)) -lt $((VG == 1 ? 150 : 20)) ] || fail "the FIFO cases took $((SECONDS - start))s"
+pass "a FIFO as cert, key, ca, crl, passphrase file or config: file-unreadable from check and run"
 
 # ---- listen address in use: names the listener and the address ----
 bg_run holder python3 -c "

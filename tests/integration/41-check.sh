@@ -5,6 +5,9 @@
 # endings; certificates made with the openssl CLI (private CA from `openssl req -x509`, CSR
 # signed with `openssl ca` and an extensions file) pass `ferry check`, and `ferry run` serves
 # with them: one curl request through an inbound listener with an openssl-made client cert.
+# As root, `user: nobody` gives a warning file-unreadable-after-drop for each file nobody
+# could not read after the privilege drop (a 0600 root key, a CA in a 0700 directory), and
+# none once group-readable.
 # valgrind: yes
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
@@ -131,6 +134,49 @@ printf 'tls: {cert: %s, key: %s, ca: %s}\nlisteners:\n  - {name: in, mode: sidew
 check_json invalid 1
 has invalid config-invalid error "$W/invalid.yaml" 3
 pass "outbound without clientAuth, missing CA file, invalid config line"
+
+# ---- user: NAME who cannot read, after the privilege drop, what a reload reads again ----
+# (as root only: file modes, owners and groups against nobody's uid and groups; nothing is
+# opened as nobody by ferry, runuser only confirms the premise)
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    D=$W/drop
+    mkdir -p "$D/locked"
+    chmod 755 "$D"
+    chmod 700 "$D/locked"
+    cp "$P/node1.crt" "$D/node.crt" && chmod 644 "$D/node.crt"
+    cp "$P/node1.key" "$D/node.key" && chmod 600 "$D/node.key"
+    cp "$P/ca.crt" "$D/locked/ca.crt" && chmod 644 "$D/locked/ca.crt"
+    if runuser -u nobody -- test -r "$D/node.crt"; then
+        nobody_count() { # nobody_count NAME: the file-unreadable-after-drop findings of NAME
+            python3 -c 'import json,sys; print(sum(1 for f in json.load(open(sys.argv[1]))["findings"] if f["id"] == "file-unreadable-after-drop" and f["severity"] == "warning"))' "$W/$1.json"
+        }
+        conf drop "cert: $D/node.crt, key: $D/node.key, ca: $D/locked/ca.crt"
+        echo "user: nobody" >>"$W/drop.yaml"
+        chmod 644 "$W/drop.yaml"
+        check_json drop 0
+        has drop file-unreadable-after-drop warning "$D/node.key"
+        has drop file-unreadable-after-drop warning "$D/locked/ca.crt"
+        grep -q 'mode 0600' "$W/drop.json" || fail "drop: the key's mode is not named"
+        grep -q "directory $D/locked is mode 0700" "$W/drop.json" || fail "drop: the directory is not named"
+        [ "$(nobody_count drop)" = 2 ] || fail "drop: expected 2 findings, got $(nobody_count drop)"
+        # the group way: the key 0640 with nobody's group, the CA directory searchable
+        chgrp "$(id -gn nobody)" "$D/node.key" && chmod 640 "$D/node.key"
+        chmod 711 "$D/locked"
+        runuser -u nobody -- test -r "$D/node.key" || fail "the premise: nobody cannot read the 0640 key"
+        check_json drop 0
+        [ "$(nobody_count drop)" = 0 ] || fail "drop: findings left after chgrp/chmod: $(cat "$W/drop.json")"
+        # without user: no such finding
+        conf drop2 "cert: $D/node.crt, key: $D/node.key, ca: $D/locked/ca.crt"
+        chmod 600 "$D/node.key"
+        check_json drop2 0
+        [ "$(nobody_count drop2)" = 0 ] || fail "drop2: a finding without user:"
+        pass "user: nobody: file-unreadable-after-drop for a 0600 root key and a 0700 directory, none once readable"
+    else
+        note "skipped user: nobody check: nobody cannot reach $D (a parent directory is closed)"
+    fi
+else
+    note "skipped user: nobody check: needs root and a user nobody"
+fi
 
 # ---- usage errors ----
 for args in "--bogus" "-c" "--listener x -c $W/good.yaml" "--peer"; do

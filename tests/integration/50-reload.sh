@@ -15,8 +15,11 @@
 # opened before the rotation keep working, and new handshakes present the new certificate
 # (sha256 fingerprint seen by openssl s_client before and after).
 # (b) A rotated file alone (no SIGHUP) triggers event=reloaded trigger="file change".
-# (c) Bad YAML (SIGHUP), a key that does not match the certificate, a key readable by others
-# (both by file change) each log event=reload_failed (the key's finding as event=finding);
+# (c) Bad YAML and a schema error (SIGHUP), a deleted CA file, a key swapped for a FIFO by a
+# symlink swap, a key that does not match the certificate, a key readable by others (by file
+# change) each log event=reload_failed, every config error and file problem as the
+# event=finding `ferry check` computes (config-invalid, file-missing, file-unreadable; /livez
+# and /metrics keep answering: nothing opens the FIFO);
 # requests still get 200 with the old certificate and ferry_reloads_total{result="failed"}
 # moves by exactly one.  A key readable by its group reloads with one warn event=finding
 # key-group-readable; an expired certificate reloads (a renewal must not need a restart, nor
@@ -264,11 +267,56 @@ cp "$T/main.yaml" "$T/main.good.yaml"
 printf 'listeners:\n  - {name: in, mode: inbound\n   listen: [oops\n' >"$T/main.yaml"
 kill -HUP "$MPID"
 broken "bad YAML" 'trigger=SIGHUP' "$fail0"
-expect_log main 'event=config_error'
-r0=$(log_count main 'event=reloaded')
-cp "$T/main.good.yaml" "$T/main.yaml"
+# every config error is logged as the finding `ferry check` computes for it
+expect_log main "error event=finding id=config-invalid file=$T/main\.yaml:[0-9]+:[0-9]+ msg=.* fix="
+restore_config() { # the good main.yaml back, by SIGHUP: one more event=reloaded
+    local r0
+    r0=$(log_count main 'event=reloaded')
+    cp "$T/main.good.yaml" "$T/main.yaml"
+    kill -HUP "$MPID"
+    wait_reloaded "$r0"
+}
+restore_config
+
+# a schema error (admin.probe_interval out of range), by SIGHUP: config-invalid at its line
+sed 's/^admin: {listen: \("[^"]*"\)}/admin: {listen: \1, probe_interval: 50ms}/' "$T/main.good.yaml" >"$T/main.yaml"
+grep -q 'probe_interval: 50ms' "$T/main.yaml" || fail "could not write the schema error"
+f=$(log_count main 'event=reload_failed')
 kill -HUP "$MPID"
+broken "admin.probe_interval: 50ms" 'trigger=SIGHUP.*error finding' "$f"
+expect_log main "error event=finding id=config-invalid file=$T/main\.yaml:2:[0-9]+ msg=.*probe_interval"
+restore_config
+
+# the CA file deleted, by file change: file-missing against it
+cp "$LIVE/ca.crt" "$T/good-ca.crt"
+f=$(log_count main 'event=reload_failed')
+rm -f "$LIVE/ca.crt"
+broken "deleted CA file" 'trigger="file change".*error finding' "$f"
+expect_log main "error event=finding id=file-missing file=$LIVE/ca\.crt msg=.* fix="
+r0=$(log_count main 'event=reloaded')
+install_file "$T/good-ca.crt" "$LIVE/ca.crt"
 wait_reloaded "$r0"
+
+# the key swapped for a FIFO by an atomic symlink swap (a Kubernetes ..data update): the
+# watcher only stat()s, the reload refuses the FIFO from its metadata and never opens it, so
+# the control thread keeps answering /livez and /metrics (broken() reads /metrics)
+cp "$LIVE/node.key" "$T/good.key"
+mkfifo "$T/key.fifo"
+f=$(log_count main 'event=reload_failed')
+ln -sfn "$T/key.fifo" "$LIVE/node.key.lnk"
+mv -T "$LIVE/node.key.lnk" "$LIVE/node.key"
+broken "key swapped for a FIFO" 'trigger="file change".*error finding' "$f"
+expect_log main "error event=finding id=file-unreadable file=$LIVE/node\.key msg=.*not a regular file \(a FIFO\)"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PADM/livez") || true
+[ "$code" = 200 ] || fail "/livez answers $code after the FIFO swap, expected 200"
+# SIGHUP with the FIFO still in place: handled (one more reload_failed), not lost in an open
+f=$(log_count main 'event=reload_failed')
+kill -HUP "$MPID"
+broken "SIGHUP with the key a FIFO" 'trigger=SIGHUP.*error finding' "$f"
+r0=$(log_count main 'event=reloaded')
+install_file "$T/good.key" "$LIVE/node.key"
+wait_reloaded "$r0"
+pass "a FIFO swapped in for the key: reload_failed with file-unreadable, /livez and /metrics answer"
 
 # a key that does not match the certificate, by file change
 cp "$LIVE/node.key" "$T/good.key"

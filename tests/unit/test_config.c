@@ -1822,8 +1822,22 @@ test_proxy_auth_secret_file(void **state)
             "listeners[0].couchdb_proxy_auth.secret_file: expected a file, got the directory "
             "a-directory");
     one_err(PROXY_AUTH "/dev/null\n", 11, 20,
-            "listeners[0].couchdb_proxy_auth.secret_file: expected a regular file, got /dev/null, "
-            "which is not one");
+            "listeners[0].couchdb_proxy_auth.secret_file: cannot read /dev/null: not a regular "
+            "file (a character device)");
+    /* A FIFO would block whoever opens it: refused from its metadata, never opened. */
+    (void)unlink("secret-fifo");
+    assert_int_equal(mkfifo("secret-fifo", 0600), 0);
+    one_err(PROXY_AUTH "secret-fifo\n", 11, 20,
+            "listeners[0].couchdb_proxy_auth.secret_file: cannot read secret-fifo: not a regular "
+            "file (a FIFO)");
+    one_err("tls:\n  cert: node.crt\n  key: secret-fifo\n  ca: ca.crt\n" INBOUND_OK, 3, 8,
+            "tls.key: cannot read secret-fifo: not a regular file (a FIFO)");
+    /* The config file itself: config_load() opens it non-blocking and refuses it. */
+    memset(&errs, 0, sizeof(errs));
+    assert_null(config_load("secret-fifo", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.v[0].msg, "cannot read: not a regular file (a FIFO)");
+    config_errors_clear(&errs);
     one_err(PROXY_AUTH "[a]\n", 11, 20,
             "listeners[0].couchdb_proxy_auth.secret_file: expected a file path, got a sequence");
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -883,6 +884,79 @@ test_check_config_invalid(void **state)
     free(buf);
 }
 
+/* A FIFO named by the config, or as the config: file-unreadable at once, never opened. */
+static void
+test_check_fifo(void **state)
+{
+    struct certs_check_opts o;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out;
+
+    (void)state;
+    (void)unlink(F("ca.fifo"));
+    assert_int_equal(mkfifo(F("ca.fifo"), 0600), 0);
+    assert_int_equal(check("fifo",
+                           "tls:\n  cert: node.crt\n  key: node.key\n  ca: ca.fifo\n"
+                           "listeners:\n  - {name: in, mode: inbound, listen: \"127.0.0.1:16984\", "
+                           "backend: \"127.0.0.1:5984\"}\n",
+                           real_builder, true, &buf),
+                     1);
+    assert_non_null(strstr(buf, "\"id\":\"file-unreadable\""));
+    assert_non_null(strstr(buf, "ca.fifo\",\"line\":0"));
+    assert_non_null(strstr(buf, "tls.ca (/"));
+    assert_non_null(strstr(buf, "not a regular file (a FIFO)"));
+    assert_non_null(strstr(buf, "point the setting at a regular file"));
+    free(buf);
+    buf = NULL;
+    memset(&o, 0, sizeof(o));
+    o.config_path = F("ca.fifo");
+    o.json = true;
+    assert_non_null(out = open_memstream(&buf, &len));
+    assert_int_equal(certs_check_run(&o, real_builder, out, stderr), 1);
+    fclose(out);
+    assert_non_null(strstr(buf, "\"id\":\"file-unreadable\""));
+    assert_non_null(strstr(buf, "cannot read the config file: not a regular file (a FIFO)"));
+    free(buf);
+    (void)unlink(F("ca.fifo"));
+}
+
+/*
+ * user: nobody, checked as root: a 0600 root key is file-unreadable-after-drop (a warning:
+ * check exits 0); readable by nobody's primary group, it is not.  Skipped unless root.
+ */
+static void
+test_check_after_drop(void **state)
+{
+    const struct passwd *pw = getpwnam("nobody");
+    char *buf = NULL;
+    const char *yaml = GOOD_YAML("user: nobody\n");
+    gid_t gid;
+
+    (void)state;
+    if (geteuid() != 0 || pw == NULL) {
+        skip();
+        return;
+    }
+    /* getpwnam()'s buffer is reused by the check itself: keep the group now. */
+    gid = pw->pw_gid;
+    assert_int_equal(chmod(F("node.key"), 0600), 0);
+    assert_int_equal(chown(F("node.key"), 0, 0), 0);
+    assert_int_equal(check("drop", yaml, real_builder, true, &buf), 0);
+    assert_non_null(strstr(buf, "\"id\":\"file-unreadable-after-drop\",\"severity\":\"warning\""));
+    assert_non_null(strstr(buf, "the file is mode 0600, owned by uid 0 gid 0"));
+    free(buf);
+    buf = NULL;
+    assert_int_equal(chown(F("node.key"), 0, gid), 0);
+    assert_int_equal(chmod(F("node.key"), 0640), 0);
+    assert_int_equal(check("drop", yaml, real_builder, true, &buf), 0);
+    /* Only a directory on the way could still stop nobody: never the key's own mode. */
+    assert_null(strstr(buf, "the file is mode 0640"));
+    free(buf);
+    assert_int_equal(chown(F("node.key"), 0, 0), 0);
+    assert_int_equal(chmod(F("node.key"), 0600), 0);
+}
+
 static void
 test_check_roles(void **state)
 {
@@ -1153,6 +1227,8 @@ main(void)
         cmocka_unit_test(test_ca_multiple_roots),
         cmocka_unit_test(test_check_ok),
         cmocka_unit_test(test_check_config_invalid),
+        cmocka_unit_test(test_check_fifo),
+        cmocka_unit_test(test_check_after_drop),
         cmocka_unit_test(test_check_roles),
         cmocka_unit_test(test_check_start_refused),
         cmocka_unit_test(test_check_multiple_roots),

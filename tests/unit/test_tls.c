@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1133,6 +1134,48 @@ test_ctx_key_mismatch(void **state)
     ctx_fails(&sp, want);
 }
 
+/*
+ * A FIFO, a device or a file over 1 MiB as any file: refused at once by its metadata or size
+ * (never a blocking open), with the setting and the reason; a good context loads from memory.
+ */
+static void
+test_ctx_non_regular_files(void **state)
+{
+    struct tls_ctx_params sp;
+    char want[1024], pipe[256], big[256];
+    const char *sel[] = {"tls.cert", "tls.key", "tls.ca", "tls.crl", "tls.key_passphrase_file"};
+    FILE *f;
+
+    (void)state;
+    (void)snprintf(pipe, sizeof(pipe), "%s/unit.fifo", dir);
+    (void)unlink(pipe);
+    assert_int_equal(mkfifo(pipe, 0600), 0);
+    for (size_t i = 0; i < sizeof(sel) / sizeof(sel[0]); i++) {
+        sp = server_params("server");
+        *(i == 0   ? &sp.cert_file
+          : i == 1 ? &sp.key_file
+          : i == 2 ? &sp.ca_file
+          : i == 3 ? &sp.crl_file
+                   : &sp.key_passphrase_file) = pipe;
+        (void)snprintf(want, sizeof(want), "cannot read %s %s: not a regular file (a FIFO)", sel[i],
+                       pipe);
+        ctx_fails(&sp, want);
+    }
+    sp = server_params("server");
+    sp.ca_file = "/dev/zero";
+    ctx_fails(&sp, "cannot read tls.ca /dev/zero: not a regular file (a character device)");
+    (void)snprintf(big, sizeof(big), "%s/big.crt", dir);
+    assert_non_null(f = fopen(big, "wb"));
+    assert_int_equal(fseek(f, 1024 * 1024, SEEK_SET), 0);
+    assert_int_equal(fputc('\n', f), '\n');
+    assert_int_equal(fclose(f), 0);
+    sp.ca_file = big;
+    (void)snprintf(want, sizeof(want), "tls.ca %s is larger than 1048576 bytes", big);
+    ctx_fails(&sp, want);
+    (void)unlink(pipe);
+    (void)unlink(big);
+}
+
 static void
 test_ctx_encrypted_key_no_passphrase(void **state)
 {
@@ -2233,6 +2276,7 @@ main(void)
         cmocka_unit_test(test_error_string),
         cmocka_unit_test(test_ctx_good),
         cmocka_unit_test(test_ctx_key_mismatch),
+        cmocka_unit_test(test_ctx_non_regular_files),
         cmocka_unit_test(test_ctx_encrypted_key_no_passphrase),
         cmocka_unit_test(test_ctx_passphrase),
         cmocka_unit_test(test_ctx_own_cert_checks),
