@@ -15,7 +15,7 @@
 # opened before the rotation keep working, and new handshakes present the new certificate
 # (sha256 fingerprint seen by openssl s_client before and after).
 # (b) A rotated file alone (no SIGHUP) triggers event=reloaded trigger="file change".
-# (c) Bad YAML and a schema error (SIGHUP), a deleted CA file, a key swapped for a FIFO by a
+# (c) Bad YAML and a schema error (SIGHUP), a deleted CA file, the CA swapped for a FIFO by a
 # symlink swap, a key that does not match the certificate, a key readable by others (by file
 # change) each log event=reload_failed, every config error and file problem as the
 # event=finding `ferry check` computes (config-invalid, file-missing, file-unreadable; /livez
@@ -297,26 +297,30 @@ r0=$(log_count main 'event=reloaded')
 install_file "$T/good-ca.crt" "$LIVE/ca.crt"
 wait_reloaded "$r0"
 
-# the key swapped for a FIFO by an atomic symlink swap (a Kubernetes ..data update): the
-# watcher only stat()s, the reload refuses the FIFO from its metadata and never opens it, so
-# the control thread keeps answering /livez and /metrics (broken() reads /metrics)
-cp "$LIVE/node.key" "$T/good.key"
-mkfifo "$T/key.fifo"
+# the CA swapped for a FIFO by an atomic symlink swap (a Kubernetes ..data update): the
+# watcher only stat()s, the reload refuses the FIFO from its metadata and never opens it, and
+# the admin, which re-reads the CA for /readyz and /metrics, opens it non-blocking and refuses
+# it too, so the control thread keeps answering (broken() reads /metrics)
+cp "$LIVE/ca.crt" "$T/good-ca.crt"
+mkfifo "$T/ca.fifo"
 f=$(log_count main 'event=reload_failed')
-ln -sfn "$T/key.fifo" "$LIVE/node.key.lnk"
-mv -T "$LIVE/node.key.lnk" "$LIVE/node.key"
-broken "key swapped for a FIFO" 'trigger="file change".*error finding' "$f"
-expect_log main "error event=finding id=file-unreadable file=$LIVE/node\.key msg=.*not a regular file \(a FIFO\)"
+ln -sfn "$T/ca.fifo" "$LIVE/ca.crt.lnk"
+mv -T "$LIVE/ca.crt.lnk" "$LIVE/ca.crt"
+broken "CA swapped for a FIFO" 'trigger="file change".*error finding' "$f"
+expect_log main "error event=finding id=file-unreadable file=$LIVE/ca\.crt msg=.*not a regular file \(a FIFO\)"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PADM/livez") || true
 [ "$code" = 200 ] || fail "/livez answers $code after the FIFO swap, expected 200"
+code=$(curl -s -o "$T/readyz.json" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PADM/readyz") || true
+[ "$code" = 503 ] && grep -q "ca.crt" "$T/readyz.json" ||
+    fail "/readyz answers $code after the CA became a FIFO, expected 503 naming it: $(cat "$T/readyz.json")"
 # SIGHUP with the FIFO still in place: handled (one more reload_failed), not lost in an open
 f=$(log_count main 'event=reload_failed')
 kill -HUP "$MPID"
-broken "SIGHUP with the key a FIFO" 'trigger=SIGHUP.*error finding' "$f"
+broken "SIGHUP with the CA a FIFO" 'trigger=SIGHUP.*error finding' "$f"
 r0=$(log_count main 'event=reloaded')
-install_file "$T/good.key" "$LIVE/node.key"
+install_file "$T/good-ca.crt" "$LIVE/ca.crt"
 wait_reloaded "$r0"
-pass "a FIFO swapped in for the key: reload_failed with file-unreadable, /livez and /metrics answer"
+pass "a FIFO swapped in for the CA: reload_failed with file-unreadable, /livez, /readyz and /metrics answer"
 
 # a key that does not match the certificate, by file change
 cp "$LIVE/node.key" "$T/good.key"
