@@ -677,8 +677,8 @@ print_text(const struct peer_report *r, FILE *out)
         }
     }
     if (r->connected && (r->n_chain > 0 || r->res.reject != TLS_REJECT_NONE)) {
-        fprintf(out, "rules: chain %s, EKU serverAuth %s, name %s %s\n",
-                rule_state(r, 1), rule_state(r, 2), r->host, rule_state(r, 3));
+        fprintf(out, "rules: chain %s, EKU serverAuth %s, name %s %s\n", rule_state(r, 1),
+                rule_state(r, 2), r->host, rule_state(r, 3));
     }
     if (r->rejected_us) {
         fprintf(out, "the peer's verdict on us: rejected (alert %s)\n",
