@@ -396,40 +396,6 @@ ekus_str(X509 *x, char *buf, size_t len)
     return buf;
 }
 
-/* "2025-01-31 12:00:00 UTC". */
-static const char *
-time_str(const ASN1_TIME *t, char *buf, size_t len)
-{
-    struct tm tm;
-
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
-        strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0) {
-        (void)snprintf(buf, len, "?");
-    }
-    return buf;
-}
-
-/*
- * certs_time_rfc3339(t, buf, len):
- * ${t} as an RFC 3339 UTC timestamp, "2027-12-05T00:00:00Z", into ${buf}; "" when it cannot be
- * parsed.  Returns ${buf}.
- */
-const char *
-certs_time_rfc3339(const ASN1_TIME *t, char *buf, size_t len)
-{
-    struct tm tm;
-
-    if (len == 0) {
-        return buf;
-    }
-    memset(&tm, 0, sizeof(tm));
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
-        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        buf[0] = '\0';
-    }
-    return buf;
-}
-
 /* Whole days from now until ${t} (negative when past). */
 static int
 days_left(const ASN1_TIME *t)
@@ -1007,19 +973,19 @@ check_cert(struct diag *d, X509 *x, const char *file)
             is_ca(x) ? "renew the CA certificate (same key) and give it to every node"
                      : "issue a new certificate: ferry certs issue (or your CA's procedure)",
             "certificate %s expired on %s", name,
-            time_str(X509_get0_notAfter(x), when, sizeof(when)));
+            tls_time_str(X509_get0_notAfter(x), when, sizeof(when)));
     } else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
         add(d, "cert-not-yet-valid", CERTS_SEV_ERROR, file,
             "check this machine's clock (NTP), or reissue the certificate with a start date in "
             "the past",
             "certificate %s is not valid before %s", name,
-            time_str(X509_get0_notBefore(x), when, sizeof(when)));
+            tls_time_str(X509_get0_notBefore(x), when, sizeof(when)));
     } else if ((left = days_left(X509_get0_notAfter(x))) < CERTS_EXPIRING_DAYS) {
         add(d, "cert-expiring", CERTS_SEV_WARNING, file,
             is_ca(x) ? "renew the CA certificate soon and give it to every node"
                      : "issue a new certificate soon and reload ferry (SIGHUP)",
             "certificate %s expires in %d day%s (%s)", name, left, left == 1 ? "" : "s",
-            time_str(X509_get0_notAfter(x), when, sizeof(when)));
+            tls_time_str(X509_get0_notAfter(x), when, sizeof(when)));
     }
     (void)key_desc(X509_get0_pubkey(x), kd, sizeof(kd), &bits);
     if (key_weak(X509_get0_pubkey(x), bits)) {
@@ -1520,7 +1486,7 @@ check_crls(struct diag *d)
                 "reloads it on change",
                 "CRL #%d (issuer %s) expired on %s (nextUpdate): peers checked against it are "
                 "rejected",
-                i + 1, a, time_str(next, when, sizeof(when)));
+                i + 1, a, tls_time_str(next, when, sizeof(when)));
         }
         for (j = 0; d->chain != NULL && j < sk_X509_num(d->chain); j++) {
             x = sk_X509_value(d->chain, j);
@@ -1691,12 +1657,12 @@ view_fill(X509 *x, struct cert_view *v)
     if (v->sigalg == NULL) {
         v->sigalg = "unknown";
     }
-    (void)time_str(X509_get0_notBefore(x), v->not_before, sizeof(v->not_before));
-    (void)time_str(X509_get0_notAfter(x), v->not_after, sizeof(v->not_after));
-    (void)certs_time_rfc3339(X509_get0_notBefore(x), v->not_before_rfc3339,
-                             sizeof(v->not_before_rfc3339));
-    (void)certs_time_rfc3339(X509_get0_notAfter(x), v->not_after_rfc3339,
-                             sizeof(v->not_after_rfc3339));
+    (void)tls_time_str(X509_get0_notBefore(x), v->not_before, sizeof(v->not_before));
+    (void)tls_time_str(X509_get0_notAfter(x), v->not_after, sizeof(v->not_after));
+    (void)tls_time_rfc3339(X509_get0_notBefore(x), v->not_before_rfc3339,
+                           sizeof(v->not_before_rfc3339));
+    (void)tls_time_rfc3339(X509_get0_notAfter(x), v->not_after_rfc3339,
+                           sizeof(v->not_after_rfc3339));
     v->days_left = days_left(X509_get0_notAfter(x));
     (void)fingerprint(x, v->sha256, sizeof(v->sha256));
     v->ca = is_ca(x);

@@ -145,13 +145,6 @@ EVP_PKEY *certs_read_key(const char *path, char *err, size_t errlen);
  */
 int certs_date_str(const ASN1_TIME *t, char *buf, size_t len);
 
-/*
- * certs_time_rfc3339(t, buf, len):
- * ${t} as an RFC 3339 UTC timestamp, "2027-12-05T00:00:00Z", into ${buf} (the dates of every
- * --json output); "" when it cannot be parsed.  Returns ${buf}.
- */
-const char *certs_time_rfc3339(const ASN1_TIME *t, char *buf, size_t len);
-
 /* ---- diagnosis (certs_finding.c, certs_inspect.c) ---- */
 
 /* Days before expiry from which a certificate is reported as `cert-expiring`. */

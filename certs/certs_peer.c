@@ -352,10 +352,10 @@ collect(SSL *ssl, struct peer_report *r)
         tls_peer_info_fill(x, false, &pc->info);
         (void)tls_cert_ekus(x, pc->ekus, sizeof(pc->ekus));
         (void)tls_cert_key_type(x, pc->key_type, sizeof(pc->key_type));
-        (void)certs_time_rfc3339(X509_get0_notBefore(x), pc->not_before_rfc3339,
-                                 sizeof(pc->not_before_rfc3339));
-        (void)certs_time_rfc3339(X509_get0_notAfter(x), pc->not_after_rfc3339,
-                                 sizeof(pc->not_after_rfc3339));
+        (void)tls_time_rfc3339(X509_get0_notBefore(x), pc->not_before_rfc3339,
+                               sizeof(pc->not_before_rfc3339));
+        (void)tls_time_rfc3339(X509_get0_notAfter(x), pc->not_after_rfc3339,
+                               sizeof(pc->not_after_rfc3339));
     }
     for (i = 0; cas != NULL && i < sk_X509_NAME_num(cas) &&
                 r->n_client_cas < sizeof(r->client_cas) / sizeof(r->client_cas[0]);

@@ -330,6 +330,20 @@ enum tls_reject tls_check_leaf(X509 *leaf, bool need_server_auth, const char *pe
 void tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info);
 
 /*
+ * tls_time_str(t, buf, len):
+ * Format ${t} as "2025-01-31 12:00:00 UTC" into ${buf}; "?" when it cannot be parsed.
+ * Returns ${buf}.
+ */
+const char *tls_time_str(const ASN1_TIME *t, char *buf, size_t len);
+
+/*
+ * tls_time_rfc3339(t, buf, len):
+ * Format ${t} as an RFC 3339 UTC timestamp, "2027-12-05T00:00:00Z", into ${buf}; "" when it
+ * cannot be parsed or does not fit.  Returns ${buf}.
+ */
+const char *tls_time_rfc3339(const ASN1_TIME *t, char *buf, size_t len);
+
+/*
  * tls_reject_str(r):
  * The stable snake_case label of ${r} ("eku_wrong"), for metrics and JSON.
  */

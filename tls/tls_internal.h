@@ -20,13 +20,6 @@
 void tls_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
- * tls_time_str(t, buf, len):
- * Format ${t} as "2025-01-31 12:00:00 UTC" into ${buf}; "?" when it cannot be parsed.
- * Returns ${buf}.
- */
-const char *tls_time_str(const ASN1_TIME *t, char *buf, size_t len);
-
-/*
  * tls_subject_str(cert, buf, len):
  * The subject of ${cert} in RFC 2253 form, printable ASCII, into ${buf} ("" for NULL).
  * Returns ${buf}.

@@ -215,6 +215,28 @@ uri_cut(const GENERAL_NAME *g, char *buf, size_t len)
     return true;
 }
 
+/* ${t} as RFC 3339 ("2027-12-05T00:00:00Z") or for people ("2027-12-05 00:00:00 UTC") into
+ * ${buf}; ${fallback} when it cannot be parsed or does not fit. */
+static const char *
+time_fmt(const ASN1_TIME *t, bool rfc3339, const char *fallback, char *buf, size_t len)
+{
+    struct tm tm;
+    size_t n = 0;
+
+    if (len == 0) {
+        return buf;
+    }
+    memset(&tm, 0, sizeof(tm));
+    if (t != NULL && ASN1_TIME_to_tm(t, &tm) == 1) {
+        n = rfc3339 ? strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm)
+                    : strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    }
+    if (n == 0) {
+        (void)snprintf(buf, len, "%s", fallback);
+    }
+    return buf;
+}
+
 /*
  * tls_time_str(t, buf, len):
  * Format ${t} as "2025-01-31 12:00:00 UTC" into ${buf}; "?" when it cannot be parsed.
@@ -223,17 +245,18 @@ uri_cut(const GENERAL_NAME *g, char *buf, size_t len)
 const char *
 tls_time_str(const ASN1_TIME *t, char *buf, size_t len)
 {
-    struct tm tm;
+    return time_fmt(t, false, "?", buf, len);
+}
 
-    if (len == 0) {
-        return buf;
-    }
-    memset(&tm, 0, sizeof(tm));
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
-        strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0) {
-        (void)snprintf(buf, len, "?");
-    }
-    return buf;
+/*
+ * tls_time_rfc3339(t, buf, len):
+ * Format ${t} as an RFC 3339 UTC timestamp, "2027-12-05T00:00:00Z", into ${buf}; "" when it
+ * cannot be parsed or does not fit.  Returns ${buf}.
+ */
+const char *
+tls_time_rfc3339(const ASN1_TIME *t, char *buf, size_t len)
+{
+    return time_fmt(t, true, "", buf, len);
 }
 
 /*

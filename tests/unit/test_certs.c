@@ -774,11 +774,11 @@ test_time_rfc3339(void **state)
 
     (void)state;
     assert_int_equal(ASN1_TIME_set_string(t, "20271205000000Z"), 1);
-    assert_string_equal(certs_time_rfc3339(t, buf, sizeof(buf)), "2027-12-05T00:00:00Z");
+    assert_string_equal(tls_time_rfc3339(t, buf, sizeof(buf)), "2027-12-05T00:00:00Z");
     assert_int_equal(ASN1_TIME_set_string(t, "491231235959Z"), 1); /* UTCTime */
-    assert_string_equal(certs_time_rfc3339(t, buf, sizeof(buf)), "2049-12-31T23:59:59Z");
-    assert_string_equal(certs_time_rfc3339(NULL, buf, sizeof(buf)), "");
-    assert_string_equal(certs_time_rfc3339(t, buf, 5), "");
+    assert_string_equal(tls_time_rfc3339(t, buf, sizeof(buf)), "2049-12-31T23:59:59Z");
+    assert_string_equal(tls_time_rfc3339(NULL, buf, sizeof(buf)), "");
+    assert_string_equal(tls_time_rfc3339(t, buf, 5), "");
     ASN1_TIME_free(t);
 }
 
