@@ -354,6 +354,12 @@ ferry_stop() {
         cat "$T/$name.log" >&2
         fail "valgrind memcheck reported errors in ferry $name"
     fi
+    # A sanitizer build reports in the log; ThreadSanitizer's halt_on_error (.ci/run) makes the
+    # exit status say so too, but a report must fail the test even without it.
+    if grep -q 'WARNING: ThreadSanitizer\|ERROR: AddressSanitizer' "$T/$name.log" 2>/dev/null; then
+        cat "$T/$name.log" >&2
+        fail "a sanitizer reported errors in ferry $name"
+    fi
     [ "$rc" = 0 ] || fail "ferry $name exited with status $rc after SIGTERM (expected 0)"
 }
 
