@@ -661,8 +661,8 @@ struct tls_failure_report {
  * (tls_reset_describe()), OpenSSL's own reasons, an end of stream, errno.  When an outbound
  * peer refused our certificate for who we are (bad_certificate, access_denied,
  * certificate_unknown, handshake_failure, or such a reset), the detail ends with the `ferry
- * check --peer HOST:PORT -c FILE --listener NAME` to run.  Pure: reads only ${f} (and
- * OpenSSL's static error strings).
+ * check --peer HOST:PORT -c FILE --listener NAME` to run.  Pure: reads only ${f} (and the
+ * static error strings of OpenSSL and strerror()).
  */
 void tls_failure_report(const struct tls_failure *f, struct tls_failure_report *out);
 
