@@ -654,15 +654,23 @@ struct tls_failure_report {
 
 /*
  * tls_failure_report(f, out):
- * Explain the failure ${f} in plain words into ${out}, in this order: a §4 rule we enforce
- * (tls_chain_gap_describe(), else tls_reject_describe()), an alert the other side sent
- * (tls_alert_describe()), plaintext or another TLS failure we can name (tls_error_describe(),
- * tls_plaintext_describe()), a reset that may hide a refusal under TLS 1.3
- * (tls_reset_describe()), OpenSSL's own reasons, an end of stream, errno.  When an outbound
- * peer refused our certificate for who we are (bad_certificate, access_denied,
- * certificate_unknown, handshake_failure, or such a reset), the detail ends with the `ferry
- * check --peer HOST:PORT -c FILE --listener NAME` to run.  Pure: reads only ${f} (and the
- * static error strings of OpenSSL and strerror()).
+ * Explain the failure ${f} in plain words into ${out}.  The first cause that applies wins:
+ * - CLIENT_HANDSHAKE: a §4 rule we enforce (tls_chain_gap_describe(), else
+ *   tls_reject_describe()), the client's alert (tls_alert_describe()), a failure tls/ can name
+ *   (tls_error_describe(), tls_plaintext_describe()), OpenSSL's reasons, EOF, errno;
+ * - SERVER_CONNECT: for a peer the same four, then for both kinds: no errno (or EAGAIN,
+ *   EINTR) is a close, else errno ("cannot connect to ...");
+ * - SERVER_CLOSED: a reset that may hide a refusal of our certificate under TLS 1.3 (outbound,
+ *   not pooled, nothing answered, a certificate sent, ECONNRESET or EPIPE:
+ *   tls_reset_describe()), else a close without an answer;
+ * - SERVER_ERROR: the peer's alert while nothing is answered yet, OpenSSL's reasons, that TLS
+ *   1.3 reset, errno;
+ * - CLIENT_ERROR: a refused renegotiation, OpenSSL's reasons (inbound), errno, else "the
+ *   connection failed".
+ * When an outbound peer refused our certificate for who we are (bad_certificate,
+ * access_denied, certificate_unknown, handshake_failure, or the reset), the detail ends with
+ * the `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.  Pure: reads only ${f}
+ * (and the static error strings of OpenSSL and strerror()).
  */
 void tls_failure_report(const struct tls_failure *f, struct tls_failure_report *out);
 
