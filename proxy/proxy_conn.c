@@ -31,7 +31,6 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "log.h"
@@ -857,180 +856,93 @@ server_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-/* ---- TLS failure reporting ---- */
-
-/* libevent moved OpenSSL's errors for this bufferevent into its own queue; drain them. */
-static unsigned long
-bev_tls_errors(struct bufferevent *bev, char *buf, size_t len)
-{
-    unsigned long e, first = 0;
-    size_t used = 0;
-
-    buf[0] = '\0';
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        const char *reason = ERR_reason_error_string(e);
-        int n;
-
-        if (ERR_GET_LIB(e) == 0) {
-            /* libevent also queues SSL_get_error()'s small code (SSL_ERROR_SYSCALL...). */
-            continue;
-        }
-
-        if (first == 0) {
-            first = e;
-        }
-        n = snprintf(buf + used, len - used, "%s%s", used > 0 ? ": " : "",
-                     reason != NULL ? reason : "unknown TLS error");
-        if (n > 0 && (size_t)n < len - used) {
-            used += (size_t)n;
-        }
-    }
-    return first;
-}
-
-/* A §4 rule refused the peer: the one warn line of CONTRACT §4. */
-static void
-conn_log_rejection(struct proxy_conn *c, enum tls_role role)
-{
-    struct tls_self_info self;
-
-    tls_ctx_self_info(c->l->tls, &self);
-    /* A peer that sent its leaf alone: say which file lacks which intermediate. */
-    if (tls_chain_gap_describe(c->verify.reject, role, &c->verify.peer, self.ca_file, c->detail,
-                               sizeof(c->detail)) != 0) {
-        tls_reject_describe(c->verify.reject, role, &c->verify.peer, c->detail, sizeof(c->detail));
-    }
-    log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
-           "target", role == TLS_ROLE_CLIENT ? c->l->target_text : NULL, "subject",
-           c->verify.peer.subject, "sans", c->verify.peer.sans, "reason",
-           tls_reject_str(c->verify.reject), "msg", c->detail, (const char *)NULL);
-}
-
-/* What conn_explain_tls() found: nothing, an alert the other side sent, or another cause. */
-enum conn_tls_said {
-    CONN_TLS_UNKNOWN,
-    CONN_TLS_ALERT,
-    CONN_TLS_OTHER,
-};
+/* ---- failure reporting: tls/ explains (tls_failure_report()), we log ---- */
 
 /*
- * The peer refused our certificate for who we are (its allow, a rule of its own): end
- * c->detail with the command that shows what it presented and accepts, in the exact form of
- * ferry(1): ferry check --peer HOST:PORT -c FILE --listener NAME.
+ * Hand what is known of ${c}'s failed side to tls/: the stage, errno (read first, before
+ * anything can change it), the event flags ${what}, the errors libevent moved out of OpenSSL's
+ * queue into ${bev}, the verify result.  Puts its words into c->detail and returns its reason;
+ * *${alert} (when not NULL) is the alert the other side sent, or -1.
  */
-static void
-conn_check_peer_hint(struct proxy_conn *c, int alert)
+static enum tls_fail_reason
+conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct bufferevent *bev, short what,
+             int *alert)
 {
-    size_t n = strlen(c->detail);
     const struct config *cfg = c->l->gen != NULL ? c->l->gen->cfg : NULL;
-
-    if (conn_inbound(c) ||
-        (alert != SSL_AD_BAD_CERTIFICATE && alert != SSL_AD_ACCESS_DENIED &&
-         alert != SSL_AD_CERTIFICATE_UNKNOWN && alert != SSL_AD_HANDSHAKE_FAILURE)) {
-        return;
-    }
-    snprintf(c->detail + n, sizeof(c->detail) - n,
-             ". Run `ferry check --peer %s%s%s --listener %s` for what it presented and "
-             "accepts",
-             c->l->target_text, cfg != NULL && cfg->path != NULL ? " -c " : "",
-             cfg != NULL && cfg->path != NULL ? cfg->path : "", c->l->cfg->name);
-}
-
-/*
- * Put the other side's TLS failure in plain words into c->detail (CONTRACT §8): the alert it
- * sent us (recorded by tls/ during the handshake or, under TLS 1.3, as the first record after
- * it), plaintext where TLS was due, or OpenSSL's first error ${e} when tls/ can explain it.
- * Leaves c->detail alone and returns CONN_TLS_UNKNOWN otherwise.
- */
-static enum conn_tls_said
-conn_explain_tls(struct proxy_conn *c, unsigned long e)
-{
-    struct tls_self_info self;
-    char who[340];
-
-    snprintf(who, sizeof(who), "%s %s", conn_inbound(c) ? "client" : "peer",
-             conn_inbound(c) ? c->remote : c->l->target_text);
-    tls_ctx_self_info(c->l->tls, &self);
-    if (c->verify.alert_received || tls_alert_from_error(e) >= 0) {
-        int alert = c->verify.alert_received ? c->verify.alert : tls_alert_from_error(e);
-
-        tls_alert_describe(alert, who, &self, c->detail, sizeof(c->detail));
-        conn_check_peer_hint(c, alert);
-        return CONN_TLS_ALERT;
-    }
-    if (tls_error_describe(e, who, &c->verify, &self, c->detail, sizeof(c->detail)) == 0 ||
-        tls_plaintext_describe(c->verify.first_record, c->verify.n_first_record, who, self.role,
-                               c->detail, sizeof(c->detail)) == 0) {
-        return CONN_TLS_OTHER;
-    }
-    return CONN_TLS_UNKNOWN;
-}
-
-/*
- * TLS 1.3 ends our handshake before the peer has judged our certificate, and we send the
- * request at once.  A peer that then refuses the certificate and closes with that request
- * unread resets the connection, and the reset makes our kernel drop its alert.  When the
- * peer reset this new connection (${sock_err}) under TLS 1.3 before any byte of an answer,
- * after we sent a certificate, say in c->detail that it may be such a refusal, with the causes
- * of bad_certificate and the `ferry check --peer` to run, and return true.
- */
-static bool
-conn_explain_reset(struct proxy_conn *c, struct bufferevent *bev, int sock_err)
-{
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    struct tls_self_info self;
-    char who[340];
+    struct tls_failure f;
+    struct tls_failure_report r;
+    unsigned long e;
 
-    if (conn_inbound(c) || c->down.bytes > 0 || c->pool_reused || ssl == NULL ||
-        SSL_version(ssl) != TLS1_3_VERSION || !c->verify.cert_sent ||
-        (sock_err != ECONNRESET && sock_err != EPIPE)) {
-        return false;
+    memset(&f, 0, sizeof(f));
+    f.sock_err = EVUTIL_SOCKET_ERROR();
+    f.role = conn_inbound(c) ? TLS_ROLE_SERVER : TLS_ROLE_CLIENT;
+    f.stage = stage;
+    f.remote = c->remote;
+    f.target = c->l->target_text;
+    f.listener = c->l->cfg->name;
+    f.config_path = cfg != NULL ? cfg->path : NULL;
+    f.verify = &c->verify;
+    f.eof = (what & BEV_EVENT_EOF) != 0;
+    f.bytes_in = c->down.bytes;
+    f.reused = c->pool_reused;
+    while (ssl != NULL && (e = bufferevent_get_openssl_error(bev)) != 0) {
+        tls_failure_add_error(&f, e);
     }
-    snprintf(who, sizeof(who), "peer %s", c->l->target_text);
-    tls_ctx_self_info(c->l->tls, &self);
-    tls_reset_describe(who, &self, c->detail, sizeof(c->detail));
-    conn_check_peer_hint(c, SSL_AD_BAD_CERTIFICATE);
-    return true;
+    tls_failure_collect(&f, c->l->tls, ssl);
+    tls_failure_report(&f, &r);
+    snprintf(c->detail, sizeof(c->detail), "%s", r.detail);
+    if (alert != NULL) {
+        *alert = r.alert;
+    }
+    return r.reason;
+}
+
+/* A §4 rule refused the peer (c->detail says which): the one warn line of CONTRACT §4. */
+static void
+conn_log_rejection(struct proxy_conn *c)
+{
+    log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
+           "target", conn_inbound(c) ? NULL : c->l->target_text, "subject", c->verify.peer.subject,
+           "sans", c->verify.peer.sans, "reason", tls_reject_str(c->verify.reject), "msg",
+           c->detail, (const char *)NULL);
+}
+
+/* Outbound: we refused the peer's certificate; log the rule, then answer 502 with it. */
+static void
+conn_peer_rejected(struct proxy_conn *c)
+{
+    conn_log_rejection(c);
+    if (conn_http(c)) {
+        conn_answer_502(c, PROXY_CLOSE_REJECTED);
+    } else {
+        proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
+    }
 }
 
 /* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
 static void
 conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
 {
-    char errs[256];
-    unsigned long e;
-    enum conn_tls_said said;
+    int alert = -1;
 
-    e = bev_tls_errors(bev, errs, sizeof(errs));
-    /* tls/ records every §4 refusal, including "no client certificate", in c->verify. */
-    if (c->verify.reject != TLS_REJECT_NONE) {
-        conn_log_rejection(c, TLS_ROLE_SERVER);
+    switch (conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, bev, what, &alert)) {
+    case TLS_FAIL_REJECTED:
+        conn_log_rejection(c);
         proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
         return;
-    }
-    said = conn_explain_tls(c, e);
-    if (said == CONN_TLS_ALERT) {
+    case TLS_FAIL_ALERT:
         /* The client refused OUR certificate: the operator has to fix our side or the client. */
         log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
                "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
-               tls_alert_name(c->verify.alert_received ? c->verify.alert : tls_alert_from_error(e)),
-               "msg", c->detail, (const char *)NULL);
+               tls_alert_name(alert), "msg", c->detail, (const char *)NULL);
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
         return;
-    }
-    if (said == CONN_TLS_OTHER) {
-        /* c->detail holds the explanation (no shared version or cipher, not TLS, ...). */
-    } else if (errs[0] != '\0') {
-        snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %s", errs);
-    } else if ((what & BEV_EVENT_EOF) != 0) {
-        snprintf(c->detail, sizeof(c->detail),
-                 "client closed the connection during the "
-                 "TLS handshake");
+    case TLS_FAIL_CLOSED:
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
         return;
-    } else {
-        snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    default:
+        break;
     }
     log_kv(LOG_INFO, "handshake_failed", "listener", c->l->cfg->name, "remote", c->remote, "msg",
            c->detail, (const char *)NULL);
@@ -1119,62 +1031,31 @@ conn_connect(struct proxy_conn *c)
 static void
 conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
 {
-    const char *kind = conn_inbound(c) ? "backend" : "peer";
     int dns_err = bufferevent_socket_get_dns_error(bev);
-    int sock_err = EVUTIL_SOCKET_ERROR();
-    char errs[256];
-    unsigned long e = 0;
 
-    if (!conn_inbound(c)) {
-        e = bev_tls_errors(bev, errs, sizeof(errs));
-    }
     if (dns_err != 0) {
         snprintf(c->detail, sizeof(c->detail), "cannot resolve peer %s: %s", c->l->target_text,
                  evutil_gai_strerror(dns_err));
         conn_upstream_failed(c, PROXY_CLOSE_PEER_UNREACHABLE, "peer_unreachable");
         return;
     }
-    if (!conn_inbound(c) && c->verify.reject != TLS_REJECT_NONE) {
-        /* We refused the peer's certificate: log the rule, then answer 502 with it. */
-        conn_log_rejection(c, TLS_ROLE_CLIENT);
-        if (conn_http(c)) {
-            conn_answer_502(c, PROXY_CLOSE_REJECTED);
-        } else {
-            proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
-        }
+    switch (conn_explain(c, TLS_FAIL_SERVER_CONNECT, bev, what, NULL)) {
+    case TLS_FAIL_REJECTED:
+        conn_peer_rejected(c);
         return;
-    }
-    if (!conn_inbound(c)) {
-        switch (conn_explain_tls(c, e)) {
-        case CONN_TLS_ALERT:
-            /* The peer refused us (our certificate, version, ...): its alert in plain words. */
-            conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
-            return;
-        case CONN_TLS_OTHER:
-            conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_handshake_failed");
-            return;
-        case CONN_TLS_UNKNOWN:
-            break;
-        }
-    }
-    if (!conn_inbound(c) && e != 0) {
-        snprintf(c->detail, sizeof(c->detail), "TLS handshake with peer %s failed: %s",
-                 c->l->target_text, errs);
+    case TLS_FAIL_ALERT:
+        /* The peer refused us (our certificate, version, ...): its alert in plain words. */
+        conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
+        return;
+    case TLS_FAIL_TLS:
         conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_handshake_failed");
         return;
+    default:
+        conn_upstream_failed(
+            c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
+            conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
+        return;
     }
-    if (sock_err == 0 || sock_err == EAGAIN || sock_err == EWOULDBLOCK || sock_err == EINTR) {
-        /* No socket error: the other side closed (a TLS EOF leaves errno stale). */
-        (void)what;
-        snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection %s", kind,
-                 c->l->target_text, conn_inbound(c) ? "at once" : "during the TLS handshake");
-    } else {
-        snprintf(c->detail, sizeof(c->detail), "cannot connect to %s %s: %s", kind,
-                 c->l->target_text, evutil_socket_error_to_string(sock_err));
-    }
-    conn_upstream_failed(
-        c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
-        conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
 }
 
 static void
@@ -1190,12 +1071,8 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
             if (c->verify.reject != TLS_REJECT_NONE) {
                 /* A resumed session whose certificate no longer passes rules 2 and 3. */
-                conn_log_rejection(c, TLS_ROLE_CLIENT);
-                if (conn_http(c)) {
-                    conn_answer_502(c, PROXY_CLOSE_REJECTED);
-                } else {
-                    proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
-                }
+                (void)conn_explain(c, TLS_FAIL_SERVER_CONNECT, bev, 0, NULL);
+                conn_peer_rejected(c);
                 return;
             }
             c->tls_up = true;
@@ -1222,12 +1099,10 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
              * Closed with a request still unanswered: tell the client why.  A reset reads as
              * an EOF here (allow_dirty_shutdown), errno still telling which.
              */
-            if (conn_explain_reset(c, bev, EVUTIL_SOCKET_ERROR())) {
+            if (conn_explain(c, TLS_FAIL_SERVER_CLOSED, bev, what, NULL) == TLS_FAIL_RESET) {
                 conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_failed");
                 return;
             }
-            snprintf(c->detail, sizeof(c->detail), "%s %s closed the connection without answering",
-                     conn_inbound(c) ? "backend" : "peer", c->l->target_text);
             conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR,
                                  conn_inbound(c) ? "backend_failed" : "peer_failed");
             return;
@@ -1236,22 +1111,10 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-        char errs[256] = "";
-        int sock_err = EVUTIL_SOCKET_ERROR();
-        unsigned long e = 0;
-
-        if (!conn_inbound(c)) {
-            e = bev_tls_errors(bev, errs, sizeof(errs));
-        }
-        if (!conn_inbound(c) && c->down.bytes == 0 && conn_explain_tls(c, e) == CONN_TLS_ALERT) {
+        if (conn_explain(c, TLS_FAIL_SERVER_ERROR, bev, what, NULL) == TLS_FAIL_ALERT) {
             /* TLS 1.3: the peer's verdict on our certificate comes after our handshake. */
             conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
             return;
-        }
-        if (errs[0] != '\0' || !conn_explain_reset(c, bev, sock_err)) {
-            snprintf(c->detail, sizeof(c->detail), "%s %s: %s",
-                     conn_inbound(c) ? "backend" : "peer", c->l->target_text,
-                     errs[0] != '\0' ? errs : evutil_socket_error_to_string(sock_err));
         }
         if (conn_http(c) && proxy_exchange_can_answer(c)) {
             /*
@@ -1268,33 +1131,6 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-/*
- * The client side failed while relaying: its TLS error in words when there is one (OpenSSL's
- * queue, which libevent moved into the bufferevent; a renegotiation ferry refuses ends here),
- * else the socket error.  errno is 0 after a TLS failure ("Success"), so never use it alone.
- */
-static void
-conn_client_error_detail(struct proxy_conn *c, struct bufferevent *bev)
-{
-    char errs[256] = "";
-    int sock_err = EVUTIL_SOCKET_ERROR();
-    unsigned long e = conn_inbound(c) ? bev_tls_errors(bev, errs, sizeof(errs)) : 0;
-
-    if (c->verify.renegotiation_refused || ERR_GET_REASON(e) == SSL_R_NO_RENEGOTIATION ||
-        ERR_GET_REASON(e) == SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED) {
-        /* ferry never renegotiates (SSL_OP_NO_RENEGOTIATION); the client gave up on it. */
-        snprintf(c->detail, sizeof(c->detail), "client: renegotiation refused%s%s%s",
-                 errs[0] != '\0' ? " (then: " : "", errs, errs[0] != '\0' ? ")" : "");
-    } else if (errs[0] != '\0') {
-        snprintf(c->detail, sizeof(c->detail), "client: TLS error: %s", errs);
-    } else if (sock_err != 0) {
-        snprintf(c->detail, sizeof(c->detail), "client: %s",
-                 evutil_socket_error_to_string(sock_err));
-    } else {
-        snprintf(c->detail, sizeof(c->detail), "client: the connection failed");
-    }
-}
-
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -1306,7 +1142,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
         if (c->verify.reject != TLS_REJECT_NONE) {
             /* A resumed session whose certificate no longer passes rules 2 and 3. */
-            conn_log_rejection(c, TLS_ROLE_SERVER);
+            (void)conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, bev, 0, NULL);
+            conn_log_rejection(c);
             proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
             return;
         }
@@ -1325,8 +1162,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
             c->client_eof = true;
             return;
         }
-        snprintf(c->detail, sizeof(c->detail), "client: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        /* A TLS error says why (errno alone would read "client: Success"). */
+        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, bev, what, NULL);
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_RELAY:
@@ -1337,7 +1174,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_side_eof(c, bev, &c->up);
             return;
         }
-        conn_client_error_detail(c, bev);
+        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, bev, what, NULL);
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_DRAINING:

@@ -579,4 +579,115 @@ int tls_open_regular(const char *path, char *why, size_t whylen);
  */
 const char *tls_file_kind(unsigned mode);
 
+/* ---- tls_failure.c: a failed side of a connection as {reason, detail} (CONTRACT §4, §8) ---- */
+
+/*
+ * Where a proxied connection failed: which of its two sides (the client we accepted, or the
+ * backend or peer we dialled) and how far that side had got.  The listener's role says which
+ * side is TLS: the client side of an inbound listener (we are its server, TLS_ROLE_SERVER), the
+ * peer side of an outbound one (we are its client, TLS_ROLE_CLIENT); the other side is plain.
+ */
+enum tls_fail_stage {
+    TLS_FAIL_CLIENT_HANDSHAKE, /* inbound: the client's TLS handshake with us failed */
+    TLS_FAIL_CLIENT_ERROR,     /* the client side failed while relaying (not a clean EOF) */
+    TLS_FAIL_SERVER_CONNECT,   /* the backend's TCP connect (inbound), or the peer's TCP
+                                  connect and TLS handshake (outbound), failed */
+    TLS_FAIL_SERVER_CLOSED,    /* the backend/peer ended its stream with a request unanswered */
+    TLS_FAIL_SERVER_ERROR,     /* the backend/peer side failed while relaying */
+};
+
+/* What a failure was, for the proxy to pick its close reason and log event. */
+enum tls_fail_reason {
+    TLS_FAIL_REJECTED,      /* we refused the other side's certificate: a §4 rule (the
+                               verify result's reject) */
+    TLS_FAIL_ALERT,         /* the other side refused us with a fatal alert */
+    TLS_FAIL_RESET,         /* outbound, TLS 1.3: the peer reset the connection right after our
+                               handshake, as a refusal of our certificate may look */
+    TLS_FAIL_TLS,           /* TLS failed otherwise: no common version or cipher, not TLS, or
+                               OpenSSL's own reason */
+    TLS_FAIL_RENEGOTIATION, /* the client asked for a renegotiation, which ferry refuses */
+    TLS_FAIL_CLOSED,        /* the other side closed the connection without an error */
+    TLS_FAIL_SOCKET,        /* a socket error (errno), or no cause known */
+};
+
+#define TLS_FAIL_MAX_ERRORS 16   /* OpenSSL error codes kept per failure */
+#define TLS_FAIL_DETAIL_LEN 1536 /* the longest detail, the causes of bad_certificate included */
+
+/*
+ * What the proxy saw of one failed side: plain data, so that tests can replay a recorded
+ * failure.  Zero it, set the fields above `errors`, add the errors OpenSSL queued outside this
+ * thread's queue (libevent keeps its own per bufferevent: tls_failure_add_error()), then call
+ * tls_failure_collect() for the rest.  Strings are borrowed: they must outlive the report.
+ */
+struct tls_failure {
+    enum tls_role role; /* the listener's: SERVER (inbound) or CLIENT (outbound) */
+    enum tls_fail_stage stage;
+    const char *remote;      /* the client's address, "10.0.0.5:41234" */
+    const char *target;      /* the backend or peer as configured, "node2.test:6984" */
+    const char *listener;    /* the listener's name */
+    const char *config_path; /* the config file it came from; NULL: the embedded default */
+    /* what tls/ recorded during the TLS side's handshake (§4 verdict, alerts, first bytes, the
+       certificate we sent, a refused renegotiation); NULL: nothing */
+    const struct tls_verify_result *verify;
+    int sock_err;      /* errno right after the failure; 0: none */
+    bool eof;          /* the side reported an end of stream (libevent's BEV_EVENT_EOF) */
+    uint64_t bytes_in; /* bytes received from the backend/peer since it was connected */
+    bool reused;       /* the backend/peer connection came from the pool: it served earlier
+                          requests, so a reset is no verdict on our handshake */
+    /* OpenSSL's packed error codes (ERR_get_error()) of the TLS side, in queue order: the most
+       specific first.  Codes of library 0 (SSL_get_error() values that libevent queues among
+       them) are ignored. */
+    unsigned long errors[TLS_FAIL_MAX_ERRORS];
+    size_t n_errors;
+    int version; /* SSL_version() of the TLS side (TLS1_3_VERSION...); 0: unknown */
+    /* our side of the TLS side (certificate file, issuer, what we offer), for the texts that
+       name a file; its role must be ${role} */
+    struct tls_self_info self;
+};
+
+/* What tls_failure_report() made of a struct tls_failure. */
+struct tls_failure_report {
+    enum tls_fail_reason reason;
+    int alert; /* TLS_FAIL_ALERT: the alert the other side sent (tls_alert_name()); else -1 */
+    char detail[TLS_FAIL_DETAIL_LEN]; /* the sentence for the log line and the 502 body */
+};
+
+/*
+ * tls_failure_report(f, out):
+ * Explain the failure ${f} in plain words into ${out}.  The first cause that applies wins:
+ * - CLIENT_HANDSHAKE: a §4 rule we enforce (tls_chain_gap_describe(), else
+ *   tls_reject_describe()), the client's alert (tls_alert_describe()), a failure tls/ can name
+ *   (tls_error_describe(), tls_plaintext_describe()), OpenSSL's reasons, EOF, errno;
+ * - SERVER_CONNECT: for a peer the same four, then for both kinds: no errno (or EAGAIN,
+ *   EINTR) is a close, else errno ("cannot connect to ...");
+ * - SERVER_CLOSED: a reset that may hide a refusal of our certificate under TLS 1.3 (outbound,
+ *   not pooled, nothing answered, a certificate sent, ECONNRESET or EPIPE:
+ *   tls_reset_describe()), else a close without an answer;
+ * - SERVER_ERROR: the peer's alert while nothing is answered yet, OpenSSL's reasons, that TLS
+ *   1.3 reset, errno;
+ * - CLIENT_ERROR: a refused renegotiation, OpenSSL's reasons (inbound), errno, else "the
+ *   connection failed".
+ * When an outbound peer refused our certificate for who we are (bad_certificate,
+ * access_denied, certificate_unknown, handshake_failure, or the reset), the detail ends with
+ * the `ferry check --peer HOST:PORT -c FILE --listener NAME` to run.  Pure: reads only ${f}
+ * (and the static error strings of OpenSSL and strerror()).
+ */
+void tls_failure_report(const struct tls_failure *f, struct tls_failure_report *out);
+
+/*
+ * tls_failure_add_error(f, e):
+ * Append the packed OpenSSL error code ${e} to ${f}->errors; past TLS_FAIL_MAX_ERRORS it is
+ * dropped.
+ */
+void tls_failure_add_error(struct tls_failure *f, unsigned long e);
+
+/*
+ * tls_failure_collect(f, t, ssl):
+ * Fill what OpenSSL knows of the failure ${f} (role and stage set): append this thread's error
+ * queue to ${f}->errors, emptying it; ${f}->version from ${ssl} (NULL: 0); ${f}->self from
+ * the listener's context ${t} (NULL: none) when the failed side is TLS and the stage may
+ * name our files (not TLS_FAIL_CLIENT_ERROR), else an empty one with ${f}->role.
+ */
+void tls_failure_collect(struct tls_failure *f, const struct tls_ctx *t, const SSL *ssl);
+
 #endif /* FERRY_TLS_H */

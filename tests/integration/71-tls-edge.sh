@@ -92,6 +92,10 @@ serves oversized-hello
 attack oversized-app >"$T/oversized-app.log" 2>&1 ||
     fail "18 KiB application_data record not closed: $(cat "$T/oversized-app.log")"
 serves oversized-app
+# Whether the record arrives while the backend is still being dialled or once relaying, the
+# summary says what the client did wrong, never errno's "client: Success".
+expect_log edge 'event=conn_closed .*reason=client_error detail="client: TLS error: packet length too long"'
+expect_no_log edge 'detail="client: Success"'
 pass "oversized records closed at once; next client served"
 
 # ---- fragmentation ----
