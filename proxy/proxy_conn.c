@@ -520,10 +520,10 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 /*
  * conn_finish_client(c, reason):
  * End ${c} without dropping what the client is owed: the backend/peer side ends
- * (conn_close_server()), the
- * client's output (our answer, or the response relayed so far) is written, then the client's
- * side is half-closed and whatever it still sends is read and dropped until it closes or
- * PROXY_LINGER_MS pass.  ${reason} is the close reason logged at the end.
+ * (conn_close_server()), the client's output (our answer, or the response relayed so far) is
+ * written, then the client's side is half-closed and whatever it still sends is read and
+ * dropped until it closes or PROXY_LINGER_MS pass.  ${reason} is the close reason logged at
+ * the end.
  */
 static void
 conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
