@@ -856,11 +856,12 @@ take_back_request(struct proxy_conn *c)
             evbuffer_drain(x->mark_buf, evbuffer_get_length(x->mark_buf));
             evbuffer_add_buffer(x->mark_buf, keep);
             evbuffer_free(keep);
-        } else {
-            x->odd = true; /* out of memory: the request stays; never pool that connection */
         }
-    } else {
-        x->odd = true; /* part of it left: that connection carries no other request */
+    }
+    if (!x->mark_valid || evbuffer_get_length(x->mark_buf) != x->head_mark) {
+        /* Part of it left (or stays: out of memory, an output libevent keeps frozen at its
+         * start): that connection must never carry another request. */
+        x->odd = true;
     }
     /* Its access-log line goes with ferry's answer, as for a head refused whole. */
     x->denied = *q_back(x);
