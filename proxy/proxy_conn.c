@@ -187,20 +187,6 @@ set_nodelay(evutil_socket_t fd)
     }
 }
 
-/* Free one side: close_notify first when its TLS session is open and healthy. */
-static void
-conn_free_side(struct bufferevent **bevp, bool tls, bool send_close_notify)
-{
-    if (*bevp == NULL) {
-        return;
-    }
-    if (tls && send_close_notify) {
-        proxy_shutdown_write(*bevp, true);
-    }
-    bufferevent_free(*bevp);
-    *bevp = NULL;
-}
-
 /*
  * Does the client's socket linger after ${c} ends for ${reason} (proxy_linger.c)?  An inbound
  * client refused during its handshake: we sent it a fatal alert (or, for a resumed session
@@ -239,6 +225,115 @@ conn_linger_ms(const struct proxy_conn *c)
     uint64_t ms = c->l->limits->handshake_timeout_ms;
 
     return ms < PROXY_LINGER_MS ? ms : PROXY_LINGER_MS;
+}
+
+/* ---- the end of each side: one function per side, on every path ---- */
+
+/*
+ * May the client side still get a close_notify: TLS (inbound), its handshake done, no error
+ * or reset seen on it, none sent yet?  (OpenSSL: no SSL_shutdown() after a fatal error.)
+ */
+static bool
+conn_client_tls_ok(const struct proxy_conn *c)
+{
+    return conn_inbound(c) && c->tls_up && !c->client_failed && !c->down.shut_sent;
+}
+
+/* The same for the peer side (outbound). */
+static bool
+conn_server_tls_ok(const struct proxy_conn *c)
+{
+    return !conn_inbound(c) && c->tls_up && !c->server_failed && !c->up.shut_sent;
+}
+
+/*
+ * Can the peer side go back to the pool rather than close: pooling on, its TLS session up
+ * and healthy, the peer has not ended its side, and the exchange says it is between
+ * exchanges (proxy_exchange_reusable(): no request of ours in flight or half-sent, the last
+ * response read to its end with keep-alive both ways; proxy_pool_put() also refuses bytes
+ * left in either buffer).
+ */
+static bool
+conn_server_poolable(const struct proxy_conn *c)
+{
+    return proxy_pool_enabled(c->l) && conn_server_tls_ok(c) && !c->down.eof_seen &&
+           proxy_exchange_reusable(c);
+}
+
+/*
+ * conn_close_server(c):
+ * The one end of the backend/peer side of ${c}, on every path: the client done, our own
+ * answer to it (400, 403, 408, 502, 504...), an error, a timeout, drain and stop.  A peer
+ * connection between exchanges goes back to the pool (conn_server_poolable()); any other is
+ * closed, after a close_notify when its TLS session is up and healthy, so that the peer sees
+ * a clean end and our session stays resumable (OpenSSL drops the session of an SSL freed
+ * without SSL_shutdown()).  Afterwards c->server is NULL and the side's flags are cleared.
+ *
+ * Safe inside the server's own callbacks (libevent defers the free) and inside the down
+ * relay's pump, which calls here through our answer when a response it frames completes the
+ * queue: c->down.src keeps pointing at the old bufferevent until that pump returns, and
+ * c->down.eof_seen (nothing more comes from that side) keeps the pump from turning its
+ * reading back on or off.  Nothing reads the relays' pointers after the relay ends.
+ */
+static void
+conn_close_server(struct proxy_conn *c)
+{
+    if (c->server == NULL) {
+        return;
+    }
+    if (conn_server_poolable(c)) {
+        /* Ownership moves to the pool, which sets its own callbacks and watermarks. */
+        proxy_pool_put(c->l, c->server, &c->verify);
+    } else {
+        if (conn_server_tls_ok(c)) {
+            proxy_shutdown_write(c->server, true);
+        }
+        bufferevent_free(c->server);
+    }
+    c->server = NULL;
+    c->down.eof_seen = true;
+    c->server_failed = false;
+    if (!conn_inbound(c)) {
+        c->tls_up = false; /* outbound: tls_up was the peer side's */
+    }
+}
+
+/*
+ * conn_close_client(c, lingers):
+ * The one end of the client side of ${c}: a close_notify when its TLS session is up and
+ * healthy (conn_client_tls_ok()), then the socket closes; with ${lingers} (a client refused
+ * in its handshake, conn_client_lingers()) the socket is handed to proxy_linger.c instead,
+ * after our alert: FIN, then the client's request is read so that no RST destroys the alert.
+ */
+static void
+conn_close_client(struct proxy_conn *c, bool lingers)
+{
+    evutil_socket_t fd;
+
+    if (c->client == NULL) {
+        return;
+    }
+    fd = lingers ? conn_take_fd(c->client) : -1;
+    if (conn_client_tls_ok(c)) {
+        proxy_shutdown_write(c->client, true);
+    }
+    bufferevent_free(c->client);
+    c->client = NULL;
+    c->client_failed = false;
+    if (fd >= 0) {
+        proxy_linger_close(c->l->w, fd, conn_linger_ms(c));
+    }
+}
+
+/*
+ * Half-close the client side once everything it is owed is written (DRAINING): close_notify
+ * when its TLS session is healthy, then FIN; reading goes on until the client closes.
+ */
+static void
+conn_shut_client(struct proxy_conn *c)
+{
+    proxy_shutdown_write(c->client, conn_client_tls_ok(c));
+    c->down.shut_sent = true;
 }
 
 /* The one place that turns a connection's end into /metrics counters. */
@@ -310,9 +405,9 @@ conn_count_peer_answered(struct proxy_conn *c)
 
 /*
  * proxy_conn_drop(c, reason):
- * The one teardown: log the summary line, cancel timers, send close_notify where a TLS
- * session is open and not already shut, free both bufferevents (closing the sockets),
- * update the listener accounting and free ${c}.  ${c} is invalid afterwards.
+ * The one teardown of a connection: log the summary line, cancel timers, end both sides
+ * (conn_close_server(): the pool or close_notify; conn_close_client(): close_notify or
+ * linger), update the listener accounting and free ${c}.  ${c} is invalid afterwards.
  */
 void
 proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
@@ -321,11 +416,12 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     struct proxy_worker *w = l->w;
     struct timeval now;
     char dur[32], in[32], out[32];
-    evutil_socket_t linger_fd;
     bool lingers;
 
     conn_check(c);
     c->reason = reason;
+    /* First, while the exchange can still say whether the peer side is between exchanges. */
+    conn_close_server(c);
     /* Requests that never got their response get their access-log line first. */
     proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
     proxy_exchange_free(c);
@@ -350,17 +446,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         event_free(c->timer);
         c->timer = NULL;
     }
-    /* A client refused in its handshake keeps its socket a little longer (see below). */
-    linger_fd = lingers ? conn_take_fd(c->client) : -1;
-    /* A side that failed (reset, TLS error) must not see SSL_shutdown after a fatal error. */
-    conn_free_side(&c->client, conn_inbound(c),
-                   c->tls_up && reason != PROXY_CLOSE_CLIENT_ERROR && !c->down.shut_sent);
-    if (linger_fd >= 0) {
-        /* Our alert is out: FIN, then read the client's request, so that no RST destroys it. */
-        proxy_linger_close(w, linger_fd, conn_linger_ms(c));
-    }
-    conn_free_side(&c->server, !conn_inbound(c),
-                   c->tls_up && reason != PROXY_CLOSE_SERVER_ERROR && !c->up.shut_sent);
+    conn_close_client(c, lingers);
     if (c->fd >= 0) {
         evutil_closesocket(c->fd);
         c->fd = -1;
@@ -406,10 +492,12 @@ conn_relay_finished(struct proxy_conn *c)
 
 /*
  * proxy_conn_answer(c, reason, status, phrase, ctype, body):
- * Queue our own HTTP answer to the client and move to DRAINING: the backend/peer side is
- * closed; once the answer is written the client's side is half-closed and whatever the client
- * still sends is read and dropped until it closes or PROXY_LINGER_MS pass, so it sees our
- * answer rather than a reset.  ${reason} is the close reason logged at the end.
+ * Queue our own HTTP answer to the client and move to DRAINING: the backend/peer side ends
+ * (conn_close_server(): a healthy peer connection between exchanges goes back to the pool,
+ * any other closes with close_notify); once the answer is written the client's side is
+ * half-closed and whatever the client still sends is read and dropped until it closes or
+ * PROXY_LINGER_MS pass, so it sees our answer rather than a reset.  ${reason} is the close
+ * reason logged at the end.
  */
 void
 proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
@@ -430,19 +518,18 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 
 /*
  * conn_finish_client(c, reason):
- * End ${c} without dropping what the client is owed: the backend/peer side is closed, the
- * client's output (our answer, or the response relayed so far) is written, then the client's
- * side is half-closed and whatever it still sends is read and dropped until it closes or
- * PROXY_LINGER_MS pass.  ${reason} is the close reason logged at the end.
+ * End ${c} without dropping what the client is owed: the backend/peer side ends
+ * (conn_close_server()), the client's output (our answer, or the response relayed so far) is
+ * written, then the client's side is half-closed and whatever it still sends is read and
+ * dropped until it closes or PROXY_LINGER_MS pass.  ${reason} is the close reason logged at
+ * the end.
  */
 static void
 conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 {
     c->reason = reason;
-    if (c->server != NULL) {
-        bufferevent_free(c->server);
-        c->server = NULL;
-    }
+    /* Between exchanges back to the pool, else closed with close_notify when healthy. */
+    conn_close_server(c);
     conn_set_state(c, PROXY_CONN_DRAINING);
     bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
     bufferevent_enable(c->client, EV_READ | EV_WRITE);
@@ -582,12 +669,7 @@ conn_resume_up(struct proxy_conn *c)
 static void
 conn_pool_release(struct proxy_conn *c)
 {
-    if (proxy_exchange_reusable(c)) {
-        proxy_pool_put(c->l, c->server, &c->verify);
-        c->server = NULL;
-    } else {
-        conn_free_side(&c->server, true, c->tls_up && !c->up.shut_sent);
-    }
+    conn_close_server(c);
     c->up.dst = c->down.src = NULL;
     proxy_exchange_free(c); /* nothing is in flight: no timer of it may fire any more */
     c->reason = PROXY_CLOSE_DONE;
@@ -645,9 +727,9 @@ conn_pool_retry(struct proxy_conn *c)
            "a pooled connection to the peer closed before answering; going on with a new "
            "connection",
            (const char *)NULL);
-    conn_free_side(&c->server, true, false);
+    c->server_failed = true; /* it closed or failed: no close_notify, not pooled again */
+    conn_close_server(c);
     c->up.dst = c->down.src = NULL;
-    c->tls_up = false;
     c->pool_reused = false;
     c->pool_retried = true;
     conn_connect(c);
@@ -769,8 +851,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
     if (c->state == PROXY_CONN_DRAINING) {
         /* Our answer is out: half-close and wait for the client to go (or the linger timer). */
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->down.shut_sent) {
-            proxy_shutdown_write(bev, conn_inbound(c) && c->tls_up);
-            c->down.shut_sent = true;
+            conn_shut_client(c);
             if (c->up.eof_seen || c->client_eof) {
                 /* The client has finished sending too: nothing left to wait for. */
                 proxy_conn_drop(c, c->reason);
@@ -1083,6 +1164,8 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_start_relay(c);
         return;
     }
+    /* Anything but a clean end of what it sends: no close_notify to it (conn_close_server). */
+    c->server_failed = c->server_failed || !conn_read_eof(what);
     if (c->state == PROXY_CONN_CONNECTING) {
         conn_server_connect_failed(c, bev, what);
         return;
@@ -1152,6 +1235,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_connect(c);
         return;
     }
+    /* Anything but a clean end of what it sends: no close_notify to it (conn_close_client). */
+    c->client_failed = c->client_failed || !conn_read_eof(what);
     switch (c->state) {
     case PROXY_CONN_HANDSHAKE:
         conn_client_handshake_failed(c, bev, what);

@@ -91,7 +91,9 @@ struct proxy_exchange {
     /* outbound pool (proxy_pool.c) */
     bool keep;        /* the last final response and its request both allowed keep-alive
                          (true before the first) */
-    bool odd;         /* a 1xx other than 100 was seen: never reuse this peer connection */
+    bool odd;         /* never reuse this peer connection: a 1xx other than 100 was seen, or
+                         part of a request, or a response, is still owed on it (ferry answered
+                         the request itself, or took back a request after bytes of it left) */
     bool close_after; /* a Connection: close request was answered: the client is done */
     char *retry;      /* the forwarded head of a request that a stale pooled connection may */
     size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
@@ -276,6 +278,7 @@ proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len)
         access_log(c, q_front(x), status, body_len);
         x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
         x->q_len--;
+        x->odd = true; /* its response may still come on that connection: never pool it */
         return;
     }
     if (x != NULL && x->denied_owed) {
@@ -582,7 +585,10 @@ proxy_exchange_requests_idle(const struct proxy_conn *c)
 /*
  * proxy_exchange_reusable(c):
  * Can ${c}'s peer connection carry another request: the last response was read to its end,
- * it and its request allowed keep-alive, nothing is in flight or half-way either way?
+ * it and its request allowed keep-alive, nothing is in flight or half-way either way?  The
+ * client's side may be anywhere: a head ferry refuses or has not finished (400, 403, 408...)
+ * never reaches the peer (heads go whole, after the checks), and a request refused in its
+ * body after bytes of it left marks the connection (odd).
  */
 bool
 proxy_exchange_reusable(const struct proxy_conn *c)
@@ -590,7 +596,7 @@ proxy_exchange_reusable(const struct proxy_conn *c)
     const struct proxy_exchange *x = c->x;
 
     return x != NULL && x->keep && !x->odd && x->q_len == 0 && !x->req_in_body &&
-           !x->answer_pending && proxy_http_idle(x->req) && proxy_http_idle(x->resp);
+           !x->answer_pending && proxy_http_idle(x->resp);
 }
 
 /*
@@ -851,6 +857,11 @@ take_back_request(struct proxy_conn *c)
             evbuffer_add_buffer(x->mark_buf, keep);
             evbuffer_free(keep);
         }
+    }
+    if (!x->mark_valid || evbuffer_get_length(x->mark_buf) != x->head_mark) {
+        /* Part of it left (or stays: out of memory, an output libevent keeps frozen at its
+         * start): that connection must never carry another request. */
+        x->odd = true;
     }
     /* Its access-log line goes with ferry's answer, as for a head refused whole. */
     x->denied = *q_back(x);

@@ -15,7 +15,10 @@
  *   struct proxy_worker   owns its event base, its listeners, its open connections.
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
  *   struct proxy_conn     owns both bufferevents (and through BEV_OPT_CLOSE_ON_FREE their
- *                         sockets and SSL objects), its timer and sniff event.
+ *                         sockets and SSL objects), its timer and sniff event.  Each side
+ *                         ends in one function (proxy_conn.c: conn_close_client,
+ *                         conn_close_server), which sends close_notify when that side's TLS
+ *                         session is up and healthy, or gives the peer side to the pool.
  *   struct proxy_pool     (in its listener) owns the idle peer bufferevents it holds; one
  *                         moves to a connection when taken and back when put.
  */
@@ -336,6 +339,10 @@ struct proxy_conn {
     struct timeval hs_done;   /* outbound: when the handshake passed every rule (hs_pending) */
     bool client_eof;          /* the client half-closed before the relay started */
     bool tls_up;              /* the client-side (inbound) or server-side (outbound) TLS is open */
+    bool client_failed;       /* an error, reset or timeout on the client side: it gets no
+                                 close_notify (conn_close_client) */
+    bool server_failed;       /* ... on the backend/peer side: no close_notify, never pooled
+                                 (conn_close_server); cleared with the side */
     bool hs_pending;          /* outbound: handshake done at hs_done, not counted yet */
     bool pool_reused;         /* server came from the pool: a stale one may be retried once */
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
