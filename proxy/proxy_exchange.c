@@ -23,6 +23,7 @@
 #include "proxy_access.h"
 #include "proxy_http.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 /*
  * Requests that may wait for their responses at once.  A client that pipelines more is not
@@ -158,7 +159,7 @@ proxy_request_log(struct proxy_conn *c, const char *method, const char *target, 
     uint64_t ms = ms_since(c, start);
 
     /* Every request line is one observation of ferry_request_duration_seconds. */
-    proxy_metrics_request(c->l->m, c->l->w->base, start, status);
+    proxy_stats_request(c->l->stats, c->l->w->base, start, status);
     if (!log_enabled(LOG_INFO)) {
         return;
     }
@@ -951,7 +952,7 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     access_log(c, r, r->status, body);
     if (r->status >= 100 && r->status < 600) {
-        PROXY_STAT_ADD(c->l->m->requests[r->status / 100], 1);
+        PROXY_STATS_ADD(c->l->stats->requests[r->status / 100], 1);
     }
     if (r->client_close) {
         x->close_after = true;
