@@ -340,18 +340,13 @@ upstream_reason(struct proxy_stats_name *n, bool inbound, enum proxy_reach r, ch
 {
     long long now = (long long)time(NULL);
     struct proxy_upstream_view v;
-    long long last;
-    unsigned fails;
-    const char *detail = v.detail;
 
     proxy_stats_upstream_read(n, true, &v);
-    last = v.last_fail;
-    fails = v.fails;
     if (r == PROXY_REACH_UP) {
         buf[0] = '\0';
-    } else if (r == PROXY_REACH_DOWN || fails > 0) {
-        snprintf(buf, len, "%s (%u failed attempt%s in a row, last %llds ago)", detail, fails,
-                 fails == 1 ? "" : "s", now - last < 0 ? 0 : now - last);
+    } else if (r == PROXY_REACH_DOWN || v.fails > 0) {
+        snprintf(buf, len, "%s (%u failed attempt%s in a row, last %llds ago)", v.detail, v.fails,
+                 v.fails == 1 ? "" : "s", now - v.last_fail < 0 ? 0 : now - v.last_fail);
     } else if (inbound) {
         snprintf(buf, len, "not checked yet: the first probe has not answered");
     } else {
