@@ -480,6 +480,9 @@ worker_free(struct proxy_worker *w)
     if (w->base != NULL) {
         event_base_free(w->base);
     }
+    /* Every connection has ended (above): its spare structs go now. */
+    proxy_spare_clear(&w->spare_conns);
+    proxy_spare_clear(&w->spare_exchanges);
     pthread_mutex_destroy(&w->cmd_mu);
     w->magic = 0;
     free(w);

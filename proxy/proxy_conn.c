@@ -382,7 +382,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     PROXY_STATS_ADD(l->stats->bytes_in, c->up.bytes);
     PROXY_STATS_ADD(l->stats->bytes_out, c->down.bytes);
     c->magic = 0;
-    free(c);
+    proxy_spare_put(&w->spare_conns, c);
     if (--l->n_conns == 0 && l->retired) {
         /* The last connection of a listener that a reload replaced. */
         proxy_listener_free(l);
@@ -1499,7 +1499,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     struct proxy_conn *c;
 
     (void)salen;
-    c = calloc(1, sizeof(*c));
+    c = proxy_spare_get(&w->spare_conns, sizeof(*c)); /* zeroed, as by calloc */
     if (c == NULL) {
         log_kv(LOG_WARN, "oom", "listener", l->cfg->name, "msg",
                "out of memory accepting a connection; closed it", (const char *)NULL);

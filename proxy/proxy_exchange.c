@@ -1129,7 +1129,7 @@ proxy_exchange_start(struct proxy_conn *c)
     struct event_base *base = c->l->w->base;
     char cn[256];
 
-    x = calloc(1, sizeof(*x));
+    x = proxy_spare_get(&c->l->w->spare_exchanges, sizeof(*x)); /* zeroed, as by calloc */
     if (x == NULL) {
         return -1;
     }
@@ -1232,7 +1232,7 @@ proxy_exchange_free(struct proxy_conn *c)
     free(x->auth_user);
     free(x->auth_token);
     free(x->retry);
-    free(x);
+    proxy_spare_put(&c->l->w->spare_exchanges, x);
     c->x = NULL;
     c->up.http = NULL;
     c->down.http = NULL;

@@ -36,6 +36,7 @@
 #include "config.h"
 #include "proxy.h"
 #include "proxy_http.h"
+#include "proxy_spare.h"
 #include "tls.h"
 
 #define PROXY_MAGIC          0x50525859u /* "PRXY" */
@@ -226,6 +227,9 @@ struct proxy_worker {
     /* client sockets being closed gently (proxy_linger.c), at most PROXY_LINGER_MAX */
     struct proxy_linger *lingering;
     unsigned n_lingering;
+    /* ended connections' structs, reused by the next ones (no malloc per connection) */
+    struct proxy_spare spare_conns;     /* struct proxy_conn */
+    struct proxy_spare spare_exchanges; /* struct proxy_exchange (proxy_exchange.c) */
 };
 
 /*
