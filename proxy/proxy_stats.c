@@ -118,7 +118,7 @@ proxy_stats_name_get(struct proxy_stats_set *s, const char *name)
             return s->names[i];
         }
     }
-    v = realloc(s->names, (s->n + 1) * sizeof(*v));
+    v = realloc(s->names, (s->n + 1) * sizeof(struct proxy_stats_name *));
     if (v == NULL) {
         return NULL;
     }
