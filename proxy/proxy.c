@@ -36,6 +36,7 @@
 #include "proxy.h"
 #include "proxy_admin.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 /* How often the files named by the config are checked for changes (rotation by rename too). */
 #define PROXY_WATCH_MS 2000
@@ -307,7 +308,7 @@ worker_commit(struct proxy_worker *w, struct proxy_cmd *cmd)
             log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text,
                    "msg", "no socket to take over for this address", (const char *)NULL);
             l->listen_failed = true;
-            PROXY_STAT_ADD(l->m->workers_down, 1);
+            PROXY_STAT_ADD(proxy_stats_of(l->stats)->workers_down, 1);
         }
     }
     for (size_t i = 0; i < w->n_listeners; i++) {
@@ -479,6 +480,9 @@ worker_free(struct proxy_worker *w)
     if (w->base != NULL) {
         event_base_free(w->base);
     }
+    /* Every connection has ended (above): its spare structs go now. */
+    proxy_spare_clear(&w->spare_conns);
+    proxy_spare_clear(&w->spare_exchanges);
     pthread_mutex_destroy(&w->cmd_mu);
     w->magic = 0;
     free(w);
@@ -875,6 +879,7 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
     }
     p->n_workers = workers_wanted(cfg);
     p->workers = calloc(p->n_workers, sizeof(*p->workers));
+    p->stats = proxy_stats_set_new(p->n_workers);
     sets = calloc(p->n_workers, sizeof(*sets));
     p->worker_done = event_new(p->base, -1, 0, worker_done_cb, p);
     p->watch = event_new(p->base, -1, EV_PERSIST, watch_cb, p);
@@ -882,9 +887,9 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
     p->sig_term = evsignal_new(p->base, SIGTERM, stop_cb, p);
     p->sig_int = evsignal_new(p->base, SIGINT, stop_cb, p);
     p->sig_hup = evsignal_new(p->base, SIGHUP, hup_cb, p);
-    if (p->workers == NULL || sets == NULL || p->worker_done == NULL || p->watch == NULL ||
-        p->drain_timer == NULL || p->sig_term == NULL || p->sig_int == NULL || p->sig_hup == NULL ||
-        (path != NULL && p->config_path == NULL)) {
+    if (p->workers == NULL || p->stats == NULL || sets == NULL || p->worker_done == NULL ||
+        p->watch == NULL || p->drain_timer == NULL || p->sig_term == NULL || p->sig_int == NULL ||
+        p->sig_hup == NULL || (path != NULL && p->config_path == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto err1;
     }
@@ -1094,10 +1099,8 @@ proxy_free(struct proxy *p)
     p->workers = NULL;
     proxy_admin_free(p);
     watch_clear(p);
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        proxy_metrics_free(p->metrics[i]);
-    }
-    free(p->metrics);
+    proxy_stats_set_free(p->stats);
+    p->stats = NULL;
     if (p->worker_done != NULL) {
         event_free(p->worker_done);
     }

@@ -16,10 +16,10 @@
  * The listener is a small HTTP/1.x server of its own (one request per connection, then
  * Connection: close) rather than libevent's evhttp, whose errors are HTML pages.
  *
- * Counters live in struct proxy_metrics, one per listener name, owned by struct proxy and
- * kept across reloads.  Certificate expiry is read from the files at start and on reload.
- * Inbound backends are probed (a TCP connect) every admin.probe_interval when no connection
- * of the listener reached them since the last probe.
+ * Counters live in proxy_stats.h, one block per listener name and worker, owned by struct
+ * proxy and kept across reloads; this file only reads them (proxy_stats_sum).  Certificate expiry
+ * is read from the files at start and on reload. Inbound backends are probed (a TCP connect) every
+ * admin.probe_interval when no connection of the listener reached them since the last probe.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,14 +46,7 @@
 #include "log.h"
 #include "proxy_admin.h"
 #include "proxy_internal.h"
-
-/* Handshake latency buckets, in seconds (upper bounds). */
-static const double hs_bounds[PROXY_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                     0.1,   0.25,   0.5,   1,    2.5,   5};
-
-/* Request duration buckets, in seconds: Prometheus's defaults, then up to backend_timeout. */
-static const double req_bounds[PROXY_REQ_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                     1,     2.5,  5,     10,   30,  60};
+#include "proxy_stats.h"
 
 /* The admin request head may be this long; more is 431. */
 #define ADMIN_HEAD_MAX 8192
@@ -93,14 +86,14 @@ struct admin_cert {
 /* The TCP probe of one inbound listener's backend (control thread). */
 struct admin_probe {
     struct proxy_admin *a;
-    struct proxy_metrics *m;
+    struct proxy_stats_name *n;
     char target[300];
     struct sockaddr_storage ss;
     socklen_t len;
     char resolve_err[256]; /* non-empty: the backend name did not resolve */
     evutil_socket_t fd;    /* a connect in flight, or -1 */
     struct event *ev;
-    uint64_t oks_seen; /* m->up.oks after the last probe (or tick that skipped one) */
+    uint64_t oks_seen; /* the backend's successes after the last probe (or tick that skipped one) */
 };
 
 /* One admin connection: read one request head, answer, linger, close. */
@@ -127,19 +120,6 @@ struct proxy_admin {
     uint64_t evicted;       /* connections evicted since the last admin_evicted line */
     long long evict_logged; /* proxy_clock_ms() of that line; 0 before the first */
 };
-
-/*
- * proxy_clock_ms():
- * Monotonic milliseconds (heartbeats and /livez; any thread).
- */
-long long
-proxy_clock_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the decisions (proxy_admin.h) ---- */
 
@@ -322,188 +302,51 @@ proxy_file_state_of(bool readable, long long not_before, long long not_after, lo
     return PROXY_FILE_OK;
 }
 
-/* ---- counters ---- */
+/* ---- counters (proxy_stats.h) ---- */
 
-/*
- * proxy_metrics_for(p, name):
- * The counters of listener ${name}, made on first use; NULL on OOM.  They outlive reloads.
- */
-struct proxy_metrics *
-proxy_metrics_for(struct proxy *p, const char *name)
+/* The record of listener ${name}, made on first use; NULL on OOM.  It outlives reloads. */
+static struct proxy_stats_name *
+stats_for(struct proxy *p, const char *name)
 {
-    struct proxy_metrics **v, *m;
-
-    for (size_t i = 0; i < p->n_metrics; i++) {
-        if (strcmp(p->metrics[i]->name, name) == 0) {
-            return p->metrics[i];
-        }
-    }
-    v = realloc(p->metrics, (p->n_metrics + 1) * sizeof(*v));
-    if (v == NULL) {
-        return NULL;
-    }
-    p->metrics = v;
-    m = calloc(1, sizeof(*m));
-    if (m == NULL) {
-        return NULL;
-    }
-    snprintf(m->name, sizeof(m->name), "%s", name);
-    pthread_mutex_init(&m->up.mu, NULL);
-    m->up.logged = PROXY_REACH_UNKNOWN;
-    p->metrics[p->n_metrics++] = m;
-    return m;
+    return proxy_stats_name_get(p->stats, name);
 }
 
-/*
- * proxy_metrics_free(m):
- * Release counters made by proxy_metrics_for(); NULL is a no-op.
- */
-void
-proxy_metrics_free(struct proxy_metrics *m)
-{
-    if (m == NULL) {
-        return;
-    }
-    pthread_mutex_destroy(&m->up.mu);
-    free(m);
-}
-
-/*
- * proxy_metrics_handshake(m, start, now):
- * Count one successful handshake that took ${now} - ${start}.
- */
-void
-proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
-                        const struct timeval *now)
-{
-    double s =
-        (double)(now->tv_sec - start->tv_sec) + (double)(now->tv_usec - start->tv_usec) / 1e6;
-    size_t b = 0;
-
-    while (b < PROXY_HIST_BUCKETS && s > hs_bounds[b]) {
-        b++;
-    }
-    PROXY_STAT_ADD(m->hs_hist[b], 1);
-    PROXY_STAT_ADD(m->hs_sum_us, (uint64_t)(s < 0 ? 0 : s * 1e6));
-    PROXY_STAT_ADD(m->hs_count, 1);
-    PROXY_STAT_ADD(m->hs_ok, 1);
-}
-
-/*
- * proxy_metrics_request(m, base, start, status):
- * One request got its access-log line with ${status} (0 when it got none, which is not
- * observed): observe its duration since ${start} (by ${base}'s cached clock) in
- * ferry_request_duration_seconds under its status class.  Called on the worker's thread.
- */
-void
-proxy_metrics_request(struct proxy_metrics *m, struct event_base *base, const struct timeval *start,
-                      int status)
-{
-    struct timeval now;
-    long long us;
-    int code = status;
-    size_t b = 0;
-
-    if (code < 100 || code > 599) {
-        return;
-    }
-    event_base_gettimeofday_cached(base, &now);
-    us = ((long long)now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
-    if (us < 0) {
-        us = 0;
-    }
-    while (b < PROXY_REQ_BUCKETS && (double)us / 1e6 > req_bounds[b]) {
-        b++;
-    }
-    PROXY_STAT_ADD(m->req_hist[code / 100][b], 1);
-    PROXY_STAT_ADD(m->req_sum_us[code / 100], (uint64_t)us);
-    PROXY_STAT_ADD(m->req_count[code / 100], 1);
-}
-
-/*
- * proxy_upstream_ok(m):
- * The backend (inbound) accepted a connection, or the peer (outbound) completed a verified
- * handshake and answered: it is up (any thread).
- */
-void
-proxy_upstream_ok(struct proxy_metrics *m)
-{
-    if (PROXY_STAT_GET(m->up.fails) != 0) {
-        __atomic_store_n(&m->up.fails, 0, __ATOMIC_RELAXED);
-    }
-    if (PROXY_STAT_GET(m->up.probe_failed)) {
-        __atomic_store_n(&m->up.probe_failed, false, __ATOMIC_RELAXED);
-    }
-    __atomic_store_n(&m->up.last_ok, (long long)time(NULL), __ATOMIC_RELAXED);
-    PROXY_STAT_ADD(m->up.oks, 1);
-}
-
-/*
- * proxy_upstream_failed(m, detail):
- * A connect to the backend, or a connect or handshake with the peer, failed with ${detail}
- * in words (any thread).
- */
-void
-proxy_upstream_failed(struct proxy_metrics *m, const char *detail)
-{
-    pthread_mutex_lock(&m->up.mu);
-    snprintf(m->up.detail, sizeof(m->up.detail), "%s", detail);
-    pthread_mutex_unlock(&m->up.mu);
-    __atomic_store_n(&m->up.last_fail, (long long)time(NULL), __ATOMIC_RELAXED);
-    PROXY_STAT_ADD(m->up.fails, 1);
-}
-
-/* A probe of the backend failed: down at once (proxy_reach_of). */
-static void
-upstream_probe_failed(struct proxy_metrics *m, const char *detail)
-{
-    proxy_upstream_failed(m, detail);
-    __atomic_store_n(&m->up.probe_failed, true, __ATOMIC_RELAXED);
-}
-
+/* What the recorded outcomes say about ${n}'s backend or peer. */
 static enum proxy_reach
-upstream_reach(const struct proxy_metrics *m)
+upstream_reach(struct proxy_stats_name *n)
 {
-    return proxy_reach_of(PROXY_STAT_GET(m->up.oks), PROXY_STAT_GET(m->up.fails),
-                          PROXY_STAT_GET(m->up.probe_failed));
+    struct proxy_upstream_view v;
+
+    proxy_stats_upstream_read(n, false, &v);
+    return proxy_reach_of(v.oks, v.fails, v.probe_failed);
 }
 
-/* Forget what is known about ${m}'s backend/peer (a reload pointed it elsewhere). */
-static void
-upstream_reset(struct proxy_metrics *m, const char *target)
+/* Successes of ${n}'s backend since the last reset: a probe is due when none came since. */
+static uint64_t
+upstream_oks(struct proxy_stats_name *n)
 {
-    pthread_mutex_lock(&m->up.mu);
-    m->up.detail[0] = '\0';
-    pthread_mutex_unlock(&m->up.mu);
-    __atomic_store_n(&m->up.oks, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->up.fails, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->up.probe_failed, false, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->up.last_ok, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->up.last_fail, 0, __ATOMIC_RELAXED);
-    snprintf(m->up.target, sizeof(m->up.target), "%s", target);
-    m->up.logged = PROXY_REACH_UNKNOWN;
+    struct proxy_upstream_view v;
+
+    proxy_stats_upstream_read(n, false, &v);
+    return v.oks;
 }
 
 /*
- * Why ${m}'s backend/peer is in state ${r}, in words, into ${buf}: the last failure with how
+ * Why ${n}'s backend/peer is in state ${r}, in words, into ${buf}: the last failure with how
  * many attempts failed and how long ago, or what is still unknown.
  */
 static void
-upstream_reason(struct proxy_metrics *m, bool inbound, enum proxy_reach r, char *buf, size_t len)
+upstream_reason(struct proxy_stats_name *n, bool inbound, enum proxy_reach r, char *buf, size_t len)
 {
     long long now = (long long)time(NULL);
-    long long last = PROXY_STAT_GET(m->up.last_fail);
-    unsigned fails = PROXY_STAT_GET(m->up.fails);
-    char detail[sizeof(m->up.detail)];
+    struct proxy_upstream_view v;
 
-    pthread_mutex_lock(&m->up.mu);
-    memcpy(detail, m->up.detail, sizeof(detail));
-    pthread_mutex_unlock(&m->up.mu);
+    proxy_stats_upstream_read(n, true, &v);
     if (r == PROXY_REACH_UP) {
         buf[0] = '\0';
-    } else if (r == PROXY_REACH_DOWN || fails > 0) {
-        snprintf(buf, len, "%s (%u failed attempt%s in a row, last %llds ago)", detail, fails,
-                 fails == 1 ? "" : "s", now - last < 0 ? 0 : now - last);
+    } else if (r == PROXY_REACH_DOWN || v.fails > 0) {
+        snprintf(buf, len, "%s (%u failed attempt%s in a row, last %llds ago)", v.detail, v.fails,
+                 v.fails == 1 ? "" : "s", now - v.last_fail < 0 ? 0 : now - v.last_fail);
     } else if (inbound) {
         snprintf(buf, len, "not checked yet: the first probe has not answered");
     } else {
@@ -665,17 +508,17 @@ probe_done(struct admin_probe *pr, int err, bool timed_out)
 
     probe_stop(pr);
     if (err == 0 && !timed_out) {
-        proxy_upstream_ok(pr->m);
+        proxy_stats_probe_ok(pr->n);
     } else if (timed_out) {
         snprintf(detail, sizeof(detail), "probe: backend %s did not accept a connection in time",
                  pr->target);
-        upstream_probe_failed(pr->m, detail);
+        proxy_stats_probe_failed(pr->n, detail);
     } else {
         snprintf(detail, sizeof(detail), "probe: cannot connect to backend %s: %s", pr->target,
                  evutil_socket_error_to_string(err));
-        upstream_probe_failed(pr->m, detail);
+        proxy_stats_probe_failed(pr->n, detail);
     }
-    pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks);
+    pr->oks_seen = upstream_oks(pr->n);
 }
 
 static void
@@ -704,8 +547,8 @@ probe_start(struct admin_probe *pr, uint64_t timeout_ms)
 
     if (pr->resolve_err[0] != '\0') {
         snprintf(detail, sizeof(detail), "probe: backend %s: %s", pr->target, pr->resolve_err);
-        upstream_probe_failed(pr->m, detail);
-        pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks);
+        proxy_stats_probe_failed(pr->n, detail);
+        pr->oks_seen = upstream_oks(pr->n);
         return;
     }
     pr->fd = socket(pr->ss.ss_family, SOCK_STREAM, 0);
@@ -737,7 +580,7 @@ log_transitions(struct proxy *p)
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
         const struct config_listener *cl = &p->cfg->listeners[i];
         bool inbound = cl->mode == CONFIG_MODE_INBOUND;
-        struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+        struct proxy_stats_name *m = stats_for(p, cl->name);
         enum proxy_reach r;
         char target[300];
 
@@ -778,7 +621,7 @@ probe_tick(evutil_socket_t fd, short what, void *arg)
     }
     for (size_t i = 0; i < a->n_probes; i++) {
         struct admin_probe *pr = &a->probes[i];
-        uint64_t oks = PROXY_STAT_GET(pr->m->up.oks);
+        uint64_t oks = upstream_oks(pr->n);
 
         if (pr->fd >= 0) {
             continue; /* the last one is still connecting */
@@ -816,8 +659,8 @@ probes_build(struct proxy *p)
         if (cl->mode != CONFIG_MODE_INBOUND) {
             continue;
         }
-        pr->m = proxy_metrics_for(p, cl->name);
-        if (pr->m == NULL) {
+        pr->n = stats_for(p, cl->name);
+        if (pr->n == NULL) {
             continue;
         }
         pr->a = a;
@@ -841,7 +684,7 @@ probes_build(struct proxy *p)
             freeaddrinfo(res);
         }
         /* Probe at once unless a connection already says how the backend is. */
-        pr->oks_seen = PROXY_STAT_GET(pr->m->up.oks) > 0 ? UINT64_MAX : 0;
+        pr->oks_seen = upstream_oks(pr->n) > 0 ? UINT64_MAX : 0;
         n++;
     }
     a->n_probes = n;
@@ -856,9 +699,7 @@ probes_build(struct proxy *p)
 
 /*
  * proxy_admin_refresh(p):
- * At start and after each reload: re-read the expiry of every certificate and CA file of the
- * current configuration, forget the state of a backend or peer that a listener no longer
- * points at, and rebuild the backend probes.
+ * Certificates, backend/peer records and probes of the current configuration.
  */
 void
 proxy_admin_refresh(struct proxy *p)
@@ -871,7 +712,7 @@ proxy_admin_refresh(struct proxy *p)
     admin_certs_clear(a);
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
         const struct config_listener *cl = &p->cfg->listeners[i];
-        struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+        struct proxy_stats_name *m = stats_for(p, cl->name);
         char target[300], addr[280];
 
         admin_cert_add(a, cl->tls.cert.path, PROXY_FILE_CERT);
@@ -884,7 +725,7 @@ proxy_admin_refresh(struct proxy *p)
                            sizeof(addr));
         snprintf(target, sizeof(target), "%s %s", config_mode_str(cl->mode), addr);
         if (strcmp(m->up.target, target) != 0) {
-            upstream_reset(m, target);
+            proxy_stats_upstream_reset(m, target);
         }
     }
     probes_build(p);
@@ -907,6 +748,12 @@ put_label(struct evbuffer *b, const char *v)
     }
 }
 
+/* One listener name's counters summed over the workers, as /metrics renders them. */
+struct admin_snap {
+    const char *name;
+    struct proxy_stats s;
+};
+
 static void
 metric_head(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
@@ -914,8 +761,8 @@ metric_head(struct evbuffer *b, const char *name, const char *type, const char *
 }
 
 static void
-metric_listener(struct evbuffer *b, const char *name, const struct proxy_metrics *m,
-                const char *extra, uint64_t v)
+metric_listener(struct evbuffer *b, const char *name, const struct admin_snap *m, const char *extra,
+                uint64_t v)
 {
     evbuffer_add_printf(b, "%s{listener=\"", name);
     put_label(b, m->name);
@@ -924,50 +771,13 @@ metric_listener(struct evbuffer *b, const char *name, const struct proxy_metrics
 
 /* A sum of microseconds as seconds. */
 static void
-metric_sum_us(struct evbuffer *b, const char *name, const struct proxy_metrics *m,
-              const char *extra, uint64_t us)
+metric_sum_us(struct evbuffer *b, const char *name, const struct admin_snap *m, const char *extra,
+              uint64_t us)
 {
     evbuffer_add_printf(b, "%s{listener=\"", name);
     put_label(b, m->name);
     evbuffer_add_printf(b, "\"%s} %llu.%06llu\n", extra, (unsigned long long)(us / 1000000),
                         (unsigned long long)(us % 1000000));
-}
-
-/* Copy ${src} with atomic loads: the workers keep counting while /metrics renders. */
-static void
-metrics_snapshot(const struct proxy_metrics *src, struct proxy_metrics *dst)
-{
-    memcpy(dst->name, src->name, sizeof(dst->name));
-    dst->conns_open = PROXY_STAT_GET(src->conns_open);
-    dst->conns_total = PROXY_STAT_GET(src->conns_total);
-    dst->hs_ok = PROXY_STAT_GET(src->hs_ok);
-    for (int i = 0; i < PROXY_CLOSE__COUNT; i++) {
-        dst->hs_failed[i] = PROXY_STAT_GET(src->hs_failed[i]);
-    }
-    for (int i = 0; i < TLS_REJECT__COUNT; i++) {
-        dst->hs_rejected[i] = PROXY_STAT_GET(src->hs_rejected[i]);
-    }
-    dst->bytes_in = PROXY_STAT_GET(src->bytes_in);
-    dst->bytes_out = PROXY_STAT_GET(src->bytes_out);
-    for (int i = 0; i < 6; i++) {
-        dst->requests[i] = PROXY_STAT_GET(src->requests[i]);
-    }
-    dst->upstream_failures = PROXY_STAT_GET(src->upstream_failures);
-    for (int i = 0; i <= PROXY_HIST_BUCKETS; i++) {
-        dst->hs_hist[i] = PROXY_STAT_GET(src->hs_hist[i]);
-    }
-    dst->hs_sum_us = PROXY_STAT_GET(src->hs_sum_us);
-    dst->hs_count = PROXY_STAT_GET(src->hs_count);
-    dst->workers_down = PROXY_STAT_GET(src->workers_down);
-    dst->pool_reused = PROXY_STAT_GET(src->pool_reused);
-    dst->pool_connects = PROXY_STAT_GET(src->pool_connects);
-    for (int k = 0; k < PROXY_REQ_CLASSES; k++) {
-        for (int i = 0; i <= PROXY_REQ_BUCKETS; i++) {
-            dst->req_hist[k][i] = PROXY_STAT_GET(src->req_hist[k][i]);
-        }
-        dst->req_sum_us[k] = PROXY_STAT_GET(src->req_sum_us[k]);
-        dst->req_count[k] = PROXY_STAT_GET(src->req_count[k]);
-    }
 }
 
 /* The listener of the current configuration named ${name}, or NULL (removed by a reload). */
@@ -1007,8 +817,7 @@ reject_possible(const struct config_listener *cl, enum tls_reject r)
 
 /* Handshake failures by reason, each present from zero where it can happen. */
 static void
-render_hs_failed(struct evbuffer *b, const struct proxy_metrics *m,
-                 const struct config_listener *cl)
+render_hs_failed(struct evbuffer *b, const struct admin_snap *m, const struct config_listener *cl)
 {
     static const enum proxy_close_reason inbound[] = {
         PROXY_CLOSE_NOT_TLS, PROXY_CLOSE_HANDSHAKE_TIMEOUT, PROXY_CLOSE_HANDSHAKE_FAILED};
@@ -1024,17 +833,17 @@ render_hs_failed(struct evbuffer *b, const struct proxy_metrics *m,
         } else if (is_mode(cl, CONFIG_MODE_OUTBOUND)) {
             always = r == PROXY_CLOSE_PEER_HANDSHAKE_FAILED;
         }
-        if (always || m->hs_failed[r] > 0) {
+        if (always || m->s.hs_failed[r] > 0) {
             snprintf(extra, sizeof(extra), ",outcome=\"failed\",reason=\"%s\"",
                      proxy_close_reason_str((enum proxy_close_reason)r));
-            metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_failed[r]);
+            metric_listener(b, "ferry_handshakes_total", m, extra, m->s.hs_failed[r]);
         }
     }
 }
 
 /* ferry_request_duration_seconds: one histogram per listener (protocol http) and class. */
 static void
-render_req_hist(struct proxy *p, struct evbuffer *b, const struct proxy_metrics *snap, size_t n)
+render_req_hist(struct proxy *p, struct evbuffer *b, const struct admin_snap *snap, size_t n)
 {
     const char *name = "ferry_request_duration_seconds";
     char extra[128], bucket[96], sum[96], count[96];
@@ -1046,12 +855,12 @@ render_req_hist(struct proxy *p, struct evbuffer *b, const struct proxy_metrics 
                 "HTTP requests by response status class: time from the request's first byte to "
                 "its access-log line (the end of the response, or ferry's own answer).");
     for (size_t i = 0; i < n; i++) {
-        const struct proxy_metrics *m = &snap[i];
+        const struct admin_snap *m = &snap[i];
         const struct config_listener *cl = cfg_listener(p, m->name);
         bool any = false;
 
         for (int k = 2; k <= 5; k++) {
-            any = any || m->req_count[k] > 0;
+            any = any || m->s.req_count[k] > 0;
         }
         if (!(cl != NULL && cl->protocol == CONFIG_PROTOCOL_HTTP) && !any) {
             continue;
@@ -1060,16 +869,17 @@ render_req_hist(struct proxy *p, struct evbuffer *b, const struct proxy_metrics 
             uint64_t cum = 0;
 
             for (int j = 0; j < PROXY_REQ_BUCKETS; j++) {
-                cum += m->req_hist[k][j];
-                snprintf(extra, sizeof(extra), ",class=\"%dxx\",le=\"%g\"", k, req_bounds[j]);
+                cum += m->s.req_hist[k][j];
+                snprintf(extra, sizeof(extra), ",class=\"%dxx\",le=\"%g\"", k,
+                         (double)proxy_stats_req_bounds_us[j] / 1e6);
                 metric_listener(b, bucket, m, extra, cum);
             }
-            cum += m->req_hist[k][PROXY_REQ_BUCKETS];
+            cum += m->s.req_hist[k][PROXY_REQ_BUCKETS];
             snprintf(extra, sizeof(extra), ",class=\"%dxx\",le=\"+Inf\"", k);
             metric_listener(b, bucket, m, extra, cum);
             snprintf(extra, sizeof(extra), ",class=\"%dxx\"", k);
-            metric_sum_us(b, sum, m, extra, m->req_sum_us[k]);
-            metric_listener(b, count, m, extra, m->req_count[k]);
+            metric_sum_us(b, sum, m, extra, m->s.req_sum_us[k]);
+            metric_listener(b, count, m, extra, m->s.req_count[k]);
         }
     }
 }
@@ -1095,13 +905,14 @@ render_up(struct proxy *p, struct evbuffer *b)
         metric_head(b, fams[f].name, "gauge", fams[f].help);
         for (size_t i = 0; i < p->cfg->n_listeners; i++) {
             const struct config_listener *cl = &p->cfg->listeners[i];
-            struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+            struct proxy_stats_name *m = stats_for(p, cl->name);
+            struct admin_snap one = {.name = cl->name};
 
             if (cl->mode != fams[f].mode || m == NULL) {
                 continue;
             }
             metric_listener(
-                b, fams[f].name, m, "",
+                b, fams[f].name, &one, "",
                 proxy_reach_ready(cl->mode == CONFIG_MODE_INBOUND, upstream_reach(m)) ? 1 : 0);
         }
     }
@@ -1195,15 +1006,18 @@ static void
 render_metrics(struct proxy *p, struct evbuffer *b)
 {
     char extra[128];
-    size_t n = p->n_metrics;
-    struct proxy_metrics *snap = calloc(n > 0 ? n : 1, sizeof(*snap));
+    size_t n = proxy_stats_set_count(p->stats);
+    struct admin_snap *snap = calloc(n > 0 ? n : 1, sizeof(*snap));
 
     if (snap == NULL) {
         evbuffer_add_printf(b, "# out of memory\n");
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        metrics_snapshot(p->metrics[i], &snap[i]);
+        const struct proxy_stats_name *sn = proxy_stats_set_at(p->stats, i);
+
+        snap[i].name = sn->name;
+        proxy_stats_sum(sn, &snap[i].s);
     }
 
     metric_head(b, "ferry_build_info", "gauge",
@@ -1218,43 +1032,44 @@ render_metrics(struct proxy *p, struct evbuffer *b)
 
     metric_head(b, "ferry_connections_open", "gauge", "Connections open now.");
     for (size_t i = 0; i < n; i++) {
-        metric_listener(b, "ferry_connections_open", &snap[i], "", snap[i].conns_open);
+        metric_listener(b, "ferry_connections_open", &snap[i], "", snap[i].s.conns_open);
     }
     metric_head(b, "ferry_connections_total", "counter", "Connections accepted.");
     for (size_t i = 0; i < n; i++) {
-        metric_listener(b, "ferry_connections_total", &snap[i], "", snap[i].conns_total);
+        metric_listener(b, "ferry_connections_total", &snap[i], "", snap[i].s.conns_total);
     }
     metric_head(b, "ferry_handshakes_total", "counter",
                 "TLS handshakes by outcome (ok, rejected by a verification rule, failed) and "
                 "reason.");
     for (size_t i = 0; i < n; i++) {
-        const struct proxy_metrics *m = &snap[i];
+        const struct admin_snap *m = &snap[i];
 
         const struct config_listener *cl = cfg_listener(p, m->name);
 
         metric_listener(b, "ferry_handshakes_total", m, ",outcome=\"ok\",reason=\"none\"",
-                        m->hs_ok);
+                        m->s.hs_ok);
         for (int r = 1; r < TLS_REJECT__COUNT; r++) {
-            if (!reject_possible(cl, (enum tls_reject)r) && m->hs_rejected[r] == 0) {
+            if (!reject_possible(cl, (enum tls_reject)r) && m->s.hs_rejected[r] == 0) {
                 continue;
             }
             snprintf(extra, sizeof(extra), ",outcome=\"rejected\",reason=\"%s\"",
                      tls_reject_str((enum tls_reject)r));
-            metric_listener(b, "ferry_handshakes_total", m, extra, m->hs_rejected[r]);
+            metric_listener(b, "ferry_handshakes_total", m, extra, m->s.hs_rejected[r]);
         }
         render_hs_failed(b, m, cl);
     }
     metric_head(b, "ferry_bytes_total", "counter",
                 "Bytes relayed: in = from the connecting client, out = to it.");
     for (size_t i = 0; i < n; i++) {
-        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"in\"", snap[i].bytes_in);
-        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"out\"", snap[i].bytes_out);
+        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"in\"", snap[i].s.bytes_in);
+        metric_listener(b, "ferry_bytes_total", &snap[i], ",direction=\"out\"",
+                        snap[i].s.bytes_out);
     }
     metric_head(b, "ferry_requests_total", "counter", "HTTP requests by response status class.");
     for (size_t i = 0; i < n; i++) {
         for (int k = 1; k <= 5; k++) {
             snprintf(extra, sizeof(extra), ",class=\"%dxx\"", k);
-            metric_listener(b, "ferry_requests_total", &snap[i], extra, snap[i].requests[k]);
+            metric_listener(b, "ferry_requests_total", &snap[i], extra, snap[i].s.requests[k]);
         }
     }
     render_req_hist(p, b, snap, n);
@@ -1262,38 +1077,38 @@ render_metrics(struct proxy *p, struct evbuffer *b)
                 "Backend (inbound) or peer (outbound) connections that failed.");
     for (size_t i = 0; i < n; i++) {
         metric_listener(b, "ferry_upstream_connect_failures_total", &snap[i], "",
-                        snap[i].upstream_failures);
+                        snap[i].s.upstream_failures);
     }
     render_up(p, b);
     metric_head(b, "ferry_pool_reused_total", "counter",
                 "Outbound http: client connections served by a pooled peer connection.");
     for (size_t i = 0; i < n; i++) {
         if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
-            metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].pool_reused);
+            metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].s.pool_reused);
         }
     }
     metric_head(b, "ferry_pool_connects_total", "counter",
                 "Outbound http with a pool: new connections made to the peer.");
     for (size_t i = 0; i < n; i++) {
         if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
-            metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].pool_connects);
+            metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].s.pool_connects);
         }
     }
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");
     for (size_t i = 0; i < n; i++) {
-        const struct proxy_metrics *m = &snap[i];
+        const struct admin_snap *m = &snap[i];
         uint64_t cum = 0;
 
-        for (int k = 0; k < PROXY_HIST_BUCKETS; k++) {
-            cum += m->hs_hist[k];
-            snprintf(extra, sizeof(extra), ",le=\"%g\"", hs_bounds[k]);
+        for (int k = 0; k < PROXY_HS_BUCKETS; k++) {
+            cum += m->s.hs_hist[k];
+            snprintf(extra, sizeof(extra), ",le=\"%g\"", (double)proxy_stats_hs_bounds_us[k] / 1e6);
             metric_listener(b, "ferry_handshake_duration_seconds_bucket", m, extra, cum);
         }
-        cum += m->hs_hist[PROXY_HIST_BUCKETS];
+        cum += m->s.hs_hist[PROXY_HS_BUCKETS];
         metric_listener(b, "ferry_handshake_duration_seconds_bucket", m, ",le=\"+Inf\"", cum);
-        metric_sum_us(b, "ferry_handshake_duration_seconds_sum", m, "", m->hs_sum_us);
-        metric_listener(b, "ferry_handshake_duration_seconds_count", m, "", m->hs_count);
+        metric_sum_us(b, "ferry_handshake_duration_seconds_sum", m, "", m->s.hs_sum_us);
+        metric_listener(b, "ferry_handshake_duration_seconds_count", m, "", m->s.hs_count);
     }
     free(snap);
     metric_head(b, "ferry_certificate_expiry_timestamp_seconds", "gauge",
@@ -1339,7 +1154,7 @@ static void
 render_listener(struct proxy *p, struct evbuffer *b, const struct config_listener *cl,
                 unsigned exclude, bool *listening, bool *ready)
 {
-    struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+    struct proxy_stats_name *m = stats_for(p, cl->name);
     bool inbound = cl->mode == CONFIG_MODE_INBOUND;
     bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
     bool excluded = (exclude & (inbound ? PROXY_EXCLUDE_BACKENDS : PROXY_EXCLUDE_PEERS)) != 0;
@@ -1491,7 +1306,7 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
         ok = ok && ready;
         if (!ready && !p->draining) {
             char reason[800], line[1100];
-            struct proxy_metrics *m = proxy_metrics_for(p, cl->name);
+            struct proxy_stats_name *m = stats_for(p, cl->name);
             bool inbound = cl->mode == CONFIG_MODE_INBOUND;
 
             reason[0] = '\0';

@@ -1,6 +1,9 @@
 /*
- * proxy_admin: the pure decisions behind GET /livez and GET /readyz, and the admin request
- * line, apart from the event loop so that unit tests can reach them (tests/unit/test_admin.c).
+ * proxy_admin: the admin endpoint (GET /livez, /readyz, /healthz, /metrics), as the control
+ * thread sees it: its lifetime (proxy.c only; worker-side files count through proxy_stats.h
+ * and never include this header), and the pure decisions behind /livez and /readyz and the
+ * admin request line, apart from the event loop so that unit tests can reach them
+ * (tests/unit/test_admin.c).
  */
 #ifndef FERRY_PROXY_ADMIN_H
 #define FERRY_PROXY_ADMIN_H
@@ -8,6 +11,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct proxy;
+
+/*
+ * proxy_admin_open(p, err, errlen):
+ * Start the admin listener of ${p}'s current configuration when `admin.listen` is set, and its
+ * backend probes.  Returns 0, or -1 with ${err} naming the address.
+ */
+int proxy_admin_open(struct proxy *p, char *err, size_t errlen);
+
+/*
+ * proxy_admin_free(p):
+ * Stop the admin listener of ${p}, if any: its socket, open admin connections and probes.
+ */
+void proxy_admin_free(struct proxy *p);
+
+/*
+ * proxy_admin_refresh(p):
+ * At start and after each reload: re-read the expiry of every certificate and CA file of the
+ * current configuration, forget the state of a backend or peer that a listener no longer
+ * points at, and rebuild the backend probes.
+ */
+void proxy_admin_refresh(struct proxy *p);
+
+/*
+ * proxy_admin_same(p):
+ * Does the running admin listener already serve what ${p}'s current configuration asks for?
+ */
+bool proxy_admin_same(const struct proxy *p);
 
 /* A backend or peer is down after this many failed attempts in a row (or one failed probe). */
 #define PROXY_UPSTREAM_DOWN_AFTER 3

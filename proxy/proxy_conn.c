@@ -35,6 +35,7 @@
 
 #include "log.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 #define TLS_RECORD_HANDSHAKE 0x16
 
@@ -340,36 +341,36 @@ conn_shut_client(struct proxy_conn *c)
 static void
 conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    struct proxy_metrics *m = c->l->m;
+    struct proxy_stats *m = c->l->stats;
 
     switch (reason) {
     case PROXY_CLOSE_REJECTED:
-        PROXY_STAT_ADD(m->hs_rejected[c->verify.reject], 1);
+        PROXY_STATS_ADD(m->hs_rejected[c->verify.reject], 1);
         if (!conn_inbound(c)) {
-            proxy_upstream_failed(m, c->detail); /* the peer's certificate broke a rule */
+            proxy_stats_upstream_failed(m, c->detail); /* the peer's certificate broke a rule */
         }
         break;
     case PROXY_CLOSE_HANDSHAKE_TIMEOUT:
     case PROXY_CLOSE_HANDSHAKE_FAILED:
     case PROXY_CLOSE_NOT_TLS:
-        PROXY_STAT_ADD(m->hs_failed[reason], 1);
+        PROXY_STATS_ADD(m->hs_failed[reason], 1);
         break;
     case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
         /* A TLS 1.3 refusal after our handshake: failed only (conn_count_peer_answered). */
-        PROXY_STAT_ADD(m->hs_failed[reason], 1);
-        proxy_upstream_failed(m, c->detail); /* readiness: ferry_peer_up */
+        PROXY_STATS_ADD(m->hs_failed[reason], 1);
+        proxy_stats_upstream_failed(m, c->detail); /* readiness: ferry_peer_up */
         return;
     case PROXY_CLOSE_BACKEND_UNREACHABLE:
     case PROXY_CLOSE_PEER_UNREACHABLE:
-        PROXY_STAT_ADD(m->upstream_failures, 1);
-        proxy_upstream_failed(m, c->detail); /* readiness: ferry_backend_up / ferry_peer_up */
+        PROXY_STATS_ADD(m->upstream_failures, 1);
+        proxy_stats_upstream_failed(m, c->detail); /* readiness: ferry_backend_up / ferry_peer_up */
         break;
     default:
         break;
     }
     if (c->hs_pending) {
         /* An outbound handshake the peer never answered nor refused: ok, counted once. */
-        proxy_metrics_handshake(m, &c->started, &c->hs_done);
+        proxy_stats_handshake(m, &c->started, &c->hs_done);
     }
 }
 
@@ -386,7 +387,7 @@ conn_count_handshake(struct proxy_conn *c)
 
     evutil_gettimeofday(&now, NULL);
     if (conn_inbound(c)) {
-        proxy_metrics_handshake(c->l->m, &c->started, &now);
+        proxy_stats_handshake(c->l->stats, &c->started, &now);
     } else {
         c->hs_done = now;
         c->hs_pending = true;
@@ -399,7 +400,7 @@ conn_count_peer_answered(struct proxy_conn *c)
 {
     if (c->hs_pending) {
         c->hs_pending = false;
-        proxy_metrics_handshake(c->l->m, &c->started, &c->hs_done);
+        proxy_stats_handshake(c->l->stats, &c->started, &c->hs_done);
     }
 }
 
@@ -462,11 +463,11 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     }
     PROXY_STAT_SUB(w->n_conns, 1);
     proxy_conns_changed(w, false);
-    PROXY_STAT_SUB(l->m->conns_open, 1);
-    PROXY_STAT_ADD(l->m->bytes_in, c->up.bytes);
-    PROXY_STAT_ADD(l->m->bytes_out, c->down.bytes);
+    PROXY_STATS_SUB(l->stats->conns_open, 1);
+    PROXY_STATS_ADD(l->stats->bytes_in, c->up.bytes);
+    PROXY_STATS_ADD(l->stats->bytes_out, c->down.bytes);
     c->magic = 0;
-    free(c);
+    proxy_spare_put(&w->spare_conns, c);
     if (--l->n_conns == 0 && l->retired) {
         /* The last connection of a listener that a reload replaced. */
         proxy_listener_free(l);
@@ -505,8 +506,7 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
 {
     struct evbuffer *out = bufferevent_get_output(c->client);
 
-    PROXY_STAT_ADD(c->l->m->requests[status / 100],
-                   1); /* every answer of ours counts in /metrics */
+    PROXY_STATS_ADD(c->l->stats->requests[status / 100], 1); /* our answers count too */
     /* ... and has its access-log line, like every relayed response. */
     proxy_exchange_answered(c, status, strlen(body));
     evbuffer_add_printf(out,
@@ -885,7 +885,7 @@ server_read_cb(struct bufferevent *bev, void *arg)
     }
     if (!conn_inbound(c) && c->down.bytes == 0) {
         /* Readiness: the peer answers; under TLS 1.3 its verdict on us came before this. */
-        proxy_upstream_ok(c->l->m);
+        proxy_stats_upstream_ok(c->l->stats);
         conn_count_peer_answered(c);
     }
     conn_touch(c);
@@ -1074,7 +1074,7 @@ conn_connect(struct proxy_conn *c)
             conn_start_relay(c);
             return;
         }
-        PROXY_STAT_ADD(l->m->pool_connects, 1);
+        PROXY_STATS_ADD(l->stats->pool_connects, 1);
     }
     event_del(c->timer);
     conn_timer_in(c, l->limits->handshake_timeout_ms);
@@ -1159,7 +1159,7 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
             c->tls_up = true;
             conn_count_handshake(c);
         } else {
-            proxy_upstream_ok(c->l->m); /* readiness: the backend accepts connections */
+            proxy_stats_upstream_ok(c->l->stats); /* readiness: the backend accepts connections */
         }
         conn_start_relay(c);
         return;
@@ -1421,7 +1421,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     struct proxy_conn *c;
 
     (void)salen;
-    c = calloc(1, sizeof(*c));
+    c = proxy_spare_get(&w->spare_conns, sizeof(*c)); /* zeroed, as by calloc */
     if (c == NULL) {
         log_kv(LOG_WARN, "oom", "listener", l->cfg->name, "msg",
                "out of memory accepting a connection; closed it", (const char *)NULL);
@@ -1445,8 +1445,8 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     w->conns = c;
     PROXY_STAT_ADD(w->n_conns, 1);
     l->n_conns++;
-    PROXY_STAT_ADD(l->m->conns_total, 1);
-    PROXY_STAT_ADD(l->m->conns_open, 1);
+    PROXY_STATS_ADD(l->stats->conns_total, 1);
+    PROXY_STATS_ADD(l->stats->conns_open, 1);
     proxy_conns_changed(w, true);
 
     c->timer = evtimer_new(w->base, conn_timer_cb, c);

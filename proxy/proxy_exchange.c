@@ -23,6 +23,7 @@
 #include "proxy_access.h"
 #include "proxy_http.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 /*
  * Requests that may wait for their responses at once.  A client that pipelines more is not
@@ -37,12 +38,16 @@ struct exchange_req {
     char target[EXCHANGE_TARGET_LOG];
     struct timeval start;
     uint64_t req_body;
-    char rule[24];     /* "rule 2", "-" */
+    char rule[32];     /* "rule 2", "-" */
     bool head;         /* HEAD: the response has no body */
     int status;        /* response status, once its head is seen (1xx not kept) */
     bool up_keep;      /* the request as forwarded lets the connection carry another one */
     bool client_close; /* pool: the client's Connection: close was not forwarded; ferry closes */
 };
+
+/* req_fill() writes "rule " and up to PROXY_HTTP_U64_MAX digits. */
+_Static_assert(sizeof(((struct exchange_req *)NULL)->rule) >= 5 + PROXY_HTTP_U64_MAX + 1,
+               "exchange_req.rule holds \"rule \" and any rule number");
 
 struct proxy_exchange {
     struct proxy_http *req;
@@ -160,7 +165,7 @@ proxy_request_log(struct proxy_conn *c, const char *method, const char *target, 
     uint64_t ms = ms_since(c, start);
 
     /* Every request line is one observation of ferry_request_duration_seconds. */
-    proxy_metrics_request(c->l->m, c->l->w->base, start, status);
+    proxy_stats_request(c->l->stats, c->l->w->base, start, status);
     if (!log_enabled(LOG_INFO)) {
         return;
     }
@@ -640,6 +645,37 @@ proxy_exchange_resume(struct proxy_conn *c)
 
 /* ---- requests ---- */
 
+/* ${src}, cut to ${len} - 1 bytes, NUL-terminated at ${dst} (no printf per request). */
+static void
+text_copy(char *dst, size_t len, const char *src)
+{
+    size_t n = strnlen(src, len - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/*
+ * What the access-log line of request ${h} needs, into ${r}: its method, target (cut), when
+ * it began, and ${rule}, the access rule that let it through or refused it ("rule 2"), or
+ * "-" (NULL).
+ */
+static void
+req_fill(struct proxy_conn *c, const struct proxy_http_head *h,
+         const struct config_access_rule *rule, struct exchange_req *r)
+{
+    memset(r, 0, sizeof(*r));
+    text_copy(r->method, sizeof(r->method), h->method);
+    text_copy(r->target, sizeof(r->target), h->target);
+    event_base_gettimeofday_cached(c->l->w->base, &r->start);
+    if (rule != NULL) {
+        memcpy(r->rule, "rule ", 5);
+        r->rule[5 + proxy_http_u64(r->rule + 5, (uint64_t)(rule - c->l->cfg->access) + 1)] = '\0';
+    } else {
+        memcpy(r->rule, "-", 2);
+    }
+}
+
 /* The rule id and words of a refusal, for the access-log line of a refused request. */
 static void
 deny_record(struct proxy_conn *c, const struct proxy_http_head *h,
@@ -647,16 +683,7 @@ deny_record(struct proxy_conn *c, const struct proxy_http_head *h,
 {
     struct proxy_exchange *x = c->x;
 
-    memset(&x->denied, 0, sizeof(x->denied));
-    snprintf(x->denied.method, sizeof(x->denied.method), "%s", h->method);
-    snprintf(x->denied.target, sizeof(x->denied.target), "%s", h->target);
-    event_base_gettimeofday_cached(c->l->w->base, &x->denied.start);
-    if (rule != NULL) {
-        snprintf(x->denied.rule, sizeof(x->denied.rule), "rule %zu",
-                 (size_t)(rule - c->l->cfg->access) + 1);
-    } else {
-        snprintf(x->denied.rule, sizeof(x->denied.rule), "-");
-    }
+    req_fill(c, h, rule, &x->denied);
     x->denied_owed = true;
 }
 
@@ -784,16 +811,8 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     /* Queue it for its response and the access log. */
     r = &x->q[(x->q_head + x->q_len) % EXCHANGE_QUEUE];
     x->q_len++;
-    memset(r, 0, sizeof(*r));
-    snprintf(r->method, sizeof(r->method), "%s", h->method);
-    snprintf(r->target, sizeof(r->target), "%s", h->target);
-    event_base_gettimeofday_cached(c->l->w->base, &r->start);
+    req_fill(c, h, rule, r);
     r->head = strcmp(h->method, "HEAD") == 0;
-    if (rule != NULL) {
-        snprintf(r->rule, sizeof(r->rule), "rule %zu", (size_t)(rule - cl->access) + 1);
-    } else {
-        snprintf(r->rule, sizeof(r->rule), "-");
-    }
     if (!h->keep_alive) {
         /* The last request of this connection: what follows it is dropped. */
         x->no_more = true;
@@ -962,7 +981,7 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     access_log(c, r, r->status, body);
     if (r->status >= 100 && r->status < 600) {
-        PROXY_STAT_ADD(c->l->m->requests[r->status / 100], 1);
+        PROXY_STATS_ADD(c->l->stats->requests[r->status / 100], 1);
     }
     if (r->client_close) {
         x->close_after = true;
@@ -1121,7 +1140,7 @@ proxy_exchange_start(struct proxy_conn *c)
     struct event_base *base = c->l->w->base;
     char cn[256];
 
-    x = calloc(1, sizeof(*x));
+    x = proxy_spare_get(&c->l->w->spare_exchanges, sizeof(*x)); /* zeroed, as by calloc */
     if (x == NULL) {
         return -1;
     }
@@ -1224,7 +1243,7 @@ proxy_exchange_free(struct proxy_conn *c)
     free(x->auth_user);
     free(x->auth_token);
     free(x->retry);
-    free(x);
+    proxy_spare_put(&c->l->w->spare_exchanges, x);
     c->x = NULL;
     c->up.http = NULL;
     c->down.http = NULL;

@@ -1228,7 +1228,10 @@ proxy_http_request_line(const struct proxy_http *h, char *method, size_t mlen, c
         h->url_off + h->url_len > h->store_len) {
         return;
     }
-    (void)snprintf(method, mlen, "%s", http_method_str(h->parser.method));
+    n = strlen(http_method_str(h->parser.method));
+    n = n < mlen - 1 ? n : mlen - 1;
+    memcpy(method, http_method_str(h->parser.method), n);
+    method[n] = '\0';
     n = h->url_len < tlen - 1 ? h->url_len : tlen - 1;
     memcpy(target, h->store + h->url_off, n);
     target[n] = '\0';
@@ -1395,8 +1398,53 @@ ph_dropped(const struct proxy_http_head *h, const struct proxy_http_header *hd,
            proxy_http_connection_names(h, hd->name, hd->name_len);
 }
 
-static int
-ph_put_header(struct evbuffer *out, const char *name, size_t nl, const char *v, size_t vl)
+/*
+ * proxy_http_u64(buf, v):
+ * Write ${v} in decimal at ${buf} (at least PROXY_HTTP_U64_MAX bytes; no NUL).  Returns the
+ * number of digits.
+ */
+size_t
+proxy_http_u64(char *buf, uint64_t v)
+{
+    char tmp[PROXY_HTTP_U64_MAX];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    memcpy(buf, tmp + i, sizeof(tmp) - i);
+    return sizeof(tmp) - i;
+}
+
+/*
+ * Where a head goes: a stretch of the output evbuffer reserved for it (proxy_http_write_head),
+ * filled with memcpy rather than a printf or an evbuffer_add per piece.  ${len} is what is
+ * written so far, at most ${cap}; ${over}: a piece did not fit (ph_head_bound() is wrong),
+ * nothing more is written and the head is not committed.
+ */
+struct ph_out {
+    char *p;
+    size_t len;
+    size_t cap;
+    bool over;
+};
+
+static void
+ph_put(struct ph_out *o, const void *s, size_t n)
+{
+    if (o->over || n > o->cap - o->len) {
+        o->over = true; /* never past the reservation, even if the bound were wrong */
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+#define PH_PUT_LIT(o, lit) ph_put((o), (lit), sizeof(lit) - 1)
+
+static void
+ph_put_header(struct ph_out *o, const char *name, size_t nl, const char *v, size_t vl)
 {
     while (vl > 0 && (*v == ' ' || *v == '\t')) {
         v++;
@@ -1405,84 +1453,69 @@ ph_put_header(struct evbuffer *out, const char *name, size_t nl, const char *v, 
     while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
         vl--;
     }
-    if (evbuffer_add(out, name, nl) < 0 || evbuffer_add(out, ": ", 2) < 0 ||
-        evbuffer_add(out, v, vl) < 0 || evbuffer_add(out, "\r\n", 2) < 0) {
-        return -1;
-    }
-    return 0;
+    ph_put(o, name, nl);
+    PH_PUT_LIT(o, ": ");
+    ph_put(o, v, vl);
+    PH_PUT_LIT(o, "\r\n");
 }
 
 /* The start line: "METHOD target HTTP/1.x" or "HTTP/1.x status reason". */
-static int
-ph_put_start_line(const struct proxy_http_head *h, struct evbuffer *out)
+static void
+ph_put_start_line(const struct proxy_http_head *h, struct ph_out *o)
 {
     char ver[] = "HTTP/1.1";
     char st[4];
 
     ver[7] = (char)('0' + h->http_minor);
     if (h->kind == PROXY_HTTP_REQUEST) {
-        return evbuffer_add(out, h->method, strlen(h->method)) < 0 ||
-                       evbuffer_add(out, " ", 1) < 0 ||
-                       evbuffer_add(out, h->target, strlen(h->target)) < 0 ||
-                       evbuffer_add(out, " ", 1) < 0 || evbuffer_add(out, ver, 8) < 0 ||
-                       evbuffer_add(out, "\r\n", 2) < 0
-                   ? -1
-                   : 0;
+        ph_put(o, h->method, strlen(h->method));
+        PH_PUT_LIT(o, " ");
+        ph_put(o, h->target, strlen(h->target));
+        PH_PUT_LIT(o, " ");
+        ph_put(o, ver, 8);
+        PH_PUT_LIT(o, "\r\n");
+        return;
     }
     st[0] = (char)('0' + h->status / 100);
     st[1] = (char)('0' + h->status / 10 % 10);
     st[2] = (char)('0' + h->status % 10);
     st[3] = ' ';
-    return evbuffer_add(out, ver, 8) < 0 || evbuffer_add(out, " ", 1) < 0 ||
-                   evbuffer_add(out, st, 4) < 0 ||
-                   evbuffer_add(out, h->reason, strlen(h->reason)) < 0 ||
-                   evbuffer_add(out, "\r\n", 2) < 0
-               ? -1
-               : 0;
+    ph_put(o, ver, 8);
+    PH_PUT_LIT(o, " ");
+    ph_put(o, st, 4);
+    ph_put(o, h->reason, strlen(h->reason));
+    PH_PUT_LIT(o, "\r\n");
 }
 
 /* Content-Length or Transfer-Encoding as ferry frames the body (none for 1xx and 204). */
-static int
-ph_put_framing(const struct proxy_http_head *h, struct evbuffer *out)
+static void
+ph_put_framing(const struct proxy_http_head *h, struct ph_out *o)
 {
-    char num[24];
-    size_t i = sizeof(num);
-    uint64_t v = h->content_length;
+    char num[PROXY_HTTP_U64_MAX];
 
     if (h->kind == PROXY_HTTP_RESPONSE && (h->status < 200 || h->status == 204)) {
-        return 0;
+        return;
     }
     if (proxy_http_find(h, "transfer-encoding") != NULL) {
-        return evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        PH_PUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+        return;
     }
     if (proxy_http_find(h, "content-length") == NULL) {
-        return 0;
+        return;
     }
-    do {
-        num[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return evbuffer_add(out, "Content-Length: ", 16) < 0 ||
-                   evbuffer_add(out, num + i, sizeof(num) - i) < 0 ||
-                   evbuffer_add(out, "\r\n", 2) < 0
-               ? -1
-               : 0;
+    PH_PUT_LIT(o, "Content-Length: ");
+    ph_put(o, num, proxy_http_u64(num, h->content_length));
+    PH_PUT_LIT(o, "\r\n");
 }
 
-/*
- * proxy_http_write_head(h, rw, out):
- * Write ${h} as ferry forwards it (see proxy_http.h).
- */
-int
-proxy_http_write_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw,
-                      struct evbuffer *out)
+/* The whole head as proxy_http_write_head() forwards it, into ${o}. */
+static void
+ph_put_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw, struct ph_out *o)
 {
     enum proxy_http_conn conn = rw != NULL ? rw->conn : PROXY_HTTP_CONN_KEEP;
     bool framing_done = false;
 
-    if (ph_put_start_line(h, out) < 0) {
-        return -1;
-    }
+    ph_put_start_line(h, o);
     for (size_t i = 0; i < h->n_headers; i++) {
         const struct proxy_http_header *hd = &h->headers[i];
         const char *v = hd->value;
@@ -1491,8 +1524,8 @@ proxy_http_write_head(const struct proxy_http_head *h, const struct proxy_http_r
         if (proxy_http_header_is(hd, "content-length") ||
             proxy_http_header_is(hd, "transfer-encoding")) {
             /* Written once, canonical, where the first of them was. */
-            if (!framing_done && ph_put_framing(h, out) < 0) {
-                return -1;
+            if (!framing_done) {
+                ph_put_framing(h, o);
             }
             framing_done = true;
             continue;
@@ -1504,25 +1537,77 @@ proxy_http_write_head(const struct proxy_http_head *h, const struct proxy_http_r
             v = rw->host;
             vl = strlen(rw->host);
         }
-        if (ph_put_header(out, hd->name, hd->name_len, v, vl) < 0) {
-            return -1;
-        }
+        ph_put_header(o, hd->name, hd->name_len, v, vl);
     }
     for (size_t i = 0; rw != NULL && i < rw->n_add; i++) {
-        if (rw->add[i].value != NULL &&
-            ph_put_header(out, rw->add[i].name, strlen(rw->add[i].name), rw->add[i].value,
-                          strlen(rw->add[i].value)) < 0) {
-            return -1;
+        if (rw->add[i].value != NULL) {
+            ph_put_header(o, rw->add[i].name, strlen(rw->add[i].name), rw->add[i].value,
+                          strlen(rw->add[i].value));
         }
     }
     if (conn == PROXY_HTTP_CONN_CLOSE || (conn == PROXY_HTTP_CONN_KEEP && h->conn_close)) {
-        if (evbuffer_add(out, "Connection: close\r\n", 19) < 0) {
-            return -1;
-        }
+        PH_PUT_LIT(o, "Connection: close\r\n");
     } else if (conn == PROXY_HTTP_CONN_KEEP && h->conn_keep_alive) {
-        if (evbuffer_add(out, "Connection: keep-alive\r\n", 24) < 0) {
-            return -1;
+        PH_PUT_LIT(o, "Connection: keep-alive\r\n");
+    }
+    PH_PUT_LIT(o, "\r\n");
+}
+
+/*
+ * The most bytes ph_put_head() can write for ${h} and ${rw}: every header and addition with
+ * its ": " and CRLF, the start line, and a fixed allowance for the framing header (written
+ * once, in place of a Content-Length or Transfer-Encoding header counted already), the
+ * Connection header and the last CRLF.  A cheap sum, so the head is written in one pass.
+ */
+static size_t
+ph_head_bound(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw)
+{
+    size_t n = 128; /* "HTTP/1.x " and CRLFs, framing, Connection, the empty line */
+
+    if (h->kind == PROXY_HTTP_REQUEST) {
+        n += strlen(h->method) + strlen(h->target);
+    } else {
+        n += strlen(h->reason);
+    }
+    for (size_t i = 0; i < h->n_headers; i++) {
+        n += h->headers[i].name_len + h->headers[i].value_len + 4;
+    }
+    if (rw != NULL && rw->host != NULL) {
+        n += strlen(rw->host);
+    }
+    for (size_t i = 0; rw != NULL && i < rw->n_add; i++) {
+        if (rw->add[i].value != NULL) {
+            n += strlen(rw->add[i].name) + strlen(rw->add[i].value) + 4;
         }
     }
-    return evbuffer_add(out, "\r\n", 2);
+    return n;
+}
+
+/*
+ * proxy_http_write_head(h, rw, out):
+ * Write ${h} as ferry forwards it (see proxy_http.h) into one stretch of ${out} reserved for
+ * its largest possible size (ph_head_bound), in one pass, and commit what was written.
+ */
+int
+proxy_http_write_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw,
+                      struct evbuffer *out)
+{
+    size_t bound = ph_head_bound(h, rw);
+    struct evbuffer_iovec v;
+    struct ph_out o;
+
+    if (bound > (size_t)EV_SSIZE_MAX ||
+        evbuffer_reserve_space(out, (ev_ssize_t)bound, &v, 1) != 1 || v.iov_len < bound) {
+        return -1;
+    }
+    o.p = v.iov_base;
+    o.len = 0;
+    o.cap = bound;
+    o.over = false;
+    ph_put_head(h, rw, &o);
+    if (o.over) {
+        return -1; /* nothing committed: ${out} is as it was */
+    }
+    v.iov_len = o.len;
+    return evbuffer_commit_space(out, &v, 1);
 }

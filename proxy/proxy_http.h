@@ -229,6 +229,17 @@ enum proxy_http_conn {
     PROXY_HTTP_CONN_NONE,  /* none: HTTP/1.1's default persistence */
 };
 
+/* The most digits a uint64_t takes in decimal (proxy_http_u64). */
+#define PROXY_HTTP_U64_MAX 20
+
+/*
+ * proxy_http_u64(buf, v):
+ * Write ${v} in decimal at ${buf}, which has room for PROXY_HTTP_U64_MAX bytes; no NUL is
+ * added.  Returns the number of digits written (1 to PROXY_HTTP_U64_MAX).  For heads and
+ * log fields written with memcpy rather than printf.
+ */
+size_t proxy_http_u64(char *buf, uint64_t v);
+
 /* How proxy_http_write_head() rewrites a head. */
 struct proxy_http_rewrite {
     const char *const *drop; /* names dropped as proxy_http_name_eq() compares them */

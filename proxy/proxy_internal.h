@@ -6,11 +6,12 @@
  * owns everything of its connections.  A worker has its own copy of every listener (its own
  * listening socket, shared with the other workers through SO_REUSEPORT, and its own tls_ctx),
  * so nothing on the per-connection path takes a lock.  Between threads there are only: the
- * worker's command queue (mutex, then event_active), the generation's reference count and the
- * metrics counters (atomics, PROXY_STAT_*), and the read-only config.
+ * worker's command queue (mutex, then event_active), the generation's reference count and
+ * connection counts (atomics, PROXY_STAT_*), the read-only config, and the /metrics counters
+ * (proxy_stats.h: each worker writes only its own block, the admin endpoint reads them all).
  *
  * Ownership:
- *   struct proxy          (control) owns the workers, the current generation, the metrics,
+ *   struct proxy          (control) owns the workers, the current generation, the counters,
  *                         the admin listener and the file watch.
  *   struct proxy_worker   owns its event base, its listeners, its open connections.
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
@@ -38,6 +39,7 @@
 #include "config.h"
 #include "proxy.h"
 #include "proxy_http.h"
+#include "proxy_spare.h"
 #include "tls.h"
 
 #define PROXY_MAGIC          0x50525859u /* "PRXY" */
@@ -79,7 +81,7 @@
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
 #define PROXY_ACCEPT_BACKOFF_MS 100
 
-/* Counters shared between threads (metrics, connection counts): relaxed atomics, no lock. */
+/* Values shared between threads (connection counts, refs): relaxed atomics, no lock. */
 #define PROXY_STAT_ADD(x, n) ((void)__atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED))
 #define PROXY_STAT_SUB(x, n) ((void)__atomic_fetch_sub(&(x), (n), __ATOMIC_RELAXED))
 #define PROXY_STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -144,58 +146,9 @@ struct proxy_gen {
     unsigned refs;
 };
 
-/*
- * The counters of one listener name; they survive reloads (Prometheus counters never reset).
- * Shared by the copies of the listener in every worker: updated with PROXY_STAT_ADD/SUB, read
- * with PROXY_STAT_GET.
- */
-#define PROXY_HIST_BUCKETS 12
-
-/* ferry_request_duration_seconds: buckets (proxy_admin.c) and status classes 1xx..5xx. */
-#define PROXY_REQ_BUCKETS 13
-#define PROXY_REQ_CLASSES 6
-
-/*
- * Reachability of a listener's backend (inbound) or peer (outbound), for /readyz and
- * ferry_backend_up / ferry_peer_up: workers record the outcome of their connects and peer
- * handshakes (proxy_upstream_ok/_failed), the control thread its probes; the admin endpoint
- * reads.  Counters are atomics; the words of the last failure are under ${mu}.
- */
-struct proxy_upstream {
-    uint64_t oks;        /* successes ever: connections, verified handshakes, probes */
-    unsigned fails;      /* failed attempts since the last success */
-    bool probe_failed;   /* the last probe failed and nothing succeeded since */
-    long long last_ok;   /* Unix time of the last success; 0 = never */
-    long long last_fail; /* Unix time of the last failure; 0 = never */
-    pthread_mutex_t mu;  /* guards detail */
-    char detail[384];    /* the last failure in words */
-    char target[300];    /* control thread only: what the outcomes are about */
-    int logged;          /* control thread only: the enum proxy_reach last logged */
-};
-
-struct proxy_metrics {
-    char name[64];
-    uint64_t conns_open;
-    uint64_t conns_total;
-    uint64_t hs_ok;
-    uint64_t hs_failed[PROXY_CLOSE__COUNT]; /* by close reason (handshake kinds only) */
-    uint64_t hs_rejected[TLS_REJECT__COUNT];
-    uint64_t bytes_in;
-    uint64_t bytes_out;
-    uint64_t requests[6]; /* [1] = 1xx ... [5] = 5xx */
-    uint64_t upstream_failures;
-    uint64_t hs_hist[PROXY_HIST_BUCKETS + 1]; /* cumulative counts per bucket, +Inf last */
-    uint64_t hs_sum_us;                       /* sum of handshake durations, microseconds */
-    uint64_t hs_count;
-    uint64_t pool_reused;   /* outbound http: pooled peer connections taken by a client */
-    uint64_t pool_connects; /* outbound http, pool on: new connections made to the peer */
-    unsigned workers_down;  /* workers whose copy of the listener could not start accepting */
-    /* protocol http: request durations by status class, as ferry_request_duration_seconds */
-    uint64_t req_hist[PROXY_REQ_CLASSES][PROXY_REQ_BUCKETS + 1]; /* per bucket, +Inf last */
-    uint64_t req_sum_us[PROXY_REQ_CLASSES];
-    uint64_t req_count[PROXY_REQ_CLASSES];
-    struct proxy_upstream up;
-};
+/* The counters of /metrics (proxy_stats.h): one block per listener name and worker. */
+struct proxy_stats;
+struct proxy_stats_set;
 
 struct proxy_admin;
 struct proxy_worker;
@@ -226,10 +179,9 @@ struct proxy {
     proxy_load_fn load; /* loads the config on reload instead of config_load() (proxy.h) */
     struct proxy_worker **workers;
     size_t n_workers;
-    size_t n_running;               /* worker threads whose loop has not ended */
-    struct event *worker_done;      /* made active by a worker thread when its loop ends */
-    struct proxy_metrics **metrics; /* one per listener name ever configured */
-    size_t n_metrics;
+    size_t n_running;              /* worker threads whose loop has not ended */
+    struct event *worker_done;     /* made active by a worker thread when its loop ends */
+    struct proxy_stats_set *stats; /* counters of every listener name ever configured */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     bool last_reload_ok;         /* the configuration loaded at start counts as a success */
@@ -278,6 +230,9 @@ struct proxy_worker {
     /* client sockets being closed gently (proxy_linger.c), at most PROXY_LINGER_MAX */
     struct proxy_linger *lingering;
     unsigned n_lingering;
+    /* ended connections' structs, reused by the next ones (no malloc per connection) */
+    struct proxy_spare spare_conns;     /* struct proxy_conn */
+    struct proxy_spare spare_exchanges; /* struct proxy_exchange (proxy_exchange.c) */
 };
 
 /*
@@ -299,13 +254,13 @@ struct proxy_listener {
     struct proxy_gen *gen; /* holds a reference */
     const struct config_listener *cfg;
     const struct config_limits *limits; /* of its generation */
-    struct proxy_metrics *m;
-    unsigned n_conns; /* connections that point here */
-    bool retired;     /* replaced by a reload: freed when its last connection ends */
+    struct proxy_stats *stats;          /* this worker's counters of the listener's name */
+    unsigned n_conns;                   /* connections that point here */
+    bool retired; /* replaced by a reload: freed when its last connection ends */
     struct tls_ctx *tls;
     struct evconnlistener *lev;
     evutil_socket_t fd; /* bound by the control thread, not yet watched (-1 once it is) */
-    bool listen_failed; /* counted in m->workers_down */
+    bool listen_failed; /* counted in the name's workers_down (proxy_stats.h) */
     char listen_text[300];
     char target_text[300]; /* backend or peer, as written in the config */
     /* where to connect: resolved at start unless target_host is set */
@@ -363,21 +318,6 @@ unsigned proxy_conns_open(const struct proxy *p);
 
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);
-
-/* proxy_admin.c: the admin listener and the metrics (see also proxy_admin.h) */
-int proxy_admin_open(struct proxy *p, char *err, size_t errlen);
-void proxy_admin_free(struct proxy *p);
-void proxy_admin_refresh(struct proxy *p);
-bool proxy_admin_same(const struct proxy *p);
-struct proxy_metrics *proxy_metrics_for(struct proxy *p, const char *name);
-void proxy_metrics_free(struct proxy_metrics *m);
-void proxy_metrics_handshake(struct proxy_metrics *m, const struct timeval *start,
-                             const struct timeval *now);
-void proxy_metrics_request(struct proxy_metrics *m, struct event_base *base,
-                           const struct timeval *start, int status);
-void proxy_upstream_ok(struct proxy_metrics *m);
-void proxy_upstream_failed(struct proxy_metrics *m, const char *detail);
-long long proxy_clock_ms(void);
 
 /* proxy_listener.c */
 int proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g,

@@ -26,6 +26,7 @@
 #include <event2/util.h>
 
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 #define PROXY_LINGER_MAGIC 0x4c494e47u /* "LING" */
 

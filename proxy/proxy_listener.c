@@ -20,6 +20,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 /* The kernel backlog: connections over max_connections wait here (CONTRACT §5). */
 #define PROXY_LISTEN_BACKLOG 1024
@@ -258,6 +259,7 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
                      struct proxy_listener **out, char *err, size_t errlen)
 {
     struct proxy_listener *l;
+    struct proxy_stats_name *sn;
     char why[256];
 
     l = calloc(1, sizeof(*l));
@@ -273,8 +275,9 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
     l->cfg = cl;
     l->limits = &g->cfg->limits;
     config_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
-    l->m = proxy_metrics_for(w->p, cl->name);
-    if (l->m == NULL) {
+    sn = proxy_stats_name_get(w->p->stats, cl->name);
+    l->stats = sn != NULL ? proxy_stats_worker(sn, w->id) : NULL;
+    if (l->stats == NULL) {
         snprintf(err, errlen, "out of memory");
         goto err1;
     }
@@ -366,7 +369,7 @@ proxy_listener_listen(struct proxy_listener *l)
         log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text, "msg",
                "out of memory watching the listening socket", (const char *)NULL);
         l->listen_failed = true;
-        PROXY_STAT_ADD(l->m->workers_down, 1);
+        PROXY_STAT_ADD(proxy_stats_of(l->stats)->workers_down, 1);
         return -1;
     }
     l->fd = -1; /* the evconnlistener owns it now */
@@ -427,7 +430,7 @@ proxy_listener_free(struct proxy_listener *l)
         l->fd = -1;
     }
     if (l->listen_failed) {
-        PROXY_STAT_SUB(l->m->workers_down, 1);
+        PROXY_STAT_SUB(proxy_stats_of(l->stats)->workers_down, 1);
     }
     tls_ctx_free(l->tls);
     l->tls = NULL;

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "proxy_internal.h"
+#include "proxy_stats.h"
 
 struct proxy_pool_entry {
     struct proxy_listener *l;
@@ -174,7 +175,7 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
     tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), verify);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     pool_unlink(pool, e);
-    PROXY_STAT_ADD(l->m->pool_reused, 1);
+    PROXY_STATS_ADD(l->stats->pool_reused, 1);
     return bev;
 }
 

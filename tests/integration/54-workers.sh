@@ -125,6 +125,19 @@ got=$(many "$PNEW" 40 8)
 got=$(many "$POUT" 40 8)
 [ "$got" = 40 ] || fail "old listener after reload: $got of 40 answered"
 pass "reload: the new listener and the old one answer 40 of 40 each"
+# Each worker counts into its own block per listener name; the blocks outlive the reload and
+# /metrics sums them all: every request since the start, on each listener, exactly.
+m=$(curl -s --max-time 10 "http://127.0.0.1:$PADM/metrics")
+for lv in "out $((N + 8 + 40))" "new 40" "in $((N + 8 + 40 + 40))"; do
+    set -- $lv
+    v=$(metric "ferry_requests_total{listener=\"$1\",class=\"2xx\"}")
+    [ "$v" = "$2" ] || fail "after reload: ferry_requests_total{listener=\"$1\",class=\"2xx\"} is '$v', want $2"
+    v=$(metric "ferry_request_duration_seconds_count{listener=\"$1\",class=\"2xx\"}")
+    [ "$v" = "$2" ] || fail "after reload: ferry_request_duration_seconds_count{listener=\"$1\",class=\"2xx\"} is '$v', want $2"
+done
+v=$(metric 'ferry_connections_total{listener="out"}')
+[ "$v" = $((N + 48)) ] || fail "after reload: ferry_connections_total{listener=\"out\"} is '$v', want $((N + 48))"
+pass "after reload /metrics still sums every worker since the start: out $((N + 48)), new 40, in $((N + 88))"
 
 # ---- (4) drain all workers ----
 ferry_stop w4

@@ -25,11 +25,13 @@
 
 #include "log.h"
 #include "proxy_internal.h"
+#include "proxy_spare.h"
+#include "proxy_stats.h"
 
 struct fixture {
     struct event_base *base;
     struct proxy_worker w;
-    struct proxy_metrics m;
+    struct proxy_stats_set *stats;
     struct config_listener cl;
     struct config_limits lim;
     struct proxy_listener l;
@@ -62,7 +64,10 @@ setup(void **state)
     f->l.w = &f->w;
     f->l.cfg = &f->cl;
     f->l.limits = &f->lim;
-    f->l.m = &f->m;
+    f->stats = proxy_stats_set_new(1);
+    assert_non_null(f->stats);
+    f->l.stats = proxy_stats_worker(proxy_stats_name_get(f->stats, "pooled"), 0);
+    assert_non_null(f->l.stats);
     snprintf(f->l.target_text, sizeof(f->l.target_text), "peer.test:6984");
     assert_int_equal(bufferevent_pair_new(f->base, 0, f->client_pair), 0);
     assert_int_equal(bufferevent_pair_new(f->base, 0, f->server_pair), 0);
@@ -106,7 +111,9 @@ teardown(void **state)
     bufferevent_free(f->client_pair[1]);
     bufferevent_free(f->server_pair[1]);
     proxy_pool_free(&f->l);
+    proxy_spare_clear(&f->w.spare_exchanges);
     event_base_free(f->base);
+    proxy_stats_set_free(f->stats);
     free(f);
     return 0;
 }

@@ -912,11 +912,78 @@ test_idle(void **state)
     evbuffer_free(dst);
 }
 
+/* proxy_http_u64: the decimal digits of any uint64_t, without a NUL. */
+static void
+test_u64_format(void **state)
+{
+    static const struct {
+        uint64_t v;
+        const char *text;
+    } cases[] = {{0, "0"},
+                 {7, "7"},
+                 {10, "10"},
+                 {1234567890, "1234567890"},
+                 {UINT64_MAX, "18446744073709551615"}};
+    char buf[PROXY_HTTP_U64_MAX + 1];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n;
+
+        memset(buf, 'x', sizeof(buf));
+        n = proxy_http_u64(buf, cases[i].v);
+        assert_int_equal(n, strlen(cases[i].text));
+        assert_memory_equal(buf, cases[i].text, n);
+        assert_int_equal(buf[n], 'x'); /* nothing written past the digits */
+    }
+}
+
+/*
+ * A head near the 64 KiB limit (99 headers, values trimmed, Content-Length canonical where it
+ * was) is measured and written whole, byte for byte, in one reserved stretch of the output.
+ */
+static void
+test_big_head_written_whole(void **state)
+{
+    size_t cap = 2 * PROXY_HTTP_MAX_HEAD;
+    char *in = malloc(cap), *want = malloc(cap), *out = malloc(cap);
+    char pad[601];
+    size_t n = 0, w = 0;
+    struct rec r = {0};
+
+    (void)state;
+    assert_non_null(in);
+    assert_non_null(want);
+    assert_non_null(out);
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    n += (size_t)snprintf(in + n, cap - n, "PUT /db/doc HTTP/1.1\r\nHost: a\r\n");
+    w += (size_t)snprintf(want + w, cap - w, "PUT /db/doc HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 97; i++) {
+        n += (size_t)snprintf(in + n, cap - n, "X-Pad-%02d:  %s \r\n", i, pad);
+        w += (size_t)snprintf(want + w, cap - w, "X-Pad-%02d: %s\r\n", i, pad);
+    }
+    n += (size_t)snprintf(in + n, cap - n, "content-length: 000005\r\n\r\nhello");
+    w += (size_t)snprintf(want + w, cap - w,
+                          "Content-Length: 5\r\nX-Forwarded-Proto: https\r\n\r\nhello");
+    assert_true(n > 58 * 1024 && n < PROXY_HTTP_MAX_HEAD);
+    assert_int_equal(run_rule(PROXY_HTTP_REQUEST, in, n, 0, &r, out, cap, NULL, NULL),
+                     PROXY_HTTP_OK);
+    assert_int_equal(r.heads, 1);
+    assert_int_equal(strlen(out), w);
+    assert_memory_equal(out, want, w);
+    free(in);
+    free(want);
+    free(out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_get_rewritten),
+        cmocka_unit_test(test_u64_format),
+        cmocka_unit_test(test_big_head_written_whole),
         cmocka_unit_test(test_body_and_pipelining),
         cmocka_unit_test(test_chunked_body_reencoded),
         cmocka_unit_test(test_chunk_line_bare_lf_refused),
