@@ -1333,6 +1333,74 @@ test_ctx_bad_files(void **state)
     ctx_fails(&p, "tls.cert is not set");
 }
 
+/*
+ * The chain of a tls.cert holding the leaf alone is built once, in tls_ctx_new(), from tls.ca:
+ * the SSL carries it, so OpenSSL does not build it again for every handshake.  What goes on
+ * the wire is what OpenSSL's own per-handshake building sent: the issuers found in tls.ca,
+ * root included; a tls.cert with its intermediates is sent as it is.
+ */
+static size_t
+own_chain_len(const struct tls_ctx_params *p)
+{
+    struct tls_verify_result r;
+    struct tls_ctx *t = ctx_ok(p);
+    SSL *ssl = tls_ssl_new(t, &r);
+    STACK_OF(X509) *chain = NULL;
+    size_t n;
+
+    assert_non_null(ssl);
+    assert_int_equal(SSL_get0_chain_certs(ssl, &chain), 1);
+    /* NULL would mean "build it on every handshake". */
+    assert_non_null(chain);
+    n = (size_t)sk_X509_num(chain);
+    SSL_free(ssl);
+    tls_ctx_free(t);
+    return n;
+}
+
+static void
+test_ctx_own_chain_built_once(void **state)
+{
+    struct tls_ctx_params p;
+    struct hs h;
+    struct tls_ctx *s, *c;
+    STACK_OF(X509) *sent;
+    char subj[256];
+
+    (void)state;
+    p = server_params("server");
+    assert_int_equal(own_chain_len(&p), 1); /* the root from ca.crt */
+    p = client_params("inter_leaf");
+    p.ca_file = F("ca_inter.crt");
+    assert_int_equal(own_chain_len(&p), 2); /* intermediate, root */
+    p = client_params("inter_chain");
+    assert_int_equal(own_chain_len(&p), 1); /* the file's intermediate only */
+    p = client_params("other");             /* its CA is not in tls.ca: nothing to add */
+    assert_int_equal(own_chain_len(&p), 0);
+    p = server_params("server");
+    p.crl_file = F("all.crl");
+    assert_int_equal(own_chain_len(&p), 1);
+    assert_int_equal(ERR_peek_error(), 0);
+
+    /* On the wire: leaf and root, as before. */
+    p = server_params("server");
+    s = ctx_ok(&p);
+    p = client_params("client");
+    c = ctx_ok(&p);
+    hs_run(&h, s, c);
+    assert_int_equal(h.s.state, 1);
+    assert_int_equal(h.c.state, 1);
+    sent = SSL_get_peer_cert_chain(h.c.ssl);
+    assert_non_null(sent);
+    assert_int_equal(sk_X509_num(sent), 2);
+    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sent, 1)),
+                                          NID_commonName, subj, sizeof(subj)) > 0);
+    assert_string_equal(subj, "Ferry Test Root CA");
+    hs_free(&h);
+    tls_ctx_free(s);
+    tls_ctx_free(c);
+}
+
 /* ---- end to end: inbound (the server verifies the client) ---- */
 
 static void
@@ -2281,6 +2349,7 @@ main(void)
         cmocka_unit_test(test_ctx_passphrase),
         cmocka_unit_test(test_ctx_own_cert_checks),
         cmocka_unit_test(test_ctx_bad_files),
+        cmocka_unit_test(test_ctx_own_chain_built_once),
         cmocka_unit_test(test_hs_good),
         cmocka_unit_test(test_hs_intermediate),
         cmocka_unit_test(test_hs_eku),
