@@ -1364,7 +1364,7 @@ test_ctx_own_chain_built_once(void **state)
     struct tls_ctx_params p;
     struct hs h;
     struct tls_ctx *s, *c;
-    STACK_OF(X509) *sent;
+    STACK_OF(X509) * sent;
     char subj[256];
 
     (void)state;
