@@ -867,6 +867,43 @@ test_peer_info_fill(void **state)
     assert_string_equal(info.subject, "");
 }
 
+/*
+ * tls_check_leaf() decodes the SANs once for the names it shows and the names it matches: what
+ * it shows is what tls_peer_info_fill() shows, whichever rule ends the check (EKU failure,
+ * no name rule, a match, a mismatch), and a NULL leaf leaves every string empty.
+ */
+static void
+test_check_leaf_info_as_fill(void **state)
+{
+    X509 *leaves[] = {server_leaf->x509, client_leaf->x509,  ip_leaf->x509,
+                      cnonly_leaf->x509, uri_dns_leaf->x509, noeku_leaf->x509};
+    const char *const allow[] = {"node2.test"};
+    struct tls_peer_info want, got;
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+        for (k = 0; k < 3; k++) {
+            memset(&want, 0, sizeof(want));
+            memset(&got, 0, sizeof(got));
+            tls_peer_info_fill(leaves[i], true, &want);
+            (void)tls_check_leaf(leaves[i], k == 1, k == 1 ? "node1.test" : NULL,
+                                 k == 2 ? allow : NULL, k == 2 ? 1 : 0, true, &got);
+            assert_string_equal(got.subject, want.subject);
+            assert_string_equal(got.issuer, want.issuer);
+            assert_string_equal(got.sans, want.sans);
+            assert_string_equal(got.not_before, want.not_before);
+            assert_string_equal(got.not_after, want.not_after);
+        }
+    }
+    memset(&got, 0x41, sizeof(got));
+    got.subject[sizeof(got.subject) - 1] = '\0';
+    assert_int_equal(tls_check_leaf(NULL, false, NULL, NULL, 0, false, &got), TLS_REJECT_NO_CERT);
+    assert_string_equal(got.subject, "");
+    assert_string_equal(got.sans, "");
+    assert_string_equal(got.name, "");
+}
+
 static void
 test_check_leaf_eku(void **state)
 {
@@ -2338,6 +2375,7 @@ main(void)
         cmocka_unit_test(test_reject_from_x509),
         cmocka_unit_test(test_reject_str),
         cmocka_unit_test(test_peer_info_fill),
+        cmocka_unit_test(test_check_leaf_info_as_fill),
         cmocka_unit_test(test_check_leaf_eku),
         cmocka_unit_test(test_check_leaf_names),
         cmocka_unit_test(test_reject_describe),
