@@ -329,14 +329,12 @@ tls_check_eku(X509 *cert, bool need_server_auth)
 }
 
 /*
- * tls_peer_info_fill(cert, cn_fallback, info):
- * Fill ${info}'s subject, issuer, sans, name, not_before and not_after from ${cert}; leaves
- * detail, x509_error and depth untouched.  With a NULL ${cert} the strings become "".
+ * tls_peer_info_fill() on the SANs ${gens} of ${cert}, already decoded by the caller (NULL: the
+ * certificate has none), so that tls_check_leaf() decodes them once per handshake.
  */
-void
-tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
+static void
+info_fill(X509 *cert, const GENERAL_NAMES *gens, bool cn_fallback, struct tls_peer_info *info)
 {
-    GENERAL_NAMES *gens = NULL;
     char text[256], first_dns[256] = "", first_ip[256] = "", first_uri[256] = "";
     size_t pos = 0;
     bool has_san = false;
@@ -352,7 +350,6 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
     (void)tls_time_str(X509_get0_notBefore(cert), info->not_before, sizeof(info->not_before));
     (void)tls_time_str(X509_get0_notAfter(cert), info->not_after, sizeof(info->not_after));
 
-    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 
@@ -381,7 +378,6 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
             append_san(info->sans, sizeof(info->sans), &pos, "email:", text);
         }
     }
-    GENERAL_NAMES_free(gens);
 
     if (first_dns[0] != '\0') {
         (void)snprintf(info->name, sizeof(info->name), "%s", first_dns);
@@ -398,6 +394,23 @@ tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
         /* A mesh identity (URI SAN only): the name shown; tls_check_leaf() may confirm it. */
         (void)snprintf(info->name, sizeof(info->name), "%s", first_uri);
     }
+}
+
+/*
+ * tls_peer_info_fill(cert, cn_fallback, info):
+ * Fill ${info}'s subject, issuer, sans, name, not_before and not_after from ${cert}; leaves
+ * detail, x509_error and depth untouched.  With a NULL ${cert} the strings become "".
+ */
+void
+tls_peer_info_fill(X509 *cert, bool cn_fallback, struct tls_peer_info *info)
+{
+    GENERAL_NAMES *gens = NULL;
+
+    if (cert != NULL) {
+        gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    }
+    info_fill(cert, gens, cn_fallback, info);
+    GENERAL_NAMES_free(gens);
 }
 
 /* Does the IP literal ${host} (binary hbin[0..hlen)) equal the IP SAN or CN text ${ip}? */
@@ -451,21 +464,23 @@ tls_check_leaf(X509 *leaf, bool need_server_auth, const char *peer_host, const c
     bool host_is_ip, has_san = false, has_uri = false, matched;
     int i;
 
-    tls_peer_info_fill(leaf, cn_fallback, info);
     if (leaf == NULL) {
+        tls_peer_info_fill(NULL, cn_fallback, info);
         return TLS_REJECT_NO_CERT;
     }
+    /* Decoded once: for the names shown (info) and for the names matched below. */
+    gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    info_fill(leaf, gens, cn_fallback, info);
     if ((r = tls_check_eku(leaf, need_server_auth)) != TLS_REJECT_NONE) {
-        return r;
+        goto done;
     }
     if (peer_host == NULL && allow == NULL) {
         if (tls_name_is_uri(info->name)) {
             info->name[0] = '\0'; /* no pattern to match: a URI SAN is shown, never a name */
         }
-        return TLS_REJECT_NONE;
+        goto done;
     }
 
-    gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
     for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
         int type = sk_GENERAL_NAME_value(gens, i)->type;
 

@@ -867,6 +867,43 @@ test_peer_info_fill(void **state)
     assert_string_equal(info.subject, "");
 }
 
+/*
+ * tls_check_leaf() decodes the SANs once for the names it shows and the names it matches: what
+ * it shows is what tls_peer_info_fill() shows, whichever rule ends the check (EKU failure,
+ * no name rule, a match, a mismatch), and a NULL leaf leaves every string empty.
+ */
+static void
+test_check_leaf_info_as_fill(void **state)
+{
+    X509 *leaves[] = {server_leaf->x509, client_leaf->x509,  ip_leaf->x509,
+                      cnonly_leaf->x509, uri_dns_leaf->x509, noeku_leaf->x509};
+    const char *const allow[] = {"node2.test"};
+    struct tls_peer_info want, got;
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+        for (k = 0; k < 3; k++) {
+            memset(&want, 0, sizeof(want));
+            memset(&got, 0, sizeof(got));
+            tls_peer_info_fill(leaves[i], true, &want);
+            (void)tls_check_leaf(leaves[i], k == 1, k == 1 ? "node1.test" : NULL,
+                                 k == 2 ? allow : NULL, k == 2 ? 1 : 0, true, &got);
+            assert_string_equal(got.subject, want.subject);
+            assert_string_equal(got.issuer, want.issuer);
+            assert_string_equal(got.sans, want.sans);
+            assert_string_equal(got.not_before, want.not_before);
+            assert_string_equal(got.not_after, want.not_after);
+        }
+    }
+    memset(&got, 0x41, sizeof(got));
+    got.subject[sizeof(got.subject) - 1] = '\0';
+    assert_int_equal(tls_check_leaf(NULL, false, NULL, NULL, 0, false, &got), TLS_REJECT_NO_CERT);
+    assert_string_equal(got.subject, "");
+    assert_string_equal(got.sans, "");
+    assert_string_equal(got.name, "");
+}
+
 static void
 test_check_leaf_eku(void **state)
 {
@@ -1331,6 +1368,74 @@ test_ctx_bad_files(void **state)
     p = client_params("client");
     p.cert_file = NULL;
     ctx_fails(&p, "tls.cert is not set");
+}
+
+/*
+ * The chain of a tls.cert holding the leaf alone is built once, in tls_ctx_new(), from tls.ca:
+ * the SSL carries it, so OpenSSL does not build it again for every handshake.  What goes on
+ * the wire is what OpenSSL's own per-handshake building sent: the issuers found in tls.ca,
+ * root included; a tls.cert with its intermediates is sent as it is.
+ */
+static size_t
+own_chain_len(const struct tls_ctx_params *p)
+{
+    struct tls_verify_result r;
+    struct tls_ctx *t = ctx_ok(p);
+    SSL *ssl = tls_ssl_new(t, &r);
+    STACK_OF(X509) *chain = NULL;
+    size_t n;
+
+    assert_non_null(ssl);
+    assert_int_equal(SSL_get0_chain_certs(ssl, &chain), 1);
+    /* NULL would mean "build it on every handshake". */
+    assert_non_null(chain);
+    n = (size_t)sk_X509_num(chain);
+    SSL_free(ssl);
+    tls_ctx_free(t);
+    return n;
+}
+
+static void
+test_ctx_own_chain_built_once(void **state)
+{
+    struct tls_ctx_params p;
+    struct hs h;
+    struct tls_ctx *s, *c;
+    STACK_OF(X509) * sent;
+    char subj[256];
+
+    (void)state;
+    p = server_params("server");
+    assert_int_equal(own_chain_len(&p), 1); /* the root from ca.crt */
+    p = client_params("inter_leaf");
+    p.ca_file = F("ca_inter.crt");
+    assert_int_equal(own_chain_len(&p), 2); /* intermediate, root */
+    p = client_params("inter_chain");
+    assert_int_equal(own_chain_len(&p), 1); /* the file's intermediate only */
+    p = client_params("other");             /* its CA is not in tls.ca: nothing to add */
+    assert_int_equal(own_chain_len(&p), 0);
+    p = server_params("server");
+    p.crl_file = F("all.crl");
+    assert_int_equal(own_chain_len(&p), 1);
+    assert_int_equal(ERR_peek_error(), 0);
+
+    /* On the wire: leaf and root, as before. */
+    p = server_params("server");
+    s = ctx_ok(&p);
+    p = client_params("client");
+    c = ctx_ok(&p);
+    hs_run(&h, s, c);
+    assert_int_equal(h.s.state, 1);
+    assert_int_equal(h.c.state, 1);
+    sent = SSL_get_peer_cert_chain(h.c.ssl);
+    assert_non_null(sent);
+    assert_int_equal(sk_X509_num(sent), 2);
+    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sent, 1)),
+                                          NID_commonName, subj, sizeof(subj)) > 0);
+    assert_string_equal(subj, "Ferry Test Root CA");
+    hs_free(&h);
+    tls_ctx_free(s);
+    tls_ctx_free(c);
 }
 
 /* ---- end to end: inbound (the server verifies the client) ---- */
@@ -2270,6 +2375,7 @@ main(void)
         cmocka_unit_test(test_reject_from_x509),
         cmocka_unit_test(test_reject_str),
         cmocka_unit_test(test_peer_info_fill),
+        cmocka_unit_test(test_check_leaf_info_as_fill),
         cmocka_unit_test(test_check_leaf_eku),
         cmocka_unit_test(test_check_leaf_names),
         cmocka_unit_test(test_reject_describe),
@@ -2281,6 +2387,7 @@ main(void)
         cmocka_unit_test(test_ctx_passphrase),
         cmocka_unit_test(test_ctx_own_cert_checks),
         cmocka_unit_test(test_ctx_bad_files),
+        cmocka_unit_test(test_ctx_own_chain_built_once),
         cmocka_unit_test(test_hs_good),
         cmocka_unit_test(test_hs_intermediate),
         cmocka_unit_test(test_hs_eku),
