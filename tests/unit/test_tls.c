@@ -1373,8 +1373,8 @@ test_ctx_bad_files(void **state)
 /*
  * The chain of a tls.cert holding the leaf alone is built once, in tls_ctx_new(), from tls.ca:
  * the SSL carries it, so OpenSSL does not build it again for every handshake.  What goes on
- * the wire is what OpenSSL's own per-handshake building sent: the issuers found in tls.ca,
- * root included; a tls.cert with its intermediates is sent as it is.
+ * the wire: the issuers found in tls.ca without the root (the peer must already trust it); a
+ * tls.cert with its intermediates is sent as it is.
  */
 static size_t
 own_chain_len(const struct tls_ctx_params *p)
@@ -1406,20 +1406,20 @@ test_ctx_own_chain_built_once(void **state)
 
     (void)state;
     p = server_params("server");
-    assert_int_equal(own_chain_len(&p), 1); /* the root from ca.crt */
+    assert_int_equal(own_chain_len(&p), 0); /* issued by the root: nothing to send */
     p = client_params("inter_leaf");
     p.ca_file = F("ca_inter.crt");
-    assert_int_equal(own_chain_len(&p), 2); /* intermediate, root */
+    assert_int_equal(own_chain_len(&p), 1); /* the intermediate, not the root */
     p = client_params("inter_chain");
     assert_int_equal(own_chain_len(&p), 1); /* the file's intermediate only */
     p = client_params("other");             /* its CA is not in tls.ca: nothing to add */
     assert_int_equal(own_chain_len(&p), 0);
     p = server_params("server");
     p.crl_file = F("all.crl");
-    assert_int_equal(own_chain_len(&p), 1);
+    assert_int_equal(own_chain_len(&p), 0);
     assert_int_equal(ERR_peek_error(), 0);
 
-    /* On the wire: leaf and root, as before. */
+    /* On the wire: the leaf alone, never the root. */
     p = server_params("server");
     s = ctx_ok(&p);
     p = client_params("client");
@@ -1429,10 +1429,23 @@ test_ctx_own_chain_built_once(void **state)
     assert_int_equal(h.c.state, 1);
     sent = SSL_get_peer_cert_chain(h.c.ssl);
     assert_non_null(sent);
-    assert_int_equal(sk_X509_num(sent), 2);
-    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sent, 1)),
+    assert_int_equal(sk_X509_num(sent), 1);
+    hs_free(&h);
+    tls_ctx_free(c);
+
+    /* A client issued by an intermediate found in tls.ca: leaf and intermediate. */
+    p = client_params("inter_leaf");
+    p.ca_file = F("ca_inter.crt");
+    c = ctx_ok(&p);
+    hs_run(&h, s, c);
+    assert_int_equal(h.s.state, 1);
+    assert_int_equal(h.c.state, 1);
+    sent = SSL_get_peer_cert_chain(h.s.ssl); /* a server's view leaves the leaf out */
+    assert_non_null(sent);
+    assert_int_equal(sk_X509_num(sent), 1);
+    assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sent, 0)),
                                           NID_commonName, subj, sizeof(subj)) > 0);
-    assert_string_equal(subj, "Ferry Test Root CA");
+    assert_string_not_equal(subj, "Ferry Test Root CA");
     hs_free(&h);
     tls_ctx_free(s);
     tls_ctx_free(c);
