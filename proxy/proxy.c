@@ -12,7 +12,6 @@
  * blocking part of a reload (reading files, resolving backend names, binding); each worker
  * then swaps in its new listeners on its own thread, in the order the reloads happened.
  */
-#define _GNU_SOURCE 1 /* pthread_setname_np */
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,9 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
 
 #include "log.h"
@@ -255,155 +252,6 @@ proxy_conns_open(const struct proxy *p)
     return n;
 }
 
-/* Queue ${cmd} (may be NULL for drain/stop flags only) for ${w} and wake its loop. */
-static void
-worker_post(struct proxy_worker *w, struct proxy_cmd *cmd, bool drain, bool stop)
-{
-    pthread_mutex_lock(&w->cmd_mu);
-    if (cmd != NULL) {
-        cmd->next = NULL;
-        if (w->cmd_tail != NULL) {
-            w->cmd_tail->next = cmd;
-        } else {
-            w->cmd_head = cmd;
-        }
-        w->cmd_tail = cmd;
-    }
-    w->want_drain = w->want_drain || drain;
-    w->want_stop = w->want_stop || stop;
-    pthread_mutex_unlock(&w->cmd_mu);
-    event_active(w->cmd_ev, EV_READ, 0);
-}
-
-static struct proxy_listener *
-worker_find_by_addr(struct proxy_worker *w, const struct config_addr *a)
-{
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct proxy_listener *l = w->listeners[i];
-
-        if (l != NULL && l->lev != NULL && l->cfg->listen.port == a->port &&
-            strcmp(l->cfg->listen.host, a->host) == 0) {
-            return l;
-        }
-    }
-    return NULL;
-}
-
-/*
- * On worker ${w}: swap in the listener set of ${cmd}.  A listener the control thread bound
- * starts accepting on its new socket; the others take over the socket of the old listener at
- * the same address.  The old set retires (each goes when its last connection ends).
- */
-static void
-worker_commit(struct proxy_worker *w, struct proxy_cmd *cmd)
-{
-    for (size_t i = 0; i < cmd->n_listeners; i++) {
-        struct proxy_listener *l = cmd->listeners[i], *old;
-
-        if (l->fd >= 0) {
-            (void)proxy_listener_listen(l);
-        } else if ((old = worker_find_by_addr(w, &l->cfg->listen)) != NULL) {
-            proxy_listener_adopt(l, old);
-        } else {
-            log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text,
-                   "msg", "no socket to take over for this address", (const char *)NULL);
-            l->listen_failed = true;
-            PROXY_STAT_ADD(proxy_stats_of(l->stats)->workers_down, 1);
-        }
-    }
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (w->listeners[i] != NULL) {
-            proxy_listener_retire(w->listeners[i]);
-        }
-    }
-    free(w->listeners);
-    w->listeners = cmd->listeners;
-    w->n_listeners = cmd->n_listeners;
-    cmd->listeners = NULL;
-    proxy_listeners_update(w);
-}
-
-/* On worker ${w}: stop accepting; close idle keep-alive connections; end with the last one. */
-static void
-worker_drain(struct proxy_worker *w)
-{
-    w->draining = true;
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (w->listeners[i] != NULL && w->listeners[i]->lev != NULL) {
-            evconnlistener_free(w->listeners[i]->lev);
-            w->listeners[i]->lev = NULL;
-        }
-    }
-    /* Idle keep-alive HTTP connections have nothing to finish: close them now. */
-    proxy_conn_drain_idle(w);
-    if (w->n_conns == 0) {
-        event_base_loopexit(w->base, NULL);
-    }
-}
-
-/* On worker ${w}: run what the control thread queued, in order. */
-static void
-worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy_worker *w = arg;
-    struct proxy_cmd *q, *next;
-    bool drain, stop;
-
-    (void)fd;
-    (void)what;
-    pthread_mutex_lock(&w->cmd_mu);
-    q = w->cmd_head;
-    w->cmd_head = w->cmd_tail = NULL;
-    drain = w->want_drain;
-    stop = w->want_stop;
-    pthread_mutex_unlock(&w->cmd_mu);
-    for (; q != NULL; q = next) {
-        next = q->next;
-        worker_commit(w, q);
-        free(q);
-    }
-    if (drain && !w->draining) {
-        worker_drain(w);
-    }
-    if (stop) {
-        w->draining = true;
-        proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
-        event_base_loopexit(w->base, NULL);
-    }
-}
-
-/* On worker ${arg}: the loop turns; GET /livez reads the time (proxy_admin.c). */
-static void
-worker_beat_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy_worker *w = arg;
-
-    (void)fd;
-    (void)what;
-    __atomic_store_n(&w->beat_ms, proxy_clock_ms(), __ATOMIC_RELAXED);
-}
-
-/* The thread of worker ${arg}: its loop until drained or stopped, then tell the control. */
-static void *
-worker_main(void *arg)
-{
-    struct proxy_worker *w = arg;
-    struct timeval beat = {PROXY_BEAT_MS / 1000, (PROXY_BEAT_MS % 1000) * 1000};
-    char name[16];
-
-    /* `top -H` and /proc/PID/task/TID/comm show which worker is which. */
-    snprintf(name, sizeof(name), "ferry-w%u", w->id);
-    (void)pthread_setname_np(pthread_self(), name);
-    worker_beat_cb(-1, 0, w);
-    event_add(w->beat, &beat);
-    if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
-        log_kv(LOG_ERROR, "loop_failed", "msg", "a worker's event loop failed", (const char *)NULL);
-    }
-    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
-    event_active(w->p->worker_done, EV_READ, 0);
-    return NULL;
-}
-
 /* Control: a worker's loop ended; when all have, the control loop ends too. */
 static void
 worker_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -422,118 +270,6 @@ worker_done_cb(evutil_socket_t fd, short what, void *arg)
     if (running == 0) {
         event_base_loopexit(p->base, NULL);
     }
-}
-
-/* On worker ${arg}: another worker crossed max_connections; pause or resume accepting. */
-static void
-worker_update_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    proxy_listeners_update(arg);
-}
-
-static void
-worker_free_cmds(struct proxy_cmd *q)
-{
-    struct proxy_cmd *next;
-
-    for (; q != NULL; q = next) {
-        next = q->next;
-        for (size_t i = 0; q->listeners != NULL && i < q->n_listeners; i++) {
-            proxy_listener_free(q->listeners[i]);
-        }
-        free(q->listeners);
-        free(q);
-    }
-}
-
-/* Free worker ${w} (its thread has ended or never started): connections, listeners, loop. */
-static void
-worker_free(struct proxy_worker *w)
-{
-    if (w == NULL) {
-        return;
-    }
-    proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
-    proxy_linger_free_all(w);
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        proxy_listener_free(w->listeners[i]);
-    }
-    free(w->listeners);
-    worker_free_cmds(w->cmd_head);
-    if (w->dns != NULL) {
-        evdns_base_free(w->dns, 0);
-    }
-    if (w->accept_resume != NULL) {
-        event_free(w->accept_resume);
-    }
-    if (w->update_ev != NULL) {
-        event_free(w->update_ev);
-    }
-    if (w->beat != NULL) {
-        event_free(w->beat);
-    }
-    if (w->cmd_ev != NULL) {
-        event_free(w->cmd_ev);
-    }
-    if (w->base != NULL) {
-        event_base_free(w->base);
-    }
-    /* Every connection has ended (above): its spare structs go now. */
-    proxy_spare_clear(&w->spare_conns);
-    proxy_spare_clear(&w->spare_exchanges);
-    pthread_mutex_destroy(&w->cmd_mu);
-    w->magic = 0;
-    free(w);
-}
-
-/*
- * A worker's event loop. With epoll, the "changelist" coalesces the enable/disable calls a
- * loop turn makes on one descriptor into at most one epoll_ctl before the next epoll_wait
- * (a pooled http request toggled read/write interest about 12 times per client connection).
- * libevent's caveat for it is descriptors cloned with dup(): ferry never registers one.
- */
-static struct event_base *
-worker_base_new(void)
-{
-    struct event_config *cfg = event_config_new();
-    struct event_base *base;
-
-    if (cfg == NULL) {
-        return NULL;
-    }
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
-    return base;
-}
-
-static struct proxy_worker *
-worker_new(struct proxy *p, unsigned id)
-{
-    struct proxy_worker *w = calloc(1, sizeof(*w));
-
-    if (w == NULL) {
-        return NULL;
-    }
-    w->magic = PROXY_WORKER_MAGIC;
-    w->id = id;
-    w->p = p;
-    pthread_mutex_init(&w->cmd_mu, NULL);
-    w->base = worker_base_new();
-    if (w->base != NULL) {
-        w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
-        w->accept_resume = proxy_accept_resume_new(w);
-        w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
-        w->beat = event_new(w->base, -1, EV_PERSIST, worker_beat_cb, w);
-    }
-    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL ||
-        w->beat == NULL) {
-        worker_free(w);
-        return NULL;
-    }
-    return w;
 }
 
 /*
@@ -686,7 +422,7 @@ proxy_reload(struct proxy *p, const char *why)
         cmds[w]->kind = PROXY_CMD_LISTENERS;
         cmds[w]->listeners = sets[w];
         cmds[w]->n_listeners = n;
-        worker_post(p->workers[w], cmds[w], false, false);
+        proxy_worker_post(p->workers[w], cmds[w], false, false);
         cmds[w] = NULL;
     }
     proxy_gen_unref(p->gen);
@@ -740,7 +476,7 @@ static void
 stop_workers(struct proxy *p)
 {
     for (size_t i = 0; i < p->n_workers; i++) {
-        worker_post(p->workers[i], NULL, false, true);
+        proxy_worker_post(p->workers[i], NULL, false, true);
     }
 }
 
@@ -756,18 +492,6 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     log_kv(LOG_WARN, "drain_timeout", "connections", n, "msg",
            "limits.drain_timeout passed; closing the connections still open", (const char *)NULL);
     stop_workers(p);
-}
-
-/*
- * proxy_conn_gone(w):
- * A connection of worker ${w} ended: while draining, the last one ends its loop.
- */
-void
-proxy_conn_gone(struct proxy_worker *w)
-{
-    if (w->draining && w->n_conns == 0) {
-        event_base_loopexit(w->base, NULL);
-    }
 }
 
 /*
@@ -798,31 +522,11 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
     log_kv(LOG_INFO, "draining", "signal", name, "connections", n, "drain_timeout_ms", ms,
            (const char *)NULL);
     for (size_t i = 0; i < p->n_workers; i++) {
-        worker_post(p->workers[i], NULL, true, false);
+        proxy_worker_post(p->workers[i], NULL, true, false);
     }
     tv.tv_sec = (time_t)(p->cfg->limits.drain_timeout_ms / 1000);
     tv.tv_usec = (suseconds_t)((p->cfg->limits.drain_timeout_ms % 1000) * 1000);
     evtimer_add(p->drain_timer, &tv);
-}
-
-/*
- * proxy_dns(w):
- * The asynchronous resolver of worker ${w} for outbound peers given by DNS name, made on
- * first use (reads /etc/resolv.conf and /etc/hosts).  NULL when it cannot be made.
- */
-struct evdns_base *
-proxy_dns(struct proxy_worker *w)
-{
-    if (w->dns == NULL) {
-        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (w->dns == NULL) {
-            log_kv(LOG_ERROR, "dns_failed", "msg",
-                   "cannot set up the DNS resolver; set connect: on outbound listeners",
-                   (const char *)NULL);
-        }
-    }
-    return w->dns;
 }
 
 /* libevent must know about threads before the first event base exists. */
@@ -894,7 +598,7 @@ proxy_new(struct config *cfg, const char *path, char *err, size_t errlen)
         goto err1;
     }
     for (size_t i = 0; i < p->n_workers; i++) {
-        p->workers[i] = worker_new(p, (unsigned)i);
+        p->workers[i] = proxy_worker_new(p, (unsigned)i);
         if (p->workers[i] == NULL) {
             snprintf(err, errlen, "cannot create the event loop of worker %zu", i);
             goto err1;
@@ -997,7 +701,7 @@ start_workers(struct proxy *p)
     for (size_t i = 0; i < p->n_workers; i++) {
         struct proxy_worker *w = p->workers[i];
 
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        if (pthread_create(&w->thread, NULL, proxy_worker_main, w) != 0) {
             log_kv(LOG_ERROR, "worker_failed", "msg", "cannot start a worker thread",
                    (const char *)NULL);
             rc = -1;
@@ -1019,7 +723,7 @@ join_workers(struct proxy *p)
 
         if (w != NULL && w->started) {
             if (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
-                worker_post(w, NULL, false, true);
+                proxy_worker_post(w, NULL, false, true);
             }
             pthread_join(w->thread, NULL);
             w->started = false;
@@ -1092,7 +796,7 @@ proxy_free(struct proxy *p)
         }
     }
     for (size_t i = 0; p->workers != NULL && i < p->n_workers; i++) {
-        worker_free(p->workers[i]);
+        proxy_worker_free(p->workers[i]);
         p->workers[i] = NULL;
     }
     free(p->workers);

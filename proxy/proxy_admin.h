@@ -44,8 +44,7 @@ bool proxy_admin_same(const struct proxy *p);
 /* A backend or peer is down after this many failed attempts in a row (or one failed probe). */
 #define PROXY_UPSTREAM_DOWN_AFTER 3
 
-/* Each worker's event loop beats this often; /livez is 503 when one has not for STALL_MS. */
-#define PROXY_BEAT_MS       1000
+/* /livez is 503 when a worker's loop has not beaten (PROXY_BEAT_MS) for this long. */
 #define PROXY_LIVE_STALL_MS 5000
 
 /* What the recorded outcomes say about a backend or peer. */

@@ -462,7 +462,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         c->next->prev = c->prev;
     }
     PROXY_STAT_SUB(w->n_conns, 1);
-    proxy_conns_changed(w, false);
+    proxy_worker_conns_changed(w, false);
     PROXY_STATS_SUB(l->stats->conns_open, 1);
     PROXY_STATS_ADD(l->stats->bytes_in, c->up.bytes);
     PROXY_STATS_ADD(l->stats->bytes_out, c->down.bytes);
@@ -472,7 +472,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         /* The last connection of a listener that a reload replaced. */
         proxy_listener_free(l);
     }
-    proxy_conn_gone(w);
+    proxy_worker_conn_gone(w);
 }
 
 /*
@@ -1088,7 +1088,7 @@ conn_connect(struct proxy_conn *c)
     proxy_relay_read_limit(c->server, !conn_inbound(c));
     bufferevent_enable(c->server, EV_READ | EV_WRITE);
     if (l->target_host[0] != '\0') {
-        struct evdns_base *dns = proxy_dns(l->w);
+        struct evdns_base *dns = proxy_worker_dns(l->w);
 
         rc = dns == NULL ? -1
                          : bufferevent_socket_connect_hostname(c->server, dns, AF_UNSPEC,
@@ -1447,7 +1447,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     l->n_conns++;
     PROXY_STATS_ADD(l->stats->conns_total, 1);
     PROXY_STATS_ADD(l->stats->conns_open, 1);
-    proxy_conns_changed(w, true);
+    proxy_worker_conns_changed(w, true);
 
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (c->timer == NULL) {

@@ -78,6 +78,9 @@
 #define PROXY_LINGER_BYTES ((size_t)64 * 1024)
 #define PROXY_LINGER_MAX   256
 
+/* Each worker's event loop beats this often (proxy_worker.c); GET /livez reads the beats. */
+#define PROXY_BEAT_MS 1000
+
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
 #define PROXY_ACCEPT_BACKOFF_MS 100
 
@@ -309,12 +312,21 @@ struct proxy_conn {
     uint64_t owed_bytes;      /* and the answer's body length */
 };
 
-/* proxy.c */
-struct evdns_base *proxy_dns(struct proxy_worker *w);
+/* proxy.c (control) */
 void proxy_gen_unref(struct proxy_gen *g);
-void proxy_conn_gone(struct proxy_worker *w);
 void proxy_notify(const char *state);
 unsigned proxy_conns_open(const struct proxy *p);
+
+/* proxy_worker.c: a worker's loop, commands, accepting; what its connections report to */
+struct proxy_worker *proxy_worker_new(struct proxy *p, unsigned id);
+void proxy_worker_free(struct proxy_worker *w);
+void *proxy_worker_main(void *arg);
+void proxy_worker_post(struct proxy_worker *w, struct proxy_cmd *cmd, bool drain, bool stop);
+struct evdns_base *proxy_worker_dns(struct proxy_worker *w);
+void proxy_worker_conn_gone(struct proxy_worker *w);
+void proxy_worker_listeners_update(struct proxy_worker *w);
+void proxy_worker_conns_changed(struct proxy_worker *w, bool opened);
+void proxy_worker_accept_error(struct proxy_worker *w, int err);
 
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);
@@ -330,10 +342,6 @@ void proxy_listener_retire(struct proxy_listener *l);
 void proxy_listener_free(struct proxy_listener *l);
 evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport,
                                 char *err, size_t errlen);
-void proxy_listeners_update(struct proxy_worker *w);
-void proxy_conns_changed(struct proxy_worker *w, bool opened);
-void proxy_accept_error(struct proxy_worker *w, int err);
-struct event *proxy_accept_resume_new(struct proxy_worker *w);
 int proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
                                struct tls_ctx **out, char *err, size_t errlen);
 

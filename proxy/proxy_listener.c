@@ -244,7 +244,7 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
     struct proxy_listener *l = arg;
 
     (void)lev;
-    proxy_accept_error(l->w, EVUTIL_SOCKET_ERROR());
+    proxy_worker_accept_error(l->w, EVUTIL_SOCKET_ERROR());
 }
 
 /*
@@ -445,118 +445,4 @@ proxy_listener_free(struct proxy_listener *l)
     l->gen = NULL;
     l->magic = 0;
     free(l);
-}
-
-/*
- * proxy_listeners_update(w):
- * Accept on worker ${w} while the process is under limits.max_connections and this worker is
- * not backing off after EMFILE; otherwise leave new connections in the kernel backlog
- * (CONTRACT §5), never refuse in a busy loop.
- */
-void
-proxy_listeners_update(struct proxy_worker *w)
-{
-    bool enable =
-        PROXY_STAT_GET(w->p->conns) < PROXY_STAT_GET(w->p->max_conns) && !w->accept_paused_fd;
-
-    if (w->draining) {
-        return;
-    }
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (w->listeners[i] == NULL || w->listeners[i]->lev == NULL) {
-            continue;
-        }
-        if (enable) {
-            evconnlistener_enable(w->listeners[i]->lev);
-        } else {
-            evconnlistener_disable(w->listeners[i]->lev);
-        }
-    }
-}
-
-/*
- * proxy_conns_changed(w, opened):
- * A connection of worker ${w} opened or ended.  limits.max_connections counts every worker's
- * connections: the worker whose connection crosses it logs that once and makes every worker
- * pause or resume accepting (the others through their update event, so at most one
- * connection per other worker can slip past the limit meanwhile).
- */
-void
-proxy_conns_changed(struct proxy_worker *w, bool opened)
-{
-    struct proxy *p = w->p;
-    unsigned max = PROXY_STAT_GET(p->max_conns);
-    unsigned old = opened ? __atomic_fetch_add(&p->conns, 1, __ATOMIC_RELAXED)
-                          : __atomic_fetch_sub(&p->conns, 1, __ATOMIC_RELAXED);
-    unsigned now = opened ? old + 1 : old - 1;
-    char n[16];
-
-    if ((old < max) == (now < max)) {
-        if (opened && now >= max) {
-            /* Over the limit already (another worker's pause is on its way): stop here too. */
-            proxy_listeners_update(w);
-        }
-        return;
-    }
-    snprintf(n, sizeof(n), "%u", max);
-    log_kv(now >= max ? LOG_WARN : LOG_INFO, now >= max ? "accept_paused" : "accept_resumed",
-           "max_connections", n, "msg",
-           now >= max ? "limits.max_connections reached; new connections wait in the backlog"
-                      : "below limits.max_connections again; accepting",
-           (const char *)NULL);
-    for (size_t i = 0; i < p->n_workers; i++) {
-        if (p->workers[i] == w) {
-            proxy_listeners_update(w);
-        } else {
-            event_active(p->workers[i]->update_ev, EV_READ, 0);
-        }
-    }
-}
-
-static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy_worker *w = arg;
-
-    (void)fd;
-    (void)what;
-    w->accept_paused_fd = false;
-    proxy_listeners_update(w);
-}
-
-/*
- * proxy_accept_error(w, err):
- * accept() failed with ${err} on worker ${w}.  Out of descriptors or memory: pause its
- * listeners for PROXY_ACCEPT_BACKOFF_MS (the connection stays in the backlog); anything else
- * is logged.
- */
-void
-proxy_accept_error(struct proxy_worker *w, int err)
-{
-    struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
-
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        /* One warning per episode; accept_recovered reports how many attempts failed. */
-        if (__atomic_fetch_add(&w->p->accept_failures, 1, __ATOMIC_RELAXED) == 0) {
-            log_kv(LOG_WARN, "accept_failed", "error", strerror(err), "msg",
-                   "out of file descriptors or memory; pausing accept for 100ms (raise "
-                   "LimitNOFILE / ulimit -n, or lower limits.max_connections)",
-                   (const char *)NULL);
-        }
-        w->accept_paused_fd = true;
-        proxy_listeners_update(w);
-        evtimer_add(w->accept_resume, &tv);
-        return;
-    }
-    log_kv(LOG_WARN, "accept_failed", "error", strerror(err), (const char *)NULL);
-}
-
-/*
- * proxy_accept_resume_new(w):
- * The EMFILE backoff timer of worker ${w}; NULL on OOM.
- */
-struct event *
-proxy_accept_resume_new(struct proxy_worker *w)
-{
-    return evtimer_new(w->base, accept_resume_cb, w);
 }

@@ -1,0 +1,438 @@
+/*
+ * proxy_worker: one worker thread's life.  Its event loop and the commands the control thread
+ * queues for it (new listeners at start and reload, drain, stop), its heartbeat for /livez,
+ * its accepting (paused at limits.max_connections, counted over every worker, and after
+ * EMFILE), and its DNS resolver.  The connections themselves are proxy_conn.c's; this file
+ * is what they report to when they open and end (proxy_worker_conns_changed,
+ * proxy_worker_conn_gone), so no connection file calls into the control thread's proxy.c.
+ *
+ * Threads: everything here runs on the worker's own thread, except proxy_worker_new/_free
+ * (control, before the thread starts or after it ended) and proxy_worker_post (control:
+ * queues under cmd_mu, then wakes the loop with event_active).
+ */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "proxy_internal.h"
+#include "proxy_spare.h"
+#include "proxy_stats.h"
+
+/* ---- accepting ---- */
+
+/*
+ * proxy_worker_listeners_update(w):
+ * Accept on worker ${w} while the process is under limits.max_connections and this worker is
+ * not backing off after EMFILE; otherwise leave new connections in the kernel backlog
+ * (CONTRACT §5), never refuse in a busy loop.
+ */
+void
+proxy_worker_listeners_update(struct proxy_worker *w)
+{
+    bool enable =
+        PROXY_STAT_GET(w->p->conns) < PROXY_STAT_GET(w->p->max_conns) && !w->accept_paused_fd;
+
+    if (w->draining) {
+        return;
+    }
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] == NULL || w->listeners[i]->lev == NULL) {
+            continue;
+        }
+        if (enable) {
+            evconnlistener_enable(w->listeners[i]->lev);
+        } else {
+            evconnlistener_disable(w->listeners[i]->lev);
+        }
+    }
+}
+
+/*
+ * proxy_worker_conns_changed(w, opened):
+ * A connection of worker ${w} opened or ended.  limits.max_connections counts every worker's
+ * connections: the worker whose connection crosses it logs that once and makes every worker
+ * pause or resume accepting (the others through their update event, so at most one
+ * connection per other worker can slip past the limit meanwhile).
+ */
+void
+proxy_worker_conns_changed(struct proxy_worker *w, bool opened)
+{
+    struct proxy *p = w->p;
+    unsigned max = PROXY_STAT_GET(p->max_conns);
+    unsigned old = opened ? __atomic_fetch_add(&p->conns, 1, __ATOMIC_RELAXED)
+                          : __atomic_fetch_sub(&p->conns, 1, __ATOMIC_RELAXED);
+    unsigned now = opened ? old + 1 : old - 1;
+    char n[16];
+
+    if ((old < max) == (now < max)) {
+        if (opened && now >= max) {
+            /* Over the limit already (another worker's pause is on its way): stop here too. */
+            proxy_worker_listeners_update(w);
+        }
+        return;
+    }
+    snprintf(n, sizeof(n), "%u", max);
+    log_kv(now >= max ? LOG_WARN : LOG_INFO, now >= max ? "accept_paused" : "accept_resumed",
+           "max_connections", n, "msg",
+           now >= max ? "limits.max_connections reached; new connections wait in the backlog"
+                      : "below limits.max_connections again; accepting",
+           (const char *)NULL);
+    for (size_t i = 0; i < p->n_workers; i++) {
+        if (p->workers[i] == w) {
+            proxy_worker_listeners_update(w);
+        } else {
+            event_active(p->workers[i]->update_ev, EV_READ, 0);
+        }
+    }
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->accept_paused_fd = false;
+    proxy_worker_listeners_update(w);
+}
+
+/*
+ * proxy_worker_accept_error(w, err):
+ * accept() failed with ${err} on worker ${w}.  Out of descriptors or memory: pause its
+ * listeners for PROXY_ACCEPT_BACKOFF_MS (the connection stays in the backlog); anything else
+ * is logged.
+ */
+void
+proxy_worker_accept_error(struct proxy_worker *w, int err)
+{
+    struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
+
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* One warning per episode; accept_recovered reports how many attempts failed. */
+        if (__atomic_fetch_add(&w->p->accept_failures, 1, __ATOMIC_RELAXED) == 0) {
+            log_kv(LOG_WARN, "accept_failed", "error", strerror(err), "msg",
+                   "out of file descriptors or memory; pausing accept for 100ms (raise "
+                   "LimitNOFILE / ulimit -n, or lower limits.max_connections)",
+                   (const char *)NULL);
+        }
+        w->accept_paused_fd = true;
+        proxy_worker_listeners_update(w);
+        evtimer_add(w->accept_resume, &tv);
+        return;
+    }
+    log_kv(LOG_WARN, "accept_failed", "error", strerror(err), (const char *)NULL);
+}
+
+/*
+ * accept_resume_new(w):
+ * The EMFILE backoff timer of worker ${w}; NULL on OOM.
+ */
+static struct event *
+accept_resume_new(struct proxy_worker *w)
+{
+    return evtimer_new(w->base, accept_resume_cb, w);
+}
+/* ---- the loop and its commands ---- */
+
+/* Queue ${cmd} (may be NULL for drain/stop flags only) for ${w} and wake its loop. */
+void
+proxy_worker_post(struct proxy_worker *w, struct proxy_cmd *cmd, bool drain, bool stop)
+{
+    pthread_mutex_lock(&w->cmd_mu);
+    if (cmd != NULL) {
+        cmd->next = NULL;
+        if (w->cmd_tail != NULL) {
+            w->cmd_tail->next = cmd;
+        } else {
+            w->cmd_head = cmd;
+        }
+        w->cmd_tail = cmd;
+    }
+    w->want_drain = w->want_drain || drain;
+    w->want_stop = w->want_stop || stop;
+    pthread_mutex_unlock(&w->cmd_mu);
+    event_active(w->cmd_ev, EV_READ, 0);
+}
+
+static struct proxy_listener *
+worker_find_by_addr(struct proxy_worker *w, const struct config_addr *a)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct proxy_listener *l = w->listeners[i];
+
+        if (l != NULL && l->lev != NULL && l->cfg->listen.port == a->port &&
+            strcmp(l->cfg->listen.host, a->host) == 0) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * On worker ${w}: swap in the listener set of ${cmd}.  A listener the control thread bound
+ * starts accepting on its new socket; the others take over the socket of the old listener at
+ * the same address.  The old set retires (each goes when its last connection ends).
+ */
+static void
+worker_commit(struct proxy_worker *w, struct proxy_cmd *cmd)
+{
+    for (size_t i = 0; i < cmd->n_listeners; i++) {
+        struct proxy_listener *l = cmd->listeners[i], *old;
+
+        if (l->fd >= 0) {
+            (void)proxy_listener_listen(l);
+        } else if ((old = worker_find_by_addr(w, &l->cfg->listen)) != NULL) {
+            proxy_listener_adopt(l, old);
+        } else {
+            log_kv(LOG_ERROR, "listen_failed", "listener", l->cfg->name, "addr", l->listen_text,
+                   "msg", "no socket to take over for this address", (const char *)NULL);
+            l->listen_failed = true;
+            PROXY_STAT_ADD(proxy_stats_of(l->stats)->workers_down, 1);
+        }
+    }
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL) {
+            proxy_listener_retire(w->listeners[i]);
+        }
+    }
+    free(w->listeners);
+    w->listeners = cmd->listeners;
+    w->n_listeners = cmd->n_listeners;
+    cmd->listeners = NULL;
+    proxy_worker_listeners_update(w);
+}
+
+/* On worker ${w}: stop accepting; close idle keep-alive connections; end with the last one. */
+static void
+worker_drain(struct proxy_worker *w)
+{
+    w->draining = true;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL && w->listeners[i]->lev != NULL) {
+            evconnlistener_free(w->listeners[i]->lev);
+            w->listeners[i]->lev = NULL;
+        }
+    }
+    /* Idle keep-alive HTTP connections have nothing to finish: close them now. */
+    proxy_conn_drain_idle(w);
+    if (w->n_conns == 0) {
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/* On worker ${w}: run what the control thread queued, in order. */
+static void
+worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    struct proxy_cmd *q, *next;
+    bool drain, stop;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&w->cmd_mu);
+    q = w->cmd_head;
+    w->cmd_head = w->cmd_tail = NULL;
+    drain = w->want_drain;
+    stop = w->want_stop;
+    pthread_mutex_unlock(&w->cmd_mu);
+    for (; q != NULL; q = next) {
+        next = q->next;
+        worker_commit(w, q);
+        free(q);
+    }
+    if (drain && !w->draining) {
+        worker_drain(w);
+    }
+    if (stop) {
+        w->draining = true;
+        proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/* On worker ${arg}: the loop turns; GET /livez reads the time (proxy_admin.c). */
+static void
+worker_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    __atomic_store_n(&w->beat_ms, proxy_clock_ms(), __ATOMIC_RELAXED);
+}
+
+/* The thread of worker ${arg}: its loop until drained or stopped, then tell the control. */
+void *
+proxy_worker_main(void *arg)
+{
+    struct proxy_worker *w = arg;
+    struct timeval beat = {PROXY_BEAT_MS / 1000, (PROXY_BEAT_MS % 1000) * 1000};
+    char name[16];
+
+    /* `top -H` and /proc/PID/task/TID/comm show which worker is which. */
+    snprintf(name, sizeof(name), "ferry-w%u", w->id);
+    (void)pthread_setname_np(pthread_self(), name);
+    worker_beat_cb(-1, 0, w);
+    event_add(w->beat, &beat);
+    if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
+        log_kv(LOG_ERROR, "loop_failed", "msg", "a worker's event loop failed", (const char *)NULL);
+    }
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+    event_active(w->p->worker_done, EV_READ, 0);
+    return NULL;
+}
+
+/* On worker ${arg}: another worker crossed max_connections; pause or resume accepting. */
+static void
+worker_update_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_worker_listeners_update(arg);
+}
+
+static void
+worker_free_cmds(struct proxy_cmd *q)
+{
+    struct proxy_cmd *next;
+
+    for (; q != NULL; q = next) {
+        next = q->next;
+        for (size_t i = 0; q->listeners != NULL && i < q->n_listeners; i++) {
+            proxy_listener_free(q->listeners[i]);
+        }
+        free(q->listeners);
+        free(q);
+    }
+}
+
+/* Free worker ${w} (its thread has ended or never started): connections, listeners, loop. */
+void
+proxy_worker_free(struct proxy_worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    proxy_conn_drop_all(w, PROXY_CLOSE_SHUTDOWN);
+    proxy_linger_free_all(w);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        proxy_listener_free(w->listeners[i]);
+    }
+    free(w->listeners);
+    worker_free_cmds(w->cmd_head);
+    if (w->dns != NULL) {
+        evdns_base_free(w->dns, 0);
+    }
+    if (w->accept_resume != NULL) {
+        event_free(w->accept_resume);
+    }
+    if (w->update_ev != NULL) {
+        event_free(w->update_ev);
+    }
+    if (w->beat != NULL) {
+        event_free(w->beat);
+    }
+    if (w->cmd_ev != NULL) {
+        event_free(w->cmd_ev);
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+    /* Every connection has ended (above): its spare structs go now. */
+    proxy_spare_clear(&w->spare_conns);
+    proxy_spare_clear(&w->spare_exchanges);
+    pthread_mutex_destroy(&w->cmd_mu);
+    w->magic = 0;
+    free(w);
+}
+
+/*
+ * A worker's event loop. With epoll, the "changelist" coalesces the enable/disable calls a
+ * loop turn makes on one descriptor into at most one epoll_ctl before the next epoll_wait
+ * (a pooled http request toggled read/write interest about 12 times per client connection).
+ * libevent's caveat for it is descriptors cloned with dup(): ferry never registers one.
+ */
+static struct event_base *
+worker_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    struct event_base *base;
+
+    if (cfg == NULL) {
+        return NULL;
+    }
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
+struct proxy_worker *
+proxy_worker_new(struct proxy *p, unsigned id)
+{
+    struct proxy_worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->magic = PROXY_WORKER_MAGIC;
+    w->id = id;
+    w->p = p;
+    pthread_mutex_init(&w->cmd_mu, NULL);
+    w->base = worker_base_new();
+    if (w->base != NULL) {
+        w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
+        w->accept_resume = accept_resume_new(w);
+        w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
+        w->beat = event_new(w->base, -1, EV_PERSIST, worker_beat_cb, w);
+    }
+    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL ||
+        w->beat == NULL) {
+        proxy_worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/*
+ * proxy_worker_conn_gone(w):
+ * A connection of worker ${w} ended: while draining, the last one ends its loop.
+ */
+void
+proxy_worker_conn_gone(struct proxy_worker *w)
+{
+    if (w->draining && w->n_conns == 0) {
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/*
+ * proxy_worker_dns(w):
+ * The asynchronous resolver of worker ${w} for outbound peers given by DNS name, made on
+ * first use (reads /etc/resolv.conf and /etc/hosts).  NULL when it cannot be made.
+ */
+struct evdns_base *
+proxy_worker_dns(struct proxy_worker *w)
+{
+    if (w->dns == NULL) {
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (w->dns == NULL) {
+            log_kv(LOG_ERROR, "dns_failed", "msg",
+                   "cannot set up the DNS resolver; set connect: on outbound listeners",
+                   (const char *)NULL);
+        }
+    }
+    return w->dns;
+}
