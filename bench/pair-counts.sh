@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# bench/pair-counts.sh: load-independent cost counts of ferry's data path (issue 14).
+#
+#   client --plain--> A (outbound tcp) ==mTLS 1.3==> B (inbound tcp) --plain--> backend
+#
+# Runs A and B (workers: 1) under `valgrind --tool=callgrind` (instructions, Ir) or
+# `strace -c -f` (system calls) while one keep-alive client connection makes N GETs, once
+# with N = N1 and once with N = N2, and prints (count(N2) - count(N1)) / (N2 - N1) per side:
+# the cost of one more request, with start-up, the handshake and exit taken out.
+#   bulk:  GET /1m (1 MiB body): the cost per MiB relayed
+#   small: GET /86 (86 B body): the cost per small keep-alive request
+#   idle:  (no tool) 400 connections, one small GET each, then held idle: A's and B's RSS
+#          growth per connection in KiB (malloc's arenas make it coarse; compare builds)
+# The backend is a small Python HTTP/1.1 server (not counted).  Only 127.0.0.1.
+#
+#   bench/pair-counts.sh [--ferry build/ferry] [--tools callgrind,strace] [--workloads bulk,small]
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+FERRY=$REPO/build/ferry
+TOOLS=callgrind,strace
+WORKLOADS=bulk,small
+PORT=${COUNTS_PORT:-24700}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --ferry) FERRY=$(realpath "$2"); shift 2 ;;
+    --tools) TOOLS=$2; shift 2 ;;
+    --workloads) WORKLOADS=$2; shift 2 ;;
+    --port) PORT=$2; shift 2 ;;
+    *) echo "usage: $0 [--ferry PATH] [--tools callgrind,strace] [--workloads bulk,small] [--port P]" >&2; exit 2 ;;
+    esac
+done
+BACKEND=$PORT OUT=$((PORT + 1)) IN=$((PORT + 2))
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-counts.XXXXXX")
+PIDS=()
+cleanup()
+{
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port()
+{
+    local i
+    for i in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+"$FERRY" certs init-ca --dir "$WORK/ca" --name "counts CA" --key-type ec >/dev/null
+for n in a b; do
+    "$FERRY" certs issue --ca "$WORK/ca" --name "$n.counts.test" --ip 127.0.0.1 --key-type ec \
+        --out "$WORK/$n" >/dev/null
+done
+
+mkdir -p "$WORK/www"
+head -c 86 /dev/zero | tr '\0' x >"$WORK/www/86"
+head -c 1048576 /dev/urandom >"$WORK/www/1m"
+cat >"$WORK/backend.py" <<'EOF'
+import http.server, sys, os
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+os.chdir(sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOF
+cat >"$WORK/client.py" <<'EOF'
+import http.client, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+total = 0
+for _ in range(n):
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit("status %d" % r.status)
+    total += len(body)
+c.close()
+print(total)
+EOF
+python3 "$WORK/backend.py" "$BACKEND" "$WORK/www" &
+PIDS+=($!)
+wait_port "$BACKEND"
+
+cat >"$WORK/a.yaml" <<EOF
+workers: 1
+tls:
+  cert: $WORK/a/a.counts.test.crt
+  key: $WORK/a/a.counts.test.key
+  ca: $WORK/ca/ca.crt
+  min_version: "1.3"
+listeners:
+  - name: out
+    mode: outbound
+    listen: "127.0.0.1:$OUT"
+    peer: "b.counts.test:$IN"
+    connect: "127.0.0.1:$IN"
+    protocol: tcp
+log:
+  level: warn
+EOF
+cat >"$WORK/b.yaml" <<EOF
+workers: 1
+tls:
+  cert: $WORK/b/b.counts.test.crt
+  key: $WORK/b/b.counts.test.key
+  ca: $WORK/ca/ca.crt
+  min_version: "1.3"
+listeners:
+  - name: in
+    mode: inbound
+    listen: "127.0.0.1:$IN"
+    backend: "127.0.0.1:$BACKEND"
+    protocol: tcp
+    allow: ["a.counts.test"]
+log:
+  level: warn
+EOF
+
+# run_once TOOL PATH N: start B and A under TOOL, make N GETs of PATH on one connection, stop
+# both (SIGTERM: they drain and exit), print "A_count B_count".
+run_once()
+{
+    local tool=$1 path=$2 n=$3 side pid a b
+    local -A spid
+    for side in b a; do
+        case $tool in
+        callgrind) valgrind --tool=callgrind --callgrind-out-file="$WORK/$side.cg" \
+            "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" & ;;
+        strace) strace -f -c -o "$WORK/$side.st" \
+            "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" & ;;
+        esac
+        spid[$side]=$!
+        PIDS+=($!)
+    done
+    wait_port "$IN"
+    wait_port "$OUT"
+    python3 "$WORK/client.py" "$OUT" "$path" "$n" >/dev/null
+    for side in a b; do
+        # Signal ferry itself: strace does not pass a SIGTERM on to the program it runs.
+        pid=${spid[$side]}
+        [ "$tool" = strace ] && pid=$(pgrep -P "$pid")
+        kill -TERM "$pid"
+        wait "${spid[$side]}" || true
+    done
+    case $tool in
+    callgrind)
+        a=$(awk '/^(summary|totals):/ {print $2; exit}' "$WORK/a.cg")
+        b=$(awk '/^(summary|totals):/ {print $2; exit}' "$WORK/b.cg") ;;
+    strace)
+        a=$(awk '$NF == "total" {print $4}' "$WORK/a.st")
+        b=$(awk '$NF == "total" {print $4}' "$WORK/b.st")
+        cp "$WORK/a.st" "$WORK/a.st.$n"; cp "$WORK/b.st" "$WORK/b.st.$n" ;;
+    esac
+    echo "$a $b"
+}
+
+cat >"$WORK/idle.py" <<'PY'
+import http.client, sys, time
+port, n, pa, pb = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def rss(pid):
+    for line in open("/proc/%s/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+time.sleep(0.5)
+a0, b0 = rss(pa), rss(pb)
+conns = []
+for _ in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/86")
+    r = c.getresponse()
+    r.read()
+    conns.append(c)
+time.sleep(1)
+a1, b1 = rss(pa), rss(pb)
+print("%.1f %.1f" % ((a1 - a0) / n, (b1 - b0) / n))
+PY
+
+# run_idle N: A and B without a tool; N keep-alive connections, one small GET each, then held
+# idle; prints the growth of A's and B's RSS per connection in KiB.
+run_idle()
+{
+    local n=$1 side
+    local -A spid
+    for side in b a; do
+        "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" &
+        spid[$side]=$!
+        PIDS+=($!)
+    done
+    wait_port "$IN"
+    wait_port "$OUT"
+    python3 "$WORK/idle.py" "$OUT" "$n" "${spid[a]}" "${spid[b]}"
+    for side in a b; do
+        kill -TERM "${spid[$side]}"
+        wait "${spid[$side]}" || true
+    done
+}
+
+IFS=, read -r -a tools <<<"$TOOLS"
+IFS=, read -r -a workloads <<<"$WORKLOADS"
+for w in "${workloads[@]}"; do
+    if [ "$w" = idle ]; then
+        read -r a b < <(run_idle 400)
+        echo "idle   RSS KiB   per idle connection (400, one small GET each)  A $a   B $b"
+        continue
+    fi
+    case $w in
+    bulk) path=/1m n1=2 n2=18 unit="MiB" ;;
+    small) path=/86 n1=50 n2=450 unit="request" ;;
+    *) echo "unknown workload $w" >&2; exit 2 ;;
+    esac
+    for t in "${tools[@]}"; do
+        read -r a1 b1 < <(run_once "$t" "$path" "$n1")
+        read -r a2 b2 < <(run_once "$t" "$path" "$n2")
+        what=Ir
+        [ "$t" = strace ] && what=syscalls
+        awk -v w="$w" -v t="$what" -v u="$unit" -v a1="$a1" -v a2="$a2" -v b1="$b1" -v b2="$b2" \
+            -v d=$((n2 - n1)) 'BEGIN { printf "%-6s %-9s per %-8s A (outbound) %12.0f   B (inbound) %12.0f\n", w, t, u, (a2 - a1) / d, (b2 - b1) / d }'
+        if [ "$t" = strace ]; then
+            # The per-call breakdown of the larger run, for the report.
+            for side in a b; do
+                echo "  $side, N=$n2:"
+                awk 'NR > 2 && $NF != "total" && $1 !~ /^-/ {print "    " $0}' "$WORK/$side.st.$n2" | sort -k4 -n -r | head -8
+            done
+        fi
+    done
+done
