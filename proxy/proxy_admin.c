@@ -1034,6 +1034,19 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     for (size_t i = 0; i < n; i++) {
         metric_listener(b, "ferry_connections_open", &snap[i], "", snap[i].s.conns_open);
     }
+    metric_head(b, "ferry_worker_connections", "gauge",
+                "Connections open now on each worker thread (ferry-wN): new connections go to "
+                "the least loaded worker.");
+    for (size_t i = 0; i < p->n_workers; i++) {
+        evbuffer_add_printf(b, "ferry_worker_connections{worker=\"%zu\"} %u\n", i,
+                            PROXY_STAT_GET(p->workers[i]->n_conns));
+    }
+    metric_head(b, "ferry_worker_handoffs_total", "counter",
+                "Connections another worker accepted and handed to this one, the least loaded.");
+    for (size_t i = 0; i < p->n_workers; i++) {
+        evbuffer_add_printf(b, "ferry_worker_handoffs_total{worker=\"%zu\"} %llu\n", i,
+                            (unsigned long long)PROXY_STAT_GET(p->workers[i]->handoffs));
+    }
     metric_head(b, "ferry_connections_total", "counter", "Connections accepted.");
     for (size_t i = 0; i < n; i++) {
         metric_listener(b, "ferry_connections_total", &snap[i], "", snap[i].s.conns_total);

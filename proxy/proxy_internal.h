@@ -81,6 +81,12 @@
 /* Each worker's event loop beats this often (proxy_worker.c); GET /livez reads the beats. */
 #define PROXY_BEAT_MS 1000
 
+/*
+ * Balanced accepts: a worker that accepts a connection while it holds at least this many more
+ * (open + handed to it) than the least loaded worker hands the socket to that one instead.
+ */
+#define PROXY_BALANCE_SLACK 2
+
 /* After EMFILE/ENFILE, listeners pause for this long instead of spinning on accept(). */
 #define PROXY_ACCEPT_BACKOFF_MS 100
 
@@ -155,6 +161,7 @@ struct proxy_stats_set;
 
 struct proxy_admin;
 struct proxy_worker;
+struct proxy_handoff;
 
 /* What the control thread asks a worker to do (queued, in order). */
 enum proxy_cmd_kind {
@@ -225,6 +232,12 @@ struct proxy_worker {
     struct event *accept_resume; /* EMFILE backoff timer */
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
     struct event *update_ev;     /* made active by another worker: max_connections crossed */
+    /* balanced accepts (proxy_worker.c): connections other workers accepted for this one */
+    pthread_mutex_t handoff_mu;
+    struct proxy_handoff *handoff_head, *handoff_tail; /* under handoff_mu */
+    unsigned handoff_pending; /* queued here, not yet a connection (atomic) */
+    uint64_t handoffs;        /* connections other workers handed here, ever (atomic) */
+    struct event *handoff_ev; /* made active by the worker that queued one */
     bool draining;
     unsigned n_conns;         /* written by this worker only; read by control (PROXY_STAT_GET) */
     struct proxy_conn *conns; /* doubly linked list of open connections */
@@ -327,6 +340,9 @@ void proxy_worker_conn_gone(struct proxy_worker *w);
 void proxy_worker_listeners_update(struct proxy_worker *w);
 void proxy_worker_conns_changed(struct proxy_worker *w, bool opened);
 void proxy_worker_accept_error(struct proxy_worker *w, int err);
+void proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen);
+size_t proxy_worker_pick(const unsigned *load, size_t n, size_t self);
 
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);

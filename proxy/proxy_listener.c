@@ -235,7 +235,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
                    "file descriptors available again; accepting", (const char *)NULL);
         }
     }
-    proxy_conn_accept(l, fd, sa, salen);
+    proxy_worker_place(l, fd, sa, salen);
 }
 
 static void

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE 1 /* pthread_setname_np */
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,166 @@ accept_resume_new(struct proxy_worker *w)
 {
     return evtimer_new(w->base, accept_resume_cb, w);
 }
+/* ---- balanced accepts ---- */
+
+/*
+ * A socket one worker accepted for another (SO_REUSEPORT hashes connections to workers by
+ * address and port, blind to how many each one holds; 64 connections often land 38:26 on two).
+ */
+struct proxy_handoff {
+    evutil_socket_t fd;
+    struct sockaddr_storage addr;
+    int addr_len;
+    const struct config_listener *cfg; /* the listener it came in on (its generation's) */
+    struct proxy_handoff *next;
+};
+
+/* What ${w} holds: open connections plus those queued for it. */
+static unsigned
+worker_load(struct proxy_worker *w)
+{
+    return PROXY_STAT_GET(w->n_conns) + PROXY_STAT_GET(w->handoff_pending);
+}
+
+/*
+ * proxy_worker_pick(load, n, self):
+ * Which of ${n} workers, holding ${load}[i] connections each (UINT_MAX: not serving), should
+ * take a connection worker ${self} accepted: the least loaded one (the first of equals) when it
+ * holds at least PROXY_BALANCE_SLACK fewer than ${self}, else ${self}.
+ */
+size_t
+proxy_worker_pick(const unsigned *load, size_t n, size_t self)
+{
+    size_t to = self;
+
+    for (size_t i = 0; i < n; i++) {
+        if (i != self && load[i] != UINT_MAX && load[i] + PROXY_BALANCE_SLACK <= load[self] &&
+            load[i] < load[to]) {
+            to = i;
+        }
+    }
+    return to;
+}
+
+/* The worker ${l}'s worker should give a new connection to, or NULL to keep it. */
+static struct proxy_worker *
+worker_pick(const struct proxy_listener *l)
+{
+    struct proxy *p = l->w->p;
+    unsigned load[256];
+    size_t n = p->n_workers < 256 ? p->n_workers : 256, self = n, to;
+
+    for (size_t i = 0; i < n; i++) {
+        struct proxy_worker *o = p->workers[i];
+
+        if (o == l->w) {
+            self = i;
+        }
+        load[i] = __atomic_load_n(&o->done, __ATOMIC_ACQUIRE) ? UINT_MAX : worker_load(o);
+    }
+    if (self == n) {
+        return NULL;
+    }
+    to = proxy_worker_pick(load, n, self);
+    return to == self ? NULL : p->workers[to];
+}
+
+/*
+ * proxy_worker_place(l, fd, sa, salen):
+ * A connection accepted on listener ${l}: served by ${l}'s worker, or handed to a worker that
+ * holds PROXY_BALANCE_SLACK fewer connections (its copy of the same listener serves it).
+ */
+void
+proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
+                   int salen)
+{
+    struct proxy_worker *to = l->w->draining ? NULL : worker_pick(l);
+    struct proxy_handoff *h;
+
+    if (to == NULL || salen < 0 || (size_t)salen > sizeof(h->addr) ||
+        (h = calloc(1, sizeof(*h))) == NULL) {
+        proxy_conn_accept(l, fd, sa, salen);
+        return;
+    }
+    h->fd = fd;
+    memcpy(&h->addr, sa, (size_t)salen);
+    h->addr_len = salen;
+    h->cfg = l->cfg;
+    PROXY_STAT_ADD(to->handoff_pending, 1);
+    pthread_mutex_lock(&to->handoff_mu);
+    if (to->handoff_tail != NULL) {
+        to->handoff_tail->next = h;
+    } else {
+        to->handoff_head = h;
+    }
+    to->handoff_tail = h;
+    pthread_mutex_unlock(&to->handoff_mu);
+    event_active(to->handoff_ev, EV_READ, 0);
+}
+
+/* ${w}'s copy of the listener a handed-over connection came in on, or NULL. */
+static struct proxy_listener *
+worker_listener_for(struct proxy_worker *w, const struct config_listener *cfg)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL && w->listeners[i]->cfg == cfg) {
+            return w->listeners[i];
+        }
+    }
+    /* A reload swapped the sets in between: the listener of that name now, if any. */
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL && strcmp(w->listeners[i]->cfg->name, cfg->name) == 0) {
+            return w->listeners[i];
+        }
+    }
+    return NULL;
+}
+
+/* On worker ${arg}: serve the connections other workers handed to it, in order. */
+static void
+worker_handoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    struct proxy_handoff *h, *next;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&w->handoff_mu);
+    h = w->handoff_head;
+    w->handoff_head = w->handoff_tail = NULL;
+    pthread_mutex_unlock(&w->handoff_mu);
+    for (; h != NULL; h = next) {
+        struct proxy_listener *l = worker_listener_for(w, h->cfg);
+
+        next = h->next;
+        if (l != NULL) {
+            proxy_conn_accept(l, h->fd, (const struct sockaddr *)&h->addr, h->addr_len);
+        } else {
+            log_kv(LOG_WARN, "handoff_dropped", "listener", h->cfg->name, "msg",
+                   "a reload removed the listener while a connection was handed between workers",
+                   (const char *)NULL);
+            evutil_closesocket(h->fd);
+        }
+        PROXY_STAT_SUB(w->handoff_pending, 1);
+        PROXY_STAT_ADD(w->handoffs, 1);
+        free(h);
+    }
+}
+
+/* Close the connections still queued for ${w} (it stops before serving them). */
+static void
+worker_free_handoffs(struct proxy_worker *w)
+{
+    struct proxy_handoff *h, *next;
+
+    for (h = w->handoff_head; h != NULL; h = next) {
+        next = h->next;
+        evutil_closesocket(h->fd);
+        free(h);
+    }
+    w->handoff_head = w->handoff_tail = NULL;
+}
+
 /* ---- the loop and its commands ---- */
 
 /* Queue ${cmd} (may be NULL for drain/stop flags only) for ${w} and wake its loop. */
@@ -331,6 +492,7 @@ proxy_worker_free(struct proxy_worker *w)
     }
     free(w->listeners);
     worker_free_cmds(w->cmd_head);
+    worker_free_handoffs(w);
     if (w->dns != NULL) {
         evdns_base_free(w->dns, 0);
     }
@@ -346,6 +508,9 @@ proxy_worker_free(struct proxy_worker *w)
     if (w->cmd_ev != NULL) {
         event_free(w->cmd_ev);
     }
+    if (w->handoff_ev != NULL) {
+        event_free(w->handoff_ev);
+    }
     if (w->base != NULL) {
         event_base_free(w->base);
     }
@@ -353,6 +518,7 @@ proxy_worker_free(struct proxy_worker *w)
     proxy_spare_clear(&w->spare_conns);
     proxy_spare_clear(&w->spare_exchanges);
     pthread_mutex_destroy(&w->cmd_mu);
+    pthread_mutex_destroy(&w->handoff_mu);
     w->magic = 0;
     free(w);
 }
@@ -390,15 +556,17 @@ proxy_worker_new(struct proxy *p, unsigned id)
     w->id = id;
     w->p = p;
     pthread_mutex_init(&w->cmd_mu, NULL);
+    pthread_mutex_init(&w->handoff_mu, NULL);
     w->base = worker_base_new();
     if (w->base != NULL) {
         w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
         w->accept_resume = accept_resume_new(w);
         w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
         w->beat = event_new(w->base, -1, EV_PERSIST, worker_beat_cb, w);
+        w->handoff_ev = event_new(w->base, -1, 0, worker_handoff_cb, w);
     }
     if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL ||
-        w->beat == NULL) {
+        w->beat == NULL || w->handoff_ev == NULL) {
         proxy_worker_free(w);
         return NULL;
     }

@@ -6,7 +6,9 @@
 # and /metrics sums the workers' counters exactly.  (2) A second ferry on the same port is
 # refused at start (SO_REUSEPORT would silently share it).  (3) A reload that adds a listener
 # on a new port serves it from every worker; the old ports keep working.  (4) SIGTERM drains
-# every worker and exits 0.  (5) workers: 1 works; workers: 0 is a config error.
+# every worker and exits 0.  (5) workers: 1 works; workers: 0 is a config error.  (6) Balanced
+# accepts: with workers: 2, connections held open end up spread evenly (within
+# PROXY_BALANCE_SLACK = 2) however SO_REUSEPORT hashed them, as ferry_worker_connections shows.
 # valgrind: yes
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
@@ -155,3 +157,43 @@ ferry_expect_exit 1 w0 "$T/w0.yaml"
 grep -q 'w0.yaml:2:10: workers: expected an integer from 1 to 256, got "0"' "$T/w0.log" ||
     fail "workers: 0: $(cat "$T/w0.log")"
 pass "workers: 1 serves; workers: 0 is refused with file:line:col"
+
+# ---- (6) balanced accepts: held connections spread evenly over two workers ----
+# SO_REUSEPORT hashes each connection to a worker by its ports: 60 connections land anywhere
+# from 22:38 to 38:22 by chance.  A worker holding 2 more than the other hands a new one over.
+write_cfg "$T/w2.yaml" 2
+ferry_start w2 "$T/w2.yaml"
+expect_log w2 'event=ready .*workers=2'
+K=60
+[ "$VG" = 1 ] && K=20
+python3 - "$PIN" "$K" "$CRT" "$KEY" "$CA" "$T/held" <<'PY' &
+import socket, ssl, sys, time
+port, k, crt, key, ca, flag = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(crt, key)
+held = []
+for _ in range(k):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=60),
+                        server_hostname="node1.test")
+    held.append(s)
+open(flag, "w").write("%d\n" % len(held))
+time.sleep(120)
+PY
+HOLDER=$!
+bg_register "$HOLDER" holder
+end=$((SECONDS + 30 * VGX))
+until [ -s "$T/held" ]; do
+    [ "$SECONDS" -ge "$end" ] && fail "the $K connections were not all made"
+    sleep 0.2
+done
+m=$(curl -s --max-time 10 "http://127.0.0.1:$PADM/metrics")
+w0=$(metric 'ferry_worker_connections{worker="0"}')
+w1=$(metric 'ferry_worker_connections{worker="1"}')
+[ $((w0 + w1)) = "$K" ] || fail "ferry_worker_connections: $w0 + $w1, want $K in all"
+d=$((w0 > w1 ? w0 - w1 : w1 - w0))
+[ "$d" -le 2 ] || fail "ferry_worker_connections: $w0 and $w1 for $K held connections (more than 2 apart)"
+h=$(( $(metric 'ferry_worker_handoffs_total{worker="0"}') + $(metric 'ferry_worker_handoffs_total{worker="1"}') ))
+pass "balanced accepts: $K held connections on two workers: $w0 and $w1 ($h handed over)"
+kill "$HOLDER" 2>/dev/null || true
+wait "$HOLDER" 2>/dev/null || true
+ferry_stop w2
