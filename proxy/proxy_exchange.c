@@ -366,16 +366,21 @@ proxy_exchange_server_closing(const struct proxy_conn *c)
 
 /*
  * proxy_exchange_idle(c):
- * Is ${c} between requests: nothing queued, no request or response half-way?  Such a
- * keep-alive connection may be closed at once when ferry drains.
+ * Is ${c} between requests: nothing queued, no request or response half-way (or, lending, no
+ * exchange and no peer connection at all)?  Such a keep-alive connection may be closed at once
+ * when ferry drains.
  */
 bool
 proxy_exchange_idle(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && x->q_len == 0 && !proxy_http_in_message(x->req) &&
-           !proxy_http_in_head(x->req) && !proxy_http_in_message(x->resp);
+    if (x == NULL) {
+        /* Lending: a client between requests holds neither an exchange nor a peer connection. */
+        return proxy_pool_enabled(c->l) && c->server == NULL;
+    }
+    return x->q_len == 0 && !proxy_http_in_message(x->req) && !proxy_http_in_head(x->req) &&
+           !proxy_http_in_message(x->resp);
 }
 
 /* Send our own answer now (the response stream is between messages) and close. */
@@ -515,7 +520,8 @@ retriable(const struct proxy_http_head *h)
 
 /*
  * Keep the head just forwarded (in ${out} from x->head_mark on) while it is the only request
- * in flight on a pooled connection and may be retried; else keep none.
+ * in flight and may be retried; else keep none.  Pool on: the head is framed before the peer
+ * connection it goes on is lent (that may be a pooled one), so it is kept for any.
  */
 static void
 retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffer *out)
@@ -525,7 +531,7 @@ retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffe
     struct evbuffer_ptr at;
 
     x->retry_len = 0;
-    if (!c->pool_reused || x->q_len != 1 || !retriable(h)) {
+    if (!proxy_pool_enabled(c->l) || x->q_len != 1 || !retriable(h)) {
         return;
     }
     if (n > x->retry_cap) {
@@ -594,10 +600,25 @@ proxy_exchange_reusable(const struct proxy_conn *c)
 }
 
 /*
+ * proxy_exchange_lend_over(c):
+ * Pool on: may the peer connection lent to ${c} go back now?  Yes when every request forwarded
+ * on it has its response read to the end, both allowed keep-alive, nothing is half-way either
+ * way, no answer of ferry's own is pending, no further request of the client waits for it
+ * (pipelined, in its input), and the client may send another request (else
+ * proxy_exchange_client_done() ends the client).
+ */
+bool
+proxy_exchange_lend_over(const struct proxy_conn *c)
+{
+    return c->x != NULL && proxy_pool_enabled(c->l) && !c->x->no_more && !c->x->close_after &&
+           !c->client_eof && proxy_exchange_reusable(c) && requests_waiting(c) == 0;
+}
+
+/*
  * proxy_exchange_can_retry(c):
  * ${c}'s pooled peer connection failed: may ${c} go on with a new connection?  Yes when its one
  * request may go once more (idempotent, no body, its head kept, no byte of the response seen),
- * or when nothing at all has been sent either way yet (the client has not spoken).
+ * or when nothing at all has been sent either way on it yet.
  */
 bool
 proxy_exchange_can_retry(const struct proxy_conn *c)
@@ -609,15 +630,15 @@ proxy_exchange_can_retry(const struct proxy_conn *c)
         return false;
     }
     if (x->q_len == 0) {
-        return c->up.bytes == 0 && c->down.bytes == 0;
+        return c->up.bytes == c->lent_up && c->down.bytes == c->lent_down;
     }
     return x->q_len == 1 && x->retry_len > 0;
 }
 
 /*
  * proxy_exchange_resume(c):
- * ${c} has a new peer connection after a retry: frame through it again and resend the kept
- * request head.
+ * ${c} has a new peer connection (lent, or after a retry): frame through it again and, after
+ * a retry, resend the kept request head.
  */
 void
 proxy_exchange_resume(struct proxy_conn *c)
@@ -626,7 +647,7 @@ proxy_exchange_resume(struct proxy_conn *c)
 
     c->up.http = x->req;
     c->down.http = x->resp;
-    if (x->retry_len > 0) {
+    if (c->pool_retried && x->retry_len > 0) {
         evbuffer_add(bufferevent_get_output(c->server), x->retry, x->retry_len);
         x->retry_len = 0;
     }
