@@ -192,7 +192,7 @@ struct proxy_metrics {
     uint64_t hs_hist[PROXY_HIST_BUCKETS + 1]; /* cumulative counts per bucket, +Inf last */
     uint64_t hs_sum_us;                       /* sum of handshake durations, microseconds */
     uint64_t hs_count;
-    uint64_t pool_reused;   /* outbound http: pooled peer connections taken by a client */
+    uint64_t pool_reused;   /* outbound http: pooled peer connections lent to a request */
     uint64_t pool_connects; /* outbound http, pool on: new connections made to the peer */
     unsigned workers_down;  /* workers whose copy of the listener could not start accepting */
     /* protocol http: request durations by status class, as ferry_request_duration_seconds */
