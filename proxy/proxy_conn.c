@@ -663,7 +663,7 @@ conn_lend_end(struct proxy_conn *c)
             bufferevent_enable(c->client, EV_READ);
         }
     }
-    proxy_exchange_free(c); /* nothing is in flight: no access-log line is owed */
+    proxy_exchange_park(c); /* nothing is in flight: no access-log line is owed */
 }
 
 /*

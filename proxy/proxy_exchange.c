@@ -8,6 +8,7 @@
  * gets one access-log line when its response ends.  Policy lives here; framing lives in
  * proxy_http.c; the connection's life lives in proxy_conn.c.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,6 @@ struct exchange_req {
 struct proxy_exchange {
     struct proxy_http *req;
     struct proxy_http *resp;
-    struct exchange_req q[EXCHANGE_QUEUE];
     size_t q_head, q_len;
     struct event *header_timer;
     struct event *backend_timer;
@@ -96,7 +96,16 @@ struct proxy_exchange {
     char *retry;      /* the forwarded head of a request that a stale pooled connection may */
     size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
     size_t retry_cap;
+    struct proxy_exchange *next_spare; /* parked in its listener's pool (proxy_exchange_park) */
+    /* Last: not cleared when a parked exchange is reused; each entry is cleared when queued. */
+    struct exchange_req q[EXCHANGE_QUEUE];
 };
+
+/*
+ * Exchanges a listener keeps parked for reuse (lending): enough for the requests usually in
+ * flight at once; each holds about 24 KiB with its two framers.
+ */
+#define EXCHANGE_SPARES 32
 
 /*
  * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; and
@@ -1121,8 +1130,51 @@ exchange_peer_name(const struct proxy_conn *c)
 }
 
 /*
+ * A parked exchange of ${c}'s listener made ${c}'s (proxy_exchange_park()), or NULL when none
+ * is parked: its framers (between messages), timers and retry buffer are kept, the rest is
+ * cleared as calloc() would (the request queue is not: each entry is cleared when queued).
+ */
+static struct proxy_exchange *
+exchange_unpark(struct proxy_conn *c)
+{
+    struct proxy_pool *pool = &c->l->pool;
+    struct proxy_exchange *x = pool->spare_x;
+    struct proxy_http *req, *resp;
+    struct event *header_timer, *backend_timer;
+    char *retry;
+    size_t retry_cap;
+
+    if (x == NULL) {
+        return NULL;
+    }
+    pool->spare_x = x->next_spare;
+    pool->n_spare_x--;
+    req = x->req;
+    resp = x->resp;
+    header_timer = x->header_timer;
+    backend_timer = x->backend_timer;
+    retry = x->retry;
+    retry_cap = x->retry_cap;
+    memset(x, 0, offsetof(struct proxy_exchange, q));
+    x->req = req;
+    x->resp = resp;
+    x->header_timer = header_timer;
+    x->backend_timer = backend_timer;
+    x->retry = retry;
+    x->retry_cap = retry_cap;
+    proxy_http_set_arg(req, c);
+    proxy_http_set_arg(resp, c);
+    proxy_http_hold(req, false);
+    /* Not pending (parked): so they may be assigned again, to ${c}. */
+    evtimer_assign(header_timer, c->l->w->base, header_timeout_cb, c);
+    evtimer_assign(backend_timer, c->l->w->base, backend_timeout_cb, c);
+    return x;
+}
+
+/*
  * proxy_exchange_start(c):
- * Set up HTTP framing for ${c} when the relay starts.  Returns 0, or -1 on OOM.
+ * Set up HTTP framing for ${c} when the relay starts (lending: when the client speaks after a
+ * pause, with a parked exchange when there is one).  Returns 0, or -1 on OOM.
  */
 int
 proxy_exchange_start(struct proxy_conn *c)
@@ -1131,17 +1183,22 @@ proxy_exchange_start(struct proxy_conn *c)
     struct event_base *base = c->l->w->base;
     char cn[256];
 
-    x = calloc(1, sizeof(*x));
-    if (x == NULL) {
-        return -1;
-    }
-    c->x = x;
-    x->req = proxy_http_new(PROXY_HTTP_REQUEST, on_request, on_request_done, c);
-    x->resp = proxy_http_new(PROXY_HTTP_RESPONSE, on_response, on_response_done, c);
-    x->header_timer = evtimer_new(base, header_timeout_cb, c);
-    x->backend_timer = evtimer_new(base, backend_timeout_cb, c);
-    if (x->req == NULL || x->resp == NULL || x->header_timer == NULL || x->backend_timer == NULL) {
-        return -1;
+    if ((x = exchange_unpark(c)) != NULL) {
+        c->x = x;
+    } else {
+        x = calloc(1, sizeof(*x));
+        if (x == NULL) {
+            return -1;
+        }
+        c->x = x;
+        x->req = proxy_http_new(PROXY_HTTP_REQUEST, on_request, on_request_done, c);
+        x->resp = proxy_http_new(PROXY_HTTP_RESPONSE, on_response, on_response_done, c);
+        x->header_timer = evtimer_new(base, header_timeout_cb, c);
+        x->backend_timer = evtimer_new(base, backend_timeout_cb, c);
+        if (x->req == NULL || x->resp == NULL || x->header_timer == NULL ||
+            x->backend_timer == NULL) {
+            return -1;
+        }
     }
     if (c->l->cfg->mode == CONFIG_MODE_INBOUND) {
         const char *who;
@@ -1199,6 +1256,77 @@ proxy_exchange_after_read(struct proxy_conn *c)
 }
 
 /*
+ * Release ${x} and everything it owns.
+ */
+static void
+exchange_release(struct proxy_exchange *x)
+{
+    if (x->header_timer != NULL) {
+        event_free(x->header_timer);
+    }
+    if (x->backend_timer != NULL) {
+        event_free(x->backend_timer);
+    }
+    proxy_http_free(x->req);
+    proxy_http_free(x->resp);
+    free(x->client_cert);
+    free(x->client_cert_chain);
+    free(x->auth_user);
+    free(x->auth_token);
+    free(x->retry);
+    free(x);
+}
+
+/*
+ * proxy_exchange_park(c):
+ * Lending: ${c}'s exchange is between requests (nothing queued or owed, both framers between
+ * messages) and ${c} holds no peer connection any more: keep it in the listener's pool for the
+ * next request of any client connection (at most EXCHANGE_SPARES are kept), or free it.  Spares
+ * a client the allocation and clearing of about 24 KiB per request.  ${c} has no exchange after.
+ */
+void
+proxy_exchange_park(struct proxy_conn *c)
+{
+    struct proxy_exchange *x = c->x;
+    struct proxy_pool *pool = &c->l->pool;
+
+    if (x == NULL) {
+        return;
+    }
+    if (pool->n_spare_x >= EXCHANGE_SPARES || x->q_len > 0 || x->denied_owed || x->answer_pending ||
+        x->no_more || !proxy_http_idle(x->req) || !proxy_http_idle(x->resp) ||
+        x->client_cert != NULL || x->client_cert_chain != NULL || x->auth_user != NULL ||
+        x->auth_token != NULL) {
+        proxy_exchange_free(c);
+        return;
+    }
+    evtimer_del(x->header_timer);
+    evtimer_del(x->backend_timer);
+    x->next_spare = pool->spare_x;
+    pool->spare_x = x;
+    pool->n_spare_x++;
+    c->x = NULL;
+    c->up.http = NULL;
+    c->down.http = NULL;
+}
+
+/*
+ * proxy_exchange_spares_free(l):
+ * Free the exchanges parked in ${l}'s pool (the listener is freed).
+ */
+void
+proxy_exchange_spares_free(struct proxy_listener *l)
+{
+    struct proxy_exchange *x;
+
+    while ((x = l->pool.spare_x) != NULL) {
+        l->pool.spare_x = x->next_spare;
+        exchange_release(x);
+    }
+    l->pool.n_spare_x = 0;
+}
+
+/*
  * proxy_exchange_free(c):
  * Log requests that never got a response, and release ${c}'s HTTP state.
  */
@@ -1221,20 +1349,7 @@ proxy_exchange_free(struct proxy_conn *c)
         x->denied_owed = false;
         access_log(c, &x->denied, 0, 0);
     }
-    if (x->header_timer != NULL) {
-        event_free(x->header_timer);
-    }
-    if (x->backend_timer != NULL) {
-        event_free(x->backend_timer);
-    }
-    proxy_http_free(x->req);
-    proxy_http_free(x->resp);
-    free(x->client_cert);
-    free(x->client_cert_chain);
-    free(x->auth_user);
-    free(x->auth_token);
-    free(x->retry);
-    free(x);
+    exchange_release(x);
     c->x = NULL;
     c->up.http = NULL;
     c->down.http = NULL;

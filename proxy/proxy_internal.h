@@ -296,6 +296,10 @@ struct proxy_pool {
     struct proxy_pool_entry *spare;
     unsigned n_idle;
     struct event *timer; /* the oldest entry's idle_timeout; created on first use */
+    /* lending: exchanges parked between requests, reused by the next request of any client
+     * connection of the listener (proxy_exchange_park(), proxy_exchange_start()) */
+    struct proxy_exchange *spare_x;
+    unsigned n_spare_x;
 };
 
 struct proxy_listener {
@@ -430,6 +434,8 @@ void proxy_pool_free(struct proxy_listener *l);
 /* proxy_exchange.c (protocol http) */
 int proxy_exchange_start(struct proxy_conn *c);
 void proxy_exchange_free(struct proxy_conn *c);
+void proxy_exchange_park(struct proxy_conn *c);
+void proxy_exchange_spares_free(struct proxy_listener *l);
 void proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res);
 void proxy_exchange_response_bytes(struct proxy_conn *c);
 void proxy_exchange_after_read(struct proxy_conn *c);

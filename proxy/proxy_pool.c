@@ -272,6 +272,7 @@ proxy_pool_free(struct proxy_listener *l)
     struct proxy_pool *pool = &l->pool;
 
     proxy_pool_flush(l);
+    proxy_exchange_spares_free(l);
     while (pool->spare != NULL) {
         struct proxy_pool_entry *e = pool->spare;
 
