@@ -1094,7 +1094,7 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     }
     render_up(p, b);
     metric_head(b, "ferry_pool_reused_total", "counter",
-                "Outbound http: client connections served by a pooled peer connection.");
+                "Outbound http: pooled peer connections lent to a client request.");
     for (size_t i = 0; i < n; i++) {
         if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
             metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].s.pool_reused);

@@ -2,7 +2,10 @@
  * proxy_conn: one proxied connection, from accept() to the summary line.
  *
  * inbound:  SNIFF -> HANDSHAKE (TLS with the client) -> CONNECTING (backend) -> RELAY
- * outbound: CONNECTING (TCP + TLS with the peer, or a pooled connection taken) -> RELAY
+ * outbound: CONNECTING (TCP + TLS with the peer) -> RELAY
+ * outbound http, pool on (lending): RELAY at once, with no peer connection; a request head
+ *           ready to go takes one from the pool (RELAY) or dials (RELAY -> CONNECTING -> RELAY),
+ *           and it goes back to the pool when its last response has been read to its end
  *           (a stale pooled connection: RELAY -> CONNECTING once, to resend the request)
  * any:      -> DRAINING (our own 400/502 answer, or the end of a pooled exchange) -> CLOSED
  *
@@ -116,11 +119,12 @@ conn_set_state(struct proxy_conn *c, enum proxy_state to)
     static const unsigned legal[] = {
         /* SNIFF is also the "just accepted" state of outbound, which dials at once. */
         [PROXY_CONN_SNIFF] = (1u << PROXY_CONN_HANDSHAKE) | (1u << PROXY_CONN_DRAINING) |
-                             (1u << PROXY_CONN_CONNECTING),
+                             (1u << PROXY_CONN_CONNECTING) | (1u << PROXY_CONN_RELAY),
         [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_CONNECTING] = (1u << PROXY_CONN_RELAY) | (1u << PROXY_CONN_DRAINING),
         /* RELAY -> DRAINING: the other side failed before any response byte (502), or the
-         * pooled peer connection was let go.  RELAY -> CONNECTING: a stale pooled one. */
+         * pooled peer connection was let go.  RELAY -> CONNECTING: a stale pooled one, or
+         * (lending) a request with no pooled connection to take. */
         [PROXY_CONN_RELAY] = (1u << PROXY_CONN_DRAINING) | (1u << PROXY_CONN_CONNECTING),
         [PROXY_CONN_DRAINING] = 0,
         [PROXY_CONN_CLOSED] = 0,
@@ -370,7 +374,7 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
     }
     if (c->hs_pending) {
         /* An outbound handshake the peer never answered nor refused: ok, counted once. */
-        proxy_stats_handshake(m, &c->started, &c->hs_done);
+        proxy_stats_handshake(m, &c->dialed, &c->hs_done);
     }
 }
 
@@ -400,7 +404,7 @@ conn_count_peer_answered(struct proxy_conn *c)
 {
     if (c->hs_pending) {
         c->hs_pending = false;
-        proxy_stats_handshake(c->l->stats, &c->started, &c->hs_done);
+        proxy_stats_handshake(c->l->stats, &c->dialed, &c->hs_done);
     }
 }
 
@@ -451,6 +455,10 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     if (c->fd >= 0) {
         evutil_closesocket(c->fd);
         c->fd = -1;
+    }
+    if (c->up.hold != NULL) {
+        evbuffer_free(c->up.hold);
+        c->up.hold = NULL;
     }
 
     if (c->prev != NULL) {
@@ -622,20 +630,45 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Move the client's bytes on.  A request the HTTP layer refuses is answered (or the
- * connection dropped) by proxy_exchange_request_failed().  Returns false when ${c} no longer
- * relays (it may be freed): the caller must return at once.
+ * connection dropped) by proxy_exchange_request_failed().  Lending (no peer connection held):
+ * a request head the framer forwarded waits in c->up.hold, and a peer connection is lent for
+ * it now (conn_connect()).  Returns false when ${c} no longer relays as before (it may be
+ * freed, or went on with a peer connection): the caller must return at once.
  */
 static bool
 conn_pump_up(struct proxy_conn *c)
 {
-    enum proxy_http_result res = proxy_relay_pump(&c->up);
+    enum proxy_http_result res;
 
+    if (c->x == NULL && c->up.hold != NULL) {
+        /* Lending: a client between requests has no exchange; it gets one when it speaks. */
+        if (evbuffer_get_length(bufferevent_get_input(c->client)) == 0) {
+            return true;
+        }
+        if (proxy_exchange_start(c) < 0) {
+            snprintf(c->detail, sizeof(c->detail), "out of memory");
+            proxy_conn_drop(c, PROXY_CLOSE_OOM);
+            return false;
+        }
+    }
+    res = proxy_relay_pump(&c->up);
     if (res != PROXY_HTTP_OK) {
-        proxy_exchange_request_failed(c, res);
+        /*
+         * A refused request: answered now, or after the responses to the requests before it.
+         * Lending: those may still wait in the hold for a peer connection; lend them one.
+         */
+        if (proxy_exchange_request_failed(c, res) && c->state == PROXY_CONN_RELAY &&
+            c->server == NULL && c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
+            conn_connect(c);
+        }
         return false;
     }
     if (c->x != NULL) {
         proxy_exchange_after_read(c);
+    }
+    if (c->server == NULL && c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
+        conn_connect(c);
+        return false;
     }
     return true;
 }
@@ -669,7 +702,7 @@ conn_resume_up(struct proxy_conn *c)
 static void
 conn_pool_release(struct proxy_conn *c)
 {
-    conn_close_server(c);
+    conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
     proxy_exchange_free(c); /* nothing is in flight: no timer of it may fire any more */
     c->reason = PROXY_CLOSE_DONE;
@@ -684,6 +717,78 @@ conn_pool_release(struct proxy_conn *c)
     }
     bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
     bufferevent_enable(c->client, EV_WRITE);
+}
+
+/*
+ * Lending: the peer connection's last response was read to its end and the client may send
+ * more (proxy_exchange_lend_over()): give the connection back to the pool (closed there when
+ * it cannot take it) and keep the client, holding no peer connection, no exchange (its framers
+ * are between messages; nothing in it outlives a request) and none of the buffers that idle
+ * in its relay, until it speaks again and its next request head is ready (conn_pump_up()).
+ */
+static void
+conn_lend_end(struct proxy_conn *c)
+{
+    proxy_relay_quiet(&c->up);
+    proxy_pool_put(c->l, c->server, &c->verify); /* the pool owns it from here */
+    c->server = NULL;
+    c->up.dst = NULL;
+    c->down.src = NULL;
+    c->tls_up = false;
+    c->server_failed = false;
+    c->pool_reused = false;
+    c->pool_retried = false;
+    c->down.eof_seen = false;
+    c->down.shut_sent = false;
+    c->down.throttled = false;
+    c->down.in_full = false;
+    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+    if (c->up.throttled) {
+        /* The peer connection's output had filled up; it is empty now. */
+        c->up.throttled = false;
+        if (!c->up.in_full) {
+            bufferevent_enable(c->client, EV_READ);
+        }
+    }
+    proxy_exchange_park(c); /* nothing is in flight: no access-log line is owed */
+}
+
+/*
+ * Outbound http with the pool on: relay at once with no peer connection.  A peer connection is
+ * lent per request (conn_pump_up() when a head is ready, conn_lend_end() after its response),
+ * so an idle keep-alive client holds none.  Returns 0, or -1 on OOM.
+ */
+static int
+conn_start_lending(struct proxy_conn *c)
+{
+    c->up.hold = evbuffer_new();
+    if (c->up.hold == NULL) {
+        return -1;
+    }
+    conn_set_state(c, PROXY_CONN_RELAY);
+    proxy_relay_init(&c->up, c->client, NULL, true);
+    c->down.src = NULL;
+    c->down.dst = c->client;
+    c->down.dst_tls = false;
+    conn_touch(c);
+    event_del(c->timer);
+    conn_timer_in(c, c->l->limits->idle_timeout_ms);
+    return 0;
+}
+
+/*
+ * Lending: the client sent its end of stream while no peer connection is lent.  A request that
+ * came with it gets one (conn_pump_up()); else the client is done: its response goes out, then
+ * our FIN (conn_pool_release()).
+ */
+static void
+conn_lend_client_ended(struct proxy_conn *c)
+{
+    c->client_eof = true;
+    if (!conn_pump_up(c)) {
+        return;
+    }
+    conn_pool_release(c);
 }
 
 /*
@@ -768,6 +873,10 @@ conn_start_relay(struct proxy_conn *c)
     proxy_relay_init(&c->down, c->server, c->client, conn_inbound(c));
     c->up.bytes = up_bytes;
     c->down.bytes = down_bytes;
+    if (c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
+        /* Lending: the request this peer connection was lent for goes first. */
+        evbuffer_add_buffer(bufferevent_get_output(c->server), c->up.hold);
+    }
     conn_enable(c->client, EV_READ | EV_WRITE);
     conn_enable(c->server, EV_READ | EV_WRITE);
     conn_touch(c);
@@ -883,7 +992,7 @@ server_read_cb(struct bufferevent *bev, void *arg)
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
-    if (!conn_inbound(c) && c->down.bytes == 0) {
+    if (!conn_inbound(c) && (c->down.bytes == 0 || c->hs_pending)) {
         /* Readiness: the peer answers; under TLS 1.3 its verdict on us came before this. */
         proxy_stats_upstream_ok(c->l->stats);
         conn_count_peer_answered(c);
@@ -901,6 +1010,11 @@ server_read_cb(struct bufferevent *bev, void *arg)
     if (res == PROXY_HTTP_OK && proxy_exchange_client_done(c)) {
         /* Pool: the last response the client waited for is relayed. */
         conn_pool_release(c);
+        return;
+    }
+    if (res == PROXY_HTTP_OK && proxy_exchange_lend_over(c)) {
+        /* Lending: this response was the last one due; the client may send more. */
+        conn_lend_end(c);
         return;
     }
     if (res != PROXY_HTTP_OK) {
@@ -1065,6 +1179,9 @@ conn_connect(struct proxy_conn *c)
     int rc;
 
     conn_set_state(c, PROXY_CONN_CONNECTING);
+    /* What this peer connection carries starts here (proxy_exchange_can_retry()). */
+    c->lent_up = c->up.bytes;
+    c->lent_down = c->down.bytes;
     if (proxy_pool_enabled(l)) {
         if (!c->pool_retried && (c->server = proxy_pool_take(l, &c->verify)) != NULL) {
             /* An idle pooled connection: TLS is up and the peer verified; relay at once. */
@@ -1076,6 +1193,11 @@ conn_connect(struct proxy_conn *c)
         }
         PROXY_STATS_ADD(l->stats->pool_connects, 1);
     }
+    if (c->hs_pending) {
+        /* An earlier dial of this client's, never refused: counted before this one starts. */
+        conn_count_peer_answered(c);
+    }
+    evutil_gettimeofday(&c->dialed, NULL);
     event_del(c->timer);
     conn_timer_in(c, l->limits->handshake_timeout_ms);
     c->server = conn_new_server_bev(c);
@@ -1252,6 +1374,11 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_RELAY:
+        if (conn_read_eof(what) && c->server == NULL) {
+            /* Lending, between requests: no peer connection to pass the end on to. */
+            conn_lend_client_ended(c);
+            return;
+        }
         if (conn_read_eof(what)) {
             if (conn_pool_client_ended(c)) {
                 return;
@@ -1404,6 +1531,10 @@ conn_start_outbound(struct proxy_conn *c)
     proxy_relay_read_limit(c->client, false);
     /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
     conn_enable(c->client, EV_READ | EV_WRITE);
+    if (proxy_pool_enabled(c->l)) {
+        /* Lending: no peer connection until a request head is ready. */
+        return conn_start_lending(c);
+    }
     conn_connect(c);
     return 0;
 }

@@ -1114,6 +1114,17 @@ proxy_http_new(enum proxy_http_kind kind, proxy_http_head_cb on_head, proxy_http
 }
 
 /*
+ * proxy_http_set_arg(h, arg):
+ * ${h}, between messages, calls its callbacks with ${arg} from now on (a framer kept for the
+ * next request of another connection).
+ */
+void
+proxy_http_set_arg(struct proxy_http *h, void *arg)
+{
+    h->arg = arg;
+}
+
+/*
  * proxy_http_free(h):
  * Release ${h}; NULL is a no-op.
  */

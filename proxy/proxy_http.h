@@ -115,6 +115,13 @@ struct proxy_http *proxy_http_new(enum proxy_http_kind kind, proxy_http_head_cb 
                                   proxy_http_done_cb on_done, void *arg);
 
 /*
+ * proxy_http_set_arg(h, arg):
+ * ${h}, between messages, calls its callbacks with ${arg} from now on (a framer kept for the
+ * next request of another connection).
+ */
+void proxy_http_set_arg(struct proxy_http *h, void *arg);
+
+/*
  * proxy_http_free(h):
  * Release ${h}.  proxy_http_free(NULL) does nothing.
  */

@@ -21,7 +21,8 @@
  *                         conn_close_server), which sends close_notify when that side's TLS
  *                         session is up and healthy, or gives the peer side to the pool.
  *   struct proxy_pool     (in its listener) owns the idle peer bufferevents it holds; one
- *                         moves to a connection when taken and back when put.
+ *                         moves to a connection when taken (a request head is ready to go)
+ *                         and back when put (its response was read to its end).
  */
 #ifndef FERRY_PROXY_INTERNAL_H
 #define FERRY_PROXY_INTERNAL_H
@@ -142,6 +143,13 @@ struct proxy_relay {
     bool throttled; /* src reading is off because dst is over PROXY_RELAY_HIGH */
     bool in_full;   /* TLS src: reading is off because src's input holds PROXY_RELAY_HIGH */
     uint64_t bytes;
+    /*
+     * Outbound lending (client -> peer, pool on): while no peer connection is lent (dst is
+     * NULL) the framer writes the heads and bodies it forwards here; they move to the peer
+     * connection's output when one is attached.  Owned by the connection; kept across
+     * proxy_relay_init().
+     */
+    struct evbuffer *hold;
 };
 
 /*
@@ -262,6 +270,10 @@ struct proxy_pool {
     struct proxy_pool_entry *spare;
     unsigned n_idle;
     struct event *timer; /* the oldest entry's idle_timeout; created on first use */
+    /* lending: exchanges parked between requests, reused by the next request of any client
+     * connection of the listener (proxy_exchange_park(), proxy_exchange_start()) */
+    struct proxy_exchange *spare_x;
+    unsigned n_spare_x;
 };
 
 struct proxy_listener {
@@ -323,6 +335,12 @@ struct proxy_conn {
     int owed_status;          /* ferry answered before a request was framed: the access-log
                                  line still to write, with this status (proxy_request_owed) */
     uint64_t owed_bytes;      /* and the answer's body length */
+    /*
+     * Outbound lending: up.bytes and down.bytes when the current peer connection was attached,
+     * and when its dial began (its handshake's duration is measured from there).
+     */
+    uint64_t lent_up, lent_down;
+    struct timeval dialed;
 };
 
 /* proxy.c (control) */
@@ -387,7 +405,9 @@ void proxy_pool_free(struct proxy_listener *l);
 /* proxy_exchange.c (protocol http) */
 int proxy_exchange_start(struct proxy_conn *c);
 void proxy_exchange_free(struct proxy_conn *c);
-void proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res);
+void proxy_exchange_park(struct proxy_conn *c);
+void proxy_exchange_spares_free(struct proxy_listener *l);
+bool proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res);
 void proxy_exchange_response_bytes(struct proxy_conn *c);
 void proxy_exchange_after_read(struct proxy_conn *c);
 bool proxy_exchange_can_answer(const struct proxy_conn *c);
@@ -396,6 +416,7 @@ bool proxy_exchange_server_closing(const struct proxy_conn *c);
 bool proxy_exchange_client_done(const struct proxy_conn *c);
 bool proxy_exchange_requests_idle(const struct proxy_conn *c);
 bool proxy_exchange_reusable(const struct proxy_conn *c);
+bool proxy_exchange_lend_over(const struct proxy_conn *c);
 bool proxy_exchange_can_retry(const struct proxy_conn *c);
 void proxy_exchange_resume(struct proxy_conn *c);
 bool proxy_exchange_resume_requests(struct proxy_conn *c);
@@ -417,6 +438,7 @@ enum proxy_http_result proxy_relay_pump(struct proxy_relay *r);
 void proxy_relay_src_eof(struct proxy_relay *r);
 enum proxy_http_result proxy_relay_resume(struct proxy_relay *r);
 void proxy_relay_dst_drained(struct proxy_relay *r);
+void proxy_relay_quiet(struct proxy_relay *r);
 void proxy_shutdown_write(struct bufferevent *bev, bool tls);
 
 #endif /* FERRY_PROXY_INTERNAL_H */

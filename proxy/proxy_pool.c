@@ -2,9 +2,11 @@
  * proxy_pool: the idle keep-alive mTLS connections of an outbound `protocol: http` listener
  * to its peer (`pool: { max_idle, idle_timeout }`, CONTRACT §3).
  *
- * A connection whose last response was read to its end, with keep-alive both ways, is put
- * here by proxy_conn.c when its local client is done; the next local client connection takes
- * it instead of dialing and handshaking again.  While idle, a connection is watched: any byte
+ * Peer connections are lent per request, not per client: one is taken by a local client
+ * connection when a request head is ready to go, and put back here by proxy_conn.c when its
+ * last response was read to its end with keep-alive both ways and no further request of that
+ * client waits for it (or when the client is done).  So an idle local keep-alive client holds
+ * no peer connection, and a few serve many clients.  While idle, a connection is watched: any byte
  * or end of stream from the peer, or idle_timeout, closes it.  At most max_idle are kept (the
  * oldest is closed first).  The pool lives in its listener and is used by the listener's
  * thread only, so it takes no lock.  Entries are recycled: a busy pool allocates nothing.
@@ -164,9 +166,13 @@ struct bufferevent *
 proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
 {
     struct proxy_pool *pool = &l->pool;
-    struct proxy_pool_entry *e = pool->newest;
+    struct proxy_pool_entry *e;
     struct bufferevent *bev;
 
+    /* A byte or the end from the peer may wait for its (deferred) callback: never lend that. */
+    while ((e = pool->newest) != NULL && evbuffer_get_length(bufferevent_get_input(e->bev)) > 0) {
+        pool_close(pool, e, false, "peer_sent_data");
+    }
     if (e == NULL) {
         return NULL;
     }
@@ -267,6 +273,7 @@ proxy_pool_free(struct proxy_listener *l)
     struct proxy_pool *pool = &l->pool;
 
     proxy_pool_flush(l);
+    proxy_exchange_spares_free(l);
     while (pool->spare != NULL) {
         struct proxy_pool_entry *e = pool->spare;
 

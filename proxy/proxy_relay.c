@@ -38,7 +38,8 @@ proxy_relay_read_limit(struct bufferevent *bev, bool tls)
 /*
  * proxy_relay_init(r, src, dst, dst_tls):
  * Set up ${r} to carry ${src} -> ${dst} (exactly one of them is TLS).  Caps src's input at
- * PROXY_RELAY_HIGH (proxy_relay_read_limit()).
+ * PROXY_RELAY_HIGH (proxy_relay_read_limit()).  ${dst} may be NULL (outbound lending, no peer
+ * connection yet): the framer then writes into r->hold, which this leaves alone.
  */
 void
 proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
@@ -129,13 +130,16 @@ relay_read_more(struct proxy_relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->src);
     evutil_socket_t fd = bufferevent_getfd(r->src);
-    size_t held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
-    size_t want;
+    size_t want, held;
     ssize_t got;
     int n, i, used = 0;
 
+    if (r->dst == NULL) {
+        return; /* no peer connection lent yet: what was read waits for one */
+    }
+    held = evbuffer_get_length(in) + evbuffer_get_length(bufferevent_get_output(r->dst));
     if (r->dst_tls == false || fd < 0 || r->eof_seen || r->shut_sent ||
         (bufferevent_get_enabled(r->src) & EV_READ) == 0 || held + 1024 >= PROXY_RELAY_HIGH ||
         evbuffer_get_length(in) < PROXY_RELAY_LIBEVENT_READ) {
@@ -259,7 +263,8 @@ static void
 relay_quiet(struct proxy_relay *r, struct evbuffer *in)
 {
     static const char zero = 0;
-    SSL *ssl = bufferevent_openssl_get_ssl(r->dst_tls ? r->dst : r->src);
+    struct bufferevent *tls = r->dst_tls ? r->dst : r->src;
+    SSL *ssl = tls != NULL ? bufferevent_openssl_get_ssl(tls) : NULL;
 
     /* Only a plain (socket) bufferevent keeps its input frozen between its reads. */
     if (r->dst_tls) {
@@ -277,19 +282,36 @@ relay_quiet(struct proxy_relay *r, struct evbuffer *in)
 }
 
 /*
+ * proxy_relay_quiet(r):
+ * Give back the buffers that idle in ${r} when nothing is buffered in src's input or dst's
+ * output (relay_quiet()); a no-op otherwise.  For a connection that stops relaying for a while
+ * (outbound lending: its peer connection went back to the pool).
+ */
+void
+proxy_relay_quiet(struct proxy_relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->src);
+
+    if (evbuffer_get_length(in) == 0 &&
+        (r->dst == NULL || evbuffer_get_length(bufferevent_get_output(r->dst)) == 0)) {
+        relay_quiet(r, in);
+    }
+}
+
+/*
  * proxy_relay_pump(r):
  * Move everything src has read to dst (through the HTTP framer when the relay has one; its
- * result is returned).  First read what else src has waiting (libevent reads 4 KiB or one
- * TLS record per wakeup); without a framer, write straight to dst when its output is empty.
- * When dst holds more than PROXY_RELAY_HIGH, stop
- * reading src and ask for dst's write callback at half that (le-proxy); the callback calls
- * proxy_relay_dst_drained(), which resumes.
+ * result is returned; with no dst, into r->hold).  First read what else src has waiting (libevent
+ * reads 4 KiB or one TLS record per wakeup); without a framer, write straight to dst when its
+ * output is empty. When dst holds more than PROXY_RELAY_HIGH, stop reading src and ask for dst's
+ * write callback at half that (le-proxy); the callback calls proxy_relay_dst_drained(), which
+ * resumes.
  */
 enum proxy_http_result
 proxy_relay_pump(struct proxy_relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->src);
-    struct evbuffer *out = bufferevent_get_output(r->dst);
+    struct evbuffer *out = r->dst != NULL ? bufferevent_get_output(r->dst) : r->hold;
     enum proxy_http_result res = PROXY_HTTP_OK;
     size_t n;
 
@@ -309,7 +331,7 @@ proxy_relay_pump(struct proxy_relay *r)
             r->bytes += n;
         }
     }
-    if (!r->eof_seen && evbuffer_get_length(out) >= PROXY_RELAY_HIGH) {
+    if (!r->eof_seen && r->dst != NULL && evbuffer_get_length(out) >= PROXY_RELAY_HIGH) {
         bufferevent_disable(r->src, EV_READ);
         r->throttled = true;
         bufferevent_setwatermark(r->dst, EV_WRITE, PROXY_RELAY_HIGH / 2, 0);
@@ -329,7 +351,8 @@ proxy_relay_pump(struct proxy_relay *r)
 static void
 relay_eof_progress(struct proxy_relay *r)
 {
-    if (!r->eof_seen || r->shut_sent || evbuffer_get_length(bufferevent_get_input(r->src)) > 0) {
+    if (!r->eof_seen || r->shut_sent || r->dst == NULL ||
+        evbuffer_get_length(bufferevent_get_input(r->src)) > 0) {
         return;
     }
     if (evbuffer_get_length(bufferevent_get_output(r->dst)) == 0) {

@@ -6,7 +6,8 @@
 # close token is not forwarded and the client still gets Connection: close; bodies (small,
 # 1 MiB) are intact; a response cut short is never reused; idle_timeout closes idle ones; the
 # peer restarting between requests costs nothing; a stale pooled connection is retried once
-# for a GET and never for a POST (502, sent once); max_idle: 0 makes one connection per
+# for a GET and never for a POST (502, sent once); a client that has not spoken holds no peer
+# connection (lent per request: 36-lending.sh); max_idle: 0 makes one connection per
 # request; pool on an inbound or tcp listener is a config error.  The outbound ferry runs one
 # worker (each worker has its own pool, so connection numbers are only predictable with one);
 # 54-workers checks pooling across workers.
@@ -173,9 +174,11 @@ get "$POUT" /flaky/3 -X POST --data-binary 'do-once'
 [ "$(log_count out 'event=pool_retry')" = "$retries" ] || fail "a POST was retried"
 note "POST on a stale pooled connection: HTTP $code, sent once"
 
-# A client that connected (and so took a pooled connection) but has not spoken yet when the
-# far end closes that connection: ferry connects again, and the request gets its answer.
-n0=$(log_count out 'event=pool_retry')
+# A client that connected but has not spoken yet holds no peer connection (they are lent per
+# request): the far end closes the idle pooled one, in the pool; the client's request later
+# gets a new connection and its answer, with no retry.
+n0=$(log_count out 'event=pool_closed.*listener=pooled.*reason=peer_closed')
+r0=$(log_count out 'event=pool_retry')
 get "$POUT" /idle-close/3
 [ "$code" = 200 ] || fail "idle-close: HTTP $code"
 python3 - "$POUT" "$T/silent.flag" >"$T/silent.out" 2>&1 <<'PY' &
@@ -195,12 +198,17 @@ print(data.split(b"\r\n")[0].decode(), flush=True)
 PY
 silent=$!
 bg_register "$silent" silent-client
-for _ in $(seq 1 100); do [ "$(log_count out 'event=pool_retry')" -gt "$n0" ] && break; sleep 0.1; done
-[ "$(log_count out 'event=pool_retry')" -gt "$n0" ] ||
-    fail "no pool_retry when the far end closed a taken, unused pooled connection"
+for _ in $(seq 1 100); do
+    [ "$(log_count out 'event=pool_closed.*listener=pooled.*reason=peer_closed')" -gt "$n0" ] && break
+    sleep 0.1
+done
+[ "$(log_count out 'event=pool_closed.*listener=pooled.*reason=peer_closed')" -gt "$n0" ] ||
+    fail "the far end closed an idle pooled connection and the pool did not see it"
 : >"$T/silent.flag"
 wait "$silent" || fail "silent client: $(cat "$T/silent.out")"
 grep -q '^HTTP/1.1 200' "$T/silent.out" || fail "silent client, its pooled connection closed: $(cat "$T/silent.out")"
+[ "$(log_count out 'event=pool_retry')" = "$r0" ] ||
+    fail "a client that held no peer connection went through a pool retry"
 
 # 7. max_idle: 0: one connection per request.
 declare -A none=()

@@ -5,6 +5,7 @@ Every response carries X-Conn (the number of the TCP connection it came on, from
 (the request's number on that connection, from 1).  Paths:
   /small        a short text body
   /big          1 MiB of deterministic bytes
+  /echo         the request's body
   /cut          announces 100000 bytes, sends 1000, then closes (a response cut short)
   /flaky...     answered on a connection's first request only; a later request on the same
                 connection is read and then the connection closes without a byte (a stale
@@ -74,6 +75,8 @@ class Handler(socketserver.StreamRequestHandler):
             extra = ""
             if target == "/big":
                 out = BIG
+            elif target == "/echo":
+                out = body
             elif target == "/stats":
                 with lock:
                     out = json.dumps(state).encode()

@@ -589,6 +589,52 @@ test_eof(void **state)
 }
 
 /*
+ * Lending: a framer parked between messages and reused for another connection
+ * (proxy_http_set_arg) reports its next message to the new argument only, and frames it
+ * exactly as a fresh framer would.
+ */
+static void
+test_set_arg_between_messages(void **state)
+{
+    struct proxy_http *h, *fresh;
+    struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new(), *dst2 = evbuffer_new();
+    struct rec a = {0}, b = {0}, f = {0};
+    const char *one = "POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+    const char *two = "GET /two HTTP/1.1\r\nHost: b\r\n\r\n";
+
+    (void)state;
+    h = proxy_http_new(PROXY_HTTP_REQUEST, on_head, on_done, &a);
+    evbuffer_add(src, one, strlen(one));
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_true(proxy_http_idle(h));
+    assert_int_equal(a.heads, 1);
+    assert_int_equal(a.done, 1);
+
+    proxy_http_set_arg(h, &b);
+    evbuffer_drain(dst, evbuffer_get_length(dst));
+    evbuffer_add(src, two, strlen(two));
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_int_equal(a.heads, 1);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(b.heads, 1);
+    assert_int_equal(b.done, 1);
+    assert_string_equal(b.methods, "GET,");
+    assert_true(proxy_http_idle(h));
+
+    fresh = proxy_http_new(PROXY_HTTP_REQUEST, on_head, on_done, &f);
+    evbuffer_add(src, two, strlen(two));
+    assert_int_equal(proxy_http_pump(fresh, src, dst2), PROXY_HTTP_OK);
+    assert_int_equal(evbuffer_get_length(dst), evbuffer_get_length(dst2));
+    assert_memory_equal(evbuffer_pullup(dst, -1), evbuffer_pullup(dst2, -1),
+                        evbuffer_get_length(dst));
+    proxy_http_free(h);
+    proxy_http_free(fresh);
+    evbuffer_free(src);
+    evbuffer_free(dst);
+    evbuffer_free(dst2);
+}
+
+/*
  * A small body goes out in one piece with its head (one chain, so one TLS record); a body too
  * big for one record with its head is moved, not copied, and arrives whole all the same.
  */
@@ -1010,6 +1056,7 @@ main(void)
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_refusal_stops_forwarding),
         cmocka_unit_test(test_eof),
+        cmocka_unit_test(test_set_arg_between_messages),
         cmocka_unit_test(test_small_body_joins_head),
         cmocka_unit_test(test_canonical_chunks_move_whole),
     };

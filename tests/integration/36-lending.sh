@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Goal: issue 14, peer connections lent per request, not per client (outbound protocol: http,
+# pool on).  clients -> outbound ferry (pool max_idle 16) -> inbound ferry (protocol tcp, so one
+# mTLS connection = one backend connection) -> pool_backend.py, which numbers its connections.
+# 50 idle keep-alive clients, after one request each, hold at most max_idle mTLS connections
+# (ss and /metrics) and are served again when they speak; 20 clients x 10 keep-alive requests
+# make far fewer than 200 connections; pipelined requests come back in order; a 1 MiB request
+# body and a 1 MiB response cross a lent connection byte-exact; the peer closing an idle pooled
+# connection costs the next request nothing, and a stale one is retried once for a GET.
+# timeout: 90
+source "$(dirname "$0")/lib.sh"
+
+pki_make "$T/pki"
+P=$T/pki
+PB=$(free_port)
+PIN=$(free_port)
+POUT=$(free_port)
+PADM=$(free_port)
+bg_run backend python3 "$SUPPORT/pool_backend.py" --port "$PB" --log "$T/backend.log"
+wait_port "$PB"
+
+cat >"$P/in.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
+workers: 1
+listeners:
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB", protocol: tcp}
+YAML
+cat >"$P/out.yaml" <<YAML
+tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
+workers: 1
+log: {level: debug}
+admin: {listen: "127.0.0.1:$PADM"}
+listeners:
+  - name: lend
+    mode: outbound
+    listen: "127.0.0.1:$POUT"
+    peer: "node1.test:$PIN"
+    connect: "127.0.0.1:$PIN"
+    pool: {max_idle: 16, idle_timeout: 60s}
+YAML
+ferry_start in "$P/in.yaml"
+ferry_start out "$P/out.yaml"
+
+# metric NAME: the value of NAME{listener="lend"} in the outbound ferry's /metrics.
+metric() {
+    curl -s --max-time 10 "http://127.0.0.1:$PADM/metrics" | sed -n "s/^$1{listener=\"lend\"} //p"
+}
+# peer_conns: mTLS connections from the outbound ferry to the peer, established now.
+peer_conns() {
+    ss -Htn state established "( dport = :$PIN )" | wc -l
+}
+client() {
+    timeout 60 python3 "$SUPPORT/lending_client.py" "$@"
+}
+
+# (a) 50 idle keep-alive clients after one request each (sent at once, so up to 50 peer
+# connections were lent) hold at most max_idle peer connections, and are served again.
+client idle "$POUT" 50 "$T/idle.flag" >"$T/idle.out" 2>&1 &
+idle=$!
+bg_register "$idle" idle-clients
+for _ in $(seq 1 200); do grep -q READY "$T/idle.out" && break; sleep 0.1; done
+grep -q READY "$T/idle.out" || fail "50 idle clients: $(cat "$T/idle.out")"
+sleep 0.3
+held=$(peer_conns)
+open=$(metric ferry_connections_open)
+note "50 idle keep-alive clients: $open client connections open, $held mTLS connections to the peer"
+[ "$open" = 50 ] || fail "ferry_connections_open: '$open', expected the 50 idle clients"
+[ "$held" -le 16 ] || fail "50 idle clients hold $held peer connections; at most max_idle (16) may stay"
+: >"$T/idle.flag"
+wait "$idle" || fail "idle clients, second request: $(cat "$T/idle.out")"
+grep -q '^OK 50' "$T/idle.out" || fail "idle clients: $(cat "$T/idle.out")"
+[ "$(peer_conns)" -le 16 ] || fail "after the second requests: $(peer_conns) peer connections"
+
+# (b) 20 clients x 10 sequential keep-alive requests are served by few peer connections.
+c0=$(metric ferry_pool_connects_total)
+r0=$(metric ferry_pool_reused_total)
+client seq "$POUT" 20 10 >"$T/seq.out" 2>&1 || fail "20 x 10 requests: $(cat "$T/seq.out")"
+connects=$(($(metric ferry_pool_connects_total) - c0))
+reused=$(($(metric ferry_pool_reused_total) - r0))
+note "20 clients x 10 keep-alive requests: $connects new peer connections, $reused lent from the pool"
+[ "$connects" -le 40 ] || fail "200 requests of 20 keep-alive clients made $connects peer connections"
+[ $((connects + reused)) -ge 200 ] || fail "200 requests: $connects connects + $reused reused < 200"
+
+# (c) Pipelined requests of one client come back in order, byte-exact, nothing more.
+client pipeline "$POUT" 10 >"$T/pipe.out" 2>&1 || fail "pipelined requests: $(cat "$T/pipe.out")"
+note "10 pipelined requests: $(cat "$T/pipe.out")"
+
+# (d) A 1 MiB request body and a 1 MiB response through a lent connection, byte-exact.
+client big "$POUT" >"$T/big.out" 2>&1 || fail "1 MiB bodies: $(cat "$T/big.out")"
+
+# (e) The peer closes an idle pooled connection: the client's next request still succeeds.
+python3 - "$POUT" "$T/e.flag" >"$T/e.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+f = s.makefile("rb")
+def ask(path):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status = f.readline().split()[1].decode()
+    n = 0
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b""):
+            break
+        if h.lower().startswith(b"content-length:"):
+            n = int(h.split(b":")[1])
+    print(status, f.read(n).decode().strip(), flush=True)
+ask(b"/idle-close/1")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+ask(b"/after-close")
+ask(b"/flaky/1")
+ask(b"/flaky/2")
+PY
+ek=$!
+bg_register "$ek" close-client
+n0=$(log_count out 'event=pool_closed.*listener=lend.*reason=peer_closed')
+for _ in $(seq 1 60); do
+    [ "$(log_count out 'event=pool_closed.*listener=lend.*reason=peer_closed')" -gt "$n0" ] && break
+    sleep 0.1
+done
+[ "$(log_count out 'event=pool_closed.*listener=lend.*reason=peer_closed')" -gt "$n0" ] ||
+    fail "the peer closed an idle pooled connection and the pool did not see it"
+: >"$T/e.flag"
+wait "$ek" || fail "client of a closed pooled connection: $(cat "$T/e.out")"
+grep -q '^200 hello GET /after-close' "$T/e.out" ||
+    fail "the request after the peer closed the pooled connection: $(cat "$T/e.out")"
+# /flaky/2 went on the connection /flaky/1 came back on, which the far end then closed unread.
+grep -q '^200 hello GET /flaky/2' "$T/e.out" || fail "GET on a stale lent connection: $(cat "$T/e.out")"
+expect_log out 'event=pool_retry.*listener=lend' 5
+[ "$(grep -c '^GET /flaky/2 ' "$T/backend.log")" = 2 ] ||
+    fail "GET /flaky/2 should reach the backend twice (stale, retry): $(grep flaky "$T/backend.log")"
+
+ferry_stop out
+ferry_stop in
+pass
