@@ -730,8 +730,9 @@ static void
 conn_lend_end(struct proxy_conn *c)
 {
     proxy_relay_quiet(&c->up);
-    proxy_pool_put(c->l, c->server, &c->verify); /* the pool owns it from here */
-    c->server = NULL;
+    /* Back to the pool (which owns it from here), or closed with close_notify when it may not
+     * carry another request (a 102/103 was seen on it): never kept by an idle client. */
+    conn_close_server(c);
     c->up.dst = NULL;
     c->down.src = NULL;
     c->tls_up = false;
@@ -1540,13 +1541,15 @@ conn_start_outbound(struct proxy_conn *c)
 }
 
 /*
- * proxy_conn_accept(l, fd, sa, salen):
+ * proxy_conn_accept(l, fd, sa, salen, counted):
  * Take ownership of the accepted socket ${fd} and start its connection: inbound sniffs for
- * TLS, outbound dials the peer.  On OOM the socket is closed and the event logged.
+ * TLS, outbound dials the peer.  On OOM the socket is closed and the event logged.  ${counted}:
+ * the worker that accepted it and handed it over counted it against limits.max_connections
+ * already (proxy_worker_place).
  */
 void
 proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
-                  int salen)
+                  int salen, bool counted)
 {
     struct proxy_worker *w = l->w;
     struct proxy_conn *c;
@@ -1557,6 +1560,9 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
         log_kv(LOG_WARN, "oom", "listener", l->cfg->name, "msg",
                "out of memory accepting a connection; closed it", (const char *)NULL);
         evutil_closesocket(fd);
+        if (counted) {
+            proxy_worker_conns_changed(w, false);
+        }
         return;
     }
     c->magic = PROXY_CONN_MAGIC;
@@ -1578,7 +1584,9 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
     l->n_conns++;
     PROXY_STATS_ADD(l->stats->conns_total, 1);
     PROXY_STATS_ADD(l->stats->conns_open, 1);
-    proxy_worker_conns_changed(w, true);
+    if (!counted) {
+        proxy_worker_conns_changed(w, true);
+    }
 
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (c->timer == NULL) {

@@ -602,6 +602,14 @@ proxy_exchange_requests_idle(const struct proxy_conn *c)
            requests_waiting(c) == 0;
 }
 
+/* Between exchanges: nothing queued, no request body going out, no answer owed, no response
+ * half read. */
+static bool
+exchange_between(const struct proxy_exchange *x)
+{
+    return x->q_len == 0 && !x->req_in_body && !x->answer_pending && proxy_http_idle(x->resp);
+}
+
 /*
  * proxy_exchange_reusable(c):
  * Can ${c}'s peer connection carry another request: the last response was read to its end,
@@ -615,14 +623,14 @@ proxy_exchange_reusable(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && x->keep && !x->odd && x->q_len == 0 && !x->req_in_body &&
-           !x->answer_pending && proxy_http_idle(x->resp);
+    return x != NULL && x->keep && !x->odd && exchange_between(x);
 }
 
 /*
  * proxy_exchange_lend_over(c):
- * Pool on: may the peer connection lent to ${c} go back now?  Yes when every request forwarded
- * on it has its response read to the end, both allowed keep-alive, nothing is half-way either
+ * Pool on: may the lend of ${c}'s peer connection end now (back to the pool, or closed when a
+ * 102/103 on it forbids its reuse)?  Yes when every request forwarded on it has its response
+ * read to the end, both allowed keep-alive, nothing is half-way either
  * way, no answer of ferry's own is pending, no further request of the client waits for it
  * (pipelined, in its input), and the client may send another request (else
  * proxy_exchange_client_done() ends the client).
@@ -630,8 +638,9 @@ proxy_exchange_reusable(const struct proxy_conn *c)
 bool
 proxy_exchange_lend_over(const struct proxy_conn *c)
 {
+    /* Not x->odd: a connection that saw a 102/103 ends its lend too, closed (conn_lend_end). */
     return c->x != NULL && proxy_pool_enabled(c->l) && !c->x->no_more && !c->x->close_after &&
-           !c->client_eof && proxy_exchange_reusable(c) && requests_waiting(c) == 0;
+           !c->client_eof && c->x->keep && exchange_between(c->x) && requests_waiting(c) == 0;
 }
 
 /*

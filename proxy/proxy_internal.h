@@ -381,7 +381,7 @@ int proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tick
 
 /* proxy_conn.c */
 void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
-                       int salen);
+                       int salen, bool counted);
 void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
 void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason);
 void proxy_conn_drain_idle(struct proxy_worker *w);

@@ -221,13 +221,16 @@ proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct so
 
     if (to == NULL || salen < 0 || (size_t)salen > sizeof(h->addr) ||
         (h = calloc(1, sizeof(*h))) == NULL) {
-        proxy_conn_accept(l, fd, sa, salen);
+        proxy_conn_accept(l, fd, sa, salen, false);
         return;
     }
     h->fd = fd;
     memcpy(&h->addr, sa, (size_t)salen);
     h->addr_len = salen;
     h->cfg = l->cfg;
+    /* Counted against limits.max_connections now, by the worker that accepts (it pauses its
+     * listeners when this crosses the limit), not when the other worker gets to it. */
+    proxy_worker_conns_changed(l->w, true);
     PROXY_STAT_ADD(to->handoff_pending, 1);
     pthread_mutex_lock(&to->handoff_mu);
     if (to->handoff_tail != NULL) {
@@ -276,12 +279,13 @@ worker_handoff_cb(evutil_socket_t fd, short what, void *arg)
 
         next = h->next;
         if (l != NULL) {
-            proxy_conn_accept(l, h->fd, (const struct sockaddr *)&h->addr, h->addr_len);
+            proxy_conn_accept(l, h->fd, (const struct sockaddr *)&h->addr, h->addr_len, true);
         } else {
             log_kv(LOG_WARN, "handoff_dropped", "listener", h->cfg->name, "msg",
                    "a reload removed the listener while a connection was handed between workers",
                    (const char *)NULL);
             evutil_closesocket(h->fd);
+            proxy_worker_conns_changed(w, false);
         }
         PROXY_STAT_SUB(w->handoff_pending, 1);
         PROXY_STAT_ADD(w->handoffs, 1);

@@ -6,7 +6,9 @@
 # (ss and /metrics) and are served again when they speak; 20 clients x 10 keep-alive requests
 # make far fewer than 200 connections; pipelined requests come back in order; a 1 MiB request
 # body and a 1 MiB response cross a lent connection byte-exact; the peer closing an idle pooled
-# connection costs the next request nothing, and a stale one is retried once for a GET.
+# connection costs the next request nothing, and a stale one is retried once for a GET.  (f) A
+# peer connection that carried a 103 (never reused) is closed when its response ends, not kept
+# by the client: the client's next request goes on another connection.
 # timeout: 90
 source "$(dirname "$0")/lib.sh"
 
@@ -129,6 +131,37 @@ grep -q '^200 hello GET /flaky/2' "$T/e.out" || fail "GET on a stale lent connec
 expect_log out 'event=pool_retry.*listener=lend' 5
 [ "$(grep -c '^GET /flaky/2 ' "$T/backend.log")" = 2 ] ||
     fail "GET /flaky/2 should reach the backend twice (stale, retry): $(grep flaky "$T/backend.log")"
+
+# (f) A response with a 103 before it: the connection it came on may not carry another request
+# (framing ferry does not reuse after a 102/103), so its lend ends by closing it; the same
+# client's next request goes on another one (before: the client kept it for good).
+out=$(timeout 30 python3 - "$POUT" <<'PY'
+import re, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+def ask(path):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while not buf.endswith(b"hello GET " + path + b"\n"):
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("EOF after %r" % buf)
+        buf += d
+    return re.findall(rb"X-Conn: (\d+)", buf)[-1].decode(), buf.count(b" 103 ")
+for _ in range(3):
+    (c1, hints), (c2, _) = ask(b"/hints"), ask(b"/small")
+    print(c1, hints, c2)
+PY
+) || fail "103 then a request on one client: $out"
+note "103 then /small on one keep-alive client (conn hints conn): $(echo $out)"
+while read -r c1 hints c2; do
+    [ "$hints" = 1 ] || fail "the 103 did not reach the client: $out"
+    [ "$c1" != "$c2" ] || fail "the connection that carried a 103 served the client's next request: $out"
+    last=$(grep " conn=$c1 " "$T/backend.log" | tail -n 1)
+    case "$last" in
+    "GET /hints "*) ;;
+    *) fail "the connection that carried a 103 was reused: $(grep " conn=$c1 " "$T/backend.log")" ;;
+    esac
+done <<<"$out"
 
 ferry_stop out
 ferry_stop in

@@ -11,6 +11,7 @@ Every response carries X-Conn (the number of the TCP connection it came on, from
                 connection is read and then the connection closes without a byte (a stale
                 keep-alive connection, as the peer sees it)
   /idle-close/N answered; then the connection closes after N s without another request
+  /hints        a 103 Early Hints interim response, then the 200
   /stats        {"conns": N, "requests": N}
 Every request (method, path, connection, body length) is appended to --log as one line.
 """
@@ -88,6 +89,9 @@ class Handler(socketserver.StreamRequestHandler):
                 return
             else:
                 out = ("hello %s %s\n" % (method, target)).encode()
+            if target == "/hints":
+                self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </small>; rel=preload\r\n\r\n")
+                self.wfile.flush()
             if method == "HEAD":
                 payload = b""
             else:
