@@ -363,10 +363,15 @@ status_error(int status)
 bool
 proxy_exchange_can_answer(const struct proxy_conn *c)
 {
+    const struct exchange_req *r;
+
     if (c->x == NULL) {
         return c->down.bytes == 0;
     }
-    return c->x->q_len > 0 && !proxy_http_in_message(c->x->resp);
+    /* Not once the front response's head went out (its status is known): a defect later in
+     * its body ends the connection; an answer of ours would land inside that body. */
+    r = q_front(c->x);
+    return r != NULL && r->status == 0 && !proxy_http_in_message(c->x->resp);
 }
 
 /*

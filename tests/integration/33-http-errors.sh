@@ -6,7 +6,8 @@
 # nor is anything pipelined behind them; Upgrade: websocket -> 501; backend down -> 502
 # {"error":"bad_gateway"}; a backend that never answers -> 504 after backend_timeout; a
 # client that stalls inside a head -> 408 after header_timeout; a backend that sends part of
-# a response then closes or stalls -> the connection ends with no 504/502 appended.
+# a response then closes, stalls or sends a malformed chunk -> the connection ends with no
+# 504/502 appended.
 # Outbound: peer down -> 502; a peer whose certificate fails verification -> 502 naming the
 # rule; a peer that refuses our certificate (its allow) -> 502.  ferry keeps serving throughout.
 # Every answer ferry makes itself (400, 403, 408, 431, 501, 502, 504, 505) has its
@@ -222,6 +223,16 @@ for mode in close stall; do
         bad "partial-$mode" "expected one 200 with 1000 body bytes then a close: ${out:0:600}"
     fi
 done
+
+# A defect later in a response whose head and first chunk went out: the client keeps what it
+# got, then the connection ends; ferry's 502 must not land inside the body.
+out=$("${RAW[@]}" --connect "127.0.0.1:$PIN" --timeout 25 --send "GET /__partial-badchunk HTTP/1.1\r\nHost: x\r\n\r\n")
+if [ "$(jf "$out" 'j["responses"][0]["status"] if j["responses"] else 0')" = 200 ] &&
+    [ "$(jf "$out" 'j["eof"]')" = fin ] && ! grep -qE 'HTTP/1\.[01] (50[0-9]|408)|bad_gateway' <<<"$out"; then
+    pass "a malformed chunk after a response's head: the client got the head and the first chunk, then the close (no 502 inside the body)"
+else
+    bad "partial-badchunk" "expected the 200 head, then a close with nothing appended: ${out:0:600}"
+fi
 
 # ---- backend down -> 502 ----
 code=$(curl_code "${CURL[@]}" "https://node1.test:$PDEADIN/dead")

@@ -81,6 +81,17 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(60)
             self.close_connection = True
             return True
+        if self.path == "/__partial-badchunk":
+            # A chunked response whose second chunk line is malformed, 300 ms after its head
+            # and first chunk went out.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"5\r\nabcde\r\n")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.wfile.write(b"zz\r\nhello\r\n0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+            return True
         return False
 
     def _body(self):
