@@ -115,13 +115,19 @@ struct proxy_exchange {
 #define EXCHANGE_SPARES 32
 
 /*
- * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; and
- * the client-address and path overrides other proxies set and some backends trust
- * (X-Real-IP; IIS's X-Original-URL / X-Rewrite-URL would route past the access rules).
+ * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; the
+ * client-address and path overrides other proxies set and some backends trust (X-Real-IP;
+ * IIS's X-Original-URL / X-Rewrite-URL would route past the access rules); and the
+ * client-certificate and user headers other TLS terminators pass to backends that trust them:
+ * nginx and HAProxy recipes (X-SSL-Client-Cert, X-SSL-Client-S-DN, X-Client-Cert,
+ * X-Client-Verify...), Apache's SSL_CLIENT_* variables sent as headers, IIS ARR, AWS ALB
+ * (X-Amzn-Mtls-*) and REMOTE_USER-style user headers.
  */
 static const char *const inbound_drop[] = {
-    "x-forwarded-*",     "forwarded", "x-auth-couchdb-*", "client-cert",
-    "client-cert-chain", "x-real-ip", "x-original-url",   "x-rewrite-url",
+    "x-forwarded-*",    "forwarded",       "x-auth-couchdb-*", "client-cert",   "client-cert-chain",
+    "x-real-ip",        "x-original-url",  "x-rewrite-url",    "x-ssl-*",       "ssl-client-*",
+    "x-client-cert*",   "x-client-verify", "x-client-dn",      "x-client-s-dn", "x-client-i-dn",
+    "x-arr-clientcert", "x-amzn-mtls-*",   "x-remote-user",    "remote-user",
 };
 
 static struct exchange_req *

@@ -123,6 +123,9 @@ FORGED=(-H 'X-Forwarded-For: 6.6.6.6' -H 'x-forwarded-for: 7.7.7.7' -H 'X-Forwar
     -H 'X-FORWARDED-CLIENT-CERT: Hash=forged;Subject="CN=admin"' -H 'x-Forwarded-Host: evil.test'
     -H 'Forwarded: for=6.6.6.6;proto=http' -H 'Client-Cert: :ZXZpbA==:' -H 'CLIENT-CERT-CHAIN: :ZXZpbA==:'
     -H 'X-Auth-CouchDB-UserName: admin' -H 'x-auth-couchdb-roles: _admin' -H 'X-AUTH-COUCHDB-TOKEN: forged'
+    -H 'X-SSL-Client-Cert: forged' -H 'X-SSL-Client-S-DN: CN=forged' -H 'SSL_CLIENT_S_DN: CN=forged'
+    -H 'X-Client-Cert: forged' -H 'X-Client-Verify: forged' -H 'X-Real-IP: 6.6.6.6'
+    -H 'Remote-User: forged' -H 'X_Remote_User: forged' -H 'X-Amzn-Mtls-Clientcert: forged'
     -H 'X-Keep-Me: yes')
 
 # headers_check FILE EXPECT_JSON: the backend's header_list has, among identity headers

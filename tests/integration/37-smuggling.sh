@@ -337,7 +337,7 @@ both chunked-response echo -R -e 'GET /k/__chunked_resp' -- --send \
     "GET /k/__chunked_resp ${H}Connection: close\\r\\n\\r\\n"
 
 # ---- identity headers in any spelling; headers named in Connection ----
-FORGED='X_Auth_CouchDB_Roles: _admin\r\nX_AUTH_COUCHDB_USERNAME: admin\r\nX_Auth_CouchDB_Token: forged\r\nX_Forwarded_Client_Cert: Hash=evil\r\nx-forwarded_for: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nclient_cert: :ZXZpbA==:\r\nClient-Cert-Chain: :ZXZpbA==:\r\n'
+FORGED='X_Auth_CouchDB_Roles: _admin\r\nX_AUTH_COUCHDB_USERNAME: admin\r\nX_Auth_CouchDB_Token: forged\r\nX_Forwarded_Client_Cert: Hash=evil\r\nx-forwarded_for: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nclient_cert: :ZXZpbA==:\r\nClient-Cert-Chain: :ZXZpbA==:\r\nX_SSL_Client_Cert: forged\r\nX-SSL-Client-S-DN: CN=admin\r\nSSL_CLIENT_S_DN: CN=admin\r\nX-Client-Cert: forged\r\nx-client-verify: SUCCESS\r\nX-Real-IP: 6.6.6.6\r\nX-ARR-ClientCert: forged\r\nX-Amzn-Mtls-Clientcert: forged\r\nRemote-User: admin\r\nX_Remote_User: admin\r\n'
 both underscore echo -e 'GET /k/underscore' -e 'POST /k/underscore-chunked' -e 'GET /k/end' -- --send \
     "GET /k/underscore ${H}${FORGED}\\r\\nPOST /k/underscore-chunked ${H}${FORGED}${TE}\\r\\n2\\r\\nhi\\r\\n0\\r\\n\\r\\n$END"
 # Other spellings of the framing headers never reach the backend (a CGI-style backend reads

@@ -48,7 +48,10 @@ import socket
 import sys
 import threading
 
-IDENTITY_PREFIXES = ("x-auth", "x-forwarded", "forwarded", "client-cert")
+IDENTITY_PREFIXES = ("x-auth", "x-forwarded", "forwarded", "client-cert", "x-ssl", "ssl-client",
+                     "x-client-cert", "x-client-verify", "x-client-dn", "x-client-s-dn",
+                     "x-real-ip", "x-arr-clientcert", "x-amzn-mtls", "x-remote-user",
+                     "remote-user")
 MAX_LINE = 128 * 1024
 HEX = re.compile(rb"[0-9A-Fa-f]+")
 
