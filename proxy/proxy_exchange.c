@@ -99,10 +99,11 @@ struct proxy_exchange {
     bool odd;         /* never reuse this peer connection: a 1xx other than 100 was seen, or
                          part of a request, or a response, is still owed on it (ferry answered
                          the request itself, or took back a request after bytes of it left) */
-    bool close_after; /* a Connection: close request was answered: the client is done */
-    char *retry;      /* the forwarded head of a request that a stale pooled connection may */
-    size_t retry_len; /* resend once (until the first response byte), and its buffer's size */
-    size_t retry_cap;
+    bool close_after; /* the client's last request was answered: the client is done */
+    char *retry;      /* the forwarded heads of the requests in flight, which a stale pooled */
+    size_t retry_len; /* connection may resend once (until the first response byte): every */
+    size_t retry_cap; /* one of them retriable; their length and the buffer's size */
+    unsigned retry_n; /* how many heads retry holds (== q_len while it is valid) */
     struct proxy_exchange *next_spare; /* parked in its listener's pool (proxy_exchange_park) */
     /* Last: not cleared when a parked exchange is reused; each entry is cleared when queued. */
     struct exchange_req q[EXCHANGE_QUEUE];
@@ -522,6 +523,14 @@ backend_timer_arm(struct proxy_conn *c)
     }
 }
 
+/* Forget the kept heads: nothing will be resent. */
+static void
+retry_forget(struct proxy_exchange *x)
+{
+    x->retry_len = 0;
+    x->retry_n = 0;
+}
+
 /*
  * proxy_exchange_response_bytes(c):
  * Bytes of a response arrived: the backend answered in time.
@@ -531,7 +540,7 @@ proxy_exchange_response_bytes(struct proxy_conn *c)
 {
     if (c->x != NULL) {
         evtimer_del(c->x->backend_timer);
-        c->x->retry_len = 0; /* the peer answered: never resent from here on */
+        retry_forget(c->x); /* the peer answered: never resent from here on */
     }
 }
 
@@ -547,9 +556,11 @@ retriable(const struct proxy_http_head *h)
 }
 
 /*
- * Keep the head just forwarded (in ${out} from x->head_mark on) while it is the only request
- * in flight and may be retried; else keep none.  Pool on: the head is framed before the peer
- * connection it goes on is lent (that may be a pooled one), so it is kept for any.
+ * Keep the head just forwarded (in ${out} from x->head_mark on) behind those of the requests
+ * in flight before it, while every one of them may be retried; else keep none.  Pool on: a
+ * head is framed before the peer connection it goes on is lent (that may be a pooled one),
+ * so it is kept for any; requests pipelined in one read go out together and are resent
+ * together (RFC 9112 §9.3.2).
  */
 static void
 retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffer *out)
@@ -558,22 +569,31 @@ retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffe
     size_t n = evbuffer_get_length(out) - x->head_mark;
     struct evbuffer_ptr at;
 
-    x->retry_len = 0;
-    if (!proxy_pool_enabled(c->l) || x->q_len != 1 || !retriable(h)) {
+    if (x->q_len == 1) {
+        retry_forget(x); /* nothing else in flight: start over */
+    }
+    if (!proxy_pool_enabled(c->l) || !retriable(h) || x->retry_n != x->q_len - 1 ||
+        x->retry_len + n > PROXY_HTTP_MAX_HEAD) {
+        /* (Kept heads together are bounded like one head: 64 KiB, not 32 of them.) */
+        retry_forget(x);
         return;
     }
-    if (n > x->retry_cap) {
-        char *p = realloc(x->retry, n);
+    if (x->retry_len + n > x->retry_cap) {
+        char *p = realloc(x->retry, x->retry_len + n);
 
         if (p == NULL) {
+            retry_forget(x);
             return;
         }
         x->retry = p;
-        x->retry_cap = n;
+        x->retry_cap = x->retry_len + n;
     }
     if (evbuffer_ptr_set(out, &at, x->head_mark, EVBUFFER_PTR_SET) == 0 &&
-        evbuffer_copyout_from(out, &at, x->retry, n) == (ev_ssize_t)n) {
-        x->retry_len = n;
+        evbuffer_copyout_from(out, &at, x->retry + x->retry_len, n) == (ev_ssize_t)n) {
+        x->retry_len += n;
+        x->retry_n++;
+    } else {
+        retry_forget(x);
     }
 }
 
@@ -672,7 +692,7 @@ proxy_exchange_can_retry(const struct proxy_conn *c)
     if (x->q_len == 0) {
         return c->up.bytes == c->lent_up && c->down.bytes == c->lent_down;
     }
-    return x->q_len == 1 && x->retry_len > 0;
+    return x->retry_n == x->q_len && x->retry_len > 0;
 }
 
 /*
@@ -689,7 +709,7 @@ proxy_exchange_resume(struct proxy_conn *c)
     c->down.http = x->resp;
     if (c->pool_retried && x->retry_len > 0) {
         evbuffer_add(bufferevent_get_output(c->server), x->retry, x->retry_len);
-        x->retry_len = 0;
+        retry_forget(x);
     }
 }
 

@@ -6,9 +6,10 @@
 # (ss and /metrics) and are served again when they speak; 20 clients x 10 keep-alive requests
 # make far fewer than 200 connections; pipelined requests come back in order; a 1 MiB request
 # body and a 1 MiB response cross a lent connection byte-exact; the peer closing an idle pooled
-# connection costs the next request nothing, and a stale one is retried once for a GET.  (f) A
-# peer connection that carried a 103 (never reused) is closed when its response ends, not kept
-# by the client: the client's next request goes on another connection.
+# connection costs the next request nothing, and a stale one is retried once for a GET and for
+# two GETs pipelined on it.  (f) A peer connection that carried a 103 (never reused) is closed
+# when its response ends, not kept by the client: the client's next request goes on another
+# connection.
 # timeout: 90
 source "$(dirname "$0")/lib.sh"
 
@@ -97,6 +98,8 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 f = s.makefile("rb")
 def ask(path):
     s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    read()
+def read():
     status = f.readline().split()[1].decode()
     n = 0
     while True:
@@ -112,6 +115,10 @@ while not os.path.exists(sys.argv[2]):
 ask(b"/after-close")
 ask(b"/flaky/1")
 ask(b"/flaky/2")
+# Two GETs pipelined in one write onto a stale lent connection: both are sent again.
+s.sendall(b"GET /flaky/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+read()
+read()
 PY
 ek=$!
 bg_register "$ek" close-client
@@ -131,6 +138,11 @@ grep -q '^200 hello GET /flaky/2' "$T/e.out" || fail "GET on a stale lent connec
 expect_log out 'event=pool_retry.*listener=lend' 5
 [ "$(grep -c '^GET /flaky/2 ' "$T/backend.log")" = 2 ] ||
     fail "GET /flaky/2 should reach the backend twice (stale, retry): $(grep flaky "$T/backend.log")"
+# Before: the first of the two got a 502 and the second nothing.
+grep -q '^200 hello GET /flaky/3' "$T/e.out" && grep -q '^200 hello GET /small' "$T/e.out" ||
+    fail "two GETs pipelined on a stale lent connection: $(cat "$T/e.out")"
+[ "$(grep -c '^GET /flaky/3 ' "$T/backend.log")" = 2 ] ||
+    fail "GET /flaky/3 should reach the backend twice (stale, retry): $(grep flaky "$T/backend.log")"
 
 # (f) A response with a 103 before it: the connection it came on may not carry another request
 # (framing ferry does not reuse after a 102/103), so its lend ends by closing it; the same
