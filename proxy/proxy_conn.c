@@ -691,16 +691,18 @@ conn_resume_up(struct proxy_conn *c)
     return !conn_relay_finished(c);
 }
 
-/* ---- the outbound pool ---- */
+/* ---- the client's last request; the outbound pool ---- */
 
 /*
- * The local client is done (its Connection: close request answered, or it closed its side)
- * and nothing is in flight: give the peer connection to the pool when it can carry another
- * request (else close it), then finish the client: its response goes out, then our FIN, and
- * the connection ends when the client closes (or after PROXY_LINGER_MS).
+ * The client is done (proxy_exchange_client_done(): its last request answered, HTTP/1.0
+ * without keep-alive or Connection: close, or, pool on, it closed its side) and nothing is in
+ * flight: give the peer connection to the pool when it can carry another request (else close
+ * it, as a backend connection is), then finish the client: its response goes out, then our
+ * FIN (after close_notify), and the connection ends when the client closes (or after
+ * PROXY_LINGER_MS), whether or not the backend or peer ever closes its side.
  */
 static void
-conn_pool_release(struct proxy_conn *c)
+conn_client_last(struct proxy_conn *c)
 {
     conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
@@ -780,7 +782,7 @@ conn_start_lending(struct proxy_conn *c)
 /*
  * Lending: the client sent its end of stream while no peer connection is lent.  A request that
  * came with it gets one (conn_pump_up()); else the client is done: its response goes out, then
- * our FIN (conn_pool_release()).
+ * our FIN (conn_client_last()).
  */
 static void
 conn_lend_client_ended(struct proxy_conn *c)
@@ -789,7 +791,7 @@ conn_lend_client_ended(struct proxy_conn *c)
     if (!conn_pump_up(c)) {
         return;
     }
-    conn_pool_release(c);
+    conn_client_last(c);
 }
 
 /*
@@ -812,7 +814,7 @@ conn_pool_client_ended(struct proxy_conn *c)
     }
     c->client_eof = true;
     if (proxy_exchange_client_done(c)) {
-        conn_pool_release(c);
+        conn_client_last(c);
     }
     return true;
 }
@@ -1010,7 +1012,7 @@ server_read_cb(struct bufferevent *bev, void *arg)
     }
     if (res == PROXY_HTTP_OK && proxy_exchange_client_done(c)) {
         /* Pool: the last response the client waited for is relayed. */
-        conn_pool_release(c);
+        conn_client_last(c);
         return;
     }
     if (res == PROXY_HTTP_OK && proxy_exchange_lend_over(c)) {

@@ -44,6 +44,9 @@ struct exchange_req {
     int status;        /* response status, once its head is seen (1xx not kept) */
     bool up_keep;      /* the request as forwarded lets the connection carry another one */
     bool client_close; /* pool: the client's Connection: close was not forwarded; ferry closes */
+    bool last;         /* the client's last: its connection closes once this response is out
+                          (HTTP/1.0 without keep-alive, Connection: close, or a body sent bare) */
+    bool http10;       /* the client spoke HTTP/1.0: it cannot read a chunked body */
 };
 
 /* req_fill() writes "rule " and up to PROXY_HTTP_U64_MAX digits. */
@@ -606,15 +609,17 @@ requests_waiting(const struct proxy_conn *c)
 
 /*
  * proxy_exchange_client_done(c):
- * Pool on: is the local client done with ${c} (its Connection: close request answered, or it
- * closed its side) with nothing in flight, so that the peer connection can be let go?
+ * Is the client done with ${c}, with nothing in flight: its last request (HTTP/1.0 without
+ * keep-alive, Connection: close) answered, or, pool on, it closed its side?  Then the other
+ * side is let go (pooled when it may be) and the client's connection ends after the response,
+ * whatever the backend or peer does with its own side.
  */
 bool
 proxy_exchange_client_done(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    return x != NULL && proxy_pool_enabled(c->l) && (x->close_after || c->client_eof) &&
+    return x != NULL && (x->close_after || (proxy_pool_enabled(c->l) && c->client_eof)) &&
            x->q_len == 0 && !x->answer_pending && !proxy_http_in_message(x->resp) &&
            requests_waiting(c) == 0;
 }
@@ -901,6 +906,8 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
         return PROXY_HTTP_REFUSE;
     }
     r->up_keep = r->client_close || h->keep_alive;
+    r->last = !h->keep_alive;
+    r->http10 = h->http_minor == 0;
     if (cl->mode == CONFIG_MODE_OUTBOUND) {
         retry_keep(c, h, out);
     }
@@ -1029,10 +1036,20 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     } else if (h->status != 100) {
         c->x->odd = true; /* 102, 103...: framing ferry does not reuse connections after */
     }
-    if (h->status >= 200 && (r->client_close || !keep || !r->up_keep)) {
+    if (h->status >= 200 && r->http10 && h->framing == PROXY_HTTP_FRAMING_CHUNKED && !*skip_body) {
         /*
-         * The client asked to close and ferry will (pool), its request ended persistence, or
-         * the body runs to the end of the connection: say so, whatever the other side said.
+         * An HTTP/1.0 client cannot read chunked (RFC 9112 §6.1): the body goes to it bare and
+         * ends with the connection, which ferry closes after it.
+         */
+        proxy_http_plain_body(c->x->resp);
+        rw.plain_body = true;
+        r->last = true;
+    }
+    if (h->status >= 200 && (r->last || !keep || !r->up_keep)) {
+        /*
+         * The client's request ended persistence (ferry closes it after this response, pool
+         * or not), the body runs to the end of the connection, or goes bare: say so, whatever
+         * the other side said.
          */
         rw.conn = PROXY_HTTP_CONN_CLOSE;
     }
@@ -1055,8 +1072,11 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     if (r->status >= 100 && r->status < 600) {
         PROXY_STATS_ADD(c->l->stats->requests[r->status / 100], 1);
     }
-    if (r->client_close) {
+    if (r->last) {
+        /* The client is done: nothing more goes to it (bytes the other side sends after this
+         * response stay unread), and proxy_exchange_client_done() lets the connection close. */
         x->close_after = true;
+        proxy_http_hold(x->resp, true);
     }
     if (x->q_len == EXCHANGE_QUEUE && !x->no_more) {
         /* Room again: the caller pumps the held requests once this response is framed. */
@@ -1065,6 +1085,21 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
     x->q_len--;
+    if (x->close_after && x->q_len > 0) {
+        /*
+         * A body went bare to an HTTP/1.0 keep-alive client with requests pipelined behind it:
+         * they get no response (the client sees the close and sends them again); their
+         * responses, still owed on the other side, keep that connection from any reuse.
+         */
+        while (x->q_len > 0) {
+            access_log(c, q_front(x), 0, 0);
+            x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
+            x->q_len--;
+        }
+        x->odd = true;
+        x->no_more = true;
+        proxy_http_hold(x->req, true);
+    }
     if (x->q_len == 0) {
         /* An earlier response of the same read may have armed it for this one. */
         evtimer_del(x->backend_timer);
@@ -1237,6 +1272,7 @@ exchange_unpark(struct proxy_conn *c)
     proxy_http_set_arg(req, c);
     proxy_http_set_arg(resp, c);
     proxy_http_hold(req, false);
+    proxy_http_hold(resp, false);
     /* Not pending (parked): so they may be assigned again, to ${c}. */
     evtimer_assign(header_timer, c->l->w->base, header_timeout_cb, c);
     evtimer_assign(backend_timer, c->l->w->base, backend_timeout_cb, c);

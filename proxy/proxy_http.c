@@ -110,6 +110,7 @@ struct proxy_http {
     size_t held;
     size_t raw;          /* framing bytes read behind them, still in the input */
     bool raw_dropped;    /* some of this framing's bytes were drained: it is written anew */
+    bool plain;          /* this chunked body goes out as bare data (proxy_http_plain_body) */
     size_t line_len;     /* bytes of the current chunk line, or of the trailer section */
     uint64_t body_bytes; /* payload moved */
     /* what ferry itself wrote at the end of the destination since a body chain was moved */
@@ -711,6 +712,7 @@ ph_head_done(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
         return false;
     }
     before = evbuffer_get_length(out);
+    h->plain = false; /* on_head may ask for it (proxy_http_plain_body) */
     if (h->on_head(h->arg, &h->head, out, &skip_body) != PROXY_HTTP_FORWARD) {
         h->state = PH_STOPPED;
         return false;
@@ -791,6 +793,9 @@ ph_pend_chunk_line(struct proxy_http *h, uint64_t size)
         buf[--i] = digits[size & 0xf];
         size >>= 4;
     } while (size != 0);
+    if (h->plain) {
+        return; /* no framing at all: the receiver reads to the end of the connection */
+    }
     /* At most "\r\n" + 11 digits (2^40) + "\r\n" is pending. */
     memcpy(h->pend + h->pend_len, buf + i, sizeof(buf) - i);
     h->pend_len += sizeof(buf) - i;
@@ -894,8 +899,10 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c)
             h->chunk = PH_CH_DATA_LF;
             return true;
         }
-        memcpy(h->pend + h->pend_len, "\r\n", 2);
-        h->pend_len += 2;
+        if (!h->plain) {
+            memcpy(h->pend + h->pend_len, "\r\n", 2);
+            h->pend_len += 2;
+        }
         h->chunk = PH_CH_SIZE;
         h->chunk_size = 0;
         h->line_len = 0;
@@ -940,8 +947,10 @@ ph_chunk_byte(struct proxy_http *h, unsigned char c)
             return true;
         }
         /* The last chunk and an empty trailer section, as ferry writes them. */
-        memcpy(h->pend + h->pend_len, "0\r\n\r\n", 5);
-        h->pend_len += 5;
+        if (!h->plain) {
+            memcpy(h->pend + h->pend_len, "0\r\n\r\n", 5);
+            h->pend_len += 5;
+        }
         h->chunk = PH_CH_DONE;
         return true;
     }
@@ -982,7 +991,7 @@ ph_framing_done(struct proxy_http *h, struct evbuffer *in, struct evbuffer *out)
     } else {
         ph_flush_held(h, in, out);
         evbuffer_drain(in, h->raw);
-        if (evbuffer_prepend(in, h->pend, h->pend_len) < 0) {
+        if (h->pend_len > 0 && evbuffer_prepend(in, h->pend, h->pend_len) < 0) {
             return ph_chunk_fail(h, "malformed", "out of memory");
         }
         h->held = h->pend_len;
@@ -1182,6 +1191,16 @@ void
 proxy_http_hold(struct proxy_http *h, bool hold)
 {
     h->hold = hold;
+}
+
+/*
+ * proxy_http_plain_body(h):
+ * From on_head: this message's chunked body goes out as bare data (see proxy_http.h).
+ */
+void
+proxy_http_plain_body(struct proxy_http *h)
+{
+    h->plain = true;
 }
 
 /*
@@ -1498,9 +1517,12 @@ ph_put_start_line(const struct proxy_http_head *h, struct ph_out *o)
     PH_PUT_LIT(o, "\r\n");
 }
 
-/* Content-Length or Transfer-Encoding as ferry frames the body (none for 1xx and 204). */
+/*
+ * Content-Length or Transfer-Encoding as ferry frames the body (none for 1xx and 204, and
+ * none for a chunked body that goes out bare: ${plain}).
+ */
 static void
-ph_put_framing(const struct proxy_http_head *h, struct ph_out *o)
+ph_put_framing(const struct proxy_http_head *h, bool plain, struct ph_out *o)
 {
     char num[PROXY_HTTP_U64_MAX];
 
@@ -1508,7 +1530,9 @@ ph_put_framing(const struct proxy_http_head *h, struct ph_out *o)
         return;
     }
     if (proxy_http_find(h, "transfer-encoding") != NULL) {
-        PH_PUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+        if (!plain) {
+            PH_PUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+        }
         return;
     }
     if (proxy_http_find(h, "content-length") == NULL) {
@@ -1536,7 +1560,7 @@ ph_put_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw
             proxy_http_header_is(hd, "transfer-encoding")) {
             /* Written once, canonical, where the first of them was. */
             if (!framing_done) {
-                ph_put_framing(h, o);
+                ph_put_framing(h, rw != NULL && rw->plain_body, o);
             }
             framing_done = true;
             continue;

@@ -153,6 +153,16 @@ enum proxy_http_result proxy_http_pump(struct proxy_http *h, struct evbuffer *in
 void proxy_http_hold(struct proxy_http *h, bool hold);
 
 /*
+ * proxy_http_plain_body(h):
+ * Called from on_head: the body of the message whose head is being handed on, when chunked,
+ * goes out as its bare data, without chunk lines, last chunk or trailers: for an HTTP/1.0
+ * recipient, which cannot read chunked and reads such a body to the end of the connection
+ * (the caller writes the head with rewrite.plain_body and closes after the message).  No
+ * effect on a body of another framing.
+ */
+void proxy_http_plain_body(struct proxy_http *h);
+
+/*
  * proxy_http_eof(h):
  * The source ended.  Returns true when that is a clean end (between messages, or a response
  * body delimited by the end of the connection, which completes here), false when a message
@@ -255,6 +265,8 @@ struct proxy_http_rewrite {
     size_t n_add;
     const char *host; /* replaces Host's value when not NULL */
     enum proxy_http_conn conn;
+    bool plain_body; /* a chunked message's Transfer-Encoding is not written: its body goes out
+                        bare (proxy_http_plain_body), delimited by the end of the connection */
 };
 
 /*

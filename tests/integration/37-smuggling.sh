@@ -348,6 +348,49 @@ both underscore-framing echo -e 'POST /k/underscore-framing' -e 'GET /k/end' \
 # Nothing after a request with Connection: close is a request (RFC 9112 §9.6).
 both after-close echo -e 'GET /k/close-first' -m /k/after-close -- --send \
     "GET /k/close-first ${H}Connection: close\\r\\n\\r\\nGET /k/after-close ${H}\\r\\n"
+
+# ---- HTTP/1.0 clients: the connection ends after the last response, whatever the backend
+# does with its own (lax_backend's __keep keeps it open), and a chunked response reaches them
+# bare, ended by the close (RFC 9112 §6.1: they cannot read chunked); a request pipelined
+# behind such a response gets none (the client sends it again) ----
+# http10 WHERE NAME WANT SEND: one connection; exactly one response, to WANT ("GET /k/..."),
+# 200, Connection: close, no Transfer-Encoding, the body exactly the backend's document,
+# nothing after it, and the connection closed by ferry (not idle); then, through the outbound
+# pool, a normal request on a new connection still works.
+http10() {
+    local where=$1 name=$2 want=$3 send=$4
+    client "$where" "$T/h10.json" --send "$send"
+    python3 - "$T/h10.json" "$want" >"$T/h10.out" 2>&1 <<'PY' ||
+import json, sys
+r = json.load(open(sys.argv[1]))
+rs = r["responses"]
+assert r["eof"] == "fin", "the connection was not closed after the last response (eof=%s)" % r["eof"]
+assert len(rs) == 1, "%d responses" % len(rs)
+h = {k.lower(): v for k, v in rs[0]["headers"]}
+assert rs[0]["status"] == 200, rs[0]["status"]
+assert h.get("connection", "").lower() == "close", "Connection: %r" % h.get("connection")
+assert "transfer-encoding" not in h, "Transfer-Encoding: %s sent to an HTTP/1.0 client" % h["transfer-encoding"]
+doc = json.loads(rs[0]["body"])
+assert doc["request"] == sys.argv[2], "answer to %r" % doc["request"]
+assert r["trailing"] == "", "bytes after the response: %r" % r["trailing"][:80]
+PY
+        bad "http10-$name/$where" "$(tail -n1 "$T/h10.out"); got $(head -c 400 "$T/h10.json")"
+    case $where in
+    out)
+        client out "$T/h10v.json" --send "GET /k/h10-victim-$name ${H}Connection: close\\r\\n\\r\\n"
+        grep -q '"status": 200' "$T/h10v.json" && grep -q "GET /k/h10-victim-$name" "$T/h10v.json" ||
+            bad "http10-$name-victim/out" "$(head -c 400 "$T/h10v.json")"
+        ;;
+    esac
+}
+for w in in out; do
+    http10 "$w" keep 'GET /k/__keep' 'GET /k/__keep HTTP/1.0\r\nHost: x\r\n\r\n'
+    http10 "$w" chunked 'GET /k/__chunked_resp' 'GET /k/__chunked_resp HTTP/1.0\r\nHost: x\r\n\r\n'
+    http10 "$w" chunked-keepalive 'GET /k/__chunked_resp/ka' \
+        'GET /k/__chunked_resp/ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /k/h10-behind HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'
+done
+[ "${#failures[@]}" = 0 ] && pass "HTTP/1.0: closed after the last response; chunked responses sent bare"
+
 both connection-named echo -e 'GET /k/connection-named' -e 'GET /k/end' -- --send \
     "GET /k/connection-named ${H}Connection: X-Forwarded-Client-Cert, X-Auth-CouchDB-Token, X-Foo\\r\\nX-Foo: 1\\r\\n\\r\\n$END"
 

@@ -39,7 +39,9 @@ Strings are latin-1 decoded.  --raw-log appends every byte received (any connect
 Test paths (matched anywhere in the target):
   __head_body     a HEAD is answered with its Content-Length body anyway (a misbehaving backend)
   __chunked_resp  the answer is chunked, with upper-case hex sizes, a chunk extension and a
-                  trailer field (ferry must re-encode it)
+                  trailer field (ferry must re-encode it), whatever the request's version
+  __keep          the connection stays open after the answer (no Connection: close) even
+                  for an HTTP/1.0 request without keep-alive (a misbehaving backend)
 """
 import argparse
 import json
@@ -209,6 +211,8 @@ class Conn:
             keep = "close" not in tokens
         else:
             keep = "keep-alive" in tokens
+        if "__keep" in target:
+            keep = True
         doc = {"request": "%s %s" % (method, target), "n": n, "conn": self.num,
                "body_len": body_len}
         body = json.dumps(doc).encode() + b"\n"
