@@ -20,6 +20,8 @@ struct rec {
     int done;
     bool refuse;
     bool skip_body;
+    bool plain;                /* chunked bodies go out bare (proxy_http_plain_body) */
+    struct proxy_http *framer; /* the framer calling on_head (for plain) */
     char methods[256];
     uint64_t bodies[16]; /* body_bytes of each message done */
 };
@@ -36,7 +38,8 @@ on_head(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *
         .n_drop = 3,
         .add = h->kind == PROXY_HTTP_REQUEST ? add : NULL,
         .n_add = h->kind == PROXY_HTTP_REQUEST ? 1 : 0,
-        .conn = PROXY_HTTP_CONN_KEEP,
+        .conn = r->plain ? PROXY_HTTP_CONN_CLOSE : PROXY_HTTP_CONN_KEEP,
+        .plain_body = r->plain,
     };
 
     r->heads++;
@@ -48,6 +51,9 @@ on_head(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bool *
         return PROXY_HTTP_REFUSE;
     }
     *skip_body = r->skip_body;
+    if (r->plain) {
+        proxy_http_plain_body(r->framer);
+    }
     assert_int_equal(proxy_http_write_head(h, &rw, out), 0);
     return PROXY_HTTP_FORWARD;
 }
@@ -79,6 +85,7 @@ run_rule(enum proxy_http_kind kind, const char *in, size_t len, size_t split, st
     size_t n;
 
     assert_non_null(h);
+    r->framer = h;
     if (split == 0 || split >= len) {
         evbuffer_add(src, in, len);
         res = proxy_http_pump(h, src, dst);
@@ -117,7 +124,8 @@ run(enum proxy_http_kind kind, const char *in, size_t len, size_t split, struct 
 
 /* The same input must give the same output however it is split. */
 static void
-expect_all_splits(enum proxy_http_kind kind, const char *in, const char *want, int heads)
+expect_all_splits_plain(enum proxy_http_kind kind, const char *in, const char *want, int heads,
+                        bool plain)
 {
     static char out[1 << 16];
     size_t len = strlen(in);
@@ -125,10 +133,17 @@ expect_all_splits(enum proxy_http_kind kind, const char *in, const char *want, i
     for (size_t split = 0; split < len; split++) {
         struct rec r = {0};
 
+        r.plain = plain;
         assert_int_equal(run(kind, in, len, split, &r, out, sizeof(out), NULL), PROXY_HTTP_OK);
         assert_string_equal(out, want);
         assert_int_equal(r.heads, heads);
     }
+}
+
+static void
+expect_all_splits(enum proxy_http_kind kind, const char *in, const char *want, int heads)
+{
+    expect_all_splits_plain(kind, in, want, heads, false);
 }
 
 /*
@@ -231,6 +246,30 @@ test_chunked_body_reencoded(void **state)
                       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "11\r\n{\"ok\":true,\"a\":1}\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
                       2);
+}
+
+/*
+ * For an HTTP/1.0 recipient (proxy_http_plain_body + rewrite.plain_body): a chunked body goes
+ * out as its bare data, the head without Transfer-Encoding and with Connection: close; the
+ * message still ends where the chunked framing says (trailers read and dropped), and the next
+ * message is framed as usual.
+ */
+static void
+test_chunked_body_plain(void **state)
+{
+    (void)state;
+    expect_all_splits_plain(PROXY_HTTP_RESPONSE,
+                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+                            "5;ext=1\r\nhello\r\n00A\r\n0123456789\r\n0\r\nT: x\r\n\r\n"
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\n"
+                            "hello0123456789"
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            2, true);
+    /* A body of another framing is untouched. */
+    expect_all_splits_plain(PROXY_HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            1, true);
 }
 
 /*
@@ -1032,6 +1071,7 @@ main(void)
         cmocka_unit_test(test_big_head_written_whole),
         cmocka_unit_test(test_body_and_pipelining),
         cmocka_unit_test(test_chunked_body_reencoded),
+        cmocka_unit_test(test_chunked_body_plain),
         cmocka_unit_test(test_chunk_line_bare_lf_refused),
         cmocka_unit_test(test_chunk_refusals),
         cmocka_unit_test(test_chunk_size_limit),
