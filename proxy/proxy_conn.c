@@ -73,6 +73,9 @@ static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_connect(struct proxy_conn *c);
 static void conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason);
+static bool conn_resume_up(struct proxy_conn *c);
+static void conn_client_last(struct proxy_conn *c);
+static void conn_lend_end(struct proxy_conn *c);
 
 /*
  * proxy_close_reason_str(reason):
@@ -409,6 +412,122 @@ conn_count_peer_answered(struct proxy_conn *c)
 }
 
 /*
+ * conn_request_owed(c, in, final):
+ * ferry answered ${c} (c->owed_status) before any request was framed: a backend or peer that
+ * failed while connecting, plaintext on a TLS port.  Write the access-log line of the request
+ * that answer went to, once its request line is at the front of ${in} (may be NULL), or with
+ * ${final} (the connection ends) with what there is.
+ */
+static void
+conn_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
+{
+    char buf[PROXY_REQUEST_LINE_PEEK], method[16], target[256];
+    ev_ssize_t n = 0;
+
+    if (c->owed_status == 0) {
+        return;
+    }
+    if (in != NULL) {
+        n = evbuffer_copyout(in, buf, sizeof(buf));
+    }
+    if (!proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, method, sizeof(method), target,
+                                  sizeof(target)) &&
+        !final) {
+        return;
+    }
+    /* Its body (if any) was read and dropped, never framed: bytes_in 0. */
+    proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
+    c->owed_status = 0;
+}
+
+/* ---- the HTTP exchange: it decides, the connection acts ---- */
+
+/* protocol http: start ${c}'s exchange and frame both directions through it.  Returns 0, or -1
+ * on OOM. */
+static int
+conn_exchange_begin(struct proxy_conn *c)
+{
+    const char *peer;
+
+    if (proxy_exchange_start(c, proxy_conn_report) < 0) {
+        return -1;
+    }
+    if ((peer = proxy_exchange_peer(c)) != NULL) {
+        snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", peer);
+    }
+    c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
+    c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
+    return 0;
+}
+
+/* End ${c}'s exchange: parked for the next request (lending, ${park}) or freed. */
+static void
+conn_exchange_end(struct proxy_conn *c, bool park)
+{
+    if (park) {
+        proxy_exchange_park(c);
+    } else {
+        proxy_exchange_free(c);
+    }
+    c->up.http = NULL;
+    c->down.http = NULL;
+}
+
+/*
+ * proxy_conn_act(c, v):
+ * Do what the exchange decided (proxy_internal.h, enum proxy_verdict_kind).  Returns true
+ * while ${c} relays on as before; false when it answered, closed, let a side go or went on
+ * in another way (it may be freed): the caller returns at once.
+ */
+bool
+proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v)
+{
+    int status;
+    const char *phrase, *body;
+
+    switch (v.kind) {
+    case PROXY_VERDICT_CONTINUE:
+        return true;
+    case PROXY_VERDICT_RESUME_UP:
+        /* A response made room in the queue: frame the requests that waited, then decide
+         * again (the response that made room may also have been the client's last). */
+        return conn_resume_up(c) && proxy_conn_act(c, proxy_exchange_next(c));
+    case PROXY_VERDICT_ANSWER:
+        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        body = proxy_exchange_answer(c, &status, &phrase);
+        proxy_conn_answer(c, v.reason, status, phrase, "application/json", body);
+        return false;
+    case PROXY_VERDICT_ANSWER_LATER:
+        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        /* Nothing more is read from the client: its request framer has stopped. */
+        bufferevent_disable(c->client, EV_READ);
+        return true;
+    case PROXY_VERDICT_CLOSE:
+        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        proxy_conn_drop(c, v.reason);
+        return false;
+    case PROXY_VERDICT_CLIENT_LAST:
+        conn_client_last(c);
+        return false;
+    case PROXY_VERDICT_LEND_END:
+        conn_lend_end(c);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * proxy_conn_report(c, v):
+ * What the exchange's timers (header_timeout, backend_timeout) and a response that frees a
+ * pending answer report: acted on at once (proxy_conn_act()).
+ */
+void
+proxy_conn_report(struct proxy_conn *c, struct proxy_verdict v)
+{
+    (void)proxy_conn_act(c, v);
+}
+
+/*
  * proxy_conn_drop(c, reason):
  * The one teardown of a connection: log the summary line, cancel timers, end both sides
  * (conn_close_server(): the pool or close_notify; conn_close_client(): close_notify or
@@ -428,8 +547,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     /* First, while the exchange can still say whether the peer side is between exchanges. */
     conn_close_server(c);
     /* Requests that never got their response get their access-log line first. */
-    proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
-    proxy_exchange_free(c);
+    conn_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
+    conn_exchange_end(c, false);
     /* The real clock, as for c->started: the loop's cached time may be older than that. */
     evutil_gettimeofday(&now, NULL);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
@@ -515,8 +634,13 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
     struct evbuffer *out = bufferevent_get_output(c->client);
 
     PROXY_STATS_ADD(c->l->stats->requests[status / 100], 1); /* our answers count too */
-    /* ... and has its access-log line, like every relayed response. */
-    proxy_exchange_answered(c, status, strlen(body));
+    /* ... and has its access-log line, like every relayed response: the request it answers,
+     * or, before any was framed, the one in the client's input now or later. */
+    if (!proxy_exchange_answered(c, status, strlen(body))) {
+        c->owed_status = status;
+        c->owed_bytes = strlen(body);
+        conn_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, false);
+    }
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Connection: close\r\nServer: ferry\r\n\r\n%s",
@@ -628,6 +752,17 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- relay ---- */
 
+/* Request bytes were framed: what follows the client's last request is read and dropped. */
+static void
+conn_after_read(struct proxy_conn *c)
+{
+    if (proxy_exchange_after_read(c) && c->client != NULL) {
+        struct evbuffer *in = bufferevent_get_input(c->client);
+
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
+}
+
 /*
  * Move the client's bytes on.  A request the HTTP layer refuses is answered (or the
  * connection dropped) by proxy_exchange_request_failed().  Lending (no peer connection held):
@@ -645,7 +780,7 @@ conn_pump_up(struct proxy_conn *c)
         if (evbuffer_get_length(bufferevent_get_input(c->client)) == 0) {
             return true;
         }
-        if (proxy_exchange_start(c) < 0) {
+        if (conn_exchange_begin(c) < 0) {
             snprintf(c->detail, sizeof(c->detail), "out of memory");
             proxy_conn_drop(c, PROXY_CLOSE_OOM);
             return false;
@@ -657,15 +792,13 @@ conn_pump_up(struct proxy_conn *c)
          * A refused request: answered now, or after the responses to the requests before it.
          * Lending: those may still wait in the hold for a peer connection; lend them one.
          */
-        if (proxy_exchange_request_failed(c, res) && c->state == PROXY_CONN_RELAY &&
-            c->server == NULL && c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
+        if (proxy_conn_act(c, proxy_exchange_request_failed(c, res)) && c->server == NULL &&
+            c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
             conn_connect(c);
         }
         return false;
     }
-    if (c->x != NULL) {
-        proxy_exchange_after_read(c);
-    }
+    conn_after_read(c);
     if (c->server == NULL && c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
         conn_connect(c);
         return false;
@@ -684,21 +817,21 @@ conn_resume_up(struct proxy_conn *c)
     enum proxy_http_result res = proxy_relay_resume(&c->up);
 
     if (res != PROXY_HTTP_OK) {
-        proxy_exchange_request_failed(c, res);
+        (void)proxy_conn_act(c, proxy_exchange_request_failed(c, res));
         return false;
     }
-    proxy_exchange_after_read(c);
+    conn_after_read(c);
     return !conn_relay_finished(c);
 }
 
 /* ---- the client's last request; the outbound pool ---- */
 
 /*
- * The client is done (proxy_exchange_client_done(): its last request answered, HTTP/1.0
- * without keep-alive or Connection: close, or, pool on, it closed its side) and nothing is in
- * flight: give the peer connection to the pool when it can carry another request (else close
- * it, as a backend connection is), then finish the client: its response goes out, then our
- * FIN (after close_notify), and the connection ends when the client closes (or after
+ * The client is done (verdict CLIENT_LAST, proxy_exchange_decide(): its last request
+ * answered, HTTP/1.0 without keep-alive or Connection: close, or, pool on, it closed its side)
+ * and nothing is in flight: give the peer connection to the pool when it can carry another request
+ * (else close it, as a backend connection is), then finish the client: its response goes out, then
+ * our FIN (after close_notify), and the connection ends when the client closes (or after
  * PROXY_LINGER_MS), whether or not the backend or peer ever closes its side.
  */
 static void
@@ -706,7 +839,7 @@ conn_client_last(struct proxy_conn *c)
 {
     conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
-    proxy_exchange_free(c); /* nothing is in flight: no timer of it may fire any more */
+    conn_exchange_end(c, false); /* nothing is in flight: no timer of it may fire any more */
     c->reason = PROXY_CLOSE_DONE;
     conn_set_state(c, PROXY_CONN_DRAINING);
     event_del(c->timer);
@@ -723,9 +856,9 @@ conn_client_last(struct proxy_conn *c)
 
 /*
  * Lending: the peer connection's last response was read to its end and the client may send
- * more (proxy_exchange_lend_over()): give the connection back to the pool (closed there when
- * it cannot take it) and keep the client, holding no peer connection, no exchange (its framers
- * are between messages; nothing in it outlives a request) and none of the buffers that idle
+ * more (verdict LEND_END, proxy_exchange_decide()): give the connection back to the pool (closed
+ * there when it cannot take it) and keep the client, holding no peer connection, no exchange (its
+ * framers are between messages; nothing in it outlives a request) and none of the buffers that idle
  * in its relay, until it speaks again and its next request head is ready (conn_pump_up()).
  */
 static void
@@ -753,7 +886,7 @@ conn_lend_end(struct proxy_conn *c)
             bufferevent_enable(c->client, EV_READ);
         }
     }
-    proxy_exchange_park(c); /* nothing is in flight: no access-log line is owed */
+    conn_exchange_end(c, true); /* nothing is in flight: no access-log line is owed */
 }
 
 /*
@@ -813,9 +946,7 @@ conn_pool_client_ended(struct proxy_conn *c)
         return false;
     }
     c->client_eof = true;
-    if (proxy_exchange_client_done(c)) {
-        conn_client_last(c);
-    }
+    (void)proxy_conn_act(c, proxy_exchange_next(c)); /* CLIENT_LAST once nothing is owed */
     return true;
 }
 
@@ -886,9 +1017,19 @@ conn_start_relay(struct proxy_conn *c)
     event_del(c->timer);
     conn_timer_in(c, c->l->limits->idle_timeout_ms);
     if (c->x != NULL) {
-        /* A retry on a new peer connection: the exchange goes on. */
-        proxy_exchange_resume(c);
-    } else if (conn_http(c) && proxy_exchange_start(c) < 0) {
+        /* A new peer connection (lent, or a retry): the exchange goes on through it, and
+         * after a retry the requests in flight are sent again. */
+        c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
+        c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
+        if (c->pool_retried) {
+            size_t n;
+            const char *heads = proxy_exchange_retry_heads(c, &n);
+
+            if (heads != NULL) {
+                evbuffer_add(bufferevent_get_output(c->server), heads, n);
+            }
+        }
+    } else if (conn_http(c) && conn_exchange_begin(c) < 0) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
@@ -936,7 +1077,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
         /* The request we are refusing: its access-log line when still owed, then drop it. */
-        proxy_request_owed(c, bufferevent_get_input(bev), false);
+        conn_request_owed(c, bufferevent_get_input(bev), false);
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }
@@ -984,6 +1125,29 @@ client_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/*
+ * The response framer refused what the backend or peer sent: a 502 while no byte of that
+ * response has reached the client; else (bytes nobody asked for, such as a body after the
+ * reply to a HEAD, or a defect inside a response already under way) the client keeps what it
+ * was sent, then the end of the connection; the other side is not read again (never pooled).
+ */
+static void
+conn_bad_response(struct proxy_conn *c)
+{
+    const char *rule;
+    const char *why = proxy_http_error(c->down.http, NULL, &rule);
+
+    snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
+             conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
+    if (proxy_exchange_can_answer(c)) {
+        conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
+        return;
+    }
+    log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
+           c->l->target_text, "rule", rule, "msg", c->detail, (const char *)NULL);
+    conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
+}
+
 static void
 server_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -1007,38 +1171,12 @@ server_read_cb(struct bufferevent *bev, void *arg)
         /* A response completed the queue and ferry sent its pending answer (403, 400...). */
         return;
     }
-    if (res == PROXY_HTTP_OK && proxy_exchange_resume_requests(c) && !conn_resume_up(c)) {
+    if (res == PROXY_HTTP_OK) {
+        /* Room for more requests, the client's last response, the end of a lend... */
+        (void)proxy_conn_act(c, proxy_exchange_next(c));
         return;
     }
-    if (res == PROXY_HTTP_OK && proxy_exchange_client_done(c)) {
-        /* Pool: the last response the client waited for is relayed. */
-        conn_client_last(c);
-        return;
-    }
-    if (res == PROXY_HTTP_OK && proxy_exchange_lend_over(c)) {
-        /* Lending: this response was the last one due; the client may send more. */
-        conn_lend_end(c);
-        return;
-    }
-    if (res != PROXY_HTTP_OK) {
-        const char *rule;
-        const char *why = proxy_http_error(c->down.http, NULL, &rule);
-
-        snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
-                 conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
-        if (proxy_exchange_can_answer(c)) {
-            conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
-            return;
-        }
-        /*
-         * Bytes nobody asked for (a body after the reply to a HEAD), or a defect inside a
-         * response already under way: the client keeps what it was sent, then the end of
-         * the connection; the other side is not read again (and never pooled).
-         */
-        log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
-               c->l->target_text, "rule", rule, "msg", c->detail, (const char *)NULL);
-        conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
-    }
+    conn_bad_response(c);
 }
 
 static void

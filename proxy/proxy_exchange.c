@@ -67,6 +67,7 @@ struct proxy_exchange {
     char *auth_user;
     char *auth_token;
     char host[300]; /* outbound host_header: peer */
+    char peer[256]; /* inbound: the peer's one identity, "-" for none (proxy_exchange_peer()) */
     /*
      * The request whose head was forwarded last is still sending its body (the back of the
      * queue).  head_mark: how many bytes the destination's output held before that head was
@@ -107,6 +108,9 @@ struct proxy_exchange {
     size_t retry_len; /* connection may resend once (until the first response byte): every */
     size_t retry_cap; /* one of them retriable; their length and the buffer's size */
     unsigned retry_n; /* how many heads retry holds (== q_len while it is valid) */
+    proxy_exchange_report_fn report; /* the connection's: verdicts of the timers */
+    char why[1536]; /* the reason in plain words of the last refusal, answer or close: the
+                       connection copies it for its close line (proxy_exchange_why()) */
     struct proxy_exchange *next_spare; /* parked in its listener's pool (proxy_exchange_park) */
     /* Last: not cleared when a parked exchange is reused; each entry is cleared when queued. */
     struct exchange_req q[EXCHANGE_QUEUE];
@@ -257,43 +261,14 @@ proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, c
 }
 
 /*
- * proxy_request_owed(c, in, final):
- * ferry answered ${c} (c->owed_status) before any request was framed: a backend or peer that
- * failed while connecting, plaintext on a TLS port.  Write the access-log line of the request
- * that answer went to, once its request line is at the front of ${in} (may be NULL), or with
- * ${final} (the connection ends) with what there is.
- */
-void
-proxy_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
-{
-    char buf[PROXY_REQUEST_LINE_PEEK], method[16], target[EXCHANGE_TARGET_LOG];
-    ev_ssize_t n = 0;
-
-    if (c->owed_status == 0) {
-        return;
-    }
-    if (in != NULL) {
-        n = evbuffer_copyout(in, buf, sizeof(buf));
-    }
-    if (!proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, method, sizeof(method), target,
-                                  sizeof(target)) &&
-        !final) {
-        return;
-    }
-    /* Its body (if any) was read and dropped, never framed: bytes_in 0. */
-    proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
-    c->owed_status = 0;
-}
-
-/*
  * proxy_exchange_answered(c, status, body_len):
  * ferry is sending its own answer ${status} to ${c}'s client (proxy_conn_answer()): write the
  * access-log line of the request it answers.  That is the oldest request still waiting for
  * its response (502 or 504 from the backend or peer side), else the request ferry refused
- * (403, 400, 408...), else, before any request was framed, the one in the client's input now
- * or later (proxy_request_owed()).
+ * (403, 400, 408...).  Returns false when there is neither (before any request was framed):
+ * the connection logs the one in the client's input itself.
  */
-void
+bool
 proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len)
 {
     struct proxy_exchange *x = c->x;
@@ -303,16 +278,14 @@ proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len)
         x->q_head = (x->q_head + 1) % EXCHANGE_QUEUE;
         x->q_len--;
         x->odd = true; /* its response may still come on that connection: never pool it */
-        return;
+        return true;
     }
     if (x != NULL && x->denied_owed) {
         x->denied_owed = false;
         access_log(c, &x->denied, status, body_len);
-        return;
+        return true;
     }
-    c->owed_status = status;
-    c->owed_bytes = body_len;
-    proxy_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, false);
+    return false;
 }
 
 /* A CouchDB-style JSON error body: {"error":"...","reason":"..."}. */
@@ -415,35 +388,66 @@ proxy_exchange_idle(const struct proxy_conn *c)
            !proxy_http_in_message(x->resp);
 }
 
-/* Send our own answer now (the response stream is between messages) and close. */
-static void
-answer_now(struct proxy_conn *c, int status, const char *body)
+/* A verdict of ${kind} with ${reason}. */
+static struct proxy_verdict
+verdict(enum proxy_verdict_kind kind, enum proxy_close_reason reason)
 {
-    enum proxy_close_reason reason = status == 502   ? PROXY_CLOSE_SERVER_ERROR
-                                     : status == 504 ? PROXY_CLOSE_SERVER_ERROR
-                                                     : PROXY_CLOSE_CLIENT_ERROR;
+    struct proxy_verdict v = {kind, reason};
 
-    proxy_conn_answer(c, reason, status, status_phrase(status), "application/json", body);
+    return v;
 }
 
-/* Answer once the responses already owed to the client have gone out. */
-static void
+/* ferry's answer ${status}: 502 and 504 end the connection as the server side's failure. */
+static struct proxy_verdict
+verdict_answer(enum proxy_verdict_kind kind, int status)
+{
+    return verdict(kind, status == 502 || status == 504 ? PROXY_CLOSE_SERVER_ERROR
+                                                        : PROXY_CLOSE_CLIENT_ERROR);
+}
+
+/*
+ * proxy_exchange_answer(c, status, phrase):
+ * The answer of ferry's own that the last ANSWER verdict asks for: its body (JSON), and in
+ * *${status} and *${phrase} its status and reason phrase.
+ */
+const char *
+proxy_exchange_answer(const struct proxy_conn *c, int *status, const char **phrase)
+{
+    *status = c->x->answer_status;
+    *phrase = status_phrase(c->x->answer_status);
+    return c->x->answer_body;
+}
+
+/*
+ * proxy_exchange_why(c):
+ * The reason in plain words of ${c}'s last refusal, answer or close ("" when none).
+ */
+const char *
+proxy_exchange_why(const struct proxy_conn *c)
+{
+    return c->x != NULL ? c->x->why : "";
+}
+
+/*
+ * Answer ${status} with ${body} now when the response stream is between messages (ANSWER),
+ * else once the responses already owed to the client have gone out (ANSWER_LATER: nothing
+ * more is read from the client, its request parser has stopped).
+ */
+static struct proxy_verdict
 answer_when_idle(struct proxy_conn *c, int status, const char *body)
 {
     struct proxy_exchange *x = c->x;
 
-    if (x->q_len == 0 && !proxy_http_in_message(x->resp)) {
-        answer_now(c, status, body);
-        return;
-    }
-    x->answer_pending = true;
     x->answer_status = status;
     if (body != x->answer_body) {
         /* (A 403 is built in answer_body already: copying it onto itself would be undefined.) */
         snprintf(x->answer_body, sizeof(x->answer_body), "%s", body);
     }
-    /* Nothing more is read from the client: its request parser has stopped. */
-    bufferevent_disable(c->client, EV_READ);
+    if (x->q_len == 0 && !proxy_http_in_message(x->resp)) {
+        return verdict_answer(PROXY_VERDICT_ANSWER, status);
+    }
+    x->answer_pending = true;
+    return verdict_answer(PROXY_VERDICT_ANSWER_LATER, status);
 }
 
 /*
@@ -486,35 +490,36 @@ header_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     denied_from_framer(c, &c->x->head_start);
-    snprintf(c->detail, sizeof(c->detail), "request head not complete within %llums",
+    snprintf(c->x->why, sizeof(c->x->why), "request head not complete within %llums",
              (unsigned long long)c->l->limits->header_timeout_ms);
-    json_error(body, sizeof(body), "request_timeout", c->detail);
-    answer_when_idle(c, 408, body);
+    json_error(body, sizeof(body), "request_timeout", c->x->why);
+    c->x->report(c, answer_when_idle(c, 408, body));
 }
 
 static void
 backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_conn *c = arg;
-    char body[512];
+    struct proxy_exchange *x = c->x;
 
     (void)fd;
     (void)what;
-    if (c->x->q_len == 0) {
+    if (x->q_len == 0) {
         return; /* nothing is waiting for an answer */
     }
-    snprintf(c->detail, sizeof(c->detail), "%s %s sent no response within %llums",
+    snprintf(x->why, sizeof(x->why), "%s %s sent no response within %llums",
              c->l->cfg->mode == CONFIG_MODE_INBOUND ? "backend" : "peer", c->l->target_text,
              (unsigned long long)c->l->limits->backend_timeout_ms);
     log_kv(LOG_WARN, "backend_timeout", "listener", c->l->cfg->name, "remote", c->remote, "target",
-           c->l->target_text, "msg", c->detail, (const char *)NULL);
+           c->l->target_text, "msg", x->why, (const char *)NULL);
     if (!proxy_exchange_can_answer(c)) {
-        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+        x->report(c, verdict(PROXY_VERDICT_CLOSE, PROXY_CLOSE_SERVER_ERROR));
         return;
     }
     /* The 504 is the answer to the oldest request (proxy_exchange_answered() logs it). */
-    json_error(body, sizeof(body), "gateway_timeout", c->detail);
-    answer_now(c, 504, body);
+    json_error(x->answer_body, sizeof(x->answer_body), "gateway_timeout", x->why);
+    x->answer_status = 504;
+    x->report(c, verdict_answer(PROXY_VERDICT_ANSWER, 504));
 }
 
 /* Wait for the first byte of the oldest unanswered response. */
@@ -608,23 +613,6 @@ requests_waiting(const struct proxy_conn *c)
 }
 
 /*
- * proxy_exchange_client_done(c):
- * Is the client done with ${c}, with nothing in flight: its last request (HTTP/1.0 without
- * keep-alive, Connection: close) answered, or, pool on, it closed its side?  Then the other
- * side is let go (pooled when it may be) and the client's connection ends after the response,
- * whatever the backend or peer does with its own side.
- */
-bool
-proxy_exchange_client_done(const struct proxy_conn *c)
-{
-    const struct proxy_exchange *x = c->x;
-
-    return x != NULL && (x->close_after || (proxy_pool_enabled(c->l) && c->client_eof)) &&
-           x->q_len == 0 && !x->answer_pending && !proxy_http_in_message(x->resp) &&
-           requests_waiting(c) == 0;
-}
-
-/*
  * proxy_exchange_requests_idle(c):
  * Is ${c}'s request stream between messages (every request forwarded whole, none half-way)
  * with no answer of ferry's own pending?
@@ -663,23 +651,6 @@ proxy_exchange_reusable(const struct proxy_conn *c)
 }
 
 /*
- * proxy_exchange_lend_over(c):
- * Pool on: may the lend of ${c}'s peer connection end now (back to the pool, or closed when a
- * 102/103 on it forbids its reuse)?  Yes when every request forwarded on it has its response
- * read to the end, both allowed keep-alive, nothing is half-way either
- * way, no answer of ferry's own is pending, no further request of the client waits for it
- * (pipelined, in its input), and the client may send another request (else
- * proxy_exchange_client_done() ends the client).
- */
-bool
-proxy_exchange_lend_over(const struct proxy_conn *c)
-{
-    /* Not x->odd: a connection that saw a 102/103 ends its lend too, closed (conn_lend_end). */
-    return c->x != NULL && proxy_pool_enabled(c->l) && !c->x->no_more && !c->x->close_after &&
-           !c->client_eof && c->x->keep && exchange_between(c->x) && requests_waiting(c) == 0;
-}
-
-/*
  * proxy_exchange_can_retry(c):
  * ${c}'s pooled peer connection failed: may ${c} go on with a new connection?  Yes when its one
  * request may go once more (idempotent, no body, its head kept, no byte of the response seen),
@@ -701,21 +672,22 @@ proxy_exchange_can_retry(const struct proxy_conn *c)
 }
 
 /*
- * proxy_exchange_resume(c):
- * ${c} has a new peer connection (lent, or after a retry): frame through it again and, after
- * a retry, resend the kept request head.
+ * proxy_exchange_retry_heads(c, len):
+ * ${c} goes on with a new peer connection after a stale pooled one failed
+ * (proxy_exchange_can_retry()): the request heads to send on it again, *${len} bytes (NULL
+ * when none).  They are forgotten: each is resent once.
  */
-void
-proxy_exchange_resume(struct proxy_conn *c)
+const char *
+proxy_exchange_retry_heads(struct proxy_conn *c, size_t *len)
 {
     struct proxy_exchange *x = c->x;
 
-    c->up.http = x->req;
-    c->down.http = x->resp;
-    if (c->pool_retried && x->retry_len > 0) {
-        evbuffer_add(bufferevent_get_output(c->server), x->retry, x->retry_len);
-        retry_forget(x);
+    *len = x->retry_len;
+    if (x->retry_len == 0) {
+        return NULL;
     }
+    retry_forget(x);
+    return x->retry;
 }
 
 /* ---- requests ---- */
@@ -785,7 +757,7 @@ request_allowed(struct proxy_conn *c, const struct proxy_http_head *h,
     log_kv(LOG_WARN, "access_denied", "listener", cl->name, "remote", c->remote, "peer",
            c->verify.peer.name, "method", h->method, "path", h->target, "rule", why, "msg", reason,
            (const char *)NULL);
-    snprintf(c->detail, sizeof(c->detail), "%s", reason);
+    snprintf(x->why, sizeof(x->why), "%s", reason);
     deny_record(c, h, *rule);
     json_error(x->answer_body, sizeof(x->answer_body), "forbidden", reason);
     x->answer_status = 403;
@@ -810,7 +782,7 @@ request_path_clean(struct proxy_conn *c, const struct proxy_http_head *h)
     log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
            c->verify.peer.name, "status", "400", "rule", "path", "method", h->method, "path",
            h->target, "msg", why, (const char *)NULL);
-    snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
+    snprintf(c->x->why, sizeof(c->x->why), "refused a malformed request: %s", why);
     deny_record(c, h, NULL);
     json_error(x->answer_body, sizeof(x->answer_body), "bad_request", why);
     x->answer_status = 400;
@@ -876,7 +848,7 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     evtimer_del(x->header_timer);
     /* Not reached: the framer is held while the queue is full (below). */
     if (x->q_len == EXCHANGE_QUEUE) {
-        snprintf(c->detail, sizeof(c->detail), "more than %d pipelined requests", EXCHANGE_QUEUE);
+        snprintf(x->why, sizeof(x->why), "more than %d pipelined requests", EXCHANGE_QUEUE);
         return PROXY_HTTP_REFUSE;
     }
     if (!request_path_clean(c, h) || !request_allowed(c, h, &rule)) {
@@ -902,7 +874,7 @@ on_request(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
     x->mark_valid = true;
     x->req_in_body = true;
     if (request_write(c, h, r, out) < 0) {
-        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        snprintf(x->why, sizeof(x->why), "out of memory");
         return PROXY_HTTP_REFUSE;
     }
     r->up_keep = r->client_close || h->keep_alive;
@@ -971,10 +943,10 @@ take_back_request(struct proxy_conn *c)
 /*
  * proxy_exchange_request_failed(c, res):
  * The request framer refused a request (res BAD: malformed; STOPPED: on_request refused it).
- * Answer the client (400/403/431/501/505) once earlier responses are out, else close.
- * Returns false when ${c} was dropped (it is freed), true while it still answers.
+ * The verdict: answer the client (400/403/431/501/505) now (ANSWER) or once earlier responses
+ * are out (ANSWER_LATER), else close (CLOSE: out of memory).
  */
-bool
+struct proxy_verdict
 proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
 {
     struct proxy_exchange *x = c->x;
@@ -987,7 +959,7 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
         const char *why = proxy_http_error(x->req, &status, &rule);
 
         snprintf(st, sizeof(st), "%d", status);
-        snprintf(c->detail, sizeof(c->detail), "refused a malformed request: %s", why);
+        snprintf(x->why, sizeof(x->why), "refused a malformed request: %s", why);
         log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
                c->verify.peer.name, "status", st, "rule", rule, "msg", why, (const char *)NULL);
         json_error(body, sizeof(body), status_error(status), why);
@@ -998,16 +970,13 @@ proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res)
             denied_from_framer(c, &x->head_start);
         }
         x->mark_valid = false;
-        answer_when_idle(c, status, body);
-        return true;
+        return answer_when_idle(c, status, body);
     }
     if (x->answer_status != 0) {
-        answer_when_idle(c, x->answer_status, x->answer_body);
-        return true;
+        return answer_when_idle(c, x->answer_status, x->answer_body);
     }
     /* Refused for another reason (out of memory): just close. */
-    proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
-    return false;
+    return verdict(PROXY_VERDICT_CLOSE, PROXY_CLOSE_CLIENT_ERROR);
 }
 
 /* ---- responses ---- */
@@ -1021,7 +990,7 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     bool keep;
 
     if (r == NULL) {
-        snprintf(c->detail, sizeof(c->detail), "%s sent a response nobody asked for",
+        snprintf(c->x->why, sizeof(c->x->why), "%s sent a response nobody asked for",
                  c->l->target_text);
         return PROXY_HTTP_REFUSE;
     }
@@ -1074,7 +1043,7 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     if (r->last) {
         /* The client is done: nothing more goes to it (bytes the other side sends after this
-         * response stay unread), and proxy_exchange_client_done() lets the connection close. */
+         * response stay unread), and the verdict is CLIENT_LAST (proxy_exchange_decide()). */
         x->close_after = true;
         proxy_http_hold(x->resp, true);
     }
@@ -1106,26 +1075,85 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     backend_timer_arm(c);
     if (x->answer_pending && x->q_len == 0) {
+        /* The responses owed before ferry's answer are out: it goes now, nothing after it. */
         x->answer_pending = false;
-        answer_now(c, x->answer_status, x->answer_body);
+        proxy_http_hold(x->resp, true);
+        x->report(c, verdict_answer(PROXY_VERDICT_ANSWER, x->answer_status));
     }
 }
 
 /*
- * proxy_exchange_resume_requests(c):
- * Did a response make room in a full queue since the last call?  Then the caller pumps the
- * client's waiting requests (proxy_relay_pump on the up relay).
+ * proxy_exchange_decide(f):
+ * The verdict after an event, from the exchange's state ${f} alone (pure):
+ *   ANSWER       an answer of ferry's was pending and nothing is owed before it any more;
+ *   RESUME_UP    a response made room in a full queue: the client's waiting requests go on;
+ *   CLIENT_LAST  the client is done with nothing in flight: its last request (HTTP/1.0
+ *                without keep-alive, Connection: close) answered, or, pool on, it closed its
+ *                side; the other side is let go and the client's connection ends after the
+ *                response, whatever the backend or peer does with its own;
+ *   LEND_END     pool on: every request forwarded on the lent peer connection has its
+ *                response read to its end, both allowed keep-alive, nothing is half-way either
+ *                way or waits in the client's input, and the client may send more;
+ *   CONTINUE     otherwise.
  */
-bool
-proxy_exchange_resume_requests(struct proxy_conn *c)
+struct proxy_verdict
+proxy_exchange_decide(const struct proxy_exchange_facts *f)
+{
+    bool between = f->q_len == 0 && !f->req_in_body && !f->answer_pending && f->resp_idle;
+
+    if (f->answer_pending && f->q_len == 0 && !f->resp_in_message) {
+        return verdict(PROXY_VERDICT_ANSWER, PROXY_CLOSE_CLIENT_ERROR);
+    }
+    if (f->resume_requests) {
+        return verdict(PROXY_VERDICT_RESUME_UP, PROXY_CLOSE_DONE);
+    }
+    if ((f->close_after || (f->pool && f->client_eof)) && f->q_len == 0 && !f->answer_pending &&
+        !f->resp_in_message && !f->requests_waiting) {
+        return verdict(PROXY_VERDICT_CLIENT_LAST, PROXY_CLOSE_DONE);
+    }
+    if (f->pool && !f->no_more && !f->close_after && !f->client_eof && f->keep && between &&
+        !f->requests_waiting) {
+        return verdict(PROXY_VERDICT_LEND_END, PROXY_CLOSE_DONE);
+    }
+    return verdict(PROXY_VERDICT_CONTINUE, PROXY_CLOSE_DONE);
+}
+
+/*
+ * proxy_exchange_next(c):
+ * What ${c} does next, as proxy_exchange_decide() judges the exchange now (CONTINUE without
+ * one).  A verdict that acts once (ANSWER, RESUME_UP) is taken by this call.
+ */
+struct proxy_verdict
+proxy_exchange_next(struct proxy_conn *c)
 {
     struct proxy_exchange *x = c->x;
+    struct proxy_exchange_facts f;
+    struct proxy_verdict v;
 
-    if (x == NULL || !x->resume_requests) {
-        return false;
+    if (x == NULL) {
+        return verdict(PROXY_VERDICT_CONTINUE, PROXY_CLOSE_DONE);
     }
-    x->resume_requests = false;
-    return true;
+    f.pool = proxy_pool_enabled(c->l);
+    f.answer_pending = x->answer_pending;
+    f.resume_requests = x->resume_requests;
+    f.q_len = (unsigned)x->q_len;
+    f.req_in_body = x->req_in_body;
+    f.req_idle = proxy_http_idle(x->req);
+    f.resp_in_message = proxy_http_in_message(x->resp);
+    f.resp_idle = proxy_http_idle(x->resp);
+    f.keep = x->keep;
+    f.no_more = x->no_more;
+    f.close_after = x->close_after;
+    f.client_eof = c->client_eof;
+    f.requests_waiting = requests_waiting(c) > 0;
+    v = proxy_exchange_decide(&f);
+    if (v.kind == PROXY_VERDICT_ANSWER) {
+        x->answer_pending = false;
+        v = verdict_answer(PROXY_VERDICT_ANSWER, x->answer_status);
+    } else if (v.kind == PROXY_VERDICT_RESUME_UP) {
+        x->resume_requests = false;
+    }
+    return v;
 }
 
 /* ---- life ---- */
@@ -1280,12 +1308,14 @@ exchange_unpark(struct proxy_conn *c)
 }
 
 /*
- * proxy_exchange_start(c):
+ * proxy_exchange_start(c, report):
  * Set up HTTP framing for ${c} when the relay starts (lending: when the client speaks after a
- * pause, with a parked exchange when there is one).  Returns 0, or -1 on OOM.
+ * pause, with a parked exchange when there is one); its timers report their verdicts to
+ * ${report}.  The framers of both directions are then proxy_exchange_framer()'s.  Returns 0,
+ * or -1 on OOM.
  */
 int
-proxy_exchange_start(struct proxy_conn *c)
+proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report)
 {
     struct proxy_exchange *x;
     struct event_base *base = c->l->w->base;
@@ -1293,12 +1323,14 @@ proxy_exchange_start(struct proxy_conn *c)
 
     if ((x = exchange_unpark(c)) != NULL) {
         c->x = x;
+        x->report = report;
     } else {
         x = proxy_spare_get(&c->l->w->spare_exchanges, sizeof(*x)); /* zeroed, as by calloc */
         if (x == NULL) {
             return -1;
         }
         c->x = x;
+        x->report = report;
         x->req = proxy_http_new(PROXY_HTTP_REQUEST, on_request, on_request_done, c);
         x->resp = proxy_http_new(PROXY_HTTP_RESPONSE, on_response, on_response_done, c);
         x->header_timer = evtimer_new(base, header_timeout_cb, c);
@@ -1314,53 +1346,71 @@ proxy_exchange_start(struct proxy_conn *c)
         proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
                                &x->names);
         who = exchange_peer_name(c);
-        if (who != NULL && who != c->verify.peer.name) {
-            snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", who);
-        }
-        if (who != NULL && !proxy_identity_canonical(c->verify.peer.name)) {
+        snprintf(x->peer, sizeof(x->peer), "%s", who != NULL ? who : "-");
+        if (who != NULL && !proxy_identity_canonical(x->peer)) {
             who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
         }
         if (who == NULL) {
             /* No verified identity: peer= says so rather than show a name nothing checked
              * (a URI SAN no pattern matched, the leaf's first SAN); subject= still tells
              * which certificate it was. */
-            snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "-");
+            snprintf(x->peer, sizeof(x->peer), "-");
         }
-        if (exchange_identity(c, who != NULL ? c->verify.peer.name : NULL) < 0) {
+        if (exchange_identity(c, who != NULL ? x->peer : NULL) < 0) {
             return -1;
         }
     } else if (c->l->cfg->host_header == CONFIG_HOST_HEADER_PEER) {
         config_addr_format(&c->l->cfg->peer, x->host, sizeof(x->host));
     }
-    c->up.http = x->req;
-    c->down.http = x->resp;
     x->keep = true; /* a peer connection that has carried nothing may carry a request */
     return 0;
 }
 
 /*
- * proxy_exchange_after_read(c):
- * Called after request bytes were read: start header_timeout when a head has begun.
+ * proxy_exchange_peer(c):
+ * Inbound: the peer's one identity (CONTRACT §6) as the exchange chose it, for every log line
+ * of ${c} from now on (peer=), or "-" when it has none; NULL on an outbound listener.
  */
-void
+const char *
+proxy_exchange_peer(const struct proxy_conn *c)
+{
+    return c->x != NULL && c->x->peer[0] != '\0' ? c->x->peer : NULL;
+}
+
+/*
+ * proxy_exchange_framer(c, kind):
+ * The framer of ${c}'s requests or responses (NULL without an exchange).
+ */
+struct proxy_http *
+proxy_exchange_framer(const struct proxy_conn *c, enum proxy_http_kind kind)
+{
+    if (c->x == NULL) {
+        return NULL;
+    }
+    return kind == PROXY_HTTP_REQUEST ? c->x->req : c->x->resp;
+}
+
+/*
+ * proxy_exchange_after_read(c):
+ * Called after request bytes were read: start header_timeout when a head has begun.  Returns
+ * true when what waits in the client's input is not requests (it follows the last one): the
+ * caller reads and drops it, never framed.
+ */
+bool
 proxy_exchange_after_read(struct proxy_conn *c)
 {
     struct proxy_exchange *x = c->x;
 
-    if (x != NULL) {
-        /* The pump is over: the destination's output may be flushed from now on. */
-        x->mark_valid = false;
+    if (x == NULL) {
+        return false;
     }
-    if (x != NULL && x->no_more && !x->req_in_body && c->client != NULL) {
-        /* Bytes after the last request are not requests: read and dropped, never framed. */
-        struct evbuffer *in = bufferevent_get_input(c->client);
-
-        evbuffer_drain(in, evbuffer_get_length(in));
-    }
-    if (x != NULL && proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
+    /* The pump is over: the destination's output may be flushed from now on. */
+    x->mark_valid = false;
+    if (proxy_http_in_head(x->req) && !evtimer_pending(x->header_timer, NULL)) {
         event_base_gettimeofday_cached(c->l->w->base, &x->head_start);
         timer_in(x->header_timer, c->l->limits->header_timeout_ms);
     }
+    return x->no_more && !x->req_in_body;
 }
 
 /*
@@ -1413,8 +1463,6 @@ proxy_exchange_park(struct proxy_conn *c)
     pool->spare_x = x;
     pool->n_spare_x++;
     c->x = NULL;
-    c->up.http = NULL;
-    c->down.http = NULL;
 }
 
 /*
@@ -1460,6 +1508,4 @@ proxy_exchange_free(struct proxy_conn *c)
     exchange_release(x);
     proxy_spare_put(&c->l->w->spare_exchanges, x);
     c->x = NULL;
-    c->up.http = NULL;
-    c->down.http = NULL;
 }

@@ -130,6 +130,55 @@ struct proxy_conn;
 struct proxy_linger;
 
 /*
+ * What the HTTP exchange (proxy_exchange.c) decides; the connection (proxy_conn.c) acts on it
+ * (proxy_conn_act()).  The exchange frames, checks and keeps the requests in flight; it never
+ * calls the connection's functions nor writes its fields: it returns a verdict from the calls
+ * the connection makes, and reports one through the callback the connection gave it when its
+ * own timers fire.
+ */
+enum proxy_verdict_kind {
+    PROXY_VERDICT_CONTINUE,     /* relay on */
+    PROXY_VERDICT_RESUME_UP,    /* a response made room in the queue of requests in flight:
+                                   frame the requests that wait in the client's input */
+    PROXY_VERDICT_ANSWER,       /* send ferry's own answer now (proxy_exchange_answer()), then
+                                   close */
+    PROXY_VERDICT_ANSWER_LATER, /* the same once the responses owed before it are out: read
+                                   nothing more from the client */
+    PROXY_VERDICT_CLOSE,        /* end the connection now: nothing can be answered any more */
+    PROXY_VERDICT_CLIENT_LAST,  /* the client is done (its last request answered, or, pool on,
+                                   it closed its side): let the other side go, finish it */
+    PROXY_VERDICT_LEND_END,     /* lending: the peer connection goes back; the client stays */
+};
+
+struct proxy_verdict {
+    enum proxy_verdict_kind kind;
+    enum proxy_close_reason reason; /* ANSWER, ANSWER_LATER, CLOSE: logged at the end */
+};
+
+/* How the exchange reports a verdict when one of its own timers fires. */
+typedef void (*proxy_exchange_report_fn)(struct proxy_conn *c, struct proxy_verdict v);
+
+/*
+ * Everything proxy_exchange_decide() reads: the exchange's state after an event, in plain
+ * values (proxy_exchange_next() gathers them).
+ */
+struct proxy_exchange_facts {
+    bool pool;             /* outbound http, pool on: peer connections are lent per request */
+    bool answer_pending;   /* an answer of ferry's waits for the responses owed before it */
+    bool resume_requests;  /* a response made room in a full queue since the last verdict */
+    unsigned q_len;        /* requests forwarded and waiting for their response */
+    bool req_in_body;      /* the last request forwarded is still sending its body */
+    bool req_idle;         /* the request framer is between messages (and not stopped) */
+    bool resp_in_message;  /* a response has started and not ended */
+    bool resp_idle;        /* the response framer is between messages (and not stopped) */
+    bool keep;             /* the last response and its request allowed keep-alive */
+    bool no_more;          /* a request ended persistence: nothing after it is framed */
+    bool close_after;      /* the client's last request was answered */
+    bool client_eof;       /* the client closed its side */
+    bool requests_waiting; /* bytes the client sent wait, unframed, in its input */
+};
+
+/*
  * One direction of a relay: bytes read from src are written to dst.  eof_seen: src ended;
  * shut_sent: dst got its FIN (after close_notify when dst is TLS).
  */
@@ -333,7 +382,7 @@ struct proxy_conn {
     char remote[64];          /* client address "ip:port" */
     char detail[1536];        /* the reason in plain words for the close line / 502 body */
     int owed_status;          /* ferry answered before a request was framed: the access-log
-                                 line still to write, with this status (proxy_request_owed) */
+                                 line still to write, with this status (conn_request_owed) */
     uint64_t owed_bytes;      /* and the answer's body length */
     /*
      * Outbound lending: up.bytes and down.bytes when the current peer connection was attached,
@@ -389,6 +438,8 @@ const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
+bool proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v);
+void proxy_conn_report(struct proxy_conn *c, struct proxy_verdict v);
 
 /* proxy_linger.c */
 void proxy_linger_close(struct proxy_worker *w, evutil_socket_t fd, uint64_t ms);
@@ -403,28 +454,31 @@ void proxy_pool_flush(struct proxy_listener *l);
 void proxy_pool_free(struct proxy_listener *l);
 
 /* proxy_exchange.c (protocol http) */
-int proxy_exchange_start(struct proxy_conn *c);
+int proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report);
+struct proxy_http *proxy_exchange_framer(const struct proxy_conn *c, enum proxy_http_kind kind);
+const char *proxy_exchange_peer(const struct proxy_conn *c);
 void proxy_exchange_free(struct proxy_conn *c);
 void proxy_exchange_park(struct proxy_conn *c);
 void proxy_exchange_spares_free(struct proxy_listener *l);
-bool proxy_exchange_request_failed(struct proxy_conn *c, enum proxy_http_result res);
+struct proxy_verdict proxy_exchange_request_failed(struct proxy_conn *c,
+                                                   enum proxy_http_result res);
+struct proxy_verdict proxy_exchange_next(struct proxy_conn *c);
+struct proxy_verdict proxy_exchange_decide(const struct proxy_exchange_facts *f);
+const char *proxy_exchange_answer(const struct proxy_conn *c, int *status, const char **phrase);
+const char *proxy_exchange_why(const struct proxy_conn *c);
 void proxy_exchange_response_bytes(struct proxy_conn *c);
-void proxy_exchange_after_read(struct proxy_conn *c);
+bool proxy_exchange_after_read(struct proxy_conn *c);
 bool proxy_exchange_can_answer(const struct proxy_conn *c);
 bool proxy_exchange_idle(const struct proxy_conn *c);
 bool proxy_exchange_server_closing(const struct proxy_conn *c);
-bool proxy_exchange_client_done(const struct proxy_conn *c);
 bool proxy_exchange_requests_idle(const struct proxy_conn *c);
 bool proxy_exchange_reusable(const struct proxy_conn *c);
-bool proxy_exchange_lend_over(const struct proxy_conn *c);
 bool proxy_exchange_can_retry(const struct proxy_conn *c);
-void proxy_exchange_resume(struct proxy_conn *c);
-bool proxy_exchange_resume_requests(struct proxy_conn *c);
-void proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len);
+const char *proxy_exchange_retry_heads(struct proxy_conn *c, size_t *len);
+bool proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len);
 void proxy_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
                        uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
                        const char *rule);
-void proxy_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final);
 /* Bytes of the client's input read for the request line of an answer made before framing. */
 #define PROXY_REQUEST_LINE_PEEK 512
 bool proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, char *target,

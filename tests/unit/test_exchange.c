@@ -1,7 +1,8 @@
 /*
- * test_exchange: when may a pooled peer connection be reused (proxy_exchange_reusable), and
- * what our own answer does with it (proxy_conn_answer -> conn_close_server: back to the pool,
- * or closed), over scripted request and response bytes.
+ * test_exchange: the HTTP exchange's verdicts (proxy_exchange_decide, proxy_exchange_next,
+ * proxy_exchange_request_failed and what it reports), when may a pooled peer connection be
+ * reused (proxy_exchange_reusable), and what our own answer does with it (proxy_conn_answer ->
+ * conn_close_server: back to the pool, or closed), over scripted request and response bytes.
  *
  * One outbound `protocol: http` connection with the pool on, built by hand around two
  * bufferevent pairs that never transfer (their far ends do not read): the test writes the
@@ -27,6 +28,18 @@
 #include "proxy_internal.h"
 #include "proxy_spare.h"
 #include "proxy_stats.h"
+
+/* The verdicts the exchange reported (x->report) since the last reset. */
+static struct proxy_verdict reported[8];
+static size_t n_reported;
+
+static void
+report_capture(struct proxy_conn *c, struct proxy_verdict v)
+{
+    (void)c;
+    assert_true(n_reported < sizeof(reported) / sizeof(reported[0]));
+    reported[n_reported++] = v;
+}
 
 struct fixture {
     struct event_base *base;
@@ -89,7 +102,10 @@ setup(void **state)
     evbuffer_unfreeze(bufferevent_get_output(c->server), 1);
     proxy_relay_init(&c->up, c->client, c->server, true);
     proxy_relay_init(&c->down, c->server, c->client, false);
-    assert_int_equal(proxy_exchange_start(c), 0);
+    assert_int_equal(proxy_exchange_start(c, report_capture), 0);
+    c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
+    c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
+    n_reported = 0;
     f->c = c;
     *state = f;
     return 0;
@@ -136,8 +152,11 @@ client_sends(struct fixture *f, const char *s)
 
     arrive(f->c->client, s);
     res = proxy_relay_pump(&f->c->up);
-    if (res == PROXY_HTTP_OK) {
-        proxy_exchange_after_read(f->c);
+    if (res == PROXY_HTTP_OK && proxy_exchange_after_read(f->c)) {
+        /* What follows the client's last request is dropped (conn_after_read). */
+        struct evbuffer *in = bufferevent_get_input(f->c->client);
+
+        evbuffer_drain(in, evbuffer_get_length(in));
     }
     return res;
 }
@@ -195,7 +214,7 @@ test_refused_head_pools(void **state)
     assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
     assert_int_equal(evbuffer_get_length(bufferevent_get_output(f->c->server)), 0);
     assert_true(proxy_exchange_reusable(f->c));
-    proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD);
+    assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_int_equal(f->c->state, PROXY_CONN_DRAINING);
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
@@ -229,7 +248,7 @@ test_taken_back_whole_pools(void **state)
 
     snprintf(req, sizeof(req), "%s%s", CHUNKED, BAD_LINE);
     assert_int_equal(client_sends(f, req), PROXY_HTTP_BAD);
-    proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD);
+    assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
     f->server_pair[0] = proxy_pool_take(&f->l, &f->c->verify);
@@ -247,7 +266,7 @@ test_taken_back_after_bytes_left_closes(void **state)
     assert_int_equal(client_sends(f, CHUNKED), PROXY_HTTP_OK);
     sent_to_peer(f);
     assert_int_equal(client_sends(f, BAD_LINE), PROXY_HTTP_BAD);
-    proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD);
+    assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_false(proxy_exchange_reusable(f->c));
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 0);
@@ -264,10 +283,243 @@ test_failed_side_closes(void **state)
     peer_sends(f, RESP_OK);
     f->c->server_failed = true;
     assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
-    proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD);
+    assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_null(f->c->server);
     assert_false(f->c->server_failed); /* cleared with the side */
     assert_int_equal(f->l.pool.n_idle, 0);
+}
+
+/* ---- verdicts ---- */
+
+/* The kind of verdict proxy_exchange_next() gives now. */
+static enum proxy_verdict_kind
+next_kind(struct fixture *f)
+{
+    return proxy_exchange_next(f->c).kind;
+}
+
+/* What the client has been sent so far, NUL-terminated (static): what the pair moved to its
+ * far end, then what still waits in the client side's output. */
+static const char *
+client_got(struct fixture *f)
+{
+    static char buf[4096];
+    struct evbuffer *far = bufferevent_get_input(f->client_pair[1]);
+    struct evbuffer *out = bufferevent_get_output(f->c->client);
+    size_t a = evbuffer_get_length(far), b = evbuffer_get_length(out);
+
+    assert_true(a + b < sizeof(buf));
+    /* (A pair's output is frozen at its start, and copyout refuses a frozen buffer.) */
+    evbuffer_unfreeze(out, 1);
+    assert_int_equal(evbuffer_copyout(far, buf, a), (ev_ssize_t)a);
+    assert_int_equal(evbuffer_copyout(out, buf + a, b), (ev_ssize_t)b);
+    evbuffer_freeze(out, 1);
+    buf[a + b] = '\0';
+    return buf;
+}
+
+/* Keep-alive: nothing to do while the response is due; once it was read, the lent peer
+ * connection goes back (LEND_END) and the client stays. */
+static void
+test_verdict_keepalive_lend_end(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+    sent_to_peer(f);
+    peer_sends(f, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE); /* half the body */
+    peer_sends(f, "ok");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END);
+}
+
+/* Connection: close: the client's last request; once its response is out the client is done
+ * (CLIENT_LAST), and the peer connection, not told to close, may be pooled. */
+static void
+test_verdict_close_client_last(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                     "GET /after HTTP/1.1\r\nHost: x\r\n\r\n"),
+                     PROXY_HTTP_OK);
+    sent_to_peer(f);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_non_null(strstr(client_got(f), "Connection: close\r\n"));
+    assert_true(proxy_exchange_reusable(f->c));
+}
+
+/* HTTP/1.0 without keep-alive, and a peer that answers keep-alive anyway: the client is done
+ * after the response (before: ferry waited for the other side to close). */
+static void
+test_verdict_http10_client_last(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, "GET /old HTTP/1.0\r\n\r\n"), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_non_null(strstr(client_got(f), "Connection: close\r\n"));
+}
+
+/* A chunked response to an HTTP/1.0 client goes bare: no Transfer-Encoding, no chunk lines,
+ * ended by the close (CLIENT_LAST once its last chunk was read). */
+static void
+test_verdict_http10_chunked_bare(void **state)
+{
+    struct fixture *f = *state;
+    const char *got;
+
+    assert_int_equal(client_sends(f, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+                     PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+    peer_sends(f, "6\r\n world\r\n0\r\nT: 1\r\n\r\n");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    got = client_got(f);
+    assert_null(strstr(got, "Transfer-Encoding"));
+    assert_non_null(strstr(got, "Connection: close\r\n"));
+    assert_string_equal(strstr(got, "\r\n\r\n") + 4, "hello world");
+}
+
+/* A refused request with an earlier one in flight: ANSWER_LATER; the earlier response ends and
+ * the answer is reported at once (ANSWER, 400); with nothing in flight: ANSWER now. */
+static void
+test_verdict_refusal_waits_for_responses(void **state)
+{
+    struct fixture *f = *state;
+    struct proxy_verdict v;
+    const char *phrase;
+    int status = 0;
+
+    assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
+    v = proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD);
+    assert_int_equal(v.kind, PROXY_VERDICT_ANSWER_LATER);
+    assert_int_equal(v.reason, PROXY_CLOSE_CLIENT_ERROR);
+    assert_int_equal(n_reported, 0);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(n_reported, 1);
+    assert_int_equal(reported[0].kind, PROXY_VERDICT_ANSWER);
+    (void)proxy_exchange_answer(f->c, &status, &phrase);
+    assert_int_equal(status, 400);
+    assert_string_equal(phrase, "Bad Request");
+    assert_non_null(strstr(proxy_exchange_why(f->c), "refused a malformed request"));
+}
+
+static void
+test_verdict_refusal_idle_answers_now(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
+    assert_int_equal(proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD).kind,
+                     PROXY_VERDICT_ANSWER);
+}
+
+/* 33 pipelined requests: the framer holds the 33rd; the first response makes room
+ * (RESUME_UP, taken by the call), then nothing more to do. */
+static void
+test_verdict_queue_full_resumes(void **state)
+{
+    struct fixture *f = *state;
+    char reqs[33 * sizeof(GET_ONE)];
+
+    reqs[0] = '\0';
+    for (int i = 0; i < 33; i++) {
+        strcat(reqs, GET_ONE);
+    }
+    assert_int_equal(client_sends(f, reqs), PROXY_HTTP_OK);
+    assert_int_equal(evbuffer_get_length(bufferevent_get_input(f->c->client)),
+                     strlen(GET_ONE)); /* the 33rd waits */
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_RESUME_UP);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+}
+
+/* A stale pooled connection: two GETs in flight are both resent; a POST among them is not. */
+static void
+test_retry_pipelined_gets(void **state)
+{
+    struct fixture *f = *state;
+    size_t n;
+    const char *heads;
+
+    f->c->pool_reused = true;
+    assert_int_equal(client_sends(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
+                     PROXY_HTTP_OK);
+    assert_true(proxy_exchange_can_retry(f->c));
+    heads = proxy_exchange_retry_heads(f->c, &n);
+    assert_non_null(heads);
+    assert_int_equal(n, 2 * strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_memory_equal(heads + n / 2, "GET /b", 6);
+    assert_null(proxy_exchange_retry_heads(f->c, &n)); /* once */
+}
+
+static void
+test_retry_not_with_post(void **state)
+{
+    struct fixture *f = *state;
+
+    f->c->pool_reused = true;
+    assert_int_equal(client_sends(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz"),
+                     PROXY_HTTP_OK);
+    assert_false(proxy_exchange_can_retry(f->c));
+}
+
+/* proxy_exchange_decide() alone, over the states that tell the verdicts apart. */
+static void
+test_decide_table(void **state)
+{
+    struct proxy_exchange_facts idle = {
+        .pool = true, .req_idle = true, .resp_idle = true, .keep = true};
+    struct proxy_exchange_facts f;
+
+    (void)state;
+    assert_int_equal(proxy_exchange_decide(&idle).kind, PROXY_VERDICT_LEND_END);
+    f = idle;
+    f.pool = false; /* no lending: a kept-alive client simply stays */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.q_len = 1; /* a response is due */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.requests_waiting = true; /* the next request goes on the same connection */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.keep = false; /* the peer ends keep-alive: it closes, not the pool's */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.close_after = true;
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CLIENT_LAST);
+    f.pool = false; /* inbound too: ferry closes, whatever the backend does */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CLIENT_LAST);
+    f.resp_in_message = true; /* not before its response is out */
+    f.resp_idle = false;
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.client_eof = true; /* pool: a client that closed its side is done */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CLIENT_LAST);
+    f.pool = false; /* without the pool its FIN is passed on instead */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.answer_pending = true; /* the responses before it are out: answer */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_ANSWER);
+    f.q_len = 2;
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
+    f.q_len = 31;
+    f.resume_requests = true;
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_RESUME_UP);
 }
 
 int
@@ -280,6 +532,16 @@ main(void)
         cmocka_unit_test_setup_teardown(test_taken_back_whole_pools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_taken_back_after_bytes_left_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_side_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_keepalive_lend_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_close_client_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_http10_client_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_http10_chunked_bare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_refusal_waits_for_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_refusal_idle_answers_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_queue_full_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_pipelined_gets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_not_with_post, setup, teardown),
+        cmocka_unit_test(test_decide_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
