@@ -228,8 +228,9 @@ struct proxy_io {
  * proxy_io_connect() next) and the SSL ${ssl} in ${role}, or NULL for a plain side.  ${io}
  * owns ${fd} and ${ssl} from here on, also when this fails.  A plain ${fd} is OPEN at once; a
  * TLS one starts its handshake on the next loop iteration (event_cb CONNECTED when it ends).
- * Reading and writing start disabled (proxy_io_enable()).  Sets SSL_MODE_ENABLE_PARTIAL_WRITE
- * and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER on ${ssl}.  Returns 0, or -1 (out of memory, or
+ * Reading and writing start disabled (proxy_io_enable()).  Sets SSL_MODE_ENABLE_PARTIAL_WRITE,
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and read-ahead on ${ssl}; the role is left alone when
+ * its handshake is already done.  Returns 0, or -1 (out of memory, or
  * libevent's struct event larger than PROXY_IO_EVENT_SPACE): then ${io} holds nothing
  * (${fd} closed, ${ssl} freed) and proxy_io_free() is a no-op on it.
  */

@@ -34,6 +34,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -205,7 +206,9 @@ event_cb(struct proxy_io *io, short what, void *arg)
     if ((what & PROXY_IO_EV_CONNECTED) != 0) {
         s->connected++;
         s->count_records = true;
-        proxy_io_enable(io, EV_READ | EV_WRITE);
+        if (proxy_io_enabled(io) != (EV_READ | EV_WRITE)) {
+            proxy_io_enable(io, EV_READ | EV_WRITE);
+        }
         side_fill(s);
     } else if ((what & PROXY_IO_EV_ERROR) != 0) {
         s->errors++;
@@ -371,6 +374,8 @@ a_failed(struct pair *p)
 
 /* ---- tests ---- */
 
+static bool b_got_100(struct pair *p);
+
 /* Both roles complete a mutual handshake and report CONNECTED once. */
 static void
 test_handshake(void **state)
@@ -444,6 +449,109 @@ test_bulk_plain(void **state)
 {
     (void)state;
     bulk(NULL, NULL, PROXY_IO_END_FIN);
+}
+
+/*
+ * Bytes queued before the handshake go out after it, and the server reads them even though
+ * they may have come in with the client's Finished (read ahead into OpenSSL, never again
+ * readable on the socket): the side reads what OpenSSL holds once it is open.
+ */
+static void
+test_data_behind_handshake(void **state)
+{
+    struct pair p;
+
+    (void)state;
+    pair_open(&p, client_ctx, server_ctx);
+    p.a.queued = p.a.to_send = 100;
+    assert_int_equal(evbuffer_add(proxy_io_output(&p.a.io), pattern, 100), 0);
+    proxy_io_enable(&p.a.io, EV_READ | EV_WRITE); /* while CONNECTING: written once open */
+    proxy_io_enable(&p.b.io, EV_READ | EV_WRITE); /* before the handshake: nothing re-enables */
+    assert_int_equal(evbuffer_get_length(proxy_io_output(&p.a.io)), 100);
+    assert_true(run(&p, b_got_100));
+    assert_int_equal(p.b.got, 100);
+    assert_false(p.b.mismatch);
+    pair_close(&p);
+}
+
+/* The memory-BIO client of test_data_with_finished: what its SSL wrote goes to ${fd} in one
+ * send(); what ${fd} holds goes into its read BIO. */
+static void
+mem_flush(BIO *wbio, evutil_socket_t fd)
+{
+    char buf[65536];
+    int n = BIO_read(wbio, buf, sizeof(buf));
+
+    if (n > 0) {
+        assert_int_equal(send(fd, buf, (size_t)n, 0), n);
+    }
+}
+
+static void
+mem_fill(BIO *rbio, evutil_socket_t fd)
+{
+    char buf[65536];
+    ssize_t n;
+
+    while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+        assert_int_equal(BIO_write(rbio, buf, (int)n), (int)n);
+    }
+}
+
+/*
+ * A client whose Finished and first request arrive in one TCP segment (a memory-BIO client
+ * that sends them with one send()): the server side reads both at once (read-ahead), so the
+ * request is inside OpenSSL when the handshake completes and the socket never becomes readable
+ * for it again.  Reading was enabled before the handshake and nothing enables it again: the
+ * side must read what OpenSSL holds by itself.
+ */
+static void
+test_data_with_finished(void **state)
+{
+    struct pair p;
+    struct sockaddr_in sin;
+    evutil_socket_t cfd;
+    SSL *ssl;
+    BIO *rbio, *wbio;
+
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    p.base = event_base_new();
+    p.a.p = p.b.p = &p;
+    p.lfd = listen_loopback(&sin);
+    cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    pair_accept(&p, server_ctx);
+    proxy_io_enable(&p.b.io, EV_READ | EV_WRITE);
+    ssl = SSL_new(client_ctx);
+    rbio = BIO_new(BIO_s_mem());
+    wbio = BIO_new(BIO_s_mem());
+    assert_non_null(ssl);
+    assert_non_null(rbio);
+    assert_non_null(wbio);
+    SSL_set_bio(ssl, rbio, wbio);
+    SSL_set_connect_state(ssl);
+    for (int i = 0; i < 100 && SSL_do_handshake(ssl) != 1; i++) {
+        struct timeval tv = {0, 10 * 1000};
+
+        mem_flush(wbio, cfd);
+        event_base_loopexit(p.base, &tv);
+        event_base_dispatch(p.base); /* the server side answers */
+        mem_fill(rbio, cfd);
+    }
+    assert_true(SSL_is_init_finished(ssl));
+    assert_int_equal(p.b.connected, 0); /* it waits for our Finished */
+    assert_int_equal(SSL_write(ssl, pattern, 100), 100);
+    mem_flush(wbio, cfd); /* Finished + the request, one segment */
+    assert_true(run(&p, b_got_100));
+    assert_int_equal(p.b.connected, 1);
+    assert_int_equal(p.b.got, 100);
+    assert_false(p.b.mismatch);
+    SSL_free(ssl);
+    evutil_closesocket(cfd);
+    proxy_io_free(&p.b.io);
+    evutil_closesocket(p.lfd);
+    event_base_free(p.base);
 }
 
 static bool
@@ -889,6 +997,8 @@ main(void)
         cmocka_unit_test(test_bulk_tls),
         cmocka_unit_test(test_bulk_plain),
         cmocka_unit_test(test_resume_pending_record),
+        cmocka_unit_test(test_data_behind_handshake),
+        cmocka_unit_test(test_data_with_finished),
         cmocka_unit_test(test_close_notify_vs_fin),
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_release_buffers),
