@@ -1296,8 +1296,10 @@ proxy_io_release_buffers(struct proxy_io *io)
                             io->write_want_read || io->write_blocked)) {
         return -1;
     }
-    io_drop_chains(io, io->input);
-    io_drop_chains(io, io->output);
+    /* Empty evbuffers hold no chain: evbuffer_drain() and moving every byte out free them,
+     * and io_read() gives back a reservation that brought nothing (libevent's own reads keep
+     * it: hence the relay's "one byte added and drained").  OpenSSL's buffers are what is
+     * left to free. */
     io->read_big = false;
     if (io->ssl != NULL && SSL_free_buffers(io->ssl) != 1) {
         return -1;

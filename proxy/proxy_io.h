@@ -325,10 +325,12 @@ void proxy_io_shutdown(struct proxy_io *io);
 
 /*
  * proxy_io_release_buffers(io):
- * ${io} is idle: give back the memory it holds while nothing is buffered (the evbuffer chains
- * kept from the last read, OpenSSL's record buffers: SSL_free_buffers()).  Returns 0 when both
- * buffers were empty and OpenSSL let go of its buffers (or there is no SSL), -1 when
- * something is still held (nothing freed then).  The next read or write allocates again.
+ * ${io} is idle: give back the memory it holds while nothing is buffered.  Its evbuffers hold
+ * no chain once empty (a read that brought nothing gives its reservation back at once), so
+ * this frees OpenSSL's record buffers (SSL_free_buffers(): OpenSSL keeps the one of the
+ * handshake despite SSL_MODE_RELEASE_BUFFERS).  Returns 0 when both buffers were empty and
+ * OpenSSL let go of its buffers (or there is no SSL), -1 when something is still held
+ * (nothing freed then).  No allocation; the next read or write allocates again.
  */
 int proxy_io_release_buffers(struct proxy_io *io);
 
