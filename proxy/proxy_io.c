@@ -135,7 +135,7 @@ io_writing(const struct proxy_io *io)
 /* ---- events ---- */
 
 static void
-io_arm(struct proxy_io *io, short which, bool on)
+io_arm(struct proxy_io *io, int which, bool on)
 {
     struct event *ev = which == EV_READ ? io_rev(io) : io_wev(io);
 
@@ -145,7 +145,7 @@ io_arm(struct proxy_io *io, short which, bool on)
         }
     } else if (!on && (io->armed & which) != 0) {
         (void)event_del(ev);
-        io->armed &= (short)~which;
+        io->armed &= ~which;
     }
 }
 
@@ -197,7 +197,7 @@ io_update(struct proxy_io *io)
 static void
 io_kick(struct proxy_io *io)
 {
-    short again = io->again;
+    int again = io->again;
 
     io->again = 0;
     if (io->pending != 0) {
@@ -224,7 +224,7 @@ io_kick(struct proxy_io *io)
  * io_update()), else at the handler's end (its io_update() could cancel an activation).
  */
 static void
-io_schedule(struct proxy_io *io, short bits)
+io_schedule(struct proxy_io *io, int bits)
 {
     io->again |= bits;
     if (io->gone == NULL) {
@@ -250,27 +250,27 @@ io_keep_errors(struct proxy_io *io)
 
 /* The side failed: FAILED, with errno ${sock_err} and SSL_get_error() ${ssl_err} kept.
  * Returns the event_cb flags ${what} | ERROR. */
-static short
-io_fail(struct proxy_io *io, short what, int sock_err, int ssl_err)
+static int
+io_fail(struct proxy_io *io, int what, int sock_err, int ssl_err)
 {
     io_keep_errors(io);
     io->sock_err = sock_err;
     io->ssl_err = ssl_err;
     io_set_state(io, PROXY_IO_FAILED);
-    return (short)(what | PROXY_IO_EV_ERROR);
+    return what | PROXY_IO_EV_ERROR;
 }
 
 /* A failure found outside the loop (a lookup, a connect, proxy_io_flush()): event_cb gets
  * ${what} from the loop (io_kick()). */
 static void
-io_fail_later(struct proxy_io *io, short what, int sock_err)
+io_fail_later(struct proxy_io *io, int what, int sock_err)
 {
     io->pending = io_fail(io, what, sock_err, 0);
     io_schedule(io, 0);
 }
 
 /* The peer ended its stream: READ_CLOSED, or CLOSED when we had ended ours. */
-static short
+static int
 io_read_ended(struct proxy_io *io, enum proxy_io_end how)
 {
     io->end = how;
@@ -300,8 +300,8 @@ io_tls_end(const struct proxy_io *io)
  * meaning under allow_dirty_shutdown), in the data states READ_CLOSED.  Anything else is an
  * error with errno (a reset: SSL_ERROR_SYSCALL) and OpenSSL's queue kept.
  */
-static short
-io_tls_fail(struct proxy_io *io, int ret, short op)
+static int
+io_tls_fail(struct proxy_io *io, int ret, int op)
 {
     int sock_err = errno; /* first: nothing below may change it */
     int err = SSL_get_error(io->ssl, ret);
@@ -318,7 +318,7 @@ io_tls_fail(struct proxy_io *io, int ret, short op)
         /* Closed during the handshake: tls/ explains it from f.eof and what was recorded. */
         io->end = how;
         (void)io_fail(io, op, 0, err);
-        return (short)(op | PROXY_IO_EV_EOF);
+        return op | PROXY_IO_EV_EOF;
     }
     if (eof && op == PROXY_IO_EV_READING && io_can_read(io)) {
         ERR_clear_error();
@@ -335,7 +335,7 @@ io_tls_fail(struct proxy_io *io, int ret, short op)
  * queued in output, or decrypted behind the handshake, are taken up on this loop iteration),
  * 0 while it waits for the socket (hs_want_write says which way), or a failure's flags.
  */
-static short
+static int
 io_handshake(struct proxy_io *io)
 {
     int r;
@@ -363,7 +363,7 @@ io_handshake(struct proxy_io *io)
 
 /* The socket of a CONNECTING side became writable: the connect's outcome, then the
  * handshake when the side has an SSL. */
-static short
+static int
 io_connected(struct proxy_io *io)
 {
     int err = 0;
@@ -560,7 +560,7 @@ proxy_io_connect_hostname(struct proxy_io *io, struct evdns_base *dns, int famil
  * One readv() into up to ${room} bytes of input (64 KiB when the last read filled its space,
  * else PROXY_IO_READ_SMALL).  Sets *${got} when bytes came; returns EOF or error flags, or 0.
  */
-static short
+static int
 io_read_plain(struct proxy_io *io, size_t room, bool *got)
 {
     struct evbuffer_iovec v[2];
@@ -621,11 +621,11 @@ io_read_plain(struct proxy_io *io, size_t room, bool *got)
  * PROXY_IO_READ_CHAIN.  When ${room} runs out with bytes still inside OpenSSL, the read comes
  * back on the next loop iteration (io_kick()): bounded work per wakeup.
  */
-static short
+static int
 io_read_tls(struct proxy_io *io, size_t room, bool *got)
 {
     size_t total = 0;
-    short ev = 0;
+    int ev = 0;
     bool more = true;
 
     while (more && total < room) {
@@ -708,12 +708,12 @@ io_drop_chains(struct proxy_io *io, struct evbuffer *buf)
 }
 
 /* Read what the socket (or OpenSSL) has, within PROXY_IO_READ_MAX and the high-watermark. */
-static short
+static int
 io_read(struct proxy_io *io, bool *got)
 {
     size_t room = PROXY_IO_READ_MAX;
     size_t held = evbuffer_get_length(io->input);
-    short ev;
+    int ev;
 
     if (io->read_high > 0) {
         if (held >= io->read_high) {
@@ -816,7 +816,7 @@ io_send_plain(struct proxy_io *io, size_t max)
  * not used: flags are positive) through *${ev}.
  */
 static int
-io_send_tls(struct proxy_io *io, size_t *sent, short *ev)
+io_send_tls(struct proxy_io *io, size_t *sent, int *ev)
 {
     unsigned char record[PROXY_IO_RECORD];
     struct evbuffer_iovec v;
@@ -864,11 +864,11 @@ io_send_tls(struct proxy_io *io, size_t *sent, short *ev)
  * *${drained} (write_cb is due) when bytes went and output is at or below the low-watermark,
  * or a waiting shutdown was done.  Returns a failure's flags, or 0.
  */
-static short
+static int
 io_write(struct proxy_io *io, bool *drained)
 {
     size_t wrote = 0;
-    short ev = 0;
+    int ev = 0;
 
     io->write_blocked = false;
     io->write_want_read = false;
@@ -918,12 +918,12 @@ io_write(struct proxy_io *io, bool *drained)
  * waited for readability and the read event fired), then read when the read event fired (or
  * a read waited for writability).  Returns the event_cb flags.
  */
-static short
+static int
 io_transfer(struct proxy_io *io, short what, bool *got, bool *drained)
 {
     bool do_write = io_writing(io) && ((what & EV_WRITE) != 0 || io->write_want_read);
     bool do_read = io_reading(io) && ((what & EV_READ) != 0 || io->read_want_write);
-    short ev = 0;
+    int ev = 0;
 
     if (do_write) {
         ev = io_write(io, drained);
@@ -945,7 +945,7 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_io *io = arg;
     bool gone = false, got = false, drained = false;
-    short ev = 0;
+    int ev = 0;
 
     (void)fd;
     io_check(io);
@@ -991,7 +991,7 @@ io_cb(evutil_socket_t fd, short what, void *arg)
         if ((ev & (PROXY_IO_EV_ERROR | PROXY_IO_EV_EOF)) != 0) {
             errno = io->sock_err; /* as libevent leaves it for EVUTIL_SOCKET_ERROR() */
         }
-        io->event_cb(io, ev, io->arg);
+        io->event_cb(io, (short)ev, io->arg);
         if (gone) {
             return;
         }
@@ -1163,7 +1163,7 @@ void
 proxy_io_enable(struct proxy_io *io, short what)
 {
     io_check(io);
-    io->enabled |= (short)(what & (EV_READ | EV_WRITE));
+    io->enabled |= what & (EV_READ | EV_WRITE);
     io_schedule(io, what);
 }
 
@@ -1175,7 +1175,7 @@ void
 proxy_io_disable(struct proxy_io *io, short what)
 {
     io_check(io);
-    io->enabled &= (short)~what;
+    io->enabled &= ~what;
     io_schedule(io, 0);
 }
 
@@ -1183,7 +1183,7 @@ short
 proxy_io_enabled(const struct proxy_io *io)
 {
     io_check(io);
-    return io->enabled;
+    return (short)io->enabled;
 }
 
 struct evbuffer *
@@ -1231,7 +1231,7 @@ int
 proxy_io_flush(struct proxy_io *io)
 {
     bool drained = false;
-    short ev;
+    int ev;
 
     io_check(io);
     if (!io_can_write(io) || (io->enabled & EV_WRITE) == 0) {

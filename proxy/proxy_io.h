@@ -198,7 +198,7 @@ struct proxy_io {
     size_t read_high; /* 0: none */
     size_t write_low;
     /* the caller's wishes */
-    short enabled;    /* EV_READ | EV_WRITE */
+    int enabled;      /* EV_READ | EV_WRITE */
     bool shut_wanted; /* proxy_io_shutdown() asked; done once output is written */
     /* what the pending operations wait for (the TLS wants; see the header comment) */
     bool hs_want_write;   /* HANDSHAKE: SSL_do_handshake wants writability (else readability) */
@@ -207,14 +207,14 @@ struct proxy_io {
     bool write_blocked;   /* the last write attempt was refused: wait for writability */
     bool read_big;        /* the last read filled its space: reserve PROXY_IO_READ_CHAIN */
     bool close_notify_sent;
-    bool muted;    /* the buffer change under way is our own, not the caller's */
-    short armed;   /* the events added to the loop: EV_READ | EV_WRITE */
-    short again;   /* work to run on this loop iteration (io_kick) */
-    short pending; /* event_cb flags of a failure found outside the loop, to deliver */
-    bool *gone;    /* while the handler runs: set by proxy_io_free() */
-    int sock_err;  /* errno of the failure; 0: none */
-    int ssl_err;   /* SSL_get_error() of the failure; 0: none */
-    int dns_err;   /* evdns_getaddrinfo's error; 0: none */
+    bool muted;   /* the buffer change under way is our own, not the caller's */
+    int armed;    /* the events added to the loop: EV_READ | EV_WRITE */
+    int again;    /* work to run on this loop iteration (io_kick) */
+    int pending;  /* event_cb flags of a failure found outside the loop, to deliver */
+    bool *gone;   /* while the handler runs: set by proxy_io_free() */
+    int sock_err; /* errno of the failure; 0: none */
+    int ssl_err;  /* SSL_get_error() of the failure; 0: none */
+    int dns_err;  /* evdns_getaddrinfo's error; 0: none */
     unsigned long errors[PROXY_IO_MAX_ERRORS]; /* OpenSSL's queue at the failure */
     unsigned n_errors, next_error;
     struct proxy_io_dns *dns;                                     /* a name lookup in flight */

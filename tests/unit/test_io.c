@@ -111,7 +111,7 @@ side_fill(struct side *s)
 {
     struct evbuffer *out = proxy_io_output(&s->io);
 
-    while (s->queued < s->to_send && evbuffer_get_length(out) < 64 * 1024) {
+    while (s->queued < s->to_send && evbuffer_get_length(out) < (size_t)64 * 1024) {
         size_t n = s->to_send - s->queued;
 
         if (n > 8192) {
@@ -532,7 +532,7 @@ test_data_with_finished(void **state)
     SSL_set_bio(ssl, rbio, wbio);
     SSL_set_connect_state(ssl);
     for (int i = 0; i < 100 && SSL_do_handshake(ssl) != 1; i++) {
-        struct timeval tv = {0, 10 * 1000};
+        struct timeval tv = {0, 10000};
 
         mem_flush(wbio, cfd);
         event_base_loopexit(p.base, &tv);
@@ -886,7 +886,7 @@ test_connect_hostname(void **state)
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(udp, (struct sockaddr *)&sin, sizeof(sin)), 0);
     assert_int_equal(getsockname(udp, (struct sockaddr *)&sin, &len), 0);
-    snprintf(ns, sizeof(ns), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+    (void)snprintf(ns, sizeof(ns), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
     assert_int_equal(evdns_base_nameserver_ip_add(dns, ns), 0);
     assert_int_equal(evdns_base_set_option(dns, "timeout:", "0.2"), 0);
     assert_int_equal(evdns_base_set_option(dns, "attempts:", "1"), 0);
@@ -914,7 +914,7 @@ test_connect_hostname(void **state)
     proxy_io_free(&p.a.io);
     memset(&p.a.io, 0x5a, sizeof(p.a.io)); /* a late callback into it would show */
     {
-        struct timeval tv = {0, 50 * 1000};
+        struct timeval tv = {0, 50000};
 
         event_base_loopexit(p.base, &tv);
         event_base_dispatch(p.base);
@@ -965,11 +965,11 @@ setup(void **state)
     server_ctx = make_ctx(TLS_server_method(), root);
     client_ctx = make_ctx(TLS_client_method(), root);
     stranger_ctx = make_ctx(TLS_client_method(), other_root);
-    pattern = malloc(MIB + 64 * 1024);
+    pattern = malloc(MIB + (size_t)64 * 1024);
     if (server_ctx == NULL || client_ctx == NULL || stranger_ctx == NULL || pattern == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < MIB + 64 * 1024; i++) {
+    for (size_t i = 0; i < MIB + (size_t)64 * 1024; i++) {
         pattern[i] = pattern_byte(i);
     }
     return 0;
@@ -1010,6 +1010,6 @@ main(void)
         cmocka_unit_test(test_connect_hostname),
     };
 
-    signal(SIGPIPE, SIG_IGN); /* as ferry's main() does */
+    (void)signal(SIGPIPE, SIG_IGN); /* as ferry's main() does */
     return cmocka_run_group_tests(tests, setup, teardown);
 }
