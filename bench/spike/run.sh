@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # bench/spike/run.sh: issue 14's I/O spike.  Builds tlsrelay (bench/spike/tlsrelay.c) and,
 # for each design (bev: libevent bufferevents, public API; raw: ferry-owned sockets with
-# non-blocking SSL_read_ex/SSL_write_ex and libevent events), relays MIB MiB each way at once
+# non-blocking SSL_read_ex/SSL_write_ex and libevent events; io: raw's design as ferry's module
+# proxy/proxy_io.c, relayed like bev), relays MIB MiB each way at once
 # between a Python TLS client and a Python plain backend on 127.0.0.1, under
 # `valgrind --tool=callgrind` and under `strace -c -f`, and prints the relay's Ir and system
 # calls per MiB relayed (both directions counted: 2 x MIB MiB).  The handshake and start-up are
 # included; at 64 MiB they are under 1% of the total.
 #
-#   bench/spike/run.sh [MIB]        (default 64; needs cc, libevent 2.1, OpenSSL 3, build/ferry)
+#   bench/spike/run.sh [MIB] [DESIGN...]   (default 64, bev raw io; needs cc, libevent 2.1,
+#                                            OpenSSL 3, build/ferry)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 MIB=${1:-64}
+shift || true
+DESIGNS=${*:-bev raw io}
 FERRY=${FERRY:-$REPO/build/ferry}
 PORT=${SPIKE_PORT:-24750}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ferry-spike.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
-cc -std=c11 -O2 -g -Wall -Wextra -Werror -o "$W/tlsrelay" "$REPO/bench/spike/tlsrelay.c" \
+cc -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DTLSRELAY_IO \
+    -I"$REPO/proxy" -o "$W/tlsrelay" "$REPO/bench/spike/tlsrelay.c" "$REPO/proxy/proxy_io.c" \
     $(pkg-config --cflags --libs libevent_openssl openssl)
 "$FERRY" certs init-ca --dir "$W/ca" --name "spike CA" --key-type ec >/dev/null
 "$FERRY" certs issue --ca "$W/ca" --name relay.spike.test --ip 127.0.0.1 --key-type ec \
@@ -86,7 +91,7 @@ run()
     esac
 }
 
-for design in bev raw; do
+for design in $DESIGNS; do
     for tool in callgrind strace; do
         c=$(run "$design" "$tool")
         what=Ir

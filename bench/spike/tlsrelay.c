@@ -9,8 +9,11 @@
  *   raw  the relay owns both sockets and the SSL and drives non-blocking SSL_read_ex /
  *        SSL_write_ex and read / write itself from libevent `event`s (nginx, redis): 64 KiB
  *        per direction, 16 KiB records, events armed only while an operation waits.
+ *   io   raw's design as ferry's module: two struct proxy_io (proxy/proxy_io.h) relayed with
+ *        the same read-callback / write-low-watermark backpressure as bev, so the relay code
+ *        reads like the bufferevent one (built only with -DTLSRELAY_IO and proxy/proxy_io.c).
  *
- *   tlsrelay bev|raw LISTEN_PORT BACKEND_PORT CERT KEY
+ *   tlsrelay bev|raw|io LISTEN_PORT BACKEND_PORT CERT KEY
  *
  * It accepts one TLS client on 127.0.0.1:LISTEN_PORT (blocking handshake: the spike measures
  * the relay, not the handshake), connects to 127.0.0.1:BACKEND_PORT, relays until both
@@ -270,6 +273,102 @@ run_raw(struct event_base *base, SSL *ssl, int tfd, int pfd)
     free(r);
 }
 
+#ifdef TLSRELAY_IO
+/* ---- io: proxy_io, ferry's own-socket side ---- */
+
+#include "proxy_io.h"
+
+struct io_relay {
+    struct event_base *base;
+    struct proxy_io t, p;
+    bool t_eof, p_eof; /* the side ended (EOF or error) */
+};
+
+static struct proxy_io *
+io_other(struct io_relay *r, struct proxy_io *io)
+{
+    return io == &r->t ? &r->p : &r->t;
+}
+
+static void
+io_finish(struct io_relay *r)
+{
+    enum proxy_io_state t = proxy_io_state(&r->t), p = proxy_io_state(&r->p);
+
+    if ((t == PROXY_IO_CLOSED || t == PROXY_IO_FAILED) &&
+        (p == PROXY_IO_CLOSED || p == PROXY_IO_FAILED)) {
+        event_base_loopbreak(r->base);
+    }
+}
+
+static void
+io_relay_read(struct proxy_io *io, void *arg)
+{
+    struct io_relay *r = arg;
+    struct proxy_io *dst = io_other(r, io);
+    struct evbuffer *out = proxy_io_output(dst);
+
+    evbuffer_add_buffer(out, proxy_io_input(io));
+    if (evbuffer_get_length(out) >= CAP) {
+        /* le-proxy: stop reading until dst drains to half. */
+        proxy_io_disable(io, EV_READ);
+        proxy_io_set_write_low(dst, CAP / 2);
+    }
+}
+
+static void
+io_relay_write(struct proxy_io *io, void *arg)
+{
+    struct io_relay *r = arg;
+    struct proxy_io *src = io_other(r, io);
+    bool src_eof = io == &r->t ? r->p_eof : r->t_eof;
+
+    if (!src_eof && (proxy_io_enabled(src) & EV_READ) == 0) {
+        proxy_io_set_write_low(io, 0);
+        proxy_io_enable(src, EV_READ);
+    }
+    io_finish(r);
+}
+
+static void
+io_relay_event(struct proxy_io *io, short what, void *arg)
+{
+    struct io_relay *r = arg;
+
+    if ((what & (PROXY_IO_EV_EOF | PROXY_IO_EV_ERROR)) != 0) {
+        if (io == &r->t) {
+            r->t_eof = true;
+        } else {
+            r->p_eof = true;
+        }
+        io_relay_read(io, r); /* what it read before the end */
+        /* close_notify + FIN (TLS) or FIN, once dst's output is written. */
+        proxy_io_shutdown(io_other(r, io));
+        io_finish(r);
+    }
+}
+
+static void
+run_io(struct event_base *base, SSL *ssl, int tfd, int pfd)
+{
+    struct io_relay r = {.base = base};
+
+    if (proxy_io_init(&r.t, base, tfd, ssl, PROXY_IO_SERVER) != 0 ||
+        proxy_io_init(&r.p, base, pfd, NULL, PROXY_IO_CLIENT) != 0) {
+        die("proxy_io_init");
+    }
+    proxy_io_setcb(&r.t, io_relay_read, io_relay_write, io_relay_event, &r);
+    proxy_io_setcb(&r.p, io_relay_read, io_relay_write, io_relay_event, &r);
+    proxy_io_set_read_high(&r.t, CAP);
+    proxy_io_set_read_high(&r.p, CAP);
+    proxy_io_enable(&r.t, EV_READ | EV_WRITE);
+    proxy_io_enable(&r.p, EV_READ | EV_WRITE);
+    (void)event_base_dispatch(base);
+    proxy_io_free(&r.t); /* closes tfd, frees ssl */
+    proxy_io_free(&r.p);
+}
+#endif
+
 /* ---- bev: bufferevents, public API ---- */
 
 struct bev_relay {
@@ -376,8 +475,9 @@ main(int argc, char **argv)
     SSL *ssl;
     int lfd, tfd, pfd;
 
-    if (argc != 6 || (strcmp(argv[1], "bev") != 0 && strcmp(argv[1], "raw") != 0)) {
-        fprintf(stderr, "usage: tlsrelay bev|raw LISTEN_PORT BACKEND_PORT CERT KEY\n");
+    if (argc != 6 || (strcmp(argv[1], "bev") != 0 && strcmp(argv[1], "raw") != 0 &&
+                      strcmp(argv[1], "io") != 0)) {
+        fprintf(stderr, "usage: tlsrelay bev|raw|io LISTEN_PORT BACKEND_PORT CERT KEY\n");
         return 2;
     }
     ctx = SSL_CTX_new(TLS_server_method());
@@ -409,6 +509,13 @@ main(int argc, char **argv)
         SSL_free(ssl);
         close(tfd);
         close(pfd);
+    } else if (strcmp(argv[1], "io") == 0) {
+#ifdef TLSRELAY_IO
+        run_io(base, ssl, tfd, pfd);
+#else
+        fprintf(stderr, "tlsrelay: built without -DTLSRELAY_IO\n");
+        return 2;
+#endif
     } else {
         run_bev(base, ssl, tfd, pfd);
     }
