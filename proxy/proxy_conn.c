@@ -10,9 +10,9 @@
  * any:      -> DRAINING (our own 400/502 answer, or the end of a pooled exchange) -> CLOSED
  *
  * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
- * Callbacks that call proxy_conn_drop() return at once without touching the connection: the
- * bufferevents are freed through libevent's reference counting (BEV_OPT_DEFER_CALLBACKS), so
- * freeing them from inside their own callbacks is safe.
+ * Callbacks that call proxy_conn_drop() return at once without touching the connection: a
+ * side (struct proxy_io, proxy_io.h) may be freed inside its own callbacks, and its memory
+ * goes back to the worker's spare sides at once (proxy_conn_side_free()).
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -28,9 +28,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -65,12 +62,12 @@ static const char *const state_names[] = {
     [PROXY_CONN_DRAINING] = "draining",     [PROXY_CONN_CLOSED] = "closed",
 };
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_write_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_read_cb(struct proxy_io *io, void *arg);
+static void client_write_cb(struct proxy_io *io, void *arg);
+static void client_event_cb(struct proxy_io *io, short what, void *arg);
+static void server_read_cb(struct proxy_io *io, void *arg);
+static void server_write_cb(struct proxy_io *io, void *arg);
+static void server_event_cb(struct proxy_io *io, short what, void *arg);
 static void conn_connect(struct proxy_conn *c);
 static void conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason);
 static bool conn_resume_up(struct proxy_conn *c);
@@ -210,20 +207,53 @@ conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
 }
 
 /*
- * Take the socket out of ${bev}, which then frees without closing it, or -1.  Public API only:
- * bufferevent_setfd(-1) deletes the bufferevent's events on the socket (and, for TLS, gives
- * its SSL a BIO without one).  Not dup(): the loop's epoll changelist must never see two
- * descriptors of one socket.
+ * proxy_conn_side_new(w):
+ * Memory for one side (struct proxy_io, all zero) from ${w}'s spare sides, or NULL on OOM.
+ * Sides are owned by pointer (a proxy_io must not move: its events point into it), so that a
+ * peer side can pass between a connection and its listener's pool.
  */
-static evutil_socket_t
-conn_take_fd(struct bufferevent *bev)
+struct proxy_io *
+proxy_conn_side_new(struct proxy_worker *w)
 {
-    evutil_socket_t fd = bufferevent_getfd(bev);
+    return proxy_spare_get(&w->spare_sides, sizeof(struct proxy_io));
+}
 
-    if (fd < 0 || bufferevent_setfd(bev, -1) != 0) {
-        return -1;
+/*
+ * proxy_conn_side_free(w, io):
+ * Free what the side ${io} holds (proxy_io_free(): no close_notify) and give its memory back
+ * to ${w}'s spare sides.  NULL is a no-op.  Safe inside ${io}'s own callbacks.
+ */
+void
+proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io)
+{
+    if (io == NULL) {
+        return;
     }
-    return fd;
+    proxy_io_free(io);
+    proxy_spare_put(&w->spare_sides, io);
+}
+
+/*
+ * A side of ${c} on ${fd} (or -1: it connects later) with ${ssl} (or NULL: plain) in ${role}.
+ * Takes ${fd} and ${ssl} whatever happens; NULL on OOM.
+ */
+static struct proxy_io *
+conn_side(struct proxy_conn *c, evutil_socket_t fd, SSL *ssl, enum proxy_io_role role)
+{
+    struct proxy_io *io = proxy_conn_side_new(c->l->w);
+
+    if (io == NULL) {
+        if (fd >= 0) {
+            evutil_closesocket(fd);
+        }
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (proxy_io_init(io, conn_base(c), fd, ssl, role) < 0) {
+        proxy_spare_put(&c->l->w->spare_sides, io); /* init freed fd and ssl */
+        return NULL;
+    }
+    return io;
 }
 
 /* How long a refused client may linger: PROXY_LINGER_MS, never more than the handshake timeout. */
@@ -277,11 +307,9 @@ conn_server_poolable(const struct proxy_conn *c)
  * a clean end and our session stays resumable (OpenSSL drops the session of an SSL freed
  * without SSL_shutdown()).  Afterwards c->server is NULL and the side's flags are cleared.
  *
- * Safe inside the server's own callbacks (libevent defers the free) and inside the down
- * relay's pump, which calls here through our answer when a response it frames completes the
- * queue: c->down.src keeps pointing at the old bufferevent until that pump returns, and
- * c->down.eof_seen (nothing more comes from that side) keeps the pump from turning its
- * reading back on or off.  Nothing reads the relays' pointers after the relay ends.
+ * Safe inside the server's own callbacks (proxy_io_free() is).  The relays' pointers to the
+ * side are left for the caller to clear; c->down.eof_seen (nothing more comes from that side)
+ * keeps a pump from turning its reading back on or off.
  */
 static void
 conn_close_server(struct proxy_conn *c)
@@ -294,9 +322,9 @@ conn_close_server(struct proxy_conn *c)
         proxy_pool_put(c->l, c->server, &c->verify);
     } else {
         if (conn_server_tls_ok(c)) {
-            proxy_shutdown_write(c->server, true);
+            proxy_io_shutdown(c->server); /* close_notify, then FIN */
         }
-        bufferevent_free(c->server);
+        proxy_conn_side_free(c->l->w, c->server);
     }
     c->server = NULL;
     c->down.eof_seen = true;
@@ -321,11 +349,11 @@ conn_close_client(struct proxy_conn *c, bool lingers)
     if (c->client == NULL) {
         return;
     }
-    fd = lingers ? conn_take_fd(c->client) : -1;
+    fd = lingers ? proxy_io_take_fd(c->client) : -1;
     if (conn_client_tls_ok(c)) {
-        proxy_shutdown_write(c->client, true);
+        proxy_io_shutdown(c->client); /* close_notify, then FIN */
     }
-    bufferevent_free(c->client);
+    proxy_conn_side_free(c->l->w, c->client);
     c->client = NULL;
     c->client_failed = false;
     if (fd >= 0) {
@@ -335,12 +363,13 @@ conn_close_client(struct proxy_conn *c, bool lingers)
 
 /*
  * Half-close the client side once everything it is owed is written (DRAINING): close_notify
- * when its TLS session is healthy, then FIN; reading goes on until the client closes.
+ * when its TLS session is healthy (proxy_io_shutdown() sends one only then), then FIN; reading
+ * goes on until the client closes.
  */
 static void
 conn_shut_client(struct proxy_conn *c)
 {
-    proxy_shutdown_write(c->client, conn_client_tls_ok(c));
+    proxy_io_shutdown(c->client);
     c->down.shut_sent = true;
 }
 
@@ -500,7 +529,7 @@ proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v)
     case PROXY_VERDICT_ANSWER_LATER:
         snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
         /* Nothing more is read from the client: its request framer has stopped. */
-        bufferevent_disable(c->client, EV_READ);
+        proxy_io_disable(c->client, EV_READ);
         return true;
     case PROXY_VERDICT_CLOSE:
         snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
@@ -547,7 +576,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     /* First, while the exchange can still say whether the peer side is between exchanges. */
     conn_close_server(c);
     /* Requests that never got their response get their access-log line first. */
-    conn_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, true);
+    conn_request_owed(c, c->client != NULL ? proxy_io_input(c->client) : NULL, true);
     conn_exchange_end(c, false);
     /* The real clock, as for c->started: the loop's cached time may be older than that. */
     evutil_gettimeofday(&now, NULL);
@@ -631,7 +660,7 @@ void
 proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                   const char *phrase, const char *ctype, const char *body)
 {
-    struct evbuffer *out = bufferevent_get_output(c->client);
+    struct evbuffer *out = proxy_io_output(c->client);
 
     PROXY_STATS_ADD(c->l->stats->requests[status / 100], 1); /* our answers count too */
     /* ... and has its access-log line, like every relayed response: the request it answers,
@@ -639,7 +668,7 @@ proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int stat
     if (!proxy_exchange_answered(c, status, strlen(body))) {
         c->owed_status = status;
         c->owed_bytes = strlen(body);
-        conn_request_owed(c, c->client != NULL ? bufferevent_get_input(c->client) : NULL, false);
+        conn_request_owed(c, c->client != NULL ? proxy_io_input(c->client) : NULL, false);
     }
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -663,11 +692,11 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
     /* Between exchanges back to the pool, else closed with close_notify when healthy. */
     conn_close_server(c);
     conn_set_state(c, PROXY_CONN_DRAINING);
-    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
-    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    proxy_io_set_write_low(c->client, 0);
+    proxy_io_enable(c->client, EV_READ | EV_WRITE);
     event_del(c->timer);
     conn_timer_in(c, PROXY_LINGER_MS);
-    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+    if (evbuffer_get_length(proxy_io_output(c->client)) == 0) {
         /* Nothing to write, so no write callback will come: half-close now. */
         client_write_cb(c->client, c);
     }
@@ -757,7 +786,7 @@ static void
 conn_after_read(struct proxy_conn *c)
 {
     if (proxy_exchange_after_read(c) && c->client != NULL) {
-        struct evbuffer *in = bufferevent_get_input(c->client);
+        struct evbuffer *in = proxy_io_input(c->client);
 
         evbuffer_drain(in, evbuffer_get_length(in));
     }
@@ -777,7 +806,7 @@ conn_pump_up(struct proxy_conn *c)
 
     if (c->x == NULL && c->up.hold != NULL) {
         /* Lending: a client between requests has no exchange; it gets one when it speaks. */
-        if (evbuffer_get_length(bufferevent_get_input(c->client)) == 0) {
+        if (evbuffer_get_length(proxy_io_input(c->client)) == 0) {
             return true;
         }
         if (conn_exchange_begin(c) < 0) {
@@ -844,14 +873,14 @@ conn_client_last(struct proxy_conn *c)
     conn_set_state(c, PROXY_CONN_DRAINING);
     event_del(c->timer);
     conn_timer_in(c, PROXY_LINGER_MS);
-    bufferevent_enable(c->client, EV_READ); /* the client's end; usually on already */
-    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+    proxy_io_enable(c->client, EV_READ); /* the client's end; usually on already */
+    if (evbuffer_get_length(proxy_io_output(c->client)) == 0) {
         /* Nothing left to write, so no write callback will come: finish now. */
         client_write_cb(c->client, c);
         return;
     }
-    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
-    bufferevent_enable(c->client, EV_WRITE);
+    proxy_io_set_write_low(c->client, 0);
+    proxy_io_enable(c->client, EV_WRITE);
 }
 
 /*
@@ -877,14 +906,11 @@ conn_lend_end(struct proxy_conn *c)
     c->down.eof_seen = false;
     c->down.shut_sent = false;
     c->down.throttled = false;
-    c->down.in_full = false;
-    bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+    proxy_io_set_write_low(c->client, 0);
     if (c->up.throttled) {
         /* The peer connection's output had filled up; it is empty now. */
         c->up.throttled = false;
-        if (!c->up.in_full) {
-            bufferevent_enable(c->client, EV_READ);
-        }
+        proxy_io_enable(c->client, EV_READ);
     }
     conn_exchange_end(c, true); /* nothing is in flight: no access-log line is owed */
 }
@@ -958,7 +984,7 @@ conn_pool_client_ended(struct proxy_conn *c)
 static bool
 conn_pool_retry(struct proxy_conn *c)
 {
-    if (!proxy_exchange_can_retry(c) || evbuffer_get_length(bufferevent_get_input(c->server)) > 0) {
+    if (!proxy_exchange_can_retry(c) || evbuffer_get_length(proxy_io_input(c->server)) > 0) {
         return false;
     }
     log_kv(LOG_INFO, "pool_retry", "listener", c->l->cfg->name, "remote", c->remote, "target",
@@ -975,28 +1001,6 @@ conn_pool_retry(struct proxy_conn *c)
     return true;
 }
 
-/*
- * conn_enable(bev, what):
- * bufferevent_enable() without a write event armed for an empty output.  libevent arms the
- * write event whenever EV_WRITE is enabled, and with nothing queued its first callback only
- * disarms it again: a wakeup and two epoll_ctl calls per side, on every new connection and on
- * every pooled one taken for a request.  Disarming it here leaves the bufferevent as libevent's
- * own write callback does when the output empties (EV_WRITE stays enabled; the next bytes
- * queued arm it again), and with the loop's changelist the arm and disarm cost no system call.
- * A TLS side that last wanted to write keeps it: OpenSSL may need it to read on.
- */
-static void
-conn_enable(struct bufferevent *bev, short what)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-
-    bufferevent_enable(bev, what);
-    if ((what & EV_WRITE) != 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
-        (ssl == NULL || (SSL_is_init_finished(ssl) && !SSL_want_write(ssl)))) {
-        event_del(&bev->ev_write);
-    }
-}
-
 static void
 conn_start_relay(struct proxy_conn *c)
 {
@@ -1009,10 +1013,10 @@ conn_start_relay(struct proxy_conn *c)
     c->down.bytes = down_bytes;
     if (c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
         /* Lending: the request this peer connection was lent for goes first. */
-        evbuffer_add_buffer(bufferevent_get_output(c->server), c->up.hold);
+        evbuffer_add_buffer(proxy_io_output(c->server), c->up.hold);
     }
-    conn_enable(c->client, EV_READ | EV_WRITE);
-    conn_enable(c->server, EV_READ | EV_WRITE);
+    proxy_io_enable(c->client, EV_READ | EV_WRITE);
+    proxy_io_enable(c->server, EV_READ | EV_WRITE);
     conn_touch(c);
     event_del(c->timer);
     conn_timer_in(c, c->l->limits->idle_timeout_ms);
@@ -1026,7 +1030,7 @@ conn_start_relay(struct proxy_conn *c)
             const char *heads = proxy_exchange_retry_heads(c, &n);
 
             if (heads != NULL) {
-                evbuffer_add(bufferevent_get_output(c->server), heads, n);
+                evbuffer_add(proxy_io_output(c->server), heads, n);
             }
         }
     } else if (conn_http(c) && conn_exchange_begin(c) < 0) {
@@ -1044,51 +1048,62 @@ conn_start_relay(struct proxy_conn *c)
 }
 
 /*
- * A clean end of what the other side sends.  EOF while WRITING is not one: libevent's TLS
- * bufferevent reports a failed write to a vanished peer as a (dirty) EOF, and such a side can
- * take no more bytes, so the connection must end instead of waiting for idle_timeout.
+ * A clean end of what the other side sends.  EOF while WRITING is not one: the side failed
+ * while writing to a vanished peer (conn_reset_as_eof()) and can take no more bytes, so the
+ * connection must end instead of waiting for idle_timeout.
  */
 static bool
 conn_read_eof(short what)
 {
-    return (what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_WRITING) == 0;
+    return (what & PROXY_IO_EV_EOF) != 0 && (what & PROXY_IO_EV_WRITING) == 0;
 }
 
 /*
- * EOF on one side while relaying.  libevent's TLS bufferevent stops writing when it sees EOF
- * (be_openssl conn_closed); re-enable EV_WRITE so output still pending goes out.
+ * conn_reset_as_eof(io, what):
+ * The event flags ${what} of the TLS side ${io} as ferry has always judged them: libevent's TLS
+ * bufferevent (allow_dirty_shutdown) reported a system call error with no OpenSSL error, a
+ * reset among them, as EOF of the operation that met it, where proxy_io reports ERROR.  Kept so
+ * that every close reason and log line stays as it was (WIRE-STATUS.md: an open question).
+ * A plain side's reset was, and stays, ERROR.
+ */
+static short
+conn_reset_as_eof(struct proxy_io *io, short what)
+{
+    if ((what & PROXY_IO_EV_ERROR) != 0 && proxy_io_ssl(io) != NULL &&
+        proxy_io_ssl_error(io) == SSL_ERROR_SYSCALL && proxy_io_socket_error(io) != 0) {
+        what = (short)((what & ~PROXY_IO_EV_ERROR) | PROXY_IO_EV_EOF);
+    }
+    return what;
+}
+
+/*
+ * EOF on one side while relaying: pass it on (proxy_io keeps writing a side whose peer ended
+ * its stream, so what is queued for it still goes out).
  */
 static void
-conn_side_eof(struct proxy_conn *c, struct bufferevent *bev, struct proxy_relay *r)
+conn_side_eof(struct proxy_conn *c, struct proxy_relay *r)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        bufferevent_disable(bev, EV_WRITE);
-        bufferevent_enable(bev, EV_WRITE);
-    }
     proxy_relay_src_eof(r);
     (void)conn_relay_finished(c);
 }
 
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+client_read_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_conn *c = arg;
 
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
         /* The request we are refusing: its access-log line when still owed, then drop it. */
-        conn_request_owed(c, bufferevent_get_input(bev), false);
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        conn_request_owed(c, proxy_io_input(io), false);
+        evbuffer_drain(proxy_io_input(io), evbuffer_get_length(proxy_io_input(io)));
         return;
     }
     if (c->state != PROXY_CONN_RELAY) {
         /*
-         * Keep it until the other side is up (conn_start_relay() reads on).  A plain client's
-         * read watermark bounds it; a TLS client has none (proxy_relay_read_limit()).
+         * Keep it until the other side is up (conn_start_relay() reads on); the read
+         * high-watermark bounds it (proxy_relay_read_limit()).
          */
-        if (evbuffer_get_length(bufferevent_get_input(bev)) >= PROXY_RELAY_HIGH) {
-            bufferevent_disable(bev, EV_READ);
-        }
         return;
     }
     conn_touch(c);
@@ -1096,14 +1111,14 @@ client_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_write_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_conn *c = arg;
 
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
         /* Our answer is out: half-close and wait for the client to go (or the linger timer). */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->down.shut_sent) {
+        if (evbuffer_get_length(proxy_io_output(io)) == 0 && !c->down.shut_sent) {
             conn_shut_client(c);
             if (c->up.eof_seen || c->client_eof) {
                 /* The client has finished sending too: nothing left to wait for. */
@@ -1118,7 +1133,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
             return;
         }
         if (c->l->w->draining && proxy_exchange_idle(c) &&
-            evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            evbuffer_get_length(proxy_io_output(io)) == 0) {
             /* Draining: this keep-alive connection has delivered its last response. */
             proxy_conn_drop(c, PROXY_CLOSE_SHUTDOWN);
         }
@@ -1149,12 +1164,12 @@ conn_bad_response(struct proxy_conn *c)
 }
 
 static void
-server_read_cb(struct bufferevent *bev, void *arg)
+server_read_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_conn *c = arg;
     enum proxy_http_result res;
 
-    (void)bev;
+    (void)io;
     conn_check(c);
     if (c->state != PROXY_CONN_RELAY) {
         return;
@@ -1180,11 +1195,11 @@ server_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-server_write_cb(struct bufferevent *bev, void *arg)
+server_write_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_conn *c = arg;
 
-    (void)bev;
+    (void)io;
     conn_check(c);
     if (c->state == PROXY_CONN_RELAY) {
         proxy_relay_dst_drained(&c->up);
@@ -1196,22 +1211,23 @@ server_write_cb(struct bufferevent *bev, void *arg)
 
 /*
  * Hand what is known of ${c}'s failed side to tls/: the stage, errno (read first, before
- * anything can change it), the event flags ${what}, the errors libevent moved out of OpenSSL's
- * queue into ${bev}, the verify result.  Puts its words into c->detail and returns its reason;
+ * anything can change it; the side's own when it kept one), the event flags ${what}, the errors
+ * the side ${io} took off OpenSSL's queue at its failure, the verify result.  Puts its words into c->detail and returns its reason;
  * *${alert} (when not NULL) is the alert the other side sent, or -1.
  */
 static enum tls_fail_reason
-conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct bufferevent *bev, short what,
+conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct proxy_io *io, short what,
              int *alert)
 {
+    int err = EVUTIL_SOCKET_ERROR();
     const struct config *cfg = c->l->gen != NULL ? c->l->gen->cfg : NULL;
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    SSL *ssl = proxy_io_ssl(io);
     struct tls_failure f;
     struct tls_failure_report r;
     unsigned long e;
 
     memset(&f, 0, sizeof(f));
-    f.sock_err = EVUTIL_SOCKET_ERROR();
+    f.sock_err = proxy_io_socket_error(io) != 0 ? proxy_io_socket_error(io) : err;
     f.role = conn_inbound(c) ? TLS_ROLE_SERVER : TLS_ROLE_CLIENT;
     f.stage = stage;
     f.remote = c->remote;
@@ -1219,10 +1235,10 @@ conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct bufferevent
     f.listener = c->l->cfg->name;
     f.config_path = cfg != NULL ? cfg->path : NULL;
     f.verify = &c->verify;
-    f.eof = (what & BEV_EVENT_EOF) != 0;
+    f.eof = (what & PROXY_IO_EV_EOF) != 0;
     f.bytes_in = c->down.bytes;
     f.reused = c->pool_reused;
-    while (ssl != NULL && (e = bufferevent_get_openssl_error(bev)) != 0) {
+    while ((e = proxy_io_get_openssl_error(io)) != 0) {
         tls_failure_add_error(&f, e);
     }
     tls_failure_collect(&f, c->l->tls, ssl);
@@ -1258,11 +1274,11 @@ conn_peer_rejected(struct proxy_conn *c)
 
 /* The client's handshake (inbound) failed: a rule we enforce, or TLS itself. */
 static void
-conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
+conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short what)
 {
     int alert = -1;
 
-    switch (conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, bev, what, &alert)) {
+    switch (conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, io, what, &alert)) {
     case TLS_FAIL_REJECTED:
         conn_log_rejection(c);
         proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
@@ -1287,29 +1303,16 @@ conn_client_handshake_failed(struct proxy_conn *c, struct bufferevent *bev, shor
 
 /* ---- the backend / peer side ---- */
 
-static struct bufferevent *
-conn_new_server_bev(struct proxy_conn *c)
+/* The backend's (plain) or the peer's (TLS, we connect) side, not connected yet; NULL on OOM. */
+static struct proxy_io *
+conn_new_server(struct proxy_conn *c)
 {
-    struct bufferevent *bev;
-    const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    SSL *ssl = NULL;
 
-    if (conn_inbound(c)) {
-        bev = bufferevent_socket_new(conn_base(c), -1, opts);
-    } else {
-        SSL *ssl = tls_ssl_new(c->l->tls, &c->verify);
-
-        if (ssl == NULL) {
-            return NULL;
-        }
-        bev =
-            bufferevent_openssl_socket_new(conn_base(c), -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
-        if (bev == NULL) {
-            SSL_free(ssl);
-            return NULL;
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    if (!conn_inbound(c) && (ssl = tls_ssl_new(c->l->tls, &c->verify)) == NULL) {
+        return NULL;
     }
-    return bev;
+    return conn_side(c, -1, ssl, PROXY_IO_CLIENT);
 }
 
 /* Dial the backend (inbound) or the peer (outbound); the result arrives in server_event_cb. */
@@ -1326,7 +1329,7 @@ conn_connect(struct proxy_conn *c)
     if (proxy_pool_enabled(l)) {
         if (!c->pool_retried && (c->server = proxy_pool_take(l, &c->verify)) != NULL) {
             /* An idle pooled connection: TLS is up and the peer verified; relay at once. */
-            bufferevent_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
+            proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
             c->tls_up = true;
             c->pool_reused = true;
             conn_start_relay(c);
@@ -1341,24 +1344,23 @@ conn_connect(struct proxy_conn *c)
     evutil_gettimeofday(&c->dialed, NULL);
     event_del(c->timer);
     conn_timer_in(c, l->limits->handshake_timeout_ms);
-    c->server = conn_new_server_bev(c);
+    c->server = conn_new_server(c);
     if (c->server == NULL) {
         snprintf(c->detail, sizeof(c->detail), "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    bufferevent_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
-    proxy_relay_read_limit(c->server, !conn_inbound(c));
-    bufferevent_enable(c->server, EV_READ | EV_WRITE);
+    proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
+    proxy_relay_read_limit(c->server);
+    proxy_io_enable(c->server, EV_READ | EV_WRITE);
     if (l->target_host[0] != '\0') {
         struct evdns_base *dns = proxy_worker_dns(l->w);
 
         rc = dns == NULL ? -1
-                         : bufferevent_socket_connect_hostname(c->server, dns, AF_UNSPEC,
-                                                               l->target_host, l->target_port);
+                         : proxy_io_connect_hostname(c->server, dns, AF_UNSPEC, l->target_host,
+                                                     l->target_port);
     } else {
-        rc = bufferevent_socket_connect(c->server, (const struct sockaddr *)&l->target,
-                                        (int)l->target_len);
+        rc = proxy_io_connect(c->server, (const struct sockaddr *)&l->target, l->target_len);
     }
     if (rc < 0 && c->state == PROXY_CONN_CONNECTING && c->server != NULL) {
         /* Failed before any callback (no route, out of fds): report it the same way. */
@@ -1373,9 +1375,9 @@ conn_connect(struct proxy_conn *c)
 
 /* The connection to the backend or peer failed while CONNECTING. */
 static void
-conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short what)
+conn_server_connect_failed(struct proxy_conn *c, struct proxy_io *io, short what)
 {
-    int dns_err = bufferevent_socket_get_dns_error(bev);
+    int dns_err = proxy_io_dns_error(io);
 
     if (dns_err != 0) {
         snprintf(c->detail, sizeof(c->detail), "cannot resolve peer %s: %s", c->l->target_text,
@@ -1383,7 +1385,7 @@ conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short 
         conn_upstream_failed(c, PROXY_CLOSE_PEER_UNREACHABLE, "peer_unreachable");
         return;
     }
-    switch (conn_explain(c, TLS_FAIL_SERVER_CONNECT, bev, what, NULL)) {
+    switch (conn_explain(c, TLS_FAIL_SERVER_CONNECT, io, what, NULL)) {
     case TLS_FAIL_REJECTED:
         conn_peer_rejected(c);
         return;
@@ -1403,19 +1405,19 @@ conn_server_connect_failed(struct proxy_conn *c, struct bufferevent *bev, short 
 }
 
 static void
-server_event_cb(struct bufferevent *bev, short what, void *arg)
+server_event_cb(struct proxy_io *io, short what, void *arg)
 {
     struct proxy_conn *c = arg;
 
     conn_check(c);
-    if ((what & BEV_EVENT_CONNECTED) != 0) {
-        set_nodelay(bufferevent_getfd(bev));
+    if ((what & PROXY_IO_EV_CONNECTED) != 0) {
+        set_nodelay(proxy_io_fd(io));
         if (!conn_inbound(c)) {
             /* Outbound: CONNECTED means the TLS handshake and our §4 checks passed. */
-            tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+            tls_ssl_done(proxy_io_ssl(io), &c->verify);
             if (c->verify.reject != TLS_REJECT_NONE) {
                 /* A resumed session whose certificate no longer passes rules 2 and 3. */
-                (void)conn_explain(c, TLS_FAIL_SERVER_CONNECT, bev, 0, NULL);
+                (void)conn_explain(c, TLS_FAIL_SERVER_CONNECT, io, 0, NULL);
                 conn_peer_rejected(c);
                 return;
             }
@@ -1427,25 +1429,27 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_start_relay(c);
         return;
     }
+    what = conn_reset_as_eof(io, what);
     /* Anything but a clean end of what it sends: no close_notify to it (conn_close_server). */
     c->server_failed = c->server_failed || !conn_read_eof(what);
     if (c->state == PROXY_CONN_CONNECTING) {
-        conn_server_connect_failed(c, bev, what);
+        conn_server_connect_failed(c, io, what);
         return;
     }
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
-    if (c->pool_reused && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0 && conn_pool_retry(c)) {
+    if (c->pool_reused && (what & (PROXY_IO_EV_EOF | PROXY_IO_EV_ERROR)) != 0 &&
+        conn_pool_retry(c)) {
         return;
     }
     if (conn_read_eof(what)) {
         if (c->x != NULL && proxy_exchange_can_answer(c) && !proxy_exchange_server_closing(c)) {
             /*
-             * Closed with a request still unanswered: tell the client why.  A reset reads as
-             * an EOF here (allow_dirty_shutdown), errno still telling which.
+             * Closed with a request still unanswered: tell the client why.  A reset of the
+             * peer's TLS side reads as an EOF here (conn_reset_as_eof()), errno telling which.
              */
-            if (conn_explain(c, TLS_FAIL_SERVER_CLOSED, bev, what, NULL) == TLS_FAIL_RESET) {
+            if (conn_explain(c, TLS_FAIL_SERVER_CLOSED, io, what, NULL) == TLS_FAIL_RESET) {
                 conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_failed");
                 return;
             }
@@ -1453,11 +1457,11 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
                                  conn_inbound(c) ? "backend_failed" : "peer_failed");
             return;
         }
-        conn_side_eof(c, bev, &c->down);
+        conn_side_eof(c, &c->down);
         return;
     }
-    if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-        if (conn_explain(c, TLS_FAIL_SERVER_ERROR, bev, what, NULL) == TLS_FAIL_ALERT) {
+    if ((what & (PROXY_IO_EV_EOF | PROXY_IO_EV_ERROR)) != 0) {
+        if (conn_explain(c, TLS_FAIL_SERVER_ERROR, io, what, NULL) == TLS_FAIL_ALERT) {
             /* TLS 1.3: the peer's verdict on our certificate comes after our handshake. */
             conn_upstream_failed(c, PROXY_CLOSE_PEER_HANDSHAKE_FAILED, "peer_rejected_us");
             return;
@@ -1478,17 +1482,17 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-client_event_cb(struct bufferevent *bev, short what, void *arg)
+client_event_cb(struct proxy_io *io, short what, void *arg)
 {
     struct proxy_conn *c = arg;
 
     conn_check(c);
-    if ((what & BEV_EVENT_CONNECTED) != 0) {
+    if ((what & PROXY_IO_EV_CONNECTED) != 0) {
         /* Inbound: the client's handshake passed every §4 rule. */
-        tls_ssl_done(bufferevent_openssl_get_ssl(bev), &c->verify);
+        tls_ssl_done(proxy_io_ssl(io), &c->verify);
         if (c->verify.reject != TLS_REJECT_NONE) {
             /* A resumed session whose certificate no longer passes rules 2 and 3. */
-            (void)conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, bev, 0, NULL);
+            (void)conn_explain(c, TLS_FAIL_CLIENT_HANDSHAKE, io, 0, NULL);
             conn_log_rejection(c);
             proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
             return;
@@ -1498,20 +1502,21 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_connect(c);
         return;
     }
+    what = conn_reset_as_eof(io, what);
     /* Anything but a clean end of what it sends: no close_notify to it (conn_close_client). */
     c->client_failed = c->client_failed || !conn_read_eof(what);
     switch (c->state) {
     case PROXY_CONN_HANDSHAKE:
-        conn_client_handshake_failed(c, bev, what);
+        conn_client_handshake_failed(c, io, what);
         return;
     case PROXY_CONN_CONNECTING:
-        if ((what & BEV_EVENT_EOF) != 0) {
+        if ((what & PROXY_IO_EV_EOF) != 0) {
             /* Half-closed early (request sent, then FIN): pass it on once relaying. */
             c->client_eof = true;
             return;
         }
         /* A TLS error says why (errno alone would read "client: Success"). */
-        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, bev, what, NULL);
+        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, io, what, NULL);
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_RELAY:
@@ -1524,10 +1529,10 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
             if (conn_pool_client_ended(c)) {
                 return;
             }
-            conn_side_eof(c, bev, &c->up);
+            conn_side_eof(c, &c->up);
             return;
         }
-        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, bev, what, NULL);
+        (void)conn_explain(c, TLS_FAIL_CLIENT_ERROR, io, what, NULL);
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
         return;
     case PROXY_CONN_DRAINING:
@@ -1590,14 +1595,13 @@ sniff_plaintext(struct proxy_conn *c, const char *peeked)
                  : "",
              host);
     snprintf(c->detail, sizeof(c->detail), "plaintext on a TLS port");
-    c->client = bufferevent_socket_new(conn_base(c), c->fd,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->client = conn_side(c, c->fd, NULL, PROXY_IO_SERVER); /* OPEN at once */
+    c->fd = -1; /* owned by the side now (closed if that failed) */
     if (c->client == NULL) {
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    c->fd = -1; /* owned by the bufferevent now */
-    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
     proxy_conn_answer(c, PROXY_CLOSE_NOT_TLS, 400, "Bad Request", "text/plain; charset=utf-8",
                       body);
 }
@@ -1611,19 +1615,17 @@ sniff_start_tls(struct proxy_conn *c)
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    c->client = bufferevent_openssl_socket_new(conn_base(c), c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                               BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    /* The handshake starts on the next loop iteration. */
+    c->client = conn_side(c, c->fd, ssl, PROXY_IO_SERVER);
+    c->fd = -1; /* owned by the side (and its SSL) now, closed if that failed */
     if (c->client == NULL) {
-        SSL_free(ssl);
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    c->fd = -1; /* owned by the bufferevent (and its SSL) now */
-    bufferevent_openssl_set_allow_dirty_shutdown(c->client, 1);
-    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    proxy_relay_read_limit(c->client, true);
+    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    proxy_relay_read_limit(c->client);
     conn_set_state(c, PROXY_CONN_HANDSHAKE);
-    bufferevent_enable(c->client, EV_READ | EV_WRITE);
+    proxy_io_enable(c->client, EV_READ | EV_WRITE);
 }
 
 static void
@@ -1662,16 +1664,15 @@ sniff_cb(evutil_socket_t fd, short what, void *arg)
 static int
 conn_start_outbound(struct proxy_conn *c)
 {
-    c->client = bufferevent_socket_new(conn_base(c), c->fd,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->client = conn_side(c, c->fd, NULL, PROXY_IO_SERVER); /* OPEN at once */
+    c->fd = -1; /* owned by the side now (closed if that failed) */
     if (c->client == NULL) {
         return -1;
     }
-    c->fd = -1; /* owned by the bufferevent now */
-    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    proxy_relay_read_limit(c->client, false);
+    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    proxy_relay_read_limit(c->client);
     /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
-    conn_enable(c->client, EV_READ | EV_WRITE);
+    proxy_io_enable(c->client, EV_READ | EV_WRITE);
     if (proxy_pool_enabled(c->l)) {
         /* Lending: no peer connection until a request head is ready. */
         return conn_start_lending(c);
@@ -1760,7 +1761,7 @@ proxy_conn_drain_idle(struct proxy_worker *w)
     for (; c != NULL; c = next) {
         next = c->next;
         if (c->state == PROXY_CONN_RELAY && proxy_exchange_idle(c) &&
-            evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
+            evbuffer_get_length(proxy_io_output(c->client)) == 0) {
             proxy_conn_drop(c, PROXY_CLOSE_SHUTDOWN);
         }
     }

@@ -14,8 +14,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -466,7 +464,7 @@ denied_from_framer(struct proxy_conn *c, const struct timeval *start)
     if (x->denied.target[0] == '\0' && c->client != NULL) {
         /* Refused by the pre-scan before http-parser read the line: it is still in the input. */
         char buf[PROXY_REQUEST_LINE_PEEK];
-        ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(c->client), buf, sizeof(buf));
+        ev_ssize_t n = evbuffer_copyout(proxy_io_input(c->client), buf, sizeof(buf));
 
         (void)proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, x->denied.method,
                                        sizeof(x->denied.method), x->denied.target,
@@ -609,7 +607,7 @@ retry_keep(struct proxy_conn *c, const struct proxy_http_head *h, struct evbuffe
 static size_t
 requests_waiting(const struct proxy_conn *c)
 {
-    return c->client != NULL ? evbuffer_get_length(bufferevent_get_input(c->client)) : 0;
+    return c->client != NULL ? evbuffer_get_length(proxy_io_input(c->client)) : 0;
 }
 
 /*
@@ -1165,7 +1163,7 @@ exchange_identity(struct proxy_conn *c, const char *user)
 {
     struct proxy_exchange *x = c->x;
     const struct config_listener *cl = c->l->cfg;
-    SSL *ssl = bufferevent_openssl_get_ssl(c->client);
+    SSL *ssl = proxy_io_ssl(c->client);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     char buf[16384];
     char *colon;
@@ -1239,7 +1237,7 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
     if (!c->l->cfg->tls.cn_fallback || c->client == NULL) {
         return false;
     }
-    ssl = bufferevent_openssl_get_ssl(c->client);
+    ssl = proxy_io_ssl(c->client);
     cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     if (cert == NULL) {
         return false;

@@ -33,13 +33,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
 #include "config.h"
 #include "proxy.h"
 #include "proxy_http.h"
+#include "proxy_io.h"
 #include "proxy_spare.h"
 #include "tls.h"
 
@@ -183,14 +183,13 @@ struct proxy_exchange_facts {
  * shut_sent: dst got its FIN (after close_notify when dst is TLS).
  */
 struct proxy_relay {
-    struct bufferevent *src;
-    struct bufferevent *dst;
+    struct proxy_io *src;
+    struct proxy_io *dst;
     struct proxy_http *http; /* protocol http: frames the bytes (owned by the exchange) */
     bool dst_tls;
     bool eof_seen;
     bool shut_sent;
     bool throttled; /* src reading is off because dst is over PROXY_RELAY_HIGH */
-    bool in_full;   /* TLS src: reading is off because src's input holds PROXY_RELAY_HIGH */
     uint64_t bytes;
     /*
      * Outbound lending (client -> peer, pool on): while no peer connection is lent (dst is
@@ -306,6 +305,7 @@ struct proxy_worker {
     /* ended connections' structs, reused by the next ones (no malloc per connection) */
     struct proxy_spare spare_conns;     /* struct proxy_conn */
     struct proxy_spare spare_exchanges; /* struct proxy_exchange (proxy_exchange.c) */
+    struct proxy_spare spare_sides;     /* struct proxy_io (proxy_conn_side_new()) */
 };
 
 /*
@@ -358,10 +358,10 @@ struct proxy_conn {
     struct proxy_conn *prev, *next; /* in proxy->conns */
     enum proxy_state state;
     enum proxy_close_reason reason;
-    evutil_socket_t fd;         /* the client socket until a bufferevent owns it */
-    struct event *sniff;        /* inbound SNIFF: waits for the first byte */
-    struct bufferevent *client; /* the accepted side (TLS on inbound, plain on outbound) */
-    struct bufferevent *server; /* the backend (plain) or the peer (TLS) */
+    evutil_socket_t fd;      /* the client socket until a proxy_io owns it */
+    struct event *sniff;     /* inbound SNIFF: waits for the first byte */
+    struct proxy_io *client; /* the accepted side (TLS on inbound, plain on outbound) */
+    struct proxy_io *server; /* the backend (plain) or the peer (TLS) */
     struct event *timer;        /* handshake deadline, then idle check, then linger */
     struct tls_verify_result verify;
     struct proxy_relay up;   /* client -> server */
@@ -436,6 +436,9 @@ void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason)
 void proxy_conn_drain_idle(struct proxy_worker *w);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
+struct proxy_io *proxy_conn_side_new(struct proxy_worker *w);
+void proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io);
+
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
 bool proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v);
@@ -447,8 +450,8 @@ void proxy_linger_free_all(struct proxy_worker *w);
 
 /* proxy_pool.c (outbound http: idle keep-alive connections to the peer) */
 bool proxy_pool_enabled(const struct proxy_listener *l);
-struct bufferevent *proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify);
-void proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
+struct proxy_io *proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify);
+void proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
                     const struct tls_verify_result *verify);
 void proxy_pool_flush(struct proxy_listener *l);
 void proxy_pool_free(struct proxy_listener *l);
@@ -485,14 +488,14 @@ bool proxy_request_line_parse(const char *buf, size_t n, char *method, size_t ml
                               size_t tlen);
 
 /* proxy_relay.c */
-void proxy_relay_init(struct proxy_relay *r, struct bufferevent *src, struct bufferevent *dst,
+void proxy_relay_init(struct proxy_relay *r, struct proxy_io *src, struct proxy_io *dst,
                       bool dst_tls);
-void proxy_relay_read_limit(struct bufferevent *bev, bool tls);
+void proxy_relay_read_limit(struct proxy_io *io);
 enum proxy_http_result proxy_relay_pump(struct proxy_relay *r);
 void proxy_relay_src_eof(struct proxy_relay *r);
 enum proxy_http_result proxy_relay_resume(struct proxy_relay *r);
 void proxy_relay_dst_drained(struct proxy_relay *r);
 void proxy_relay_quiet(struct proxy_relay *r);
-void proxy_shutdown_write(struct bufferevent *bev, bool tls);
+
 
 #endif /* FERRY_PROXY_INTERNAL_H */

@@ -18,8 +18,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "log.h"
@@ -28,7 +26,7 @@
 
 struct proxy_pool_entry {
     struct proxy_listener *l;
-    struct bufferevent *bev;
+    struct proxy_io *io; /* owned, from the worker's spare sides (proxy_conn_side_new()) */
     struct tls_verify_result verify; /* the peer's verified identity, attached to its SSL */
     struct timeval since;            /* put into the pool */
     struct proxy_pool_entry *prev, *next;
@@ -66,7 +64,7 @@ pool_unlink(struct proxy_pool *pool, struct proxy_pool_entry *e)
         pool->newest = e->prev;
     }
     pool->n_idle--;
-    e->bev = NULL;
+    e->io = NULL;
     e->prev = NULL;
     e->next = pool->spare;
     pool->spare = e;
@@ -79,39 +77,40 @@ pool_unlink(struct proxy_pool *pool, struct proxy_pool_entry *e)
 static void
 pool_close(struct proxy_pool *pool, struct proxy_pool_entry *e, bool polite, const char *why)
 {
-    struct bufferevent *bev = e->bev;
+    struct proxy_io *io = e->io;
+    struct proxy_worker *w = e->l->w;
 
     if (log_enabled(LOG_DEBUG)) {
         log_kv(LOG_DEBUG, "pool_closed", "listener", e->l->cfg->name, "target", e->l->target_text,
                "reason", why, (const char *)NULL);
     }
     pool_unlink(pool, e);
-    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
     if (polite) {
-        proxy_shutdown_write(bev, true);
+        proxy_io_shutdown(io);
     }
-    bufferevent_free(bev);
+    proxy_conn_side_free(w, io);
 }
 
 /* An idle connection must stay silent: a byte from the peer (a stray response, a TLS alert's
  * record) means it cannot carry a request any more. */
 static void
-pool_read_cb(struct bufferevent *bev, void *arg)
+pool_read_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_pool_entry *e = arg;
 
-    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+    if (evbuffer_get_length(proxy_io_input(io)) > 0) {
         pool_close(&e->l->pool, e, false, "peer_sent_data");
     }
 }
 
 /* The peer closed an idle connection (its own keep-alive timeout, a restart) or it failed. */
 static void
-pool_event_cb(struct bufferevent *bev, short what, void *arg)
+pool_event_cb(struct proxy_io *io, short what, void *arg)
 {
     struct proxy_pool_entry *e = arg;
 
-    (void)bev;
+    (void)io;
     (void)what;
     pool_close(&e->l->pool, e, false, "peer_closed");
 }
@@ -127,7 +126,7 @@ pool_timer_arm(struct proxy_listener *l)
     if (pool->oldest == NULL || pool->timer == NULL) {
         return;
     }
-    event_base_gettimeofday_cached(bufferevent_get_base(pool->oldest->bev), &now);
+    event_base_gettimeofday_cached(l->w->base, &now);
     due = tv_ms(&pool->oldest->since) + l->cfg->pool_idle_timeout_ms;
     at = due > tv_ms(&now) ? due - tv_ms(&now) : 0;
     tv.tv_sec = (time_t)(at / 1000);
@@ -146,7 +145,7 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     while (pool->oldest != NULL) {
-        event_base_gettimeofday_cached(bufferevent_get_base(pool->oldest->bev), &now);
+        event_base_gettimeofday_cached(l->w->base, &now);
         if (tv_ms(&pool->oldest->since) + l->cfg->pool_idle_timeout_ms > tv_ms(&now)) {
             break;
         }
@@ -162,50 +161,50 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
  * identity copied into ${verify}, which its SSL reports to from now on; or NULL when the pool
  * is empty.  Counts a reuse.
  */
-struct bufferevent *
+struct proxy_io *
 proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
 {
     struct proxy_pool *pool = &l->pool;
     struct proxy_pool_entry *e;
-    struct bufferevent *bev;
+    struct proxy_io *io;
 
-    /* A byte or the end from the peer may wait for its (deferred) callback: never lend that. */
-    while ((e = pool->newest) != NULL && evbuffer_get_length(bufferevent_get_input(e->bev)) > 0) {
+    /* Never lend a side that holds a byte from the peer or is no longer open both ways. */
+    while ((e = pool->newest) != NULL && (evbuffer_get_length(proxy_io_input(e->io)) > 0 ||
+                                          proxy_io_state(e->io) != PROXY_IO_OPEN)) {
         pool_close(pool, e, false, "peer_sent_data");
     }
     if (e == NULL) {
         return NULL;
     }
-    bev = e->bev;
+    io = e->io;
     memcpy(verify, &e->verify, sizeof(*verify));
-    tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), verify);
-    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    tls_ssl_set_result(proxy_io_ssl(io), verify);
+    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
     pool_unlink(pool, e);
     PROXY_STATS_ADD(l->stats->pool_reused, 1);
-    return bev;
+    return io;
 }
 
 /*
- * proxy_pool_put(l, bev, verify):
- * Keep the idle peer connection ${bev} (its last response read to the end, nothing in either
+ * proxy_pool_put(l, io, verify):
+ * Keep the idle peer connection ${io} (from proxy_conn_side_new()) (its last response read to the end, nothing in either
  * buffer) of a connection of ${l}; the pool owns it from now on.  Closed instead when ${l} no
  * longer takes any (retired, draining, pooling off), when something is still buffered, or on
  * OOM.  The oldest idle connection is closed when max_idle are kept already.
  */
 void
-proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
+proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
                const struct tls_verify_result *verify)
 {
     struct proxy_pool *pool = &l->pool;
     struct proxy_pool_entry *e;
 
     if (!proxy_pool_enabled(l) || l->retired || l->w->draining ||
-        evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
-        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        proxy_io_state(io) != PROXY_IO_OPEN || evbuffer_get_length(proxy_io_input(io)) > 0 ||
+        evbuffer_get_length(proxy_io_output(io)) > 0) {
         goto close;
     }
-    if (pool->timer == NULL &&
-        (pool->timer = evtimer_new(bufferevent_get_base(bev), pool_timer_cb, l)) == NULL) {
+    if (pool->timer == NULL && (pool->timer = evtimer_new(l->w->base, pool_timer_cb, l)) == NULL) {
         goto close;
     }
     if (pool->spare != NULL) {
@@ -218,10 +217,10 @@ proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
         pool_close(pool, pool->oldest, true, "max_idle");
     }
     e->l = l;
-    e->bev = bev;
+    e->io = io;
     memcpy(&e->verify, verify, sizeof(e->verify));
-    tls_ssl_set_result(bufferevent_openssl_get_ssl(bev), &e->verify);
-    event_base_gettimeofday_cached(bufferevent_get_base(bev), &e->since);
+    tls_ssl_set_result(proxy_io_ssl(io), &e->verify);
+    event_base_gettimeofday_cached(l->w->base, &e->since);
     e->next = NULL;
     e->prev = pool->newest;
     if (pool->newest != NULL) {
@@ -232,20 +231,21 @@ proxy_pool_put(struct proxy_listener *l, struct bufferevent *bev,
     pool->newest = e;
     pool->n_idle++;
     /* Watch it: reading on, the relay's watermarks and throttling undone. */
-    bufferevent_setcb(bev, pool_read_cb, NULL, pool_event_cb, e);
-    bufferevent_setwatermark(bev, EV_READ, 0, PROXY_RELAY_HIGH);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_disable(bev, EV_WRITE);
-    bufferevent_enable(bev, EV_READ);
+    proxy_io_setcb(io, pool_read_cb, NULL, pool_event_cb, e);
+    proxy_io_set_read_high(io, PROXY_RELAY_HIGH);
+    proxy_io_set_write_low(io, 0);
+    proxy_io_disable(io, EV_WRITE);
+    proxy_io_enable(io, EV_READ);
+    (void)proxy_io_release_buffers(io);
     if (!evtimer_pending(pool->timer, NULL)) {
         pool_timer_arm(l);
     }
     return;
 
 close:
-    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-    proxy_shutdown_write(bev, true);
-    bufferevent_free(bev);
+    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
+    proxy_io_shutdown(io);
+    proxy_conn_side_free(l->w, io);
 }
 
 /*

@@ -521,6 +521,7 @@ proxy_worker_free(struct proxy_worker *w)
     /* Every connection has ended (above): its spare structs go now. */
     proxy_spare_clear(&w->spare_conns);
     proxy_spare_clear(&w->spare_exchanges);
+    proxy_spare_clear(&w->spare_sides);
     pthread_mutex_destroy(&w->cmd_mu);
     pthread_mutex_destroy(&w->handoff_mu);
     w->magic = 0;

@@ -4,11 +4,11 @@
  * reused (proxy_exchange_reusable), and what our own answer does with it (proxy_conn_answer ->
  * conn_close_server: back to the pool, or closed), over scripted request and response bytes.
  *
- * One outbound `protocol: http` connection with the pool on, built by hand around two
- * bufferevent pairs that never transfer (their far ends do not read): the test writes the
- * client's bytes into the client side's input, the peer's into the server side's input, runs
- * the relays' pumps as the read callbacks would, and drains the server side's output when a
- * test wants it "sent".  No sockets, no TLS, no network.
+ * One outbound `protocol: http` connection with the pool on, built by hand around two plain
+ * proxy_io sides on loopback socketpairs whose loop never runs (so nothing is read or
+ * written): the test writes the client's bytes into the client side's input, the peer's into
+ * the server side's input, runs the relays' pumps as the read callbacks would, and drains the
+ * server side's output when a test wants it "sent".  No TLS, no network.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,12 +17,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "log.h"
 #include "proxy_internal.h"
@@ -49,9 +51,24 @@ struct fixture {
     struct config_limits lim;
     struct proxy_listener l;
     struct proxy_conn *c;
-    struct bufferevent *client_pair[2];
-    struct bufferevent *server_pair[2];
+    int client_far; /* the far ends of the sides' socketpairs: the client, the peer */
+    int server_far;
 };
+
+/* A plain side on one end of a new non-blocking socketpair; *${far} is the other end. */
+static struct proxy_io *
+side_new(struct fixture *f, int *far)
+{
+    struct proxy_io *io = proxy_conn_side_new(&f->w);
+    int sv[2];
+
+    assert_non_null(io);
+    assert_int_equal(evutil_socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(evutil_make_socket_nonblocking(sv[0]), 0);
+    assert_int_equal(proxy_io_init(io, f->base, sv[0], NULL, PROXY_IO_SERVER), 0);
+    *far = sv[1];
+    return io;
+}
 
 static int
 setup(void **state)
@@ -82,8 +99,6 @@ setup(void **state)
     f->l.stats = proxy_stats_worker(proxy_stats_name_get(f->stats, "pooled"), 0);
     assert_non_null(f->l.stats);
     snprintf(f->l.target_text, sizeof(f->l.target_text), "peer.test:6984");
-    assert_int_equal(bufferevent_pair_new(f->base, 0, f->client_pair), 0);
-    assert_int_equal(bufferevent_pair_new(f->base, 0, f->server_pair), 0);
 
     /* As conn_start_relay() leaves a connection that took a pooled peer connection. */
     c = calloc(1, sizeof(*c));
@@ -92,14 +107,12 @@ setup(void **state)
     c->l = &f->l;
     c->fd = -1;
     c->state = PROXY_CONN_RELAY;
-    c->client = f->client_pair[0];
-    c->server = f->server_pair[0];
+    c->client = side_new(f, &f->client_far);
+    c->server = side_new(f, &f->server_far);
     c->tls_up = true;
     c->timer = evtimer_new(f->base, NULL, NULL);
     snprintf(c->remote, sizeof(c->remote), "127.0.0.1:1");
     snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "peer.test");
-    /* A pair's output is frozen at its start, bufferevent_openssl's (the peer side) is not. */
-    evbuffer_unfreeze(bufferevent_get_output(c->server), 1);
     proxy_relay_init(&c->up, c->client, c->server, true);
     proxy_relay_init(&c->down, c->server, c->client, false);
     assert_int_equal(proxy_exchange_start(c, report_capture), 0);
@@ -119,28 +132,26 @@ teardown(void **state)
 
     proxy_exchange_free(c);
     event_free(c->timer);
-    if (c->server != NULL) {
-        bufferevent_free(c->server);
-    }
-    bufferevent_free(c->client);
+    proxy_conn_side_free(&f->w, c->server);
+    proxy_conn_side_free(&f->w, c->client);
     free(c);
-    bufferevent_free(f->client_pair[1]);
-    bufferevent_free(f->server_pair[1]);
+    close(f->client_far);
+    close(f->server_far);
     proxy_pool_free(&f->l);
     proxy_spare_clear(&f->w.spare_exchanges);
+    proxy_spare_clear(&f->w.spare_sides);
     event_base_free(f->base);
     proxy_stats_set_free(f->stats);
     free(f);
     return 0;
 }
 
-/* Bytes arrive in ${bev}'s input, as a read would put them (unfrozen for the while). */
+/* Bytes arrive in ${io}'s input, as a read would put them. */
 static void
-arrive(struct bufferevent *bev, const char *s)
+arrive(struct proxy_io *io, const char *s)
 {
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = proxy_io_input(io);
 
-    evbuffer_unfreeze(in, 0);
     assert_int_equal(evbuffer_add(in, s, strlen(s)), 0);
 }
 
@@ -154,7 +165,7 @@ client_sends(struct fixture *f, const char *s)
     res = proxy_relay_pump(&f->c->up);
     if (res == PROXY_HTTP_OK && proxy_exchange_after_read(f->c)) {
         /* What follows the client's last request is dropped (conn_after_read). */
-        struct evbuffer *in = bufferevent_get_input(f->c->client);
+        struct evbuffer *in = proxy_io_input(f->c->client);
 
         evbuffer_drain(in, evbuffer_get_length(in));
     }
@@ -174,7 +185,7 @@ peer_sends(struct fixture *f, const char *s)
 static void
 sent_to_peer(struct fixture *f)
 {
-    struct evbuffer *out = bufferevent_get_output(f->c->server);
+    struct evbuffer *out = proxy_io_output(f->c->server);
 
     evbuffer_drain(out, evbuffer_get_length(out));
 }
@@ -212,14 +223,13 @@ test_refused_head_pools(void **state)
     sent_to_peer(f);
     peer_sends(f, RESP_OK);
     assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
-    assert_int_equal(evbuffer_get_length(bufferevent_get_output(f->c->server)), 0);
+    assert_int_equal(evbuffer_get_length(proxy_io_output(f->c->server)), 0);
     assert_true(proxy_exchange_reusable(f->c));
     assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_int_equal(f->c->state, PROXY_CONN_DRAINING);
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
-    f->server_pair[0] = proxy_pool_take(&f->l, &f->c->verify); /* teardown frees it */
-    f->c->server = f->server_pair[0];
+    f->c->server = proxy_pool_take(&f->l, &f->c->verify); /* teardown frees it */
 }
 
 /* ferry answers a request in flight itself (504): its response may still come on that
@@ -251,9 +261,8 @@ test_taken_back_whole_pools(void **state)
     assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
-    f->server_pair[0] = proxy_pool_take(&f->l, &f->c->verify);
-    f->c->server = f->server_pair[0];
-    assert_int_equal(evbuffer_get_length(bufferevent_get_output(f->c->server)), 0);
+    f->c->server = proxy_pool_take(&f->l, &f->c->verify);
+    assert_int_equal(evbuffer_get_length(proxy_io_output(f->c->server)), 0);
 }
 
 /* The same refused after its head and first chunk left: half a request is on that
@@ -298,22 +307,18 @@ next_kind(struct fixture *f)
     return proxy_exchange_next(f->c).kind;
 }
 
-/* What the client has been sent so far, NUL-terminated (static): what the pair moved to its
- * far end, then what still waits in the client side's output. */
+/* What the client has been sent so far, NUL-terminated (static): what reached the far end of
+ * its socketpair, then what still waits in the client side's output. */
 static const char *
 client_got(struct fixture *f)
 {
     static char buf[4096];
-    struct evbuffer *far = bufferevent_get_input(f->client_pair[1]);
-    struct evbuffer *out = bufferevent_get_output(f->c->client);
-    size_t a = evbuffer_get_length(far), b = evbuffer_get_length(out);
+    struct evbuffer *out = proxy_io_output(f->c->client);
+    ssize_t got = recv(f->client_far, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    size_t a = got > 0 ? (size_t)got : 0, b = evbuffer_get_length(out);
 
     assert_true(a + b < sizeof(buf));
-    /* (A pair's output is frozen at its start, and copyout refuses a frozen buffer.) */
-    evbuffer_unfreeze(out, 1);
-    assert_int_equal(evbuffer_copyout(far, buf, a), (ev_ssize_t)a);
     assert_int_equal(evbuffer_copyout(out, buf + a, b), (ev_ssize_t)b);
-    evbuffer_freeze(out, 1);
     buf[a + b] = '\0';
     return buf;
 }
@@ -436,7 +441,7 @@ test_verdict_queue_full_resumes(void **state)
         strcat(reqs, GET_ONE);
     }
     assert_int_equal(client_sends(f, reqs), PROXY_HTTP_OK);
-    assert_int_equal(evbuffer_get_length(bufferevent_get_input(f->c->client)),
+    assert_int_equal(evbuffer_get_length(proxy_io_input(f->c->client)),
                      strlen(GET_ONE)); /* the 33rd waits */
     sent_to_peer(f);
     peer_sends(f, RESP_OK);
