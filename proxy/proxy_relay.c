@@ -192,7 +192,7 @@ proxy_relay_dst_drained(struct proxy_relay *r)
         proxy_io_set_write_low(r->dst, 0);
         proxy_io_enable(r->src, EV_READ);
     }
-    if (left == 0 && evbuffer_get_length(proxy_io_input(r->src)) == 0) {
+    if (left == 0 && (r->src == NULL || evbuffer_get_length(proxy_io_input(r->src)) == 0)) {
         relay_quiet(r);
     }
 }
