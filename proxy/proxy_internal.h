@@ -15,14 +15,16 @@
  *                         the admin listener and the file watch.
  *   struct proxy_worker   owns its event base, its listeners, its open connections.
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
- *   struct proxy_conn     owns both bufferevents (and through BEV_OPT_CLOSE_ON_FREE their
- *                         sockets and SSL objects), its timer and sniff event.  Each side
- *                         ends in one function (proxy_conn.c: conn_close_client,
- *                         conn_close_server), which sends close_notify when that side's TLS
+ *   struct proxy_conn     owns both sides (struct proxy_io, by pointer, from the worker's
+ *                         spare_sides: proxy_conn_side_new/_free; each side owns its socket
+ *                         and SSL), its timer and sniff event.  Each side ends in one
+ *                         function (proxy_conn.c: conn_close_client, conn_close_server),
+ *                         which sends close_notify (proxy_io_shutdown) when that side's TLS
  *                         session is up and healthy, or gives the peer side to the pool.
- *   struct proxy_pool     (in its listener) owns the idle peer bufferevents it holds; one
- *                         moves to a connection when taken (a request head is ready to go)
- *                         and back when put (its response was read to its end).
+ *   struct proxy_pool     (in its listener) owns the idle peer sides it holds; one moves (by
+ *                         pointer: a proxy_io never moves in memory) to a connection when
+ *                         taken (a request head is ready to go) and back when put (its
+ *                         response was read to its end).
  */
 #ifndef FERRY_PROXY_INTERNAL_H
 #define FERRY_PROXY_INTERNAL_H
@@ -54,18 +56,6 @@
  * and output buffers, both directions) = 256 KiB at full speed; an idle one holds none.
  */
 #define PROXY_RELAY_HIGH (64 * 1024)
-
-/*
- * The most a relay reads from a plain socket in one go on top of libevent's own 4 KiB read:
- * with a 4 KiB chain already there, a 64 KiB allocation (chain header included) for the rest.
- */
-#define PROXY_RELAY_READ (60 * 1024)
-
-/* The largest TLS record's payload: what one direct SSL_write() of the relay passes. */
-#define PROXY_RELAY_RECORD 16384
-
-/* What libevent 2.1 reads from a plain socket per wakeup at most (EVBUFFER_MAX_READ). */
-#define PROXY_RELAY_LIBEVENT_READ 4096
 
 /* How long a connection we are closing on purpose (400, 502) may linger to read the client's
  * rest before the socket closes, so the client sees our answer rather than a reset. */
