@@ -617,7 +617,9 @@ io_read_plain(struct proxy_io *io, size_t room, bool *got)
 /*
  * io_read_tls(io, room, got):
  * SSL_read_ex() into reserved input space while it returns data, up to ${room} bytes: records
- * already in OpenSSL and whatever the socket holds.  One reservation and one commit per
+ * already in OpenSSL and whatever the socket holds, but not past a record shorter than
+ * PROXY_IO_RECORD that leaves nothing inside OpenSSL (no SSL_read_ex and read(2) only to hear
+ * EAGAIN after each small message).  One reservation and one commit per
  * PROXY_IO_READ_CHAIN.  When ${room} runs out with bytes still inside OpenSSL, the read comes
  * back on the next loop iteration (io_kick()): bounded work per wakeup.
  */
@@ -654,6 +656,13 @@ io_read_tls(struct proxy_io *io, size_t room, bool *got)
                 r = SSL_read_ex(io->ssl, (char *)v[i].iov_base + pos, cap - pos, &n);
                 if (r == 1) {
                     pos += n;
+                    if (n < PROXY_IO_RECORD && !SSL_has_pending(io->ssl)) {
+                        /* A short record and nothing left inside OpenSSL: the peer is not
+                         * sending in bulk, so spare the read that would say EAGAIN (the
+                         * read event is level-triggered: more bytes wake us again). */
+                        more = false;
+                        break;
+                    }
                     continue;
                 }
                 switch (SSL_get_error(io->ssl, r)) {

@@ -376,6 +376,12 @@ a_failed(struct pair *p)
 
 static bool b_got_100(struct pair *p);
 
+static bool
+b_got_30(struct pair *p)
+{
+    return p->b.got == 30;
+}
+
 /* Both roles complete a mutual handshake and report CONNECTED once. */
 static void
 test_handshake(void **state)
@@ -759,6 +765,45 @@ test_coalesce(void **state)
     pair_close(&p);
 }
 
+static bool
+b_got_50(struct pair *p)
+{
+    return p->b.got == 50;
+}
+
+/*
+ * Small records in a row, each shorter than PROXY_IO_RECORD: the side stops reading after a
+ * short record only when OpenSSL holds nothing more, so every one of them is delivered, those
+ * read ahead into OpenSSL with the first and those that reach the socket later alike.
+ */
+static void
+test_small_records(void **state)
+{
+    struct pair p;
+    SSL *ssl;
+    size_t n;
+
+    (void)state;
+    pair_open(&p, client_ctx, server_ctx);
+    assert_true(run(&p, both_connected));
+    p.b.records_in = 0;
+    ssl = proxy_io_ssl(&p.a.io);
+    /* Five records of 10 bytes straight from a's SSL (proxy_io would coalesce them). */
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(SSL_write_ex(ssl, pattern + i * 10, 10, &n), 1);
+        assert_int_equal(n, 10);
+        if (i == 2) {
+            /* b reads the first three (one wakeup, or more) before the last two are sent. */
+            assert_true(run(&p, b_got_30));
+        }
+    }
+    assert_true(run(&p, b_got_50));
+    assert_false(p.b.mismatch);
+    assert_int_equal(p.b.records_in, 5);
+    assert_int_equal(p.a.errors + p.b.errors, 0);
+    pair_close(&p);
+}
+
 /* A refused connect: ERROR | WRITING with ECONNREFUSED, from the loop. */
 static void
 test_connect_refused(void **state)
@@ -1004,6 +1049,7 @@ main(void)
         cmocka_unit_test(test_release_buffers),
         cmocka_unit_test(test_shutdown_once),
         cmocka_unit_test(test_coalesce),
+        cmocka_unit_test(test_small_records),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_handshake_refused),
         cmocka_unit_test(test_free_in_callback),
