@@ -10,9 +10,10 @@
  * any:      -> DRAINING (our own 400/502 answer, or the end of a pooled exchange) -> CLOSED
  *
  * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
- * Callbacks that call proxy_conn_drop() return at once without touching the connection: a
- * side (struct proxy_io, proxy_io.h) may be freed inside its own callbacks, and its memory
- * goes back to the worker's spare sides at once (proxy_conn_side_free()).
+ * Callbacks that call proxy_conn_drop() return at once without touching the connection.  A
+ * side (struct proxy_io, proxy_io.h) that ends is silenced at once and freed on the next loop
+ * turn (proxy_conn_side_free()), because the HTTP framer may still be reading its input or
+ * writing its output when the verdict of a message it framed ends that side.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -206,6 +207,12 @@ conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
            (reason == PROXY_CLOSE_REJECTED || reason == PROXY_CLOSE_HANDSHAKE_FAILED);
 }
 
+/* A side's memory: the proxy_io, and its link while it waits to be freed (worker's reap). */
+struct proxy_side {
+    struct proxy_io io; /* first: a side's address is its proxy_io's */
+    struct proxy_side *next_dead;
+};
+
 /*
  * proxy_conn_side_new(w):
  * Memory for one side (struct proxy_io, all zero) from ${w}'s spare sides, or NULL on OOM.
@@ -215,22 +222,65 @@ conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
 struct proxy_io *
 proxy_conn_side_new(struct proxy_worker *w)
 {
-    return proxy_spare_get(&w->spare_sides, sizeof(struct proxy_io));
+    struct proxy_side *side = proxy_spare_get(&w->spare_sides, sizeof(struct proxy_side));
+
+    return side != NULL ? &side->io : NULL;
+}
+
+/* The worker's reap event: free the sides that ended (proxy_conn_side_free()). */
+static void
+conn_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_conn_reap(arg);
+}
+
+/*
+ * proxy_conn_reap(w):
+ * Free every side of ${w} that ended (proxy_conn_side_free()) and give its memory back to the
+ * spare sides.  Run from the loop, and by proxy_worker_free() before the base goes.
+ */
+void
+proxy_conn_reap(struct proxy_worker *w)
+{
+    while (w->dead_sides != NULL) {
+        struct proxy_side *side = w->dead_sides;
+
+        w->dead_sides = side->next_dead;
+        proxy_io_free(&side->io);
+        proxy_spare_put(&w->spare_sides, side);
+    }
 }
 
 /*
  * proxy_conn_side_free(w, io):
- * Free what the side ${io} holds (proxy_io_free(): no close_notify) and give its memory back
- * to ${w}'s spare sides.  NULL is a no-op.  Safe inside ${io}'s own callbacks.
+ * ${io} has ended: no callback of it runs any more and it reads and writes nothing more; what it
+ * holds (socket, SSL, buffers: proxy_io_free(), no close_notify) is freed on the next loop turn,
+ * so a caller still inside the HTTP framer over its buffers (a verdict acted on from inside
+ * proxy_http_pump()) reads valid memory, as libevent's deferred bufferevent free allowed.
+ * NULL is a no-op.  Safe inside ${io}'s own callbacks.
  */
 void
 proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io)
 {
+    struct proxy_side *side = (struct proxy_side *)io;
+
     if (io == NULL) {
         return;
     }
-    proxy_io_free(io);
-    proxy_spare_put(&w->spare_sides, io);
+    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
+    proxy_io_disable(io, EV_READ | EV_WRITE);
+    side->next_dead = w->dead_sides;
+    w->dead_sides = side;
+    if (w->reap == NULL) {
+        w->reap = event_new(w->base, -1, 0, conn_reap_cb, w);
+    }
+    if (w->reap != NULL) {
+        event_active(w->reap, EV_TIMEOUT, 0);
+    } else {
+        proxy_conn_reap(w); /* OOM: free at once (the old hazard, but no leak) */
+    }
 }
 
 /*

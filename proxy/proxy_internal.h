@@ -118,6 +118,7 @@ enum proxy_close_reason {
 struct proxy_listener;
 struct proxy_conn;
 struct proxy_linger;
+struct proxy_side;
 
 /*
  * What the HTTP exchange (proxy_exchange.c) decides; the connection (proxy_conn.c) acts on it
@@ -296,6 +297,8 @@ struct proxy_worker {
     struct proxy_spare spare_conns;     /* struct proxy_conn */
     struct proxy_spare spare_exchanges; /* struct proxy_exchange (proxy_exchange.c) */
     struct proxy_spare spare_sides;     /* struct proxy_io (proxy_conn_side_new()) */
+    struct proxy_side *dead_sides;      /* ended sides, freed by reap on the next loop turn */
+    struct event *reap;                 /* made active by proxy_conn_side_free() */
 };
 
 /*
@@ -428,6 +431,7 @@ const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 struct proxy_io *proxy_conn_side_new(struct proxy_worker *w);
 void proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io);
+void proxy_conn_reap(struct proxy_worker *w);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);

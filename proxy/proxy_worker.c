@@ -515,6 +515,11 @@ proxy_worker_free(struct proxy_worker *w)
     if (w->handoff_ev != NULL) {
         event_free(w->handoff_ev);
     }
+    /* Sides that ended (connections, the pools above) are freed while the base exists. */
+    proxy_conn_reap(w);
+    if (w->reap != NULL) {
+        event_free(w->reap);
+    }
     if (w->base != NULL) {
         event_base_free(w->base);
     }

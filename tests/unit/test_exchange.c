@@ -138,6 +138,10 @@ teardown(void **state)
     close(f->client_far);
     close(f->server_far);
     proxy_pool_free(&f->l);
+    proxy_conn_reap(&f->w);
+    if (f->w.reap != NULL) {
+        event_free(f->w.reap);
+    }
     proxy_spare_clear(&f->w.spare_exchanges);
     proxy_spare_clear(&f->w.spare_sides);
     event_base_free(f->base);
