@@ -123,19 +123,54 @@ struct proxy_exchange {
 #define EXCHANGE_SPARES 32
 
 /*
- * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; the
- * client-address and path overrides other proxies set and some backends trust (X-Real-IP;
- * IIS's X-Original-URL / X-Rewrite-URL would route past the access rules); and the
- * client-certificate and user headers other TLS terminators pass to backends that trust them:
- * nginx and HAProxy recipes (X-SSL-Client-Cert, X-SSL-Client-S-DN, X-Client-Cert,
- * X-Client-Verify...), Apache's SSL_CLIENT_* variables sent as headers, IIS ARR, AWS ALB
- * (X-Amzn-Mtls-*) and REMOTE_USER-style user headers.
+ * Headers a client may not send, compared with '_' read as '-': ferry's own identity headers
+ * (CONTRACT §6), and the ones other proxies set and some backends trust, which would let a
+ * client claim another address, a path or method past the access rules, a certificate or a
+ * user name.
  */
 static const char *const inbound_drop[] = {
-    "x-forwarded-*",    "forwarded",       "x-auth-couchdb-*", "client-cert",   "client-cert-chain",
-    "x-real-ip",        "x-original-url",  "x-rewrite-url",    "x-ssl-*",       "ssl-client-*",
-    "x-client-cert*",   "x-client-verify", "x-client-dn",      "x-client-s-dn", "x-client-i-dn",
-    "x-arr-clientcert", "x-amzn-mtls-*",   "x-remote-user",    "remote-user",
+    /* ferry's own (CONTRACT §6) */
+    "x-forwarded-*",
+    "forwarded",
+    "x-auth-couchdb-*",
+    "client-cert",
+    "client-cert-chain",
+    /* client-address and path overrides */
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+    "x-envoy-external-address",
+    "x-original-url",
+    "x-rewrite-url",
+    /* method overrides: the access rules judge the request's own method */
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    /* client certificates as other TLS terminators pass them */
+    "x-ssl-*",
+    "ssl-client-*",
+    "x-client-cert*",
+    "x-client-verify",
+    "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
+    "x-tls-client-*",
+    "x-arr-clientcert",
+    "x-amzn-mtls-*",
+    /* user names as authenticating proxies pass them */
+    "x-remote-user",
+    "remote-user",
+    "x-user",
+    "x-auth-request-*",
+    "x-webauth-*",
+    "x-proxy-user",
+    "x-authenticated-user",
+    "x-goog-authenticated-user-*",
+    "x-ms-client-principal*",
 };
 
 static struct exchange_req *

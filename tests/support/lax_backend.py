@@ -53,7 +53,8 @@ import threading
 IDENTITY_PREFIXES = ("x-auth", "x-forwarded", "forwarded", "client-cert", "x-ssl", "ssl-client",
                      "x-client-cert", "x-client-verify", "x-client-dn", "x-client-s-dn",
                      "x-real-ip", "x-arr-clientcert", "x-amzn-mtls", "x-remote-user",
-                     "remote-user")
+                     "remote-user", "x-http-method", "x-method-override", "x-original-method",
+                     "true-client-ip", "x-user", "x-auth-request", "x-tls-client")
 MAX_LINE = 128 * 1024
 HEX = re.compile(rb"[0-9A-Fa-f]+")
 
