@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: ferry against stunnel, HAProxy and nginx, side by side, in one run (issue 7).
+# bench/run.sh: ferry against stunnel, HAProxy and nginx, side by side, in one run (issues 7, 14).
 #
 # Topology, for every peer: a "pair" = an outbound proxy A and an inbound proxy B, both on
 # 127.0.0.1, TLS 1.3, ECDSA P-256 certificates made at run time with `ferry certs`:
@@ -13,7 +13,7 @@
 # report gives medians, the spread (min-max), proxy CPU time per request from /proc, memory
 # per idle connection pair at 1k and 10k connections, CouchDB replication (pouchdb-server)
 # direct and through the pair, and the ratio of ferry to the best peer against the goals of
-# issue 7.  With --ferry-base PATH, an earlier ferry build runs beside the current one as the
+# issue 14.  With --ferry-base PATH, an earlier ferry build runs beside the current one as the
 # peers ferry-tcp-base and ferry-http-base (configured exactly like ferry-tcp and ferry-http),
 # and the report compares the two builds.
 #

@@ -2,8 +2,10 @@
  * fuzz_http: libFuzzer target for the HTTP framer and head rewriter (proxy/proxy_http.h).
  *
  * Input: one control byte, then the bytes of one direction of a connection.  The control
- * byte picks where the stream is split in two reads, whether Host is rewritten and whether
- * responses answer HEAD requests (no body).  The
+ * byte picks where the stream is split in two reads, whether Host is rewritten, whether
+ * responses answer HEAD requests (no body) and whether they go to an HTTP/1.0 client (a
+ * chunked body goes out bare, proxy_http_plain_body(): then only the split is checked, as
+ * the output is delimited by the end of the connection).  The
  * bytes go through a REQUEST framer and, separately, a RESPONSE framer whose on_head rewrites
  * each head with proxy_http_write_head() the way proxy/ does (identity headers dropped, a
  * couple added).  Checked for each kind:
@@ -42,6 +44,8 @@ struct fz_rec {
     const char *host; /* Host rewrite for requests, or NULL */
     bool rewrite;     /* drop and add headers (the first pass) or write them back as parsed */
     bool skip_body;   /* responses: answers to HEAD (no body whatever the head says) */
+    bool plain;       /* responses: chunked bodies go out bare (an HTTP/1.0 client) */
+    struct proxy_http *framer; /* the framer calling on_head (for plain) */
     size_t heads;
     size_t done;
     bool over_limit; /* a rewritten head may exceed what a framer accepts (see fz_on_head) */
@@ -111,9 +115,13 @@ fz_on_head(void *arg, const struct proxy_http_head *h, struct evbuffer *out, boo
             .add = h->kind == PROXY_HTTP_REQUEST ? fz_add_req : fz_add_resp,
             .n_add = n_add,
             .host = h->kind == PROXY_HTTP_REQUEST ? r->host : NULL,
-            .conn = PROXY_HTTP_CONN_KEEP,
+            .conn = r->plain ? PROXY_HTTP_CONN_CLOSE : PROXY_HTTP_CONN_KEEP,
+            .plain_body = r->plain,
         };
 
+        if (r->plain) {
+            proxy_http_plain_body(r->framer);
+        }
         rc = proxy_http_write_head(h, &rw, out);
     }
     if (rc != 0) {
@@ -159,6 +167,7 @@ fz_frame(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split, st
     if (h == NULL || in == NULL) {
         fz_fail("out of memory", kind);
     }
+    r->framer = h;
     if (split == 0 || split >= n) {
         evbuffer_add(in, d, n);
         res = proxy_http_pump(h, in, out);
@@ -200,13 +209,13 @@ fz_same(struct evbuffer *a, struct evbuffer *b)
 
 static void
 fz_one_kind(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split, const char *host,
-            bool skip_body)
+            bool skip_body, bool plain)
 {
     struct evbuffer *whole = evbuffer_new();
     struct evbuffer *parts = evbuffer_new();
     struct evbuffer *again = evbuffer_new();
-    struct fz_rec rw = {.host = host, .rewrite = true, .skip_body = skip_body};
-    struct fz_rec rp = {.host = host, .rewrite = true, .skip_body = skip_body};
+    struct fz_rec rw = {.host = host, .rewrite = true, .skip_body = skip_body, .plain = plain};
+    struct fz_rec rp = {.host = host, .rewrite = true, .skip_body = skip_body, .plain = plain};
     struct fz_rec ra = {.host = NULL, .rewrite = false, .skip_body = skip_body};
     enum proxy_http_result res_whole, res_parts, res_again;
 
@@ -226,7 +235,7 @@ fz_one_kind(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split,
      * The output is a prefix of a stream the framer accepted, with its heads rewritten: a
      * fresh framer must accept it, find the same heads and write it back unchanged.
      */
-    if (rw.over_limit) {
+    if (rw.over_limit || plain) {
         goto done;
     }
     res_again =
@@ -267,7 +276,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The control byte maps 0..255 onto the whole input, so long inputs split anywhere. */
     split = (size_t)data[0] * n / 255;
     host = (data[0] & 1) != 0 ? "peer.example.org:6984" : NULL;
-    fz_one_kind(PROXY_HTTP_REQUEST, data + 1, n, split, host, false);
-    fz_one_kind(PROXY_HTTP_RESPONSE, data + 1, n, split, NULL, (data[0] & 2) != 0);
+    fz_one_kind(PROXY_HTTP_REQUEST, data + 1, n, split, host, false, false);
+    fz_one_kind(PROXY_HTTP_RESPONSE, data + 1, n, split, NULL, (data[0] & 2) != 0, false);
+    if ((data[0] & 4) != 0) {
+        fz_one_kind(PROXY_HTTP_RESPONSE, data + 1, n, split, NULL, (data[0] & 2) != 0, true);
+    }
     return 0;
 }

@@ -121,19 +121,54 @@ struct proxy_exchange {
 #define EXCHANGE_SPARES 32
 
 /*
- * Identity headers a client may not send (CONTRACT §6), compared with '_' read as '-'; the
- * client-address and path overrides other proxies set and some backends trust (X-Real-IP;
- * IIS's X-Original-URL / X-Rewrite-URL would route past the access rules); and the
- * client-certificate and user headers other TLS terminators pass to backends that trust them:
- * nginx and HAProxy recipes (X-SSL-Client-Cert, X-SSL-Client-S-DN, X-Client-Cert,
- * X-Client-Verify...), Apache's SSL_CLIENT_* variables sent as headers, IIS ARR, AWS ALB
- * (X-Amzn-Mtls-*) and REMOTE_USER-style user headers.
+ * Headers a client may not send, compared with '_' read as '-': ferry's own identity headers
+ * (CONTRACT §6), and the ones other proxies set and some backends trust, which would let a
+ * client claim another address, a path or method past the access rules, a certificate or a
+ * user name.
  */
 static const char *const inbound_drop[] = {
-    "x-forwarded-*",    "forwarded",       "x-auth-couchdb-*", "client-cert",   "client-cert-chain",
-    "x-real-ip",        "x-original-url",  "x-rewrite-url",    "x-ssl-*",       "ssl-client-*",
-    "x-client-cert*",   "x-client-verify", "x-client-dn",      "x-client-s-dn", "x-client-i-dn",
-    "x-arr-clientcert", "x-amzn-mtls-*",   "x-remote-user",    "remote-user",
+    /* ferry's own (CONTRACT §6) */
+    "x-forwarded-*",
+    "forwarded",
+    "x-auth-couchdb-*",
+    "client-cert",
+    "client-cert-chain",
+    /* client-address and path overrides */
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+    "x-envoy-external-address",
+    "x-original-url",
+    "x-rewrite-url",
+    /* method overrides: the access rules judge the request's own method */
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    /* client certificates as other TLS terminators pass them */
+    "x-ssl-*",
+    "ssl-client-*",
+    "x-client-cert*",
+    "x-client-verify",
+    "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
+    "x-tls-client-*",
+    "x-arr-clientcert",
+    "x-amzn-mtls-*",
+    /* user names as authenticating proxies pass them */
+    "x-remote-user",
+    "remote-user",
+    "x-user",
+    "x-auth-request-*",
+    "x-webauth-*",
+    "x-proxy-user",
+    "x-authenticated-user",
+    "x-goog-authenticated-user-*",
+    "x-ms-client-principal*",
 };
 
 static struct exchange_req *
@@ -520,11 +555,19 @@ backend_timeout_cb(evutil_socket_t fd, short what, void *arg)
     x->report(c, verdict_answer(PROXY_VERDICT_ANSWER, 504));
 }
 
-/* Wait for the first byte of the oldest unanswered response. */
+/*
+ * Wait for the first byte of the oldest unanswered response, once that request has gone out
+ * whole: backend_timeout does not run while a client is still sending its body (an upload
+ * slower than backend_timeout is not the backend's delay).  Only the last request queued can
+ * still be sending.
+ */
 static void
 backend_timer_arm(struct proxy_conn *c)
 {
-    if (c->x->q_len > 0 && !evtimer_pending(c->x->backend_timer, NULL)) {
+    const struct proxy_exchange *x = c->x;
+
+    if ((x->q_len > 1 || (x->q_len == 1 && !x->req_in_body)) &&
+        !evtimer_pending(x->backend_timer, NULL)) {
         timer_in(c->x->backend_timer, c->l->limits->backend_timeout_ms);
     }
 }
@@ -895,6 +938,7 @@ on_request_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     if (c->x->q_len > 0) {
         q_back(c->x)->req_body = body;
     }
+    backend_timer_arm(c); /* the request has gone out whole */
 }
 
 /*
@@ -1019,6 +1063,9 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
          * the other side said.
          */
         rw.conn = PROXY_HTTP_CONN_CLOSE;
+    } else if (h->status >= 200 && r->http10) {
+        /* An HTTP/1.0 client keeps the connection only when the response says so. */
+        rw.conn = PROXY_HTTP_CONN_KEEP_ALIVE;
     }
     return proxy_http_write_head(h, &rw, out) < 0 ? PROXY_HTTP_REFUSE : PROXY_HTTP_FORWARD;
 }
@@ -1088,10 +1135,16 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
  *   CLIENT_LAST  the client is done with nothing in flight: its last request (HTTP/1.0
  *                without keep-alive, Connection: close) answered, or, pool on, it closed its
  *                side; the other side is let go and the client's connection ends after the
- *                response, whatever the backend or peer does with its own;
+ *                response, whatever the backend or peer does with its own.  Also when the
+ *                other side broke the exchange after a whole response: it sent bytes nobody
+ *                asked for (past a Content-Length, a body after a reply to HEAD, 204 or 304),
+ *                which would otherwise start the next client's response, or it answered a
+ *                request whose body is still coming, which it would then read as requests
+ *                (nginx and HAProxy close that upstream connection too);
  *   LEND_END     pool on: every request forwarded on the lent peer connection has its
  *                response read to its end, both allowed keep-alive, nothing is half-way either
- *                way or waits in the client's input, and the client may send more;
+ *                way (not even the next request's head) or waits in the client's input, and
+ *                the client may send more;
  *   CONTINUE     otherwise.
  */
 struct proxy_verdict
@@ -1102,6 +1155,9 @@ proxy_exchange_decide(const struct proxy_exchange_facts *f)
     if (f->answer_pending && f->q_len == 0 && !f->resp_in_message) {
         return verdict(PROXY_VERDICT_ANSWER, PROXY_CLOSE_CLIENT_ERROR);
     }
+    if (f->q_len == 0 && (f->resp_unsolicited || f->req_in_body)) {
+        return verdict(PROXY_VERDICT_CLIENT_LAST, PROXY_CLOSE_SERVER_ERROR);
+    }
     if (f->resume_requests) {
         return verdict(PROXY_VERDICT_RESUME_UP, PROXY_CLOSE_DONE);
     }
@@ -1110,7 +1166,7 @@ proxy_exchange_decide(const struct proxy_exchange_facts *f)
         return verdict(PROXY_VERDICT_CLIENT_LAST, PROXY_CLOSE_DONE);
     }
     if (f->pool && !f->no_more && !f->close_after && !f->client_eof && f->keep && between &&
-        !f->requests_waiting) {
+        f->req_idle && !f->requests_waiting) {
         return verdict(PROXY_VERDICT_LEND_END, PROXY_CLOSE_DONE);
     }
     return verdict(PROXY_VERDICT_CONTINUE, PROXY_CLOSE_DONE);
@@ -1144,7 +1200,20 @@ proxy_exchange_next(struct proxy_conn *c)
     f.close_after = x->close_after;
     f.client_eof = c->client_eof;
     f.requests_waiting = requests_waiting(c) > 0;
+    f.resp_unsolicited = x->q_len == 0 && (proxy_http_in_head(x->resp) || f.resp_in_message);
     v = proxy_exchange_decide(&f);
+    if (v.kind == PROXY_VERDICT_CLIENT_LAST && f.q_len == 0 &&
+        (f.resp_unsolicited || f.req_in_body)) {
+        /* That connection carries nothing more, and the client is told by the close. */
+        x->odd = true;
+        snprintf(x->why, sizeof(x->why), "%s %s %s", c->l->target_text,
+                 f.resp_unsolicited ? "sent bytes after its response that no request asked for"
+                                    : "answered a request whose body was still coming",
+                 "(its connection is closed, never reused)");
+        log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
+               c->l->target_text, "rule", f.resp_unsolicited ? "unsolicited" : "early-response",
+               "msg", x->why, (const char *)NULL);
+    }
     if (v.kind == PROXY_VERDICT_ANSWER) {
         x->answer_pending = false;
         v = verdict_answer(PROXY_VERDICT_ANSWER, x->answer_status);

@@ -1582,7 +1582,8 @@ ph_put_head(const struct proxy_http_head *h, const struct proxy_http_rewrite *rw
     }
     if (conn == PROXY_HTTP_CONN_CLOSE || (conn == PROXY_HTTP_CONN_KEEP && h->conn_close)) {
         PH_PUT_LIT(o, "Connection: close\r\n");
-    } else if (conn == PROXY_HTTP_CONN_KEEP && h->conn_keep_alive) {
+    } else if (conn == PROXY_HTTP_CONN_KEEP_ALIVE ||
+               (conn == PROXY_HTTP_CONN_KEEP && h->conn_keep_alive)) {
         PH_PUT_LIT(o, "Connection: keep-alive\r\n");
     }
     PH_PUT_LIT(o, "\r\n");

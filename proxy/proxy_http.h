@@ -241,9 +241,10 @@ struct proxy_http_add {
 
 /* The Connection header ferry writes. */
 enum proxy_http_conn {
-    PROXY_HTTP_CONN_KEEP,  /* what the message said: "close", else "keep-alive", else none */
-    PROXY_HTTP_CONN_CLOSE, /* Connection: close */
-    PROXY_HTTP_CONN_NONE,  /* none: HTTP/1.1's default persistence */
+    PROXY_HTTP_CONN_KEEP,       /* what the message said: "close", else "keep-alive", else none */
+    PROXY_HTTP_CONN_CLOSE,      /* Connection: close */
+    PROXY_HTTP_CONN_NONE,       /* none: HTTP/1.1's default persistence */
+    PROXY_HTTP_CONN_KEEP_ALIVE, /* Connection: keep-alive (to an HTTP/1.0 recipient) */
 };
 
 /* The most digits a uint64_t takes in decimal (proxy_http_u64). */

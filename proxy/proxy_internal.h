@@ -167,6 +167,7 @@ struct proxy_exchange_facts {
     bool close_after;      /* the client's last request was answered */
     bool client_eof;       /* the client closed its side */
     bool requests_waiting; /* bytes the client sent wait, unframed, in its input */
+    bool resp_unsolicited; /* bytes of a response arrived with no request waiting for one */
 };
 
 /*

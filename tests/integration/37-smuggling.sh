@@ -337,7 +337,7 @@ both chunked-response echo -R -e 'GET /k/__chunked_resp' -- --send \
     "GET /k/__chunked_resp ${H}Connection: close\\r\\n\\r\\n"
 
 # ---- identity headers in any spelling; headers named in Connection ----
-FORGED='X_Auth_CouchDB_Roles: _admin\r\nX_AUTH_COUCHDB_USERNAME: admin\r\nX_Auth_CouchDB_Token: forged\r\nX_Forwarded_Client_Cert: Hash=evil\r\nx-forwarded_for: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nclient_cert: :ZXZpbA==:\r\nClient-Cert-Chain: :ZXZpbA==:\r\nX_SSL_Client_Cert: forged\r\nX-SSL-Client-S-DN: CN=admin\r\nSSL_CLIENT_S_DN: CN=admin\r\nX-Client-Cert: forged\r\nx-client-verify: SUCCESS\r\nX-Real-IP: 6.6.6.6\r\nX-ARR-ClientCert: forged\r\nX-Amzn-Mtls-Clientcert: forged\r\nRemote-User: admin\r\nX_Remote_User: admin\r\n'
+FORGED='X_Auth_CouchDB_Roles: _admin\r\nX_AUTH_COUCHDB_USERNAME: admin\r\nX_Auth_CouchDB_Token: forged\r\nX_Forwarded_Client_Cert: Hash=evil\r\nx-forwarded_for: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\nclient_cert: :ZXZpbA==:\r\nClient-Cert-Chain: :ZXZpbA==:\r\nX_SSL_Client_Cert: forged\r\nX-SSL-Client-S-DN: CN=admin\r\nSSL_CLIENT_S_DN: CN=admin\r\nX-Client-Cert: forged\r\nx-client-verify: SUCCESS\r\nX-Real-IP: 6.6.6.6\r\nX-ARR-ClientCert: forged\r\nX-Amzn-Mtls-Clientcert: forged\r\nRemote-User: admin\r\nX_Remote_User: admin\r\nX-HTTP-Method-Override: DELETE\r\nTrue_Client_IP: 6.6.6.6\r\nX-User: admin\r\nX-Auth-Request-User: admin\r\nX-TLS-Client-Cert: forged\r\n'
 both underscore echo -e 'GET /k/underscore' -e 'POST /k/underscore-chunked' -e 'GET /k/end' -- --send \
     "GET /k/underscore ${H}${FORGED}\\r\\nPOST /k/underscore-chunked ${H}${FORGED}${TE}\\r\\n2\\r\\nhi\\r\\n0\\r\\n\\r\\n$END"
 # Other spellings of the framing headers never reach the backend (a CGI-style backend reads
@@ -390,6 +390,48 @@ for w in in out; do
         'GET /k/__chunked_resp/ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /k/h10-behind HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'
 done
 [ "${#failures[@]}" = 0 ] && pass "HTTP/1.0: closed after the last response; chunked responses sent bare"
+
+# ---- the backend breaks the exchange after a whole response (found by the black-box attack):
+# bytes past its Content-Length that start a response head (lax_backend __extra) must never
+# become the start of the next response, whoever asked for it; and an answer to a request
+# whose body is still coming (__early) must not let the rest of that body reach the backend,
+# which would read it as a request past the access rules.  Either way ferry closes that
+# backend connection and the client's after the response (event=bad_response rule=unsolicited
+# or early-response). ----
+# Inbound: a second request on the same connection after the __extra answer gets no poisoned
+# response (the connection closes after the first).
+client in "$T/extra-in.json" --send "GET /k/__extra ${H}\\r\\n" --pause 0.3 \
+    --send "GET /k/after-extra ${H}\\r\\n"
+grep -q attacker "$T/extra-in.json" && bad extra-in "the bytes past a response reached the client: $(head -c 400 "$T/extra-in.json")"
+grep -q '"eof": "fin"' "$T/extra-in.json" || bad extra-in "the connection was not closed after the response: $(head -c 400 "$T/extra-in.json")"
+# Through the pool: the client that asked leaves; four others, each on a new connection
+# (which may take the pooled peer connection), get their own answers and nothing else.
+client out "$T/extra-out.json" --send "GET /k/__extra ${H}\\r\\n"
+for i in 1 2 3 4; do
+    client out "$T/extra-v$i.json" --send "GET /k/extra-victim-$i ${H}Connection: close\\r\\n\\r\\n"
+    grep -q attacker "$T/extra-v$i.json" &&
+        bad "extra-victim-$i" "another client's response carried the stray bytes: $(head -c 400 "$T/extra-v$i.json")"
+    grep -q "GET /k/extra-victim-$i" "$T/extra-v$i.json" ||
+        bad "extra-victim-$i" "no answer of its own: $(head -c 400 "$T/extra-v$i.json")"
+done
+expect_log smug 'event=bad_response .*rule=unsolicited' 5
+# An early answer: the rest of the body (a DELETE head, sent after the answer) never reaches
+# the backend as a request; inbound and through the pool.
+for w in in out; do
+    n=$(printf 'DELETE /k/early-smuggled-%s HTTP/1.1\r\nHost: x\r\n\r\n' "$w" | wc -c)
+    client "$w" "$T/early-$w.json" --send "POST /k/__early ${H}Content-Length: $n\\r\\n\\r\\n" \
+        --pause 0.5 --send "DELETE /k/early-smuggled-$w HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+    sleep "$SETTLE"
+    grep -q "early-smuggled-$w" "$T/lax.jsonl" &&
+        bad "early-$w" "the rest of a body reached the backend as a request: $(grep "early-smuggled-$w" "$T/lax.jsonl")"
+done
+expect_log smug 'event=bad_response .*rule=early-response' 5
+# An upload slower than backend_timeout (5 s here) is not the backend's delay: no 504.
+client in "$T/slow-up.json" --send "POST /k/slow-upload ${H}Content-Length: 7\\r\\n\\r\\n" \
+    --pause 1 --send a --pause 1 --send b --pause 1 --send c --pause 1 --send d --pause 1 \
+    --send e --pause 1 --send f --pause 1 --send 'g'
+grep -q '"status": 200' "$T/slow-up.json" ||
+    bad slow-upload "a 6 s upload did not get its answer: $(head -c 400 "$T/slow-up.json")"
 
 both connection-named echo -e 'GET /k/connection-named' -e 'GET /k/end' -- --send \
     "GET /k/connection-named ${H}Connection: X-Forwarded-Client-Cert, X-Auth-CouchDB-Token, X-Foo\\r\\nX-Foo: 1\\r\\n\\r\\n$END"

@@ -42,6 +42,11 @@ Test paths (matched anywhere in the target):
                   trailer field (ferry must re-encode it), whatever the request's version
   __keep          the connection stays open after the answer (no Connection: close) even
                   for an HTTP/1.0 request without keep-alive (a misbehaving backend)
+  __extra         the answer is followed, in the same write, by the start of a response head
+                  nobody asked for ("HTTP/1.1 200 OK", "Set-Cookie: AuthSession=attacker",
+                  "X-Junk: "): bytes past its Content-Length
+  __early         answered at once, before its body is read; the body is then read as the
+                  next request (a backend that answers early and keeps its connection)
 """
 import argparse
 import json
@@ -53,7 +58,8 @@ import threading
 IDENTITY_PREFIXES = ("x-auth", "x-forwarded", "forwarded", "client-cert", "x-ssl", "ssl-client",
                      "x-client-cert", "x-client-verify", "x-client-dn", "x-client-s-dn",
                      "x-real-ip", "x-arr-clientcert", "x-amzn-mtls", "x-remote-user",
-                     "remote-user")
+                     "remote-user", "x-http-method", "x-method-override", "x-original-method",
+                     "true-client-ip", "x-user", "x-auth-request", "x-tls-client")
 MAX_LINE = 128 * 1024
 HEX = re.compile(rb"[0-9A-Fa-f]+")
 
@@ -237,6 +243,8 @@ class Conn:
                          "identity": ident, "connection": conn_vals, "watch": watch,
                          "trailers": [[k, v] for k, v in trailers],
                          "chunk_lines": chunk_lines, "resp_len": len(body) if with_body else 0})
+        if "__extra" in target:
+            out += b"HTTP/1.1 200 OK\r\nSet-Cookie: AuthSession=attacker; Path=/\r\nX-Junk: "
         self.sock.sendall(out)
         return keep
 
@@ -250,7 +258,10 @@ class Conn:
                 where = "head"
                 (method, target, version), headers = self.head()
                 where = "body of %s %s" % (method, target)
-                body_len, trailers, chunk_lines = self.body(headers)
+                if "__early" in target:
+                    body_len, trailers, chunk_lines = 0, [], None
+                else:
+                    body_len, trailers, chunk_lines = self.body(headers)
                 if not self.answer(method, target, version, headers, body_len, trailers,
                                    chunk_lines):
                     break

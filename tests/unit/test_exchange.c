@@ -485,6 +485,69 @@ test_retry_not_with_post(void **state)
     assert_false(proxy_exchange_can_retry(f->c));
 }
 
+/* Bytes past a response that no request asked for (here the start of a head behind a
+ * Content-Length body) would start the next client's response: the client is finished
+ * (CLIENT_LAST) and the peer connection is never reused. */
+static void
+test_verdict_unsolicited_bytes_close(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK "HTTP/1.1 200 OK\r\nSet-Cookie: x\r\nX-Junk: ");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_false(proxy_exchange_reusable(f->c));
+    assert_null(strstr(client_got(f), "Set-Cookie"));
+}
+
+/* A response that ends while its request's body is still coming: the rest of the body must
+ * not reach a peer that would read it as requests. */
+static void
+test_verdict_early_response_close(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(
+        client_sends(f, "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"),
+        PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_false(proxy_exchange_reusable(f->c));
+}
+
+/* The next request's head half read when a response ends: the lend goes on (its header
+ * timeout runs) rather than losing the half head with the exchange. */
+static void
+test_verdict_half_head_keeps_lend(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, GET_ONE "GET /two HTTP/1.1\r\nHo"), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+    assert_int_equal(client_sends(f, "st: x\r\n\r\n"), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END);
+}
+
+/* An HTTP/1.0 keep-alive client is told its connection stays (Connection: keep-alive). */
+static void
+test_http10_keepalive_said(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+                     PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_non_null(strstr(client_got(f), "Connection: keep-alive\r\n"));
+    assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END);
+}
+
 /* proxy_exchange_decide() alone, over the states that tell the verdicts apart. */
 static void
 test_decide_table(void **state)
@@ -526,6 +589,16 @@ test_decide_table(void **state)
     f.q_len = 2;
     assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
     f = idle;
+    f.resp_unsolicited = true; /* bytes nobody asked for */
+    f.resp_idle = false;
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CLIENT_LAST);
+    f = idle;
+    f.req_in_body = true; /* answered while its body is still coming */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CLIENT_LAST);
+    f = idle;
+    f.req_idle = false; /* half of the next head read */
+    assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_CONTINUE);
+    f = idle;
     f.q_len = 31;
     f.resume_requests = true;
     assert_int_equal(proxy_exchange_decide(&f).kind, PROXY_VERDICT_RESUME_UP);
@@ -550,6 +623,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_verdict_queue_full_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_pipelined_gets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_not_with_post, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_unsolicited_bytes_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_early_response_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_half_head_keeps_lend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http10_keepalive_said, setup, teardown),
         cmocka_unit_test(test_decide_table),
     };
 
