@@ -72,7 +72,7 @@ static void server_event_cb(struct proxy_io *io, short what, void *arg);
 static void conn_connect(struct proxy_conn *c);
 static void conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason);
 static bool conn_resume_up(struct proxy_conn *c);
-static void conn_client_last(struct proxy_conn *c);
+static void conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason);
 static void conn_lend_end(struct proxy_conn *c);
 
 /*
@@ -355,7 +355,10 @@ conn_server_poolable(const struct proxy_conn *c)
  * connection between exchanges goes back to the pool (conn_server_poolable()); any other is
  * closed, after a close_notify when its TLS session is up and healthy, so that the peer sees
  * a clean end and our session stays resumable (OpenSSL drops the session of an SSL freed
- * without SSL_shutdown()).  Afterwards c->server is NULL and the side's flags are cleared.
+ * without SSL_shutdown()).  A side ended with bytes still queued for it (a drop) gets no
+ * close_notify: those bytes are lost, and a close_notify would tell the other end that its
+ * stream had ended whole (proxy_io_shutdown() sends it only once the output is written).
+ * Afterwards c->server is NULL and the side's flags are cleared.
  *
  * Safe inside the server's own callbacks (proxy_io_free() is).  The relays' pointers to the
  * side are left for the caller to clear; c->down.eof_seen (nothing more comes from that side)
@@ -387,7 +390,8 @@ conn_close_server(struct proxy_conn *c)
 /*
  * conn_close_client(c, lingers):
  * The one end of the client side of ${c}: a close_notify when its TLS session is up and
- * healthy (conn_client_tls_ok()), then the socket closes; with ${lingers} (a client refused
+ * healthy (conn_client_tls_ok()) and nothing is left queued for it (as conn_close_server()),
+ * then the socket closes; with ${lingers} (a client refused
  * in its handshake, conn_client_lingers()) the socket is handed to proxy_linger.c instead,
  * after our alert: FIN, then the client's request is read so that no RST destroys the alert.
  */
@@ -586,7 +590,7 @@ proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v)
         proxy_conn_drop(c, v.reason);
         return false;
     case PROXY_VERDICT_CLIENT_LAST:
-        conn_client_last(c);
+        conn_client_last(c, v.reason);
         return false;
     case PROXY_VERDICT_LEND_END:
         conn_lend_end(c);
@@ -911,15 +915,20 @@ conn_resume_up(struct proxy_conn *c)
  * and nothing is in flight: give the peer connection to the pool when it can carry another request
  * (else close it, as a backend connection is), then finish the client: its response goes out, then
  * our FIN (after close_notify), and the connection ends when the client closes (or after
- * PROXY_LINGER_MS), whether or not the backend or peer ever closes its side.
+ * PROXY_LINGER_MS), whether or not the backend or peer ever closes its side.  ${reason} is the
+ * close line's: done, or server_error when the backend or peer broke the exchange after a whole
+ * response (bytes nobody asked for, an answer before the request's end).
  */
 static void
-conn_client_last(struct proxy_conn *c)
+conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason)
 {
+    if (reason != PROXY_CLOSE_DONE) {
+        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+    }
     conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
     conn_exchange_end(c, false); /* nothing is in flight: no timer of it may fire any more */
-    c->reason = PROXY_CLOSE_DONE;
+    c->reason = reason;
     conn_set_state(c, PROXY_CONN_DRAINING);
     event_del(c->timer);
     conn_timer_in(c, PROXY_LINGER_MS);
@@ -1000,7 +1009,7 @@ conn_lend_client_ended(struct proxy_conn *c)
     if (!conn_pump_up(c)) {
         return;
     }
-    conn_client_last(c);
+    conn_client_last(c, PROXY_CLOSE_DONE);
 }
 
 /*
@@ -1110,11 +1119,12 @@ conn_read_eof(short what)
 
 /*
  * conn_reset_as_eof(io, what):
- * The event flags ${what} of the TLS side ${io} as ferry has always judged them: libevent's TLS
- * bufferevent (allow_dirty_shutdown) reported a system call error with no OpenSSL error, a
- * reset among them, as EOF of the operation that met it, where proxy_io reports ERROR.  Kept so
- * that every close reason and log line stays as it was (WIRE-STATUS.md: an open question).
- * A plain side's reset was, and stays, ERROR.
+ * The event flags ${what} of the TLS side ${io}, with a reset (a system call error and no
+ * OpenSSL error) read as the end of that side's stream, as libevent's TLS bufferevent under
+ * allow_dirty_shutdown read it: a TLS client that closes with bytes still unread resets rather
+ * than sends a FIN, and its stream had ended all the same.  The other direction still drains
+ * and the close line says done, as it did before the core ran on proxy_io; a truncated
+ * response is caught by the HTTP framer, not by this.  A plain side's reset is ERROR.
  */
 static short
 conn_reset_as_eof(struct proxy_io *io, short what)

@@ -415,6 +415,8 @@ for i in 1 2 3 4; do
         bad "extra-victim-$i" "no answer of its own: $(head -c 400 "$T/extra-v$i.json")"
 done
 expect_log smug 'event=bad_response .*rule=unsolicited' 5
+# The client's close line names it too (not reason=done).
+expect_log smug 'event=conn_closed .*reason=server_error detail=.*sent bytes after its response' 5
 # An early answer: the rest of the body (a DELETE head, sent after the answer) never reaches
 # the backend as a request; inbound and through the pool.
 for w in in out; do
@@ -426,6 +428,7 @@ for w in in out; do
         bad "early-$w" "the rest of a body reached the backend as a request: $(grep "early-smuggled-$w" "$T/lax.jsonl")"
 done
 expect_log smug 'event=bad_response .*rule=early-response' 5
+expect_log smug 'event=conn_closed .*reason=server_error detail=.*answered a request whose body' 5
 # An upload slower than backend_timeout (5 s here) is not the backend's delay: no 504.
 client in "$T/slow-up.json" --send "POST /k/slow-upload ${H}Content-Length: 7\\r\\n\\r\\n" \
     --pause 1 --send a --pause 1 --send b --pause 1 --send c --pause 1 --send d --pause 1 \
