@@ -27,6 +27,8 @@
 #define PROXY_HTTP_MAGIC 0x48545450u /* "HTTP" */
 /* At most this much of a body is copied to sit behind its head: one TLS record's plaintext. */
 #define PROXY_HTTP_COALESCE_MAX 16384
+#define PH_STR_(x) #x
+#define PH_STR(x) PH_STR_(x) /* a number macro as a string literal */
 
 enum ph_state {
     PH_IDLE,    /* between messages */
@@ -74,6 +76,7 @@ struct proxy_http {
     void *arg;
     bool hold;          /* start no new message (proxy_http_hold) */
     bool head_complete; /* http-parser paused in on_headers_complete */
+    unsigned interim;   /* 1xx responses since the last final one */
 
     /* the head being collected: strings appended to store, found again by offset */
     char *store;
@@ -137,6 +140,19 @@ static bool
 ph_value_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/*
+ * A byte a Host value may hold (RFC 9112 §3.2, RFC 3986 §3.2.2): uri-host [ ":" port ], so
+ * unreserved, pct-encoded, sub-delims, ':' and the brackets of an IP literal.  Not '/', '?',
+ * '#', '@', '\\' or whitespace, which parsers split differently (a backend that builds URLs or
+ * picks a virtual host from Host must read the same host ferry checked).
+ */
+static bool
+ph_host_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("-._~%!$&'()*+,;=:[]", c) != NULL);
 }
 
 /* ---- storage for the head being collected ---- */
@@ -374,6 +390,16 @@ ph_word_token(void *arg, const char *t, size_t len)
 
 /* ---- the head ---- */
 
+/* The length of s[0..len) without the spaces and tabs at its end (optional whitespace). */
+static size_t
+ph_trim_len(const char *s, size_t len)
+{
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
+        len--;
+    }
+    return len;
+}
+
 /* Is every byte of s[0..len) one that ${ok} accepts (and len > 0 when ${nonempty})? */
 static bool
 ph_all(const char *s, size_t len, bool (*ok)(unsigned char), bool nonempty)
@@ -405,6 +431,7 @@ ph_build_head(struct proxy_http *h)
     struct proxy_http_head *hd = &h->head;
     bool request = h->kind == PROXY_HTTP_REQUEST;
     size_t n_host = 0;
+    bool bad_host = false;
     struct ph_te te = {0, false};
     bool no_body;
 
@@ -445,6 +472,8 @@ ph_build_head(struct proxy_http *h)
         }
         if (proxy_http_header_is(x, "host")) {
             n_host++;
+            bad_host = bad_host || !ph_all(x->value, ph_trim_len(x->value, x->value_len),
+                                           ph_host_char, false);
         } else if (proxy_http_header_is(x, "content-length")) {
             hd->framing = PROXY_HTTP_FRAMING_LENGTH;
         } else if (proxy_http_header_is(x, "upgrade")) {
@@ -465,6 +494,12 @@ ph_build_head(struct proxy_http *h)
         ph_fail(h, 400, "malformed",
                 "the request target holds a space, a control character or "
                 "a byte above 0x7e");
+        return -1;
+    }
+    if (request && memchr(hd->target, '#', h->url_len) != NULL) {
+        ph_fail(h, 400, "malformed",
+                "the request target holds '#' (a fragment is never sent, RFC 9110 §7.1; "
+                "servers disagree on where such a path ends)");
         return -1;
     }
     if (!request && (hd->status < 100 || hd->status > 599 ||
@@ -513,6 +548,14 @@ ph_build_head(struct proxy_http *h)
     } else if (hd->framing != PROXY_HTTP_FRAMING_LENGTH && !request) {
         hd->framing = PROXY_HTTP_FRAMING_EOF;
     }
+    if (!request && hd->status < 200 && ++h->interim > PROXY_HTTP_MAX_INTERIM) {
+        ph_fail(h, 502, "interim",
+                "more than " PH_STR(PROXY_HTTP_MAX_INTERIM) " interim (1xx) responses to one request");
+        return -1;
+    }
+    if (!request && hd->status >= 200) {
+        h->interim = 0;
+    }
     no_body = !request && (hd->status < 200 || hd->status == 204 || hd->status == 304);
     if (no_body) {
         hd->framing = PROXY_HTTP_FRAMING_NONE;
@@ -528,6 +571,10 @@ ph_build_head(struct proxy_http *h)
             ph_fail(h, 400, "malformed", "more than one Host header");
         } else if (n_host == 0 && hd->http_minor >= 1) {
             ph_fail(h, 400, "malformed", "HTTP/1.1 request without a Host header");
+        } else if (bad_host) {
+            ph_fail(h, 400, "malformed",
+                    "a Host value that is not host[:port] (it holds '/', '?', '#', '@', a "
+                    "backslash or whitespace: RFC 9112 §3.2)");
         } else if (h->parser.method == HTTP_CONNECT) {
             ph_fail(h, 501, "upgrade", "CONNECT is not supported");
         } else if (hd->upgrade) {
@@ -1131,6 +1178,7 @@ void
 proxy_http_set_arg(struct proxy_http *h, void *arg)
 {
     h->arg = arg;
+    h->interim = 0;
 }
 
 /*

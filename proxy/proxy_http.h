@@ -42,6 +42,12 @@
 #define PROXY_HTTP_MAX_CHUNK (UINT64_C(1) << 40)
 /* The longest chunk line (size and extensions) accepted. */
 #define PROXY_HTTP_MAX_CHUNK_LINE 4096
+/*
+ * Interim (1xx) responses before one final response: more is a backend or peer that keeps a
+ * request in flight for ever (each 1xx would go on to the client and hold off backend_timeout),
+ * answered 502 (rule interim).  A real server sends one 100 Continue and perhaps a 103.
+ */
+#define PROXY_HTTP_MAX_INTERIM 16
 
 enum proxy_http_kind {
     PROXY_HTTP_REQUEST,

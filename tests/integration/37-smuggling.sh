@@ -311,6 +311,13 @@ both http09 refuse:505:http_version_not_supported:version -m /k/http09 -- --send
 both http20 refuse:505:http_version_not_supported:version -m /k/http20 -- --send \
     "GET /k/http20 HTTP/2.0\\r\\nHost: x\\r\\n\\r\\n"
 
+# ---- a fragment in the target, a Host that is not host[:port]: servers split them apart ----
+both fragment refuse:400:bad_request:malformed -m /k/fragment -- --send \
+    "GET /k/fragment#/../../_all_dbs ${H}\\r\\n"
+both host-slash refuse:400:bad_request:malformed -m /k/host-slash -- --send \
+    "GET /k/host-slash HTTP/1.1\\r\\nHost: x/_all_dbs?\\r\\n\\r\\n"
+both host-at refuse:400:bad_request:malformed -m /k/host-at -- --send \
+    "GET /k/host-at HTTP/1.1\\r\\nHost: admin@x\\r\\n\\r\\n"
 # ---- paths: dot segments refused, %2F inside a document id kept ----
 both path-2f refuse:400:bad_request:path -m ..%2f..%2f_all_dbs -- --send \
     "GET /patients/doc/..%2f..%2f_all_dbs ${H}\\r\\n"

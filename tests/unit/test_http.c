@@ -423,6 +423,65 @@ test_smuggling_refused(void **state)
 }
 
 /*
+ * Targets and Host values that parsers split differently are refused (found by the black-box
+ * attack: "GET /_users#/../db" and "Host: a/b" reached the backend as sent); the forms a
+ * real client sends pass.
+ */
+static void
+test_target_and_host_checked(void **state)
+{
+    (void)state;
+    expect_bad("GET /db#/../_users HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    expect_bad("GET /db?q=1#x HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.1\r\nHost: a?b\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n", 400);
+    expect_bad("GET / HTTP/1.0\r\nHost: a#b\r\n\r\n", 400);
+    expect_all_splits(PROXY_HTTP_REQUEST,
+                      "GET /db HTTP/1.1\r\nHost: [::1]:5984 \r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost: couch.site-b.example.org:6984\r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost:\r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                      "GET /db HTTP/1.1\r\nHost: [::1]:5984\r\nX-Forwarded-Proto: https\r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost: couch.site-b.example.org:6984\r\n"
+                      "X-Forwarded-Proto: https\r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost: \r\nX-Forwarded-Proto: https\r\n\r\n"
+                      "GET /db HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n",
+                      4);
+}
+
+/* A backend that sends 1xx for ever is cut off at PROXY_HTTP_MAX_INTERIM (the black-box attack). */
+static void
+test_interim_bounded(void **state)
+{
+    char in[2048] = "", want[2048] = "", once[1024];
+    const char *one = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char *fin = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    (void)state;
+    for (int i = 0; i < PROXY_HTTP_MAX_INTERIM; i++) {
+        strcat(in, one);
+    }
+    strcat(in, fin);
+    strcpy(once, in);
+    /* As many as allowed, twice over (the count starts again at each final response). */
+    strcat(in, once);
+    strcpy(want, in);
+    expect_all_splits(PROXY_HTTP_RESPONSE, in, want, 2 * (PROXY_HTTP_MAX_INTERIM + 1));
+    /* One more: the ones allowed went on, then the framer stops (502, rule interim). */
+    in[0] = '\0';
+    for (int i = 0; i < PROXY_HTTP_MAX_INTERIM; i++) {
+        strcat(in, "HTTP/1.1 102 Processing\r\n\r\n");
+    }
+    strcpy(want, in);
+    strcat(in, "HTTP/1.1 102 Processing\r\n\r\n");
+    strcat(in, fin);
+    expect_refused(PROXY_HTTP_RESPONSE, in, 502, "interim", want);
+}
+
+/*
  * Found by fuzz/fuzz_http: http-parser (not strict) takes any byte after a CR as the LF, so a
  * head ended at "\r\x01" for it but not for the pre-scan, which went on scanning the next
  * message: whether the first one was forwarded depended on how the bytes were read.
@@ -1087,6 +1146,8 @@ main(void)
         cmocka_unit_test(test_http10_and_expect),
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_smuggling_refused),
+        cmocka_unit_test(test_target_and_host_checked),
+        cmocka_unit_test(test_interim_bounded),
         cmocka_unit_test(test_bare_cr_refused),
         cmocka_unit_test(test_response_unknown_transfer_encoding_refused),
         cmocka_unit_test(test_bad_chunk_size),
