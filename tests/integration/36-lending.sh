@@ -40,6 +40,7 @@ listeners:
     peer: "node1.test:$PIN"
     connect: "127.0.0.1:$PIN"
     pool: {max_idle: 16, idle_timeout: 60s}
+limits: {header_timeout: 3s}
 YAML
 ferry_start in "$P/in.yaml"
 ferry_start out "$P/out.yaml"
@@ -174,6 +175,30 @@ while read -r c1 hints c2; do
     *) fail "the connection that carried a 103 was reused: $(grep " conn=$c1 " "$T/backend.log")" ;;
     esac
 done <<<"$out"
+
+# (g) A partial head pipelined behind a whole request: the first is answered, then the half
+# head gets 408 after header_timeout (3 s here), counted from its first byte, and the client's
+# connection closes; it does not wait for idle_timeout, and the half head never reaches the peer.
+out=$(timeout 30 python3 - "$POUT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+t0 = time.time()
+s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\nGET /half-head HTTP/1.1\r\nHo")
+buf = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+print("%.1f" % (time.time() - t0), buf.count(b"hello GET /small"), buf.count(b" 408 "))
+PY
+) || fail "(g) a partial head behind a request: $out"
+note "(g) partial head behind a request: seconds, answers, 408s: $out"
+read -r secs answered timeouts <<<"$out"
+[ "$answered" = 1 ] && [ "$timeouts" = 1 ] || fail "(g) expected the answer then a 408: $out"
+python3 -c "import sys; sys.exit(0 if 2.5 <= $secs <= 8 else 1)" ||
+    fail "(g) the 408 came after ${secs}s, not after header_timeout (3 s)"
+grep -q "half-head" "$T/backend.log" && fail "(g) the half head reached the peer"
 
 ferry_stop out
 ferry_stop in
