@@ -356,7 +356,7 @@ struct proxy_conn {
     struct event *sniff;     /* inbound SNIFF: waits for the first byte */
     struct proxy_io *client; /* the accepted side (TLS on inbound, plain on outbound) */
     struct proxy_io *server; /* the backend (plain) or the peer (TLS) */
-    struct event *timer;        /* handshake deadline, then idle check, then linger */
+    struct event *timer;     /* handshake deadline, then idle check, then linger */
     struct tls_verify_result verify;
     struct proxy_relay up;   /* client -> server */
     struct proxy_relay down; /* server -> client */
@@ -491,6 +491,5 @@ void proxy_relay_src_eof(struct proxy_relay *r);
 enum proxy_http_result proxy_relay_resume(struct proxy_relay *r);
 void proxy_relay_dst_drained(struct proxy_relay *r);
 void proxy_relay_quiet(struct proxy_relay *r);
-
 
 #endif /* FERRY_PROXY_INTERNAL_H */

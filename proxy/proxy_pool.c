@@ -188,9 +188,9 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
 /*
  * proxy_pool_put(l, io, verify):
  * Keep the idle peer side ${io} (from proxy_conn_side_new(); its last response read to the
- * end, nothing in either buffer) of a connection of ${l}; the pool owns it from now on.  Closed instead when ${l} no
- * longer takes any (retired, draining, pooling off), when something is still buffered, or on
- * OOM.  The oldest idle connection is closed when max_idle are kept already.
+ * end, nothing in either buffer) of a connection of ${l}; the pool owns it from now on.  Closed
+ * instead when ${l} no longer takes any (retired, draining, pooling off), when something is still
+ * buffered, or on OOM.  The oldest idle connection is closed when max_idle are kept already.
  */
 void
 proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
