@@ -73,6 +73,7 @@ static void conn_connect(struct proxy_conn *c);
 static void conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason);
 static bool conn_resume_up(struct proxy_conn *c);
 static void conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason);
+static bool conn_cut(struct proxy_conn *c, struct proxy_relay *r);
 static void conn_lend_end(struct proxy_conn *c);
 
 /*
@@ -903,6 +904,9 @@ conn_resume_up(struct proxy_conn *c)
         (void)proxy_conn_act(c, proxy_exchange_request_failed(c, res));
         return false;
     }
+    if (conn_cut(c, &c->up)) {
+        return false; /* the client ended inside the request that waited */
+    }
     conn_after_read(c);
     return !conn_relay_finished(c);
 }
@@ -1137,6 +1141,39 @@ conn_reset_as_eof(struct proxy_io *io, short what)
 }
 
 /*
+ * conn_cut(c, r):
+ * ${r}'s source ended inside an HTTP message (proxy_http_cut()): the rest of it will never
+ * come, and what it left unframed (a chunk line, the CRLF after a chunk, part of a head) would
+ * sit in the input for ever, so the end was never passed on and both sides stayed open until
+ * idle_timeout (found by the black-box attack: a chunked body cut at a chunk boundary pinned
+ * two sockets per request).  A request cut short: the connection is dropped (client_closed;
+ * the backend or peer sees its connection end inside the body).  A response cut short after
+ * part of it reached the client: the client keeps what it got, then the end of the connection
+ * (bad_response rule=truncated).  Returns true when ${c} was ended that way.
+ */
+static bool
+conn_cut(struct proxy_conn *c, struct proxy_relay *r)
+{
+    if (r->http == NULL || !r->eof_seen || !proxy_http_cut(r->http)) {
+        return false;
+    }
+    if (r == &c->up) {
+        snprintf(c->detail, sizeof(c->detail),
+                 "the client closed its connection in the middle of a request");
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
+        return true;
+    }
+    snprintf(c->detail, sizeof(c->detail),
+             "%s %s closed its connection in the middle of a response (the client got its "
+             "start, then the end of the connection)",
+             conn_inbound(c) ? "backend" : "peer", c->l->target_text);
+    log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
+           c->l->target_text, "rule", "truncated", "msg", c->detail, (const char *)NULL);
+    conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
+    return true;
+}
+
+/*
  * EOF on one side while relaying: pass it on (proxy_io keeps writing a side whose peer ended
  * its stream, so what is queued for it still goes out).
  */
@@ -1144,6 +1181,9 @@ static void
 conn_side_eof(struct proxy_conn *c, struct proxy_relay *r)
 {
     proxy_relay_src_eof(r);
+    if (conn_cut(c, r)) {
+        return;
+    }
     (void)conn_relay_finished(c);
 }
 
@@ -1272,7 +1312,8 @@ server_write_cb(struct proxy_io *io, void *arg)
 /*
  * Hand what is known of ${c}'s failed side to tls/: the stage, errno (read first, before
  * anything can change it; the side's own when it kept one), the event flags ${what}, the errors
- * the side ${io} took off OpenSSL's queue at its failure, the verify result.  Puts its words into c->detail and returns its reason;
+ * the side ${io} took off OpenSSL's queue at its failure, the verify result.  Puts its words into
+ * c->detail and returns its reason;
  * *${alert} (when not NULL) is the alert the other side sent, or -1.
  */
 static enum tls_fail_reason

@@ -27,8 +27,8 @@
 #define PROXY_HTTP_MAGIC 0x48545450u /* "HTTP" */
 /* At most this much of a body is copied to sit behind its head: one TLS record's plaintext. */
 #define PROXY_HTTP_COALESCE_MAX 16384
-#define PH_STR_(x) #x
-#define PH_STR(x) PH_STR_(x) /* a number macro as a string literal */
+#define PH_STR_(x)              #x
+#define PH_STR(x)               PH_STR_(x) /* a number macro as a string literal */
 
 enum ph_state {
     PH_IDLE,    /* between messages */
@@ -472,8 +472,8 @@ ph_build_head(struct proxy_http *h)
         }
         if (proxy_http_header_is(x, "host")) {
             n_host++;
-            bad_host = bad_host || !ph_all(x->value, ph_trim_len(x->value, x->value_len),
-                                           ph_host_char, false);
+            bad_host = bad_host ||
+                       !ph_all(x->value, ph_trim_len(x->value, x->value_len), ph_host_char, false);
         } else if (proxy_http_header_is(x, "content-length")) {
             hd->framing = PROXY_HTTP_FRAMING_LENGTH;
         } else if (proxy_http_header_is(x, "upgrade")) {
@@ -549,8 +549,9 @@ ph_build_head(struct proxy_http *h)
         hd->framing = PROXY_HTTP_FRAMING_EOF;
     }
     if (!request && hd->status < 200 && ++h->interim > PROXY_HTTP_MAX_INTERIM) {
-        ph_fail(h, 502, "interim",
-                "more than " PH_STR(PROXY_HTTP_MAX_INTERIM) " interim (1xx) responses to one request");
+        ph_fail(
+            h, 502, "interim",
+            "more than " PH_STR(PROXY_HTTP_MAX_INTERIM) " interim (1xx) responses to one request");
         return -1;
     }
     if (!request && hd->status >= 200) {
@@ -1323,6 +1324,27 @@ bool
 proxy_http_in_message(const struct proxy_http *h)
 {
     return h->state == PH_HEAD || h->state == PH_BODY;
+}
+
+/*
+ * proxy_http_cut(h):
+ * Was the source cut inside a message (proxy_http.h)?
+ */
+bool
+proxy_http_cut(const struct proxy_http *h)
+{
+    switch (h->state) {
+    case PH_IDLE:
+        return h->scan_started;
+    case PH_HEAD:
+        return true;
+    case PH_BODY:
+        return h->framing != PROXY_HTTP_FRAMING_EOF;
+    case PH_STOPPED:
+    case PH_BAD:
+        break;
+    }
+    return false;
 }
 
 /*

@@ -206,6 +206,15 @@ bool proxy_http_in_message(const struct proxy_http *h);
 bool proxy_http_in_head(const struct proxy_http *h);
 
 /*
+ * proxy_http_cut(h):
+ * Called once the source has ended and its input was pumped: was it cut inside a message (a
+ * head begun, or a body framed by Content-Length or chunks not finished, a chunk boundary
+ * included)?  A body that runs to the end of the connection is not cut (proxy_http_eof()
+ * ends it), nor is a held framer between messages.
+ */
+bool proxy_http_cut(const struct proxy_http *h);
+
+/*
  * proxy_http_idle(h):
  * Is ${h} cleanly between messages: the last one ended, no byte of the next seen, no error
  * and no refusal?

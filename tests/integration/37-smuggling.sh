@@ -436,6 +436,25 @@ for w in in out; do
 done
 expect_log smug 'event=bad_response .*rule=early-response' 5
 expect_log smug 'event=conn_closed .*reason=server_error detail=.*answered a request whose body' 5
+# A stream cut at a chunk boundary ends at once, not after idle_timeout (found by the third
+# black-box attack: the CRLF or chunk line left unframed kept both sockets open).  A response
+# (lax_backend __cut closes after "5\r\nhello\r\n"): the client gets that much, then the end of
+# its connection, and the log says truncated.  A request (the client closes after one chunk):
+# the backend's connection ends too, and the close line says client_closed.
+for w in in out; do
+    client "$w" "$T/cut-resp-$w.json" --send "GET /k/__cut-$w ${H}\\r\\n"
+    grep -q '"eof": "fin"' "$T/cut-resp-$w.json" ||
+        bad "cut-resp-$w" "a response cut at a chunk boundary did not end the client's connection: $(head -c 400 "$T/cut-resp-$w.json")"
+    client "$w" "$T/cut-req-$w.json" --send "POST /k/cut-req-$w ${H}${TE}\\r\\n5\\r\\nhello\\r\\n"
+    for _ in $(seq 1 200); do
+        grep -q "\"where\": \"body of POST /k/cut-req-$w\"" "$T/lax.jsonl" && break
+        sleep 0.1
+    done
+    grep -q "\"where\": \"body of POST /k/cut-req-$w\"" "$T/lax.jsonl" ||
+        bad "cut-req-$w" "the backend's connection stayed open after the client closed inside a chunked body"
+done
+expect_log smug 'event=bad_response .*rule=truncated' 5
+expect_log smug 'event=conn_closed .*reason=client_closed detail=.*in the middle of a request' 5
 # An upload slower than backend_timeout (5 s here) is not the backend's delay: no 504.
 client in "$T/slow-up.json" --send "POST /k/slow-upload ${H}Content-Length: 7\\r\\n\\r\\n" \
     --pause 1 --send a --pause 1 --send b --pause 1 --send c --pause 1 --send d --pause 1 \

@@ -47,6 +47,8 @@ Test paths (matched anywhere in the target):
                   "X-Junk: "): bytes past its Content-Length
   __early         answered at once, before its body is read; the body is then read as the
                   next request (a backend that answers early and keeps its connection)
+  __cut           the answer is chunked and ends after its first chunk ("5\\r\\nhello\\r\\n"):
+                  the backend closes its connection at a chunk boundary (a crash mid-response)
 """
 import argparse
 import json
@@ -224,6 +226,14 @@ class Conn:
         body = json.dumps(doc).encode() + b"\n"
         with_body = method != "HEAD" or "__head_body" in target
         close = b"" if keep else b"Connection: close\r\n"
+        if "__cut" in target and method != "HEAD":
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            self.srv.record({"ev": "exec", "n": n, "conn": self.num, "method": method,
+                             "target": target, "version": version, "body_len": body_len,
+                             "identity": [], "connection": conn_vals, "watch": [],
+                             "trailers": [], "chunk_lines": chunk_lines, "resp_len": 5})
+            return False
         if "__chunked_resp" in target and method != "HEAD":
             out = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                    b"Transfer-Encoding: chunked\r\n" + close + b"\r\n")

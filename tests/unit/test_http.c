@@ -686,6 +686,65 @@ test_eof(void **state)
     evbuffer_free(dst);
 }
 
+/* Is a source that ends after ${in} (framed whole, then at every split) cut inside a message? */
+static bool
+cut_after(enum proxy_http_kind kind, const char *in)
+{
+    bool cut = false;
+
+    for (size_t split = 0; split < strlen(in) || split == 0; split++) {
+        struct proxy_http *h;
+        struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+        struct rec r = {0};
+        bool c;
+
+        h = proxy_http_new(kind, on_head, on_done, &r);
+        evbuffer_add(src, in, split);
+        assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+        evbuffer_add(src, in + split, strlen(in) - split);
+        assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+        if (evbuffer_get_length(src) == 0) {
+            (void)proxy_http_eof(h);
+        }
+        c = proxy_http_cut(h);
+        assert_true(split == 0 || c == cut); /* the same however the bytes came */
+        cut = c;
+        proxy_http_free(h);
+        evbuffer_free(src);
+        evbuffer_free(dst);
+    }
+    return cut;
+}
+
+/*
+ * A source that ends inside a message is cut, wherever inside (found by the black-box attack:
+ * at a chunk boundary, the CRLF left unframed kept the connection open); between messages, or
+ * at the end of a body that runs to the end of the connection, it is not.
+ */
+static void
+test_cut(void **state)
+{
+    const char *te = "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char in[256];
+
+    (void)state;
+    assert_false(cut_after(PROXY_HTTP_REQUEST, ""));
+    assert_false(cut_after(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert_true(cut_after(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n"));
+    assert_true(cut_after(PROXY_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /"));
+    assert_true(
+        cut_after(PROXY_HTTP_REQUEST, "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab"));
+    snprintf(in, sizeof(in), "%s5\r\nhello\r\n", te); /* at a chunk boundary */
+    assert_true(cut_after(PROXY_HTTP_REQUEST, in));
+    snprintf(in, sizeof(in), "%s5\r\nhello\r\n0\r\n", te); /* before the trailer's end */
+    assert_true(cut_after(PROXY_HTTP_REQUEST, in));
+    snprintf(in, sizeof(in), "%s5\r\nhello\r\n0\r\n\r\n", te);
+    assert_false(cut_after(PROXY_HTTP_REQUEST, in));
+    assert_false(cut_after(PROXY_HTTP_RESPONSE, "HTTP/1.0 200 OK\r\n\r\nuntil eof"));
+    assert_true(cut_after(PROXY_HTTP_RESPONSE,
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+}
+
 /*
  * Lending: a framer parked between messages and reused for another connection
  * (proxy_http_set_arg) reports its next message to the new argument only, and frames it
@@ -1157,6 +1216,7 @@ main(void)
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_refusal_stops_forwarding),
         cmocka_unit_test(test_eof),
+        cmocka_unit_test(test_cut),
         cmocka_unit_test(test_set_arg_between_messages),
         cmocka_unit_test(test_small_body_joins_head),
         cmocka_unit_test(test_canonical_chunks_move_whole),
