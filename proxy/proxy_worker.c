@@ -154,6 +154,8 @@ struct proxy_handoff {
     struct sockaddr_storage addr;
     int addr_len;
     const struct config_listener *cfg; /* the listener it came in on (its generation's) */
+    struct proxy_gen *gen;             /* a reference that keeps cfg alive while queued: a
+                                          reload may retire that listener in between */
     struct proxy_handoff *next;
 };
 
@@ -228,6 +230,8 @@ proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct so
     memcpy(&h->addr, sa, (size_t)salen);
     h->addr_len = salen;
     h->cfg = l->cfg;
+    h->gen = l->gen;
+    PROXY_STAT_ADD(h->gen->refs, 1); /* dropped once the other worker has served it */
     /* Counted against limits.max_connections now, by the worker that accepts (it pauses its
      * listeners when this crosses the limit), not when the other worker gets to it. */
     proxy_worker_conns_changed(l->w, true);
@@ -289,6 +293,7 @@ worker_handoff_cb(evutil_socket_t fd, short what, void *arg)
         }
         PROXY_STAT_SUB(w->handoff_pending, 1);
         PROXY_STAT_ADD(w->handoffs, 1);
+        proxy_gen_unref(h->gen);
         free(h);
     }
 }
@@ -302,6 +307,7 @@ worker_free_handoffs(struct proxy_worker *w)
     for (h = w->handoff_head; h != NULL; h = next) {
         next = h->next;
         evutil_closesocket(h->fd);
+        proxy_gen_unref(h->gen);
         free(h);
     }
     w->handoff_head = w->handoff_tail = NULL;
