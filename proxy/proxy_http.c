@@ -155,6 +155,16 @@ ph_host_char(unsigned char c)
            (c != '\0' && strchr("-._~%!$&'()*+,;=:[]", c) != NULL);
 }
 
+/* The length of s[0..len) without the spaces and tabs at its end (optional whitespace). */
+static size_t
+ph_trim_len(const char *s, size_t len)
+{
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
+        len--;
+    }
+    return len;
+}
+
 /* ---- storage for the head being collected ---- */
 
 static int
@@ -331,10 +341,7 @@ ph_each_token(const struct proxy_http_head *hd, const char *name, ph_token_fn fn
             while (s < end && *s != ',') {
                 s++;
             }
-            e = s;
-            while (e > t && (e[-1] == ' ' || e[-1] == '\t')) {
-                e--;
-            }
+            e = t + ph_trim_len(t, (size_t)(s - t));
             if (e > t && !fn(arg, t, (size_t)(e - t))) {
                 return;
             }
@@ -389,16 +396,6 @@ ph_word_token(void *arg, const char *t, size_t len)
 }
 
 /* ---- the head ---- */
-
-/* The length of s[0..len) without the spaces and tabs at its end (optional whitespace). */
-static size_t
-ph_trim_len(const char *s, size_t len)
-{
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
-        len--;
-    }
-    return len;
-}
 
 /* Is every byte of s[0..len) one that ${ok} accepts (and len > 0 when ${nonempty})? */
 static bool
@@ -1550,9 +1547,7 @@ ph_put_header(struct ph_out *o, const char *name, size_t nl, const char *v, size
         v++;
         vl--;
     }
-    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
-        vl--;
-    }
+    vl = ph_trim_len(v, vl);
     ph_put(o, name, nl);
     PH_PUT_LIT(o, ": ");
     ph_put(o, v, vl);
