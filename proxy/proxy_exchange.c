@@ -1047,6 +1047,11 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     } else if (h->status != 100) {
         c->x->odd = true; /* 102, 103...: framing ferry does not reuse connections after */
     }
+    if (h->status < 200 && r->http10) {
+        /* No interim response to an HTTP/1.0 client (RFC 9110 §15.2): it would read the first
+         * one as its answer.  The final one follows. */
+        return PROXY_HTTP_FORWARD;
+    }
     if (h->status >= 200 && r->http10 && h->framing == PROXY_HTTP_FRAMING_CHUNKED && !*skip_body) {
         /*
          * An HTTP/1.0 client cannot read chunked (RFC 9112 §6.1): the body goes to it bare and

@@ -396,6 +396,24 @@ test_verdict_http10_chunked_bare(void **state)
     assert_string_equal(strstr(got, "\r\n\r\n") + 4, "hello world");
 }
 
+/* Interim responses never reach an HTTP/1.0 client (RFC 9110 §15.2): it would take the first
+ * as its answer; the final response does (test_http's interim cases: HTTP/1.1 gets them). */
+static void
+test_http10_no_interim(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, "GET /old HTTP/1.0\r\n\r\n"), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+                  "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CONTINUE);
+    assert_string_equal(client_got(f), "");
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_true(strncmp(client_got(f), "HTTP/1.1 200 OK\r\n", 17) == 0);
+}
+
 /* A refused request with an earlier one in flight: ANSWER_LATER; the earlier response ends and
  * the answer is reported at once (ANSWER, 400); with nothing in flight: ANSWER now. */
 static void
@@ -617,6 +635,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_verdict_keepalive_lend_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_close_client_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_http10_client_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http10_no_interim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_http10_chunked_bare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_refusal_waits_for_responses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_refusal_idle_answers_now, setup, teardown),
