@@ -188,7 +188,7 @@ fz_frame(enum proxy_http_kind kind, const uint8_t *d, size_t n, size_t split, st
             fz_fail("PROXY_HTTP_BAD without a reason or an error status", kind);
         }
     } else {
-        (void)proxy_http_eof(h);
+        (void)proxy_http_eof(h, true);
     }
     evbuffer_free(in);
     proxy_http_free(h);

@@ -1149,11 +1149,15 @@ conn_reset_as_eof(struct proxy_io *io, short what)
  * two sockets per request).  A request cut short: the connection is dropped (client_closed;
  * the backend or peer sees its connection end inside the body).  A response cut short after
  * part of it reached the client: the client keeps what it got, then the end of the connection
- * (bad_response rule=truncated).  Returns true when ${c} was ended that way.
+ * (bad_response rule=truncated), a reset where that end would read as the response's own (a
+ * response that runs to the end of the connection, the peer's TLS stream ended without
+ * close_notify: proxy_http_eof()).  Returns true when ${c} was ended that way.
  */
 static bool
 conn_cut(struct proxy_conn *c, struct proxy_relay *r)
 {
+    const char *who = conn_inbound(c) ? "backend" : "peer";
+
     if (r->http == NULL || !r->eof_seen || !proxy_http_cut(r->http)) {
         return false;
     }
@@ -1163,10 +1167,22 @@ conn_cut(struct proxy_conn *c, struct proxy_relay *r)
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
         return true;
     }
-    snprintf(c->detail, sizeof(c->detail),
-             "%s %s closed its connection in the middle of a response (the client got its "
-             "start, then the end of the connection)",
-             conn_inbound(c) ? "backend" : "peer", c->l->target_text);
+    c->client_reset = proxy_http_out_to_eof(r->http);
+    if (c->client_reset && proxy_io_ssl(r->src) != NULL &&
+        proxy_io_end(r->src) != PROXY_IO_END_CLOSE_NOTIFY) {
+        snprintf(c->detail, sizeof(c->detail),
+                 "%s %s ended its TLS stream without close_notify inside a response that runs "
+                 "to the end of the connection, so its end may be anyone's (a truncation): the "
+                 "client got what came, then a reset, not the end of a whole response",
+                 who, c->l->target_text);
+    } else {
+        snprintf(c->detail, sizeof(c->detail),
+                 "%s %s closed its connection in the middle of a response (the client got its "
+                 "start, then %s)",
+                 who, c->l->target_text,
+                 c->client_reset ? "a reset: its response runs to the end of the connection"
+                                 : "the end of the connection");
+    }
     log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
            c->l->target_text, "rule", "truncated", "msg", c->detail, (const char *)NULL);
     conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
@@ -1218,6 +1234,13 @@ client_write_cb(struct proxy_io *io, void *arg)
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
         /* Our answer is out: half-close and wait for the client to go (or the linger timer). */
+        if (evbuffer_get_length(proxy_io_output(io)) == 0 && c->client_reset) {
+            /* What came is out: a reset, no FIN, no close_notify (conn_cut()). */
+            c->client_failed = true;
+            proxy_io_reset(io);
+            proxy_conn_drop(c, c->reason);
+            return;
+        }
         if (evbuffer_get_length(proxy_io_output(io)) == 0 && !c->down.shut_sent) {
             conn_shut_client(c);
             if (c->up.eof_seen || c->client_eof) {

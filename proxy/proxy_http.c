@@ -114,6 +114,7 @@ struct proxy_http {
     size_t raw;          /* framing bytes read behind them, still in the input */
     bool raw_dropped;    /* some of this framing's bytes were drained: it is written anew */
     bool plain;          /* this chunked body goes out as bare data (proxy_http_plain_body) */
+    bool forged_end;     /* its body ran to an end that was not authentic (proxy_http_eof) */
     size_t line_len;     /* bytes of the current chunk line, or of the trailer section */
     uint64_t body_bytes; /* payload moved */
     /* what ferry itself wrote at the end of the destination since a body chain was moved */
@@ -1177,6 +1178,7 @@ proxy_http_set_arg(struct proxy_http *h, void *arg)
 {
     h->arg = arg;
     h->interim = 0;
+    h->forged_end = false;
 }
 
 /*
@@ -1250,16 +1252,22 @@ proxy_http_plain_body(struct proxy_http *h)
 }
 
 /*
- * proxy_http_eof(h):
- * The source ended: clean (between messages, or an EOF-delimited response) or cut short.
+ * proxy_http_eof(h, authentic):
+ * The source ended: clean (between messages, or an EOF-delimited response ended by its
+ * sender) or cut short.
  */
 bool
-proxy_http_eof(struct proxy_http *h)
+proxy_http_eof(struct proxy_http *h, bool authentic)
 {
     if (h->state == PH_IDLE) {
         return !h->scan_started;
     }
     if (h->state == PH_BODY && h->framing == PROXY_HTTP_FRAMING_EOF) {
+        if (!authentic) {
+            /* A FIN without close_notify: perhaps not the sender's end (a truncation). */
+            h->forged_end = true;
+            return false;
+        }
         /* A response delimited by the end of the connection completes here. */
         ph_message_done(h);
         return true;
@@ -1336,12 +1344,22 @@ proxy_http_cut(const struct proxy_http *h)
     case PH_HEAD:
         return true;
     case PH_BODY:
-        return h->framing != PROXY_HTTP_FRAMING_EOF;
+        return h->framing != PROXY_HTTP_FRAMING_EOF || h->forged_end;
     case PH_STOPPED:
     case PH_BAD:
         break;
     }
     return false;
+}
+
+/*
+ * proxy_http_out_to_eof(h):
+ * Does the message being framed go out delimited by the end of the connection?
+ */
+bool
+proxy_http_out_to_eof(const struct proxy_http *h)
+{
+    return h->state == PH_BODY && (h->framing == PROXY_HTTP_FRAMING_EOF || h->plain);
 }
 
 /*

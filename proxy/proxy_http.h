@@ -169,12 +169,14 @@ void proxy_http_hold(struct proxy_http *h, bool hold);
 void proxy_http_plain_body(struct proxy_http *h);
 
 /*
- * proxy_http_eof(h):
- * The source ended.  Returns true when that is a clean end (between messages, or a response
- * body delimited by the end of the connection, which completes here), false when a message
- * was cut short.
+ * proxy_http_eof(h, authentic):
+ * The source ended; ${authentic}: its end is the sender's own (any end of a plain TCP stream,
+ * a TLS close_notify), not a TLS stream's bare FIN or reset, which anyone on the path can
+ * forge.  Returns true when that is a clean end: between messages, or a response body
+ * delimited by the end of the connection, which completes here when the end is authentic;
+ * false when a message was cut short (such a body included: proxy_http_cut() then says so).
  */
-bool proxy_http_eof(struct proxy_http *h);
+bool proxy_http_eof(struct proxy_http *h, bool authentic);
 
 /*
  * proxy_http_error(h, status, rule):
@@ -210,9 +212,17 @@ bool proxy_http_in_head(const struct proxy_http *h);
  * Called once the source has ended and its input was pumped: was it cut inside a message (a
  * head begun, or a body framed by Content-Length or chunks not finished, a chunk boundary
  * included)?  A body that runs to the end of the connection is not cut (proxy_http_eof()
- * ends it), nor is a held framer between messages.
+ * ends it) unless that end was not authentic, nor is a held framer between messages.
  */
 bool proxy_http_cut(const struct proxy_http *h);
+
+/*
+ * proxy_http_out_to_eof(h):
+ * Does the message being framed go out delimited by the end of the connection (a body that
+ * runs to the end, or a chunked one sent bare: proxy_http_plain_body())?  Its recipient
+ * cannot tell a cut in it from its end, except by a reset.
+ */
+bool proxy_http_out_to_eof(const struct proxy_http *h);
 
 /*
  * proxy_http_idle(h):

@@ -369,6 +369,8 @@ struct proxy_conn {
                                  close_notify (conn_close_client) */
     bool server_failed;       /* ... on the backend/peer side: no close_notify, never pooled
                                  (conn_close_server); cleared with the side */
+    bool client_reset;        /* its response was cut where a FIN would read as its end (it runs
+                                 to the end of the connection): a reset ends it (conn_cut) */
     bool hs_pending;          /* outbound: handshake done at hs_done, not counted yet */
     bool pool_reused;         /* server came from the pool: a stale one may be retried once */
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */

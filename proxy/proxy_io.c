@@ -1343,6 +1343,17 @@ proxy_io_take_fd(struct proxy_io *io)
     return fd;
 }
 
+void
+proxy_io_reset(struct proxy_io *io)
+{
+    struct linger now = {.l_onoff = 1, .l_linger = 0};
+
+    io_check(io);
+    if (io->fd >= 0) {
+        (void)setsockopt(io->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+    }
+}
+
 SSL *
 proxy_io_ssl(const struct proxy_io *io)
 {

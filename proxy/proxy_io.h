@@ -342,6 +342,14 @@ int proxy_io_release_buffers(struct proxy_io *io);
  */
 evutil_socket_t proxy_io_take_fd(struct proxy_io *io);
 
+/*
+ * proxy_io_reset(io):
+ * Make ${io}'s close a reset (SO_LINGER 0: RST, not FIN, and what the kernel still holds for
+ * it is dropped): for a stream whose recipient would read a FIN as a whole message's end.
+ * Sends nothing now; proxy_io_free() closes.  No effect on a side without a socket.
+ */
+void proxy_io_reset(struct proxy_io *io);
+
 /* proxy_io_ssl(io), proxy_io_fd(io), proxy_io_state(io): ${io}'s SSL (NULL: plain), socket
  * (-1: none) and state. */
 SSL *proxy_io_ssl(const struct proxy_io *io);

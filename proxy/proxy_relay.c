@@ -122,13 +122,16 @@ proxy_relay_pump(struct proxy_relay *r)
 /*
  * src has ended: once everything it sent has been framed (a held HTTP framer may still keep
  * pipelined requests in src's input) and written, half-close dst; while dst's output still
- * holds bytes, ask for dst's write callback at empty and come back from there.
+ * holds bytes, ask for dst's write callback at empty and come back from there.  An end inside
+ * an HTTP message is not passed on: the connection ends such an exchange its own way (a FIN
+ * would tell a recipient reading to the end of the connection that the message was whole).
  */
 static void
 relay_eof_progress(struct proxy_relay *r)
 {
     if (!r->eof_seen || r->shut_sent || r->dst == NULL ||
-        evbuffer_get_length(proxy_io_input(r->src)) > 0) {
+        evbuffer_get_length(proxy_io_input(r->src)) > 0 ||
+        (r->http != NULL && proxy_http_cut(r->http))) {
         return;
     }
     if (evbuffer_get_length(proxy_io_output(r->dst)) == 0) {
@@ -150,8 +153,13 @@ proxy_relay_src_eof(struct proxy_relay *r)
     r->eof_seen = true;
     (void)proxy_relay_pump(r);
     if (r->http != NULL && evbuffer_get_length(proxy_io_input(r->src)) == 0) {
-        /* Completes a response delimited by the end of the connection (HTTP/1.0 style). */
-        (void)proxy_http_eof(r->http);
+        /*
+         * Completes a response delimited by the end of the connection (HTTP/1.0 style) when
+         * its sender ended it: a TLS stream's end only with close_notify, since a FIN (or a
+         * reset) without one may be a truncation by anyone on the path (RFC 8446 §6.1).
+         */
+        (void)proxy_http_eof(r->http, proxy_io_ssl(r->src) == NULL ||
+                                          proxy_io_end(r->src) == PROXY_IO_END_CLOSE_NOTIFY);
     }
     relay_eof_progress(r);
 }

@@ -15,6 +15,10 @@
 # 3. Mid-exchange, an answer for the client's side (400 for a bad chunk line after a chunk of
 #    the body was forwarded): never pooled (part of a request is on it), closed with
 #    close_notify; the next client gets a new peer connection that resumes the session.
+# 4. A response delimited by the end of the connection: whole when the peer ends it with
+#    close_notify (curl gets it, exit 0); cut when the stream ends with a bare FIN, which anyone
+#    on the path can forge: the client gets what came, then a reset (curl: exit 56), and the log
+#    says bad_response rule=truncated (before: a clean end, the truncation unseen).
 # timeout: 60
 source "$(dirname "$0")/lib.sh"
 
@@ -162,7 +166,27 @@ ended_clean 2 "400 mid-body"
 new_conn_resumes 3 /six "after the 400 mid-body"
 pass "400 mid-body: close_notify to the peer, never pooled"
 
+# 4. Responses that run to the end of the connection: ended by the peer's close_notify (on the
+# pooled connection 3), or by a FIN without one (a new connection, 4).  Each ends its peer
+# connection, so the next request opens connection 5, left idle in the pool for the stop.
+rc=0
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$POUT/to-eof/notify" 2>"$T/curl.err") || rc=$?
+[ "$rc" = 0 ] && [ "$body" = "hello GET /to-eof/notify" ] ||
+    fail "to-eof ended by close_notify: curl exit $rc, body '$body': $(cat "$T/curl.err")"
+rc=0
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$POUT/to-eof/fin" 2>"$T/curl.err") || rc=$?
+[ "$rc" = 56 ] && grep -qi 'reset' "$T/curl.err" ||
+    fail "to-eof cut by a bare FIN: curl should see a reset (exit 56), got exit $rc, body '$body': $(cat "$T/curl.err")"
+[ "$body" = "hello GET /to-eof/fin" ] || fail "what came before the FIN should reach the client: '$body'"
+expect_log out 'event=bad_response .*rule=truncated .*without close_notify'
+n=$(log_count out 'event=bad_response')
+[ "$n" = 1 ] || fail "one bad_response line expected (the bare FIN), got $n: $(grep bad_response "$T/out.log")"
+pass "a response to the end of the connection: whole with close_notify, a reset after a bare FIN"
+get /seven
+[ "$code" = 200 ] || fail "/seven: HTTP $code"
+grep -q 'conn=5 req=1 GET /seven' "$EV" || fail "/seven should open peer connection 5: $(tr '\n' ';' <"$EV")"
+
 ferry_stop out
-# Stopping: the idle pooled connection (3) is closed with close_notify too.
-ended_clean 3 "stop"
+# Stopping: the idle pooled connection (5) is closed with close_notify too.
+ended_clean 5 "stop"
 pass

@@ -445,6 +445,11 @@ for w in in out; do
     client "$w" "$T/cut-resp-$w.json" --send "GET /k/__cut-$w ${H}\\r\\n"
     grep -q '"eof": "fin"' "$T/cut-resp-$w.json" ||
         bad "cut-resp-$w" "a response cut at a chunk boundary did not end the client's connection: $(head -c 400 "$T/cut-resp-$w.json")"
+    # The same to an HTTP/1.0 client, which gets the body bare and reads it to the end of the
+    # connection: a FIN would tell it the body was whole, so it gets a reset.
+    client "$w" "$T/cut-resp10-$w.json" --send "GET /k/__cut-10-$w HTTP/1.0\\r\\n\\r\\n"
+    grep -q '"eof": "reset"' "$T/cut-resp10-$w.json" ||
+        bad "cut-resp10-$w" "a bare response to an HTTP/1.0 client, cut, should end with a reset: $(head -c 400 "$T/cut-resp10-$w.json")"
     client "$w" "$T/cut-req-$w.json" --send "POST /k/cut-req-$w ${H}${TE}\\r\\n5\\r\\nhello\\r\\n"
     for _ in $(seq 1 200); do
         grep -q "\"where\": \"body of POST /k/cut-req-$w\"" "$T/lax.jsonl" && break

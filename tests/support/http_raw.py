@@ -86,6 +86,17 @@ def parse(raw, head_count):
     return out, raw[pos:]
 
 
+def reset_seen(sock):
+    """After a read that failed or read the end: was the connection reset?  Python reports a
+    reset under TLS as an EOF (SSLEOFError, or b"" with suppress_ragged_eofs), like a FIN
+    without close_notify; the TCP state tells them apart: CLOSE after a reset, CLOSE_WAIT
+    after a FIN."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 7  # TCP_CLOSE
+    except OSError:
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connect", required=True)
@@ -150,10 +161,10 @@ def main():
             eof = "idle" if a.close_after is not None and left > wait else "timeout"
             break
         except (ConnectionResetError, ssl.SSLError, OSError) as e:
-            eof = "reset" if "reset" in str(e).lower() else "fin"
+            eof = "reset" if "reset" in str(e).lower() or reset_seen(sock) else "fin"
             break
         if not d:
-            eof = "fin"
+            eof = "reset" if reset_seen(sock) else "fin"
             break
         raw += d
     el = time.monotonic() - t0

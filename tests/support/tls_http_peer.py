@@ -10,7 +10,10 @@ connections are numbered from 1 once their handshake succeeds):
   conn=N end=close_notify|eof|reset|error   how the client ended: close_notify = a TLS
                                             close_notify; eof = TCP FIN without one
 Paths: /slow/S waits S seconds for its response (ending early when the client closes);
-any other path gets 200 "hello METHOD PATH" with Content-Length, keep-alive.
+/to-eof/notify and /to-eof/fin answer 200 with a body delimited by the end of the connection
+(no Content-Length), then end it with close_notify, or with a TCP FIN and no close_notify
+(what a truncation on the path looks like); any other path gets 200 "hello METHOD PATH" with
+Content-Length, keep-alive.
 """
 import argparse
 import select
@@ -106,6 +109,16 @@ class Handler(socketserver.BaseRequestHandler):
                     if r:
                         buf += recv(s)
                 body = ("hello %s %s" % (method, target)).encode()
+                if target.startswith("/to-eof/"):
+                    s.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
+                    if target == "/to-eof/fin":
+                        log(path, "conn=%d end=sent-fin" % n)
+                        socket.socket(fileno=s.detach()).close()
+                        return
+                    s.settimeout(5)
+                    s.unwrap()  # close_notify (and the client's in return)
+                    log(path, "conn=%d end=sent-close_notify" % n)
+                    return
                 s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
                           + str(len(body)).encode() + b"\r\n\r\n" + body)
         except Closed as e:

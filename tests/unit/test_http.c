@@ -672,15 +672,34 @@ test_eof(void **state)
     evbuffer_add(src, resp, strlen(resp));
     assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
     assert_true(proxy_http_in_message(h));
-    assert_true(proxy_http_eof(h));
+    assert_true(proxy_http_out_to_eof(h));
+    assert_true(proxy_http_eof(h, true));
     assert_int_equal(r.done, 1);
+    assert_false(proxy_http_cut(h));
+    proxy_http_free(h);
+
+    /* The same body ended by a FIN without close_notify: not complete, cut (a truncation). */
+    r.done = 0;
+    h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+    evbuffer_add(src, resp, strlen(resp));
+    assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+    assert_false(proxy_http_eof(h, false));
+    assert_int_equal(r.done, 0);
+    assert_true(proxy_http_cut(h));
+    proxy_http_free(h);
+
+    /* Between messages, an unauthenticated end is as clean as any. */
+    h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+    assert_true(proxy_http_eof(h, false));
+    assert_false(proxy_http_cut(h));
     proxy_http_free(h);
 
     r.done = 0;
     h = proxy_http_new(PROXY_HTTP_REQUEST, on_head, on_done, &r);
     evbuffer_add(src, "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nabc", 51);
     assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
-    assert_false(proxy_http_eof(h));
+    assert_false(proxy_http_out_to_eof(h));
+    assert_false(proxy_http_eof(h, true));
     proxy_http_free(h);
     evbuffer_free(src);
     evbuffer_free(dst);
@@ -704,7 +723,7 @@ cut_after(enum proxy_http_kind kind, const char *in)
         evbuffer_add(src, in + split, strlen(in) - split);
         assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
         if (evbuffer_get_length(src) == 0) {
-            (void)proxy_http_eof(h);
+            (void)proxy_http_eof(h, true);
         }
         c = proxy_http_cut(h);
         assert_true(split == 0 || c == cut); /* the same however the bytes came */
