@@ -23,11 +23,23 @@
 # --outbound: the client side instead: an outbound listener (ferry `mode: outbound`, HAProxy
 # `server ... ssl crt ... verify required verifyhost`) makes the handshake to one HAProxy inbound
 # server (not profiled) in front of the echo backend; hs_client.py --plain connects to it.
-# Not run by CI.  Bounded: about 2 minutes with the defaults on 2 cores (--threads: about 1).
+# --resumed: resumed handshakes instead of full ones, resumption on in every server: ferry
+# `session_resumption: true`; HAProxy as bench/run.sh configures it for conn_resumed (TLS
+# tickets on, no `no-tls-tickets`, the default session cache, `ssl-reuse` on an outbound
+# server).  Inbound: hs_client.py --resume offers the session of the previous connection and
+# fails unless every connection but its first is resumed (ssl session_reused), so each client
+# run is 1 full + N-1 resumed handshakes; the numbers are per resumed handshake, the
+# difference of two windows on the same server, 1 + 10 and 1 + 10 + N connections (callgrind
+# dumps, or strace -c attaches), divided by N: the one full handshake cancels out.  With
+# --outbound the outbound server resumes its own sessions to the HAProxy peer, which logs
+# ssl_fc_is_resumed per connection: the summary says how many of the counted connections
+# the peer saw resumed.
+# Not run by CI.  Bounded: about 2 minutes with the defaults on 2 cores (--threads: about 1;
+# --resumed --tls 1.3: about 1.5).
 #
 # Usage: bench/handshake-profile.sh [--ferry PATH] [-n N] [--tls 1.3,1.2] [--servers ferry,haproxy]
 #                                   [--workers N] [--out DIR] [--no-strace] [--leaf-only]
-#                                   [--threads [--clients C]] [--outbound]
+#                                   [--threads [--clients C]] [--outbound] [--resumed]
 # Needs valgrind (callgrind_control), strace, haproxy, python3, openssl.
 set -euo pipefail
 
@@ -46,6 +58,7 @@ THREADS=0
 PRELOAD=""
 CLIENTS=2
 OUTBOUND=0
+RESUMED=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -60,6 +73,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=1 ;;
     --clients) CLIENTS=${2:?}; shift ;;
     --outbound) OUTBOUND=1 ;;
+    --resumed) RESUMED=1 ;;
     --base-port) BASE_PORT=${2:?}; shift ;;
     -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -122,7 +136,7 @@ tls:
   key: $P/$2.key
   ca: $P/ca.crt
   min_version: "$3"
-  session_resumption: false
+  session_resumption: $([ "$RESUMED" = 1 ] && echo true || echo false)
 listeners:
 $5
 log:
@@ -136,7 +150,8 @@ haproxy_head()
     cat <<EOF
 global
     nbthread $1
-    tune.ssl.cachesize 0
+$([ "$RESUMED" = 1 ] || echo "    tune.ssl.cachesize 0")
+$([ "$RESUMED" = 1 ] && [ "$OUTBOUND" = 1 ] && echo "    log stderr format raw local0")
 defaults
     mode tcp
     timeout connect 5s
@@ -172,7 +187,8 @@ config()
             haproxy_head "$WORKERS"
             cat <<EOF
 frontend in
-    bind 127.0.0.1:$port ssl crt $WORK/node1.pem ca-file $P/ca.crt verify required ssl-min-ver $ver no-tls-tickets
+    bind 127.0.0.1:$port ssl crt $WORK/node1.pem ca-file $P/ca.crt verify required ssl-min-ver $ver $([ "$RESUMED" = 1 ] || echo no-tls-tickets)
+$([ "$RESUMED" = 1 ] && [ "$OUTBOUND" = 1 ] && printf '    log global\n    log-format "hs resumed=%%[ssl_fc_is_resumed]"')
     tcp-request session reject unless { ssl_c_s_dn(CN) -m str peer.test }
     default_backend echo
 backend echo
@@ -209,7 +225,7 @@ frontend out
     bind 127.0.0.1:$port
     default_backend peer
 backend peer
-    server b 127.0.0.1:$PEER_PORT ssl crt $WORK/good.pem ca-file $P/ca.crt verify required verifyhost node1.test sni str(node1.test) ssl-min-ver $ver no-ssl-reuse
+    server b 127.0.0.1:$PEER_PORT ssl crt $WORK/good.pem ca-file $P/ca.crt verify required verifyhost node1.test sni str(node1.test) ssl-min-ver $ver $([ "$RESUMED" = 1 ] || echo no-ssl-reuse)
 EOF
         } >"$WORK/haproxy-out-$v.cfg"
         echo "haproxy -db -f $WORK/haproxy-out-$v.cfg"
@@ -224,7 +240,79 @@ client()
         return
     fi
     python3 "$BENCH_DIR/hs_client.py" --connect "127.0.0.1:$1" --cert "$P/good.crt" \
-        --key "$P/good.key" --ca "$P/ca.crt" --sni node1.test --tls "$2" -n "$3" $LEAF_ONLY >/dev/null
+        --key "$P/good.key" --ca "$P/ca.crt" --sni node1.test --tls "$2" -n "$3" $LEAF_ONLY \
+        $([ "$RESUMED" = 1 ] && echo --resume) >/dev/null
+}
+
+# resumed_run PORT TLS N TAG CMD...: --resumed.  Start CMD under callgrind, make 5 connections
+# (warm-up), then two windows of 1 + 10 and 1 + 10 + N connections (each client run: one full
+# handshake, the rest resumed), zeroing the counters before and dumping after each; then, unless
+# --no-strace, the same two windows on a second server under strace -c -f.  Writes
+# $OUT/TAG.callgrind.txt and $OUT/TAG.strace.txt: per resumed handshake, the difference of the
+# two windows divided by N (bench/pair_diff.py).
+resumed_run()
+{
+    local port=$1 v=$2 n=$3 tag=$4 vpid stpid w f1 f2 m=10
+    shift 4
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$tag" --dump-instr=no "$@" \
+        >"$OUT/$tag.log" 2>&1 &
+    vpid=$!
+    PIDS+=("$vpid")
+    wait_port "$port"
+    client "$port" "$v" 5
+    for w in 1 2; do
+        callgrind_control -z "$vpid" >/dev/null 2>&1
+        peer_mark
+        client "$port" "$v" $((1 + m + (w - 1) * n))
+        callgrind_control -d "$vpid" >/dev/null 2>&1
+        peer_count "$tag.w$w"
+    done
+    kill "$vpid"
+    wait "$vpid" 2>/dev/null || true
+    # The dumps are cg.TAG.1 and cg.TAG.2 (in that order).
+    f1=$OUT/cg.$tag.1 f2=$OUT/cg.$tag.2
+    # shellcheck disable=SC2046,SC2086
+    python3 "$BENCH_DIR/pair_diff.py" callgrind "$f1" "$f2" "$n" --top 20 \
+        $(printf -- '--fn %s ' $FNS $RFNS) >"$OUT/$tag.callgrind.txt"
+    [ "$STRACE" = 1 ] || return 0
+    port=$((port + 100))
+    # "$@" listens on the old port: make a second config on the new one.
+    # shellcheck disable=SC2046
+    set -- $(config "${tag%%-*}" "$v" "$port")
+    "$@" >"$OUT/$tag.strace.log" 2>&1 &
+    vpid=$!
+    PIDS+=("$vpid")
+    wait_port "$port"
+    client "$port" "$v" 5
+    for w in 1 2; do
+        strace -c -f -p "$vpid" -o "$OUT/$tag.strace.w$w" 2>/dev/null &
+        stpid=$!
+        sleep 1
+        client "$port" "$v" $((1 + m + (w - 1) * n))
+        kill -INT "$stpid"
+        wait "$stpid" 2>/dev/null || true
+    done
+    kill "$vpid"
+    wait "$vpid" 2>/dev/null || true
+    python3 "$BENCH_DIR/pair_diff.py" strace "$OUT/$tag.strace.w1" "$OUT/$tag.strace.w2" "$n" \
+        >"$OUT/$tag.strace.txt"
+}
+
+# peer_mark / peer_count TAG: --resumed --outbound: the lines "hs resumed=0|1" the HAProxy peer
+# logged during one window, counted into $OUT/TAG.peer.
+peer_mark()
+{
+    PEER_LINES=0
+    [ -n "${PEER_LOG:-}" ] && PEER_LINES=$(wc -l <"$PEER_LOG")
+    return 0
+}
+peer_count()
+{
+    [ -n "${PEER_LOG:-}" ] || return 0
+    sleep 0.5
+    tail -n +$((PEER_LINES + 1)) "$PEER_LOG" |
+        awk '/hs resumed=1/ { r++ } /hs resumed=0/ { f++ } END { printf "%d resumed, %d full\n", r, f }' \
+            >"$OUT/$1.peer"
 }
 
 # cpu_ticks PID: utime + stime of every thread of PID, in clock ticks.
@@ -342,7 +430,13 @@ ERR_new ERR_clear_error ERR_set_debug ERR_peek_last_error X509_NAME_print_ex X50
 BIO_new tls_check_leaf tls_peer_info_fill verify_cb info_cb msg_cb
 bufferevent_openssl_socket_new bufferevent_openssl_filter_new epoll_ctl"
 
+RFNS="SSL_SESSION_free SSL_SESSION_new ssl_session_dup SSL_SESSION_get_peer SSL_CTX_add_session
+SSL_CTX_remove_session SSL_get1_session SSL_get_session EVP_MAC_fetch EVP_MAC_CTX_new EVP_CIPHER_CTX_new
+EVP_EncryptInit_ex EVP_DecryptInit_ex HMAC_Init_ex EVP_MAC_init RAND_bytes RAND_bytes_ex
+RAND_priv_bytes_ex EVP_PKEY_derive EVP_DigestSign EVP_DigestVerify X509_free X509_up_ref
+tls_ticket_key_cb ticket_key_cb"
 PEER_PORT=none
+PEER_LOG=""
 port=$((BASE_PORT + 1))
 for v in $TLS_LIST; do
     if [ "$OUTBOUND" = 1 ]; then
@@ -354,11 +448,29 @@ for v in $TLS_LIST; do
         $peer_cmd >"$OUT/peer-$v.log" 2>&1 &
         PIDS+=("$!")
         wait_port "$PEER_PORT"
+        [ "$RESUMED" = 1 ] && PEER_LOG=$OUT/peer-$v.log
     fi
     for s in $SERVERS; do
         port=$((port + 1))
         tag=$s-tls$v-w$WORKERS${LEAF_ONLY:+-leaf}
         [ "$OUTBOUND" = 1 ] && tag=$s-out-tls$v-w$WORKERS
+        if [ "$RESUMED" = 1 ]; then
+            tag=$tag-resumed
+            # shellcheck disable=SC2046
+            resumed_run "$port" "$v" "$N" "$tag" $(config "$s" "$v" "$port")
+            {
+                echo "== $tag: $N resumed handshakes, per resumed handshake"
+                cat "$OUT/$tag.callgrind.txt"
+                if [ -f "$OUT/$tag.strace.txt" ]; then
+                    echo "syscalls per resumed handshake (strace -c -f):"
+                    cat "$OUT/$tag.strace.txt"
+                fi
+                if [ -f "$OUT/$tag.w2.peer" ]; then
+                    echo "the HAProxy peer saw: window 1: $(cat "$OUT/$tag.w1.peer"); window 2: $(cat "$OUT/$tag.w2.peer")"
+                fi
+            } | tee "$OUT/$tag.summary.txt"
+            continue
+        fi
         # shellcheck disable=SC2046
         dump=$(cg_run client "$port" "$v" 5 "$N" "$tag" $(config "$s" "$v" "$port"))
         # shellcheck disable=SC2046,SC2086

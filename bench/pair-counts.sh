@@ -13,7 +13,26 @@
 #          growth per connection in KiB (malloc's arenas make it coarse; compare builds)
 # The backend is a small Python HTTP/1.1 server (not counted).  Only 127.0.0.1.
 #
-#   bench/pair-counts.sh [--ferry build/ferry] [--tools callgrind,strace] [--workloads bulk,small]
+#   bench/pair-counts.sh [--ferry build/ferry] [--tools callgrind,strace,malloc]
+#                        [--workloads bulk,small] [--server ferry,haproxy] [--out DIR] [--port P]
+#
+# --server LIST: the pairs to measure, in order (default ferry).  haproxy: the same shape with
+#   HAProxy 2.6 on both sides, the configs of bench/run.sh start_haproxy with resumption on
+#   (A: `server ... ssl crt ... ca-file ... verify required verifyhost`, B: `bind ... ssl crt
+#   ... ca-file ... verify required` and the CN check) plus `nbthread 1`: one thread, as
+#   ferry's `workers: 1` here.  With more than one server, or with --out, the per-request
+#   numbers of every server and side are also printed side by side (bench/pair_diff.py table):
+#   callgrind: total Ir, self Ir by object, calls and inclusive Ir of chosen functions
+#   (malloc, SSL_read, epoll_ctl, ...), calls into malloc/free/CRYPTO_malloc by the caller's
+#   object (libssl = OpenSSL's record buffers and per-record state), the top --top (15) functions
+#   by self Ir; strace: calls per syscall name; malloc: the counters of bench/malloc_count.c.
+# --tools malloc: A and B run with bench/malloc_count.c preloaded (built here with cc): malloc,
+#   calloc, realloc, free calls, new blocks by size class, and blocks of 16000 bytes or more by
+#   the object that asked for them (libssl: record buffers).
+# --out DIR: keep the raw files there (WORKLOAD/SERVER-SIDE.TOOL.N: callgrind, strace -c,
+#   malloc counts; WORKLOAD.table.txt: the side-by-side table).
+# Bounded: `--workloads small --server ferry,haproxy --tools callgrind,strace,malloc` takes
+# about 4 minutes on 2 cores (callgrind most of it); every client run has a 300 s timeout.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,18 +40,27 @@ FERRY=$REPO/build/ferry
 TOOLS=callgrind,strace
 WORKLOADS=bulk,small
 PORT=${COUNTS_PORT:-24700}
+SERVERS=ferry
+KEEP=""
+TOP=15
 while [ $# -gt 0 ]; do
     case $1 in
     --ferry) FERRY=$(realpath "$2"); shift 2 ;;
     --tools) TOOLS=$2; shift 2 ;;
     --workloads) WORKLOADS=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
-    *) echo "usage: $0 [--ferry PATH] [--tools callgrind,strace] [--workloads bulk,small] [--port P]" >&2; exit 2 ;;
+    --server | --servers) SERVERS=$2; shift 2 ;;
+    --out) KEEP=$(mkdir -p "$2" && realpath "$2"); shift 2 ;;
+    --top) TOP=$2; shift 2 ;;
+    *) echo "usage: $0 [--ferry PATH] [--tools callgrind,strace,malloc] [--workloads bulk,small,idle] [--server ferry,haproxy] [--out DIR] [--port P] [--top K]" >&2; exit 2 ;;
     esac
 done
+BENCH_DIR=$REPO/bench
 BACKEND=$PORT OUT=$((PORT + 1)) IN=$((PORT + 2))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-counts.XXXXXX")
+RAW=${KEEP:-$WORK/raw}
+mkdir -p "$RAW"
 PIDS=()
 cleanup()
 {
@@ -59,6 +87,14 @@ for n in a b; do
     "$FERRY" certs issue --ca "$WORK/ca" --name "$n.counts.test" --ip 127.0.0.1 --key-type ec \
         --out "$WORK/$n" >/dev/null
 done
+
+for n in a b; do
+    cat "$WORK/$n/$n.counts.test.crt" "$WORK/$n/$n.counts.test.key" >"$WORK/$n.pem"
+    chmod 600 "$WORK/$n.pem"
+done
+case ,$TOOLS, in
+*,malloc,*) cc -O2 -shared -fPIC -o "$WORK/malloc_count.so" "$BENCH_DIR/malloc_count.c" -ldl ;;
+esac
 
 mkdir -p "$WORK/www"
 head -c 86 /dev/zero | tr '\0' x >"$WORK/www/86"
@@ -126,42 +162,94 @@ log:
   level: warn
 EOF
 
-# run_once TOOL PATH N: start B and A under TOOL, make N GETs of PATH on one connection, stop
-# both (SIGTERM: they drain and exit), print "A_count B_count".
+# The HAProxy pair: bench/run.sh start_haproxy with resumption on, plus nbthread 1.
+cat >"$WORK/a.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend out
+    bind 127.0.0.1:$OUT
+    default_backend peer
+backend peer
+    server b 127.0.0.1:$IN ssl crt $WORK/a.pem ca-file $WORK/ca/ca.crt verify required verifyhost b.counts.test sni str(b.counts.test) ssl-min-ver TLSv1.3
+EOF
+cat >"$WORK/b.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend in
+    bind 127.0.0.1:$IN ssl crt $WORK/b.pem ca-file $WORK/ca/ca.crt verify required ssl-min-ver TLSv1.3
+    tcp-request session reject unless { ssl_c_s_dn(CN) -m str a.counts.test }
+    default_backend db
+backend db
+    server db 127.0.0.1:$BACKEND
+EOF
+
+# server_cmd SERVER SIDE: the command line of SERVER's side SIDE (a or b).
+server_cmd()
+{
+    case $1 in
+    ferry) echo "$FERRY run -c $WORK/$2.yaml" ;;
+    haproxy) echo "haproxy -db -f $WORK/$2.cfg" ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+    esac
+}
+
+# run_once SERVER TOOL PATH N: start B and A under TOOL, make N GETs of PATH on one connection,
+# stop both (SIGTERM: they exit), print "A_count B_count"; the raw files go to
+# $RAW/SERVER-SIDE.TOOL.N.
 run_once()
 {
-    local tool=$1 path=$2 n=$3 side pid a b
+    local server=$1 tool=$2 path=$3 n=$4 side pid f
     local -A spid
     for side in b a; do
+        # shellcheck disable=SC2046
         case $tool in
         callgrind) valgrind --tool=callgrind --callgrind-out-file="$WORK/$side.cg" \
-            "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" & ;;
+            $(server_cmd "$server" "$side") 2>"$WORK/$side.err" & ;;
         strace) strace -f -c -o "$WORK/$side.st" \
-            "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" & ;;
+            $(server_cmd "$server" "$side") 2>"$WORK/$side.err" & ;;
+        malloc) rm -f "$WORK/$side.mc".*
+            env LD_PRELOAD="$WORK/malloc_count.so" MALLOC_COUNT_OUT="$WORK/$side.mc" \
+                $(server_cmd "$server" "$side") 2>"$WORK/$side.err" & ;;
         esac
         spid[$side]=$!
         PIDS+=($!)
     done
     wait_port "$IN"
     wait_port "$OUT"
-    python3 "$WORK/client.py" "$OUT" "$path" "$n" >/dev/null
+    timeout 300 python3 "$WORK/client.py" "$OUT" "$path" "$n" >/dev/null
     for side in a b; do
-        # Signal ferry itself: strace does not pass a SIGTERM on to the program it runs.
+        # Signal the server itself: strace does not pass a SIGTERM on to the program it runs.
         pid=${spid[$side]}
         [ "$tool" = strace ] && pid=$(pgrep -P "$pid")
-        kill -TERM "$pid"
+        # HAProxy: SIGUSR1 (soft stop: exit() once idle, so that the malloc counts are written;
+        # on SIGTERM it dies by the signal).
+        if [ "$server" = haproxy ]; then kill -USR1 "$pid"; else kill -TERM "$pid"; fi
+        timeout 60 tail --pid="$pid" -f /dev/null || kill -KILL "$pid"
         wait "${spid[$side]}" || true
     done
-    case $tool in
-    callgrind)
-        a=$(awk '/^(summary|totals):/ {print $2; exit}' "$WORK/a.cg")
-        b=$(awk '/^(summary|totals):/ {print $2; exit}' "$WORK/b.cg") ;;
-    strace)
-        a=$(awk '$NF == "total" {print $4}' "$WORK/a.st")
-        b=$(awk '$NF == "total" {print $4}' "$WORK/b.st")
-        cp "$WORK/a.st" "$WORK/a.st.$n"; cp "$WORK/b.st" "$WORK/b.st.$n" ;;
-    esac
-    echo "$a $b"
+    for side in a b; do
+        f=$RAW/$server-$side
+        case $tool in
+        callgrind) cp "$WORK/$side.cg" "$f.cg.$n"
+            awk '/^(summary|totals):/ {print $2; exit}' "$WORK/$side.cg" ;;
+        strace) cp "$WORK/$side.st" "$f.strace.$n"
+            awk '$NF == "total" {print $4}' "$WORK/$side.st" ;;
+        malloc) cat "$WORK/$side.mc".* >"$f.malloc.$n"
+            awk '$1 ~ /^(malloc|calloc|realloc|memalign)$/ {s += $2} END {print s}' "$f.malloc.$n" ;;
+        esac
+    done | paste -sd' '
 }
 
 cat >"$WORK/idle.py" <<'PY'
@@ -207,6 +295,7 @@ run_idle()
 
 IFS=, read -r -a tools <<<"$TOOLS"
 IFS=, read -r -a workloads <<<"$WORKLOADS"
+IFS=, read -r -a servers <<<"$SERVERS"
 for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
         read -r a b < <(run_idle 400)
@@ -218,19 +307,32 @@ for w in "${workloads[@]}"; do
     small) path=/86 n1=50 n2=450 unit="request" ;;
     *) echo "unknown workload $w" >&2; exit 2 ;;
     esac
-    for t in "${tools[@]}"; do
-        read -r a1 b1 < <(run_once "$t" "$path" "$n1")
-        read -r a2 b2 < <(run_once "$t" "$path" "$n2")
-        what=Ir
-        [ "$t" = strace ] && what=syscalls
-        awk -v w="$w" -v t="$what" -v u="$unit" -v a1="$a1" -v a2="$a2" -v b1="$b1" -v b2="$b2" \
-            -v d=$((n2 - n1)) 'BEGIN { printf "%-6s %-9s per %-8s A (outbound) %12.0f   B (inbound) %12.0f\n", w, t, u, (a2 - a1) / d, (b2 - b1) / d }'
-        if [ "$t" = strace ]; then
-            # The per-call breakdown of the larger run, for the report.
-            for side in a b; do
-                echo "  $side, N=$n2:"
-                awk 'NR > 2 && $NF != "total" && $1 !~ /^-/ {print "    " $0}' "$WORK/$side.st.$n2" | sort -k4 -n -r | head -8
-            done
-        fi
+    for server in "${servers[@]}"; do
+        for t in "${tools[@]}"; do
+            read -r a1 b1 < <(run_once "$server" "$t" "$path" "$n1")
+            read -r a2 b2 < <(run_once "$server" "$t" "$path" "$n2")
+            what=Ir
+            [ "$t" = strace ] && what=syscalls
+            [ "$t" = malloc ] && what=allocs
+            awk -v s="$server" -v w="$w" -v t="$what" -v u="$unit" -v a1="$a1" -v a2="$a2" \
+                -v b1="$b1" -v b2="$b2" -v d=$((n2 - n1)) 'BEGIN {
+                printf "%-7s %-6s %-9s per %-8s A (outbound) %12.2f   B (inbound) %12.2f\n",
+                    s, w, t, u, (a2 - a1) / d, (b2 - b1) / d }'
+            if [ "$t" = strace ]; then
+                # The per-call breakdown of the larger run, for the report.
+                for side in a b; do
+                    echo "  $side, N=$n2:"
+                    awk 'NR > 2 && $NF != "total" && $1 !~ /^-/ {print "    " $0}' \
+                        "$RAW/$server-$side.strace.$n2" | sort -k4 -n -r | head -8
+                done
+            fi
+        done
     done
+    if [ ${#servers[@]} -gt 1 ] || [ -n "$KEEP" ]; then
+        python3 "$BENCH_DIR/pair_diff.py" table "$RAW" $((n2 - n1)) "$SERVERS" a,b --top "$TOP" |
+            tee "$RAW/$w.table.txt"
+    fi
+    # The next workload writes the same file names: keep this one's apart.
+    mkdir -p "$RAW/$w"
+    mv "$RAW"/*.cg.* "$RAW"/*.strace.* "$RAW"/*.malloc.* "$RAW/$w/" 2>/dev/null || true
 done
