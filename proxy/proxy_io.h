@@ -206,6 +206,11 @@ struct proxy_io {
     bool write_want_read; /* the last SSL_write_ex wants it readable */
     bool write_blocked;   /* the last write attempt was refused: wait for writability */
     bool read_big;        /* the last read filled its space: reserve PROXY_IO_READ_CHAIN */
+    /* OpenSSL may hold record buffers that SSL_MODE_RELEASE_BUFFERS does not give back (the
+     * handshake's, and a TLS 1.3 client's after the session tickets that come with the first
+     * data): 2 after the handshake, 1 once application data was read, 0 once a release
+     * followed that; proxy_io_release_buffers() calls SSL_free_buffers() only while > 0. */
+    unsigned char hs_buffers;
     bool close_notify_sent;
     bool muted;   /* the buffer change under way is our own, not the caller's */
     int armed;    /* the events added to the loop: EV_READ | EV_WRITE */
