@@ -638,10 +638,12 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
     snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
     snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
+    /* A refused certificate's name (perhaps its URI SAN) is no peer's: its own warn line
+     * names it, with its subject and SANs. */
     log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
-           c->verify.peer.name, "target", c->l->target_text, "bytes_in", in, "bytes_out", out,
-           "duration_ms", dur, "reason", proxy_close_reason_str(reason), "detail", c->detail,
-           (const char *)NULL);
+           c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
+           c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
+           proxy_close_reason_str(reason), "detail", c->detail, (const char *)NULL);
     lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
     conn_count_close(c, reason);
@@ -1275,8 +1277,19 @@ conn_bad_response(struct proxy_conn *c)
     const char *rule;
     const char *why = proxy_http_error(c->down.http, NULL, &rule);
 
-    snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
-             conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
+    if (proxy_exchange_unasked(c)) {
+        /* Framed in the same read as the response before them: what they hold is beside the
+         * point (a head, or no HTTP at all), nobody asked for them (as proxy_exchange_next()
+         * says of such bytes read on their own). */
+        snprintf(c->detail, sizeof(c->detail),
+                 "%s %s sent bytes after its response that no request asked for (its "
+                 "connection is closed, never reused)",
+                 conn_inbound(c) ? "backend" : "peer", c->l->target_text);
+        rule = "unsolicited";
+    } else {
+        snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
+                 conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
+    }
     if (proxy_exchange_can_answer(c)) {
         conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
         return;

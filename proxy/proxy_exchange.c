@@ -280,7 +280,8 @@ proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, c
     if (i == 0 || i >= mlen || i >= n || buf[i] != ' ') {
         return true;
     }
-    for (k = i + 1; k < n && buf[k] > ' ' && buf[k] < 0x7f; k++) {
+    /* The target as sent, control bytes included: the log line escapes them. */
+    for (k = i + 1; k < n && buf[k] != ' ' && buf[k] != '\r' && buf[k] != '\n'; k++) {
     }
     if (k == i + 1) {
         return true;
@@ -388,6 +389,17 @@ proxy_exchange_can_answer(const struct proxy_conn *c)
      * its body ends the connection; an answer of ours would land inside that body. */
     r = q_front(c->x);
     return r != NULL && r->status == 0 && !proxy_http_in_message(c->x->resp);
+}
+
+/*
+ * proxy_exchange_unasked(c):
+ * Does no request wait for a response (protocol http), so that whatever the other side sends
+ * now is something nobody asked for?
+ */
+bool
+proxy_exchange_unasked(const struct proxy_conn *c)
+{
+    return c->x != NULL && c->x->q_len == 0;
 }
 
 /*

@@ -209,6 +209,23 @@ ph_fail(struct proxy_http *h, int status, const char *rule, const char *why)
     }
 }
 
+/*
+ * A head over ferry's limits (${fields}: too many fields, else too many bytes): 431 for a
+ * request; for a response, the backend's or peer's fault: 502.
+ */
+static void
+ph_too_large(struct proxy_http *h, bool fields)
+{
+    if (h->kind == PROXY_HTTP_REQUEST) {
+        ph_fail(h, 431, "too-large",
+                fields ? "more than 100 header fields" : "request head larger than 64 KiB");
+    } else {
+        ph_fail(h, 502, "too-large",
+                fields ? "a response with more than 100 header fields"
+                       : "response head larger than 64 KiB");
+    }
+}
+
 /* ---- http-parser callbacks (heads only) ---- */
 
 static int
@@ -261,7 +278,7 @@ ph_on_header_field(http_parser *p, const char *at, size_t len)
             return -1;
         }
         if (h->n_hdr == PROXY_HTTP_MAX_HEADERS) {
-            ph_fail(h, 431, "too-large", "more than 100 header fields");
+            ph_too_large(h, true);
             return -1;
         }
         h->hdr[h->n_hdr].name = (uint32_t)h->store_len;
@@ -595,7 +612,7 @@ ph_parser_error(struct proxy_http *h)
 
     switch (e) {
     case HPE_HEADER_OVERFLOW:
-        ph_fail(h, 431, "too-large", "request head larger than 64 KiB");
+        ph_too_large(h, false);
         break;
     case HPE_UNEXPECTED_CONTENT_LENGTH:
         ph_fail(h, bad, "framing",
@@ -638,7 +655,7 @@ ph_prescan(struct proxy_http *h, const char *d, size_t n)
             h->scan_started = true;
         }
         if (++h->head_bytes > PROXY_HTTP_MAX_HEAD) {
-            ph_fail(h, 431, "too-large", "request head larger than 64 KiB");
+            ph_too_large(h, false);
             return false;
         }
         /*

@@ -469,6 +469,7 @@ const char *proxy_exchange_why(const struct proxy_conn *c);
 void proxy_exchange_response_bytes(struct proxy_conn *c);
 bool proxy_exchange_after_read(struct proxy_conn *c);
 bool proxy_exchange_can_answer(const struct proxy_conn *c);
+bool proxy_exchange_unasked(const struct proxy_conn *c);
 bool proxy_exchange_idle(const struct proxy_conn *c);
 bool proxy_exchange_server_closing(const struct proxy_conn *c);
 bool proxy_exchange_requests_idle(const struct proxy_conn *c);

@@ -114,7 +114,7 @@ accept() {
 # reject LISTENER CERT LABEL [KEY]: refused, logged once with reason=LABEL, backend not reached
 reject() {
     local l=$1 c=$2 label=$3 k=${4:-${2%-chain}}
-    local tag="$l-$c" code before after lines
+    local tag="$l-$c" code before after lines closed
     before=$(wc -l <"$T/in.log")
     if [ "$c" = none ]; then
         code=$(try "$l" "" "" "$tag")
@@ -141,6 +141,13 @@ reject() {
     if [ "$c" != none ]; then
         grep -q 'subject=' <<<"$lines" || fail "$l with $c: no subject=: $lines"
     fi
+    # Its close line names no peer: a refused certificate's name is nobody's identity (the
+    # warn line above names the certificate).
+    expect_log in "event=conn_closed listener=\"?$l\"? .*reason=rejected"
+    closed=$(tail -n +"$((before + 1))" "$T/in.log" | grep 'event=conn_closed' | grep 'reason=rejected' |
+        grep -E "listener=\"?$l\"?( |$)" | tail -n 1)
+    [ -n "$closed" ] && ! grep -q ' peer=' <<<"$closed" ||
+        fail "$l with $c: the close line of a refused handshake names a peer: $closed"
     pass "$l rejects $c: $label"
 }
 

@@ -422,6 +422,20 @@ for i in 1 2 3 4; do
         bad "extra-victim-$i" "no answer of its own: $(head -c 400 "$T/extra-v$i.json")"
 done
 expect_log smug 'event=bad_response .*rule=unsolicited' 5
+# The same with a whole stray head, and with bytes that are no response at all: unsolicited
+# too, not "malformed" (the stray bytes were framed in the same read as the response).
+sleep "$SETTLE"
+n_uns=$(log_count smug 'event=bad_response .*rule=unsolicited')
+n_mal=$(log_count smug 'event=bad_response .*rule=malformed')
+for x in whole junk; do
+    client in "$T/extra-$x.json" --send "GET /k/__extra_$x ${H}\\r\\n"
+    grep -q attacker "$T/extra-$x.json" && bad "extra-$x" "the bytes past a response reached the client: $(head -c 400 "$T/extra-$x.json")"
+    grep -q '"status": 200' "$T/extra-$x.json" || bad "extra-$x" "the response itself should reach the client: $(head -c 400 "$T/extra-$x.json")"
+done
+sleep "$SETTLE"
+[ "$(log_count smug 'event=bad_response .*rule=unsolicited')" = $((n_uns + 2)) ] &&
+    [ "$(log_count smug 'event=bad_response .*rule=malformed')" = "$n_mal" ] ||
+    bad extra-rules "two more rule=unsolicited lines expected, no rule=malformed: $(grep bad_response "$T/smug.log" | tail -n 3 | cut -c1-300)"
 # The client's close line names it too (not reason=done).
 expect_log smug 'event=conn_closed .*reason=server_error detail=.*sent bytes after its response' 5
 # An early answer: the rest of the body (a DELETE head, sent after the answer) never reaches

@@ -45,6 +45,8 @@ Test paths (matched anywhere in the target):
   __extra         the answer is followed, in the same write, by the start of a response head
                   nobody asked for ("HTTP/1.1 200 OK", "Set-Cookie: AuthSession=attacker",
                   "X-Junk: "): bytes past its Content-Length
+  __extra_whole   the same with a whole head ("HTTP/1.1 200 OK", "Set-Cookie: ...", blank line)
+  __extra_junk    the same with bytes that are no response at all ("attacker junk", blank line)
   __early         answered at once, before its body is read; the body is then read as the
                   next request (a backend that answers early and keeps its connection)
   __cut           the answer is chunked and ends after its first chunk ("5\\r\\nhello\\r\\n"):
@@ -253,7 +255,11 @@ class Conn:
                          "identity": ident, "connection": conn_vals, "watch": watch,
                          "trailers": [[k, v] for k, v in trailers],
                          "chunk_lines": chunk_lines, "resp_len": len(body) if with_body else 0})
-        if "__extra" in target:
+        if "__extra_whole" in target:
+            out += b"HTTP/1.1 200 OK\r\nSet-Cookie: AuthSession=attacker; Path=/\r\n\r\n"
+        elif "__extra_junk" in target:
+            out += b"attacker junk\r\n\r\n"
+        elif "__extra" in target:
             out += b"HTTP/1.1 200 OK\r\nSet-Cookie: AuthSession=attacker; Path=/\r\nX-Junk: "
         self.sock.sendall(out)
         return keep

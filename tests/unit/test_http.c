@@ -643,6 +643,30 @@ test_head_limit(void **state)
                      PROXY_HTTP_BAD);
     assert_int_equal(status, 431);
     assert_int_equal(r.heads, 0);
+
+    /* The same size in a response: the backend's or peer's fault, 502, named a response. */
+    n = (size_t)snprintf(in, sizeof(in), "HTTP/1.1 200 OK\r\nX-Big: ");
+    memset(in + n, 'a', 65 * 1024);
+    n += 65 * 1024;
+    memcpy(in + n, "\r\n\r\n", 5);
+    n += 4;
+    r = (struct rec){0};
+    for (size_t split = 0; split <= 1; split++) {
+        struct proxy_http *h = proxy_http_new(PROXY_HTTP_RESPONSE, on_head, on_done, &r);
+        struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+
+        evbuffer_add(src, in, split == 0 ? n : 200);
+        if (split == 1) {
+            assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_OK);
+            evbuffer_add(src, in + 200, n - 200);
+        }
+        assert_int_equal(proxy_http_pump(h, src, dst), PROXY_HTTP_BAD);
+        assert_string_equal(proxy_http_error(h, &status, NULL), "response head larger than 64 KiB");
+        assert_int_equal(status, 502);
+        proxy_http_free(h);
+        evbuffer_free(src);
+        evbuffer_free(dst);
+    }
 }
 
 static void
