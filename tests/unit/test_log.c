@@ -343,8 +343,8 @@ test_request_line_parse(void **state)
     assert_true(proxy_request_line_parse("GET  /x\n", 8, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(t, "");
     /* Control bytes in the target are kept (the log line escapes them). */
-    assert_true(proxy_request_line_parse("GET /a\x7f\x01b HTTP/1.1\n", 19, m, sizeof(m), t,
-                                         sizeof(t)));
+    assert_true(
+        proxy_request_line_parse("GET /a\x7f\x01b HTTP/1.1\n", 19, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(t, "/a\x7f\x01b");
     assert_true(
         proxy_request_line_parse("AVERYVERYLONGMETHODNAME /x\n", 27, m, sizeof(m), t, sizeof(t)));
