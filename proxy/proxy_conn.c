@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,33 @@ static bool conn_resume_up(struct proxy_conn *c);
 static void conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason);
 static bool conn_cut(struct proxy_conn *c, struct proxy_relay *r);
 static void conn_lend_end(struct proxy_conn *c);
+
+/*
+ * conn_detail(c, fmt, ...):
+ * Set ${c}'s reason in plain words (the close line's detail=, a 502's body, metrics) to the
+ * formatted text, cut at PROXY_DETAIL_MAX - 1 bytes.  Its buffer is taken on the first failure
+ * to explain, so that a connection that never needs one (nearly all) holds none: 1.5 KiB less
+ * per idle connection.  Out of memory: the detail stays what it was.
+ */
+static void __attribute__((format(printf, 2, 3)))
+conn_detail(struct proxy_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->detail == NULL && (c->detail = malloc(PROXY_DETAIL_MAX)) == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    (void)vsnprintf(c->detail, PROXY_DETAIL_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* conn_detail_str(c): ${c}'s detail, "" when none was set. */
+static const char *
+conn_detail_str(const struct proxy_conn *c)
+{
+    return c->detail != NULL ? c->detail : "";
+}
 
 /*
  * proxy_close_reason_str(reason):
@@ -438,7 +466,8 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
     case PROXY_CLOSE_REJECTED:
         PROXY_STATS_ADD(m->hs_rejected[c->verify.reject], 1);
         if (!conn_inbound(c)) {
-            proxy_stats_upstream_failed(m, c->detail); /* the peer's certificate broke a rule */
+            proxy_stats_upstream_failed(
+                m, conn_detail_str(c)); /* the peer's certificate broke a rule */
         }
         break;
     case PROXY_CLOSE_HANDSHAKE_TIMEOUT:
@@ -449,12 +478,13 @@ conn_count_close(const struct proxy_conn *c, enum proxy_close_reason reason)
     case PROXY_CLOSE_PEER_HANDSHAKE_FAILED:
         /* A TLS 1.3 refusal after our handshake: failed only (conn_count_peer_answered). */
         PROXY_STATS_ADD(m->hs_failed[reason], 1);
-        proxy_stats_upstream_failed(m, c->detail); /* readiness: ferry_peer_up */
+        proxy_stats_upstream_failed(m, conn_detail_str(c)); /* readiness: ferry_peer_up */
         return;
     case PROXY_CLOSE_BACKEND_UNREACHABLE:
     case PROXY_CLOSE_PEER_UNREACHABLE:
         PROXY_STATS_ADD(m->upstream_failures, 1);
-        proxy_stats_upstream_failed(m, c->detail); /* readiness: ferry_backend_up / ferry_peer_up */
+        proxy_stats_upstream_failed(
+            m, conn_detail_str(c)); /* readiness: ferry_backend_up / ferry_peer_up */
         break;
     default:
         break;
@@ -577,17 +607,17 @@ proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v)
          * again (the response that made room may also have been the client's last). */
         return conn_resume_up(c) && proxy_conn_act(c, proxy_exchange_next(c));
     case PROXY_VERDICT_ANSWER:
-        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        conn_detail(c, "%s", proxy_exchange_why(c));
         body = proxy_exchange_answer(c, &status, &phrase);
         proxy_conn_answer(c, v.reason, status, phrase, "application/json", body);
         return false;
     case PROXY_VERDICT_ANSWER_LATER:
-        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        conn_detail(c, "%s", proxy_exchange_why(c));
         /* Nothing more is read from the client: its request framer has stopped. */
         proxy_io_disable(c->client, EV_READ);
         return true;
     case PROXY_VERDICT_CLOSE:
-        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        conn_detail(c, "%s", proxy_exchange_why(c));
         proxy_conn_drop(c, v.reason);
         return false;
     case PROXY_VERDICT_CLIENT_LAST:
@@ -643,7 +673,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
            c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
            c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
-           proxy_close_reason_str(reason), "detail", c->detail, (const char *)NULL);
+           proxy_close_reason_str(reason), "detail", conn_detail_str(c), (const char *)NULL);
     lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
     conn_count_close(c, reason);
@@ -680,6 +710,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     PROXY_STATS_ADD(l->stats->bytes_in, c->up.bytes);
     PROXY_STATS_ADD(l->stats->bytes_out, c->down.bytes);
     c->magic = 0;
+    free(c->detail);
+    c->detail = NULL;
     proxy_spare_put(&w->spare_conns, c);
     if (--l->n_conns == 0 && l->retired) {
         /* The last connection of a listener that a reload replaced. */
@@ -764,7 +796,7 @@ conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
     char esc[2304], body[2400];
 
-    log_json_escape(esc, sizeof(esc), c->detail);
+    log_json_escape(esc, sizeof(esc), conn_detail_str(c));
     snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
     proxy_conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
 }
@@ -781,7 +813,7 @@ conn_upstream_failed(struct proxy_conn *c, enum proxy_close_reason reason, const
            "reason",
            c->verify.reject != TLS_REJECT_NONE ? tls_reject_str(c->verify.reject)
                                                : proxy_close_reason_str(reason),
-           "msg", c->detail, (const char *)NULL);
+           "msg", conn_detail_str(c), (const char *)NULL);
     if (conn_http(c) && c->client != NULL) {
         conn_answer_502(c, reason);
         return;
@@ -805,15 +837,15 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (c->state) {
     case PROXY_CONN_SNIFF:
     case PROXY_CONN_HANDSHAKE:
-        snprintf(c->detail, sizeof(c->detail), "TLS handshake not finished within %llums",
-                 (unsigned long long)lim->handshake_timeout_ms);
+        conn_detail(c, "TLS handshake not finished within %llums",
+                    (unsigned long long)lim->handshake_timeout_ms);
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_TIMEOUT);
         return;
     case PROXY_CONN_CONNECTING:
-        snprintf(c->detail, sizeof(c->detail), "%s %s did not %s within %llums",
-                 conn_inbound(c) ? "backend" : "peer", c->l->target_text,
-                 conn_inbound(c) ? "accept the connection" : "complete the TLS handshake",
-                 (unsigned long long)lim->handshake_timeout_ms);
+        conn_detail(c, "%s %s did not %s within %llums", conn_inbound(c) ? "backend" : "peer",
+                    c->l->target_text,
+                    conn_inbound(c) ? "accept the connection" : "complete the TLS handshake",
+                    (unsigned long long)lim->handshake_timeout_ms);
         conn_upstream_failed(
             c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
             conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
@@ -822,8 +854,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         event_base_gettimeofday_cached(conn_base(c), &now);
         idle = tv_ms(&now) - tv_ms(&c->last_active);
         if (idle >= lim->idle_timeout_ms) {
-            snprintf(c->detail, sizeof(c->detail), "no data either way for %llums",
-                     (unsigned long long)idle);
+            conn_detail(c, "no data either way for %llums", (unsigned long long)idle);
             proxy_conn_drop(c, PROXY_CLOSE_IDLE_TIMEOUT);
             return;
         }
@@ -867,7 +898,7 @@ conn_pump_up(struct proxy_conn *c)
             return true;
         }
         if (conn_exchange_begin(c) < 0) {
-            snprintf(c->detail, sizeof(c->detail), "out of memory");
+            conn_detail(c, "out of memory");
             proxy_conn_drop(c, PROXY_CLOSE_OOM);
             return false;
         }
@@ -929,7 +960,7 @@ static void
 conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason)
 {
     if (reason != PROXY_CLOSE_DONE) {
-        snprintf(c->detail, sizeof(c->detail), "%s", proxy_exchange_why(c));
+        conn_detail(c, "%s", proxy_exchange_why(c));
     }
     conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
@@ -1099,7 +1130,7 @@ conn_start_relay(struct proxy_conn *c)
             }
         }
     } else if (conn_http(c) && conn_exchange_begin(c) < 0) {
-        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        conn_detail(c, "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
@@ -1164,29 +1195,28 @@ conn_cut(struct proxy_conn *c, struct proxy_relay *r)
         return false;
     }
     if (r == &c->up) {
-        snprintf(c->detail, sizeof(c->detail),
-                 "the client closed its connection in the middle of a request");
+        conn_detail(c, "the client closed its connection in the middle of a request");
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
         return true;
     }
     c->client_reset = proxy_http_out_to_eof(r->http);
     if (c->client_reset && proxy_io_ssl(r->src) != NULL &&
         proxy_io_end(r->src) != PROXY_IO_END_CLOSE_NOTIFY) {
-        snprintf(c->detail, sizeof(c->detail),
-                 "%s %s ended its TLS stream without close_notify inside a response that runs "
-                 "to the end of the connection, so its end may be anyone's (a truncation): the "
-                 "client got what came, then a reset, not the end of a whole response",
-                 who, c->l->target_text);
+        conn_detail(c,
+                    "%s %s ended its TLS stream without close_notify inside a response that runs "
+                    "to the end of the connection, so its end may be anyone's (a truncation): the "
+                    "client got what came, then a reset, not the end of a whole response",
+                    who, c->l->target_text);
     } else {
-        snprintf(c->detail, sizeof(c->detail),
-                 "%s %s closed its connection in the middle of a response (the client got its "
-                 "start, then %s)",
-                 who, c->l->target_text,
-                 c->client_reset ? "a reset: its response runs to the end of the connection"
-                                 : "the end of the connection");
+        conn_detail(c,
+                    "%s %s closed its connection in the middle of a response (the client got its "
+                    "start, then %s)",
+                    who, c->l->target_text,
+                    c->client_reset ? "a reset: its response runs to the end of the connection"
+                                    : "the end of the connection");
     }
     log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
-           c->l->target_text, "rule", "truncated", "msg", c->detail, (const char *)NULL);
+           c->l->target_text, "rule", "truncated", "msg", conn_detail_str(c), (const char *)NULL);
     conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
     return true;
 }
@@ -1281,21 +1311,21 @@ conn_bad_response(struct proxy_conn *c)
         /* Framed in the same read as the response before them: what they hold is beside the
          * point (a head, or no HTTP at all), nobody asked for them (as proxy_exchange_next()
          * says of such bytes read on their own). */
-        snprintf(c->detail, sizeof(c->detail),
-                 "%s %s sent bytes after its response that no request asked for (its "
-                 "connection is closed, never reused)",
-                 conn_inbound(c) ? "backend" : "peer", c->l->target_text);
+        conn_detail(c,
+                    "%s %s sent bytes after its response that no request asked for (its "
+                    "connection is closed, never reused)",
+                    conn_inbound(c) ? "backend" : "peer", c->l->target_text);
         rule = "unsolicited";
     } else {
-        snprintf(c->detail, sizeof(c->detail), "%s %s sent a malformed response: %s",
-                 conn_inbound(c) ? "backend" : "peer", c->l->target_text, why);
+        conn_detail(c, "%s %s sent a malformed response: %s", conn_inbound(c) ? "backend" : "peer",
+                    c->l->target_text, why);
     }
     if (proxy_exchange_can_answer(c)) {
         conn_upstream_failed(c, PROXY_CLOSE_SERVER_ERROR, "bad_response");
         return;
     }
     log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
-           c->l->target_text, "rule", rule, "msg", c->detail, (const char *)NULL);
+           c->l->target_text, "rule", rule, "msg", conn_detail_str(c), (const char *)NULL);
     conn_finish_client(c, PROXY_CLOSE_SERVER_ERROR);
 }
 
@@ -1349,7 +1379,7 @@ server_write_cb(struct proxy_io *io, void *arg)
  * Hand what is known of ${c}'s failed side to tls/: the stage, errno (read first, before
  * anything can change it; the side's own when it kept one), the event flags ${what}, the errors
  * the side ${io} took off OpenSSL's queue at its failure, the verify result.  Puts its words into
- * c->detail and returns its reason;
+ * the detail (conn_detail()) and returns its reason;
  * *${alert} (when not NULL) is the alert the other side sent, or -1.
  */
 static enum tls_fail_reason
@@ -1380,21 +1410,21 @@ conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct proxy_io *i
     }
     tls_failure_collect(&f, c->l->tls, ssl);
     tls_failure_report(&f, &r);
-    snprintf(c->detail, sizeof(c->detail), "%s", r.detail);
+    conn_detail(c, "%s", r.detail);
     if (alert != NULL) {
         *alert = r.alert;
     }
     return r.reason;
 }
 
-/* A §4 rule refused the peer (c->detail says which): the one warn line of CONTRACT §4. */
+/* A §4 rule refused the peer (conn_detail_str(c) says which): the one warn line of CONTRACT §4. */
 static void
 conn_log_rejection(struct proxy_conn *c)
 {
     log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
            "target", conn_inbound(c) ? NULL : c->l->target_text, "subject", c->verify.peer.subject,
            "sans", c->verify.peer.sans, "reason", tls_reject_str(c->verify.reject), "msg",
-           c->detail, (const char *)NULL);
+           conn_detail_str(c), (const char *)NULL);
 }
 
 /* Outbound: we refused the peer's certificate; log the rule, then answer 502 with it. */
@@ -1424,7 +1454,7 @@ conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short wh
         /* The client refused OUR certificate: the operator has to fix our side or the client. */
         log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
                "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
-               tls_alert_name(alert), "msg", c->detail, (const char *)NULL);
+               tls_alert_name(alert), "msg", conn_detail_str(c), (const char *)NULL);
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
         return;
     case TLS_FAIL_CLOSED:
@@ -1434,7 +1464,7 @@ conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short wh
         break;
     }
     log_kv(LOG_INFO, "handshake_failed", "listener", c->l->cfg->name, "remote", c->remote, "msg",
-           c->detail, (const char *)NULL);
+           conn_detail_str(c), (const char *)NULL);
     proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
 }
 
@@ -1483,7 +1513,7 @@ conn_connect(struct proxy_conn *c)
     conn_timer_in(c, l->limits->handshake_timeout_ms);
     c->server = conn_new_server(c);
     if (c->server == NULL) {
-        snprintf(c->detail, sizeof(c->detail), "out of memory");
+        conn_detail(c, "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
@@ -1501,9 +1531,8 @@ conn_connect(struct proxy_conn *c)
     }
     if (rc < 0 && c->state == PROXY_CONN_CONNECTING && c->server != NULL) {
         /* Failed before any callback (no route, out of fds): report it the same way. */
-        snprintf(c->detail, sizeof(c->detail), "cannot connect to %s %s: %s",
-                 conn_inbound(c) ? "backend" : "peer", l->target_text,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_detail(c, "cannot connect to %s %s: %s", conn_inbound(c) ? "backend" : "peer",
+                    l->target_text, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         conn_upstream_failed(
             c, conn_inbound(c) ? PROXY_CLOSE_BACKEND_UNREACHABLE : PROXY_CLOSE_PEER_UNREACHABLE,
             conn_inbound(c) ? "backend_unreachable" : "peer_unreachable");
@@ -1517,8 +1546,8 @@ conn_server_connect_failed(struct proxy_conn *c, struct proxy_io *io, short what
     int dns_err = proxy_io_dns_error(io);
 
     if (dns_err != 0) {
-        snprintf(c->detail, sizeof(c->detail), "cannot resolve peer %s: %s", c->l->target_text,
-                 evutil_gai_strerror(dns_err));
+        conn_detail(c, "cannot resolve peer %s: %s", c->l->target_text,
+                    evutil_gai_strerror(dns_err));
         conn_upstream_failed(c, PROXY_CLOSE_PEER_UNREACHABLE, "peer_unreachable");
         return;
     }
@@ -1731,7 +1760,7 @@ sniff_plaintext(struct proxy_conn *c, const char *peeked)
                  ? " with a client certificate issued by this site's CA"
                  : "",
              host);
-    snprintf(c->detail, sizeof(c->detail), "plaintext on a TLS port");
+    conn_detail(c, "plaintext on a TLS port");
     c->client = conn_side(c, c->fd, NULL, PROXY_IO_SERVER); /* OPEN at once */
     c->fd = -1; /* owned by the side now (closed if that failed) */
     if (c->client == NULL) {
@@ -1781,8 +1810,7 @@ sniff_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (n <= 0) {
-        snprintf(c->detail, sizeof(c->detail), "%s",
-                 n == 0 ? "closed before sending anything" : strerror(errno));
+        conn_detail(c, "%s", n == 0 ? "closed before sending anything" : strerror(errno));
         proxy_conn_drop(c, n == 0 ? PROXY_CLOSE_CLIENT_CLOSED : PROXY_CLOSE_CLIENT_ERROR);
         return;
     }

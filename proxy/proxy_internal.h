@@ -69,6 +69,10 @@
 #define PROXY_LINGER_BYTES ((size_t)64 * 1024)
 #define PROXY_LINGER_MAX   256
 
+/* The longest reason in plain words a connection keeps (its close line's detail=, a 502's
+ * body); tls/'s explanations of a refused chain run to about 700 bytes. */
+#define PROXY_DETAIL_MAX 1536
+
 /* Each worker's event loop beats this often (proxy_worker.c); GET /livez reads the beats. */
 #define PROXY_BEAT_MS 1000
 
@@ -376,7 +380,8 @@ struct proxy_conn {
     bool pool_retried;        /* the retry happened: dial, never take from the pool again */
     struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
     char remote[64];          /* client address "ip:port" */
-    char detail[1536];        /* the reason in plain words for the close line / 502 body */
+    char *detail;             /* the reason in plain words for the close line / 502 body:
+                                 PROXY_DETAIL_MAX bytes, taken when first set (conn_detail) */
     int owed_status;          /* ferry answered before a request was framed: the access-log
                                  line still to write, with this status (conn_request_owed) */
     uint64_t owed_bytes;      /* and the answer's body length */
