@@ -39,6 +39,13 @@
 #include "proxy_internal.h"
 #include "proxy_stats.h"
 
+#define CONN_STR_(x) #x
+#define CONN_STR(x)  CONN_STR_(x) /* a number macro as a string literal */
+
+/* proxy_conn.log_mode (conn_log_ok()) */
+#define CONN_LOG_ON   1
+#define CONN_LOG_HELD 2
+
 #define TLS_RECORD_HANDSHAKE 0x16
 
 static const char *const close_reason_names[PROXY_CLOSE__COUNT] = {
@@ -76,6 +83,7 @@ static bool conn_resume_up(struct proxy_conn *c);
 static void conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason);
 static bool conn_cut(struct proxy_conn *c, struct proxy_relay *r);
 static void conn_lend_end(struct proxy_conn *c);
+static bool conn_log_ok(struct proxy_conn *c, enum log_level level);
 
 /*
  * conn_detail(c, fmt, ...):
@@ -670,10 +678,12 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
     /* A refused certificate's name (perhaps its URI SAN) is no peer's: its own warn line
      * names it, with its subject and SANs. */
-    log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
-           c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
-           c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
-           proxy_close_reason_str(reason), "detail", conn_detail_str(c), (const char *)NULL);
+    if (conn_log_ok(c, LOG_INFO)) {
+        log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+               c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
+               c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
+               proxy_close_reason_str(reason), "detail", conn_detail_str(c), (const char *)NULL);
+    }
     lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
     conn_count_close(c, reason);
@@ -1417,10 +1427,94 @@ conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct proxy_io *i
     return r.reason;
 }
 
+/*
+ * proxy_conn_log_flush(w):
+ * Once a second: say how many unauthenticated connections were not logged since the last
+ * time (conn_log_ok()).  From conn_log_ok() and the worker's beat.
+ */
+void
+proxy_conn_log_flush(struct proxy_worker *w)
+{
+    long long sec = proxy_clock_ms() / 1000;
+    char n[16];
+
+    if (sec == w->unauth_log_sec) {
+        return;
+    }
+    w->unauth_log_sec = sec;
+    if (w->unauth_log_quiet > 0) {
+        snprintf(n, sizeof(n), "%u", w->unauth_log_quiet);
+        w->unauth_log_quiet = 0;
+        log_kv(LOG_WARN, "log_suppressed", "count", n, "msg",
+               "connections that never passed their TLS handshake were not logged: more "
+               "than " CONN_STR(PROXY_UNAUTH_LOG_PER_SEC) " a second on one worker, after a burst "
+                                                          "of " CONN_STR(
+                                                              PROXY_UNAUTH_LOG_BURST) " (a flood "
+                                                                                      "of refused, "
+                                                                                      "failed or "
+                                                                                      "non-TLS "
+                                                                                      "connections;"
+                                                                                      " ferry_"
+                                                                                      "handshakes_"
+                                                                                      "total and "
+                                                                                      "ferry_"
+                                                                                      "connections_"
+                                                                                      "total count "
+                                                                                      "every one)",
+               (const char *)NULL);
+    }
+}
+
+/*
+ * conn_log_ok(c, level):
+ * May a line of ${level} about ${c} be written?  Not below the configured level; else always,
+ * except for an inbound connection that has not passed its handshake: anyone who reaches the
+ * port makes as many of those as it likes (the third black-box attack wrote 8,000 warn lines
+ * in 5 s from two loops).  Such a connection takes a token from its worker's bucket with its
+ * first line: logged in full when it got one (PROXY_UNAUTH_LOG_BURST, refilled at
+ * PROXY_UNAUTH_LOG_PER_SEC a second), else not at all, only counted.
+ */
+static bool
+conn_log_ok(struct proxy_conn *c, enum log_level level)
+{
+    struct proxy_worker *w = c->l->w;
+    long long now, full = PROXY_UNAUTH_LOG_BURST * 1000LL;
+
+    if (!log_enabled(level)) {
+        return false;
+    }
+    if (!conn_inbound(c) || c->tls_up || c->log_mode == CONN_LOG_ON) {
+        return true;
+    }
+    if (c->log_mode == CONN_LOG_HELD) {
+        return false;
+    }
+    proxy_conn_log_flush(w);
+    now = proxy_clock_ms();
+    if (w->unauth_log_filled == 0) {
+        w->unauth_log_tokens = full;
+    } else {
+        w->unauth_log_tokens += (now - w->unauth_log_filled) * PROXY_UNAUTH_LOG_PER_SEC;
+        w->unauth_log_tokens = w->unauth_log_tokens < full ? w->unauth_log_tokens : full;
+    }
+    w->unauth_log_filled = now > 0 ? now : 1;
+    if (w->unauth_log_tokens >= 1000) {
+        w->unauth_log_tokens -= 1000;
+        c->log_mode = CONN_LOG_ON;
+        return true;
+    }
+    c->log_mode = CONN_LOG_HELD;
+    w->unauth_log_quiet++;
+    return false;
+}
+
 /* A §4 rule refused the peer (conn_detail_str(c) says which): the one warn line of CONTRACT §4. */
 static void
 conn_log_rejection(struct proxy_conn *c)
 {
+    if (!conn_log_ok(c, LOG_WARN)) {
+        return;
+    }
     log_kv(LOG_WARN, "handshake_rejected", "listener", c->l->cfg->name, "remote", c->remote,
            "target", conn_inbound(c) ? NULL : c->l->target_text, "subject", c->verify.peer.subject,
            "sans", c->verify.peer.sans, "reason", tls_reject_str(c->verify.reject), "msg",
@@ -1452,9 +1546,11 @@ conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short wh
         return;
     case TLS_FAIL_ALERT:
         /* The client refused OUR certificate: the operator has to fix our side or the client. */
-        log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
-               "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
-               tls_alert_name(alert), "msg", conn_detail_str(c), (const char *)NULL);
+        if (conn_log_ok(c, LOG_WARN)) {
+            log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
+                   "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
+                   tls_alert_name(alert), "msg", conn_detail_str(c), (const char *)NULL);
+        }
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
         return;
     case TLS_FAIL_CLOSED:
@@ -1463,8 +1559,10 @@ conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short wh
     default:
         break;
     }
-    log_kv(LOG_INFO, "handshake_failed", "listener", c->l->cfg->name, "remote", c->remote, "msg",
-           conn_detail_str(c), (const char *)NULL);
+    if (conn_log_ok(c, LOG_INFO)) {
+        log_kv(LOG_INFO, "handshake_failed", "listener", c->l->cfg->name, "remote", c->remote,
+               "msg", conn_detail_str(c), (const char *)NULL);
+    }
     proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
 }
 

@@ -73,6 +73,16 @@
  * body); tls/'s explanations of a refused chain run to about 700 bytes. */
 #define PROXY_DETAIL_MAX 1536
 
+/*
+ * Inbound connections that never pass their handshake (refused, failed, not TLS, timed out:
+ * anyone who reaches the port makes as many as it likes) are logged, each in full or not at
+ * all, at most PROXY_UNAUTH_LOG_PER_SEC a second per worker after a burst of
+ * PROXY_UNAUTH_LOG_BURST (a token bucket); the others are counted in one event=log_suppressed
+ * line a second (proxy_conn_log_flush()).  /metrics counts every connection.
+ */
+#define PROXY_UNAUTH_LOG_PER_SEC 20
+#define PROXY_UNAUTH_LOG_BURST   100
+
 /* Each worker's event loop beats this often (proxy_worker.c); GET /livez reads the beats. */
 #define PROXY_BEAT_MS 1000
 
@@ -295,6 +305,13 @@ struct proxy_worker {
     struct proxy_conn *conns; /* doubly linked list of open connections */
     struct event *beat;       /* every PROXY_BEAT_MS: the loop still turns (GET /livez) */
     long long beat_ms;        /* monotonic ms of the last beat (atomic: read by control) */
+    /* logging unauthenticated connections (PROXY_UNAUTH_LOG_PER_SEC): the bucket's tokens in
+     * thousandths, when it was last filled (monotonic ms; 0: never, full), the connections
+     * held back since the last event=log_suppressed and the second that line was due in */
+    long long unauth_log_tokens;
+    long long unauth_log_filled;
+    unsigned unauth_log_quiet;
+    long long unauth_log_sec;
     /* client sockets being closed gently (proxy_linger.c), at most PROXY_LINGER_MAX */
     struct proxy_linger *lingering;
     unsigned n_lingering;
@@ -373,6 +390,8 @@ struct proxy_conn {
                                  close_notify (conn_close_client) */
     bool server_failed;       /* ... on the backend/peer side: no close_notify, never pooled
                                  (conn_close_server); cleared with the side */
+    unsigned char log_mode;   /* inbound, before its handshake passed: 0 undecided, else
+                                 CONN_LOG_ON or CONN_LOG_HELD (conn_log_ok) */
     bool client_reset;        /* its response was cut where a FIN would read as its end (it runs
                                  to the end of the connection): a reset ends it (conn_cut) */
     bool hs_pending;          /* outbound: handshake done at hs_done, not counted yet */
@@ -435,6 +454,7 @@ void proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struc
 void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
 void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason);
 void proxy_conn_drain_idle(struct proxy_worker *w);
+void proxy_conn_log_flush(struct proxy_worker *w);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
 struct proxy_io *proxy_conn_side_new(struct proxy_worker *w);

@@ -432,7 +432,8 @@ worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* On worker ${arg}: the loop turns; GET /livez reads the time (proxy_admin.c). */
+/* On worker ${arg}: the loop turns; GET /livez reads the time (proxy_admin.c).  Also says how
+ * many lines about unauthenticated connections were held back in the last second. */
 static void
 worker_beat_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -441,6 +442,7 @@ worker_beat_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     __atomic_store_n(&w->beat_ms, proxy_clock_ms(), __ATOMIC_RELAXED);
+    proxy_conn_log_flush(w);
 }
 
 /* The thread of worker ${arg}: its loop until drained or stopped, then tell the control. */
