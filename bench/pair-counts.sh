@@ -11,10 +11,16 @@
 #   small: GET /86 (86 B body): the cost per small keep-alive request
 #   idle:  (no tool) 400 connections, one small GET each, then held idle: A's and B's RSS
 #          growth per connection in KiB (malloc's arenas make it coarse; compare builds)
+#   pooled: GET /86, each request on a NEW client TCP connection with `Connection: close`
+#          (the bench/run.sh workload "pooled"), N = 50 and 450: the cost of one more client
+#          connection + request + close, while A lends one pooled mTLS connection to B per
+#          request.  Only for the HTTP pairs (--server ferry-http,nginx-http); the tcp pairs
+#          would make a new mTLS connection (a full handshake) per request.
 # The backend is a small Python HTTP/1.1 server (not counted).  Only 127.0.0.1.
 #
 #   bench/pair-counts.sh [--ferry build/ferry] [--tools callgrind,strace,malloc]
-#                        [--workloads bulk,small] [--server ferry,haproxy] [--out DIR] [--port P]
+#                        [--workloads bulk,small,pooled,idle] [--server ferry,haproxy,ferry-http,nginx-http]
+#                        [--out DIR] [--port P]
 #
 # --server LIST: the pairs to measure, in order (default ferry).  haproxy: the same shape with
 #   HAProxy 2.6 on both sides, the configs of bench/run.sh start_haproxy with resumption on
@@ -26,6 +32,13 @@
 #   (malloc, SSL_read, epoll_ctl, ...), calls into malloc/free/CRYPTO_malloc by the caller's
 #   object (libssl = OpenSSL's record buffers and per-record state), the top --top (15) functions
 #   by self Ir; strace: calls per syscall name; malloc: the counters of bench/malloc_count.c.
+#   ferry-http: ferry with `protocol: http` on both listeners and A's pool set as bench/run.sh
+#   does (`pool: {max_idle: 64, idle_timeout: 60s}`), `workers: 1`.  nginx-http: the configs of
+#   bench/run.sh start_nginx_http with resumption on (A: `proxy_pass https://peer` to an
+#   upstream with `keepalive 64`, proxy_ssl_* verify on; B: `listen ... ssl`,
+#   `ssl_verify_client on`, the CN check, `proxy_pass http://db` to an upstream with
+#   `keepalive 64`), plus `worker_processes 1; master_process off; daemon off;` (one process,
+#   so that callgrind/strace/malloc_count see all of the work), access_log off.
 # --tools malloc: A and B run with bench/malloc_count.c preloaded (built here with cc): malloc,
 #   calloc, realloc, free calls, new blocks by size class, and blocks of 16000 bytes or more by
 #   the object that asked for them (libssl: record buffers).
@@ -52,7 +65,7 @@ while [ $# -gt 0 ]; do
     --server | --servers) SERVERS=$2; shift 2 ;;
     --out) KEEP=$(mkdir -p "$2" && realpath "$2"); shift 2 ;;
     --top) TOP=$2; shift 2 ;;
-    *) echo "usage: $0 [--ferry PATH] [--tools callgrind,strace,malloc] [--workloads bulk,small,idle] [--server ferry,haproxy] [--out DIR] [--port P] [--top K]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--ferry PATH] [--tools callgrind,strace,malloc] [--workloads bulk,small,pooled,idle] [--server ferry,haproxy,ferry-http,nginx-http] [--out DIR] [--port P] [--top K]" >&2; exit 2 ;;
     esac
 done
 BENCH_DIR=$REPO/bench
@@ -123,6 +136,22 @@ for _ in range(n):
 c.close()
 print(total)
 EOF
+# client_close.py PORT PATH N: N GETs, each on a new connection with Connection: close.
+cat >"$WORK/client_close.py" <<'EOF'
+import http.client, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+total = 0
+for _ in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", path, headers={"Connection": "close"})
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit("status %d" % r.status)
+    total += len(body)
+    c.close()
+print(total)
+EOF
 python3 "$WORK/backend.py" "$BACKEND" "$WORK/www" &
 PIDS+=($!)
 wait_port "$BACKEND"
@@ -160,6 +189,90 @@ listeners:
     allow: ["a.counts.test"]
 log:
   level: warn
+EOF
+
+# The ferry-http pair: the same with protocol: http and A's pool as bench/run.sh sets it.
+sed -e 's/protocol: tcp/protocol: http/' \
+    -e 's/^\(    protocol: http\)$/\1/' "$WORK/a.yaml" >"$WORK/a-http.yaml"
+sed -i -e '/^    protocol: http$/a\    pool: {max_idle: 64, idle_timeout: 60s}' "$WORK/a-http.yaml"
+sed -e 's/protocol: tcp/protocol: http/' "$WORK/b.yaml" >"$WORK/b-http.yaml"
+
+# The nginx-http pair: bench/run.sh start_nginx_http with resumption on, one process.
+for side in a b; do
+    mkdir -p "$WORK/ngx-$side"
+    cat >"$WORK/ngx-$side/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+# nginx clears the environment: keep bench/malloc_count.c's output path.
+env MALLOC_COUNT_OUT;
+pid $WORK/ngx-$side/nginx.pid;
+error_log $WORK/ngx-$side/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $WORK/ngx-$side/client_body;
+    proxy_temp_path $WORK/ngx-$side/proxy;
+    fastcgi_temp_path $WORK/ngx-$side/fastcgi;
+    uwsgi_temp_path $WORK/ngx-$side/uwsgi;
+    scgi_temp_path $WORK/ngx-$side/scgi;
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_max_body_size 0;
+EOF
+done
+cat >>"$WORK/ngx-a/nginx.conf" <<EOF
+    upstream peer {
+        server 127.0.0.1:$IN;
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$OUT backlog=4096;
+        location / {
+            proxy_pass https://peer;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+            proxy_ssl_certificate $WORK/a/a.counts.test.crt;
+            proxy_ssl_certificate_key $WORK/a/a.counts.test.key;
+            proxy_ssl_trusted_certificate $WORK/ca/ca.crt;
+            proxy_ssl_verify on;
+            proxy_ssl_name b.counts.test;
+            proxy_ssl_server_name on;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+EOF
+cat >>"$WORK/ngx-b/nginx.conf" <<EOF
+    upstream db {
+        server 127.0.0.1:$BACKEND;
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$IN ssl backlog=4096;
+        ssl_certificate $WORK/b/b.counts.test.crt;
+        ssl_certificate_key $WORK/b/b.counts.test.key;
+        ssl_client_certificate $WORK/ca/ca.crt;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.3;
+        ssl_session_tickets on;
+        if (\$ssl_client_s_dn != "CN=a.counts.test") {
+            return 403;
+        }
+        location / {
+            proxy_pass http://db;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
 EOF
 
 # The HAProxy pair: bench/run.sh start_haproxy with resumption on, plus nbthread 1.
@@ -201,6 +314,8 @@ server_cmd()
     case $1 in
     ferry) echo "$FERRY run -c $WORK/$2.yaml" ;;
     haproxy) echo "haproxy -db -f $WORK/$2.cfg" ;;
+    ferry-http) echo "$FERRY run -c $WORK/$2-http.yaml" ;;
+    nginx-http) echo "nginx -p $WORK/ngx-$2 -c $WORK/ngx-$2/nginx.conf -e $WORK/ngx-$2/error.log" ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
     esac
 }
@@ -228,7 +343,7 @@ run_once()
     done
     wait_port "$IN"
     wait_port "$OUT"
-    timeout 300 python3 "$WORK/client.py" "$OUT" "$path" "$n" >/dev/null
+    timeout 300 python3 "$WORK/$CLIENT" "$OUT" "$path" "$n" >/dev/null
     for side in a b; do
         # Signal the server itself: strace does not pass a SIGTERM on to the program it runs.
         pid=${spid[$side]}
@@ -303,8 +418,9 @@ for w in "${workloads[@]}"; do
         continue
     fi
     case $w in
-    bulk) path=/1m n1=2 n2=18 unit="MiB" ;;
-    small) path=/86 n1=50 n2=450 unit="request" ;;
+    bulk) path=/1m n1=2 n2=18 unit="MiB" CLIENT=client.py ;;
+    small) path=/86 n1=50 n2=450 unit="request" CLIENT=client.py ;;
+    pooled) path=/86 n1=50 n2=450 unit="request" CLIENT=client_close.py ;;
     *) echo "unknown workload $w" >&2; exit 2 ;;
     esac
     for server in "${servers[@]}"; do
