@@ -671,14 +671,14 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     /* Requests that never got their response get their access-log line first. */
     conn_request_owed(c, c->client != NULL ? proxy_io_input(c->client) : NULL, true);
     conn_exchange_end(c, false);
-    /* The real clock, as for c->started: the loop's cached time may be older than that. */
-    evutil_gettimeofday(&now, NULL);
-    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
-    snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
-    snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
     /* A refused certificate's name (perhaps its URI SAN) is no peer's: its own warn line
-     * names it, with its subject and SANs. */
+     * names it, with its subject and SANs.  Formatted only when written (the level). */
     if (conn_log_ok(c, LOG_INFO)) {
+        /* The real clock, as for c->started: the loop's cached time may be older than that. */
+        evutil_gettimeofday(&now, NULL);
+        snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
+        snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
+        snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
         log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
                c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
                c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",

@@ -134,6 +134,7 @@ teardown(void **state)
     event_free(c->timer);
     proxy_conn_side_free(&f->w, c->server);
     proxy_conn_side_free(&f->w, c->client);
+    free(c->detail); /* taken when first set (conn_detail) */
     free(c);
     close(f->client_far);
     close(f->server_far);
