@@ -39,8 +39,8 @@
 #include "proxy_internal.h"
 #include "proxy_stats.h"
 
-#define CONN_STR_(x) #x
-#define CONN_STR(x)  CONN_STR_(x) /* a number macro as a string literal */
+_Static_assert(PROXY_UNAUTH_LOG_PER_SEC == 20 && PROXY_UNAUTH_LOG_BURST == 100,
+               "the log_suppressed message names these numbers");
 
 /* proxy_conn.log_mode (conn_log_ok()) */
 #define CONN_LOG_ON   1
@@ -557,8 +557,14 @@ conn_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
         !final) {
         return;
     }
-    /* Its body (if any) was read and dropped, never framed: bytes_in 0. */
-    proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
+    /* Its body (if any) was read and dropped, never framed: bytes_in 0.  Plaintext on a TLS
+     * port is a connection that never passed a handshake: logged within conn_log_ok()'s
+     * bounds (the fourth black-box attack: 64,000 such lines in 4 s), always counted. */
+    if (conn_log_ok(c, LOG_INFO)) {
+        proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
+    } else {
+        proxy_stats_request(c->l->stats, c->l->w->base, &c->started, c->owed_status);
+    }
     c->owed_status = 0;
 }
 
@@ -666,6 +672,22 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
 
     conn_check(c);
     c->reason = reason;
+    if (c->x != NULL && c->client != NULL && c->down.http != NULL && !c->client_reset &&
+        proxy_http_out_to_eof(c->down.http) && reason != PROXY_CLOSE_CLIENT_CLOSED) {
+        /*
+         * The client reads its response to the end of the connection, and this end is not
+         * the response's own (a bad TLS record from the peer, a backend's reset: the fourth
+         * black-box attack): a FIN or a close_notify would tell it the body was whole, so it
+         * gets a reset, as in conn_cut() (which logged and set it up itself).
+         */
+        log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
+               c->l->target_text, "rule", "truncated", "msg",
+               "the response was cut by a failure of the other side; the client's connection "
+               "is reset, as its response runs to the end of the connection",
+               (const char *)NULL);
+        c->client_failed = true;
+        proxy_io_reset(c->client);
+    }
     /* First, while the exchange can still say whether the peer side is between exchanges. */
     conn_close_server(c);
     /* Requests that never got their response get their access-log line first. */
@@ -1445,22 +1467,12 @@ proxy_conn_log_flush(struct proxy_worker *w)
     if (w->unauth_log_quiet > 0) {
         snprintf(n, sizeof(n), "%u", w->unauth_log_quiet);
         w->unauth_log_quiet = 0;
+        /* The numbers are PROXY_UNAUTH_LOG_PER_SEC and PROXY_UNAUTH_LOG_BURST (asserted). */
         log_kv(LOG_WARN, "log_suppressed", "count", n, "msg",
-               "connections that never passed their TLS handshake were not logged: more "
-               "than " CONN_STR(PROXY_UNAUTH_LOG_PER_SEC) " a second on one worker, after a burst "
-                                                          "of " CONN_STR(
-                                                              PROXY_UNAUTH_LOG_BURST) " (a flood "
-                                                                                      "of refused, "
-                                                                                      "failed or "
-                                                                                      "non-TLS "
-                                                                                      "connections;"
-                                                                                      " ferry_"
-                                                                                      "handshakes_"
-                                                                                      "total and "
-                                                                                      "ferry_"
-                                                                                      "connections_"
-                                                                                      "total count "
-                                                                                      "every one)",
+               "connections that never passed their TLS handshake were not logged: more than 20 "
+               "a second on one worker, after a burst of 100 (a flood of refused, failed or "
+               "non-TLS connections; ferry_connections_total counts every one, "
+               "ferry_handshakes_total the refused and failed ones by reason)",
                (const char *)NULL);
     }
 }

@@ -178,15 +178,22 @@ body=$(curl -sS --max-time 10 "http://127.0.0.1:$POUT/to-eof/fin" 2>"$T/curl.err
 [ "$rc" = 56 ] && grep -qi 'reset' "$T/curl.err" ||
     fail "to-eof cut by a bare FIN: curl should see a reset (exit 56), got exit $rc, body '$body': $(cat "$T/curl.err")"
 [ "$body" = "hello GET /to-eof/fin" ] || fail "what came before the FIN should reach the client: '$body'"
+# The same cut by a forged record (it fails its MAC): not a clean end either (fourth black-box
+# attack: the client got a FIN and the log status=200).
+rc=0
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$POUT/to-eof/garbage" 2>"$T/curl.err") || rc=$?
+[ "$rc" = 56 ] && grep -qi 'reset' "$T/curl.err" ||
+    fail "to-eof cut by a bad record: curl should see a reset (exit 56), got exit $rc, body '$body': $(cat "$T/curl.err")"
 expect_log out 'event=bad_response .*rule=truncated .*without close_notify'
+expect_log out 'event=bad_response .*rule=truncated .*cut by a failure of the other side'
 n=$(log_count out 'event=bad_response')
-[ "$n" = 1 ] || fail "one bad_response line expected (the bare FIN), got $n: $(grep bad_response "$T/out.log")"
+[ "$n" = 2 ] || fail "two bad_response lines expected (the bare FIN, the bad record), got $n: $(grep bad_response "$T/out.log")"
 pass "a response to the end of the connection: whole with close_notify, a reset after a bare FIN"
 get /seven
 [ "$code" = 200 ] || fail "/seven: HTTP $code"
-grep -q 'conn=5 req=1 GET /seven' "$EV" || fail "/seven should open peer connection 5: $(tr '\n' ';' <"$EV")"
+grep -q 'conn=6 req=1 GET /seven' "$EV" || fail "/seven should open peer connection 6: $(tr '\n' ';' <"$EV")"
 
 ferry_stop out
-# Stopping: the idle pooled connection (5) is closed with close_notify too.
-ended_clean 5 "stop"
+# Stopping: the idle pooled connection (6) is closed with close_notify too.
+ended_clean 6 "stop"
 pass

@@ -459,6 +459,13 @@ for w in in out; do
     client "$w" "$T/cut-resp-$w.json" --send "GET /k/__cut-$w ${H}\\r\\n"
     grep -q '"eof": "fin"' "$T/cut-resp-$w.json" ||
         bad "cut-resp-$w" "a response cut at a chunk boundary did not end the client's connection: $(head -c 400 "$T/cut-resp-$w.json")"
+    # A body that runs to the end of the connection, which the backend resets: not a clean
+    # end (fourth black-box attack: the TLS client got close_notify), so a reset for the client.
+    if [ "$w" = in ]; then
+        client in "$T/rst-eof.json" --send "GET /k/__rst_to_eof ${H}\\r\\n"
+        grep -q '"eof": "reset"' "$T/rst-eof.json" ||
+            bad rst-to-eof "a response cut by the backend's reset should end with a reset: $(head -c 400 "$T/rst-eof.json")"
+    fi
     # The same to an HTTP/1.0 client, which gets the body bare and reads it to the end of the
     # connection: a FIN would tell it the body was whole, so it gets a reset.
     client "$w" "$T/cut-resp10-$w.json" --send "GET /k/__cut-10-$w HTTP/1.0\\r\\n\\r\\n"

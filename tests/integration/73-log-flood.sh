@@ -105,6 +105,37 @@ note "connections logged $written (close lines $closed), suppressed $suppressed 
 grep -q 'event=log_suppressed count=[0-9]* msg=.*never passed their TLS handshake' "$T/in.log" ||
     fail "the log_suppressed line does not say what it held back: $(grep log_suppressed "$T/in.log" | head -n 1)"
 
+# Plaintext on the TLS port: ferry answers 400 and writes a request line; those count in the
+# same bounds (fourth black-box attack: 64,000 request lines in 4 s), each connection in full
+# (its request line and its close line) or not at all.
+sleep 6 # let the bucket fill again
+start=$SECONDS
+timeout 60 python3 - "$PIN" "$N" >"$T/plain.out" 2>&1 <<'PY'
+import socket, sys, threading
+port, n = int(sys.argv[1]), int(sys.argv[2])
+def loop(k):
+    for _ in range(k):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            s.recv(1000)
+        except OSError:
+            pass
+        s.close()
+ts = [threading.Thread(target=loop, args=(n // 4,)) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("done")
+PY
+psecs=$((SECONDS - start + 1))
+sleep 2.5
+plain_req=$(log_count in 'event=request .*path=/plain status=400')
+plain_closed=$(log_count in 'event=conn_closed .*reason=not_tls')
+note "plaintext: $plain_req request lines, $plain_closed close lines for $N connections in about $psecs s"
+[ "$plain_req" = "$plain_closed" ] || fail "plaintext connections logged in part: $plain_req request lines, $plain_closed close lines"
+[ "$VG" = 1 ] || [ "$plain_req" -lt "$N" ] || fail "every plaintext connection was logged: no bound"
+[ "$plain_req" -le $((100 + 20 * (psecs + 2))) ] || fail "$plain_req plaintext connections logged in about $psecs s"
+
 # Authenticated connections are never held back: the one in the middle and one after.
 [ "$(good after)" = 200 ] || fail "a good client after the flood"
 expect_log in 'event=request .*path=/flood/middle status=200'

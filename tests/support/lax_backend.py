@@ -49,6 +49,8 @@ Test paths (matched anywhere in the target):
   __extra_junk    the same with bytes that are no response at all ("attacker junk", blank line)
   __early         answered at once, before its body is read; the body is then read as the
                   next request (a backend that answers early and keeps its connection)
+  __rst_to_eof    the answer's body runs to the end of the connection ("hello"), which the
+                  backend then resets (SO_LINGER 0)
   __cut           the answer is chunked and ends after its first chunk ("5\\r\\nhello\\r\\n"):
                   the backend closes its connection at a chunk boundary (a crash mid-response)
 """
@@ -228,9 +230,16 @@ class Conn:
         body = json.dumps(doc).encode() + b"\n"
         with_body = method != "HEAD" or "__head_body" in target
         close = b"" if keep else b"Connection: close\r\n"
-        if "__cut" in target and method != "HEAD":
-            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                              b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        cut = None
+        if "__rst_to_eof" in target and method != "HEAD":
+            # A body delimited by the end of the connection, then a reset: a crash mid-body.
+            cut = b"Connection: close\r\n\r\nhello"
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
+                                 b"\x00\x00\x00\x00")
+        elif "__cut" in target and method != "HEAD":
+            cut = b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        if cut is not None:
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + cut)
             self.srv.record({"ev": "exec", "n": n, "conn": self.num, "method": method,
                              "target": target, "version": version, "body_len": body_len,
                              "identity": [], "connection": conn_vals, "watch": [],

@@ -10,9 +10,9 @@ connections are numbered from 1 once their handshake succeeds):
   conn=N end=close_notify|eof|reset|error   how the client ended: close_notify = a TLS
                                             close_notify; eof = TCP FIN without one
 Paths: /slow/S waits S seconds for its response (ending early when the client closes);
-/to-eof/notify and /to-eof/fin answer 200 with a body delimited by the end of the connection
-(no Content-Length), then end it with close_notify, or with a TCP FIN and no close_notify
-(what a truncation on the path looks like); any other path gets 200 "hello METHOD PATH" with
+/to-eof/notify, /to-eof/fin and /to-eof/garbage answer 200 with a body delimited by the end of
+the connection (no Content-Length), then end it with close_notify, with a TCP FIN and no
+close_notify, or with a record that fails its MAC (what a truncation on the path looks like); any other path gets 200 "hello METHOD PATH" with
 Content-Length, keep-alive.
 """
 import argparse
@@ -114,6 +114,13 @@ class Handler(socketserver.BaseRequestHandler):
                     if target == "/to-eof/fin":
                         log(path, "conn=%d end=sent-fin" % n)
                         socket.socket(fileno=s.detach()).close()
+                        return
+                    if target == "/to-eof/garbage":
+                        # A record that fails its MAC (what anyone on the path can inject).
+                        log(path, "conn=%d end=sent-garbage" % n)
+                        raw = socket.socket(fileno=s.detach())
+                        raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(range(32)))
+                        raw.close()
                         return
                     s.settimeout(5)
                     s.unwrap()  # close_notify (and the client's in return)
