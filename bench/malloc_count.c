@@ -10,15 +10,12 @@
  * $MALLOC_COUNT_OUT.PID, one "key value" a line:
  *   malloc calloc realloc memalign free          calls (free: of non-NULL pointers)
  *   size_lt64 size_lt256 size_lt1k size_lt4k size_lt16k size_ge16k
- *                                                 new blocks (malloc/calloc/memalign, realloc(NULL)) by size
- *   big.OBJECT                                    allocations of 16000 bytes or more, by the first
- *                                                 caller frame outside libc, libcrypto and this shim
- *                                                 (libssl: OpenSSL's record buffers; the program's
- *                                                 own name: its buffers)
- *   bigfree                                       frees of blocks of 16000 bytes or more
- *                                                 (malloc_usable_size)
- * Every counter is updated atomically (any thread).  The big.* attribution takes a backtrace,
- * only for the (rare) big blocks.
+ *                                                 new blocks (malloc/calloc/memalign,
+ * realloc(NULL)) by size big.OBJECT                                    allocations of 16000 bytes
+ * or more, by the first caller frame outside libc, libcrypto and this shim (libssl: OpenSSL's
+ * record buffers; the program's own name: its buffers) bigfree frees of blocks of 16000 bytes or
+ * more (malloc_usable_size) Every counter is updated atomically (any thread).  The big.*
+ * attribution takes a backtrace, only for the (rare) big blocks.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -35,30 +32,48 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
-enum { C_MALLOC, C_CALLOC, C_REALLOC, C_MEMALIGN, C_FREE, C_BIGFREE, C_S64, C_S256, C_S1K, C_S4K, C_S16K, C_SBIG, C_N };
-static const char *names[C_N] = {"malloc",    "calloc",    "realloc",   "memalign",   "free",       "bigfree",
-                                 "size_lt64", "size_lt256", "size_lt1k", "size_lt4k", "size_lt16k", "size_ge16k"};
+enum {
+    C_MALLOC,
+    C_CALLOC,
+    C_REALLOC,
+    C_MEMALIGN,
+    C_FREE,
+    C_BIGFREE,
+    C_S64,
+    C_S256,
+    C_S1K,
+    C_S4K,
+    C_S16K,
+    C_SBIG,
+    C_N
+};
+static const char *names[C_N] = {"malloc",    "calloc",    "realloc",    "memalign",
+                                 "free",      "bigfree",   "size_lt64",  "size_lt256",
+                                 "size_lt1k", "size_lt4k", "size_lt16k", "size_ge16k"};
 static unsigned long counts[C_N];
 
-#define BIG 16000
+#define BIG  16000
 #define NOBJ 16
 static char obj_name[NOBJ][64];
 static unsigned long obj_count[NOBJ];
 static int obj_lock;
 static __thread int in_shim;
 
-static void add(int i)
+static void
+add(int i)
 {
     __atomic_add_fetch(&counts[i], 1, __ATOMIC_RELAXED);
 }
 
-static int skip_object(const char *path)
+static int
+skip_object(const char *path)
 {
     return strstr(path, "libc.so") != NULL || strstr(path, "libcrypto") != NULL ||
            strstr(path, "malloc_count") != NULL || strstr(path, "vgpreload") != NULL;
 }
 
-static void big_caller(void)
+static void
+big_caller(void)
 {
     void *frames[24];
     const char *who = "?";
@@ -72,7 +87,8 @@ static void big_caller(void)
     in_shim = 1;
     n = backtrace(frames, 24);
     for (i = 1; i < n; i++) {
-        if (dladdr(frames[i], &info) != 0 && info.dli_fname != NULL && !skip_object(info.dli_fname)) {
+        if (dladdr(frames[i], &info) != 0 && info.dli_fname != NULL &&
+            !skip_object(info.dli_fname)) {
             who = info.dli_fname;
             break;
         }
@@ -94,7 +110,8 @@ static void big_caller(void)
     in_shim = 0;
 }
 
-static void size_class(size_t n)
+static void
+size_class(size_t n)
 {
     if (n < 64) {
         add(C_S64);
@@ -112,21 +129,24 @@ static void size_class(size_t n)
     }
 }
 
-void *malloc(size_t n)
+void *
+malloc(size_t n)
 {
     add(C_MALLOC);
     size_class(n);
     return __libc_malloc(n);
 }
 
-void *calloc(size_t a, size_t b)
+void *
+calloc(size_t a, size_t b)
 {
     add(C_CALLOC);
     size_class(a * b);
     return __libc_calloc(a, b);
 }
 
-void *realloc(void *p, size_t n)
+void *
+realloc(void *p, size_t n)
 {
     add(C_REALLOC);
     if (p == NULL) {
@@ -135,19 +155,22 @@ void *realloc(void *p, size_t n)
     return __libc_realloc(p, n);
 }
 
-void *memalign(size_t al, size_t n)
+void *
+memalign(size_t al, size_t n)
 {
     add(C_MEMALIGN);
     size_class(n);
     return __libc_memalign(al, n);
 }
 
-void *aligned_alloc(size_t al, size_t n)
+void *
+aligned_alloc(size_t al, size_t n)
 {
     return memalign(al, n);
 }
 
-int posix_memalign(void **out, size_t al, size_t n)
+int
+posix_memalign(void **out, size_t al, size_t n)
 {
     void *p = memalign(al, n);
     if (p == NULL) {
@@ -157,7 +180,8 @@ int posix_memalign(void **out, size_t al, size_t n)
     return 0;
 }
 
-void free(void *p)
+void
+free(void *p)
 {
     if (p != NULL) {
         add(C_FREE);
@@ -168,7 +192,8 @@ void free(void *p)
     __libc_free(p);
 }
 
-__attribute__((destructor)) static void dump(void)
+__attribute__((destructor)) static void
+dump(void)
 {
     const char *out = getenv("MALLOC_COUNT_OUT");
     char path[512];
