@@ -173,7 +173,7 @@ fz_last_cn(X509 *x)
 }
 
 /*
- * Peer names: proxy_exchange_start()'s sequence (its cn_fallback_name() hands over the name
+ * Peer names: proxy_exchange_identity()'s sequence (its cn_fallback_name() hands over the name
  * tls_peer_info_fill() found, when there is one).  Returns the CouchDB user as
  * proxy_identity_choose() picks it without access rules or allow (the first DNS name), or NULL.
  */

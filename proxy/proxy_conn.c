@@ -12,7 +12,7 @@
  * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
  * Callbacks that call proxy_conn_drop() return at once without touching the connection.  A
  * side (struct proxy_io, proxy_io.h) that ends is silenced at once and freed on the next loop
- * turn (proxy_conn_side_free()), because the HTTP framer may still be reading its input or
+ * turn (proxy_worker_side_free()), because the HTTP framer may still be reading its input or
  * writing its output when the verdict of a message it framed ends that side.
  */
 #include <arpa/inet.h>
@@ -177,6 +177,32 @@ conn_set_state(struct proxy_conn *c, enum proxy_state to)
     c->state = to;
 }
 
+static const char *const side_state_names[] = {
+    [PROXY_SIDE_NONE] = "none",     [PROXY_SIDE_OPENING] = "opening", [PROXY_SIDE_UP] = "up",
+    [PROXY_SIDE_FAILED] = "failed", [PROXY_SIDE_RESET] = "reset",
+};
+
+/*
+ * conn_side_set(c, st, to):
+ * Move the side of ${c} whose state is *${st} (&c->client_st or &c->server_st) to ${to}.  A
+ * side that failed stays failed, and one to be reset stays so, until it ends (NONE): nothing
+ * that happens to it afterwards makes it healthy again.
+ */
+static void
+conn_side_set(struct proxy_conn *c, enum proxy_side_state *st, enum proxy_side_state to)
+{
+    if (to != PROXY_SIDE_NONE &&
+        (*st == PROXY_SIDE_RESET || (*st == PROXY_SIDE_FAILED && to != PROXY_SIDE_RESET))) {
+        return;
+    }
+    if (*st != to && log_enabled(LOG_DEBUG)) {
+        log_kv(LOG_DEBUG, "side", "listener", c->l->cfg->name, "remote", c->remote, "side",
+               st == &c->client_st ? "client" : "server", "from", side_state_names[*st], "to",
+               side_state_names[to], (const char *)NULL);
+    }
+    *st = to;
+}
+
 static void
 conn_timer_in(struct proxy_conn *c, uint64_t ms)
 {
@@ -244,82 +270,6 @@ conn_client_lingers(const struct proxy_conn *c, enum proxy_close_reason reason)
            (reason == PROXY_CLOSE_REJECTED || reason == PROXY_CLOSE_HANDSHAKE_FAILED);
 }
 
-/* A side's memory: the proxy_io, and its link while it waits to be freed (worker's reap). */
-struct proxy_side {
-    struct proxy_io io; /* first: a side's address is its proxy_io's */
-    struct proxy_side *next_dead;
-};
-
-/*
- * proxy_conn_side_new(w):
- * Memory for one side (struct proxy_io, all zero) from ${w}'s spare sides, or NULL on OOM.
- * Sides are owned by pointer (a proxy_io must not move: its events point into it), so that a
- * peer side can pass between a connection and its listener's pool.
- */
-struct proxy_io *
-proxy_conn_side_new(struct proxy_worker *w)
-{
-    struct proxy_side *side = proxy_spare_get(&w->spare_sides, sizeof(struct proxy_side));
-
-    return side != NULL ? &side->io : NULL;
-}
-
-/* The worker's reap event: free the sides that ended (proxy_conn_side_free()). */
-static void
-conn_reap_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    proxy_conn_reap(arg);
-}
-
-/*
- * proxy_conn_reap(w):
- * Free every side of ${w} that ended (proxy_conn_side_free()) and give its memory back to the
- * spare sides.  Run from the loop, and by proxy_worker_free() before the base goes.
- */
-void
-proxy_conn_reap(struct proxy_worker *w)
-{
-    while (w->dead_sides != NULL) {
-        struct proxy_side *side = w->dead_sides;
-
-        w->dead_sides = side->next_dead;
-        proxy_io_free(&side->io);
-        proxy_spare_put(&w->spare_sides, side);
-    }
-}
-
-/*
- * proxy_conn_side_free(w, io):
- * ${io} has ended: no callback of it runs any more and it reads and writes nothing more; what it
- * holds (socket, SSL, buffers: proxy_io_free(), no close_notify) is freed on the next loop turn,
- * so a caller still inside the HTTP framer over its buffers (a verdict acted on from inside
- * proxy_http_pump()) reads valid memory, as libevent's deferred bufferevent free allowed.
- * NULL is a no-op.  Safe inside ${io}'s own callbacks.
- */
-void
-proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io)
-{
-    struct proxy_side *side = (struct proxy_side *)io;
-
-    if (io == NULL) {
-        return;
-    }
-    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
-    proxy_io_disable(io, EV_READ | EV_WRITE);
-    side->next_dead = w->dead_sides;
-    w->dead_sides = side;
-    if (w->reap == NULL) {
-        w->reap = event_new(w->base, -1, 0, conn_reap_cb, w);
-    }
-    if (w->reap != NULL) {
-        event_active(w->reap, EV_TIMEOUT, 0);
-    } else {
-        proxy_conn_reap(w); /* OOM: free at once (the old hazard, but no leak) */
-    }
-}
-
 /*
  * A side of ${c} on ${fd} (or -1: it connects later) with ${ssl} (or NULL: plain) in ${role}.
  * Takes ${fd} and ${ssl} whatever happens; NULL on OOM.
@@ -327,7 +277,7 @@ proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io)
 static struct proxy_io *
 conn_side(struct proxy_conn *c, evutil_socket_t fd, SSL *ssl, enum proxy_io_role role)
 {
-    struct proxy_io *io = proxy_conn_side_new(c->l->w);
+    struct proxy_io *io = proxy_worker_side_new(c->l->w);
 
     if (io == NULL) {
         if (fd >= 0) {
@@ -361,27 +311,34 @@ conn_linger_ms(const struct proxy_conn *c)
 static bool
 conn_client_tls_ok(const struct proxy_conn *c)
 {
-    return conn_inbound(c) && c->tls_up && !c->client_failed && !c->down.shut_sent;
+    return c->client_st == PROXY_SIDE_UP && proxy_io_ssl(c->client) != NULL && !c->down.shut_sent;
 }
 
-/* The same for the peer side (outbound). */
+/* Is the server side open, with no error seen on it and no end sent to it? */
+static bool
+conn_server_healthy(const struct proxy_conn *c)
+{
+    return c->server_st == PROXY_SIDE_UP && !c->up.shut_sent;
+}
+
+/* May the server side still get a close_notify (outbound: the peer's TLS side)? */
 static bool
 conn_server_tls_ok(const struct proxy_conn *c)
 {
-    return !conn_inbound(c) && c->tls_up && !c->server_failed && !c->up.shut_sent;
+    return conn_server_healthy(c) && proxy_io_ssl(c->server) != NULL;
 }
 
 /*
- * Can the peer side go back to the pool rather than close: pooling on, its TLS session up
- * and healthy, the peer has not ended its side, and the exchange says it is between
- * exchanges (proxy_exchange_reusable(): no request of ours in flight or half-sent, the last
- * response read to its end with keep-alive both ways; proxy_pool_put() also refuses bytes
- * left in either buffer).
+ * Can the peer side go back to the pool rather than close: pooling on, the side healthy
+ * (conn_server_healthy(): for the peer, its TLS session up), the peer has not ended its
+ * side, and the exchange says it is between exchanges (proxy_exchange_reusable(): no
+ * request of ours in flight or half-sent, the last response read to its end with keep-alive
+ * both ways; proxy_pool_put() also refuses bytes left in either buffer).
  */
 static bool
 conn_server_poolable(const struct proxy_conn *c)
 {
-    return proxy_pool_enabled(c->l) && conn_server_tls_ok(c) && !c->down.eof_seen &&
+    return proxy_pool_enabled(c->l) && conn_server_healthy(c) && !c->down.eof_seen &&
            proxy_exchange_reusable(c);
 }
 
@@ -395,7 +352,7 @@ conn_server_poolable(const struct proxy_conn *c)
  * without SSL_shutdown()).  A side ended with bytes still queued for it (a drop) gets no
  * close_notify: those bytes are lost, and a close_notify would tell the other end that its
  * stream had ended whole (proxy_io_shutdown() sends it only once the output is written).
- * Afterwards c->server is NULL and the side's flags are cleared.
+ * Afterwards c->server is NULL and its state NONE.
  *
  * Safe inside the server's own callbacks (proxy_io_free() is).  The relays' pointers to the
  * side are left for the caller to clear; c->down.eof_seen (nothing more comes from that side)
@@ -409,19 +366,16 @@ conn_close_server(struct proxy_conn *c)
     }
     if (conn_server_poolable(c)) {
         /* Ownership moves to the pool, which sets its own callbacks and watermarks. */
-        proxy_pool_put(c->l, c->server, &c->verify);
+        proxy_pool_put(c->l, c->server, conn_inbound(c) ? NULL : &c->verify);
     } else {
         if (conn_server_tls_ok(c)) {
             proxy_io_shutdown(c->server); /* close_notify, then FIN */
         }
-        proxy_conn_side_free(c->l->w, c->server);
+        proxy_worker_side_free(c->l->w, c->server);
     }
     c->server = NULL;
     c->down.eof_seen = true;
-    c->server_failed = false;
-    if (!conn_inbound(c)) {
-        c->tls_up = false; /* outbound: tls_up was the peer side's */
-    }
+    conn_side_set(c, &c->server_st, PROXY_SIDE_NONE);
 }
 
 /*
@@ -444,9 +398,9 @@ conn_close_client(struct proxy_conn *c, bool lingers)
     if (conn_client_tls_ok(c)) {
         proxy_io_shutdown(c->client); /* close_notify, then FIN */
     }
-    proxy_conn_side_free(c->l->w, c->client);
+    proxy_worker_side_free(c->l->w, c->client);
     c->client = NULL;
-    c->client_failed = false;
+    conn_side_set(c, &c->client_st, PROXY_SIDE_NONE);
     if (fd >= 0) {
         proxy_linger_close(c->l->w, fd, conn_linger_ms(c));
     }
@@ -570,33 +524,46 @@ conn_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
 
 /* ---- the HTTP exchange: it decides, the connection acts ---- */
 
+/*
+ * Inbound http, once its handshake passed: who the client is, for every request and log line
+ * of ${c} from now on (its one identity becomes peer=).  Returns 0, or -1 on OOM.
+ */
+static int
+conn_identify(struct proxy_conn *c)
+{
+    const char *peer;
+
+    if (!conn_inbound(c) || !conn_http(c) || c->id != NULL) {
+        return 0;
+    }
+    if ((c->id = proxy_exchange_identity(c)) == NULL) {
+        return -1;
+    }
+    if ((peer = proxy_exchange_peer(c)) != NULL) {
+        snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", peer);
+    }
+    return 0;
+}
+
 /* protocol http: start ${c}'s exchange and frame both directions through it.  Returns 0, or -1
  * on OOM. */
 static int
 conn_exchange_begin(struct proxy_conn *c)
 {
-    const char *peer;
-
-    if (proxy_exchange_start(c, proxy_conn_report) < 0) {
+    if (conn_identify(c) < 0 || (c->x = proxy_exchange_start(c, proxy_conn_report)) == NULL) {
         return -1;
-    }
-    if ((peer = proxy_exchange_peer(c)) != NULL) {
-        snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "%s", peer);
     }
     c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
     c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
     return 0;
 }
 
-/* End ${c}'s exchange: parked for the next request (lending, ${park}) or freed. */
+/* End ${c}'s exchange (kept by the worker for the next one: proxy_exchange_free()). */
 static void
-conn_exchange_end(struct proxy_conn *c, bool park)
+conn_exchange_end(struct proxy_conn *c)
 {
-    if (park) {
-        proxy_exchange_park(c);
-    } else {
-        proxy_exchange_free(c);
-    }
+    proxy_exchange_free(c);
+    c->x = NULL;
     c->up.http = NULL;
     c->down.http = NULL;
 }
@@ -646,8 +613,8 @@ proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v)
 
 /*
  * proxy_conn_report(c, v):
- * What the exchange's timers (header_timeout, backend_timeout) and a response that frees a
- * pending answer report: acted on at once (proxy_conn_act()).
+ * What the exchange's timers (header_timeout, backend_timeout) report, from the loop (never
+ * from inside a framer): acted on at once (proxy_conn_act()).
  */
 void
 proxy_conn_report(struct proxy_conn *c, struct proxy_verdict v)
@@ -672,8 +639,9 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
 
     conn_check(c);
     c->reason = reason;
-    if (c->x != NULL && c->client != NULL && c->down.http != NULL && !c->client_reset &&
-        proxy_http_out_to_eof(c->down.http) && reason != PROXY_CLOSE_CLIENT_CLOSED) {
+    if (c->x != NULL && c->client != NULL && c->down.http != NULL &&
+        c->client_st != PROXY_SIDE_RESET && proxy_http_out_to_eof(c->down.http) &&
+        reason != PROXY_CLOSE_CLIENT_CLOSED) {
         /*
          * The client reads its response to the end of the connection, and this end is not
          * the response's own (a bad TLS record from the peer, a backend's reset: the fourth
@@ -685,14 +653,14 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
                "the response was cut by a failure of the other side; the client's connection "
                "is reset, as its response runs to the end of the connection",
                (const char *)NULL);
-        c->client_failed = true;
+        conn_side_set(c, &c->client_st, PROXY_SIDE_RESET);
         proxy_io_reset(c->client);
     }
     /* First, while the exchange can still say whether the peer side is between exchanges. */
     conn_close_server(c);
     /* Requests that never got their response get their access-log line first. */
     conn_request_owed(c, c->client != NULL ? proxy_io_input(c->client) : NULL, true);
-    conn_exchange_end(c, false);
+    conn_exchange_end(c);
     /* A refused certificate's name (perhaps its URI SAN) is no peer's: its own warn line
      * names it, with its subject and SANs.  Formatted only when written (the level). */
     if (conn_log_ok(c, LOG_INFO)) {
@@ -744,6 +712,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     c->magic = 0;
     free(c->detail);
     c->detail = NULL;
+    proxy_exchange_identity_free(c->id);
+    c->id = NULL;
     proxy_spare_put(&w->spare_conns, c);
     if (--l->n_conns == 0 && l->retired) {
         /* The last connection of a listener that a reload replaced. */
@@ -996,7 +966,7 @@ conn_client_last(struct proxy_conn *c, enum proxy_close_reason reason)
     }
     conn_close_server(c); /* lending: the client may hold no peer connection */
     c->up.dst = c->down.src = NULL;
-    conn_exchange_end(c, false); /* nothing is in flight: no timer of it may fire any more */
+    conn_exchange_end(c); /* nothing is in flight: no timer of it may fire any more */
     c->reason = reason;
     conn_set_state(c, PROXY_CONN_DRAINING);
     event_del(c->timer);
@@ -1027,10 +997,7 @@ conn_lend_end(struct proxy_conn *c)
     conn_close_server(c);
     c->up.dst = NULL;
     c->down.src = NULL;
-    c->tls_up = false;
-    c->server_failed = false;
-    c->pool_reused = false;
-    c->pool_retried = false;
+    c->server_from = PROXY_ORIGIN_DIALED;
     c->down.eof_seen = false;
     c->down.shut_sent = false;
     c->down.throttled = false;
@@ -1040,13 +1007,14 @@ conn_lend_end(struct proxy_conn *c)
         c->up.throttled = false;
         proxy_io_enable(c->client, EV_READ);
     }
-    conn_exchange_end(c, true); /* nothing is in flight: no access-log line is owed */
+    conn_exchange_end(c); /* nothing is in flight: no access-log line is owed */
 }
 
 /*
- * Outbound http with the pool on: relay at once with no peer connection.  A peer connection is
- * lent per request (conn_pump_up() when a head is ready, conn_lend_end() after its response),
- * so an idle keep-alive client holds none.  Returns 0, or -1 on OOM.
+ * protocol http with the pool on (outbound: at accept; inbound: once the client's handshake
+ * passed): relay at once with no connection to the peer or backend.  One is lent per request
+ * (conn_pump_up() when a head is ready, conn_lend_end() after its response), so an idle
+ * keep-alive client holds none.  Returns 0, or -1 on OOM.
  */
 static int
 conn_start_lending(struct proxy_conn *c)
@@ -1056,10 +1024,10 @@ conn_start_lending(struct proxy_conn *c)
         return -1;
     }
     conn_set_state(c, PROXY_CONN_RELAY);
-    proxy_relay_init(&c->up, c->client, NULL, true);
+    proxy_relay_init(&c->up, c->client, NULL, !conn_inbound(c));
     c->down.src = NULL;
     c->down.dst = c->client;
-    c->down.dst_tls = false;
+    c->down.dst_tls = conn_inbound(c);
     conn_touch(c);
     event_del(c->timer);
     conn_timer_in(c, c->l->limits->idle_timeout_ms);
@@ -1120,11 +1088,11 @@ conn_pool_retry(struct proxy_conn *c)
            "a pooled connection to the peer closed before answering; going on with a new "
            "connection",
            (const char *)NULL);
-    c->server_failed = true; /* it closed or failed: no close_notify, not pooled again */
+    /* It closed or failed: no close_notify, not pooled again. */
+    conn_side_set(c, &c->server_st, PROXY_SIDE_FAILED);
     conn_close_server(c);
     c->up.dst = c->down.src = NULL;
-    c->pool_reused = false;
-    c->pool_retried = true;
+    c->server_from = PROXY_ORIGIN_REDIALED;
     conn_connect(c);
     return true;
 }
@@ -1153,7 +1121,7 @@ conn_start_relay(struct proxy_conn *c)
          * after a retry the requests in flight are sent again. */
         c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
         c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
-        if (c->pool_retried) {
+        if (c->server_from == PROXY_ORIGIN_REDIALED) {
             size_t n;
             const char *heads = proxy_exchange_retry_heads(c, &n);
 
@@ -1231,8 +1199,10 @@ conn_cut(struct proxy_conn *c, struct proxy_relay *r)
         proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
         return true;
     }
-    c->client_reset = proxy_http_out_to_eof(r->http);
-    if (c->client_reset && proxy_io_ssl(r->src) != NULL &&
+    if (proxy_http_out_to_eof(r->http)) {
+        conn_side_set(c, &c->client_st, PROXY_SIDE_RESET);
+    }
+    if (c->client_st == PROXY_SIDE_RESET && proxy_io_ssl(r->src) != NULL &&
         proxy_io_end(r->src) != PROXY_IO_END_CLOSE_NOTIFY) {
         conn_detail(c,
                     "%s %s ended its TLS stream without close_notify inside a response that runs "
@@ -1244,8 +1214,9 @@ conn_cut(struct proxy_conn *c, struct proxy_relay *r)
                     "%s %s closed its connection in the middle of a response (the client got its "
                     "start, then %s)",
                     who, c->l->target_text,
-                    c->client_reset ? "a reset: its response runs to the end of the connection"
-                                    : "the end of the connection");
+                    c->client_st == PROXY_SIDE_RESET
+                        ? "a reset: its response runs to the end of the connection"
+                        : "the end of the connection");
     }
     log_kv(LOG_WARN, "bad_response", "listener", c->l->cfg->name, "remote", c->remote, "target",
            c->l->target_text, "rule", "truncated", "msg", conn_detail_str(c), (const char *)NULL);
@@ -1263,6 +1234,15 @@ conn_side_eof(struct proxy_conn *c, struct proxy_relay *r)
     proxy_relay_src_eof(r);
     if (conn_cut(c, r)) {
         return;
+    }
+    if (r == &c->down && c->x != NULL) {
+        /* The last responses framed with the end may have made an answer of ferry's due. */
+        struct proxy_verdict v = proxy_exchange_next(c);
+
+        if (v.kind == PROXY_VERDICT_ANSWER) {
+            (void)proxy_conn_act(c, v);
+            return;
+        }
     }
     (void)conn_relay_finished(c);
 }
@@ -1298,9 +1278,8 @@ client_write_cb(struct proxy_io *io, void *arg)
     conn_check(c);
     if (c->state == PROXY_CONN_DRAINING) {
         /* Our answer is out: half-close and wait for the client to go (or the linger timer). */
-        if (evbuffer_get_length(proxy_io_output(io)) == 0 && c->client_reset) {
+        if (evbuffer_get_length(proxy_io_output(io)) == 0 && c->client_st == PROXY_SIDE_RESET) {
             /* What came is out: a reset, no FIN, no close_notify (conn_cut()). */
-            c->client_failed = true;
             proxy_io_reset(io);
             proxy_conn_drop(c, c->reason);
             return;
@@ -1380,12 +1359,9 @@ server_read_cb(struct proxy_io *io, void *arg)
     conn_touch(c);
     proxy_exchange_response_bytes(c);
     res = proxy_relay_pump(&c->down);
-    if (c->state != PROXY_CONN_RELAY) {
-        /* A response completed the queue and ferry sent its pending answer (403, 400...). */
-        return;
-    }
     if (res == PROXY_HTTP_OK) {
-        /* Room for more requests, the client's last response, the end of a lend... */
+        /* Room for more requests, ferry's pending answer (403, 400...) now due, the client's
+         * last response, the end of a lend... */
         (void)proxy_conn_act(c, proxy_exchange_next(c));
         return;
     }
@@ -1436,7 +1412,7 @@ conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct proxy_io *i
     f.verify = &c->verify;
     f.eof = (what & PROXY_IO_EV_EOF) != 0;
     f.bytes_in = c->down.bytes;
-    f.reused = c->pool_reused;
+    f.reused = c->server_from == PROXY_ORIGIN_POOLED;
     while ((e = proxy_io_get_openssl_error(io)) != 0) {
         tls_failure_add_error(&f, e);
     }
@@ -1495,7 +1471,7 @@ conn_log_ok(struct proxy_conn *c, enum log_level level)
     if (!log_enabled(level)) {
         return false;
     }
-    if (!conn_inbound(c) || c->tls_up || c->log_mode == CONN_LOG_ON) {
+    if (!conn_inbound(c) || c->log_mode == CONN_LOG_ON) {
         return true;
     }
     if (c->log_mode == CONN_LOG_HELD) {
@@ -1604,11 +1580,12 @@ conn_connect(struct proxy_conn *c)
     c->lent_up = c->up.bytes;
     c->lent_down = c->down.bytes;
     if (proxy_pool_enabled(l)) {
-        if (!c->pool_retried && (c->server = proxy_pool_take(l, &c->verify)) != NULL) {
-            /* An idle pooled connection: TLS is up and the peer verified; relay at once. */
+        if (c->server_from != PROXY_ORIGIN_REDIALED &&
+            (c->server = proxy_pool_take(l, conn_inbound(c) ? NULL : &c->verify)) != NULL) {
+            /* An idle pooled connection (outbound: TLS up, the peer verified): relay at once. */
             proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
-            c->tls_up = true;
-            c->pool_reused = true;
+            conn_side_set(c, &c->server_st, PROXY_SIDE_UP);
+            c->server_from = PROXY_ORIGIN_POOLED;
             conn_start_relay(c);
             return;
         }
@@ -1627,6 +1604,10 @@ conn_connect(struct proxy_conn *c)
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
+    if (c->server_from == PROXY_ORIGIN_POOLED) {
+        c->server_from = PROXY_ORIGIN_DIALED;
+    }
+    conn_side_set(c, &c->server_st, PROXY_SIDE_OPENING);
     proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
     proxy_relay_read_limit(c->server);
     proxy_io_enable(c->server, EV_READ | EV_WRITE);
@@ -1697,17 +1678,19 @@ server_event_cb(struct proxy_io *io, short what, void *arg)
                 conn_peer_rejected(c);
                 return;
             }
-            c->tls_up = true;
             conn_count_handshake(c);
         } else {
             proxy_stats_upstream_ok(c->l->stats); /* readiness: the backend accepts connections */
         }
+        conn_side_set(c, &c->server_st, PROXY_SIDE_UP);
         conn_start_relay(c);
         return;
     }
     what = conn_reset_as_eof(io, what);
     /* Anything but a clean end of what it sends: no close_notify to it (conn_close_server). */
-    c->server_failed = c->server_failed || !conn_read_eof(what);
+    if (!conn_read_eof(what)) {
+        conn_side_set(c, &c->server_st, PROXY_SIDE_FAILED);
+    }
     if (c->state == PROXY_CONN_CONNECTING) {
         conn_server_connect_failed(c, io, what);
         return;
@@ -1715,8 +1698,8 @@ server_event_cb(struct proxy_io *io, short what, void *arg)
     if (c->state != PROXY_CONN_RELAY) {
         return;
     }
-    if (c->pool_reused && (what & (PROXY_IO_EV_EOF | PROXY_IO_EV_ERROR)) != 0 &&
-        conn_pool_retry(c)) {
+    if (c->server_from == PROXY_ORIGIN_POOLED &&
+        (what & (PROXY_IO_EV_EOF | PROXY_IO_EV_ERROR)) != 0 && conn_pool_retry(c)) {
         return;
     }
     if (conn_read_eof(what)) {
@@ -1773,14 +1756,33 @@ client_event_cb(struct proxy_io *io, short what, void *arg)
             proxy_conn_drop(c, PROXY_CLOSE_REJECTED);
             return;
         }
-        c->tls_up = true;
+        conn_side_set(c, &c->client_st, PROXY_SIDE_UP);
+        c->log_mode = CONN_LOG_ON; /* authenticated: every line of it is written */
         conn_count_handshake(c);
-        conn_connect(c);
+        if (conn_identify(c) < 0) {
+            conn_detail(c, "out of memory");
+            proxy_conn_drop(c, PROXY_CLOSE_OOM);
+            return;
+        }
+        if (!proxy_pool_enabled(c->l)) {
+            conn_connect(c); /* a backend connection of its own, for its whole life */
+            return;
+        }
+        /* Lending: a backend connection per request; what the client sent with its
+         * handshake (a TLS 1.3 client's first request) is framed now. */
+        if (conn_start_lending(c) < 0) {
+            conn_detail(c, "out of memory");
+            proxy_conn_drop(c, PROXY_CLOSE_OOM);
+            return;
+        }
+        (void)conn_pump_up(c);
         return;
     }
     what = conn_reset_as_eof(io, what);
     /* Anything but a clean end of what it sends: no close_notify to it (conn_close_client). */
-    c->client_failed = c->client_failed || !conn_read_eof(what);
+    if (!conn_read_eof(what)) {
+        conn_side_set(c, &c->client_st, PROXY_SIDE_FAILED);
+    }
     switch (c->state) {
     case PROXY_CONN_HANDSHAKE:
         conn_client_handshake_failed(c, io, what);
@@ -1848,6 +1850,25 @@ sniff_host(const char *req, char *host, size_t len)
     }
 }
 
+/*
+ * The client side of ${c} on its accepted socket, with ${ssl} (inbound: its handshake is
+ * OPENING) or plain (UP at once), reading up to the relay's limit.  Returns 0, or -1 on OOM
+ * (the socket and ${ssl} are freed).
+ */
+static int
+conn_open_client(struct proxy_conn *c, SSL *ssl)
+{
+    c->client = conn_side(c, c->fd, ssl, PROXY_IO_SERVER);
+    c->fd = -1; /* owned by the side now (closed if that failed) */
+    if (c->client == NULL) {
+        return -1;
+    }
+    conn_side_set(c, &c->client_st, ssl != NULL ? PROXY_SIDE_OPENING : PROXY_SIDE_UP);
+    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    proxy_relay_read_limit(c->client);
+    return 0;
+}
+
 /* Plaintext on a TLS port: the 400 of CONTRACT §5, naming the https URL. */
 static void
 sniff_plaintext(struct proxy_conn *c, const char *peeked)
@@ -1871,13 +1892,10 @@ sniff_plaintext(struct proxy_conn *c, const char *peeked)
                  : "",
              host);
     conn_detail(c, "plaintext on a TLS port");
-    c->client = conn_side(c, c->fd, NULL, PROXY_IO_SERVER); /* OPEN at once */
-    c->fd = -1; /* owned by the side now (closed if that failed) */
-    if (c->client == NULL) {
+    if (conn_open_client(c, NULL) < 0) {
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
     proxy_conn_answer(c, PROXY_CLOSE_NOT_TLS, 400, "Bad Request", "text/plain; charset=utf-8",
                       body);
 }
@@ -1892,14 +1910,10 @@ sniff_start_tls(struct proxy_conn *c)
         return;
     }
     /* The handshake starts on the next loop iteration. */
-    c->client = conn_side(c, c->fd, ssl, PROXY_IO_SERVER);
-    c->fd = -1; /* owned by the side (and its SSL) now, closed if that failed */
-    if (c->client == NULL) {
+    if (conn_open_client(c, ssl) < 0) {
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
         return;
     }
-    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    proxy_relay_read_limit(c->client);
     conn_set_state(c, PROXY_CONN_HANDSHAKE);
     proxy_io_enable(c->client, EV_READ | EV_WRITE);
 }
@@ -1939,13 +1953,9 @@ sniff_cb(evutil_socket_t fd, short what, void *arg)
 static int
 conn_start_outbound(struct proxy_conn *c)
 {
-    c->client = conn_side(c, c->fd, NULL, PROXY_IO_SERVER); /* OPEN at once */
-    c->fd = -1; /* owned by the side now (closed if that failed) */
-    if (c->client == NULL) {
+    if (conn_open_client(c, NULL) < 0) {
         return -1;
     }
-    proxy_io_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
-    proxy_relay_read_limit(c->client);
     /* Read (and buffer) the client's first bytes while we dial; EOF is noticed too. */
     proxy_io_enable(c->client, EV_READ | EV_WRITE);
     if (proxy_pool_enabled(c->l)) {

@@ -52,20 +52,7 @@ _Static_assert(sizeof(((struct exchange_req *)NULL)->rule) >= 5 + PROXY_HTTP_U64
                "exchange_req.rule holds \"rule \" and any rule number");
 
 struct proxy_exchange {
-    struct proxy_http *req;
-    struct proxy_http *resp;
     size_t q_head, q_len;
-    struct event *header_timer;
-    struct event *backend_timer;
-    struct proxy_peer_names names;
-    /* identity headers (inbound), computed once at relay start */
-    char xff[64];
-    char *client_cert;       /* X-Forwarded-Client-Cert or Client-Cert value */
-    char *client_cert_chain; /* RFC 9440 Client-Cert-Chain value */
-    char *auth_user;
-    char *auth_token;
-    char host[300]; /* outbound host_header: peer */
-    char peer[256]; /* inbound: the peer's one identity, "-" for none (proxy_exchange_peer()) */
     /*
      * The request whose head was forwarded last is still sending its body (the back of the
      * queue).  head_mark: how many bytes the destination's output held before that head was
@@ -102,23 +89,33 @@ struct proxy_exchange {
                          part of a request, or a response, is still owed on it (ferry answered
                          the request itself, or took back a request after bytes of it left) */
     bool close_after; /* the client's last request was answered: the client is done */
-    char *retry;      /* the forwarded heads of the requests in flight, which a stale pooled */
-    size_t retry_len; /* connection may resend once (until the first response byte): every */
-    size_t retry_cap; /* one of them retriable; their length and the buffer's size */
-    unsigned retry_n; /* how many heads retry holds (== q_len while it is valid) */
+    size_t retry_len; /* the forwarded heads of the requests in flight, which a stale pooled */
+    unsigned retry_n; /* connection may resend once (until the first response byte), every
+                         one of them retriable, in retry: their length, how many (== q_len
+                         while it is valid) */
     proxy_exchange_report_fn report; /* the connection's: verdicts of the timers */
     char why[1536]; /* the reason in plain words of the last refusal, answer or close: the
                        connection copies it for its close line (proxy_exchange_why()) */
-    struct proxy_exchange *next_spare; /* parked in its listener's pool (proxy_exchange_park) */
-    /* Last: not cleared when a parked exchange is reused; each entry is cleared when queued. */
+    struct proxy_exchange *next_spare; /* in its worker's spare exchanges (exchange_put()) */
+    /*
+     * From here on, kept when a spare exchange is reused (exchange_get() clears what is above):
+     * each queue entry is cleared when queued; the framers, the timers and the retry buffer
+     * are made once (the framers again after an exchange ended inside a message).
+     */
     struct exchange_req q[EXCHANGE_QUEUE];
+    struct proxy_http *req;
+    struct proxy_http *resp;
+    struct event *header_timer;
+    struct event *backend_timer;
+    char *retry;
+    size_t retry_cap; /* retry's size */
 };
 
 /*
- * Exchanges a listener keeps parked for reuse (lending): enough for the requests usually in
- * flight at once; each holds about 24 KiB with its two framers.
+ * Ended exchanges a worker keeps for the next ones (exchange_put()): enough for the client
+ * connections and lends usually open at once; each holds about 26 KiB with its two framers.
  */
-#define EXCHANGE_SPARES 32
+#define EXCHANGE_SPARES 64
 
 /*
  * Headers a client may not send, compared with '_' read as '-': ferry's own identity headers
@@ -714,8 +711,8 @@ proxy_exchange_can_retry(const struct proxy_conn *c)
 {
     const struct proxy_exchange *x = c->x;
 
-    if (x == NULL || !c->pool_reused || x->req_in_body || !proxy_http_idle(x->req) ||
-        !proxy_http_idle(x->resp)) {
+    if (x == NULL || c->server_from != PROXY_ORIGIN_POOLED || x->req_in_body ||
+        !proxy_http_idle(x->req) || !proxy_http_idle(x->resp)) {
         return false;
     }
     if (x->q_len == 0) {
@@ -801,7 +798,7 @@ request_allowed(struct proxy_conn *c, const struct proxy_http_head *h,
 
     *rule = NULL;
     if (cl->mode != CONFIG_MODE_INBOUND || cl->access == NULL ||
-        proxy_access_check(cl->access, cl->n_access, &x->names, h->method, h->target, why,
+        proxy_access_check(cl->access, cl->n_access, &c->id->names, h->method, h->target, why,
                            sizeof(why), rule) == 0) {
         return true;
     }
@@ -850,28 +847,34 @@ static int
 request_write(struct proxy_conn *c, const struct proxy_http_head *h, struct exchange_req *r,
               struct evbuffer *out)
 {
-    struct proxy_exchange *x = c->x;
+    const struct proxy_identity *id = c->id;
     const struct config_listener *cl = c->l->cfg;
     struct proxy_http_add add[8];
     struct proxy_http_rewrite rw = {.conn = PROXY_HTTP_CONN_KEEP};
 
+    if (proxy_pool_enabled(c->l) && h->http_minor >= 1 && h->conn_close) {
+        /* Pool: the peer or backend connection outlives this client; ferry closes the client
+         * itself. */
+        r->client_close = true;
+        rw.conn = PROXY_HTTP_CONN_NONE;
+    }
     if (cl->mode == CONFIG_MODE_INBOUND) {
         size_t n_add = 0;
 
         /* CONTRACT §6: whatever the client sent of these is dropped, ours are added. */
-        add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", x->xff};
+        add[n_add++] = (struct proxy_http_add){"X-Forwarded-For", id->xff};
         add[n_add++] = (struct proxy_http_add){"X-Forwarded-Proto", "https"};
         if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC) {
-            add[n_add++] = (struct proxy_http_add){"X-Forwarded-Client-Cert", x->client_cert};
+            add[n_add++] = (struct proxy_http_add){"X-Forwarded-Client-Cert", id->client_cert};
         } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440) {
-            add[n_add++] = (struct proxy_http_add){"Client-Cert", x->client_cert};
-            add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", x->client_cert_chain};
+            add[n_add++] = (struct proxy_http_add){"Client-Cert", id->client_cert};
+            add[n_add++] = (struct proxy_http_add){"Client-Cert-Chain", id->client_cert_chain};
         }
-        if (cl->proxy_auth.enabled && x->auth_user != NULL) {
+        if (cl->proxy_auth.enabled && id->auth_user != NULL) {
             /* All three or none: a peer without an identity gets no Roles either. */
-            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", x->auth_user};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-UserName", id->auth_user};
             add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Roles", c->l->auth_roles};
-            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", x->auth_token};
+            add[n_add++] = (struct proxy_http_add){"X-Auth-CouchDB-Token", id->auth_token};
         }
         rw.drop = inbound_drop;
         rw.n_drop = sizeof(inbound_drop) / sizeof(inbound_drop[0]);
@@ -879,12 +882,7 @@ request_write(struct proxy_conn *c, const struct proxy_http_head *h, struct exch
         rw.n_add = n_add;
         return proxy_http_write_head(h, &rw, out);
     }
-    rw.host = x->host[0] != '\0' ? x->host : NULL;
-    if (proxy_pool_enabled(c->l) && h->http_minor >= 1 && h->conn_close) {
-        /* Pool: the peer connection outlives this client; ferry closes the client itself. */
-        r->client_close = true;
-        rw.conn = PROXY_HTTP_CONN_NONE;
-    }
+    rw.host = cl->host_header == CONFIG_HOST_HEADER_PEER ? c->l->target_text : NULL;
     return proxy_http_write_head(h, &rw, out);
 }
 
@@ -1137,10 +1135,9 @@ on_response_done(void *arg, enum proxy_http_kind kind, uint64_t body)
     }
     backend_timer_arm(c);
     if (x->answer_pending && x->q_len == 0) {
-        /* The responses owed before ferry's answer are out: it goes now, nothing after it. */
-        x->answer_pending = false;
+        /* The responses owed before ferry's answer are out: it is the next verdict
+         * (proxy_exchange_next(), once the pump is over), and nothing after it is framed. */
         proxy_http_hold(x->resp, true);
-        x->report(c, verdict_answer(PROXY_VERDICT_ANSWER, x->answer_status));
     }
 }
 
@@ -1242,39 +1239,42 @@ proxy_exchange_next(struct proxy_conn *c)
 
 /* ---- life ---- */
 
-/* Identity headers of an inbound connection, computed once (CONTRACT §6); ${user} the peer's
- * identity (exchange_peer_name()) or NULL. */
+/* The identity headers of ${id}, ${c}'s (CONTRACT §6); ${user} the peer's identity
+ * (identity_peer_name()) or NULL.  Returns 0, or -1 on OOM. */
 static int
-exchange_identity(struct proxy_conn *c, const char *user)
+identity_headers(const struct proxy_conn *c, struct proxy_identity *id, const char *user)
 {
-    struct proxy_exchange *x = c->x;
     const struct config_listener *cl = c->l->cfg;
     SSL *ssl = proxy_io_ssl(c->client);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     char buf[16384];
     char *colon;
 
-    snprintf(x->xff, sizeof(x->xff), "%s", c->remote);
-    colon = strrchr(x->xff, ':');
+    snprintf(id->xff, sizeof(id->xff), "%s", c->remote);
+    colon = strrchr(id->xff, ':');
     if (colon != NULL) {
         *colon = '\0';
     }
-    if (x->xff[0] == '[') {
-        memmove(x->xff, x->xff + 1, strlen(x->xff));
-        x->xff[strcspn(x->xff, "]")] = '\0';
+    if (id->xff[0] == '[') {
+        memmove(id->xff, id->xff + 1, strlen(id->xff));
+        id->xff[strcspn(id->xff, "]")] = '\0';
     }
     if (cert == NULL) {
         return 0;
     }
     if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC &&
         proxy_xfcc_value(cert, buf, sizeof(buf)) == 0) {
-        x->client_cert = strdup(buf);
+        if ((id->client_cert = strdup(buf)) == NULL) {
+            return -1;
+        }
     } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440 &&
                proxy_rfc9440_value(cert, buf, sizeof(buf)) == 0) {
         STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
         size_t used = 0;
 
-        x->client_cert = strdup(buf);
+        if ((id->client_cert = strdup(buf)) == NULL) {
+            return -1;
+        }
         /*
          * On the server side SSL_get_peer_cert_chain() holds what the client sent after its
          * leaf (OpenSSL: "the peer's certificate must be obtained separately"); skip the leaf
@@ -1293,7 +1293,9 @@ exchange_identity(struct proxy_conn *c, const char *user)
             }
         }
         buf[used] = '\0';
-        x->client_cert_chain = used > 0 ? strdup(buf) : NULL;
+        if (used > 0 && (id->client_cert_chain = strdup(buf)) == NULL) {
+            return -1;
+        }
     }
     if (cl->proxy_auth.enabled) {
         char token[129];
@@ -1301,8 +1303,11 @@ exchange_identity(struct proxy_conn *c, const char *user)
         if (user != NULL &&
             proxy_couchdb_token(cl->proxy_auth.hash, c->l->auth_secret, c->l->auth_secret_len, user,
                                 token, sizeof(token)) == 0) {
-            x->auth_user = strdup(user);
-            x->auth_token = strdup(token);
+            id->auth_user = strdup(user);
+            id->auth_token = strdup(token);
+            if (id->auth_user == NULL || id->auth_token == NULL) {
+                return -1;
+            }
         }
     }
     return 0;
@@ -1340,114 +1345,135 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
  * peer.name), else its first DNS SAN.  NULL when there is none.
  */
 static const char *
-exchange_peer_name(const struct proxy_conn *c)
+identity_peer_name(const struct proxy_conn *c, const struct proxy_identity *id)
 {
     const struct config_listener *cl = c->l->cfg;
 
     return proxy_identity_choose(cl->access, cl->access != NULL ? cl->n_access : 0,
-                                 cl->allow != NULL ? c->verify.peer.name : NULL, &c->x->names);
+                                 cl->allow != NULL ? c->verify.peer.name : NULL, &id->names);
 }
 
 /*
- * A parked exchange of ${c}'s listener made ${c}'s (proxy_exchange_park()), or NULL when none
- * is parked: its framers (between messages), timers and retry buffer are kept, the rest is
- * cleared as calloc() would (the request queue is not: each entry is cleared when queued).
+ * proxy_exchange_identity(c):
+ * Inbound http: ${c}'s client as its exchanges see it (struct proxy_identity), from its
+ * verified handshake, made once per connection (the connection keeps it across lends, so that
+ * a request after a pause computes nothing).  NULL on OOM.  Freed by
+ * proxy_exchange_identity_free().
  */
-static struct proxy_exchange *
-exchange_unpark(struct proxy_conn *c)
+struct proxy_identity *
+proxy_exchange_identity(const struct proxy_conn *c)
 {
-    struct proxy_pool *pool = &c->l->pool;
-    struct proxy_exchange *x = pool->spare_x;
-    struct proxy_http *req, *resp;
-    struct event *header_timer, *backend_timer;
-    char *retry;
-    size_t retry_cap;
+    struct proxy_identity *id = calloc(1, sizeof(*id));
+    const char *who;
+    char cn[256];
 
-    if (x == NULL) {
+    if (id == NULL) {
         return NULL;
     }
-    pool->spare_x = x->next_spare;
-    pool->n_spare_x--;
-    req = x->req;
-    resp = x->resp;
-    header_timer = x->header_timer;
-    backend_timer = x->backend_timer;
-    retry = x->retry;
-    retry_cap = x->retry_cap;
+    proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
+                           &id->names);
+    who = identity_peer_name(c, id);
+    snprintf(id->peer, sizeof(id->peer), "%s", who != NULL ? who : "-");
+    if (who != NULL && !proxy_identity_canonical(id->peer)) {
+        who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
+    }
+    if (who == NULL) {
+        /* No verified identity: peer= says so rather than show a name nothing checked
+         * (a URI SAN no pattern matched, the leaf's first SAN); subject= still tells
+         * which certificate it was. */
+        snprintf(id->peer, sizeof(id->peer), "-");
+    }
+    if (identity_headers(c, id, who != NULL ? id->peer : NULL) < 0) {
+        proxy_exchange_identity_free(id);
+        return NULL;
+    }
+    return id;
+}
+
+/*
+ * proxy_exchange_identity_free(id):
+ * Free ${id} (NULL: a no-op).
+ */
+void
+proxy_exchange_identity_free(struct proxy_identity *id)
+{
+    if (id == NULL) {
+        return;
+    }
+    free(id->client_cert);
+    free(id->client_cert_chain);
+    free(id->auth_user);
+    free(id->auth_token);
+    free(id);
+}
+
+static void exchange_put(struct proxy_worker *w, struct proxy_exchange *x);
+
+/*
+ * exchange_get(c):
+ * An exchange for ${c}: one of its worker's spares (exchange_put()) with its framers, timers
+ * and retry buffer kept and everything else cleared as calloc() would (the request queue is
+ * not: each entry is cleared when queued), or a new one.  Its framers (made when it has none)
+ * and timers report to ${c}.  NULL on OOM.
+ */
+static struct proxy_exchange *
+exchange_get(struct proxy_conn *c)
+{
+    struct proxy_worker *w = c->l->w;
+    struct proxy_exchange *x = w->spare_x;
+
+    if (x == NULL) {
+        return calloc(1, sizeof(*x));
+    }
+    w->spare_x = x->next_spare;
+    w->n_spare_x--;
     memset(x, 0, offsetof(struct proxy_exchange, q));
-    x->req = req;
-    x->resp = resp;
-    x->header_timer = header_timer;
-    x->backend_timer = backend_timer;
-    x->retry = retry;
-    x->retry_cap = retry_cap;
-    proxy_http_set_arg(req, c);
-    proxy_http_set_arg(resp, c);
-    proxy_http_hold(req, false);
-    proxy_http_hold(resp, false);
-    /* Not pending (parked): so they may be assigned again, to ${c}. */
-    evtimer_assign(header_timer, c->l->w->base, header_timeout_cb, c);
-    evtimer_assign(backend_timer, c->l->w->base, backend_timeout_cb, c);
+    if (x->req != NULL) {
+        proxy_http_set_arg(x->req, c);
+        proxy_http_set_arg(x->resp, c);
+        proxy_http_hold(x->req, false);
+        proxy_http_hold(x->resp, false);
+    }
+    if (x->header_timer != NULL) {
+        /* Not pending (put stopped them): so they may be assigned again, to ${c}. */
+        evtimer_assign(x->header_timer, w->base, header_timeout_cb, c);
+        evtimer_assign(x->backend_timer, w->base, backend_timeout_cb, c);
+    }
     return x;
 }
 
 /*
  * proxy_exchange_start(c, report):
  * Set up HTTP framing for ${c} when the relay starts (lending: when the client speaks after a
- * pause, with a parked exchange when there is one); its timers report their verdicts to
- * ${report}.  The framers of both directions are then proxy_exchange_framer()'s.  Returns 0,
- * or -1 on OOM.
+ * pause), with a spare exchange of its worker when there is one (exchange_get()); its timers
+ * report their verdicts to ${report}.  The framers of both directions are then
+ * proxy_exchange_framer()'s once the caller made the exchange ${c}'s (c->x).  Returns it, or
+ * NULL on OOM.
  */
-int
+struct proxy_exchange *
 proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report)
 {
     struct proxy_exchange *x;
     struct event_base *base = c->l->w->base;
-    char cn[256];
 
-    if ((x = exchange_unpark(c)) != NULL) {
-        c->x = x;
-        x->report = report;
-    } else {
-        x = proxy_spare_get(&c->l->w->spare_exchanges, sizeof(*x)); /* zeroed, as by calloc */
-        if (x == NULL) {
-            return -1;
-        }
-        c->x = x;
-        x->report = report;
+    if ((x = exchange_get(c)) == NULL) {
+        return NULL;
+    }
+    x->report = report;
+    if (x->req == NULL) {
         x->req = proxy_http_new(PROXY_HTTP_REQUEST, on_request, on_request_done, c);
         x->resp = proxy_http_new(PROXY_HTTP_RESPONSE, on_response, on_response_done, c);
+    }
+    if (x->header_timer == NULL) {
         x->header_timer = evtimer_new(base, header_timeout_cb, c);
         x->backend_timer = evtimer_new(base, backend_timeout_cb, c);
-        if (x->req == NULL || x->resp == NULL || x->header_timer == NULL ||
-            x->backend_timer == NULL) {
-            return -1;
-        }
     }
-    if (c->l->cfg->mode == CONFIG_MODE_INBOUND) {
-        const char *who;
-
-        proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
-                               &x->names);
-        who = exchange_peer_name(c);
-        snprintf(x->peer, sizeof(x->peer), "%s", who != NULL ? who : "-");
-        if (who != NULL && !proxy_identity_canonical(x->peer)) {
-            who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
-        }
-        if (who == NULL) {
-            /* No verified identity: peer= says so rather than show a name nothing checked
-             * (a URI SAN no pattern matched, the leaf's first SAN); subject= still tells
-             * which certificate it was. */
-            snprintf(x->peer, sizeof(x->peer), "-");
-        }
-        if (exchange_identity(c, who != NULL ? x->peer : NULL) < 0) {
-            return -1;
-        }
-    } else if (c->l->cfg->host_header == CONFIG_HOST_HEADER_PEER) {
-        config_addr_format(&c->l->cfg->peer, x->host, sizeof(x->host));
+    if (x->req == NULL || x->resp == NULL || x->header_timer == NULL || x->backend_timer == NULL) {
+        exchange_put(c->l->w, x); /* nothing queued: what was made is kept or freed */
+        return NULL;
     }
     x->keep = true; /* a peer connection that has carried nothing may carry a request */
-    return 0;
+    return x;
 }
 
 /*
@@ -1458,7 +1484,7 @@ proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report)
 const char *
 proxy_exchange_peer(const struct proxy_conn *c)
 {
-    return c->x != NULL && c->x->peer[0] != '\0' ? c->x->peer : NULL;
+    return c->id != NULL ? c->id->peer : NULL;
 }
 
 /*
@@ -1497,11 +1523,9 @@ proxy_exchange_after_read(struct proxy_conn *c)
     return x->no_more && !x->req_in_body;
 }
 
-/*
- * Release everything ${x} owns (not ${x} itself: the caller frees it or keeps it as a spare).
- */
+/* Free the framers and timers of ${x} (set to NULL). */
 static void
-exchange_release(struct proxy_exchange *x)
+exchange_release_framing(struct proxy_exchange *x)
 {
     if (x->header_timer != NULL) {
         event_free(x->header_timer);
@@ -1509,66 +1533,64 @@ exchange_release(struct proxy_exchange *x)
     if (x->backend_timer != NULL) {
         event_free(x->backend_timer);
     }
+    x->header_timer = x->backend_timer = NULL;
     proxy_http_free(x->req);
     proxy_http_free(x->resp);
-    free(x->client_cert);
-    free(x->client_cert_chain);
-    free(x->auth_user);
-    free(x->auth_token);
-    free(x->retry);
+    x->req = x->resp = NULL;
 }
 
 /*
- * proxy_exchange_park(c):
- * Lending: ${c}'s exchange is between requests (nothing queued or owed, both framers between
- * messages) and ${c} holds no peer connection any more: keep it in the listener's pool for the
- * next request of any client connection (at most EXCHANGE_SPARES are kept), or free it.  Spares
- * a client the allocation and clearing of about 24 KiB per request.  ${c} has no exchange after.
+ * exchange_put(w, x):
+ * ${x} has ended (its owed lines written): keep it among ${w}'s spare exchanges for the next
+ * exchange of any connection (a client that connects, a lent peer connection's next request,
+ * a new client after Connection: close), or free it when ${w} keeps EXCHANGE_SPARES already.
+ * Its framers are kept when they are between messages (else freed: made again on reuse), as are its
+ * timers (stopped) and its retry buffer.  Spares each exchange the allocation and clearing of about
+ * 26 KiB.
  */
-void
-proxy_exchange_park(struct proxy_conn *c)
+static void
+exchange_put(struct proxy_worker *w, struct proxy_exchange *x)
 {
-    struct proxy_exchange *x = c->x;
-    struct proxy_pool *pool = &c->l->pool;
-
-    if (x == NULL) {
+    if (w->n_spare_x >= EXCHANGE_SPARES) {
+        exchange_release_framing(x);
+        free(x->retry);
+        free(x);
         return;
     }
-    if (pool->n_spare_x >= EXCHANGE_SPARES || x->q_len > 0 || x->denied_owed || x->answer_pending ||
-        x->no_more || !proxy_http_idle(x->req) || !proxy_http_idle(x->resp) ||
-        x->client_cert != NULL || x->client_cert_chain != NULL || x->auth_user != NULL ||
-        x->auth_token != NULL) {
-        proxy_exchange_free(c);
-        return;
+    if (x->req == NULL || x->resp == NULL || x->header_timer == NULL || x->backend_timer == NULL ||
+        !proxy_http_idle(x->req) || !proxy_http_idle(x->resp)) {
+        exchange_release_framing(x); /* made again, whole and fresh, on reuse */
+    } else {
+        evtimer_del(x->header_timer);
+        evtimer_del(x->backend_timer);
     }
-    evtimer_del(x->header_timer);
-    evtimer_del(x->backend_timer);
-    x->next_spare = pool->spare_x;
-    pool->spare_x = x;
-    pool->n_spare_x++;
-    c->x = NULL;
+    x->next_spare = w->spare_x;
+    w->spare_x = x;
+    w->n_spare_x++;
 }
 
 /*
- * proxy_exchange_spares_free(l):
- * Free the exchanges parked in ${l}'s pool (the listener is freed).
+ * proxy_exchange_spares_free(w):
+ * Free ${w}'s spare exchanges (the worker ends; before its event base: their timers are its).
  */
 void
-proxy_exchange_spares_free(struct proxy_listener *l)
+proxy_exchange_spares_free(struct proxy_worker *w)
 {
     struct proxy_exchange *x;
 
-    while ((x = l->pool.spare_x) != NULL) {
-        l->pool.spare_x = x->next_spare;
-        exchange_release(x);
-        free(x); /* from proxy_spare_get(), whose spares are calloc()'s */
+    while ((x = w->spare_x) != NULL) {
+        w->spare_x = x->next_spare;
+        exchange_release_framing(x);
+        free(x->retry);
+        free(x);
     }
-    l->pool.n_spare_x = 0;
+    w->n_spare_x = 0;
 }
 
 /*
  * proxy_exchange_free(c):
- * Log requests that never got a response, and release ${c}'s HTTP state.
+ * End ${c}'s exchange: log the requests that never got a response, and keep the exchange for
+ * the next one of its worker (exchange_put()).  The caller then clears c->x.
  */
 void
 proxy_exchange_free(struct proxy_conn *c)
@@ -1589,7 +1611,5 @@ proxy_exchange_free(struct proxy_conn *c)
         x->denied_owed = false;
         access_log(c, &x->denied, 0, 0);
     }
-    exchange_release(x);
-    proxy_spare_put(&c->l->w->spare_exchanges, x);
-    c->x = NULL;
+    exchange_put(c->l->w, x);
 }

@@ -16,7 +16,7 @@
  *   struct proxy_worker   owns its event base, its listeners, its open connections.
  *   struct proxy_listener owns its evconnlistener and its tls_ctx; borrows its config.
  *   struct proxy_conn     owns both sides (struct proxy_io, by pointer, from the worker's
- *                         spare_sides: proxy_conn_side_new/_free; each side owns its socket
+ *                         spare_sides: proxy_worker_side_new/_free; each side owns its socket
  *                         and SSL), its timer and sniff event.  Each side ends in one
  *                         function (proxy_conn.c: conn_close_client, conn_close_server),
  *                         which sends close_notify (proxy_io_shutdown) when that side's TLS
@@ -40,6 +40,7 @@
 
 #include "config.h"
 #include "proxy.h"
+#include "proxy_access.h"
 #include "proxy_http.h"
 #include "proxy_io.h"
 #include "proxy_spare.h"
@@ -110,6 +111,29 @@ enum proxy_state {
     PROXY_CONN_CLOSED,
 };
 
+/*
+ * Where one side of a connection stands (struct proxy_conn's client_st and server_st; changed
+ * only by conn_side_set(), which logs at debug).  How a side ends is read from it alone: a
+ * close_notify when it is UP with a TLS session (and none was sent), back to the pool when a
+ * peer side is UP between exchanges, a TCP reset when it is RESET, a plain close otherwise.
+ */
+enum proxy_side_state {
+    PROXY_SIDE_NONE,    /* no side: not dialed yet, ended, or (lending) none lent */
+    PROXY_SIDE_OPENING, /* its TCP connect or its TLS handshake is under way */
+    PROXY_SIDE_UP,      /* open; its TLS session, when it has one, passed every rule */
+    PROXY_SIDE_FAILED,  /* an error, a reset or a timeout on it: no close_notify, never pooled */
+    PROXY_SIDE_RESET,   /* the client's response was cut where a FIN would read as its whole
+                           end: once what came is written, a TCP reset ends it (conn_cut()) */
+};
+
+/* Where the server side came from (outbound http with the pool on: proxy_pool.c). */
+enum proxy_side_origin {
+    PROXY_ORIGIN_DIALED,   /* a new connection */
+    PROXY_ORIGIN_POOLED,   /* an idle pooled one: if stale, the request may be retried once */
+    PROXY_ORIGIN_REDIALED, /* dialed in place of a stale pooled one: never from the pool again
+                              until this lend ends */
+};
+
 /* Why a connection ended: one string table feeds the log line and (later) /metrics. */
 enum proxy_close_reason {
     PROXY_CLOSE_DONE,                  /* both directions ended normally */
@@ -158,6 +182,21 @@ enum proxy_verdict_kind {
 struct proxy_verdict {
     enum proxy_verdict_kind kind;
     enum proxy_close_reason reason; /* ANSWER, ANSWER_LATER, CLOSE: logged at the end */
+};
+
+/*
+ * Inbound http: the client as the HTTP exchange sees it (CONTRACT §6), made from its verified
+ * handshake once per connection (proxy_exchange_identity()) and kept by the connection, across
+ * the exchanges of its lends.
+ */
+struct proxy_identity {
+    struct proxy_peer_names names; /* what the access rules match */
+    char peer[256];          /* the peer's one identity, "-" for none (proxy_exchange_peer()) */
+    char xff[64];            /* X-Forwarded-For */
+    char *client_cert;       /* X-Forwarded-Client-Cert or Client-Cert value */
+    char *client_cert_chain; /* RFC 9440 Client-Cert-Chain value */
+    char *auth_user;         /* couchdb_proxy_auth */
+    char *auth_token;
 };
 
 /* How the exchange reports a verdict when one of its own timers fires. */
@@ -285,7 +324,6 @@ struct proxy_worker {
     bool started;
     struct proxy_listener **listeners; /* active listeners of the current generation */
     size_t n_listeners;
-    struct event *cmd_ev; /* made active by the control thread after queueing a command */
     pthread_mutex_t cmd_mu;
     struct proxy_cmd *cmd_head, *cmd_tail;
     bool want_drain;             /* under cmd_mu: the control thread asked for a drain */
@@ -293,13 +331,20 @@ struct proxy_worker {
     bool done;                   /* its loop has ended (atomic: read by the control thread) */
     struct event *accept_resume; /* EMFILE backoff timer */
     bool accept_paused_fd;       /* paused by EMFILE/ENFILE */
-    struct event *update_ev;     /* made active by another worker: max_connections crossed */
     /* balanced accepts (proxy_worker.c): connections other workers accepted for this one */
     pthread_mutex_t handoff_mu;
     struct proxy_handoff *handoff_head, *handoff_tail; /* under handoff_mu */
     unsigned handoff_pending; /* queued here, not yet a connection (atomic) */
     uint64_t handoffs;        /* connections other workers handed here, ever (atomic) */
-    struct event *handoff_ev; /* made active by the worker that queued one */
+    /*
+     * Other threads wake the loop through an eventfd (proxy_worker_wake()), never through
+     * libevent, so that the worker's event base takes no lock (EVENT_BASE_FLAG_NOLOCK):
+     * wake_bits says why (PROXY_WAKE_*: a command queued by the control thread, a connection
+     * handed over or max_connections crossed by another worker).
+     */
+    int wake_fd;
+    unsigned wake_bits; /* atomic */
+    struct event *wake_ev;
     bool draining;
     unsigned n_conns;         /* written by this worker only; read by control (PROXY_STAT_GET) */
     struct proxy_conn *conns; /* doubly linked list of open connections */
@@ -316,11 +361,12 @@ struct proxy_worker {
     struct proxy_linger *lingering;
     unsigned n_lingering;
     /* ended connections' structs, reused by the next ones (no malloc per connection) */
-    struct proxy_spare spare_conns;     /* struct proxy_conn */
-    struct proxy_spare spare_exchanges; /* struct proxy_exchange (proxy_exchange.c) */
-    struct proxy_spare spare_sides;     /* struct proxy_io (proxy_conn_side_new()) */
-    struct proxy_side *dead_sides;      /* ended sides, freed by reap on the next loop turn */
-    struct event *reap;                 /* made active by proxy_conn_side_free() */
+    struct proxy_spare spare_conns; /* struct proxy_conn */
+    struct proxy_exchange *spare_x; /* ended exchanges, with their framers (proxy_exchange.c) */
+    unsigned n_spare_x;
+    struct proxy_spare spare_sides; /* struct proxy_io (proxy_worker_side_new()) */
+    struct proxy_side *dead_sides;  /* ended sides, freed by reap on the next loop turn */
+    struct event *reap;             /* made active by proxy_worker_side_free() */
 };
 
 /*
@@ -334,10 +380,6 @@ struct proxy_pool {
     struct proxy_pool_entry *spare;
     unsigned n_idle;
     struct event *timer; /* the oldest entry's idle_timeout; created on first use */
-    /* lending: exchanges parked between requests, reused by the next request of any client
-     * connection of the listener (proxy_exchange_park(), proxy_exchange_start()) */
-    struct proxy_exchange *spare_x;
-    unsigned n_spare_x;
 };
 
 struct proxy_listener {
@@ -371,45 +413,44 @@ struct proxy_conn {
     uint32_t magic;
     struct proxy_listener *l;
     struct proxy_conn *prev, *next; /* in proxy->conns */
-    enum proxy_state state;
+    enum proxy_state state;         /* the connection's life (conn_set_state()) */
     enum proxy_close_reason reason;
-    evutil_socket_t fd;      /* the client socket until a proxy_io owns it */
-    struct event *sniff;     /* inbound SNIFF: waits for the first byte */
-    struct proxy_io *client; /* the accepted side (TLS on inbound, plain on outbound) */
-    struct proxy_io *server; /* the backend (plain) or the peer (TLS) */
-    struct event *timer;     /* handshake deadline, then idle check, then linger */
+    evutil_socket_t fd;  /* the client socket until a proxy_io owns it */
+    struct event *sniff; /* inbound SNIFF: waits for the first byte */
+    /* the accepted side (TLS on inbound, plain on outbound) */
+    struct proxy_io *client;
+    enum proxy_side_state client_st;
+    bool client_eof;        /* it ended its stream before the relay could pass that on */
+    unsigned char log_mode; /* inbound: 0 undecided, CONN_LOG_ON (its handshake passed, or the
+                               log bucket gave it a token) or CONN_LOG_HELD (conn_log_ok()) */
+    /* the backend (plain) or the peer (TLS) */
+    struct proxy_io *server;
+    enum proxy_side_state server_st;
+    enum proxy_side_origin server_from;
+    struct event *timer; /* handshake deadline, then idle check, then linger */
     struct tls_verify_result verify;
     struct proxy_relay up;   /* client -> server */
     struct proxy_relay down; /* server -> client */
     struct timeval started;
     struct timeval last_active;
-    struct timeval hs_done;   /* outbound: when the handshake passed every rule (hs_pending) */
-    bool client_eof;          /* the client half-closed before the relay started */
-    bool tls_up;              /* the client-side (inbound) or server-side (outbound) TLS is open */
-    bool client_failed;       /* an error, reset or timeout on the client side: it gets no
-                                 close_notify (conn_close_client) */
-    bool server_failed;       /* ... on the backend/peer side: no close_notify, never pooled
-                                 (conn_close_server); cleared with the side */
-    unsigned char log_mode;   /* inbound, before its handshake passed: 0 undecided, else
-                                 CONN_LOG_ON or CONN_LOG_HELD (conn_log_ok) */
-    bool client_reset;        /* its response was cut where a FIN would read as its end (it runs
-                                 to the end of the connection): a reset ends it (conn_cut) */
-    bool hs_pending;          /* outbound: handshake done at hs_done, not counted yet */
-    bool pool_reused;         /* server came from the pool: a stale one may be retried once */
-    bool pool_retried;        /* the retry happened: dial, never take from the pool again */
-    struct proxy_exchange *x; /* protocol http: requests in flight, identity headers */
-    char remote[64];          /* client address "ip:port" */
-    char *detail;             /* the reason in plain words for the close line / 502 body:
-                                 PROXY_DETAIL_MAX bytes, taken when first set (conn_detail) */
-    int owed_status;          /* ferry answered before a request was framed: the access-log
-                                 line still to write, with this status (conn_request_owed) */
-    uint64_t owed_bytes;      /* and the answer's body length */
+    struct proxy_exchange *x;  /* protocol http: the requests in flight */
+    struct proxy_identity *id; /* inbound http: the client's identity, from its first exchange */
+    char remote[64];           /* client address "ip:port" */
+    char *detail;              /* the reason in plain words for the close line / 502 body:
+                                  PROXY_DETAIL_MAX bytes, taken when first set (conn_detail) */
+    int owed_status;           /* ferry answered before a request was framed: the access-log
+                                  line still to write, with this status (conn_request_owed) */
+    uint64_t owed_bytes;       /* and the answer's body length */
     /*
-     * Outbound lending: up.bytes and down.bytes when the current peer connection was attached,
-     * and when its dial began (its handshake's duration is measured from there).
+     * Accounting of the current peer connection (outbound): up.bytes and down.bytes when it
+     * was attached (proxy_exchange_can_retry()); when its dial began and when its handshake
+     * passed our rules, not yet counted while the peer may still refuse us (TLS 1.3:
+     * conn_count_handshake()).
      */
     uint64_t lent_up, lent_down;
     struct timeval dialed;
+    struct timeval hs_done;
+    bool hs_pending;
 };
 
 /* proxy.c (control) */
@@ -430,6 +471,10 @@ void proxy_worker_accept_error(struct proxy_worker *w, int err);
 void proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct sockaddr *sa,
                         int salen);
 size_t proxy_worker_pick(const unsigned *load, size_t n, size_t self);
+/* ... and the memory of connection sides (struct proxy_io), for connections and pools */
+struct proxy_io *proxy_worker_side_new(struct proxy_worker *w);
+void proxy_worker_side_free(struct proxy_worker *w, struct proxy_io *io);
+void proxy_worker_reap(struct proxy_worker *w);
 
 /* proxy_privs.c */
 int proxy_drop_privileges(const char *user, char *err, size_t errlen);
@@ -457,10 +502,6 @@ void proxy_conn_drain_idle(struct proxy_worker *w);
 void proxy_conn_log_flush(struct proxy_worker *w);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
 
-struct proxy_io *proxy_conn_side_new(struct proxy_worker *w);
-void proxy_conn_side_free(struct proxy_worker *w, struct proxy_io *io);
-void proxy_conn_reap(struct proxy_worker *w);
-
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
 bool proxy_conn_act(struct proxy_conn *c, struct proxy_verdict v);
@@ -479,12 +520,13 @@ void proxy_pool_flush(struct proxy_listener *l);
 void proxy_pool_free(struct proxy_listener *l);
 
 /* proxy_exchange.c (protocol http) */
-int proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report);
+struct proxy_identity *proxy_exchange_identity(const struct proxy_conn *c);
+void proxy_exchange_identity_free(struct proxy_identity *id);
+struct proxy_exchange *proxy_exchange_start(struct proxy_conn *c, proxy_exchange_report_fn report);
 struct proxy_http *proxy_exchange_framer(const struct proxy_conn *c, enum proxy_http_kind kind);
 const char *proxy_exchange_peer(const struct proxy_conn *c);
 void proxy_exchange_free(struct proxy_conn *c);
-void proxy_exchange_park(struct proxy_conn *c);
-void proxy_exchange_spares_free(struct proxy_listener *l);
+void proxy_exchange_spares_free(struct proxy_worker *w);
 struct proxy_verdict proxy_exchange_request_failed(struct proxy_conn *c,
                                                    enum proxy_http_result res);
 struct proxy_verdict proxy_exchange_next(struct proxy_conn *c);

@@ -1,12 +1,14 @@
 /*
- * proxy_pool: the idle keep-alive mTLS connections of an outbound `protocol: http` listener
- * to its peer (`pool: { max_idle, idle_timeout }`, CONTRACT §3).
+ * proxy_pool: the idle keep-alive connections of a `protocol: http` listener to the other
+ * side (`pool: { max_idle, idle_timeout }`, CONTRACT §3): mTLS connections to the peer
+ * (outbound), plain ones to the backend (inbound).
  *
- * Peer connections are lent per request, not per client: one is taken by a local client
+ * These connections are lent per request, not per client: one is taken by a client
  * connection when a request head is ready to go, and put back here by proxy_conn.c when its
  * last response was read to its end with keep-alive both ways and no further request of that
- * client waits for it (or when the client is done).  So an idle local keep-alive client holds
- * no peer connection, and a few serve many clients.  While idle, a connection is watched: any byte
+ * client waits for it (or when the client is done).  So an idle keep-alive client (a local
+ * replicator, or a peer site's TLS connection) holds no connection to the other side, and a
+ * few serve many clients.  While idle, a connection is watched: any byte
  * or end of stream from the peer, or idle_timeout, closes it.  At most max_idle are kept (the
  * oldest is closed first).  The pool lives in its listener and is used by the listener's
  * thread only, so it takes no lock.  Entries are recycled: a busy pool allocates nothing.
@@ -26,7 +28,7 @@
 
 struct proxy_pool_entry {
     struct proxy_listener *l;
-    struct proxy_io *io; /* owned, from the worker's spare sides (proxy_conn_side_new()) */
+    struct proxy_io *io; /* owned, from the worker's spare sides (proxy_worker_side_new()) */
     struct tls_verify_result verify; /* the peer's verified identity, attached to its SSL */
     struct timeval since;            /* put into the pool */
     struct proxy_pool_entry *prev, *next;
@@ -89,7 +91,7 @@ pool_close(struct proxy_pool *pool, struct proxy_pool_entry *e, bool polite, con
     if (polite) {
         proxy_io_shutdown(io);
     }
-    proxy_conn_side_free(w, io);
+    proxy_worker_side_free(w, io);
 }
 
 /* An idle connection must stay silent: a byte from the peer (a stray response, a TLS alert's
@@ -158,8 +160,8 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
  * proxy_pool_take(l, verify):
  * The most recently pooled idle connection of ${l}, detached (no callbacks; reading stays on,
  * so the caller sets its own callbacks before the loop runs again), with the peer's verified
- * identity copied into ${verify}, which its SSL reports to from now on; or NULL when the pool
- * is empty.  Counts a reuse.
+ * identity copied into ${verify} (outbound; NULL for a plain backend connection), which its
+ * SSL reports to from now on; or NULL when the pool is empty.  Counts a reuse.
  */
 struct proxy_io *
 proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
@@ -177,8 +179,10 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
         return NULL;
     }
     io = e->io;
-    memcpy(verify, &e->verify, sizeof(*verify));
-    tls_ssl_set_result(proxy_io_ssl(io), verify);
+    if (verify != NULL) {
+        memcpy(verify, &e->verify, sizeof(*verify));
+        tls_ssl_set_result(proxy_io_ssl(io), verify);
+    }
     proxy_io_setcb(io, NULL, NULL, NULL, NULL);
     pool_unlink(pool, e);
     PROXY_STATS_ADD(l->stats->pool_reused, 1);
@@ -187,8 +191,9 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
 
 /*
  * proxy_pool_put(l, io, verify):
- * Keep the idle peer side ${io} (from proxy_conn_side_new(); its last response read to the
- * end, nothing in either buffer) of a connection of ${l}; the pool owns it from now on.  Closed
+ * Keep the idle peer side ${io} (from proxy_worker_side_new(); its last response read to the
+ * end, nothing in either buffer) of a connection of ${l}, with the peer's verified identity
+ * ${verify} (NULL for a plain backend connection); the pool owns it from now on.  Closed
  * instead when ${l} no longer takes any (retired, draining, pooling off), when something is still
  * buffered, or on OOM.  The oldest idle connection is closed when max_idle are kept already.
  */
@@ -218,8 +223,10 @@ proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
     }
     e->l = l;
     e->io = io;
-    memcpy(&e->verify, verify, sizeof(e->verify));
-    tls_ssl_set_result(proxy_io_ssl(io), &e->verify);
+    if (verify != NULL) {
+        memcpy(&e->verify, verify, sizeof(e->verify));
+        tls_ssl_set_result(proxy_io_ssl(io), &e->verify);
+    }
     event_base_gettimeofday_cached(l->w->base, &e->since);
     e->next = NULL;
     e->prev = pool->newest;
@@ -245,7 +252,7 @@ proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
 close:
     proxy_io_setcb(io, NULL, NULL, NULL, NULL);
     proxy_io_shutdown(io);
-    proxy_conn_side_free(l->w, io);
+    proxy_worker_side_free(l->w, io);
 }
 
 /*
@@ -273,7 +280,6 @@ proxy_pool_free(struct proxy_listener *l)
     struct proxy_pool *pool = &l->pool;
 
     proxy_pool_flush(l);
-    proxy_exchange_spares_free(l);
     while (pool->spare != NULL) {
         struct proxy_pool_entry *e = pool->spare;
 

@@ -1,5 +1,5 @@
 /*
- * proxy_spare: a worker's spare objects of one kind (struct proxy_conn, struct proxy_exchange),
+ * proxy_spare: a worker's spare objects of one kind (struct proxy_conn, struct proxy_io),
  * kept when they end and handed out again zeroed, so that a busy worker does not go to malloc
  * for every connection.  At most PROXY_SPARE_MAX are kept; the rest are freed.  A list belongs
  * to one worker's thread and takes no lock.

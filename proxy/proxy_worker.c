@@ -7,17 +7,22 @@
  * proxy_worker_conn_gone), so no connection file calls into the control thread's proxy.c.
  *
  * Threads: everything here runs on the worker's own thread, except proxy_worker_new/_free
- * (control, before the thread starts or after it ended) and proxy_worker_post (control:
- * queues under cmd_mu, then wakes the loop with event_active).
+ * (control, before the thread starts or after it ended), proxy_worker_post (control: queues
+ * under cmd_mu) and the handing over of a connection or a max_connections change by another
+ * worker; those wake the loop with worker_wake() (an eventfd), so that the worker's event
+ * base is never touched by another thread and runs without locks (EVENT_BASE_FLAG_NOLOCK).
  */
 #define _GNU_SOURCE 1 /* pthread_setname_np */
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -27,6 +32,105 @@
 #include "proxy_internal.h"
 #include "proxy_spare.h"
 #include "proxy_stats.h"
+
+/* Why another thread woke a worker (proxy_worker.wake_bits). */
+#define WAKE_CMD     1u /* the control thread queued a command (proxy_worker_post) */
+#define WAKE_HANDOFF 2u /* another worker handed over a connection (proxy_worker_place) */
+#define WAKE_UPDATE  4u /* another worker crossed limits.max_connections */
+
+/*
+ * worker_wake(w, why):
+ * From any thread: make ${w}'s loop run worker_wake_cb() with ${why} among its reasons.
+ * Reasons given before the callback runs are seen by it (one write per call; the callback
+ * takes the bits after draining the eventfd).
+ */
+static void
+worker_wake(struct proxy_worker *w, unsigned why)
+{
+    uint64_t one = 1;
+
+    __atomic_fetch_or(&w->wake_bits, why, __ATOMIC_RELEASE);
+    while (write(w->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the memory of connection sides ---- */
+
+/* A side's memory: the proxy_io, and its link while it waits to be freed (worker's reap). */
+struct proxy_side {
+    struct proxy_io io; /* first: a side's address is its proxy_io's */
+    struct proxy_side *next_dead;
+};
+
+/*
+ * proxy_worker_side_new(w):
+ * Memory for one side (struct proxy_io, all zero) from ${w}'s spare sides, or NULL on OOM.
+ * Sides are owned by pointer (a proxy_io must not move: its events point into it), so that a
+ * peer side can pass between a connection and its listener's pool.
+ */
+struct proxy_io *
+proxy_worker_side_new(struct proxy_worker *w)
+{
+    struct proxy_side *side = proxy_spare_get(&w->spare_sides, sizeof(struct proxy_side));
+
+    return side != NULL ? &side->io : NULL;
+}
+
+/* The worker's reap event: free the sides that ended (proxy_worker_side_free()). */
+static void
+worker_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_worker_reap(arg);
+}
+
+/*
+ * proxy_worker_reap(w):
+ * Free every side of ${w} that ended (proxy_worker_side_free()) and give its memory back to the
+ * spare sides.  Run from the loop, and by proxy_worker_free() before the base goes.
+ */
+void
+proxy_worker_reap(struct proxy_worker *w)
+{
+    while (w->dead_sides != NULL) {
+        struct proxy_side *side = w->dead_sides;
+
+        w->dead_sides = side->next_dead;
+        proxy_io_free(&side->io);
+        proxy_spare_put(&w->spare_sides, side);
+    }
+}
+
+/*
+ * proxy_worker_side_free(w, io):
+ * ${io} has ended: no callback of it runs any more and it reads and writes nothing more; what it
+ * holds (socket, SSL, buffers: proxy_io_free(), no close_notify) is freed on the next loop turn,
+ * so a caller still inside the HTTP framer over its buffers (a verdict acted on from inside
+ * proxy_http_pump()) reads valid memory, as libevent's deferred bufferevent free allowed.
+ * NULL is a no-op.  Safe inside ${io}'s own callbacks.
+ */
+void
+proxy_worker_side_free(struct proxy_worker *w, struct proxy_io *io)
+{
+    struct proxy_side *side = (struct proxy_side *)io;
+
+    if (io == NULL) {
+        return;
+    }
+    proxy_io_setcb(io, NULL, NULL, NULL, NULL);
+    proxy_io_disable(io, EV_READ | EV_WRITE);
+    side->next_dead = w->dead_sides;
+    w->dead_sides = side;
+    if (w->reap == NULL) {
+        w->reap = event_new(w->base, -1, 0, worker_reap_cb, w);
+    }
+    if (w->reap != NULL) {
+        event_active(w->reap, EV_TIMEOUT, 0);
+    } else {
+        proxy_worker_reap(w); /* OOM: free at once (the old hazard, but no leak) */
+    }
+}
 
 /* ---- accepting ---- */
 
@@ -91,7 +195,7 @@ proxy_worker_conns_changed(struct proxy_worker *w, bool opened)
         if (p->workers[i] == w) {
             proxy_worker_listeners_update(w);
         } else {
-            event_active(p->workers[i]->update_ev, EV_READ, 0);
+            worker_wake(p->workers[i], WAKE_UPDATE);
         }
     }
 }
@@ -244,7 +348,7 @@ proxy_worker_place(struct proxy_listener *l, evutil_socket_t fd, const struct so
     }
     to->handoff_tail = h;
     pthread_mutex_unlock(&to->handoff_mu);
-    event_active(to->handoff_ev, EV_READ, 0);
+    worker_wake(to, WAKE_HANDOFF);
 }
 
 /* ${w}'s copy of the listener a handed-over connection came in on, or NULL. */
@@ -265,15 +369,12 @@ worker_listener_for(struct proxy_worker *w, const struct config_listener *cfg)
     return NULL;
 }
 
-/* On worker ${arg}: serve the connections other workers handed to it, in order. */
+/* On worker ${w}: serve the connections other workers handed to it, in order. */
 static void
-worker_handoff_cb(evutil_socket_t fd, short what, void *arg)
+worker_handoff(struct proxy_worker *w)
 {
-    struct proxy_worker *w = arg;
     struct proxy_handoff *h, *next;
 
-    (void)fd;
-    (void)what;
     pthread_mutex_lock(&w->handoff_mu);
     h = w->handoff_head;
     w->handoff_head = w->handoff_tail = NULL;
@@ -332,7 +433,7 @@ proxy_worker_post(struct proxy_worker *w, struct proxy_cmd *cmd, bool drain, boo
     w->want_drain = w->want_drain || drain;
     w->want_stop = w->want_stop || stop;
     pthread_mutex_unlock(&w->cmd_mu);
-    event_active(w->cmd_ev, EV_READ, 0);
+    worker_wake(w, WAKE_CMD);
 }
 
 static struct proxy_listener *
@@ -403,14 +504,11 @@ worker_drain(struct proxy_worker *w)
 
 /* On worker ${w}: run what the control thread queued, in order. */
 static void
-worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
+worker_cmds(struct proxy_worker *w)
 {
-    struct proxy_worker *w = arg;
     struct proxy_cmd *q, *next;
     bool drain, stop;
 
-    (void)fd;
-    (void)what;
     pthread_mutex_lock(&w->cmd_mu);
     q = w->cmd_head;
     w->cmd_head = w->cmd_tail = NULL;
@@ -466,13 +564,31 @@ proxy_worker_main(void *arg)
     return NULL;
 }
 
-/* On worker ${arg}: another worker crossed max_connections; pause or resume accepting. */
+/*
+ * On worker ${arg}, woken by another thread (worker_wake()): drain the eventfd, then do what
+ * it was woken for: commands first (a stop ends the loop), then connections handed over,
+ * then a max_connections change (pause or resume accepting).
+ */
 static void
-worker_update_cb(evutil_socket_t fd, short what, void *arg)
+worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
+    struct proxy_worker *w = arg;
+    uint64_t n;
+    unsigned why;
+
     (void)what;
-    proxy_worker_listeners_update(arg);
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR) {
+    }
+    why = __atomic_exchange_n(&w->wake_bits, 0u, __ATOMIC_ACQUIRE);
+    if ((why & WAKE_CMD) != 0) {
+        worker_cmds(w);
+    }
+    if ((why & WAKE_HANDOFF) != 0) {
+        worker_handoff(w);
+    }
+    if ((why & WAKE_UPDATE) != 0) {
+        proxy_worker_listeners_update(w);
+    }
 }
 
 static void
@@ -511,20 +627,19 @@ proxy_worker_free(struct proxy_worker *w)
     if (w->accept_resume != NULL) {
         event_free(w->accept_resume);
     }
-    if (w->update_ev != NULL) {
-        event_free(w->update_ev);
-    }
     if (w->beat != NULL) {
         event_free(w->beat);
     }
-    if (w->cmd_ev != NULL) {
-        event_free(w->cmd_ev);
+    if (w->wake_ev != NULL) {
+        event_free(w->wake_ev);
     }
-    if (w->handoff_ev != NULL) {
-        event_free(w->handoff_ev);
+    if (w->wake_fd >= 0) {
+        close(w->wake_fd);
     }
-    /* Sides that ended (connections, the pools above) are freed while the base exists. */
-    proxy_conn_reap(w);
+    /* Sides that ended (connections, the pools above) and the spare exchanges' timers are freed
+     * while the base exists. */
+    proxy_worker_reap(w);
+    proxy_exchange_spares_free(w);
     if (w->reap != NULL) {
         event_free(w->reap);
     }
@@ -533,7 +648,6 @@ proxy_worker_free(struct proxy_worker *w)
     }
     /* Every connection has ended (above): its spare structs go now. */
     proxy_spare_clear(&w->spare_conns);
-    proxy_spare_clear(&w->spare_exchanges);
     proxy_spare_clear(&w->spare_sides);
     pthread_mutex_destroy(&w->cmd_mu);
     pthread_mutex_destroy(&w->handoff_mu);
@@ -546,6 +660,9 @@ proxy_worker_free(struct proxy_worker *w)
  * loop turn makes on one descriptor into at most one epoll_ctl before the next epoll_wait
  * (a pooled http request toggled read/write interest about 12 times per client connection).
  * libevent's caveat for it is descriptors cloned with dup(): ferry never registers one.
+ * No lock: only the worker's own thread touches its base (other threads use worker_wake());
+ * with evthread_use_pthreads() on, a base otherwise takes its mutex for every event_add and
+ * event_del (47 lock/unlock pairs per pooled request, bench/pooled-and-repl-profile.md).
  */
 static struct event_base *
 worker_base_new(void)
@@ -557,6 +674,7 @@ worker_base_new(void)
         return NULL;
     }
     event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     return base;
@@ -575,16 +693,15 @@ proxy_worker_new(struct proxy *p, unsigned id)
     w->p = p;
     pthread_mutex_init(&w->cmd_mu, NULL);
     pthread_mutex_init(&w->handoff_mu, NULL);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->base = worker_base_new();
-    if (w->base != NULL) {
-        w->cmd_ev = event_new(w->base, -1, 0, worker_cmd_cb, w);
+    if (w->base != NULL && w->wake_fd >= 0) {
+        w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_wake_cb, w);
         w->accept_resume = accept_resume_new(w);
-        w->update_ev = event_new(w->base, -1, 0, worker_update_cb, w);
         w->beat = event_new(w->base, -1, EV_PERSIST, worker_beat_cb, w);
-        w->handoff_ev = event_new(w->base, -1, 0, worker_handoff_cb, w);
     }
-    if (w->base == NULL || w->cmd_ev == NULL || w->accept_resume == NULL || w->update_ev == NULL ||
-        w->beat == NULL || w->handoff_ev == NULL) {
+    if (w->wake_ev == NULL || event_add(w->wake_ev, NULL) < 0 || w->accept_resume == NULL ||
+        w->beat == NULL) {
         proxy_worker_free(w);
         return NULL;
     }

@@ -59,7 +59,7 @@ struct fixture {
 static struct proxy_io *
 side_new(struct fixture *f, int *far)
 {
-    struct proxy_io *io = proxy_conn_side_new(&f->w);
+    struct proxy_io *io = proxy_worker_side_new(&f->w);
     int sv[2];
 
     assert_non_null(io);
@@ -109,13 +109,15 @@ setup(void **state)
     c->state = PROXY_CONN_RELAY;
     c->client = side_new(f, &f->client_far);
     c->server = side_new(f, &f->server_far);
-    c->tls_up = true;
+    c->client_st = PROXY_SIDE_UP;
+    c->server_st = PROXY_SIDE_UP;
     c->timer = evtimer_new(f->base, NULL, NULL);
     snprintf(c->remote, sizeof(c->remote), "127.0.0.1:1");
     snprintf(c->verify.peer.name, sizeof(c->verify.peer.name), "peer.test");
     proxy_relay_init(&c->up, c->client, c->server, true);
     proxy_relay_init(&c->down, c->server, c->client, false);
-    assert_int_equal(proxy_exchange_start(c, report_capture), 0);
+    c->x = proxy_exchange_start(c, report_capture);
+    assert_non_null(c->x);
     c->up.http = proxy_exchange_framer(c, PROXY_HTTP_REQUEST);
     c->down.http = proxy_exchange_framer(c, PROXY_HTTP_RESPONSE);
     n_reported = 0;
@@ -131,19 +133,20 @@ teardown(void **state)
     struct proxy_conn *c = f->c;
 
     proxy_exchange_free(c);
+    c->x = NULL;
     event_free(c->timer);
-    proxy_conn_side_free(&f->w, c->server);
-    proxy_conn_side_free(&f->w, c->client);
+    proxy_worker_side_free(&f->w, c->server);
+    proxy_worker_side_free(&f->w, c->client);
     free(c->detail); /* taken when first set (conn_detail) */
     free(c);
     close(f->client_far);
     close(f->server_far);
     proxy_pool_free(&f->l);
-    proxy_conn_reap(&f->w);
+    proxy_worker_reap(&f->w);
     if (f->w.reap != NULL) {
         event_free(f->w.reap);
     }
-    proxy_spare_clear(&f->w.spare_exchanges);
+    proxy_exchange_spares_free(&f->w);
     proxy_spare_clear(&f->w.spare_sides);
     event_base_free(f->base);
     proxy_stats_set_free(f->stats);
@@ -295,11 +298,11 @@ test_failed_side_closes(void **state)
     assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
     sent_to_peer(f);
     peer_sends(f, RESP_OK);
-    f->c->server_failed = true;
+    f->c->server_st = PROXY_SIDE_FAILED;
     assert_int_equal(client_sends(f, SMUGGLE), PROXY_HTTP_BAD);
     assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_null(f->c->server);
-    assert_false(f->c->server_failed); /* cleared with the side */
+    assert_int_equal(f->c->server_st, PROXY_SIDE_NONE); /* the side ended */
     assert_int_equal(f->l.pool.n_idle, 0);
 }
 
@@ -416,7 +419,7 @@ test_http10_no_interim(void **state)
 }
 
 /* A refused request with an earlier one in flight: ANSWER_LATER; the earlier response ends and
- * the answer is reported at once (ANSWER, 400); with nothing in flight: ANSWER now. */
+ * the answer is the next verdict (ANSWER, 400); with nothing in flight: ANSWER now. */
 static void
 test_verdict_refusal_waits_for_responses(void **state)
 {
@@ -433,8 +436,8 @@ test_verdict_refusal_waits_for_responses(void **state)
     assert_int_equal(v.reason, PROXY_CLOSE_CLIENT_ERROR);
     assert_int_equal(n_reported, 0);
     peer_sends(f, RESP_OK);
-    assert_int_equal(n_reported, 1);
-    assert_int_equal(reported[0].kind, PROXY_VERDICT_ANSWER);
+    assert_int_equal(n_reported, 0); /* a verdict, never a call back from inside the pump */
+    assert_int_equal(next_kind(f), PROXY_VERDICT_ANSWER);
     (void)proxy_exchange_answer(f->c, &status, &phrase);
     assert_int_equal(status, 400);
     assert_string_equal(phrase, "Bad Request");
@@ -480,7 +483,7 @@ test_retry_pipelined_gets(void **state)
     size_t n;
     const char *heads;
 
-    f->c->pool_reused = true;
+    f->c->server_from = PROXY_ORIGIN_POOLED;
     assert_int_equal(client_sends(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                                      "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
                      PROXY_HTTP_OK);
@@ -497,7 +500,7 @@ test_retry_not_with_post(void **state)
 {
     struct fixture *f = *state;
 
-    f->c->pool_reused = true;
+    f->c->server_from = PROXY_ORIGIN_POOLED;
     assert_int_equal(client_sends(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                                      "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz"),
                      PROXY_HTTP_OK);
@@ -564,6 +567,52 @@ test_http10_keepalive_said(void **state)
     sent_to_peer(f);
     peer_sends(f, RESP_OK);
     assert_non_null(strstr(client_got(f), "Connection: keep-alive\r\n"));
+    assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END);
+}
+
+/*
+ * One reuse mechanism: an ended exchange (whatever ended it: a lend, a client's close) is kept
+ * by its worker with its framers and timers and is the next exchange of any connection; one
+ * that ended inside a message loses its framers, which are made again, fresh, on reuse.
+ */
+static void
+test_exchange_spare_reused(void **state)
+{
+    struct fixture *f = *state;
+    struct proxy_exchange *x = f->c->x;
+    struct proxy_http *req = f->c->up.http;
+
+    assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    proxy_exchange_free(f->c);
+    f->c->x = NULL;
+    assert_int_equal(f->w.n_spare_x, 1);
+    f->c->x = proxy_exchange_start(f->c, report_capture);
+    assert_ptr_equal(f->c->x, x);                                           /* the same exchange, */
+    assert_ptr_equal(proxy_exchange_framer(f->c, PROXY_HTTP_REQUEST), req); /* its framer kept */
+    assert_int_equal(f->w.n_spare_x, 0);
+    f->c->up.http = proxy_exchange_framer(f->c, PROXY_HTTP_REQUEST);
+    f->c->down.http = proxy_exchange_framer(f->c, PROXY_HTTP_RESPONSE);
+    assert_int_equal(client_sends(f, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n"), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
+    assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END); /* as on a fresh exchange */
+
+    /* Ended inside a request head: kept, without its framers. */
+    assert_int_equal(client_sends(f, "GET /three HTTP/1.1\r\nHo"), PROXY_HTTP_OK);
+    proxy_exchange_free(f->c);
+    f->c->x = NULL;
+    assert_int_equal(f->w.n_spare_x, 1);
+    f->c->x = proxy_exchange_start(f->c, report_capture);
+    assert_ptr_equal(f->c->x, x);
+    assert_true(proxy_http_idle(proxy_exchange_framer(f->c, PROXY_HTTP_REQUEST)));
+    f->c->up.http = proxy_exchange_framer(f->c, PROXY_HTTP_REQUEST);
+    f->c->down.http = proxy_exchange_framer(f->c, PROXY_HTTP_RESPONSE);
+    evbuffer_drain(proxy_io_input(f->c->client), evbuffer_get_length(proxy_io_input(f->c->client)));
+    assert_int_equal(client_sends(f, GET_ONE), PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, RESP_OK);
     assert_int_equal(next_kind(f), PROXY_VERDICT_LEND_END);
 }
 
@@ -647,6 +696,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_verdict_early_response_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_half_head_keeps_lend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10_keepalive_said, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exchange_spare_reused, setup, teardown),
         cmocka_unit_test(test_decide_table),
     };
 
