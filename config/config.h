@@ -151,8 +151,9 @@ struct config_listener {
     struct config_proxy_auth proxy_auth;               /* inbound */
     enum config_host_header host_header;               /* outbound */
     /*
-     * outbound http: keep-alive mTLS connections to the peer (pool: { max_idle, idle_timeout }).
-     * Defaults 64 and 60s; max_idle 0 turns pooling off, and it is 0 on every other listener.
+     * protocol http: keep-alive connections to the other side, lent per request (pool:
+     * { max_idle, idle_timeout }): mTLS to the peer (outbound), plain to the backend (inbound).
+     * Defaults 64 and 60s; max_idle 0 turns pooling off, and it is 0 on protocol: tcp.
      */
     unsigned pool_max_idle;
     uint64_t pool_idle_timeout_ms;
@@ -218,7 +219,7 @@ struct config_errors {
  * and others can neither read nor write (its content is not read here).  admin.listen is an
  * IP address and port that no listener's listen address may share; user is only checked for
  * its spelling (a letter or "_", then letters, digits, "_", "." and "-"), not looked up.  workers
- * is "auto" (0) or 1..256.  pool is an error on inbound listeners and on protocol: tcp.
+ * is "auto" (0) or 1..256.  pool is an error on protocol: tcp.
  * Returns a new config, or NULL with every problem appended to ${errs} (which the caller
  * frees with config_errors_clear()).  Relative file paths in the config are resolved
  * against the directory of ${path}.

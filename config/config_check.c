@@ -1187,43 +1187,42 @@ static const struct key_spec listener_keys[L_NKEYS] = {
 };
 
 /*
- * The listener keys that need protocol: http and one mode: why they need each, for the
- * errors on a listener that has the other mode or protocol: tcp.
+ * The listener keys that need protocol: http (and one mode, unless any_mode): why they need
+ * each, for the errors on a listener that has the other mode or protocol: tcp.
  */
 struct http_key {
     enum listener_key key;
+    bool any_mode;
     enum config_mode mode;
     const char *why_mode;
     const char *why_http;
 };
 
 static const struct http_key http_keys[] = {
-    {L_ACCESS, CONFIG_MODE_INBOUND,
+    {L_ACCESS, false, CONFIG_MODE_INBOUND,
      "access applies only to inbound listeners: its rules limit what connecting peers may do; "
      "set them on the peer's inbound listener",
      "access rules need protocol: http: ferry must read the request to apply them"},
-    {L_COUCHDB_PROXY_AUTH, CONFIG_MODE_INBOUND,
+    {L_COUCHDB_PROXY_AUTH, false, CONFIG_MODE_INBOUND,
      "couchdb_proxy_auth applies only to inbound listeners: the inbound listener in front of "
      "CouchDB adds the X-Auth-CouchDB-* headers",
      "couchdb_proxy_auth needs protocol: http: ferry must add X-Auth-CouchDB-* headers to each "
      "request"},
-    {L_CLIENT_CERT_HEADER, CONFIG_MODE_INBOUND,
+    {L_CLIENT_CERT_HEADER, false, CONFIG_MODE_INBOUND,
      "client_cert_header applies only to inbound listeners: it tells the backend which "
      "certificate the connecting peer presented",
      "client_cert_header needs protocol: http: ferry must add the header to each request"},
-    {L_HOST_HEADER, CONFIG_MODE_OUTBOUND,
+    {L_HOST_HEADER, false, CONFIG_MODE_OUTBOUND,
      "host_header applies only to outbound listeners: an inbound listener forwards Host as the "
      "peer sent it",
      "host_header needs protocol: http: ferry must rewrite the Host header of each request"},
-    {L_POOL, CONFIG_MODE_OUTBOUND,
-     "pool applies only to outbound listeners: it keeps connections to the peer open for the "
-     "next request of a local client",
+    {L_POOL, true, CONFIG_MODE_OUTBOUND, NULL,
      "pool needs protocol: http: ferry must see where each response ends to reuse a "
      "connection"},
 };
 #define HTTP_NKEYS (sizeof(http_keys) / sizeof(http_keys[0]))
 
-/* Check listener ${l}'s pool: mapping ${n} (outbound, protocol http). */
+/* Check listener ${l}'s pool: mapping ${n} (protocol http). */
 static void
 check_pool(struct check *ck, const struct config_node *n, const char *lp, struct config_listener *l)
 {
@@ -1343,7 +1342,7 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
 
         if (keys[hk->key] == NULL)
             continue;
-        if (aux->mode_ok && l->mode != hk->mode) {
+        if (aux->mode_ok && !hk->any_mode && l->mode != hk->mode) {
             ck_err(ck, keys[hk->key], "%s", hk->why_mode);
             vals[hk->key] = NULL;
         } else if (protocol_ok && l->protocol == CONFIG_PROTOCOL_TCP) {
@@ -1436,8 +1435,8 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     }
     if (vals[L_POOL] != NULL)
         check_pool(ck, vals[L_POOL], lp, l);
-    /* Pooling is for outbound http only: no pool anywhere else. */
-    if (!aux->mode_ok || l->mode != CONFIG_MODE_OUTBOUND || l->protocol != CONFIG_PROTOCOL_HTTP)
+    /* Pooling is for protocol http only: no pool anywhere else. */
+    if (!aux->mode_ok || l->protocol != CONFIG_PROTOCOL_HTTP)
         l->pool_max_idle = 0;
     if (vals[L_TLS] != NULL) {
         snprintf(kp, sizeof(kp), "%s.tls", lp);

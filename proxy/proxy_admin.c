@@ -798,6 +798,13 @@ is_mode(const struct config_listener *cl, enum config_mode mode)
     return cl != NULL && cl->mode == mode;
 }
 
+/* Does listener ${cl} (NULL: removed by a reload) speak protocol http (and so pool)? */
+static bool
+is_http(const struct config_listener *cl)
+{
+    return cl != NULL && cl->protocol == CONFIG_PROTOCOL_HTTP;
+}
+
 /*
  * Can listener ${cl} (NULL: removed by a reload) reject a certificate for ${r}?  Only an
  * inbound listener sees a client without a certificate or a name outside `allow`; only an
@@ -1094,16 +1101,18 @@ render_metrics(struct proxy *p, struct evbuffer *b)
     }
     render_up(p, b);
     metric_head(b, "ferry_pool_reused_total", "counter",
-                "Outbound http: pooled peer connections lent to a client request.");
+                "http: pooled connections to the peer (outbound) or backend (inbound) lent to a "
+                "client request.");
     for (size_t i = 0; i < n; i++) {
-        if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
+        if (is_http(cfg_listener(p, snap[i].name))) {
             metric_listener(b, "ferry_pool_reused_total", &snap[i], "", snap[i].s.pool_reused);
         }
     }
     metric_head(b, "ferry_pool_connects_total", "counter",
-                "Outbound http with a pool: new connections made to the peer.");
+                "http with a pool: new connections made to the peer (outbound) or backend "
+                "(inbound).");
     for (size_t i = 0; i < n; i++) {
-        if (is_mode(cfg_listener(p, snap[i].name), CONFIG_MODE_OUTBOUND)) {
+        if (is_http(cfg_listener(p, snap[i].name))) {
             metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].s.pool_connects);
         }
     }

@@ -42,13 +42,12 @@ tv_ms(const struct timeval *tv)
 
 /*
  * proxy_pool_enabled(l):
- * Does ${l} pool its peer connections (outbound http, pool.max_idle > 0)?
+ * Does ${l} pool its peer or backend connections (protocol http, pool.max_idle > 0)?
  */
 bool
 proxy_pool_enabled(const struct proxy_listener *l)
 {
-    return l->cfg->mode == CONFIG_MODE_OUTBOUND && l->cfg->protocol == CONFIG_PROTOCOL_HTTP &&
-           l->cfg->pool_max_idle > 0;
+    return l->cfg->protocol == CONFIG_PROTOCOL_HTTP && l->cfg->pool_max_idle > 0;
 }
 
 /* Unlink ${e} from the idle list and keep it as a spare. */

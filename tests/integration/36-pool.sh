@@ -8,7 +8,7 @@
 # peer restarting between requests costs nothing; a stale pooled connection is retried once
 # for a GET and never for a POST (502, sent once); a client that has not spoken holds no peer
 # connection (lent per request: 36-lending.sh); max_idle: 0 makes one connection per
-# request; pool on an inbound or tcp listener is a config error.  The outbound ferry runs one
+# request; pool on a tcp listener is a config error.  The outbound ferry runs one
 # worker (each worker has its own pool, so connection numbers are only predictable with one);
 # 54-workers checks pooling across workers.
 # timeout: 180
@@ -232,7 +232,8 @@ ferry_stop out
 ferry_stop in
 ferry_stop in2b
 
-# 9. pool on an inbound or a tcp listener is refused, with the place and the reason.
+# 9. pool on a tcp listener, inbound or outbound, is refused with the place and the reason (on
+# an inbound http listener it pools backend connections: 36-inbound-lending).
 cat >"$P/bad.yaml" <<YAML
 tls: {cert: node1.crt, key: node1.key, ca: ca.crt}
 listeners:
@@ -240,6 +241,7 @@ listeners:
     mode: inbound
     listen: "127.0.0.1:$PIN"
     backend: "127.0.0.1:$PB"
+    protocol: tcp
     pool: {max_idle: 4}
   - name: raw
     mode: outbound
@@ -249,8 +251,8 @@ listeners:
     pool: {max_idle: 4}
 YAML
 ferry_expect_exit 1 bad "$P/bad.yaml" 15
-grep -q 'bad.yaml:7:5: pool applies only to outbound listeners' "$T/bad.log" ||
-    fail "no error for pool on an inbound listener: $(cat "$T/bad.log")"
-grep -q 'bad.yaml:13:5: pool needs protocol: http' "$T/bad.log" ||
-    fail "no error for pool on protocol: tcp: $(cat "$T/bad.log")"
+grep -q 'bad.yaml:8:5: pool needs protocol: http.*listeners\[0\] (in) has protocol: tcp' "$T/bad.log" ||
+    fail "no error for pool on an inbound tcp listener: $(cat "$T/bad.log")"
+grep -q 'bad.yaml:14:5: pool needs protocol: http.*listeners\[1\] (raw) has protocol: tcp' "$T/bad.log" ||
+    fail "no error for pool on an outbound tcp listener: $(cat "$T/bad.log")"
 pass

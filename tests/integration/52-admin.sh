@@ -8,8 +8,8 @@
 # family, _total on counters only, unit suffixes, no duplicate series, label escaping.  New
 # families (issue 13): ferry_request_duration_seconds moves with a request (class 2xx) and
 # with ferry's own 502 (5xx), ferry_build_info, process_*, ferry_config_last_reload_*,
-# ferry_backend_up / ferry_peer_up on the listeners they apply to, pool series on outbound
-# listeners only, every handshake-failure reason present from zero.
+# ferry_backend_up / ferry_peer_up on the listeners they apply to, pool series on http
+# listeners (either mode), every handshake-failure reason present from zero.
 # timeout: 180
 #
 # The expiring certificate is a leaf made with `openssl ca -enddate` to expire ~60 s after the
@@ -189,7 +189,8 @@ fds=$(m process_open_fds) maxfds=$(m process_max_fds) rss=$(m process_resident_m
 [ "$fds" -gt 5 ] && [ "$fds" -lt "$maxfds" ] || fail "process_open_fds $fds, process_max_fds $maxfds"
 [ "$rss" -gt 1000000 ] || fail "process_resident_memory_bytes $rss"
 for l in in dead short; do
-    grep -q "^ferry_pool_reused_total{listener=\"$l\"}" "$T/metrics.txt" && fail "pool series on inbound listener $l"
+    # protocol http, either mode: backend connections are pooled too (issue 14, inbound lending)
+    grep -q "^ferry_pool_reused_total{listener=\"$l\"} " "$T/metrics.txt" || fail "no pool series on inbound http listener $l"
     grep -q "^ferry_peer_up{listener=\"$l\"}" "$T/metrics.txt" && fail "ferry_peer_up on inbound listener $l"
     for r in not_tls handshake_timeout handshake_failed; do
         grep -q "^ferry_handshakes_total{listener=\"$l\",outcome=\"failed\",reason=\"$r\"} 0$" "$T/metrics.txt" ||
@@ -213,7 +214,7 @@ for r in no_cert name_not_allowed unknown_ca; do
         fail "$r is not there from zero on inbound listener in"
 done
 [ "$(m 'ferry_request_duration_seconds_count{listener="in",class="2xx"}')" = 0 ] || fail "request histogram not from zero"
-pass "build_info, reload, process_* sane; pool and peer series on outbound only; failure and rejection reasons from zero, each on the modes that can produce it"
+pass "build_info, reload, process_* sane; pool series on http listeners, peer series on outbound only; failure and rejection reasons from zero, each on the modes that can produce it"
 
 # certificate expiry per file, as Unix time
 for f in "$CRT" "$CA" "$P/short.crt"; do

@@ -13,6 +13,7 @@ Every response carries X-Conn (the number of the TCP connection it came on, from
   /idle-close/N answered; then the connection closes after N s without another request
   /hints        a 103 Early Hints interim response, then the 200
   /stats        {"conns": N, "requests": N}
+  /whoami       the request's X-Forwarded-Client-Cert (what an inbound ferry said of the peer)
 Every request (method, path, connection, body length) is appended to --log as one line.
 """
 import argparse
@@ -78,6 +79,8 @@ class Handler(socketserver.StreamRequestHandler):
                 out = BIG
             elif target == "/echo":
                 out = body
+            elif target.startswith("/whoami"):
+                out = (headers.get("x-forwarded-client-cert", "-") + "\n").encode()
             elif target == "/stats":
                 with lock:
                     out = json.dumps(state).encode()
@@ -115,6 +118,9 @@ class Handler(socketserver.StreamRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A real server's backlog (socketserver's default is 5): a burst of connects (a pool lending
+    # to many clients at once) would otherwise overflow the accept queue and stall for seconds.
+    request_queue_size = 128
 
 
 def main():

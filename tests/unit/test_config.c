@@ -729,22 +729,21 @@ test_duplicate_keys(void **state)
 static void
 test_not_supported_yet(void **state)
 {
-    struct config_errors errs;
+    struct config *cfg;
 
     (void)state;
-    load_bad("admin:\n"
-             "  listen: \"127.0.0.1:9901\"\n"
-             "user: ferry\n"
-             "workers: auto\n" TLS_OK INBOUND_OK "    pool: { max_idle: 64 }\n"
-             "    client_cert_header: xfcc\n"
-             "limits:\n"
-             "  drain_timeout: 30s\n"
-             "  backend_timeout: 60s\n"
-             "  header_timeout: 15s\n",
-             1, &errs);
-    /* admin, user, workers and limits.drain_timeout are accepted; pool is, on outbound ones. */
-    expect_err(&errs, 0, 14, 5, "pool applies only to outbound listeners");
-    config_errors_clear(&errs);
+    cfg = load_ok("admin:\n"
+                  "  listen: \"127.0.0.1:9901\"\n"
+                  "user: ferry\n"
+                  "workers: auto\n" TLS_OK INBOUND_OK "    pool: { max_idle: 64 }\n"
+                  "    client_cert_header: xfcc\n"
+                  "limits:\n"
+                  "  drain_timeout: 30s\n"
+                  "  backend_timeout: 60s\n"
+                  "  header_timeout: 15s\n");
+    /* admin, user, workers, limits.drain_timeout and pool (http, either mode) are accepted. */
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
+    config_free(cfg);
 }
 
 static void
@@ -1965,7 +1964,7 @@ test_pool(void **state)
     struct config *cfg;
 
     (void)state;
-    /* Absent on outbound http: on, 64 and 60s; never on inbound or tcp. */
+    /* Absent on http, either mode: on, 64 and 60s; never on tcp. */
     cfg = load_ok(OUTBOUND_OK);
     assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
     assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 60000);
@@ -1974,7 +1973,15 @@ test_pool(void **state)
     assert_int_equal(cfg->listeners[0].pool_max_idle, 0);
     config_free(cfg);
     cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
+    assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 60000);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "    protocol: tcp\n");
     assert_int_equal(cfg->listeners[0].pool_max_idle, 0);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "    pool: { max_idle: 4, idle_timeout: 5s }\n");
+    assert_int_equal(cfg->listeners[0].pool_max_idle, 4);
+    assert_int_equal(cfg->listeners[0].pool_idle_timeout_ms, 5000);
     config_free(cfg);
 
     cfg = load_ok(OUTBOUND_OK "    pool: { max_idle: 8, idle_timeout: 1500ms }\n");
@@ -1989,9 +1996,9 @@ test_pool(void **state)
     assert_int_equal(cfg->listeners[0].pool_max_idle, 64);
     config_free(cfg);
 
-    one_err(TLS_OK INBOUND_OK "    pool: { max_idle: 4 }\n", 10, 5,
-            "pool applies only to outbound listeners: it keeps connections to the peer open for "
-            "the next request of a local client");
+    one_err(TLS_OK INBOUND_OK "    protocol: tcp\n    pool: { max_idle: 4 }\n", 11, 5,
+            "pool needs protocol: http: ferry must see where each response ends to reuse a "
+            "connection, and listeners[0] (in) has protocol: tcp");
     one_err(OUTBOUND_OK "    protocol: tcp\n    pool: { max_idle: 4 }\n", 11, 5,
             "pool needs protocol: http: ferry must see where each response ends to reuse a "
             "connection, and listeners[0] (out) has protocol: tcp");
