@@ -3,10 +3,13 @@
  *
  * inbound:  SNIFF -> HANDSHAKE (TLS with the client) -> CONNECTING (backend) -> RELAY
  * outbound: CONNECTING (TCP + TLS with the peer) -> RELAY
- * outbound http, pool on (lending): RELAY at once, with no peer connection; a request head
- *           ready to go takes one from the pool (RELAY) or dials (RELAY -> CONNECTING -> RELAY),
- *           and it goes back to the pool when its last response has been read to its end
- *           (a stale pooled connection: RELAY -> CONNECTING once, to resend the request)
+ * http, pool on (lending): RELAY at once (outbound: at accept; inbound: HANDSHAKE -> RELAY),
+ *           with no connection to the peer or backend; a request head ready to go takes one
+ *           from the pool (RELAY) or dials (RELAY -> CONNECTING -> RELAY), and it goes back to
+ *           the pool when its last response has been read to its end (a stale pooled
+ *           connection: RELAY -> CONNECTING once, to resend the request)
+ * each side: its own state (enum proxy_side_state, conn_side_set()): NONE -> OPENING -> UP,
+ *           then FAILED or RESET, -> NONE when it ends (conn_close_client/_server)
  * any:      -> DRAINING (our own 400/502 answer, or the end of a pooled exchange) -> CLOSED
  *
  * Every way out goes through proxy_conn_drop(), which logs once and frees everything.
@@ -158,7 +161,8 @@ conn_set_state(struct proxy_conn *c, enum proxy_state to)
         /* SNIFF is also the "just accepted" state of outbound, which dials at once. */
         [PROXY_CONN_SNIFF] = (1u << PROXY_CONN_HANDSHAKE) | (1u << PROXY_CONN_DRAINING) |
                              (1u << PROXY_CONN_CONNECTING) | (1u << PROXY_CONN_RELAY),
-        [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING),
+        /* HANDSHAKE -> RELAY: inbound lending, no backend connection until a request. */
+        [PROXY_CONN_HANDSHAKE] = (1u << PROXY_CONN_CONNECTING) | (1u << PROXY_CONN_RELAY),
         [PROXY_CONN_CONNECTING] = (1u << PROXY_CONN_RELAY) | (1u << PROXY_CONN_DRAINING),
         /* RELAY -> DRAINING: the other side failed before any response byte (502), or the
          * pooled peer connection was let go.  RELAY -> CONNECTING: a stale pooled one, or
