@@ -209,7 +209,10 @@ pass "replication of db1 and db2 converged; every doc and attachment compared ($
 
 # ---- growth ----
 sanitized=0
-if [ -n "${ASAN_OPTIONS:-}" ] || nm -D "$FERRY_BIN" 2>/dev/null | grep -q '__asan_init'; then
+# The symbol list is read whole first: with pipefail, `nm | grep -q` fails whenever grep
+# quits before nm has written everything (nm dies of SIGPIPE), and the ASan build was judged.
+syms=$(nm -D "$FERRY_BIN" 2>/dev/null || true)
+if [ -n "${ASAN_OPTIONS:-}" ] || [[ $syms == *__asan_init* ]]; then
     sanitized=1
 fi
 python3 - "$T/soak.csv" "$SECS" "$sanitized" <<'PY' || fail "a ferry's RSS or descriptors grew (soak.csv above)"
