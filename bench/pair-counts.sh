@@ -11,6 +11,10 @@
 #   small: GET /86 (86 B body): the cost per small keep-alive request
 #   idle:  (no tool) 400 connections, one small GET each, then held idle: A's and B's RSS
 #          growth per connection in KiB (malloc's arenas make it coarse; compare builds)
+#   idle-in: (no tool) the same through the ferry-http pair with A's pool off, so that A holds
+#          one mTLS connection to B per client: B's RSS growth per idle peer connection after
+#          one request each (inbound lending: it holds no backend connection), and how many
+#          backend connections B holds then
 #   pooled: GET /86, each request on a NEW client TCP connection with `Connection: close`
 #          (the bench/run.sh workload "pooled"), N = 50 and 450: the cost of one more client
 #          connection + request + close, while A lends one pooled mTLS connection to B per
@@ -19,7 +23,7 @@
 # The backend is a small Python HTTP/1.1 server (not counted).  Only 127.0.0.1.
 #
 #   bench/pair-counts.sh [--ferry build/ferry] [--tools callgrind,strace,malloc]
-#                        [--workloads bulk,small,pooled,idle] [--server ferry,haproxy,ferry-http,nginx-http]
+#                        [--workloads bulk,small,pooled,idle,idle-in] [--server ferry,haproxy,ferry-http,nginx-http]
 #                        [--out DIR] [--port P]
 #
 # --server LIST: the pairs to measure, in order (default ferry).  haproxy: the same shape with
@@ -196,6 +200,8 @@ sed -e 's/protocol: tcp/protocol: http/' \
     -e 's/^\(    protocol: http\)$/\1/' "$WORK/a.yaml" >"$WORK/a-http.yaml"
 sed -i -e '/^    protocol: http$/a\    pool: {max_idle: 64, idle_timeout: 60s}' "$WORK/a-http.yaml"
 sed -e 's/protocol: tcp/protocol: http/' "$WORK/b.yaml" >"$WORK/b-http.yaml"
+# idle-in: A keeps one peer connection per client (pool off); B as always.
+sed -e 's/max_idle: 64, idle_timeout: 60s/max_idle: 0/' "$WORK/a-http.yaml" >"$WORK/a-own.yaml"
 
 # The nginx-http pair: bench/run.sh start_nginx_http with resumption on, one process.
 for side in a b; do
@@ -368,8 +374,8 @@ run_once()
 }
 
 cat >"$WORK/idle.py" <<'PY'
-import http.client, sys, time
-port, n, pa, pb = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import http.client, subprocess, sys, time
+port, n, pa, pb, backend = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 def rss(pid):
     for line in open("/proc/%s/status" % pid):
         if line.startswith("VmRSS:"):
@@ -385,23 +391,26 @@ for _ in range(n):
     conns.append(c)
 time.sleep(1)
 a1, b1 = rss(pa), rss(pb)
-print("%.1f %.1f" % ((a1 - a0) / n, (b1 - b0) / n))
+held = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%s )" % backend],
+                      capture_output=True, text=True).stdout.count("\n")
+print("%.1f %.1f %d" % ((a1 - a0) / n, (b1 - b0) / n, held))
 PY
 
-# run_idle N: A and B without a tool; N keep-alive connections, one small GET each, then held
-# idle; prints the growth of A's and B's RSS per connection in KiB.
+# run_idle N [A-CONFIG B-CONFIG]: A and B (default a, b: the tcp pair) without a tool; N
+# keep-alive connections, one small GET each, then held idle; prints the growth of A's and B's
+# RSS per connection in KiB, then B's established connections to the backend.
 run_idle()
 {
     local n=$1 side
-    local -A spid
+    local -A spid conf=([a]=${2:-a} [b]=${3:-b})
     for side in b a; do
-        "$FERRY" run -c "$WORK/$side.yaml" 2>"$WORK/$side.err" &
+        "$FERRY" run -c "$WORK/${conf[$side]}.yaml" 2>"$WORK/$side.err" &
         spid[$side]=$!
         PIDS+=($!)
     done
     wait_port "$IN"
     wait_port "$OUT"
-    python3 "$WORK/idle.py" "$OUT" "$n" "${spid[a]}" "${spid[b]}"
+    python3 "$WORK/idle.py" "$OUT" "$n" "${spid[a]}" "${spid[b]}" "$BACKEND"
     for side in a b; do
         kill -TERM "${spid[$side]}"
         wait "${spid[$side]}" || true
@@ -413,8 +422,14 @@ IFS=, read -r -a workloads <<<"$WORKLOADS"
 IFS=, read -r -a servers <<<"$SERVERS"
 for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
-        read -r a b < <(run_idle 400)
+        read -r a b _ < <(run_idle 400)
         echo "idle   RSS KiB   per idle connection (400, one small GET each)  A $a   B $b"
+        continue
+    fi
+    if [ "$w" = idle-in ]; then
+        read -r a b held < <(run_idle 400 a-own b-http)
+        echo "idle-in RSS KiB  per idle peer connection at B (400, one small GET each)  B $b;" \
+            "backend connections B holds: $held"
         continue
     fi
     case $w in
