@@ -333,6 +333,16 @@ conn_server_tls_ok(const struct proxy_conn *c)
 }
 
 /*
+ * Whose pooled connections ${c} may take and gives back (proxy_pool_take()): inbound, its
+ * client's (struct proxy_identity); outbound, anyone's (NULL).
+ */
+static const unsigned char *
+conn_pool_owner(const struct proxy_conn *c)
+{
+    return conn_inbound(c) && c->id != NULL ? c->id->pool_owner : NULL;
+}
+
+/*
  * Can the peer side go back to the pool rather than close: pooling on, the side healthy
  * (conn_server_healthy(): for the peer, its TLS session up), the peer has not ended its
  * side, and the exchange says it is between exchanges (proxy_exchange_reusable(): no
@@ -370,7 +380,7 @@ conn_close_server(struct proxy_conn *c)
     }
     if (conn_server_poolable(c)) {
         /* Ownership moves to the pool, which sets its own callbacks and watermarks. */
-        proxy_pool_put(c->l, c->server, conn_inbound(c) ? NULL : &c->verify);
+        proxy_pool_put(c->l, c->server, conn_inbound(c) ? NULL : &c->verify, conn_pool_owner(c));
     } else {
         if (conn_server_tls_ok(c)) {
             proxy_io_shutdown(c->server); /* close_notify, then FIN */
@@ -1585,7 +1595,8 @@ conn_connect(struct proxy_conn *c)
     c->lent_down = c->down.bytes;
     if (proxy_pool_enabled(l)) {
         if (c->server_from != PROXY_ORIGIN_REDIALED &&
-            (c->server = proxy_pool_take(l, conn_inbound(c) ? NULL : &c->verify)) != NULL) {
+            (c->server = proxy_pool_take(l, conn_inbound(c) ? NULL : &c->verify,
+                                         conn_pool_owner(c))) != NULL) {
             /* An idle pooled connection (outbound: TLS up, the peer verified): relay at once. */
             proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
             conn_side_set(c, &c->server_st, PROXY_SIDE_UP);

@@ -15,6 +15,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -1054,6 +1055,14 @@ on_response(void *arg, const struct proxy_http_head *h, struct evbuffer *out, bo
     if (h->status >= 200) {
         r->status = h->status;
         c->x->keep = keep && r->up_keep;
+        if (!keep) {
+            /* The other side ends persistence: the client is told so (Connection: close,
+             * below), and ferry, its server, closes it after this response (RFC 9112 §9.6),
+             * instead of sending its next request on a connection the other side is done with
+             * (the fifth black-box attack: a backend that said close and kept the socket open
+             * got that client's next request). */
+            r->last = true;
+        }
     } else if (h->status != 100) {
         c->x->odd = true; /* 102, 103...: framing ferry does not reuse connections after */
     }
@@ -1363,12 +1372,29 @@ identity_peer_name(const struct proxy_conn *c, const struct proxy_identity *id)
 struct proxy_identity *
 proxy_exchange_identity(const struct proxy_conn *c)
 {
+    static uint64_t anonymous; /* atomic: connections without a certificate, numbered */
     struct proxy_identity *id = calloc(1, sizeof(*id));
+    SSL *ssl = c->client != NULL ? proxy_io_ssl(c->client) : NULL;
+    X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
     const char *who;
     char cn[256];
 
     if (id == NULL) {
         return NULL;
+    }
+    /* Its pooled backend connections are its own (proxy_pool_take()): by certificate, or, for
+     * a client without one, by a number no other connection gets. */
+    if (cert != NULL && X509_digest(cert, EVP_sha256(), md, &mdlen) == 1 &&
+        mdlen == PROXY_POOL_OWNER_LEN) {
+        memcpy(id->pool_owner, md, PROXY_POOL_OWNER_LEN);
+    } else {
+        uint64_t n = __atomic_add_fetch(&anonymous, 1, __ATOMIC_RELAXED);
+
+        memset(id->pool_owner, 0, sizeof(id->pool_owner));
+        memcpy(id->pool_owner, "anonymous", 9);
+        memcpy(id->pool_owner + 16, &n, sizeof(n));
     }
     proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
                            &id->names);

@@ -84,6 +84,10 @@
 #define PROXY_UNAUTH_LOG_PER_SEC 20
 #define PROXY_UNAUTH_LOG_BURST   100
 
+/* An inbound pooled connection's owner: the SHA-256 of the client's certificate (or, without
+ * one, a number no other connection has): proxy_pool_take(). */
+#define PROXY_POOL_OWNER_LEN 32
+
 /* Each worker's event loop beats this often (proxy_worker.c); GET /livez reads the beats. */
 #define PROXY_BEAT_MS 1000
 
@@ -197,6 +201,8 @@ struct proxy_identity {
     char *client_cert_chain; /* RFC 9440 Client-Cert-Chain value */
     char *auth_user;         /* couchdb_proxy_auth */
     char *auth_token;
+    /* whose backend connections these are (proxy_pool_take()): the certificate's SHA-256 */
+    unsigned char pool_owner[PROXY_POOL_OWNER_LEN];
 };
 
 /* How the exchange reports a verdict when one of its own timers fires. */
@@ -513,9 +519,10 @@ void proxy_linger_free_all(struct proxy_worker *w);
 
 /* proxy_pool.c (outbound http: idle keep-alive connections to the peer) */
 bool proxy_pool_enabled(const struct proxy_listener *l);
-struct proxy_io *proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify);
+struct proxy_io *proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify,
+                                 const unsigned char *owner);
 void proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
-                    const struct tls_verify_result *verify);
+                    const struct tls_verify_result *verify, const unsigned char *owner);
 void proxy_pool_flush(struct proxy_listener *l);
 void proxy_pool_free(struct proxy_listener *l);
 

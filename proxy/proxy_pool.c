@@ -29,6 +29,8 @@
 struct proxy_pool_entry {
     struct proxy_listener *l;
     struct proxy_io *io; /* owned, from the worker's spare sides (proxy_worker_side_new()) */
+    bool owned;          /* inbound: lent again only to the same peer (owner) */
+    unsigned char owner[PROXY_POOL_OWNER_LEN];
     struct tls_verify_result verify; /* the peer's verified identity, attached to its SSL */
     struct timeval since;            /* put into the pool */
     struct proxy_pool_entry *prev, *next;
@@ -93,16 +95,39 @@ pool_close(struct proxy_pool *pool, struct proxy_pool_entry *e, bool polite, con
     proxy_worker_side_free(w, io);
 }
 
-/* An idle connection must stay silent: a byte from the peer (a stray response, a TLS alert's
- * record) means it cannot carry a request any more. */
+/*
+ * An idle connection must stay silent: a byte from the other side (a stray response, a TLS
+ * alert's record) means it cannot carry a request any more.  A backend or peer that answers
+ * one request twice is worth a warning: had the second answer come a moment later, with the
+ * connection lent again, it would have been read as the next request's response (the fifth
+ * black-box attack; on an inbound listener that request can only be the same peer's: see
+ * proxy_pool_take()).
+ */
 static void
 pool_read_cb(struct proxy_io *io, void *arg)
 {
     struct proxy_pool_entry *e = arg;
+    const struct proxy_listener *l = e->l;
 
     if (evbuffer_get_length(proxy_io_input(io)) > 0) {
+        log_kv(LOG_WARN, "bad_response", "listener", l->cfg->name, "target", l->target_text, "rule",
+               "unsolicited", "msg",
+               l->cfg->mode == CONFIG_MODE_INBOUND
+                   ? "the backend sent bytes on an idle pooled connection, after the end of the "
+                     "response it owed (it answered a request twice?); the connection is closed"
+                   : "the peer sent bytes on an idle pooled connection, after the end of the "
+                     "response it owed (it answered a request twice?); the connection is closed",
+               (const char *)NULL);
         pool_close(&e->l->pool, e, false, "peer_sent_data");
     }
+}
+
+/* May ${e} be lent to a request of ${owner} (NULL: outbound, any request)? */
+static bool
+pool_owner_is(const struct proxy_pool_entry *e, const unsigned char *owner)
+{
+    return owner == NULL ? !e->owned
+                         : e->owned && memcmp(e->owner, owner, PROXY_POOL_OWNER_LEN) == 0;
 }
 
 /* The peer closed an idle connection (its own keep-alive timeout, a restart) or it failed. */
@@ -156,23 +181,33 @@ pool_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * proxy_pool_take(l, verify):
- * The most recently pooled idle connection of ${l}, detached (no callbacks; reading stays on,
- * so the caller sets its own callbacks before the loop runs again), with the peer's verified
- * identity copied into ${verify} (outbound; NULL for a plain backend connection), which its
- * SSL reports to from now on; or NULL when the pool is empty.  Counts a reuse.
+ * proxy_pool_take(l, verify, owner):
+ * The most recently pooled idle connection of ${l} that ${owner} may have, detached (no
+ * callbacks; reading stays on, so the caller sets its own callbacks before the loop runs
+ * again), with the peer's verified identity copied into ${verify} (outbound; NULL for a plain
+ * backend connection), which its SSL reports to from now on; or NULL when there is none.
+ * ${owner} (inbound: PROXY_POOL_OWNER_LEN bytes naming the client's certificate,
+ * struct proxy_identity) takes only a connection put back by the same owner, so that a backend
+ * that answers a request twice can never hand one peer's response to another; NULL (outbound:
+ * one peer) takes any.  Counts a reuse.
  */
 struct proxy_io *
-proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
+proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify,
+                const unsigned char *owner)
 {
     struct proxy_pool *pool = &l->pool;
-    struct proxy_pool_entry *e;
+    struct proxy_pool_entry *e, *prev;
     struct proxy_io *io;
 
-    /* Never lend a side that holds a byte from the peer or is no longer open both ways. */
-    while ((e = pool->newest) != NULL && (evbuffer_get_length(proxy_io_input(e->io)) > 0 ||
-                                          proxy_io_state(e->io) != PROXY_IO_OPEN)) {
-        pool_close(pool, e, false, "peer_sent_data");
+    for (e = pool->newest; e != NULL; e = prev) {
+        prev = e->prev;
+        /* Never lend a side that holds a byte from the other side or is no longer open. */
+        if (evbuffer_get_length(proxy_io_input(e->io)) > 0 ||
+            proxy_io_state(e->io) != PROXY_IO_OPEN) {
+            pool_close(pool, e, false, "peer_sent_data");
+        } else if (pool_owner_is(e, owner)) {
+            break;
+        }
     }
     if (e == NULL) {
         return NULL;
@@ -189,16 +224,17 @@ proxy_pool_take(struct proxy_listener *l, struct tls_verify_result *verify)
 }
 
 /*
- * proxy_pool_put(l, io, verify):
+ * proxy_pool_put(l, io, verify, owner):
  * Keep the idle peer side ${io} (from proxy_worker_side_new(); its last response read to the
  * end, nothing in either buffer) of a connection of ${l}, with the peer's verified identity
- * ${verify} (NULL for a plain backend connection); the pool owns it from now on.  Closed
+ * ${verify} (NULL for a plain backend connection), lent again only to ${owner} (NULL: to any;
+ * proxy_pool_take()); the pool owns it from now on.  Closed
  * instead when ${l} no longer takes any (retired, draining, pooling off), when something is still
  * buffered, or on OOM.  The oldest idle connection is closed when max_idle are kept already.
  */
 void
 proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
-               const struct tls_verify_result *verify)
+               const struct tls_verify_result *verify, const unsigned char *owner)
 {
     struct proxy_pool *pool = &l->pool;
     struct proxy_pool_entry *e;
@@ -222,6 +258,10 @@ proxy_pool_put(struct proxy_listener *l, struct proxy_io *io,
     }
     e->l = l;
     e->io = io;
+    e->owned = owner != NULL;
+    if (owner != NULL) {
+        memcpy(e->owner, owner, PROXY_POOL_OWNER_LEN);
+    }
     if (verify != NULL) {
         memcpy(&e->verify, verify, sizeof(e->verify));
         tls_ssl_set_result(proxy_io_ssl(io), &e->verify);

@@ -19,7 +19,8 @@ front of pool_backend.py (client k presents certificate k modulo their number).
                         "READY"; once FLAG exists send one GET on each and check it; print "OK N"
   whoami PORT R         (TLS, two certificates) two connections, one per certificate, take turns
                         for R sequential GET /whoami each; each answer must name its own
-                        certificate (SAN DNS) and never the other's; print "OK 2*R conns=..."
+                        certificate (SAN DNS) and never the other's, and no backend connection
+                        may serve both; print "OK 2*R conns=A|B" (each one's backend connections)
 Exit status 0 on success, 1 with a message on stderr otherwise.
 """
 import os
@@ -206,7 +207,7 @@ def cmd_whoami(port, rounds):
     names = []
     conns = [Conn(port, 0), Conn(port, 1)]
     seen = [set(), set()]
-    backend = set()
+    backend = [set(), set()]
     for r in range(rounds):
         for k, c in enumerate(conns):
             c.send(get("/whoami/%d/%d" % (k, r)))
@@ -214,7 +215,9 @@ def cmd_whoami(port, rounds):
             if status != 200:
                 raise RuntimeError("whoami: HTTP %d %r" % (status, body[:80]))
             seen[k].add(body.decode("latin-1").strip())
-            backend.add(headers.get("x-conn"))
+            backend[k].add(headers.get("x-conn"))
+    if backend[0] & backend[1]:
+        raise RuntimeError("backend connections %s served both peers" % (backend[0] & backend[1]))
     for k in range(2):
         if len(seen[k]) != 1:
             raise RuntimeError("client %d was named %d ways: %s" % (k, len(seen[k]), seen[k]))
@@ -223,7 +226,8 @@ def cmd_whoami(port, rounds):
         raise RuntimeError("both clients were named the same: %s" % names[0])
     for c in conns:
         c.close()
-    print("OK %d conns=%s" % (2 * rounds, ",".join(sorted(backend))))
+    print("OK %d conns=%s|%s" % (2 * rounds, ",".join(sorted(backend[0])),
+                                 ",".join(sorted(backend[1]))))
     for k in range(2):
         print("client %d: %s" % (k, names[k]))
 

@@ -14,6 +14,9 @@ Every response carries X-Conn (the number of the TCP connection it came on, from
   /hints        a 103 Early Hints interim response, then the 200
   /stats        {"conns": N, "requests": N}
   /whoami       the request's X-Forwarded-Client-Cert (what an inbound ferry said of the peer)
+  /slow...      answered after 0.5 s
+  /double...    answered, then 0.3 s later answered AGAIN on the same connection (a buggy
+                backend: the second response belongs to no request)
 Every request (method, path, connection, body length) is appended to --log as one line.
 """
 import argparse
@@ -21,6 +24,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 
 BIG = bytes((i * 7 + (i >> 10)) & 0xFF for i in range(1 << 20))
 
@@ -92,6 +96,8 @@ class Handler(socketserver.StreamRequestHandler):
                 return
             else:
                 out = ("hello %s %s\n" % (method, target)).encode()
+            if target.startswith("/slow"):
+                time.sleep(0.5)
             if target == "/hints":
                 self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </small>; rel=preload\r\n\r\n")
                 self.wfile.flush()
@@ -103,6 +109,12 @@ class Handler(socketserver.StreamRequestHandler):
                               "X-Req: %d\r\n%s\r\n" % (len(out), conn, k, extra)).encode() +
                              payload)
             self.wfile.flush()
+            if target.startswith("/double"):
+                time.sleep(0.3)
+                late = ("LATE second response to %s\n" % target).encode()
+                self.wfile.write(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Conn: %d\r\n"
+                                  "X-Req: %d\r\n\r\n" % (len(late), conn, k)).encode() + late)
+                self.wfile.flush()
             if headers.get("connection", "").lower() == "close":
                 return
             if target.startswith("/idle-close/"):

@@ -237,7 +237,7 @@ test_refused_head_pools(void **state)
     assert_int_equal(f->c->state, PROXY_CONN_DRAINING);
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
-    f->c->server = proxy_pool_take(&f->l, &f->c->verify); /* teardown frees it */
+    f->c->server = proxy_pool_take(&f->l, &f->c->verify, NULL); /* teardown frees it */
 }
 
 /* ferry answers a request in flight itself (504): its response may still come on that
@@ -269,7 +269,7 @@ test_taken_back_whole_pools(void **state)
     assert_false(proxy_conn_act(f->c, proxy_exchange_request_failed(f->c, PROXY_HTTP_BAD)));
     assert_null(f->c->server);
     assert_int_equal(f->l.pool.n_idle, 1);
-    f->c->server = proxy_pool_take(&f->l, &f->c->verify);
+    f->c->server = proxy_pool_take(&f->l, &f->c->verify, NULL);
     assert_int_equal(evbuffer_get_length(proxy_io_output(f->c->server)), 0);
 }
 
@@ -363,6 +363,27 @@ test_verdict_close_client_last(void **state)
     assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
     assert_non_null(strstr(client_got(f), "Connection: close\r\n"));
     assert_true(proxy_exchange_reusable(f->c));
+}
+
+/* The other side ends persistence (Connection: close) but keeps its socket open: the client is
+ * told so and is done after the response (CLIENT_LAST), and the connection is never reused; a
+ * request pipelined behind it gets no response there (before: it went on the connection the
+ * other side had closed, and the client stayed open). */
+static void
+test_verdict_response_close_client_last(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(client_sends(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
+                     PROXY_HTTP_OK);
+    sent_to_peer(f);
+    peer_sends(f, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+    assert_int_equal(next_kind(f), PROXY_VERDICT_CLIENT_LAST);
+    assert_non_null(strstr(client_got(f), "Connection: close\r\n"));
+    assert_null(strstr(client_got(f), "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: "
+                                      "2\r\n\r\nokHTTP"));
+    assert_false(proxy_exchange_reusable(f->c));
 }
 
 /* HTTP/1.0 without keep-alive, and a peer that answers keep-alive anyway: the client is done
@@ -684,6 +705,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_failed_side_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_keepalive_lend_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_close_client_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_response_close_client_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_http10_client_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10_no_interim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_http10_chunked_bare, setup, teardown),
