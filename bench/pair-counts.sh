@@ -410,7 +410,10 @@ run_idle()
     done
     wait_port "$IN"
     wait_port "$OUT"
-    python3 "$WORK/idle.py" "$OUT" "$n" "${spid[a]}" "${spid[b]}" "$BACKEND"
+    python3 "$WORK/idle.py" "$OUT" "$n" "${spid[a]}" "${spid[b]}" "$BACKEND" || {
+        tail -n 5 "$WORK/a.err" "$WORK/b.err" >&2
+        return 1
+    }
     for side in a b; do
         kill -TERM "${spid[$side]}"
         wait "${spid[$side]}" || true
@@ -422,12 +425,16 @@ IFS=, read -r -a workloads <<<"$WORKLOADS"
 IFS=, read -r -a servers <<<"$SERVERS"
 for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
-        read -r a b _ < <(run_idle 400)
+        # Not `read < <(run_idle)`: read returns at the first line, while run_idle still stops
+        # its ferries, and the next workload would find their ports taken.
+        run_idle 400 >"$WORK/idle.out"
+        read -r a b _ <"$WORK/idle.out"
         echo "idle   RSS KiB   per idle connection (400, one small GET each)  A $a   B $b"
         continue
     fi
     if [ "$w" = idle-in ]; then
-        read -r a b held < <(run_idle 400 a-own b-http)
+        run_idle 400 a-own b-http >"$WORK/idle.out"
+        read -r a b held <"$WORK/idle.out"
         echo "idle-in RSS KiB  per idle peer connection at B (400, one small GET each)  B $b;" \
             "backend connections B holds: $held"
         continue
