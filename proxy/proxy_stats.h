@@ -71,8 +71,8 @@ struct proxy_stats {
     uint64_t hs_hist[PROXY_HS_BUCKETS + 1]; /* count per bucket (not cumulative), +Inf last */
     uint64_t hs_sum_us;                     /* sum of handshake durations, microseconds */
     uint64_t hs_count;
-    uint64_t pool_reused;   /* outbound http: pooled peer connections lent to a request */
-    uint64_t pool_connects; /* outbound http, pool on: new connections made to the peer */
+    uint64_t pool_reused;   /* http: pooled peer or backend connections lent to a request */
+    uint64_t pool_connects; /* http, pool on: new connections made to the peer or backend */
     /* protocol http: request durations by status class, as ferry_request_duration_seconds */
     uint64_t req_hist[PROXY_REQ_CLASSES][PROXY_REQ_BUCKETS + 1]; /* per bucket, +Inf last */
     uint64_t req_sum_us[PROXY_REQ_CLASSES];
