@@ -3,7 +3,8 @@
 # clients, each GETting 64 KiB (sha256 checked).  ferry runs out of descriptors (accept or
 # backend connect fails with EMFILE): it must survive, never send wrong bytes, and serve every
 # client in the end (clients retry connection failures and 502/503 for up to 60s); then 20
-# sequential clients are served at once and the descriptor count returns to its start.
+# sequential clients are served at once and the descriptor count returns to its start (the
+# pool's idle backend connections included: they close after its idle_timeout, 1 s here).
 # timeout: 120
 source "$(dirname "$0")/../integration/lib.sh"
 source "$SUPPORT/faults.sh"
@@ -19,7 +20,8 @@ cat >"$T/emfile.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}
 limits: {handshake_timeout: 30s, idle_timeout: 30s}
 listeners:
-  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB"}
+  - {name: in, mode: inbound, listen: "127.0.0.1:$PIN", backend: "127.0.0.1:$PB",
+     pool: {idle_timeout: 1s}}
 YAML
 old=$(ulimit -Sn)
 ulimit -Sn 256
