@@ -2,7 +2,7 @@
 # Build the libFuzzer targets with clang and run each of them (see fuzz/README.md).
 #   fuzz/run.sh [SECONDS] [TARGET...]      each target for SECONDS (default 60): CI
 #   fuzz/run.sh --hours H [TARGET...]      each target for H hours (H may be 0.5): long runs
-# Targets: config http name access ident certs (default: all).  A short run starts each
+# Targets: config http name access ident certs pp tunnel (default: all).  A short run starts each
 # target from a scratch copy of its seeds (fuzz/corpus/<name>/ plus certificates made here
 # with openssl); a long run keeps what it found in build-fuzz/corpus/<name>/ for the next one.
 # Prints per target: run time, CPU seconds, executions, exec/s and crashes, and appends them
@@ -19,7 +19,7 @@ usage() {
   exit 2
 }
 
-all_targets=(config http name access ident certs)
+all_targets=(config http name access ident certs pp tunnel)
 secs=60
 long=0
 if [ "${1:-}" = "--hours" ]; then
@@ -115,7 +115,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Longest input per target: a config file, a few pipelined heads, a handful of names or
 # rules, a certificate with names, a few PEM files.
-declare -A maxlen=([config]=4096 [http]=8192 [name]=512 [access]=2048 [ident]=4096 [certs]=16384)
+declare -A maxlen=([config]=4096 [http]=8192 [name]=512 [access]=2048 [ident]=4096 [certs]=16384 [pp]=1024 [tunnel]=9000)
 stats=$build/stats.tsv
 [ -f "$stats" ] || printf 'date\ttarget\tseconds\tcpu_s\texecs\texec_per_s\tcrashes\n' >"$stats"
 status=0

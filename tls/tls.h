@@ -690,4 +690,45 @@ void tls_failure_add_error(struct tls_failure *f, unsigned long e);
  */
 void tls_failure_collect(struct tls_failure *f, const struct tls_ctx *t, const SSL *ssl);
 
+/* ---- tls_tunnel.c: the HTTP CONNECT exchange through an egress proxy (via:) ---- */
+
+/* The longest answer head from a proxy that ferry reads. */
+#define TLS_TUNNEL_HEAD_MAX 8192
+
+enum tls_tunnel_result {
+    TLS_TUNNEL_NEED_MORE,        /* no end of head yet: read more */
+    TLS_TUNNEL_OK,               /* 2xx: the tunnel is open */
+    TLS_TUNNEL_AUTH,             /* 407: the proxy wants (other) credentials */
+    TLS_TUNNEL_REFUSED,          /* 403 or any other status: its policy refuses the target */
+    TLS_TUNNEL_PEER_UNREACHABLE, /* 502, 503, 504: the proxy cannot reach the peer */
+    TLS_TUNNEL_BAD,              /* not an HTTP/1.x answer, or its head is too long */
+    TLS_TUNNEL__COUNT
+};
+
+/*
+ * tls_tunnel_request(out, cap, host, port, userpass, userpass_len):
+ * Write the CONNECT request for ${host}:${port} (an IPv6 literal is bracketed) into ${out}:
+ * request line, Host, and, when ${userpass} is not NULL, Proxy-Authorization: Basic of its
+ * ${userpass_len} bytes ("user:password").  Returns its length, or 0 when it does not fit in
+ * ${cap} bytes or ${host} holds a character a request line cannot carry.
+ */
+size_t tls_tunnel_request(char *out, size_t cap, const char *host, unsigned port,
+                          const char *userpass, size_t userpass_len);
+
+/*
+ * tls_tunnel_answer(buf, n, head_len, status, why, whylen):
+ * Read the proxy's answer to CONNECT from the ${n} bytes received so far.  NEED_MORE: no
+ * end of head yet and every byte so far belongs to it.  Otherwise ${head_len} is the length
+ * of the head (bytes after it belong to the tunnel), ${status} the status code (0 for BAD),
+ * and ${why} the status line's reason phrase or, for BAD, what is wrong (printable only).
+ * A 2xx is OK; 407 AUTH; 502, 503 and 504 PEER_UNREACHABLE (the proxy cannot reach the
+ * peer); any other status REFUSED; not "HTTP/1.x NNN", or no end of head within
+ * TLS_TUNNEL_HEAD_MAX bytes, BAD.
+ */
+enum tls_tunnel_result tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status,
+                                         char *why, size_t whylen);
+
+/* tls_tunnel_result_str(r): a stable name of ${r}. */
+const char *tls_tunnel_result_str(enum tls_tunnel_result r);
+
 #endif /* FERRY_TLS_H */

@@ -2375,6 +2375,124 @@ test_sni(void **state)
     tls_ctx_free(s);
 }
 
+/* tls_tunnel_request: request line, Host, Basic credentials, IPv6 brackets, refusals. */
+static void
+test_tunnel_request(void **state)
+{
+    char out[512];
+    size_t n;
+
+    (void)state;
+    n = tls_tunnel_request(out, sizeof(out), "couch.site-b.example.org", 6984, NULL, 0);
+    assert_int_equal(n, strlen(out));
+    assert_string_equal(out, "CONNECT couch.site-b.example.org:6984 HTTP/1.1\r\n"
+                             "Host: couch.site-b.example.org:6984\r\n"
+                             "User-Agent: ferry\r\n\r\n");
+    n = tls_tunnel_request(out, sizeof(out), "2001:db8::7", 443, "ali:open sesame", 15);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "CONNECT [2001:db8::7]:443 HTTP/1.1\r\n"));
+    assert_non_null(strstr(out, "\r\nHost: [2001:db8::7]:443\r\n"));
+    /* base64("ali:open sesame") */
+    assert_non_null(strstr(out, "\r\nProxy-Authorization: Basic YWxpOm9wZW4gc2VzYW1l\r\n"));
+    assert_non_null(strstr(out, "\r\n\r\n"));
+    /* Too small, a port out of range, a host that would split the request line. */
+    assert_int_equal(tls_tunnel_request(out, 20, "a.example", 1, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "a.example", 0, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "a.example", 65536, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "a b", 80, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "a\r\nX: y", 80, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "", 80, NULL, 0), 0);
+    assert_int_equal(tls_tunnel_request(out, sizeof(out), "a", 80, "x", 0), 0);
+}
+
+/* tls_tunnel_answer on ${text}: its result, and ${status}/${head_len} when given. */
+static enum tls_tunnel_result
+answer(const char *text, int *status, size_t *head_len, char *why, size_t whylen)
+{
+    return tls_tunnel_answer(text, strlen(text), head_len, status, why, whylen);
+}
+
+/* tls_tunnel_answer: every status class, the head's end, prefixes, malformed answers. */
+static void
+test_tunnel_answer(void **state)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\nVia: tinyproxy\r\n\r\n";
+    char why[160], buf[TLS_TUNNEL_HEAD_MAX + 16], tls[sizeof(ok) + 8];
+    size_t head = 99;
+    int status = -1;
+
+    (void)state;
+    assert_int_equal(answer(ok, &status, &head, why, sizeof(why)), TLS_TUNNEL_OK);
+    assert_int_equal(status, 200);
+    assert_int_equal(head, strlen(ok));
+    assert_string_equal(why, "Connection established");
+    /* Bytes after the head are the tunnel's: not part of the head. */
+    snprintf(tls, sizeof(tls), "%s\x16\x03\x03", ok);
+    assert_int_equal(answer(tls, &status, &head, why, sizeof(why)), TLS_TUNNEL_OK);
+    assert_int_equal(head, strlen(ok));
+    /* Every shorter prefix needs more. */
+    for (size_t i = 0; i < strlen(ok); i++) {
+        assert_int_equal(tls_tunnel_answer(ok, i, &head, &status, why, sizeof(why)),
+                         TLS_TUNNEL_NEED_MORE);
+    }
+    assert_int_equal(answer("HTTP/1.0 200\n\n", &status, &head, why, sizeof(why)), TLS_TUNNEL_OK);
+    assert_int_equal(head, 14);
+    assert_string_equal(why, "");
+    assert_int_equal(answer("HTTP/1.1 200\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_OK);
+    assert_string_equal(why, "");
+    assert_int_equal(
+        answer("HTTP/1.1 407 Proxy Authentication Required\r\n"
+               "Proxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 5\r\n\r\nabcde",
+               &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_AUTH);
+    assert_int_equal(status, 407);
+    assert_string_equal(why, "Proxy Authentication Required");
+    assert_int_equal(
+        answer("HTTP/1.1 403 Access violation\r\n\r\n", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_REFUSED);
+    assert_int_equal(
+        answer("HTTP/1.1 405 Method Not Allowed\r\n\r\n", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_REFUSED);
+    assert_int_equal(answer("HTTP/1.1 502 Bad Gateway\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_PEER_UNREACHABLE);
+    assert_int_equal(
+        answer("HTTP/1.1 503 Service Unavailable\r\n\r\n", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_PEER_UNREACHABLE);
+    assert_int_equal(
+        answer("HTTP/1.1 504 Gateway Timeout\r\n\r\n", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_PEER_UNREACHABLE);
+    assert_int_equal(status, 504);
+    /* Malformed: decided as soon as the bytes show it, reason printable. */
+    assert_int_equal(answer("SSH-2.0-OpenSSH", &status, &head, why, sizeof(why)), TLS_TUNNEL_BAD);
+    assert_non_null(strstr(why, "does not start with HTTP/1.0 or HTTP/1.1"));
+    assert_int_equal(answer("\x16\x03\x01", &status, &head, why, sizeof(why)), TLS_TUNNEL_BAD);
+    assert_non_null(strstr(why, "\\x16\\x03\\x01"));
+    assert_int_equal(answer("HTTP/2 200\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_int_equal(answer("HTTP/1.1 20\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_int_equal(answer("HTTP/1.1 2000 x\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_int_equal(answer("HTTP/1.1 099 x\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_int_equal(answer("HTTP/1.1  200 x\r\n\r\n", &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_int_equal(status, 0);
+    assert_non_null(strstr(why, "malformed status line"));
+    /* No end of head within TLS_TUNNEL_HEAD_MAX bytes. */
+    memset(buf, 'a', sizeof(buf));
+    memcpy(buf, "HTTP/1.1 200 OK\r\nX: ", 20);
+    assert_int_equal(
+        tls_tunnel_answer(buf, TLS_TUNNEL_HEAD_MAX - 1, &head, &status, why, sizeof(why)),
+        TLS_TUNNEL_NEED_MORE);
+    assert_int_equal(tls_tunnel_answer(buf, TLS_TUNNEL_HEAD_MAX, &head, &status, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
+    assert_non_null(strstr(why, "longer than 8192 bytes"));
+    assert_string_equal(tls_tunnel_result_str(TLS_TUNNEL_PEER_UNREACHABLE), "peer_unreachable");
+    assert_string_equal(tls_tunnel_result_str(TLS_TUNNEL__COUNT), "unknown");
+}
+
 int
 main(void)
 {
@@ -2422,6 +2540,8 @@ main(void)
         cmocka_unit_test(test_hs_ticket_auth_time),
         cmocka_unit_test(test_hs_ctx_freed_midway),
         cmocka_unit_test(test_sni),
+        cmocka_unit_test(test_tunnel_request),
+        cmocka_unit_test(test_tunnel_answer),
     };
 
     /* A peer that drops the connection must not kill the test run with SIGPIPE. */
