@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define CONFIG_DEFAULT_PATH_LOCAL  "./ferry.yaml"
 #define CONFIG_DEFAULT_PATH_SYSTEM "/etc/ferry/ferry.yaml"
@@ -127,6 +128,27 @@ struct config_proxy_auth {
     size_t n_roles;
 };
 
+/*
+ * `via:` of an outbound listener: reach the peer through an HTTP CONNECT proxy (an egress
+ * proxy).  enabled when the mapping is present.
+ */
+struct config_via {
+    bool enabled;
+    struct config_addr proxy;     /* host:port; host may be a DNS name ("http://" stripped) */
+    struct config_file auth_file; /* "user:password" for Basic; path NULL when absent */
+    uint64_t connect_timeout_ms;  /* proxy connect + its answer; 0 = limits.handshake_timeout */
+};
+
+/* An address block of proxy_protocol.from: "10.0.0.0/8", "2001:db8::/32" or one address. */
+struct config_cidr {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network order; 4 bytes used for AF_INET; host bits zero */
+    unsigned prefix;        /* 0..32 or 0..128 */
+};
+
+/* backend_proxy_protocol: what an inbound protocol: tcp listener sends its backend first. */
+enum config_backend_pp { CONFIG_BACKEND_PP_NONE, CONFIG_BACKEND_PP_V2 };
+
 struct config_listener {
     char *name;
     struct config_pos pos; /* the listener's mapping */
@@ -157,6 +179,16 @@ struct config_listener {
      */
     unsigned pool_max_idle;
     uint64_t pool_idle_timeout_ms;
+    /*
+     * inbound: proxy_protocol: { accept, from }.  With pp_accept, each connection starts with
+     * a PROXY protocol v1 or v2 header, and only senders in pp_from (never empty then) may
+     * connect; the header's address becomes the connection's remote.
+     */
+    bool pp_accept;
+    struct config_cidr *pp_from;
+    size_t n_pp_from;
+    enum config_backend_pp backend_pp; /* inbound protocol: tcp only; default none */
+    struct config_via via;             /* outbound */
 };
 
 struct config_limits {
@@ -256,6 +288,21 @@ const char *config_error_format(const struct config_error *err, char *buf, size_
  * config_listener_find(cfg, name):
  * The listener called ${name}, or NULL.
  */
+/*
+ * config_cidr_parse(text, out, why, whylen):
+ * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
+ * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  Returns
+ * 0, or -1 with the reason in ${why}.
+ */
+int config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen);
+
+/*
+ * config_cidr_match(cidrs, n, sa):
+ * True when the address of ${sa} (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
+ * its IPv4 address) lies in one of the ${n} blocks ${cidrs}.
+ */
+bool config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa);
+
 const struct config_listener *config_listener_find(const struct config *cfg, const char *name);
 
 /* ---- values (config_value.c); pure functions, exported for the other layers and tests ---- */

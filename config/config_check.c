@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1165,6 +1166,9 @@ enum listener_key {
     L_COUCHDB_PROXY_AUTH,
     L_CLIENT_CERT_HEADER,
     L_HOST_HEADER,
+    L_PROXY_PROTOCOL,
+    L_BACKEND_PROXY_PROTOCOL,
+    L_VIA,
     L_NKEYS
 };
 
@@ -1184,6 +1188,9 @@ static const struct key_spec listener_keys[L_NKEYS] = {
     {"couchdb_proxy_auth", 0},
     {"client_cert_header", 0},
     {"host_header", 0},
+    {"proxy_protocol", 0},
+    {"backend_proxy_protocol", 0},
+    {"via", 0},
 };
 
 /*
@@ -1250,6 +1257,182 @@ check_pool(struct check *ck, const struct config_node *n, const char *lp, struct
     }
 }
 
+/*
+ * The auth_file of via: besides get_secret_file()'s checks, one line "user:password" with a
+ * user name and no control characters.  Its content never reaches a message.  Returns 0 or -1.
+ */
+static int
+get_proxy_auth_file(struct check *ck, const struct config_node *n, const char *path,
+                    struct config_file *out)
+{
+    unsigned char buf[1024];
+    const char *bad = NULL;
+    size_t len = 0, i, colon = SIZE_MAX;
+    FILE *f;
+
+    if (get_file(ck, n, path, out) != 0)
+        return (-1);
+    if ((f = fopen(out->path, "rb")) != NULL) {
+        len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    for (i = 0; i < len && bad == NULL; i++) {
+        if (buf[i] == ':' && colon == SIZE_MAX)
+            colon = i;
+        else if (buf[i] == '\n' || buf[i] == '\r')
+            bad = "it holds more than one line";
+        else if (buf[i] < 0x20 || buf[i] == 0x7f)
+            bad = "it holds a control character";
+    }
+    if (f == NULL)
+        bad = "it cannot be opened";
+    else if (len == sizeof(buf))
+        bad = "it is longer than 1 KiB";
+    else if (len == 0)
+        bad = "it is empty";
+    else if (bad == NULL && colon == SIZE_MAX)
+        bad = "it has no \":\" between the user and the password";
+    else if (bad == NULL && colon == 0)
+        bad = "the user name before \":\" is empty";
+    memset(buf, 0, sizeof(buf));
+    __asm__ __volatile__("" : : "r"(buf) : "memory"); /* the memset is not optimised away */
+    if (bad != NULL) {
+        ck_err(ck, n,
+               "%s: %s: expected one line \"user:password\" for the proxy's Basic "
+               "authentication, but %s",
+               path, out->path, bad);
+        return (-1);
+    }
+    return (0);
+}
+
+/* Check listener ${l}'s via: mapping ${n} (outbound). */
+static void
+check_via(struct check *ck, const struct config_node *n, const char *lp, struct config_listener *l)
+{
+    static const struct key_spec specs[] = {
+        {"proxy", KEY_REQUIRED}, {"auth_file", 0}, {"connect_timeout", 0}};
+    const struct config_node *keys[3];
+    const struct config_node *vals[3];
+    char path[192];
+    char where[224];
+    char kp[256];
+    char why[256];
+    char got[128];
+    const char *text;
+
+    snprintf(path, sizeof(path), "%s.via", lp);
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+        return;
+    snprintf(where, sizeof(where), "in %s", path);
+    check_keys(ck, n, where, specs, 3, keys, vals);
+    l->via.enabled = true;
+    if (vals[0] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.proxy", path);
+        if (want_scalar(ck, vals[0], kp, "an http://host:port proxy address")) {
+            text = vals[0]->text;
+            if (strncasecmp(text, "http://", 7) == 0)
+                text += 7;
+            if (strstr(text, "://") != NULL) {
+                ck_err(ck, vals[0],
+                       "%s: expected an http://host:port proxy address, got %s: ferry speaks "
+                       "plain HTTP to the proxy (its CONNECT tunnel then carries ferry's own "
+                       "TLS to the peer)",
+                       kp, what(vals[0], got, sizeof(got)));
+            } else {
+                char hp[300];
+                size_t hl = strcspn(text, "/");
+
+                if (text[hl] == '/' && text[hl + 1] != '\0') {
+                    ck_err(ck, vals[0],
+                           "%s: expected an http://host:port proxy address, got %s: a proxy "
+                           "address has no path",
+                           kp, what(vals[0], got, sizeof(got)));
+                } else if (hl >= sizeof(hp)) {
+                    ck_err(ck, vals[0], "%s: the proxy address is too long", kp);
+                } else {
+                    memcpy(hp, text, hl);
+                    hp[hl] = '\0';
+                    if (config_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0)
+                        ck_err(ck, vals[0], "%s: %s", kp, why);
+                }
+            }
+        }
+    }
+    if (vals[1] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.auth_file", path);
+        get_proxy_auth_file(ck, vals[1], kp, &l->via.auth_file);
+    }
+    if (vals[2] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.connect_timeout", path);
+        get_duration(ck, vals[2], kp, &l->via.connect_timeout_ms);
+    }
+}
+
+/* Check listener ${l}'s proxy_protocol: mapping ${n} (inbound). */
+static void
+check_proxy_protocol(struct check *ck, const struct config_node *n, const char *lp,
+                     struct config_listener *l)
+{
+    static const struct key_spec specs[] = {{"accept", 0}, {"from", 0}};
+    const struct config_node *keys[2];
+    const struct config_node *vals[2];
+    char path[192];
+    char where[224];
+    char kp[256];
+    char why[160];
+    char got[128];
+    size_t i;
+
+    snprintf(path, sizeof(path), "%s.proxy_protocol", lp);
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+        return;
+    snprintf(where, sizeof(where), "in %s", path);
+    check_keys(ck, n, where, specs, 2, keys, vals);
+    if (vals[0] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.accept", path);
+        get_bool(ck, vals[0], kp, &l->pp_accept);
+    }
+    if (vals[1] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.from", path);
+        if (!want_type(ck, vals[1], kp, CONFIG_NODE_SEQUENCE))
+            return;
+        if (vals[1]->n_items == 0) {
+            ck_err(ck, vals[1],
+                   "%s: expected at least one address or block (the load balancers' addresses, "
+                   "e.g. [\"10.0.0.0/8\"]), got an empty sequence",
+                   kp);
+            return;
+        }
+        if ((l->pp_from = calloc(vals[1]->n_items, sizeof(*l->pp_from))) == NULL) {
+            ck_err(ck, vals[1], "out of memory");
+            return;
+        }
+        for (i = 0; i < vals[1]->n_items; i++) {
+            const struct config_node *e = vals[1]->items[i];
+            char ep[272];
+
+            snprintf(ep, sizeof(ep), "%s[%zu]", kp, i);
+            if (!want_scalar(ck, e, ep, "an IP address or block such as 10.0.0.0/8"))
+                continue;
+            if (config_cidr_parse(e->text, &l->pp_from[l->n_pp_from], why, sizeof(why)) != 0) {
+                ck_err(ck, e, "%s: got %s: %s", ep, what(e, got, sizeof(got)), why);
+                continue;
+            }
+            l->n_pp_from++;
+        }
+    } else if (l->pp_accept) {
+        ck_err(ck, keys[0],
+               "%s: accept: true needs from: the addresses of the load balancers that may send "
+               "a PROXY protocol header (e.g. from: [\"10.0.0.0/8\"]); a header from anyone "
+               "else could claim any client address",
+               path);
+        l->pp_accept = false;
+    }
+}
+
 /* Check listeners[${idx}] mapping ${n} into ${l} and ${aux}. */
 static void
 check_listener(struct check *ck, const struct config_node *n, size_t idx, struct config_listener *l,
@@ -1260,6 +1443,7 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     static const char *const client_certs[] = {"required", "none"};
     static const char *const cert_headers[] = {"xfcc", "rfc9440", "none"};
     static const char *const host_headers[] = {"keep", "peer"};
+    static const char *const backend_pps[] = {"none", "v2"};
     const struct config_node *keys[L_NKEYS];
     const struct config_node *vals[L_NKEYS];
     const char *name;
@@ -1367,7 +1551,16 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
         if (keys[L_PEER] == NULL)
             ck_err(ck, n, "missing required key \"peer\" %s (an outbound listener connects to it)",
                    where);
+        if (keys[L_PROXY_PROTOCOL] != NULL)
+            ck_err(ck, keys[L_PROXY_PROTOCOL],
+                   "proxy_protocol applies only to inbound listeners: a load balancer in front "
+                   "of ferry passes the client's address in it");
+        if (keys[L_BACKEND_PROXY_PROTOCOL] != NULL)
+            ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
+                   "backend_proxy_protocol applies only to inbound listeners (it is sent to "
+                   "backend)");
         vals[L_BACKEND] = vals[L_CLIENT_CERT] = vals[L_ALLOW] = NULL;
+        vals[L_PROXY_PROTOCOL] = vals[L_BACKEND_PROXY_PROTOCOL] = NULL;
     } else if (aux->mode_ok && l->mode == CONFIG_MODE_INBOUND) {
         if (keys[L_PEER] != NULL)
             ck_err(ck, keys[L_PEER],
@@ -1378,7 +1571,11 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
             ck_err(ck, n,
                    "missing required key \"backend\" %s (an inbound listener forwards to it)",
                    where);
-        vals[L_PEER] = vals[L_CONNECT] = NULL;
+        if (keys[L_VIA] != NULL)
+            ck_err(ck, keys[L_VIA],
+                   "via applies only to outbound listeners: it names the egress proxy ferry "
+                   "goes through to reach peer");
+        vals[L_PEER] = vals[L_CONNECT] = vals[L_VIA] = NULL;
     }
 
     if (vals[L_BACKEND] != NULL) {
@@ -1435,6 +1632,21 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     }
     if (vals[L_POOL] != NULL)
         check_pool(ck, vals[L_POOL], lp, l);
+    if (vals[L_PROXY_PROTOCOL] != NULL)
+        check_proxy_protocol(ck, vals[L_PROXY_PROTOCOL], lp, l);
+    if (vals[L_VIA] != NULL)
+        check_via(ck, vals[L_VIA], lp, l);
+    if (vals[L_BACKEND_PROXY_PROTOCOL] != NULL) {
+        snprintf(kp, sizeof(kp), "%s.backend_proxy_protocol", lp);
+        if (protocol_ok && l->protocol == CONFIG_PROTOCOL_HTTP)
+            ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
+                   "%s needs protocol: tcp: on protocol: http the backend gets the client's "
+                   "address in X-Forwarded-For",
+                   kp);
+        else if (get_enum(ck, vals[L_BACKEND_PROXY_PROTOCOL], kp, backend_pps, 2, "none or v2",
+                          &v) == 0)
+            l->backend_pp = (enum config_backend_pp)v;
+    }
     /* Pooling is for protocol http only: no pool anywhere else. */
     if (!aux->mode_ok || l->protocol != CONFIG_PROTOCOL_HTTP)
         l->pool_max_idle = 0;

@@ -746,6 +746,8 @@ config_free(struct config *cfg)
         for (j = 0; j < l->n_allow; j++)
             free(l->allow[j]);
         free(l->allow);
+        free(l->pp_from);
+        free(l->via.auth_file.path);
         free(l->tls.cert.path);
         free(l->tls.key.path);
         free(l->tls.key_passphrase_file.path);

@@ -365,3 +365,118 @@ config_log_level_str(enum config_log_level level)
     }
     return ("unknown");
 }
+
+/*
+ * config_cidr_parse(text, out, why, whylen):
+ * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
+ * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  Returns
+ * 0, or -1 with the reason in ${why}.
+ */
+int
+config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen)
+{
+    char addr[INET6_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    unsigned long prefix;
+    unsigned max, i;
+
+    memset(out, 0, sizeof(*out));
+    if (alen == 0 || alen >= sizeof(addr)) {
+        snprintf(why, whylen, "expected an IP address or block such as 10.0.0.0/8 or fd00::/8");
+        return (-1);
+    }
+    memcpy(addr, text, alen);
+    addr[alen] = '\0';
+    if (inet_pton(AF_INET, addr, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        snprintf(why, whylen,
+                 "\"%s\" is not an IP address (a load balancer is named by its address, not a "
+                 "host name)",
+                 addr);
+        return (-1);
+    }
+    out->prefix = max;
+    if (slash != NULL) {
+        const char *p = slash + 1;
+
+        prefix = 0;
+        if (*p == '\0' || strlen(p) > 3 || (p[0] == '0' && p[1] != '\0')) {
+            snprintf(why, whylen, "prefix \"/%s\" is not a number from 0 to %u", p, max);
+            return (-1);
+        }
+        for (; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9') {
+                snprintf(why, whylen, "prefix \"%s\" is not a number from 0 to %u", slash, max);
+                return (-1);
+            }
+            prefix = prefix * 10 + (unsigned long)(*p - '0');
+        }
+        if (prefix > max) {
+            snprintf(why, whylen, "prefix /%lu is longer than the %u bits of an %s address", prefix,
+                     max, max == 32 ? "IPv4" : "IPv6");
+            return (-1);
+        }
+        out->prefix = (unsigned)prefix;
+    }
+    for (i = out->prefix; i < max; i++) {
+        if (out->addr[i / 8] & (0x80u >> (i % 8))) {
+            snprintf(why, whylen,
+                     "%s has bits set after the first %u (the block starts at another address)",
+                     text, out->prefix);
+            return (-1);
+        }
+    }
+    return (0);
+}
+
+/* True when the first ${prefix} bits of ${a} and ${b} are equal. */
+static bool
+prefix_equal(const unsigned char *a, const unsigned char *b, unsigned prefix)
+{
+    unsigned whole = prefix / 8, rest = prefix % 8;
+
+    if (memcmp(a, b, whole) != 0)
+        return (false);
+    if (rest == 0)
+        return (true);
+    return (((a[whole] ^ b[whole]) & (0xffu << (8 - rest)) & 0xffu) == 0);
+}
+
+/*
+ * config_cidr_match(cidrs, n, sa):
+ * True when the address of ${sa} (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
+ * its IPv4 address) lies in one of the ${n} blocks ${cidrs}.
+ */
+bool
+config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const unsigned char *a;
+    int family;
+    size_t i;
+
+    if (sa->sa_family == AF_INET) {
+        family = AF_INET;
+        a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        a = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        family = AF_INET6;
+        if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+            family = AF_INET;
+            a += 12;
+        }
+    } else {
+        return (false);
+    }
+    for (i = 0; i < n; i++) {
+        if (cidrs[i].family == family && prefix_equal(a, cidrs[i].addr, cidrs[i].prefix))
+            return (true);
+    }
+    return (false);
+}

@@ -6,7 +6,9 @@
  * certificate files (config/ only checks that they are readable), so the YAML below can name
  * them with short relative paths and keep its columns easy to count.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -168,6 +171,14 @@ one_err(const char *yaml, unsigned line, unsigned col, const char *sub)
     "    mode: inbound\n"            \
     "    listen: \"0.0.0.0:6984\"\n" \
     "    backend: \"127.0.0.1:5984\"\n"
+
+/* One outbound listener with the top-level TLS, lines 1-9 (the listener mapping starts at 6:5). */
+#define OUTBOUND_OK                       \
+    TLS_OK "listeners:\n"                 \
+           "  - name: out\n"              \
+           "    mode: outbound\n"         \
+           "    listen: 127.0.0.1:7001\n" \
+           "    peer: node2.example.org:6984\n"
 
 /* ---- good files ---- */
 
@@ -698,7 +709,8 @@ test_unknown_keys(void **state)
     one_err(TLS_OK INBOUND_OK "    foo: 1\n", 10, 5,
             "unknown key \"foo\" in listeners[0] (in); expected one of: name, mode, listen, "
             "backend, peer, connect, protocol, client_cert, allow, tls, pool, access, "
-            "couchdb_proxy_auth, client_cert_header, host_header");
+            "couchdb_proxy_auth, client_cert_header, host_header, proxy_protocol, "
+            "backend_proxy_protocol, via");
     one_err("bar: 1\n" TLS_OK INBOUND_OK, 1, 1,
             "unknown key \"bar\" at the top level; expected one of: tls, listeners, log, limits, "
             "admin, user");
@@ -1876,12 +1888,6 @@ test_proxy_auth_errors(void **state)
 static void
 test_http_keys_misplaced(void **state)
 {
-#define OUTBOUND_OK                       \
-    TLS_OK "listeners:\n"                 \
-           "  - name: out\n"              \
-           "    mode: outbound\n"         \
-           "    listen: 127.0.0.1:7001\n" \
-           "    peer: node2.example.org:6984\n"
     struct config_errors errs;
     struct config *cfg;
 
@@ -1947,19 +1953,12 @@ test_http_keys_misplaced(void **state)
     config_errors_clear(&errs);
     cfg = load_ok(TLS_OK INBOUND_OK "    client_cert: none\n    client_cert_header: none\n");
     config_free(cfg);
-#undef OUTBOUND_OK
 }
 
 /* pool: defaults on outbound http, values, max_idle 0, and the errors of CONTRACT §3. */
 static void
 test_pool(void **state)
 {
-#define OUTBOUND_OK                       \
-    TLS_OK "listeners:\n"                 \
-           "  - name: out\n"              \
-           "    mode: outbound\n"         \
-           "    listen: 127.0.0.1:7001\n" \
-           "    peer: node2.example.org:6984\n"
     struct config_errors errs;
     struct config *cfg;
 
@@ -2017,7 +2016,192 @@ test_pool(void **state)
     expect_err(&errs, 0, 10, 23, "listeners[0].pool.max_idle: expected an integer");
     expect_err(&errs, 1, 10, 40, "listeners[0].pool.idle_timeout: expected a duration");
     config_errors_clear(&errs);
-#undef OUTBOUND_OK
+}
+
+/* config_cidr_parse and config_cidr_match: blocks, single addresses, IPv4-mapped senders. */
+static void
+test_cidr(void **state)
+{
+    struct config_cidr c[3];
+    struct sockaddr_in a4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    char why[160];
+
+    (void)state;
+    assert_int_equal(config_cidr_parse("10.0.0.0/8", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(c[0].family, AF_INET);
+    assert_int_equal(c[0].prefix, 8);
+    assert_int_equal(config_cidr_parse("fd00::/8", &c[1], why, sizeof(why)), 0);
+    assert_int_equal(c[1].family, AF_INET6);
+    assert_int_equal(config_cidr_parse("192.0.2.7", &c[2], why, sizeof(why)), 0);
+    assert_int_equal(c[2].prefix, 32);
+
+    inet_pton(AF_INET, "10.200.3.4", &a4.sin_addr);
+    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    inet_pton(AF_INET, "11.0.0.1", &a4.sin_addr);
+    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    inet_pton(AF_INET, "192.0.2.7", &a4.sin_addr);
+    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    inet_pton(AF_INET, "192.0.2.8", &a4.sin_addr);
+    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    assert_false(config_cidr_match(c, 2, (struct sockaddr *)&un));
+    inet_pton(AF_INET6, "fd12::1", &a6.sin6_addr);
+    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "fe80::1", &a6.sin6_addr);
+    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a6));
+    /* A dual-stack listener sees an IPv4 sender as ::ffff:a.b.c.d. */
+    inet_pton(AF_INET6, "::ffff:10.1.1.1", &a6.sin6_addr);
+    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a6));
+    assert_false(config_cidr_match(&c[1], 1, (struct sockaddr *)&a6));
+    /* Partial-byte prefixes: 172.16.0.0/12 holds 172.31.x, not 172.32.x. */
+    assert_int_equal(config_cidr_parse("172.16.0.0/12", &c[0], why, sizeof(why)), 0);
+    inet_pton(AF_INET, "172.31.255.255", &a4.sin_addr);
+    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+    inet_pton(AF_INET, "172.32.0.0", &a4.sin_addr);
+    assert_false(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_int_equal(config_cidr_parse("0.0.0.0/0", &c[0], why, sizeof(why)), 0);
+    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+
+    assert_int_equal(config_cidr_parse("10.0.0.0/33", &c[0], why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "longer than the 32 bits of an IPv4 address"));
+    assert_int_equal(config_cidr_parse("fd00::/129", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_cidr_parse("10.1.2.3/8", &c[0], why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "bits set after the first 8"));
+    assert_int_equal(config_cidr_parse("lb.example.org", &c[0], why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "not an IP address"));
+    assert_int_equal(config_cidr_parse("10.0.0.0/", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_cidr_parse("10.0.0.0/08", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_cidr_parse("10.0.0.0/+8", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_cidr_parse("/8", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_cidr_parse("", &c[0], why, sizeof(why)), -1);
+}
+
+/* proxy_protocol and backend_proxy_protocol: values and the errors. */
+static void
+test_proxy_protocol(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok(TLS_OK INBOUND_OK);
+    assert_false(cfg->listeners[0].pp_accept);
+    assert_int_equal(cfg->listeners[0].n_pp_from, 0);
+    assert_int_equal(cfg->listeners[0].backend_pp, CONFIG_BACKEND_PP_NONE);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK
+                  "    proxy_protocol: { accept: true, from: [10.0.0.0/8, \"::1\"] }\n");
+    assert_true(cfg->listeners[0].pp_accept);
+    assert_int_equal(cfg->listeners[0].n_pp_from, 2);
+    assert_int_equal(cfg->listeners[0].pp_from[1].family, AF_INET6);
+    config_free(cfg);
+    /* accept: false keeps the list (to turn it off and on again): nothing is read. */
+    cfg = load_ok(TLS_OK INBOUND_OK "    proxy_protocol: { accept: false, from: [10.0.0.1] }\n");
+    assert_false(cfg->listeners[0].pp_accept);
+    config_free(cfg);
+    cfg = load_ok(TLS_OK INBOUND_OK "    protocol: tcp\n    backend_proxy_protocol: v2\n"
+                                    "    proxy_protocol: { accept: true, from: [10.0.0.1] }\n");
+    assert_int_equal(cfg->listeners[0].backend_pp, CONFIG_BACKEND_PP_V2);
+    assert_true(cfg->listeners[0].pp_accept);
+    config_free(cfg);
+
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: true }\n", 10, 23,
+            "listeners[0].proxy_protocol: accept: true needs from: the addresses of the load "
+            "balancers");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: true, from: [] }\n", 10, 43,
+            "listeners[0].proxy_protocol.from: expected at least one address or block");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: true, from: [10.0.0.0/33] }\n", 10, 44,
+            "listeners[0].proxy_protocol.from[0]: got \"10.0.0.0/33\": prefix /33 is longer than "
+            "the 32 bits of an IPv4 address");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: true, from: [lb.local] }\n", 10, 44,
+            "listeners[0].proxy_protocol.from[0]: got \"lb.local\": \"lb.local\" is not an IP "
+            "address");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: yes please, from: [10.0.0.1] }\n", 10,
+            31, "listeners[0].proxy_protocol.accept: expected true or false");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { accept: true, from: 10.0.0.1 }\n", 10, 43,
+            "listeners[0].proxy_protocol.from: expected a sequence");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: { version: 2 }\n", 10, 23,
+            "unknown key \"version\" in listeners[0].proxy_protocol; expected one of: accept, "
+            "from");
+    one_err(TLS_OK INBOUND_OK "    proxy_protocol: true\n", 10, 21,
+            "listeners[0].proxy_protocol: expected a mapping");
+    one_err(OUTBOUND_OK "    proxy_protocol: { accept: true, from: [10.0.0.1] }\n", 10, 5,
+            "proxy_protocol applies only to inbound listeners: a load balancer in front of "
+            "ferry passes the client's address in it");
+    one_err(OUTBOUND_OK "    backend_proxy_protocol: v2\n", 10, 5,
+            "backend_proxy_protocol applies only to inbound listeners");
+    one_err(TLS_OK INBOUND_OK "    backend_proxy_protocol: v2\n", 10, 5,
+            "listeners[0].backend_proxy_protocol needs protocol: tcp: on protocol: http the "
+            "backend gets the client's address in X-Forwarded-For");
+    one_err(TLS_OK INBOUND_OK "    protocol: tcp\n    backend_proxy_protocol: v1\n", 11, 29,
+            "listeners[0].backend_proxy_protocol: expected none or v2, got \"v1\"");
+}
+
+/* via: the proxy address forms, auth_file's checks, connect_timeout, and where it may go. */
+static void
+test_via(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    write_file_mode("proxy.auth", "replicator:s3cret pass\n", 0600);
+    write_file_mode("proxy-nocolon.auth", "replicator\n", 0600);
+    write_file_mode("proxy-nouser.auth", ":secret\n", 0600);
+    write_file_mode("proxy-twolines.auth", "a:b\nc:d\n", 0600);
+    write_file_mode("proxy-empty.auth", "\n", 0600);
+
+    cfg = load_ok(OUTBOUND_OK);
+    assert_false(cfg->listeners[0].via.enabled);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    via: { proxy: \"http://proxy.hospital.local:3128\" }\n");
+    assert_true(cfg->listeners[0].via.enabled);
+    assert_string_equal(cfg->listeners[0].via.proxy.host, "proxy.hospital.local");
+    assert_int_equal(cfg->listeners[0].via.proxy.port, 3128);
+    assert_false(cfg->listeners[0].via.proxy.is_ip);
+    assert_null(cfg->listeners[0].via.auth_file.path);
+    assert_int_equal(cfg->listeners[0].via.connect_timeout_ms, 0);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    via: { proxy: \"[::1]:3128\", auth_file: proxy.auth, "
+                              "connect_timeout: 3s }\n");
+    assert_true(cfg->listeners[0].via.proxy.is_ipv6);
+    assert_non_null(strstr(cfg->listeners[0].via.auth_file.path, "proxy.auth"));
+    assert_int_equal(cfg->listeners[0].via.connect_timeout_ms, 3000);
+    config_free(cfg);
+    cfg = load_ok(OUTBOUND_OK "    via: { proxy: \"HTTP://10.0.0.1:8080/\" }\n");
+    assert_true(cfg->listeners[0].via.proxy.is_ip);
+    config_free(cfg);
+
+    one_err(TLS_OK INBOUND_OK "    via: { proxy: \"10.0.0.1:3128\" }\n", 10, 5,
+            "via applies only to outbound listeners: it names the egress proxy");
+    one_err(OUTBOUND_OK "    via: {}\n", 10, 10,
+            "missing required key \"proxy\" in listeners[0].via");
+    one_err(OUTBOUND_OK "    via: { proxy: \"https://proxy:3128\" }\n", 10, 19,
+            "listeners[0].via.proxy: expected an http://host:port proxy address, got "
+            "\"https://proxy:3128\": ferry speaks plain HTTP to the proxy");
+    one_err(OUTBOUND_OK "    via: { proxy: \"socks5://proxy:1080\" }\n", 10, 19,
+            "expected an http://host:port proxy address");
+    one_err(OUTBOUND_OK "    via: { proxy: \"http://proxy:3128/path\" }\n", 10, 19,
+            "a proxy address has no path");
+    one_err(OUTBOUND_OK "    via: { proxy: \"http://proxy\" }\n", 10, 19,
+            "listeners[0].via.proxy:");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", auth_file: missing.auth }\n", 10, 40,
+            "listeners[0].via.auth_file: cannot read");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", auth_file: proxy-nocolon.auth }\n", 10, 40,
+            "expected one line \"user:password\" for the proxy's Basic authentication, but it has "
+            "no \":\" between the user and the password");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", auth_file: proxy-nouser.auth }\n", 10, 40,
+            "the user name before \":\" is empty");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", auth_file: proxy-twolines.auth }\n", 10, 40,
+            "it holds more than one line");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", auth_file: proxy-empty.auth }\n", 10, 40,
+            "it is empty");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", connect_timeout: 0s }\n", 10, 46,
+            "listeners[0].via.connect_timeout: expected a duration greater than 0");
+    one_err(OUTBOUND_OK "    via: { proxy: \"p:3128\", user: x }\n", 10, 29,
+            "unknown key \"user\" in listeners[0].via; expected one of: proxy, auth_file, "
+            "connect_timeout");
+    one_err(OUTBOUND_OK "    via: \"http://p:3128\"\n", 10, 10,
+            "listeners[0].via: expected a mapping");
 }
 
 static void
@@ -2339,6 +2523,9 @@ main(void)
         cmocka_unit_test(test_http_keys_misplaced),
         cmocka_unit_test(test_http_enum_values),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_proxy_protocol),
+        cmocka_unit_test(test_via),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_addr_format),
