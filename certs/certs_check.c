@@ -154,6 +154,10 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
         0) {
         rc = -1;
     }
+    if (certs_secret_mode(fs, cl->via.auth_file.path, "proxy credentials file (via.auth_file)") !=
+        0) {
+        rc = -1;
+    }
     if (build == NULL) {
         return rc;
     }
@@ -301,7 +305,8 @@ check_after_drop(const struct config *cfg, struct certs_findings *fs)
             cl != NULL ? cl->tls.key_passphrase_file.path : NULL,
             cl != NULL ? cl->tls.ca.path : NULL,
             cl != NULL ? cl->tls.crl.path : NULL,
-            cl != NULL && cl->proxy_auth.enabled ? cl->proxy_auth.secret_file.path : NULL};
+            cl != NULL && cl->proxy_auth.enabled ? cl->proxy_auth.secret_file.path : NULL,
+            cl != NULL ? cl->via.auth_file.path : NULL};
 
         for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
             if (files[k] == NULL || finding_exists(fs, "file-unreadable-after-drop", files[k]) ||

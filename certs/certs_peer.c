@@ -61,6 +61,8 @@ struct peer_report {
     char dial_host[256]; /* where we connect: HOST, or the listener's `connect:` for its peer */
     char dial_port[8];
     char address[80]; /* the address we reached */
+    char via[300];    /* the listener's egress proxy (via:) we went through, "" for none */
+    int via_status;   /* its answer to CONNECT, 0 before one */
     bool connected;   /* TCP connected */
     bool handshake;   /* our side of the TLS handshake finished */
     bool cert_req;    /* the peer asked for a client certificate */
@@ -277,6 +279,94 @@ dial(struct peer_report *r)
     }
     r->connected = true;
     return fd;
+}
+
+/*
+ * Through the listener's egress proxy ${cl}->via (${fd} connected to it): CONNECT to the
+ * dial address, and read the answer's head only, as `ferry run` does (tls_tunnel.c).
+ * Returns 0 with the tunnel open, or -1 with the reason.
+ */
+static int
+tunnel(struct peer_report *r, int fd, const struct config_listener *cl)
+{
+    unsigned char secret[1024];
+    char req[2048], head[TLS_TUNNEL_HEAD_MAX], phrase[160];
+    size_t n = 0, len, got = 0, head_len = 0;
+    long long deadline = now_ms() + PEER_CONNECT_MS;
+    enum tls_tunnel_result res = TLS_TUNNEL_NEED_MORE;
+    FILE *f;
+
+    if (cl->via.auth_file.path != NULL && (f = fopen(cl->via.auth_file.path, "rb")) != NULL) {
+        n = fread(secret, 1, sizeof(secret) - 1, f);
+        (void)fclose(f);
+        while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r')) {
+            n--;
+        }
+    }
+    len = tls_tunnel_request(req, sizeof(req), r->dial_host, (unsigned)atoi(r->dial_port),
+                             n > 0 ? (const char *)secret : NULL, n);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (len == 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+        OPENSSL_cleanse(req, sizeof(req));
+        (void)snprintf(r->reason, sizeof(r->reason), "cannot send CONNECT %s:%s to proxy %s",
+                       r->dial_host, r->dial_port, r->via);
+        return -1;
+    }
+    OPENSSL_cleanse(req, sizeof(req));
+    while (res == TLS_TUNNEL_NEED_MORE) {
+        ssize_t k;
+
+        if (wait_fd(fd, POLLIN, deadline) <= 0) {
+            (void)snprintf(r->reason, sizeof(r->reason),
+                           "proxy %s did not answer CONNECT %s:%s within %ds", r->via, r->dial_host,
+                           r->dial_port, PEER_CONNECT_MS / 1000);
+            return -1;
+        }
+        k = recv(fd, head + got, sizeof(head) - got, MSG_PEEK);
+        if (k <= 0) {
+            (void)snprintf(r->reason, sizeof(r->reason),
+                           "proxy %s closed the connection after %zu bytes of its answer to "
+                           "CONNECT",
+                           r->via, got);
+            return -1;
+        }
+        res = tls_tunnel_answer(head, got + (size_t)k, &head_len, &r->via_status, phrase,
+                                sizeof(phrase));
+        /* Take the head off the socket, nothing after it: that is the peer's TLS. */
+        len = res == TLS_TUNNEL_NEED_MORE ? (size_t)k : res == TLS_TUNNEL_OK ? head_len - got : 0;
+        if (len > 0 && recv(fd, head + got, len, 0) != (ssize_t)len) {
+            (void)snprintf(r->reason, sizeof(r->reason), "reading the answer of proxy %s: %s",
+                           r->via, strerror(errno));
+            return -1;
+        }
+        got += len;
+    }
+    switch (res) {
+    case TLS_TUNNEL_OK:
+        return 0;
+    case TLS_TUNNEL_AUTH:
+        (void)snprintf(r->reason, sizeof(r->reason), "proxy %s answered %d %s: %s", r->via,
+                       r->via_status, phrase,
+                       cl->via.auth_file.path != NULL
+                           ? "it refused the credentials in via.auth_file"
+                           : "it wants credentials (via.auth_file)");
+        return -1;
+    case TLS_TUNNEL_PEER_UNREACHABLE:
+        (void)snprintf(r->reason, sizeof(r->reason),
+                       "proxy %s answered %d %s: it cannot reach %s:%s", r->via, r->via_status,
+                       phrase, r->dial_host, r->dial_port);
+        return -1;
+    case TLS_TUNNEL_REFUSED:
+        (void)snprintf(r->reason, sizeof(r->reason),
+                       "proxy %s answered %d %s to CONNECT %s:%s: its policy refuses this host "
+                       "or port",
+                       r->via, r->via_status, phrase, r->dial_host, r->dial_port);
+        return -1;
+    default:
+        (void)snprintf(r->reason, sizeof(r->reason),
+                       "proxy %s sent a malformed answer to CONNECT: %s", r->via, phrase);
+        return -1;
+    }
 }
 
 /* Drive SSL_connect until done, failed, or the deadline.  1 done, 0 timeout, -1 failed. */
@@ -637,7 +727,12 @@ print_text(const struct peer_report *r, FILE *out)
     size_t i;
 
     fprintf(out, "peer %s", r->peer);
-    if (r->address[0] != '\0') {
+    if (r->via[0] != '\0') {
+        fprintf(out, " through proxy %s", r->via);
+        if (r->via_status > 0) {
+            fprintf(out, " (CONNECT: %d)", r->via_status);
+        }
+    } else if (r->address[0] != '\0') {
         fprintf(out, " (%s)", r->address);
     }
     if (r->listener != NULL) {
@@ -750,7 +845,32 @@ certs_check_peer(const struct config *cfg, const struct certs_check_opts *o,
         (void)snprintf(r->dial_port, sizeof(r->dial_port), "%u", (unsigned)src->connect.port);
     }
 
-    if ((fd = dial(r)) < 0) {
+    if (src->via.enabled) {
+        /* Dial the listener's proxy, then CONNECT to where ferry run would dial. */
+        char ph[256], pp[8];
+
+        config_addr_format(&src->via.proxy, r->via, sizeof(r->via));
+        (void)snprintf(ph, sizeof(ph), "%s", r->dial_host);
+        (void)snprintf(pp, sizeof(pp), "%s", r->dial_port);
+        (void)snprintf(r->dial_host, sizeof(r->dial_host), "%s", src->via.proxy.host);
+        (void)snprintf(r->dial_port, sizeof(r->dial_port), "%u", (unsigned)src->via.proxy.port);
+        fd = dial(r);
+        (void)snprintf(r->dial_host, sizeof(r->dial_host), "%s", ph);
+        (void)snprintf(r->dial_port, sizeof(r->dial_port), "%s", pp);
+        if (fd >= 0 && tunnel(r, fd, src) < 0) {
+            r->connected = false;
+            goto report;
+        }
+        if (fd < 0) {
+            const char *cause = strrchr(r->reason, ':');
+            char tmp[sizeof(r->reason)];
+
+            (void)snprintf(tmp, sizeof(tmp), "cannot connect to proxy %s (via.proxy)%s", r->via,
+                           cause != NULL ? cause : "");
+            (void)snprintf(r->reason, sizeof(r->reason), "%s", tmp);
+            goto report;
+        }
+    } else if ((fd = dial(r)) < 0) {
         goto report;
     }
     ERR_clear_error();

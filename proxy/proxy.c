@@ -190,6 +190,7 @@ watch_snapshot(struct proxy *p)
         watch_add(p, cl->tls.ca.path);
         watch_add(p, cl->tls.crl.path);
         watch_add(p, cl->proxy_auth.secret_file.path);
+        watch_add(p, cl->via.auth_file.path);
     }
 }
 

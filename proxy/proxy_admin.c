@@ -22,6 +22,7 @@
  * admin.probe_interval when no connection of the listener reached them since the last probe.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -822,6 +823,60 @@ reject_possible(const struct config_listener *cl, enum tls_reject r)
     return true;
 }
 
+static const char *
+pp_label(int o)
+{
+    return proxy_pp_outcome_str((enum proxy_pp_outcome)o);
+}
+
+static const char *
+via_label(int r)
+{
+    return proxy_via_result_str((enum proxy_via_result)r);
+}
+
+static bool
+has_pp(const struct config_listener *cl)
+{
+    return cl != NULL && cl->pp_accept;
+}
+
+static bool
+has_via(const struct config_listener *cl)
+{
+    return cl != NULL && cl->via.enabled;
+}
+
+/*
+ * A counter ${metric} with a label result="${label}(i)" for each of the ${count} counters at
+ * ${field} (bytes into struct proxy_stats), for the listeners where ${on}() holds and any that
+ * counted before a reload turned it off; each result present from zero.
+ */
+static void
+render_results(const struct proxy *p, struct evbuffer *b, const struct admin_snap *snap, size_t n,
+               const char *metric, const char *help, size_t field, int count,
+               const char *(*label)(int), bool (*on)(const struct config_listener *))
+{
+    char extra[64];
+
+    metric_head(b, metric, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t *v = (const uint64_t *)(const void *)((const char *)&snap[i].s + field);
+        uint64_t any = 0;
+
+        for (int k = 0; k < count; k++) {
+            any += v[k];
+        }
+        if (!on(cfg_listener(p, snap[i].name)) && any == 0) {
+            continue;
+        }
+        for (int k = 0; k < count; k++) {
+            snprintf(extra, sizeof(extra), ",result=\"%s\"", label(k));
+            metric_listener(b, metric, &snap[i], extra, v[k]);
+        }
+    }
+}
+
 /* Handshake failures by reason, each present from zero where it can happen. */
 static void
 render_hs_failed(struct evbuffer *b, const struct admin_snap *m, const struct config_listener *cl)
@@ -1116,6 +1171,13 @@ render_metrics(struct proxy *p, struct evbuffer *b)
             metric_listener(b, "ferry_pool_connects_total", &snap[i], "", snap[i].s.pool_connects);
         }
     }
+    render_results(p, b, snap, n, "ferry_proxy_protocol_total",
+                   "Inbound connections on listeners with proxy_protocol.accept, by what ferry "
+                   "made of their PROXY protocol header.",
+                   offsetof(struct proxy_stats, pp), PROXY_PPO__COUNT, pp_label, has_pp);
+    render_results(p, b, snap, n, "ferry_proxy_connect_total",
+                   "Outbound dials through the egress proxy (via), by the outcome of CONNECT.",
+                   offsetof(struct proxy_stats, via), PROXY_VIA__COUNT, via_label, has_via);
     metric_head(b, "ferry_handshake_duration_seconds", "histogram",
                 "Time from accept to a verified TLS handshake.");
     for (size_t i = 0; i < n; i++) {

@@ -40,6 +40,7 @@
 
 #include "log.h"
 #include "proxy_internal.h"
+#include "proxy_pp.h"
 #include "proxy_stats.h"
 
 _Static_assert(PROXY_UNAUTH_LOG_PER_SEC == 20 && PROXY_UNAUTH_LOG_BURST == 100,
@@ -66,6 +67,29 @@ static const char *const close_reason_names[PROXY_CLOSE__COUNT] = {
     [PROXY_CLOSE_SERVER_ERROR] = "server_error",
     [PROXY_CLOSE_OOM] = "out_of_memory",
     [PROXY_CLOSE_SHUTDOWN] = "shutdown",
+    [PROXY_CLOSE_PROXY_PROTOCOL] = "proxy_protocol",
+};
+
+static const char *const pp_outcome_names[PROXY_PPO__COUNT] = {
+    [PROXY_PPO_OK] = "ok",
+    [PROXY_PPO_LOCAL] = "local",
+    [PROXY_PPO_REFUSED] = "refused",
+    [PROXY_PPO_MISSING] = "missing",
+    [PROXY_PPO_MALFORMED] = "malformed",
+    [PROXY_PPO_TRUNCATED] = "truncated",
+    [PROXY_PPO_OVERSIZED] = "oversized",
+    [PROXY_PPO_TIMEOUT] = "timeout",
+};
+
+static const char *const via_result_names[PROXY_VIA__COUNT] = {
+    [PROXY_VIA_OK] = "ok",
+    [PROXY_VIA_UNREACHABLE] = "unreachable",
+    [PROXY_VIA_TIMEOUT] = "timeout",
+    [PROXY_VIA_AUTH_REQUIRED] = "auth_required",
+    [PROXY_VIA_AUTH_FAILED] = "auth_failed",
+    [PROXY_VIA_REFUSED] = "refused",
+    [PROXY_VIA_PEER_UNREACHABLE] = "peer_unreachable",
+    [PROXY_VIA_BAD_ANSWER] = "bad_answer",
 };
 
 static const char *const state_names[] = {
@@ -87,6 +111,9 @@ static void conn_client_last(struct proxy_conn *c, enum proxy_close_reason reaso
 static bool conn_cut(struct proxy_conn *c, struct proxy_relay *r);
 static void conn_lend_end(struct proxy_conn *c);
 static bool conn_log_ok(struct proxy_conn *c, enum log_level level);
+static void conn_pp_timeout(struct proxy_conn *c);
+static void conn_via_timeout(struct proxy_conn *c);
+static void conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason);
 
 /*
  * conn_detail(c, fmt, ...):
@@ -126,6 +153,32 @@ proxy_close_reason_str(enum proxy_close_reason reason)
         return "unknown";
     }
     return close_reason_names[reason];
+}
+
+/*
+ * proxy_pp_outcome_str(o):
+ * The stable snake_case name of PROXY protocol outcome ${o}, for logs and metrics.
+ */
+const char *
+proxy_pp_outcome_str(enum proxy_pp_outcome o)
+{
+    if ((unsigned)o >= PROXY_PPO__COUNT) {
+        return "unknown";
+    }
+    return pp_outcome_names[o];
+}
+
+/*
+ * proxy_via_result_str(r):
+ * The stable snake_case name of CONNECT outcome ${r}, for logs, 502 bodies and metrics.
+ */
+const char *
+proxy_via_result_str(enum proxy_via_result r)
+{
+    if ((unsigned)r >= PROXY_VIA__COUNT) {
+        return "unknown";
+    }
+    return via_result_names[r];
 }
 
 static bool
@@ -696,6 +749,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
         event_free(c->sniff);
         c->sniff = NULL;
     }
+    free(c->pre_buf);
+    c->pre_buf = NULL;
     if (c->timer != NULL) {
         event_free(c->timer);
         c->timer = NULL;
@@ -810,10 +865,16 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[2304], body[2400];
+    char esc[2304], body[2432];
 
     log_json_escape(esc, sizeof(esc), conn_detail_str(c));
-    snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
+    if (c->via_result != PROXY_VIA_OK) {
+        snprintf(body, sizeof(body),
+                 "{\"error\":\"bad_gateway\",\"reason\":\"%s\",\"proxy_result\":\"%s\"}\n", esc,
+                 proxy_via_result_str((enum proxy_via_result)c->via_result));
+    } else {
+        snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
+    }
     proxy_conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
 }
 
@@ -850,6 +911,10 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_check(c);
+    if (c->state == PROXY_CONN_SNIFF && c->pre_buf != NULL) {
+        conn_pp_timeout(c); /* still reading the PROXY header */
+        return;
+    }
     switch (c->state) {
     case PROXY_CONN_SNIFF:
     case PROXY_CONN_HANDSHAKE:
@@ -858,6 +923,10 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_TIMEOUT);
         return;
     case PROXY_CONN_CONNECTING:
+        if (c->via_phase == PROXY_VIA_DIALING || c->via_phase == PROXY_VIA_ANSWER) {
+            conn_via_timeout(c);
+            return;
+        }
         conn_detail(c, "%s %s did not %s within %llums", conn_inbound(c) ? "backend" : "peer",
                     c->l->target_text,
                     conn_inbound(c) ? "accept the connection" : "complete the TLS handshake",
@@ -1111,6 +1180,47 @@ conn_pool_retry(struct proxy_conn *c)
     return true;
 }
 
+/*
+ * backend_proxy_protocol: v2 (inbound protocol: tcp): the PROXY v2 header that goes to the
+ * backend before any byte of the client's: the client's address (from the load balancer's
+ * header when there was one), ferry's own address, the TLS version, the subject CN of the
+ * peer's certificate and ferry's verified name of the peer (TLV PROXY_PP_TLV_PEER_NAME).
+ * Returns 0, or -1 after dropping ${c}.
+ */
+static int
+conn_send_backend_pp(struct proxy_conn *c)
+{
+    struct sockaddr_storage src, dst;
+    int srclen = sizeof(src);
+    socklen_t dstlen = sizeof(dst);
+    unsigned char hdr[PROXY_PP_MAX];
+    char cn[256] = "";
+    SSL *ssl = proxy_io_ssl(c->client);
+    X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+    size_t n = 0;
+
+    if (cert != NULL && X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
+                                                  sizeof(cn)) < 0) {
+        cn[0] = '\0';
+    }
+    if (evutil_parse_sockaddr_port(c->remote, (struct sockaddr *)&src, &srclen) == 0 &&
+        getsockname(proxy_io_fd(c->client), (struct sockaddr *)&dst, &dstlen) == 0) {
+        n = proxy_pp_v2_build(hdr, sizeof(hdr), (const struct sockaddr *)&src,
+                              (const struct sockaddr *)&dst,
+                              ssl != NULL ? SSL_get_version(ssl) : NULL, cn[0] != '\0' ? cn : NULL,
+                              c->verify.reject == TLS_REJECT_NONE && c->verify.peer.name[0] != '\0'
+                                  ? c->verify.peer.name
+                                  : NULL);
+    }
+    if (n == 0 || evbuffer_add(proxy_io_output(c->server), hdr, n) != 0) {
+        conn_detail(c, "cannot build the PROXY protocol header for backend %s (client %s)",
+                    c->l->target_text, c->remote);
+        proxy_conn_drop(c, PROXY_CLOSE_SERVER_ERROR);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 conn_start_relay(struct proxy_conn *c)
 {
@@ -1121,6 +1231,9 @@ conn_start_relay(struct proxy_conn *c)
     proxy_relay_init(&c->down, c->server, c->client, conn_inbound(c));
     c->up.bytes = up_bytes;
     c->down.bytes = down_bytes;
+    if (c->l->cfg->backend_pp == CONFIG_BACKEND_PP_V2 && conn_send_backend_pp(c) < 0) {
+        return;
+    }
     if (c->up.hold != NULL && evbuffer_get_length(c->up.hold) > 0) {
         /* Lending: the request this peer connection was lent for goes first. */
         evbuffer_add_buffer(proxy_io_output(c->server), c->up.hold);
@@ -1582,6 +1695,236 @@ conn_new_server(struct proxy_conn *c)
     return conn_side(c, -1, ssl, PROXY_IO_CLIENT);
 }
 
+/* ---- outbound: through an egress proxy (via:) ---- */
+
+/* via.connect_timeout, or limits.handshake_timeout when it is not set. */
+static uint64_t
+conn_via_timeout_ms(const struct proxy_conn *c)
+{
+    uint64_t ms = c->l->cfg->via.connect_timeout_ms;
+
+    return ms > 0 ? ms : c->l->limits->handshake_timeout_ms;
+}
+
+/*
+ * The CONNECT to the egress proxy failed with ${r} (${status}: the proxy's, or 0): counted,
+ * logged with the proxy and ${msg}, then as any peer that cannot be reached (502 naming
+ * ${r} for protocol http, readiness).
+ */
+static void
+conn_via_failed(struct proxy_conn *c, enum proxy_via_result r, int status, const char *msg)
+{
+    char st[16];
+
+    snprintf(st, sizeof(st), "%d", status);
+    PROXY_STATS_ADD(c->l->stats->via[r], 1);
+    c->via_result = (unsigned char)r;
+    conn_detail(c, "%s", msg);
+    free(c->pre_buf);
+    c->pre_buf = NULL;
+    log_kv(LOG_WARN, "proxy_connect_failed", "listener", c->l->cfg->name, "remote", c->remote,
+           "target", c->l->target_text, "proxy", c->l->via_text, "result", proxy_via_result_str(r),
+           "status", status > 0 ? st : "-", "msg", msg, (const char *)NULL);
+    if (conn_http(c) && c->client != NULL) {
+        conn_answer_502(c, PROXY_CLOSE_PEER_UNREACHABLE);
+        return;
+    }
+    proxy_conn_drop(c, PROXY_CLOSE_PEER_UNREACHABLE);
+}
+
+/* The connection to the proxy itself failed (${io}'s error, or its name did not resolve). */
+static void
+conn_via_unreachable(struct proxy_conn *c, struct proxy_io *io)
+{
+    char msg[PROXY_DETAIL_MAX];
+    int dns_err = proxy_io_dns_error(io), err = proxy_io_socket_error(io);
+
+    if (dns_err != 0) {
+        snprintf(msg, sizeof(msg), "cannot resolve proxy %s (via.proxy): %s", c->l->via_text,
+                 evutil_gai_strerror(dns_err));
+    } else {
+        snprintf(msg, sizeof(msg), "cannot connect to proxy %s (via.proxy) to reach peer %s: %s",
+                 c->l->via_text, c->l->target_text,
+                 evutil_socket_error_to_string(err != 0 ? err : EVUTIL_SOCKET_ERROR()));
+    }
+    conn_via_failed(c, PROXY_VIA_UNREACHABLE, 0, msg);
+}
+
+/* What ${r}, the proxy's answer ${status} ${phrase}, means, in words, into ${msg}. */
+static enum proxy_via_result
+conn_via_explain(const struct proxy_conn *c, enum tls_tunnel_result r, int status,
+                 const char *phrase, char *msg, size_t len)
+{
+    const struct config_listener *cl = c->l->cfg;
+    const char *px = c->l->via_text, *peer = c->l->target_text;
+
+    switch (r) {
+    case TLS_TUNNEL_AUTH:
+        if (cl->via.auth_file.path == NULL) {
+            snprintf(msg, len,
+                     "proxy %s answered %d %s: it wants credentials; put \"user:password\" in a "
+                     "file and name it in via.auth_file",
+                     px, status, phrase);
+            return PROXY_VIA_AUTH_REQUIRED;
+        }
+        snprintf(msg, len,
+                 "proxy %s answered %d %s: it refused the credentials in %s (via.auth_file)", px,
+                 status, phrase, cl->via.auth_file.path);
+        return PROXY_VIA_AUTH_FAILED;
+    case TLS_TUNNEL_PEER_UNREACHABLE:
+        snprintf(msg, len, "proxy %s answered %d %s: it cannot reach peer %s", px, status, phrase,
+                 peer);
+        return PROXY_VIA_PEER_UNREACHABLE;
+    case TLS_TUNNEL_REFUSED:
+        snprintf(msg, len,
+                 "proxy %s answered %d %s to CONNECT %s: its policy refuses this host or port "
+                 "(ask its operator to allow CONNECT to it)",
+                 px, status, phrase, peer);
+        return PROXY_VIA_REFUSED;
+    case TLS_TUNNEL_BAD:
+    default:
+        snprintf(msg, len, "proxy %s sent a malformed answer to CONNECT: %s", px, phrase);
+        return PROXY_VIA_BAD_ANSWER;
+    }
+}
+
+/* The tunnel is open: TLS to the peer starts on the proxy's socket, as on a direct one. */
+static void
+conn_via_open(struct proxy_conn *c, int status)
+{
+    SSL *ssl = tls_ssl_new(c->l->tls, &c->verify);
+    char st[16];
+
+    PROXY_STATS_ADD(c->l->stats->via[PROXY_VIA_OK], 1);
+    if (log_enabled(LOG_DEBUG)) {
+        snprintf(st, sizeof(st), "%d", status);
+        log_kv(LOG_DEBUG, "proxy_connect", "listener", c->l->cfg->name, "remote", c->remote,
+               "target", c->l->target_text, "proxy", c->l->via_text, "status", st,
+               (const char *)NULL);
+    }
+    c->via_phase = PROXY_VIA_TLS;
+    c->server = ssl != NULL ? conn_side(c, c->fd, ssl, PROXY_IO_CLIENT) : NULL;
+    if (ssl == NULL) {
+        evutil_closesocket(c->fd);
+    }
+    c->fd = -1; /* owned by the side now (closed if that failed) */
+    if (c->server == NULL) {
+        conn_detail(c, "out of memory");
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    proxy_io_setcb(c->server, server_read_cb, server_write_cb, server_event_cb, c);
+    proxy_relay_read_limit(c->server);
+    proxy_io_enable(c->server, EV_READ | EV_WRITE);
+    event_del(c->timer);
+    conn_timer_in(c, c->l->limits->handshake_timeout_ms);
+}
+
+/*
+ * The proxy's answer to CONNECT on ${c}'s socket ${fd}: peek, parse, and take off the socket
+ * only the answer's head, so that whatever follows it reaches the TLS library.
+ */
+static void
+via_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    char phrase[160], msg[PROXY_DETAIL_MAX];
+    enum tls_tunnel_result r;
+    size_t head = 0, want;
+    ssize_t n;
+    int status = 0;
+
+    (void)what;
+    conn_check(c);
+    n = recv(fd, c->pre_buf + c->pre_len, TLS_TUNNEL_HEAD_MAX - c->pre_len, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(c->sniff, NULL);
+        return;
+    }
+    if (n <= 0) {
+        snprintf(msg, sizeof(msg), "proxy %s %s after %zu bytes of its answer to CONNECT %s",
+                 c->l->via_text, n == 0 ? "closed the connection" : strerror(errno), c->pre_len,
+                 c->l->target_text);
+        conn_via_failed(c, n == 0 ? PROXY_VIA_BAD_ANSWER : PROXY_VIA_UNREACHABLE, 0, msg);
+        return;
+    }
+    r = tls_tunnel_answer((const char *)c->pre_buf, c->pre_len + (size_t)n, &head, &status, phrase,
+                          sizeof(phrase));
+    if (r != TLS_TUNNEL_NEED_MORE && r != TLS_TUNNEL_OK) {
+        conn_via_failed(c, conn_via_explain(c, r, status, phrase, msg, sizeof(msg)), status, msg);
+        return;
+    }
+    /* NEED_MORE: every byte peeked is part of the head; OK: take the head's rest only. */
+    want = r == TLS_TUNNEL_OK ? head - c->pre_len : (size_t)n;
+    if (recv(fd, c->pre_buf + c->pre_len, want, 0) != (ssize_t)want) {
+        snprintf(msg, sizeof(msg), "reading the answer of proxy %s: %s", c->l->via_text,
+                 strerror(errno));
+        conn_via_failed(c, PROXY_VIA_UNREACHABLE, 0, msg);
+        return;
+    }
+    c->pre_len += want;
+    if (r == TLS_TUNNEL_NEED_MORE) {
+        event_add(c->sniff, NULL);
+        return;
+    }
+    free(c->pre_buf);
+    c->pre_buf = NULL;
+    event_free(c->sniff); /* safe inside its own callback: libevent does not touch it after */
+    c->sniff = NULL;
+    conn_via_open(c, status);
+}
+
+/*
+ * TCP to the proxy is up (${c}'s plain server side): take its socket, send CONNECT (a few
+ * hundred bytes into an empty send buffer: one send()), and wait for the answer.
+ */
+static void
+conn_via_send(struct proxy_conn *c)
+{
+    const struct proxy_listener *l = c->l;
+    ssize_t n;
+
+    c->fd = proxy_io_take_fd(c->server);
+    proxy_worker_side_free(l->w, c->server);
+    c->server = NULL;
+    c->via_phase = PROXY_VIA_ANSWER;
+    n = send(c->fd, l->via_request, l->via_request_len, MSG_NOSIGNAL);
+    if (n != (ssize_t)l->via_request_len) {
+        char msg[PROXY_DETAIL_MAX];
+
+        snprintf(msg, sizeof(msg), "sending CONNECT %s to proxy %s: %s", l->target_text,
+                 l->via_text, n < 0 ? strerror(errno) : "short write");
+        conn_via_failed(c, PROXY_VIA_UNREACHABLE, 0, msg);
+        return;
+    }
+    c->pre_len = 0;
+    if ((c->pre_buf = malloc(TLS_TUNNEL_HEAD_MAX)) == NULL ||
+        (c->sniff = event_new(conn_base(c), c->fd, EV_READ, via_answer_cb, c)) == NULL) {
+        conn_detail(c, "out of memory");
+        proxy_conn_drop(c, PROXY_CLOSE_OOM);
+        return;
+    }
+    event_add(c->sniff, NULL);
+}
+
+/* via.connect_timeout passed while connecting to the proxy or waiting for its answer. */
+static void
+conn_via_timeout(struct proxy_conn *c)
+{
+    char msg[PROXY_DETAIL_MAX];
+    unsigned long long ms = (unsigned long long)conn_via_timeout_ms(c);
+
+    if (c->via_phase == PROXY_VIA_DIALING) {
+        snprintf(msg, sizeof(msg), "proxy %s did not accept the connection within %llums",
+                 c->l->via_text, ms);
+    } else {
+        snprintf(msg, sizeof(msg),
+                 "proxy %s did not answer CONNECT %s within %llums (%zu bytes of an answer)",
+                 c->l->via_text, c->l->target_text, ms, c->pre_len);
+    }
+    conn_via_failed(c, PROXY_VIA_TIMEOUT, 0, msg);
+}
+
 /* Dial the backend (inbound) or the peer (outbound); the result arrives in server_event_cb. */
 static void
 conn_connect(struct proxy_conn *c)
@@ -1590,6 +1933,7 @@ conn_connect(struct proxy_conn *c)
     int rc;
 
     conn_set_state(c, PROXY_CONN_CONNECTING);
+    c->via_phase = 0;
     /* What this peer connection carries starts here (proxy_exchange_can_retry()). */
     c->lent_up = c->up.bytes;
     c->lent_down = c->down.bytes;
@@ -1612,8 +1956,16 @@ conn_connect(struct proxy_conn *c)
     }
     evutil_gettimeofday(&c->dialed, NULL);
     event_del(c->timer);
-    conn_timer_in(c, l->limits->handshake_timeout_ms);
-    c->server = conn_new_server(c);
+    if (l->via_request != NULL) {
+        /* Through the egress proxy: plain TCP to it first (conn_via_send()). */
+        c->via_phase = PROXY_VIA_DIALING;
+        c->via_result = PROXY_VIA_OK;
+        conn_timer_in(c, conn_via_timeout_ms(c));
+        c->server = conn_side(c, -1, NULL, PROXY_IO_CLIENT);
+    } else {
+        conn_timer_in(c, l->limits->handshake_timeout_ms);
+        c->server = conn_new_server(c);
+    }
     if (c->server == NULL) {
         conn_detail(c, "out of memory");
         proxy_conn_drop(c, PROXY_CLOSE_OOM);
@@ -1635,6 +1987,11 @@ conn_connect(struct proxy_conn *c)
     } else {
         rc = proxy_io_connect(c->server, (const struct sockaddr *)&l->target, l->target_len);
     }
+    if (rc < 0 && c->state == PROXY_CONN_CONNECTING && c->server != NULL &&
+        c->via_phase == PROXY_VIA_DIALING) {
+        conn_via_unreachable(c, c->server);
+        return;
+    }
     if (rc < 0 && c->state == PROXY_CONN_CONNECTING && c->server != NULL) {
         /* Failed before any callback (no route, out of fds): report it the same way. */
         conn_detail(c, "cannot connect to %s %s: %s", conn_inbound(c) ? "backend" : "peer",
@@ -1651,6 +2008,10 @@ conn_server_connect_failed(struct proxy_conn *c, struct proxy_io *io, short what
 {
     int dns_err = proxy_io_dns_error(io);
 
+    if (c->via_phase == PROXY_VIA_DIALING) {
+        conn_via_unreachable(c, io);
+        return;
+    }
     if (dns_err != 0) {
         conn_detail(c, "cannot resolve peer %s: %s", c->l->target_text,
                     evutil_gai_strerror(dns_err));
@@ -1684,6 +2045,10 @@ server_event_cb(struct proxy_io *io, short what, void *arg)
     conn_check(c);
     if ((what & PROXY_IO_EV_CONNECTED) != 0) {
         set_nodelay(proxy_io_fd(io));
+        if (c->via_phase == PROXY_VIA_DIALING) {
+            conn_via_send(c);
+            return;
+        }
         if (!conn_inbound(c)) {
             /* Outbound: CONNECTED means the TLS handshake and our §4 checks passed. */
             tls_ssl_done(proxy_io_ssl(io), &c->verify);
@@ -1838,6 +2203,148 @@ client_event_cb(struct proxy_io *io, short what, void *arg)
     }
 }
 
+/* ---- inbound: the PROXY protocol header (proxy_protocol.accept) ---- */
+
+/*
+ * ${c}'s PROXY header, or its sender, is refused with outcome ${o}: counted, logged (as any
+ * line about a connection not yet verified: conn_log_ok()) with ${why}, and closed.
+ */
+static void
+conn_pp_reject(struct proxy_conn *c, enum proxy_pp_outcome o, const char *why)
+{
+    conn_detail(c, "%s", why);
+    PROXY_STATS_ADD(c->l->stats->pp[o], 1);
+    if (conn_log_ok(c, LOG_WARN)) {
+        log_kv(LOG_WARN, "proxy_protocol_rejected", "listener", c->l->cfg->name, "remote",
+               c->remote, "reason", proxy_pp_outcome_str(o), "msg", why, (const char *)NULL);
+    }
+    proxy_conn_drop(c, PROXY_CLOSE_PROXY_PROTOCOL);
+}
+
+/* handshake_timeout while ${c} waits for its PROXY header: none at all, or part of one. */
+static void
+conn_pp_timeout(struct proxy_conn *c)
+{
+    char why[PROXY_DETAIL_MAX];
+    unsigned long long ms = (unsigned long long)c->l->limits->handshake_timeout_ms;
+
+    if (c->pre_len == 0) {
+        snprintf(why, sizeof(why),
+                 "no PROXY protocol header within handshake_timeout (%llums): the load balancer "
+                 "opened the connection and sent nothing",
+                 ms);
+        conn_pp_reject(c, PROXY_PPO_TIMEOUT, why);
+    } else {
+        snprintf(why, sizeof(why),
+                 "PROXY protocol header incomplete: %zu bytes, then nothing for handshake_timeout "
+                 "(%llums)",
+                 c->pre_len, ms);
+        conn_pp_reject(c, PROXY_PPO_TRUNCATED, why);
+    }
+}
+
+/* ${c}'s whole PROXY header ${h}: its address becomes the connection's remote. */
+static void
+conn_pp_apply(struct proxy_conn *c, const struct proxy_pp_header *h)
+{
+    char sender[sizeof(c->remote)];
+
+    snprintf(sender, sizeof(sender), "%s", c->remote);
+    if (!h->local) {
+        format_sockaddr((const struct sockaddr *)&h->src, c->remote, sizeof(c->remote));
+    }
+    PROXY_STATS_ADD(c->l->stats->pp[h->local ? PROXY_PPO_LOCAL : PROXY_PPO_OK], 1);
+    if (conn_log_ok(c, LOG_DEBUG)) {
+        log_kv(LOG_DEBUG, "proxy_protocol", "listener", c->l->cfg->name, "remote", c->remote,
+               "sender", sender, "version", h->version == 1 ? "1" : "2", "command",
+               h->local ? "local" : "proxy", (const char *)NULL);
+    }
+}
+
+/*
+ * Read what has arrived of ${c}'s PROXY header from its socket ${fd}: peek, parse, and take
+ * off the socket only the header's own bytes, so that the TLS library still sees the
+ * ClientHello from its first byte.  Returns true when the header is whole (the caller goes on
+ * to sniff for TLS), false when ${c} waits for more or was dropped.
+ */
+static bool
+conn_pp_read(struct proxy_conn *c, evutil_socket_t fd)
+{
+    struct proxy_pp_header h;
+    char why[PROXY_DETAIL_MAX];
+    size_t want;
+    ssize_t n, got;
+    bool whole = false;
+
+    n = recv(fd, c->pre_buf + c->pre_len, PROXY_PP_MAX - c->pre_len, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(c->sniff, NULL);
+        return false;
+    }
+    if (n < 0 || (n == 0 && c->pre_len == 0)) {
+        conn_detail(c, "%s", n == 0 ? "closed before sending anything" : strerror(errno));
+        proxy_conn_drop(c, n == 0 ? PROXY_CLOSE_CLIENT_CLOSED : PROXY_CLOSE_CLIENT_ERROR);
+        return false;
+    }
+    if (n == 0) {
+        snprintf(why, sizeof(why),
+                 "PROXY protocol header incomplete: the sender closed the connection after %zu "
+                 "bytes",
+                 c->pre_len);
+        conn_pp_reject(c, PROXY_PPO_TRUNCATED, why);
+        return false;
+    }
+    switch (proxy_pp_parse(c->pre_buf, c->pre_len + (size_t)n, &h, why, sizeof(why))) {
+    case PROXY_PP_NEED_MORE:
+        if (c->pre_len + (size_t)n >= PROXY_PP_MAX) {
+            snprintf(why, sizeof(why), "PROXY protocol header longer than %d bytes", PROXY_PP_MAX);
+            conn_pp_reject(c, PROXY_PPO_OVERSIZED, why);
+            return false;
+        }
+        /* Every byte peeked belongs to the header: take them, wait for the rest. */
+        want = (size_t)n;
+        break;
+    case PROXY_PP_OK:
+        want = h.len - c->pre_len;
+        whole = true;
+        break;
+    case PROXY_PP_MISSING: {
+        char msg[PROXY_DETAIL_MAX];
+
+        snprintf(msg, sizeof(msg),
+                 "no PROXY protocol header: %s; proxy_protocol.accept is on, so the load "
+                 "balancer must send one (HAProxy: send-proxy-v2 on the server line)",
+                 why);
+        conn_pp_reject(c, PROXY_PPO_MISSING, msg);
+        return false;
+    }
+    case PROXY_PP_OVERSIZED:
+        conn_pp_reject(c, PROXY_PPO_OVERSIZED, why);
+        return false;
+    case PROXY_PP_MALFORMED:
+    default:
+        conn_pp_reject(c, PROXY_PPO_MALFORMED, why);
+        return false;
+    }
+    got = recv(fd, c->pre_buf + c->pre_len, want, 0);
+    if (got != (ssize_t)want) {
+        /* What was peeked is there to read: only an error can make this short. */
+        conn_detail(c, "reading the PROXY protocol header: %s",
+                    got < 0 ? strerror(errno) : "short read");
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_ERROR);
+        return false;
+    }
+    c->pre_len += want;
+    if (!whole) {
+        event_add(c->sniff, NULL);
+        return false;
+    }
+    conn_pp_apply(c, &h);
+    free(c->pre_buf);
+    c->pre_buf = NULL;
+    return true;
+}
+
 /* ---- inbound: SNIFF ---- */
 
 /* The Host header of a peeked plaintext request, reduced to safe characters, or "". */
@@ -1942,6 +2449,9 @@ sniff_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     conn_check(c);
+    if (c->pre_buf != NULL && !conn_pp_read(c, fd)) {
+        return;
+    }
     /* Peek, do not read: the TLS library must see the ClientHello from its first byte. */
     n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -2039,6 +2549,22 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
             proxy_conn_drop(c, PROXY_CLOSE_OOM);
         }
         return;
+    }
+    if (l->cfg->pp_accept) {
+        if (!config_cidr_match(l->cfg->pp_from, l->cfg->n_pp_from, sa)) {
+            char why[PROXY_DETAIL_MAX];
+
+            snprintf(why, sizeof(why),
+                     "%s is not in proxy_protocol.from of listener %s: with proxy_protocol.accept "
+                     "only the load balancers listed there may connect",
+                     c->remote, l->cfg->name);
+            conn_pp_reject(c, PROXY_PPO_REFUSED, why);
+            return;
+        }
+        if ((c->pre_buf = malloc(PROXY_PP_MAX)) == NULL) {
+            proxy_conn_drop(c, PROXY_CLOSE_OOM);
+            return;
+        }
     }
     c->sniff = event_new(w->base, fd, EV_READ, sniff_cb, c);
     if (c->sniff == NULL) {

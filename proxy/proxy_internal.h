@@ -139,6 +139,40 @@ enum proxy_side_origin {
 };
 
 /* Why a connection ended: one string table feeds the log line and (later) /metrics. */
+/*
+ * What the PROXY protocol reader made of one connection (ferry_proxy_protocol_total), on an
+ * inbound listener with proxy_protocol.accept; proxy_pp_outcome_str() names each.
+ */
+enum proxy_pp_outcome {
+    PROXY_PPO_OK,        /* a header with the client's address: it became the remote */
+    PROXY_PPO_LOCAL,     /* v2 LOCAL (health checks) or v1 UNKNOWN: the sender's own address */
+    PROXY_PPO_REFUSED,   /* the sender is not in proxy_protocol.from */
+    PROXY_PPO_MISSING,   /* the connection did not start with a PROXY header */
+    PROXY_PPO_MALFORMED, /* the header broke the specification */
+    PROXY_PPO_TRUNCATED, /* the sender closed, or stopped until handshake_timeout, mid-header */
+    PROXY_PPO_OVERSIZED, /* longer than ferry reads (PROXY_PP_MAX) */
+    PROXY_PPO_TIMEOUT,   /* nothing at all within handshake_timeout */
+    PROXY_PPO__COUNT
+};
+
+/* Where an outbound dial through an egress proxy (via:) is (proxy_conn.via_phase). */
+#define PROXY_VIA_DIALING 1 /* connecting to the proxy */
+#define PROXY_VIA_ANSWER  2 /* CONNECT sent, reading its answer (the socket is proxy_conn.fd) */
+#define PROXY_VIA_TLS     3 /* the tunnel is open: TLS to the peer runs through it */
+
+/* What became of a CONNECT to the egress proxy (ferry_proxy_connect_total{result}). */
+enum proxy_via_result {
+    PROXY_VIA_OK,
+    PROXY_VIA_UNREACHABLE,      /* cannot connect to the proxy (or resolve its name) */
+    PROXY_VIA_TIMEOUT,          /* no whole answer within via.connect_timeout */
+    PROXY_VIA_AUTH_REQUIRED,    /* 407 and no via.auth_file */
+    PROXY_VIA_AUTH_FAILED,      /* 407 with via.auth_file: its credentials were refused */
+    PROXY_VIA_REFUSED,          /* 403 or another status: its policy refuses the peer */
+    PROXY_VIA_PEER_UNREACHABLE, /* 502, 503, 504: the proxy cannot reach the peer */
+    PROXY_VIA_BAD_ANSWER,       /* not HTTP, too long, or cut short */
+    PROXY_VIA__COUNT
+};
+
 enum proxy_close_reason {
     PROXY_CLOSE_DONE,                  /* both directions ended normally */
     PROXY_CLOSE_CLIENT_CLOSED,         /* the client went away before the relay started */
@@ -154,6 +188,8 @@ enum proxy_close_reason {
     PROXY_CLOSE_SERVER_ERROR,          /* read/write error or reset on the backend/peer side */
     PROXY_CLOSE_OOM,                   /* out of memory for this connection */
     PROXY_CLOSE_SHUTDOWN,              /* ferry is stopping */
+    PROXY_CLOSE_PROXY_PROTOCOL,        /* inbound: the PROXY protocol header or its sender
+                                          was refused (proxy_protocol.accept) */
     PROXY_CLOSE__COUNT
 };
 
@@ -412,6 +448,11 @@ struct proxy_listener {
     size_t auth_secret_len;
     char *auth_roles;
     uint16_t target_port;
+    /* via: target* above are the proxy's; the CONNECT request (with credentials: wiped on
+     * free) and the proxy as "host:port" */
+    char *via_request;
+    size_t via_request_len;
+    char via_text[300];
     struct proxy_pool pool; /* outbound http with pool.max_idle > 0 */
 };
 
@@ -421,8 +462,12 @@ struct proxy_conn {
     struct proxy_conn *prev, *next; /* in proxy->conns */
     enum proxy_state state;         /* the connection's life (conn_set_state()) */
     enum proxy_close_reason reason;
-    evutil_socket_t fd;  /* the client socket until a proxy_io owns it */
-    struct event *sniff; /* inbound SNIFF: waits for the first byte */
+    evutil_socket_t fd;     /* the client socket until a proxy_io owns it */
+    struct event *sniff;    /* inbound SNIFF: waits for the first byte */
+    unsigned char *pre_buf; /* bytes read before TLS, NULL when none is awaited: inbound with
+                               proxy_protocol.accept, the PROXY header (PROXY_PP_MAX bytes);
+                               outbound with via:, the proxy's answer head (TLS_TUNNEL_HEAD_MAX) */
+    size_t pre_len;
     /* the accepted side (TLS on inbound, plain on outbound) */
     struct proxy_io *client;
     enum proxy_side_state client_st;
@@ -433,7 +478,9 @@ struct proxy_conn {
     struct proxy_io *server;
     enum proxy_side_state server_st;
     enum proxy_side_origin server_from;
-    struct event *timer; /* handshake deadline, then idle check, then linger */
+    unsigned char via_phase;  /* via: PROXY_VIA_* of the current dial (0: none) */
+    unsigned char via_result; /* via: the failed dial's enum proxy_via_result, for the 502 */
+    struct event *timer;      /* handshake deadline, then idle check, then linger */
     struct tls_verify_result verify;
     struct proxy_relay up;   /* client -> server */
     struct proxy_relay down; /* server -> client */
@@ -507,6 +554,8 @@ void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason)
 void proxy_conn_drain_idle(struct proxy_worker *w);
 void proxy_conn_log_flush(struct proxy_worker *w);
 const char *proxy_close_reason_str(enum proxy_close_reason reason);
+const char *proxy_pp_outcome_str(enum proxy_pp_outcome o);
+const char *proxy_via_result_str(enum proxy_via_result r);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);

@@ -100,8 +100,40 @@ resolve(const struct config_addr *a, bool numeric, struct sockaddr_storage *ss, 
 }
 
 /*
- * couchdb_proxy_auth: read the secret once at start (trailing newlines are not part of it,
- * as in CouchDB's ini file) and join the roles.  The secret never reaches a message.
+ * Read the secret file ${path} into ${buf} (${cap} bytes; trailing newlines are not part of
+ * it, as in CouchDB's ini file and curl's netrc) and its length into ${n}.  Returns 0, or -1
+ * with ${why} ("empty", ...), ${buf} wiped.  The secret never reaches a message.
+ */
+static int
+read_secret_file(const char *path, unsigned char *buf, size_t cap, size_t *n, char *why,
+                 size_t whylen)
+{
+    ssize_t r;
+    int fd;
+
+    *n = 0;
+    /* Non-blocking and regular only: a FIFO swapped in must not hang the reloading thread. */
+    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
+        return -1;
+    }
+    while (*n < cap && ((r = read(fd, buf + *n, cap - *n)) > 0 || (r < 0 && errno == EINTR))) {
+        *n += r > 0 ? (size_t)r : 0;
+    }
+    (void)close(fd);
+    while (*n > 0 && (buf[*n - 1] == '\n' || buf[*n - 1] == '\r')) {
+        (*n)--;
+    }
+    if (*n == 0 || *n == cap) {
+        snprintf(why, whylen, *n == 0 ? "empty" : "longer than %zu bytes", cap - 1);
+        OPENSSL_cleanse(buf, cap);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * couchdb_proxy_auth: read the secret once at start and join the roles.  The secret never
+ * reaches a message.
  */
 static int
 load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
@@ -110,30 +142,13 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
     unsigned char buf[4096];
     size_t n = 0, used = 0, len = 0;
     char why[256] = "";
-    ssize_t r;
-    int fd;
 
     if (!pa->enabled) {
         return 0;
     }
-    /* Non-blocking and regular only: a FIFO swapped in must not hang the reloading thread. */
-    if ((fd = tls_open_regular(pa->secret_file.path, why, sizeof(why))) >= 0) {
-        while (n < sizeof(buf) &&
-               ((r = read(fd, buf + n, sizeof(buf) - n)) > 0 || (r < 0 && errno == EINTR))) {
-            n += r > 0 ? (size_t)r : 0;
-        }
-        (void)close(fd);
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        n--;
-    }
-    if (fd < 0 || n == 0 || n == sizeof(buf)) {
+    if (read_secret_file(pa->secret_file.path, buf, sizeof(buf), &n, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "listener %s: couchdb_proxy_auth.secret_file %s: %s", l->cfg->name,
-                 pa->secret_file.path,
-                 fd < 0   ? why
-                 : n == 0 ? "empty"
-                          : "longer than 4 KiB");
-        OPENSSL_cleanse(buf, sizeof(buf));
+                 pa->secret_file.path, why);
         return -1;
     }
     l->auth_secret = malloc(n);
@@ -248,6 +263,53 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 /*
+ * via: where to dial (the proxy, resolved here when it is an IP literal, else per connection
+ * by evdns as a DNS peer is) and the CONNECT request for the peer, made once with the
+ * credentials of via.auth_file (read at start and at each reload, wiped on free).
+ */
+static int
+load_via(struct proxy_listener *l, char *err, size_t errlen)
+{
+    const struct config_listener *cl = l->cfg;
+    const struct config_addr *dest = cl->has_connect ? &cl->connect : &cl->peer;
+    unsigned char secret[1024];
+    char req[2048], why[256] = "";
+    size_t n = 0, len;
+
+    config_addr_format(&cl->via.proxy, l->via_text, sizeof(l->via_text));
+    if (cl->via.proxy.is_ip) {
+        if (resolve(&cl->via.proxy, true, &l->target, &l->target_len, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "listener %s: via.proxy %s: %s", cl->name, l->via_text, why);
+            return -1;
+        }
+        l->target_host[0] = '\0';
+    } else {
+        snprintf(l->target_host, sizeof(l->target_host), "%s", cl->via.proxy.host);
+        l->target_port = cl->via.proxy.port;
+    }
+    if (cl->via.auth_file.path != NULL &&
+        read_secret_file(cl->via.auth_file.path, secret, sizeof(secret), &n, why, sizeof(why)) <
+            0) {
+        snprintf(err, errlen, "listener %s: via.auth_file %s: %s", cl->name, cl->via.auth_file.path,
+                 why);
+        return -1;
+    }
+    len = tls_tunnel_request(req, sizeof(req), dest->host, dest->port,
+                             n > 0 ? (const char *)secret : NULL, n);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (len == 0 || (l->via_request = malloc(len)) == NULL) {
+        OPENSSL_cleanse(req, sizeof(req));
+        snprintf(err, errlen, "listener %s: via: %s", cl->name,
+                 len == 0 ? "the CONNECT request does not fit in 2 KiB" : "out of memory");
+        return -1;
+    }
+    memcpy(l->via_request, req, len);
+    l->via_request_len = len;
+    OPENSSL_cleanse(req, sizeof(req));
+    return 0;
+}
+
+/*
  * proxy_listener_build(w, g, cl, out, err, errlen):
  * Worker ${w}'s copy of listener ${cl} (of generation ${g}), all but its socket: TLS context,
  * target address, proxy-auth secret, metrics slot.  Runs on the control thread (it reads
@@ -308,6 +370,9 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
         }
     }
     if (load_proxy_auth(l, err, errlen) < 0) {
+        goto err1;
+    }
+    if (cl->mode == CONFIG_MODE_OUTBOUND && cl->via.enabled && load_via(l, err, errlen) < 0) {
         goto err1;
     }
     *out = l;
@@ -441,6 +506,11 @@ proxy_listener_free(struct proxy_listener *l)
     }
     free(l->auth_roles);
     l->auth_roles = NULL;
+    if (l->via_request != NULL) {
+        OPENSSL_cleanse(l->via_request, l->via_request_len);
+        free(l->via_request);
+        l->via_request = NULL;
+    }
     proxy_gen_unref(l->gen);
     l->gen = NULL;
     l->magic = 0;

@@ -204,6 +204,8 @@ proxy_stats_sum(const struct proxy_stats_name *n, struct proxy_stats *out)
         SUM_ARRAY(req_sum_us);
         SUM_ARRAY(req_count);
         SUM_FIELD(up_oks);
+        SUM_ARRAY(pp);
+        SUM_ARRAY(via);
     }
 }
 

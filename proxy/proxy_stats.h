@@ -77,6 +77,8 @@ struct proxy_stats {
     uint64_t req_hist[PROXY_REQ_CLASSES][PROXY_REQ_BUCKETS + 1]; /* per bucket, +Inf last */
     uint64_t req_sum_us[PROXY_REQ_CLASSES];
     uint64_t req_count[PROXY_REQ_CLASSES];
+    uint64_t pp[PROXY_PPO__COUNT];  /* proxy_protocol.accept: outcomes of the header */
+    uint64_t via[PROXY_VIA__COUNT]; /* via: outcomes of CONNECT to the egress proxy */
     uint64_t up_oks; /* successful connects / verified peer handshakes (proxy_stats_upstream_ok) */
 };
 
