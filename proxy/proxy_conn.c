@@ -2205,6 +2205,29 @@ client_event_cb(struct proxy_io *io, short what, void *arg)
 
 /* ---- inbound: the PROXY protocol header (proxy_protocol.accept) ---- */
 
+/* The ${n} blocks ${cidrs} as "10.0.0.0/8, fd00::/8" into ${buf}, cut to fit with "...". */
+static void
+conn_format_cidrs(const struct config_cidr *cidrs, size_t n, char *buf, size_t len)
+{
+    char a[INET6_ADDRSTRLEN];
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && o < len; i++) {
+        int w;
+
+        if (inet_ntop(cidrs[i].family, cidrs[i].addr, a, sizeof(a)) == NULL) {
+            continue;
+        }
+        w = snprintf(buf + o, len - o, "%s%s/%u", i > 0 ? ", " : "", a, cidrs[i].prefix);
+        if (w < 0 || (size_t)w >= len - o) {
+            snprintf(buf + (len > 4 ? len - 4 : 0), len > 4 ? 4 : len, "...");
+            return;
+        }
+        o += (size_t)w;
+    }
+}
+
 /*
  * ${c}'s PROXY header, or its sender, is refused with outcome ${o}: counted, logged (as any
  * line about a connection not yet verified: conn_log_ok()) with ${why}, and closed.
@@ -2554,10 +2577,13 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
         if (!config_cidr_match(l->cfg->pp_from, l->cfg->n_pp_from, sa)) {
             char why[PROXY_DETAIL_MAX];
 
+            char from[256];
+
+            conn_format_cidrs(l->cfg->pp_from, l->cfg->n_pp_from, from, sizeof(from));
             snprintf(why, sizeof(why),
-                     "%s is not in proxy_protocol.from of listener %s: with proxy_protocol.accept "
-                     "only the load balancers listed there may connect",
-                     c->remote, l->cfg->name);
+                     "sender %s is not in proxy_protocol.from (%s) of listener %s: with "
+                     "proxy_protocol.accept only the load balancers listed there may connect",
+                     c->remote, from, l->cfg->name);
             conn_pp_reject(c, PROXY_PPO_REFUSED, why);
             return;
         }
