@@ -154,6 +154,17 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
         0) {
         rc = -1;
     }
+    for (size_t k = 0; cl->pp_accept && k < cl->n_pp_from; k++) {
+        if (cl->pp_from[k].prefix == 0 &&
+            certs_findings_add(fs, "proxy-protocol-from-any", CERTS_SEV_WARNING, cfg->path,
+                               cl->pos.line, cl->pos.col,
+                               "proxy_protocol.from holds a /0 block: any sender on the network "
+                               "may send a PROXY header and claim any client address",
+                               "list only the load balancers' addresses in proxy_protocol.from "
+                               "(their subnet at the widest)") != 0) {
+            rc = -1;
+        }
+    }
     if (certs_secret_mode(fs, cl->via.auth_file.path, "proxy credentials file (via.auth_file)") !=
         0) {
         rc = -1;

@@ -53,6 +53,21 @@ assert d["errors"] == sum(1 for f in d["findings"] if f["severity"] == "error")
 PY
 }
 
+# ---- proxy_protocol.from with a /0 block: a warning (anyone could claim any address) ----
+{
+    echo "tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}"
+    echo "listeners:"
+    echo "  - {name: lb, mode: inbound, listen: \"127.0.0.1:$PIN\", backend: \"127.0.0.1:$PB\","
+    echo "     proxy_protocol: {accept: true, from: [\"10.0.0.0/8\", \"0.0.0.0/0\"]}}"
+} >"$W/ppany.yaml"
+check_json ppany 0
+has ppany proxy-protocol-from-any warning "$W/ppany.yaml" 3
+sed -i 's#, "0.0.0.0/0"##' "$W/ppany.yaml"
+grep -q '0.0.0.0/0' "$W/ppany.yaml" && fail "ppany.yaml still holds 0.0.0.0/0"
+check_json ppany 0
+python3 -c "import json; d=json.load(open('$W/ppany.json')); assert not d['findings'], d"
+pass "proxy_protocol.from 0.0.0.0/0: warning proxy-protocol-from-any at the listener; 10.0.0.0/8 alone: none"
+
 # ---- a good config, text and JSON agree ----
 conf good "cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt"
 check_json good 0
