@@ -345,16 +345,22 @@ tunnel(struct peer_report *r, int fd, const struct config_listener *cl)
     case TLS_TUNNEL_OK:
         return 0;
     case TLS_TUNNEL_AUTH:
-        (void)snprintf(r->reason, sizeof(r->reason), "proxy %s answered %d %s: %s", r->via,
-                       r->via_status, phrase,
-                       cl->via.auth_file.path != NULL
-                           ? "it refused the credentials in via.auth_file"
-                           : "it wants credentials (via.auth_file)");
+        if (cl->via.auth_file.path != NULL) {
+            (void)snprintf(r->reason, sizeof(r->reason),
+                           "proxy %s answered %d %s: it refused the credentials in %s "
+                           "(via.auth_file)",
+                           r->via, r->via_status, phrase, cl->via.auth_file.path);
+        } else {
+            (void)snprintf(r->reason, sizeof(r->reason),
+                           "proxy %s answered %d %s: it wants credentials; put \"user:password\" "
+                           "in a file and name it in via.auth_file",
+                           r->via, r->via_status, phrase);
+        }
         return -1;
     case TLS_TUNNEL_PEER_UNREACHABLE:
         (void)snprintf(r->reason, sizeof(r->reason),
-                       "proxy %s answered %d %s: it cannot reach %s:%s", r->via, r->via_status,
-                       phrase, r->dial_host, r->dial_port);
+                       "proxy %s answered %d %s: it cannot open a tunnel to %s:%s", r->via,
+                       r->via_status, phrase, r->dial_host, r->dial_port);
         return -1;
     case TLS_TUNNEL_REFUSED:
         (void)snprintf(r->reason, sizeof(r->reason),

@@ -1756,7 +1756,7 @@ conn_via_explain(const struct proxy_conn *c, enum tls_tunnel_result r, int statu
                  const char *phrase, char *msg, size_t len)
 {
     const struct config_listener *cl = c->l->cfg;
-    const char *px = c->l->via_text, *peer = c->l->target_text;
+    const char *px = c->l->via_text, *peer = c->l->via_target;
 
     switch (r) {
     case TLS_TUNNEL_AUTH:
@@ -1772,8 +1772,8 @@ conn_via_explain(const struct proxy_conn *c, enum tls_tunnel_result r, int statu
                  status, phrase, cl->via.auth_file.path);
         return PROXY_VIA_AUTH_FAILED;
     case TLS_TUNNEL_PEER_UNREACHABLE:
-        snprintf(msg, len, "proxy %s answered %d %s: it cannot reach peer %s", px, status, phrase,
-                 peer);
+        snprintf(msg, len, "proxy %s answered %d %s: it cannot open a tunnel to %s", px, status,
+                 phrase, peer);
         return PROXY_VIA_PEER_UNREACHABLE;
     case TLS_TUNNEL_REFUSED:
         snprintf(msg, len,
@@ -1844,7 +1844,7 @@ via_answer_cb(evutil_socket_t fd, short what, void *arg)
     if (n <= 0) {
         snprintf(msg, sizeof(msg), "proxy %s %s after %zu bytes of its answer to CONNECT %s",
                  c->l->via_text, n == 0 ? "closed the connection" : strerror(errno), c->pre_len,
-                 c->l->target_text);
+                 c->l->via_target);
         conn_via_failed(c, n == 0 ? PROXY_VIA_BAD_ANSWER : PROXY_VIA_UNREACHABLE, 0, msg);
         return;
     }
@@ -1892,8 +1892,8 @@ conn_via_send(struct proxy_conn *c)
     if (n != (ssize_t)l->via_request_len) {
         char msg[PROXY_DETAIL_MAX];
 
-        snprintf(msg, sizeof(msg), "sending CONNECT %s to proxy %s: %s", l->target_text,
-                 l->via_text, n < 0 ? strerror(errno) : "short write");
+        snprintf(msg, sizeof(msg), "sending CONNECT %s to proxy %s: %s", l->via_target, l->via_text,
+                 n < 0 ? strerror(errno) : "short write");
         conn_via_failed(c, PROXY_VIA_UNREACHABLE, 0, msg);
         return;
     }
@@ -1920,7 +1920,7 @@ conn_via_timeout(struct proxy_conn *c)
     } else {
         snprintf(msg, sizeof(msg),
                  "proxy %s did not answer CONNECT %s within %llums (%zu bytes of an answer)",
-                 c->l->via_text, c->l->target_text, ms, c->pre_len);
+                 c->l->via_text, c->l->via_target, ms, c->pre_len);
     }
     conn_via_failed(c, PROXY_VIA_TIMEOUT, 0, msg);
 }

@@ -165,10 +165,10 @@ enum proxy_via_result {
     PROXY_VIA_OK,
     PROXY_VIA_UNREACHABLE,      /* cannot connect to the proxy (or resolve its name) */
     PROXY_VIA_TIMEOUT,          /* no whole answer within via.connect_timeout */
-    PROXY_VIA_AUTH_REQUIRED,    /* 407 and no via.auth_file */
-    PROXY_VIA_AUTH_FAILED,      /* 407 with via.auth_file: its credentials were refused */
+    PROXY_VIA_AUTH_REQUIRED,    /* 407 (or 401) and no via.auth_file */
+    PROXY_VIA_AUTH_FAILED,      /* 407 (or 401) with via.auth_file: its credentials were refused */
     PROXY_VIA_REFUSED,          /* 403 or another status: its policy refuses the peer */
-    PROXY_VIA_PEER_UNREACHABLE, /* 502, 503, 504: the proxy cannot reach the peer */
+    PROXY_VIA_PEER_UNREACHABLE, /* 500, 502, 503, 504: the proxy cannot reach the peer */
     PROXY_VIA_BAD_ANSWER,       /* not HTTP, too long, or cut short */
     PROXY_VIA__COUNT
 };
@@ -453,6 +453,7 @@ struct proxy_listener {
     char *via_request;
     size_t via_request_len;
     char via_text[300];
+    char via_target[300];   /* what CONNECT asks for: connect: if set, else peer ("host:port") */
     struct proxy_pool pool; /* outbound http with pool.max_idle > 0 */
 };
 

@@ -277,6 +277,7 @@ load_via(struct proxy_listener *l, char *err, size_t errlen)
     size_t n = 0, len;
 
     config_addr_format(&cl->via.proxy, l->via_text, sizeof(l->via_text));
+    config_addr_format(dest, l->via_target, sizeof(l->via_target));
     if (cl->via.proxy.is_ip) {
         if (resolve(&cl->via.proxy, true, &l->target, &l->target_len, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "listener %s: via.proxy %s: %s", cl->name, l->via_text, why);

@@ -698,9 +698,9 @@ void tls_failure_collect(struct tls_failure *f, const struct tls_ctx *t, const S
 enum tls_tunnel_result {
     TLS_TUNNEL_NEED_MORE,        /* no end of head yet: read more */
     TLS_TUNNEL_OK,               /* 2xx: the tunnel is open */
-    TLS_TUNNEL_AUTH,             /* 407: the proxy wants (other) credentials */
+    TLS_TUNNEL_AUTH,             /* 407 (401): the proxy wants (other) credentials */
     TLS_TUNNEL_REFUSED,          /* 403 or any other status: its policy refuses the target */
-    TLS_TUNNEL_PEER_UNREACHABLE, /* 502, 503, 504: the proxy cannot reach the peer */
+    TLS_TUNNEL_PEER_UNREACHABLE, /* 500, 502, 503, 504: the proxy cannot open the tunnel */
     TLS_TUNNEL_BAD,              /* not an HTTP/1.x answer, or its head is too long */
     TLS_TUNNEL__COUNT
 };
@@ -721,9 +721,10 @@ size_t tls_tunnel_request(char *out, size_t cap, const char *host, unsigned port
  * end of head yet and every byte so far belongs to it.  Otherwise ${head_len} is the length
  * of the head (bytes after it belong to the tunnel), ${status} the status code (0 for BAD),
  * and ${why} the status line's reason phrase or, for BAD, what is wrong (printable only).
- * A 2xx is OK; 407 AUTH; 502, 503 and 504 PEER_UNREACHABLE (the proxy cannot reach the
- * peer); any other status REFUSED; not "HTTP/1.x NNN", or no end of head within
- * TLS_TUNNEL_HEAD_MAX bytes, BAD.
+ * A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong credentials) AUTH; 500, 502,
+ * 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel: tinyproxy answers 500
+ * when it cannot reach the peer, squid 503); any other status REFUSED; not "HTTP/1.x NNN",
+ * or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
  */
 enum tls_tunnel_result tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status,
                                          char *why, size_t whylen);

@@ -105,9 +105,10 @@ printable(const char *s, size_t n, char *out, size_t len)
  * end of head yet and every byte so far belongs to it.  Otherwise ${head_len} is the length
  * of the head (bytes after it belong to the tunnel), ${status} the status code (0 for BAD),
  * and ${why} the status line's reason phrase or, for BAD, what is wrong (printable only).
- * A 2xx is OK; 407 AUTH; 502, 503 and 504 PEER_UNREACHABLE (the proxy cannot reach the
- * peer); any other status REFUSED; not "HTTP/1.x NNN", or no end of head within
- * TLS_TUNNEL_HEAD_MAX bytes, BAD.
+ * A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong credentials) AUTH; 500, 502,
+ * 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel: tinyproxy answers 500
+ * when it cannot reach the peer, squid 503); any other status REFUSED; not "HTTP/1.x NNN",
+ * or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
  */
 enum tls_tunnel_result
 tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status, char *why,
@@ -174,10 +175,10 @@ tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status, char
     if (*status >= 200 && *status <= 299) {
         return TLS_TUNNEL_OK;
     }
-    if (*status == 407) {
+    if (*status == 407 || *status == 401) {
         return TLS_TUNNEL_AUTH;
     }
-    if (*status == 502 || *status == 503 || *status == 504) {
+    if (*status == 500 || *status == 502 || *status == 503 || *status == 504) {
         return TLS_TUNNEL_PEER_UNREACHABLE;
     }
     return TLS_TUNNEL_REFUSED;
