@@ -612,6 +612,12 @@ pp_signature(const unsigned char *buf, size_t n, int *version, char *why, size_t
     } else if (*version == 1) {
         expected = "\"PROXY \"";
     }
+    /* "PROXY" or "\r\n\r\n" matched: a header the sender meant to send, corrupted. */
+    if ((*version == 1 && i >= 5) || (*version == 2 && i >= 4)) {
+        return pp_fail(PROXY_PP_MALFORMED, why, whylen,
+                       "v%d header: signature \"%s\" corrupt at byte %zu (differs from %s)",
+                       *version, pp_quote(q, buf, n < sig_len ? n : sig_len), i, expected);
+    }
     return pp_fail(PROXY_PP_MISSING, why, whylen,
                    "starts with \"%s\", not a PROXY protocol header (byte %zu differs from %s)",
                    pp_quote(q, buf, n < 16 ? n : 16), i, expected);
@@ -786,4 +792,24 @@ proxy_pp_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
         p = pp_tlv_str(p, PROXY_PP_TLV_PEER_NAME, peer_name, peer_len);
     }
     return (size_t)(p - out);
+}
+
+/*
+ * proxy_pp_v2_local(out, cap):
+ * A PROXY v2 header with the LOCAL command and no address (16 bytes): what a health check
+ * that is not relaying a client sends first, as HAProxy's checks do.  Returns 16, or 0 when
+ * ${cap} is smaller.
+ */
+size_t
+proxy_pp_v2_local(unsigned char *out, size_t cap)
+{
+    if (cap < sizeof(pp_v2_sig) + 4) {
+        return 0;
+    }
+    memcpy(out, pp_v2_sig, sizeof(pp_v2_sig));
+    out[12] = 0x20; /* version 2, command LOCAL */
+    out[13] = 0x00; /* AF_UNSPEC, UNSPEC */
+    out[14] = 0;
+    out[15] = 0; /* no address block */
+    return sizeof(pp_v2_sig) + 4;
 }

@@ -31,7 +31,8 @@
 enum proxy_pp_result {
     PROXY_PP_NEED_MORE, /* every byte so far is a valid prefix of a header: read more */
     PROXY_PP_OK,        /* a whole header; h filled */
-    PROXY_PP_MISSING,   /* the bytes do not start with "PROXY " nor the v2 signature
+    PROXY_PP_MISSING,   /* the bytes do not start like a header: neither "PROXY" nor the
+                           v2 signature's "\r\n\r\n" (after those: MALFORMED)
                            (e.g. a TLS ClientHello, 0x16, or "GET ") */
     PROXY_PP_MALFORMED, /* starts like a header but breaks the spec */
     PROXY_PP_OVERSIZED, /* v1 line without CRLF within 107 bytes,
@@ -95,5 +96,13 @@ const char *proxy_pp_result_str(enum proxy_pp_result r);
 size_t proxy_pp_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
                          const struct sockaddr *dst, const char *tls_version, const char *cn,
                          const char *peer_name);
+
+/*
+ * proxy_pp_v2_local(out, cap):
+ * A PROXY v2 header with the LOCAL command and no address (16 bytes): what a health check
+ * that is not relaying a client sends first, as HAProxy's checks do.  Returns 16, or 0 when
+ * ${cap} is smaller.
+ */
+size_t proxy_pp_v2_local(unsigned char *out, size_t cap);
 
 #endif /* FERRY_PROXY_PP_H */

@@ -768,11 +768,18 @@ test_missing(void **state)
              "differs from \"PROXY \" and the v2 signature)");
     expect_s("POST / HTTP/1.1\r\n", PROXY_PP_MISSING, "byte 1 differs from \"PROXY \"");
     expect_s("PRX", PROXY_PP_MISSING, "starts with \"PRX\", not a PROXY protocol header (byte 2");
-    expect_s("PROXYX", PROXY_PP_MISSING, "byte 5");
-    expect_s("PROXY\tTCP4", PROXY_PP_MISSING, "byte 5");
+    expect_s("PROXYX", PROXY_PP_MALFORMED, "v1 header: signature \"PROXYX\" corrupt at byte 5");
+    expect_s("PROXY\tTCP4", PROXY_PP_MALFORMED, "corrupt at byte 5");
     expect_s("proxy TCP4", PROXY_PP_MISSING, "byte 0");
     expect_s(" PROXY TCP4", PROXY_PP_MISSING, "byte 0");
-    expect_s("\r\n\r\nQUIT\r\n", PROXY_PP_MISSING, "byte 4 differs from the v2 signature");
+    /* "PROXY" or "\r\n\r\n" matched, then a wrong byte: a header meant, corrupted. */
+    expect_s("\r\n\r\nQUIT\r\n", PROXY_PP_MALFORMED,
+             "v2 header: signature \"\\x0d\\x0a\\x0d\\x0aQUIT\\x0d\\x0a\" corrupt at byte 4 "
+             "(differs from "
+             "the v2 signature)");
+    expect_s("\r\n\r", PROXY_PP_NEED_MORE, NULL);
+    expect_s("\r\n\rX", PROXY_PP_MISSING, "byte 3 differs from the v2 signature");
+    expect_s("PROXX", PROXY_PP_MISSING, "byte 4 differs from \"PROXY \"");
     expect_s("SSH-2.0-OpenSSH\r\n", PROXY_PP_MISSING, NULL);
     /* Prefixes of a signature. */
     expect("", 0, PROXY_PP_NEED_MORE, NULL);
@@ -788,11 +795,11 @@ test_missing(void **state)
     }
     memcpy(b, sig, sizeof(sig));
     b[11] = 0x0B;
-    expect(b, 12, PROXY_PP_MISSING, "byte 11 differs from the v2 signature");
+    expect(b, 12, PROXY_PP_MALFORMED, "corrupt at byte 11 (differs from the v2 signature)");
     expect(v2_bad, sizeof(v2_bad), PROXY_PP_NEED_MORE, NULL);
     memcpy(b, v2_bad, sizeof(v2_bad));
     b[sizeof(v2_bad)] = 'X';
-    expect(b, sizeof(v2_bad) + 1, PROXY_PP_MISSING, "byte 9");
+    expect(b, sizeof(v2_bad) + 1, PROXY_PP_MALFORMED, "corrupt at byte 9");
 }
 
 /* ---- reasons ---- */
@@ -1053,33 +1060,39 @@ test_build_limits(void **state)
     free(big);
 }
 
+/* proxy_pp_v2_local: the 16-byte LOCAL header parses back as local, cap checked. */
+static void
+test_v2_local_builder(void **state)
+{
+    unsigned char out[16];
+    struct proxy_pp_header h;
+    char why[128];
+
+    (void)state;
+    assert_int_equal(proxy_pp_v2_local(out, sizeof(out) - 1), 0);
+    assert_int_equal(proxy_pp_v2_local(out, sizeof(out)), 16);
+    assert_int_equal(proxy_pp_parse(out, 16, &h, why, sizeof(why)), PROXY_PP_OK);
+    assert_true(h.local);
+    assert_int_equal(h.version, 2);
+    assert_int_equal(h.len, 16);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_v1_tcp4),
-        cmocka_unit_test(test_v1_tcp6),
-        cmocka_unit_test(test_v1_ipv6_forms),
-        cmocka_unit_test(test_v1_unknown),
-        cmocka_unit_test(test_v1_malformed),
-        cmocka_unit_test(test_v1_early),
-        cmocka_unit_test(test_v1_oversized),
-        cmocka_unit_test(test_v2_tcp4),
-        cmocka_unit_test(test_v2_tcp6),
-        cmocka_unit_test(test_v2_local),
-        cmocka_unit_test(test_v2_unspec_unix),
-        cmocka_unit_test(test_v2_tlvs),
-        cmocka_unit_test(test_v2_bad_tlv),
-        cmocka_unit_test(test_v2_version_command),
-        cmocka_unit_test(test_v2_family),
-        cmocka_unit_test(test_v2_short_addresses),
-        cmocka_unit_test(test_v2_oversized),
-        cmocka_unit_test(test_missing),
-        cmocka_unit_test(test_why),
-        cmocka_unit_test(test_build_v4),
-        cmocka_unit_test(test_build_v6),
-        cmocka_unit_test(test_build_tlvs),
-        cmocka_unit_test(test_build_limits),
+        cmocka_unit_test(test_v1_tcp4),          cmocka_unit_test(test_v1_tcp6),
+        cmocka_unit_test(test_v1_ipv6_forms),    cmocka_unit_test(test_v1_unknown),
+        cmocka_unit_test(test_v1_malformed),     cmocka_unit_test(test_v1_early),
+        cmocka_unit_test(test_v1_oversized),     cmocka_unit_test(test_v2_tcp4),
+        cmocka_unit_test(test_v2_tcp6),          cmocka_unit_test(test_v2_local),
+        cmocka_unit_test(test_v2_unspec_unix),   cmocka_unit_test(test_v2_tlvs),
+        cmocka_unit_test(test_v2_bad_tlv),       cmocka_unit_test(test_v2_version_command),
+        cmocka_unit_test(test_v2_family),        cmocka_unit_test(test_v2_short_addresses),
+        cmocka_unit_test(test_v2_oversized),     cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_v2_local_builder), cmocka_unit_test(test_why),
+        cmocka_unit_test(test_build_v4),         cmocka_unit_test(test_build_v6),
+        cmocka_unit_test(test_build_tlvs),       cmocka_unit_test(test_build_limits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
