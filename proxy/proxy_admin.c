@@ -47,6 +47,7 @@
 #include "log.h"
 #include "proxy_admin.h"
 #include "proxy_internal.h"
+#include "proxy_pp.h"
 #include "proxy_stats.h"
 
 /* The admin request head may be this long; more is 431. */
@@ -95,6 +96,7 @@ struct admin_probe {
     evutil_socket_t fd;    /* a connect in flight, or -1 */
     struct event *ev;
     uint64_t oks_seen; /* the backend's successes after the last probe (or tick that skipped one) */
+    bool send_local;   /* backend_proxy_protocol: v2: a LOCAL header before the close */
 };
 
 /* One admin connection: read one request head, answer, linger, close. */
@@ -507,6 +509,14 @@ probe_done(struct admin_probe *pr, int err, bool timed_out)
 {
     char detail[400];
 
+    if (err == 0 && !timed_out && pr->send_local) {
+        /* A backend that reads the PROXY protocol gets a header, as from HAProxy's checks,
+         * not a connection that ends before one (16 bytes into an empty send buffer). */
+        unsigned char local[16];
+        size_t n = proxy_pp_v2_local(local, sizeof(local));
+
+        (void)send(pr->fd, local, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     probe_stop(pr);
     if (err == 0 && !timed_out) {
         proxy_stats_probe_ok(pr->n);
@@ -666,6 +676,7 @@ probes_build(struct proxy *p)
         }
         pr->a = a;
         pr->fd = -1;
+        pr->send_local = cl->backend_pp == CONFIG_BACKEND_PP_V2;
         config_addr_format(&cl->backend, pr->target, sizeof(pr->target));
         /* Like the listener's own target: resolved once per configuration. */
         memset(&hints, 0, sizeof(hints));
