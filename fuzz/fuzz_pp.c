@@ -372,7 +372,9 @@ fz_build(const uint8_t *d, size_t n)
             const unsigned char *sub;
             size_t sublen;
 
-            if (len < 5 || memcmp(v, "\x03\x00\x00\x00\x00", 5) != 0) {
+            if (len < 5 ||
+                memcmp(v, strs[2] != NULL ? "\x03\x00\x00\x00\x00" : "\x01\x00\x00\x00\x01", 5) !=
+                    0) {
                 fz_fail("SSL TLV client or verify", n);
             }
             sub = fz_tlv(v, 5, len, 0x21, &sublen);

@@ -778,8 +778,11 @@ proxy_pp_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
     }
     if (ssl) {
         p = pp_tlv_head(p, PP2_TYPE_SSL, ssl_len);
-        *p++ = PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN;
-        memset(p, 0, 4); /* verify: 0, the certificate was verified */
+        /* A certificate on this connection, verified (verify 0), only with a verified peer
+         * name; else TLS alone and verify non-zero (the spec's "not verified"). */
+        *p++ = peer_name != NULL ? PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN : PP2_CLIENT_SSL;
+        memset(p, 0, 4);
+        p[3] = peer_name != NULL ? 0 : 1;
         p += 4;
         if (tls_version != NULL) {
             p = pp_tlv_str(p, PP2_SUBTYPE_SSL_VERSION, tls_version, ver_len);

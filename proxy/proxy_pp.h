@@ -83,10 +83,12 @@ const char *proxy_pp_result_str(enum proxy_pp_result r);
  * Write into ${out} a PROXY v2 header (command PROXY, TCP over IPv4 or IPv6 from ${src}'s
  * family; src and dst must be the same family, else map an IPv4 one to IPv4-mapped IPv6)
  * with, when ${peer_name} is not NULL or ${tls_version} not NULL, one PP2_TYPE_SSL TLV
- * (0x20): client = PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN (0x01|0x02), verify = 0 (uint32 big
- * endian), then sub-TLVs PP2_SUBTYPE_SSL_VERSION (0x21) = ${tls_version} and
- * PP2_SUBTYPE_SSL_CN (0x22) = ${cn}, each when not NULL; and, when ${peer_name} is not NULL, a
- * custom TLV type PROXY_PP_TLV_PEER_NAME (0xE0) = peer_name (ferry's verified peer name).
+ * (0x20): client = PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN (0x01|0x02) and verify = 0 (uint32
+ * big endian: verified) with a ${peer_name}, else client = PP2_CLIENT_SSL and verify = 1 (no
+ * verified certificate on the connection), then sub-TLVs PP2_SUBTYPE_SSL_VERSION (0x21) =
+ * ${tls_version} and PP2_SUBTYPE_SSL_CN (0x22) = ${cn}, each when not NULL; and, when ${peer_name}
+ * is not NULL, a custom TLV type PROXY_PP_TLV_PEER_NAME (0xE0) = peer_name (ferry's verified peer
+ * name).
  * ${cn} alone (no TLS version, no peer name) adds nothing.  Strings go without their NUL.
  * ${src} and ${dst} are AF_INET (struct sockaddr_in) or AF_INET6 (struct sockaddr_in6).
  * Writes at most ${cap} bytes (with cap = PROXY_PP_MAX ferry's own parser reads the result);

@@ -983,6 +983,8 @@ test_build_tlvs(void **state)
     v = find_tlv(out, n, 28, 0x20, &len);
     assert_non_null(v);
     assert_int_equal(len, 15);
+    /* No verified peer (client_cert: none): TLS only, verify non-zero. */
+    assert_memory_equal(v, "\x01\x00\x00\x00\x01", 5);
     assert_memory_equal(v + 5, "\x21\x00\x07TLSv1.2", 10);
     assert_null(find_tlv(out, n, 28, PROXY_PP_TLV_PEER_NAME, &len));
 
