@@ -135,6 +135,7 @@ struct config_proxy_auth {
 struct config_via {
     bool enabled;
     struct config_addr proxy;     /* host:port; host may be a DNS name ("http://" stripped) */
+    struct config_pos proxy_pos;  /* of its value, for errors found across listeners */
     struct config_file auth_file; /* "user:password" for Basic; path NULL when absent */
     uint64_t connect_timeout_ms;  /* proxy connect + its answer; 0 = limits.handshake_timeout */
 };
@@ -291,8 +292,9 @@ const char *config_error_format(const struct config_error *err, char *buf, size_
 /*
  * config_cidr_parse(text, out, why, whylen):
  * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
- * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  Returns
- * 0, or -1 with the reason in ${why}.
+ * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  An
+ * IPv4-mapped block (::ffff:10.0.0.0/104) becomes its IPv4 block (10.0.0.0/8), which is how
+ * senders are matched.  Returns 0, or -1 with the reason in ${why}.
  */
 int config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen);
 

@@ -1335,7 +1335,14 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
             text = vals[0]->text;
             if (strncasecmp(text, "http://", 7) == 0)
                 text += 7;
-            if (strstr(text, "://") != NULL) {
+            if (strchr(text, '@') != NULL) {
+                /* Never quoted: what precedes "@" is a password. */
+                ck_err(ck, vals[0],
+                       "%s: credentials in the proxy address are not accepted (they would show "
+                       "in logs and in ferry check); write \"user:password\" in a file (mode "
+                       "0600) and name it in via.auth_file",
+                       kp);
+            } else if (strstr(text, "://") != NULL) {
                 ck_err(ck, vals[0],
                        "%s: expected an http://host:port proxy address, got %s: ferry speaks "
                        "plain HTTP to the proxy (its CONNECT tunnel then carries ferry's own "
@@ -1357,6 +1364,7 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
                     hp[hl] = '\0';
                     if (config_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0)
                         ck_err(ck, vals[0], "%s: %s", kp, why);
+                    l->via.proxy_pos = vals[0]->pos;
                 }
             }
         }
@@ -1743,6 +1751,61 @@ addr_conflict(const struct config_addr *a, const struct config_addr *b)
     return (af == bf && memcmp(ab, bb, 16) == 0);
 }
 
+/*
+ * True when via.proxy ${p} is listen address ${l}: the same address and port, or a wildcard
+ * listen address and a loopback (or wildcard) proxy on its port.  A remote proxy on a
+ * wildcard listener's port number is someone else.
+ */
+static bool
+via_is_listener(const struct config_addr *p, const struct config_addr *l)
+{
+    static const unsigned char zero[16];
+    static const unsigned char v6_loop[16] = {[15] = 1};
+    unsigned char pb[16];
+    unsigned char lb[16];
+    int pf;
+    int lf;
+
+    if (p->port != l->port)
+        return (false);
+    if (config_ip_parse(p->host, pb, &pf) != 0)
+        return (strcasecmp(p->host, "localhost") == 0 || strcasecmp(p->host, l->host) == 0);
+    if (config_ip_parse(l->host, lb, &lf) != 0)
+        return (false);
+    if (memcmp(lb, zero, 16) == 0)
+        return (memcmp(pb, zero, 16) == 0 || (pf == 4 && pb[0] == 127) ||
+                (pf == 6 && memcmp(pb, v6_loop, 16) == 0));
+    return (pf == lf && memcmp(pb, lb, 16) == 0);
+}
+
+/* via.proxy against every listener's listen address: CONNECT to itself would never end. */
+static void
+check_via_loops(struct check *ck, const struct config *cfg, const struct listener_aux *aux)
+{
+    char a1[300];
+    size_t i;
+    size_t j;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        const struct config_via *v = &cfg->listeners[i].via;
+
+        if (!v->enabled || v->proxy.port == 0)
+            continue;
+        for (j = 0; j < cfg->n_listeners; j++) {
+            if (aux[j].listen_ok && via_is_listener(&v->proxy, &cfg->listeners[j].listen)) {
+                config_errors_add(ck->errs, ck->file, v->proxy_pos.line, v->proxy_pos.col,
+                                  "listeners[%zu].via.proxy: %s is the listen address of %s at "
+                                  "%u:%u: ferry would send CONNECT to itself, and each "
+                                  "connection would open another; name the egress proxy",
+                                  i, config_addr_format(&v->proxy, a1, sizeof(a1)), aux[j].label,
+                                  aux[j].listen_node->pos.line, aux[j].listen_node->pos.col);
+                ck->n_errors++;
+                break;
+            }
+        }
+    }
+}
+
 /* admin.listen (at ${at}) against every listener's listen address. */
 static void
 check_admin_conflict(struct check *ck, const struct config *cfg, const struct listener_aux *aux,
@@ -1885,6 +1948,7 @@ config_check(const struct config_node *root, const char *file, const char *based
             for (i = 0; i < ls->n_items; i++)
                 merge_tls(&ck, ls->items[i], &cfg->listeners[i], &aux[i], &def);
             check_duplicates(&ck, cfg, aux);
+            check_via_loops(&ck, cfg, aux);
             if (admin_listen != NULL)
                 check_admin_conflict(&ck, cfg, aux, admin_listen);
         }

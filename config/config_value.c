@@ -369,8 +369,9 @@ config_log_level_str(enum config_log_level level)
 /*
  * config_cidr_parse(text, out, why, whylen):
  * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
- * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  Returns
- * 0, or -1 with the reason in ${why}.
+ * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  An
+ * IPv4-mapped block (::ffff:10.0.0.0/104) becomes its IPv4 block (10.0.0.0/8), which is how
+ * senders are matched.  Returns 0, or -1 with the reason in ${why}.
  */
 int
 config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen)
@@ -423,6 +424,15 @@ config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t w
             return (-1);
         }
         out->prefix = (unsigned)prefix;
+    }
+    if (out->family == AF_INET6 && out->prefix >= 96 &&
+        memcmp(out->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+        /* ::ffff:a.b.c.d/N is the IPv4 block a.b.c.d/(N-96): what it is matched as. */
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        out->family = AF_INET;
+        out->prefix -= 96;
+        max = 32;
     }
     for (i = out->prefix; i < max; i++) {
         if (out->addr[i / 8] & (0x80u >> (i % 8))) {

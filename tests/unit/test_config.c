@@ -2063,6 +2063,17 @@ test_cidr(void **state)
     assert_int_equal(config_cidr_parse("0.0.0.0/0", &c[0], why, sizeof(why)), 0);
     assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
 
+    /* IPv4-mapped entries are their IPv4 blocks: they match IPv4 senders. */
+    assert_int_equal(config_cidr_parse("::ffff:127.0.0.2", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(c[0].family, AF_INET);
+    assert_int_equal(c[0].prefix, 32);
+    inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
+    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_int_equal(config_cidr_parse("::ffff:10.0.0.0/104", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(c[0].family, AF_INET);
+    assert_int_equal(c[0].prefix, 8);
+    assert_int_equal(config_cidr_parse("::ffff:0:0/96", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(c[0].prefix, 0);
     assert_int_equal(config_cidr_parse("10.0.0.0/33", &c[0], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "longer than the 32 bits of an IPv4 address"));
     assert_int_equal(config_cidr_parse("fd00::/129", &c[0], why, sizeof(why)), -1);
@@ -2178,6 +2189,34 @@ test_via(void **state)
     one_err(OUTBOUND_OK "    via: { proxy: \"https://proxy:3128\" }\n", 10, 19,
             "listeners[0].via.proxy: expected an http://host:port proxy address, got "
             "\"https://proxy:3128\": ferry speaks plain HTTP to the proxy");
+    /* The proxy is one of ferry's own listeners: CONNECT to itself, for ever. */
+    one_err(OUTBOUND_OK "    via: { proxy: \"127.0.0.1:7001\" }\n", 10, 19,
+            "listeners[0].via.proxy: 127.0.0.1:7001 is the listen address of listeners[0] (out) at "
+            "8:13: ferry would send CONNECT to itself");
+    one_err(OUTBOUND_OK "    via: { proxy: \"localhost:6984\" }\n"
+                        "  - name: in\n"
+                        "    mode: inbound\n"
+                        "    listen: \"0.0.0.0:6984\"\n"
+                        "    backend: \"127.0.0.1:5984\"\n",
+            10, 19, "localhost:6984 is the listen address of listeners[1] (in) at 13:13");
+    /* A remote proxy on the port number of a wildcard listener is someone else. */
+    cfg = load_ok(OUTBOUND_OK "    via: { proxy: \"10.0.0.3:6984\" }\n"
+                              "  - name: in\n"
+                              "    mode: inbound\n"
+                              "    listen: \"0.0.0.0:6984\"\n"
+                              "    backend: \"127.0.0.1:5984\"\n");
+    config_free(cfg);
+    /* Credentials in the URL: refused without quoting them. */
+    {
+        struct config_errors errs;
+        char buf[1200];
+
+        load_bad(OUTBOUND_OK "    via: { proxy: \"http://ali:Secr3t@proxy:3128\" }\n", 1, &errs);
+        expect_err(&errs, 0, 10, 19,
+                   "listeners[0].via.proxy: credentials in the proxy address are not accepted");
+        assert_null(strstr(config_error_format(&errs.v[0], buf, sizeof(buf)), "Secr3t"));
+        config_errors_clear(&errs);
+    }
     one_err(OUTBOUND_OK "    via: { proxy: \"socks5://proxy:1080\" }\n", 10, 19,
             "expected an http://host:port proxy address");
     one_err(OUTBOUND_OK "    via: { proxy: \"http://proxy:3128/path\" }\n", 10, 19,
