@@ -8,6 +8,7 @@
  */
 #define _DEFAULT_SOURCE 1 /* realpath() is XSI, not in _POSIX_C_SOURCE alone */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -155,11 +156,20 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
         rc = -1;
     }
     for (size_t k = 0; cl->pp_accept && k < cl->n_pp_from; k++) {
-        if (cl->pp_from[k].prefix == 0 &&
-            certs_findings_add(fs, "proxy-protocol-from-any", CERTS_SEV_WARNING, cfg->path,
-                               cl->pos.line, cl->pos.col,
-                               "proxy_protocol.from holds a /0 block: any sender on the network "
-                               "may send a PROXY header and claim any client address",
+        /* Wider than a /8 (IPv4) or a /16 (IPv6): not a set of load balancers. */
+        const struct config_cidr *b = &cl->pp_from[k];
+        char a[64], wide[CHECK_MSG_MAX];
+
+        if (b->prefix >= (b->family == AF_INET ? 8u : 16u) ||
+            inet_ntop(b->family, b->addr, a, sizeof(a)) == NULL) {
+            continue;
+        }
+        (void)snprintf(wide, sizeof(wide),
+                       "proxy_protocol.from holds %s/%u, wider than a %s: nearly any sender may "
+                       "send a PROXY header and claim any client address",
+                       a, b->prefix, b->family == AF_INET ? "/8" : "/16");
+        if (certs_findings_add(fs, "proxy-protocol-from-any", CERTS_SEV_WARNING, cfg->path,
+                               cl->pos.line, cl->pos.col, wide,
                                "list only the load balancers' addresses in proxy_protocol.from "
                                "(their subnet at the widest)") != 0) {
             rc = -1;

@@ -126,6 +126,8 @@ FORGED=(-H 'X-Forwarded-For: 6.6.6.6' -H 'x-forwarded-for: 7.7.7.7' -H 'X-Forwar
     -H 'X-SSL-Client-Cert: forged' -H 'X-SSL-Client-S-DN: CN=forged' -H 'SSL_CLIENT_S_DN: CN=forged'
     -H 'X-Client-Cert: forged' -H 'X-Client-Verify: forged' -H 'X-Real-IP: 6.6.6.6'
     -H 'Remote-User: forged' -H 'X_Remote_User: forged' -H 'X-Amzn-Mtls-Clientcert: forged'
+    -H 'Client-IP: 6.6.6.6' -H 'WL-Proxy-Client-IP: 6.6.6.6' -H 'X-Remote-Addr: 6.6.6.6'
+    -H 'Fastly-Client-IP: 6.6.6.6' -H 'X-Originating-IP: 6.6.6.6' -H 'Remote_Addr: 6.6.6.6'
     -H 'X-Keep-Me: yes')
 
 # headers_check FILE EXPECT_JSON: the backend's header_list has, among identity headers
