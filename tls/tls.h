@@ -721,10 +721,11 @@ size_t tls_tunnel_request(char *out, size_t cap, const char *host, unsigned port
  * end of head yet and every byte so far belongs to it.  Otherwise ${head_len} is the length
  * of the head (bytes after it belong to the tunnel), ${status} the status code (0 for BAD),
  * and ${why} the status line's reason phrase or, for BAD, what is wrong (printable only).
- * A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong credentials) AUTH; 500, 502,
- * 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel: tinyproxy answers 500
- * when it cannot reach the peer, squid 503); any other status REFUSED; not "HTTP/1.x NNN",
- * or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
+ * Interim 1xx answers (but 101) are skipped: the final answer after them decides, and
+ * ${head_len} counts them too.  A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong
+ * credentials) AUTH; 500, 502, 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel:
+ * tinyproxy answers 500 when it cannot reach the peer, squid 503); any other status REFUSED; not
+ * "HTTP/1.x NNN", or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
  */
 enum tls_tunnel_result tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status,
                                          char *why, size_t whylen);

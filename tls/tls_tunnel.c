@@ -81,7 +81,10 @@ tls_tunnel_request(char *out, size_t cap, const char *host, unsigned port, const
     return (size_t)n;
 }
 
-/* ${n} bytes of ${s} as printable text in ${out} (others as \xNN), cut to fit. */
+/*
+ * ${n} bytes of ${s} as printable text in ${out} (others as \xNN), cut to fit.  Quotes and
+ * backslashes stay: the log and the 502 body escape them once, where they are written.
+ */
 static void
 printable(const char *s, size_t n, char *out, size_t len)
 {
@@ -90,7 +93,7 @@ printable(const char *s, size_t n, char *out, size_t len)
     for (size_t i = 0; i < n && o + 5 < len; i++) {
         unsigned char ch = (unsigned char)s[i];
 
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+        if (ch >= 0x20 && ch < 0x7f) {
             out[o++] = (char)ch;
         } else {
             o += (size_t)snprintf(out + o, len - o, "\\x%02x", ch);
@@ -105,10 +108,11 @@ printable(const char *s, size_t n, char *out, size_t len)
  * end of head yet and every byte so far belongs to it.  Otherwise ${head_len} is the length
  * of the head (bytes after it belong to the tunnel), ${status} the status code (0 for BAD),
  * and ${why} the status line's reason phrase or, for BAD, what is wrong (printable only).
- * A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong credentials) AUTH; 500, 502,
- * 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel: tinyproxy answers 500
- * when it cannot reach the peer, squid 503); any other status REFUSED; not "HTTP/1.x NNN",
- * or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
+ * Interim 1xx answers (but 101) are skipped: the final answer after them decides, and
+ * ${head_len} counts them too.  A 2xx is OK; 407 (and 401, which tinyproxy sends for wrong
+ * credentials) AUTH; 500, 502, 503 and 504 PEER_UNREACHABLE (the proxy could not open the tunnel:
+ * tinyproxy answers 500 when it cannot reach the peer, squid 503); any other status REFUSED; not
+ * "HTTP/1.x NNN", or no end of head within TLS_TUNNEL_HEAD_MAX bytes, BAD.
  */
 enum tls_tunnel_result
 tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status, char *why,
@@ -172,6 +176,24 @@ tls_tunnel_answer(const char *buf, size_t n, size_t *head_len, int *status, char
     rend = eol[-1] == '\r' ? eol - 1 : eol; /* eol - buf >= 12 */
     reason = buf + 13 <= rend ? buf + 13 : rend;
     printable(reason, (size_t)(rend - reason), why, whylen);
+    if (*status >= 100 && *status <= 199 && *status != 101) {
+        /* An interim answer (100 Continue, 102, 103): the final one follows it. */
+        size_t rest_len;
+        enum tls_tunnel_result r;
+
+        r = tls_tunnel_answer(end, n - *head_len, &rest_len, status, why, whylen);
+        if (r == TLS_TUNNEL_NEED_MORE && n >= TLS_TUNNEL_HEAD_MAX) {
+            snprintf(why, whylen, "the answer's head is longer than %d bytes", TLS_TUNNEL_HEAD_MAX);
+            r = TLS_TUNNEL_BAD;
+        }
+        if (r == TLS_TUNNEL_NEED_MORE || r == TLS_TUNNEL_BAD) {
+            *head_len = 0;
+            *status = 0;
+        } else {
+            *head_len += rest_len;
+        }
+        return r;
+    }
     if (*status >= 200 && *status <= 299) {
         return TLS_TUNNEL_OK;
     }

@@ -2489,6 +2489,31 @@ test_tunnel_answer(void **state)
     assert_int_equal(tls_tunnel_answer(buf, TLS_TUNNEL_HEAD_MAX, &head, &status, why, sizeof(why)),
                      TLS_TUNNEL_BAD);
     assert_non_null(strstr(why, "longer than 8192 bytes"));
+    /* Interim answers are skipped: the final one decides, the head covers them all. */
+    assert_int_equal(answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\x16", &status,
+                            &head, why, sizeof(why)),
+                     TLS_TUNNEL_OK);
+    assert_int_equal(status, 200);
+    assert_int_equal(head, 25 + 19);
+    assert_int_equal(answer("HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 403 No\r\n\r\n",
+                            &status, &head, why, sizeof(why)),
+                     TLS_TUNNEL_REFUSED);
+    assert_int_equal(status, 403);
+    assert_int_equal(
+        answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_NEED_MORE);
+    assert_int_equal(
+        answer("HTTP/1.1 100 Continue\r\n\r\nSSH-2.0", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_BAD);
+    assert_int_equal(
+        answer("HTTP/1.1 101 Switching Protocols\r\n\r\n", &status, &head, why, sizeof(why)),
+        TLS_TUNNEL_REFUSED);
+    /* Interim heads filling the limit: too long, not "need more". */
+    for (size_t o = 0; o + 25 <= sizeof(buf); o += 25) {
+        memcpy(buf + o, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    assert_int_equal(tls_tunnel_answer(buf, TLS_TUNNEL_HEAD_MAX, &head, &status, why, sizeof(why)),
+                     TLS_TUNNEL_BAD);
     assert_string_equal(tls_tunnel_result_str(TLS_TUNNEL_PEER_UNREACHABLE), "peer_unreachable");
     assert_string_equal(tls_tunnel_result_str(TLS_TUNNEL__COUNT), "unknown");
 }
