@@ -703,6 +703,7 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     struct timeval now;
     char dur[32], in[32], out[32];
     bool lingers;
+    enum log_level lvl;
 
     conn_check(c);
     c->reason = reason;
@@ -730,13 +731,16 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     conn_exchange_end(c);
     /* A refused certificate's name (perhaps its URI SAN) is no peer's: its own warn line
      * names it, with its subject and SANs.  Formatted only when written (the level). */
-    if (conn_log_ok(c, LOG_INFO)) {
+    /* A load balancer's health check that ended as checks do: only at debug. */
+    lvl = c->pp_local && reason == PROXY_CLOSE_CLIENT_CLOSED ? LOG_DEBUG : LOG_INFO;
+    if (conn_log_ok(c, lvl)) {
         /* The real clock, as for c->started: the loop's cached time may be older than that. */
         evutil_gettimeofday(&now, NULL);
         snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(tv_ms(&now) - tv_ms(&c->started)));
         snprintf(in, sizeof(in), "%llu", (unsigned long long)c->up.bytes);
         snprintf(out, sizeof(out), "%llu", (unsigned long long)c->down.bytes);
-        log_kv(LOG_INFO, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "peer",
+        log_kv(lvl, "conn_closed", "listener", c->l->cfg->name, "remote", c->remote, "sender",
+               c->pp_sender, "peer",
                c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
                c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
                proxy_close_reason_str(reason), "detail", conn_detail_str(c), (const char *)NULL);
@@ -751,6 +755,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
     }
     free(c->pre_buf);
     c->pre_buf = NULL;
+    free(c->pp_sender);
+    c->pp_sender = NULL;
     if (c->timer != NULL) {
         event_free(c->timer);
         c->timer = NULL;
@@ -2259,7 +2265,7 @@ conn_pp_timeout(struct proxy_conn *c)
         conn_pp_reject(c, PROXY_PPO_TIMEOUT, why);
     } else {
         snprintf(why, sizeof(why),
-                 "PROXY protocol header incomplete: %zu bytes, then nothing for handshake_timeout "
+                 "PROXY protocol header incomplete: %zu bytes of it within handshake_timeout "
                  "(%llums)",
                  c->pre_len, ms);
         conn_pp_reject(c, PROXY_PPO_TRUNCATED, why);
@@ -2275,7 +2281,9 @@ conn_pp_apply(struct proxy_conn *c, const struct proxy_pp_header *h)
     snprintf(sender, sizeof(sender), "%s", c->remote);
     if (!h->local) {
         format_sockaddr((const struct sockaddr *)&h->src, c->remote, sizeof(c->remote));
+        c->pp_sender = strdup(sender); /* the close line names it (NULL on OOM: not named) */
     }
+    c->pp_local = h->local;
     PROXY_STATS_ADD(c->l->stats->pp[h->local ? PROXY_PPO_LOCAL : PROXY_PPO_OK], 1);
     if (conn_log_ok(c, LOG_DEBUG)) {
         log_kv(LOG_DEBUG, "proxy_protocol", "listener", c->l->cfg->name, "remote", c->remote,
@@ -2479,6 +2487,13 @@ sniff_cb(evutil_socket_t fd, short what, void *arg)
     n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         event_add(c->sniff, NULL);
+        return;
+    }
+    if (n <= 0 && c->pp_local && (n == 0 || errno == ECONNRESET)) {
+        /* HAProxy's checks: a LOCAL header, then a close or a reset.  Not the client's error. */
+        conn_detail(c, "load balancer health check: a PROXY v2 LOCAL header, then %s",
+                    n == 0 ? "a close" : "a reset");
+        proxy_conn_drop(c, PROXY_CLOSE_CLIENT_CLOSED);
         return;
     }
     if (n <= 0) {

@@ -469,6 +469,9 @@ struct proxy_conn {
                                proxy_protocol.accept, the PROXY header (PROXY_PP_MAX bytes);
                                outbound with via:, the proxy's answer head (TLS_TUNNEL_HEAD_MAX) */
     size_t pre_len;
+    char *pp_sender; /* proxy_protocol: the load balancer ("ip:port") when its header gave
+                        another address, for the close line; NULL otherwise */
+    bool pp_local;   /* proxy_protocol: a LOCAL (or UNKNOWN) header: a balancer's check */
     /* the accepted side (TLS on inbound, plain on outbound) */
     struct proxy_io *client;
     enum proxy_side_state client_st;

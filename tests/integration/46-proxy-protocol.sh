@@ -6,11 +6,13 @@
 # (1) HAProxy 2.6 in front (mode tcp, `send-proxy` on one frontend, `send-proxy-v2` on another,
 #     source 127.0.0.2): curl with a client certificate from 127.0.0.9/127.0.0.10 POSTs 1 MiB
 #     and gets it back byte-exact; the backend sees X-Forwarded-For = curl's address; the
-#     request and conn_closed lines name curl's address and port, the debug event=proxy_protocol
+#     request and conn_closed lines name curl's address and port (conn_closed also HAProxy's,
+#     sender=), the debug event=proxy_protocol
 #     line names HAProxy as sender with version=1/2, and no line after it names HAProxy's own
 #     address; result="ok" counts +1 each.
 # (2) HAProxy health checks (`check send-proxy-v2`, source 127.0.0.5, a bare IP in from): they
-#     are v2 LOCAL headers: result="local" grows, and they give no warn/error line.
+#     are v2 LOCAL headers: result="local" grows, and they give no warn/error line, and close at
+#     debug only, as health checks (not one client_error line at info per check).
 # (3) Raw sockets (tests/support/pp_send.py, source 127.0.0.2): good v1 / v2 (IPv6 client,
 #     with a TLV to skip) / header sent in pieces / header and ClientHello in one write / a v2
 #     header of 1024 bytes (the limit) -> the mTLS request succeeds and remote, X-Forwarded-For
@@ -289,8 +291,9 @@ through_haproxy() {
     fi
     wait_line "event=request .*listener=web remote=$(re "$ip:$lport") .*path=/echo-v$v status=200 " ||
         bad "haproxy-v$v" "no request line with remote=$ip:$lport"
-    wait_line "event=conn_closed listener=web remote=$(re "$ip:$lport") " ||
-        bad "haproxy-v$v" "no conn_closed line with remote=$ip:$lport"
+    # The close line names the balancer too (sender=), at the default level.
+    wait_line "info event=conn_closed listener=web remote=$(re "$ip:$lport") sender=127\.0\.0\.2:[0-9]+ " ||
+        bad "haproxy-v$v" "no conn_closed line with remote=$ip:$lport sender=127.0.0.2:*"
     d=$(wait_delta web "$b" "ok=1" local) || bad "haproxy-v$v" "counters moved by '$d', expected ok=1 (local aside)"
     note "HAProxy PROXY v$v from curl at $ip:$lport: HTTP $code, 1 MiB each way, backend X-Forwarded-For $ip, counters $d"
 }
@@ -317,8 +320,11 @@ case "$d" in
 ok=2\ local=[0-9]*) ;;
 *) bad health-checks "over the HAProxy phase the counters moved by '$d', expected ok=2 and local only" ;;
 esac
-n=$(log_count pp 'event=conn_closed listener=web remote=127\.0\.0\.5:')
-[ "$n" -ge 3 ] || bad health-checks "$n conn_closed lines with remote=127.0.0.5 (the LOCAL health checks go on as the sender)"
+# A check (LOCAL, then a close or a reset) closes at debug only, named as a health check.
+n=$(log_count pp 'debug event=conn_closed listener=web remote=127\.0\.0\.5:[0-9]+ .*reason=client_closed detail="load balancer health check: a PROXY v2 LOCAL header, then a (close|reset)"')
+[ "$n" -ge 3 ] || bad health-checks "$n debug conn_closed lines of health checks with remote=127.0.0.5 (the LOCAL health checks go on as the sender)"
+m=$(log_count pp 'info event=conn_closed listener=web remote=127\.0\.0\.5:')
+[ "$m" = 0 ] || bad health-checks "$m health checks closed at info (one line per check at the default level)"
 if grep -E '^[^ ]+ (warn|error) .*remote=127\.0\.0\.5:' "$T/pp.log" >&2; then
     bad health-checks "health checks (LOCAL) gave warn/error lines"
 fi
@@ -483,7 +489,7 @@ echo_case() {
     [ "$(wc -l <"$T/echo.jsonl")" = $((n0 + 1)) ] || { bad "$name" "the backend got $(($(wc -l <"$T/echo.jsonl") - n0)) connections, expected 1"; return; }
     rec=$(tail -n 1 "$T/echo.jsonl")
     peer=""
-    if wait_line "event=conn_closed listener=$l remote=$(re "$([ "$fam" = TCP6 ] && echo "[$src]" || echo "$src"):$sport") peer=[^ ]+ "; then
+    if wait_line "event=conn_closed listener=$l remote=$(re "$([ "$fam" = TCP6 ] && echo "[$src]" || echo "$src"):$sport") (sender=[^ ]+ )?peer=[^ ]+ "; then
         peer=$(grep -E "event=conn_closed listener=$l remote=$(re "$([ "$fam" = TCP6 ] && echo "[$src]" || echo "$src"):$sport") " "$T/pp.log" |
             sed 's/.* peer=\([^ ]*\) .*/\1/' | head -n1)
     else
