@@ -62,6 +62,9 @@ import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tls_client  # noqa: E402  (tests/support/tls_client.py)
+
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
@@ -157,48 +160,13 @@ def make_header(kind, client, dst):
     raise SystemExit("unknown header kind %r" % kind)
 
 
-class Tls:
-    """TLS over a memory BIO, so that the ClientHello can go out in the header's write."""
-
-    def __init__(self, sock, ctx, sni):
-        self.s = sock
-        self.inc = ssl.MemoryBIO()
-        self.out = ssl.MemoryBIO()
-        self.o = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni)
-
-    def flush(self, prefix=b""):
-        d = prefix + self.out.read()
-        if d:
-            self.s.sendall(d)
-
-    def feed(self):
-        d = self.s.recv(1 << 20)
-        if d:
-            self.inc.write(d)
-        else:
-            self.inc.write_eof()
-        return d
-
-    def handshake(self, prefix=b""):
-        first = True
-        while True:
-            try:
-                self.o.do_handshake()
-                self.flush(prefix if first else b"")
-                return
-            except ssl.SSLWantReadError:
-                self.flush(prefix if first else b"")
-                first = False
-                if not self.feed():
-                    try:
-                        self.o.do_handshake()
-                    except ssl.SSLWantReadError:
-                        pass
-                    raise ssl.SSLEOFError("EOF during handshake")
+class Tls(tls_client.Tls):
+    """tls_client.Tls (a memory BIO, so that the ClientHello can go out in the header's write),
+    plus a read that need not block."""
 
     def send(self, data):
         self.o.write(data)
-        self.flush()
+        self._flush()
 
     def read_some(self, block=True):
         """Decrypted bytes; b'' at the end; None when nothing is there (block=False)."""
@@ -210,12 +178,12 @@ class Tls:
             except ssl.SSLEOFError:
                 return b""
             except ssl.SSLWantReadError:
-                self.flush()
+                self._flush()
                 if not block:
                     r, _, _ = select.select([self.s], [], [], 0)
                     if not r:
                         return None
-                if not self.feed():
+                if not self._feed():
                     try:
                         return self.o.read(1 << 20)
                     except (ssl.SSLZeroReturnError, ssl.SSLEOFError):

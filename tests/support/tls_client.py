@@ -50,8 +50,8 @@ class Tls:
         self.out = ssl.MemoryBIO()
         self.o = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni)
 
-    def _flush(self):
-        d = self.out.read()
+    def _flush(self, prefix=b""):
+        d = prefix + self.out.read()
         if d:
             self.s.sendall(d)
 
@@ -63,14 +63,16 @@ class Tls:
             self.inc.write_eof()
         return d
 
-    def handshake(self):
+    def handshake(self, prefix=b""):
+        """${prefix} (e.g. a PROXY protocol header) goes out in the ClientHello's write."""
         while True:
             try:
                 self.o.do_handshake()
-                self._flush()
+                self._flush(prefix)
                 return
             except ssl.SSLWantReadError:
-                self._flush()
+                self._flush(prefix)
+                prefix = b""
                 if not self._feed():
                     # Let OpenSSL report the EOF (or an alert already in the BIO).
                     try:
