@@ -138,8 +138,9 @@ parse_days(const char *s, int *days)
 
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < CERTS_DAYS_MIN || v > CERTS_DAYS_MAX)
+    if (errno != 0 || end == s || *end != '\0' || v < CERTS_DAYS_MIN || v > CERTS_DAYS_MAX) {
         return -1;
+    }
     *days = (int)v;
     return 0;
 }
@@ -159,10 +160,12 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
 
     for (i = 1; i < argc; i++) {
         arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             return -1;
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             return usage_error(err, cmdname, "unexpected argument ", arg);
+        }
 
         /* "--opt=value" or "--opt value". */
         opt = arg + 2;
@@ -177,8 +180,9 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
                 break;
             }
         }
-        if (spec == NULL)
+        if (spec == NULL) {
             return usage_error(err, cmdname, "unknown option ", arg);
+        }
         if (eq != NULL) {
             value = eq + 1;
         } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
@@ -186,13 +190,15 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
         } else {
             value = NULL;
         }
-        if (value == NULL || value[0] == '\0')
+        if (value == NULL || value[0] == '\0') {
             return usage_error(err, cmdname, "missing value for --", spec->name);
+        }
 
         /* Repeating a single-valued option is most likely a mistake: say so. */
         if (spec->opt != OPT_DNS && spec->opt != OPT_IP && spec->opt != OPT_URI &&
-            a->seen[spec->opt])
+            a->seen[spec->opt]) {
             return usage_error(err, cmdname, "option given twice: --", spec->name);
+        }
         a->seen[spec->opt] = true;
 
         switch (spec->opt) {
@@ -209,9 +215,10 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
             a->out = value;
             break;
         case OPT_DAYS:
-            if (parse_days(value, &a->days) != 0)
+            if (parse_days(value, &a->days) != 0) {
                 return usage_error(err, cmdname,
                                    "--days needs a whole number from 1 to 36500, got ", value);
+            }
             break;
         case OPT_KEY_TYPE:
             if (strcmp(value, "ec") == 0) {
@@ -242,8 +249,9 @@ print_wrote(FILE *out, const char *dir, const char *file, const char *note)
 {
     char path[CERTS_PATH_MAX];
 
-    if (certs_path(path, sizeof(path), dir, file, NULL, 0) != 0)
+    if (certs_path(path, sizeof(path), dir, file, NULL, 0) != 0) {
         return;
+    }
     fprintf(out, "wrote %s%s\n", path, note);
 }
 
@@ -253,8 +261,9 @@ append(char *buf, size_t len, const char *a, const char *b)
 {
     size_t used = strlen(buf);
 
-    if (used < len)
+    if (used < len) {
         snprintf(buf + used, len - used, "%s%s", a, b);
+    }
 }
 
 /* Summarise ${x}: "SAN DNS:a,IP:b; EKU serverAuth,clientAuth; expires YYYY-MM-DD". */
@@ -288,8 +297,9 @@ describe_leaf(X509 *x, char *buf, size_t len)
         } else if (type == GEN_IPADD) {
             char ip[INET6_ADDRSTRLEN];
             int af = ASN1_STRING_length(v) == 4 ? AF_INET : AF_INET6;
-            if (inet_ntop(af, ASN1_STRING_get0_data(v), ip, sizeof(ip)) != NULL)
+            if (inet_ntop(af, ASN1_STRING_get0_data(v), ip, sizeof(ip)) != NULL) {
                 snprintf(text, sizeof(text), "IP:%s", ip);
+            }
         }
         if (text[0] != '\0') {
             append(buf, len, sep, text);
@@ -305,10 +315,12 @@ describe_leaf(X509 *x, char *buf, size_t len)
         append(buf, len, sep, "serverAuth");
         sep = ",";
     }
-    if (xku & XKU_SSL_CLIENT)
+    if (xku & XKU_SSL_CLIENT) {
         append(buf, len, sep, "clientAuth");
-    if (certs_date_str(X509_get0_notAfter(x), date, sizeof(date)) == 0)
+    }
+    if (certs_date_str(X509_get0_notAfter(x), date, sizeof(date)) == 0) {
         append(buf, len, "; expires ", date);
+    }
 }
 
 /* `ferry certs init-ca`. */
@@ -336,10 +348,11 @@ run_init_ca(const struct cli_args *a, FILE *out, FILE *err)
     /* Read the result back for the summary: what a later `inspect` would show. */
     if (certs_path(path, sizeof(path), a->dir, "ca.crt", NULL, 0) == 0 &&
         (sk = certs_read_certs(path, NULL, 0)) != NULL) {
-        if (certs_date_str(X509_get0_notAfter(sk_X509_value(sk, 0)), date, sizeof(date)) == 0)
+        if (certs_date_str(X509_get0_notAfter(sk_X509_value(sk, 0)), date, sizeof(date)) == 0) {
             fprintf(out, "created CA \"%s\": key %s; expires %s\n",
                     a->name != NULL ? a->name : CERTS_DEFAULT_CA_NAME,
                     certs_key_type_str(a->key_type), date);
+        }
         sk_X509_pop_free(sk, X509_free);
     }
     return CLI_OK;
@@ -387,9 +400,10 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     if (certs_path(path, sizeof(path), a->out, file, NULL, 0) == 0 &&
         (sk = certs_read_certs(path, NULL, 0)) != NULL) {
         n = sk_X509_num(sk) - 1;
-        if (n > 0)
+        if (n > 0) {
             snprintf(note, sizeof(note), " (certificate + %d intermediate%s)", n,
                      n == 1 ? "" : "s");
+        }
         describe_leaf(sk_X509_value(sk, 0), summary, sizeof(summary));
         sk_X509_pop_free(sk, X509_free);
     }
@@ -397,13 +411,15 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     snprintf(file, sizeof(file), "%s.key", a->name);
     print_wrote(out, a->out, file, " (mode 0600)");
     if (same_ca) {
-        if (certs_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0)
+        if (certs_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0) {
             fprintf(out, "kept %s (the CA's own certificate)\n", path);
+        }
     } else {
         print_wrote(out, a->out, "ca.crt", "");
     }
-    if (summary[0] != '\0')
+    if (summary[0] != '\0') {
         fprintf(out, "issued %s: %s\n", a->name, summary);
+    }
     return CLI_OK;
 }
 
@@ -434,8 +450,9 @@ run_inspect(int argc, char **argv, FILE *out, FILE *err)
             continue;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            if (p.cert != NULL)
+            if (p.cert != NULL) {
                 return usage_error(err, "inspect", "more than one certificate file: ", arg);
+            }
             p.cert = arg;
             continue;
         }
@@ -443,11 +460,13 @@ run_inspect(int argc, char **argv, FILE *out, FILE *err)
         eq = strchr(opt, '=');
         namelen = (eq != NULL) ? (size_t)(eq - opt) : strlen(opt);
         for (k = 0; k < 3; k++) {
-            if (strlen(with_value[k]) == namelen && strncmp(with_value[k], opt, namelen) == 0)
+            if (strlen(with_value[k]) == namelen && strncmp(with_value[k], opt, namelen) == 0) {
                 break;
+            }
         }
-        if (k == 3)
+        if (k == 3) {
             return usage_error(err, "inspect", "unknown option ", arg);
+        }
         if (eq != NULL) {
             value = eq + 1;
         } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
@@ -455,14 +474,17 @@ run_inspect(int argc, char **argv, FILE *out, FILE *err)
         } else {
             value = NULL;
         }
-        if (value == NULL || value[0] == '\0')
+        if (value == NULL || value[0] == '\0') {
             return usage_error(err, "inspect", "missing value for --", with_value[k]);
-        if (*slot[k] != NULL)
+        }
+        if (*slot[k] != NULL) {
             return usage_error(err, "inspect", "option given twice: --", with_value[k]);
+        }
         *slot[k] = value;
     }
-    if (p.cert == NULL)
+    if (p.cert == NULL) {
         return usage_error(err, "inspect", "missing the certificate file (CERT)", NULL);
+    }
     /* A certificate for ferry serves both roles (certs issue gives both EKUs). */
     p.need_server_auth = true;
     p.need_client_auth = true;
@@ -485,8 +507,9 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
     const char *cmdname;
     int rc;
 
-    if (argc < 1 || argv == NULL || argv[0] == NULL)
+    if (argc < 1 || argv == NULL || argv[0] == NULL) {
         return usage_error(err, NULL, "missing subcommand (init-ca, issue or inspect)", NULL);
+    }
     cmdname = argv[0];
     if (strcmp(cmdname, "init-ca") == 0) {
         cmd = CLI_INIT_CA;
@@ -521,8 +544,9 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
         rc = CLI_OK;
         goto done;
     }
-    if (rc != CLI_OK)
+    if (rc != CLI_OK) {
         goto done;
+    }
 
     if (cmd == CLI_INIT_CA) {
         if (a.dir == NULL) {

@@ -49,31 +49,41 @@ dns_problem(const char *s)
     const char *p = s;
     size_t label = 0;
 
-    if (*s == '\0')
+    if (*s == '\0') {
         return "empty name";
-    if (strlen(s) > DNS_NAME_MAX)
+    }
+    if (strlen(s) > DNS_NAME_MAX) {
         return "longer than 253 characters";
-    if (strncmp(s, "*.", 2) == 0)
+    }
+    if (strncmp(s, "*.", 2) == 0) {
         p += 2;
+    }
     for (;; p++) {
         if (*p == '.' || *p == '\0') {
-            if (label == 0)
+            if (label == 0) {
                 return "empty label (leading, trailing or double '.')";
-            if (p[-1] == '-')
+            }
+            if (p[-1] == '-') {
                 return "a label ends with '-'";
-            if (*p == '\0')
+            }
+            if (*p == '\0') {
                 break;
+            }
             label = 0;
             continue;
         }
-        if (*p == '*')
+        if (*p == '*') {
             return "a wildcard may only be the whole first label, as in \"*.example.org\"";
-        if (!is_alnum(*p) && *p != '-')
+        }
+        if (!is_alnum(*p) && *p != '-') {
             return "only letters, digits, '-' and '.' are allowed";
-        if (label == 0 && *p == '-')
+        }
+        if (label == 0 && *p == '-') {
             return "a label starts with '-'";
-        if (++label > DNS_LABEL_MAX)
+        }
+        if (++label > DNS_LABEL_MAX) {
             return "a label is longer than 63 characters";
+        }
     }
     return NULL;
 }
@@ -82,10 +92,12 @@ dns_problem(const char *s)
 static size_t
 ip_parse(const char *s, unsigned char buf[16])
 {
-    if (inet_pton(AF_INET, s, buf) == 1)
+    if (inet_pton(AF_INET, s, buf) == 1) {
         return 4;
-    if (inet_pton(AF_INET6, s, buf) == 1)
+    }
+    if (inet_pton(AF_INET6, s, buf) == 1) {
         return 16;
+    }
     return 0;
 }
 
@@ -102,8 +114,9 @@ san_has(const GENERAL_NAMES *gens, int type, const unsigned char *data, size_t l
     for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
         gn = sk_GENERAL_NAME_value(gens, i);
         v = GENERAL_NAME_get0_value(gn, &gtype);
-        if (gtype != type || (size_t)ASN1_STRING_length(v) != len)
+        if (gtype != type || (size_t)ASN1_STRING_length(v) != len) {
             continue;
+        }
         d = ASN1_STRING_get0_data(v);
         for (k = 0; k < len; k++) {
             unsigned char a = d[k], b = data[k];
@@ -111,11 +124,13 @@ san_has(const GENERAL_NAMES *gens, int type, const unsigned char *data, size_t l
                 a = (a >= 'A' && a <= 'Z') ? (unsigned char)(a + 32) : a;
                 b = (b >= 'A' && b <= 'Z') ? (unsigned char)(b + 32) : b;
             }
-            if (a != b)
+            if (a != b) {
                 break;
+            }
         }
-        if (k == len)
+        if (k == len) {
             return true;
+        }
     }
     return false;
 }
@@ -128,19 +143,24 @@ san_add(GENERAL_NAMES *gens, int type, const unsigned char *data, size_t len)
     GENERAL_NAME *gn;
     ASN1_STRING *v;
 
-    if (san_has(gens, type, data, len))
+    if (san_has(gens, type, data, len)) {
         return 0;
-    if ((gn = GENERAL_NAME_new()) == NULL)
+    }
+    if ((gn = GENERAL_NAME_new()) == NULL) {
         goto err0;
+    }
     v = (type == GEN_DNS || type == GEN_URI) ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new();
-    if (v == NULL)
+    if (v == NULL) {
         goto err1;
-    if (ASN1_STRING_set(v, data, (int)len) != 1)
+    }
+    if (ASN1_STRING_set(v, data, (int)len) != 1) {
         goto err2;
+    }
     /* ${gn} owns ${v} from here on. */
     GENERAL_NAME_set0_value(gn, type, v);
-    if (sk_GENERAL_NAME_push(gens, gn) <= 0)
+    if (sk_GENERAL_NAME_push(gens, gn) <= 0) {
         goto err1;
+    }
 
     /* Success! */
     return 0;
@@ -171,8 +191,9 @@ san_add_name(GENERAL_NAMES *gens, const char *s, char *err, size_t errlen)
     } else {
         rc = san_add(gens, GEN_DNS, (const unsigned char *)s, strlen(s));
     }
-    if (rc != 0)
+    if (rc != 0) {
         certs_err_ossl(err, errlen, "cannot add \"%s\" to the subjectAltName", s);
+    }
     return rc;
 }
 
@@ -190,8 +211,9 @@ build_san(const struct certs_issue_params *p, char *err, size_t errlen)
         certs_err_ossl(err, errlen, "cannot build the subjectAltName");
         goto err0;
     }
-    if (san_add_name(gens, p->name, err, errlen) != 0)
+    if (san_add_name(gens, p->name, err, errlen) != 0) {
         goto err1;
+    }
     for (i = 0; i < p->n_dns; i++) {
         if (ip_parse(p->dns[i], ip) != 0) {
             certs_err(err, errlen, "invalid DNS name \"%s\": it is an IP address (use --ip)",
@@ -273,10 +295,12 @@ load_ca(const char *crt_path, const char *key_path, STACK_OF(X509) * *bundle, EV
     uint32_t flags;
     char date[32];
 
-    if ((*bundle = certs_read_certs(crt_path, err, errlen)) == NULL)
+    if ((*bundle = certs_read_certs(crt_path, err, errlen)) == NULL) {
         goto err0;
-    if ((*key = certs_read_key(key_path, err, errlen)) == NULL)
+    }
+    if ((*key = certs_read_key(key_path, err, errlen)) == NULL) {
         goto err1;
+    }
     ca = sk_X509_value(*bundle, 0);
 
     ERR_clear_error();
@@ -300,8 +324,9 @@ load_ca(const char *crt_path, const char *key_path, STACK_OF(X509) * *bundle, EV
         goto err2;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(ca)) <= 0) {
-        if (certs_date_str(X509_get0_notAfter(ca), date, sizeof(date)) != 0)
+        if (certs_date_str(X509_get0_notAfter(ca), date, sizeof(date)) != 0) {
             strcpy(date, "?");
+        }
         certs_err(err, errlen, "the CA certificate in %s expired on %s", crt_path, date);
         goto err2;
     }
@@ -341,13 +366,15 @@ split_bundle(const STACK_OF(X509) * bundle, const char *crt_path, STACK_OF(X509)
     }
     if (X509_self_signed(ca, 0) == 1) {
         /* A root signs: there are no intermediates and the root is the trust anchor. */
-        if (sk_X509_push(*roots, ca) <= 0)
+        if (sk_X509_push(*roots, ca) <= 0) {
             goto err0;
+        }
     } else {
         for (i = 0; i < sk_X509_num(bundle); i++) {
             x = sk_X509_value(bundle, i);
-            if (sk_X509_push((i > 0 && X509_self_signed(x, 0) == 1) ? *roots : *chain, x) <= 0)
+            if (sk_X509_push((i > 0 && X509_self_signed(x, 0) == 1) ? *roots : *chain, x) <= 0) {
                 goto err0;
+            }
         }
         if (sk_X509_num(*roots) == 0) {
             certs_err(err, errlen,
@@ -384,10 +411,12 @@ make_leaf(const struct certs_issue_params *p, int days, EVP_PKEY *key, X509 *ca,
     const char *ku = (p->key_type == CERTS_KEY_RSA) ? "critical,digitalSignature,keyEncipherment"
                                                     : "critical,digitalSignature";
 
-    if ((san = build_san(p, err, errlen)) == NULL)
+    if ((san = build_san(p, err, errlen)) == NULL) {
         goto err0;
-    if ((x = certs_new_cert(p->name, key, days, err, errlen)) == NULL)
+    }
+    if ((x = certs_new_cert(p->name, key, days, err, errlen)) == NULL) {
         goto err1;
+    }
     ERR_clear_error();
     if (X509_set_issuer_name(x, X509_get_subject_name(ca)) != 1) {
         certs_err_ossl(err, errlen, "cannot set the issuer name");
@@ -403,15 +432,17 @@ make_leaf(const struct certs_issue_params *p, int days, EVP_PKEY *key, X509 *ca,
         certs_add_ext(x, ca, NID_key_usage, ku, err, errlen) != 0 ||
         certs_add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth", err, errlen) != 0 ||
         certs_add_ext(x, ca, NID_subject_key_identifier, "hash", err, errlen) != 0 ||
-        certs_add_ext(x, ca, NID_authority_key_identifier, "keyid,issuer", err, errlen) != 0)
+        certs_add_ext(x, ca, NID_authority_key_identifier, "keyid,issuer", err, errlen) != 0) {
         goto err2;
+    }
     /* Not critical: the subject is not empty (it holds the CN). */
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT) != 1) {
         certs_err_ossl(err, errlen, "cannot add the subjectAltName");
         goto err2;
     }
-    if (certs_sign(x, ca_key, err, errlen) != 0)
+    if (certs_sign(x, ca_key, err, errlen) != 0) {
         goto err2;
+    }
 
     /* Success! */
     GENERAL_NAMES_free(san);
@@ -453,8 +484,9 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
         goto err0;
     }
     if (certs_check_days(p->days, CERTS_DEFAULT_LEAF_DAYS, &days, err, errlen) != 0 ||
-        check_base(base, err, errlen) != 0)
+        check_base(base, err, errlen) != 0) {
         goto err0;
+    }
     if (p->key_type != CERTS_KEY_EC && p->key_type != CERTS_KEY_RSA) {
         certs_err(err, errlen, "unknown key type %d", (int)p->key_type);
         goto err0;
@@ -462,25 +494,30 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
     /* The name lists are checked here, before any file is touched; make_leaf() rebuilds. */
     {
         GENERAL_NAMES *san = build_san(p, err, errlen);
-        if (san == NULL)
+        if (san == NULL) {
             goto err0;
+        }
         GENERAL_NAMES_free(san);
     }
 
     snprintf(file, sizeof(file), "%s.crt", base);
-    if (certs_path(out_crt, sizeof(out_crt), p->out_dir, file, err, errlen) != 0)
+    if (certs_path(out_crt, sizeof(out_crt), p->out_dir, file, err, errlen) != 0) {
         goto err0;
+    }
     snprintf(file, sizeof(file), "%s.key", base);
     if (certs_path(out_key, sizeof(out_key), p->out_dir, file, err, errlen) != 0 ||
         certs_path(out_ca, sizeof(out_ca), p->out_dir, "ca.crt", err, errlen) != 0 ||
         certs_path(ca_crt, sizeof(ca_crt), p->ca_dir, "ca.crt", err, errlen) != 0 ||
-        certs_path(ca_key_path, sizeof(ca_key_path), p->ca_dir, "ca.key", err, errlen) != 0)
+        certs_path(ca_key_path, sizeof(ca_key_path), p->ca_dir, "ca.key", err, errlen) != 0) {
         goto err0;
+    }
 
-    if (load_ca(ca_crt, ca_key_path, &bundle, &ca_key, err, errlen) != 0)
+    if (load_ca(ca_crt, ca_key_path, &bundle, &ca_key, err, errlen) != 0) {
         goto err0;
-    if (split_bundle(bundle, ca_crt, &chain, &roots, err, errlen) != 0)
+    }
+    if (split_bundle(bundle, ca_crt, &chain, &roots, err, errlen) != 0) {
         goto err1;
+    }
 
     /*
      * Issuing into the CA directory: OUT/ca.crt is CA_DIR/ca.crt.  For a root CA it already
@@ -498,12 +535,15 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
         write_roots = false;
     }
 
-    if (certs_mkdir(p->out_dir, err, errlen) != 0)
+    if (certs_mkdir(p->out_dir, err, errlen) != 0) {
         goto err2;
-    if ((key = certs_keygen(p->key_type, err, errlen)) == NULL)
+    }
+    if ((key = certs_keygen(p->key_type, err, errlen)) == NULL) {
         goto err2;
-    if ((leaf = make_leaf(p, days, key, sk_X509_value(bundle, 0), ca_key, err, errlen)) == NULL)
+    }
+    if ((leaf = make_leaf(p, days, key, sk_X509_value(bundle, 0), ca_key, err, errlen)) == NULL) {
         goto err3;
+    }
 
     /* NAME.crt: the leaf, then the intermediates a peer needs to reach the root. */
     ERR_clear_error();
@@ -520,10 +560,12 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
 
     /* Key first: a certificate is never on disk without the key it belongs to. */
     if (certs_write_key(out_key, key, err, errlen) != 0 ||
-        certs_write_certs(out_crt, full, err, errlen) != 0)
+        certs_write_certs(out_crt, full, err, errlen) != 0) {
         goto err5;
-    if (write_roots && certs_write_certs(out_ca, roots, err, errlen) != 0)
+    }
+    if (write_roots && certs_write_certs(out_ca, roots, err, errlen) != 0) {
         goto err5;
+    }
 
     /* Success!  ${full}, ${chain} and ${roots} only borrowed their certificates. */
     sk_X509_free(full);
@@ -580,8 +622,9 @@ dev_node_usable(const char *path)
     STACK_OF(X509) * sk;
     bool ok;
 
-    if ((sk = certs_read_certs(path, NULL, 0)) == NULL)
+    if ((sk = certs_read_certs(path, NULL, 0)) == NULL) {
         return false;
+    }
     ok = X509_cmp_current_time(X509_get0_notAfter(sk_X509_value(sk, 0))) > 0;
     sk_X509_pop_free(sk, X509_free);
     return ok;
@@ -610,22 +653,25 @@ certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err
     unsigned char ip[16];
     bool made = false;
 
-    if (created != NULL)
+    if (created != NULL) {
         *created = false;
+    }
     if (dir == NULL || dir[0] == '\0') {
         certs_err(err, errlen, "no directory given");
         goto err0;
     }
     /* A host name that cannot go into a certificate (say "my_host") falls back to localhost. */
     if (hostname == NULL || strlen(hostname) > CERTS_CN_MAX ||
-        (ip_parse(hostname, ip) == 0 && dns_problem(hostname) != NULL))
+        (ip_parse(hostname, ip) == 0 && dns_problem(hostname) != NULL)) {
         hostname = "localhost";
+    }
 
     if (certs_path(ca_crt, sizeof(ca_crt), dir, "ca.crt", err, errlen) != 0 ||
         certs_path(ca_key, sizeof(ca_key), dir, "ca.key", err, errlen) != 0 ||
         certs_path(node_crt, sizeof(node_crt), dir, "node.crt", err, errlen) != 0 ||
-        certs_path(node_key, sizeof(node_key), dir, "node.key", err, errlen) != 0)
+        certs_path(node_key, sizeof(node_key), dir, "node.key", err, errlen) != 0) {
         goto err0;
+    }
 
     if (!certs_exists(ca_key)) {
         /* No CA key: any ca.crt left is useless, so make a fresh CA (and node) over it. */
@@ -633,8 +679,9 @@ certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err
         ca.dir = dir;
         ca.name = DEV_CA_NAME;
         ca.key_type = CERTS_KEY_EC;
-        if (certs_init_ca(&ca, err, errlen) != 0)
+        if (certs_init_ca(&ca, err, errlen) != 0) {
             goto err0;
+        }
         made = true;
     } else if (!certs_exists(ca_crt)) {
         certs_err(err, errlen,
@@ -655,14 +702,16 @@ certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err
         leaf.n_ips = sizeof(dev_ips) / sizeof(dev_ips[0]);
         leaf.key_type = CERTS_KEY_EC;
         leaf.out_dir = dir;
-        if (issue_as(&leaf, "node", err, errlen) != 0)
+        if (issue_as(&leaf, "node", err, errlen) != 0) {
             goto err0;
+        }
         made = true;
     }
 
     /* Success! */
-    if (created != NULL)
+    if (created != NULL) {
         *created = made;
+    }
     return 0;
 
 err0:

@@ -43,8 +43,9 @@ certs_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err == NULL || errlen == 0)
+    if (err == NULL || errlen == 0) {
         return;
+    }
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
@@ -129,15 +130,17 @@ certs_mkdir(const char *dir, char *err, size_t errlen)
 
     /* Create each missing component in turn ("mkdir -p"); EEXIST is checked below. */
     for (i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
+        if (buf[i] != '/' && buf[i] != '\0') {
             continue;
+        }
         buf[i] = '\0';
         if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
             certs_err(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
             return -1;
         }
-        if (i < len)
+        if (i < len) {
             buf[i] = '/';
+        }
     }
     if (stat(dir, &st) != 0) {
         certs_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
@@ -172,8 +175,9 @@ certs_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
 
-    if (stat(a, &sa) != 0 || stat(b, &sb) != 0)
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) {
         return false;
+    }
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
@@ -185,8 +189,9 @@ certs_same_file(const char *a, const char *b)
 int
 certs_check_days(int days, int deflt, int *out, char *err, size_t errlen)
 {
-    if (days == 0)
+    if (days == 0) {
         days = deflt;
+    }
     if (days < CERTS_DAYS_MIN || days > CERTS_DAYS_MAX) {
         certs_err(err, errlen, "validity of %d days is out of range (%d to %d)", days,
                   CERTS_DAYS_MIN, CERTS_DAYS_MAX);
@@ -227,8 +232,9 @@ certs_keygen(enum certs_key_type type, char *err, size_t errlen)
         certs_err(err, errlen, "unknown key type %d", (int)type);
         return NULL;
     }
-    if (key == NULL)
+    if (key == NULL) {
         certs_err_ossl(err, errlen, "cannot generate an %s key", certs_key_type_str(type));
+    }
     return key;
 }
 
@@ -241,16 +247,19 @@ set_random_serial(X509 *x)
     ASN1_INTEGER *serial;
     int ok;
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return -1;
+    }
     /* Clear the top bit (positive) and set the next (never a short or zero serial). */
     rnd[0] = (unsigned char)((rnd[0] & 0x7f) | 0x40);
-    if ((bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL)
+    if ((bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL) {
         return -1;
+    }
     serial = BN_to_ASN1_INTEGER(bn, NULL);
     BN_free(bn);
-    if (serial == NULL)
+    if (serial == NULL) {
         return -1;
+    }
     ok = X509_set_serialNumber(x, serial);
     ASN1_INTEGER_free(serial);
     return ok == 1 ? 0 : -1;
@@ -275,23 +284,31 @@ certs_new_cert(const char *cn, EVP_PKEY *key, int days, char *err, size_t errlen
         goto err0;
     }
     ERR_clear_error();
-    if ((x = X509_new()) == NULL)
+    if ((x = X509_new()) == NULL) {
         goto err1;
-    if (X509_set_version(x, X509_VERSION_3) != 1)
+    }
+    if (X509_set_version(x, X509_VERSION_3) != 1) {
         goto err2;
-    if (set_random_serial(x) != 0)
+    }
+    if (set_random_serial(x) != 0) {
         goto err2;
-    if ((subject = X509_get_subject_name(x)) == NULL)
+    }
+    if ((subject = X509_get_subject_name(x)) == NULL) {
         goto err2;
+    }
     if (X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
-                                   0) != 1)
+                                   0) != 1) {
         goto err2;
-    if (X509_set_pubkey(x, key) != 1)
+    }
+    if (X509_set_pubkey(x, key) != 1) {
         goto err2;
-    if (X509_gmtime_adj(X509_getm_notBefore(x), -CERTS_BACKDATE_SECONDS) == NULL)
+    }
+    if (X509_gmtime_adj(X509_getm_notBefore(x), -CERTS_BACKDATE_SECONDS) == NULL) {
         goto err2;
-    if (X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL)
+    }
+    if (X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL) {
         goto err2;
+    }
 
     /* Success! */
     return x;
@@ -319,10 +336,12 @@ certs_add_ext(X509 *x, X509 *issuer, int nid, const char *value, char *err, size
     ERR_clear_error();
     memset(&ctx, 0, sizeof(ctx));
     X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    if ((ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value)) == NULL)
+    if ((ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value)) == NULL) {
         goto err0;
-    if (X509_add_ext(x, ext, -1) != 1)
+    }
+    if (X509_add_ext(x, ext, -1) != 1) {
         goto err1;
+    }
 
     /* Success!  X509_add_ext() stored a copy. */
     X509_EXTENSION_free(ext);
@@ -346,8 +365,9 @@ certs_sign(X509 *x, EVP_PKEY *key, char *err, size_t errlen)
     const EVP_MD *md = EVP_sha256();
 
     /* An existing CA may hold an Ed25519/Ed448 key; those take no separate digest. */
-    if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448"))
+    if (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) {
         md = NULL;
+    }
     ERR_clear_error();
     if (X509_sign(x, key, md) <= 0) {
         certs_err_ossl(err, errlen, "cannot sign the certificate");
@@ -367,8 +387,9 @@ tmp_name(char *buf, size_t len, const char *path)
     int dirlen = slash != NULL ? (int)(slash - path + 1) : 0;
     int n;
 
-    if (*base == '\0' || RAND_bytes(rnd, sizeof(rnd)) != 1)
+    if (*base == '\0' || RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return -1;
+    }
     n = snprintf(buf, len, "%.*s.%s.tmp-%02x%02x%02x%02x%02x%02x", dirlen, path, base, rnd[0],
                  rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
     return (n < 0 || (size_t)n >= len) ? -1 : 0;
@@ -387,16 +408,19 @@ sync_parent(const char *path)
         strcpy(dir, ".");
     } else {
         len = (size_t)(slash - path);
-        if (len == 0)
+        if (len == 0) {
             len = 1; /* "/file": the root directory */
-        if (len >= sizeof(dir))
+        }
+        if (len >= sizeof(dir)) {
             return;
+        }
         memcpy(dir, path, len);
         dir[len] = '\0';
     }
     /* Best effort: some filesystems refuse fsync on directories; the data is already safe. */
-    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         return;
+    }
     (void)fsync(fd);
     (void)close(fd);
 }
@@ -428,8 +452,9 @@ certs_write_file(const char *path, const void *data, size_t len, mode_t mode, ch
             goto err0;
         }
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-        if (fd >= 0 || errno != EEXIST)
+        if (fd >= 0 || errno != EEXIST) {
             break;
+        }
     }
     if (fd < 0) {
         certs_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
@@ -444,8 +469,9 @@ certs_write_file(const char *path, const void *data, size_t len, mode_t mode, ch
     while (off < len) {
         n = write(fd, p + off, len - off);
         if (n < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR) {
                 continue;
+            }
             certs_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
             goto err1;
         }
@@ -486,8 +512,9 @@ cleanse_free_bio(BIO *bio)
     char *data = NULL;
     long len = BIO_get_mem_data(bio, &data);
 
-    if (len > 0 && data != NULL)
+    if (len > 0 && data != NULL) {
         OPENSSL_cleanse(data, (size_t)len);
+    }
     BIO_free(bio);
 }
 
@@ -513,8 +540,9 @@ certs_write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen)
         certs_err_ossl(err, errlen, "cannot encode the private key for %s", path);
         goto err1;
     }
-    if (certs_write_file(path, pem, (size_t)len, 0600, err, errlen) != 0)
+    if (certs_write_file(path, pem, (size_t)len, 0600, err, errlen) != 0) {
         goto err1;
+    }
 
     /* Success!  The key text must not linger in freed memory. */
     cleanse_free_bio(bio);
@@ -554,8 +582,9 @@ certs_write_certs(const char *path, const STACK_OF(X509) * certs, char *err, siz
         certs_err(err, errlen, "no certificate to write to %s", path);
         goto err1;
     }
-    if (certs_write_file(path, pem, (size_t)len, 0644, err, errlen) != 0)
+    if (certs_write_file(path, pem, (size_t)len, 0644, err, errlen) != 0) {
         goto err1;
+    }
 
     /* Success! */
     BIO_free(bio);
@@ -606,16 +635,18 @@ STACK_OF(X509) * certs_read_certs(const char *path, char *err, size_t errlen)
     X509 *x;
     unsigned long e;
 
-    if ((bio = open_bio(path, err, errlen)) == NULL)
+    if ((bio = open_bio(path, err, errlen)) == NULL) {
         goto err0;
+    }
     if ((sk = sk_X509_new_null()) == NULL) {
         certs_err_ossl(err, errlen, "cannot read %s", path);
         goto err1;
     }
     for (;;) {
         ERR_clear_error();
-        if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL)
+        if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
             break;
+        }
         if (sk_X509_push(sk, x) <= 0) {
             X509_free(x);
             certs_err_ossl(err, errlen, "cannot read %s", path);
@@ -671,8 +702,9 @@ certs_read_key(const char *path, char *err, size_t errlen)
     EVP_PKEY *key;
     int asked = 0;
 
-    if ((bio = open_bio(path, err, errlen)) == NULL)
+    if ((bio = open_bio(path, err, errlen)) == NULL) {
         return NULL;
+    }
     ERR_clear_error();
     key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, &asked);
     if (key == NULL) {
@@ -697,7 +729,8 @@ certs_date_str(const ASN1_TIME *t, char *buf, size_t len)
 {
     struct tm tm;
 
-    if (ASN1_TIME_to_tm(t, &tm) != 1)
+    if (ASN1_TIME_to_tm(t, &tm) != 1) {
         return -1;
+    }
     return strftime(buf, len, "%Y-%m-%d", &tm) == 0 ? -1 : 0;
 }

@@ -93,12 +93,15 @@ what(const struct config_node *n, char *buf, size_t len)
     const unsigned char *p;
     size_t o = 0;
 
-    if (n->type == CONFIG_NODE_MAPPING)
+    if (n->type == CONFIG_NODE_MAPPING) {
         return ("a mapping");
-    if (n->type == CONFIG_NODE_SEQUENCE)
+    }
+    if (n->type == CONFIG_NODE_SEQUENCE) {
         return ("a sequence");
-    if (n->type != CONFIG_NODE_SCALAR || config_node_is_null(n))
+    }
+    if (n->type != CONFIG_NODE_SCALAR || config_node_is_null(n)) {
         return ("nothing");
+    }
 
     /* Quote the text, escaping what a terminal or a log line should not see raw. */
     buf[o++] = '"';
@@ -128,10 +131,12 @@ want_scalar(struct check *ck, const struct config_node *n, const char *path, con
 {
     char got[128];
 
-    if (n->type == CONFIG_NODE_INVALID)
+    if (n->type == CONFIG_NODE_INVALID) {
         return (false);
-    if (n->type == CONFIG_NODE_SCALAR && !config_node_is_null(n))
+    }
+    if (n->type == CONFIG_NODE_SCALAR && !config_node_is_null(n)) {
         return (true);
+    }
     ck_err(ck, n, "%s: expected %s, got %s", path, expected, what(n, got, sizeof(got)));
     return (false);
 }
@@ -143,10 +148,12 @@ want_type(struct check *ck, const struct config_node *n, const char *path,
 {
     char got[128];
 
-    if (n->type == CONFIG_NODE_INVALID)
+    if (n->type == CONFIG_NODE_INVALID) {
         return (false);
-    if (n->type == type)
+    }
+    if (n->type == type) {
         return (true);
+    }
     ck_err(ck, n, "%s: expected %s, got %s", path,
            type == CONFIG_NODE_MAPPING ? "a mapping" : "a sequence", what(n, got, sizeof(got)));
     return (false);
@@ -163,8 +170,9 @@ map_scalar(const struct config_node *map, const char *key)
         const struct config_node *v = map->items[i + 1];
 
         if (k->type == CONFIG_NODE_SCALAR && strcmp(k->text, key) == 0 &&
-            v->type == CONFIG_NODE_SCALAR && !config_node_is_null(v))
+            v->type == CONFIG_NODE_SCALAR && !config_node_is_null(v)) {
             return (v->text);
+        }
     }
     return (NULL);
 }
@@ -193,27 +201,31 @@ check_keys(struct check *ck, const struct config_node *map, const char *where,
     /* "name, mode, listen, ...": the keys of this release, for unknown-key messages. */
     expected[0] = '\0';
     for (s = 0; s < n_specs; s++) {
-        if (specs[s].flags & KEY_LATER)
+        if (specs[s].flags & KEY_LATER) {
             continue;
+        }
         o += (size_t)snprintf(expected + o, sizeof(expected) - o, "%s%s", o > 0 ? ", " : "",
                               specs[s].name);
-        if (o >= sizeof(expected))
+        if (o >= sizeof(expected)) {
             break;
+        }
     }
 
     for (i = 0; i + 1 < map->n_items; i += 2) {
         const struct config_node *k = map->items[i];
         const struct config_node *v = map->items[i + 1];
 
-        if (k->type == CONFIG_NODE_INVALID)
+        if (k->type == CONFIG_NODE_INVALID) {
             continue;
+        }
         if (k->type != CONFIG_NODE_SCALAR || config_node_is_null(k)) {
             ck_err(ck, k, "expected a key name %s, got %s", where, what(k, got, sizeof(got)));
             continue;
         }
         for (s = 0; s < n_specs; s++) {
-            if (strcmp(k->text, specs[s].name) == 0)
+            if (strcmp(k->text, specs[s].name) == 0) {
                 break;
+            }
         }
         if (s == n_specs) {
             ck_err(ck, k, "unknown key %s %s; expected one of: %s", what(k, got, sizeof(got)),
@@ -234,8 +246,9 @@ check_keys(struct check *ck, const struct config_node *map, const char *where,
     }
 
     for (s = 0; s < n_specs; s++) {
-        if ((specs[s].flags & KEY_REQUIRED) && keys[s] == NULL)
+        if ((specs[s].flags & KEY_REQUIRED) && keys[s] == NULL) {
             ck_err(ck, map, "missing required key \"%s\" %s", specs[s].name, where);
+        }
     }
 }
 
@@ -245,8 +258,9 @@ get_string(struct check *ck, const struct config_node *n, const char *path, char
 {
     char *s;
 
-    if (!want_scalar(ck, n, path, "a string"))
+    if (!want_scalar(ck, n, path, "a string")) {
         return (-1);
+    }
     if ((s = strdup(n->text)) == NULL) {
         ck_err(ck, n, "out of memory");
         return (-1);
@@ -262,8 +276,9 @@ get_bool(struct check *ck, const struct config_node *n, const char *path, bool *
 {
     char got[128];
 
-    if (!want_scalar(ck, n, path, "true or false"))
+    if (!want_scalar(ck, n, path, "true or false")) {
         return (-1);
+    }
     if (strcmp(n->text, "true") == 0) {
         *out = true;
     } else if (strcmp(n->text, "false") == 0) {
@@ -284,11 +299,13 @@ get_int(struct check *ck, const struct config_node *n, const char *path, unsigne
     unsigned long v = 0;
     const char *p;
 
-    if (!want_scalar(ck, n, path, "an integer"))
+    if (!want_scalar(ck, n, path, "an integer")) {
         return (-1);
+    }
     for (p = n->text; *p >= '0' && *p <= '9'; p++) {
-        if (v > hi)
+        if (v > hi) {
             break; /* already out of range: stop before it can overflow */
+        }
         v = v * 10 + (unsigned long)(*p - '0');
     }
     if (p == n->text || (*p != '\0' && (*p < '0' || *p > '9'))) {
@@ -312,8 +329,9 @@ get_duration(struct check *ck, const struct config_node *n, const char *path, ui
     char got[128];
     uint64_t v;
 
-    if (!want_scalar(ck, n, path, "a duration like 10s or 500ms"))
+    if (!want_scalar(ck, n, path, "a duration like 10s or 500ms")) {
         return (-1);
+    }
     if (config_parse_duration(n->text, &v) != 0) {
         ck_err(ck, n, "%s: expected a duration like 10s or 500ms, got %s", path,
                what(n, got, sizeof(got)));
@@ -339,8 +357,9 @@ get_enum(struct check *ck, const struct config_node *n, const char *path, const 
     char got[128];
     size_t i;
 
-    if (!want_scalar(ck, n, path, expected))
+    if (!want_scalar(ck, n, path, expected)) {
         return (-1);
+    }
     for (i = 0; i < n_names; i++) {
         if (strcmp(n->text, names[i]) == 0) {
             *out = (int)i;
@@ -359,8 +378,9 @@ get_addr(struct check *ck, const struct config_node *n, const char *path, bool a
     char why[512];
 
     if (!want_scalar(ck, n, path,
-                     allow_name ? "host:port" : "an IP address and port like 127.0.0.1:7001"))
+                     allow_name ? "host:port" : "an IP address and port like 127.0.0.1:7001")) {
         return (-1);
+    }
     if (config_parse_addr(n->text, allow_name, out, why, sizeof(why)) != 0) {
         ck_err(ck, n, "%s: %s", path, why);
         return (-1);
@@ -372,8 +392,9 @@ get_addr(struct check *ck, const struct config_node *n, const char *path, bool a
 static const char *
 errstr(int e, char *buf, size_t len)
 {
-    if (strerror_r(e, buf, len) != 0)
+    if (strerror_r(e, buf, len) != 0) {
         snprintf(buf, len, "error %d", e);
+    }
     return (buf);
 }
 
@@ -391,8 +412,9 @@ join_path(const char *dir, const char *rel)
     const char *p;
     char *o;
 
-    if ((s = malloc(dl + 1 + rl + 1)) == NULL)
+    if ((s = malloc(dl + 1 + rl + 1)) == NULL) {
         return (NULL);
+    }
     memcpy(s, dir, dl);
     s[dl] = '/';
     memcpy(s + dl + 1, rel, rl + 1);
@@ -401,8 +423,9 @@ join_path(const char *dir, const char *rel)
     out = s;
     o = s;
     p = s;
-    if (*p == '/')
+    if (*p == '/') {
         *o++ = *p++;
+    }
     while (*p != '\0') {
         const char *end = strchr(p, '/');
         size_t cl = end == NULL ? strlen(p) : (size_t)(end - p);
@@ -410,14 +433,16 @@ join_path(const char *dir, const char *rel)
         if (cl == 0 || (cl == 1 && p[0] == '.')) {
             p += cl;
         } else {
-            if (o > out && o[-1] != '/')
+            if (o > out && o[-1] != '/') {
                 *o++ = '/';
+            }
             memmove(o, p, cl);
             o += cl;
             p += cl;
         }
-        if (*p == '/')
+        if (*p == '/') {
             p++;
+        }
     }
     *o = '\0';
     if (o == out) {
@@ -438,12 +463,14 @@ get_file(struct check *ck, const struct config_node *n, const char *path, struct
     char ebuf[128];
     char *resolved;
 
-    if (!want_scalar(ck, n, path, "a file path"))
+    if (!want_scalar(ck, n, path, "a file path")) {
         return (-1);
-    if (ck->basedir != NULL && n->text[0] != '/')
+    }
+    if (ck->basedir != NULL && n->text[0] != '/') {
         resolved = join_path(ck->basedir, n->text);
-    else
+    } else {
         resolved = strdup(n->text);
+    }
     if (resolved == NULL) {
         ck_err(ck, n, "out of memory");
         return (-1);
@@ -484,8 +511,9 @@ get_secret_file(struct check *ck, const struct config_node *n, const char *path,
     char ebuf[128];
 
     /* get_file() refused anything but a regular file (symlinks followed). */
-    if (get_file(ck, n, path, out) != 0)
+    if (get_file(ck, n, path, out) != 0) {
         return (-1);
+    }
     if (stat(out->path, &st) != 0) {
         ck_err(ck, n, "%s: cannot read %s: %s", path, out->path, errstr(errno, ebuf, sizeof(ebuf)));
         return (-1);
@@ -568,10 +596,12 @@ check_tls(struct check *ck, const struct config_node *n, const char *path, struc
     for (k = 0; k < TLS_NKEYS; k++) {
         const struct config_node *v = vals[k];
 
-        if (keys[k] != NULL)
+        if (keys[k] != NULL) {
             t->set |= 1u << k;
-        if (v == NULL)
+        }
+        if (v == NULL) {
             continue;
+        }
         snprintf(kp, sizeof(kp), "%s.%s", path, tls_keys[k].name);
         switch ((enum tls_key)k) {
         case TLS_CERT:
@@ -583,19 +613,22 @@ check_tls(struct check *ck, const struct config_node *n, const char *path, struc
             break;
         case TLS_MIN_VERSION:
             /* "1.2" quoted or not: a plain 1.2 is the same text to libyaml. */
-            if (!want_scalar(ck, v, kp, "\"1.2\" or \"1.3\""))
+            if (!want_scalar(ck, v, kp, "\"1.2\" or \"1.3\"")) {
                 break;
-            if (strcmp(v->text, "1.2") == 0)
+            }
+            if (strcmp(v->text, "1.2") == 0) {
                 t->v.min_version = 0x0303;
-            else if (strcmp(v->text, "1.3") == 0)
+            } else if (strcmp(v->text, "1.3") == 0) {
                 t->v.min_version = 0x0304;
-            else
+            } else {
                 ck_err(ck, v, "%s: expected \"1.2\" or \"1.3\", got %s", kp,
                        what(v, got, sizeof(got)));
+            }
             break;
         case TLS_VERIFY_DEPTH:
-            if (get_int(ck, v, kp, 1, 32, &depth) == 0)
+            if (get_int(ck, v, kp, 1, 32, &depth) == 0) {
                 t->v.verify_depth = (int)depth;
+            }
             break;
         case TLS_CN_FALLBACK:
             get_bool(ck, v, kp, &t->v.cn_fallback);
@@ -620,14 +653,18 @@ check_log(struct check *ck, const struct config_node *n, struct config *cfg)
     const struct config_node *vals[2];
     int v;
 
-    if (!want_type(ck, n, "log", CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, "log", CONFIG_NODE_MAPPING)) {
         return;
+    }
     check_keys(ck, n, "in log", specs, 2, keys, vals);
     if (vals[0] != NULL &&
-        get_enum(ck, vals[0], "log.level", levels, 4, "error, warn, info or debug", &v) == 0)
+        get_enum(ck, vals[0], "log.level", levels, 4, "error, warn, info or debug", &v) == 0) {
         cfg->log_level = (enum config_log_level)v;
-    if (vals[1] != NULL && get_enum(ck, vals[1], "log.format", formats, 2, "text or json", &v) == 0)
+    }
+    if (vals[1] != NULL &&
+        get_enum(ck, vals[1], "log.format", formats, 2, "text or json", &v) == 0) {
         cfg->log_format = (enum config_log_format)v;
+    }
 }
 
 /* Check the limits: mapping. */
@@ -642,21 +679,28 @@ check_limits(struct check *ck, const struct config_node *n, struct config *cfg)
     const struct config_node *vals[6];
     unsigned long v;
 
-    if (!want_type(ck, n, "limits", CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, "limits", CONFIG_NODE_MAPPING)) {
         return;
+    }
     check_keys(ck, n, "in limits", specs, 6, keys, vals);
-    if (vals[0] != NULL && get_int(ck, vals[0], "limits.max_connections", 1, 1000000, &v) == 0)
+    if (vals[0] != NULL && get_int(ck, vals[0], "limits.max_connections", 1, 1000000, &v) == 0) {
         cfg->limits.max_connections = (unsigned)v;
-    if (vals[1] != NULL)
+    }
+    if (vals[1] != NULL) {
         get_duration(ck, vals[1], "limits.handshake_timeout", &cfg->limits.handshake_timeout_ms);
-    if (vals[2] != NULL)
+    }
+    if (vals[2] != NULL) {
         get_duration(ck, vals[2], "limits.idle_timeout", &cfg->limits.idle_timeout_ms);
-    if (vals[3] != NULL)
+    }
+    if (vals[3] != NULL) {
         get_duration(ck, vals[3], "limits.header_timeout", &cfg->limits.header_timeout_ms);
-    if (vals[4] != NULL)
+    }
+    if (vals[4] != NULL) {
         get_duration(ck, vals[4], "limits.backend_timeout", &cfg->limits.backend_timeout_ms);
-    if (vals[5] != NULL)
+    }
+    if (vals[5] != NULL) {
         get_duration(ck, vals[5], "limits.drain_timeout", &cfg->limits.drain_timeout_ms);
+    }
 }
 
 /*
@@ -673,8 +717,9 @@ check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
     uint64_t ms;
     char got[128];
 
-    if (!want_type(ck, n, "admin", CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, "admin", CONFIG_NODE_MAPPING)) {
         return;
+    }
     check_keys(ck, n, "in admin", specs, 2, keys, vals);
     if (vals[0] != NULL && get_addr(ck, vals[0], "admin.listen", false, &cfg->admin.listen) == 0) {
         cfg->admin.enabled = true;
@@ -682,12 +727,13 @@ check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
     }
     if (vals[1] != NULL && get_duration(ck, vals[1], "admin.probe_interval", &ms) == 0) {
         /* Under 100ms a probe is load, not a check; over an hour readiness means nothing. */
-        if (ms < CONFIG_PROBE_INTERVAL_MIN_MS || ms > CONFIG_PROBE_INTERVAL_MAX_MS)
+        if (ms < CONFIG_PROBE_INTERVAL_MIN_MS || ms > CONFIG_PROBE_INTERVAL_MAX_MS) {
             ck_err(ck, vals[1],
                    "admin.probe_interval: expected a duration from 100ms to 1h, got %s",
                    what(vals[1], got, sizeof(got)));
-        else
+        } else {
             cfg->admin.probe_interval_ms = ms;
+        }
     }
 }
 
@@ -695,12 +741,14 @@ check_admin(struct check *ck, const struct config_node *n, struct config *cfg,
 static bool
 valid_user(const char *s)
 {
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) {
         return (false);
+    }
     for (s++; *s != '\0'; s++) {
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '.' || *s == '-'))
+              *s == '_' || *s == '.' || *s == '-')) {
             return (false);
+        }
     }
     return (true);
 }
@@ -716,14 +764,16 @@ check_user(struct check *ck, const struct config_node *n, struct config *cfg)
         "a user name (a letter or \"_\", then letters, digits, \"_\", \".\" and \"-\")";
     char got[128];
 
-    if (!want_scalar(ck, n, "user", expected))
+    if (!want_scalar(ck, n, "user", expected)) {
         return;
+    }
     if (!valid_user(n->text)) {
         ck_err(ck, n, "user: expected %s, got %s", expected, what(n, got, sizeof(got)));
         return;
     }
-    if (get_string(ck, n, "user", &cfg->user) == 0)
+    if (get_string(ck, n, "user", &cfg->user) == 0) {
         cfg->user_pos = n->pos;
+    }
 }
 
 /* The most worker threads a config may ask for. */
@@ -738,8 +788,9 @@ check_workers(struct check *ck, const struct config_node *n, struct config *cfg)
 {
     unsigned long v;
 
-    if (!want_scalar(ck, n, "workers", "\"auto\" or an integer from 1 to 256"))
+    if (!want_scalar(ck, n, "workers", "\"auto\" or an integer from 1 to 256")) {
         return;
+    }
     if (strcmp(n->text, "auto") == 0) {
         cfg->workers = 0;
         return;
@@ -751,20 +802,23 @@ check_workers(struct check *ck, const struct config_node *n, struct config *cfg)
                what(n, got, sizeof(got)));
         return;
     }
-    if (get_int(ck, n, "workers", 1, WORKERS_MAX, &v) == 0)
+    if (get_int(ck, n, "workers", 1, WORKERS_MAX, &v) == 0) {
         cfg->workers = (unsigned)v;
+    }
 }
 
 /* True when ${s} is a listener name: [A-Za-z0-9_.-]+. */
 static bool
 valid_name(const char *s)
 {
-    if (*s == '\0')
+    if (*s == '\0') {
         return (false);
+    }
     for (; *s != '\0'; s++) {
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '.' || *s == '-'))
+              *s == '_' || *s == '.' || *s == '-')) {
             return (false);
+        }
     }
     return (true);
 }
@@ -776,10 +830,12 @@ valid_allow(const char *s)
     unsigned char bytes[16];
     int family;
 
-    if (config_ip_parse(s, bytes, &family) == 0)
+    if (config_ip_parse(s, bytes, &family) == 0) {
         return (true);
-    if (s[0] == '*' && s[1] == '.')
+    }
+    if (s[0] == '*' && s[1] == '.') {
         return (config_name_is_dns(s + 2));
+    }
     return (config_name_is_dns(s));
 }
 
@@ -798,9 +854,11 @@ spiffe_path_char(char c)
 static bool
 spiffe_double_dot(const char *s, const char *end)
 {
-    for (; s + 1 < end; s++)
-        if (s[0] == '.' && s[1] == '.')
+    for (; s + 1 < end; s++) {
+        if (s[0] == '.' && s[1] == '.') {
             return (true);
+        }
+    }
     return (false);
 }
 
@@ -818,53 +876,70 @@ config_spiffe_problem(const char *s, bool pattern)
     const char *p, *seg;
     size_t n;
 
-    if (strncmp(s, "spiffe://", 9) != 0)
+    if (strncmp(s, "spiffe://", 9) != 0) {
         return ("the scheme must be spiffe, in lower case (spiffe://trust-domain/path)");
-    if (strlen(s) > SPIFFE_ID_MAX)
-        return ("a SPIFFE ID is at most 2048 bytes");
-    if (strpbrk(s, "?#") != NULL)
-        return ("a SPIFFE ID has no query (?) or fragment (#)");
-    if (strchr(s, '%') != NULL)
-        return ("a SPIFFE ID is compared byte for byte: no percent-encoding (%)");
-    for (p = s + 9; *p != '\0' && *p != '/'; p++) {
-        if (*p == '@')
-            return ("a SPIFFE ID has no user info (@) in its trust domain");
-        if (*p == ':')
-            return ("a SPIFFE ID has no port in its trust domain");
-        if (*p >= 'A' && *p <= 'Z')
-            return ("the trust domain must be lower case");
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
-              *p == '_'))
-            return ("the trust domain may hold only a-z, 0-9, '.', '-' and '_'");
     }
-    if (p == s + 9)
+    if (strlen(s) > SPIFFE_ID_MAX) {
+        return ("a SPIFFE ID is at most 2048 bytes");
+    }
+    if (strpbrk(s, "?#") != NULL) {
+        return ("a SPIFFE ID has no query (?) or fragment (#)");
+    }
+    if (strchr(s, '%') != NULL) {
+        return ("a SPIFFE ID is compared byte for byte: no percent-encoding (%)");
+    }
+    for (p = s + 9; *p != '\0' && *p != '/'; p++) {
+        if (*p == '@') {
+            return ("a SPIFFE ID has no user info (@) in its trust domain");
+        }
+        if (*p == ':') {
+            return ("a SPIFFE ID has no port in its trust domain");
+        }
+        if (*p >= 'A' && *p <= 'Z') {
+            return ("the trust domain must be lower case");
+        }
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+              *p == '_')) {
+            return ("the trust domain may hold only a-z, 0-9, '.', '-' and '_'");
+        }
+    }
+    if (p == s + 9) {
         return ("the trust domain is empty");
-    if (s[9] == '.' || p[-1] == '.' || spiffe_double_dot(s + 9, p))
+    }
+    if (s[9] == '.' || p[-1] == '.' || spiffe_double_dot(s + 9, p)) {
         return ("the trust domain has an empty label (a leading, trailing or doubled '.')");
-    if (*p == '\0')
+    }
+    if (*p == '\0') {
         return ("a trust domain alone names no workload: add a path (spiffe://trust-domain/path)");
+    }
     while (*p == '/') {
         seg = ++p;
-        while (*p != '\0' && *p != '/')
+        while (*p != '\0' && *p != '/') {
             p++;
+        }
         n = (size_t)(p - seg);
-        if (n == 0)
+        if (n == 0) {
             return (*p == '\0' ? "a SPIFFE ID does not end in '/'"
                                : "a SPIFFE ID has no empty path segment (//)");
-        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+        }
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) {
             return ("a SPIFFE ID has no \".\" or \"..\" path segment");
+        }
         if (n == 1 && seg[0] == '*' && pattern) {
-            if (*p != '\0')
+            if (*p != '\0') {
                 return ("'*' may stand only for the whole last path segment (.../ns/db/*)");
+            }
             continue;
         }
         for (; seg < p; seg++) {
-            if (*seg == '*')
+            if (*seg == '*') {
                 return (pattern ? "'*' may stand only for the whole last path segment (.../ns/db/*)"
                                 : "a SPIFFE ID names one workload: no '*' (patterns are for allow: "
                                   "and peers:)");
-            if (!spiffe_path_char(*seg))
+            }
+            if (!spiffe_path_char(*seg)) {
                 return ("a path segment may hold only A-Z, a-z, 0-9, '.', '-' and '_'");
+            }
         }
     }
     return (NULL);
@@ -883,8 +958,9 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
     char got[128];
     size_t i;
 
-    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE)) {
         return;
+    }
     if (n->n_items == 0) {
         ck_err(ck, n, "%s: expected at least one name, got an empty sequence%s", path, empty_hint);
         return;
@@ -899,8 +975,9 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
 
         snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
         if (!want_scalar(ck, e, ep,
-                         "a host name, a *.domain wildcard, an IP address or a spiffe:// ID"))
+                         "a host name, a *.domain wildcard, an IP address or a spiffe:// ID")) {
             continue;
+        }
         if (strstr(e->text, "://") != NULL) {
             const char *why = config_spiffe_problem(e->text, true);
 
@@ -950,8 +1027,9 @@ check_databases(struct check *ck, const struct config_node *n, const char *path,
     char why[128];
     size_t i;
 
-    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE)) {
         return;
+    }
     if (n->n_items == 0) {
         ck_err(ck, n,
                "%s: expected at least one database name or glob, got an empty sequence; remove "
@@ -968,8 +1046,9 @@ check_databases(struct check *ck, const struct config_node *n, const char *path,
         char ep[256];
 
         snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
-        if (!want_scalar(ck, e, ep, expected))
+        if (!want_scalar(ck, e, ep, expected)) {
             continue;
+        }
         if (config_db_glob_check(e->text, why, sizeof(why)) != 0) {
             ck_err(ck, e, "%s: expected %s, got %s: %s", ep, expected, what(e, got, sizeof(got)),
                    why);
@@ -1010,8 +1089,9 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
 
     r->pos = n->pos;
     r->allow = CONFIG_ALLOW_READ;
-    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
+    }
     snprintf(where, sizeof(where), "in %s", path);
     check_keys(ck, n, where, rule_keys, R_NKEYS, keys, vals);
     if (vals[R_PEERS] != NULL) {
@@ -1021,8 +1101,9 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
     if (vals[R_ALLOW] != NULL) {
         snprintf(kp, sizeof(kp), "%s.allow", path);
         if (get_enum(ck, vals[R_ALLOW], kp, allows, sizeof(allows) / sizeof(allows[0]),
-                     "replicate, replicate-from, replicate-to, read, write or all", &v) == 0)
+                     "replicate, replicate-from, replicate-to, read, write or all", &v) == 0) {
             r->allow = (enum config_allow)v;
+        }
     }
     if (vals[R_DATABASES] != NULL) {
         snprintf(kp, sizeof(kp), "%s.databases", path);
@@ -1040,8 +1121,9 @@ check_access(struct check *ck, const struct config_node *n, const char *lp,
     size_t i;
 
     snprintf(path, sizeof(path), "%s.access", lp);
-    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE)) {
         return;
+    }
     if (n->n_items == 0) {
         ck_err(ck, n,
                "%s: expected at least one rule, got an empty sequence; remove access: to let "
@@ -1070,10 +1152,12 @@ check_roles(struct check *ck, const struct config_node *n, const char *path,
     char got[128];
     size_t i;
 
-    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE))
+    if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE)) {
         return;
-    if (n->n_items == 0)
+    }
+    if (n->n_items == 0) {
         return; /* roles: [] sends an empty X-Auth-CouchDB-Roles */
+    }
     if ((pa->roles = calloc(n->n_items, sizeof(*pa->roles))) == NULL) {
         ck_err(ck, n, "out of memory");
         return;
@@ -1085,15 +1169,18 @@ check_roles(struct check *ck, const struct config_node *n, const char *path,
         char ep[256];
 
         snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
-        if (!want_scalar(ck, e, ep, expected))
+        if (!want_scalar(ck, e, ep, expected)) {
             continue;
-        if (e->text[0] == '\0')
+        }
+        if (e->text[0] == '\0') {
             why = "a role name cannot be empty";
+        }
         for (p = (const unsigned char *)e->text; why == NULL && *p != '\0'; p++) {
-            if (*p == ',')
+            if (*p == ',') {
                 why = "X-Auth-CouchDB-Roles separates roles with commas";
-            else if (*p < 0x20 || *p == 0x7f)
+            } else if (*p < 0x20 || *p == 0x7f) {
                 why = "a header value cannot hold control characters";
+            }
         }
         if (why != NULL) {
             ck_err(ck, e, "%s: expected %s, got %s: %s", ep, expected, what(e, got, sizeof(got)),
@@ -1128,8 +1215,9 @@ check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
     int v;
 
     snprintf(path, sizeof(path), "%s.couchdb_proxy_auth", lp);
-    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
+    }
     pa->enabled = true;
     pa->hash = CONFIG_HASH_SHA256;
     snprintf(where, sizeof(where), "in %s", path);
@@ -1140,8 +1228,9 @@ check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
     }
     if (vals[1] != NULL) {
         snprintf(kp, sizeof(kp), "%s.hash", path);
-        if (get_enum(ck, vals[1], kp, hashes, 2, "sha256 or sha1", &v) == 0)
+        if (get_enum(ck, vals[1], kp, hashes, 2, "sha256 or sha1", &v) == 0) {
             pa->hash = (enum config_hash)v;
+        }
     }
     if (vals[2] != NULL) {
         snprintf(kp, sizeof(kp), "%s.roles", path);
@@ -1242,14 +1331,16 @@ check_pool(struct check *ck, const struct config_node *n, const char *lp, struct
     unsigned long v;
 
     snprintf(path, sizeof(path), "%s.pool", lp);
-    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
+    }
     snprintf(where, sizeof(where), "in %s", path);
     check_keys(ck, n, where, specs, 2, keys, vals);
     if (vals[0] != NULL) {
         snprintf(kp, sizeof(kp), "%s.max_idle", path);
-        if (get_int(ck, vals[0], kp, 0, 100000, &v) == 0)
+        if (get_int(ck, vals[0], kp, 0, 100000, &v) == 0) {
             l->pool_max_idle = (unsigned)v;
+        }
     }
     if (vals[1] != NULL) {
         snprintf(kp, sizeof(kp), "%s.idle_timeout", path);
@@ -1270,32 +1361,36 @@ get_proxy_auth_file(struct check *ck, const struct config_node *n, const char *p
     size_t len = 0, i, colon = SIZE_MAX;
     FILE *f;
 
-    if (get_file(ck, n, path, out) != 0)
+    if (get_file(ck, n, path, out) != 0) {
         return (-1);
+    }
     if ((f = fopen(out->path, "rb")) != NULL) {
         len = fread(buf, 1, sizeof(buf), f);
         fclose(f);
     }
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
         len--;
-    for (i = 0; i < len && bad == NULL; i++) {
-        if (buf[i] == ':' && colon == SIZE_MAX)
-            colon = i;
-        else if (buf[i] == '\n' || buf[i] == '\r')
-            bad = "it holds more than one line";
-        else if (buf[i] < 0x20 || buf[i] == 0x7f)
-            bad = "it holds a control character";
     }
-    if (f == NULL)
+    for (i = 0; i < len && bad == NULL; i++) {
+        if (buf[i] == ':' && colon == SIZE_MAX) {
+            colon = i;
+        } else if (buf[i] == '\n' || buf[i] == '\r') {
+            bad = "it holds more than one line";
+        } else if (buf[i] < 0x20 || buf[i] == 0x7f) {
+            bad = "it holds a control character";
+        }
+    }
+    if (f == NULL) {
         bad = "it cannot be opened";
-    else if (len == sizeof(buf))
+    } else if (len == sizeof(buf)) {
         bad = "it is longer than 1 KiB";
-    else if (len == 0)
+    } else if (len == 0) {
         bad = "it is empty";
-    else if (bad == NULL && colon == SIZE_MAX)
+    } else if (bad == NULL && colon == SIZE_MAX) {
         bad = "it has no \":\" between the user and the password";
-    else if (bad == NULL && colon == 0)
+    } else if (bad == NULL && colon == 0) {
         bad = "the user name before \":\" is empty";
+    }
     memset(buf, 0, sizeof(buf));
     __asm__ __volatile__("" : : "r"(buf) : "memory"); /* the memset is not optimised away */
     if (bad != NULL) {
@@ -1324,8 +1419,9 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
     const char *text;
 
     snprintf(path, sizeof(path), "%s.via", lp);
-    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
+    }
     snprintf(where, sizeof(where), "in %s", path);
     check_keys(ck, n, where, specs, 3, keys, vals);
     l->via.enabled = true;
@@ -1333,8 +1429,9 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
         snprintf(kp, sizeof(kp), "%s.proxy", path);
         if (want_scalar(ck, vals[0], kp, "an http://host:port proxy address")) {
             text = vals[0]->text;
-            if (strncasecmp(text, "http://", 7) == 0)
+            if (strncasecmp(text, "http://", 7) == 0) {
                 text += 7;
+            }
             if (strchr(text, '@') != NULL) {
                 /* Never quoted: what precedes "@" is a password. */
                 ck_err(ck, vals[0],
@@ -1362,8 +1459,9 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
                 } else {
                     memcpy(hp, text, hl);
                     hp[hl] = '\0';
-                    if (config_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0)
+                    if (config_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0) {
                         ck_err(ck, vals[0], "%s: %s", kp, why);
+                    }
                     l->via.proxy_pos = vals[0]->pos;
                 }
             }
@@ -1395,8 +1493,9 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
     size_t i;
 
     snprintf(path, sizeof(path), "%s.proxy_protocol", lp);
-    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING))
+    if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
+    }
     snprintf(where, sizeof(where), "in %s", path);
     check_keys(ck, n, where, specs, 2, keys, vals);
     if (vals[0] != NULL) {
@@ -1405,8 +1504,9 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
     }
     if (vals[1] != NULL) {
         snprintf(kp, sizeof(kp), "%s.from", path);
-        if (!want_type(ck, vals[1], kp, CONFIG_NODE_SEQUENCE))
+        if (!want_type(ck, vals[1], kp, CONFIG_NODE_SEQUENCE)) {
             return;
+        }
         if (vals[1]->n_items == 0) {
             ck_err(ck, vals[1],
                    "%s: expected at least one address or block (the load balancers' addresses, "
@@ -1423,8 +1523,9 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
             char ep[272];
 
             snprintf(ep, sizeof(ep), "%s[%zu]", kp, i);
-            if (!want_scalar(ck, e, ep, "an IP address or block such as 10.0.0.0/8"))
+            if (!want_scalar(ck, e, ep, "an IP address or block such as 10.0.0.0/8")) {
                 continue;
+            }
             if (config_cidr_parse(e->text, &l->pp_from[l->n_pp_from], why, sizeof(why)) != 0) {
                 ck_err(ck, e, "%s: got %s: %s", ep, what(e, got, sizeof(got)), why);
                 continue;
@@ -1481,22 +1582,24 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
 
     /* Name the listener in messages about the whole mapping when it has a usable name. */
     name = map_scalar(n, "name");
-    if (name != NULL && valid_name(name) && strlen(name) < 64)
+    if (name != NULL && valid_name(name) && strlen(name) < 64) {
         snprintf(aux->label, sizeof(aux->label), "%s (%s)", lp, name);
-    else
+    } else {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
+    }
     snprintf(where, sizeof(where), "in %s", aux->label);
     check_keys(ck, n, where, listener_keys, L_NKEYS, keys, vals);
 
     if (vals[L_NAME] != NULL) {
         snprintf(kp, sizeof(kp), "%s.name", lp);
         if (want_scalar(ck, vals[L_NAME], kp, "a name")) {
-            if (!valid_name(vals[L_NAME]->text))
+            if (!valid_name(vals[L_NAME]->text)) {
                 ck_err(ck, vals[L_NAME],
                        "%s: expected a name of letters, digits, \"_\", \".\" and \"-\", got %s", kp,
                        what(vals[L_NAME], got, sizeof(got)));
-            else if (get_string(ck, vals[L_NAME], kp, &l->name) == 0)
+            } else if (get_string(ck, vals[L_NAME], kp, &l->name) == 0) {
                 aux->name_node = vals[L_NAME];
+            }
         }
     }
 
@@ -1518,10 +1621,11 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
 
     if (vals[L_PROTOCOL] != NULL) {
         snprintf(kp, sizeof(kp), "%s.protocol", lp);
-        if (get_enum(ck, vals[L_PROTOCOL], kp, protocols, 2, "http or tcp", &v) == 0)
+        if (get_enum(ck, vals[L_PROTOCOL], kp, protocols, 2, "http or tcp", &v) == 0) {
             l->protocol = (enum config_protocol)v;
-        else
+        } else {
             protocol_ok = false;
+        }
     }
 
     /*
@@ -1532,8 +1636,9 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     for (h = 0; h < HTTP_NKEYS; h++) {
         const struct http_key *hk = &http_keys[h];
 
-        if (keys[hk->key] == NULL)
+        if (keys[hk->key] == NULL) {
             continue;
+        }
         if (aux->mode_ok && !hk->any_mode && l->mode != hk->mode) {
             ck_err(ck, keys[hk->key], "%s", hk->why_mode);
             vals[hk->key] = NULL;
@@ -1545,44 +1650,54 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
 
     /* Keys that belong to one mode only: refuse them on the other. */
     if (aux->mode_ok && l->mode == CONFIG_MODE_OUTBOUND) {
-        if (keys[L_BACKEND] != NULL)
+        if (keys[L_BACKEND] != NULL) {
             ck_err(ck, keys[L_BACKEND],
                    "backend applies only to inbound listeners; an outbound listener uses peer");
-        if (keys[L_CLIENT_CERT] != NULL)
+        }
+        if (keys[L_CLIENT_CERT] != NULL) {
             ck_err(ck, keys[L_CLIENT_CERT],
                    "client_cert applies only to inbound listeners; an outbound listener always "
                    "presents tls.cert to its peer");
-        if (keys[L_ALLOW] != NULL)
+        }
+        if (keys[L_ALLOW] != NULL) {
             ck_err(ck, keys[L_ALLOW],
                    "allow applies only to inbound listeners; an outbound listener checks the "
                    "peer's certificate against the host of peer");
-        if (keys[L_PEER] == NULL)
+        }
+        if (keys[L_PEER] == NULL) {
             ck_err(ck, n, "missing required key \"peer\" %s (an outbound listener connects to it)",
                    where);
-        if (keys[L_PROXY_PROTOCOL] != NULL)
+        }
+        if (keys[L_PROXY_PROTOCOL] != NULL) {
             ck_err(ck, keys[L_PROXY_PROTOCOL],
                    "proxy_protocol applies only to inbound listeners: a load balancer in front "
                    "of ferry passes the client's address in it");
-        if (keys[L_BACKEND_PROXY_PROTOCOL] != NULL)
+        }
+        if (keys[L_BACKEND_PROXY_PROTOCOL] != NULL) {
             ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
                    "backend_proxy_protocol applies only to inbound listeners (it is sent to "
                    "backend)");
+        }
         vals[L_BACKEND] = vals[L_CLIENT_CERT] = vals[L_ALLOW] = NULL;
         vals[L_PROXY_PROTOCOL] = vals[L_BACKEND_PROXY_PROTOCOL] = NULL;
     } else if (aux->mode_ok && l->mode == CONFIG_MODE_INBOUND) {
-        if (keys[L_PEER] != NULL)
+        if (keys[L_PEER] != NULL) {
             ck_err(ck, keys[L_PEER],
                    "peer applies only to outbound listeners; an inbound listener uses backend");
-        if (keys[L_CONNECT] != NULL)
+        }
+        if (keys[L_CONNECT] != NULL) {
             ck_err(ck, keys[L_CONNECT], "connect applies only to outbound listeners");
-        if (keys[L_BACKEND] == NULL)
+        }
+        if (keys[L_BACKEND] == NULL) {
             ck_err(ck, n,
                    "missing required key \"backend\" %s (an inbound listener forwards to it)",
                    where);
-        if (keys[L_VIA] != NULL)
+        }
+        if (keys[L_VIA] != NULL) {
             ck_err(ck, keys[L_VIA],
                    "via applies only to outbound listeners: it names the egress proxy ferry "
                    "goes through to reach peer");
+        }
         vals[L_PEER] = vals[L_CONNECT] = vals[L_VIA] = NULL;
     }
 
@@ -1596,68 +1711,82 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     }
     if (vals[L_CONNECT] != NULL) {
         snprintf(kp, sizeof(kp), "%s.connect", lp);
-        if (get_addr(ck, vals[L_CONNECT], kp, false, &l->connect) == 0)
+        if (get_addr(ck, vals[L_CONNECT], kp, false, &l->connect) == 0) {
             l->has_connect = true;
+        }
     }
     if (vals[L_CLIENT_CERT] != NULL) {
         snprintf(kp, sizeof(kp), "%s.client_cert", lp);
-        if (get_enum(ck, vals[L_CLIENT_CERT], kp, client_certs, 2, "required or none", &v) == 0)
+        if (get_enum(ck, vals[L_CLIENT_CERT], kp, client_certs, 2, "required or none", &v) == 0) {
             l->client_cert = (enum config_client_cert)v;
-        else
+        } else {
             client_cert_ok = false;
+        }
     }
-    if (vals[L_ALLOW] != NULL)
+    if (vals[L_ALLOW] != NULL) {
         check_allow(ck, vals[L_ALLOW], lp, l);
+    }
 
     /* Peer identities come from client certificates: nothing to match without them. */
     if (client_cert_ok && l->client_cert == CONFIG_CLIENT_CERT_NONE) {
-        if (vals[L_ACCESS] != NULL)
+        if (vals[L_ACCESS] != NULL) {
             ck_err(ck, keys[L_ACCESS],
                    "access rules match the names of verified peers, and with client_cert: none "
                    "no peer is verified, so every request would be refused; set client_cert: "
                    "required or remove access:");
-        if (vals[L_COUCHDB_PROXY_AUTH] != NULL)
+        }
+        if (vals[L_COUCHDB_PROXY_AUTH] != NULL) {
             ck_err(ck, keys[L_COUCHDB_PROXY_AUTH],
                    "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, "
                    "and with client_cert: none there is none; set client_cert: required or "
                    "remove couchdb_proxy_auth:");
+        }
         vals[L_ACCESS] = vals[L_COUCHDB_PROXY_AUTH] = NULL;
     }
-    if (vals[L_ACCESS] != NULL)
+    if (vals[L_ACCESS] != NULL) {
         check_access(ck, vals[L_ACCESS], lp, l);
-    if (vals[L_COUCHDB_PROXY_AUTH] != NULL)
+    }
+    if (vals[L_COUCHDB_PROXY_AUTH] != NULL) {
         check_proxy_auth(ck, vals[L_COUCHDB_PROXY_AUTH], lp, l);
+    }
     if (vals[L_CLIENT_CERT_HEADER] != NULL) {
         snprintf(kp, sizeof(kp), "%s.client_cert_header", lp);
         if (get_enum(ck, vals[L_CLIENT_CERT_HEADER], kp, cert_headers, 3, "xfcc, rfc9440 or none",
-                     &v) == 0)
+                     &v) == 0) {
             l->client_cert_header = (enum config_client_cert_header)v;
+        }
     }
     if (vals[L_HOST_HEADER] != NULL) {
         snprintf(kp, sizeof(kp), "%s.host_header", lp);
-        if (get_enum(ck, vals[L_HOST_HEADER], kp, host_headers, 2, "keep or peer", &v) == 0)
+        if (get_enum(ck, vals[L_HOST_HEADER], kp, host_headers, 2, "keep or peer", &v) == 0) {
             l->host_header = (enum config_host_header)v;
+        }
     }
-    if (vals[L_POOL] != NULL)
+    if (vals[L_POOL] != NULL) {
         check_pool(ck, vals[L_POOL], lp, l);
-    if (vals[L_PROXY_PROTOCOL] != NULL)
+    }
+    if (vals[L_PROXY_PROTOCOL] != NULL) {
         check_proxy_protocol(ck, vals[L_PROXY_PROTOCOL], lp, l);
-    if (vals[L_VIA] != NULL)
+    }
+    if (vals[L_VIA] != NULL) {
         check_via(ck, vals[L_VIA], lp, l);
+    }
     if (vals[L_BACKEND_PROXY_PROTOCOL] != NULL) {
         snprintf(kp, sizeof(kp), "%s.backend_proxy_protocol", lp);
-        if (protocol_ok && l->protocol == CONFIG_PROTOCOL_HTTP)
+        if (protocol_ok && l->protocol == CONFIG_PROTOCOL_HTTP) {
             ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
                    "%s needs protocol: tcp: on protocol: http the backend gets the client's "
                    "address in X-Forwarded-For",
                    kp);
-        else if (get_enum(ck, vals[L_BACKEND_PROXY_PROTOCOL], kp, backend_pps, 2, "none or v2",
-                          &v) == 0)
+        } else if (get_enum(ck, vals[L_BACKEND_PROXY_PROTOCOL], kp, backend_pps, 2, "none or v2",
+                            &v) == 0) {
             l->backend_pp = (enum config_backend_pp)v;
+        }
     }
     /* Pooling is for protocol http only: no pool anywhere else. */
-    if (!aux->mode_ok || l->protocol != CONFIG_PROTOCOL_HTTP)
+    if (!aux->mode_ok || l->protocol != CONFIG_PROTOCOL_HTTP) {
         l->pool_max_idle = 0;
+    }
     if (vals[L_TLS] != NULL) {
         snprintf(kp, sizeof(kp), "%s.tls", lp);
         check_tls(ck, vals[L_TLS], kp, &aux->tls);
@@ -1670,8 +1799,9 @@ copy_file(struct config_file *to, const struct config_file *from)
 {
     char *p = NULL;
 
-    if (from->path != NULL && (p = strdup(from->path)) == NULL)
+    if (from->path != NULL && (p = strdup(from->path)) == NULL) {
         return (-1);
+    }
     free(to->path);
     to->path = p;
     to->pos = from->pos;
@@ -1703,31 +1833,35 @@ merge_tls(struct check *ck, const struct config_node *at, struct config_listener
         copy_file(&l->tls.key_passphrase_file,
                   &pick(aux, def, TLS_KEY_PASSPHRASE_FILE)->key_passphrase_file) != 0 ||
         copy_file(&l->tls.ca, &pick(aux, def, TLS_CA)->ca) != 0 ||
-        copy_file(&l->tls.crl, &pick(aux, def, TLS_CRL)->crl) != 0)
+        copy_file(&l->tls.crl, &pick(aux, def, TLS_CRL)->crl) != 0) {
         ck_err(ck, at, "out of memory");
+    }
     l->tls.min_version = pick(aux, def, TLS_MIN_VERSION)->min_version;
     l->tls.verify_depth = pick(aux, def, TLS_VERIFY_DEPTH)->verify_depth;
     l->tls.cn_fallback = pick(aux, def, TLS_CN_FALLBACK)->cn_fallback;
     l->tls.session_resumption = pick(aux, def, TLS_SESSION_RESUMPTION)->session_resumption;
 
-    if (!aux->mode_ok)
+    if (!aux->mode_ok) {
         return;
+    }
     for (i = 0; i < 3; i++) {
         unsigned bit = 1u << needed_keys[i];
         const char *hint = "";
 
         if (needed_keys[i] == TLS_CA) {
             /* An inbound listener that does not ask for client certificates needs no CA. */
-            if (l->mode == CONFIG_MODE_INBOUND && l->client_cert == CONFIG_CLIENT_CERT_NONE)
+            if (l->mode == CONFIG_MODE_INBOUND && l->client_cert == CONFIG_CLIENT_CERT_NONE) {
                 continue;
+            }
             hint = l->mode == CONFIG_MODE_OUTBOUND
                        ? " (an outbound listener verifies its peer against it)"
                        : " (an inbound listener with client_cert: required verifies clients "
                          "against it)";
         }
-        if (!(def->set & bit) && !(aux->tls.set & bit))
+        if (!(def->set & bit) && !(aux->tls.set & bit)) {
             ck_err(ck, at, "%s: no tls.%s: set it under tls: or in the listener's tls:%s",
                    aux->label, needed[i], hint);
+        }
     }
 }
 
@@ -1741,13 +1875,16 @@ addr_conflict(const struct config_addr *a, const struct config_addr *b)
     int af;
     int bf;
 
-    if (a->port != b->port)
+    if (a->port != b->port) {
         return (false);
-    if (config_ip_parse(a->host, ab, &af) != 0 || config_ip_parse(b->host, bb, &bf) != 0)
+    }
+    if (config_ip_parse(a->host, ab, &af) != 0 || config_ip_parse(b->host, bb, &bf) != 0) {
         return (strcmp(a->host, b->host) == 0);
+    }
     /* A wildcard address takes the port on every address. */
-    if (memcmp(ab, zero, 16) == 0 || memcmp(bb, zero, 16) == 0)
+    if (memcmp(ab, zero, 16) == 0 || memcmp(bb, zero, 16) == 0) {
         return (true);
+    }
     return (af == bf && memcmp(ab, bb, 16) == 0);
 }
 
@@ -1766,15 +1903,19 @@ via_is_listener(const struct config_addr *p, const struct config_addr *l)
     int pf;
     int lf;
 
-    if (p->port != l->port)
+    if (p->port != l->port) {
         return (false);
-    if (config_ip_parse(p->host, pb, &pf) != 0)
+    }
+    if (config_ip_parse(p->host, pb, &pf) != 0) {
         return (strcasecmp(p->host, "localhost") == 0 || strcasecmp(p->host, l->host) == 0);
-    if (config_ip_parse(l->host, lb, &lf) != 0)
+    }
+    if (config_ip_parse(l->host, lb, &lf) != 0) {
         return (false);
-    if (memcmp(lb, zero, 16) == 0)
+    }
+    if (memcmp(lb, zero, 16) == 0) {
         return (memcmp(pb, zero, 16) == 0 || (pf == 4 && pb[0] == 127) ||
                 (pf == 6 && memcmp(pb, v6_loop, 16) == 0));
+    }
     return (pf == lf && memcmp(pb, lb, 16) == 0);
 }
 
@@ -1789,8 +1930,9 @@ check_via_loops(struct check *ck, const struct config *cfg, const struct listene
     for (i = 0; i < cfg->n_listeners; i++) {
         const struct config_via *v = &cfg->listeners[i].via;
 
-        if (!v->enabled || v->proxy.port == 0)
+        if (!v->enabled || v->proxy.port == 0) {
             continue;
+        }
         for (j = 0; j < cfg->n_listeners; j++) {
             if (aux[j].listen_ok && via_is_listener(&v->proxy, &cfg->listeners[j].listen)) {
                 config_errors_add(ck->errs, ck->file, v->proxy_pos.line, v->proxy_pos.col,
@@ -1900,10 +2042,12 @@ config_check(const struct config_node *root, const char *file, const char *based
     ck.n_errors = 0;
     tls_init(&def);
 
-    if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
+    if ((cfg = calloc(1, sizeof(*cfg))) == NULL) {
         goto oom;
-    if ((cfg->path = strdup(file)) == NULL)
+    }
+    if ((cfg->path = strdup(file)) == NULL) {
         goto oom;
+    }
     cfg->log_level = CONFIG_LOG_INFO;
     cfg->log_format = CONFIG_LOG_TEXT;
     cfg->limits.max_connections = 10000;
@@ -1921,18 +2065,24 @@ config_check(const struct config_node *root, const char *file, const char *based
     }
     check_keys(&ck, root, "at the top level", top_keys, TOP_NKEYS, keys, vals);
 
-    if (vals[0] != NULL)
+    if (vals[0] != NULL) {
         check_tls(&ck, vals[0], "tls", &def);
-    if (vals[2] != NULL)
+    }
+    if (vals[2] != NULL) {
         check_log(&ck, vals[2], cfg);
-    if (vals[3] != NULL)
+    }
+    if (vals[3] != NULL) {
         check_limits(&ck, vals[3], cfg);
-    if (vals[4] != NULL)
+    }
+    if (vals[4] != NULL) {
         check_admin(&ck, vals[4], cfg, &admin_listen);
-    if (vals[5] != NULL)
+    }
+    if (vals[5] != NULL) {
         check_user(&ck, vals[5], cfg);
-    if (vals[6] != NULL)
+    }
+    if (vals[6] != NULL) {
         check_workers(&ck, vals[6], cfg);
+    }
 
     if ((ls = vals[1]) != NULL && want_type(&ck, ls, "listeners", CONFIG_NODE_SEQUENCE)) {
         if (ls->n_items == 0) {
@@ -1940,25 +2090,31 @@ config_check(const struct config_node *root, const char *file, const char *based
         } else {
             cfg->listeners = calloc(ls->n_items, sizeof(*cfg->listeners));
             aux = calloc(ls->n_items, sizeof(*aux));
-            if (cfg->listeners == NULL || aux == NULL)
+            if (cfg->listeners == NULL || aux == NULL) {
                 goto oom;
+            }
             cfg->n_listeners = ls->n_items;
-            for (i = 0; i < ls->n_items; i++)
+            for (i = 0; i < ls->n_items; i++) {
                 check_listener(&ck, ls->items[i], i, &cfg->listeners[i], &aux[i]);
-            for (i = 0; i < ls->n_items; i++)
+            }
+            for (i = 0; i < ls->n_items; i++) {
                 merge_tls(&ck, ls->items[i], &cfg->listeners[i], &aux[i], &def);
+            }
             check_duplicates(&ck, cfg, aux);
             check_via_loops(&ck, cfg, aux);
-            if (admin_listen != NULL)
+            if (admin_listen != NULL) {
                 check_admin_conflict(&ck, cfg, aux, admin_listen);
+            }
         }
     }
 
-    if (ck.n_errors > 0)
+    if (ck.n_errors > 0) {
         goto err;
+    }
 
-    for (i = 0; i < cfg->n_listeners; i++)
+    for (i = 0; i < cfg->n_listeners; i++) {
         tls_free(&aux[i].tls);
+    }
     free(aux);
     tls_free(&def);
     return (cfg);
@@ -1967,11 +2123,13 @@ oom:
     config_errors_add(errs, file, 0, 0, "out of memory");
 err:
     /* Whoever logs these errors may still follow log.format. */
-    if (cfg != NULL)
+    if (cfg != NULL) {
         errs->log_format = cfg->log_format;
+    }
     if (aux != NULL) {
-        for (i = 0; i < cfg->n_listeners; i++)
+        for (i = 0; i < cfg->n_listeners; i++) {
             tls_free(&aux[i].tls);
+        }
         free(aux);
     }
     tls_free(&def);

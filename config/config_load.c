@@ -32,12 +32,15 @@ config_errors_addv(struct config_errors *errs, const char *file, unsigned line, 
     char *m;
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if ((f = strdup(file)) == NULL)
+    if ((f = strdup(file)) == NULL) {
         goto err0;
-    if ((m = strdup(msg)) == NULL)
+    }
+    if ((m = strdup(msg)) == NULL) {
         goto err1;
-    if ((v = realloc(errs->v, (errs->n + 1) * sizeof(*v))) == NULL)
+    }
+    if ((v = realloc(errs->v, (errs->n + 1) * sizeof(*v))) == NULL) {
         goto err2;
+    }
     errs->v = v;
     v[errs->n].file = f;
     v[errs->n].line = line;
@@ -97,10 +100,11 @@ config_errors_clear(struct config_errors *errs)
 const char *
 config_error_format(const struct config_error *err, char *buf, size_t len)
 {
-    if (err->line == 0)
+    if (err->line == 0) {
         snprintf(buf, len, "%s: %s", err->file, err->msg);
-    else
+    } else {
         snprintf(buf, len, "%s:%u:%u: %s", err->file, err->line, err->col, err->msg);
+    }
     return (buf);
 }
 
@@ -113,11 +117,13 @@ config_node_free(struct config_node *node)
 {
     size_t i;
 
-    if (node == NULL)
+    if (node == NULL) {
         return;
+    }
     /* Recursion is bounded by CONFIG_MAX_DEPTH, enforced while parsing. */
-    for (i = 0; i < node->n_items; i++)
+    for (i = 0; i < node->n_items; i++) {
         config_node_free(node->items[i]);
+    }
     free(node->items);
     free(node->text);
     free(node);
@@ -133,11 +139,13 @@ config_node_is_null(const struct config_node *node)
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
     size_t i;
 
-    if (node->type != CONFIG_NODE_SCALAR || !node->plain)
+    if (node->type != CONFIG_NODE_SCALAR || !node->plain) {
         return (false);
+    }
     for (i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
-        if (strcmp(node->text, nulls[i]) == 0)
+        if (strcmp(node->text, nulls[i]) == 0) {
             return (true);
+        }
     }
     return (false);
 }
@@ -174,8 +182,9 @@ node_new(enum config_node_type type, yaml_mark_t mark)
 {
     struct config_node *n;
 
-    if ((n = calloc(1, sizeof(*n))) == NULL)
+    if ((n = calloc(1, sizeof(*n))) == NULL) {
         return (NULL);
+    }
     n->type = type;
     n->pos.line = (unsigned)mark.line + 1;
     n->pos.col = (unsigned)mark.column + 1;
@@ -229,22 +238,26 @@ build_event(struct builder *b, const yaml_event_t *ev, int *docs)
     case YAML_ALIAS_EVENT:
         build_err(b, ev->start_mark, "YAML aliases (*%s) are not supported; write the value out",
                   (const char *)ev->data.alias.anchor);
-        if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL)
+        if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL) {
             goto oom;
+        }
         return (attach(b, n) == 0 ? 0 : -1);
     case YAML_SCALAR_EVENT:
         anchor = ev->data.scalar.anchor;
-        if (anchor != NULL)
+        if (anchor != NULL) {
             build_err(b, ev->start_mark, "YAML anchors (&%s) are not supported",
                       (const char *)anchor);
+        }
         if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length) != NULL) {
             build_err(b, ev->start_mark, "expected text, got a string containing a NUL byte");
-            if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL)
+            if ((n = node_new(CONFIG_NODE_INVALID, ev->start_mark)) == NULL) {
                 goto oom;
+            }
             return (attach(b, n) == 0 ? 0 : -1);
         }
-        if ((n = node_new(CONFIG_NODE_SCALAR, ev->start_mark)) == NULL)
+        if ((n = node_new(CONFIG_NODE_SCALAR, ev->start_mark)) == NULL) {
             goto oom;
+        }
         if ((n->text = malloc(ev->data.scalar.length + 1)) == NULL) {
             config_node_free(n);
             goto oom;
@@ -257,9 +270,10 @@ build_event(struct builder *b, const yaml_event_t *ev, int *docs)
     case YAML_MAPPING_START_EVENT:
         anchor = ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor
                                                        : ev->data.mapping_start.anchor;
-        if (anchor != NULL)
+        if (anchor != NULL) {
             build_err(b, ev->start_mark, "YAML anchors (&%s) are not supported",
                       (const char *)anchor);
+        }
         if (b->depth == CONFIG_MAX_DEPTH) {
             build_err(b, ev->start_mark, "expected at most %d nested levels, got more",
                       CONFIG_MAX_DEPTH);
@@ -268,16 +282,19 @@ build_event(struct builder *b, const yaml_event_t *ev, int *docs)
         n = node_new(ev->type == YAML_SEQUENCE_START_EVENT ? CONFIG_NODE_SEQUENCE
                                                            : CONFIG_NODE_MAPPING,
                      ev->start_mark);
-        if (n == NULL)
+        if (n == NULL) {
             goto oom;
-        if (attach(b, n) != 0)
+        }
+        if (attach(b, n) != 0) {
             goto oom;
+        }
         b->stack[b->depth++] = n;
         return (0);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
-        if (b->depth > 0)
+        if (b->depth > 0) {
             b->depth--;
+        }
         return (0);
     case YAML_NO_EVENT:
     case YAML_STREAM_START_EVENT:
@@ -306,17 +323,20 @@ src_line(const char *text, size_t len, unsigned n, struct src_line *out)
     unsigned i;
 
     for (i = 1; i < n; i++) {
-        if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+        if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
             return (false);
+        }
         p = nl + 1;
     }
-    if (p > end || (p == end && n > 1 && p[-1] == '\n'))
+    if (p > end || (p == end && n > 1 && p[-1] == '\n')) {
         return (false);
+    }
     nl = memchr(p, '\n', (size_t)(end - p));
     out->start = p;
     out->end = nl != NULL ? nl : end;
-    if (out->end > out->start && out->end[-1] == '\r')
+    if (out->end > out->start && out->end[-1] == '\r') {
         out->end--;
+    }
     return (true);
 }
 
@@ -326,8 +346,9 @@ src_blank(const struct src_line *l)
 {
     const char *p = l->start;
 
-    while (p < l->end && (*p == ' ' || *p == '\t'))
+    while (p < l->end && (*p == ' ' || *p == '\t')) {
         p++;
+    }
     return (p == l->end || *p == '#');
 }
 
@@ -342,20 +363,24 @@ src_key(const struct src_line *l, int *colon)
     const char *p = l->start, *k;
 
     *colon = -1;
-    while (p < l->end && *p == ' ')
+    while (p < l->end && *p == ' ') {
         p++;
+    }
     while (p + 1 < l->end && *p == '-' && p[1] == ' ') {
         p += 2;
-        while (p < l->end && *p == ' ')
+        while (p < l->end && *p == ' ') {
             p++;
+        }
     }
     k = p;
     if (p < l->end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) {
         while (p < l->end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+                              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
             p++;
-        if (p < l->end && *p == ':')
+        }
+        if (p < l->end && *p == ':') {
             *colon = (int)(p - l->start);
+        }
     }
     return ((int)(k - l->start));
 }
@@ -377,8 +402,9 @@ yaml_hint(const char *text, size_t len, const char *problem, unsigned *line, uns
     const char *p;
 
     hint[0] = '\0';
-    if (text == NULL || *line == 0 || !src_line(text, len, *line, &l))
+    if (text == NULL || *line == 0 || !src_line(text, len, *line, &l)) {
         return;
+    }
 
     /* A tab where the indentation is. */
     for (p = l.start; p < l.end && (*p == ' ' || *p == '\t'); p++) {
@@ -453,12 +479,14 @@ syntax_error(const char *file, const char *text, size_t len, const yaml_parser_t
     char ctx[96] = "", hint[320], noticed[48] = "";
 
     yaml_hint(text, len, problem, &line, &col, hint, sizeof(hint));
-    if (parser->context != NULL)
+    if (parser->context != NULL) {
         snprintf(ctx, sizeof(ctx), " (%s at %u:%u)", parser->context,
                  (unsigned)parser->context_mark.line + 1,
                  (unsigned)parser->context_mark.column + 1);
-    if (line != pl)
+    }
+    if (line != pl) {
         snprintf(noticed, sizeof(noticed), " (noticed at %u:%u)", pl, pc);
+    }
     config_errors_add(errs, file, line, col, "YAML syntax error: %s%s%s%s%s", problem, ctx, noticed,
                       hint[0] != '\0' ? "; " : "", hint);
 }
@@ -506,14 +534,17 @@ config_node_parse(const char *file, const char *text, size_t len, struct config_
         }
         rc = build_event(&b, &ev, &docs);
         yaml_event_delete(&ev);
-        if (rc < 0)
+        if (rc < 0) {
             goto err1;
-        if (rc > 0)
+        }
+        if (rc > 0) {
             break;
+        }
     }
 
-    if (b.n_errors > 0)
+    if (b.n_errors > 0) {
         goto err1;
+    }
     if (b.root == NULL || config_node_is_null(b.root)) {
         config_errors_add(errs, file, 0, 0,
                           "the configuration is empty; expected a mapping with at least "
@@ -544,8 +575,9 @@ sort_errors(struct config_errors *errs, size_t from)
         for (j = i; j > from; j--) {
             const struct config_error *p = &errs->v[j - 1];
 
-            if (p->line < e.line || (p->line == e.line && p->col <= e.col))
+            if (p->line < e.line || (p->line == e.line && p->col <= e.col)) {
                 break;
+            }
             errs->v[j] = errs->v[j - 1];
         }
         errs->v[j] = e;
@@ -561,12 +593,14 @@ load_text(const char *name, const char *text, size_t len, const char *basedir,
     struct config *cfg;
     size_t first = errs->n;
 
-    if ((root = config_node_parse(name, text, len, errs)) == NULL)
+    if ((root = config_node_parse(name, text, len, errs)) == NULL) {
         goto err0;
+    }
     cfg = config_check(root, name, basedir, errs);
     config_node_free(root);
-    if (cfg == NULL)
+    if (cfg == NULL) {
         goto err0;
+    }
     return (cfg);
 
 err0:
@@ -600,18 +634,22 @@ config_dir(const char *path)
     char *dir;
     size_t cwdlen = 0;
 
-    if (slash == path)
+    if (slash == path) {
         return (strdup("/"));
+    }
     if (path[0] != '/') {
-        if (getcwd(cwd, sizeof(cwd)) == NULL)
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
             return (NULL);
+        }
         cwdlen = strlen(cwd);
     }
-    if ((dir = malloc(cwdlen + 1 + dirlen + 1)) == NULL)
+    if ((dir = malloc(cwdlen + 1 + dirlen + 1)) == NULL) {
         return (NULL);
+    }
     memcpy(dir, cwd, cwdlen);
-    if (cwdlen > 0 && dirlen > 0)
+    if (cwdlen > 0 && dirlen > 0) {
         dir[cwdlen++] = '/';
+    }
     memcpy(dir + cwdlen, path, dirlen);
     dir[cwdlen + dirlen] = '\0';
     return (dir);
@@ -638,8 +676,9 @@ config_file_kind(unsigned mode)
 static const char *
 errstr(int e, char *buf, size_t len)
 {
-    if (strerror_r(e, buf, len) != 0)
+    if (strerror_r(e, buf, len) != 0) {
         snprintf(buf, len, "error %d", e);
+    }
     return (buf);
 }
 
@@ -668,8 +707,9 @@ config_load(const char *path, struct config_errors *errs)
     /* Non-blocking: a FIFO named as the config must be refused, not waited on. */
     if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
         config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
-        if (fd >= 0)
+        if (fd >= 0) {
             (void)close(fd);
+        }
         goto err0;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -708,8 +748,9 @@ config_load(const char *path, struct config_errors *errs)
         goto err2;
     }
 
-    if ((cfg = load_text(path, text, len, dir, errs)) == NULL)
+    if ((cfg = load_text(path, text, len, dir, errs)) == NULL) {
         goto err3;
+    }
 
     free(dir);
     free(text);
@@ -737,14 +778,16 @@ config_free(struct config *cfg)
     size_t j;
     size_t k;
 
-    if (cfg == NULL)
+    if (cfg == NULL) {
         return;
+    }
     for (i = 0; i < cfg->n_listeners; i++) {
         struct config_listener *l = &cfg->listeners[i];
 
         free(l->name);
-        for (j = 0; j < l->n_allow; j++)
+        for (j = 0; j < l->n_allow; j++) {
             free(l->allow[j]);
+        }
         free(l->allow);
         free(l->pp_from);
         free(l->via.auth_file.path);
@@ -756,17 +799,20 @@ config_free(struct config *cfg)
         for (j = 0; j < l->n_access; j++) {
             struct config_access_rule *r = &l->access[j];
 
-            for (k = 0; k < r->n_peers; k++)
+            for (k = 0; k < r->n_peers; k++) {
                 free(r->peers[k]);
+            }
             free(r->peers);
-            for (k = 0; k < r->n_databases; k++)
+            for (k = 0; k < r->n_databases; k++) {
                 free(r->databases[k]);
+            }
             free(r->databases);
         }
         free(l->access);
         free(l->proxy_auth.secret_file.path);
-        for (j = 0; j < l->proxy_auth.n_roles; j++)
+        for (j = 0; j < l->proxy_auth.n_roles; j++) {
             free(l->proxy_auth.roles[j]);
+        }
         free(l->proxy_auth.roles);
     }
     free(cfg->listeners);
@@ -785,8 +831,9 @@ config_listener_find(const struct config *cfg, const char *name)
     size_t i;
 
     for (i = 0; i < cfg->n_listeners; i++) {
-        if (cfg->listeners[i].name != NULL && strcmp(cfg->listeners[i].name, name) == 0)
+        if (cfg->listeners[i].name != NULL && strcmp(cfg->listeners[i].name, name) == 0) {
             return (&cfg->listeners[i]);
+        }
     }
     return (NULL);
 }

@@ -24,29 +24,33 @@ config_parse_duration(const char *text, uint64_t *ms)
     uint64_t n = 0;
     uint64_t mult;
 
-    if (*p < '0' || *p > '9')
+    if (*p < '0' || *p > '9') {
         return (-1);
+    }
     for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+        if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
             return (-1);
+        }
         n = n * 10 + (uint64_t)(*p - '0');
     }
 
-    if (strcmp(p, "ms") == 0)
+    if (strcmp(p, "ms") == 0) {
         mult = 1;
-    else if (strcmp(p, "s") == 0)
+    } else if (strcmp(p, "s") == 0) {
         mult = 1000;
-    else if (strcmp(p, "m") == 0)
+    } else if (strcmp(p, "m") == 0) {
         mult = 60 * 1000;
-    else if (strcmp(p, "h") == 0)
+    } else if (strcmp(p, "h") == 0) {
         mult = 60 * 60 * 1000;
-    else if (*p == '\0' && n == 0)
+    } else if (*p == '\0' && n == 0) {
         mult = 1; /* "0" needs no unit: zero is zero in every unit */
-    else
+    } else {
         return (-1);
+    }
 
-    if (n > UINT64_MAX / mult)
+    if (n > UINT64_MAX / mult) {
         return (-1);
+    }
     *ms = n * mult;
     return (0);
 }
@@ -97,27 +101,33 @@ config_name_is_dns(const char *name)
     bool all_digits = true;
     size_t i;
 
-    if (len == 0 || len > 253)
+    if (len == 0 || len > 253) {
         return (false);
+    }
     for (i = 0; i <= len; i++) {
         char c = name[i];
 
         if (c == '.' || c == '\0') {
             /* End of a label: not empty, not too long, no '-' at either end. */
-            if (label == 0 || label > 63 || name[i - 1] == '-')
+            if (label == 0 || label > 63 || name[i - 1] == '-') {
                 return (false);
-            if (c == '\0')
+            }
+            if (c == '\0') {
                 break;
+            }
             label = 0;
             all_digits = true;
             continue;
         }
-        if (!is_alnum(c) && c != '-')
+        if (!is_alnum(c) && c != '-') {
             return (false);
-        if (c == '-' && label == 0)
+        }
+        if (c == '-' && label == 0) {
             return (false);
-        if (c < '0' || c > '9')
+        }
+        if (c < '0' || c > '9') {
             all_digits = false;
+        }
         label++;
     }
     return (!all_digits);
@@ -150,25 +160,29 @@ config_db_glob_check(const char *glob, char *why, size_t whylen)
     for (; *p != '\0'; p++) {
         char c = (char)*p;
 
-        if (c == '*' || c == '?')
+        if (c == '*' || c == '?') {
             continue;
+        }
         if (p == (const unsigned char *)glob && !(c >= 'a' && c <= 'z')) {
-            if (c >= 'A' && c <= 'Z')
+            if (c >= 'A' && c <= 'Z') {
                 snprintf(why, whylen, "database names are lowercase (\"%c\")", c);
-            else
+            } else {
                 snprintf(why, whylen, "a database name starts with a lowercase letter");
+            }
             return (-1);
         }
-        if (is_db_char(c))
+        if (is_db_char(c)) {
             continue;
+        }
         if (c >= 'A' && c <= 'Z') {
             snprintf(why, whylen, "database names are lowercase (\"%c\")", c);
             return (-1);
         }
-        if (*p < 0x20 || *p >= 0x7f)
+        if (*p < 0x20 || *p >= 0x7f) {
             snprintf(shown, sizeof(shown), "\\x%02x", *p);
-        else
+        } else {
             snprintf(shown, sizeof(shown), "%c", c);
+        }
         snprintf(why, whylen, "\"%s\" cannot appear in a CouchDB database name", shown);
         return (-1);
     }
@@ -180,8 +194,9 @@ static bool
 looks_ipv4(const char *s)
 {
     for (; *s != '\0'; s++) {
-        if ((*s < '0' || *s > '9') && *s != '.')
+        if ((*s < '0' || *s > '9') && *s != '.') {
             return (false);
+        }
     }
     return (true);
 }
@@ -281,8 +296,9 @@ config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, c
     }
 
     /* The port: 1 to 5 decimal digits, 1-65535. */
-    for (p = port; *p >= '0' && *p <= '9' && p - port < 6; p++)
+    for (p = port; *p >= '0' && *p <= '9' && p - port < 6; p++) {
         pn = pn * 10 + (unsigned long)(*p - '0');
+    }
     if (*port == '\0') {
         snprintf(why, whylen, "expected host:port, got \"%s\" (no port)", text);
         goto err0;
@@ -307,10 +323,11 @@ err0:
 const char *
 config_addr_format(const struct config_addr *addr, char *buf, size_t len)
 {
-    if (addr->is_ipv6)
+    if (addr->is_ipv6) {
         snprintf(buf, len, "[%s]:%u", addr->host, (unsigned)addr->port);
-    else
+    } else {
         snprintf(buf, len, "%s:%u", addr->host, (unsigned)addr->port);
+    }
     return (buf);
 }
 
@@ -451,10 +468,12 @@ prefix_equal(const unsigned char *a, const unsigned char *b, unsigned prefix)
 {
     unsigned whole = prefix / 8, rest = prefix % 8;
 
-    if (memcmp(a, b, whole) != 0)
+    if (memcmp(a, b, whole) != 0) {
         return (false);
-    if (rest == 0)
+    }
+    if (rest == 0) {
         return (true);
+    }
     return (((a[whole] ^ b[whole]) & (0xffu << (8 - rest)) & 0xffu) == 0);
 }
 
@@ -485,8 +504,9 @@ config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockad
         return (false);
     }
     for (i = 0; i < n; i++) {
-        if (cidrs[i].family == family && prefix_equal(a, cidrs[i].addr, cidrs[i].prefix))
+        if (cidrs[i].family == family && prefix_equal(a, cidrs[i].addr, cidrs[i].prefix)) {
             return (true);
+        }
     }
     return (false);
 }

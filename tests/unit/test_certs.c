@@ -49,10 +49,11 @@ path_in(char *buf, const char *a, const char *b)
 {
     int n;
 
-    if (b != NULL)
+    if (b != NULL) {
         n = snprintf(buf, PATH_LEN, "%s/%s/%s", tmp_root, a, b);
-    else
+    } else {
         n = snprintf(buf, PATH_LEN, "%s/%s", tmp_root, a);
+    }
     assert_true(n > 0 && n < PATH_LEN);
     return buf;
 }
@@ -76,12 +77,14 @@ rm_rf(const char *path)
     struct dirent *e;
     char sub[PATH_LEN];
 
-    if (lstat(path, &st) != 0)
+    if (lstat(path, &st) != 0) {
         return;
+    }
     if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
         while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
                 continue;
+            }
             rm_rf(join(sub, path, e->d_name));
         }
         closedir(d);
@@ -99,11 +102,13 @@ count_entries(const char *dir)
     struct dirent *e;
     int n = 0;
 
-    if (d == NULL)
+    if (d == NULL) {
         return -1;
+    }
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
             n++;
+        }
     }
     closedir(d);
     return n;
@@ -115,8 +120,9 @@ file_mode(const char *path)
 {
     struct stat st;
 
-    if (stat(path, &st) != 0)
+    if (stat(path, &st) != 0) {
         return -1;
+    }
     return (int)(st.st_mode & 07777);
 }
 
@@ -163,8 +169,9 @@ static STACK_OF(X509) * load_certs(const char *path)
 
     assert_non_null(sk);
     assert_non_null(bio);
-    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
         assert_true(sk_X509_push(sk, x) > 0);
+    }
     ERR_clear_error();
     BIO_free(bio);
     assert_true(sk_X509_num(sk) > 0);
@@ -207,10 +214,12 @@ has_san(X509 *x, const char *dns, const char *ip)
     for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
         const ASN1_STRING *v = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(gens, i), &type);
         if (dns != NULL && type == GEN_DNS && ASN1_STRING_length(v) == (int)strlen(dns) &&
-            memcmp(ASN1_STRING_get0_data(v), dns, strlen(dns)) == 0)
+            memcmp(ASN1_STRING_get0_data(v), dns, strlen(dns)) == 0) {
             found = true;
-        if (want != NULL && type == GEN_IPADD && ASN1_STRING_cmp(v, want) == 0)
+        }
+        if (want != NULL && type == GEN_IPADD && ASN1_STRING_cmp(v, want) == 0) {
             found = true;
+        }
     }
     GENERAL_NAMES_free(gens);
     ASN1_OCTET_STRING_free(want);
@@ -276,12 +285,14 @@ verify_chain(const char *leaf_path, const char *ca_path)
         X509_STORE_CTX *ctx = X509_STORE_CTX_new();
         assert_non_null(store);
         assert_non_null(ctx);
-        for (i = 0; i < sk_X509_num(roots); i++)
+        for (i = 0; i < sk_X509_num(roots); i++) {
             assert_int_equal(X509_STORE_add_cert(store, sk_X509_value(roots, i)), 1);
+        }
         assert_int_equal(X509_STORE_CTX_init(ctx, store, leaf, chain), 1);
         X509_STORE_CTX_set_purpose(ctx, purposes[p]);
-        if (X509_verify_cert(ctx) != 1)
+        if (X509_verify_cert(ctx) != 1) {
             result = X509_STORE_CTX_get_error(ctx);
+        }
         X509_STORE_CTX_free(ctx);
         X509_STORE_free(store);
     }
@@ -302,8 +313,9 @@ issue_simple(const char *ca, const char *name, const char *out)
     p.ca_dir = ca;
     p.name = name;
     p.out_dir = out;
-    if (certs_issue(&p, err, sizeof(err)) != 0)
+    if (certs_issue(&p, err, sizeof(err)) != 0) {
         fail_msg("certs_issue: %s", err);
+    }
 }
 
 /* Run certs_cli() on the NULL-terminated arguments ${ap}; output in ${out}/${err} (caller frees).
@@ -320,8 +332,9 @@ run_cliv(char **out, char **err, va_list ap)
 
     assert_non_null(fo);
     assert_non_null(fe);
-    while (argc < 31 && (argv[argc] = va_arg(ap, char *)) != NULL)
+    while (argc < 31 && (argv[argc] = va_arg(ap, char *)) != NULL) {
         argc++;
+    }
     argv[argc] = NULL;
     rc = certs_cli(argc, argv, fo, fe);
     fclose(fo);
@@ -558,8 +571,9 @@ test_init_ca_rsa_named(void **state)
     ca.name = "Site A CA";
     ca.days = 30;
     ca.key_type = CERTS_KEY_RSA;
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0)
+    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
         fail_msg("certs_init_ca: %s", err);
+    }
 
     x = load_cert(join(p, dir, "ca.crt"));
     key = load_key(join(p, dir, "ca.key"));
@@ -605,8 +619,9 @@ test_issue_default(void **state)
     ip.ips = ips;
     ip.n_ips = 3;
     ip.out_dir = path_in(out, "issue", NULL);
-    if (certs_issue(&ip, err, sizeof(err)) != 0)
+    if (certs_issue(&ip, err, sizeof(err)) != 0) {
         fail_msg("certs_issue: %s", err);
+    }
 
     assert_int_equal(file_mode(out), 0700);
     assert_int_equal(file_mode(join(p, out, "node1.example.org.key")), 0600);
@@ -692,8 +707,9 @@ test_issue_rsa_ip_name(void **state)
     ip.days = 10;
     ip.key_type = CERTS_KEY_RSA;
     ip.out_dir = path_in(out, "issue-rsa", NULL);
-    if (certs_issue(&ip, err, sizeof(err)) != 0)
+    if (certs_issue(&ip, err, sizeof(err)) != 0) {
         fail_msg("certs_issue: %s", err);
+    }
 
     x = load_cert(join(p, out, "10.0.0.5.crt"));
     key = load_key(join(p, out, "10.0.0.5.key"));
@@ -742,8 +758,9 @@ test_issue_uri(void **state)
     ip.uris = uris;
     ip.n_uris = 3;
     ip.out_dir = path_in(out, "issue-uri", NULL);
-    if (certs_issue(&ip, err, sizeof(err)) != 0)
+    if (certs_issue(&ip, err, sizeof(err)) != 0) {
         fail_msg("certs_issue: %s", err);
+    }
     x = load_cert(join(p, out, "n1.site-b.example.org.crt"));
     memset(&info, 0, sizeof(info));
     tls_peer_info_fill(x, false, &info);
@@ -759,8 +776,9 @@ test_issue_uri(void **state)
         ip.n_uris = 1;
         ip.out_dir = path_in(out, "rejected-uri", NULL);
         assert_int_equal(certs_issue(&ip, err, sizeof(err)), -1);
-        if (strstr(err, "invalid URI \"") == NULL || strstr(err, bad[i].want) == NULL)
+        if (strstr(err, "invalid URI \"") == NULL || strstr(err, bad[i].want) == NULL) {
             fail_msg("%s: got \"%s\", want \"%s\"", bad[i].uri, err, bad[i].want);
+        }
         assert_int_equal(file_mode(out), -1);
     }
 }
@@ -800,9 +818,10 @@ expect_issue_error(const char *name, const char *dns, const char *ipaddr, const 
     ip.n_ips = ipaddr != NULL ? 1 : 0;
     ip.out_dir = path_in(out, "rejected", NULL);
     assert_int_equal(certs_issue(&ip, err, sizeof(err)), -1);
-    if (strstr(err, want) == NULL)
+    if (strstr(err, want) == NULL) {
         fail_msg("name=%s dns=%s ip=%s: got \"%s\", want \"%s\"", name, dns ? dns : "-",
                  ipaddr ? ipaddr : "-", err, want);
+    }
     /* Nothing was created: validation comes before any file. */
     assert_int_equal(file_mode(out), -1);
 }
@@ -854,8 +873,9 @@ test_issue_intermediate(void **state)
     ip.ca_dir = inter;
     ip.name = "node3.example.org";
     ip.out_dir = path_in(out, "inter-out", NULL);
-    if (certs_issue(&ip, err, sizeof(err)) != 0)
+    if (certs_issue(&ip, err, sizeof(err)) != 0) {
         fail_msg("certs_issue: %s", err);
+    }
 
     /* NAME.crt = leaf + intermediate; ca.crt = the root only. */
     leaf_chain = load_certs(join(p, out, "node3.example.org.crt"));
@@ -916,8 +936,9 @@ test_issue_clamps_to_ca(void **state)
     memset(&ca, 0, sizeof(ca));
     ca.dir = path_in(dir, "short-ca", NULL);
     ca.days = 30;
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0)
+    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
         fail_msg("certs_init_ca: %s", err);
+    }
     /* Issue into the CA's own directory: allowed for a root, whose ca.crt stays as it is. */
     {
         size_t len;
@@ -952,8 +973,9 @@ test_issue_bad_ca(void **state)
     /* A CA directory whose key belongs to another CA. */
     memset(&ca, 0, sizeof(ca));
     ca.dir = path_in(a, "mismatch", NULL);
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0)
+    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
         fail_msg("certs_init_ca: %s", err);
+    }
     data = slurp(join(q, ca_dir, "ca.key"), &len);
     assert_int_equal(certs_write_file(join(p, a, "ca.key"), data, len, 0600, err, sizeof(err)), 0);
     free(data);
@@ -1025,8 +1047,9 @@ test_ensure_dev(void **state)
     }
     assert_int_equal(certs_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)), 0);
     assert_false(created);
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 4; i++) {
         assert_true(same_bytes(join(p, dir, files[i]), join(q, copy, files[i])));
+    }
 
     /* A lost node key: the node certificate is remade, the CA kept. */
     assert_int_equal(unlink(join(p, dir, "node.key")), 0);
@@ -1068,8 +1091,9 @@ expect_usage(const char *what, ...)
     va_start(ap, what);
     rc = run_cliv(&out, &err, ap);
     va_end(ap);
-    if (rc != 2)
+    if (rc != 2) {
         fail_msg("`ferry certs %s`: rc %d, err: %s", what, rc, err);
+    }
     assert_string_equal(out, "");
     assert_non_null(strstr(err, "usage: ferry certs init-ca"));
     assert_non_null(strstr(err, "ferry certs issue --ca DIR"));
@@ -1167,8 +1191,9 @@ test_cli_runs(void **state)
              "issued node1.example.org: SAN DNS:node1.example.org,DNS:alt.example.org,"
              "IP:127.0.0.1,IP:::1; EKU serverAuth,clientAuth; expires ",
              out, out, out);
-    if (strncmp(o, want, strlen(want)) != 0)
+    if (strncmp(o, want, strlen(want)) != 0) {
         fail_msg("got:\n%s\nwant:\n%s", o, want);
+    }
     assert_string_equal(e, "");
     free(o);
     free(e);
@@ -1208,14 +1233,17 @@ group_setup(void **state)
     char tmpl[PATH_LEN];
 
     (void)state;
-    if (base == NULL || base[0] == '\0')
+    if (base == NULL || base[0] == '\0') {
         base = "/tmp";
-    if (mkdir(base, 0755) != 0 && errno != EEXIST)
+    }
+    if (mkdir(base, 0755) != 0 && errno != EEXIST) {
         return -1;
+    }
     /* mkdtemp() replaces the six trailing 'X's of the template. */
     snprintf(tmpl, sizeof(tmpl), "%s/test_certs.%.6s", base, mkdtemp_suffix);
-    if (mkdtemp(tmpl) == NULL)
+    if (mkdtemp(tmpl) == NULL) {
         return -1;
+    }
     snprintf(tmp_root, sizeof(tmp_root), "%s", tmpl);
 
     memset(&ca, 0, sizeof(ca));
@@ -1231,8 +1259,9 @@ static int
 group_teardown(void **state)
 {
     (void)state;
-    if (getenv("FERRY_TEST_KEEP") == NULL)
+    if (getenv("FERRY_TEST_KEEP") == NULL) {
         rm_rf(tmp_root);
+    }
     return 0;
 }
 

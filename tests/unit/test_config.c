@@ -38,15 +38,18 @@ mkdir_p(const char *path)
 
     snprintf(buf, sizeof(buf), "%s", path);
     for (p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
+        if (*p != '/') {
             continue;
+        }
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
             return (-1);
+        }
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
         return (-1);
+    }
     return (0);
 }
 
@@ -79,16 +82,20 @@ group_setup(void **state)
 
     (void)state;
     snprintf(tmpdir, sizeof(tmpdir), "%s/config-unit", t != NULL ? t : "/tmp/ferry-test-tmp");
-    if (mkdir_p(tmpdir) != 0 || chdir(tmpdir) != 0)
+    if (mkdir_p(tmpdir) != 0 || chdir(tmpdir) != 0) {
         return (-1);
-    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+    }
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         write_file(files[i], "stand-in\n");
-    if (mkdir_p("a-directory") != 0)
+    }
+    if (mkdir_p("a-directory") != 0) {
         return (-1);
+    }
     /* couchdb_proxy_auth secrets: only the owner may read a good one. */
     write_file("couchdb.secret", "the_secret");
-    if (chmod("couchdb.secret", 0600) != 0)
+    if (chmod("couchdb.secret", 0600) != 0) {
         return (-1);
+    }
     return (0);
 }
 
@@ -99,8 +106,9 @@ dump(const struct config_errors *errs)
     char buf[1200];
     size_t i;
 
-    for (i = 0; i < errs->n; i++)
+    for (i = 0; i < errs->n; i++) {
         print_message("  error %zu: %s\n", i, config_error_format(&errs->v[i], buf, sizeof(buf)));
+    }
 }
 
 /* Load ${yaml} as "t.yaml"; the config must load without error. */
@@ -128,8 +136,9 @@ load_bad(const char *yaml, int n, struct config_errors *errs)
     dump(errs);
     assert_null(cfg);
     assert_true(errs->n > 0);
-    if (n >= 0)
+    if (n >= 0) {
         assert_int_equal(errs->n, (size_t)n);
+    }
 }
 
 /* Error ${i} of ${errs} is at ${line}:${col} and its message contains ${sub}. */
@@ -140,8 +149,9 @@ expect_err(const struct config_errors *errs, size_t i, unsigned line, unsigned c
 
     assert_true(i < errs->n);
     config_error_format(&errs->v[i], buf, sizeof(buf));
-    if (errs->v[i].line != line || errs->v[i].col != col || strstr(errs->v[i].msg, sub) == NULL)
+    if (errs->v[i].line != line || errs->v[i].col != col || strstr(errs->v[i].msg, sub) == NULL) {
         print_message("want %u:%u containing [%s]\n got %s\n", line, col, sub, buf);
+    }
     assert_int_equal(errs->v[i].line, line);
     assert_int_equal(errs->v[i].col, col);
     assert_non_null(strstr(errs->v[i].msg, sub));
@@ -473,8 +483,9 @@ test_load_from_data_dir(void **state)
     struct config *cfg;
 
     (void)state;
-    if (data == NULL)
+    if (data == NULL) {
         skip();
+    }
     snprintf(path, sizeof(path), "%s/config/syntax-error.yaml", data);
     cfg = config_load(path, &errs);
     dump(&errs);
@@ -501,8 +512,9 @@ test_contract_example(void **state)
     struct stat st;
 
     (void)state;
-    if (data == NULL || stat("/etc/ferry", &st) == 0)
+    if (data == NULL || stat("/etc/ferry", &st) == 0) {
         skip();
+    }
     snprintf(path, sizeof(path), "%s/config/contract-example.yaml", data);
     cfg = config_load(path, &errs);
     dump(&errs);
@@ -692,8 +704,9 @@ test_too_deep(void **state)
     size_t i;
 
     (void)state;
-    for (i = 0; i < 70; i++)
+    for (i = 0; i < 70; i++) {
         yaml[i] = '[';
+    }
     yaml[i] = '\0';
     one_err(yaml, 1, 65, "expected at most 64 nested levels");
 }
@@ -1785,11 +1798,13 @@ test_db_glob_check(void **state)
         why[0] = '\0';
         rc = config_db_glob_check(cases[i].glob, why, sizeof(why));
         if ((rc == 0) != (cases[i].why == NULL) ||
-            (cases[i].why != NULL && strstr(why, cases[i].why) == NULL))
+            (cases[i].why != NULL && strstr(why, cases[i].why) == NULL)) {
             print_message("glob \"%s\": rc %d why [%s]\n", cases[i].glob, rc, why);
+        }
         assert_int_equal(rc, cases[i].why == NULL ? 0 : -1);
-        if (cases[i].why != NULL)
+        if (cases[i].why != NULL) {
             assert_non_null(strstr(why, cases[i].why));
+        }
     }
 }
 
@@ -1818,8 +1833,9 @@ test_proxy_auth_secret_file(void **state)
 
     /* The secret itself never reaches a message. */
     load_bad(PROXY_AUTH "secret-0644\n      hash: md5\n", 1, &errs);
-    for (i = 0; i < errs.n; i++)
+    for (i = 0; i < errs.n; i++) {
         assert_null(strstr(config_error_format(&errs.v[i], buf, sizeof(buf)), "TOPSECRET"));
+    }
     config_errors_clear(&errs);
 
     write_file_mode("secret-empty", "", 0600);
@@ -2315,13 +2331,15 @@ test_parse_duration(void **state)
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ms = 12345;
-        if (config_parse_duration(cases[i].text, &ms) != cases[i].rc)
+        if (config_parse_duration(cases[i].text, &ms) != cases[i].rc) {
             print_message("duration \"%s\"\n", cases[i].text);
+        }
         assert_int_equal(config_parse_duration(cases[i].text, &ms), cases[i].rc);
-        if (cases[i].rc == 0)
+        if (cases[i].rc == 0) {
             assert_true(ms == cases[i].ms);
-        else
+        } else {
             assert_true(ms == 12345);
+        }
     }
 }
 
@@ -2393,8 +2411,9 @@ test_parse_addr(void **state)
 
         why[0] = '\0';
         rc = config_parse_addr(cases[i].text, cases[i].allow_name, &a, why, sizeof(why));
-        if (rc != cases[i].rc || (cases[i].why != NULL && strstr(why, cases[i].why) == NULL))
+        if (rc != cases[i].rc || (cases[i].why != NULL && strstr(why, cases[i].why) == NULL)) {
             print_message("addr \"%s\": rc %d why [%s]\n", cases[i].text, rc, why);
+        }
         assert_int_equal(rc, cases[i].rc);
         if (rc != 0) {
             assert_non_null(strstr(why, cases[i].why));
