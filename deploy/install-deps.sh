@@ -7,6 +7,8 @@
 #                                   tests/integration/46-proxy-protocol.sh), tinyproxy (an
 #                                   egress proxy, tests/integration/47-egress-proxy.sh),
 #                                   systemd (systemd-analyze, for deploy/systemd/verify.sh),
+#                                   clang-format and clang-tidy (tests/lint/clang-format.sh and
+#                                   clang-tidy.sh, run by .ci/run),
 #                                   Node.js + npm (for pouchdb-server), and the npm packages
 #                                   pinned in tests/package-lock.json and (the offline checks
 #                                   of the Kubernetes and Compose files, tests/integration/
@@ -24,7 +26,7 @@ pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libhttp-parser-de
       libyaml-dev libcmocka-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(curl openssl python3 valgrind procps psmisc clang libclang-rt-14-dev systemd
-        testssl.sh iproute2 haproxy tinyproxy)
+        testssl.sh iproute2 haproxy tinyproxy clang-format clang-tidy)
   # Node.js may already come from another source (e.g. NodeSource, which bundles npm and
   # conflicts with Debian's npm package): install Debian's only when node or npm is missing.
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
