@@ -48,12 +48,12 @@ struct certs_issue_params {
 };
 
 /*
- * certs_init_ca(p, err, errlen):
+ * certs_ca_init(p, err, errlen):
  * Make a self-signed CA (basicConstraints critical CA:TRUE, keyUsage keyCertSign+cRLSign,
  * subject key identifier).  Refuses to overwrite an existing DIR/ca.key.
  * Returns 0, or -1 with the reason in ${err}.
  */
-int certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen);
+int certs_ca_init(const struct certs_ca_params *p, char *err, size_t errlen);
 
 /*
  * certs_issue(p, err, errlen):
@@ -71,7 +71,7 @@ int certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen);
 int certs_issue(const struct certs_issue_params *p, char *err, size_t errlen);
 
 /*
- * certs_ensure_dev(dir, hostname, created, err, errlen):
+ * certs_issue_ensure_dev(dir, hostname, created, err, errlen):
  * The embedded development default: make sure DIR holds a development CA (ca.crt, ca.key)
  * and a node certificate (node.crt, node.key) for ${hostname}, "localhost", 127.0.0.1 and
  * ::1.  Existing files are reused as they are; *${created} tells whether anything was made.
@@ -81,15 +81,15 @@ int certs_issue(const struct certs_issue_params *p, char *err, size_t errlen);
  * is an error (never guessed at).  A missing, unreadable or expired node.crt or a missing
  * node.key is reissued from the existing CA.  ${created} may be NULL.
  */
-int certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err,
-                     size_t errlen);
+int certs_issue_ensure_dev(const char *dir, const char *hostname, bool *created, char *err,
+                           size_t errlen);
 
 /*
- * certs_write_file(path, data, len, mode, err, errlen):
+ * certs_file_write(path, data, len, mode, err, errlen):
  * Write ${data} to ${path} atomically with permissions ${mode} (temporary file created with
  * ${mode} from the start, fsync, rename).  Returns 0, or -1 with the reason in ${err}.
  */
-int certs_write_file(const char *path, const void *data, size_t len, mode_t mode, char *err,
+int certs_file_write(const char *path, const void *data, size_t len, mode_t mode, char *err,
                      size_t errlen);
 
 /*
@@ -134,19 +134,19 @@ struct certs_check_opts {
 
 /*
  * certs_check_run(o, build, out, err):
- * `ferry check` without --peer: certs_config_load() then certs_vet_config(), the findings
- * printed (text or JSON) to ${out}.  Returns the exit code: 0 no error, 1 any error.
+ * `ferry check` without --peer: certs_check_config_load() then certs_check_vet_config(), the
+ * findings printed (text or JSON) to ${out}.  Returns the exit code: 0 no error, 1 any error.
  */
 int certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out,
                     FILE *err);
 
 /*
- * certs_check_peer(cfg, o, build, out):
+ * certs_peer_check(cfg, o, build, out):
  * `ferry check --peer HOST:PORT`: handshake with the live peer as the outbound listener
  * ${o}->listener of ${cfg} would, print what the peer presented and the verdict of
  * CONTRACT §4 (text or JSON).  Returns the exit code: 0 the peer passes, 1 otherwise.
  */
-int certs_check_peer(const struct config *cfg, const struct certs_check_opts *o,
+int certs_peer_check(const struct config *cfg, const struct certs_check_opts *o,
                      certs_tls_builder build, FILE *out);
 
 /* ---- findings: one diagnosed problem each (certs_finding.c) ---- */
@@ -226,30 +226,30 @@ void certs_findings_print_json(const struct certs_findings *fs, FILE *out);
 /* ---- the findings of a configuration: `ferry check` and `ferry run` (certs_check.c) ---- */
 
 /*
- * certs_config_load(path, fs, oom, fmt):
+ * certs_check_config_load(path, fs, oom, fmt):
  * config_load(${path}); when it fails, each config error becomes a finding of ${fs} the way
  * `ferry check` reports it: file-missing / file-unreadable against a file the config names,
  * config-invalid at file:line:col otherwise, and *${fmt} (when not NULL) is the file's
  * log.format if it could be read (else text).  Sets *${oom} when a finding could not be
  * added.  Returns the config (caller frees) or NULL.
  */
-struct config *certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
-                                 enum config_log_format *fmt);
+struct config *certs_check_config_load(const char *path, struct certs_findings *fs, bool *oom,
+                                       enum config_log_format *fmt);
 
 /*
- * certs_vet_config(cfg, hostname, build, fs):
+ * certs_check_vet_config(cfg, hostname, build, fs):
  * Append to ${fs} every finding of the loaded ${cfg}: per listener, its certificate, key,
- * passphrase, CA and CRL files diagnosed for its role (certs_diagnose()), the permission
- * rule on its proxy-auth secret (certs_secret_mode() in certs_internal.h), san-hostname
+ * passphrase, CA and CRL files diagnosed for its role (certs_inspect_diagnose()), the permission
+ * rule on its proxy-auth secret (certs_inspect_secret_mode() in certs_internal.h), san-hostname
  * for inbound listeners against ${hostname} (NULL: none, as `ferry run` does), and
  * `ferry run`'s own start checks through ${build} (NULL skips them).  The one computation
  * behind `ferry check`, `ferry run` and every reload.  Returns 0, or -1 on OOM.
  */
-int certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
-                     struct certs_findings *fs);
+int certs_check_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
+                           struct certs_findings *fs);
 
 /*
- * certs_finding_stops_run(f):
+ * certs_check_stops_run(f):
  * Whether ${f} stops `ferry run` from starting (and makes a reload keep the old config):
  * every error except cert-expired, cert-not-yet-valid and crl-expired.  Those three come
  * from the clock alone, in files that were fine the day before: refusing them would turn a
@@ -258,7 +258,7 @@ int certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_b
  * the same files.  `ferry run` logs them at level error and starts; /readyz answers 503
  * while its own certificate is expired; the file watcher applies the renewal.
  */
-bool certs_finding_stops_run(const struct certs_finding *f);
+bool certs_check_stops_run(const struct certs_finding *f);
 
 /* ---- diagnosing one set of files (certs_inspect.c) ---- */
 
@@ -278,7 +278,7 @@ struct certs_diag_params {
 };
 
 /*
- * certs_diagnose(p, fs):
+ * certs_inspect_diagnose(p, fs):
  * Read the files of ${p} the way `ferry run` would and append to ${fs} every problem of
  * ferry(1) FINDINGS they show: unreadable, empty, DER or PKCS#12 instead of PEM, not a
  * certificate; key mismatch, encryption, passphrase and permissions; chain order, missing
@@ -286,14 +286,14 @@ struct certs_diag_params {
  * validity, weak key, SHA-1 signature; CRL expiry, signature and self-revocation.  Never
  * prompts for a passphrase.  Returns 0, or -1 on OOM (${fs} then holds what was found).
  */
-int certs_diagnose(const struct certs_diag_params *p, struct certs_findings *fs);
+int certs_inspect_diagnose(const struct certs_diag_params *p, struct certs_findings *fs);
 
 /*
  * certs_inspect(p, json, color, out):
  * `ferry certs inspect`: describe every certificate of ${p}->cert (subject, issuer, serial,
  * SANs, EKUs, key, signature, validity, SHA-256 fingerprint, CA or not) and whether the
  * chain is in order, whether ${p}->key matches and whether the chain verifies against
- * ${p}->ca, then the findings of certs_diagnose(); as text, or one JSON document with
+ * ${p}->ca, then the findings of certs_inspect_diagnose(); as text, or one JSON document with
  * ${json}.  Returns the exit code: 0 no error finding, 1 otherwise.
  */
 int certs_inspect(const struct certs_diag_params *p, bool json, bool color, FILE *out);

@@ -13,13 +13,13 @@
 #include "certs_internal.h"
 
 /*
- * certs_init_ca(p, err, errlen):
+ * certs_ca_init(p, err, errlen):
  * Make a self-signed CA (basicConstraints critical CA:TRUE, keyUsage keyCertSign+cRLSign,
  * subject key identifier).  Refuses to overwrite an existing DIR/ca.key.
  * Returns 0, or -1 with the reason in ${err}.
  */
 int
-certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen)
+certs_ca_init(const struct certs_ca_params *p, char *err, size_t errlen)
 {
     char crt_path[CERTS_PATH_MAX];
     char key_path[CERTS_PATH_MAX];
@@ -34,39 +34,39 @@ certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen)
         goto err0;
     }
     name = (p->name != NULL) ? p->name : CERTS_DEFAULT_CA_NAME;
-    if (certs_check_days(p->days, CERTS_DEFAULT_CA_DAYS, &days, err, errlen) != 0) {
+    if (certs_x509_check_days(p->days, CERTS_DEFAULT_CA_DAYS, &days, err, errlen) != 0) {
         goto err0;
     }
-    if (certs_path(crt_path, sizeof(crt_path), p->dir, "ca.crt", err, errlen) != 0 ||
-        certs_path(key_path, sizeof(key_path), p->dir, "ca.key", err, errlen) != 0) {
+    if (certs_file_path(crt_path, sizeof(crt_path), p->dir, "ca.crt", err, errlen) != 0 ||
+        certs_file_path(key_path, sizeof(key_path), p->dir, "ca.key", err, errlen) != 0) {
         goto err0;
     }
 
     /* A CA key is the root of every certificate it signed: never replace one silently. */
-    if (certs_exists(key_path)) {
+    if (certs_file_exists(key_path)) {
         certs_err(err, errlen, "%s already exists; refusing to overwrite a CA key", key_path);
         goto err0;
     }
-    if (certs_mkdir(p->dir, err, errlen) != 0) {
+    if (certs_file_mkdir(p->dir, err, errlen) != 0) {
         goto err0;
     }
 
-    if ((key = certs_keygen(p->key_type, err, errlen)) == NULL) {
+    if ((key = certs_x509_keygen(p->key_type, err, errlen)) == NULL) {
         goto err0;
     }
-    if ((x = certs_new_cert(name, key, days, err, errlen)) == NULL) {
+    if ((x = certs_x509_new(name, key, days, err, errlen)) == NULL) {
         goto err1;
     }
     if (X509_set_issuer_name(x, X509_get_subject_name(x)) != 1) {
         certs_err_ossl(err, errlen, "cannot set the CA's issuer name");
         goto err2;
     }
-    if (certs_add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE", err, errlen) != 0 ||
-        certs_add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign", err, errlen) != 0 ||
-        certs_add_ext(x, x, NID_subject_key_identifier, "hash", err, errlen) != 0) {
+    if (certs_x509_add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE", err, errlen) != 0 ||
+        certs_x509_add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign", err, errlen) != 0 ||
+        certs_x509_add_ext(x, x, NID_subject_key_identifier, "hash", err, errlen) != 0) {
         goto err2;
     }
-    if (certs_sign(x, key, err, errlen) != 0) {
+    if (certs_x509_sign(x, key, err, errlen) != 0) {
         goto err2;
     }
 
@@ -78,10 +78,10 @@ certs_init_ca(const struct certs_ca_params *p, char *err, size_t errlen)
         certs_err_ossl(err, errlen, "out of memory");
         goto err3;
     }
-    if (certs_write_certs(crt_path, one, err, errlen) != 0) {
+    if (certs_file_write_certs(crt_path, one, err, errlen) != 0) {
         goto err3;
     }
-    if (certs_write_key(key_path, key, err, errlen) != 0) {
+    if (certs_file_write_key(key_path, key, err, errlen) != 0) {
         goto err3;
     }
 

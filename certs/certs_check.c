@@ -2,8 +2,8 @@
  * certs_check.c: the findings of a configuration, the one computation behind `ferry check`
  * (without --peer) and `ferry run` (at start and on every reload).  The config first (every
  * error becomes a finding with file:line:col), then every file it names, diagnosed for what
- * each listener needs (certs_diagnose()) and the permission rule for secrets, then the exact
- * start checks of `ferry run` through the builder main.c hands in, so that check and run can
+ * each listener needs (certs_inspect_diagnose()) and the permission rule for secrets, then the
+ * exact start checks of `ferry run` through the builder main.c hands in, so that check and run can
  * never disagree about whether ferry starts.
  */
 #define _DEFAULT_SOURCE 1 /* realpath() is XSI, not in _POSIX_C_SOURCE alone */
@@ -148,11 +148,11 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
     p.need_client_auth = cl->mode == CONFIG_MODE_OUTBOUND;
     p.hostname = dialled_name(cl, hostname);
     p.note_multiple_roots = true;
-    if (p.cert != NULL && certs_diagnose(&p, fs) != 0) {
+    if (p.cert != NULL && certs_inspect_diagnose(&p, fs) != 0) {
         rc = -1;
     }
-    if (certs_secret_mode(fs, cl->proxy_auth.secret_file.path, "CouchDB proxy-auth secret file") !=
-        0) {
+    if (certs_inspect_secret_mode(fs, cl->proxy_auth.secret_file.path,
+                                  "CouchDB proxy-auth secret file") != 0) {
         rc = -1;
     }
     for (size_t k = 0; cl->pp_accept && k < cl->n_pp_from; k++) {
@@ -175,8 +175,8 @@ check_listener(const struct config *cfg, const struct config_listener *cl, const
             rc = -1;
         }
     }
-    if (certs_secret_mode(fs, cl->via.auth_file.path, "proxy credentials file (via.auth_file)") !=
-        0) {
+    if (certs_inspect_secret_mode(fs, cl->via.auth_file.path,
+                                  "proxy credentials file (via.auth_file)") != 0) {
         rc = -1;
     }
     if (build == NULL) {
@@ -349,15 +349,15 @@ check_after_drop(const struct config *cfg, struct certs_findings *fs)
 }
 
 /*
- * certs_vet_config(cfg, hostname, build, fs):
+ * certs_check_vet_config(cfg, hostname, build, fs):
  * Every listener of ${cfg}: its files diagnosed for its role (inbound: serverAuth; outbound:
  * clientAuth), the permission rule on its proxy-auth secret, san-hostname against the name
  * peers dial (dialled_name()), then its TLS context built with ${build} (ferry run's own start
  * checks; NULL skips them), a refusal no earlier finding explains becoming start-refused.
  */
 int
-certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
-                 struct certs_findings *fs)
+certs_check_vet_config(const struct config *cfg, const char *hostname, certs_tls_builder build,
+                       struct certs_findings *fs)
 {
     int rc = 0;
 
@@ -373,12 +373,12 @@ certs_vet_config(const struct config *cfg, const char *hostname, certs_tls_build
 }
 
 /*
- * certs_config_load(path, fs, oom, fmt):
+ * certs_check_config_load(path, fs, oom, fmt):
  * config_load(${path}); each config error becomes a finding (add_config_error()).
  */
 struct config *
-certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
-                  enum config_log_format *fmt)
+certs_check_config_load(const char *path, struct certs_findings *fs, bool *oom,
+                        enum config_log_format *fmt)
 {
     struct config_errors errs = {0};
     struct config *cfg;
@@ -402,12 +402,12 @@ certs_config_load(const char *path, struct certs_findings *fs, bool *oom,
 }
 
 /*
- * certs_finding_stops_run(f):
+ * certs_check_stops_run(f):
  * Every error stops `ferry run` but those the clock alone causes in files that were fine
  * before: see certs.h for why.
  */
 bool
-certs_finding_stops_run(const struct certs_finding *f)
+certs_check_stops_run(const struct certs_finding *f)
 {
     static const char *const clock_only[] = {"cert-expired", "cert-not-yet-valid", "crl-expired"};
 
@@ -453,9 +453,9 @@ print_result(const struct certs_check_opts *o, const struct config *cfg,
 
 /*
  * certs_check_run(o, build, out, err):
- * Load ${o}->config_path (certs_config_load()), vet it (certs_vet_config()) with ${build}
- * and ${o}->hostname, print the findings to ${out}; ${err} gets only an out-of-memory note.
- * Returns 0 when no finding is an error, else 1.
+ * Load ${o}->config_path (certs_check_config_load()), vet it (certs_check_vet_config()) with
+ * ${build} and ${o}->hostname, print the findings to ${out}; ${err} gets only an out-of-memory
+ * note. Returns 0 when no finding is an error, else 1.
  */
 int
 certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE *out, FILE *err)
@@ -470,8 +470,8 @@ certs_check_run(const struct certs_check_opts *o, certs_tls_builder build, FILE 
                                   "no config file: looked for " CONFIG_DEFAULT_PATH_LOCAL
                                   " and " CONFIG_DEFAULT_PATH_SYSTEM,
                                   "give the config with -c FILE") != 0;
-    } else if ((cfg = certs_config_load(o->config_path, &fs, &oom, NULL)) != NULL) {
-        oom |= certs_vet_config(cfg, o->hostname, build, &fs) != 0;
+    } else if ((cfg = certs_check_config_load(o->config_path, &fs, &oom, NULL)) != NULL) {
+        oom |= certs_check_vet_config(cfg, o->hostname, build, &fs) != 0;
     }
     if (oom && err != NULL) {
         fprintf(err, "ferry check: out of memory; the findings below are incomplete\n");

@@ -249,7 +249,7 @@ print_wrote(FILE *out, const char *dir, const char *file, const char *note)
 {
     char path[CERTS_PATH_MAX];
 
-    if (certs_path(path, sizeof(path), dir, file, NULL, 0) != 0) {
+    if (certs_file_path(path, sizeof(path), dir, file, NULL, 0) != 0) {
         return;
     }
     fprintf(out, "wrote %s%s\n", path, note);
@@ -318,7 +318,7 @@ describe_leaf(X509 *x, char *buf, size_t len)
     if (xku & XKU_SSL_CLIENT) {
         append(buf, len, sep, "clientAuth");
     }
-    if (certs_date_str(X509_get0_notAfter(x), date, sizeof(date)) == 0) {
+    if (certs_x509_date_str(X509_get0_notAfter(x), date, sizeof(date)) == 0) {
         append(buf, len, "; expires ", date);
     }
 }
@@ -338,7 +338,7 @@ run_init_ca(const struct cli_args *a, FILE *out, FILE *err)
     p.name = a->name;
     p.days = a->days;
     p.key_type = a->key_type;
-    if (certs_init_ca(&p, reason, sizeof(reason)) != 0) {
+    if (certs_ca_init(&p, reason, sizeof(reason)) != 0) {
         fprintf(err, "ferry certs init-ca: %s\n", reason);
         return CLI_FAIL;
     }
@@ -346,12 +346,13 @@ run_init_ca(const struct cli_args *a, FILE *out, FILE *err)
     print_wrote(out, a->dir, "ca.key", " (mode 0600)");
 
     /* Read the result back for the summary: what a later `inspect` would show. */
-    if (certs_path(path, sizeof(path), a->dir, "ca.crt", NULL, 0) == 0 &&
-        (sk = certs_read_certs(path, NULL, 0)) != NULL) {
-        if (certs_date_str(X509_get0_notAfter(sk_X509_value(sk, 0)), date, sizeof(date)) == 0) {
+    if (certs_file_path(path, sizeof(path), a->dir, "ca.crt", NULL, 0) == 0 &&
+        (sk = certs_file_read_certs(path, NULL, 0)) != NULL) {
+        if (certs_x509_date_str(X509_get0_notAfter(sk_X509_value(sk, 0)), date, sizeof(date)) ==
+            0) {
             fprintf(out, "created CA \"%s\": key %s; expires %s\n",
                     a->name != NULL ? a->name : CERTS_DEFAULT_CA_NAME,
-                    certs_key_type_str(a->key_type), date);
+                    certs_x509_key_type_str(a->key_type), date);
         }
         sk_X509_pop_free(sk, X509_free);
     }
@@ -385,9 +386,9 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     p.out_dir = a->out;
 
     /* Issuing into the CA's own directory leaves its ca.crt as it is (see certs_issue()). */
-    same_ca = certs_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0 &&
-              certs_path(ca_crt, sizeof(ca_crt), a->ca, "ca.crt", NULL, 0) == 0 &&
-              certs_same_file(path, ca_crt);
+    same_ca = certs_file_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0 &&
+              certs_file_path(ca_crt, sizeof(ca_crt), a->ca, "ca.crt", NULL, 0) == 0 &&
+              certs_file_same(path, ca_crt);
 
     if (certs_issue(&p, reason, sizeof(reason)) != 0) {
         fprintf(err, "ferry certs issue: %s\n", reason);
@@ -397,8 +398,8 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     snprintf(file, sizeof(file), "%s.crt", a->name);
     note[0] = '\0';
     summary[0] = '\0';
-    if (certs_path(path, sizeof(path), a->out, file, NULL, 0) == 0 &&
-        (sk = certs_read_certs(path, NULL, 0)) != NULL) {
+    if (certs_file_path(path, sizeof(path), a->out, file, NULL, 0) == 0 &&
+        (sk = certs_file_read_certs(path, NULL, 0)) != NULL) {
         n = sk_X509_num(sk) - 1;
         if (n > 0) {
             snprintf(note, sizeof(note), " (certificate + %d intermediate%s)", n,
@@ -411,7 +412,7 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
     snprintf(file, sizeof(file), "%s.key", a->name);
     print_wrote(out, a->out, file, " (mode 0600)");
     if (same_ca) {
-        if (certs_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0) {
+        if (certs_file_path(path, sizeof(path), a->out, "ca.crt", NULL, 0) == 0) {
             fprintf(out, "kept %s (the CA's own certificate)\n", path);
         }
     } else {

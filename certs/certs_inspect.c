@@ -762,7 +762,7 @@ pass_cb(char *buf, int size, int rwflag, void *u)
 }
 
 /*
- * certs_secret_mode(fs, path, what):
+ * certs_inspect_secret_mode(fs, path, what):
  * The one permission rule for secrets (a private key, a key passphrase file, the CouchDB
  * proxy-auth secret), on the file ferry opens: stat() follows symlinks, as a Kubernetes
  * secret volume is made of them (tls.key -> ..data/tls.key).  Readable or writable by others:
@@ -772,7 +772,7 @@ pass_cb(char *buf, int size, int rwflag, void *u)
  * OOM.
  */
 int
-certs_secret_mode(struct certs_findings *fs, const char *path, const char *what)
+certs_inspect_secret_mode(struct certs_findings *fs, const char *path, const char *what)
 {
     struct stat st;
     char fix[DIAG_MSG_MAX], msg[DIAG_MSG_MAX];
@@ -803,11 +803,11 @@ certs_secret_mode(struct certs_findings *fs, const char *path, const char *what)
     return 0;
 }
 
-/* certs_secret_mode() within a diagnosis. */
+/* certs_inspect_secret_mode() within a diagnosis. */
 static void
 check_secret_mode(struct diag *d, const char *path, const char *what)
 {
-    if (certs_secret_mode(d->fs, path, what) != 0) {
+    if (certs_inspect_secret_mode(d->fs, path, what) != 0) {
         d->oom = true;
     }
 }
@@ -1534,14 +1534,14 @@ diag_free(struct diag *d)
 }
 
 /*
- * certs_diag_run(p, fs, report):
+ * certs_inspect_diag_run(p, fs, report):
  * Load every file of ${p}, then check: the cert file (order, each certificate), the bundle,
  * the chain from the leaf to a root of the bundle, the leaf's EKU and names, the key, the
  * CRLs.  Checks that need a file that failed to load are skipped (its finding explains).
  */
 int
-certs_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
-               struct certs_diag_report *report)
+certs_inspect_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
+                       struct certs_diag_report *report)
 {
     struct diag d;
     int i;
@@ -1601,24 +1601,24 @@ certs_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
 }
 
 /*
- * certs_diag_report_clear(r):
+ * certs_inspect_report_clear(r):
  * Free the certificates ${r} holds and zero it.
  */
 void
-certs_diag_report_clear(struct certs_diag_report *r)
+certs_inspect_report_clear(struct certs_diag_report *r)
 {
     sk_X509_pop_free(r->certs, X509_free);
     memset(r, 0, sizeof(*r));
 }
 
 /*
- * certs_diagnose(p, fs):
- * certs_diag_run() without a report.
+ * certs_inspect_diagnose(p, fs):
+ * certs_inspect_diag_run() without a report.
  */
 int
-certs_diagnose(const struct certs_diag_params *p, struct certs_findings *fs)
+certs_inspect_diagnose(const struct certs_diag_params *p, struct certs_findings *fs)
 {
-    return certs_diag_run(p, fs, NULL);
+    return certs_inspect_diag_run(p, fs, NULL);
 }
 
 /* ---- `ferry certs inspect` output ---- */
@@ -1788,7 +1788,7 @@ certs_inspect(const struct certs_diag_params *p, bool json, bool color, FILE *ou
     int rc;
 
     memset(&r, 0, sizeof(r));
-    if (certs_diag_run(p, &fs, &r) != 0) {
+    if (certs_inspect_diag_run(p, &fs, &r) != 0) {
         (void)certs_findings_add(&fs, "out-of-memory", CERTS_SEV_ERROR, NULL, 0, 0,
                                  "out of memory: the diagnosis is incomplete", "");
     }
@@ -1798,7 +1798,7 @@ certs_inspect(const struct certs_diag_params *p, bool json, bool color, FILE *ou
         print_text(p, &r, &fs, color, out);
     }
     rc = certs_findings_count(&fs, CERTS_SEV_ERROR) > 0 ? 1 : 0;
-    certs_diag_report_clear(&r);
+    certs_inspect_report_clear(&r);
     certs_findings_clear(&fs);
     return rc;
 }

@@ -29,6 +29,8 @@
 /* Certificates start five minutes in the past to absorb clock skew between nodes. */
 #define CERTS_BACKDATE_SECONDS (5 * 60)
 
+/* ---- errors (certs_err.c) ---- */
+
 /*
  * certs_err(err, errlen, fmt, ...):
  * Format a reason into ${err} (if not NULL).
@@ -44,106 +46,112 @@ void certs_err(char *err, size_t errlen, const char *fmt, ...)
 void certs_err_ossl(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/*
- * certs_path(buf, len, dir, file, err, errlen):
- * Join ${dir} and ${file} with one '/' into ${buf}.  Returns 0, or -1 if it does not fit.
- */
-int certs_path(char *buf, size_t len, const char *dir, const char *file, char *err, size_t errlen);
+/* ---- files: paths, directories, atomic writes, PEM (certs_file.c) ---- */
 
 /*
- * certs_mkdir(dir, err, errlen):
+ * certs_file_path(buf, len, dir, file, err, errlen):
+ * Join ${dir} and ${file} with one '/' into ${buf}.  Returns 0, or -1 if it does not fit.
+ */
+int certs_file_path(char *buf, size_t len, const char *dir, const char *file, char *err,
+                    size_t errlen);
+
+/*
+ * certs_file_mkdir(dir, err, errlen):
  * Make sure ${dir} is a directory, creating it and any missing parents with mode 0700.
  * Existing directories keep their mode.  Returns 0 or -1.
  */
-int certs_mkdir(const char *dir, char *err, size_t errlen);
+int certs_file_mkdir(const char *dir, char *err, size_t errlen);
 
 /*
- * certs_exists(path):
+ * certs_file_exists(path):
  * Whether something (file, link, directory) exists at ${path}.
  */
-bool certs_exists(const char *path);
+bool certs_file_exists(const char *path);
 
 /*
- * certs_same_file(a, b):
+ * certs_file_same(a, b):
  * Whether ${a} and ${b} both exist and name the same file.
  */
-bool certs_same_file(const char *a, const char *b);
+bool certs_file_same(const char *a, const char *b);
 
 /*
- * certs_check_days(days, deflt, out, err, errlen):
+ * certs_file_write_key(path, key, err, errlen):
+ * Write ${key} as an unencrypted PKCS#8 PEM file, mode 0600, atomically.  The PEM text is
+ * cleansed from memory afterwards.  Returns 0 or -1.
+ */
+int certs_file_write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen);
+
+/*
+ * certs_file_write_certs(path, certs, err, errlen):
+ * Write the certificates ${certs} as PEM, in order, mode 0644, atomically.
+ * Returns 0 or -1.
+ */
+int certs_file_write_certs(const char *path, const STACK_OF(X509) * certs, char *err,
+                           size_t errlen);
+
+/*
+ * certs_file_read_certs(path, err, errlen):
+ * Read every PEM certificate in ${path}, in file order.  Fails when there is none.
+ * Returns the stack (caller frees with sk_X509_pop_free(.., X509_free)) or NULL.
+ */
+STACK_OF(X509) * certs_file_read_certs(const char *path, char *err, size_t errlen);
+
+/*
+ * certs_file_read_key(path, err, errlen):
+ * Read an unencrypted PEM private key from ${path}; never prompts for a passphrase.
+ * Returns the key (caller frees) or NULL.
+ */
+EVP_PKEY *certs_file_read_key(const char *path, char *err, size_t errlen);
+
+/* ---- keys and certificates (certs_x509.c) ---- */
+
+/*
+ * certs_x509_check_days(days, deflt, out, err, errlen):
  * Store ${days} (or ${deflt} when it is 0) in *${out} if within CERTS_DAYS_MIN..MAX.
  * Returns 0 or -1.
  */
-int certs_check_days(int days, int deflt, int *out, char *err, size_t errlen);
+int certs_x509_check_days(int days, int deflt, int *out, char *err, size_t errlen);
 
 /*
- * certs_key_type_str(type):
+ * certs_x509_key_type_str(type):
  * "EC P-256" or "RSA 3072" (static text).
  */
-const char *certs_key_type_str(enum certs_key_type type);
+const char *certs_x509_key_type_str(enum certs_key_type type);
 
 /*
- * certs_keygen(type, err, errlen):
+ * certs_x509_keygen(type, err, errlen):
  * Generate a private key of ${type}.  Returns the key (caller frees) or NULL.
  */
-EVP_PKEY *certs_keygen(enum certs_key_type type, char *err, size_t errlen);
+EVP_PKEY *certs_x509_keygen(enum certs_key_type type, char *err, size_t errlen);
 
 /*
- * certs_new_cert(cn, key, days, err, errlen):
+ * certs_x509_new(cn, key, days, err, errlen):
  * Start a v3 certificate: random 128-bit positive serial, subject CN=${cn}, public key of
  * ${key}, valid from now - CERTS_BACKDATE_SECONDS to now + ${days}.  The caller sets the
  * issuer, adds extensions and signs.  Returns the certificate (caller frees) or NULL.
  */
-X509 *certs_new_cert(const char *cn, EVP_PKEY *key, int days, char *err, size_t errlen);
+X509 *certs_x509_new(const char *cn, EVP_PKEY *key, int days, char *err, size_t errlen);
 
 /*
- * certs_add_ext(x, issuer, nid, value, err, errlen):
+ * certs_x509_add_ext(x, issuer, nid, value, err, errlen):
  * Add the extension ${nid} written in OpenSSL's configuration syntax (${value}, e.g.
  * "critical,CA:TRUE") to ${x}; ${issuer} is the signing certificate (${x} itself when
  * self-signed), needed for the key identifiers.  Returns 0 or -1.
  */
-int certs_add_ext(X509 *x, X509 *issuer, int nid, const char *value, char *err, size_t errlen);
+int certs_x509_add_ext(X509 *x, X509 *issuer, int nid, const char *value, char *err, size_t errlen);
 
 /*
- * certs_sign(x, key, err, errlen):
+ * certs_x509_sign(x, key, err, errlen):
  * Sign ${x} with ${key} and SHA-256 (no digest for EdDSA keys, which hash internally).
  * Returns 0 or -1.
  */
-int certs_sign(X509 *x, EVP_PKEY *key, char *err, size_t errlen);
+int certs_x509_sign(X509 *x, EVP_PKEY *key, char *err, size_t errlen);
 
 /*
- * certs_write_key(path, key, err, errlen):
- * Write ${key} as an unencrypted PKCS#8 PEM file, mode 0600, atomically.  The PEM text is
- * cleansed from memory afterwards.  Returns 0 or -1.
- */
-int certs_write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen);
-
-/*
- * certs_write_certs(path, certs, err, errlen):
- * Write the certificates ${certs} as PEM, in order, mode 0644, atomically.
- * Returns 0 or -1.
- */
-int certs_write_certs(const char *path, const STACK_OF(X509) * certs, char *err, size_t errlen);
-
-/*
- * certs_read_certs(path, err, errlen):
- * Read every PEM certificate in ${path}, in file order.  Fails when there is none.
- * Returns the stack (caller frees with sk_X509_pop_free(.., X509_free)) or NULL.
- */
-STACK_OF(X509) * certs_read_certs(const char *path, char *err, size_t errlen);
-
-/*
- * certs_read_key(path, err, errlen):
- * Read an unencrypted PEM private key from ${path}; never prompts for a passphrase.
- * Returns the key (caller frees) or NULL.
- */
-EVP_PKEY *certs_read_key(const char *path, char *err, size_t errlen);
-
-/*
- * certs_date_str(t, buf, len):
+ * certs_x509_date_str(t, buf, len):
  * Write ${t} as YYYY-MM-DD (UTC) into ${buf}.  Returns 0 or -1.
  */
-int certs_date_str(const ASN1_TIME *t, char *buf, size_t len);
+int certs_x509_date_str(const ASN1_TIME *t, char *buf, size_t len);
 
 /* ---- diagnosis (certs_finding.c, certs_inspect.c) ---- */
 
@@ -157,8 +165,8 @@ int certs_date_str(const ASN1_TIME *t, char *buf, size_t len);
 void certs_json_string(const char *s, FILE *out);
 
 /*
- * What certs_diag_run() learnt besides the findings, for `certs inspect` to show.
- * Zero-initialise; release with certs_diag_report_clear().
+ * What certs_inspect_diag_run() learnt besides the findings, for `certs inspect` to show.
+ * Zero-initialise; release with certs_inspect_report_clear().
  */
 struct certs_diag_report {
     STACK_OF(X509) * certs; /* the certificates of the cert file, in file order (owned) */
@@ -170,26 +178,26 @@ struct certs_diag_report {
 };
 
 /*
- * certs_diag_run(p, fs, report):
- * certs_diagnose() that also fills ${report} (may be NULL).  Returns 0, or -1 on OOM.
+ * certs_inspect_diag_run(p, fs, report):
+ * certs_inspect_diagnose() that also fills ${report} (may be NULL).  Returns 0, or -1 on OOM.
  */
-int certs_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
-                   struct certs_diag_report *report);
+int certs_inspect_diag_run(const struct certs_diag_params *p, struct certs_findings *fs,
+                           struct certs_diag_report *report);
 
 /*
- * certs_diag_report_clear(r):
+ * certs_inspect_report_clear(r):
  * Free what ${r} owns and zero it.
  */
-void certs_diag_report_clear(struct certs_diag_report *r);
+void certs_inspect_report_clear(struct certs_diag_report *r);
 
 /*
- * certs_secret_mode(fs, path, what):
+ * certs_inspect_secret_mode(fs, path, what):
  * The one permission rule for a private key, a key passphrase file and the CouchDB
  * proxy-auth secret (${what} names which), stat()ed through symlinks: readable or writable
  * by others is key-permissions (error), by its group only key-group-readable (warning).
  * Appends at most one finding to ${fs}; NULL ${path} or a file that cannot be stat()ed adds
  * none.  Returns 0, or -1 on OOM.
  */
-int certs_secret_mode(struct certs_findings *fs, const char *path, const char *what);
+int certs_inspect_secret_mode(struct certs_findings *fs, const char *path, const char *what);
 
 #endif /* FERRY_CERTS_INTERNAL_H */

@@ -29,7 +29,7 @@
 /* Longest output base name: NAME.crt must fit one path component (NAME_MAX 255). */
 #define BASE_NAME_MAX 250
 
-/* Subject of the CA that certs_ensure_dev() makes. */
+/* Subject of the CA that certs_issue_ensure_dev() makes. */
 #define DEV_CA_NAME "ferry development CA (do not use in production)"
 
 /* Whether ${c} is an ASCII letter or digit (not locale-dependent, unlike isalnum()). */
@@ -295,10 +295,10 @@ load_ca(const char *crt_path, const char *key_path, STACK_OF(X509) * *bundle, EV
     uint32_t flags;
     char date[32];
 
-    if ((*bundle = certs_read_certs(crt_path, err, errlen)) == NULL) {
+    if ((*bundle = certs_file_read_certs(crt_path, err, errlen)) == NULL) {
         goto err0;
     }
-    if ((*key = certs_read_key(key_path, err, errlen)) == NULL) {
+    if ((*key = certs_file_read_key(key_path, err, errlen)) == NULL) {
         goto err1;
     }
     ca = sk_X509_value(*bundle, 0);
@@ -324,7 +324,7 @@ load_ca(const char *crt_path, const char *key_path, STACK_OF(X509) * *bundle, EV
         goto err2;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(ca)) <= 0) {
-        if (certs_date_str(X509_get0_notAfter(ca), date, sizeof(date)) != 0) {
+        if (certs_x509_date_str(X509_get0_notAfter(ca), date, sizeof(date)) != 0) {
             strcpy(date, "?");
         }
         certs_err(err, errlen, "the CA certificate in %s expired on %s", crt_path, date);
@@ -414,7 +414,7 @@ make_leaf(const struct certs_issue_params *p, int days, EVP_PKEY *key, X509 *ca,
     if ((san = build_san(p, err, errlen)) == NULL) {
         goto err0;
     }
-    if ((x = certs_new_cert(p->name, key, days, err, errlen)) == NULL) {
+    if ((x = certs_x509_new(p->name, key, days, err, errlen)) == NULL) {
         goto err1;
     }
     ERR_clear_error();
@@ -428,11 +428,11 @@ make_leaf(const struct certs_issue_params *p, int days, EVP_PKEY *key, X509 *ca,
         certs_err_ossl(err, errlen, "cannot set the expiry date");
         goto err2;
     }
-    if (certs_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE", err, errlen) != 0 ||
-        certs_add_ext(x, ca, NID_key_usage, ku, err, errlen) != 0 ||
-        certs_add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth", err, errlen) != 0 ||
-        certs_add_ext(x, ca, NID_subject_key_identifier, "hash", err, errlen) != 0 ||
-        certs_add_ext(x, ca, NID_authority_key_identifier, "keyid,issuer", err, errlen) != 0) {
+    if (certs_x509_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE", err, errlen) != 0 ||
+        certs_x509_add_ext(x, ca, NID_key_usage, ku, err, errlen) != 0 ||
+        certs_x509_add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth", err, errlen) != 0 ||
+        certs_x509_add_ext(x, ca, NID_subject_key_identifier, "hash", err, errlen) != 0 ||
+        certs_x509_add_ext(x, ca, NID_authority_key_identifier, "keyid,issuer", err, errlen) != 0) {
         goto err2;
     }
     /* Not critical: the subject is not empty (it holds the CN). */
@@ -440,7 +440,7 @@ make_leaf(const struct certs_issue_params *p, int days, EVP_PKEY *key, X509 *ca,
         certs_err_ossl(err, errlen, "cannot add the subjectAltName");
         goto err2;
     }
-    if (certs_sign(x, ca_key, err, errlen) != 0) {
+    if (certs_x509_sign(x, ca_key, err, errlen) != 0) {
         goto err2;
     }
 
@@ -457,7 +457,7 @@ err0:
 }
 
 /*
- * The one issuing path: certs_issue() with ${base} = name, certs_ensure_dev() with
+ * The one issuing path: certs_issue() with ${base} = name, certs_issue_ensure_dev() with
  * "node".  Writes OUT/BASE.key, OUT/BASE.crt (leaf + intermediates) and OUT/ca.crt.
  */
 static int
@@ -483,7 +483,7 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
         certs_err(err, errlen, "bad name lists");
         goto err0;
     }
-    if (certs_check_days(p->days, CERTS_DEFAULT_LEAF_DAYS, &days, err, errlen) != 0 ||
+    if (certs_x509_check_days(p->days, CERTS_DEFAULT_LEAF_DAYS, &days, err, errlen) != 0 ||
         check_base(base, err, errlen) != 0) {
         goto err0;
     }
@@ -501,14 +501,14 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
     }
 
     snprintf(file, sizeof(file), "%s.crt", base);
-    if (certs_path(out_crt, sizeof(out_crt), p->out_dir, file, err, errlen) != 0) {
+    if (certs_file_path(out_crt, sizeof(out_crt), p->out_dir, file, err, errlen) != 0) {
         goto err0;
     }
     snprintf(file, sizeof(file), "%s.key", base);
-    if (certs_path(out_key, sizeof(out_key), p->out_dir, file, err, errlen) != 0 ||
-        certs_path(out_ca, sizeof(out_ca), p->out_dir, "ca.crt", err, errlen) != 0 ||
-        certs_path(ca_crt, sizeof(ca_crt), p->ca_dir, "ca.crt", err, errlen) != 0 ||
-        certs_path(ca_key_path, sizeof(ca_key_path), p->ca_dir, "ca.key", err, errlen) != 0) {
+    if (certs_file_path(out_key, sizeof(out_key), p->out_dir, file, err, errlen) != 0 ||
+        certs_file_path(out_ca, sizeof(out_ca), p->out_dir, "ca.crt", err, errlen) != 0 ||
+        certs_file_path(ca_crt, sizeof(ca_crt), p->ca_dir, "ca.crt", err, errlen) != 0 ||
+        certs_file_path(ca_key_path, sizeof(ca_key_path), p->ca_dir, "ca.key", err, errlen) != 0) {
         goto err0;
     }
 
@@ -524,7 +524,7 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
      * holds the root, so leave it alone; for an intermediate, writing the root alone would
      * destroy the intermediate's bundle.
      */
-    if (certs_same_file(out_ca, ca_crt)) {
+    if (certs_file_same(out_ca, ca_crt)) {
         if (sk_X509_num(chain) > 0) {
             certs_err(err, errlen,
                       "%s is the intermediate CA's own bundle and would be replaced by its "
@@ -535,10 +535,10 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
         write_roots = false;
     }
 
-    if (certs_mkdir(p->out_dir, err, errlen) != 0) {
+    if (certs_file_mkdir(p->out_dir, err, errlen) != 0) {
         goto err2;
     }
-    if ((key = certs_keygen(p->key_type, err, errlen)) == NULL) {
+    if ((key = certs_x509_keygen(p->key_type, err, errlen)) == NULL) {
         goto err2;
     }
     if ((leaf = make_leaf(p, days, key, sk_X509_value(bundle, 0), ca_key, err, errlen)) == NULL) {
@@ -559,11 +559,11 @@ issue_as(const struct certs_issue_params *p, const char *base, char *err, size_t
     }
 
     /* Key first: a certificate is never on disk without the key it belongs to. */
-    if (certs_write_key(out_key, key, err, errlen) != 0 ||
-        certs_write_certs(out_crt, full, err, errlen) != 0) {
+    if (certs_file_write_key(out_key, key, err, errlen) != 0 ||
+        certs_file_write_certs(out_crt, full, err, errlen) != 0) {
         goto err5;
     }
-    if (write_roots && certs_write_certs(out_ca, roots, err, errlen) != 0) {
+    if (write_roots && certs_file_write_certs(out_ca, roots, err, errlen) != 0) {
         goto err5;
     }
 
@@ -622,7 +622,7 @@ dev_node_usable(const char *path)
     STACK_OF(X509) * sk;
     bool ok;
 
-    if ((sk = certs_read_certs(path, NULL, 0)) == NULL) {
+    if ((sk = certs_file_read_certs(path, NULL, 0)) == NULL) {
         return false;
     }
     ok = X509_cmp_current_time(X509_get0_notAfter(sk_X509_value(sk, 0))) > 0;
@@ -631,7 +631,7 @@ dev_node_usable(const char *path)
 }
 
 /*
- * certs_ensure_dev(dir, hostname, created, err, errlen):
+ * certs_issue_ensure_dev(dir, hostname, created, err, errlen):
  * The embedded development default: make sure DIR holds a development CA (ca.crt, ca.key)
  * and a node certificate (node.crt, node.key) for ${hostname}, "localhost", 127.0.0.1 and
  * ::1.  Existing files are reused as they are; *${created} tells whether anything was made.
@@ -642,7 +642,8 @@ dev_node_usable(const char *path)
  * node.key is reissued from the existing CA.  ${created} may be NULL.
  */
 int
-certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err, size_t errlen)
+certs_issue_ensure_dev(const char *dir, const char *hostname, bool *created, char *err,
+                       size_t errlen)
 {
     static const char *const dev_dns[] = {"localhost"};
     static const char *const dev_ips[] = {"127.0.0.1", "::1"};
@@ -666,24 +667,24 @@ certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err
         hostname = "localhost";
     }
 
-    if (certs_path(ca_crt, sizeof(ca_crt), dir, "ca.crt", err, errlen) != 0 ||
-        certs_path(ca_key, sizeof(ca_key), dir, "ca.key", err, errlen) != 0 ||
-        certs_path(node_crt, sizeof(node_crt), dir, "node.crt", err, errlen) != 0 ||
-        certs_path(node_key, sizeof(node_key), dir, "node.key", err, errlen) != 0) {
+    if (certs_file_path(ca_crt, sizeof(ca_crt), dir, "ca.crt", err, errlen) != 0 ||
+        certs_file_path(ca_key, sizeof(ca_key), dir, "ca.key", err, errlen) != 0 ||
+        certs_file_path(node_crt, sizeof(node_crt), dir, "node.crt", err, errlen) != 0 ||
+        certs_file_path(node_key, sizeof(node_key), dir, "node.key", err, errlen) != 0) {
         goto err0;
     }
 
-    if (!certs_exists(ca_key)) {
+    if (!certs_file_exists(ca_key)) {
         /* No CA key: any ca.crt left is useless, so make a fresh CA (and node) over it. */
         memset(&ca, 0, sizeof(ca));
         ca.dir = dir;
         ca.name = DEV_CA_NAME;
         ca.key_type = CERTS_KEY_EC;
-        if (certs_init_ca(&ca, err, errlen) != 0) {
+        if (certs_ca_init(&ca, err, errlen) != 0) {
             goto err0;
         }
         made = true;
-    } else if (!certs_exists(ca_crt)) {
+    } else if (!certs_file_exists(ca_crt)) {
         certs_err(err, errlen,
                   "%s exists but %s is missing; restore %s, or delete %s to make a new "
                   "development CA",
@@ -692,7 +693,8 @@ certs_ensure_dev(const char *dir, const char *hostname, bool *created, char *err
     }
 
     /* A new CA invalidates the old node certificate; an expired one is replaced too. */
-    if (made || !certs_exists(node_crt) || !certs_exists(node_key) || !dev_node_usable(node_crt)) {
+    if (made || !certs_file_exists(node_crt) || !certs_file_exists(node_key) ||
+        !dev_node_usable(node_crt)) {
         memset(&leaf, 0, sizeof(leaf));
         leaf.ca_dir = dir;
         leaf.name = hostname;

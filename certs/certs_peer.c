@@ -795,7 +795,7 @@ print_text(const struct peer_report *r, FILE *out)
 }
 
 /*
- * certs_check_peer(cfg, o, build, out):
+ * certs_peer_check(cfg, o, build, out):
  * `ferry check --peer HOST:PORT`: handshake with the live peer as the outbound listener
  * ${o}->listener of ${cfg} (or its first outbound listener) would, with HOST as the peer
  * host, print what the peer presented and the verdict of CONTRACT §4 (text or JSON) to
@@ -803,7 +803,7 @@ print_text(const struct peer_report *r, FILE *out)
  * an outbound listener, a peer that cannot be reached, and a peer that rejects us).
  */
 int
-certs_check_peer(const struct config *cfg, const struct certs_check_opts *o,
+certs_peer_check(const struct config *cfg, const struct certs_check_opts *o,
                  certs_tls_builder build, FILE *out)
 {
     struct peer_report *r;

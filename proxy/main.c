@@ -193,7 +193,7 @@ load_embedded(void)
         snprintf(host, sizeof(host), "localhost");
     }
     host[sizeof(host) - 1] = '\0';
-    if (certs_ensure_dev(DEV_DATA_DIR, host, &created, err, sizeof(err)) < 0) {
+    if (certs_issue_ensure_dev(DEV_DATA_DIR, host, &created, err, sizeof(err)) < 0) {
         fprintf(stderr, "ferry: cannot prepare the development certificates in %s: %s\n",
                 DEV_DATA_DIR, err);
         return NULL;
@@ -247,14 +247,14 @@ log_finding(const struct certs_finding *f)
            file, "msg", f->message, "fix", f->fix, (const char *)NULL);
 }
 
-/* How many findings of ${fs} stop run (certs_finding_stops_run). */
+/* How many findings of ${fs} stop run (certs_check_stops_run). */
 static size_t
 count_stops(const struct certs_findings *fs)
 {
     size_t stops = 0;
 
     for (size_t i = 0; i < fs->n; i++) {
-        stops += certs_finding_stops_run(&fs->v[i]) ? 1 : 0;
+        stops += certs_check_stops_run(&fs->v[i]) ? 1 : 0;
     }
     return stops;
 }
@@ -293,7 +293,7 @@ vet_reload(const struct config *cfg, void *arg, char *err, size_t errlen)
     size_t stops;
 
     (void)arg;
-    oom = certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+    oom = certs_check_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
     stops = log_findings(&fs);
     certs_findings_clear(&fs);
     if (stops == 0 && !oom) {
@@ -304,7 +304,7 @@ vet_reload(const struct config *cfg, void *arg, char *err, size_t errlen)
 }
 
 /*
- * The loader of every reload (proxy_load_fn): certs_config_load(), as `ferry check` loads,
+ * The loader of every reload (proxy_load_fn): certs_check_config_load(), as `ferry check` loads,
  * each config error logged as its event=finding (config-invalid, file-missing,
  * file-unreadable) with file and fix.  Returns the config, or NULL with the reason in ${err}.
  */
@@ -317,7 +317,7 @@ load_reload(const char *path, void *arg, char *err, size_t errlen)
     size_t stops;
 
     (void)arg;
-    cfg = certs_config_load(path, &fs, &oom, NULL);
+    cfg = certs_check_config_load(path, &fs, &oom, NULL);
     if (cfg != NULL && !oom) {
         /* Nothing to say yet: vet_reload() logs the findings of the files. */
         certs_findings_clear(&fs);
@@ -356,11 +356,11 @@ cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     path = find_config(given);
-    /* The same findings as `ferry check`, from the same code (certs_vet_config). */
-    cfg = path != NULL ? certs_config_load(path, &fs, &oom, &fmt) : load_embedded();
+    /* The same findings as `ferry check`, from the same code (certs_check_vet_config). */
+    cfg = path != NULL ? certs_check_config_load(path, &fs, &oom, &fmt) : load_embedded();
     if (cfg != NULL) {
         log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format, NULL);
-        oom |= certs_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
+        oom |= certs_check_vet_config(cfg, NULL, proxy_listener_tls, &fs) != 0;
     } else {
         /* Not loaded (a file it names is bad), but its log.format was read: follow it. */
         log_setup(LOG_INFO, (enum log_format)fmt, NULL);
@@ -482,7 +482,7 @@ cmd_check(int argc, char **argv)
     if ((cfg = load_config(o.config_path)) == NULL) {
         return EXIT_PROBLEM;
     }
-    rc = certs_check_peer(cfg, &o, proxy_listener_tls, stdout);
+    rc = certs_peer_check(cfg, &o, proxy_listener_tls, stdout);
     config_free(cfg);
     return rc;
 }

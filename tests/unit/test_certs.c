@@ -434,16 +434,16 @@ test_write_file_modes(void **state)
 
     /* A permissive umask must not widen a key file ... */
     old = umask(0);
-    assert_int_equal(certs_write_file(join(p, dir, "k"), "secret", 6, 0600, err, sizeof(err)), 0);
+    assert_int_equal(certs_file_write(join(p, dir, "k"), "secret", 6, 0600, err, sizeof(err)), 0);
     assert_int_equal(file_mode(p), 0600);
     /* ... and a strict one must not narrow a certificate. */
     umask(077);
-    assert_int_equal(certs_write_file(join(p, dir, "c"), "cert", 4, 0644, err, sizeof(err)), 0);
+    assert_int_equal(certs_file_write(join(p, dir, "c"), "cert", 4, 0644, err, sizeof(err)), 0);
     assert_int_equal(file_mode(p), 0644);
     umask(old);
 
     /* Replacing a file swaps the whole content and leaves no temporary file behind. */
-    assert_int_equal(certs_write_file(join(p, dir, "k"), "new secret", 10, 0600, err, sizeof(err)),
+    assert_int_equal(certs_file_write(join(p, dir, "k"), "new secret", 10, 0600, err, sizeof(err)),
                      0);
     data = slurp(p, &len);
     assert_int_equal(len, 10);
@@ -452,7 +452,7 @@ test_write_file_modes(void **state)
     assert_int_equal(count_entries(dir), 2);
 
     /* An empty file is fine too. */
-    assert_int_equal(certs_write_file(join(p, dir, "empty"), "", 0, 0600, err, sizeof(err)), 0);
+    assert_int_equal(certs_file_write(join(p, dir, "empty"), "", 0, 0600, err, sizeof(err)), 0);
     assert_int_equal(file_mode(p), 0600);
 }
 
@@ -463,7 +463,7 @@ test_write_file_error(void **state)
 
     (void)state;
     assert_int_equal(
-        certs_write_file(path_in(p, "no-such-dir", "f"), "x", 1, 0600, err, sizeof(err)), -1);
+        certs_file_write(path_in(p, "no-such-dir", "f"), "x", 1, 0600, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "No such file or directory"));
 }
 
@@ -533,7 +533,7 @@ test_init_ca_refuses_overwrite(void **state)
     before = slurp(join(p, ca_dir, "ca.key"), &lb);
     memset(&ca, 0, sizeof(ca));
     ca.dir = ca_dir;
-    assert_int_equal(certs_init_ca(&ca, err, sizeof(err)), -1);
+    assert_int_equal(certs_ca_init(&ca, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s already exists; refusing to overwrite a CA key", p);
     assert_string_equal(err, want);
     after = slurp(p, &la);
@@ -545,15 +545,15 @@ test_init_ca_refuses_overwrite(void **state)
     /* Bad parameters. */
     ca.dir = path_in(q, "ca-bad-days", NULL);
     ca.days = 36501;
-    assert_int_equal(certs_init_ca(&ca, err, sizeof(err)), -1);
+    assert_int_equal(certs_ca_init(&ca, err, sizeof(err)), -1);
     ca.days = -1;
-    assert_int_equal(certs_init_ca(&ca, err, sizeof(err)), -1);
+    assert_int_equal(certs_ca_init(&ca, err, sizeof(err)), -1);
     ca.days = 0;
     ca.name = "";
-    assert_int_equal(certs_init_ca(&ca, err, sizeof(err)), -1);
+    assert_int_equal(certs_ca_init(&ca, err, sizeof(err)), -1);
     ca.name = NULL;
     ca.dir = NULL;
-    assert_int_equal(certs_init_ca(&ca, err, sizeof(err)), -1);
+    assert_int_equal(certs_ca_init(&ca, err, sizeof(err)), -1);
 }
 
 static void
@@ -571,8 +571,8 @@ test_init_ca_rsa_named(void **state)
     ca.name = "Site A CA";
     ca.days = 30;
     ca.key_type = CERTS_KEY_RSA;
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
-        fail_msg("certs_init_ca: %s", err);
+    if (certs_ca_init(&ca, err, sizeof(err)) != 0) {
+        fail_msg("certs_ca_init: %s", err);
     }
 
     x = load_cert(join(p, dir, "ca.crt"));
@@ -911,7 +911,7 @@ test_issue_intermediate(void **state)
             size_t len;
             unsigned char *k = slurp(join(q, inter, "ca.key"), &len);
             assert_int_equal(
-                certs_write_file(join(p, lone, "ca.key"), k, len, 0600, err, sizeof(err)), 0);
+                certs_file_write(join(p, lone, "ca.key"), k, len, 0600, err, sizeof(err)), 0);
             free(k);
         }
         ip.ca_dir = lone;
@@ -936,8 +936,8 @@ test_issue_clamps_to_ca(void **state)
     memset(&ca, 0, sizeof(ca));
     ca.dir = path_in(dir, "short-ca", NULL);
     ca.days = 30;
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
-        fail_msg("certs_init_ca: %s", err);
+    if (certs_ca_init(&ca, err, sizeof(err)) != 0) {
+        fail_msg("certs_ca_init: %s", err);
     }
     /* Issue into the CA's own directory: allowed for a root, whose ca.crt stays as it is. */
     {
@@ -973,11 +973,11 @@ test_issue_bad_ca(void **state)
     /* A CA directory whose key belongs to another CA. */
     memset(&ca, 0, sizeof(ca));
     ca.dir = path_in(a, "mismatch", NULL);
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
-        fail_msg("certs_init_ca: %s", err);
+    if (certs_ca_init(&ca, err, sizeof(err)) != 0) {
+        fail_msg("certs_ca_init: %s", err);
     }
     data = slurp(join(q, ca_dir, "ca.key"), &len);
-    assert_int_equal(certs_write_file(join(p, a, "ca.key"), data, len, 0600, err, sizeof(err)), 0);
+    assert_int_equal(certs_file_write(join(p, a, "ca.key"), data, len, 0600, err, sizeof(err)), 0);
     free(data);
     memset(&ip, 0, sizeof(ip));
     ip.ca_dir = a;
@@ -1015,7 +1015,8 @@ test_ensure_dev(void **state)
 
     (void)state;
     path_in(dir, "dev/ferry-data", NULL);
-    assert_int_equal(certs_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)), 0);
+    assert_int_equal(certs_issue_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)),
+                     0);
     assert_true(created);
     assert_int_equal(file_mode(dir), 0700);
     assert_int_equal(file_mode(join(p, dir, "ca.key")), 0600);
@@ -1042,10 +1043,11 @@ test_ensure_dev(void **state)
     for (i = 0; i < 4; i++) {
         data = slurp(join(p, dir, files[i]), &len);
         assert_int_equal(
-            certs_write_file(join(q, copy, files[i]), data, len, 0600, err, sizeof(err)), 0);
+            certs_file_write(join(q, copy, files[i]), data, len, 0600, err, sizeof(err)), 0);
         free(data);
     }
-    assert_int_equal(certs_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)), 0);
+    assert_int_equal(certs_issue_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)),
+                     0);
     assert_false(created);
     for (i = 0; i < 4; i++) {
         assert_true(same_bytes(join(p, dir, files[i]), join(q, copy, files[i])));
@@ -1053,7 +1055,8 @@ test_ensure_dev(void **state)
 
     /* A lost node key: the node certificate is remade, the CA kept. */
     assert_int_equal(unlink(join(p, dir, "node.key")), 0);
-    assert_int_equal(certs_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)), 0);
+    assert_int_equal(certs_issue_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)),
+                     0);
     assert_true(created);
     assert_true(same_bytes(join(p, dir, "ca.key"), join(q, copy, "ca.key")));
     assert_true(same_bytes(join(p, dir, "ca.crt"), join(q, copy, "ca.crt")));
@@ -1062,12 +1065,13 @@ test_ensure_dev(void **state)
 
     /* A CA key without its certificate is not guessed at. */
     assert_int_equal(unlink(join(p, dir, "ca.crt")), 0);
-    assert_int_equal(certs_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)), -1);
+    assert_int_equal(certs_issue_ensure_dev(dir, "devhost.example.org", &created, err, sizeof(err)),
+                     -1);
     assert_non_null(strstr(err, "is missing"));
 
     /* A host name that cannot be certified falls back to localhost. */
     path_in(dir, "dev2", NULL);
-    assert_int_equal(certs_ensure_dev(dir, "my_host", &created, err, sizeof(err)), 0);
+    assert_int_equal(certs_issue_ensure_dev(dir, "my_host", &created, err, sizeof(err)), 0);
     assert_true(created);
     x = load_cert(join(p, dir, "node.crt"));
     assert_string_equal(cn_of(x, cn, sizeof(cn)), "localhost");
@@ -1248,8 +1252,8 @@ group_setup(void **state)
 
     memset(&ca, 0, sizeof(ca));
     ca.dir = path_in(ca_dir, "ca", NULL);
-    if (certs_init_ca(&ca, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certs_init_ca: %s\n", err);
+    if (certs_ca_init(&ca, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certs_ca_init: %s\n", err);
         return -1;
     }
     return 0;

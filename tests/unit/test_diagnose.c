@@ -131,7 +131,7 @@ run(struct certs_findings *fs, const char *cert, const char *key, const char *ca
     p.key = key;
     p.ca = ca;
     memset(fs, 0, sizeof(*fs));
-    assert_int_equal(certs_diagnose(&p, fs), 0);
+    assert_int_equal(certs_inspect_diagnose(&p, fs), 0);
 }
 
 static void
@@ -421,17 +421,18 @@ test_key_permissions(void **state)
     run(&fs, F("node.crt"), F("k8s/tls.key"), F("ca.crt"), NULL);
     expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("k8s/tls.key"));
 
-    /* The same rule for a passphrase file and (through certs_secret_mode) any secret. */
+    /* The same rule for a passphrase file and (through certs_inspect_secret_mode) any secret. */
     assert_int_equal(pki_write_text(F("open.pass"), "x\n"), 0);
     assert_int_equal(chmod(F("open.pass"), 0644), 0);
     memset(&fs, 0, sizeof(fs));
-    assert_int_equal(certs_secret_mode(&fs, F("open.pass"), "CouchDB proxy-auth secret file"), 0);
+    assert_int_equal(
+        certs_inspect_secret_mode(&fs, F("open.pass"), "CouchDB proxy-auth secret file"), 0);
     expect(&fs, "key-permissions", CERTS_SEV_ERROR, F("open.pass"));
     assert_non_null(strstr(fs.v[0].message, "CouchDB proxy-auth secret file is readable by every"));
     assert_non_null(strstr(fs.v[0].fix, "chmod o-rwx "));
     certs_findings_clear(&fs);
-    assert_int_equal(certs_secret_mode(&fs, F("no-such.pass"), "key passphrase file"), 0);
-    assert_int_equal(certs_secret_mode(&fs, NULL, "key passphrase file"), 0);
+    assert_int_equal(certs_inspect_secret_mode(&fs, F("no-such.pass"), "key passphrase file"), 0);
+    assert_int_equal(certs_inspect_secret_mode(&fs, NULL, "key passphrase file"), 0);
     assert_int_equal(fs.n, 0);
 }
 
@@ -1008,7 +1009,7 @@ test_check_multiple_roots(void **state)
     free(buf);
 }
 
-/* certs_vet_config() on YAML ${yaml} (written to NAME.yaml) with ${hostname}. */
+/* certs_check_vet_config() on YAML ${yaml} (written to NAME.yaml) with ${hostname}. */
 static void
 vet(const char *name, const char *yaml, const char *hostname, struct certs_findings *fs)
 {
@@ -1022,7 +1023,7 @@ vet(const char *name, const char *yaml, const char *hostname, struct certs_findi
     config_errors_clear(&errs);
     assert_non_null(cfg);
     memset(fs, 0, sizeof(*fs));
-    assert_int_equal(certs_vet_config(cfg, hostname, real_builder, fs), 0);
+    assert_int_equal(certs_check_vet_config(cfg, hostname, real_builder, fs), 0);
     config_free(cfg);
 }
 
@@ -1066,11 +1067,11 @@ test_vet_secret(void **state)
     assert_int_equal(fs.n, 0);
     assert_int_equal(chmod(F("couch.secret"), 0640), 0);
     vet("secret", SECRET_YAML("couch.secret"), NULL, &fs);
-    assert_false(certs_finding_stops_run(&fs.v[0]));
+    assert_false(certs_check_stops_run(&fs.v[0]));
     expect_only(&fs, "key-group-readable", CERTS_SEV_WARNING, F("couch.secret"));
     assert_int_equal(chmod(F("couch.secret"), 0644), 0);
     vet("secret", SECRET_YAML("couch.secret"), NULL, &fs);
-    assert_true(certs_finding_stops_run(&fs.v[0]));
+    assert_true(certs_check_stops_run(&fs.v[0]));
     assert_null(strstr(fs.v[0].message, "TOPSECRET"));
     expect_only(&fs, "key-permissions", CERTS_SEV_ERROR, F("couch.secret"));
     (void)unlink(F("couch.link"));
@@ -1095,17 +1096,17 @@ test_stops_run(void **state)
     f.severity = CERTS_SEV_ERROR;
     for (i = 0; i < sizeof(clock_only) / sizeof(clock_only[0]); i++) {
         f.id = clock_only[i];
-        assert_false(certs_finding_stops_run(&f));
+        assert_false(certs_check_stops_run(&f));
     }
     for (i = 0; i < sizeof(stopping) / sizeof(stopping[0]); i++) {
         f.id = stopping[i];
-        assert_true(certs_finding_stops_run(&f));
+        assert_true(certs_check_stops_run(&f));
     }
     f.id = "key-group-readable";
     f.severity = CERTS_SEV_WARNING;
-    assert_false(certs_finding_stops_run(&f));
+    assert_false(certs_check_stops_run(&f));
     f.id = "cert-expiring";
-    assert_false(certs_finding_stops_run(&f));
+    assert_false(certs_check_stops_run(&f));
 }
 
 static void
