@@ -1,6 +1,7 @@
 /*
  * fuzz_access: libFuzzer target for the access rules of CONTRACT §7 (proxy/proxy_access.c):
- * proxy_path_parse(), proxy_path_hygiene(), proxy_peer_names_parse() and proxy_access_check().
+ * proxy_access_path_parse(), proxy_access_path_hygiene(), proxy_access_names_parse() and
+ * proxy_access_check().
  *
  * Input: lines as in fuzz_input.h, with these tags:
  *   R<level><peers>[|<databases>]  a rule; level r(ead) w(rite) p (replicate) f (replicate-
@@ -13,7 +14,7 @@
  *   - a parsed path has at most PROXY_PATH_MAX_SEGS non-empty segments, none "." or ".."
  *     nor holding a control byte, as many as the raw path has; percent-encoding the
  *     segments again and parsing gives the same segments (decoded exactly once);
- *   - proxy_path_hygiene() refuses exactly the origin-form targets in which a segment,
+ *   - proxy_access_path_hygiene() refuses exactly the origin-form targets in which a segment,
  *     decoded once (a bad escape read as a literal '%'), has a "." or ".." part when split
  *     at '/' and '\' (checked with a splitter of our own); a path it refuses neither parses
  *     nor is allowed by any rule; its reason fits its buffer, names the segment and holds no
@@ -193,20 +194,22 @@ fz_dot_hidden(const char *target)
     return 0;
 }
 
-/* The properties of proxy_path_hygiene() for ${target}, with a reason buffer of ${whylen}. */
+/* The properties of proxy_access_path_hygiene() for ${target}, with a reason buffer of ${whylen}.
+ */
 static int
 fz_hygiene(const char *target, size_t whylen)
 {
     static char why[1024];
     size_t len = whylen % sizeof(why);
-    int rc = proxy_path_hygiene(target, NULL, 0);
+    int rc = proxy_access_path_hygiene(target, NULL, 0);
     int hidden = fz_dot_hidden(target);
 
     fz_check(rc == 0 || rc == -1, "hygiene: neither 0 nor -1");
     fz_check(hidden < 0 || (rc == -1) == (hidden == 1),
              "hygiene: differs from our own reading of the rule");
     memset(why, 'X', sizeof(why));
-    fz_check(proxy_path_hygiene(target, why, len) == rc, "hygiene: the buffer changed the verdict");
+    fz_check(proxy_access_path_hygiene(target, why, len) == rc,
+             "hygiene: the buffer changed the verdict");
     fz_check(why[len] == 'X', "hygiene: reason written past its buffer");
     if (len > 0) {
         size_t wl = strnlen(why, len);
@@ -222,20 +225,20 @@ fz_hygiene(const char *target, size_t whylen)
     return rc;
 }
 
-/* The properties of proxy_path_parse() for ${target}; returns its result. */
+/* The properties of proxy_access_path_parse() for ${target}; returns its result. */
 static int
 fz_path(const char *target, struct proxy_path *path)
 {
     static char again[3 * sizeof(path->buf) + PROXY_PATH_MAX_SEGS + 2];
     struct proxy_path p2;
     size_t raw = 0, k = 0, plen;
-    int rc = proxy_path_parse(target, path);
+    int rc = proxy_access_path_parse(target, path);
 
     if (rc != 0) {
         fz_check(path->n == 0, "a refused path with segments");
         return rc;
     }
-    fz_check(proxy_path_hygiene(target, NULL, 0) == 0, "path: parsed what hygiene refuses");
+    fz_check(proxy_access_path_hygiene(target, NULL, 0) == 0, "path: parsed what hygiene refuses");
     fz_check(target[0] == '/' && path->n <= PROXY_PATH_MAX_SEGS, "path: origin form, at most 16");
     /* Raw segments: components of the path part, one trailing '/' aside. */
     plen = strcspn(target, "?#");
@@ -261,7 +264,7 @@ fz_path(const char *target, struct proxy_path *path)
         again[k++] = '/';
     }
     again[k] = '\0';
-    if (proxy_path_parse(again, &p2) == 0) {
+    if (proxy_access_path_parse(again, &p2) == 0) {
         fz_check(p2.n == path->n, "path: re-encoded path has other segments");
         for (size_t i = 0; i < p2.n; i++) {
             fz_check(strcmp(p2.seg[i], path->seg[i]) == 0, "path: decoded more than once");
@@ -424,7 +427,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
     }
-    proxy_peer_names_parse(sans, cn, &names);
+    proxy_access_names_parse(sans, cn, &names);
     fz_check(names.n <= PROXY_ACCESS_MAX_NAMES, "too many names");
     /* Compared with the SANs and CN as names hold them: non-printable bytes as '?'. */
     msans = fz_mapped(sans);

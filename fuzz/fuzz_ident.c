@@ -1,21 +1,21 @@
 /*
  * fuzz_ident: libFuzzer target for the identity headers of CONTRACT §6, built from the pure
  * pieces proxy/proxy_exchange.c calls for each inbound connection:
- * tls_peer_info_fill() -> proxy_peer_names_parse() (peer names for access rules and the
- * CouchDB user), proxy_xfcc_value(), proxy_rfc9440_value(), proxy_couchdb_token(), then
- * proxy_http_write_head() adding them to a request head.
+ * tls_peer_info_fill() -> proxy_access_names_parse() (peer names for access rules and the
+ * CouchDB user), proxy_access_xfcc_value(), proxy_access_rfc9440_value(),
+ * proxy_access_couchdb_token(), then proxy_http_write_head() adding them to a request head.
  *
  * Input: a DER certificate (first byte 0x30), or the lines of fuzz_input.h describing one
  * (F 'f' = cn_fallback, S = secret, L = a buffer length for the header values).  As
- * proxy_exchange.c does, the CN given to proxy_peer_names_parse() is the name
+ * proxy_exchange.c does, the CN given to proxy_access_names_parse() is the name
  * tls_peer_info_fill() found.  Checked besides crashes, leaks and UB:
  *   - every peer name is one of the certificate's DNS or IP SANs as tls_check_leaf()
  *     compares them (printable text), or one of its URI SANs (a URI name, which only
  *     spiffe:// entries match), or with no DNS/IP SAN and cn_fallback its last CN (never one
  *     written as a URI): nothing else can reach an access rule, and every name is printable
  *     (it may become X-Auth-CouchDB-UserName);
- *   - the identity proxy_identity_choose() picks without rules is a DNS name (or the CN),
- *     never an IP or a URI; a name proxy_identity_canonical() accepts holds no byte a header
+ *   - the identity proxy_access_identity_choose() picks without rules is a DNS name (or the CN),
+ *     never an IP or a URI; a name proxy_access_identity_canonical() accepts holds no byte a header
  *     value or a log field could be split at (control, space, '"', ',', ';', '\');
  *   - XFCC is printable, its elements are Hash, Subject, then one URI / DNS per SAN of
  *     that type, in order, with the SAN's text as value once unquoted (no injected key);
@@ -175,7 +175,8 @@ fz_last_cn(X509 *x)
 /*
  * Peer names: proxy_exchange_identity()'s sequence (its cn_fallback_name() hands over the name
  * tls_peer_info_fill() found, when there is one).  Returns the CouchDB user as
- * proxy_identity_choose() picks it without access rules or allow (the first DNS name), or NULL.
+ * proxy_access_identity_choose() picks it without access rules or allow (the first DNS name), or
+ * NULL.
  */
 static const char *
 fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
@@ -188,8 +189,8 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
 
     memset(&info, 0, sizeof(info));
     tls_peer_info_fill(x, cn_fallback, &info);
-    proxy_peer_names_parse(info.sans, cn_fallback && info.name[0] != '\0' ? info.name : NULL,
-                           names);
+    proxy_access_names_parse(info.sans, cn_fallback && info.name[0] != '\0' ? info.name : NULL,
+                             names);
     fz_check(names->n <= PROXY_ACCESS_MAX_NAMES, "too many peer names");
     fz_sans(x, -1, &sans);
     fz_sans(x, GEN_URI, &uris);
@@ -225,12 +226,12 @@ fz_peer_names(X509 *x, bool cn_fallback, struct proxy_peer_names *names)
             char canon[1024];
 
             snprintf(canon, sizeof(canon), "%s", s);
-            fz_check(!proxy_identity_canonical(canon) || strpbrk(canon, " \"\\,;") == NULL,
+            fz_check(!proxy_access_identity_canonical(canon) || strpbrk(canon, " \"\\,;") == NULL,
                      "an identity a header or log field could be split at");
             fz_check(fz_printable(canon, strlen(canon)), "an identity that is not printable");
         }
     }
-    user = proxy_identity_choose(NULL, 0, NULL, names);
+    user = proxy_access_identity_choose(NULL, 0, NULL, names);
     fz_check(user == NULL || (!tls_name_is_ip(user, NULL, NULL) && !tls_name_is_uri(user)),
              "an identity without rules that is an IP or a URI");
     free(cn);
@@ -494,20 +495,20 @@ fz_identity(X509 *x, bool cn_fallback, const char *secret, size_t small)
 
     user = fz_peer_names(x, cn_fallback, &names);
 
-    xr = proxy_xfcc_value(x, xfcc, sizeof(xfcc));
+    xr = proxy_access_xfcc_value(x, xfcc, sizeof(xfcc));
     if (xr == 0) {
         fz_xfcc_check(x, xfcc);
     }
-    cr = proxy_rfc9440_value(x, cc, sizeof(cc));
+    cr = proxy_access_rfc9440_value(x, cc, sizeof(cc));
     if (cr == 0) {
         fz_rfc9440_check(x, cc);
     }
     /* A buffer of exactly ${small} bytes: fits or fails, never overflows (ASan). */
     if (small > 0 && (buf = malloc(small)) != NULL) {
-        if (proxy_xfcc_value(x, buf, small) == 0) {
+        if (proxy_access_xfcc_value(x, buf, small) == 0) {
             fz_check(xr == 0 && strcmp(buf, xfcc) == 0, "XFCC differs with a smaller buffer");
         }
-        if (proxy_rfc9440_value(x, buf, small) == 0) {
+        if (proxy_access_rfc9440_value(x, buf, small) == 0) {
             fz_check(cr == 0 && strcmp(buf, cc) == 0, "RFC 9440 differs with a smaller buffer");
         } else if (cr == 0) {
             fz_check(strlen(cc) + 1 > small, "RFC 9440 fails in a buffer large enough");
@@ -516,10 +517,10 @@ fz_identity(X509 *x, bool cn_fallback, const char *secret, size_t small)
     }
     token[0] = '\0';
     if (user != NULL) {
-        fz_check(proxy_couchdb_token(CONFIG_HASH_SHA256, (const unsigned char *)secret,
-                                     strlen(secret), user, token, sizeof(token)) == 0 &&
+        fz_check(proxy_access_couchdb_token(CONFIG_HASH_SHA256, (const unsigned char *)secret,
+                                            strlen(secret), user, token, sizeof(token)) == 0 &&
                      strlen(token) == 64,
-                 "proxy_couchdb_token");
+                 "proxy_access_couchdb_token");
     }
     fz_headers(xr == 0 ? xfcc : NULL, cr == 0 ? cc : NULL, user, user != NULL ? token : NULL);
 }

@@ -674,7 +674,7 @@ proxy_start(struct proxy *p, char *err, size_t errlen)
     if (p->cfg->user == NULL) {
         return 0;
     }
-    if (proxy_drop_privileges(p->cfg->user, err, errlen) < 0) {
+    if (proxy_privs_drop(p->cfg->user, err, errlen) < 0) {
         return -1;
     }
     {

@@ -49,11 +49,11 @@
  * written with a literal leading '_' ("_users") lets `all` reach a server-wide path.  "/" is
  * not a database: every level may GET it.
  *
- * Paths.  No rule allows a path that proxy_path_hygiene() refuses: a segment that decodes to
+ * Paths.  No rule allows a path that proxy_access_path_hygiene() refuses: a segment that decodes to
  * "." or "..", or holds one between an encoded '/' or a '\' ("..%2F..%2F_all_dbs"), which a
  * server that decodes first and resolves dot segments after would follow elsewhere.  Apart
  * from that, `all` without `databases` allows everything, malformed paths included (the
- * backend judges them); every other rule refuses a path proxy_path_parse() refuses.
+ * backend judges them); every other rule refuses a path proxy_access_path_parse() refuses.
  *
  * Query parameters the levels look at (revs, open_revs, new_edits, rev) are percent-decoded
  * ('+' is a space, as in CouchDB's query parser).  To leave no doubt about what the backend
@@ -246,7 +246,7 @@ span_is_host(const char *s, size_t len)
 }
 
 /*
- * proxy_peer_names_parse(sans, cn, names):
+ * proxy_access_names_parse(sans, cn, names):
  * Fill ${names} from tls_peer_info's "DNS:a,IP:1.2.3.4,URI:spiffe://td/x" string ${sans}, in
  * its order; when it holds no DNS or IP name and ${cn} is not NULL (cn_fallback), ${cn} comes
  * first (unless it is neither a host name nor an IP address).  Extra names are ignored.  Entries
@@ -256,7 +256,7 @@ span_is_host(const char *s, size_t len)
  * shown cut (ending in TLS_SAN_CUT).
  */
 void
-proxy_peer_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names)
+proxy_access_names_parse(const char *sans, const char *cn, struct proxy_peer_names *names)
 {
     size_t used = 0;
     const char *p = sans != NULL ? sans : "";
@@ -384,7 +384,7 @@ dot_scan_byte(struct dot_scan *ds, unsigned char c, bool raw)
     ds->dots = ds->dots && c == '.';
 }
 
-/* Why proxy_path_hygiene() refused segment seg[0..n): into ${buf}. */
+/* Why proxy_access_path_hygiene() refused segment seg[0..n): into ${buf}. */
 static void
 describe_dot_segment(const char *seg, size_t n, const struct dot_scan *ds, char *buf, size_t len)
 {
@@ -416,7 +416,7 @@ describe_dot_segment(const char *seg, size_t n, const struct dot_scan *ds, char 
 }
 
 /*
- * proxy_path_hygiene(target, why, whylen):
+ * proxy_access_path_hygiene(target, why, whylen):
  * Refuse a request target whose path holds a dot segment, plain or hidden in one segment.
  * The path of ${target} (up to '?' or '#') is split at '/' and each segment percent-decoded
  * exactly once; a segment is refused when it decodes to "." or "..", or when its decoded form,
@@ -430,7 +430,7 @@ describe_dot_segment(const char *seg, size_t n, const struct dot_scan *ds, char 
  * refused with 400.  ${why} may be NULL; a reason that does not fit ends in "...".
  */
 int
-proxy_path_hygiene(const char *target, char *why, size_t whylen)
+proxy_access_path_hygiene(const char *target, char *why, size_t whylen)
 {
     const char *p;
 
@@ -467,18 +467,18 @@ proxy_path_hygiene(const char *target, char *why, size_t whylen)
 }
 
 /*
- * proxy_path_parse(target, path):
+ * proxy_access_path_parse(target, path):
  * Split the path of request target ${target} (up to '?' or '#') on '/' and percent-decode each
  * segment once, as CouchDB does.  Refused (-1): not origin-form, a bad escape, a raw or encoded
- * NUL or control character (or a raw space), a segment proxy_path_hygiene() refuses (one that
- * decodes to "." or "..", or holds one between '/' or '\' as in "..%2F_config"), an empty
+ * NUL or control character (or a raw space), a segment proxy_access_path_hygiene() refuses (one
+ * that decodes to "." or "..", or holds one between '/' or '\' as in "..%2F_config"), an empty
  * segment inside the path ("//"), more than PROXY_PATH_MAX_SEGS segments, or a path that does
  * not fit.  "/" gives n = 0; "/db/" gives n = 1 (one trailing '/' is dropped).  '+' stays '+'
  * (CouchDB turns it into a space, but a space is not allowed in database names and no
  * reserved segment holds one, so this cannot change a decision).  Returns 0.
  */
 int
-proxy_path_parse(const char *target, struct proxy_path *path)
+proxy_access_path_parse(const char *target, struct proxy_path *path)
 {
     const char *p;
     size_t out = 0;
@@ -517,7 +517,7 @@ proxy_path_parse(const char *target, struct proxy_path *path)
             p += k;
         }
         path->buf[out++] = '\0';
-        /* What proxy_path_hygiene() refuses: ".", "..", or one as a part ("..%2F"). */
+        /* What proxy_access_path_hygiene() refuses: ".", "..", or one as a part ("..%2F"). */
         dot_scan_end_part(&ds, DOT_SEP_NONE);
         if (ds.found > 0) {
             goto fail;
@@ -976,8 +976,8 @@ enum refusal {
     REFUSE_LEVEL,       /* outside the rule's level */
     REFUSE_SERVER_WIDE, /* a server-wide path and the level is not all */
     REFUSE_DATABASE,    /* the database is not among the rule's databases */
-    REFUSE_MALFORMED,   /* proxy_path_parse() refused the path */
-    REFUSE_DOT_SEGMENT, /* proxy_path_hygiene() refused the path */
+    REFUSE_MALFORMED,   /* proxy_access_path_parse() refused the path */
+    REFUSE_DOT_SEGMENT, /* proxy_access_path_hygiene() refused the path */
 };
 
 static const char *
@@ -1102,7 +1102,7 @@ rule_for(const struct config_access_rule *rules, size_t n_rules,
 }
 
 /*
- * proxy_identity_choose(rules, n_rules, allow_name, names):
+ * proxy_access_identity_choose(rules, n_rules, allow_name, names):
  * The peer's one identity (CONTRACT §6): the name of ${names} that matched the `peers` of the
  * first access rule of ${rules} that matches at all, else ${allow_name} (the name that matched
  * `allow`; NULL or "" without one), else the first DNS name of ${names} (with cn_fallback, its
@@ -1110,8 +1110,8 @@ rule_for(const struct config_access_rule *rules, size_t n_rules,
  * only when it matched.  Returns a pointer into ${names} or ${allow_name}, or NULL.
  */
 const char *
-proxy_identity_choose(const struct config_access_rule *rules, size_t n_rules,
-                      const char *allow_name, const struct proxy_peer_names *names)
+proxy_access_identity_choose(const struct config_access_rule *rules, size_t n_rules,
+                             const char *allow_name, const struct proxy_peer_names *names)
 {
     const char *name = NULL;
     size_t k;
@@ -1131,7 +1131,7 @@ proxy_identity_choose(const struct config_access_rule *rules, size_t n_rules,
 }
 
 /*
- * proxy_identity_canonical(name):
+ * proxy_access_identity_canonical(name):
  * Write the identity ${name} the way it is compared, so that one peer is one CouchDB user: a
  * host name in lower case without a final dot ("CLIENT.TEST." -> "client.test"; `allow`
  * matched it so); a SPIFFE ID as it is (its path is case-sensitive; `allow` compared it byte
@@ -1140,7 +1140,7 @@ proxy_identity_choose(const struct config_access_rule *rules, size_t n_rules,
  * (a space, a quote, a '*', a '%', a control byte...): a header could not carry it as it is.
  */
 bool
-proxy_identity_canonical(char *name)
+proxy_access_identity_canonical(char *name)
 {
     size_t len = strlen(name), i;
 
@@ -1212,14 +1212,14 @@ proxy_access_check(const struct config_access_rule *rules, size_t n_rules,
         *matched = rule;
     }
     /* No rule allows what the HTTP layer refuses with 400, not even `all`. */
-    if (proxy_path_hygiene(target, NULL, 0) != 0) {
+    if (proxy_access_path_hygiene(target, NULL, 0) != 0) {
         describe_refusal(rules, rule, name, method, target, "", REFUSE_DOT_SEGMENT, why, whylen);
         return -1;
     }
     if (rule->allow == CONFIG_ALLOW_ALL && rule->databases == NULL) {
         return 0;
     }
-    if (proxy_path_parse(target, &path) != 0) {
+    if (proxy_access_path_parse(target, &path) != 0) {
         describe_refusal(rules, rule, name, method, target, "", REFUSE_MALFORMED, why, whylen);
         return -1;
     }
@@ -1316,7 +1316,7 @@ xfcc_put_sans(struct sbuf *sb, const GENERAL_NAMES *gens, int type, const char *
 }
 
 /*
- * proxy_xfcc_value(cert, buf, len):
+ * proxy_access_xfcc_value(cert, buf, len):
  * The X-Forwarded-Client-Cert value for ${cert} in Envoy's syntax and key order (By, Hash,
  * Cert, Chain, Subject, URI, DNS; ferry sends no By, Cert or Chain):
  * Hash=<sha256 of DER, lowercase hex>;Subject="<RFC 2253, '"' and '\' escaped>", then
@@ -1325,7 +1325,7 @@ xfcc_put_sans(struct sbuf *sb, const GENERAL_NAMES *gens, int type, const char *
  * '?'.  Returns 0, or -1 when it does not fit in ${len} (or OpenSSL fails).
  */
 int
-proxy_xfcc_value(X509 *cert, char *buf, size_t len)
+proxy_access_xfcc_value(X509 *cert, char *buf, size_t len)
 {
     static const char hexdig[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -1375,7 +1375,7 @@ fail:
 }
 
 /*
- * proxy_rfc9440_value(cert, buf, len):
+ * proxy_access_rfc9440_value(cert, buf, len):
  * The RFC 9440 Client-Cert value for ${cert}: ":" base64(DER) ":" (an RFC 8941 byte
  * sequence: standard alphabet, padded, no line breaks).  For Client-Cert-Chain the caller
  * joins the values of the intermediates with ", ".  The DER is written to the tail of ${buf}
@@ -1383,7 +1383,7 @@ fail:
  * fit.
  */
 int
-proxy_rfc9440_value(X509 *cert, char *buf, size_t len)
+proxy_access_rfc9440_value(X509 *cert, char *buf, size_t len)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char *der, *p;
@@ -1429,7 +1429,7 @@ proxy_rfc9440_value(X509 *cert, char *buf, size_t len)
 }
 
 /*
- * proxy_couchdb_token(hash, secret, secret_len, user, hex, len):
+ * proxy_access_couchdb_token(hash, secret, secret_len, user, hex, len):
  * CouchDB's proxy-authentication token: lowercase hex HMAC-${hash}(key=${secret}, ${user}),
  * as couch_httpd_auth:proxy_authentication_handler computes it.  Known vector: user "foo",
  * secret "the_secret", sha256 ->
@@ -1437,8 +1437,8 @@ proxy_rfc9440_value(X509 *cert, char *buf, size_t len)
  * Returns 0, or -1 when ${len} is too small (65 bytes needed for sha256, 41 for sha1).
  */
 int
-proxy_couchdb_token(enum config_hash hash, const unsigned char *secret, size_t secret_len,
-                    const char *user, char *hex, size_t len)
+proxy_access_couchdb_token(enum config_hash hash, const unsigned char *secret, size_t secret_len,
+                           const char *user, char *hex, size_t len)
 {
     static const char hexdig[] = "0123456789abcdef";
     static const unsigned char empty[1] = {0};

@@ -113,7 +113,7 @@ struct proxy_admin {
     struct config_addr addr;
     struct admin_cert *certs;
     size_t n_certs;
-    long long certs_read_ms; /* proxy_clock_ms() when the files were last read */
+    long long certs_read_ms; /* proxy_stats_clock_ms() when the files were last read */
     struct admin_probe *probes;
     size_t n_probes;
     struct event *probe_timer;
@@ -121,18 +121,18 @@ struct proxy_admin {
     struct admin_client *clients; /* newest first */
     unsigned n_clients;
     uint64_t evicted;       /* connections evicted since the last admin_evicted line */
-    long long evict_logged; /* proxy_clock_ms() of that line; 0 before the first */
+    long long evict_logged; /* proxy_stats_clock_ms() of that line; 0 before the first */
 };
 
 /* ---- the decisions (proxy_admin.h) ---- */
 
 /*
- * proxy_reach_of(oks, fails, probe_failed):
+ * proxy_admin_reach_of(oks, fails, probe_failed):
  * DOWN after PROXY_UPSTREAM_DOWN_AFTER failures in a row or a failed probe, UP after one
  * success, UNKNOWN before the first.
  */
 enum proxy_reach
-proxy_reach_of(uint64_t oks, unsigned fails, bool probe_failed)
+proxy_admin_reach_of(uint64_t oks, unsigned fails, bool probe_failed)
 {
     if (probe_failed || fails >= PROXY_UPSTREAM_DOWN_AFTER) {
         return PROXY_REACH_DOWN;
@@ -141,21 +141,21 @@ proxy_reach_of(uint64_t oks, unsigned fails, bool probe_failed)
 }
 
 /*
- * proxy_reach_ready(inbound, r):
+ * proxy_admin_reach_ready(inbound, r):
  * DOWN is never ready; UNKNOWN is ready for an outbound peer only.
  */
 bool
-proxy_reach_ready(bool inbound, enum proxy_reach r)
+proxy_admin_reach_ready(bool inbound, enum proxy_reach r)
 {
     return r == PROXY_REACH_UP || (r == PROXY_REACH_UNKNOWN && !inbound);
 }
 
 /*
- * proxy_loop_stalled(now_ms, beat_ms):
+ * proxy_admin_loop_stalled(now_ms, beat_ms):
  * More than PROXY_LIVE_STALL_MS since the loop's last beat.
  */
 bool
-proxy_loop_stalled(long long now_ms, long long beat_ms)
+proxy_admin_loop_stalled(long long now_ms, long long beat_ms)
 {
     return now_ms - beat_ms > PROXY_LIVE_STALL_MS;
 }
@@ -287,11 +287,11 @@ proxy_admin_exclude(const char *query, unsigned *out, char *why, size_t whylen)
 }
 
 /*
- * proxy_file_state_of(readable, not_before, not_after, now):
+ * proxy_admin_file_state(readable, not_before, not_after, now):
  * Unreadable first, then expired (${not_after} 0 is no limit), then not valid yet.
  */
 enum proxy_file_state
-proxy_file_state_of(bool readable, long long not_before, long long not_after, long long now)
+proxy_admin_file_state(bool readable, long long not_before, long long not_after, long long now)
 {
     if (!readable) {
         return PROXY_FILE_UNREADABLE;
@@ -321,7 +321,7 @@ upstream_reach(struct proxy_stats_name *n)
     struct proxy_upstream_view v;
 
     proxy_stats_upstream_read(n, false, &v);
-    return proxy_reach_of(v.oks, v.fails, v.probe_failed);
+    return proxy_admin_reach_of(v.oks, v.fails, v.probe_failed);
 }
 
 /* Successes of ${n}'s backend since the last reset: a probe is due when none came since. */
@@ -425,7 +425,7 @@ admin_cert_read(struct admin_cert *c)
 static void
 admin_certs_reread(struct proxy_admin *a)
 {
-    long long now = proxy_clock_ms();
+    long long now = proxy_stats_clock_ms();
 
     if (now - a->certs_read_ms < ADMIN_FILES_REREAD_MS) {
         return;
@@ -474,7 +474,7 @@ admin_cert_add(struct proxy_admin *a, const char *path, enum proxy_file_kind kin
     v[a->n_certs].kind = kind;
     admin_cert_read(&v[a->n_certs]);
     a->n_certs++;
-    a->certs_read_ms = proxy_clock_ms();
+    a->certs_read_ms = proxy_stats_clock_ms();
 }
 
 /* ---- probes ---- */
@@ -837,13 +837,13 @@ reject_possible(const struct config_listener *cl, enum tls_reject r)
 static const char *
 pp_label(int o)
 {
-    return proxy_pp_outcome_str((enum proxy_pp_outcome)o);
+    return proxy_conn_pp_outcome_str((enum proxy_pp_outcome)o);
 }
 
 static const char *
 via_label(int r)
 {
-    return proxy_via_result_str((enum proxy_via_result)r);
+    return proxy_conn_via_result_str((enum proxy_via_result)r);
 }
 
 static bool
@@ -908,7 +908,7 @@ render_hs_failed(struct evbuffer *b, const struct admin_snap *m, const struct co
         }
         if (always || m->s.hs_failed[r] > 0) {
             snprintf(extra, sizeof(extra), ",outcome=\"failed\",reason=\"%s\"",
-                     proxy_close_reason_str((enum proxy_close_reason)r));
+                     proxy_conn_close_reason_str((enum proxy_close_reason)r));
             metric_listener(b, "ferry_handshakes_total", m, extra, m->s.hs_failed[r]);
         }
     }
@@ -986,7 +986,8 @@ render_up(struct proxy *p, struct evbuffer *b)
             }
             metric_listener(
                 b, fams[f].name, &one, "",
-                proxy_reach_ready(cl->mode == CONFIG_MODE_INBOUND, upstream_reach(m)) ? 1 : 0);
+                proxy_admin_reach_ready(cl->mode == CONFIG_MODE_INBOUND, upstream_reach(m)) ? 1
+                                                                                            : 0);
         }
     }
 }
@@ -1254,7 +1255,7 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
     bool up = !p->draining && m != NULL && PROXY_STAT_GET(m->workers_down) == 0;
     bool excluded = (exclude & (inbound ? PROXY_EXCLUDE_BACKENDS : PROXY_EXCLUDE_PEERS)) != 0;
     enum proxy_reach r = m != NULL ? upstream_reach(m) : PROXY_REACH_UNKNOWN;
-    bool target_ok = proxy_reach_ready(inbound, r);
+    bool target_ok = proxy_admin_reach_ready(inbound, r);
     char esc[600], addr[300], target[300], reason[800], esc_reason[1000];
     static const char *const states[] = {"unknown", "up", "down"};
 
@@ -1306,7 +1307,7 @@ render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid, struct evbuff
         for (size_t i = 0; i < p->admin->n_certs; i++) {
             const struct admin_cert *c = &p->admin->certs[i];
             enum proxy_file_state st =
-                proxy_file_state_of(c->readable, c->not_before, c->not_after, now);
+                proxy_admin_file_state(c->readable, c->not_before, c->not_after, now);
 
             if ((c->kind == PROXY_FILE_CRL) != (crls == 1)) {
                 continue;
@@ -1431,7 +1432,7 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
 static int
 render_live(struct proxy *p, struct evbuffer *b)
 {
-    long long now = proxy_clock_ms();
+    long long now = proxy_stats_clock_ms();
     bool ok = true;
     char reason[200] = "";
 
@@ -1440,7 +1441,7 @@ render_live(struct proxy *p, struct evbuffer *b)
         const struct proxy_worker *w = p->workers[i];
         long long beat = PROXY_STAT_GET(w->beat_ms);
         bool running = w->started && !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
-        bool stalled = running && proxy_loop_stalled(now, beat);
+        bool stalled = running && proxy_admin_loop_stalled(now, beat);
 
         if (stalled && ok) {
             snprintf(reason, sizeof(reason),
@@ -1706,7 +1707,7 @@ static void
 admin_evict(struct proxy_admin *a)
 {
     struct admin_client *victim = NULL, *oldest = NULL;
-    long long now = proxy_clock_ms();
+    long long now = proxy_stats_clock_ms();
     char n[24];
 
     for (struct admin_client *cl = a->clients; cl != NULL; cl = cl->next) {
@@ -1791,7 +1792,7 @@ proxy_admin_open(struct proxy *p, char *err, size_t errlen)
     }
     a->p = p;
     a->addr = p->cfg->admin.listen;
-    fd = proxy_bind_addr(&a->addr, "admin", false, err, errlen);
+    fd = proxy_listener_bind_addr(&a->addr, "admin", false, err, errlen);
     if (fd < 0) {
         free(a);
         return -1;

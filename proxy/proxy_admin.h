@@ -55,29 +55,29 @@ enum proxy_reach {
 };
 
 /*
- * proxy_reach_of(oks, fails, probe_failed):
+ * proxy_admin_reach_of(oks, fails, probe_failed):
  * The state of a backend or peer with ${oks} successes ever, ${fails} failed attempts since
  * the last success and ${probe_failed} (the last probe failed, nothing succeeded since):
  * DOWN after PROXY_UPSTREAM_DOWN_AFTER failures in a row or a failed probe; UP after one
  * success; UNKNOWN before any success.
  */
-enum proxy_reach proxy_reach_of(uint64_t oks, unsigned fails, bool probe_failed);
+enum proxy_reach proxy_admin_reach_of(uint64_t oks, unsigned fails, bool probe_failed);
 
 /*
- * proxy_reach_ready(inbound, r):
+ * proxy_admin_reach_ready(inbound, r):
  * Does a listener whose backend (${inbound}) or peer is in state ${r} let /readyz answer 200?
  * DOWN never does.  UNKNOWN: an inbound backend is probed at start, so it is not ready until
  * the first probe or connection says it answers; an outbound peer is not probed (a probe would
  * be a TLS handshake with another site), so no traffic yet is no evidence against it: ready.
  */
-bool proxy_reach_ready(bool inbound, enum proxy_reach r);
+bool proxy_admin_reach_ready(bool inbound, enum proxy_reach r);
 
 /*
- * proxy_loop_stalled(now_ms, beat_ms):
+ * proxy_admin_loop_stalled(now_ms, beat_ms):
  * Has an event loop whose last beat was at ${beat_ms} (monotonic ms) stalled at ${now_ms}:
  * more than PROXY_LIVE_STALL_MS without a beat?
  */
-bool proxy_loop_stalled(long long now_ms, long long beat_ms);
+bool proxy_admin_loop_stalled(long long now_ms, long long beat_ms);
 
 /* A parsed admin request line: "METHOD /path?query HTTP/1.x". */
 struct proxy_admin_req {
@@ -123,12 +123,12 @@ enum proxy_file_state {
 };
 
 /*
- * proxy_file_state_of(readable, not_before, not_after, now):
+ * proxy_admin_file_state(readable, not_before, not_after, now):
  * The state of a file that is ${readable}, whose certificates' latest notBefore is
  * ${not_before} (0: not checked) and whose earliest notAfter (CRLs: nextUpdate) is
  * ${not_after} (0: none), at Unix time ${now}.  Only PROXY_FILE_OK lets /readyz say 200.
  */
-enum proxy_file_state proxy_file_state_of(bool readable, long long not_before, long long not_after,
-                                          long long now);
+enum proxy_file_state proxy_admin_file_state(bool readable, long long not_before,
+                                             long long not_after, long long now);
 
 #endif /* FERRY_PROXY_ADMIN_H */

@@ -143,11 +143,11 @@ conn_detail_str(const struct proxy_conn *c)
 }
 
 /*
- * proxy_close_reason_str(reason):
+ * proxy_conn_close_reason_str(reason):
  * The stable snake_case name of ${reason}, for logs and metrics.
  */
 const char *
-proxy_close_reason_str(enum proxy_close_reason reason)
+proxy_conn_close_reason_str(enum proxy_close_reason reason)
 {
     if ((unsigned)reason >= PROXY_CLOSE__COUNT) {
         return "unknown";
@@ -156,11 +156,11 @@ proxy_close_reason_str(enum proxy_close_reason reason)
 }
 
 /*
- * proxy_pp_outcome_str(o):
+ * proxy_conn_pp_outcome_str(o):
  * The stable snake_case name of PROXY protocol outcome ${o}, for logs and metrics.
  */
 const char *
-proxy_pp_outcome_str(enum proxy_pp_outcome o)
+proxy_conn_pp_outcome_str(enum proxy_pp_outcome o)
 {
     if ((unsigned)o >= PROXY_PPO__COUNT) {
         return "unknown";
@@ -169,11 +169,11 @@ proxy_pp_outcome_str(enum proxy_pp_outcome o)
 }
 
 /*
- * proxy_via_result_str(r):
+ * proxy_conn_via_result_str(r):
  * The stable snake_case name of CONNECT outcome ${r}, for logs, 502 bodies and metrics.
  */
 const char *
-proxy_via_result_str(enum proxy_via_result r)
+proxy_conn_via_result_str(enum proxy_via_result r)
 {
     if ((unsigned)r >= PROXY_VIA__COUNT) {
         return "unknown";
@@ -573,8 +573,8 @@ conn_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
     if (in != NULL) {
         n = evbuffer_copyout(in, buf, sizeof(buf));
     }
-    if (!proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, method, sizeof(method), target,
-                                  sizeof(target)) &&
+    if (!proxy_exchange_request_line_parse(buf, n > 0 ? (size_t)n : 0, method, sizeof(method),
+                                           target, sizeof(target)) &&
         !final) {
         return;
     }
@@ -582,7 +582,8 @@ conn_request_owed(struct proxy_conn *c, struct evbuffer *in, bool final)
      * port is a connection that never passed a handshake: logged within conn_log_ok()'s
      * bounds (the fourth black-box attack: 64,000 such lines in 4 s), always counted. */
     if (conn_log_ok(c, LOG_INFO)) {
-        proxy_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started, NULL);
+        proxy_exchange_request_log(c, method, target, c->owed_status, 0, c->owed_bytes, &c->started,
+                                   NULL);
     } else {
         proxy_stats_request(c->l->stats, c->l->w->base, &c->started, c->owed_status);
     }
@@ -743,7 +744,8 @@ proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason)
                c->pp_sender, "peer",
                c->verify.reject == TLS_REJECT_NONE ? c->verify.peer.name : NULL, "target",
                c->l->target_text, "bytes_in", in, "bytes_out", out, "duration_ms", dur, "reason",
-               proxy_close_reason_str(reason), "detail", conn_detail_str(c), (const char *)NULL);
+               proxy_conn_close_reason_str(reason), "detail", conn_detail_str(c),
+               (const char *)NULL);
     }
     lingers = conn_client_lingers(c, reason);
     conn_set_state(c, PROXY_CONN_CLOSED);
@@ -877,7 +879,7 @@ conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
     if (c->via_result != PROXY_VIA_OK) {
         snprintf(body, sizeof(body),
                  "{\"error\":\"bad_gateway\",\"reason\":\"%s\",\"proxy_result\":\"%s\"}\n", esc,
-                 proxy_via_result_str((enum proxy_via_result)c->via_result));
+                 proxy_conn_via_result_str((enum proxy_via_result)c->via_result));
     } else {
         snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
     }
@@ -895,7 +897,7 @@ conn_upstream_failed(struct proxy_conn *c, enum proxy_close_reason reason, const
            c->l->target_text, "subject", c->verify.peer.subject, "sans", c->verify.peer.sans,
            "reason",
            c->verify.reject != TLS_REJECT_NONE ? tls_reject_str(c->verify.reject)
-                                               : proxy_close_reason_str(reason),
+                                               : proxy_conn_close_reason_str(reason),
            "msg", conn_detail_str(c), (const char *)NULL);
     if (conn_http(c) && c->client != NULL) {
         conn_answer_502(c, reason);
@@ -1566,7 +1568,7 @@ conn_explain(struct proxy_conn *c, enum tls_fail_stage stage, struct proxy_io *i
 void
 proxy_conn_log_flush(struct proxy_worker *w)
 {
-    long long sec = proxy_clock_ms() / 1000;
+    long long sec = proxy_stats_clock_ms() / 1000;
     char n[16];
 
     if (sec == w->unauth_log_sec) {
@@ -1611,7 +1613,7 @@ conn_log_ok(struct proxy_conn *c, enum log_level level)
         return false;
     }
     proxy_conn_log_flush(w);
-    now = proxy_clock_ms();
+    now = proxy_stats_clock_ms();
     if (w->unauth_log_filled == 0) {
         w->unauth_log_tokens = full;
     } else {
@@ -1669,7 +1671,7 @@ conn_client_handshake_failed(struct proxy_conn *c, struct proxy_io *io, short wh
         /* The client refused OUR certificate: the operator has to fix our side or the client. */
         if (conn_log_ok(c, LOG_WARN)) {
             log_kv(LOG_WARN, "client_rejected_us", "listener", c->l->cfg->name, "remote", c->remote,
-                   "reason", proxy_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
+                   "reason", proxy_conn_close_reason_str(PROXY_CLOSE_HANDSHAKE_FAILED), "alert",
                    tls_alert_name(alert), "msg", conn_detail_str(c), (const char *)NULL);
         }
         proxy_conn_drop(c, PROXY_CLOSE_HANDSHAKE_FAILED);
@@ -1729,8 +1731,9 @@ conn_via_failed(struct proxy_conn *c, enum proxy_via_result r, int status, const
     free(c->pre_buf);
     c->pre_buf = NULL;
     log_kv(LOG_WARN, "proxy_connect_failed", "listener", c->l->cfg->name, "remote", c->remote,
-           "target", c->l->target_text, "proxy", c->l->via_text, "result", proxy_via_result_str(r),
-           "status", status > 0 ? st : "-", "msg", msg, (const char *)NULL);
+           "target", c->l->target_text, "proxy", c->l->via_text, "result",
+           proxy_conn_via_result_str(r), "status", status > 0 ? st : "-", "msg", msg,
+           (const char *)NULL);
     if (conn_http(c) && c->client != NULL) {
         conn_answer_502(c, PROXY_CLOSE_PEER_UNREACHABLE);
         return;
@@ -2245,7 +2248,7 @@ conn_pp_reject(struct proxy_conn *c, enum proxy_pp_outcome o, const char *why)
     PROXY_STATS_ADD(c->l->stats->pp[o], 1);
     if (conn_log_ok(c, LOG_WARN)) {
         log_kv(LOG_WARN, "proxy_protocol_rejected", "listener", c->l->cfg->name, "remote",
-               c->remote, "reason", proxy_pp_outcome_str(o), "msg", why, (const char *)NULL);
+               c->remote, "reason", proxy_conn_pp_outcome_str(o), "msg", why, (const char *)NULL);
     }
     proxy_conn_drop(c, PROXY_CLOSE_PROXY_PROTOCOL);
 }

@@ -212,7 +212,7 @@ ms_since(struct proxy_conn *c, const struct timeval *t)
 }
 
 /*
- * proxy_request_log(c, method, target, status, bytes_in, bytes_out, start, rule):
+ * proxy_exchange_request_log(c, method, target, status, bytes_in, bytes_out, start, rule):
  * THE event=request line: every request gets exactly one, written here and nowhere else,
  * whether its response was relayed or ferry answered it itself (403, 400, 408, 431, 501, 502,
  * 504, 505).  ${status} 0 means no response at all (the connection ended first): "-" in text,
@@ -220,9 +220,9 @@ ms_since(struct proxy_conn *c, const struct timeval *t)
  * request began; ${rule} the access rule that let it through or refused it ("rule 2"), or NULL.
  */
 void
-proxy_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
-                  uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
-                  const char *rule)
+proxy_exchange_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
+                           uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
+                           const char *rule)
 {
     char st[16], in[24], out[24], dur[24];
     uint64_t ms = ms_since(c, start);
@@ -249,15 +249,16 @@ proxy_request_log(struct proxy_conn *c, const char *method, const char *target, 
            (const char *)NULL);
 }
 
-/* The access-log line of a queued request (proxy_request_log()). */
+/* The access-log line of a queued request (proxy_exchange_request_log()). */
 static void
 access_log(struct proxy_conn *c, const struct exchange_req *r, int status, uint64_t resp_body)
 {
-    proxy_request_log(c, r->method, r->target, status, r->req_body, resp_body, &r->start, r->rule);
+    proxy_exchange_request_log(c, r->method, r->target, status, r->req_body, resp_body, &r->start,
+                               r->rule);
 }
 
 /*
- * proxy_request_line_parse(buf, n, method, mlen, target, tlen):
+ * proxy_exchange_request_line_parse(buf, n, method, mlen, target, tlen):
  * The method and target of the HTTP request line at the start of ${buf} (${n} bytes, not
  * NUL-terminated), for the access-log line of a request ferry answers before framing it.
  * Returns true once the line is there (it ends in LF within ${buf}, or ${buf} holds
@@ -265,8 +266,8 @@ access_log(struct proxy_conn *c, const struct exchange_req *r, int status, uint6
  * line is not "TOKEN SP TARGET".  Returns false (both "") while the line is still incomplete.
  */
 bool
-proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, char *target,
-                         size_t tlen)
+proxy_exchange_request_line_parse(const char *buf, size_t n, char *method, size_t mlen,
+                                  char *target, size_t tlen)
 {
     size_t i = 0, k;
 
@@ -520,9 +521,9 @@ denied_from_framer(struct proxy_conn *c, const struct timeval *start)
         char buf[PROXY_REQUEST_LINE_PEEK];
         ev_ssize_t n = evbuffer_copyout(proxy_io_input(c->client), buf, sizeof(buf));
 
-        (void)proxy_request_line_parse(buf, n > 0 ? (size_t)n : 0, x->denied.method,
-                                       sizeof(x->denied.method), x->denied.target,
-                                       sizeof(x->denied.target));
+        (void)proxy_exchange_request_line_parse(buf, n > 0 ? (size_t)n : 0, x->denied.method,
+                                                sizeof(x->denied.method), x->denied.target,
+                                                sizeof(x->denied.target));
     }
     x->denied.start = *start;
     if (start->tv_sec == 0) {
@@ -836,7 +837,7 @@ request_path_clean(struct proxy_conn *c, const struct proxy_http_head *h)
     struct proxy_exchange *x = c->x;
     char why[256];
 
-    if (proxy_path_hygiene(h->target, why, sizeof(why)) == 0) {
+    if (proxy_access_path_hygiene(h->target, why, sizeof(why)) == 0) {
         return true;
     }
     log_kv(LOG_WARN, "bad_request", "listener", c->l->cfg->name, "remote", c->remote, "peer",
@@ -1281,12 +1282,12 @@ identity_headers(const struct proxy_conn *c, struct proxy_identity *id, const ch
         return 0;
     }
     if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_XFCC &&
-        proxy_xfcc_value(cert, buf, sizeof(buf)) == 0) {
+        proxy_access_xfcc_value(cert, buf, sizeof(buf)) == 0) {
         if ((id->client_cert = strdup(buf)) == NULL) {
             return -1;
         }
     } else if (cl->client_cert_header == CONFIG_CLIENT_CERT_HEADER_RFC9440 &&
-               proxy_rfc9440_value(cert, buf, sizeof(buf)) == 0) {
+               proxy_access_rfc9440_value(cert, buf, sizeof(buf)) == 0) {
         STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
         size_t used = 0;
 
@@ -1304,7 +1305,7 @@ identity_headers(const struct proxy_conn *c, struct proxy_identity *id, const ch
             if (X509_cmp(sk_X509_value(chain, i), cert) == 0) {
                 continue;
             }
-            if (proxy_rfc9440_value(sk_X509_value(chain, i), one, sizeof(one)) == 0 &&
+            if (proxy_access_rfc9440_value(sk_X509_value(chain, i), one, sizeof(one)) == 0 &&
                 used + strlen(one) + 3 < sizeof(buf)) {
                 used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s%s",
                                          used > 0 ? ", " : "", one);
@@ -1319,8 +1320,8 @@ identity_headers(const struct proxy_conn *c, struct proxy_identity *id, const ch
         char token[129];
 
         if (user != NULL &&
-            proxy_couchdb_token(cl->proxy_auth.hash, c->l->auth_secret, c->l->auth_secret_len, user,
-                                token, sizeof(token)) == 0) {
+            proxy_access_couchdb_token(cl->proxy_auth.hash, c->l->auth_secret,
+                                       c->l->auth_secret_len, user, token, sizeof(token)) == 0) {
             id->auth_user = strdup(user);
             id->auth_token = strdup(token);
             if (id->auth_user == NULL || id->auth_token == NULL) {
@@ -1358,7 +1359,7 @@ cn_fallback_name(const struct proxy_conn *c, char *cn, size_t len)
 }
 
 /*
- * The peer's one identity (CONTRACT §6, proxy_identity_choose()): the name that matched the
+ * The peer's one identity (CONTRACT §6, proxy_access_identity_choose()): the name that matched the
  * first access rule, else the one that matched `allow` (tls_verify_peer() left it in
  * peer.name), else its first DNS SAN.  NULL when there is none.
  */
@@ -1367,8 +1368,8 @@ identity_peer_name(const struct proxy_conn *c, const struct proxy_identity *id)
 {
     const struct config_listener *cl = c->l->cfg;
 
-    return proxy_identity_choose(cl->access, cl->access != NULL ? cl->n_access : 0,
-                                 cl->allow != NULL ? c->verify.peer.name : NULL, &id->names);
+    return proxy_access_identity_choose(cl->access, cl->access != NULL ? cl->n_access : 0,
+                                        cl->allow != NULL ? c->verify.peer.name : NULL, &id->names);
 }
 
 /*
@@ -1405,11 +1406,11 @@ proxy_exchange_identity(const struct proxy_conn *c)
         memcpy(id->pool_owner, "anonymous", 9);
         memcpy(id->pool_owner + 16, &n, sizeof(n));
     }
-    proxy_peer_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
-                           &id->names);
+    proxy_access_names_parse(c->verify.peer.sans, cn_fallback_name(c, cn, sizeof(cn)) ? cn : NULL,
+                             &id->names);
     who = identity_peer_name(c, id);
     snprintf(id->peer, sizeof(id->peer), "%s", who != NULL ? who : "-");
-    if (who != NULL && !proxy_identity_canonical(id->peer)) {
+    if (who != NULL && !proxy_access_identity_canonical(id->peer)) {
         who = NULL; /* no name CouchDB could take as a user: no proxy authentication */
     }
     if (who == NULL) {

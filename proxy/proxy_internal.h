@@ -141,7 +141,7 @@ enum proxy_side_origin {
 /* Why a connection ended: one string table feeds the log line and (later) /metrics. */
 /*
  * What the PROXY protocol reader made of one connection (ferry_proxy_protocol_total), on an
- * inbound listener with proxy_protocol.accept; proxy_pp_outcome_str() names each.
+ * inbound listener with proxy_protocol.accept; proxy_conn_pp_outcome_str() names each.
  */
 enum proxy_pp_outcome {
     PROXY_PPO_OK,        /* a header with the client's address: it became the remote */
@@ -534,7 +534,7 @@ void proxy_worker_side_free(struct proxy_worker *w, struct proxy_io *io);
 void proxy_worker_reap(struct proxy_worker *w);
 
 /* proxy_privs.c */
-int proxy_drop_privileges(const char *user, char *err, size_t errlen);
+int proxy_privs_drop(const char *user, char *err, size_t errlen);
 
 /* proxy_listener.c */
 int proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g,
@@ -545,8 +545,8 @@ int proxy_listener_listen(struct proxy_listener *l);
 void proxy_listener_adopt(struct proxy_listener *l, struct proxy_listener *old);
 void proxy_listener_retire(struct proxy_listener *l);
 void proxy_listener_free(struct proxy_listener *l);
-evutil_socket_t proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport,
-                                char *err, size_t errlen);
+evutil_socket_t proxy_listener_bind_addr(const struct config_addr *a, const char *label,
+                                         bool reuseport, char *err, size_t errlen);
 int proxy_listener_tls_tickets(const struct config_listener *cl, struct tls_tickets *tickets,
                                struct tls_ctx **out, char *err, size_t errlen);
 
@@ -557,9 +557,9 @@ void proxy_conn_drop(struct proxy_conn *c, enum proxy_close_reason reason);
 void proxy_conn_drop_all(struct proxy_worker *w, enum proxy_close_reason reason);
 void proxy_conn_drain_idle(struct proxy_worker *w);
 void proxy_conn_log_flush(struct proxy_worker *w);
-const char *proxy_close_reason_str(enum proxy_close_reason reason);
-const char *proxy_pp_outcome_str(enum proxy_pp_outcome o);
-const char *proxy_via_result_str(enum proxy_via_result r);
+const char *proxy_conn_close_reason_str(enum proxy_close_reason reason);
+const char *proxy_conn_pp_outcome_str(enum proxy_pp_outcome o);
+const char *proxy_conn_via_result_str(enum proxy_via_result r);
 
 void proxy_conn_answer(struct proxy_conn *c, enum proxy_close_reason reason, int status,
                        const char *phrase, const char *ctype, const char *body);
@@ -604,13 +604,13 @@ bool proxy_exchange_reusable(const struct proxy_conn *c);
 bool proxy_exchange_can_retry(const struct proxy_conn *c);
 const char *proxy_exchange_retry_heads(struct proxy_conn *c, size_t *len);
 bool proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len);
-void proxy_request_log(struct proxy_conn *c, const char *method, const char *target, int status,
-                       uint64_t bytes_in, uint64_t bytes_out, const struct timeval *start,
-                       const char *rule);
+void proxy_exchange_request_log(struct proxy_conn *c, const char *method, const char *target,
+                                int status, uint64_t bytes_in, uint64_t bytes_out,
+                                const struct timeval *start, const char *rule);
 /* Bytes of the client's input read for the request line of an answer made before framing. */
 #define PROXY_REQUEST_LINE_PEEK 512
-bool proxy_request_line_parse(const char *buf, size_t n, char *method, size_t mlen, char *target,
-                              size_t tlen);
+bool proxy_exchange_request_line_parse(const char *buf, size_t n, char *method, size_t mlen,
+                                       char *target, size_t tlen);
 
 /* proxy_relay.c */
 void proxy_relay_init(struct proxy_relay *r, struct proxy_io *src, struct proxy_io *dst,

@@ -37,7 +37,7 @@ struct proxy_linger {
     struct proxy_linger *prev, *next;
     evutil_socket_t fd;
     struct event *ev;   /* EV_READ, with the time left as its timeout */
-    long long deadline; /* proxy_clock_ms() after which the socket is closed */
+    long long deadline; /* proxy_stats_clock_ms() after which the socket is closed */
     size_t left;        /* bytes still to read and drop */
 };
 
@@ -69,7 +69,7 @@ linger_end(struct proxy_linger *g)
 static bool
 linger_wait(struct proxy_linger *g)
 {
-    long long ms = g->deadline - proxy_clock_ms();
+    long long ms = g->deadline - proxy_stats_clock_ms();
     struct timeval tv;
 
     if (ms <= 0) {
@@ -135,7 +135,7 @@ proxy_linger_close(struct proxy_worker *w, evutil_socket_t fd, uint64_t ms)
     g->w = w;
     g->fd = fd;
     g->left = PROXY_LINGER_BYTES;
-    g->deadline = proxy_clock_ms() + (long long)ms;
+    g->deadline = proxy_stats_clock_ms() + (long long)ms;
     if ((g->ev = event_new(w->base, fd, EV_READ, linger_cb, g)) == NULL) {
         goto err1;
     }

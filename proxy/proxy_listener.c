@@ -173,14 +173,14 @@ load_proxy_auth(struct proxy_listener *l, char *err, size_t errlen)
 }
 
 /*
- * proxy_bind_addr(a, label, reuseport, err, errlen):
+ * proxy_listener_bind_addr(a, label, reuseport, err, errlen):
  * socket + bind + listen on ${a}, with errors naming ${label} ("listener from-peers",
  * "admin") and the address.  ${reuseport}: set SO_REUSEPORT first, so that each worker can
  * have its own socket on the address.  Returns the listening socket, or -1.
  */
 evutil_socket_t
-proxy_bind_addr(const struct config_addr *a, const char *label, bool reuseport, char *err,
-                size_t errlen)
+proxy_listener_bind_addr(const struct config_addr *a, const char *label, bool reuseport, char *err,
+                         size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -400,14 +400,14 @@ proxy_listener_bind(struct proxy_listener **ls, size_t n, char *err, size_t errl
 
     snprintf(label, sizeof(label), "listener %s", ls[0]->cfg->name);
     if (n > 1) {
-        fd = proxy_bind_addr(&ls[0]->cfg->listen, label, false, err, errlen);
+        fd = proxy_listener_bind_addr(&ls[0]->cfg->listen, label, false, err, errlen);
         if (fd < 0) {
             return -1;
         }
         evutil_closesocket(fd);
     }
     for (size_t i = 0; i < n; i++) {
-        fd = proxy_bind_addr(&ls[i]->cfg->listen, label, n > 1, err, errlen);
+        fd = proxy_listener_bind_addr(&ls[i]->cfg->listen, label, n > 1, err, errlen);
         if (fd < 0) {
             for (size_t j = 0; j < i; j++) {
                 evutil_closesocket(ls[j]->fd);

@@ -15,14 +15,14 @@
 #include "proxy_internal.h"
 
 /*
- * proxy_drop_privileges(user, err, errlen):
+ * proxy_privs_drop(user, err, errlen):
  * Become ${user} (its uid, its primary gid, no supplementary groups).  Refuses to stay root:
  * `user: root`, a user that cannot be found, or a process that is neither root nor already
  * that user are errors, and so is a process that could regain root afterwards.  Returns 0, or
  * -1 with the reason in ${err}.
  */
 int
-proxy_drop_privileges(const char *user, char *err, size_t errlen)
+proxy_privs_drop(const char *user, char *err, size_t errlen)
 {
     struct passwd *pw;
     gid_t gid;

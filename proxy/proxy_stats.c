@@ -318,7 +318,7 @@ proxy_stats_probe_ok(struct proxy_stats_name *n)
     STORE(up->last_ok, (long long)time(NULL));
 }
 
-/* proxy_stats_probe_failed(n, detail): a failed probe says down at once (proxy_reach_of). */
+/* proxy_stats_probe_failed(n, detail): a failed probe says down at once (proxy_admin_reach_of). */
 void
 proxy_stats_probe_failed(struct proxy_stats_name *n, const char *detail)
 {
@@ -380,9 +380,9 @@ proxy_stats_upstream_read(struct proxy_stats_name *n, bool with_detail,
     }
 }
 
-/* proxy_clock_ms(): CLOCK_MONOTONIC in milliseconds. */
+/* proxy_stats_clock_ms(): CLOCK_MONOTONIC in milliseconds. */
 long long
-proxy_clock_ms(void)
+proxy_stats_clock_ms(void)
 {
     struct timespec ts;
 

@@ -232,9 +232,9 @@ void proxy_stats_upstream_read(struct proxy_stats_name *n, bool with_detail,
                                struct proxy_upstream_view *out);
 
 /*
- * proxy_clock_ms():
+ * proxy_stats_clock_ms():
  * Monotonic milliseconds (heartbeats, lingering sockets, /livez; any thread).
  */
-long long proxy_clock_ms(void);
+long long proxy_stats_clock_ms(void);
 
 #endif /* FERRY_PROXY_STATS_H */

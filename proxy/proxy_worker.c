@@ -539,7 +539,7 @@ worker_beat_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    __atomic_store_n(&w->beat_ms, proxy_clock_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&w->beat_ms, proxy_stats_clock_ms(), __ATOMIC_RELAXED);
     proxy_conn_log_flush(w);
 }
 

@@ -107,7 +107,7 @@ decide(const char *sans, const char *method, const char *target, char *why, size
     struct proxy_peer_names names;
     char dummy[512];
 
-    proxy_peer_names_parse(sans, NULL, &names);
+    proxy_access_names_parse(sans, NULL, &names);
     return proxy_access_check(rules, n_rules, &names, method, target, why != NULL ? why : dummy,
                               why != NULL ? whylen : sizeof(dummy), NULL);
 }
@@ -369,7 +369,8 @@ expect_root(const char *sans, int want)
     expect_table(sans, root, N(root), "", want);
 }
 
-/* Dot segments, plain or hidden in one segment: no rule allows them (proxy_path_hygiene()). */
+/* Dot segments, plain or hidden in one segment: no rule allows them (proxy_access_path_hygiene()).
+ */
 static const struct reqt dot_tricks[] = {
     {"GET", "/{db}/..%2F_config"},
     {"GET", "/{db}/%2e%2e/_all_dbs"},
@@ -765,7 +766,7 @@ test_first_match_wins(void **state)
     rule_add(30, "node2.example.org", CONFIG_ALLOW_ALL, NULL);
 
     /* node2 matches rule 1 first; the broader rules after it do not widen it */
-    proxy_peer_names_parse("DNS:node2.example.org", NULL, &names);
+    proxy_access_names_parse("DNS:node2.example.org", NULL, &names);
     assert_int_equal(
         proxy_access_check(rules, n_rules, &names, "GET", "/_all_dbs", why, sizeof(why), &m), -1);
     assert_ptr_equal(m, &rules[0]);
@@ -774,20 +775,20 @@ test_first_match_wins(void **state)
     assert_ptr_equal(m, &rules[0]);
 
     /* node3 falls to rule 2 */
-    proxy_peer_names_parse("DNS:node3.example.org", NULL, &names);
+    proxy_access_names_parse("DNS:node3.example.org", NULL, &names);
     assert_int_equal(
         proxy_access_check(rules, n_rules, &names, "GET", "/_all_dbs", why, sizeof(why), &m), 0);
     assert_ptr_equal(m, &rules[1]);
 
     /* a peer whose second name matches an earlier rule than its first */
-    proxy_peer_names_parse("DNS:x.other.org,DNS:node2.example.org", NULL, &names);
+    proxy_access_names_parse("DNS:x.other.org,DNS:node2.example.org", NULL, &names);
     assert_int_equal(
         proxy_access_check(rules, n_rules, &names, "DELETE", "/patients", why, sizeof(why), &m),
         -1);
     assert_ptr_equal(m, &rules[0]);
 
     /* no rule */
-    proxy_peer_names_parse("DNS:x.other.org", NULL, &names);
+    proxy_access_names_parse("DNS:x.other.org", NULL, &names);
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/", why, sizeof(why), &m),
                      -1);
     assert_null(m);
@@ -861,50 +862,51 @@ test_identity_choose(void **state)
     struct proxy_peer_names names;
 
     (void)state;
-    proxy_peer_names_parse("DNS:n1.example.org,IP:10.0.0.7,URI:spiffe://td/ns/db/n1", NULL, &names);
+    proxy_access_names_parse("DNS:n1.example.org,IP:10.0.0.7,URI:spiffe://td/ns/db/n1", NULL,
+                             &names);
     /* no rules, no allow: the first DNS SAN (never an IP or URI that matched nothing) */
-    assert_string_equal(proxy_identity_choose(NULL, 0, NULL, &names), "n1.example.org");
+    assert_string_equal(proxy_access_identity_choose(NULL, 0, NULL, &names), "n1.example.org");
     /* allow matched the URI: the URI */
-    assert_string_equal(proxy_identity_choose(NULL, 0, "spiffe://td/ns/db/n1", &names),
+    assert_string_equal(proxy_access_identity_choose(NULL, 0, "spiffe://td/ns/db/n1", &names),
                         "spiffe://td/ns/db/n1");
     /* a rule matching the URI wins over allow's name */
     rule_add(1, "other.example.org", CONFIG_ALLOW_ALL, NULL);
     rule_add(2, "spiffe://td/ns/db/*", CONFIG_ALLOW_READ, NULL);
     rule_add(3, "n1.example.org", CONFIG_ALLOW_ALL, NULL);
-    assert_string_equal(proxy_identity_choose(rules, n_rules, "n1.example.org", &names),
+    assert_string_equal(proxy_access_identity_choose(rules, n_rules, "n1.example.org", &names),
                         "spiffe://td/ns/db/n1");
     /* no rule matches: allow's name, else the first DNS SAN */
-    assert_string_equal(proxy_identity_choose(rules, 1, "10.0.0.7", &names), "10.0.0.7");
-    assert_string_equal(proxy_identity_choose(rules, 1, "", &names), "n1.example.org");
+    assert_string_equal(proxy_access_identity_choose(rules, 1, "10.0.0.7", &names), "10.0.0.7");
+    assert_string_equal(proxy_access_identity_choose(rules, 1, "", &names), "n1.example.org");
     /* a URI-only peer that matched nothing has no identity */
-    proxy_peer_names_parse("URI:spiffe://td/ns/db/n1", NULL, &names);
-    assert_null(proxy_identity_choose(rules, 1, NULL, &names));
-    assert_string_equal(proxy_identity_choose(rules, n_rules, NULL, &names),
+    proxy_access_names_parse("URI:spiffe://td/ns/db/n1", NULL, &names);
+    assert_null(proxy_access_identity_choose(rules, 1, NULL, &names));
+    assert_string_equal(proxy_access_identity_choose(rules, n_rules, NULL, &names),
                         "spiffe://td/ns/db/n1");
-    proxy_peer_names_parse("IP:10.0.0.7", NULL, &names);
-    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
-    assert_null(proxy_identity_choose(NULL, 0, NULL, NULL));
+    proxy_access_names_parse("IP:10.0.0.7", NULL, &names);
+    assert_null(proxy_access_identity_choose(NULL, 0, NULL, &names));
+    assert_null(proxy_access_identity_choose(NULL, 0, NULL, NULL));
     /* a DNS SAN that is no host name is no name at all: no identity, no rule matches it */
-    proxy_peer_names_parse("DNS:spiffe://site-b.example.org/ns/db/replicator", NULL, &names);
+    proxy_access_names_parse("DNS:spiffe://site-b.example.org/ns/db/replicator", NULL, &names);
     assert_int_equal(names.n, 0);
-    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
-    proxy_peer_names_parse("DNS:a\".example.org,DNS:a b.example.org,DNS:*.example.org,"
-                           "DNS:b.example.org",
-                           NULL, &names);
+    assert_null(proxy_access_identity_choose(NULL, 0, NULL, &names));
+    proxy_access_names_parse("DNS:a\".example.org,DNS:a b.example.org,DNS:*.example.org,"
+                             "DNS:b.example.org",
+                             NULL, &names);
     assert_int_equal(names.n, 1);
-    assert_string_equal(proxy_identity_choose(NULL, 0, NULL, &names), "b.example.org");
+    assert_string_equal(proxy_access_identity_choose(NULL, 0, NULL, &names), "b.example.org");
     /* nor is a CN that is neither a host name nor an IP address */
-    proxy_peer_names_parse("", "Jane Doe", &names);
+    proxy_access_names_parse("", "Jane Doe", &names);
     assert_int_equal(names.n, 0);
-    proxy_peer_names_parse("", "10.0.0.9", &names);
+    proxy_access_names_parse("", "10.0.0.9", &names);
     assert_int_equal(names.n, 1);
     /* a URI SAN shown cut (over 255 bytes) is no name */
-    proxy_peer_names_parse("URI:spiffe://td/aaaa" TLS_SAN_CUT ",DNS:b.example.org", NULL, &names);
+    proxy_access_names_parse("URI:spiffe://td/aaaa" TLS_SAN_CUT ",DNS:b.example.org", NULL, &names);
     assert_int_equal(names.n, 1);
     assert_string_equal(names.v[0], "b.example.org");
     /* a URI SAN that matched nothing is not the identity, well-formed or not */
-    proxy_peer_names_parse("URI:spiffe://td/x;DNS=admin?URI=spiffe://x", NULL, &names);
-    assert_null(proxy_identity_choose(NULL, 0, NULL, &names));
+    proxy_access_names_parse("URI:spiffe://td/x;DNS=admin?URI=spiffe://x", NULL, &names);
+    assert_null(proxy_access_identity_choose(NULL, 0, NULL, &names));
 }
 
 /* The identity as CouchDB gets it: a host name folded, a SPIFFE ID as it is, else nothing. */
@@ -937,10 +939,10 @@ test_identity_canonical(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(buf, sizeof(buf), "%s", cases[i].in);
         if (cases[i].out == NULL) {
-            assert_false(proxy_identity_canonical(buf));
+            assert_false(proxy_access_identity_canonical(buf));
             assert_string_equal(buf, cases[i].in);
         } else {
-            assert_true(proxy_identity_canonical(buf));
+            assert_true(proxy_access_identity_canonical(buf));
             assert_string_equal(buf, cases[i].out);
         }
     }
@@ -955,19 +957,19 @@ test_cn_fallback(void **state)
     rule_add(1, "legacy-node", CONFIG_ALLOW_READ, NULL);
 
     /* cn_fallback on: the CN is the name when there is no DNS/IP SAN */
-    proxy_peer_names_parse("URI:spiffe://x", "legacy-node", &names);
+    proxy_access_names_parse("URI:spiffe://x", "legacy-node", &names);
     assert_int_equal(names.n, 2);
     assert_string_equal(names.v[0], "legacy-node");
     assert_string_equal(names.v[1], "spiffe://x");
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/db", NULL, 0, NULL), 0);
 
     /* cn_fallback off (cn NULL): no name, no rule */
-    proxy_peer_names_parse("", NULL, &names);
+    proxy_access_names_parse("", NULL, &names);
     assert_int_equal(names.n, 0);
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/db", NULL, 0, NULL), -1);
 
     /* a DNS SAN wins over the CN */
-    proxy_peer_names_parse("DNS:n.example.org", "legacy-node", &names);
+    proxy_access_names_parse("DNS:n.example.org", "legacy-node", &names);
     assert_int_equal(names.n, 1);
     assert_string_equal(names.v[0], "n.example.org");
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/db", NULL, 0, NULL), -1);
@@ -981,9 +983,9 @@ test_peer_names_parse(void **state)
     size_t i, pos = 0;
 
     (void)state;
-    proxy_peer_names_parse("DNS:a.example.org,IP:127.0.0.1,URI:spiffe://x/y,email:a@b,"
-                           "IP:::1,DNS:b.example.org",
-                           "cn", &names);
+    proxy_access_names_parse("DNS:a.example.org,IP:127.0.0.1,URI:spiffe://x/y,email:a@b,"
+                             "IP:::1,DNS:b.example.org",
+                             "cn", &names);
     assert_int_equal(names.n, 5);
     assert_string_equal(names.v[0], "a.example.org");
     assert_string_equal(names.v[1], "127.0.0.1");
@@ -992,18 +994,18 @@ test_peer_names_parse(void **state)
     assert_string_equal(names.v[4], "b.example.org");
 
     /* each kind keeps its names: a DNS SAN spelt as a URI, a URI SAN without a scheme: none */
-    proxy_peer_names_parse("DNS:spiffe://td/x,URI:node2.example.org,URI:spiffe://td/y,IP:a://b",
-                           "cn", &names);
+    proxy_access_names_parse("DNS:spiffe://td/x,URI:node2.example.org,URI:spiffe://td/y,IP:a://b",
+                             "cn", &names);
     assert_int_equal(names.n, 1);
     assert_string_equal(names.v[0], "spiffe://td/y");
     /* ... and a CN spelt as a URI is none either */
-    proxy_peer_names_parse("URI:spiffe://td/y", "spiffe://td/cn", &names);
+    proxy_access_names_parse("URI:spiffe://td/y", "spiffe://td/cn", &names);
     assert_int_equal(names.n, 1);
     assert_string_equal(names.v[0], "spiffe://td/y");
 
-    proxy_peer_names_parse(NULL, NULL, &names);
+    proxy_access_names_parse(NULL, NULL, &names);
     assert_int_equal(names.n, 0);
-    proxy_peer_names_parse("DNS:,IP:,,", "", &names);
+    proxy_access_names_parse("DNS:,IP:,,", "", &names);
     assert_int_equal(names.n, 0);
 
     /* more names than fit: the first PROXY_ACCESS_MAX_NAMES are kept */
@@ -1011,7 +1013,7 @@ test_peer_names_parse(void **state)
         pos += (size_t)snprintf(sans + pos, sizeof(sans) - pos, "%sDNS:n%zu.example.org",
                                 i > 0 ? "," : "", i);
     }
-    proxy_peer_names_parse(sans, NULL, &names);
+    proxy_access_names_parse(sans, NULL, &names);
     assert_int_equal(names.n, PROXY_ACCESS_MAX_NAMES);
     assert_string_equal(names.v[0], "n0.example.org");
     assert_string_equal(names.v[PROXY_ACCESS_MAX_NAMES - 1], "n15.example.org");
@@ -1074,7 +1076,7 @@ test_why(void **state)
     assert_int_equal(decide("DNS:x.example.org,IP:10.1.1.1", "GET", "/", why, sizeof(why)), -1);
     assert_string_equal(why,
                         "no access rule matches peer x.example.org (nor its other names 10.1.1.1)");
-    proxy_peer_names_parse("", NULL, &names);
+    proxy_access_names_parse("", NULL, &names);
     assert_int_equal(proxy_access_check(rules, n_rules, &names, "GET", "/", why, sizeof(why), NULL),
                      -1);
     assert_string_equal(why, "no access rule matches this peer: it has no verified name");
@@ -1098,7 +1100,7 @@ expect_path(const char *target, size_t n, ...)
     va_list ap;
     size_t i;
 
-    if (proxy_path_parse(target, &p) != 0) {
+    if (proxy_access_path_parse(target, &p) != 0) {
         print_error("%s: refused\n", target);
         fail();
     }
@@ -1189,13 +1191,13 @@ test_path_parse(void **state)
                 "8", "9", "10", "11", "12", "13", "14", "15", "16");
 
     for (i = 0; i < N(refused); i++) {
-        if (proxy_path_parse(refused[i], &p) != -1) {
+        if (proxy_access_path_parse(refused[i], &p) != -1) {
             print_error("%s: accepted\n", refused[i]);
         }
-        assert_int_equal(proxy_path_parse(refused[i], &p), -1);
+        assert_int_equal(proxy_access_path_parse(refused[i], &p), -1);
         assert_int_equal(p.n, 0);
     }
-    assert_int_equal(proxy_path_parse(NULL, &p), -1);
+    assert_int_equal(proxy_access_path_parse(NULL, &p), -1);
 
     /* Length: exactly what fits in buf (segments and their NULs), and one byte more. */
     big = malloc(sizeof(p.buf) + 16);
@@ -1203,24 +1205,24 @@ test_path_parse(void **state)
     big[0] = '/';
     memset(big + 1, 'a', sizeof(p.buf) - 1);
     big[sizeof(p.buf)] = '\0';
-    assert_int_equal(proxy_path_parse(big, &p), 0);
+    assert_int_equal(proxy_access_path_parse(big, &p), 0);
     assert_int_equal(strlen(p.seg[0]), sizeof(p.buf) - 1);
     big[sizeof(p.buf)] = 'a';
     big[sizeof(p.buf) + 1] = '\0';
-    assert_int_equal(proxy_path_parse(big, &p), -1);
+    assert_int_equal(proxy_access_path_parse(big, &p), -1);
     /* an over-long query does not matter to the path */
     memcpy(big, "/db?", 4);
-    assert_int_equal(proxy_path_parse(big, &p), 0);
+    assert_int_equal(proxy_access_path_parse(big, &p), 0);
     assert_int_equal(p.n, 1);
     free(big);
 }
 
 /* ---- path hygiene ---- */
 
-/* The rule proxy_path_hygiene() names at the end of every reason. */
+/* The rule proxy_access_path_hygiene() names at the end of every reason. */
 #define RFC3986 "(RFC 3986 §5.2.4)"
 
-/* Targets proxy_path_hygiene() refuses, with the reason it gives. */
+/* Targets proxy_access_path_hygiene() refuses, with the reason it gives. */
 static const struct {
     const char *target, *why;
 } dirty[] = {
@@ -1345,54 +1347,56 @@ test_path_hygiene(void **state)
     rule_add(3, "repl.example.org", CONFIG_ALLOW_REPLICATE, NULL);
     for (i = 0; i < N(dirty); i++) {
         memset(why, 'X', sizeof(why));
-        if (proxy_path_hygiene(dirty[i].target, why, sizeof(why)) != -1) {
+        if (proxy_access_path_hygiene(dirty[i].target, why, sizeof(why)) != -1) {
             print_error("%s: accepted\n", dirty[i].target);
         }
-        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, sizeof(why)), -1);
+        assert_int_equal(proxy_access_path_hygiene(dirty[i].target, why, sizeof(why)), -1);
         assert_true(strlen(why) > 0);
         if (dirty[i].why != NULL) {
             assert_string_equal(why, dirty[i].why);
         }
-        assert_int_equal(proxy_path_hygiene(dirty[i].target, NULL, 0), -1);
-        assert_int_equal(proxy_path_hygiene(dirty[i].target, why, 0), -1);
+        assert_int_equal(proxy_access_path_hygiene(dirty[i].target, NULL, 0), -1);
+        assert_int_equal(proxy_access_path_hygiene(dirty[i].target, why, 0), -1);
         /* no rule allows it, not even all for every database; no rules at all do */
-        if (proxy_path_parse(dirty[i].target, &p) != -1) {
+        if (proxy_access_path_parse(dirty[i].target, &p) != -1) {
             print_error("%s: parsed\n", dirty[i].target);
         }
-        assert_int_equal(proxy_path_parse(dirty[i].target, &p), -1);
+        assert_int_equal(proxy_access_path_parse(dirty[i].target, &p), -1);
         assert_int_equal(decide("DNS:root.example.org", "GET", dirty[i].target, NULL, 0), -1);
         assert_int_equal(decide("DNS:star.example.org", "GET", dirty[i].target, NULL, 0), -1);
         assert_int_equal(decide("DNS:repl.example.org", "PUT", dirty[i].target, NULL, 0), -1);
     }
     for (i = 0; i < N(clean); i++) {
         strcpy(why, "stale");
-        if (proxy_path_hygiene(clean[i], why, sizeof(why)) != 0) {
+        if (proxy_access_path_hygiene(clean[i], why, sizeof(why)) != 0) {
             print_error("%s: refused (%s)\n", clean[i], why);
         }
-        assert_int_equal(proxy_path_hygiene(clean[i], why, sizeof(why)), 0);
+        assert_int_equal(proxy_access_path_hygiene(clean[i], why, sizeof(why)), 0);
         assert_string_equal(why, "");
         assert_int_equal(decide("DNS:root.example.org", "GET", clean[i], NULL, 0), 0);
     }
-    assert_int_equal(proxy_path_hygiene(NULL, why, sizeof(why)), 0);
-    assert_int_equal(proxy_path_hygiene(NULL, NULL, 0), 0);
+    assert_int_equal(proxy_access_path_hygiene(NULL, why, sizeof(why)), 0);
+    assert_int_equal(proxy_access_path_hygiene(NULL, NULL, 0), 0);
     assert_int_equal(decide("DNS:star.example.org", "GET", "/db/a%2F..b", NULL, 0), 0);
     assert_int_equal(decide("DNS:repl.example.org", "GET", "/db/_design%2Ffoo", NULL, 0), 0);
 
     /* The quoted segment: control bytes, non-ASCII and '"' as '?'; long ones cut at 64. */
-    assert_int_equal(proxy_path_hygiene("/db/%2e%2e%2f\x1b[31m\"\xc3\xa9", why, sizeof(why)), -1);
+    assert_int_equal(proxy_access_path_hygiene("/db/%2e%2e%2f\x1b[31m\"\xc3\xa9", why, sizeof(why)),
+                     -1);
     assert_string_equal(why, "path segment \"%2e%2e%2f?[31m???\" holds a dot segment (\"..\") "
                              "behind an encoded \"/\" " RFC3986);
     memcpy(big, "/db/..%2F", 9);
     memset(big + 9, 'a', 200);
     big[209] = '\0';
-    assert_int_equal(proxy_path_hygiene(big, why, sizeof(why)), -1);
+    assert_int_equal(proxy_access_path_hygiene(big, why, sizeof(why)), -1);
     /* the first 61 bytes of the segment, then "..." */
     n = strlen("path segment \"") + 61;
     assert_memory_equal(why + n - 3, "aaa...\" holds", 13);
     assert_int_equal(strspn(why + strlen("path segment \"..%2F"), "a"), 61 - 5);
     assert_non_null(strstr(why, "\" holds a dot segment (\"..\") behind an encoded \"/\""));
     /* only the segment that holds it is quoted */
-    assert_int_equal(proxy_path_hygiene("/aaaa/bbbb/cc%2F..%2Fdd/eeee?x", why, sizeof(why)), -1);
+    assert_int_equal(proxy_access_path_hygiene("/aaaa/bbbb/cc%2F..%2Fdd/eeee?x", why, sizeof(why)),
+                     -1);
     assert_true(strncmp(why, "path segment \"cc%2F..%2Fdd\" holds", 33) == 0);
 
     /* A short buffer: cut with "...", never a lone first byte of the "§" */
@@ -1401,7 +1405,7 @@ test_path_hygiene(void **state)
         size_t len;
 
         memset(small, 'X', sizeof(small));
-        assert_int_equal(proxy_path_hygiene("/db/..%2Fx", small, n), -1);
+        assert_int_equal(proxy_access_path_hygiene("/db/..%2Fx", small, n), -1);
         len = strlen(small);
         assert_true(len < n);
         assert_int_equal(small[n], 'X');
@@ -1473,21 +1477,21 @@ test_xfcc(void **state)
                    "Hash=%s;Subject=\"CN=node1.test,O=Site \\\\\\\"B\\\\\\\"\";DNS=node1.test;"
                    "DNS=alt.node1.test",
                    hash);
-    assert_int_equal(proxy_xfcc_value(leaf->x509, buf, sizeof(buf)), 0);
+    assert_int_equal(proxy_access_xfcc_value(leaf->x509, buf, sizeof(buf)), 0);
     assert_string_equal(buf, want);
 
     /* exact fit, one byte short */
     need = strlen(want) + 1;
-    assert_int_equal(proxy_xfcc_value(leaf->x509, buf, need), 0);
+    assert_int_equal(proxy_access_xfcc_value(leaf->x509, buf, need), 0);
     assert_string_equal(buf, want);
-    assert_int_equal(proxy_xfcc_value(leaf->x509, buf, need - 1), -1);
+    assert_int_equal(proxy_access_xfcc_value(leaf->x509, buf, need - 1), -1);
     assert_string_equal(buf, "");
-    assert_int_equal(proxy_xfcc_value(leaf->x509, buf, 10), -1);
+    assert_int_equal(proxy_access_xfcc_value(leaf->x509, buf, 10), -1);
 
     /* RFC 2253 escapes '\' and ','; XFCC escapes the backslashes again */
     der_sha256_hex(leaf_bs->x509, hash);
     (void)snprintf(want, sizeof(want), "Hash=%s;Subject=\"CN=a\\\\\\\\b\\\\,c\"", hash);
-    assert_int_equal(proxy_xfcc_value(leaf_bs->x509, buf, sizeof(buf)), 0);
+    assert_int_equal(proxy_access_xfcc_value(leaf_bs->x509, buf, sizeof(buf)), 0);
     assert_string_equal(buf, want);
 }
 
@@ -1502,7 +1506,7 @@ test_rfc9440(void **state)
     (void)state;
     n = i2d_X509(leaf->x509, &der);
     assert_true(n > 0);
-    assert_int_equal(proxy_rfc9440_value(leaf->x509, buf, sizeof(buf)), 0);
+    assert_int_equal(proxy_access_rfc9440_value(leaf->x509, buf, sizeof(buf)), 0);
     len = strlen(buf);
     b64len = 4 * (((size_t)n + 2) / 3);
     assert_int_equal(len, b64len + 2);
@@ -1515,10 +1519,10 @@ test_rfc9440(void **state)
     assert_memory_equal(dec, der, (size_t)n);
 
     /* every DER length modulo 3, with the output in a buffer that fits exactly */
-    assert_int_equal(proxy_rfc9440_value(leaf->x509, buf, b64len + 3), 0);
+    assert_int_equal(proxy_access_rfc9440_value(leaf->x509, buf, b64len + 3), 0);
     assert_int_equal(strlen(buf), b64len + 2);
-    assert_int_equal(proxy_rfc9440_value(leaf->x509, buf, b64len + 2), -1);
-    assert_int_equal(proxy_rfc9440_value(leaf->x509, buf, 0), -1);
+    assert_int_equal(proxy_access_rfc9440_value(leaf->x509, buf, b64len + 2), -1);
+    assert_int_equal(proxy_access_rfc9440_value(leaf->x509, buf, 0), -1);
     OPENSSL_free(der);
 
     {
@@ -1534,7 +1538,7 @@ test_rfc9440(void **state)
             der = NULL;
             n = i2d_X509(c[i]->x509, &der);
             b64len = 4 * (((size_t)n + 2) / 3);
-            assert_int_equal(proxy_rfc9440_value(c[i]->x509, exact, b64len + 3), 0);
+            assert_int_equal(proxy_access_rfc9440_value(c[i]->x509, exact, b64len + 3), 0);
             m = EVP_DecodeBlock(dec, (const unsigned char *)exact + 1, (int)b64len);
             assert_true(m >= n);
             assert_memory_equal(dec, der, (size_t)n);
@@ -1550,27 +1554,32 @@ test_couchdb_token(void **state)
     char hex[128];
 
     (void)state;
-    assert_int_equal(proxy_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1, "foo", hex,
-                                         sizeof(hex)),
+    assert_int_equal(proxy_access_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1,
+                                                "foo", hex, sizeof(hex)),
                      0);
     assert_string_equal(hex, "3f0786e96b20b0102b77f1a49c041be6977cfb3bf78c41a12adc121cd9b4e68a");
     /* python3: hmac.new(b"the_secret", b"foo", hashlib.sha1).hexdigest() */
-    assert_int_equal(
-        proxy_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo", hex, sizeof(hex)),
-        0);
+    assert_int_equal(proxy_access_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo",
+                                                hex, sizeof(hex)),
+                     0);
     assert_string_equal(hex, "22047ebd7c4ec67dfbcbad7213a693249dbfbf86");
 
     assert_int_equal(
-        proxy_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1, "foo", hex, 65), 0);
+        proxy_access_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1, "foo", hex, 65),
+        0);
     assert_int_equal(strlen(hex), 64);
     assert_int_equal(
-        proxy_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1, "foo", hex, 64), -1);
+        proxy_access_couchdb_token(CONFIG_HASH_SHA256, secret, sizeof(secret) - 1, "foo", hex, 64),
+        -1);
     assert_int_equal(
-        proxy_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo", hex, 41), 0);
+        proxy_access_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo", hex, 41),
+        0);
     assert_int_equal(
-        proxy_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo", hex, 40), -1);
+        proxy_access_couchdb_token(CONFIG_HASH_SHA1, secret, sizeof(secret) - 1, "foo", hex, 40),
+        -1);
     /* python3: hmac.new(b"", b"foo", hashlib.sha256).hexdigest() */
-    assert_int_equal(proxy_couchdb_token(CONFIG_HASH_SHA256, NULL, 0, "foo", hex, sizeof(hex)), 0);
+    assert_int_equal(
+        proxy_access_couchdb_token(CONFIG_HASH_SHA256, NULL, 0, "foo", hex, sizeof(hex)), 0);
     assert_string_equal(hex, "0c0d98f7e3d9d45e72e8877bc1b104327efb9c07b18f2ffeced76d81307f1fff");
 }
 

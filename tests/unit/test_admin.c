@@ -18,22 +18,23 @@ test_reach_states(void **state)
 {
     (void)state;
     /* Before anything happened: unknown. */
-    assert_int_equal(proxy_reach_of(0, 0, false), PROXY_REACH_UNKNOWN);
+    assert_int_equal(proxy_admin_reach_of(0, 0, false), PROXY_REACH_UNKNOWN);
     /* One or two failures and never a success: still unknown, not down. */
-    assert_int_equal(proxy_reach_of(0, 1, false), PROXY_REACH_UNKNOWN);
-    assert_int_equal(proxy_reach_of(0, PROXY_UPSTREAM_DOWN_AFTER - 1, false), PROXY_REACH_UNKNOWN);
+    assert_int_equal(proxy_admin_reach_of(0, 1, false), PROXY_REACH_UNKNOWN);
+    assert_int_equal(proxy_admin_reach_of(0, PROXY_UPSTREAM_DOWN_AFTER - 1, false),
+                     PROXY_REACH_UNKNOWN);
     /* Three in a row: down, with or without earlier successes. */
     assert_int_equal(PROXY_UPSTREAM_DOWN_AFTER, 3);
-    assert_int_equal(proxy_reach_of(0, 3, false), PROXY_REACH_DOWN);
-    assert_int_equal(proxy_reach_of(42, 3, false), PROXY_REACH_DOWN);
-    assert_int_equal(proxy_reach_of(42, 1000, false), PROXY_REACH_DOWN);
+    assert_int_equal(proxy_admin_reach_of(0, 3, false), PROXY_REACH_DOWN);
+    assert_int_equal(proxy_admin_reach_of(42, 3, false), PROXY_REACH_DOWN);
+    assert_int_equal(proxy_admin_reach_of(42, 1000, false), PROXY_REACH_DOWN);
     /* A failed probe: down at once. */
-    assert_int_equal(proxy_reach_of(0, 1, true), PROXY_REACH_DOWN);
-    assert_int_equal(proxy_reach_of(7, 1, true), PROXY_REACH_DOWN);
+    assert_int_equal(proxy_admin_reach_of(0, 1, true), PROXY_REACH_DOWN);
+    assert_int_equal(proxy_admin_reach_of(7, 1, true), PROXY_REACH_DOWN);
     /* A success resets the streak (the recorder sets fails to 0): up. */
-    assert_int_equal(proxy_reach_of(1, 0, false), PROXY_REACH_UP);
+    assert_int_equal(proxy_admin_reach_of(1, 0, false), PROXY_REACH_UP);
     /* Up, then fewer than three failures: still up. */
-    assert_int_equal(proxy_reach_of(5, 2, false), PROXY_REACH_UP);
+    assert_int_equal(proxy_admin_reach_of(5, 2, false), PROXY_REACH_UP);
 }
 
 static void
@@ -41,13 +42,13 @@ test_reach_ready(void **state)
 {
     (void)state;
     /* Down is never ready; up always is. */
-    assert_false(proxy_reach_ready(true, PROXY_REACH_DOWN));
-    assert_false(proxy_reach_ready(false, PROXY_REACH_DOWN));
-    assert_true(proxy_reach_ready(true, PROXY_REACH_UP));
-    assert_true(proxy_reach_ready(false, PROXY_REACH_UP));
+    assert_false(proxy_admin_reach_ready(true, PROXY_REACH_DOWN));
+    assert_false(proxy_admin_reach_ready(false, PROXY_REACH_DOWN));
+    assert_true(proxy_admin_reach_ready(true, PROXY_REACH_UP));
+    assert_true(proxy_admin_reach_ready(false, PROXY_REACH_UP));
     /* Unknown: a backend (probed at start) is not ready yet; a peer (never probed) is. */
-    assert_false(proxy_reach_ready(true, PROXY_REACH_UNKNOWN));
-    assert_true(proxy_reach_ready(false, PROXY_REACH_UNKNOWN));
+    assert_false(proxy_admin_reach_ready(true, PROXY_REACH_UNKNOWN));
+    assert_true(proxy_admin_reach_ready(false, PROXY_REACH_UNKNOWN));
 }
 
 static void
@@ -55,13 +56,13 @@ test_loop_stalled(void **state)
 {
     (void)state;
     assert_int_equal(PROXY_LIVE_STALL_MS, 5000);
-    assert_false(proxy_loop_stalled(1000, 1000));
-    assert_false(proxy_loop_stalled(10000, 9000));
-    assert_false(proxy_loop_stalled(10000, 5000)); /* exactly the limit: not yet */
-    assert_true(proxy_loop_stalled(10001, 5000));
-    assert_true(proxy_loop_stalled(60000, 1000));
+    assert_false(proxy_admin_loop_stalled(1000, 1000));
+    assert_false(proxy_admin_loop_stalled(10000, 9000));
+    assert_false(proxy_admin_loop_stalled(10000, 5000)); /* exactly the limit: not yet */
+    assert_true(proxy_admin_loop_stalled(10001, 5000));
+    assert_true(proxy_admin_loop_stalled(60000, 1000));
     /* A beat "in the future" (read racing the writer) is not a stall. */
-    assert_false(proxy_loop_stalled(1000, 1500));
+    assert_false(proxy_admin_loop_stalled(1000, 1500));
 }
 
 /* Parse ${line} and expect ${code} (0 = parsed). */
@@ -180,19 +181,19 @@ static void
 test_file_state(void **state)
 {
     (void)state;
-    assert_int_equal(proxy_file_state_of(true, 100, 2000, 1000), PROXY_FILE_OK);
+    assert_int_equal(proxy_admin_file_state(true, 100, 2000, 1000), PROXY_FILE_OK);
     /* A CA file (notBefore not checked) and a CRL without nextUpdate. */
-    assert_int_equal(proxy_file_state_of(true, 0, 2000, 1000), PROXY_FILE_OK);
-    assert_int_equal(proxy_file_state_of(true, 0, 0, 1000), PROXY_FILE_OK);
+    assert_int_equal(proxy_admin_file_state(true, 0, 2000, 1000), PROXY_FILE_OK);
+    assert_int_equal(proxy_admin_file_state(true, 0, 0, 1000), PROXY_FILE_OK);
     /* Deleted or unreadable at runtime: whatever was read before no longer counts. */
-    assert_int_equal(proxy_file_state_of(false, 100, 2000, 1000), PROXY_FILE_UNREADABLE);
-    assert_int_equal(proxy_file_state_of(false, 0, 0, 1000), PROXY_FILE_UNREADABLE);
+    assert_int_equal(proxy_admin_file_state(false, 100, 2000, 1000), PROXY_FILE_UNREADABLE);
+    assert_int_equal(proxy_admin_file_state(false, 0, 0, 1000), PROXY_FILE_UNREADABLE);
     /* notAfter (nextUpdate) reached. */
-    assert_int_equal(proxy_file_state_of(true, 100, 1000, 1000), PROXY_FILE_EXPIRED);
-    assert_int_equal(proxy_file_state_of(true, 100, 999, 1000), PROXY_FILE_EXPIRED);
+    assert_int_equal(proxy_admin_file_state(true, 100, 1000, 1000), PROXY_FILE_EXPIRED);
+    assert_int_equal(proxy_admin_file_state(true, 100, 999, 1000), PROXY_FILE_EXPIRED);
     /* notBefore ahead: ferry starts with it, but no handshake can pass yet. */
-    assert_int_equal(proxy_file_state_of(true, 1001, 2000, 1000), PROXY_FILE_NOT_YET_VALID);
-    assert_int_equal(proxy_file_state_of(true, 1000, 2000, 1000), PROXY_FILE_OK);
+    assert_int_equal(proxy_admin_file_state(true, 1001, 2000, 1000), PROXY_FILE_NOT_YET_VALID);
+    assert_int_equal(proxy_admin_file_state(true, 1000, 2000, 1000), PROXY_FILE_OK);
 }
 
 int

@@ -326,33 +326,34 @@ test_request_line_parse(void **state)
     char big[PROXY_REQUEST_LINE_PEEK];
 
     (void)state;
-    assert_true(proxy_request_line_parse("GET /db/doc?x=1 HTTP/1.1\r\nHost: a\r\n", 35, m,
-                                         sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse("GET /db/doc?x=1 HTTP/1.1\r\nHost: a\r\n", 35, m,
+                                                  sizeof(m), t, sizeof(t)));
     assert_string_equal(m, "GET");
     assert_string_equal(t, "/db/doc?x=1");
     /* Not complete yet: wait for more. */
-    assert_false(proxy_request_line_parse("GET /db HTT", 11, m, sizeof(m), t, sizeof(t)));
+    assert_false(proxy_exchange_request_line_parse("GET /db HTT", 11, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(t, "");
-    assert_false(proxy_request_line_parse(NULL, 0, m, sizeof(m), t, sizeof(t)));
+    assert_false(proxy_exchange_request_line_parse(NULL, 0, m, sizeof(m), t, sizeof(t)));
     /* A complete line that is not METHOD SP TARGET: both "" (logged as "-"). */
-    assert_true(proxy_request_line_parse("G\x01T /x HTTP/1.1\n", 16, m, sizeof(m), t, sizeof(t)));
+    assert_true(
+        proxy_exchange_request_line_parse("G\x01T /x HTTP/1.1\n", 16, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(m, "");
     assert_string_equal(t, "");
-    assert_true(proxy_request_line_parse("\x16\x03\x01\n", 4, m, sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse("\x16\x03\x01\n", 4, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(m, "");
-    assert_true(proxy_request_line_parse("GET  /x\n", 8, m, sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse("GET  /x\n", 8, m, sizeof(m), t, sizeof(t)));
     assert_string_equal(t, "");
     /* Control bytes in the target are kept (the log line escapes them). */
-    assert_true(
-        proxy_request_line_parse("GET /a\x7f\x01b HTTP/1.1\n", 19, m, sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse("GET /a\x7f\x01b HTTP/1.1\n", 19, m, sizeof(m), t,
+                                                  sizeof(t)));
     assert_string_equal(t, "/a\x7f\x01b");
-    assert_true(
-        proxy_request_line_parse("AVERYVERYLONGMETHODNAME /x\n", 27, m, sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse("AVERYVERYLONGMETHODNAME /x\n", 27, m, sizeof(m),
+                                                  t, sizeof(t)));
     assert_string_equal(m, "");
     /* A target longer than the room is cut; a line longer than the peek counts as complete. */
     memset(big, 'a', sizeof(big));
     memcpy(big, "PUT /", 5);
-    assert_true(proxy_request_line_parse(big, sizeof(big), m, sizeof(m), t, sizeof(t)));
+    assert_true(proxy_exchange_request_line_parse(big, sizeof(big), m, sizeof(m), t, sizeof(t)));
     assert_string_equal(m, "PUT");
     assert_int_equal(strlen(t), sizeof(t) - 1);
     assert_int_equal(t[0], '/');

@@ -105,7 +105,7 @@ names_of(X509 *x, struct tls_peer_info *info, struct proxy_peer_names *names)
 {
     memset(info, 0, sizeof(*info));
     tls_peer_info_fill(x, true, info);
-    proxy_peer_names_parse(info->sans, info->name[0] != '\0' ? info->name : NULL, names);
+    proxy_access_names_parse(info->sans, info->name[0] != '\0' ? info->name : NULL, names);
 }
 
 /* Is ${s} one of ${names}? */
@@ -123,7 +123,7 @@ has_name(const struct proxy_peer_names *names, const char *s)
 /*
  * fuzz_ident, "a peer name that is not printable": a raw CN with CR LF became a peer name,
  * then X-Auth-CouchDB-UserName, splitting the head sent to CouchDB (a forged
- * X-Auth-CouchDB-Roles).  Fixed in proxy_peer_names_parse() (bytes outside printable ASCII
+ * X-Auth-CouchDB-Roles).  Fixed in proxy_access_names_parse() (bytes outside printable ASCII
  * become '?') and proxy_exchange.c (the CN tls/ verified, not the raw first CN).
  */
 static void
@@ -136,11 +136,11 @@ test_cn_crlf_is_not_a_header(void **state)
     (void)state;
     /* Since a name must also be a host name (tls_name_is_host()), such a CN or SAN is no
      * name at all: printable or not, it can never reach a header. */
-    proxy_peer_names_parse("", "admin\r\nX-Auth-CouchDB-Roles: _admin", &names);
+    proxy_access_names_parse("", "admin\r\nX-Auth-CouchDB-Roles: _admin", &names);
     assert_int_equal(names.n, 0);
-    proxy_peer_names_parse("DNS:a\x01"
-                           "b",
-                           NULL, &names);
+    proxy_access_names_parse("DNS:a\x01"
+                             "b",
+                             NULL, &names);
     assert_int_equal(names.n, 0);
 
     names_of(x, &info, &names);
@@ -154,7 +154,7 @@ test_cn_crlf_is_not_a_header(void **state)
 /*
  * fuzz_ident, "a peer name that is none of the certificate's SANs": a SAN holding
  * ",DNS:admin.example.org" (a URI may hold a ',') was listed as is in tls_peer_info.sans,
- * which proxy_peer_names_parse() split into two names, so access rules for
+ * which proxy_access_names_parse() split into two names, so access rules for
  * admin.example.org applied.  Fixed in tls_peer_info_fill(): ',' in a SAN is shown as '?'.
  */
 static void
