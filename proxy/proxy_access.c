@@ -1377,51 +1377,46 @@ fail:
 /*
  * proxy_access_rfc9440_value(cert, buf, len):
  * The RFC 9440 Client-Cert value for ${cert}: ":" base64(DER) ":" (an RFC 8941 byte
- * sequence: standard alphabet, padded, no line breaks).  For Client-Cert-Chain the caller
- * joins the values of the intermediates with ", ".  The DER is written to the tail of ${buf}
- * and encoded forwards in place, so nothing is allocated.  Returns 0, or -1 when it does not
- * fit.
+ * sequence: standard alphabet, padded, no line breaks: EVP_EncodeBlock()).  For
+ * Client-Cert-Chain the caller joins the values of the intermediates with ", ".  The DER is
+ * written to the tail of ${buf} and encoded forwards, so nothing is allocated.  Returns 0, or
+ * -1 when it does not fit (${buf} then holds "").
  */
 int
 proxy_access_rfc9440_value(X509 *cert, char *buf, size_t len)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char chunk[3 * 64]; /* a multiple of 3: only the last chunk is padded */
     unsigned char *der, *p;
-    size_t derlen, need, i, out = 0;
-    int n;
+    size_t derlen, need, i, n, out = 0;
+    int dlen;
 
     if (len > 0) {
         buf[0] = '\0';
     }
-    if (cert == NULL || (n = i2d_X509(cert, NULL)) <= 0) {
+    if (cert == NULL || (dlen = i2d_X509(cert, NULL)) <= 0) {
         return -1;
     }
-    derlen = (size_t)n;
+    derlen = (size_t)dlen;
     need = 4 * ((derlen + 2) / 3) + 3; /* ':' base64 ':' NUL */
     if (need > len) {
         return -1;
     }
-    /*
-     * In place: block k reads der[3k..3k+3) before writing buf[1+4k..5+4k).  With the DER at
-     * offset len - derlen >= B + 3 (B blocks, from need <= len), 5 + 4k <= offset + 3k for
-     * every k < B, so a write never reaches input not yet read.
-     */
     der = p = (unsigned char *)buf + (len - derlen);
-    if (i2d_X509(cert, &p) != n) {
+    if (i2d_X509(cert, &p) != dlen) {
         buf[0] = '\0';
         return -1;
     }
+    /*
+     * Each chunk is copied out before its base64 (and EVP_EncodeBlock's NUL) is written, as
+     * EVP_EncodeBlock's input and output must not overlap.  With the DER at offset
+     * D = len - derlen >= B + 3 (B blocks, from need <= len), the output after the chunk ending
+     * at byte e ends at 2 + 4e/3 <= D + e: it never reaches DER not yet copied.
+     */
     buf[out++] = ':';
-    for (i = 0; i < derlen; i += 3) {
-        unsigned b0 = der[i];
-        unsigned b1 = i + 1 < derlen ? der[i + 1] : 0;
-        unsigned b2 = i + 2 < derlen ? der[i + 2] : 0;
-        size_t left = derlen - i;
-
-        buf[out++] = b64[b0 >> 2];
-        buf[out++] = b64[((b0 & 0x03) << 4) | (b1 >> 4)];
-        buf[out++] = (char)(left > 1 ? b64[((b1 & 0x0f) << 2) | (b2 >> 6)] : '=');
-        buf[out++] = (char)(left > 2 ? b64[b2 & 0x3f] : '=');
+    for (i = 0; i < derlen; i += n) {
+        n = derlen - i < sizeof(chunk) ? derlen - i : sizeof(chunk);
+        memcpy(chunk, der + i, n);
+        out += (size_t)EVP_EncodeBlock((unsigned char *)buf + out, chunk, (int)n);
     }
     buf[out++] = ':';
     buf[out] = '\0';
