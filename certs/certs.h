@@ -95,8 +95,9 @@ int certs_file_write(const char *path, const void *data, size_t len, mode_t mode
 /*
  * certs_cli(argc, argv, out, err):
  * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" | "inspect": parse the
- * options of CONTRACT.md §2 ("--opt value" or "--opt=value"), run, print results to ${out}
- * and problems to ${err}.  -h/--help prints the usage to ${out} and returns 0.  Returns the
+ * options of CONTRACT.md §2 ("--opt value" or "--opt=value"; "--" ends the options) with
+ * certs_cli_next(), run, print results to ${out} and problems to ${err}.  -h/--help prints
+ * the subcommand's usage (certs_cli_help()) to ${out} and returns 0.  Returns the
  * exit code: 0 success (inspect: no error finding), 1 failure, 2 usage error.
  */
 int certs_cli(int argc, char **argv, FILE *out, FILE *err);
@@ -106,6 +107,53 @@ int certs_cli(int argc, char **argv, FILE *out, FILE *err);
  * Print the usage of `ferry certs` to ${out} (for `ferry help certs`).
  */
 void certs_cli_usage(FILE *out);
+
+/*
+ * certs_cli_help(sub, out):
+ * Print the usage of `ferry certs ${sub}` ("init-ca", "issue" or "inspect") to ${out}, or
+ * that of `ferry certs` (certs_cli_usage()) when ${sub} is NULL.  Returns 0, or -1 for an
+ * unknown ${sub} (nothing printed).
+ */
+int certs_cli_help(const char *sub, FILE *out);
+
+/* ---- the option parser of every ferry command (getopt_long) ---- */
+
+struct option; /* <getopt.h> */
+
+/* What certs_cli_next() returns besides the `val` of an option of ${longopts}. */
+#define CERTS_CLI_ARG  1    /* a positional argument, in *${value} */
+#define CERTS_CLI_DONE (-1) /* no arguments left */
+#define CERTS_CLI_BAD  (-2) /* a usage error, already reported on ${err} */
+
+/*
+ * One parse of a command's argv by certs_cli_next(): fill the first six fields, zero the rest.
+ * ${shortopts} must begin with "-:" (options and arguments in the order given, getopt's own
+ * messages off); ${longopts} ends with a zeroed entry.  Options without a short form use a
+ * `val` of 256 or more.
+ */
+struct certs_cli_parse {
+    int argc;
+    char **argv;                   /* argv[0] is the command's name (skipped) */
+    const char *cmd;               /* "check", "certs issue" ("" for ferry itself): in messages */
+    const char *shortopts;         /* "-:hc:" */
+    const struct option *longopts; /* exact names only: no abbreviations */
+    size_t max_args;               /* positional arguments allowed */
+    FILE *err;                     /* where usage errors go */
+    const char *name;              /* out: the long name of the last option, or NULL */
+    size_t n_args;                 /* positional arguments seen so far */
+    bool started, ended;
+};
+
+/*
+ * certs_cli_next(p, value):
+ * The next option or argument of ${p}, through getopt_long() (reset by the first call, so
+ * every command parses from a clean state): the option's `val` with its value (never empty,
+ * never a separate word beginning with "--") in *${value}; CERTS_CLI_ARG with the argument
+ * in *${value}, also for every word after "--"; CERTS_CLI_DONE at the end; or CERTS_CLI_BAD
+ * after printing "ferry CMD: ..." on ${p}->err for an unknown option, a missing or unwanted
+ * value, or more than ${p}->max_args arguments (the caller prints its usage and exits 2).
+ */
+int certs_cli_next(struct certs_cli_parse *p, const char **value);
 
 /* ---- diagnosis: `ferry check` and `ferry certs inspect` (CONTRACT §2, §8) ---- */
 

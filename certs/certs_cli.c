@@ -1,11 +1,13 @@
 /*
  * certs_cli.c: the command line of `ferry certs init-ca`, `ferry certs issue` and
- * `ferry certs inspect` (CONTRACT.md §2).  Parsing is by hand: getopt_long() is a GNU extension.
+ * `ferry certs inspect` (CONTRACT.md §2), and the option parser of every ferry command
+ * (certs_cli_next(), over glibc's getopt_long(), which <getopt.h> declares without _GNU_SOURCE).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,9 +39,9 @@ enum cli_cmd {
     CLI_ISSUE,
 };
 
-/* The options of both subcommands; each subcommand accepts its own subset. */
+/* The options of `certs init-ca` and `certs issue`: getopt_long() values past any char. */
 enum cli_opt {
-    OPT_DIR,
+    OPT_DIR = 256,
     OPT_NAME,
     OPT_DAYS,
     OPT_KEY_TYPE,
@@ -48,21 +50,43 @@ enum cli_opt {
     OPT_IP,
     OPT_URI,
     OPT_OUT,
+    OPT_KEY,
+    OPT_JSON,
+    OPT_END,
 };
 
-struct cli_spec {
-    const char *name;
-    enum cli_opt opt;
-    bool init_ca; /* accepted by init-ca */
-    bool issue;   /* accepted by issue */
+/* Every certs subcommand takes -h/--help and nothing else without a value. */
+#define CLI_SHORTOPTS "-:h"
+
+static const struct option init_ca_opts[] = {
+    {"dir", required_argument, NULL, OPT_DIR},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"days", required_argument, NULL, OPT_DAYS},
+    {"key-type", required_argument, NULL, OPT_KEY_TYPE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
-static const struct cli_spec cli_specs[] = {
-    {"dir", OPT_DIR, true, false},  {"name", OPT_NAME, true, true},
-    {"days", OPT_DAYS, true, true}, {"key-type", OPT_KEY_TYPE, true, true},
-    {"ca", OPT_CA, false, true},    {"dns", OPT_DNS, false, true},
-    {"ip", OPT_IP, false, true},    {"uri", OPT_URI, false, true},
-    {"out", OPT_OUT, false, true},
+static const struct option issue_opts[] = {
+    {"ca", required_argument, NULL, OPT_CA},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"dns", required_argument, NULL, OPT_DNS},
+    {"ip", required_argument, NULL, OPT_IP},
+    {"uri", required_argument, NULL, OPT_URI},
+    {"days", required_argument, NULL, OPT_DAYS},
+    {"key-type", required_argument, NULL, OPT_KEY_TYPE},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option inspect_opts[] = {
+    {"key", required_argument, NULL, OPT_KEY},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 struct cli_args {
@@ -72,7 +96,7 @@ struct cli_args {
     const char *out;
     int days;
     enum certs_key_type key_type;
-    bool seen[OPT_OUT + 1];
+    bool seen[OPT_END - OPT_DIR];
     const char **dns; /* points into argv; the array is ours */
     size_t n_dns;
     const char **ips;
@@ -81,6 +105,43 @@ struct cli_args {
     size_t n_uris;
 };
 
+/* The synopsis of each subcommand, after "usage: " or 7 spaces. */
+#define CLI_SYN_INIT_CA \
+    "ferry certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
+#define CLI_SYN_ISSUE                                                                \
+    "ferry certs issue --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"        \
+    "                         [--uri SPIFFE-ID]... [--days N] [--key-type ec|rsa]\n" \
+    "                         --out DIR\n"
+#define CLI_SYN_INSPECT \
+    "ferry certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]\n"
+
+/* What each subcommand does. */
+#define CLI_DOC_INIT_CA                                                            \
+    "init-ca  make a private CA: DIR/ca.crt and DIR/ca.key (mode 0600).\n"         \
+    "         NAME is its common name (default \"" CERTS_DEFAULT_CA_NAME "\");\n"  \
+    "         valid for N days (default 3650).  An existing DIR/ca.key is never\n" \
+    "         overwritten.\n"
+#define CLI_DOC_ISSUE                                                                     \
+    "issue    make a node certificate signed by the CA in DIR (its ca.crt and ca.key),\n" \
+    "         for both server and client use (EKU serverAuth, clientAuth).  The SAN\n"    \
+    "         holds FQDN (or the IP address it spells), every --dns, every --ip and\n"    \
+    "         every --uri (a SPIFFE ID, spiffe://trust-domain/path, for allow: and\n"     \
+    "         access peers: entries that name workloads).\n"                              \
+    "         Writes OUT/FQDN.crt (certificate, then any intermediates), OUT/FQDN.key\n"  \
+    "         (mode 0600) and OUT/ca.crt (the root to trust); valid for N days\n"         \
+    "         (default 397, never past the CA's own expiry).\n"
+#define CLI_DOC_INSPECT                                                                   \
+    "inspect  show every certificate of CERT (subject, issuer, serial, SAN, EKU, key,\n"  \
+    "         signature, validity, SHA-256 fingerprint, CA or not) and whether the\n"     \
+    "         chain is in order; with --key whether KEY matches, with --ca whether the\n" \
+    "         chain verifies against BUNDLE (and the missing link if not), with --name\n" \
+    "         whether the SAN covers NAME.  Then every problem found, with its id and\n"  \
+    "         fix (man ferry, section FINDINGS); --json for scripts.  Exit 0 when no\n"   \
+    "         problem is an error, 1 otherwise.\n"
+#define CLI_DOC_COMMON                                                                  \
+    "Keys are ECDSA P-256 by default, or RSA 3072 with --key-type rsa.  Options take\n" \
+    "their value as \"--opt value\" or \"--opt=value\"; N is 1 to 36500; -- ends the options.\n"
+
 /*
  * certs_cli_usage(out):
  * Print the usage of `ferry certs` to ${out} (for `ferry help certs`).
@@ -88,35 +149,152 @@ struct cli_args {
 void
 certs_cli_usage(FILE *out)
 {
-    fputs("usage: ferry certs init-ca --dir DIR [--name NAME] [--days N] [--key-type ec|rsa]\n"
-          "       ferry certs issue --ca DIR --name FQDN [--dns NAME]... [--ip ADDR]...\n"
-          "                         [--uri SPIFFE-ID]... [--days N] [--key-type ec|rsa]\n"
-          "                         --out DIR\n"
-          "       ferry certs inspect CERT [--key KEY] [--ca BUNDLE] [--name NAME] [--json]\n"
-          "\n"
-          "init-ca  make a private CA: DIR/ca.crt and DIR/ca.key (mode 0600).\n"
-          "         NAME is its common name (default \"" CERTS_DEFAULT_CA_NAME "\");\n"
-          "         valid for N days (default 3650).  An existing DIR/ca.key is never\n"
-          "         overwritten.\n"
-          "issue    make a node certificate signed by the CA in DIR (its ca.crt and ca.key),\n"
-          "         for both server and client use (EKU serverAuth, clientAuth).  The SAN\n"
-          "         holds FQDN (or the IP address it spells), every --dns, every --ip and\n"
-          "         every --uri (a SPIFFE ID, spiffe://trust-domain/path, for allow: and\n"
-          "         access peers: entries that name workloads).\n"
-          "         Writes OUT/FQDN.crt (certificate, then any intermediates), OUT/FQDN.key\n"
-          "         (mode 0600) and OUT/ca.crt (the root to trust); valid for N days\n"
-          "         (default 397, never past the CA's own expiry).\n"
-          "inspect  show every certificate of CERT (subject, issuer, serial, SAN, EKU, key,\n"
-          "         signature, validity, SHA-256 fingerprint, CA or not) and whether the\n"
-          "         chain is in order; with --key whether KEY matches, with --ca whether the\n"
-          "         chain verifies against BUNDLE (and the missing link if not), with --name\n"
-          "         whether the SAN covers NAME.  Then every problem found, with its id and\n"
-          "         fix (man ferry, section FINDINGS); --json for scripts.  Exit 0 when no\n"
-          "         problem is an error, 1 otherwise.\n"
-          "\n"
-          "Keys are ECDSA P-256 by default, or RSA 3072 with --key-type rsa.  Options take\n"
-          "their value as \"--opt value\" or \"--opt=value\"; N is 1 to 36500.\n",
+    fputs("usage: " CLI_SYN_INIT_CA "       " CLI_SYN_ISSUE "       " CLI_SYN_INSPECT
+          "\n" CLI_DOC_INIT_CA CLI_DOC_ISSUE CLI_DOC_INSPECT "\n" CLI_DOC_COMMON,
           out);
+}
+
+/*
+ * certs_cli_help(sub, out):
+ * Print the usage of `ferry certs ${sub}` ("init-ca", "issue" or "inspect") to ${out}, or
+ * that of `ferry certs` (certs_cli_usage()) when ${sub} is NULL.  Returns 0, or -1 for an
+ * unknown ${sub} (nothing printed).
+ */
+int
+certs_cli_help(const char *sub, FILE *out)
+{
+    if (sub == NULL) {
+        certs_cli_usage(out);
+    } else if (strcmp(sub, "init-ca") == 0) {
+        fputs("usage: " CLI_SYN_INIT_CA "\n" CLI_DOC_INIT_CA "\n" CLI_DOC_COMMON, out);
+    } else if (strcmp(sub, "issue") == 0) {
+        fputs("usage: " CLI_SYN_ISSUE "\n" CLI_DOC_ISSUE "\n" CLI_DOC_COMMON, out);
+    } else if (strcmp(sub, "inspect") == 0) {
+        fputs("usage: " CLI_SYN_INSPECT "\n" CLI_DOC_INSPECT "\n" CLI_DOC_COMMON, out);
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* Report "ferry CMD: ${pre}${name, ${len} bytes}${post}" for ${p}.  Returns CERTS_CLI_BAD. */
+static int
+cli_bad(const struct certs_cli_parse *p, const char *pre, const char *name, size_t len,
+        const char *post)
+{
+    fprintf(p->err, "ferry%s%s: %s%.*s%s\n", p->cmd[0] != '\0' ? " " : "", p->cmd, pre, (int)len,
+            name, post);
+    return CERTS_CLI_BAD;
+}
+
+/* The long option of ${p} whose `val` is ${val}, or NULL. */
+static const struct option *
+cli_long_by_val(const struct certs_cli_parse *p, int val)
+{
+    for (const struct option *o = p->longopts; o->name != NULL; o++) {
+        if (o->val == val) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* getopt_long() said '?' for the word before argv[optind]: an unknown option or a value. */
+static int
+cli_unknown(const struct certs_cli_parse *p)
+{
+    const char *word = p->argv[optind - 1];
+    const struct option *o = cli_long_by_val(p, optopt);
+    size_t n = o != NULL ? strlen(o->name) : 0;
+    char letter[3] = {'-', (char)optopt, '\0'};
+
+    if (o != NULL && strncmp(word, "--", 2) == 0 && strncmp(word + 2, o->name, n) == 0 &&
+        word[2 + n] == '=') {
+        return cli_bad(p, "", word, n + 2, " takes no value");
+    }
+    if (optopt != 0 && optopt < 256) {
+        /* An unknown letter: getopt_long() may still be inside the word (-xy). */
+        return cli_bad(p, "unknown option \"", letter, 2, "\"");
+    }
+    return cli_bad(p, "unknown option \"", word, strlen(word), "\"");
+}
+
+/*
+ * getopt_long() matched option ${c} (long option ${idx}, or -1) with ${optarg}: refuse an
+ * abbreviated long name (the next option added would change what it means), an empty value
+ * and a separate value that is another option ("--dir --name x").
+ */
+static int
+cli_check_match(struct certs_cli_parse *p, int c, int idx)
+{
+    bool separate = optarg != NULL && optarg == p->argv[optind - 1];
+    const char *word = p->argv[optind - (separate ? 2 : 1)];
+    const char *name = idx >= 0 ? p->longopts[idx].name : NULL;
+    char letter[3] = {'-', (char)c, '\0'};
+    size_t n = name != NULL ? strlen(name) : 0;
+
+    p->name = name;
+    if (name != NULL &&
+        (strncmp(word + 2, name, n) != 0 || (word[2 + n] != '\0' && word[2 + n] != '='))) {
+        return cli_bad(p, "unknown option \"", word, strcspn(word, "="), "\"");
+    }
+    if (optarg != NULL && (optarg[0] == '\0' || (separate && strncmp(optarg, "--", 2) == 0))) {
+        return name != NULL ? cli_bad(p, "--", name, n, " needs a value")
+                            : cli_bad(p, "", letter, 2, " needs a value");
+    }
+    return c;
+}
+
+/*
+ * certs_cli_next(p, value):
+ * The next option or argument of ${p}, through getopt_long() (reset by the first call, so
+ * every command parses from a clean state): the option's `val` with its value (never empty,
+ * never a separate word beginning with "--") in *${value}; CERTS_CLI_ARG with the argument
+ * in *${value}, also for every word after "--"; CERTS_CLI_DONE at the end; or CERTS_CLI_BAD
+ * after printing "ferry CMD: ..." on ${p}->err for an unknown option, a missing or unwanted
+ * value, or more than ${p}->max_args arguments (the caller prints its usage and exits 2).
+ */
+int
+certs_cli_next(struct certs_cli_parse *p, const char **value)
+{
+    int c, idx = -1;
+
+    *value = NULL;
+    p->name = NULL;
+    if (!p->started) {
+        /* glibc: optind 0 re-initialises getopt completely (a previous parse's state too). */
+        optind = 0;
+        opterr = 0;
+        p->started = true;
+    }
+    if (!p->ended) {
+        c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &idx);
+        if (c == ':') {
+            return cli_bad(p, "", p->argv[optind - 1], strcspn(p->argv[optind - 1], "="),
+                           " needs a value");
+        }
+        if (c == '?') {
+            return cli_unknown(p);
+        }
+        if (c != -1) {
+            *value = optarg;
+        }
+        if (c != -1 && c != CERTS_CLI_ARG) {
+            return cli_check_match(p, c, idx);
+        }
+        /* -1: the end, or "--", after which every word is an argument. */
+        p->ended = c == -1;
+    }
+    if (*value == NULL && optind < p->argc) {
+        *value = p->argv[optind++];
+    }
+    if (*value == NULL) {
+        return CERTS_CLI_DONE;
+    }
+    if (++p->n_args > p->max_args) {
+        return cli_bad(p, "unexpected argument \"", *value, strlen(*value), "\"");
+    }
+    return CERTS_CLI_ARG;
 }
 
 /* Report a usage error of ${cmd}: "${msg}${arg}", then the usage text.  Returns CLI_USAGE. */
@@ -150,58 +328,36 @@ parse_days(const char *s, int *days)
  * for -h/--help, -1.
  */
 static int
-parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct cli_args *a,
-           FILE *err)
+parse_args(enum cli_cmd cmd, int argc, char **argv, struct cli_args *a, FILE *err)
 {
-    const struct cli_spec *spec;
-    const char *arg, *opt, *eq, *value;
-    size_t namelen, k;
-    int i;
+    const char *cmdname = cmd == CLI_INIT_CA ? "init-ca" : "issue";
+    struct certs_cli_parse p = {
+        .argc = argc,
+        .argv = argv,
+        .cmd = cmd == CLI_INIT_CA ? "certs init-ca" : "certs issue",
+        .shortopts = CLI_SHORTOPTS,
+        .longopts = cmd == CLI_INIT_CA ? init_ca_opts : issue_opts,
+        .err = err,
+    };
+    const char *value;
+    int c;
 
-    for (i = 1; i < argc; i++) {
-        arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+    while ((c = certs_cli_next(&p, &value)) != CERTS_CLI_DONE) {
+        if (c == 'h') {
             return -1;
         }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            return usage_error(err, cmdname, "unexpected argument ", arg);
+        if (c < OPT_DIR || c >= OPT_END) {
+            /* CERTS_CLI_BAD (reported), or an argument: neither subcommand takes one. */
+            certs_cli_usage(err);
+            return CLI_USAGE;
         }
-
-        /* "--opt=value" or "--opt value". */
-        opt = arg + 2;
-        eq = strchr(opt, '=');
-        namelen = (eq != NULL) ? (size_t)(eq - opt) : strlen(opt);
-        spec = NULL;
-        for (k = 0; k < sizeof(cli_specs) / sizeof(cli_specs[0]); k++) {
-            if (strlen(cli_specs[k].name) == namelen &&
-                strncmp(cli_specs[k].name, opt, namelen) == 0 &&
-                (cmd == CLI_INIT_CA ? cli_specs[k].init_ca : cli_specs[k].issue)) {
-                spec = &cli_specs[k];
-                break;
-            }
-        }
-        if (spec == NULL) {
-            return usage_error(err, cmdname, "unknown option ", arg);
-        }
-        if (eq != NULL) {
-            value = eq + 1;
-        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-            value = argv[++i];
-        } else {
-            value = NULL;
-        }
-        if (value == NULL || value[0] == '\0') {
-            return usage_error(err, cmdname, "missing value for --", spec->name);
-        }
-
         /* Repeating a single-valued option is most likely a mistake: say so. */
-        if (spec->opt != OPT_DNS && spec->opt != OPT_IP && spec->opt != OPT_URI &&
-            a->seen[spec->opt]) {
-            return usage_error(err, cmdname, "option given twice: --", spec->name);
+        if (c != OPT_DNS && c != OPT_IP && c != OPT_URI && a->seen[c - OPT_DIR]) {
+            return usage_error(err, cmdname, "option given twice: --", p.name);
         }
-        a->seen[spec->opt] = true;
+        a->seen[c - OPT_DIR] = true;
 
-        switch (spec->opt) {
+        switch (c) {
         case OPT_DIR:
             a->dir = value;
             break;
@@ -235,7 +391,7 @@ parse_args(enum cli_cmd cmd, const char *cmdname, int argc, char **argv, struct 
         case OPT_IP:
             a->ips[a->n_ips++] = value;
             break;
-        case OPT_URI:
+        default: /* OPT_URI */
             a->uris[a->n_uris++] = value;
             break;
         }
@@ -428,60 +584,48 @@ run_issue(const struct cli_args *a, FILE *out, FILE *err)
 static int
 run_inspect(int argc, char **argv, FILE *out, FILE *err)
 {
-    static const char *const with_value[] = {"key", "ca", "name"};
+    struct certs_cli_parse cp = {
+        .argc = argc,
+        .argv = argv,
+        .cmd = "certs inspect",
+        .shortopts = CLI_SHORTOPTS,
+        .longopts = inspect_opts,
+        .max_args = SIZE_MAX, /* a second CERT gets its own message below */
+        .err = err,
+    };
     struct certs_diag_params p;
-    const char **slot[3];
-    const char *arg, *opt, *eq, *value;
-    size_t namelen, k;
+    const char **slot;
+    const char *value;
     bool json = false, color;
-    int i;
+    int c;
 
     memset(&p, 0, sizeof(p));
-    slot[0] = &p.key;
-    slot[1] = &p.ca;
-    slot[2] = &p.name;
-    for (i = 1; i < argc; i++) {
-        arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            certs_cli_usage(out);
+    while ((c = certs_cli_next(&cp, &value)) != CERTS_CLI_DONE) {
+        slot = NULL;
+        if (c == CERTS_CLI_BAD) {
+            certs_cli_usage(err);
+            return CLI_USAGE;
+        }
+        if (c == 'h') {
+            (void)certs_cli_help("inspect", out);
             return CLI_OK;
         }
-        if (strcmp(arg, "--json") == 0) {
+        if (c == OPT_JSON) {
             json = true;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+        } else if (c == CERTS_CLI_ARG) {
             if (p.cert != NULL) {
-                return usage_error(err, "inspect", "more than one certificate file: ", arg);
+                return usage_error(err, "inspect", "more than one certificate file: ", value);
             }
-            p.cert = arg;
-            continue;
-        }
-        opt = arg + 2;
-        eq = strchr(opt, '=');
-        namelen = (eq != NULL) ? (size_t)(eq - opt) : strlen(opt);
-        for (k = 0; k < 3; k++) {
-            if (strlen(with_value[k]) == namelen && strncmp(with_value[k], opt, namelen) == 0) {
-                break;
-            }
-        }
-        if (k == 3) {
-            return usage_error(err, "inspect", "unknown option ", arg);
-        }
-        if (eq != NULL) {
-            value = eq + 1;
-        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-            value = argv[++i];
+            p.cert = value;
         } else {
-            value = NULL;
+            slot = c == OPT_KEY ? &p.key : c == OPT_CA ? &p.ca : &p.name;
         }
-        if (value == NULL || value[0] == '\0') {
-            return usage_error(err, "inspect", "missing value for --", with_value[k]);
+        if (slot != NULL && *slot != NULL) {
+            return usage_error(err, "inspect", "option given twice: --", cp.name);
         }
-        if (*slot[k] != NULL) {
-            return usage_error(err, "inspect", "option given twice: --", with_value[k]);
+        if (slot != NULL) {
+            *slot = value;
         }
-        *slot[k] = value;
     }
     if (p.cert == NULL) {
         return usage_error(err, "inspect", "missing the certificate file (CERT)", NULL);
@@ -496,8 +640,9 @@ run_inspect(int argc, char **argv, FILE *out, FILE *err)
 /*
  * certs_cli(argc, argv, out, err):
  * `ferry certs SUBCOMMAND ...` with ${argv}[0] = "init-ca" | "issue" | "inspect": parse the
- * options of CONTRACT.md §2 ("--opt value" or "--opt=value"), run, print results to ${out}
- * and problems to ${err}.  -h/--help prints the usage to ${out} and returns 0.  Returns the
+ * options of CONTRACT.md §2 ("--opt value" or "--opt=value"; "--" ends the options) with
+ * certs_cli_next(), run, print results to ${out} and problems to ${err}.  -h/--help prints
+ * the subcommand's usage (certs_cli_help()) to ${out} and returns 0.  Returns the
  * exit code: 0 success (inspect: no error finding), 1 failure, 2 usage error.
  */
 int
@@ -539,9 +684,9 @@ certs_cli(int argc, char **argv, FILE *out, FILE *err)
         goto done;
     }
 
-    rc = parse_args(cmd, cmdname, argc, argv, &a, err);
+    rc = parse_args(cmd, argc, argv, &a, err);
     if (rc == -1) {
-        certs_cli_usage(out);
+        (void)certs_cli_help(cmdname, out);
         rc = CLI_OK;
         goto done;
     }

@@ -5,6 +5,7 @@
  * error.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,48 @@ static const char embedded_config[] = "# ferry's embedded development default (n
                                       "    listen: \"0.0.0.0:6984\"\n"
                                       "    backend: \"127.0.0.1:5984\"\n";
 
+/* The synopsis of each command: the first lines of its help and of its usage errors. */
+#define SYN_RUN "usage: ferry run [-c FILE]\n"
+#define SYN_CHECK                                               \
+    "usage: ferry check [-c FILE] [--hostname NAME] [--json]\n" \
+    "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] [--json]\n"
+#define SYN_VERSION "usage: ferry version\n"
+#define SYN_HELP    "usage: ferry help [COMMAND [SUBCOMMAND]]\n"
+
+/* One command of the top level: its name, synopsis and the rest of its help. */
+struct cmd_doc {
+    const char *name;
+    const char *synopsis;
+    const char *text;
+};
+
+static const struct cmd_doc cmd_docs[] = {
+    {"run", SYN_RUN,
+     "Serve the listeners of FILE (default ./ferry.yaml, then /etc/ferry/ferry.yaml,\n"
+     "then the embedded development default) until SIGTERM or SIGINT; SIGHUP or a\n"
+     "changed certificate, key, CA, CRL or secret file reloads.\n"
+     "Before serving, and on every reload, ferry run applies the checks of ferry check.\n"
+     "An error finding stops the start (printed as check prints it; exit 1) or the\n"
+     "reload (the running configuration stays), except an expired or not yet valid\n"
+     "certificate and an expired CRL, which only a renewed file fixes: ferry serves.\n"
+     "Other findings are logged as event=finding (id, file, msg, fix) at start and\n"
+     "after each reload (see man ferry, section FINDINGS).\n"},
+    {"check", SYN_CHECK,
+     "Load FILE and every certificate, key, CA, CRL and secret it names the way\n"
+     "`ferry run` would, and check what each listener needs (EKU, SAN, chain, dates,\n"
+     "key match and permissions, CRLs). Each problem is printed with its id, file and\n"
+     "fix (man ferry, section FINDINGS); --json prints one JSON document for scripts.\n"
+     "--hostname NAME: peers dial this node as NAME; warn when an inbound listener's\n"
+     "certificate does not cover it (san-hostname; without it, no such warning).\n"
+     "With --peer, handshake with HOST:PORT as the outbound listener NAME (default:\n"
+     "the first outbound listener) would, and explain the result.\n"
+     "Exit 0 when no problem is an error, 1 otherwise, 2 on a usage error.\n"},
+    {"version", SYN_VERSION, "Print the versions of ferry and of the libraries it runs with.\n"},
+    {"help", SYN_HELP,
+     "Print the usage of every command, or the help of COMMAND (run, check, certs,\n"
+     "version, help) or of `ferry certs SUBCOMMAND` (init-ca, issue, inspect).\n"},
+};
+
 static void
 usage(FILE *out)
 {
@@ -57,91 +100,125 @@ usage(FILE *out)
             "  version              print the versions of ferry and its libraries\n"
             "  help [COMMAND]       this text, or the help of COMMAND\n"
             "\n"
+            "Every command takes -h or --help (its help), \"--opt value\" or \"--opt=value\",\n"
+            "and -- to end its options.\n"
             "Without -c, ferry reads ./ferry.yaml, then /etc/ferry/ferry.yaml; `ferry run`\n"
             "with neither uses an embedded development default (certificates in " DEV_DATA_DIR ",\n"
             "inbound 0.0.0.0:6984 -> 127.0.0.1:5984).\n"
             "Exit codes: 0 success, 1 a problem was found, 2 usage error.\n");
 }
 
-static int
-help(int argc, char **argv)
+/* The doc of command ${name}, or NULL. */
+static const struct cmd_doc *
+cmd_doc_of(const char *name)
 {
-    if (argc < 1) {
-        usage(stdout);
-        return 0;
+    for (size_t i = 0; i < sizeof(cmd_docs) / sizeof(cmd_docs[0]); i++) {
+        if (strcmp(cmd_docs[i].name, name) == 0) {
+            return &cmd_docs[i];
+        }
     }
-    if (strcmp(argv[0], "certs") == 0) {
-        certs_cli_usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[0], "run") == 0) {
-        printf("usage: ferry run [-c FILE]\n\n"
-               "Serve the listeners of FILE (default ./ferry.yaml, then /etc/ferry/ferry.yaml,\n"
-               "then the embedded development default) until SIGTERM or SIGINT; SIGHUP or a\n"
-               "changed certificate, key, CA, CRL or secret file reloads.\n"
-               "Before serving, and on every reload, ferry run applies the checks of ferry check.\n"
-               "An error finding stops the start (printed as check prints it; exit 1) or the\n"
-               "reload (the running configuration stays), except an expired or not yet valid\n"
-               "certificate and an expired CRL, which only a renewed file fixes: ferry serves.\n"
-               "Other findings are logged as event=finding (id, file, msg, fix) at start and\n"
-               "after each reload (see man ferry, section FINDINGS).\n");
-        return 0;
-    }
-    if (strcmp(argv[0], "check") == 0) {
-        printf("usage: ferry check [-c FILE] [--hostname NAME] [--json]\n"
-               "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] [--json]\n\n"
-               "Load FILE and every certificate, key, CA, CRL and secret it names the way\n"
-               "`ferry run` would, and check what each listener needs (EKU, SAN, chain, dates,\n"
-               "key match and permissions, CRLs). Each problem is printed with its id, file and\n"
-               "fix (man ferry, section FINDINGS); --json prints one JSON document for scripts.\n"
-               "--hostname NAME: peers dial this node as NAME; warn when an inbound listener's\n"
-               "certificate does not cover it (san-hostname; without it, no such warning).\n"
-               "With --peer, handshake with HOST:PORT as the outbound listener NAME (default:\n"
-               "the first outbound listener) would, and explain the result.\n"
-               "Exit 0 when no problem is an error, 1 otherwise, 2 on a usage error.\n");
-        return 0;
-    }
-    if (strcmp(argv[0], "version") == 0 || strcmp(argv[0], "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    fprintf(stderr, "ferry help: unknown command \"%s\"\n", argv[0]);
-    usage(stderr);
+    return NULL;
+}
+
+/* Print the help of command ${name} (one of cmd_docs) to stdout; returns 0. */
+static int
+cmd_help_of(const char *name)
+{
+    const struct cmd_doc *d = cmd_doc_of(name);
+
+    printf("%s\n%s", d->synopsis, d->text);
+    return 0;
+}
+
+/* After a usage error that certs_cli_next() reported: the synopsis of ${name}; EXIT_USAGE. */
+static int
+usage_hint(const char *name)
+{
+    fputs(cmd_doc_of(name)->synopsis, stderr);
     return EXIT_USAGE;
 }
 
-static int
-version(void)
+/*
+ * The options every command takes (-h/--help); the parse of ${argv} (argv[0] = the command)
+ * as command ${name} with ${longopts}, ${shortopts} and up to ${max_args} arguments.
+ */
+static struct certs_cli_parse
+cmd_parse(const char *name, int argc, char **argv, const char *shortopts,
+          const struct option *longopts, size_t max_args)
 {
-    unsigned long hp = http_parser_version();
+    struct certs_cli_parse p = {
+        .argc = argc,
+        .argv = argv,
+        .cmd = name,
+        .shortopts = shortopts,
+        .longopts = longopts,
+        .max_args = max_args,
+        .err = stderr,
+    };
 
+    return p;
+}
+
+static const struct option help_opts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* `ferry help [COMMAND [SUBCOMMAND]]` (also `ferry -h`, `ferry --help`). */
+static int
+cmd_help(int argc, char **argv)
+{
+    struct certs_cli_parse p = cmd_parse("help", argc, argv, "-:h", help_opts, 2);
+    const char *words[2] = {NULL, NULL}, *value;
+    int c;
+
+    while ((c = certs_cli_next(&p, &value)) != CERTS_CLI_DONE) {
+        if (c == CERTS_CLI_BAD) {
+            return usage_hint("help");
+        }
+        if (c == 'h') {
+            return cmd_help_of("help");
+        }
+        words[p.n_args - 1] = value;
+    }
+    if (words[0] == NULL) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(words[0], "certs") == 0) {
+        if (certs_cli_help(words[1], stdout) < 0) {
+            fprintf(stderr, "ferry help: unknown command \"certs %s\"\n", words[1]);
+            certs_cli_usage(stderr);
+            return EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (cmd_doc_of(words[0]) == NULL || words[1] != NULL) {
+        fprintf(stderr, "ferry help: unknown command \"%s%s%s\"\n", words[0],
+                words[1] != NULL ? " " : "", words[1] != NULL ? words[1] : "");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    return cmd_help_of(words[0]);
+}
+
+/* `ferry version` (also `ferry --version`). */
+static int
+cmd_version(int argc, char **argv)
+{
+    struct certs_cli_parse p = cmd_parse("version", argc, argv, "-:h", help_opts, 0);
+    unsigned long hp = http_parser_version();
+    const char *value;
+    int c;
+
+    if ((c = certs_cli_next(&p, &value)) != CERTS_CLI_DONE) {
+        return c == 'h' ? cmd_help_of("version") : usage_hint("version");
+    }
     printf("ferry %s\n", FERRY_VERSION);
     printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
     printf("libevent %s\n", event_get_version());
     printf("libyaml %s\n", yaml_get_version_string());
     printf("http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
-    return 0;
-}
-
-/* Parse `[-c FILE]`; returns 0, or -1 after printing a usage error. */
-static int
-parse_config_opt(const char *cmd, int argc, char **argv, const char **path)
-{
-    *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "ferry %s: %s needs a file name\n", cmd, argv[i]);
-                return -1;
-            }
-            *path = argv[++i];
-        } else if (strncmp(argv[i], "--config=", 9) == 0) {
-            *path = argv[i] + 9;
-        } else {
-            fprintf(stderr, "ferry %s: unknown option \"%s\"\n", cmd, argv[i]);
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -330,30 +407,35 @@ load_reload(const char *path, void *arg, char *err, size_t errlen)
     return NULL;
 }
 
+static const struct option run_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* `ferry run [-c FILE]`. */
 static int
 cmd_run(int argc, char **argv)
 {
     struct certs_findings fs = {0};
+    struct certs_cli_parse cp = cmd_parse("run", argc, argv, "-:hc:", run_opts, 0);
     enum config_log_format fmt = CONFIG_LOG_TEXT;
-    const char *given, *path;
+    const char *given = NULL, *path, *value;
     struct config *cfg;
     struct proxy *p;
     char err[1024];
     bool oom = false;
     size_t stops;
-    int rc;
+    int rc, c;
 
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            static char word[] = "run";
-            char *hv[] = {word, NULL};
-
-            return help(1, hv);
+    while ((c = certs_cli_next(&cp, &value)) != CERTS_CLI_DONE) {
+        if (c == CERTS_CLI_BAD) {
+            return usage_hint("run");
         }
-    }
-    if (parse_config_opt("run", argc, argv, &given) < 0) {
-        fprintf(stderr, "usage: ferry run [-c FILE]\n");
-        return EXIT_USAGE;
+        if (c == 'h') {
+            return cmd_help_of("run");
+        }
+        given = value; /* -c FILE */
     }
     path = find_config(given);
     /* The same findings as `ferry check`, from the same code (certs_check_vet_config). */
@@ -398,71 +480,55 @@ cmd_run(int argc, char **argv)
     return rc == 0 ? 0 : EXIT_PROBLEM;
 }
 
-/* Parse the value of option ${argv}[*i] ("--opt value" or "--opt=value") into *${out}. */
-static int
-check_opt_value(const char *opt, int argc, char **argv, int *i, const char **out)
-{
-    size_t n = strlen(opt);
+enum check_opt {
+    CHECK_PEER = 256,
+    CHECK_LISTENER,
+    CHECK_HOSTNAME,
+    CHECK_JSON,
+};
 
-    if (strncmp(argv[*i], opt, n) == 0 && argv[*i][n] == '=') {
-        *out = argv[*i] + n + 1;
-    } else if (*i + 1 < argc) {
-        *out = argv[++*i];
-    } else {
-        *out = NULL;
-    }
-    if (*out == NULL || (*out)[0] == '\0') {
-        fprintf(stderr, "ferry check: %s needs a value\n", opt);
-        return -1;
-    }
-    return 0;
-}
+static const struct option check_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"peer", required_argument, NULL, CHECK_PEER},
+    {"listener", required_argument, NULL, CHECK_LISTENER},
+    {"hostname", required_argument, NULL, CHECK_HOSTNAME},
+    {"json", no_argument, NULL, CHECK_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
 
-static bool
-check_opt_is(const char *arg, const char *opt)
-{
-    size_t n = strlen(opt);
-
-    return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
-}
-
+/* `ferry check [-c FILE] [--hostname NAME] [--json]`, `ferry check --peer HOST:PORT ...`. */
 static int
 cmd_check(int argc, char **argv)
 {
+    struct certs_cli_parse cp = cmd_parse("check", argc, argv, "-:hc:", check_opts, 0);
     struct certs_check_opts o;
-    const char *given = NULL;
+    const char *given = NULL, *value;
     struct config *cfg;
-    int rc;
+    int rc, c;
 
     memset(&o, 0, sizeof(o));
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int bad = 0;
-
-        if (strcmp(a, "--json") == 0) {
+    while ((c = certs_cli_next(&cp, &value)) != CERTS_CLI_DONE) {
+        switch (c) {
+        case 'h':
+            return cmd_help_of("check");
+        case 'c':
+            given = value;
+            break;
+        case CHECK_PEER:
+            o.peer = value;
+            break;
+        case CHECK_LISTENER:
+            o.listener = value;
+            break;
+        case CHECK_HOSTNAME:
+            o.hostname = value;
+            break;
+        case CHECK_JSON:
             o.json = true;
-        } else if (strcmp(a, "-c") == 0 || check_opt_is(a, "--config")) {
-            bad = check_opt_value(strcmp(a, "-c") == 0 ? "-c" : "--config", argc, argv, &i, &given);
-        } else if (check_opt_is(a, "--peer")) {
-            bad = check_opt_value("--peer", argc, argv, &i, &o.peer);
-        } else if (check_opt_is(a, "--listener")) {
-            bad = check_opt_value("--listener", argc, argv, &i, &o.listener);
-        } else if (check_opt_is(a, "--hostname")) {
-            bad = check_opt_value("--hostname", argc, argv, &i, &o.hostname);
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            static char word[] = "check";
-            char *hv[] = {word, NULL};
-
-            return help(1, hv);
-        } else {
-            fprintf(stderr, "ferry check: unknown option \"%s\"\n", a);
-            bad = -1;
-        }
-        if (bad < 0) {
-            fprintf(stderr, "usage: ferry check [-c FILE] [--hostname NAME] [--json]\n"
-                            "       ferry check --peer HOST:PORT [-c FILE] [--listener NAME] "
-                            "[--json]\n");
-            return EXIT_USAGE;
+            break;
+        default: /* CERTS_CLI_BAD, reported */
+            return usage_hint("check");
         }
     }
     if (o.listener != NULL && o.peer == NULL) {
@@ -487,32 +553,56 @@ cmd_check(int argc, char **argv)
     return rc;
 }
 
+static const struct option main_opts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
 int
 main(int argc, char **argv)
 {
-    const char *cmd;
+    struct certs_cli_parse p = cmd_parse("", argc, argv, "-:h", main_opts, 1);
+    const char *cmd = NULL;
+    char **sub;
+    int c, n;
 
     /* A peer that resets mid-write must cost one connection, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2) {
+    /* Options before COMMAND: -h/--help [COMMAND], --version; then COMMAND parses the rest. */
+    while (cmd == NULL && (c = certs_cli_next(&p, &cmd)) != CERTS_CLI_DONE) {
+        if (c == CERTS_CLI_BAD) {
+            usage(stderr);
+            exit(EXIT_USAGE);
+        }
+        if (c == 'h' || c == 'V') {
+            /* The option's word stands for the command's name in argv[0]. */
+            sub = argv + optind - 1;
+            n = argc - optind + 1;
+            exit(c == 'h' ? cmd_help(n, sub) : cmd_version(n, sub));
+        }
+    }
+    if (cmd == NULL) {
         usage(stderr);
         exit(EXIT_USAGE);
     }
-    cmd = argv[1];
+    /* certs_cli_next() has just consumed COMMAND: it is argv[optind - 1]. */
+    sub = argv + optind - 1;
+    n = argc - optind + 1;
     if (strcmp(cmd, "run") == 0) {
-        exit(cmd_run(argc - 2, argv + 2));
+        exit(cmd_run(n, sub));
     }
     if (strcmp(cmd, "check") == 0) {
-        exit(cmd_check(argc - 2, argv + 2));
+        exit(cmd_check(n, sub));
     }
     if (strcmp(cmd, "certs") == 0) {
-        exit(certs_cli(argc - 2, argv + 2, stdout, stderr));
+        exit(certs_cli(n - 1, sub + 1, stdout, stderr));
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        exit(version());
+    if (strcmp(cmd, "version") == 0) {
+        exit(cmd_version(n, sub));
     }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        exit(help(argc - 2, argv + 2));
+    if (strcmp(cmd, "help") == 0) {
+        exit(cmd_help(n, sub));
     }
     fprintf(stderr, "ferry: unknown command \"%s\"\n", cmd);
     usage(stderr);
