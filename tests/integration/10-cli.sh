@@ -76,6 +76,60 @@ ferry_cmd >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "no command: exit $rc, expected 2"
 pass "usage errors exit 2"
 
+# Every command parses the same way (getopt_long): -h/--help prints its own usage on stdout,
+# --opt=value equals --opt value, -- ends the options, and an unknown option, a missing value
+# or an extra argument is one "ferry CMD: ..." line naming it, then the usage, exit 2.
+for cmd in version help "certs init-ca" "certs issue"; do
+    for h in -h --help; do
+        rc=0
+        # shellcheck disable=SC2086
+        out=$(ferry_cmd $cmd $h 2>"$T/help.err") || rc=$?
+        [ "$rc" = 0 ] || fail "ferry $cmd $h exited $rc: $(cat "$T/help.err")"
+        [[ $out == "usage: ferry $cmd"* ]] || fail "ferry $cmd $h: not its usage: $out"
+    done
+done
+for h in -h --help; do
+    out=$(ferry_cmd $h) || fail "ferry $h exited $?"
+    [[ $out == "usage: ferry COMMAND"* ]] || fail "ferry $h: not the usage: $out"
+done
+out=$(ferry_cmd help certs issue) || fail "ferry help certs issue exited $?"
+[[ $out == "usage: ferry certs issue"* ]] || fail "ferry help certs issue: not its usage: $out"
+# usage_err WHAT-IT-NAMES ARGS...: exit 2, stdout empty, stderr "ferry CMD: ..." naming it.
+usage_err() {
+    local want=$1 rc=0
+    shift
+    ferry_cmd "$@" >"$T/u.out" 2>"$T/u.err" || rc=$?
+    [ "$rc" = 2 ] || fail "ferry $*: exit $rc, expected 2: $(cat "$T/u.err")"
+    [ ! -s "$T/u.out" ] || fail "ferry $*: a usage error printed on stdout: $(cat "$T/u.out")"
+    head -n1 "$T/u.err" | grep -qF -- "$want" || fail "ferry $*: first line does not say '$want': $(cat "$T/u.err")"
+    sed -n 2p "$T/u.err" | grep -q '^usage: ferry' || fail "ferry $*: no usage after the message: $(cat "$T/u.err")"
+}
+usage_err 'ferry: unknown option "--bogus"' --bogus
+usage_err 'ferry run: unknown option "--bogus"' run --bogus
+usage_err 'ferry run: -c needs a value' run -c
+usage_err 'ferry run: --config needs a value' run --config=
+usage_err 'ferry run: --config needs a value' run --config --json
+usage_err 'ferry run: unexpected argument "x.yaml"' run x.yaml
+usage_err 'ferry run: unknown option "--conf"' run --conf=x.yaml
+usage_err 'ferry check: unknown option "--bogus"' check --bogus
+usage_err 'ferry check: --peer needs a value' check --peer
+usage_err 'ferry check: --json takes no value' check --json=yes
+usage_err 'ferry check: unexpected argument "--json"' check -- --json
+usage_err 'ferry version: unknown option "-x"' version -x
+usage_err 'ferry version: unexpected argument "now"' version now
+usage_err 'ferry help: unknown option "--bogus"' help --bogus
+usage_err 'ferry certs init-ca: unknown option "--out"' certs init-ca --dir "$T/u" --out "$T/u"
+usage_err 'ferry certs init-ca: --dir needs a value' certs init-ca --dir
+usage_err 'ferry certs init-ca: unexpected argument "x"' certs init-ca --dir="$T/u" -- x
+usage_err 'ferry certs issue: unknown option "--bogus"' certs issue --bogus
+usage_err 'ferry certs issue: --out needs a value' certs issue --ca "$T/u" --name n.test --out
+usage_err 'ferry certs issue: unexpected argument "extra"' certs issue --ca=c --name=n --out=o extra
+usage_err 'ferry certs inspect: unknown option "--bogus"' certs inspect "$P/node1.crt" --bogus
+usage_err 'ferry certs inspect: --ca needs a value' certs inspect "$P/node1.crt" --ca=
+usage_err 'ferry certs inspect: more than one certificate file: x' certs inspect "$P/node1.crt" -- x
+[ ! -e "$T/u" ] || fail "a usage error wrote $T/u"
+pass "every command: -h/--help, unknown option, missing value, extra argument, --"
+
 # ---- ferry check ----
 PIN=$(free_port)
 PB=$(free_port)
@@ -158,6 +212,16 @@ pass "check names a missing file"
 rc=0
 out=$(ferry_cmd check -c "$P/no-such-config.yaml" 2>&1) || rc=$?
 [ "$rc" = 1 ] || fail "check -c on a missing config: exit $rc, expected 1: $out"
+rc=0
+out=$(ferry_cmd check --config="$P/good.yaml" --json 2>&1) || rc=$?
+[ "$rc" = 0 ] && [[ $out == "{"* ]] || fail "ferry check --config=FILE --json: exit $rc: $out"
+rc=0
+out=$(ferry_cmd check --json --config "$P/good.yaml" -- 2>&1) || rc=$?
+[ "$rc" = 0 ] && [[ $out == "{"* ]] || fail "ferry check --json --config FILE --: exit $rc: $out"
+rc=0
+out=$(ferry_cmd certs inspect --ca="$P/ca.crt" -- "$P/node1.crt" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "ferry certs inspect --ca=BUNDLE -- CERT: exit $rc: $out"
+pass "check and inspect: --opt=value and --"
 
 # ---- certs init-ca / issue ----
 C=$T/ca
@@ -207,6 +271,11 @@ openssl x509 -in "$O/rsa9.test.crt" -noout -text | grep -q 'rsaEncryption' || fa
 end=$(openssl x509 -in "$O/rsa9.test.crt" -noout -enddate | cut -d= -f2)
 days=$(( ($(date -d "$end" +%s) - $(date +%s)) / 86400 ))
 [ "$days" -ge 29 ] && [ "$days" -le 31 ] || fail "--days 30 gave $days days"
+rc=0
+out=$(ferry_cmd certs issue --ca="$C" --name=eq9.test --dns=alt-eq9.test --out="$O" -- 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "certs issue --opt=value ... --: exit $rc: $out"
+openssl x509 -in "$O/eq9.test.crt" -noout -ext subjectAltName | grep -q 'DNS:alt-eq9.test' ||
+    fail "certs issue --dns=NAME: not in the SAN"
 pass "certs issue"
 
 # ---- the issued certificates work for a real run ----
