@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "config_json.h"
 #include "log.h"
 
 /*
@@ -63,78 +64,11 @@ log_level_str(enum log_level level)
     return log_level_names[level];
 }
 
-/* A cursor over the line buffer that never overruns and remembers truncation. */
-struct log_buf {
-    char *p;
-    size_t len;
-    size_t used;
-    bool truncated;
-};
-
+/* All of ${s} or none of it (config_json_buf_put()), so an escape sequence is never cut. */
 static void
-lb_putc(struct log_buf *b, char c)
+lb_puts(struct config_json_buf *b, const char *s)
 {
-    if (!b->truncated && b->used + 1 < b->len) {
-        b->p[b->used++] = c;
-        b->p[b->used] = '\0';
-    } else {
-        b->truncated = true;
-    }
-}
-
-/* All of ${s} or none of it, so an escape sequence is never cut in half. */
-static void
-lb_puts(struct log_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-
-    if (b->truncated || b->used + n >= b->len) {
-        b->truncated = true;
-        return;
-    }
-    memcpy(b->p + b->used, s, n + 1);
-    b->used += n;
-}
-
-/*
- * log_utf8_len(s):
- * The length (1 to 4) of the well-formed UTF-8 sequence at ${s} (RFC 3629 §4: no overlong
- * form, no surrogate, nothing above U+10FFFF), or 0 when the byte at ${s} does not begin one
- * (a lone continuation byte, 0xc0, 0xc1, 0xf5..0xff, a sequence cut short by another byte or
- * by the terminating NUL).  ASCII, NUL excepted, is 1.
- */
-size_t
-log_utf8_len(const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n, i;
-
-    if (u[0] >= 0x01 && u[0] < 0x80) {
-        return 1;
-    }
-    if (u[0] >= 0xc2 && u[0] <= 0xdf) {
-        n = 2;
-    } else if (u[0] >= 0xe0 && u[0] <= 0xef) {
-        n = 3;
-        lo = u[0] == 0xe0 ? 0xa0 : 0x80; /* overlong */
-        hi = u[0] == 0xed ? 0x9f : 0xbf; /* U+D800..U+DFFF */
-    } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
-        n = 4;
-        lo = u[0] == 0xf0 ? 0x90 : 0x80; /* overlong */
-        hi = u[0] == 0xf4 ? 0x8f : 0xbf; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (u[1] < lo || u[1] > hi) {
-        return 0;
-    }
-    for (i = 2; i < n; i++) {
-        if (u[i] < 0x80 || u[i] > 0xbf) {
-            return 0;
-        }
-    }
-    return n;
+    config_json_buf_put(b, s, strlen(s));
 }
 
 static bool
@@ -145,7 +79,7 @@ text_needs_quotes(const char *v)
     }
     for (const char *s = v; *s != '\0';) {
         unsigned char c = (unsigned char)*s;
-        size_t n = log_utf8_len(s);
+        size_t n = config_json_utf8_len(s);
 
         /* Bytes that are not UTF-8 are written escaped, and only a quoted value escapes. */
         if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f || n == 0) {
@@ -157,80 +91,18 @@ text_needs_quotes(const char *v)
 }
 
 /*
- * Escape ${v} for a double-quoted string (shared by text, when quoted, and JSON), or copy it
- * as it is when not ${escape}; at most ${max} bytes of output, else cut with "..." after the
- * last whole piece (an escape sequence or a UTF-8 character is never split).  Well-formed UTF-8
- * passes through; each byte that is not part of a well-formed sequence is written "\u00XX"
- * (its value, as JSON would write U+00XX), so every line is valid UTF-8 and valid JSON.
- */
-static void
-lb_put_value(struct log_buf *b, const char *v, bool escape, size_t max)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t start = b->used;
-
-    for (const char *s = v; *s != '\0';) {
-        unsigned char c = (unsigned char)*s;
-        size_t n = log_utf8_len(s);
-        char piece[8];
-
-        piece[1] = '\0';
-        switch (escape ? c : 'x') {
-        case '"':
-            memcpy(piece, "\\\"", 3);
-            break;
-        case '\\':
-            memcpy(piece, "\\\\", 3);
-            break;
-        case '\n':
-            memcpy(piece, "\\n", 3);
-            break;
-        case '\r':
-            memcpy(piece, "\\r", 3);
-            break;
-        case '\t':
-            memcpy(piece, "\\t", 3);
-            break;
-        default:
-            if (escape && (c < 0x20 || c == 0x7f || n == 0)) {
-                memcpy(piece, "\\u00", 4);
-                piece[4] = hex[c >> 4];
-                piece[5] = hex[c & 0xf];
-                piece[6] = '\0';
-            } else if (n > 1) {
-                memcpy(piece, s, n);
-                piece[n] = '\0';
-            } else {
-                piece[0] = (char)c;
-            }
-        }
-        s += n > 0 ? n : 1;
-        if (b->used - start + strlen(piece) + 3 > max && *s != '\0') {
-            lb_puts(b, "...");
-            return;
-        }
-        lb_puts(b, piece);
-    }
-}
-
-static void
-lb_put_escaped(struct log_buf *b, const char *v)
-{
-    lb_put_value(b, v, true, SIZE_MAX);
-}
-
-/*
  * log_json_escape(dst, len, src):
- * Copy ${src} into ${dst} escaped for the inside of a JSON string.  Returns ${dst}.
+ * Copy ${src} into ${dst} escaped for the inside of a JSON string (config_json_escape()).
+ * Returns ${dst}.
  */
 const char *
 log_json_escape(char *dst, size_t len, const char *src)
 {
-    struct log_buf b = {dst, len, 0, false};
+    struct config_json_buf b;
 
+    config_json_buf_init(&b, dst, len);
     if (len > 0) {
-        dst[0] = '\0';
-        lb_put_escaped(&b, src);
+        config_json_escape(config_json_buf_put, &b, src, SIZE_MAX);
     }
     return dst;
 }
@@ -321,12 +193,22 @@ log_json_number(const char *v)
     return *s == '\0' && s - v <= 32;
 }
 
+/*
+ * A value cut at LOG_VALUE_MAX escaped bytes; also a plain text value, which holds nothing
+ * that escaping changes (text_needs_quotes()).
+ */
 static void
-lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const char *value)
+lb_put_value(struct config_json_buf *b, const char *value)
+{
+    config_json_escape(config_json_buf_put, b, value, LOG_VALUE_MAX);
+}
+
+static void
+lb_put_pair(struct config_json_buf *b, enum log_format format, const char *key, const char *value)
 {
     if (format == LOG_JSON) {
         lb_puts(b, ",\"");
-        lb_put_escaped(b, key);
+        config_json_escape(config_json_buf_put, b, key, SIZE_MAX);
         lb_puts(b, "\":");
         if (log_number_key(key) && strcmp(value, "-") == 0) {
             /* "-" is text's "none" (a request that got no response): null in JSON. */
@@ -335,21 +217,21 @@ lb_put_pair(struct log_buf *b, enum log_format format, const char *key, const ch
             lb_puts(b, value);
         } else {
             /* Anything else stays a string, so that a line is always valid JSON. */
-            lb_putc(b, '"');
-            lb_put_value(b, value, true, LOG_VALUE_MAX);
-            lb_putc(b, '"');
+            lb_puts(b, "\"");
+            lb_put_value(b, value);
+            lb_puts(b, "\"");
         }
         return;
     }
-    lb_putc(b, ' ');
+    lb_puts(b, " ");
     lb_puts(b, key);
-    lb_putc(b, '=');
+    lb_puts(b, "=");
     if (text_needs_quotes(value)) {
-        lb_putc(b, '"');
-        lb_put_value(b, value, true, LOG_VALUE_MAX);
-        lb_putc(b, '"');
+        lb_puts(b, "\"");
+        lb_put_value(b, value);
+        lb_puts(b, "\"");
     } else {
-        lb_put_value(b, value, false, LOG_VALUE_MAX);
+        lb_put_value(b, value);
     }
 }
 
@@ -363,7 +245,7 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
                 const char *event, va_list ap)
 {
     static const char json_cut[] = ",\"truncated\":true}";
-    struct log_buf b = {buf, len, 0, false};
+    struct config_json_buf b;
     const char *key;
     size_t whole = 0; /* JSON: the length up to the end of the last pair written whole */
     bool json_safe = format == LOG_JSON && len > 4 * sizeof(json_cut);
@@ -371,14 +253,14 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
     if (len == 0) {
         return 0;
     }
-    buf[0] = '\0';
+    config_json_buf_init(&b, buf, len);
     if (json_safe) {
         /* Keep room to end a cut line as valid JSON: {...,"truncated":true} */
         b.len = len - (sizeof(json_cut) - 1);
     }
     if (format == LOG_JSON) {
         lb_puts(&b, "{\"ts\":\"");
-        lb_put_escaped(&b, ts);
+        config_json_escape(config_json_buf_put, &b, ts, SIZE_MAX);
         lb_puts(&b, "\",\"level\":\"");
         lb_puts(&b, log_level_str(level));
         lb_puts(&b, "\"");
@@ -386,7 +268,7 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
         whole = b.truncated ? 0 : b.used;
     } else {
         lb_puts(&b, ts);
-        lb_putc(&b, ' ');
+        lb_puts(&b, " ");
         lb_puts(&b, log_level_str(level));
         lb_put_pair(&b, format, "event", event);
     }
@@ -402,7 +284,7 @@ log_format_line(char *buf, size_t len, enum log_format format, const char *ts, e
         }
     }
     if (format == LOG_JSON) {
-        lb_putc(&b, '}');
+        lb_puts(&b, "}");
     }
     if (b.truncated && json_safe && whole > 0) {
         /* Drop the pair that did not fit and say so: the line stays one JSON object. */

@@ -75,16 +75,10 @@ size_t log_format_line(char *buf, size_t len, enum log_format format, const char
                        enum log_level level, const char *event, va_list ap);
 
 /*
- * log_utf8_len(s):
- * The length (1 to 4) of the well-formed UTF-8 sequence at ${s}, or 0 when the byte at ${s}
- * begins none (it is then written "\u00XX" in a log value).  Exported for the unit tests.
- */
-size_t log_utf8_len(const char *s);
-
-/*
  * log_json_escape(dst, len, src):
- * Copy ${src} into ${dst} escaped for the inside of a JSON string (also used for response
- * bodies).  Always NUL-terminates; a value that does not fit is cut.  Returns ${dst}.
+ * Copy ${src} into ${dst} escaped for the inside of a JSON string by config_json_escape()
+ * (used for the 502 bodies of proxy_exchange.c and proxy_conn.c).  Always NUL-terminates; a
+ * value that does not fit is cut after its last whole piece.  Returns ${dst}.
  */
 const char *log_json_escape(char *dst, size_t len, const char *src);
 

@@ -114,30 +114,6 @@ test_json_escape_never_splits_an_escape(void **state)
 }
 
 static void
-test_utf8_len(void **state)
-{
-    (void)state;
-    assert_int_equal(log_utf8_len("a"), 1);
-    assert_int_equal(log_utf8_len(""), 0);
-    assert_int_equal(log_utf8_len("\xc3\xa9"), 2);         /* U+00E9 */
-    assert_int_equal(log_utf8_len("\xe2\x82\xac"), 3);     /* U+20AC */
-    assert_int_equal(log_utf8_len("\xf0\x9f\x98\x80"), 4); /* U+1F600 */
-    assert_int_equal(log_utf8_len("\xf4\x8f\xbf\xbf"), 4); /* U+10FFFF */
-    assert_int_equal(log_utf8_len("\x80"), 0);             /* lone continuation byte */
-    assert_int_equal(log_utf8_len("\xc0\xaf"), 0);         /* overlong '/' */
-    assert_int_equal(log_utf8_len("\xe0\x80\xaf"), 0);     /* overlong '/' */
-    assert_int_equal(log_utf8_len("\xf0\x80\x80\xaf"), 0); /* overlong '/' */
-    assert_int_equal(log_utf8_len("\xed\xa0\x80"), 0);     /* U+D800, a surrogate */
-    assert_int_equal(log_utf8_len("\xed\xbf\xbf"), 0);     /* U+DFFF */
-    assert_int_equal(log_utf8_len("\xf4\x90\x80\x80"), 0); /* above U+10FFFF */
-    assert_int_equal(log_utf8_len("\xe2\x82"), 0);         /* cut short by the end */
-    assert_int_equal(log_utf8_len("\xe2\x82x"), 0);        /* cut short by another byte */
-    assert_int_equal(log_utf8_len("\xff"), 0);
-    assert_int_equal(log_utf8_len("\xfe"), 0);
-    assert_int_equal(log_utf8_len("\xf5\x80\x80\x80"), 0);
-}
-
-static void
 test_json_invalid_utf8_escaped(void **state)
 {
     char buf[256];
@@ -369,7 +345,6 @@ main(void)
         cmocka_unit_test(test_truncation_is_marked_and_bounded),
         cmocka_unit_test(test_long_value_cut_alone),
         cmocka_unit_test(test_json_escape_never_splits_an_escape),
-        cmocka_unit_test(test_utf8_len),
         cmocka_unit_test(test_json_invalid_utf8_escaped),
         cmocka_unit_test(test_text_invalid_utf8_quoted),
         cmocka_unit_test(test_levels),
