@@ -264,12 +264,14 @@ const struct certs_finding *certs_findings_find(const struct certs_findings *fs,
 void certs_findings_print(const struct certs_findings *fs, bool color, FILE *out);
 
 /*
- * certs_findings_print_json(fs, out):
- * The findings as the members of a JSON object, without the braces:
- * "findings":[{"id","severity","file","line","message","fix"},...],"errors":N,"warnings":N
- * (file is null when the finding names none; line is 0 unless it names a config line).
+ * certs_findings_json(fs, j):
+ * The findings as members of the object open in the writer ${j} (config_json.h):
+ * "findings":[{"id","severity","file","line","col","message","fix"},...],"errors":N,
+ * "warnings":N (file is null when the finding names none; line is 0 unless it names a config
+ * line).
  */
-void certs_findings_print_json(const struct certs_findings *fs, FILE *out);
+struct config_json;
+void certs_findings_json(const struct certs_findings *fs, struct config_json *j);
 
 /* ---- the findings of a configuration: `ferry check` and `ferry run` (certs_check.c) ---- */
 

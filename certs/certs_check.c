@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_json.h"
 #include "tls.h"
 
 #include "certs.h"
@@ -431,11 +432,15 @@ print_result(const struct certs_check_opts *o, const struct config *cfg,
     size_t n = cfg != NULL ? cfg->n_listeners : 0;
 
     if (o->json) {
-        fputs("{\"config\":", out);
-        certs_json_string(o->config_path, out);
-        fprintf(out, ",\"listeners\":%zu,", n);
-        certs_findings_print_json(fs, out);
-        fputs("}\n", out);
+        struct config_json j;
+
+        config_json_init_file(&j, out);
+        config_json_begin_object(&j);
+        config_json_kv_string(&j, "config", o->config_path);
+        config_json_kv_uint(&j, "listeners", n);
+        certs_findings_json(fs, &j);
+        config_json_end_object(&j);
+        fputc('\n', out);
         return;
     }
     certs_findings_print(fs, o->color, out);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_json.h"
+
 #include "certs.h"
 #include "certs_internal.h"
 
@@ -159,59 +161,30 @@ certs_findings_print(const struct certs_findings *fs, bool color, FILE *out)
 }
 
 /*
- * certs_json_string(s, out):
- * Write ${s} as a JSON string literal (NULL as null): quotes, backslashes and control bytes
- * are escaped; other bytes pass through (paths are UTF-8 or ASCII).
+ * certs_findings_json(fs, j):
+ * "findings":[...],"errors":N,"warnings":N in the object open in ${j}.
  */
 void
-certs_json_string(const char *s, FILE *out)
-{
-    const unsigned char *p;
-
-    if (s == NULL) {
-        fputs("null", out);
-        return;
-    }
-    fputc('"', out);
-    for (p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            fputc('\\', out);
-            fputc(*p, out);
-        } else if (*p == '\n') {
-            fputs("\\n", out);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            fprintf(out, "\\u%04x", (unsigned)*p);
-        } else {
-            fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
-
-/*
- * certs_findings_print_json(fs, out):
- * "findings":[...],"errors":N,"warnings":N (the caller writes the braces).
- */
-void
-certs_findings_print_json(const struct certs_findings *fs, FILE *out)
+certs_findings_json(const struct certs_findings *fs, struct config_json *j)
 {
     const struct certs_finding *f;
     size_t i;
 
-    fputs("\"findings\":[", out);
+    config_json_key(j, "findings");
+    config_json_begin_array(j);
     for (i = 0; i < fs->n; i++) {
         f = &fs->v[i];
-        fprintf(out, "%s{\"id\":", i > 0 ? "," : "");
-        certs_json_string(f->id, out);
-        fprintf(out, ",\"severity\":\"%s\",\"file\":",
-                f->severity == CERTS_SEV_ERROR ? "error" : "warning");
-        certs_json_string(f->file, out);
-        fprintf(out, ",\"line\":%u,\"col\":%u,\"message\":", f->line, f->col);
-        certs_json_string(f->message, out);
-        fputs(",\"fix\":", out);
-        certs_json_string(f->fix, out);
-        fputc('}', out);
+        config_json_begin_object(j);
+        config_json_kv_string(j, "id", f->id);
+        config_json_kv_string(j, "severity", f->severity == CERTS_SEV_ERROR ? "error" : "warning");
+        config_json_kv_string(j, "file", f->file);
+        config_json_kv_uint(j, "line", f->line);
+        config_json_kv_uint(j, "col", f->col);
+        config_json_kv_string(j, "message", f->message);
+        config_json_kv_string(j, "fix", f->fix);
+        config_json_end_object(j);
     }
-    fprintf(out, "],\"errors\":%zu,\"warnings\":%zu", certs_findings_count(fs, CERTS_SEV_ERROR),
-            certs_findings_count(fs, CERTS_SEV_WARNING));
+    config_json_end_array(j);
+    config_json_kv_uint(j, "errors", certs_findings_count(fs, CERTS_SEV_ERROR));
+    config_json_kv_uint(j, "warnings", certs_findings_count(fs, CERTS_SEV_WARNING));
 }

@@ -39,6 +39,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include "config_json.h"
 #include "tls.h"
 
 #include "certs.h"
@@ -1669,53 +1670,73 @@ view_fill(X509 *x, struct cert_view *v)
     v->self_signed = self_issued(x);
 }
 
+/* "${key}": true, false, or null when ${state} is negative (not known). */
 static void
-json_kv(FILE *out, const char *key, const char *value, bool comma)
+json_tristate(struct config_json *j, const char *key, int state)
 {
-    fprintf(out, "%s\"%s\":", comma ? "," : "", key);
-    certs_json_string(value, out);
+    config_json_key(j, key);
+    if (state < 0) {
+        config_json_null(j);
+    } else {
+        config_json_bool(j, state == 1);
+    }
+}
+
+/* One certificate's object, number ${index} in the file, as the next value of ${j}. */
+static void
+json_cert(struct config_json *j, int index, const struct cert_view *v)
+{
+    const struct {
+        const char *key, *value;
+    } text[] = {
+        {"subject", v->subject},
+        {"issuer", v->issuer},
+        {"serial", v->serial},
+        {"san", v->sans},
+        {"eku", v->ekus},
+        {"key", v->key},
+        {"signature", v->sigalg},
+        {"not_before", v->not_before_rfc3339},
+        {"not_after", v->not_after_rfc3339},
+    };
+
+    config_json_begin_object(j);
+    config_json_kv_int(j, "index", index);
+    for (size_t k = 0; k < sizeof(text) / sizeof(text[0]); k++) {
+        config_json_kv_string(j, text[k].key, text[k].value);
+    }
+    config_json_kv_int(j, "days_left", v->days_left);
+    config_json_kv_string(j, "sha256", v->sha256);
+    config_json_kv_bool(j, "ca", v->ca);
+    config_json_kv_bool(j, "self_signed", v->self_signed);
+    config_json_end_object(j);
 }
 
 static void
 print_json(const struct certs_diag_params *p, const struct certs_diag_report *r,
            const struct certs_findings *fs, FILE *out)
 {
+    struct config_json j;
     struct cert_view v;
     int i;
 
-    fputs("{", out);
-    json_kv(out, "file", p->cert, false);
-    fputs(",\"certificates\":[", out);
+    config_json_init_file(&j, out);
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "file", p->cert);
+    config_json_key(&j, "certificates");
+    config_json_begin_array(&j);
     for (i = 0; r->certs != NULL && i < sk_X509_num(r->certs); i++) {
         view_fill(sk_X509_value(r->certs, i), &v);
-        fprintf(out, "%s{\"index\":%d", i > 0 ? "," : "", i + 1);
-        json_kv(out, "subject", v.subject, true);
-        json_kv(out, "issuer", v.issuer, true);
-        json_kv(out, "serial", v.serial, true);
-        json_kv(out, "san", v.sans, true);
-        json_kv(out, "eku", v.ekus, true);
-        json_kv(out, "key", v.key, true);
-        json_kv(out, "signature", v.sigalg, true);
-        json_kv(out, "not_before", v.not_before_rfc3339, true);
-        json_kv(out, "not_after", v.not_after_rfc3339, true);
-        fprintf(out, ",\"days_left\":%d", v.days_left);
-        json_kv(out, "sha256", v.sha256, true);
-        fprintf(out, ",\"ca\":%s,\"self_signed\":%s}", v.ca ? "true" : "false",
-                v.self_signed ? "true" : "false");
+        json_cert(&j, i + 1, &v);
     }
-    fprintf(out, "],\"order_ok\":%s", r->certs != NULL && r->order_ok ? "true" : "false");
-    fprintf(out, ",\"key_matches\":%s",
-            r->key_state < 0    ? "null"
-            : r->key_state == 1 ? "true"
-                                : "false");
-    fprintf(out, ",\"chain_verifies\":%s",
-            r->chain_state < 0    ? "null"
-            : r->chain_state == 1 ? "true"
-                                  : "false");
-    json_kv(out, "chain", r->chain_text, true);
-    fputs(",", out);
-    certs_findings_print_json(fs, out);
-    fputs("}\n", out);
+    config_json_end_array(&j);
+    config_json_kv_bool(&j, "order_ok", r->certs != NULL && r->order_ok);
+    json_tristate(&j, "key_matches", r->key_state);
+    json_tristate(&j, "chain_verifies", r->chain_state);
+    config_json_kv_string(&j, "chain", r->chain_text);
+    certs_findings_json(fs, &j);
+    config_json_end_object(&j);
+    fputc('\n', out);
 }
 
 static void

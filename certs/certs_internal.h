@@ -159,12 +159,6 @@ int certs_x509_date_str(const ASN1_TIME *t, char *buf, size_t len);
 #define CERTS_EXPIRING_DAYS 30
 
 /*
- * certs_json_string(s, out):
- * Write ${s} as a JSON string literal to ${out} (NULL as null).
- */
-void certs_json_string(const char *s, FILE *out);
-
-/*
  * What certs_inspect_diag_run() learnt besides the findings, for `certs inspect` to show.
  * Zero-initialise; release with certs_inspect_report_clear().
  */

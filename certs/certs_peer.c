@@ -33,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "config.h"
+#include "config_json.h"
 #include "tls.h"
 
 #include "certs.h"
@@ -642,89 +643,60 @@ or_str(const char *s, const char *dflt)
 }
 
 static void
-json_str(FILE *out, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
-
-    fputc('"', out);
-    for (; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            fprintf(out, "\\%c", *p);
-        } else if (*p < 0x20) {
-            fprintf(out, "\\u%04x", *p);
-        } else {
-            fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
-
-static void
-json_kv(FILE *out, const char *k, const char *v, bool comma)
-{
-    json_str(out, k);
-    fputc(':', out);
-    if (v == NULL) {
-        fputs("null", out);
-    } else {
-        json_str(out, v);
-    }
-    if (comma) {
-        fputc(',', out);
-    }
-}
-
-static void
 print_json(const struct peer_report *r, FILE *out)
 {
+    struct config_json j;
     size_t i;
     int alert = r->res.alert_received ? r->res.alert : -1;
 
-    fputc('{', out);
-    json_kv(out, "peer", r->peer, true);
-    json_kv(out, "listener", r->listener, true);
-    json_kv(out, "address", r->address[0] != '\0' ? r->address : NULL, true);
-    fprintf(out, "\"connected\":%s,\"handshake\":%s,", r->connected ? "true" : "false",
-            r->handshake ? "true" : "false");
-    json_kv(out, "tls_version", r->version[0] != '\0' ? r->version : NULL, true);
-    json_kv(out, "cipher", r->cipher[0] != '\0' ? r->cipher : NULL, true);
-    fputs("\"chain\":[", out);
+    config_json_init_file(&j, out);
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "peer", r->peer);
+    config_json_kv_string(&j, "listener", r->listener);
+    config_json_kv_string(&j, "address", r->address[0] != '\0' ? r->address : NULL);
+    config_json_kv_bool(&j, "connected", r->connected);
+    config_json_kv_bool(&j, "handshake", r->handshake);
+    config_json_kv_string(&j, "tls_version", r->version[0] != '\0' ? r->version : NULL);
+    config_json_kv_string(&j, "cipher", r->cipher[0] != '\0' ? r->cipher : NULL);
+    config_json_key(&j, "chain");
+    config_json_begin_array(&j);
     for (i = 0; i < r->n_chain; i++) {
         const struct peer_cert *pc = &r->chain[i];
 
-        fputc('{', out);
-        json_kv(out, "subject", pc->info.subject, true);
-        json_kv(out, "issuer", pc->info.issuer, true);
-        json_kv(out, "sans", pc->info.sans, true);
-        json_kv(out, "ekus", pc->ekus, true);
-        json_kv(out, "not_before", pc->not_before_rfc3339, true);
-        json_kv(out, "not_after", pc->not_after_rfc3339, true);
-        json_kv(out, "key_type", pc->key_type, false);
-        fprintf(out, "}%s", i + 1 < r->n_chain ? "," : "");
+        config_json_begin_object(&j);
+        config_json_kv_string(&j, "subject", pc->info.subject);
+        config_json_kv_string(&j, "issuer", pc->info.issuer);
+        config_json_kv_string(&j, "sans", pc->info.sans);
+        config_json_kv_string(&j, "ekus", pc->ekus);
+        config_json_kv_string(&j, "not_before", pc->not_before_rfc3339);
+        config_json_kv_string(&j, "not_after", pc->not_after_rfc3339);
+        config_json_kv_string(&j, "key_type", pc->key_type);
+        config_json_end_object(&j);
     }
-    fprintf(out, "],\"client_cert_requested\":%s,\"client_ca_names\":[",
-            r->cert_req ? "true" : "false");
+    config_json_end_array(&j);
+    config_json_kv_bool(&j, "client_cert_requested", r->cert_req);
+    config_json_key(&j, "client_ca_names");
+    config_json_begin_array(&j);
     for (i = 0; i < r->n_client_cas; i++) {
-        json_str(out, r->client_cas[i]);
-        if (i + 1 < r->n_client_cas) {
-            fputc(',', out);
-        }
+        config_json_string(&j, r->client_cas[i]);
     }
-    fputs("],\"rules\":{", out);
-    json_kv(out, "chain", rule_state(r, 1), true);
-    json_kv(out, "eku", rule_state(r, 2), true);
-    json_kv(out, "name", rule_state(r, 3), false);
-    fputs("},", out);
-    json_kv(out, "reject", r->res.reject != TLS_REJECT_NONE ? tls_reject_str(r->res.reject) : NULL,
-            true);
-    json_kv(out, "alert", alert >= 0 ? tls_alert_name(alert) : NULL, true);
-    fprintf(out, "\"rejected_us\":%s,", r->rejected_us ? "true" : "false");
-    json_kv(out, "note", r->note[0] != '\0' ? r->note : NULL, true);
-    certs_findings_print_json(&r->findings, out);
-    fputc(',', out);
-    json_kv(out, "verdict", r->ok ? "OK" : "FAIL", true);
-    json_kv(out, "reason", r->reason, false);
-    fputs("}\n", out);
+    config_json_end_array(&j);
+    config_json_key(&j, "rules");
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "chain", rule_state(r, 1));
+    config_json_kv_string(&j, "eku", rule_state(r, 2));
+    config_json_kv_string(&j, "name", rule_state(r, 3));
+    config_json_end_object(&j);
+    config_json_kv_string(&j, "reject",
+                          r->res.reject != TLS_REJECT_NONE ? tls_reject_str(r->res.reject) : NULL);
+    config_json_kv_string(&j, "alert", alert >= 0 ? tls_alert_name(alert) : NULL);
+    config_json_kv_bool(&j, "rejected_us", r->rejected_us);
+    config_json_kv_string(&j, "note", r->note[0] != '\0' ? r->note : NULL);
+    certs_findings_json(&r->findings, &j);
+    config_json_kv_string(&j, "verdict", r->ok ? "OK" : "FAIL");
+    config_json_kv_string(&j, "reason", r->reason);
+    config_json_end_object(&j);
+    fputc('\n', out);
 }
 
 static void

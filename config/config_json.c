@@ -237,6 +237,50 @@ config_json_null(struct config_json *j)
 }
 
 /*
+ * config_json_kv_string(j, key, s):
+ * "${key}":"${s}" (null when ${s} is NULL).
+ */
+void
+config_json_kv_string(struct config_json *j, const char *key, const char *s)
+{
+    config_json_key(j, key);
+    config_json_string(j, s);
+}
+
+/*
+ * config_json_kv_int(j, key, v):
+ * "${key}":${v}.
+ */
+void
+config_json_kv_int(struct config_json *j, const char *key, long long v)
+{
+    config_json_key(j, key);
+    config_json_int(j, v);
+}
+
+/*
+ * config_json_kv_uint(j, key, v):
+ * "${key}":${v}.
+ */
+void
+config_json_kv_uint(struct config_json *j, const char *key, uint64_t v)
+{
+    config_json_key(j, key);
+    config_json_uint(j, v);
+}
+
+/*
+ * config_json_kv_bool(j, key, v):
+ * "${key}":true or false.
+ */
+void
+config_json_kv_bool(struct config_json *j, const char *key, bool v)
+{
+    config_json_key(j, key);
+    config_json_bool(j, v);
+}
+
+/*
  * config_json_raw(j, json, n):
  * Write the ${n} bytes at ${json}, one whole JSON value, as the next value.
  */

@@ -126,6 +126,16 @@ void config_json_bool(struct config_json *j, bool v);
 void config_json_null(struct config_json *j);
 
 /*
+ * config_json_kv_string(j, key, s), config_json_kv_int(j, key, v),
+ * config_json_kv_uint(j, key, v), config_json_kv_bool(j, key, v):
+ * A member of the open object: config_json_key(${j}, ${key}), then the value as above.
+ */
+void config_json_kv_string(struct config_json *j, const char *key, const char *s);
+void config_json_kv_int(struct config_json *j, const char *key, long long v);
+void config_json_kv_uint(struct config_json *j, const char *key, uint64_t v);
+void config_json_kv_bool(struct config_json *j, const char *key, bool v);
+
+/*
  * config_json_raw(j, json, n):
  * Write the ${n} bytes at ${json}, which the caller vouches are one whole JSON value (a
  * number it has checked, an array written by another writer), as the next value.

@@ -44,6 +44,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "config_json.h"
 #include "log.h"
 #include "proxy_admin.h"
 #include "proxy_internal.h"
@@ -1241,13 +1242,20 @@ render_metrics(struct proxy *p, struct evbuffer *b)
 
 /* ---- /healthz, /readyz, /livez ---- */
 
+/* The sink of the admin's JSON writers: append to the evbuffer ${arg}. */
+static void
+admin_json_put(void *arg, const char *s, size_t n)
+{
+    evbuffer_add(arg, s, n);
+}
+
 /*
  * One listener's JSON object: listening or not, and its backend or peer with its state.
  * *${listening} and *${ready} say whether it is up and whether it lets /readyz say 200
  * (${exclude}: PROXY_EXCLUDE_* bits).
  */
 static void
-render_listener(struct proxy *p, struct evbuffer *b, const struct config_listener *cl,
+render_listener(struct proxy *p, struct config_json *j, const struct config_listener *cl,
                 unsigned exclude, bool *listening, bool *ready)
 {
     struct proxy_stats_name *m = stats_for(p, cl->name);
@@ -1256,7 +1264,7 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
     bool excluded = (exclude & (inbound ? PROXY_EXCLUDE_BACKENDS : PROXY_EXCLUDE_PEERS)) != 0;
     enum proxy_reach r = m != NULL ? upstream_reach(m) : PROXY_REACH_UNKNOWN;
     bool target_ok = proxy_admin_reach_ready(inbound, r);
-    char esc[600], addr[300], target[300], reason[800], esc_reason[1000];
+    char addr[300], target[300], reason[800];
     static const char *const states[] = {"unknown", "up", "down"};
 
     config_addr_format(&cl->listen, addr, sizeof(addr));
@@ -1265,21 +1273,21 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
     if (m != NULL) {
         upstream_reason(m, inbound, r, reason, sizeof(reason));
     }
-    evbuffer_add_printf(b, "{\"name\":\"%s\",\"mode\":\"%s\",\"listen\":\"%s\",\"up\":%s,",
-                        log_json_escape(esc, sizeof(esc), cl->name), config_mode_str(cl->mode),
-                        addr, up ? "true" : "false");
-    evbuffer_add_printf(b, "\"%s\":\"%s\",\"%s_up\":%s,\"%s_state\":\"%s\"",
-                        inbound ? "backend" : "peer", log_json_escape(esc, sizeof(esc), target),
-                        inbound ? "backend" : "peer", target_ok ? "true" : "false",
-                        inbound ? "backend" : "peer", states[r]);
+    config_json_begin_object(j);
+    config_json_kv_string(j, "name", cl->name);
+    config_json_kv_string(j, "mode", config_mode_str(cl->mode));
+    config_json_kv_string(j, "listen", addr);
+    config_json_kv_bool(j, "up", up);
+    config_json_kv_string(j, inbound ? "backend" : "peer", target);
+    config_json_kv_bool(j, inbound ? "backend_up" : "peer_up", target_ok);
+    config_json_kv_string(j, inbound ? "backend_state" : "peer_state", states[r]);
     if (reason[0] != '\0') {
-        evbuffer_add_printf(b, ",\"reason\":\"%s\"",
-                            log_json_escape(esc_reason, sizeof(esc_reason), reason));
+        config_json_kv_string(j, "reason", reason);
     }
     if (excluded) {
-        evbuffer_add_printf(b, ",\"excluded\":true");
+        config_json_kv_bool(j, "excluded", true);
     }
-    evbuffer_add_printf(b, "}");
+    config_json_end_object(j);
     *listening = up;
     *ready = up && (target_ok || excluded);
 }
@@ -1287,23 +1295,21 @@ render_listener(struct proxy *p, struct evbuffer *b, const struct config_listene
 /*
  * The "certificates" (certificate and CA files) and "crls" arrays, read again when stale.
  * *${all_valid} is false when a file cannot be read, a certificate has expired or is not
- * valid yet, or a CRL is past its nextUpdate; each such file adds a reason in words to ${why}
- * (a JSON string list, counted in *${n_why}) unless ${why} is NULL.
+ * valid yet, or a CRL is past its nextUpdate; each such file adds a reason in words to the
+ * array open in ${why} unless ${why} is NULL.
  */
 static void
-render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid, struct evbuffer *why,
-             size_t *n_why)
+render_certs(struct proxy *p, struct config_json *j, bool *all_valid, struct config_json *why)
 {
     static const char *const kinds[] = {"certificate file", "CA file", "CRL file"};
     long long now = (long long)time(NULL);
-    char esc[600], line[900];
+    char line[900];
 
     admin_certs_reread(p->admin);
     *all_valid = true;
     for (int crls = 0; crls <= 1; crls++) {
-        size_t n = 0;
-
-        evbuffer_add_printf(b, "%s\"%s\":[", crls ? "," : "", crls ? "crls" : "certificates");
+        config_json_key(j, crls ? "crls" : "certificates");
+        config_json_begin_array(j);
         for (size_t i = 0; i < p->admin->n_certs; i++) {
             const struct admin_cert *c = &p->admin->certs[i];
             enum proxy_file_state st =
@@ -1313,23 +1319,18 @@ render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid, struct evbuff
                 continue;
             }
             *all_valid = *all_valid && st == PROXY_FILE_OK;
+            config_json_begin_object(j);
+            config_json_kv_string(j, "file", c->path);
+            config_json_kv_bool(j, "readable", c->readable);
+            config_json_kv_int(j, crls ? "next_update" : "not_after", c->not_after);
             if (crls) {
-                evbuffer_add_printf(b,
-                                    "%s{\"file\":\"%s\",\"readable\":%s,\"next_update\":%lld,"
-                                    "\"expired\":%s}",
-                                    n++ > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
-                                    c->readable ? "true" : "false", c->not_after,
-                                    st != PROXY_FILE_OK ? "true" : "false");
+                config_json_kv_bool(j, "expired", st != PROXY_FILE_OK);
             } else {
-                evbuffer_add_printf(
-                    b,
-                    "%s{\"file\":\"%s\",\"readable\":%s,\"not_after\":%lld,\"expired\":%s,"
-                    "\"not_yet_valid\":%s}",
-                    n++ > 0 ? "," : "", log_json_escape(esc, sizeof(esc), c->path),
-                    c->readable ? "true" : "false", c->not_after,
-                    st == PROXY_FILE_EXPIRED || st == PROXY_FILE_UNREADABLE ? "true" : "false",
-                    st == PROXY_FILE_NOT_YET_VALID ? "true" : "false");
+                config_json_kv_bool(j, "expired",
+                                    st == PROXY_FILE_EXPIRED || st == PROXY_FILE_UNREADABLE);
+                config_json_kv_bool(j, "not_yet_valid", st == PROXY_FILE_NOT_YET_VALID);
             }
+            config_json_end_object(j);
             if (st == PROXY_FILE_OK || why == NULL) {
                 continue;
             }
@@ -1343,10 +1344,9 @@ render_certs(struct proxy *p, struct evbuffer *b, bool *all_valid, struct evbuff
                          ? "is past its nextUpdate: every peer certificate is refused (reason "
                            "crl) until a fresh CRL is installed"
                          : "has expired");
-            evbuffer_add_printf(why, "%s\"%s\"", (*n_why)++ > 0 ? "," : "",
-                                log_json_escape(esc, sizeof(esc), line));
+            config_json_string(why, line);
         }
-        evbuffer_add_printf(b, "]");
+        config_json_end_array(j);
     }
 }
 
@@ -1355,21 +1355,26 @@ static int
 render_health(struct proxy *p, struct evbuffer *b)
 {
     bool ok = !p->draining, certs_ok;
+    struct config_json j;
 
-    evbuffer_add_printf(b, "{\"listeners\":[");
+    config_json_init(&j, admin_json_put, b);
+    config_json_begin_object(&j);
+    config_json_key(&j, "listeners");
+    config_json_begin_array(&j);
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
         bool up, ready;
 
-        evbuffer_add_printf(b, "%s", i > 0 ? "," : "");
-        render_listener(p, b, &p->cfg->listeners[i], 0, &up, &ready);
+        render_listener(p, &j, &p->cfg->listeners[i], 0, &up, &ready);
         ok = ok && up;
     }
-    evbuffer_add_printf(b, "],");
-    render_certs(p, b, &certs_ok, NULL, NULL);
+    config_json_end_array(&j);
+    render_certs(p, &j, &certs_ok, NULL);
     ok = ok && certs_ok;
-    evbuffer_add_printf(b, ",\"connections\":%u,\"draining\":%s,\"status\":\"%s\"}\n",
-                        proxy_conns_open(p), p->draining ? "true" : "false",
-                        ok ? "ok" : "unhealthy");
+    config_json_kv_uint(&j, "connections", proxy_conns_open(p));
+    config_json_kv_bool(&j, "draining", p->draining);
+    config_json_kv_string(&j, "status", ok ? "ok" : "unhealthy");
+    config_json_end_object(&j);
+    evbuffer_add(b, "\n", 1);
     return ok ? 200 : 503;
 }
 
@@ -1382,23 +1387,27 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
 {
     struct evbuffer *why = evbuffer_new();
     bool ok = !p->draining, certs_ok;
-    size_t n_why = 0;
-    char esc[1200];
+    struct config_json j, jw;
+    const char *reasons;
 
     if (why == NULL) {
         return 500;
     }
+    /* The reasons are found while the listeners and files are written: gather them apart. */
+    config_json_init(&jw, admin_json_put, why);
+    config_json_begin_array(&jw);
     if (p->draining) {
-        evbuffer_add_printf(why, "\"draining: ferry is stopping\"");
-        n_why++;
+        config_json_string(&jw, "draining: ferry is stopping");
     }
-    evbuffer_add_printf(b, "{\"listeners\":[");
+    config_json_init(&j, admin_json_put, b);
+    config_json_begin_object(&j);
+    config_json_key(&j, "listeners");
+    config_json_begin_array(&j);
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
         const struct config_listener *cl = &p->cfg->listeners[i];
         bool up, ready;
 
-        evbuffer_add_printf(b, "%s", i > 0 ? "," : "");
-        render_listener(p, b, cl, exclude, &up, &ready);
+        render_listener(p, &j, cl, exclude, &up, &ready);
         ok = ok && ready;
         if (!ready && !p->draining) {
             char reason[800], line[1100];
@@ -1414,17 +1423,26 @@ render_ready(struct proxy *p, struct evbuffer *b, unsigned exclude)
                      : reason[0] ? reason
                      : inbound   ? "backend down"
                                  : "peer down");
-            evbuffer_add_printf(why, "%s\"%s\"", n_why++ > 0 ? "," : "",
-                                log_json_escape(esc, sizeof(esc), line));
+            config_json_string(&jw, line);
         }
     }
-    evbuffer_add_printf(b, "],");
-    render_certs(p, b, &certs_ok, why, &n_why);
+    config_json_end_array(&j);
+    render_certs(p, &j, &certs_ok, &jw);
+    config_json_end_array(&jw);
     ok = ok && certs_ok;
-    evbuffer_add_printf(b, ",\"draining\":%s,\"reasons\":[", p->draining ? "true" : "false");
-    evbuffer_add_buffer(b, why);
+    config_json_kv_bool(&j, "draining", p->draining);
+    config_json_key(&j, "reasons");
+    reasons = (const char *)evbuffer_pullup(why, -1);
+    if (reasons == NULL) {
+        evbuffer_free(why);
+        evbuffer_drain(b, evbuffer_get_length(b));
+        return 500;
+    }
+    config_json_raw(&j, reasons, evbuffer_get_length(why));
     evbuffer_free(why);
-    evbuffer_add_printf(b, "],\"status\":\"%s\"}\n", ok ? "ready" : "unready");
+    config_json_kv_string(&j, "status", ok ? "ready" : "unready");
+    config_json_end_object(&j);
+    evbuffer_add(b, "\n", 1);
     return ok ? 200 : 503;
 }
 
@@ -1435,8 +1453,12 @@ render_live(struct proxy *p, struct evbuffer *b)
     long long now = proxy_stats_clock_ms();
     bool ok = true;
     char reason[200] = "";
+    struct config_json j;
 
-    evbuffer_add_printf(b, "{\"workers\":[");
+    config_json_init(&j, admin_json_put, b);
+    config_json_begin_object(&j);
+    config_json_key(&j, "workers");
+    config_json_begin_array(&j);
     for (size_t i = 0; i < p->n_workers; i++) {
         const struct proxy_worker *w = p->workers[i];
         long long beat = PROXY_STAT_GET(w->beat_ms);
@@ -1449,15 +1471,20 @@ render_live(struct proxy *p, struct evbuffer *b)
                      now - beat, PROXY_LIVE_STALL_MS);
         }
         ok = ok && !stalled;
-        evbuffer_add_printf(b, "%s{\"id\":%u,\"running\":%s,\"ms_since_beat\":%lld,\"stalled\":%s}",
-                            i > 0 ? "," : "", w->id, running ? "true" : "false",
-                            running ? now - beat : 0, stalled ? "true" : "false");
+        config_json_begin_object(&j);
+        config_json_kv_uint(&j, "id", w->id);
+        config_json_kv_bool(&j, "running", running);
+        config_json_kv_int(&j, "ms_since_beat", running ? now - beat : 0);
+        config_json_kv_bool(&j, "stalled", stalled);
+        config_json_end_object(&j);
     }
-    evbuffer_add_printf(b, "],");
+    config_json_end_array(&j);
     if (!ok) {
-        evbuffer_add_printf(b, "\"reason\":\"%s\",", reason);
+        config_json_kv_string(&j, "reason", reason);
     }
-    evbuffer_add_printf(b, "\"status\":\"%s\"}\n", ok ? "ok" : "stalled");
+    config_json_kv_string(&j, "status", ok ? "ok" : "stalled");
+    config_json_end_object(&j);
+    evbuffer_add(b, "\n", 1);
     return ok ? 200 : 503;
 }
 
@@ -1524,14 +1551,18 @@ client_error(struct admin_client *cl, int code, const char *error, const char *r
              const char *extra_headers)
 {
     struct evbuffer *b = evbuffer_new();
-    char esc[600];
+    struct config_json j;
 
     if (b == NULL) {
         client_free(cl);
         return;
     }
-    evbuffer_add_printf(b, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error,
-                        log_json_escape(esc, sizeof(esc), reason));
+    config_json_init(&j, admin_json_put, b);
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "error", error);
+    config_json_kv_string(&j, "reason", reason);
+    config_json_end_object(&j);
+    evbuffer_add(b, "\n", 1);
     client_answer(cl, code, "application/json", b, head, extra_headers);
     evbuffer_free(b);
 }

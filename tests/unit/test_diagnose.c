@@ -28,6 +28,7 @@
 #include "certs.h"
 #include "certs_internal.h"
 #include "config.h"
+#include "config_json.h"
 #include "pki.h"
 #include "tls.h"
 
@@ -1116,6 +1117,7 @@ test_findings_list(void **state)
     char *buf = NULL;
     size_t len = 0;
     FILE *out;
+    struct config_json j;
 
     (void)state;
     assert_int_equal(certs_findings_add(&fs, "key-mismatch", CERTS_SEV_ERROR, "/a \"b\".key", 0, 0,
@@ -1127,14 +1129,14 @@ test_findings_list(void **state)
                      0);
     assert_int_equal(fs.n, 1);
     assert_non_null(out = open_memstream(&buf, &len));
-    fputc('{', out);
-    certs_findings_print_json(&fs, out);
-    fputc('}', out);
+    config_json_init_file(&j, out);
+    config_json_begin_object(&j);
+    certs_findings_json(&fs, &j);
+    config_json_end_object(&j);
     fclose(out);
-    assert_string_equal(buf,
-                        "{\"findings\":[{\"id\":\"key-mismatch\",\"severity\":\"error\","
-                        "\"file\":\"/a \\\"b\\\".key\",\"line\":0,\"col\":0,\"message\":"
-                        "\"tab\\u0009here\",\"fix\":\"fix it\"}],\"errors\":1,\"warnings\":0}");
+    assert_string_equal(buf, "{\"findings\":[{\"id\":\"key-mismatch\",\"severity\":\"error\","
+                             "\"file\":\"/a \\\"b\\\".key\",\"line\":0,\"col\":0,\"message\":"
+                             "\"tab\\there\",\"fix\":\"fix it\"}],\"errors\":1,\"warnings\":0}");
     free(buf);
     certs_findings_clear(&fs);
 }
