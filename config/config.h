@@ -70,6 +70,18 @@ struct config_file {
     struct config_pos pos;
 };
 
+/*
+ * Defaults, each named once, next to the field it fills: config/ uses these names, and
+ * tests/lint/man-defaults.sh checks that ferry.yaml(5) states the same value for each key.
+ * Durations are in milliseconds (the _MS names); an enum default is the enum's constant.
+ */
+
+/* Defaults of struct config_tls: a tls: mapping with nothing set. */
+#define CONFIG_DEFAULT_TLS_MIN_VERSION        0x0303 /* "1.2" (OpenSSL's TLS1_2_VERSION) */
+#define CONFIG_DEFAULT_TLS_VERIFY_DEPTH       4
+#define CONFIG_DEFAULT_TLS_CN_FALLBACK        false
+#define CONFIG_DEFAULT_TLS_SESSION_RESUMPTION true
+
 /* TLS settings: the top-level `tls:` defaults merged with a listener's `tls:` override. */
 struct config_tls {
     struct config_file cert;
@@ -77,10 +89,10 @@ struct config_tls {
     struct config_file key_passphrase_file;
     struct config_file ca;
     struct config_file crl;
-    int min_version;         /* 0x0303 for "1.2" (default) or 0x0304 for "1.3" (OpenSSL's values) */
-    int verify_depth;        /* default 4 */
-    bool cn_fallback;        /* default false */
-    bool session_resumption; /* default true */
+    int min_version; /* 0x0303 for "1.2" or 0x0304 for "1.3" (OpenSSL's values) */
+    int verify_depth;
+    bool cn_fallback;
+    bool session_resumption;
 };
 
 /* CONTRACT §7: what a matching access rule lets a peer do. */
@@ -119,11 +131,14 @@ enum config_hash {
     CONFIG_HASH_SHA1,
 };
 
+/* Default of struct config_proxy_auth's hash. */
+#define CONFIG_DEFAULT_PROXY_AUTH_HASH CONFIG_HASH_SHA256
+
 /* CONTRACT §6: CouchDB proxy authentication, per inbound http listener. */
 struct config_proxy_auth {
     bool enabled;
     struct config_file secret_file; /* must exist, be non-empty, not readable by group/other */
-    enum config_hash hash;          /* default sha256 */
+    enum config_hash hash;          /* CONFIG_DEFAULT_PROXY_AUTH_HASH */
     char **roles;                   /* sent comma-separated as X-Auth-CouchDB-Roles */
     size_t n_roles;
 };
@@ -150,6 +165,15 @@ struct config_cidr {
 /* backend_proxy_protocol: what an inbound protocol: tcp listener sends its backend first. */
 enum config_backend_pp { CONFIG_BACKEND_PP_NONE, CONFIG_BACKEND_PP_V2 };
 
+/* Defaults of struct config_listener. */
+#define CONFIG_DEFAULT_PROTOCOL               CONFIG_PROTOCOL_HTTP
+#define CONFIG_DEFAULT_CLIENT_CERT            CONFIG_CLIENT_CERT_REQUIRED
+#define CONFIG_DEFAULT_CLIENT_CERT_HEADER     CONFIG_CLIENT_CERT_HEADER_XFCC
+#define CONFIG_DEFAULT_HOST_HEADER            CONFIG_HOST_HEADER_KEEP
+#define CONFIG_DEFAULT_POOL_MAX_IDLE          64
+#define CONFIG_DEFAULT_POOL_IDLE_TIMEOUT_MS   (UINT64_C(60) * 1000)
+#define CONFIG_DEFAULT_BACKEND_PROXY_PROTOCOL CONFIG_BACKEND_PP_NONE
+
 struct config_listener {
     char *name;
     struct config_pos pos; /* the listener's mapping */
@@ -161,8 +185,8 @@ struct config_listener {
     struct config_addr peer;
     struct config_addr connect;
     bool has_connect;
-    enum config_protocol protocol;       /* default http */
-    enum config_client_cert client_cert; /* inbound; default required */
+    enum config_protocol protocol;
+    enum config_client_cert client_cert; /* inbound */
     char **allow;                        /* inbound; NULL when absent (= any cert this CA issued) */
     size_t n_allow;
     struct config_tls tls; /* effective settings: defaults + this listener's override */
@@ -176,7 +200,7 @@ struct config_listener {
     /*
      * protocol http: keep-alive connections to the other side, lent per request (pool:
      * { max_idle, idle_timeout }): mTLS to the peer (outbound), plain to the backend (inbound).
-     * Defaults 64 and 60s; max_idle 0 turns pooling off, and it is 0 on protocol: tcp.
+     * max_idle 0 turns pooling off, and it is 0 on protocol: tcp.
      */
     unsigned pool_max_idle;
     uint64_t pool_idle_timeout_ms;
@@ -188,41 +212,60 @@ struct config_listener {
     bool pp_accept;
     struct config_cidr *pp_from;
     size_t n_pp_from;
-    enum config_backend_pp backend_pp; /* inbound protocol: tcp only; default none */
+    enum config_backend_pp backend_pp; /* inbound protocol: tcp only */
     struct config_via via;             /* outbound */
 };
 
+/* Defaults of struct config_limits. */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS      10000
+#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS (UINT64_C(10) * 1000)
+#define CONFIG_DEFAULT_IDLE_TIMEOUT_MS      (UINT64_C(300) * 1000)
+#define CONFIG_DEFAULT_HEADER_TIMEOUT_MS    (UINT64_C(15) * 1000)
+#define CONFIG_DEFAULT_BACKEND_TIMEOUT_MS   (UINT64_C(60) * 1000)
+#define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS     (UINT64_C(30) * 1000)
+
 struct config_limits {
-    unsigned max_connections;      /* default 10000 */
-    uint64_t handshake_timeout_ms; /* default 10s */
-    uint64_t idle_timeout_ms;      /* default 300s */
-    uint64_t header_timeout_ms;    /* protocol http: a request head must arrive (default 15s) */
-    uint64_t backend_timeout_ms;   /* protocol http: first response byte (default 60s) */
-    uint64_t drain_timeout_ms;     /* SIGTERM: how long open connections may finish (30s) */
+    unsigned max_connections;
+    uint64_t handshake_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t header_timeout_ms;  /* protocol http: a request head must arrive */
+    uint64_t backend_timeout_ms; /* protocol http: first response byte */
+    uint64_t drain_timeout_ms;   /* SIGTERM: how long open connections may finish */
 };
 
 /* Bounds of admin.probe_interval. */
 #define CONFIG_PROBE_INTERVAL_MIN_MS UINT64_C(100)
 #define CONFIG_PROBE_INTERVAL_MAX_MS (UINT64_C(3600) * 1000)
 
+/* Default of struct config_admin's probe_interval_ms. */
+#define CONFIG_DEFAULT_PROBE_INTERVAL_MS (UINT64_C(5) * 1000)
+
 /* `admin:` — the plain-HTTP admin listener (GET /livez, /readyz, /healthz, /metrics). */
 struct config_admin {
     bool enabled;               /* admin.listen is set */
     struct config_addr listen;  /* IP literal and port, e.g. 127.0.0.1:9901 */
-    uint64_t probe_interval_ms; /* readiness: TCP-probe an idle backend this often (5s) */
+    uint64_t probe_interval_ms; /* readiness: TCP-probe an idle backend this often */
 };
+
+/* workers: auto, one event-loop thread per online core. */
+#define CONFIG_WORKERS_AUTO 0
+
+/* Defaults of struct config. */
+#define CONFIG_DEFAULT_LOG_LEVEL  CONFIG_LOG_INFO
+#define CONFIG_DEFAULT_LOG_FORMAT CONFIG_LOG_TEXT
+#define CONFIG_DEFAULT_WORKERS    CONFIG_WORKERS_AUTO
 
 struct config {
     char *path; /* the file it was loaded from, or the name given to config_load_string() */
     struct config_listener *listeners;
     size_t n_listeners;
-    enum config_log_level log_level;   /* default info */
-    enum config_log_format log_format; /* default text */
+    enum config_log_level log_level;
+    enum config_log_format log_format;
     struct config_limits limits;
     struct config_admin admin;
     char *user; /* `user:`: drop privileges to this user after binding; NULL = stay */
     struct config_pos user_pos;
-    unsigned workers; /* `workers:` event-loop threads; 0 = auto (one per online core) */
+    unsigned workers; /* `workers:` event-loop threads; CONFIG_WORKERS_AUTO (0) = auto */
 };
 
 struct config_error {

@@ -531,10 +531,10 @@ static void
 tls_init(struct tls_set *t)
 {
     memset(t, 0, sizeof(*t));
-    t->v.min_version = 0x0303;
-    t->v.verify_depth = 4;
-    t->v.cn_fallback = false;
-    t->v.session_resumption = true;
+    t->v.min_version = CONFIG_DEFAULT_TLS_MIN_VERSION;
+    t->v.verify_depth = CONFIG_DEFAULT_TLS_VERIFY_DEPTH;
+    t->v.cn_fallback = CONFIG_DEFAULT_TLS_CN_FALLBACK;
+    t->v.session_resumption = CONFIG_DEFAULT_TLS_SESSION_RESUMPTION;
 }
 
 static void
@@ -792,7 +792,7 @@ check_workers(struct check *ck, const struct config_node *n, struct config *cfg)
         return;
     }
     if (strcmp(n->text, "auto") == 0) {
-        cfg->workers = 0;
+        cfg->workers = CONFIG_WORKERS_AUTO;
         return;
     }
     if (n->text[0] < '0' || n->text[0] > '9') {
@@ -1219,7 +1219,7 @@ check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
         return;
     }
     pa->enabled = true;
-    pa->hash = CONFIG_HASH_SHA256;
+    pa->hash = CONFIG_DEFAULT_PROXY_AUTH_HASH;
     snprintf(where, sizeof(where), "in %s", path);
     check_keys(ck, n, where, specs, 3, keys, vals);
     if (vals[0] != NULL) {
@@ -1567,13 +1567,14 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
 
     snprintf(lp, sizeof(lp), "listeners[%zu]", idx);
     l->pos = n->pos;
-    l->protocol = CONFIG_PROTOCOL_HTTP;
-    l->client_cert = CONFIG_CLIENT_CERT_REQUIRED;
-    l->client_cert_header = CONFIG_CLIENT_CERT_HEADER_XFCC;
-    l->host_header = CONFIG_HOST_HEADER_KEEP;
-    l->proxy_auth.hash = CONFIG_HASH_SHA256;
-    l->pool_max_idle = 64;
-    l->pool_idle_timeout_ms = 60000;
+    l->protocol = CONFIG_DEFAULT_PROTOCOL;
+    l->client_cert = CONFIG_DEFAULT_CLIENT_CERT;
+    l->client_cert_header = CONFIG_DEFAULT_CLIENT_CERT_HEADER;
+    l->host_header = CONFIG_DEFAULT_HOST_HEADER;
+    l->proxy_auth.hash = CONFIG_DEFAULT_PROXY_AUTH_HASH;
+    l->pool_max_idle = CONFIG_DEFAULT_POOL_MAX_IDLE;
+    l->pool_idle_timeout_ms = CONFIG_DEFAULT_POOL_IDLE_TIMEOUT_MS;
+    l->backend_pp = CONFIG_DEFAULT_BACKEND_PROXY_PROTOCOL;
     tls_init(&aux->tls);
     if (!want_type(ck, n, lp, CONFIG_NODE_MAPPING)) {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
@@ -2006,6 +2007,22 @@ check_duplicates(struct check *ck, const struct config *cfg, const struct listen
     }
 }
 
+/* The defaults of ${cfg}, before the file's keys are read (the listeners have their own). */
+static void
+config_defaults(struct config *cfg)
+{
+    cfg->log_level = CONFIG_DEFAULT_LOG_LEVEL;
+    cfg->log_format = CONFIG_DEFAULT_LOG_FORMAT;
+    cfg->limits.max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+    cfg->limits.handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    cfg->limits.idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->limits.header_timeout_ms = CONFIG_DEFAULT_HEADER_TIMEOUT_MS;
+    cfg->limits.backend_timeout_ms = CONFIG_DEFAULT_BACKEND_TIMEOUT_MS;
+    cfg->limits.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
+    cfg->admin.probe_interval_ms = CONFIG_DEFAULT_PROBE_INTERVAL_MS;
+    cfg->workers = CONFIG_DEFAULT_WORKERS;
+}
+
 static const struct key_spec top_keys[] = {
     {"tls", 0},     {"listeners", KEY_REQUIRED},
     {"log", 0},     {"limits", 0},
@@ -2048,15 +2065,7 @@ config_check(const struct config_node *root, const char *file, const char *based
     if ((cfg->path = strdup(file)) == NULL) {
         goto oom;
     }
-    cfg->log_level = CONFIG_LOG_INFO;
-    cfg->log_format = CONFIG_LOG_TEXT;
-    cfg->limits.max_connections = 10000;
-    cfg->limits.handshake_timeout_ms = UINT64_C(10) * 1000;
-    cfg->limits.idle_timeout_ms = UINT64_C(300) * 1000;
-    cfg->limits.header_timeout_ms = UINT64_C(15) * 1000;
-    cfg->limits.backend_timeout_ms = UINT64_C(60) * 1000;
-    cfg->limits.drain_timeout_ms = UINT64_C(30) * 1000;
-    cfg->admin.probe_interval_ms = UINT64_C(5) * 1000;
+    config_defaults(cfg);
 
     if (root->type != CONFIG_NODE_MAPPING) {
         ck_err(&ck, root, "expected a mapping at the top level (with listeners:), got %s",
