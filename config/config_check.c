@@ -71,6 +71,61 @@ struct listener_aux {
     struct tls_set tls;
 };
 
+/* The keys of a listener, in the order of the schema; index into listener_check's keys and vals. */
+enum listener_key {
+    L_NAME,
+    L_MODE,
+    L_LISTEN,
+    L_BACKEND,
+    L_PEER,
+    L_CONNECT,
+    L_PROTOCOL,
+    L_CLIENT_CERT,
+    L_ALLOW,
+    L_TLS,
+    L_POOL,
+    L_ACCESS,
+    L_COUCHDB_PROXY_AUTH,
+    L_CLIENT_CERT_HEADER,
+    L_HOST_HEADER,
+    L_PROXY_PROTOCOL,
+    L_BACKEND_PROXY_PROTOCOL,
+    L_VIA,
+    L_NKEYS
+};
+
+static const struct key_spec listener_keys[L_NKEYS] = {
+    {"name", KEY_REQUIRED},
+    {"mode", KEY_REQUIRED},
+    {"listen", KEY_REQUIRED},
+    {"backend", 0},
+    {"peer", 0},
+    {"connect", 0},
+    {"protocol", 0},
+    {"client_cert", 0},
+    {"allow", 0},
+    {"tls", 0},
+    {"pool", 0},
+    {"access", 0},
+    {"couchdb_proxy_auth", 0},
+    {"client_cert_header", 0},
+    {"host_header", 0},
+    {"proxy_protocol", 0},
+    {"backend_proxy_protocol", 0},
+    {"via", 0},
+};
+
+/* A listener being checked: what its key rules and value parsers share. */
+struct listener_check {
+    const char *lp;  /* "listeners[0]" */
+    char where[192]; /* "in listeners[0] (to-node2)" */
+    struct config_listener *l;
+    struct listener_aux *aux;
+    const struct config_node *keys[L_NKEYS]; /* as written (check_keys()) */
+    const struct config_node *vals[L_NKEYS]; /* NULL when absent or refused */
+    bool protocol_ok;                        /* protocol: absent (http) or good */
+};
+
 static void ck_err(struct check *ck, const struct config_node *at, const char *fmt, ...)
     CONFIG_PRINTF(3, 4);
 
@@ -1003,16 +1058,13 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
     }
 }
 
-/* Check listener ${l}'s allow: sequence ${n}. */
+/* Check a listener's allow: sequence ${n} at ${path}. */
 static void
-check_allow(struct check *ck, const struct config_node *n, const char *lp,
-            struct config_listener *l)
+check_allow(struct check *ck, const struct config_node *n, const char *path,
+            struct listener_check *lc)
 {
-    char path[192];
-
-    snprintf(path, sizeof(path), "%s.allow", lp);
-    check_names(ck, n, path, "; remove allow: to accept any certificate the CA issued", &l->allow,
-                &l->n_allow);
+    check_names(ck, n, path, "; remove allow: to accept any certificate the CA issued",
+                &lc->l->allow, &lc->l->n_allow);
 }
 
 /* The databases: globs of access rule ${r}, at ${path}. */
@@ -1111,16 +1163,15 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
     }
 }
 
-/* Check listener ${l}'s access: sequence ${n}. */
+/* Check a listener's access: sequence ${n} at ${path}. */
 static void
-check_access(struct check *ck, const struct config_node *n, const char *lp,
-             struct config_listener *l)
+check_access(struct check *ck, const struct config_node *n, const char *path,
+             struct listener_check *lc)
 {
-    char path[192];
+    struct config_listener *l = lc->l;
     char rp[224];
     size_t i;
 
-    snprintf(path, sizeof(path), "%s.access", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_SEQUENCE)) {
         return;
     }
@@ -1195,10 +1246,10 @@ check_roles(struct check *ck, const struct config_node *n, const char *path,
     }
 }
 
-/* Check listener ${l}'s couchdb_proxy_auth: mapping ${n}. */
+/* Check a listener's couchdb_proxy_auth: mapping ${n} at ${path}. */
 static void
-check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
-                 struct config_listener *l)
+check_proxy_auth(struct check *ck, const struct config_node *n, const char *path,
+                 struct listener_check *lc)
 {
     static const struct key_spec specs[] = {
         {"secret_file", KEY_REQUIRED},
@@ -1206,15 +1257,13 @@ check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
         {"roles", 0},
     };
     static const char *const hashes[] = {"sha256", "sha1"}; /* in the order of enum config_hash */
-    struct config_proxy_auth *pa = &l->proxy_auth;
+    struct config_proxy_auth *pa = &lc->l->proxy_auth;
     const struct config_node *keys[3];
     const struct config_node *vals[3];
-    char path[192];
     char where[224];
     char kp[256];
     int v;
 
-    snprintf(path, sizeof(path), "%s.couchdb_proxy_auth", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
     }
@@ -1238,99 +1287,19 @@ check_proxy_auth(struct check *ck, const struct config_node *n, const char *lp,
     }
 }
 
-/* The keys of a listener, in the order of the schema; index into vals[] below. */
-enum listener_key {
-    L_NAME,
-    L_MODE,
-    L_LISTEN,
-    L_BACKEND,
-    L_PEER,
-    L_CONNECT,
-    L_PROTOCOL,
-    L_CLIENT_CERT,
-    L_ALLOW,
-    L_TLS,
-    L_POOL,
-    L_ACCESS,
-    L_COUCHDB_PROXY_AUTH,
-    L_CLIENT_CERT_HEADER,
-    L_HOST_HEADER,
-    L_PROXY_PROTOCOL,
-    L_BACKEND_PROXY_PROTOCOL,
-    L_VIA,
-    L_NKEYS
-};
-
-static const struct key_spec listener_keys[L_NKEYS] = {
-    {"name", KEY_REQUIRED},
-    {"mode", KEY_REQUIRED},
-    {"listen", KEY_REQUIRED},
-    {"backend", 0},
-    {"peer", 0},
-    {"connect", 0},
-    {"protocol", 0},
-    {"client_cert", 0},
-    {"allow", 0},
-    {"tls", 0},
-    {"pool", 0},
-    {"access", 0},
-    {"couchdb_proxy_auth", 0},
-    {"client_cert_header", 0},
-    {"host_header", 0},
-    {"proxy_protocol", 0},
-    {"backend_proxy_protocol", 0},
-    {"via", 0},
-};
-
-/*
- * The listener keys that need protocol: http (and one mode, unless any_mode): why they need
- * each, for the errors on a listener that has the other mode or protocol: tcp.
- */
-struct http_key {
-    enum listener_key key;
-    bool any_mode;
-    enum config_mode mode;
-    const char *why_mode;
-    const char *why_http;
-};
-
-static const struct http_key http_keys[] = {
-    {L_ACCESS, false, CONFIG_MODE_INBOUND,
-     "access applies only to inbound listeners: its rules limit what connecting peers may do; "
-     "set them on the peer's inbound listener",
-     "access rules need protocol: http: ferry must read the request to apply them"},
-    {L_COUCHDB_PROXY_AUTH, false, CONFIG_MODE_INBOUND,
-     "couchdb_proxy_auth applies only to inbound listeners: the inbound listener in front of "
-     "CouchDB adds the X-Auth-CouchDB-* headers",
-     "couchdb_proxy_auth needs protocol: http: ferry must add X-Auth-CouchDB-* headers to each "
-     "request"},
-    {L_CLIENT_CERT_HEADER, false, CONFIG_MODE_INBOUND,
-     "client_cert_header applies only to inbound listeners: it tells the backend which "
-     "certificate the connecting peer presented",
-     "client_cert_header needs protocol: http: ferry must add the header to each request"},
-    {L_HOST_HEADER, false, CONFIG_MODE_OUTBOUND,
-     "host_header applies only to outbound listeners: an inbound listener forwards Host as the "
-     "peer sent it",
-     "host_header needs protocol: http: ferry must rewrite the Host header of each request"},
-    {L_POOL, true, CONFIG_MODE_OUTBOUND, NULL,
-     "pool needs protocol: http: ferry must see where each response ends to reuse a "
-     "connection"},
-};
-#define HTTP_NKEYS (sizeof(http_keys) / sizeof(http_keys[0]))
-
-/* Check listener ${l}'s pool: mapping ${n} (protocol http). */
+/* Check a listener's pool: mapping ${n} at ${path} (protocol http). */
 static void
-check_pool(struct check *ck, const struct config_node *n, const char *lp, struct config_listener *l)
+check_pool(struct check *ck, const struct config_node *n, const char *path,
+           struct listener_check *lc)
 {
     static const struct key_spec specs[] = {{"max_idle", 0}, {"idle_timeout", 0}};
+    struct config_listener *l = lc->l;
     const struct config_node *keys[2];
     const struct config_node *vals[2];
-    char path[192];
     char where[224];
     char kp[256];
     unsigned long v;
 
-    snprintf(path, sizeof(path), "%s.pool", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
     }
@@ -1403,22 +1372,22 @@ get_proxy_auth_file(struct check *ck, const struct config_node *n, const char *p
     return (0);
 }
 
-/* Check listener ${l}'s via: mapping ${n} (outbound). */
+/* Check a listener's via: mapping ${n} at ${path} (outbound). */
 static void
-check_via(struct check *ck, const struct config_node *n, const char *lp, struct config_listener *l)
+check_via(struct check *ck, const struct config_node *n, const char *path,
+          struct listener_check *lc)
 {
     static const struct key_spec specs[] = {
         {"proxy", KEY_REQUIRED}, {"auth_file", 0}, {"connect_timeout", 0}};
+    struct config_listener *l = lc->l;
     const struct config_node *keys[3];
     const struct config_node *vals[3];
-    char path[192];
     char where[224];
     char kp[256];
     char why[256];
     char got[128];
     const char *text;
 
-    snprintf(path, sizeof(path), "%s.via", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
     }
@@ -1477,22 +1446,21 @@ check_via(struct check *ck, const struct config_node *n, const char *lp, struct 
     }
 }
 
-/* Check listener ${l}'s proxy_protocol: mapping ${n} (inbound). */
+/* Check a listener's proxy_protocol: mapping ${n} at ${path} (inbound). */
 static void
-check_proxy_protocol(struct check *ck, const struct config_node *n, const char *lp,
-                     struct config_listener *l)
+check_proxy_protocol(struct check *ck, const struct config_node *n, const char *path,
+                     struct listener_check *lc)
 {
     static const struct key_spec specs[] = {{"accept", 0}, {"from", 0}};
+    struct config_listener *l = lc->l;
     const struct config_node *keys[2];
     const struct config_node *vals[2];
-    char path[192];
     char where[224];
     char kp[256];
     char why[160];
     char got[128];
     size_t i;
 
-    snprintf(path, sizeof(path), "%s.proxy_protocol", lp);
     if (!want_type(ck, n, path, CONFIG_NODE_MAPPING)) {
         return;
     }
@@ -1542,31 +1510,322 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
     }
 }
 
-/* Check listeners[${idx}] mapping ${n} into ${l} and ${aux}. */
+/* The listener's name: letters, digits, "_", "." and "-". */
 static void
-check_listener(struct check *ck, const struct config_node *n, size_t idx, struct config_listener *l,
-               struct listener_aux *aux)
+check_name(struct check *ck, const struct config_node *n, const char *path,
+           struct listener_check *lc)
 {
-    static const char *const modes[] = {"inbound", "outbound"};
-    static const char *const protocols[] = {"http", "tcp"};
-    static const char *const client_certs[] = {"required", "none"};
-    static const char *const cert_headers[] = {"xfcc", "rfc9440", "none"};
-    static const char *const host_headers[] = {"keep", "peer"};
-    static const char *const backend_pps[] = {"none", "v2"};
-    const struct config_node *keys[L_NKEYS];
-    const struct config_node *vals[L_NKEYS];
-    const char *name;
-    char lp[64];
-    char where[192];
-    char kp[192];
     char got[128];
-    bool protocol_ok = true; /* absent is http */
-    bool client_cert_ok = true;
-    size_t h;
+
+    if (!want_scalar(ck, n, path, "a name")) {
+        return;
+    }
+    if (!valid_name(n->text)) {
+        ck_err(ck, n, "%s: expected a name of letters, digits, \"_\", \".\" and \"-\", got %s",
+               path, what(n, got, sizeof(got)));
+    } else if (get_string(ck, n, path, &lc->l->name) == 0) {
+        lc->aux->name_node = n;
+    }
+}
+
+/* listen: an IP address and port (aux->listen_ok and listen_node when good). */
+static void
+check_listen(struct check *ck, const struct config_node *n, const char *path,
+             struct listener_check *lc)
+{
+    if (get_addr(ck, n, path, false, &lc->l->listen) == 0) {
+        lc->aux->listen_ok = true;
+        lc->aux->listen_node = n;
+    }
+}
+
+/* backend: host:port (inbound). */
+static void
+check_backend(struct check *ck, const struct config_node *n, const char *path,
+              struct listener_check *lc)
+{
+    get_addr(ck, n, path, true, &lc->l->backend);
+}
+
+/* peer: host:port (outbound). */
+static void
+check_peer(struct check *ck, const struct config_node *n, const char *path,
+           struct listener_check *lc)
+{
+    get_addr(ck, n, path, true, &lc->l->peer);
+}
+
+/* connect: an IP address and port dialled instead of peer's host (outbound). */
+static void
+check_connect(struct check *ck, const struct config_node *n, const char *path,
+              struct listener_check *lc)
+{
+    if (get_addr(ck, n, path, false, &lc->l->connect) == 0) {
+        lc->l->has_connect = true;
+    }
+}
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The listener keys whose value is one of a few words, each in the order of its enum. */
+struct listener_enum {
+    enum listener_key key;
+    const char *const *names;
+    size_t n_names;
+    const char *expected;
+};
+
+static const char *const modes[] = {"inbound", "outbound"};
+static const char *const protocols[] = {"http", "tcp"};
+static const char *const client_certs[] = {"required", "none"};
+static const char *const cert_headers[] = {"xfcc", "rfc9440", "none"};
+static const char *const host_headers[] = {"keep", "peer"};
+static const char *const backend_pps[] = {"none", "v2"};
+
+static const struct listener_enum listener_enums[] = {
+    {L_MODE, modes, ARRAY_LEN(modes), "inbound or outbound"},
+    {L_PROTOCOL, protocols, ARRAY_LEN(protocols), "http or tcp"},
+    {L_CLIENT_CERT, client_certs, ARRAY_LEN(client_certs), "required or none"},
+    {L_CLIENT_CERT_HEADER, cert_headers, ARRAY_LEN(cert_headers), "xfcc, rfc9440 or none"},
+    {L_HOST_HEADER, host_headers, ARRAY_LEN(host_headers), "keep or peer"},
+    {L_BACKEND_PROXY_PROTOCOL, backend_pps, ARRAY_LEN(backend_pps), "none or v2"},
+};
+
+/*
+ * The value of enum key ${key} at ${n} (a row of listener_enums[]) into its field of the
+ * listener.  A good mode sets aux->mode_ok; a bad protocol clears protocol_ok.
+ */
+static void
+check_enum(struct check *ck, const struct config_node *n, const char *path, enum listener_key key,
+           struct listener_check *lc)
+{
+    const struct listener_enum *e = listener_enums;
+    struct config_listener *l = lc->l;
     int v;
 
-    snprintf(lp, sizeof(lp), "listeners[%zu]", idx);
-    l->pos = n->pos;
+    while (e < listener_enums + ARRAY_LEN(listener_enums) - 1 && e->key != key) {
+        e++;
+    }
+    if (get_enum(ck, n, path, e->names, e->n_names, e->expected, &v) != 0) {
+        if (key == L_PROTOCOL) {
+            lc->protocol_ok = false;
+        }
+        return;
+    }
+    switch (key) {
+    case L_MODE:
+        l->mode = (enum config_mode)v;
+        lc->aux->mode_ok = true;
+        break;
+    case L_PROTOCOL:
+        l->protocol = (enum config_protocol)v;
+        break;
+    case L_CLIENT_CERT:
+        l->client_cert = (enum config_client_cert)v;
+        break;
+    case L_CLIENT_CERT_HEADER:
+        l->client_cert_header = (enum config_client_cert_header)v;
+        break;
+    case L_HOST_HEADER:
+        l->host_header = (enum config_host_header)v;
+        break;
+    case L_BACKEND_PROXY_PROTOCOL:
+        l->backend_pp = (enum config_backend_pp)v;
+        break;
+    default:
+        break;
+    }
+}
+
+/* backend_proxy_protocol: protocol tcp only (on http the backend reads X-Forwarded-For). */
+static void
+check_backend_pp(struct check *ck, const struct config_node *n, const char *path,
+                 struct listener_check *lc)
+{
+    if (lc->protocol_ok && lc->l->protocol == CONFIG_PROTOCOL_HTTP) {
+        ck_err(ck, lc->keys[L_BACKEND_PROXY_PROTOCOL],
+               "%s needs protocol: tcp: on protocol: http the backend gets the client's "
+               "address in X-Forwarded-For",
+               path);
+    } else {
+        check_enum(ck, n, path, L_BACKEND_PROXY_PROTOCOL, lc);
+    }
+}
+
+/* tls: the listener's override of the top-level tls: (into aux->tls). */
+static void
+check_listener_tls(struct check *ck, const struct config_node *n, const char *path,
+                   struct listener_check *lc)
+{
+    check_tls(ck, n, path, &lc->aux->tls);
+}
+
+/*
+ * Where each listener key may appear, one row per rule, in the order their errors are
+ * reported (before any value is parsed).  A key of one mode (why_mode) is refused on the
+ * other mode; a key of protocol http (why_http) is refused on protocol: tcp, which relays
+ * bytes without reading them (only the mode error when both are wrong).  A required row
+ * names a key that ${mode} cannot do without, and why_mode says what it is for.  With a mode
+ * or protocol that is itself wrong, nothing is refused for it and the value is still checked.
+ */
+struct listener_place {
+    enum listener_key key;
+    enum config_mode mode; /* the mode the key belongs to (unused when why_mode is NULL) */
+    bool required;         /* missing on ${mode}: an error */
+    const char *why_mode;  /* the error on the other mode; NULL: either mode */
+    const char *why_http;  /* the error on protocol: tcp; NULL: either protocol */
+};
+
+static const struct listener_place listener_places[] = {
+    {L_ACCESS, CONFIG_MODE_INBOUND, false,
+     "access applies only to inbound listeners: its rules limit what connecting peers may do; "
+     "set them on the peer's inbound listener",
+     "access rules need protocol: http: ferry must read the request to apply them"},
+    {L_COUCHDB_PROXY_AUTH, CONFIG_MODE_INBOUND, false,
+     "couchdb_proxy_auth applies only to inbound listeners: the inbound listener in front of "
+     "CouchDB adds the X-Auth-CouchDB-* headers",
+     "couchdb_proxy_auth needs protocol: http: ferry must add X-Auth-CouchDB-* headers to each "
+     "request"},
+    {L_CLIENT_CERT_HEADER, CONFIG_MODE_INBOUND, false,
+     "client_cert_header applies only to inbound listeners: it tells the backend which "
+     "certificate the connecting peer presented",
+     "client_cert_header needs protocol: http: ferry must add the header to each request"},
+    {L_HOST_HEADER, CONFIG_MODE_OUTBOUND, false,
+     "host_header applies only to outbound listeners: an inbound listener forwards Host as the "
+     "peer sent it",
+     "host_header needs protocol: http: ferry must rewrite the Host header of each request"},
+    {L_POOL, CONFIG_MODE_OUTBOUND, false, NULL,
+     "pool needs protocol: http: ferry must see where each response ends to reuse a "
+     "connection"},
+    {L_BACKEND, CONFIG_MODE_INBOUND, false,
+     "backend applies only to inbound listeners; an outbound listener uses peer", NULL},
+    {L_CLIENT_CERT, CONFIG_MODE_INBOUND, false,
+     "client_cert applies only to inbound listeners; an outbound listener always presents "
+     "tls.cert to its peer",
+     NULL},
+    {L_ALLOW, CONFIG_MODE_INBOUND, false,
+     "allow applies only to inbound listeners; an outbound listener checks the peer's "
+     "certificate against the host of peer",
+     NULL},
+    {L_PEER, CONFIG_MODE_OUTBOUND, true, "an outbound listener connects to it", NULL},
+    {L_PROXY_PROTOCOL, CONFIG_MODE_INBOUND, false,
+     "proxy_protocol applies only to inbound listeners: a load balancer in front of ferry "
+     "passes the client's address in it",
+     NULL},
+    {L_BACKEND_PROXY_PROTOCOL, CONFIG_MODE_INBOUND, false,
+     "backend_proxy_protocol applies only to inbound listeners (it is sent to backend)", NULL},
+    {L_PEER, CONFIG_MODE_OUTBOUND, false,
+     "peer applies only to outbound listeners; an inbound listener uses backend", NULL},
+    {L_CONNECT, CONFIG_MODE_OUTBOUND, false, "connect applies only to outbound listeners", NULL},
+    {L_BACKEND, CONFIG_MODE_INBOUND, true, "an inbound listener forwards to it", NULL},
+    {L_VIA, CONFIG_MODE_OUTBOUND, false,
+     "via applies only to outbound listeners: it names the egress proxy ferry goes through to "
+     "reach peer",
+     NULL},
+};
+
+/*
+ * How each listener key is parsed, in the order the values are checked (a NULL check: one of
+ * the words of its listener_enums[] row).  The rows marked first (mode and protocol among
+ * them) are read before listener_places[] is applied; a row with why_no_cert is refused on
+ * client_cert: none, where no peer is verified.
+ */
+struct listener_parse {
+    enum listener_key key;
+    bool first;
+    void (*check)(struct check *ck, const struct config_node *n, const char *path,
+                  struct listener_check *lc); /* NULL: a word of listener_enums[] */
+    const char *why_no_cert;
+};
+
+static const struct listener_parse listener_parses[] = {
+    {L_NAME, true, check_name, NULL},
+    {L_MODE, true, NULL, NULL},
+    {L_LISTEN, true, check_listen, NULL},
+    {L_PROTOCOL, true, NULL, NULL},
+    {L_BACKEND, false, check_backend, NULL},
+    {L_PEER, false, check_peer, NULL},
+    {L_CONNECT, false, check_connect, NULL},
+    {L_CLIENT_CERT, false, NULL, NULL},
+    {L_ALLOW, false, check_allow, NULL},
+    {L_ACCESS, false, check_access,
+     "access rules match the names of verified peers, and with client_cert: none no peer is "
+     "verified, so every request would be refused; set client_cert: required or remove "
+     "access:"},
+    {L_COUCHDB_PROXY_AUTH, false, check_proxy_auth,
+     "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, and with "
+     "client_cert: none there is none; set client_cert: required or remove "
+     "couchdb_proxy_auth:"},
+    {L_CLIENT_CERT_HEADER, false, NULL, NULL},
+    {L_HOST_HEADER, false, NULL, NULL},
+    {L_POOL, false, check_pool, NULL},
+    {L_PROXY_PROTOCOL, false, check_proxy_protocol, NULL},
+    {L_VIA, false, check_via, NULL},
+    {L_BACKEND_PROXY_PROTOCOL, false, check_backend_pp, NULL},
+    {L_TLS, false, check_listener_tls, NULL},
+};
+
+/* Refuse the keys of listener ${n} that its mode or protocol cannot take (listener_places[]). */
+static void
+check_places(struct check *ck, const struct config_node *n, struct listener_check *lc)
+{
+    const struct config_listener *l = lc->l;
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(listener_places); i++) {
+        const struct listener_place *p = &listener_places[i];
+        const struct config_node *k = lc->keys[p->key];
+
+        if (p->required) {
+            if (lc->aux->mode_ok && l->mode == p->mode && k == NULL) {
+                ck_err(ck, n, "missing required key \"%s\" %s (%s)", listener_keys[p->key].name,
+                       lc->where, p->why_mode);
+            }
+        } else if (k == NULL) {
+            continue;
+        } else if (p->why_mode != NULL && lc->aux->mode_ok && l->mode != p->mode) {
+            ck_err(ck, k, "%s", p->why_mode);
+            lc->vals[p->key] = NULL;
+        } else if (p->why_http != NULL && lc->protocol_ok && l->protocol == CONFIG_PROTOCOL_TCP) {
+            ck_err(ck, k, "%s, and %s has protocol: tcp", p->why_http, lc->aux->label);
+            lc->vals[p->key] = NULL;
+        }
+    }
+}
+
+/* Check the values of the listener_parses[] rows whose first is ${first}. */
+static void
+check_values(struct check *ck, struct listener_check *lc, bool first)
+{
+    char kp[192];
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(listener_parses); i++) {
+        const struct listener_parse *p = &listener_parses[i];
+        const struct config_node *v = lc->vals[p->key];
+
+        if (p->first != first || v == NULL) {
+            continue;
+        }
+        /* Peer identities come from client certificates: nothing to match without them. */
+        if (p->why_no_cert != NULL && lc->l->client_cert == CONFIG_CLIENT_CERT_NONE) {
+            ck_err(ck, lc->keys[p->key], "%s", p->why_no_cert);
+            lc->vals[p->key] = NULL;
+            continue;
+        }
+        snprintf(kp, sizeof(kp), "%s.%s", lc->lp, listener_keys[p->key].name);
+        if (p->check == NULL) {
+            check_enum(ck, v, kp, p->key, lc);
+        } else {
+            p->check(ck, v, kp, lc);
+        }
+    }
+}
+
+/* The defaults of listener ${l}, before its keys are read. */
+static void
+listener_defaults(struct config_listener *l)
+{
     l->protocol = CONFIG_DEFAULT_PROTOCOL;
     l->client_cert = CONFIG_DEFAULT_CLIENT_CERT;
     l->client_cert_header = CONFIG_DEFAULT_CLIENT_CERT_HEADER;
@@ -1575,6 +1834,20 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     l->pool_max_idle = CONFIG_DEFAULT_POOL_MAX_IDLE;
     l->pool_idle_timeout_ms = CONFIG_DEFAULT_POOL_IDLE_TIMEOUT_MS;
     l->backend_pp = CONFIG_DEFAULT_BACKEND_PROXY_PROTOCOL;
+}
+
+/* Check listeners[${idx}] mapping ${n} into ${l} and ${aux}. */
+static void
+check_listener(struct check *ck, const struct config_node *n, size_t idx, struct config_listener *l,
+               struct listener_aux *aux)
+{
+    struct listener_check lc;
+    const char *name;
+    char lp[64];
+
+    snprintf(lp, sizeof(lp), "listeners[%zu]", idx);
+    l->pos = n->pos;
+    listener_defaults(l);
     tls_init(&aux->tls);
     if (!want_type(ck, n, lp, CONFIG_NODE_MAPPING)) {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
@@ -1588,209 +1861,21 @@ check_listener(struct check *ck, const struct config_node *n, size_t idx, struct
     } else {
         snprintf(aux->label, sizeof(aux->label), "%s", lp);
     }
-    snprintf(where, sizeof(where), "in %s", aux->label);
-    check_keys(ck, n, where, listener_keys, L_NKEYS, keys, vals);
+    memset(&lc, 0, sizeof(lc));
+    lc.lp = lp;
+    lc.l = l;
+    lc.aux = aux;
+    lc.protocol_ok = true; /* absent is http */
+    snprintf(lc.where, sizeof(lc.where), "in %s", aux->label);
+    check_keys(ck, n, lc.where, listener_keys, L_NKEYS, lc.keys, lc.vals);
 
-    if (vals[L_NAME] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.name", lp);
-        if (want_scalar(ck, vals[L_NAME], kp, "a name")) {
-            if (!valid_name(vals[L_NAME]->text)) {
-                ck_err(ck, vals[L_NAME],
-                       "%s: expected a name of letters, digits, \"_\", \".\" and \"-\", got %s", kp,
-                       what(vals[L_NAME], got, sizeof(got)));
-            } else if (get_string(ck, vals[L_NAME], kp, &l->name) == 0) {
-                aux->name_node = vals[L_NAME];
-            }
-        }
-    }
+    check_values(ck, &lc, true);
+    check_places(ck, n, &lc);
+    check_values(ck, &lc, false);
 
-    if (vals[L_MODE] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.mode", lp);
-        if (get_enum(ck, vals[L_MODE], kp, modes, 2, "inbound or outbound", &v) == 0) {
-            l->mode = (enum config_mode)v;
-            aux->mode_ok = true;
-        }
-    }
-
-    if (vals[L_LISTEN] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.listen", lp);
-        if (get_addr(ck, vals[L_LISTEN], kp, false, &l->listen) == 0) {
-            aux->listen_ok = true;
-            aux->listen_node = vals[L_LISTEN];
-        }
-    }
-
-    if (vals[L_PROTOCOL] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.protocol", lp);
-        if (get_enum(ck, vals[L_PROTOCOL], kp, protocols, 2, "http or tcp", &v) == 0) {
-            l->protocol = (enum config_protocol)v;
-        } else {
-            protocol_ok = false;
-        }
-    }
-
-    /*
-     * The keys of protocol: http, each for one mode: refuse them on the other mode (only that
-     * error when both are wrong) and on protocol: tcp, which relays bytes without reading them.
-     * With a mode or protocol that is itself wrong, the value is still checked.
-     */
-    for (h = 0; h < HTTP_NKEYS; h++) {
-        const struct http_key *hk = &http_keys[h];
-
-        if (keys[hk->key] == NULL) {
-            continue;
-        }
-        if (aux->mode_ok && !hk->any_mode && l->mode != hk->mode) {
-            ck_err(ck, keys[hk->key], "%s", hk->why_mode);
-            vals[hk->key] = NULL;
-        } else if (protocol_ok && l->protocol == CONFIG_PROTOCOL_TCP) {
-            ck_err(ck, keys[hk->key], "%s, and %s has protocol: tcp", hk->why_http, aux->label);
-            vals[hk->key] = NULL;
-        }
-    }
-
-    /* Keys that belong to one mode only: refuse them on the other. */
-    if (aux->mode_ok && l->mode == CONFIG_MODE_OUTBOUND) {
-        if (keys[L_BACKEND] != NULL) {
-            ck_err(ck, keys[L_BACKEND],
-                   "backend applies only to inbound listeners; an outbound listener uses peer");
-        }
-        if (keys[L_CLIENT_CERT] != NULL) {
-            ck_err(ck, keys[L_CLIENT_CERT],
-                   "client_cert applies only to inbound listeners; an outbound listener always "
-                   "presents tls.cert to its peer");
-        }
-        if (keys[L_ALLOW] != NULL) {
-            ck_err(ck, keys[L_ALLOW],
-                   "allow applies only to inbound listeners; an outbound listener checks the "
-                   "peer's certificate against the host of peer");
-        }
-        if (keys[L_PEER] == NULL) {
-            ck_err(ck, n, "missing required key \"peer\" %s (an outbound listener connects to it)",
-                   where);
-        }
-        if (keys[L_PROXY_PROTOCOL] != NULL) {
-            ck_err(ck, keys[L_PROXY_PROTOCOL],
-                   "proxy_protocol applies only to inbound listeners: a load balancer in front "
-                   "of ferry passes the client's address in it");
-        }
-        if (keys[L_BACKEND_PROXY_PROTOCOL] != NULL) {
-            ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
-                   "backend_proxy_protocol applies only to inbound listeners (it is sent to "
-                   "backend)");
-        }
-        vals[L_BACKEND] = vals[L_CLIENT_CERT] = vals[L_ALLOW] = NULL;
-        vals[L_PROXY_PROTOCOL] = vals[L_BACKEND_PROXY_PROTOCOL] = NULL;
-    } else if (aux->mode_ok && l->mode == CONFIG_MODE_INBOUND) {
-        if (keys[L_PEER] != NULL) {
-            ck_err(ck, keys[L_PEER],
-                   "peer applies only to outbound listeners; an inbound listener uses backend");
-        }
-        if (keys[L_CONNECT] != NULL) {
-            ck_err(ck, keys[L_CONNECT], "connect applies only to outbound listeners");
-        }
-        if (keys[L_BACKEND] == NULL) {
-            ck_err(ck, n,
-                   "missing required key \"backend\" %s (an inbound listener forwards to it)",
-                   where);
-        }
-        if (keys[L_VIA] != NULL) {
-            ck_err(ck, keys[L_VIA],
-                   "via applies only to outbound listeners: it names the egress proxy ferry "
-                   "goes through to reach peer");
-        }
-        vals[L_PEER] = vals[L_CONNECT] = vals[L_VIA] = NULL;
-    }
-
-    if (vals[L_BACKEND] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.backend", lp);
-        get_addr(ck, vals[L_BACKEND], kp, true, &l->backend);
-    }
-    if (vals[L_PEER] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.peer", lp);
-        get_addr(ck, vals[L_PEER], kp, true, &l->peer);
-    }
-    if (vals[L_CONNECT] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.connect", lp);
-        if (get_addr(ck, vals[L_CONNECT], kp, false, &l->connect) == 0) {
-            l->has_connect = true;
-        }
-    }
-    if (vals[L_CLIENT_CERT] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.client_cert", lp);
-        if (get_enum(ck, vals[L_CLIENT_CERT], kp, client_certs, 2, "required or none", &v) == 0) {
-            l->client_cert = (enum config_client_cert)v;
-        } else {
-            client_cert_ok = false;
-        }
-    }
-    if (vals[L_ALLOW] != NULL) {
-        check_allow(ck, vals[L_ALLOW], lp, l);
-    }
-
-    /* Peer identities come from client certificates: nothing to match without them. */
-    if (client_cert_ok && l->client_cert == CONFIG_CLIENT_CERT_NONE) {
-        if (vals[L_ACCESS] != NULL) {
-            ck_err(ck, keys[L_ACCESS],
-                   "access rules match the names of verified peers, and with client_cert: none "
-                   "no peer is verified, so every request would be refused; set client_cert: "
-                   "required or remove access:");
-        }
-        if (vals[L_COUCHDB_PROXY_AUTH] != NULL) {
-            ck_err(ck, keys[L_COUCHDB_PROXY_AUTH],
-                   "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, "
-                   "and with client_cert: none there is none; set client_cert: required or "
-                   "remove couchdb_proxy_auth:");
-        }
-        vals[L_ACCESS] = vals[L_COUCHDB_PROXY_AUTH] = NULL;
-    }
-    if (vals[L_ACCESS] != NULL) {
-        check_access(ck, vals[L_ACCESS], lp, l);
-    }
-    if (vals[L_COUCHDB_PROXY_AUTH] != NULL) {
-        check_proxy_auth(ck, vals[L_COUCHDB_PROXY_AUTH], lp, l);
-    }
-    if (vals[L_CLIENT_CERT_HEADER] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.client_cert_header", lp);
-        if (get_enum(ck, vals[L_CLIENT_CERT_HEADER], kp, cert_headers, 3, "xfcc, rfc9440 or none",
-                     &v) == 0) {
-            l->client_cert_header = (enum config_client_cert_header)v;
-        }
-    }
-    if (vals[L_HOST_HEADER] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.host_header", lp);
-        if (get_enum(ck, vals[L_HOST_HEADER], kp, host_headers, 2, "keep or peer", &v) == 0) {
-            l->host_header = (enum config_host_header)v;
-        }
-    }
-    if (vals[L_POOL] != NULL) {
-        check_pool(ck, vals[L_POOL], lp, l);
-    }
-    if (vals[L_PROXY_PROTOCOL] != NULL) {
-        check_proxy_protocol(ck, vals[L_PROXY_PROTOCOL], lp, l);
-    }
-    if (vals[L_VIA] != NULL) {
-        check_via(ck, vals[L_VIA], lp, l);
-    }
-    if (vals[L_BACKEND_PROXY_PROTOCOL] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.backend_proxy_protocol", lp);
-        if (protocol_ok && l->protocol == CONFIG_PROTOCOL_HTTP) {
-            ck_err(ck, keys[L_BACKEND_PROXY_PROTOCOL],
-                   "%s needs protocol: tcp: on protocol: http the backend gets the client's "
-                   "address in X-Forwarded-For",
-                   kp);
-        } else if (get_enum(ck, vals[L_BACKEND_PROXY_PROTOCOL], kp, backend_pps, 2, "none or v2",
-                            &v) == 0) {
-            l->backend_pp = (enum config_backend_pp)v;
-        }
-    }
     /* Pooling is for protocol http only: no pool anywhere else. */
     if (!aux->mode_ok || l->protocol != CONFIG_PROTOCOL_HTTP) {
         l->pool_max_idle = 0;
-    }
-    if (vals[L_TLS] != NULL) {
-        snprintf(kp, sizeof(kp), "%s.tls", lp);
-        check_tls(ck, vals[L_TLS], kp, &aux->tls);
     }
 }
 
@@ -2023,6 +2108,47 @@ config_defaults(struct config *cfg)
     cfg->workers = CONFIG_DEFAULT_WORKERS;
 }
 
+/*
+ * Check the listeners: sequence ${ls} into cfg->listeners, then what involves several of
+ * them or admin.listen (${admin_listen}, NULL when not good).  ${def} is the top-level tls:.
+ * *${auxp} receives an array of cfg->n_listeners, owned by the caller.  Returns 0, or -1 when
+ * out of memory.
+ */
+static int
+check_listeners(struct check *ck, const struct config_node *ls, struct config *cfg,
+                struct listener_aux **auxp, const struct tls_set *def,
+                const struct config_node *admin_listen)
+{
+    struct listener_aux *aux;
+    size_t i;
+
+    if (!want_type(ck, ls, "listeners", CONFIG_NODE_SEQUENCE)) {
+        return (0);
+    }
+    if (ls->n_items == 0) {
+        ck_err(ck, ls, "listeners: expected at least one listener, got an empty sequence");
+        return (0);
+    }
+    cfg->listeners = calloc(ls->n_items, sizeof(*cfg->listeners));
+    aux = *auxp = calloc(ls->n_items, sizeof(*aux));
+    if (cfg->listeners == NULL || aux == NULL) {
+        return (-1);
+    }
+    cfg->n_listeners = ls->n_items;
+    for (i = 0; i < ls->n_items; i++) {
+        check_listener(ck, ls->items[i], i, &cfg->listeners[i], &aux[i]);
+    }
+    for (i = 0; i < ls->n_items; i++) {
+        merge_tls(ck, ls->items[i], &cfg->listeners[i], &aux[i], def);
+    }
+    check_duplicates(ck, cfg, aux);
+    check_via_loops(ck, cfg, aux);
+    if (admin_listen != NULL) {
+        check_admin_conflict(ck, cfg, aux, admin_listen);
+    }
+    return (0);
+}
+
 static const struct key_spec top_keys[] = {
     {"tls", 0},     {"listeners", KEY_REQUIRED},
     {"log", 0},     {"limits", 0},
@@ -2044,7 +2170,6 @@ config_check(const struct config_node *root, const char *file, const char *based
 {
     const struct config_node *keys[TOP_NKEYS];
     const struct config_node *vals[TOP_NKEYS];
-    const struct config_node *ls;
     const struct config_node *admin_listen = NULL;
     struct listener_aux *aux = NULL;
     struct tls_set def;
@@ -2093,28 +2218,8 @@ config_check(const struct config_node *root, const char *file, const char *based
         check_workers(&ck, vals[6], cfg);
     }
 
-    if ((ls = vals[1]) != NULL && want_type(&ck, ls, "listeners", CONFIG_NODE_SEQUENCE)) {
-        if (ls->n_items == 0) {
-            ck_err(&ck, ls, "listeners: expected at least one listener, got an empty sequence");
-        } else {
-            cfg->listeners = calloc(ls->n_items, sizeof(*cfg->listeners));
-            aux = calloc(ls->n_items, sizeof(*aux));
-            if (cfg->listeners == NULL || aux == NULL) {
-                goto oom;
-            }
-            cfg->n_listeners = ls->n_items;
-            for (i = 0; i < ls->n_items; i++) {
-                check_listener(&ck, ls->items[i], i, &cfg->listeners[i], &aux[i]);
-            }
-            for (i = 0; i < ls->n_items; i++) {
-                merge_tls(&ck, ls->items[i], &cfg->listeners[i], &aux[i], &def);
-            }
-            check_duplicates(&ck, cfg, aux);
-            check_via_loops(&ck, cfg, aux);
-            if (admin_listen != NULL) {
-                check_admin_conflict(&ck, cfg, aux, admin_listen);
-            }
-        }
+    if (vals[1] != NULL && check_listeners(&ck, vals[1], cfg, &aux, &def, admin_listen) != 0) {
+        goto oom;
     }
 
     if (ck.n_errors > 0) {
