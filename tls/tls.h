@@ -415,16 +415,6 @@ bool tls_name_is_uri(const char *s);
  */
 bool tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen);
 
-/* ---- tls_error.c ---- */
-
-/*
- * tls_error_string(buf, len):
- * Drain this thread's OpenSSL error queue into one human-readable line in ${buf} (in queue
- * order: OpenSSL raises the innermost, most specific reason first; without OpenSSL's
- * file:line noise).  Writes "" when the queue is empty.  Returns ${buf}.
- */
-const char *tls_error_string(char *buf, size_t len);
-
 /* ---- tls_alert.c: what the peer said, in plain words (CONTRACT.md §8) ---- */
 
 /*
@@ -521,18 +511,6 @@ const char *tls_reset_describe(const char *who, const struct tls_self_info *self
                                size_t len);
 
 /*
- * tls_error_describe(e, who, res, self, buf, len):
- * A failed handshake with ${who}, from the first OpenSSL error ${e} of the failure, in plain
- * words: a peer alert (see tls_alert_describe()), a peer that is not speaking TLS ("wrong
- * version number"; ${res}->first_record, when ${res} is not NULL, tells a plaintext HTTP answer
- * from other bytes), no shared cipher, no shared protocol version, no shared signature
- * algorithm.  Returns 0 with the text in ${buf}, or -1 (and "" in ${buf}) when ${e} is none of
- * these, so that the caller keeps OpenSSL's own text.
- */
-int tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
-                       const struct tls_self_info *self, char *buf, size_t len);
-
-/*
  * tls_plaintext_describe(bytes, n, who, role, buf, len):
  * Do the ${n} first bytes ${bytes} received from ${who} look like plaintext rather than a TLS
  * record?  When they do, write "peer X answered in plaintext: it is not a TLS port (is it
@@ -578,6 +556,28 @@ int tls_open_regular(const char *path, char *why, size_t whylen);
  * character device", "a block device", "a directory".
  */
 const char *tls_file_kind(unsigned mode);
+
+/* ---- tls_error.c: OpenSSL's errors in plain words ---- */
+
+/*
+ * tls_error_string(buf, len):
+ * Drain this thread's OpenSSL error queue into one human-readable line in ${buf} (in queue
+ * order: OpenSSL raises the innermost, most specific reason first; without OpenSSL's
+ * file:line noise).  Writes "" when the queue is empty.  Returns ${buf}.
+ */
+const char *tls_error_string(char *buf, size_t len);
+
+/*
+ * tls_error_describe(e, who, res, self, buf, len):
+ * A failed handshake with ${who}, from the first OpenSSL error ${e} of the failure, in plain
+ * words: a peer alert (see tls_alert_describe()), a peer that is not speaking TLS ("wrong
+ * version number"; ${res}->first_record, when ${res} is not NULL, tells a plaintext HTTP answer
+ * from other bytes), no shared cipher, no shared protocol version, no shared signature
+ * algorithm.  Returns 0 with the text in ${buf}, or -1 (and "" in ${buf}) when ${e} is none of
+ * these, so that the caller keeps OpenSSL's own text.
+ */
+int tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
+                       const struct tls_self_info *self, char *buf, size_t len);
 
 /* ---- tls_failure.c: a failed side of a connection as {reason, detail} (CONTRACT §4, §8) ---- */
 

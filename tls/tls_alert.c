@@ -1,8 +1,8 @@
 /*
  * tls_alert.c: what the other side of a failed handshake said, in plain words (CONTRACT.md
  * §8).  A peer that rejects us says why only through a one-byte TLS alert; OpenSSL turns it
- * into "tlsv1 alert unknown ca".  These pure functions turn the alert, or OpenSSL's own
- * reason for a local failure, into a sentence that names the rule and the file to fix.
+ * into "tlsv1 alert unknown ca".  These pure functions turn the alert into a sentence that
+ * names the rule and the file to fix (OpenSSL's own reason for a local failure: tls_error.c).
  * Nothing here logs or touches a socket.
  */
 #include <ctype.h>
@@ -83,7 +83,8 @@ fmt(char *buf, size_t len, const char *f, ...)
 }
 
 /* ${s} when set, else ${dflt}: explanations never print "(null)" or "". */
-static const char * or (const char *s, const char *dflt)
+static const char *
+or_default(const char *s, const char *dflt)
 {
     return s != NULL && s[0] != '\0' ? s : dflt;
 }
@@ -180,7 +181,7 @@ static void
 bad_certificate_causes(const struct tls_self_info *self, char *buf, size_t len)
 {
     char cn[128], first[700];
-    const char *cert = or (self->cert_file, "our certificate");
+    const char *cert = or_default(self->cert_file, "our certificate");
 
     (void)tls_self_cn(self, cn, sizeof(cn));
     if (tls_self_has_name(self)) {
@@ -192,14 +193,14 @@ bad_certificate_causes(const struct tls_self_info *self, char *buf, size_t len)
         fmt(first, sizeof(first),
             "%s has no DNS, IP or URI SAN for its allow to match (its CN %s counts only with the "
             "peer's tls.cn_fallback: true): reissue it with --dns or --ip",
-            cert, or (cn, "(none)"));
+            cert, or_default(cn, "(none)"));
     }
     fmt(buf, len,
         "likely causes, most likely first: 1. %s; 2. by its clock %s is not valid yet (valid "
         "from %s): fix the clock that is wrong; 3. a CRL in its tls.crl is not valid yet; 4. it "
         "cannot parse %s (subject \"%s\"), or, if it is not a ferry, a rule of its own: see its "
         "log",
-        first, cert, or (self->not_before, "?"), cert, or (self->subject, "?"));
+        first, cert, or_default(self->not_before, "?"), cert, or_default(self->subject, "?"));
 }
 
 /*
@@ -219,7 +220,7 @@ tls_reset_describe(const char *who, const struct tls_self_info *self, char *buf,
         "%s reset the connection right after our TLS 1.3 handshake, before answering: this is "
         "how a peer refusing our certificate may look under TLS 1.3 (its alert lost to the "
         "reset); %s",
-        or (who, "the peer"), causes);
+        or_default(who, "the peer"), causes);
     return buf;
 }
 
@@ -241,9 +242,9 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
     if (self == NULL) {
         self = &none;
     }
-    who = or (who, "the peer");
+    who = or_default(who, "the peer");
     client = self->role == TLS_ROLE_CLIENT;
-    cert = or (self->cert_file, "our certificate");
+    cert = or_default(self->cert_file, "our certificate");
     their_ca =
         client ? "the peer's tls.ca" : "the client's trusted CAs (its tls.ca, curl --cacert)";
     eku = client ? "clientAuth" : "serverAuth";
@@ -254,7 +255,7 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
         fmt(buf, len,
             "%s rejected our certificate (alert unknown_ca): it does not trust the CA that issued "
             "%s (issuer \"%s\"); add that CA to %s",
-            who, cert, or (self->issuer, "?"), their_ca);
+            who, cert, or_default(self->issuer, "?"), their_ca);
         break;
     case SSL_AD_BAD_CERTIFICATE:
         if (client) {
@@ -269,32 +270,32 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
             "(subject \"%s\"): an intermediate missing from that file (leaf first, then its "
             "intermediates), a bad signature, or a rule of the %s's own (does it dial a name "
             "among our SANs?); see its log",
-            who, cert, or (self->subject, "?"), peer_kind);
+            who, cert, or_default(self->subject, "?"), peer_kind);
         break;
     case SSL_AD_UNSUPPORTED_CERTIFICATE:
         fmt(buf, len,
             "%s rejected our certificate (alert unsupported_certificate): %s lacks the "
             "extendedKeyUsage %s it requires (it has: %s); reissue it with both serverAuth and "
             "clientAuth (ferry certs issue does)",
-            who, cert, eku, or (self->ekus, "no EKU extension"));
+            who, cert, eku, or_default(self->ekus, "no EKU extension"));
         break;
     case SSL_AD_CERTIFICATE_EXPIRED:
         fmt(buf, len,
             "%s rejected our certificate (alert certificate_expired): by its clock %s is not valid "
             "now (valid %s to %s); renew it, or fix the clock that is wrong",
-            who, cert, or (self->not_before, "?"), or (self->not_after, "?"));
+            who, cert, or_default(self->not_before, "?"), or_default(self->not_after, "?"));
         break;
     case SSL_AD_CERTIFICATE_REVOKED:
         fmt(buf, len,
             "%s rejected our certificate (alert certificate_revoked): its CRL revokes %s (subject "
             "\"%s\"); issue a new certificate and key for this node",
-            who, cert, or (self->subject, "?"));
+            who, cert, or_default(self->subject, "?"));
         break;
     case SSL_AD_CERTIFICATE_UNKNOWN:
         fmt(buf, len,
             "%s rejected our certificate (alert certificate_unknown): it refused %s (subject "
             "\"%s\", issuer \"%s\") without naming the rule; see its log",
-            who, cert, or (self->subject, "?"), or (self->issuer, "?"));
+            who, cert, or_default(self->subject, "?"), or_default(self->issuer, "?"));
         break;
     case SSL_AD_CERTIFICATE_REQUIRED:
         if (client) {
@@ -303,7 +304,7 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
                 "certificate_required): OpenSSL withholds %s (key %s) when the peer accepts none "
                 "of its signature algorithms; check tls.cert of this listener and run `ferry "
                 "check --peer`",
-                who, cert, or (self->key_type, "?"));
+                who, cert, or_default(self->key_type, "?"));
         } else {
             fmt(buf, len, "%s ended the handshake (alert certificate_required)", who);
         }
@@ -312,7 +313,7 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
         fmt(buf, len,
             "%s refused us (alert access_denied): our certificate %s (subject \"%s\", %s) is "
             "valid for it but its policy does not admit us; add our name to the %s's allow list",
-            who, cert, or (self->subject, "?"), or (self->sans, "no SAN"), peer_kind);
+            who, cert, or_default(self->subject, "?"), or_default(self->sans, "no SAN"), peer_kind);
         break;
     case SSL_AD_HANDSHAKE_FAILURE:
         /* (A ferry refuses names its allow lacks with bad_certificate, not with this.) */
@@ -322,27 +323,28 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
             who,
             client ? "a rule of its own on our certificate"
                    : "it refused the names in our certificate",
-            or (self->sans, "no SAN"), or (self->versions, "TLS 1.2 and TLS 1.3"),
+            or_default(self->sans, "no SAN"), or_default(self->versions, "TLS 1.2 and TLS 1.3"),
             self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
         break;
     case SSL_AD_PROTOCOL_VERSION:
         fmt(buf, len,
             "%s refused our TLS version (alert protocol_version): we offer %s (tls.min_version); "
             "set the same tls.min_version on both sides, and upgrade a %s that lacks TLS 1.2",
-            who, or (self->versions, "TLS 1.2 and TLS 1.3"), peer_kind);
+            who, or_default(self->versions, "TLS 1.2 and TLS 1.3"), peer_kind);
         break;
     case SSL_AD_INSUFFICIENT_SECURITY:
         fmt(buf, len,
             "%s wants stronger security than we offer (alert insufficient_security): we offer "
             "%s%s%s",
-            who, or (self->versions, "TLS 1.2 and TLS 1.3"),
+            who, or_default(self->versions, "TLS 1.2 and TLS 1.3"),
             self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
         break;
     case SSL_AD_DECRYPT_ERROR:
         fmt(buf, len,
             "%s could not verify our handshake signature (alert decrypt_error): the key %s may "
             "not belong to %s, or the %s refuses its type (%s); run `ferry check`",
-            who, or (self->key_file, "tls.key"), cert, peer_kind, or (self->key_type, "?"));
+            who, or_default(self->key_file, "tls.key"), cert, peer_kind,
+            or_default(self->key_type, "?"));
         break;
     case SSL_AD_INTERNAL_ERROR:
         fmt(buf, len,
@@ -355,7 +357,7 @@ tls_alert_describe(int alert, const char *who, const struct tls_self_info *self,
             fmt(buf, len,
                 "%s does not serve the name we asked for (alert unrecognized_name): we sent SNI "
                 "\"%s\"; set `peer:` to a name the peer has a certificate for",
-                who, or (self->peer_host, "?"));
+                who, or_default(self->peer_host, "?"));
         } else {
             fmt(buf, len, "%s ended the handshake (alert unrecognized_name)", who);
         }
@@ -408,7 +410,7 @@ tls_plaintext_describe(const unsigned char *bytes, size_t n, const char *who, en
     char shown[16];
     size_t i, k = 0;
 
-    who = or (who, "the peer");
+    who = or_default(who, "the peer");
     if (bytes == NULL || n == 0 || (bytes[0] >= TLS_CT_MIN && bytes[0] <= TLS_CT_MAX)) {
         fmt(buf, len, "%s", "");
         return -1;
@@ -436,89 +438,6 @@ tls_plaintext_describe(const unsigned char *bytes, size_t n, const char *who, en
         role == TLS_ROLE_CLIENT ? "answered with" : "sent", bytes[0],
         role == TLS_ROLE_CLIENT ? "a TLS port" : "a TLS client");
     return 0;
-}
-
-/*
- * tls_error_describe(e, who, res, self, buf, len):
- * Translate the first OpenSSL error of a failed handshake.  Returns 0 with the text, or -1
- * with "" when ${e} is not one we explain.
- */
-int
-tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
-                   const struct tls_self_info *self, char *buf, size_t len)
-{
-    static const struct tls_self_info none;
-    enum tls_role role;
-    int alert, reason;
-
-    if (self == NULL) {
-        self = &none;
-    }
-    role = self->role;
-    who = or (who, "the peer");
-    fmt(buf, len, "%s", "");
-    if ((alert = tls_alert_from_error(e)) >= 0) {
-        (void)tls_alert_describe(alert, who, self, buf, len);
-        return 0;
-    }
-    if (e == 0 || ERR_SYSTEM_ERROR(e) || ERR_GET_LIB(e) != ERR_LIB_SSL) {
-        return -1;
-    }
-    reason = ERR_GET_REASON(e);
-    switch (reason) {
-    case SSL_R_WRONG_VERSION_NUMBER:
-    case SSL_R_HTTP_REQUEST:
-    case SSL_R_HTTPS_PROXY_REQUEST:
-    case SSL_R_PACKET_LENGTH_TOO_LONG:
-    case SSL_R_UNKNOWN_PROTOCOL:
-        if (res != NULL && tls_plaintext_describe(res->first_record, res->n_first_record, who, role,
-                                                  buf, len) == 0) {
-            return 0;
-        }
-        if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) {
-            fmt(buf, len, "%s sent a plaintext HTTP request: it must use https://", who);
-            return 0;
-        }
-        fmt(buf, len, "%s does not speak TLS (%s): %s", who,
-            or (ERR_reason_error_string(e), "not a TLS record"),
-            role == TLS_ROLE_CLIENT ? "check that the port is its TLS port"
-                                    : "it is not a TLS client");
-        return 0;
-    case SSL_R_NO_SHARED_CIPHER:
-        fmt(buf, len,
-            "%s offers no cipher we accept (no shared cipher): we offer %s%s%s; upgrade or "
-            "reconfigure it",
-            who, or (self->versions, "TLS 1.2 and TLS 1.3"),
-            self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
-        return 0;
-    case SSL_R_UNSUPPORTED_PROTOCOL:
-    case SSL_R_VERSION_TOO_LOW:
-    case SSL_R_NO_PROTOCOLS_AVAILABLE:
-    case SSL_R_UNSUPPORTED_SSL_VERSION:
-    case SSL_R_WRONG_SSL_VERSION:
-        fmt(buf, len,
-            "%s and we have no TLS version in common (%s): we accept %s (tls.min_version); "
-            "upgrade a side that offers only older versions",
-            who, or (ERR_reason_error_string(e), "unsupported protocol"),
-            or (self->versions, "TLS 1.2 and TLS 1.3"));
-        return 0;
-    case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
-    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
-        fmt(buf, len,
-            "%s and we share no signature algorithm (%s): our key in %s is %s; use an ECDSA P-256 "
-            "or RSA >= 2048 key",
-            who, or (ERR_reason_error_string(e), "no shared signature algorithms"),
-            or (self->cert_file, "tls.cert"), or (self->key_type, "?"));
-        return 0;
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
-        fmt(buf, len,
-            "%s closed the connection in the middle of the TLS handshake without saying why; see "
-            "its log",
-            who);
-        return 0;
-    default:
-        return -1;
-    }
 }
 
 /*
@@ -638,17 +557,17 @@ tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_p
         strcmp(info->issuer, info->subject) == 0) {
         return -1;
     }
-    who = or (info->name, or (info->subject, "the peer"));
+    who = or_default(info->name, or_default(info->subject, "the peer"));
     file = role == TLS_ROLE_SERVER
                ? "the client's certificate file (curl --cert, a ferry's tls.cert)"
                : "the peer's certificate file (a ferry's tls.cert)";
-    ca = or (ca_file, "tls.ca");
+    ca = or_default(ca_file, "tls.ca");
     if (info->gap_in_ca) {
         fmt(buf, len,
             "certificate for %s came without its intermediate \"%s\", which our tls.ca (%s) "
             "holds, but not the root CA above it (%s): add that root to tls.ca, and append the "
             "intermediate to %s after the leaf, for peers that trust only the root",
-            who, info->issuer, ca, or (info->detail, "?"), file);
+            who, info->issuer, ca, or_default(info->detail, "?"), file);
     } else {
         /*
          * Its issuer may as well be the peer's own root CA, which we do not trust (the leaf

@@ -1,11 +1,13 @@
 /*
- * tls_error.c: OpenSSL's per-thread error queue as one line of text.
+ * tls_error.c: OpenSSL's per-thread error queue as one line of text, and the errors of a failed
+ * handshake that ferry can name in plain words (tls_error_describe()).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "tls.h"
 #include "tls_internal.h"
@@ -96,4 +98,96 @@ tls_errf(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* ${s} when set, else ${dflt}: explanations never print "(null)" or "". */
+static const char *
+or_default(const char *s, const char *dflt)
+{
+    return s != NULL && s[0] != '\0' ? s : dflt;
+}
+
+/*
+ * tls_error_describe(e, who, res, self, buf, len):
+ * Translate the first OpenSSL error of a failed handshake.  Returns 0 with the text, or -1
+ * with "" when ${e} is not one we explain.
+ */
+int
+tls_error_describe(unsigned long e, const char *who, const struct tls_verify_result *res,
+                   const struct tls_self_info *self, char *buf, size_t len)
+{
+    static const struct tls_self_info none;
+    enum tls_role role;
+    int alert, reason;
+
+    if (self == NULL) {
+        self = &none;
+    }
+    role = self->role;
+    who = or_default(who, "the peer");
+    tls_errf(buf, len, "%s", "");
+    if ((alert = tls_alert_from_error(e)) >= 0) {
+        (void)tls_alert_describe(alert, who, self, buf, len);
+        return 0;
+    }
+    if (e == 0 || ERR_SYSTEM_ERROR(e) || ERR_GET_LIB(e) != ERR_LIB_SSL) {
+        return -1;
+    }
+    reason = ERR_GET_REASON(e);
+    switch (reason) {
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_UNKNOWN_PROTOCOL:
+        if (res != NULL && tls_plaintext_describe(res->first_record, res->n_first_record, who, role,
+                                                  buf, len) == 0) {
+            return 0;
+        }
+        if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) {
+            tls_errf(buf, len, "%s sent a plaintext HTTP request: it must use https://", who);
+            return 0;
+        }
+        tls_errf(buf, len, "%s does not speak TLS (%s): %s", who,
+                 or_default(ERR_reason_error_string(e), "not a TLS record"),
+                 role == TLS_ROLE_CLIENT ? "check that the port is its TLS port"
+                                         : "it is not a TLS client");
+        return 0;
+    case SSL_R_NO_SHARED_CIPHER:
+        tls_errf(buf, len,
+                 "%s offers no cipher we accept (no shared cipher): we offer %s%s%s; upgrade or "
+                 "reconfigure it",
+                 who, or_default(self->versions, "TLS 1.2 and TLS 1.3"),
+                 self->ciphers[0] != '\0' ? ", TLS 1.2 ciphers " : "", self->ciphers);
+        return 0;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_NO_PROTOCOLS_AVAILABLE:
+    case SSL_R_UNSUPPORTED_SSL_VERSION:
+    case SSL_R_WRONG_SSL_VERSION:
+        tls_errf(buf, len,
+                 "%s and we have no TLS version in common (%s): we accept %s (tls.min_version); "
+                 "upgrade a side that offers only older versions",
+                 who, or_default(ERR_reason_error_string(e), "unsupported protocol"),
+                 or_default(self->versions, "TLS 1.2 and TLS 1.3"));
+        return 0;
+    case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
+    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+        tls_errf(
+            buf, len,
+            "%s and we share no signature algorithm (%s): our key in %s is %s; use an ECDSA P-256 "
+            "or RSA >= 2048 key",
+            who, or_default(ERR_reason_error_string(e), "no shared signature algorithms"),
+            or_default(self->cert_file, "tls.cert"), or_default(self->key_type, "?"));
+        return 0;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+        tls_errf(
+            buf, len,
+            "%s closed the connection in the middle of the TLS handshake without saying why; see "
+            "its log",
+            who);
+        return 0;
+    default:
+        return -1;
+    }
 }
