@@ -540,6 +540,8 @@ void tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info);
 int tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
                            const char *ca_file, char *buf, size_t len);
 
+/* ---- tls_file.c: reading the files tls/ is given ---- */
+
 /*
  * tls_open_regular(path, why, whylen):
  * Open ${path} for reading the way every file ferry reads is opened: O_NONBLOCK (a FIFO

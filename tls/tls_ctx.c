@@ -16,8 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -50,12 +48,6 @@ _Static_assert(TLS_SID_CTX_LEN == SSL_MAX_SID_CTX_LENGTH, "session id context le
 
 /* Longest passphrase we read from tls.key_passphrase_file. */
 #define PASSPHRASE_MAX 1024
-
-/* How much of a file we look at to tell PEM from DER or PKCS#12. */
-#define PEM_SNIFF_MAX 65536
-
-/* The largest certificate, key, CA or CRL file ferry reads (a /dev/zero-like file stops here). */
-#define TLS_FILE_MAX (1024 * 1024)
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx; /* holds this struct as ex_data: see the comment at the top */
@@ -158,129 +150,6 @@ passwd_cb(char *buf, int size, int rwflag, void *u)
 }
 
 /*
- * tls_file_kind(mode):
- * What kind of file ${mode} says, for "not a regular file (...)".
- */
-const char *
-tls_file_kind(unsigned mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISSOCK(mode) ? "a socket"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-                            : "not a plain file";
-}
-
-/*
- * tls_open_regular(path, why, whylen):
- * Open ${path} read-only, non-blocking, close-on-exec, and accept only a regular file.
- * Returns the descriptor, or -1 with the reason in ${why}.
- */
-int
-tls_open_regular(const char *path, char *why, size_t whylen)
-{
-    struct stat st;
-    int fd;
-
-    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
-        tls_errf(why, whylen, "%s", strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) != 0) {
-        tls_errf(why, whylen, "%s", strerror(errno));
-        (void)close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        tls_errf(why, whylen, "not a regular file (%s)", tls_file_kind((unsigned)st.st_mode));
-        (void)close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* tls_open_regular() as a stdio stream, or NULL with the reason in ${why}. */
-static FILE *
-fopen_regular(const char *path, char *why, size_t whylen)
-{
-    FILE *f;
-    int fd;
-
-    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
-        return NULL;
-    }
-    if ((f = fdopen(fd, "rb")) == NULL) {
-        tls_errf(why, whylen, "%s", strerror(errno));
-        (void)close(fd);
-    }
-    return f;
-}
-
-/*
- * Read the whole file ${path} (setting ${what}) into a memory BIO: opened by
- * tls_open_regular() (non-blocking, regular files only), at most TLS_FILE_MAX bytes.  OpenSSL
- * then parses memory and never opens the path itself, so a file swapped for a FIFO between our
- * check and its open cannot block the reloading thread.  Returns the BIO (caller frees; its
- * buffer is cleared when freed), or NULL with the reason in ${err}.
- */
-static BIO *
-read_file_bio(const char *what, const char *path, char *err, size_t errlen)
-{
-    char why[256];
-    unsigned char *buf;
-    size_t len = 0;
-    ssize_t n;
-    BIO *bio = NULL;
-    int fd;
-
-    if (path == NULL || path[0] == '\0') {
-        tls_errf(err, errlen, "%s is not set", what);
-        return NULL;
-    }
-    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
-        tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
-        return NULL;
-    }
-    if ((buf = malloc(TLS_FILE_MAX + 1)) == NULL) {
-        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
-        (void)close(fd);
-        return NULL;
-    }
-    /* One byte more than we accept, to tell "too large" from "exactly the limit". */
-    while (len < TLS_FILE_MAX + 1) {
-        n = read(fd, buf + len, TLS_FILE_MAX + 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            tls_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
-            goto done;
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-    }
-    if (len > TLS_FILE_MAX) {
-        tls_errf(err, errlen, "%s %s is larger than %d bytes", what, path, TLS_FILE_MAX);
-        goto done;
-    }
-    ERR_clear_error();
-    if ((bio = BIO_new(BIO_s_mem())) == NULL || BIO_write(bio, buf, (int)len) != (int)len) {
-        tls_errf(err, errlen, "out of memory reading %s %s", what, path);
-        BIO_free(bio);
-        bio = NULL;
-    }
-
-done:
-    /* Key files pass through here: leave no copy behind. */
-    OPENSSL_clear_free(buf, TLS_FILE_MAX + 1);
-    (void)close(fd);
-    return bio;
-}
-
-/*
  * SSL_CTX_use_certificate_chain_file() from ${bio}: the first certificate is the leaf, every
  * following one goes into the chain.  Returns 1 or 0 (the reason on the error queue).
  */
@@ -315,32 +184,6 @@ use_chain_bio(SSL_CTX *ctx, BIO *bio)
     }
     ERR_clear_error();
     return 1;
-}
-
-/* Does ${path} look like PEM (a "-----BEGIN " line early on)?  DER and PKCS#12 do not. */
-static bool
-file_is_pem(const char *path)
-{
-    char *buf;
-    FILE *f;
-    size_t n;
-    bool pem = false;
-    char why[256];
-
-    if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
-        return false;
-    }
-    if ((buf = malloc(PEM_SNIFF_MAX + 1)) != NULL) {
-        n = fread(buf, 1, PEM_SNIFF_MAX, f);
-        buf[n] = '\0';
-        /* Binary files may hold NULs: search every NUL-separated piece. */
-        for (size_t off = 0; off < n && !pem; off += strlen(buf + off) + 1) {
-            pem = strstr(buf + off, "-----BEGIN ") != NULL;
-        }
-        free(buf);
-    }
-    (void)fclose(f);
-    return pem;
 }
 
 /*
@@ -784,7 +627,7 @@ sid_hash_file(EVP_MD_CTX *md, const char *what, const char *path, char *err, siz
 
     memset(digest, 0, sizeof(digest));
     if (path != NULL) {
-        if ((f = fopen_regular(path, why, sizeof(why))) == NULL) {
+        if ((f = tls_file_fopen(path, why, sizeof(why))) == NULL) {
             tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
             goto done;
         }
@@ -897,10 +740,10 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     int ret = -1;
 
     memset(&st, 0, sizeof(st));
-    if ((bio = read_file_bio("tls.cert", p->cert_file, err, errlen)) == NULL) {
+    if ((bio = tls_file_read_bio("tls.cert", p->cert_file, err, errlen)) == NULL) {
         goto done;
     }
-    if (!file_is_pem(p->cert_file)) {
+    if (!tls_file_is_pem(p->cert_file)) {
         tls_errf(err, errlen, "%s is not a PEM certificate (DER or PKCS#12? convert it to PEM)",
                  p->cert_file);
         goto done;
@@ -915,10 +758,10 @@ load_cert_and_key(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_
     BIO_free(bio);
     bio = NULL;
 
-    if ((bio = read_file_bio("tls.key", p->key_file, err, errlen)) == NULL) {
+    if ((bio = tls_file_read_bio("tls.key", p->key_file, err, errlen)) == NULL) {
         goto done;
     }
-    if (!file_is_pem(p->key_file)) {
+    if (!tls_file_is_pem(p->key_file)) {
         tls_errf(err, errlen,
                  "tls.key %s is not a PEM private key (DER or PKCS#12? convert it to PEM)",
                  p->key_file);
@@ -1002,10 +845,10 @@ load_ca(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
         /* client_cert: none (plain TLS termination): there is no peer chain to verify. */
         return 0;
     }
-    if ((bio = read_file_bio("tls.ca", p->ca_file, err, errlen)) == NULL) {
+    if ((bio = tls_file_read_bio("tls.ca", p->ca_file, err, errlen)) == NULL) {
         return -1;
     }
-    if (!file_is_pem(p->ca_file)) {
+    if (!tls_file_is_pem(p->ca_file)) {
         tls_errf(err, errlen, "tls.ca %s is not a PEM certificate bundle (DER? convert it to PEM)",
                  p->ca_file);
         BIO_free(bio);
@@ -1057,10 +900,10 @@ load_crl(SSL_CTX *ctx, const struct tls_ctx_params *p, char *err, size_t errlen)
     int n = 0, ret = -1;
     char msg[256];
 
-    if ((bio = read_file_bio("tls.crl", p->crl_file, err, errlen)) == NULL) {
+    if ((bio = tls_file_read_bio("tls.crl", p->crl_file, err, errlen)) == NULL) {
         goto err0;
     }
-    if (!file_is_pem(p->crl_file)) {
+    if (!tls_file_is_pem(p->crl_file)) {
         tls_errf(err, errlen, "tls.crl %s is not a PEM CRL (DER? convert it to PEM)", p->crl_file);
         goto err1;
     }

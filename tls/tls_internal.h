@@ -6,8 +6,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <openssl/asn1.h>
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -33,6 +35,29 @@ const char *tls_subject_str(X509 *cert, char *buf, size_t len);
  * (${need_server_auth}) or clientAuth, else TLS_REJECT_NONE.
  */
 enum tls_reject tls_check_eku(X509 *cert, bool need_server_auth);
+
+/* ---- tls_file.c ---- */
+
+/*
+ * tls_file_fopen(path, why, whylen):
+ * tls_open_regular() as a stdio stream ("rb"), or NULL with the reason in ${why}.
+ */
+FILE *tls_file_fopen(const char *path, char *why, size_t whylen);
+
+/*
+ * tls_file_read_bio(what, path, err, errlen):
+ * The whole file ${path} (the setting ${what}, for messages) in a memory BIO, read through
+ * tls_open_regular() and bounded in size, so that OpenSSL parses memory and never opens the
+ * path itself.  Returns the BIO (caller frees; its buffer is cleared when freed), or NULL with
+ * the reason in ${err}.
+ */
+BIO *tls_file_read_bio(const char *what, const char *path, char *err, size_t errlen);
+
+/*
+ * tls_file_is_pem(path):
+ * Does ${path} look like PEM (a "-----BEGIN " line early on)?  DER and PKCS#12 do not.
+ */
+bool tls_file_is_pem(const char *path);
 
 /* ---- tls_tickets.c ---- */
 
