@@ -207,30 +207,12 @@ void tls_ssl_set_result(SSL *ssl, struct tls_verify_result *result);
  */
 void tls_ssl_done(SSL *ssl, struct tls_verify_result *result);
 
-/*
- * tls_session_id_context(p, out, err, errlen):
- * The session id context of a SERVER context made from ${p}: SHA-256 over its trust policy,
- * the bytes of ${p}->ca_file and ${p}->crl_file, the effective verify_depth and min_version,
- * client_cert_required, cn_fallback and the allow list (in order).  The server's own
- * certificate and key are not part of it.  Writes TLS_SID_CTX_LEN bytes to ${out}.  Returns 0,
- * or -1 with ${err} naming the file that cannot be read.
- */
-#define TLS_SID_CTX_LEN 32 /* == SSL_MAX_SID_CTX_LENGTH */
-int tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS_SID_CTX_LEN],
-                           char *err, size_t errlen);
-
 /* ---- tls_tickets.c: session ticket keys shared by every context of the process ---- */
 
 /* Ticket keys rotate every period; a ticket is valid for one (session timeout). */
 #define TLS_TICKET_PERIOD_S   3600
 #define TLS_TICKET_MASTER_LEN 32 /* bytes of the random master secret */
 #define TLS_TICKET_NAME_LEN   16 /* the key name OpenSSL writes at the start of each ticket */
-/*
- * How long after the full handshake that verified a chain its session may still be resumed.
- * TLS 1.3 renews the ticket on every resumption (with a fresh session time), so without this
- * bound a client that keeps resuming would never have its chain verified again.
- */
-#define TLS_SESSION_AUTH_MAX_S TLS_TICKET_PERIOD_S
 
 /* The keys of one period, derived from the master secret (HKDF-SHA256). */
 struct tls_ticket_keys {
@@ -288,6 +270,27 @@ int tls_tickets_derive(const struct tls_tickets *t, uint64_t period, struct tls_
  */
 int tls_tickets_select(const struct tls_tickets *t, time_t now, const unsigned char *name,
                        struct tls_ticket_keys *out);
+
+/* ---- tls_session.c: session resumption (see "Session resumption" above) ---- */
+
+/*
+ * tls_session_id_context(p, out, err, errlen):
+ * The session id context of a SERVER context made from ${p}: SHA-256 over its trust policy,
+ * the bytes of ${p}->ca_file and ${p}->crl_file, the effective verify_depth and min_version,
+ * client_cert_required, cn_fallback and the allow list (in order).  The server's own
+ * certificate and key are not part of it.  Writes TLS_SID_CTX_LEN bytes to ${out}.  Returns 0,
+ * or -1 with ${err} naming the file that cannot be read.
+ */
+#define TLS_SID_CTX_LEN 32 /* == SSL_MAX_SID_CTX_LENGTH */
+int tls_session_id_context(const struct tls_ctx_params *p, unsigned char out[TLS_SID_CTX_LEN],
+                           char *err, size_t errlen);
+
+/*
+ * How long after the full handshake that verified a chain its session may still be resumed.
+ * TLS 1.3 renews the ticket on every resumption (with a fresh session time), so without this
+ * bound a client that keeps resuming would never have its chain verified again.
+ */
+#define TLS_SESSION_AUTH_MAX_S TLS_TICKET_PERIOD_S
 
 /*
  * tls_session_auth_fresh(auth_time, now, peer):

@@ -11,9 +11,13 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "tls.h"
+
+/* The verify_depth of a context whose tls_ctx_params.verify_depth is <= 0. */
+#define TLS_DEFAULT_VERIFY_DEPTH 4
 
 /*
  * tls_errf(err, errlen, fmt, ...):
@@ -88,5 +92,48 @@ struct tls_tickets *tls_tickets_ref(struct tls_tickets *t);
 
 /* tls_tickets_cipher(t): the ticket cipher of ${t} (AES-256-CBC), valid as long as ${t}. */
 const EVP_CIPHER *tls_tickets_cipher(const struct tls_tickets *t);
+
+/* ---- tls_session.c ---- */
+
+/*
+ * The session state of one context (tls_ctx.c), used by its one worker thread (no lock).
+ * CLIENT: the newest session of our one peer, offered by tls_ssl_new().  SERVER with session
+ * resumption: the process's ticket keys (one reference) and this context's cache of the
+ * current and previous period's keys.
+ */
+struct tls_session_state {
+    SSL_SESSION *session;
+    struct tls_tickets *tickets;
+    struct tls_ticket_cache ticket_cache;
+};
+
+/*
+ * tls_session_setup(ctx, p, st, err, errlen):
+ * Set up session resumption on ${ctx} for the role and settings of ${p}, with ${st} (the
+ * context's session state; its tickets already referenced): the session id context of a
+ * server, stateless tickets or OpenSSL's cache, the ticket age bound, the client's one-session
+ * cache.  The callbacks find ${st} through tls_ctx_session_state().  Returns 0, or -1 with
+ * ${err}.
+ */
+int tls_session_setup(SSL_CTX *ctx, const struct tls_ctx_params *p,
+                      const struct tls_session_state *st, char *err, size_t errlen);
+
+/* tls_session_state_clear(st): free what ${st} holds (session, ticket keys and cache). */
+void tls_session_state_clear(struct tls_session_state *st);
+
+/* ---- tls_ctx.c ---- */
+
+/*
+ * tls_ctx_session_state(ssl):
+ * The session state of the context ${ssl} was made from, or NULL when it is not one of ours.
+ */
+struct tls_session_state *tls_ctx_session_state(const SSL *ssl);
+
+/*
+ * tls_ctx_result(ssl):
+ * The struct tls_verify_result attached to ${ssl} (tls_ssl_new(), tls_ssl_set_result()), or
+ * NULL.
+ */
+struct tls_verify_result *tls_ctx_result(const SSL *ssl);
 
 #endif /* FERRY_TLS_INTERNAL_H */

@@ -25,7 +25,6 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 
 #include "tls.h"
 #include "tls_internal.h"
@@ -246,26 +245,6 @@ tls_tickets_cache_select(const struct tls_tickets *t, struct tls_ticket_cache *c
         return 2;
     }
     return 0;
-}
-
-/*
- * tls_session_auth_fresh(auth_time, now, peer):
- * The age bound of resumed inbound sessions: see tls.h.
- */
-bool
-tls_session_auth_fresh(uint64_t auth_time, time_t now, X509 *peer)
-{
-    uint64_t t = now > 0 ? (uint64_t)now : 0;
-
-    if (auth_time > t ? auth_time - t > 60 : t - auth_time > TLS_SESSION_AUTH_MAX_S) {
-        return false;
-    }
-    /* X509_cmp_time: -1 before ${now}, 1 after, 0 on a malformed time (refused too). */
-    if (peer != NULL && (X509_cmp_time(X509_get0_notAfter(peer), &now) <= 0 ||
-                         X509_cmp_time(X509_get0_notBefore(peer), &now) >= 0)) {
-        return false;
-    }
-    return true;
 }
 
 /*
