@@ -443,19 +443,6 @@ struct tls_self_info {
 };
 
 /*
- * tls_cert_ekus(cert, buf, len):
- * The extendedKeyUsage purposes of ${cert} as "serverAuth,clientAuth" (other purposes by
- * their short names or OIDs); "" when it has no EKU extension.  Returns ${buf}.
- */
-const char *tls_cert_ekus(X509 *cert, char *buf, size_t len);
-
-/*
- * tls_cert_key_type(cert, buf, len):
- * The public key of ${cert} in words: "EC P-256", "RSA 2048", "Ed25519".  Returns ${buf}.
- */
-const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
-
-/*
  * tls_ctx_self_info(t, self):
  * Fill ${self} from ${t}: its role, files, leaf certificate, versions and ciphers.
  */
@@ -542,6 +529,21 @@ void tls_chain_note(X509_STORE_CTX *sctx, struct tls_peer_info *info);
  */
 int tls_chain_gap_describe(enum tls_reject r, enum tls_role role, const struct tls_peer_info *info,
                            const char *ca_file, char *buf, size_t len);
+
+/* ---- tls_cert.c: fields of a certificate in words ---- */
+
+/*
+ * tls_cert_ekus(cert, buf, len):
+ * The extendedKeyUsage purposes of ${cert} as "serverAuth,clientAuth" (other purposes by
+ * their short names or OIDs); "" when it has no EKU extension.  Returns ${buf}.
+ */
+const char *tls_cert_ekus(X509 *cert, char *buf, size_t len);
+
+/*
+ * tls_cert_key_type(cert, buf, len):
+ * The public key of ${cert} in words: "EC P-256", "RSA 2048", "Ed25519".  Returns ${buf}.
+ */
+const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
 
 /* ---- tls_file.c: reading the files tls/ is given ---- */
 
