@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "pki.h"
 #include "tls.h"
@@ -533,49 +534,52 @@ outbound(const char *server, struct tls_verify_result *out)
 
 /* ---- tls_name.c ---- */
 
+/* DNS SAN, host, and whether the SAN covers the host (tls_name_match_san() and rule 3). */
+static const struct {
+    const char *san, *host;
+    bool want;
+} san_cases[] = {
+    {"node1.test", "node1.test", true},
+    {"NODE1.Test", "node1.TEST", true},
+    {"node1.test.", "node1.test", true},
+    {"node1.test", "node1.test.", true},
+    {"node1.test", "node2.test", false},
+    {"node1.test", "node1.test.evil", false},
+    {"node1.test", "xnode1.test", false},
+    {"*.example.org", "a.example.org", true},
+    {"*.example.org", "A.EXAMPLE.ORG", true},
+    {"*.example.org.", "a.example.org", true},
+    {"*.example.org", "a.example.org.", true},
+    {"*.example.org", "example.org", false},
+    {"*.example.org", "a.b.example.org", false},
+    {"*.example.org", ".example.org", false},
+    {"*.example.org", "*.example.org", false},
+    {"*.org", "example.org", false},
+    {"*.", "a.", false},
+    {"*", "a", false},
+    {"f*.example.org", "foo.example.org", false},
+    {"*oo.example.org", "foo.example.org", false},
+    {"a.*.example.org", "a.b.example.org", false},
+    {"*.*.example.org", "a.b.example.org", false},
+    {"127.0.0.1", "127.0.0.1", false}, /* an IP host never matches a DNS SAN */
+    {"*.0.0.1", "127.0.0.1", false},
+    {"::1", "::1", false},
+    {"", "", false},
+    {"node1.test", "", false},
+    {"", "node1.test", false},
+    {"xn--bcher-kva.example", "XN--BCHER-KVA.example", true},
+};
+
 static void
 test_name_match_san(void **state)
 {
-    static const struct {
-        const char *san, *host;
-        bool want;
-    } cases[] = {
-        {"node1.test", "node1.test", true},
-        {"NODE1.Test", "node1.TEST", true},
-        {"node1.test.", "node1.test", true},
-        {"node1.test", "node1.test.", true},
-        {"node1.test", "node2.test", false},
-        {"node1.test", "node1.test.evil", false},
-        {"node1.test", "xnode1.test", false},
-        {"*.example.org", "a.example.org", true},
-        {"*.example.org", "A.EXAMPLE.ORG", true},
-        {"*.example.org.", "a.example.org", true},
-        {"*.example.org", "a.example.org.", true},
-        {"*.example.org", "example.org", false},
-        {"*.example.org", "a.b.example.org", false},
-        {"*.example.org", ".example.org", false},
-        {"*.example.org", "*.example.org", false},
-        {"*.org", "example.org", false},
-        {"*.", "a.", false},
-        {"*", "a", false},
-        {"f*.example.org", "foo.example.org", false},
-        {"*oo.example.org", "foo.example.org", false},
-        {"a.*.example.org", "a.b.example.org", false},
-        {"*.*.example.org", "a.b.example.org", false},
-        {"127.0.0.1", "127.0.0.1", false}, /* an IP host never matches a DNS SAN */
-        {"*.0.0.1", "127.0.0.1", false},
-        {"::1", "::1", false},
-        {"", "", false},
-        {"node1.test", "", false},
-        {"", "node1.test", false},
-        {"xn--bcher-kva.example", "XN--BCHER-KVA.example", true},
-    };
     size_t i;
 
     (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        if (tls_name_match_san(cases[i].san, cases[i].host) != cases[i].want) {
-            fail_msg("san %s host %s: want %d", cases[i].san, cases[i].host, cases[i].want);
+    for (i = 0; i < sizeof(san_cases) / sizeof(san_cases[0]); i++) {
+        if (tls_name_match_san(san_cases[i].san, san_cases[i].host) != san_cases[i].want) {
+            fail_msg("san %s host %s: want %d", san_cases[i].san, san_cases[i].host,
+                     san_cases[i].want);
         }
     }
     assert_false(tls_name_match_san(NULL, "a"));
@@ -997,6 +1001,109 @@ test_check_leaf_names(void **state)
                      TLS_REJECT_NAME_NOT_ALLOWED);
     assert_int_equal(tls_check_leaf(cnonly_leaf->x509, false, NULL, allow, 3, false, &info),
                      TLS_REJECT_NO_NAME);
+}
+
+/*
+ * A leaf for rule 3 alone (never signed: tls_check_leaf() looks at names and EKU only): EKU
+ * serverAuth, the DNS SAN ${dns} when not NULL (it may be ""), the CN ${cn} when not NULL nor ""
+ * (an empty CN is no CN).
+ */
+static X509 *
+name_leaf(const char *dns, const char *cn)
+{
+    X509 *x = X509_new();
+    X509_EXTENSION *eku = X509V3_EXT_conf_nid(NULL, NULL, NID_ext_key_usage, "serverAuth");
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    GENERAL_NAME *g = GENERAL_NAME_new();
+    ASN1_IA5STRING *v = ASN1_IA5STRING_new();
+
+    assert_non_null(x);
+    assert_non_null(eku);
+    assert_non_null(gens);
+    assert_non_null(g);
+    assert_non_null(v);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+    assert_int_equal(X509_add_ext(x, eku, -1), 1);
+    X509_EXTENSION_free(eku);
+    if (cn != NULL && cn[0] != '\0') {
+        assert_int_equal(X509_NAME_add_entry_by_NID(X509_get_subject_name(x), NID_commonName,
+                                                    MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                                    0),
+                         1);
+    }
+    if (dns != NULL) {
+        assert_int_equal(ASN1_STRING_set(v, dns, (int)strlen(dns)), 1);
+        GENERAL_NAME_set0_value(g, GEN_DNS, v);
+        assert_true(sk_GENERAL_NAME_push(gens, g) > 0);
+        assert_int_equal(X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, 0), 1);
+    } else {
+        ASN1_IA5STRING_free(v);
+        GENERAL_NAME_free(g);
+    }
+    GENERAL_NAMES_free(gens);
+    return x;
+}
+
+/*
+ * Rule 3 on real certificates gives the verdict of tls_name_match_san() for each row of
+ * san_cases (a DNS SAN), and the same for a CN-only leaf with cn_fallback (but an IP literal
+ * host is compared with a CN that is an IP literal as an address).  The extra rows pin what
+ * ferry's rule says where OpenSSL's X509_check_host() says otherwise: a trailing dot on the
+ * SAN, a wildcard over a label that is not letters, digits and '-', a literal "*" host.
+ */
+static void
+test_check_leaf_san_table(void **state)
+{
+    static const struct {
+        const char *san, *host;
+        bool want;
+    } more[] = {
+        {"*.example.org", "a_b.example.org", true},  {"*.a_b.test", "x.a_b.test", true},
+        {"*.example.org.", "a.example.org.", true},  {"example.org", "example.org..", false},
+        {"f*.example.org", "f*.example.org", false},
+    };
+    const size_t n = sizeof(san_cases) / sizeof(san_cases[0]);
+    struct tls_peer_info info;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < n + sizeof(more) / sizeof(more[0]); i++) {
+        const char *san = i < n ? san_cases[i].san : more[i - n].san;
+        const char *host = i < n ? san_cases[i].host : more[i - n].host;
+        bool want = i < n ? san_cases[i].want : more[i - n].want;
+        unsigned char hb[16], cb[16];
+        size_t hl = 0, cl = 0;
+        bool want_cn = tls_name_is_ip(host, hb, &hl)
+                           ? tls_name_is_ip(san, cb, &cl) && cl == hl && memcmp(cb, hb, hl) == 0
+                           : want;
+        X509 *x = name_leaf(san, "cn.invalid");
+        X509 *c = name_leaf(NULL, san);
+        enum tls_reject r;
+
+        memset(&info, 0, sizeof(info));
+        r = tls_check_leaf(x, true, host, NULL, 0, true, &info);
+        if ((r == TLS_REJECT_NONE) != want || (!want && r != TLS_REJECT_NAME_MISMATCH)) {
+            fail_msg("SAN %s host %s: reject %s, want match %d", san, host, tls_reject_str(r),
+                     want);
+        }
+        if (want) {
+            assert_string_equal(info.name, san);
+        }
+        r = tls_check_leaf(c, true, host, NULL, 0, true, &info);
+        if ((r == TLS_REJECT_NONE) != want_cn) {
+            fail_msg("CN %s host %s: reject %s, want match %d", san, host, tls_reject_str(r),
+                     want_cn);
+        }
+        if (want_cn) {
+            assert_string_equal(info.name, san);
+        }
+        /* Without cn_fallback the CN names nothing. */
+        assert_int_equal(tls_check_leaf(c, true, host, NULL, 0, false, &info), TLS_REJECT_NO_NAME);
+        X509_free(x);
+        X509_free(c);
+    }
 }
 
 /* Rule 3 with URI SANs: allow entries that are SPIFFE IDs (CONTRACT §4). */
@@ -2534,6 +2641,7 @@ main(void)
         cmocka_unit_test(test_check_leaf_info_as_fill),
         cmocka_unit_test(test_check_leaf_eku),
         cmocka_unit_test(test_check_leaf_names),
+        cmocka_unit_test(test_check_leaf_san_table),
         cmocka_unit_test(test_reject_describe),
         cmocka_unit_test(test_error_string),
         cmocka_unit_test(test_ctx_good),
