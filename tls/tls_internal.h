@@ -84,8 +84,8 @@ struct tls_ticket_cache {
 int tls_tickets_cache_select(const struct tls_tickets *t, struct tls_ticket_cache *cache,
                              time_t now, const unsigned char *name, struct tls_ticket_keys **out);
 
-/* tls_ticket_cache_clear(cache): wipe the keys held in ${cache}. */
-void tls_ticket_cache_clear(struct tls_ticket_cache *cache);
+/* tls_tickets_cache_clear(cache): wipe the keys held in ${cache}. */
+void tls_tickets_cache_clear(struct tls_ticket_cache *cache);
 
 /* tls_tickets_ref(t): one more reference to ${t} (NULL stays NULL).  Returns ${t}. */
 struct tls_tickets *tls_tickets_ref(struct tls_tickets *t);

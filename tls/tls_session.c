@@ -379,7 +379,7 @@ tls_session_state_clear(struct tls_session_state *st)
 {
     SSL_SESSION_free(st->session);
     st->session = NULL;
-    tls_ticket_cache_clear(&st->ticket_cache);
+    tls_tickets_cache_clear(&st->ticket_cache);
     tls_tickets_free(st->tickets);
     st->tickets = NULL;
 }

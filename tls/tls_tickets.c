@@ -227,10 +227,10 @@ tls_tickets_cache_select(const struct tls_tickets *t, struct tls_ticket_cache *c
 
     *out = NULL;
     if (!cache->valid || cache->cur.period != period) {
-        tls_ticket_cache_clear(cache);
+        tls_tickets_cache_clear(cache);
         if (tls_tickets_derive(t, period, &cache->cur) != 0 ||
             (period > 0 && tls_tickets_derive(t, period - 1, &cache->prev) != 0)) {
-            tls_ticket_cache_clear(cache);
+            tls_tickets_cache_clear(cache);
             return -1;
         }
         cache->has_prev = period > 0;
@@ -248,11 +248,11 @@ tls_tickets_cache_select(const struct tls_tickets *t, struct tls_ticket_cache *c
 }
 
 /*
- * tls_ticket_cache_clear(cache):
+ * tls_tickets_cache_clear(cache):
  * Wipe the keys held in ${cache}.
  */
 void
-tls_ticket_cache_clear(struct tls_ticket_cache *cache)
+tls_tickets_cache_clear(struct tls_ticket_cache *cache)
 {
     OPENSSL_cleanse(cache, sizeof(*cache));
 }
@@ -277,6 +277,6 @@ tls_tickets_select(const struct tls_tickets *t, time_t now, const unsigned char 
     } else {
         OPENSSL_cleanse(out, sizeof(*out));
     }
-    tls_ticket_cache_clear(&cache);
+    tls_tickets_cache_clear(&cache);
     return r;
 }
