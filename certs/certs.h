@@ -39,7 +39,7 @@ struct certs_issue_params {
     size_t n_dns;
     const char *const *ips;
     size_t n_ips;
-    const char *const *uris; /* SPIFFE IDs (config_spiffe_problem() rules), as URI SANs */
+    const char *const *uris; /* SPIFFE IDs (config_check_spiffe_problem() rules), as URI SANs */
     size_t n_uris;
     int days; /* 0 = CERTS_DEFAULT_LEAF_DAYS */
     enum certs_key_type key_type;

@@ -344,7 +344,7 @@ open_bio(const char *path, char *err, size_t errlen)
     BIO *bio;
     int fd;
 
-    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+    if ((fd = tls_file_open_regular(path, why, sizeof(why))) < 0) {
         certs_err(err, errlen, "cannot open %s: %s", path, why);
         return NULL;
     }

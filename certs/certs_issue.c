@@ -242,7 +242,7 @@ build_san(const struct certs_issue_params *p, char *err, size_t errlen)
         }
     }
     for (i = 0; i < p->n_uris; i++) {
-        if ((why = config_spiffe_problem(p->uris[i], false)) != NULL) {
+        if ((why = config_check_spiffe_problem(p->uris[i], false)) != NULL) {
             certs_err(err, errlen,
                       "invalid URI \"%s\": expected a SPIFFE ID (spiffe://trust-domain/path): %s",
                       p->uris[i], why);

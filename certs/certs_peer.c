@@ -827,7 +827,7 @@ certs_peer_check(const struct config *cfg, const struct certs_check_opts *o,
         /* Dial the listener's proxy, then CONNECT to where ferry run would dial. */
         char ph[256], pp[8];
 
-        config_addr_format(&src->via.proxy, r->via, sizeof(r->via));
+        config_value_addr_format(&src->via.proxy, r->via, sizeof(r->via));
         (void)snprintf(ph, sizeof(ph), "%s", r->dial_host);
         (void)snprintf(pp, sizeof(pp), "%s", r->dial_port);
         (void)snprintf(r->dial_host, sizeof(r->dial_host), "%s", src->via.proxy.host);

@@ -333,59 +333,59 @@ const char *config_error_format(const struct config_error *err, char *buf, size_
  * The listener called ${name}, or NULL.
  */
 /*
- * config_cidr_parse(text, out, why, whylen):
+ * config_value_cidr_parse(text, out, why, whylen):
  * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
  * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  An
  * IPv4-mapped block (::ffff:10.0.0.0/104) becomes its IPv4 block (10.0.0.0/8), which is how
  * senders are matched.  Returns 0, or -1 with the reason in ${why}.
  */
-int config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen);
+int config_value_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen);
 
 /*
- * config_cidr_match(cidrs, n, sa):
+ * config_value_cidr_match(cidrs, n, sa):
  * True when the address of ${sa} (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
  * its IPv4 address) lies in one of the ${n} blocks ${cidrs}.
  */
-bool config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa);
+bool config_value_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa);
 
 const struct config_listener *config_listener_find(const struct config *cfg, const char *name);
 
 /* ---- values (config_value.c); pure functions, exported for the other layers and tests ---- */
 
 /*
- * config_parse_duration(text, ms):
+ * config_value_parse_duration(text, ms):
  * Parse "250ms", "10s", "5m", "1h" (a non-negative integer and a unit; a bare "0" is allowed)
  * into milliseconds in ${ms}.  Returns 0, or -1 when ${text} is not a duration or overflows.
  */
-int config_parse_duration(const char *text, uint64_t *ms);
+int config_value_parse_duration(const char *text, uint64_t *ms);
 
 /*
- * config_parse_addr(text, allow_name, addr, why, whylen):
+ * config_value_parse_addr(text, allow_name, addr, why, whylen):
  * Parse "1.2.3.4:80", "[::1]:80" or, when ${allow_name}, "host.example.org:80" into ${addr}.
  * The port must be 1-65535.  Returns 0, or -1 with the reason in ${why}.
  */
-int config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
-                      size_t whylen);
+int config_value_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
+                            size_t whylen);
 
 /*
- * config_addr_format(addr, buf, len):
+ * config_value_addr_format(addr, buf, len):
  * "host:port", with brackets around IPv6 hosts.  Returns ${buf}.
  */
-const char *config_addr_format(const struct config_addr *addr, char *buf, size_t len);
+const char *config_value_addr_format(const struct config_addr *addr, char *buf, size_t len);
 
 /*
- * config_spiffe_problem(s, pattern):
+ * config_check_spiffe_problem(s, pattern):
  * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
  * segment), in plain words, or NULL when it is one: "spiffe://" + a lower-case trust domain of
  * [a-z0-9._-] without an empty label ("a..b", ".a", "a.") + one or more "/segment" of
  * [A-Za-z0-9._-] (a trust domain alone names no workload), no "." or ".." segment, no query,
  * fragment, port, user info, percent-encoding or trailing '/', at most 2048 bytes.
  */
-const char *config_spiffe_problem(const char *s, bool pattern);
+const char *config_check_spiffe_problem(const char *s, bool pattern);
 
 /* String names of the enums, as written in YAML ("inbound", "http", "warn", ...). */
-const char *config_mode_str(enum config_mode mode);
-const char *config_protocol_str(enum config_protocol protocol);
-const char *config_log_level_str(enum config_log_level level);
+const char *config_value_mode_str(enum config_mode mode);
+const char *config_value_protocol_str(enum config_protocol protocol);
+const char *config_value_log_level_str(enum config_log_level level);
 
 #endif /* FERRY_CONFIG_H */

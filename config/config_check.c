@@ -387,7 +387,7 @@ get_duration(struct check *ck, const struct config_node *n, const char *path, ui
     if (!want_scalar(ck, n, path, "a duration like 10s or 500ms")) {
         return (-1);
     }
-    if (config_parse_duration(n->text, &v) != 0) {
+    if (config_value_parse_duration(n->text, &v) != 0) {
         ck_err(ck, n, "%s: expected a duration like 10s or 500ms, got %s", path,
                what(n, got, sizeof(got)));
         return (-1);
@@ -436,7 +436,7 @@ get_addr(struct check *ck, const struct config_node *n, const char *path, bool a
                      allow_name ? "host:port" : "an IP address and port like 127.0.0.1:7001")) {
         return (-1);
     }
-    if (config_parse_addr(n->text, allow_name, out, why, sizeof(why)) != 0) {
+    if (config_value_parse_addr(n->text, allow_name, out, why, sizeof(why)) != 0) {
         ck_err(ck, n, "%s: %s", path, why);
         return (-1);
     }
@@ -885,13 +885,13 @@ valid_allow(const char *s)
     unsigned char bytes[16];
     int family;
 
-    if (config_ip_parse(s, bytes, &family) == 0) {
+    if (config_value_ip_parse(s, bytes, &family) == 0) {
         return (true);
     }
     if (s[0] == '*' && s[1] == '.') {
-        return (config_name_is_dns(s + 2));
+        return (config_value_name_is_dns(s + 2));
     }
-    return (config_name_is_dns(s));
+    return (config_value_name_is_dns(s));
 }
 
 /* The longest SPIFFE ID (SPIFFE ID standard §2.3). */
@@ -918,7 +918,7 @@ spiffe_double_dot(const char *s, const char *end)
 }
 
 /*
- * config_spiffe_problem(s, pattern):
+ * config_check_spiffe_problem(s, pattern):
  * Why ${s} is not a SPIFFE ID (a pattern when ${pattern}: "*" may then be the whole last path
  * segment), or NULL when it is one: "spiffe://" + a lower-case trust domain of [a-z0-9._-]
  * without an empty label + one or more "/segment" of [A-Za-z0-9._-] (a trust domain alone
@@ -926,7 +926,7 @@ spiffe_double_dot(const char *s, const char *end)
  * port, userinfo, percent-encoding or trailing '/', at most SPIFFE_ID_MAX bytes.
  */
 const char *
-config_spiffe_problem(const char *s, bool pattern)
+config_check_spiffe_problem(const char *s, bool pattern)
 {
     const char *p, *seg;
     size_t n;
@@ -1034,7 +1034,7 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
             continue;
         }
         if (strstr(e->text, "://") != NULL) {
-            const char *why = config_spiffe_problem(e->text, true);
+            const char *why = config_check_spiffe_problem(e->text, true);
 
             if (why != NULL) {
                 ck_err(ck, e,
@@ -1101,7 +1101,7 @@ check_databases(struct check *ck, const struct config_node *n, const char *path,
         if (!want_scalar(ck, e, ep, expected)) {
             continue;
         }
-        if (config_db_glob_check(e->text, why, sizeof(why)) != 0) {
+        if (config_value_db_glob_check(e->text, why, sizeof(why)) != 0) {
             ck_err(ck, e, "%s: expected %s, got %s: %s", ep, expected, what(e, got, sizeof(got)),
                    why);
             continue;
@@ -1428,7 +1428,7 @@ check_via(struct check *ck, const struct config_node *n, const char *path,
                 } else {
                     memcpy(hp, text, hl);
                     hp[hl] = '\0';
-                    if (config_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0) {
+                    if (config_value_parse_addr(hp, true, &l->via.proxy, why, sizeof(why)) != 0) {
                         ck_err(ck, vals[0], "%s: %s", kp, why);
                     }
                     l->via.proxy_pos = vals[0]->pos;
@@ -1494,7 +1494,8 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
             if (!want_scalar(ck, e, ep, "an IP address or block such as 10.0.0.0/8")) {
                 continue;
             }
-            if (config_cidr_parse(e->text, &l->pp_from[l->n_pp_from], why, sizeof(why)) != 0) {
+            if (config_value_cidr_parse(e->text, &l->pp_from[l->n_pp_from], why, sizeof(why)) !=
+                0) {
                 ck_err(ck, e, "%s: got %s: %s", ep, what(e, got, sizeof(got)), why);
                 continue;
             }
@@ -1964,7 +1965,8 @@ addr_conflict(const struct config_addr *a, const struct config_addr *b)
     if (a->port != b->port) {
         return (false);
     }
-    if (config_ip_parse(a->host, ab, &af) != 0 || config_ip_parse(b->host, bb, &bf) != 0) {
+    if (config_value_ip_parse(a->host, ab, &af) != 0 ||
+        config_value_ip_parse(b->host, bb, &bf) != 0) {
         return (strcmp(a->host, b->host) == 0);
     }
     /* A wildcard address takes the port on every address. */
@@ -1992,10 +1994,10 @@ via_is_listener(const struct config_addr *p, const struct config_addr *l)
     if (p->port != l->port) {
         return (false);
     }
-    if (config_ip_parse(p->host, pb, &pf) != 0) {
+    if (config_value_ip_parse(p->host, pb, &pf) != 0) {
         return (strcasecmp(p->host, "localhost") == 0 || strcasecmp(p->host, l->host) == 0);
     }
-    if (config_ip_parse(l->host, lb, &lf) != 0) {
+    if (config_value_ip_parse(l->host, lb, &lf) != 0) {
         return (false);
     }
     if (memcmp(lb, zero, 16) == 0) {
@@ -2025,8 +2027,9 @@ check_via_loops(struct check *ck, const struct config *cfg, const struct listene
                                   "listeners[%zu].via.proxy: %s is the listen address of %s at "
                                   "%u:%u: ferry would send CONNECT to itself, and each "
                                   "connection would open another; name the egress proxy",
-                                  i, config_addr_format(&v->proxy, a1, sizeof(a1)), aux[j].label,
-                                  aux[j].listen_node->pos.line, aux[j].listen_node->pos.col);
+                                  i, config_value_addr_format(&v->proxy, a1, sizeof(a1)),
+                                  aux[j].label, aux[j].listen_node->pos.line,
+                                  aux[j].listen_node->pos.col);
                 ck->n_errors++;
                 break;
             }
@@ -2048,9 +2051,9 @@ check_admin_conflict(struct check *ck, const struct config *cfg, const struct li
             ck_err(ck, at,
                    "admin.listen: %s conflicts with %s of %s at %u:%u; the admin listener needs "
                    "its own port",
-                   config_addr_format(&cfg->admin.listen, a1, sizeof(a1)),
-                   config_addr_format(&cfg->listeners[i].listen, a2, sizeof(a2)), aux[i].label,
-                   aux[i].listen_node->pos.line, aux[i].listen_node->pos.col);
+                   config_value_addr_format(&cfg->admin.listen, a1, sizeof(a1)),
+                   config_value_addr_format(&cfg->listeners[i].listen, a2, sizeof(a2)),
+                   aux[i].label, aux[i].listen_node->pos.line, aux[i].listen_node->pos.col);
             return;
         }
     }
@@ -2083,9 +2086,9 @@ check_duplicates(struct check *ck, const struct config *cfg, const struct listen
                 ck_err(ck, aux[i].listen_node,
                        "listeners[%zu].listen: %s conflicts with %s of %s at %u:%u; each "
                        "listener needs its own port",
-                       i, config_addr_format(&cfg->listeners[i].listen, a1, sizeof(a1)),
-                       config_addr_format(&cfg->listeners[j].listen, a2, sizeof(a2)), aux[j].label,
-                       aux[j].listen_node->pos.line, aux[j].listen_node->pos.col);
+                       i, config_value_addr_format(&cfg->listeners[i].listen, a1, sizeof(a1)),
+                       config_value_addr_format(&cfg->listeners[j].listen, a2, sizeof(a2)),
+                       aux[j].label, aux[j].listen_node->pos.line, aux[j].listen_node->pos.col);
                 break;
             }
         }

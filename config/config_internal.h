@@ -92,28 +92,28 @@ int config_errors_addv(struct config_errors *errs, const char *file, unsigned li
                        const char *fmt, va_list ap) CONFIG_PRINTF(5, 0);
 
 /*
- * config_name_is_dns(name):
+ * config_value_name_is_dns(name):
  * True when ${name} is a host name: dot-separated labels of letters, digits and "-" (1-63
  * characters, not starting or ending with "-"), 253 characters at most, and a last label that
  * is not all digits (so "1.2.3.999" is not taken for a name).
  */
-bool config_name_is_dns(const char *name);
+bool config_value_name_is_dns(const char *name);
 
 /*
- * config_db_glob_check(glob, why, whylen):
+ * config_value_db_glob_check(glob, why, whylen):
  * Check that ${glob} could match a CouchDB database name: its literal characters are those of
  * a database name (lowercase letters, digits and _$()+-/, the first a letter), and "*" and "?"
  * are wildcards.  Returns 0, or -1 with the reason in ${why} (like "database names are
  * lowercase (\"P\")").
  */
-int config_db_glob_check(const char *glob, char *why, size_t whylen);
+int config_value_db_glob_check(const char *glob, char *why, size_t whylen);
 
 /*
- * config_ip_parse(text, bytes, family):
+ * config_value_ip_parse(text, bytes, family):
  * Parse an IPv4 or IPv6 literal (without brackets) into ${bytes} (4 or 16 bytes used) and
  * ${family} (4 or 6).  Returns 0, or -1 when ${text} is not an IP literal.
  */
-int config_ip_parse(const char *text, unsigned char bytes[16], int *family);
+int config_value_ip_parse(const char *text, unsigned char bytes[16], int *family);
 
 /*
  * config_file_kind(mode):

@@ -13,12 +13,12 @@
 #include "config.h"
 
 /*
- * config_parse_duration(text, ms):
+ * config_value_parse_duration(text, ms):
  * Parse "250ms", "10s", "5m", "1h" (a non-negative integer and a unit; a bare "0" is allowed)
  * into milliseconds in ${ms}.  Returns 0, or -1 when ${text} is not a duration or overflows.
  */
 int
-config_parse_duration(const char *text, uint64_t *ms)
+config_value_parse_duration(const char *text, uint64_t *ms)
 {
     const char *p = text;
     uint64_t n = 0;
@@ -56,12 +56,12 @@ config_parse_duration(const char *text, uint64_t *ms)
 }
 
 /*
- * config_ip_parse(text, bytes, family):
+ * config_value_ip_parse(text, bytes, family):
  * Parse an IPv4 or IPv6 literal (without brackets) into ${bytes} (4 or 16 bytes used) and
  * ${family} (4 or 6).  Returns 0, or -1 when ${text} is not an IP literal.
  */
 int
-config_ip_parse(const char *text, unsigned char bytes[16], int *family)
+config_value_ip_parse(const char *text, unsigned char bytes[16], int *family)
 {
     struct in_addr a4;
     struct in6_addr a6;
@@ -88,13 +88,13 @@ is_alnum(char c)
 }
 
 /*
- * config_name_is_dns(name):
+ * config_value_name_is_dns(name):
  * True when ${name} is a host name: dot-separated labels of letters, digits and "-" (1-63
  * characters, not starting or ending with "-"), 253 characters at most, and a last label that
  * is not all digits (so "1.2.3.999" is not taken for a name).
  */
 bool
-config_name_is_dns(const char *name)
+config_value_name_is_dns(const char *name)
 {
     size_t len = strlen(name);
     size_t label = 0;
@@ -141,14 +141,14 @@ is_db_char(char c)
 }
 
 /*
- * config_db_glob_check(glob, why, whylen):
+ * config_value_db_glob_check(glob, why, whylen):
  * Check that ${glob} could match a CouchDB database name: its literal characters are those of
  * a database name (lowercase letters, digits and _$()+-/, the first a letter), and "*" and "?"
  * are wildcards.  Returns 0, or -1 with the reason in ${why} (like "database names are
  * lowercase (\"P\")").
  */
 int
-config_db_glob_check(const char *glob, char *why, size_t whylen)
+config_value_db_glob_check(const char *glob, char *why, size_t whylen)
 {
     const unsigned char *p = (const unsigned char *)glob;
     char shown[8];
@@ -202,13 +202,13 @@ looks_ipv4(const char *s)
 }
 
 /*
- * config_parse_addr(text, allow_name, addr, why, whylen):
+ * config_value_parse_addr(text, allow_name, addr, why, whylen):
  * Parse "1.2.3.4:80", "[::1]:80" or, when ${allow_name}, "host.example.org:80" into ${addr}.
  * The port must be 1-65535.  Returns 0, or -1 with the reason in ${why}.
  */
 int
-config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
-                  size_t whylen)
+config_value_parse_addr(const char *text, bool allow_name, struct config_addr *addr, char *why,
+                        size_t whylen)
 {
     struct config_addr a;
     const char *host;
@@ -247,7 +247,7 @@ config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, c
         }
         memcpy(a.host, host, hostlen);
         a.host[hostlen] = '\0';
-        if (config_ip_parse(a.host, bytes, &family) != 0 || family != 6) {
+        if (config_value_ip_parse(a.host, bytes, &family) != 0 || family != 6) {
             snprintf(why, whylen, "expected an IPv6 address inside [ ], got \"%s\"", a.host);
             goto err0;
         }
@@ -278,7 +278,7 @@ config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, c
         }
         memcpy(a.host, host, hostlen);
         a.host[hostlen] = '\0';
-        if (config_ip_parse(a.host, bytes, &family) == 0) {
+        if (config_value_ip_parse(a.host, bytes, &family) == 0) {
             a.is_ip = true;
         } else if (looks_ipv4(a.host)) {
             snprintf(why, whylen, "expected an IPv4 address, got \"%s\"", a.host);
@@ -289,7 +289,7 @@ config_parse_addr(const char *text, bool allow_name, struct config_addr *addr, c
                      "(host names are not allowed here)",
                      a.host);
             goto err0;
-        } else if (!config_name_is_dns(a.host)) {
+        } else if (!config_value_name_is_dns(a.host)) {
             snprintf(why, whylen, "expected an IP address or a host name, got \"%s\"", a.host);
             goto err0;
         }
@@ -317,11 +317,11 @@ err0:
 }
 
 /*
- * config_addr_format(addr, buf, len):
+ * config_value_addr_format(addr, buf, len):
  * "host:port", with brackets around IPv6 hosts.  Returns ${buf}.
  */
 const char *
-config_addr_format(const struct config_addr *addr, char *buf, size_t len)
+config_value_addr_format(const struct config_addr *addr, char *buf, size_t len)
 {
     if (addr->is_ipv6) {
         snprintf(buf, len, "[%s]:%u", addr->host, (unsigned)addr->port);
@@ -332,11 +332,11 @@ config_addr_format(const struct config_addr *addr, char *buf, size_t len)
 }
 
 /*
- * config_mode_str(mode):
+ * config_value_mode_str(mode):
  * "inbound" or "outbound".
  */
 const char *
-config_mode_str(enum config_mode mode)
+config_value_mode_str(enum config_mode mode)
 {
     switch (mode) {
     case CONFIG_MODE_INBOUND:
@@ -348,11 +348,11 @@ config_mode_str(enum config_mode mode)
 }
 
 /*
- * config_protocol_str(protocol):
+ * config_value_protocol_str(protocol):
  * "http" or "tcp".
  */
 const char *
-config_protocol_str(enum config_protocol protocol)
+config_value_protocol_str(enum config_protocol protocol)
 {
     switch (protocol) {
     case CONFIG_PROTOCOL_HTTP:
@@ -364,11 +364,11 @@ config_protocol_str(enum config_protocol protocol)
 }
 
 /*
- * config_log_level_str(level):
+ * config_value_log_level_str(level):
  * "error", "warn", "info" or "debug".
  */
 const char *
-config_log_level_str(enum config_log_level level)
+config_value_log_level_str(enum config_log_level level)
 {
     switch (level) {
     case CONFIG_LOG_ERROR:
@@ -384,14 +384,14 @@ config_log_level_str(enum config_log_level level)
 }
 
 /*
- * config_cidr_parse(text, out, why, whylen):
+ * config_value_cidr_parse(text, out, why, whylen):
  * Parse ${text}, an IPv4 or IPv6 address with an optional "/prefix", into ${out}.  Host bits
  * set below the prefix ("10.1.2.3/8") are an error: the writer meant another block.  An
  * IPv4-mapped block (::ffff:10.0.0.0/104) becomes its IPv4 block (10.0.0.0/8), which is how
  * senders are matched.  Returns 0, or -1 with the reason in ${why}.
  */
 int
-config_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen)
+config_value_cidr_parse(const char *text, struct config_cidr *out, char *why, size_t whylen)
 {
     char addr[INET6_ADDRSTRLEN];
     const char *slash = strchr(text, '/');
@@ -478,12 +478,12 @@ prefix_equal(const unsigned char *a, const unsigned char *b, unsigned prefix)
 }
 
 /*
- * config_cidr_match(cidrs, n, sa):
+ * config_value_cidr_match(cidrs, n, sa):
  * True when the address of ${sa} (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
  * its IPv4 address) lies in one of the ${n} blocks ${cidrs}.
  */
 bool
-config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa)
+config_value_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa)
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     const unsigned char *a;

@@ -29,11 +29,11 @@ walk_config(const struct config *cfg)
             fprintf(stderr, "fuzz_config: listener %s not found by its own name\n", l->name);
             abort();
         }
-        sum += snprintf(buf, sizeof(buf), "%s %s %s", l->name, config_mode_str(l->mode),
-                        config_protocol_str(l->protocol)) > 0;
-        sum += config_addr_format(&l->listen, buf, sizeof(buf))[0] != '\0';
-        sum += config_addr_format(&l->backend, buf, sizeof(buf))[0] != '\0';
-        sum += config_addr_format(&l->peer, buf, sizeof(buf))[0] != '\0';
+        sum += snprintf(buf, sizeof(buf), "%s %s %s", l->name, config_value_mode_str(l->mode),
+                        config_value_protocol_str(l->protocol)) > 0;
+        sum += config_value_addr_format(&l->listen, buf, sizeof(buf))[0] != '\0';
+        sum += config_value_addr_format(&l->backend, buf, sizeof(buf))[0] != '\0';
+        sum += config_value_addr_format(&l->peer, buf, sizeof(buf))[0] != '\0';
         for (size_t j = 0; j < l->n_allow; j++) {
             sum += snprintf(buf, sizeof(buf), "%s", l->allow[j]) > 0;
         }
@@ -51,7 +51,8 @@ walk_config(const struct config *cfg)
             sum += snprintf(buf, sizeof(buf), "%s", l->proxy_auth.roles[j]) > 0;
         }
     }
-    sum += snprintf(buf, sizeof(buf), "%s %s", cfg->path, config_log_level_str(cfg->log_level)) > 0;
+    sum += snprintf(buf, sizeof(buf), "%s %s", cfg->path,
+                    config_value_log_level_str(cfg->log_level)) > 0;
     /* Keep the loop from being optimised away. */
     if (sum == (size_t)-1) {
         abort();

@@ -749,13 +749,14 @@ proxy_run(struct proxy *p)
         const struct proxy_listener *l = p->workers[0]->listeners[i];
 
         log_kv(LOG_INFO, "listening", "listener", l->cfg->name, "mode",
-               config_mode_str(l->cfg->mode), "protocol", config_protocol_str(l->cfg->protocol),
-               "addr", l->listen_text, "target", l->target_text, (const char *)NULL);
+               config_value_mode_str(l->cfg->mode), "protocol",
+               config_value_protocol_str(l->cfg->protocol), "addr", l->listen_text, "target",
+               l->target_text, (const char *)NULL);
     }
     if (p->admin != NULL) {
         char addr[300];
 
-        config_addr_format(&p->cfg->admin.listen, addr, sizeof(addr));
+        config_value_addr_format(&p->cfg->admin.listen, addr, sizeof(addr));
         log_kv(LOG_INFO, "listening", "listener", "admin", "addr", addr, (const char *)NULL);
     }
     event_add(p->watch, &tv);

@@ -378,7 +378,7 @@ static void
 admin_cert_read(struct admin_cert *c)
 {
     char why[128];
-    int fd = tls_open_regular(c->path, why, sizeof(why)); /* never blocks on a FIFO */
+    int fd = tls_file_open_regular(c->path, why, sizeof(why)); /* never blocks on a FIFO */
     FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     time_t now = time(NULL);
     long long t;
@@ -599,7 +599,7 @@ log_transitions(struct proxy *p)
         if (m == NULL) {
             continue;
         }
-        config_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
+        config_value_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
         r = upstream_reach(m);
         if (r == PROXY_REACH_UNKNOWN || (int)r == m->up.logged) {
             continue;
@@ -678,7 +678,7 @@ probes_build(struct proxy *p)
         pr->a = a;
         pr->fd = -1;
         pr->send_local = cl->backend_pp == CONFIG_BACKEND_PP_V2;
-        config_addr_format(&cl->backend, pr->target, sizeof(pr->target));
+        config_value_addr_format(&cl->backend, pr->target, sizeof(pr->target));
         /* Like the listener's own target: resolved once per configuration. */
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
@@ -734,9 +734,9 @@ proxy_admin_refresh(struct proxy *p)
         if (m == NULL) {
             continue;
         }
-        config_addr_format(cl->mode == CONFIG_MODE_INBOUND ? &cl->backend : &cl->peer, addr,
-                           sizeof(addr));
-        snprintf(target, sizeof(target), "%s %s", config_mode_str(cl->mode), addr);
+        config_value_addr_format(cl->mode == CONFIG_MODE_INBOUND ? &cl->backend : &cl->peer, addr,
+                                 sizeof(addr));
+        snprintf(target, sizeof(target), "%s %s", config_value_mode_str(cl->mode), addr);
         if (strcmp(m->up.target, target) != 0) {
             proxy_stats_upstream_reset(m, target);
         }
@@ -1267,15 +1267,15 @@ render_listener(struct proxy *p, struct config_json *j, const struct config_list
     char addr[300], target[300], reason[800];
     static const char *const states[] = {"unknown", "up", "down"};
 
-    config_addr_format(&cl->listen, addr, sizeof(addr));
-    config_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
+    config_value_addr_format(&cl->listen, addr, sizeof(addr));
+    config_value_addr_format(inbound ? &cl->backend : &cl->peer, target, sizeof(target));
     reason[0] = '\0';
     if (m != NULL) {
         upstream_reason(m, inbound, r, reason, sizeof(reason));
     }
     config_json_begin_object(j);
     config_json_kv_string(j, "name", cl->name);
-    config_json_kv_string(j, "mode", config_mode_str(cl->mode));
+    config_json_kv_string(j, "mode", config_value_mode_str(cl->mode));
     config_json_kv_string(j, "listen", addr);
     config_json_kv_bool(j, "up", up);
     config_json_kv_string(j, inbound ? "backend" : "peer", target);

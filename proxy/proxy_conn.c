@@ -2592,7 +2592,7 @@ proxy_conn_accept(struct proxy_listener *l, evutil_socket_t fd, const struct soc
         return;
     }
     if (l->cfg->pp_accept) {
-        if (!config_cidr_match(l->cfg->pp_from, l->cfg->n_pp_from, sa)) {
+        if (!config_value_cidr_match(l->cfg->pp_from, l->cfg->n_pp_from, sa)) {
             char why[PROXY_DETAIL_MAX];
 
             char from[256];

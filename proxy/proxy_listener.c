@@ -113,7 +113,7 @@ read_secret_file(const char *path, unsigned char *buf, size_t cap, size_t *n, ch
 
     *n = 0;
     /* Non-blocking and regular only: a FIFO swapped in must not hang the reloading thread. */
-    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
+    if ((fd = tls_file_open_regular(path, why, whylen)) < 0) {
         return -1;
     }
     while (*n < cap && ((r = read(fd, buf + *n, cap - *n)) > 0 || (r < 0 && errno == EINTR))) {
@@ -187,7 +187,7 @@ proxy_listener_bind_addr(const struct config_addr *a, const char *label, bool re
     evutil_socket_t fd;
     char why[256], text[300];
 
-    config_addr_format(a, text, sizeof(text));
+    config_value_addr_format(a, text, sizeof(text));
     if (resolve(a, true, &ss, &len, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: cannot listen on %s: %s", label, text, why);
         return -1;
@@ -276,8 +276,8 @@ load_via(struct proxy_listener *l, char *err, size_t errlen)
     char req[2048], why[256] = "";
     size_t n = 0, len;
 
-    config_addr_format(&cl->via.proxy, l->via_text, sizeof(l->via_text));
-    config_addr_format(dest, l->via_target, sizeof(l->via_target));
+    config_value_addr_format(&cl->via.proxy, l->via_text, sizeof(l->via_text));
+    config_value_addr_format(dest, l->via_target, sizeof(l->via_target));
     if (cl->via.proxy.is_ip) {
         if (resolve(&cl->via.proxy, true, &l->target, &l->target_len, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "listener %s: via.proxy %s: %s", cl->name, l->via_text, why);
@@ -337,7 +337,7 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
     PROXY_STAT_ADD(g->refs, 1);
     l->cfg = cl;
     l->limits = &g->cfg->limits;
-    config_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
+    config_value_addr_format(&cl->listen, l->listen_text, sizeof(l->listen_text));
     sn = proxy_stats_name_get(w->p->stats, cl->name);
     l->stats = sn != NULL ? proxy_stats_worker(sn, w->id) : NULL;
     if (l->stats == NULL) {
@@ -348,7 +348,7 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
         goto err1;
     }
     if (cl->mode == CONFIG_MODE_INBOUND) {
-        config_addr_format(&cl->backend, l->target_text, sizeof(l->target_text));
+        config_value_addr_format(&cl->backend, l->target_text, sizeof(l->target_text));
         /* A backend name is resolved once here (blocking is fine at start, never later). */
         if (resolve(&cl->backend, cl->backend.is_ip, &l->target, &l->target_len, why, sizeof(why)) <
             0) {
@@ -356,7 +356,7 @@ proxy_listener_build(struct proxy_worker *w, struct proxy_gen *g, const struct c
             goto err1;
         }
     } else {
-        config_addr_format(&cl->peer, l->target_text, sizeof(l->target_text));
+        config_value_addr_format(&cl->peer, l->target_text, sizeof(l->target_text));
         if (cl->has_connect || cl->peer.is_ip) {
             const struct config_addr *a = cl->has_connect ? &cl->connect : &cl->peer;
 

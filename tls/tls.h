@@ -548,14 +548,14 @@ const char *tls_cert_key_type(X509 *cert, char *buf, size_t len);
 /* ---- tls_file.c: reading the files tls/ is given ---- */
 
 /*
- * tls_open_regular(path, why, whylen):
+ * tls_file_open_regular(path, why, whylen):
  * Open ${path} for reading the way every file ferry reads is opened: O_NONBLOCK (a FIFO
  * swapped in for a certificate must not block the thread that reloads) and O_CLOEXEC, then
  * fstat() it (no race with a stat() before) and accept only a regular file.  Returns the
  * descriptor (the caller closes it), or -1 with the reason in ${why}: strerror(errno), or
  * "not a regular file (a FIFO)" and the like.
  */
-int tls_open_regular(const char *path, char *why, size_t whylen);
+int tls_file_open_regular(const char *path, char *why, size_t whylen);
 
 /*
  * tls_file_kind(mode):

@@ -173,7 +173,7 @@ read_passphrase(const char *path, struct passwd_state *st, char *err, size_t err
     size_t len = 0;
     char why[256];
 
-    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+    if ((fd = tls_file_open_regular(path, why, sizeof(why))) < 0) {
         tls_errf(err, errlen, "cannot read tls.key_passphrase_file %s: %s", path, why);
         goto err0;
     }

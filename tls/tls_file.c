@@ -44,12 +44,12 @@ tls_file_kind(unsigned mode)
 }
 
 /*
- * tls_open_regular(path, why, whylen):
+ * tls_file_open_regular(path, why, whylen):
  * Open ${path} read-only, non-blocking, close-on-exec, and accept only a regular file.
  * Returns the descriptor, or -1 with the reason in ${why}.
  */
 int
-tls_open_regular(const char *path, char *why, size_t whylen)
+tls_file_open_regular(const char *path, char *why, size_t whylen)
 {
     struct stat st;
     int fd;
@@ -73,7 +73,7 @@ tls_open_regular(const char *path, char *why, size_t whylen)
 
 /*
  * tls_file_fopen(path, why, whylen):
- * tls_open_regular() as a stdio stream, or NULL with the reason in ${why}.
+ * tls_file_open_regular() as a stdio stream, or NULL with the reason in ${why}.
  */
 FILE *
 tls_file_fopen(const char *path, char *why, size_t whylen)
@@ -81,7 +81,7 @@ tls_file_fopen(const char *path, char *why, size_t whylen)
     FILE *f;
     int fd;
 
-    if ((fd = tls_open_regular(path, why, whylen)) < 0) {
+    if ((fd = tls_file_open_regular(path, why, whylen)) < 0) {
         return NULL;
     }
     if ((f = fdopen(fd, "rb")) == NULL) {
@@ -94,7 +94,7 @@ tls_file_fopen(const char *path, char *why, size_t whylen)
 /*
  * tls_file_read_bio(what, path, err, errlen):
  * Read the whole file ${path} (setting ${what}) into a memory BIO: opened by
- * tls_open_regular() (non-blocking, regular files only), at most TLS_FILE_MAX bytes.  OpenSSL
+ * tls_file_open_regular() (non-blocking, regular files only), at most TLS_FILE_MAX bytes.  OpenSSL
  * then parses memory and never opens the path itself, so a file swapped for a FIFO between our
  * check and its open cannot block the reloading thread.  Returns the BIO (caller frees; its
  * buffer is cleared when freed), or NULL with the reason in ${err}.
@@ -113,7 +113,7 @@ tls_file_read_bio(const char *what, const char *path, char *err, size_t errlen)
         tls_errf(err, errlen, "%s is not set", what);
         return NULL;
     }
-    if ((fd = tls_open_regular(path, why, sizeof(why))) < 0) {
+    if ((fd = tls_file_open_regular(path, why, sizeof(why))) < 0) {
         tls_errf(err, errlen, "cannot read %s %s: %s", what, path, why);
         return NULL;
     }

@@ -44,14 +44,14 @@ enum tls_reject tls_check_eku(X509 *cert, bool need_server_auth);
 
 /*
  * tls_file_fopen(path, why, whylen):
- * tls_open_regular() as a stdio stream ("rb"), or NULL with the reason in ${why}.
+ * tls_file_open_regular() as a stdio stream ("rb"), or NULL with the reason in ${why}.
  */
 FILE *tls_file_fopen(const char *path, char *why, size_t whylen);
 
 /*
  * tls_file_read_bio(what, path, err, errlen):
  * The whole file ${path} (the setting ${what}, for messages) in a memory BIO, read through
- * tls_open_regular() and bounded in size, so that OpenSSL parses memory and never opens the
+ * tls_file_open_regular() and bounded in size, so that OpenSSL parses memory and never opens the
  * path itself.  Returns the BIO (caller frees; its buffer is cleared when freed), or NULL with
  * the reason in ${err}.
  */

@@ -955,15 +955,15 @@ test_allow_spiffe(void **state)
     one_err(yaml, 10, 13, "a SPIFFE ID is at most 2048 bytes");
 
     /* the same rules, as a pure function */
-    assert_null(config_spiffe_problem("spiffe://td/ns/db/x", false));
-    assert_non_null(config_spiffe_problem("spiffe://td/ns/db/*", false));
-    assert_null(config_spiffe_problem("spiffe://td/ns/db/*", true));
-    assert_non_null(config_spiffe_problem("spiffe://td", false));
-    assert_non_null(config_spiffe_problem("spiffe://td", true));
-    assert_non_null(config_spiffe_problem("spiffe://a..b/x", false));
-    assert_null(config_spiffe_problem("spiffe://a.b/x", false));
-    assert_null(config_spiffe_problem("spiffe://td/*", true));
-    assert_non_null(config_spiffe_problem("node2.example.org", false));
+    assert_null(config_check_spiffe_problem("spiffe://td/ns/db/x", false));
+    assert_non_null(config_check_spiffe_problem("spiffe://td/ns/db/*", false));
+    assert_null(config_check_spiffe_problem("spiffe://td/ns/db/*", true));
+    assert_non_null(config_check_spiffe_problem("spiffe://td", false));
+    assert_non_null(config_check_spiffe_problem("spiffe://td", true));
+    assert_non_null(config_check_spiffe_problem("spiffe://a..b/x", false));
+    assert_null(config_check_spiffe_problem("spiffe://a.b/x", false));
+    assert_null(config_check_spiffe_problem("spiffe://td/*", true));
+    assert_non_null(config_check_spiffe_problem("node2.example.org", false));
 }
 
 static void
@@ -1796,7 +1796,7 @@ test_db_glob_check(void **state)
         int rc;
 
         why[0] = '\0';
-        rc = config_db_glob_check(cases[i].glob, why, sizeof(why));
+        rc = config_value_db_glob_check(cases[i].glob, why, sizeof(why));
         if ((rc == 0) != (cases[i].why == NULL) ||
             (cases[i].why != NULL && strstr(why, cases[i].why) == NULL)) {
             print_message("glob \"%s\": rc %d why [%s]\n", cases[i].glob, rc, why);
@@ -2034,7 +2034,8 @@ test_pool(void **state)
     config_errors_clear(&errs);
 }
 
-/* config_cidr_parse and config_cidr_match: blocks, single addresses, IPv4-mapped senders. */
+/* config_value_cidr_parse and config_value_cidr_match: blocks, single addresses, IPv4-mapped
+ * senders. */
 static void
 test_cidr(void **state)
 {
@@ -2045,63 +2046,63 @@ test_cidr(void **state)
     char why[160];
 
     (void)state;
-    assert_int_equal(config_cidr_parse("10.0.0.0/8", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("10.0.0.0/8", &c[0], why, sizeof(why)), 0);
     assert_int_equal(c[0].family, AF_INET);
     assert_int_equal(c[0].prefix, 8);
-    assert_int_equal(config_cidr_parse("fd00::/8", &c[1], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("fd00::/8", &c[1], why, sizeof(why)), 0);
     assert_int_equal(c[1].family, AF_INET6);
-    assert_int_equal(config_cidr_parse("192.0.2.7", &c[2], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("192.0.2.7", &c[2], why, sizeof(why)), 0);
     assert_int_equal(c[2].prefix, 32);
 
     inet_pton(AF_INET, "10.200.3.4", &a4.sin_addr);
-    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    assert_true(config_value_cidr_match(c, 3, (struct sockaddr *)&a4));
     inet_pton(AF_INET, "11.0.0.1", &a4.sin_addr);
-    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    assert_false(config_value_cidr_match(c, 3, (struct sockaddr *)&a4));
     inet_pton(AF_INET, "192.0.2.7", &a4.sin_addr);
-    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a4));
+    assert_true(config_value_cidr_match(c, 3, (struct sockaddr *)&a4));
     inet_pton(AF_INET, "192.0.2.8", &a4.sin_addr);
-    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a4));
-    assert_false(config_cidr_match(c, 2, (struct sockaddr *)&un));
+    assert_false(config_value_cidr_match(c, 3, (struct sockaddr *)&a4));
+    assert_false(config_value_cidr_match(c, 2, (struct sockaddr *)&un));
     inet_pton(AF_INET6, "fd12::1", &a6.sin6_addr);
-    assert_true(config_cidr_match(c, 3, (struct sockaddr *)&a6));
+    assert_true(config_value_cidr_match(c, 3, (struct sockaddr *)&a6));
     inet_pton(AF_INET6, "fe80::1", &a6.sin6_addr);
-    assert_false(config_cidr_match(c, 3, (struct sockaddr *)&a6));
+    assert_false(config_value_cidr_match(c, 3, (struct sockaddr *)&a6));
     /* A dual-stack listener sees an IPv4 sender as ::ffff:a.b.c.d. */
     inet_pton(AF_INET6, "::ffff:10.1.1.1", &a6.sin6_addr);
-    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a6));
-    assert_false(config_cidr_match(&c[1], 1, (struct sockaddr *)&a6));
+    assert_true(config_value_cidr_match(c, 1, (struct sockaddr *)&a6));
+    assert_false(config_value_cidr_match(&c[1], 1, (struct sockaddr *)&a6));
     /* Partial-byte prefixes: 172.16.0.0/12 holds 172.31.x, not 172.32.x. */
-    assert_int_equal(config_cidr_parse("172.16.0.0/12", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("172.16.0.0/12", &c[0], why, sizeof(why)), 0);
     inet_pton(AF_INET, "172.31.255.255", &a4.sin_addr);
-    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_true(config_value_cidr_match(c, 1, (struct sockaddr *)&a4));
     inet_pton(AF_INET, "172.32.0.0", &a4.sin_addr);
-    assert_false(config_cidr_match(c, 1, (struct sockaddr *)&a4));
-    assert_int_equal(config_cidr_parse("0.0.0.0/0", &c[0], why, sizeof(why)), 0);
-    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_false(config_value_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_int_equal(config_value_cidr_parse("0.0.0.0/0", &c[0], why, sizeof(why)), 0);
+    assert_true(config_value_cidr_match(c, 1, (struct sockaddr *)&a4));
 
     /* IPv4-mapped entries are their IPv4 blocks: they match IPv4 senders. */
-    assert_int_equal(config_cidr_parse("::ffff:127.0.0.2", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("::ffff:127.0.0.2", &c[0], why, sizeof(why)), 0);
     assert_int_equal(c[0].family, AF_INET);
     assert_int_equal(c[0].prefix, 32);
     inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
-    assert_true(config_cidr_match(c, 1, (struct sockaddr *)&a4));
-    assert_int_equal(config_cidr_parse("::ffff:10.0.0.0/104", &c[0], why, sizeof(why)), 0);
+    assert_true(config_value_cidr_match(c, 1, (struct sockaddr *)&a4));
+    assert_int_equal(config_value_cidr_parse("::ffff:10.0.0.0/104", &c[0], why, sizeof(why)), 0);
     assert_int_equal(c[0].family, AF_INET);
     assert_int_equal(c[0].prefix, 8);
-    assert_int_equal(config_cidr_parse("::ffff:0:0/96", &c[0], why, sizeof(why)), 0);
+    assert_int_equal(config_value_cidr_parse("::ffff:0:0/96", &c[0], why, sizeof(why)), 0);
     assert_int_equal(c[0].prefix, 0);
-    assert_int_equal(config_cidr_parse("10.0.0.0/33", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("10.0.0.0/33", &c[0], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "longer than the 32 bits of an IPv4 address"));
-    assert_int_equal(config_cidr_parse("fd00::/129", &c[0], why, sizeof(why)), -1);
-    assert_int_equal(config_cidr_parse("10.1.2.3/8", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("fd00::/129", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("10.1.2.3/8", &c[0], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "bits set after the first 8"));
-    assert_int_equal(config_cidr_parse("lb.example.org", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("lb.example.org", &c[0], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "not an IP address"));
-    assert_int_equal(config_cidr_parse("10.0.0.0/", &c[0], why, sizeof(why)), -1);
-    assert_int_equal(config_cidr_parse("10.0.0.0/08", &c[0], why, sizeof(why)), -1);
-    assert_int_equal(config_cidr_parse("10.0.0.0/+8", &c[0], why, sizeof(why)), -1);
-    assert_int_equal(config_cidr_parse("/8", &c[0], why, sizeof(why)), -1);
-    assert_int_equal(config_cidr_parse("", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("10.0.0.0/", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("10.0.0.0/08", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("10.0.0.0/+8", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("/8", &c[0], why, sizeof(why)), -1);
+    assert_int_equal(config_value_cidr_parse("", &c[0], why, sizeof(why)), -1);
 }
 
 /* proxy_protocol and backend_proxy_protocol: values and the errors. */
@@ -2331,10 +2332,10 @@ test_parse_duration(void **state)
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ms = 12345;
-        if (config_parse_duration(cases[i].text, &ms) != cases[i].rc) {
+        if (config_value_parse_duration(cases[i].text, &ms) != cases[i].rc) {
             print_message("duration \"%s\"\n", cases[i].text);
         }
-        assert_int_equal(config_parse_duration(cases[i].text, &ms), cases[i].rc);
+        assert_int_equal(config_value_parse_duration(cases[i].text, &ms), cases[i].rc);
         if (cases[i].rc == 0) {
             assert_true(ms == cases[i].ms);
         } else {
@@ -2410,7 +2411,7 @@ test_parse_addr(void **state)
         int rc;
 
         why[0] = '\0';
-        rc = config_parse_addr(cases[i].text, cases[i].allow_name, &a, why, sizeof(why));
+        rc = config_value_parse_addr(cases[i].text, cases[i].allow_name, &a, why, sizeof(why));
         if (rc != cases[i].rc || (cases[i].why != NULL && strstr(why, cases[i].why) == NULL)) {
             print_message("addr \"%s\": rc %d why [%s]\n", cases[i].text, rc, why);
         }
@@ -2439,10 +2440,10 @@ test_parse_addr(void **state)
         memset(text + n, 'b', 61);
         n += 61;
         memcpy(text + n, ":80", 4);
-        assert_int_equal(config_parse_addr(text, true, &a, why, sizeof(why)), 0);
+        assert_int_equal(config_value_parse_addr(text, true, &a, why, sizeof(why)), 0);
         assert_int_equal(strlen(a.host), 253);
         memcpy(text + n, "c:80", 5);
-        assert_int_equal(config_parse_addr(text, true, &a, why, sizeof(why)), -1);
+        assert_int_equal(config_value_parse_addr(text, true, &a, why, sizeof(why)), -1);
     }
 }
 
@@ -2454,49 +2455,49 @@ test_addr_format(void **state)
     char buf[300];
 
     (void)state;
-    assert_int_equal(config_parse_addr("[::1]:7001", false, &a, why, sizeof(why)), 0);
-    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "[::1]:7001");
-    assert_int_equal(config_parse_addr("10.0.0.1:80", false, &a, why, sizeof(why)), 0);
-    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "10.0.0.1:80");
-    assert_int_equal(config_parse_addr("node2.test:6984", true, &a, why, sizeof(why)), 0);
-    assert_string_equal(config_addr_format(&a, buf, sizeof(buf)), "node2.test:6984");
+    assert_int_equal(config_value_parse_addr("[::1]:7001", false, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_value_addr_format(&a, buf, sizeof(buf)), "[::1]:7001");
+    assert_int_equal(config_value_parse_addr("10.0.0.1:80", false, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_value_addr_format(&a, buf, sizeof(buf)), "10.0.0.1:80");
+    assert_int_equal(config_value_parse_addr("node2.test:6984", true, &a, why, sizeof(why)), 0);
+    assert_string_equal(config_value_addr_format(&a, buf, sizeof(buf)), "node2.test:6984");
 }
 
 static void
 test_dns_names(void **state)
 {
     (void)state;
-    assert_true(config_name_is_dns("a"));
-    assert_true(config_name_is_dns("node2.example.org"));
-    assert_true(config_name_is_dns("x-1.y2"));
-    assert_true(config_name_is_dns("1.2.3.a"));
-    assert_false(config_name_is_dns(""));
-    assert_false(config_name_is_dns("1.2.3.4"));
-    assert_false(config_name_is_dns("a-.b"));
-    assert_false(config_name_is_dns("-a.b"));
-    assert_false(config_name_is_dns("a.b."));
-    assert_false(config_name_is_dns(".a"));
-    assert_false(config_name_is_dns("a b"));
-    assert_false(config_name_is_dns("a_b"));
-    assert_false(config_name_is_dns("*.a"));
-    assert_true(
-        config_name_is_dns("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
-    assert_false(
-        config_name_is_dns("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_true(config_value_name_is_dns("a"));
+    assert_true(config_value_name_is_dns("node2.example.org"));
+    assert_true(config_value_name_is_dns("x-1.y2"));
+    assert_true(config_value_name_is_dns("1.2.3.a"));
+    assert_false(config_value_name_is_dns(""));
+    assert_false(config_value_name_is_dns("1.2.3.4"));
+    assert_false(config_value_name_is_dns("a-.b"));
+    assert_false(config_value_name_is_dns("-a.b"));
+    assert_false(config_value_name_is_dns("a.b."));
+    assert_false(config_value_name_is_dns(".a"));
+    assert_false(config_value_name_is_dns("a b"));
+    assert_false(config_value_name_is_dns("a_b"));
+    assert_false(config_value_name_is_dns("*.a"));
+    assert_true(config_value_name_is_dns(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert_false(config_value_name_is_dns(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void
 test_enum_strings(void **state)
 {
     (void)state;
-    assert_string_equal(config_mode_str(CONFIG_MODE_INBOUND), "inbound");
-    assert_string_equal(config_mode_str(CONFIG_MODE_OUTBOUND), "outbound");
-    assert_string_equal(config_protocol_str(CONFIG_PROTOCOL_HTTP), "http");
-    assert_string_equal(config_protocol_str(CONFIG_PROTOCOL_TCP), "tcp");
-    assert_string_equal(config_log_level_str(CONFIG_LOG_ERROR), "error");
-    assert_string_equal(config_log_level_str(CONFIG_LOG_WARN), "warn");
-    assert_string_equal(config_log_level_str(CONFIG_LOG_INFO), "info");
-    assert_string_equal(config_log_level_str(CONFIG_LOG_DEBUG), "debug");
+    assert_string_equal(config_value_mode_str(CONFIG_MODE_INBOUND), "inbound");
+    assert_string_equal(config_value_mode_str(CONFIG_MODE_OUTBOUND), "outbound");
+    assert_string_equal(config_value_protocol_str(CONFIG_PROTOCOL_HTTP), "http");
+    assert_string_equal(config_value_protocol_str(CONFIG_PROTOCOL_TCP), "tcp");
+    assert_string_equal(config_value_log_level_str(CONFIG_LOG_ERROR), "error");
+    assert_string_equal(config_value_log_level_str(CONFIG_LOG_WARN), "warn");
+    assert_string_equal(config_value_log_level_str(CONFIG_LOG_INFO), "info");
+    assert_string_equal(config_value_log_level_str(CONFIG_LOG_DEBUG), "debug");
 }
 
 static void
