@@ -352,8 +352,9 @@ log_kvv(enum log_level level, const char *event, va_list ap)
     n = log_format_line(line, sizeof(line) - 1, __atomic_load_n(&log_fmt, __ATOMIC_RELAXED), ts,
                         level, event, ap);
     line[n++] = '\n';
-    fwrite(line, 1, n, out);
-    fflush(out);
+    /* A log line that cannot be written has nowhere to be reported. */
+    (void)fwrite(line, 1, n, out);
+    (void)fflush(out);
 }
 
 /*
@@ -384,7 +385,7 @@ log_msg(enum log_level level, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    (void)vsnprintf(text, sizeof(text), fmt, ap); /* a longer message is cut */
     va_end(ap);
     log_kv(level, "message", "msg", text, (const char *)NULL);
 }

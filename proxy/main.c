@@ -134,7 +134,7 @@ cmd_help_of(const char *name)
 static int
 usage_hint(const char *name)
 {
-    fputs(cmd_doc_of(name)->synopsis, stderr);
+    (void)fputs(cmd_doc_of(name)->synopsis, stderr);
     return EXIT_USAGE;
 }
 
@@ -568,7 +568,7 @@ main(int argc, char **argv)
     int c, n;
 
     /* A peer that resets mid-write must cost one connection, not the process. */
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
     /* Options before COMMAND: -h/--help [COMMAND], --version; then COMMAND parses the rest. */
     while (cmd == NULL && (c = certs_cli_next(&p, &cmd)) != CERTS_CLI_DONE) {
         if (c == CERTS_CLI_BAD) {

@@ -1404,13 +1404,19 @@ proxy_http_idle(const struct proxy_http *h)
 static char
 ph_lower(char c)
 {
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    if (c >= 'A' && c <= 'Z') {
+        return (char)(c - 'A' + 'a');
+    }
+    return c;
 }
 
 static char
 ph_fold(char c)
 {
-    return c == '_' ? '-' : ph_lower(c);
+    if (c == '_') {
+        return '-';
+    }
+    return ph_lower(c);
 }
 
 /*

@@ -36,7 +36,7 @@
 
 #include <event2/buffer.h>
 
-#define PROXY_HTTP_MAX_HEAD    (64 * 1024) /* a bigger request head gets 431 */
+#define PROXY_HTTP_MAX_HEAD    ((size_t)64 * 1024) /* a bigger request head gets 431 */
 #define PROXY_HTTP_MAX_HEADERS 100
 /* The largest chunk accepted (RFC 9112 sets none; 2^40 bytes is 1 TiB). */
 #define PROXY_HTTP_MAX_CHUNK (UINT64_C(1) << 40)

@@ -56,7 +56,7 @@
  * more than this, so one connection holds at most about 2 x 2 x 64 KiB of relay data (input
  * and output buffers, both directions) = 256 KiB at full speed; an idle one holds none.
  */
-#define PROXY_RELAY_HIGH (64 * 1024)
+#define PROXY_RELAY_HIGH ((size_t)64 * 1024)
 
 /* How long a connection we are closing on purpose (400, 502) may linger to read the client's
  * rest before the socket closes, so the client sees our answer rather than a reset. */

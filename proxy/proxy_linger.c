@@ -163,7 +163,8 @@ err0:
 void
 proxy_linger_free_all(struct proxy_worker *w)
 {
-    while (w->lingering != NULL) {
-        linger_end(w->lingering);
+    for (struct proxy_linger *g = w->lingering, *next; g != NULL; g = next) {
+        next = g->next; /* read before linger_end() unlinks and frees g */
+        linger_end(g);
     }
 }

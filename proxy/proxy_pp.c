@@ -50,7 +50,7 @@ static const char pp_v1_sig[] = "PROXY ";
 
 /* Wire bytes shown in a reason: at most this many, then "...". */
 #define PP_QUOTE_BYTES 32
-#define PP_QUOTE_SIZE  (PP_QUOTE_BYTES * 4 + sizeof("..."))
+#define PP_QUOTE_SIZE  ((size_t)PP_QUOTE_BYTES * 4 + sizeof("..."))
 
 /* The fields of a v1 TCP line, in order. */
 enum pp_field {

@@ -220,7 +220,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 void
 proxy_worker_accept_error(struct proxy_worker *w, int err)
 {
-    struct timeval tv = {0, PROXY_ACCEPT_BACKOFF_MS * 1000};
+    struct timeval tv = {0, (suseconds_t)PROXY_ACCEPT_BACKOFF_MS * 1000};
 
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         /* One warning per episode; accept_recovered reports how many attempts failed. */
@@ -548,7 +548,7 @@ void *
 proxy_worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
-    struct timeval beat = {PROXY_BEAT_MS / 1000, (PROXY_BEAT_MS % 1000) * 1000};
+    struct timeval beat = {PROXY_BEAT_MS / 1000, (suseconds_t)(PROXY_BEAT_MS % 1000) * 1000};
     char name[16];
 
     /* `top -H` and /proc/PID/task/TID/comm show which worker is which. */
