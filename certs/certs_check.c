@@ -262,11 +262,16 @@ drop_can_read(const struct drop_user *u, const char *path, char *why, size_t why
                 *slash = '\0';
             }
             if (stat(dirs[k], &st) == 0 && S_ISDIR(st.st_mode) && !drop_may(u, &st, 1)) {
-                (void)snprintf(why, whylen,
-                               "the directory %s is mode %04o, owned by uid %u gid %u, and "
-                               "%s cannot search it",
-                               dirs[k], (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-                               (unsigned)st.st_gid, u->name);
+                int n = snprintf(why, whylen,
+                                 "the directory %s is mode %04o, owned by uid %u gid %u, and "
+                                 "%s cannot search it",
+                                 dirs[k], (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                                 (unsigned)st.st_gid, u->name);
+
+                /* A long path may not fit: the message is cut, and says so. */
+                if (n >= 0 && (size_t)n >= whylen && whylen > 3) {
+                    memcpy(why + whylen - 4, "...", 4);
+                }
                 return false;
             }
             if (slash == dirs[k]) {

@@ -233,7 +233,7 @@ find_issuer(STACK_OF(X509) * sk, X509 *x)
 static const char *
 key_desc(EVP_PKEY *pk, char *buf, size_t len, int *bits)
 {
-    char curve[64];
+    char curve[32]; /* OpenSSL's longest group name has 23 bytes; "EC " + it fits any 64 */
     size_t clen = 0;
 
     *bits = pk != NULL ? EVP_PKEY_get_bits(pk) : 0;

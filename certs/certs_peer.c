@@ -79,7 +79,7 @@ struct peer_report {
     bool ok;
     struct certs_findings findings; /* what we infer of the peer's refusal (peer-refused-*) */
     char reason[1024];              /* the verdict in words */
-    char note[256];                 /* an OK with a remark (no client certificate asked for) */
+    char note[512];                 /* an OK with a remark: ~130 bytes of words and the peer */
 };
 
 /* SSL_set_cert_cb: OpenSSL calls it when the server sent a CertificateRequest. */
@@ -500,7 +500,9 @@ peer_names_our_issuer(const struct peer_report *r)
 static void
 infer_refusal(struct peer_report *r, int alert)
 {
-    char msg[1400], fix[700], cn[128], ca[400];
+    /* Each holds its longest text whole.  msg: ~450 bytes of words, the peer (300), the SANs (512),
+     * the CN (128), ca (400); fix: ~190 bytes of words, the SANs, tls.cert (256), a date (32). */
+    char msg[2048], fix[1024], cn[128], ca[400];
     const char *cert = r->self.cert_file[0] != '\0' ? r->self.cert_file : "tls.cert";
 
     if (alert != SSL_AD_BAD_CERTIFICATE && alert != SSL_AD_ACCESS_DENIED) {

@@ -57,8 +57,13 @@ struct config_pos {
  * A "host:port" address.  host is an IPv4 literal, an IPv6 literal (written "[::1]:80" in
  * YAML; stored here without the brackets) or, where allowed, a DNS name.
  */
+/* The bytes of a host name or literal with its NUL (struct config_addr's host). */
+#define CONFIG_HOST_MAX 256
+/* A formatted address, config_value_addr_format()'s "[host]:port": host, brackets, ':', port. */
+#define CONFIG_ADDR_STR_MAX 300
+
 struct config_addr {
-    char host[256];
+    char host[CONFIG_HOST_MAX];
     uint16_t port;
     bool is_ip; /* host is an IPv4 or IPv6 literal */
     bool is_ipv6;

@@ -1001,6 +1001,21 @@ config_check_spiffe_problem(const char *s, bool pattern)
 }
 
 /*
+ * Write "${path}[${i}]", the key path of item ${i} of a sequence, into ${buf}.  Key paths are
+ * made of the schema's names and indexes, far below the buffers' sizes; were one cut, it would
+ * end in "..." rather than pass for another key.
+ */
+static void
+item_path(char *buf, size_t len, const char *path, size_t i)
+{
+    int n = snprintf(buf, len, "%s[%zu]", path, i);
+
+    if (n >= 0 && (size_t)n >= len && len > 3) {
+        memcpy(buf + len - 4, "...", 4);
+    }
+}
+
+/*
  * A sequence of peer names as in allow: (host names, "*.domain" wildcards, IP literals,
  * SPIFFE IDs "spiffe://td/path", or with "*" as the last path segment) at
  * ${path}, copied into ${out}/${n_out}.  ${empty_hint} follows the error for an empty
@@ -1028,7 +1043,7 @@ check_names(struct check *ck, const struct config_node *n, const char *path, con
         const struct config_node *e = n->items[i];
         char ep[256];
 
-        snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
+        item_path(ep, sizeof(ep), path, i);
         if (!want_scalar(ck, e, ep,
                          "a host name, a *.domain wildcard, an IP address or a spiffe:// ID")) {
             continue;
@@ -1097,7 +1112,7 @@ check_databases(struct check *ck, const struct config_node *n, const char *path,
         const struct config_node *e = n->items[i];
         char ep[256];
 
-        snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
+        item_path(ep, sizeof(ep), path, i);
         if (!want_scalar(ck, e, ep, expected)) {
             continue;
         }
@@ -1135,7 +1150,7 @@ check_rule(struct check *ck, const struct config_node *n, const char *path,
                    "allows[] lists every enum config_allow value");
     const struct config_node *keys[R_NKEYS];
     const struct config_node *vals[R_NKEYS];
-    char where[224];
+    char where[256]; /* "in " and ${path} (rp[224] of check_access) */
     char kp[256];
     int v;
 
@@ -1188,7 +1203,7 @@ check_access(struct check *ck, const struct config_node *n, const char *path,
     }
     /* Every rule is counted, so that config_free() releases what a bad one holds. */
     for (i = 0; i < n->n_items; i++) {
-        snprintf(rp, sizeof(rp), "%s[%zu]", path, i);
+        item_path(rp, sizeof(rp), path, i);
         check_rule(ck, n->items[i], rp, &l->access[i]);
         l->n_access++;
     }
@@ -1219,7 +1234,7 @@ check_roles(struct check *ck, const struct config_node *n, const char *path,
         const char *why = NULL;
         char ep[256];
 
-        snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
+        item_path(ep, sizeof(ep), path, i);
         if (!want_scalar(ck, e, ep, expected)) {
             continue;
         }
@@ -1490,7 +1505,7 @@ check_proxy_protocol(struct check *ck, const struct config_node *n, const char *
             const struct config_node *e = vals[1]->items[i];
             char ep[272];
 
-            snprintf(ep, sizeof(ep), "%s[%zu]", kp, i);
+            item_path(ep, sizeof(ep), kp, i);
             if (!want_scalar(ck, e, ep, "an IP address or block such as 10.0.0.0/8")) {
                 continue;
             }

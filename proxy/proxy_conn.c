@@ -2344,11 +2344,15 @@ conn_pp_read(struct proxy_conn *c, evutil_socket_t fd)
         break;
     case PROXY_PP_MISSING: {
         char msg[PROXY_DETAIL_MAX];
+        int len = snprintf(msg, sizeof(msg),
+                           "no PROXY protocol header: %s; proxy_protocol.accept is on, so the load "
+                           "balancer must send one (HAProxy: send-proxy-v2 on the server line)",
+                           why);
 
-        snprintf(msg, sizeof(msg),
-                 "no PROXY protocol header: %s; proxy_protocol.accept is on, so the load "
-                 "balancer must send one (HAProxy: send-proxy-v2 on the server line)",
-                 why);
+        /* A reason as long as the detail itself: cut, and it says so. */
+        if (len >= 0 && (size_t)len >= sizeof(msg)) {
+            memcpy(msg + sizeof(msg) - 4, "...", 4);
+        }
         conn_pp_reject(c, PROXY_PPO_MISSING, msg);
         return false;
     }
@@ -2429,7 +2433,7 @@ conn_open_client(struct proxy_conn *c, SSL *ssl)
 static void
 sniff_plaintext(struct proxy_conn *c, const char *peeked)
 {
-    char host[256], local[80], body[512];
+    char host[CONFIG_ADDR_STR_MAX], local[CONFIG_ADDR_STR_MAX], body[512];
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
 

@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "config_json.h"
 #include "log.h"
 #include "proxy_access.h"
 #include "proxy_http.h"
@@ -330,14 +331,32 @@ proxy_exchange_answered(struct proxy_conn *c, int status, uint64_t body_len)
     return false;
 }
 
-/* A CouchDB-style JSON error body: {"error":"...","reason":"..."}. */
+/*
+ * A CouchDB-style JSON error body: {"error":"...","reason":"..."}.  The escaped reason gets
+ * what ${len} leaves after the rest, so that the body stays whole JSON: a long reason ends in
+ * "..." (config_json_escape()), the body is never cut.
+ */
 static void
 json_error(char *body, size_t len, const char *error, const char *reason)
 {
+    static const char frame[] = "{\"error\":\"\",\"reason\":\"\"}\n";
+    size_t used = sizeof(frame) - 1 + strlen(error);
+    struct config_json_buf b;
     char esc[512];
+    int n;
 
-    log_json_escape(esc, sizeof(esc), reason);
-    snprintf(body, len, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error, esc);
+    config_json_buf_init(&b, esc, sizeof(esc));
+    if (used < len) {
+        size_t room = len - 1 - used;
+
+        config_json_escape(config_json_buf_put, &b, reason,
+                           room < sizeof(esc) ? room : sizeof(esc) - 1);
+    }
+    n = snprintf(body, len, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error, esc);
+    if (n >= 0 && (size_t)n >= len) {
+        /* Only an ${error} longer than ${len}: a programming error, answered without it. */
+        snprintf(body, len, "{}\n");
+    }
 }
 
 /* Our own answers: status, reason phrase, CouchDB-style "error" value. */

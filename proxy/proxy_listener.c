@@ -90,7 +90,12 @@ resolve(const struct config_addr *a, bool numeric, struct sockaddr_storage *ss, 
     snprintf(port, sizeof(port), "%u", (unsigned)a->port);
     rc = getaddrinfo(a->host, port, &hints, &res);
     if (rc != 0 || res == NULL) {
-        snprintf(why, whylen, "cannot resolve %s: %s", a->host, gai_strerror(rc));
+        int n = snprintf(why, whylen, "cannot resolve %s: %s", a->host, gai_strerror(rc));
+
+        /* A long host name may not fit: the reason is cut, and says so. */
+        if (n >= 0 && (size_t)n >= whylen && whylen > 3) {
+            memcpy(why + whylen - 4, "...", 4);
+        }
         return -1;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);

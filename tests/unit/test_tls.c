@@ -42,6 +42,8 @@
 /* ---- fixture: the PKI, written once for the whole run ---- */
 
 static char dir[1024];
+/* A file of the test PKI: ${dir}, '/' and a short name ("rsa_server.key"). */
+#define PKI_PATH_MAX (sizeof(dir) + 64)
 static struct pki_cert *all_certs[64];
 static size_t n_certs;
 static X509_CRL *all_crls[8];
@@ -243,7 +245,7 @@ teardown_pki(void **state)
 static struct tls_ctx_params
 server_params(const char *name)
 {
-    static char crt[256], key[256];
+    static char crt[PKI_PATH_MAX], key[PKI_PATH_MAX];
 
     (void)snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
     (void)snprintf(key, sizeof(key), "%s/%s.key", dir, name);
@@ -263,7 +265,7 @@ server_params(const char *name)
 static struct tls_ctx_params
 client_params(const char *name)
 {
-    static char crt[256], key[256];
+    static char crt[PKI_PATH_MAX], key[PKI_PATH_MAX];
 
     (void)snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
     (void)snprintf(key, sizeof(key), "%s/%s.key", dir, name);
@@ -475,7 +477,7 @@ raw_ssl(const char *name, bool server)
 {
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     SSL *ssl;
-    char crt[256], key[256];
+    char crt[PKI_PATH_MAX], key[PKI_PATH_MAX];
 
     assert_non_null(ctx);
     (void)snprintf(crt, sizeof(crt), "%s/%s.crt", dir, name);
@@ -1263,7 +1265,7 @@ static void
 test_ctx_key_mismatch(void **state)
 {
     struct tls_ctx_params sp = server_params("server");
-    char want[1024], key[256];
+    char want[3 * PKI_PATH_MAX], key[PKI_PATH_MAX];
 
     (void)state;
     (void)snprintf(key, sizeof(key), "%s/client.key", dir);
@@ -1286,7 +1288,7 @@ static void
 test_ctx_non_regular_files(void **state)
 {
     struct tls_ctx_params sp;
-    char want[1024], pipe[256], big[256];
+    char want[3 * PKI_PATH_MAX], pipe[PKI_PATH_MAX], big[PKI_PATH_MAX];
     const char *sel[] = {"tls.cert", "tls.key", "tls.ca", "tls.crl", "tls.key_passphrase_file"};
     FILE *f;
 
