@@ -445,7 +445,7 @@ print_result(const struct certs_check_opts *o, const struct config *cfg,
         config_json_kv_uint(&j, "listeners", n);
         certs_findings_json(fs, &j);
         config_json_end_object(&j);
-        fputc('\n', out);
+        (void)fputc('\n', out);
         return;
     }
     certs_findings_print(fs, o->color, out);

@@ -149,9 +149,9 @@ struct cli_args {
 void
 certs_cli_usage(FILE *out)
 {
-    fputs("usage: " CLI_SYN_INIT_CA "       " CLI_SYN_ISSUE "       " CLI_SYN_INSPECT
-          "\n" CLI_DOC_INIT_CA CLI_DOC_ISSUE CLI_DOC_INSPECT "\n" CLI_DOC_COMMON,
-          out);
+    (void)fputs("usage: " CLI_SYN_INIT_CA "       " CLI_SYN_ISSUE "       " CLI_SYN_INSPECT
+                "\n" CLI_DOC_INIT_CA CLI_DOC_ISSUE CLI_DOC_INSPECT "\n" CLI_DOC_COMMON,
+                out);
 }
 
 /*
@@ -166,11 +166,11 @@ certs_cli_help(const char *sub, FILE *out)
     if (sub == NULL) {
         certs_cli_usage(out);
     } else if (strcmp(sub, "init-ca") == 0) {
-        fputs("usage: " CLI_SYN_INIT_CA "\n" CLI_DOC_INIT_CA "\n" CLI_DOC_COMMON, out);
+        (void)fputs("usage: " CLI_SYN_INIT_CA "\n" CLI_DOC_INIT_CA "\n" CLI_DOC_COMMON, out);
     } else if (strcmp(sub, "issue") == 0) {
-        fputs("usage: " CLI_SYN_ISSUE "\n" CLI_DOC_ISSUE "\n" CLI_DOC_COMMON, out);
+        (void)fputs("usage: " CLI_SYN_ISSUE "\n" CLI_DOC_ISSUE "\n" CLI_DOC_COMMON, out);
     } else if (strcmp(sub, "inspect") == 0) {
-        fputs("usage: " CLI_SYN_INSPECT "\n" CLI_DOC_INSPECT "\n" CLI_DOC_COMMON, out);
+        (void)fputs("usage: " CLI_SYN_INSPECT "\n" CLI_DOC_INSPECT "\n" CLI_DOC_COMMON, out);
     } else {
         return -1;
     }

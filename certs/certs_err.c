@@ -26,7 +26,7 @@ certs_err(char *err, size_t errlen, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    (void)vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
 
@@ -51,7 +51,7 @@ certs_err_ossl(char *err, size_t errlen, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    (void)vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 
     /* The oldest entry is the root cause; the next ones say where it surfaced. */

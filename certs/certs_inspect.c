@@ -1736,7 +1736,7 @@ print_json(const struct certs_diag_params *p, const struct certs_diag_report *r,
     config_json_kv_string(&j, "chain", r->chain_text);
     certs_findings_json(fs, &j);
     config_json_end_object(&j);
-    fputc('\n', out);
+    (void)fputc('\n', out);
 }
 
 static void
@@ -1768,7 +1768,7 @@ print_text(const struct certs_diag_params *p, const struct certs_diag_report *r,
         fprintf(out, "   CA:          %s\n", v.ca ? "yes" : "no");
     }
     if (n > 0) {
-        fputc('\n', out);
+        (void)fputc('\n', out);
         if (n > 1) {
             fprintf(out, "order:   %s\n",
                     r->order_ok ? "ok (leaf first, each next certificate its issuer)"
@@ -1789,7 +1789,7 @@ print_text(const struct certs_diag_params *p, const struct certs_diag_report *r,
         }
     }
     if (fs->n > 0) {
-        fputc('\n', out);
+        (void)fputc('\n', out);
         certs_findings_print(fs, color, out);
     }
     fprintf(out, "%s%zu error%s, %zu warning%s\n", fs->n > 0 ? "\n" : "", errors,

@@ -698,7 +698,7 @@ print_json(const struct peer_report *r, FILE *out)
     config_json_kv_string(&j, "verdict", r->ok ? "OK" : "FAIL");
     config_json_kv_string(&j, "reason", r->reason);
     config_json_end_object(&j);
-    fputc('\n', out);
+    (void)fputc('\n', out);
 }
 
 static void
@@ -719,7 +719,7 @@ print_text(const struct peer_report *r, FILE *out)
         fprintf(out, ", as listener %s with %s", r->listener,
                 r->self.cert_file[0] != '\0' ? r->self.cert_file : "its certificate");
     }
-    fputc('\n', out);
+    (void)fputc('\n', out);
     if (r->version[0] != '\0') {
         fprintf(out, "tls: %s, cipher %s\n", r->version, r->cipher);
     }

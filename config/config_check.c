@@ -1350,7 +1350,7 @@ get_proxy_auth_file(struct check *ck, const struct config_node *n, const char *p
     }
     if ((f = fopen(out->path, "rb")) != NULL) {
         len = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
+        (void)fclose(f); /* read-only: nothing to lose on close */
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
         len--;

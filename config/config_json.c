@@ -11,7 +11,7 @@
 static void
 json_file_put(void *arg, const char *s, size_t n)
 {
-    fwrite(s, 1, n, (FILE *)arg);
+    (void)fwrite(s, 1, n, (FILE *)arg);
 }
 
 /*

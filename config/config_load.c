@@ -31,7 +31,7 @@ config_errors_addv(struct config_errors *errs, const char *file, unsigned line, 
     char *f;
     char *m;
 
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
     if ((f = strdup(file)) == NULL) {
         goto err0;
     }
@@ -754,7 +754,7 @@ config_load(const char *path, struct config_errors *errs)
 
     free(dir);
     free(text);
-    fclose(f);
+    (void)fclose(f); /* opened read-only: nothing to lose on close */
     return (cfg);
 
 err3:
