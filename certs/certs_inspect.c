@@ -150,7 +150,7 @@ name_str(const X509_NAME *name, char *buf, size_t len)
         for (i = 0; i < (size_t)n && k + 1 < len; i++) {
             unsigned char c = (unsigned char)data[i];
 
-            buf[k++] = (c < 0x20 || c > 0x7e) ? '?' : (char)c;
+            buf[k++] = (char)((c < 0x20 || c > 0x7e) ? '?' : c);
         }
         buf[k] = '\0';
     }

@@ -19,7 +19,7 @@
 static char
 ascii_lower(char c)
 {
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    return (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 }
 
 /* Do a[0..alen) and b[0..blen) hold the same name, ignoring ASCII case? */

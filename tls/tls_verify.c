@@ -62,7 +62,7 @@ printable_copy(char *buf, size_t len, const unsigned char *s, size_t n)
         return false;
     }
     for (i = 0; i < n; i++) {
-        buf[i] = (s[i] < 0x20 || s[i] > 0x7e) ? '?' : (char)s[i];
+        buf[i] = (char)((s[i] < 0x20 || s[i] > 0x7e) ? '?' : s[i]);
     }
     buf[n] = '\0';
     return true;
