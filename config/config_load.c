@@ -737,7 +737,7 @@ config_load(const char *path, struct config_errors *errs)
         config_errors_add(errs, path, 0, 0, "cannot read: %s", errstr(errno, ebuf, sizeof(ebuf)));
         goto err2;
     }
-    if (len > CONFIG_MAX_FILE_SIZE) {
+    if (len > (size_t)CONFIG_MAX_FILE_SIZE) {
         config_errors_add(errs, path, 0, 0, "expected a file of at most %d bytes, got a larger one",
                           CONFIG_MAX_FILE_SIZE);
         goto err2;

@@ -34,16 +34,15 @@ config_value_parse_duration(const char *text, uint64_t *ms)
         n = n * 10 + (uint64_t)(*p - '0');
     }
 
-    if (strcmp(p, "ms") == 0) {
+    /* "0" needs no unit: zero is zero in every unit */
+    if (strcmp(p, "ms") == 0 || (*p == '\0' && n == 0)) {
         mult = 1;
     } else if (strcmp(p, "s") == 0) {
         mult = 1000;
     } else if (strcmp(p, "m") == 0) {
-        mult = 60 * 1000;
+        mult = (uint64_t)60 * 1000;
     } else if (strcmp(p, "h") == 0) {
-        mult = 60 * 60 * 1000;
-    } else if (*p == '\0' && n == 0) {
-        mult = 1; /* "0" needs no unit: zero is zero in every unit */
+        mult = (uint64_t)60 * 60 * 1000;
     } else {
         return (-1);
     }

@@ -137,7 +137,7 @@ tls_file_read_bio(const char *what, const char *path, char *err, size_t errlen)
         }
         len += (size_t)n;
     }
-    if (len > TLS_FILE_MAX) {
+    if (len > (size_t)TLS_FILE_MAX) {
         tls_errf(err, errlen, "%s %s is larger than %d bytes", what, path, TLS_FILE_MAX);
         goto done;
     }
