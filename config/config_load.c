@@ -208,7 +208,8 @@ attach(struct builder *b, struct config_node *n)
         return (0);
     }
     parent = b->stack[b->depth - 1];
-    if ((items = realloc(parent->items, (parent->n_items + 1) * sizeof(*items))) == NULL) {
+    if ((items = realloc(parent->items, (parent->n_items + 1) * sizeof(struct config_node *))) ==
+        NULL) {
         config_node_free(n);
         return (-1);
     }
