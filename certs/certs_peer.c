@@ -126,6 +126,24 @@ wait_fd(int fd, short events, long long deadline)
     }
 }
 
+/*
+ * The number in ${port}, a PORT that split_peer() checked or a uint16_t printed with "%u"; 0
+ * for anything else (as atoi() gave for text that is not a number).
+ */
+static uint16_t
+port_number(const char *port)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(port, &end, 10);
+    if (errno != 0 || end == port || *end != '\0' || v < 0 || v > 65535) {
+        return 0;
+    }
+    return (uint16_t)v;
+}
+
 /* Split "host:port" or "[v6]:port".  Returns 0, or -1 with the reason in ${r}->reason. */
 static int
 split_peer(const char *spec, struct peer_report *r)
@@ -304,7 +322,7 @@ tunnel(struct peer_report *r, int fd, const struct config_listener *cl)
             n--;
         }
     }
-    len = tls_tunnel_request(req, sizeof(req), r->dial_host, (unsigned)atoi(r->dial_port),
+    len = tls_tunnel_request(req, sizeof(req), r->dial_host, port_number(r->dial_port),
                              n > 0 ? (const char *)secret : NULL, n);
     OPENSSL_cleanse(secret, sizeof(secret));
     if (len == 0 || send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
@@ -805,7 +823,7 @@ certs_peer_check(const struct config *cfg, const struct certs_check_opts *o,
     /* The listener as configured, with HOST as its peer: same files, our name check. */
     cl = *src;
     (void)snprintf(cl.peer.host, sizeof(cl.peer.host), "%s", r->host);
-    cl.peer.port = (uint16_t)atoi(r->port);
+    cl.peer.port = port_number(r->port);
     cl.peer.is_ip = tls_name_is_ip(r->host, NULL, NULL);
     cl.peer.is_ipv6 = cl.peer.is_ip && strchr(r->host, ':') != NULL;
     why[0] = '\0';
