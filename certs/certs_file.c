@@ -221,8 +221,7 @@ certs_file_write(const char *path, const void *data, size_t len, mode_t mode, ch
         certs_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto err1;
     }
-    n = close(fd);
-    fd = -1;
+    n = close(fd); /* closed either way: from here on, errors go to err2, which leaves fd be */
     if (n != 0) {
         certs_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto err2;

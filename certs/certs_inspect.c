@@ -878,7 +878,12 @@ load_key(struct diag *d)
     if (d->key != NULL) {
         goto done;
     }
-    if (st.asked && !st.have) {
+    /*
+     * st.have <=> a passphrase file is set (load_passphrase() succeeded, or we left above):
+     * test the file itself, so that the analyzer, which cannot see through pass_cb, knows that
+     * p->key_passphrase_file is not NULL in the next branch.
+     */
+    if (st.asked && p->key_passphrase_file == NULL) {
         add(d, "key-encrypted-no-passphrase", CERTS_SEV_ERROR, p->key,
             "set tls.key_passphrase_file to a file (mode 0600) holding the passphrase, or "
             "decrypt the key: openssl pkey -in KEY -out KEY.plain",

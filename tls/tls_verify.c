@@ -89,8 +89,13 @@ append_san(char *buf, size_t len, size_t *pos, const char *kind, const char *tex
     }
     memcpy(p, kind, klen);
     p += klen;
-    for (i = 0; i < tlen; i++) {
-        *p++ = text[i] == ',' ? '?' : text[i];
+    /*
+     * Up to the '\0', not to tlen: the same bytes, in a form the analyzer can follow (it does
+     * not tie strlen() to the '\0' that printable_copy() wrote, and takes text[tlen-1] for
+     * garbage).
+     */
+    for (i = 0; text[i] != '\0'; i++) {
+        *p++ = (char)(text[i] == ',' ? '?' : text[i]);
     }
     *p = '\0';
     *pos += need;
