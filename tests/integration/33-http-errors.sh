@@ -71,11 +71,6 @@ good_request() {
 }
 good_request start
 
-failures=()
-bad() { # bad NAME WHY: record a failed case without stopping
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
 # logged NAME LISTENER PATH STATUS: the access-log line of that request, with that status
 # (written when ferry answers, or once the request line of an early answer has arrived).
 logged() {
@@ -377,4 +372,4 @@ PY
 else
     bad json-log "$got"
 fi
-[ "${#failures[@]}" = 0 ] || fail "HTTP error handling: ${failures[*]}"
+bad_report "HTTP error handling"

@@ -32,11 +32,6 @@ bg_run couch1 python3 "$SUPPORT/couch_proxy_auth.py" --port "$PA1" --secret-file
 wait_port "$PA256"
 wait_port "$PA1"
 
-failures=()
-bad() {
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
 jf() { # jf JSON EXPR
     python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
 }
@@ -348,4 +343,4 @@ grep -q "DNS=node1.test" "$T/curl.body" || bad outbound-xfcc "no node1.test XFCC
 pass "outbound host_header: peer -> Host node1.test:$P_xfcc; keep -> Host 127.0.0.1:$P_outkeep"
 
 ferry_stop id
-[ "${#failures[@]}" = 0 ] || fail "identity/HTTP behaviour: ${failures[*]}"
+bad_report "identity/HTTP behaviour"

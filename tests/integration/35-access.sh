@@ -37,11 +37,6 @@ listeners:
 YAML
 ferry_start acc "$P/acc.yaml"
 
-failures=()
-bad() {
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
 # req CERT EXPECT METHOD PATH [curl args]: expect HTTP EXPECT; for 2xx the backend saw exactly
 # this request, otherwise the path never reached the backend.
 req() {
@@ -157,4 +152,4 @@ nden=$(log_count acc 'event=access_denied')
 pass "$nden refusals logged (event=access_denied), each with its event=request status=403 line"
 ferry_alive acc || fail "ferry died"
 ferry_stop acc
-[ "${#failures[@]}" = 0 ] || fail "access rules: ${failures[*]}"
+bad_report "access rules"

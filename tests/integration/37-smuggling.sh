@@ -112,11 +112,6 @@ PEX_TOKEN=$(python3 -c 'import hashlib, hmac; print(hmac.new(b"the_secret", b"pe
 CA=1.5 TO=10 MAXEL=3 WAIT=0.5 SETTLE=0.2
 [ "$VG" = 1 ] && CA=6 TO=30 MAXEL=10 WAIT=3 SETTLE=1
 
-failures=()
-bad() {
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
 
 # client WHERE OUTFILE HTTP_RAW_ARGS...: one connection to a listener: in/acl/id over mTLS
 # (id with the admin/peer.example.org certificate, the others with `good` = peer.test),
@@ -199,7 +194,7 @@ case_run() {
         cat "$T/judge.out" >&2
     else
         cat "$T/judge.out" >&2
-        failures+=("$name/$where")
+        bad "$name/$where" "judged wrong (above)"
     fi
     ferry_alive smug || fail "ferry died during $name ($where)"
 }
@@ -533,5 +528,5 @@ expect_no_log smug 'event=request .*path=/k/__head_body status=502'
 ferry_stop smug
 n_bad=$(log_count smug 'event=bad_request')
 note "ferry logged $n_bad event=bad_request lines, $(log_count smug 'event=request ') event=request lines"
-[ "${#failures[@]}" = 0 ] || fail "${#failures[@]} case(s) failed: ${failures[*]}"
+bad_report "smuggling"
 pass "issue 12: every smuggling case refused or framed alike, no response poisoning"

@@ -120,11 +120,6 @@ ferry_cmd check -c "$P/spiffe.yaml" >"$T/check-good.out" 2>&1 || rc=$?
     fail "check of the SPIFFE config: exit $rc, $(cat "$T/check-good.out")"
 ferry_start spiffe "$P/spiffe.yaml"
 
-failures=()
-bad() {
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
 # get CRT KEY PORT METHOD PATH: the HTTP code; body in $T/curl.body
 get() {
     curl_code --cacert "$P/root.crt" --cert "$1" --key "$2" --resolve "node1.test:$3:127.0.0.1" \
@@ -209,4 +204,4 @@ pass "access: peers $TD/ns/db/* may read patients, not PUT (403 names the URI); 
 
 ferry_alive spiffe || fail "ferry died"
 ferry_stop spiffe
-[ "${#failures[@]}" = 0 ] || fail "SPIFFE identities: ${failures[*]}"
+bad_report "SPIFFE identities"

@@ -298,12 +298,6 @@ elif cmd == "metrics-expect":
 PY
 H=(python3 "$T/h.py" "$SUPPORT")
 
-failures=()
-bad() { # bad NAME WHY: record a failed check without stopping (reported at the end)
-    echo "FAIL: $1: $2" >&2
-    failures+=("$1")
-}
-
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$1" "$(now)"; }
 lt() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$1" "$2"; }
@@ -656,7 +650,7 @@ pass "two workers, TLS 1.3 through tinyproxy: $new new, $reused resumed sessions
 # Under valgrind, stop here: the `ferry check` cases below (17 runs of the CLI) check
 # configuration code that unit/test_config covers under ASan+UBSan in CI.
 if [ "$VG" = 1 ]; then
-    [ "${#failures[@]}" = 0 ] || fail "egress proxy: ${failures[*]}"
+    bad_report "egress proxy"
     note "valgrind: the ferry check cases run in the plain run only"
     exit 0
 fi
@@ -779,4 +773,4 @@ ferry_cmd check -c "$W/good.yaml" --json >"$W/good.json" 2>&1 || rc=$?
 python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["findings"] == [] and d["listeners"] == 4, d' \
     "$W/good.json" || fail "check good.yaml: $(cat "$W/good.json")"
 pass "ferry check: host:port, [::1]:port, a host name, http://host:port with a 0600 auth_file -> valid"
-[ "${#failures[@]}" = 0 ] || fail "egress proxy: ${failures[*]}"
+bad_report "egress proxy"

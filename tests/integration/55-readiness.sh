@@ -22,11 +22,7 @@
 # timeout: 90
 source "$(dirname "$0")/lib.sh"
 
-P=$T/pki
-out=$(ferry_cmd certs init-ca --dir "$P/ca" --name "Ferry Readiness Test CA" 2>&1) || fail "init-ca: $out"
-out=$(ferry_cmd certs issue --ca "$P/ca" --name node1.test --ip 127.0.0.1 --out "$P/n" 2>&1) ||
-    fail "issue: $out"
-CRT=$P/n/node1.test.crt KEY=$P/n/node1.test.key CA=$P/n/ca.crt
+node1_pki "Ferry Readiness Test CA"
 out=$(ferry_cmd certs init-ca --dir "$P/other" --name "Another CA" 2>&1) || fail "init-ca other: $out"
 out=$(ferry_cmd certs issue --ca "$P/other" --name node1.test --ip 127.0.0.1 --out "$P/o" 2>&1) ||
     fail "issue from the other CA: $out"

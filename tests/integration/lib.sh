@@ -22,8 +22,9 @@
 #   fail MSG...                  print "FAIL: MSG" and exit 1 (the EXIT trap cleans up)
 #   note MSG...                  print a progress line to stderr
 #   pass MSG...                  print "ok: MSG"
-#   free_port                    print a free TCP port on 127.0.0.1 in 20000-40000, never
-#                                the same twice within one script
+#   free_port                    print a free TCP port on 127.0.0.1 in 20000-32000 (below the
+#                                ephemeral range), never the same twice within one script
+#   ports VAR...                 set each shell variable VAR to a free_port
 #   wait_port PORT [SECS]        wait until 127.0.0.1:PORT accepts connections (default 10s)
 #   wait_port_closed PORT [SECS] wait until nothing listens on 127.0.0.1:PORT
 #   bg_register PID NAME         have the EXIT trap stop PID (TERM, then KILL)
@@ -57,6 +58,9 @@
 #                                sha256 hex of what it got + "\n" and appends it to
 #                                $T/NAME.sha256; cmd reads a first line "SINK" or "SOURCE <n>"
 #   pki_make DIR                 build the test PKI (tests/support/pki.sh) into DIR once
+#   node1_pki CA_NAME            `ferry certs init-ca` (named CA_NAME) in $T/pki/ca, then
+#                                `ferry certs issue` node1.test (IP 127.0.0.1) into $T/pki/n;
+#                                sets P=$T/pki, CRT, KEY and CA (the node's bundle copy)
 #   tls_client ARGS...           python3 tests/support/tls_client.py ARGS... (see its --help)
 #   curl_code ARGS...            curl -s -o $T/curl.body -w '%{http_code}' --max-time 10 ARGS...;
 #                                prints the code (000 when no HTTP answer); body in $T/curl.body
@@ -72,6 +76,15 @@
 #                                of `ferry check -c CONFIG` verbatim (id, file, text, fix),
 #                                including every ID given as an error
 #   k8s_configmap_yaml OUT       the ferry.yaml inside deploy/kubernetes's ConfigMap, as shipped
+#   bad NAME WHY                 record a failed case without stopping the script: print
+#                                "FAIL: NAME: WHY" and add NAME (once) to the array `failures`
+#   bad_report WHAT              at the end of a script that uses bad: fail with
+#                                "WHAT: N case(s) failed: NAME..." if any case failed
+#   skip REASON                  print "SKIP: REASON" to stderr and exit 77 (CTest's
+#                                SKIP_RETURN_CODE: reported as skipped, never as passed)
+#
+# python3: when the python3 on PATH is a launcher script (a pyenv shim costs ~0.5 s a start),
+# lib.sh puts the interpreter it runs first on PATH for the script and everything it starts.
 #
 # A watchdog kills the script (and everything it started) when it runs longer than its
 # "# timeout: N" header (default 300s; x3 under valgrind), a few seconds before CTest would.
@@ -105,6 +118,26 @@ mkdir -p -- "$T"
 : >"$T/.pids"
 : >"$T/.ports"
 
+# A python3 that is a script (a pyenv shim re-resolves the version at every start) is replaced,
+# for this script and its children, by the interpreter it runs (found once per $FERRY_TEST_TMP).
+_lib_python() {
+    local shim real cache=$FERRY_TEST_TMP/.python3
+    shim=$(command -v python3) || return 0
+    [ "$(head -c 2 "$shim" 2>/dev/null)" = '#!' ] || return 0
+    if [ -s "$cache" ] && [ "$(sed -n 1p "$cache")" = "$shim" ]; then
+        real=$(sed -n 2p "$cache")
+    fi
+    if [ -z "${real:-}" ] || [ ! -x "$real" ]; then
+        real=$(python3 -c 'import sys; print(sys.executable)') || return 0
+        printf '%s\n%s\n' "$shim" "$real" >"$cache.$$" && mv -f "$cache.$$" "$cache"
+    fi
+    mkdir -p "$T/.bin"
+    ln -sf "$real" "$T/.bin/python3"
+    PATH=$T/.bin:$PATH
+    export PATH
+}
+_lib_python
+
 declare -A _FERRY_PIDS=()
 _LIB_TOP_PID=$$
 
@@ -115,6 +148,24 @@ fail() {
 
 note() {
     echo "-- $*" >&2
+}
+
+skip() {
+    echo "SKIP: $*" >&2
+    exit 77
+}
+
+failures=()
+bad() {
+    echo "FAIL: $1: $2" >&2
+    case " ${failures[*]} " in
+    *" $1 "*) ;;
+    *) failures+=("$1") ;;
+    esac
+}
+
+bad_report() {
+    [ "${#failures[@]}" = 0 ] || fail "$1: ${#failures[@]} case(s) failed: ${failures[*]}"
 }
 
 pass() {
@@ -172,7 +223,9 @@ _lib_cleanup() {
         [ -s "$T/.wd_sleep" ] && kill -TERM "$(cat "$T/.wd_sleep")" 2>/dev/null
     fi
     wait 2>/dev/null
-    if [ "$rc" != 0 ]; then
+    if [ "$rc" = 77 ]; then
+        echo "==== $FERRY_TEST_NAME skipped ====" >&2
+    elif [ "$rc" != 0 ]; then
         echo "==== $FERRY_TEST_NAME failed (status $rc); logs in $T ====" >&2
         local f
         for f in "$T"/*.log; do
@@ -222,49 +275,46 @@ _WATCHDOG_PID=$!
 
 free_port() {
     local p
-    p=$(python3 - "$T/.ports" <<'EOF'
-import random, socket, sys
-used = set(open(sys.argv[1]).read().split())
-# Below the kernel's ephemeral range: a client socket elsewhere on the machine can never have
-# taken the port between this check and the bind of the test's server.
-lo, hi = 20000, 32000
-try:
-    first = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    hi = min(hi, first - 1)
-except (OSError, ValueError, IndexError):
-    pass
-for _ in range(2000):
-    p = random.randint(lo, hi)
-    if str(p) in used:
-        continue
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-else:
-    sys.exit("no free port")
-EOF
-)
+    # Below the kernel's ephemeral range (a client socket elsewhere on the machine can never
+    # take the port between this pick and the bind of the test's server), not used by any TCP
+    # socket (listening, connected or TIME_WAIT: /proc/net/tcp and tcp6) nor given out before.
+    p=$(awk -v seed="$RANDOM$RANDOM" '
+        function hex(h, i, n) {
+            n = 0
+            for (i = 1; i <= length(h); i++) { n = n * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1 }
+            return n
+        }
+        FILENAME ~ /ip_local_port_range$/ { first = $1; next }
+        FILENAME ~ /\/tcp6?$/ {
+            if (FNR > 1) { split($2, a, ":"); used[hex(a[2])] = 1 }
+            next
+        }
+        { used[$1] = 1 }
+        END {
+            lo = 20000; hi = 32000
+            if (first != "" && first - 1 < hi) { hi = first - 1 }
+            srand(seed)
+            for (i = 0; i < 2000; i++) {
+                p = lo + int(rand() * (hi - lo + 1))
+                if (!(p in used)) { print p; exit 0 }
+            }
+            exit 1
+        }' "$T/.ports" /proc/net/tcp /proc/net/tcp6 /proc/sys/net/ipv4/ip_local_port_range \
+        2>/dev/null) || fail "no free port"
     echo "$p" >>"$T/.ports"
     echo "$p"
 }
 
+ports() {
+    local v
+    for v in "$@"; do
+        printf -v "$v" '%s' "$(free_port)"
+    done
+}
+
+# Status 0 when 127.0.0.1:PORT accepts a connection within a second.
 _port_open() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.settimeout(1)
-try:
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-s.close()
-EOF
+    timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 
 wait_port() {
@@ -451,6 +501,15 @@ pki_make() {
             fail "pki.sh failed"
         }
     fi
+}
+
+node1_pki() {
+    local out
+    P=$T/pki
+    out=$(ferry_cmd certs init-ca --dir "$P/ca" --name "$1" 2>&1) || fail "init-ca: $out"
+    out=$(ferry_cmd certs issue --ca "$P/ca" --name node1.test --ip 127.0.0.1 --out "$P/n" 2>&1) ||
+        fail "issue: $out"
+    CRT=$P/n/node1.test.crt KEY=$P/n/node1.test.key CA=$P/n/ca.crt
 }
 
 # Expired or short-lived leaves need explicit dates, which only `openssl ca` offers in 3.0.
