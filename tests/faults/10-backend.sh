@@ -9,17 +9,9 @@
 #                               the backend (half-close kept), sha256 compared
 # After each: ferry alive, and a fresh 1 MiB GET has the right sha256.
 # timeout: 90
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
-pki_make "$T/pki"
-P=$T/pki
-PB=$(free_port)
-PDEAD=$(free_port)
-PHC=$(free_port)
-PIN=$(free_port)
-PREF=$(free_port)
-PTCP=$(free_port)
+fault_setup PB PDEAD PHC PIN PREF PTCP
 fault_backend "$PB" backend
 
 # A tcp backend that writes 256 KiB, half-closes, then reads to EOF and records the sha256.

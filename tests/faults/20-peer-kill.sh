@@ -10,14 +10,9 @@
 # After each kill the ferry is restarted with the same config and an 8 MiB transfer in that
 # direction is byte-exact (sha256).
 # timeout: 90
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
-pki_make "$T/pki"
-P=$T/pki
-PBK=$(free_port)
-PA=$(free_port)
-PBI=$(free_port)
+fault_setup PBK PA PBI
 tcp_backend "$PBK" cmd backend
 cat >"$T/a.yaml" <<YAML
 tls: {cert: $P/good.crt, key: $P/good.key, ca: $P/ca.crt}

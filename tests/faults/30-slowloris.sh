@@ -3,13 +3,9 @@
 # their request head one byte per second; limits.header_timeout (3s here; default 15s) must
 # answer each with 408 and close it, while a normal client is served meanwhile.
 # timeout: 60
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
-pki_make "$T/pki"
-P=$T/pki
-PB=$(free_port)
-PIN=$(free_port)
+fault_setup PB PIN
 fault_backend "$PB" backend
 cat >"$T/slow.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}

@@ -13,17 +13,12 @@
 # limit stays low (sampled over 1s once accept is paused: under one core; measured figures
 # are printed).
 # timeout: 150
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
 N=5000
 MAX=1000
 [ "$VG" = 1 ] && N=1500 && MAX=300
-pki_make "$T/pki"
-P=$T/pki
-PB=$(free_port)
-PIN=$(free_port)
-PADM=$(free_port)
+fault_setup PB PIN PADM
 fault_backend "$PB" backend
 cat >"$T/maxconn.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}

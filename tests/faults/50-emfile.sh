@@ -6,15 +6,11 @@
 # sequential clients are served at once and the descriptor count returns to its start (the
 # pool's idle backend connections included: they close after its idle_timeout, 1 s here).
 # timeout: 120
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
 N=1000
 [ "$VG" = 1 ] && N=300
-pki_make "$T/pki"
-P=$T/pki
-PB=$(free_port)
-PIN=$(free_port)
+fault_setup PB PIN
 fault_backend "$PB" backend
 cat >"$T/emfile.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}

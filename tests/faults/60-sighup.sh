@@ -5,13 +5,9 @@
 # request may fail, ferry stays up, and every SIGHUP is answered by a reload (coalesced ones
 # allowed: at least 20 event=reloaded, no reload_failed).
 # timeout: 90
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 
-pki_make "$T/pki"
-P=$T/pki
-PB=$(free_port)
-PIN=$(free_port)
+fault_setup PB PIN
 fault_backend "$PB" backend
 cat >"$T/hup.yaml" <<YAML
 tls: {cert: $P/node1.crt, key: $P/node1.key, ca: $P/ca.crt}

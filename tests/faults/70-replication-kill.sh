@@ -8,18 +8,12 @@
 # attachment is compared on both nodes against what was written (replicate.js verify), ferry A
 # stayed up, and a further run writes nothing.
 # timeout: 240
-source "$(dirname "$0")/../integration/lib.sh"
-source "$SUPPORT/faults.sh"
+source "$(dirname "$0")/../support/faults.sh"
 source "$SUPPORT/replication.sh"
 
 N=400
 repl_require
-PA=$(free_port)
-PB=$(free_port)
-FA_IN=$(free_port)
-FA_OUT=$(free_port)
-FB_IN=$(free_port)
-FB_OUT=$(free_port)
+ports PA PB FA_IN FA_OUT FB_IN FB_OUT
 A=http://127.0.0.1:$PA
 B=http://127.0.0.1:$PB
 repl_pki "$T/pki" nodea.test nodeb.test

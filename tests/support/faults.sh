@@ -1,6 +1,12 @@
 # shellcheck shell=bash
-# faults.sh: sourced by tests/faults/*.sh after tests/integration/lib.sh.
+# faults.sh: sourced by tests/faults/*.sh (it sources tests/integration/lib.sh first, once).
+# The common start of a fault script:
 #
+#   source "$(dirname "$0")/../support/faults.sh"
+#   fault_setup PB PIN [VAR...]        (then e.g. fault_backend "$PB" backend)
+#
+#   fault_setup VAR...                 build the test PKI into $P (= $T/pki) and set each
+#                                      shell variable VAR to a free port (lib.sh's ports)
 #   fault_row FAULT EXPECTED OUTCOME   print one line of the fault table to stdout and
 #                                      append it to $FERRY_TEST_TMP/faults-table.txt
 #   fault_backend PORT [NAME]          start tests/support/fault_backend.py on PORT, wait
@@ -10,6 +16,17 @@
 #   cpu_ms PID                         user+system CPU milliseconds used so far by PID
 #   fd_count PID / rss_kb PID          open descriptors / resident set size (KiB) of PID
 #   low_port                           a free port below the ephemeral range (see below)
+
+if ! declare -F ferry_start >/dev/null; then
+    # shellcheck source=../integration/lib.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
+fi
+
+fault_setup() {
+    pki_make "$T/pki"
+    P=$T/pki
+    ports "$@"
+}
 
 fault_row() {
     local line
