@@ -14,11 +14,8 @@
 # (key-permissions, same id, file, text and fix).
 # Needs root (users, chown, setpriv); exits 77 (skipped) otherwise.
 # timeout: 90
-if [ "$(id -u)" != 0 ]; then
-    echo "skipped: 45-layouts needs root to create a user and root-owned files" >&2
-    exit 77
-fi
 source "$(dirname "$0")/lib.sh"
+[ "$(id -u)" = 0 ] || skip "45-layouts needs root to create a user and root-owned files"
 
 for tool in setpriv useradd groupadd; do
     command -v "$tool" >/dev/null || fail "$tool is missing (util-linux, passwd)"
