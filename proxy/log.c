@@ -91,23 +91,6 @@ text_needs_quotes(const char *v)
 }
 
 /*
- * log_json_escape(dst, len, src):
- * Copy ${src} into ${dst} escaped for the inside of a JSON string (config_json_escape()).
- * Returns ${dst}.
- */
-const char *
-log_json_escape(char *dst, size_t len, const char *src)
-{
-    struct config_json_buf b;
-
-    config_json_buf_init(&b, dst, len);
-    if (len > 0) {
-        config_json_escape(config_json_buf_put, &b, src, SIZE_MAX);
-    }
-    return dst;
-}
-
-/*
  * Keys whose values are numbers: JSON writes them as JSON numbers (text is the same either
  * way).  Exact names, plus any key ending in one of number_suffixes.  Keep in step with the
  * LOGGING section of docs/ferry.1.

@@ -75,14 +75,6 @@ size_t log_format_line(char *buf, size_t len, enum log_format format, const char
                        enum log_level level, const char *event, va_list ap);
 
 /*
- * log_json_escape(dst, len, src):
- * Copy ${src} into ${dst} escaped for the inside of a JSON string by config_json_escape()
- * (used for the 502 bodies of proxy_exchange.c and proxy_conn.c).  Always NUL-terminates; a
- * value that does not fit is cut after its last whole piece.  Returns ${dst}.
- */
-const char *log_json_escape(char *dst, size_t len, const char *src);
-
-/*
  * log_number_key(key):
  * Is ${key} one whose values are numbers ("status", "bytes_in", "duration_ms", any key ending
  * in "_ms", "_bytes", "_count", "_seconds", "_port"; see log.c)?  In JSON such a value is

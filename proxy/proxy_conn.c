@@ -38,6 +38,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "config_json.h"
 #include "log.h"
 #include "proxy_internal.h"
 #include "proxy_pp.h"
@@ -873,16 +874,22 @@ conn_finish_client(struct proxy_conn *c, enum proxy_close_reason reason)
 static void
 conn_answer_502(struct proxy_conn *c, enum proxy_close_reason reason)
 {
-    char esc[2304], body[2432];
+    /* The detail escapes to at most 6 bytes a byte (\u00XX): the body always fits. */
+    char body[PROXY_DETAIL_MAX * 6 + 128];
+    struct config_json_buf b;
+    struct config_json j;
 
-    log_json_escape(esc, sizeof(esc), conn_detail_str(c));
+    config_json_buf_init(&b, body, sizeof(body));
+    config_json_init(&j, config_json_buf_put, &b);
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "error", "bad_gateway");
+    config_json_kv_string(&j, "reason", conn_detail_str(c));
     if (c->via_result != PROXY_VIA_OK) {
-        snprintf(body, sizeof(body),
-                 "{\"error\":\"bad_gateway\",\"reason\":\"%s\",\"proxy_result\":\"%s\"}\n", esc,
-                 proxy_conn_via_result_str((enum proxy_via_result)c->via_result));
-    } else {
-        snprintf(body, sizeof(body), "{\"error\":\"bad_gateway\",\"reason\":\"%s\"}\n", esc);
+        config_json_kv_string(&j, "proxy_result",
+                              proxy_conn_via_result_str((enum proxy_via_result)c->via_result));
     }
+    config_json_end_object(&j);
+    config_json_buf_put(&b, "\n", 1);
     proxy_conn_answer(c, reason, 502, "Bad Gateway", "application/json", body);
 }
 

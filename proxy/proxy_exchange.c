@@ -342,20 +342,21 @@ json_error(char *body, size_t len, const char *error, const char *reason)
     static const char frame[] = "{\"error\":\"\",\"reason\":\"\"}\n";
     size_t used = sizeof(frame) - 1 + strlen(error);
     struct config_json_buf b;
-    char esc[512];
-    int n;
+    struct config_json j;
 
-    config_json_buf_init(&b, esc, sizeof(esc));
-    if (used < len) {
-        size_t room = len - 1 - used;
-
-        config_json_escape(config_json_buf_put, &b, reason,
-                           room < sizeof(esc) ? room : sizeof(esc) - 1);
-    }
-    n = snprintf(body, len, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", error, esc);
-    if (n >= 0 && (size_t)n >= len) {
+    config_json_buf_init(&b, body, len);
+    config_json_init(&j, config_json_buf_put, &b);
+    config_json_begin_object(&j);
+    config_json_kv_string(&j, "error", error);
+    config_json_key(&j, "reason");
+    /* The room ${len} leaves (less its NUL), at most 511 escaped bytes as before. */
+    config_json_string_max(&j, reason,
+                           used < len - 1 && len - 1 - used < 512 ? len - 1 - used : 511);
+    config_json_end_object(&j);
+    config_json_buf_put(&b, "\n", 1);
+    if (b.truncated) {
         /* Only an ${error} longer than ${len}: a programming error, answered without it. */
-        snprintf(body, len, "{}\n");
+        (void)snprintf(body, len, "{}\n");
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "config_json.h"
 #include "log.h"
 #include "proxy_internal.h"
 
@@ -97,6 +98,16 @@ test_long_value_cut_alone(void **state)
     fmt(buf, sizeof(buf), LOG_JSON, LOG_WARN, "access_denied", "path", big, "msg", "m",
         (const char *)NULL);
     assert_non_null(strstr(buf, "p...\",\"msg\":\"m\"}"));
+}
+
+/* The escaper of log lines (config_json_escape()) into a fixed buffer, all of a piece or none. */
+static void
+log_json_escape(char *dst, size_t len, const char *src)
+{
+    struct config_json_buf b;
+
+    config_json_buf_init(&b, dst, len);
+    config_json_escape(config_json_buf_put, &b, src, SIZE_MAX);
 }
 
 static void
