@@ -56,20 +56,21 @@ struct peer_cert {
 /* Everything we learned, printed at the end in text or JSON. */
 struct peer_report {
     const char *listener;
-    char peer[300];      /* HOST:PORT as given */
-    char host[256];      /* HOST */
-    char port[8];        /* PORT */
+    char peer[CONFIG_ADDR_STR_MAX]; /* HOST:PORT as given */
+    char host[256];                 /* HOST */
+    char port[8];                   /* PORT */
     char dial_host[256]; /* where we connect: HOST, or the listener's `connect:` for its peer */
     char dial_port[8];
-    char address[80]; /* the address we reached */
-    char via[300];    /* the listener's egress proxy (via:) we went through, "" for none */
-    int via_status;   /* its answer to CONNECT, 0 before one */
-    bool connected;   /* TCP connected */
-    bool handshake;   /* our side of the TLS handshake finished */
-    bool cert_req;    /* the peer asked for a client certificate */
-    bool rejected_us; /* the peer sent a fatal alert */
-    char version[16]; /* "TLSv1.3" */
-    char cipher[64];  /* "TLS_AES_256_GCM_SHA384" */
+    char address[80];              /* the address we reached */
+    char via[CONFIG_ADDR_STR_MAX]; /* the listener's egress proxy (via:) we went through, "" for
+                                      none */
+    int via_status;                /* its answer to CONNECT, 0 before one */
+    bool connected;                /* TCP connected */
+    bool handshake;                /* our side of the TLS handshake finished */
+    bool cert_req;                 /* the peer asked for a client certificate */
+    bool rejected_us;              /* the peer sent a fatal alert */
+    char version[16];              /* "TLSv1.3" */
+    char cipher[64];               /* "TLS_AES_256_GCM_SHA384" */
     struct peer_cert chain[PEER_MAX_CHAIN];
     size_t n_chain;
     char client_cas[8][256]; /* CA names of its CertificateRequest */

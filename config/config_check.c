@@ -1430,7 +1430,7 @@ check_via(struct check *ck, const struct config_node *n, const char *path,
                        "TLS to the peer)",
                        kp, what(vals[0], got, sizeof(got)));
             } else {
-                char hp[300];
+                char hp[CONFIG_ADDR_STR_MAX];
                 size_t hl = strcspn(text, "/");
 
                 if (text[hl] == '/' && text[hl + 1] != '\0') {
@@ -2026,7 +2026,7 @@ via_is_listener(const struct config_addr *p, const struct config_addr *l)
 static void
 check_via_loops(struct check *ck, const struct config *cfg, const struct listener_aux *aux)
 {
-    char a1[300];
+    char a1[CONFIG_ADDR_STR_MAX];
     size_t i;
     size_t j;
 
@@ -2057,8 +2057,8 @@ static void
 check_admin_conflict(struct check *ck, const struct config *cfg, const struct listener_aux *aux,
                      const struct config_node *at)
 {
-    char a1[300];
-    char a2[300];
+    char a1[CONFIG_ADDR_STR_MAX];
+    char a2[CONFIG_ADDR_STR_MAX];
     size_t i;
 
     for (i = 0; i < cfg->n_listeners; i++) {
@@ -2078,8 +2078,8 @@ check_admin_conflict(struct check *ck, const struct config *cfg, const struct li
 static void
 check_duplicates(struct check *ck, const struct config *cfg, const struct listener_aux *aux)
 {
-    char a1[300];
-    char a2[300];
+    char a1[CONFIG_ADDR_STR_MAX];
+    char a2[CONFIG_ADDR_STR_MAX];
     size_t i;
     size_t j;
 

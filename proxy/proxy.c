@@ -761,7 +761,7 @@ proxy_run(struct proxy *p)
                l->target_text, (const char *)NULL);
     }
     if (p->admin != NULL) {
-        char addr[300];
+        char addr[CONFIG_ADDR_STR_MAX];
 
         config_value_addr_format(&p->cfg->admin.listen, addr, sizeof(addr));
         log_kv(LOG_INFO, "listening", "listener", "admin", "addr", addr, (const char *)NULL);

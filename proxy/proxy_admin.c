@@ -91,7 +91,7 @@ struct admin_cert {
 struct admin_probe {
     struct proxy_admin *a;
     struct proxy_stats_name *n;
-    char target[300];
+    char target[CONFIG_ADDR_STR_MAX];
     struct sockaddr_storage ss;
     socklen_t len;
     char resolve_err[256]; /* non-empty: the backend name did not resolve */
@@ -595,7 +595,7 @@ log_transitions(struct proxy *p)
         bool inbound = cl->mode == CONFIG_MODE_INBOUND;
         struct proxy_stats_name *m = stats_for(p, cl->name);
         enum proxy_reach r;
-        char target[300];
+        char target[CONFIG_ADDR_STR_MAX];
 
         if (m == NULL) {
             continue;
@@ -727,7 +727,7 @@ proxy_admin_refresh(struct proxy *p)
     for (size_t i = 0; i < p->cfg->n_listeners; i++) {
         const struct config_listener *cl = &p->cfg->listeners[i];
         struct proxy_stats_name *m = stats_for(p, cl->name);
-        char target[300], addr[280];
+        char target[CONFIG_ADDR_STR_MAX], addr[280];
 
         admin_cert_add(a, cl->tls.cert.path, PROXY_FILE_CERT);
         admin_cert_add(a, cl->tls.ca.path, PROXY_FILE_CA);
@@ -1265,7 +1265,7 @@ render_listener(struct proxy *p, struct config_json *j, const struct config_list
     bool excluded = (exclude & (inbound ? PROXY_EXCLUDE_BACKENDS : PROXY_EXCLUDE_PEERS)) != 0;
     enum proxy_reach r = m != NULL ? upstream_reach(m) : PROXY_REACH_UNKNOWN;
     bool target_ok = proxy_admin_reach_ready(inbound, r);
-    char addr[300], target[300], reason[800];
+    char addr[CONFIG_ADDR_STR_MAX], target[CONFIG_ADDR_STR_MAX], reason[800];
     static const char *const states[] = {"unknown", "up", "down"};
 
     config_value_addr_format(&cl->listen, addr, sizeof(addr));

@@ -437,8 +437,8 @@ struct proxy_listener {
     struct evconnlistener *lev;
     evutil_socket_t fd; /* bound by the control thread, not yet watched (-1 once it is) */
     bool listen_failed; /* counted in the name's workers_down (proxy_stats.h) */
-    char listen_text[300];
-    char target_text[300]; /* backend or peer, as written in the config */
+    char listen_text[CONFIG_ADDR_STR_MAX];
+    char target_text[CONFIG_ADDR_STR_MAX]; /* backend or peer, as written in the config */
     /* where to connect: resolved at start unless target_host is set */
     struct sockaddr_storage target;
     socklen_t target_len;
@@ -452,9 +452,10 @@ struct proxy_listener {
      * free) and the proxy as "host:port" */
     char *via_request;
     size_t via_request_len;
-    char via_text[300];
-    char via_target[300];   /* what CONNECT asks for: connect: if set, else peer ("host:port") */
-    struct proxy_pool pool; /* outbound http with pool.max_idle > 0 */
+    char via_text[CONFIG_ADDR_STR_MAX];
+    char via_target[CONFIG_ADDR_STR_MAX]; /* what CONNECT asks for: connect: if set, else peer
+                                             ("host:port") */
+    struct proxy_pool pool;               /* outbound http with pool.max_idle > 0 */
 };
 
 struct proxy_conn {

@@ -190,7 +190,7 @@ proxy_listener_bind_addr(const struct config_addr *a, const char *label, bool re
     struct sockaddr_storage ss;
     socklen_t len;
     evutil_socket_t fd;
-    char why[256], text[300];
+    char why[256], text[CONFIG_ADDR_STR_MAX];
 
     config_value_addr_format(a, text, sizeof(text));
     if (resolve(a, true, &ss, &len, why, sizeof(why)) < 0) {

@@ -98,8 +98,8 @@ struct proxy_upstream {
     /* control thread only */
     uint64_t probe_oks; /* successful probes (atomic: read with the workers' up_oks) */
     uint64_t oks_base;  /* successes before the last proxy_stats_upstream_reset() */
-    char target[300];   /* what the outcomes are about */
-    int logged;         /* the admin's last logged state (enum proxy_reach) */
+    char target[CONFIG_ADDR_STR_MAX]; /* what the outcomes are about */
+    int logged;                       /* the admin's last logged state (enum proxy_reach) */
 };
 
 /* One listener name ever configured: its name, shared record and one block per worker. */

@@ -85,18 +85,27 @@ enum tls_reject {
     TLS_REJECT__COUNT
 };
 
+/*
+ * The sizes of the certificate texts below (each with its NUL).  A longer text is cut: a
+ * distinguished name or a SAN list is shown, never matched, once it is this long.
+ */
+#define TLS_DN_MAX       256 /* a subject or issuer, RFC 2253 */
+#define TLS_SANS_MAX     512 /* the SAN list, "DNS:a,IP:b,URI:c" */
+#define TLS_NAME_MAX     256 /* one name: a SAN or the CN */
+#define TLS_TIME_STR_MAX 32  /* "2025-01-31 12:00:00 UTC" */
+
 /* What the peer presented, for logs.  Strings are always NUL-terminated (maybe empty). */
 struct tls_peer_info {
-    char subject[256];   /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
-    char issuer[256];    /* RFC 2253 */
-    char sans[512];      /* "DNS:node2.example.org,IP:10.0.0.2,URI:spiffe://td/x" */
-    char name[256];      /* the peer's name: first DNS SAN that is a host name, else first
-                            IP SAN, else CN (only with cn_fallback, a host name or IP), else
-                            first URI SAN (to name a refused certificate; tls_check_leaf()
-                            keeps it only when it matched); the name that matched when one
-                            did.  A SAN longer than 255 bytes is never one. */
-    char not_before[32]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
-    char not_after[32];
+    char subject[TLS_DN_MAX]; /* RFC 2253, e.g. "CN=node2.example.org,O=Site B" */
+    char issuer[TLS_DN_MAX];  /* RFC 2253 */
+    char sans[TLS_SANS_MAX];  /* "DNS:node2.example.org,IP:10.0.0.2,URI:spiffe://td/x" */
+    char name[TLS_NAME_MAX];  /* the peer's name: first DNS SAN that is a host name, else first
+                        IP SAN, else CN (only with cn_fallback, a host name or IP), else
+                        first URI SAN (to name a refused certificate; tls_check_leaf()
+                        keeps it only when it matched); the name that matched when one
+                        did.  A SAN longer than 255 bytes is never one. */
+    char not_before[TLS_TIME_STR_MAX]; /* the leaf's validity, "2025-01-31 12:00:00 UTC" */
+    char not_after[TLS_TIME_STR_MAX];
     char detail[256]; /* for chain rejections: OpenSSL's verify text and the subject of the
                          certificate at fault when it is not the leaf; for NAME_MISMATCH: the
                          peer host that was checked */
@@ -427,15 +436,15 @@ bool tls_name_is_ip(const char *host, unsigned char *out, size_t *outlen);
  */
 struct tls_self_info {
     enum tls_role role;
-    char cert_file[256]; /* tls.cert of the listener */
-    char key_file[256];  /* tls.key */
-    char ca_file[256];   /* tls.ca */
-    char subject[256];   /* our leaf, RFC 2253 */
-    char issuer[256];    /* our leaf's issuer, RFC 2253 */
-    char sans[512];      /* "DNS:node1.test,IP:127.0.0.1" */
-    char ekus[64];       /* "serverAuth,clientAuth", or "" when the leaf has no EKU */
-    char not_before[32];
-    char not_after[32];
+    char cert_file[256];      /* tls.cert of the listener */
+    char key_file[256];       /* tls.key */
+    char ca_file[256];        /* tls.ca */
+    char subject[TLS_DN_MAX]; /* our leaf, RFC 2253 */
+    char issuer[TLS_DN_MAX];  /* our leaf's issuer, RFC 2253 */
+    char sans[TLS_SANS_MAX];  /* "DNS:node1.test,IP:127.0.0.1" */
+    char ekus[64];            /* "serverAuth,clientAuth", or "" when the leaf has no EKU */
+    char not_before[TLS_TIME_STR_MAX];
+    char not_after[TLS_TIME_STR_MAX];
     char key_type[32];   /* "EC P-256", "RSA 3072" */
     char peer_host[256]; /* CLIENT: the host we check and send as SNI */
     char versions[64];   /* "TLS 1.2 and TLS 1.3" (from tls.min_version) */
