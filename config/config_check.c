@@ -1763,7 +1763,9 @@ static const struct listener_parse listener_parses[] = {
     {L_PEER, false, check_peer, NULL},
     {L_CONNECT, false, check_connect, NULL},
     {L_CLIENT_CERT, false, NULL, NULL},
-    {L_ALLOW, false, check_allow, NULL},
+    {L_ALLOW, false, check_allow,
+     "allow matches the names of verified peers, and with client_cert: none no certificate is "
+     "asked for, so allow would refuse nobody; set client_cert: required or remove allow:"},
     {L_ACCESS, false, check_access,
      "access rules match the names of verified peers, and with client_cert: none no peer is "
      "verified, so every request would be refused; set client_cert: required or remove "

@@ -150,6 +150,16 @@ check_json invalid 1
 has invalid config-invalid error "$W/invalid.yaml" 3
 pass "outbound without clientAuth, missing CA file, invalid config line"
 
+# ---- allow with client_cert: none: refused at its line (attack 7 F1: it was accepted, then
+# ignored, so a listener the operator meant to limit let every client through) ----
+printf 'tls: {cert: %s, key: %s, ca: %s}\nlisteners:\n  - {name: in, mode: inbound, listen: "127.0.0.1:%s", backend: "127.0.0.1:%s",\n     client_cert: none,\n     allow: [a.example]}\n' \
+    "$P/node1.crt" "$P/node1.key" "$P/ca.crt" "$PIN" "$PB" >"$W/allow-none.yaml"
+check_json allow-none 1
+has allow-none config-invalid error "$W/allow-none.yaml" 5
+grep -q 'with client_cert: none no certificate is asked for' "$W/allow-none.json" ||
+    { cat "$W/allow-none.json" >&2; fail "allow-none: not the allow rule"; }
+pass "allow with client_cert: none is a config error at its line"
+
 # ---- user: NAME who cannot read, after the privilege drop, what a reload reads again ----
 # (as root only: file modes, owners and groups against nobody's uid and groups; nothing is
 # opened as nobody by ferry, runuser only confirms the premise)

@@ -275,7 +275,7 @@ test_full_file(void **state)
         "    listen: \"[::]:6984\"\n"
         "    backend: \"localhost:5984\"\n"
         "    protocol: tcp\n"
-        "    client_cert: none\n"
+        "    client_cert: required\n"
         "    allow: [\"node2.example.org\", \"*.site-b.example.org\", 10.0.0.1, \"::1\"]\n"
         "  - name: to_node2.x\n"
         "    mode: outbound\n"
@@ -309,7 +309,7 @@ test_full_file(void **state)
     assert_string_equal(in->backend.host, "localhost");
     assert_false(in->backend.is_ip);
     assert_int_equal(in->protocol, CONFIG_PROTOCOL_TCP);
-    assert_int_equal(in->client_cert, CONFIG_CLIENT_CERT_NONE);
+    assert_int_equal(in->client_cert, CONFIG_CLIENT_CERT_REQUIRED);
     assert_int_equal(in->n_allow, 4);
     assert_string_equal(in->allow[0], "node2.example.org");
     assert_string_equal(in->allow[1], "*.site-b.example.org");
@@ -1953,16 +1953,21 @@ test_http_keys_misplaced(void **state)
     expect_err(&errs, 1, 11, 25, "listeners[0].client_cert_header: expected xfcc, rfc9440");
     config_errors_clear(&errs);
 
-    /* Peer names come from client certificates. */
+    /* Peer names come from client certificates (attack 7 F1: allow was accepted, then ignored). */
     load_bad(TLS_OK INBOUND_OK "    client_cert: none\n"
+                               "    allow: [a.example]\n"
                                "    access: [{ peers: [a.example], allow: all }]\n"
                                "    couchdb_proxy_auth: { secret_file: couchdb.secret }\n",
-             2, &errs);
+             3, &errs);
     expect_err(&errs, 0, 11, 5,
+               "allow matches the names of verified peers, and with client_cert: none no "
+               "certificate is asked for, so allow would refuse nobody; set client_cert: "
+               "required or remove allow:");
+    expect_err(&errs, 1, 12, 5,
                "access rules match the names of verified peers, and with client_cert: none no "
                "peer is verified, so every request would be refused; set client_cert: required "
                "or remove access:");
-    expect_err(&errs, 1, 12, 5,
+    expect_err(&errs, 2, 13, 5,
                "couchdb_proxy_auth takes the CouchDB user name from the peer's certificate, and "
                "with client_cert: none there is none; set client_cert: required or remove "
                "couchdb_proxy_auth:");
