@@ -1047,17 +1047,30 @@ check_order(struct diag *d)
         if (issued_by(x, sk_X509_value(d->chain, i + 1))) {
             continue;
         }
+        misordered = true;
         for (j = 0; j < n; j++) {
             if (j != i && j != i + 1 && issued_by(x, sk_X509_value(d->chain, j))) {
-                misordered = true;
-                add(d, "chain-order", CERTS_SEV_WARNING, file,
-                    "reorder the file: the node's certificate first, then its issuer, then that "
-                    "issuer's issuer",
-                    "the issuer of %s is #%d, not the next certificate (#%d): strict peers "
-                    "refuse an out-of-order chain",
-                    subj(x, a, sizeof(a)), j + 1, i + 2);
                 break;
             }
+        }
+        if (j < n) {
+            add(d, "chain-order", CERTS_SEV_WARNING, file,
+                "reorder the file: the node's certificate first, then its issuer, then that "
+                "issuer's issuer",
+                "the issuer of %s is #%d, not the next certificate (#%d): strict peers "
+                "refuse an out-of-order chain",
+                subj(x, a, sizeof(a)), j + 1, i + 2);
+        } else {
+            /* Neither the next certificate nor any other issued #i: #i's issuer is missing
+             * or #i+1 does not belong (another node's certificate, the leaf twice). */
+            add(d, "chain-order", CERTS_SEV_WARNING, file,
+                "put each certificate's issuer right after it, and keep in the file only the "
+                "node's certificate and the intermediates above it",
+                "#%d (%s) did not issue #%d (%s), and no certificate in the file did: #%d's "
+                "issuer is missing or #%d does not belong, and ferry sends peers every "
+                "certificate of the file",
+                i + 2, subj(sk_X509_value(d->chain, i + 1), b, sizeof(b)), i + 1,
+                subj(x, a, sizeof(a)), i + 1, i + 2);
         }
     }
     if (d->report != NULL) {

@@ -457,6 +457,14 @@ test_chain_order(void **state)
     save("swapped", l2, inter, i2);
     run(&fs, F("swapped.crt"), F("swapped.key"), F("ca.crt"), NULL);
     expect_only(&fs, "chain-order", CERTS_SEV_WARNING, F("swapped.crt"));
+    /* The leaf twice, or another node's certificate after it: not part of the chain, yet
+     * ferry would send it (attack 7 F3: "order: ok" before). */
+    save("twice", l, l, NULL);
+    run(&fs, F("twice.crt"), F("twice.key"), F("ca.crt"), NULL);
+    expect(&fs, "chain-order", CERTS_SEV_WARNING, F("twice.crt"));
+    assert_non_null(
+        strstr(certs_findings_find(&fs, "chain-order", NULL)->message, "and no certificate in"));
+    certs_findings_clear(&fs);
     /* The right order is clean. */
     save("ordered", l2, i2, inter);
     run(&fs, F("ordered.crt"), F("ordered.key"), F("ca.crt"), NULL);
