@@ -559,6 +559,21 @@ static const struct option main_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/*
+ * What a command printed must have reached stdout: a report written to a full disk or a closed
+ * pipe (`check --json > /dev/full`) is a failure, not exit 0 with nothing written.  Returns
+ * ${rc}, or EXIT_PROBLEM when stdout could not be written.
+ */
+static int
+finish(int rc)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        (void)fprintf(stderr, "ferry: cannot write to standard output: %s\n", strerror(errno));
+        return EXIT_PROBLEM;
+    }
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -579,7 +594,7 @@ main(int argc, char **argv)
             /* The option's word stands for the command's name in argv[0]. */
             sub = argv + optind - 1;
             n = argc - optind + 1;
-            exit(c == 'h' ? cmd_help(n, sub) : cmd_version(n, sub));
+            exit(finish(c == 'h' ? cmd_help(n, sub) : cmd_version(n, sub)));
         }
     }
     if (cmd == NULL) {
@@ -593,16 +608,16 @@ main(int argc, char **argv)
         exit(cmd_run(n, sub));
     }
     if (strcmp(cmd, "check") == 0) {
-        exit(cmd_check(n, sub));
+        exit(finish(cmd_check(n, sub)));
     }
     if (strcmp(cmd, "certs") == 0) {
-        exit(certs_cli(n - 1, sub + 1, stdout, stderr));
+        exit(finish(certs_cli(n - 1, sub + 1, stdout, stderr)));
     }
     if (strcmp(cmd, "version") == 0) {
-        exit(cmd_version(n, sub));
+        exit(finish(cmd_version(n, sub)));
     }
     if (strcmp(cmd, "help") == 0) {
-        exit(cmd_help(n, sub));
+        exit(finish(cmd_help(n, sub)));
     }
     fprintf(stderr, "ferry: unknown command \"%s\"\n", cmd);
     usage(stderr);

@@ -26,6 +26,16 @@ ferry_cmd help certs >/dev/null 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "ferry help certs exited $rc"
 pass "help"
 
+# Output that cannot be written is a failure, not exit 0 with nothing written (attack 7 F6).
+for args in "version" "help" "certs inspect --help" "check --help"; do
+    rc=0
+    # shellcheck disable=SC2086  # word splitting of the command is meant
+    err=$(ferry_cmd $args 2>&1 >/dev/full) || rc=$?
+    [ "$rc" = 1 ] || fail "ferry $args >/dev/full exited $rc, expected 1"
+    grep -q 'cannot write to standard output' <<<"$err" || fail "ferry $args >/dev/full: $err"
+done
+pass "a write error on stdout exits 1 and says so"
+
 # -h / --help after every command: its usage on stdout, exit 0 (run was a usage error).
 for cmd in run check certs "certs inspect"; do
     for h in -h --help; do
