@@ -435,7 +435,11 @@ cmd_run(int argc, char **argv)
         if (c == 'h') {
             return cmd_help_of("run");
         }
-        given = value; /* -c FILE */
+        if (given != NULL) { /* -c FILE */
+            (void)fprintf(stderr, "ferry run: option given twice: -c/--config\n");
+            return usage_hint("run");
+        }
+        given = value;
     }
     path = find_config(given);
     /* The same findings as `ferry check`, from the same code (certs_check_vet_config). */
@@ -513,6 +517,10 @@ cmd_check(int argc, char **argv)
         case 'h':
             return cmd_help_of("check");
         case 'c':
+            if (given != NULL) {
+                (void)fprintf(stderr, "ferry check: option given twice: -c/--config\n");
+                return usage_hint("check");
+            }
             given = value;
             break;
         case CHECK_PEER:
@@ -532,8 +540,13 @@ cmd_check(int argc, char **argv)
         }
     }
     if (o.listener != NULL && o.peer == NULL) {
-        fprintf(stderr, "ferry check: --listener needs --peer HOST:PORT\n");
-        return EXIT_USAGE;
+        (void)fprintf(stderr, "ferry check: --listener needs --peer HOST:PORT\n");
+        return usage_hint("check");
+    }
+    if (o.hostname != NULL && o.peer != NULL) {
+        (void)fprintf(stderr, "ferry check: --hostname is for the files alone; with --peer the "
+                              "name checked is the peer's HOST\n");
+        return usage_hint("check");
     }
     o.config_path = find_config(given);
     o.color = !o.json && isatty(fileno(stdout)) && getenv("NO_COLOR") == NULL;

@@ -125,6 +125,11 @@ usage_err 'ferry check: unknown option "--bogus"' check --bogus
 usage_err 'ferry check: --peer needs a value' check --peer
 usage_err 'ferry check: --json takes no value' check --json=yes
 usage_err 'ferry check: unexpected argument "--json"' check -- --json
+# No option is silently ignored or silently replaced (attack 7 F7).
+usage_err 'ferry run: option given twice: -c/--config' run -c a.yaml --config=b.yaml
+usage_err 'ferry check: option given twice: -c/--config' check -c a.yaml -c b.yaml
+usage_err 'ferry check: --listener needs --peer HOST:PORT' check --listener out
+usage_err 'ferry check: --hostname is for the files alone' check --peer 127.0.0.1:1 --hostname x
 usage_err 'ferry version: unknown option "-x"' version -x
 usage_err 'ferry version: unexpected argument "now"' version now
 usage_err 'ferry help: unknown option "--bogus"' help --bogus
